@@ -1,0 +1,23 @@
+import js from '@eslint/js';
+import tseslint from 'typescript-eslint';
+
+export default tseslint.config(
+  { ignores: ['dist/**', 'build/**', 'build-*/**', 'node_modules/**', '.tools/**', '.gpu/**', 'charts/**'] },
+  js.configs.recommended,
+  ...tseslint.configs.recommended,
+  {
+    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly' } },
+    rules: {
+      '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
+    },
+  },
+  {
+    // One module owns each boundary: only operator/k8s/ may import the Kubernetes client at runtime,
+    // and only native/ts/ may load the addon.
+    files: ['**/*.ts'],
+    ignores: ['operator/k8s/**', 'test/**', 'bench/**'],
+    rules: {
+      'no-restricted-imports': ['error', { paths: [{ name: '@kubernetes/client-node', message: 'import it only in operator/k8s/ (use import type elsewhere)', allowTypeImports: true }] }],
+    },
+  },
+);
