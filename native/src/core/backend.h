@@ -1,0 +1,49 @@
+// The contract between the engine core (sequences, block tables, pools, sampling) and a compute
+// backend (CPU or CUDA). A backend is mechanism only: it runs the model for a planned batch and
+// reads/writes the host cache pools; it owns no policy and no sequence state.
+#pragma once
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/cache_pools.h"
+#include "core/types.h"
+#include "core/weights.h"
+
+namespace hs {
+
+// One sequence's share of a step: `num_new` tokens at positions [start_pos, start_pos + num_new),
+// whose cache goes into `blocks` (a block table that covers every position < start_pos + num_new).
+// Positions < start_pos are already cached, each as KV or ACT per its block's kind.
+struct SeqPlan {
+  int64_t id = 0;
+  const int32_t* tokens = nullptr;
+  int num_new = 0;
+  int start_pos = 0;
+  const BlockRef* blocks = nullptr;
+  int num_blocks = 0;
+};
+
+struct BatchPlan {
+  std::vector<SeqPlan> seqs;
+  // Mini-batches for the zig-zag schedule (indices into seqs); empty means one mini-batch of all.
+  std::vector<std::vector<int>> mini_batches;
+};
+
+struct BackendInfo {
+  std::string device;       // "cpu" | "cuda"
+  std::string device_name;  // e.g. "x86_64 (16 threads, avx512)" or "NVIDIA H100 80GB HBM3"
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  // Runs the model over each sequence's new tokens, writes their cache into the host pools (as KV
+  // or ACT per block kind) and writes the logits of each sequence's LAST new token into
+  // logits[i * vocab_size] (i = index in plan.seqs). Adds what it did to `counters`.
+  // Throws std::runtime_error on device failure.
+  virtual void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) = 0;
+  virtual BackendInfo Info() const = 0;
+};
+
+}  // namespace hs

@@ -1,0 +1,60 @@
+// Plain data shared by the engine core and its backends. No Node, no CUDA.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace hs {
+
+enum class Arch { OPT, LLAMA };
+enum class DType : uint8_t { F32 = 0, F16 = 1, BF16 = 2 };
+enum class CacheKind : uint8_t { KV = 0, ACT = 1 };
+
+inline size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+struct ModelConfig {
+  Arch arch = Arch::OPT;
+  int vocab_size = 0;
+  int hidden_size = 0;
+  int num_layers = 0;
+  int num_heads = 0;
+  int num_kv_heads = 0;
+  int head_dim = 0;
+  int ffn_size = 0;
+  int max_positions = 0;
+  float norm_eps = 1e-5f;
+  float rope_theta = 10000.f;
+  bool tie_embeddings = true;
+
+  int q_dim() const { return num_heads * head_dim; }
+  int kv_dim() const { return num_kv_heads * head_dim; }
+};
+
+// One block of a sequence's block table. A block index addresses the same slot in every layer.
+struct BlockRef {
+  CacheKind kind;
+  int32_t index;
+};
+
+// What one step did. Summed into the engine's totals.
+struct StepCounters {
+  int64_t steps = 0;
+  int64_t prefill_tokens = 0;
+  int64_t decode_tokens = 0;
+  int64_t weight_bytes_h2d = 0;
+  int64_t kv_bytes_h2d = 0;
+  int64_t act_bytes_h2d = 0;
+  int64_t kv_bytes_d2h = 0;
+  int64_t act_bytes_d2h = 0;
+  double transfer_seconds = 0;
+  double compute_seconds = 0;
+  double recompute_seconds = 0;
+  double idle_seconds = 0;
+  double wall_seconds = 0;
+  int64_t recomputed_tokens = 0;
+
+  StepCounters& operator+=(const StepCounters& o);
+};
+
+}  // namespace hs

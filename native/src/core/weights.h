@@ -1,0 +1,74 @@
+// Model weights in host memory, by canonical name (see native/README.md for the names and shapes).
+// Filled either from a deterministic synthetic generator or from safetensors files whose byte
+// ranges were validated in TypeScript; each tensor is read and converted once, straight into its
+// final buffer (no second copy of the model in RAM).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/types.h"
+
+namespace hs {
+
+struct TensorRef {  // a tensor in a safetensors file
+  std::string name;
+  std::string path;
+  uint64_t offset = 0;
+  uint64_t byte_length = 0;
+  DType dtype = DType::F32;
+  std::vector<int64_t> shape;
+};
+
+struct WeightSource {
+  bool synthetic = true;
+  uint64_t seed = 0;
+  std::vector<TensorRef> tensors;  // when !synthetic
+};
+
+struct HostTensor {
+  std::vector<int64_t> shape;
+  DType dtype = DType::F32;
+  uint8_t* data = nullptr;  // owned by HostWeights
+  size_t bytes = 0;
+  size_t numel() const;
+  const float* f32() const { return reinterpret_cast<const float*>(data); }
+  const uint16_t* f16() const { return reinterpret_cast<const uint16_t*>(data); }
+};
+
+class HostWeights {
+ public:
+  using AllocFn = void* (*)(size_t bytes);
+  using FreeFn = void (*)(void* ptr);
+  // Loads every tensor the config needs, stored as `dtype` (F32 for CPU, F16 for CUDA).
+  // Throws std::invalid_argument with a readable message for missing/mis-shaped tensors.
+  HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, AllocFn alloc = nullptr,
+              FreeFn release = nullptr);
+  ~HostWeights();
+  HostWeights(const HostWeights&) = delete;
+  HostWeights& operator=(const HostWeights&) = delete;
+
+  const HostTensor& get(const std::string& name) const;        // throws if absent
+  const HostTensor* find(const std::string& name) const;       // nullptr if absent
+  static std::string layer_name(int layer, const char* leaf);  // "layers.<i>.<leaf>"
+  size_t total_bytes() const { return total_bytes_; }
+  DType dtype() const { return dtype_; }
+
+ private:
+  DType dtype_;
+  FreeFn release_;
+  size_t total_bytes_ = 0;
+  std::map<std::string, HostTensor> tensors_;
+};
+
+// The canonical tensor list for a config: name and shape of every tensor the engine needs.
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  bool optional = false;  // e.g. lm_head.weight when embeddings are tied
+};
+std::vector<TensorSpec> RequiredTensors(const ModelConfig& cfg);
+
+}  // namespace hs

@@ -1,0 +1,32 @@
+// Factory of the CUDA backend (compiled only when HS_WITH_CUDA). The engine core calls these
+// through native/src/addon/backend_factory.cc; nothing else includes CUDA headers.
+#pragma once
+#include <cstdint>
+#include <memory>
+
+#include "core/backend.h"
+
+namespace hs::cuda {
+
+struct CudaOptions {
+  int device = 0;
+  int64_t gpu_memory_bytes = 0;  // 0: use free memory minus a margin
+  int resident_layers = -1;      // -1: as many as fit in the budget after buffers
+};
+
+// Pinned host allocation for weights and cache pools (cudaHostAlloc / cudaFreeHost).
+void* PinnedAlloc(size_t bytes);
+void PinnedFree(void* ptr);
+bool DeviceAvailable();
+
+std::unique_ptr<Backend> MakeCudaBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
+                                         const CudaOptions& opts);
+
+struct CudaProbe {
+  double gemm_flops = 0;
+  double h2d_bytes_per_second = 0;
+  double d2h_bytes_per_second = 0;
+};
+CudaProbe ProbeDevice(int device);
+
+}  // namespace hs::cuda
