@@ -1,6 +1,134 @@
-// Placeholder until the plan command lands; replaced by its owner.
+// `hybridserve plan`: prints the KV:ACT cache plan for a model on a GPU (planning/planNode), human
+// readable by default, one JSON object with --json. The only I/O is reading a checkpoint's config.json.
+import { parseCli, parseSize, parseIntOption, parseNumberOption } from './args.js';
 import { CliError } from './errors.js';
+import { parseModelSpec } from '../model/spec.js';
+import { readHfConfig } from '../model/config.js';
+import { ModelError } from '../model/errors.js';
+import type { ModelConfig } from '../model/types.js';
+import {
+  KNOWN_PRODUCTS, PlanError, hardwareProfile, planNode, withMeasured, type MeasuredValues, type Plan,
+} from '../planning/index.js';
 
-export async function run(_argv: string[]): Promise<number> {
-  throw new CliError('plan: not implemented yet');
+/** Default pod host memory when --host-memory is not given: a common 2-socket GPU server share. */
+export const DEFAULT_HOST_MEMORY = '256GiB';
+
+const USAGE = `usage: hybridserve plan --model SPEC --gpu PRODUCT [options]
+
+Prints the KV:ACT cache plan (ACT fraction, host memory, pool sizes, batch, predicted speed).
+
+options:
+  --model SPEC            synthetic:<preset> or a Hugging Face checkpoint directory (config.json is read)
+  --gpu PRODUCT           nvidia.com/gpu.product label value, e.g. NVIDIA-H100-80GB-HBM3
+  --host-memory SIZE      pod host memory budget: weights + cache + runtime (default ${DEFAULT_HOST_MEMORY})
+  --gpu-memory SIZE       GPU memory budget (default: the GPU's memory)
+  --act-fraction X        'auto' (default) or a number in [0, 1]
+  --prompt N              prompt tokens per request (default 512)
+  --gen N                 generated tokens per request (default 128)
+  --block-tokens N        tokens per cache block (default 16)
+  --max-batch N           upper bound on the batch (default 1024)
+  --h2d-gbps X            measured pinned host-to-device bandwidth, GB/s (overrides the table)
+  --d2h-gbps X            measured pinned device-to-host bandwidth, GB/s
+  --gemm-tflops X         measured fp16 GEMM rate, TFLOP/s
+  --json                  print one JSON object
+  -h, --help              this help`;
+
+const OPTIONS = {
+  model: { type: 'string' },
+  gpu: { type: 'string' },
+  'host-memory': { type: 'string' },
+  'gpu-memory': { type: 'string' },
+  'act-fraction': { type: 'string' },
+  prompt: { type: 'string' },
+  gen: { type: 'string' },
+  'block-tokens': { type: 'string' },
+  'max-batch': { type: 'string' },
+  'h2d-gbps': { type: 'string' },
+  'd2h-gbps': { type: 'string' },
+  'gemm-tflops': { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+} as const;
+
+async function loadModel(spec: string): Promise<ModelConfig> {
+  try {
+    const parsed = parseModelSpec(spec);
+    return parsed.kind === 'synthetic' ? parsed.config : await readHfConfig(parsed.dir);
+  } catch (err) {
+    if (err instanceof ModelError) throw new CliError(`plan: ${err.message}`);
+    throw err;
+  }
+}
+
+function parseFraction(text: string | undefined): number | 'auto' {
+  if (text === undefined || text.trim().toLowerCase() === 'auto') return 'auto';
+  return parseNumberOption(text, '--act-fraction', 0, 1, 0);
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const o = parseCli(argv, OPTIONS, 'plan');
+  if (o.help) {
+    console.log(USAGE);
+    return 0;
+  }
+  if (!o.model) throw new CliError(`plan: --model is required\n\n${USAGE}`);
+  if (!o.gpu) throw new CliError(`plan: --gpu is required (known products: ${KNOWN_PRODUCTS.join(', ')})`);
+
+  let hardware = hardwareProfile(o.gpu);
+  if (!hardware) {
+    throw new CliError(`plan: unknown GPU product '${o.gpu}'; known products (nvidia.com/gpu.product values):\n  ${KNOWN_PRODUCTS.join('\n  ')}`);
+  }
+  const measured: MeasuredValues = {};
+  if (o['h2d-gbps'] !== undefined) measured.h2dBytesPerSecond = parseNumberOption(o['h2d-gbps'], '--h2d-gbps', 0.001, 1e4, 0) * 1e9;
+  if (o['d2h-gbps'] !== undefined) measured.d2hBytesPerSecond = parseNumberOption(o['d2h-gbps'], '--d2h-gbps', 0.001, 1e4, 0) * 1e9;
+  if (o['gemm-tflops'] !== undefined) measured.gemmFlops = parseNumberOption(o['gemm-tflops'], '--gemm-tflops', 0.001, 1e5, 0) * 1e12;
+  hardware = withMeasured(hardware, measured);
+
+  const hostMemoryBytes = parseSize(o['host-memory'] ?? DEFAULT_HOST_MEMORY, '--host-memory');
+  const gpuMemoryBytes = o['gpu-memory'] !== undefined ? parseSize(o['gpu-memory'], '--gpu-memory') : undefined;
+  const actFraction = parseFraction(o['act-fraction']);
+  const promptTokens = parseIntOption(o.prompt, '--prompt', 1, 1 << 20, 512);
+  const genTokens = parseIntOption(o.gen, '--gen', 1, 1 << 20, 128);
+  const blockTokens = parseIntOption(o['block-tokens'], '--block-tokens', 1, 4096, 16);
+  const maxBatchCap = parseIntOption(o['max-batch'], '--max-batch', 1, 1 << 20, 1024);
+  const model = await loadModel(o.model);
+
+  let plan: Plan;
+  try {
+    plan = planNode({ model, hardware, hostMemoryBytes, gpuMemoryBytes, actFraction, promptTokens, genTokens, blockTokens, maxBatchCap });
+  } catch (err) {
+    if (err instanceof PlanError) throw new CliError(`plan: ${err.message}`);
+    throw err;
+  }
+  console.log(o.json ? JSON.stringify({ ...plan, hardware }) : formatPlan(plan));
+  return 0;
+}
+
+const GiB = 2 ** 30;
+const gib = (b: number) => `${(b / GiB).toFixed(1)} GiB`;
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
+const secs = (s: number) => (s < 1 ? `${(s * 1e3).toFixed(1)} ms` : `${s.toFixed(2)} s`);
+
+/** The human-readable plan. */
+export function formatPlan(p: Plan): string {
+  const row = (k: string, v: string) => `  ${k.padEnd(20)}${v}`;
+  const lines = [
+    `plan for ${p.model} on ${p.gpuProduct}`,
+    row('ACT fraction', p.actFraction.toFixed(2)),
+    row('reason', p.reason),
+    row('host memory', `${gib(p.hostMemoryBytes)} = weights ${gib(p.weightBytes)} + cache ${gib(p.cacheBytes)} + runtime ${gib(p.runtimeBytes)}`),
+    row('pod memory', `request ${p.memoryRequestBytes} B, limit ${p.memoryLimitBytes} B`),
+    row('KV pool', `${p.kvBlocks} blocks × ${p.blockTokens} tokens (${mib(p.kvBlockBytes)} each)`),
+    row('ACT pool', `${p.actBlocks} blocks × ${p.blockTokens} tokens (${mib(p.actBlockBytes)} each)`),
+    row('max batch', `${p.maxBatch} sequences of ${p.promptTokens} + ${p.genTokens} tokens`),
+    row('GPU memory', `${gib(p.gpuMemoryBytes)}: ${p.residentLayers}/${p.numLayers} layers resident, mini-batches up to ${p.miniBatchTokens} tokens`),
+    row('decode step', `${secs(p.predictedStepSeconds)} (transfer ${secs(p.predictedPhases.transferSeconds)}, compute ` +
+      `${secs(p.predictedPhases.computeSeconds)}, recompute ${secs(p.predictedPhases.recomputeSeconds)}; ${p.bound}-bound)`),
+    row('prefill', secs(p.predictedPrefillSeconds)),
+    row('throughput', `${p.predictedTokensPerSecond.toFixed(1)} generated tokens/s incl. prefill ` +
+      `(${p.predictedDecodeTokensPerSecond.toFixed(1)} during decode)`),
+    '  sweep (fraction: batch, tokens/s):',
+    ...p.sweep.map((s) => `    ${s.actFraction.toFixed(1)}: ${String(s.maxBatch).padStart(5)}  ${s.predictedTokensPerSecond.toFixed(1)}`),
+  ];
+  return lines.join('\n');
 }

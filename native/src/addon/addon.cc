@@ -1,10 +1,73 @@
-// Registers the addon's exports. Placeholder: replaced by the engine bindings.
+// Registers the addon's exports: createEngine, probe, devices, version (see native/ts/addon-types.ts).
 #include <napi.h>
+
+#include "addon/backend_factory.h"
+#include "addon/convert.h"
+#include "addon/engine_wrap.h"
+#include "addon/workers.h"
 #include "core/version.h"
 
-static Napi::Object Init(Napi::Env env, Napi::Object exports) {
+namespace hs::addon {
+namespace {
+
+Napi::Value Rejected(Napi::Env env, const Napi::Error& err) {
+  auto d = Napi::Promise::Deferred::New(env);
+  d.Reject(err.Value());
+  return d.Promise();
+}
+
+Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    CreateOptions opts = ParseCreateOptions(env, info[0]);
+    auto* worker = new CreateEngineWorker(env, std::move(opts));
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  } catch (const Napi::Error& err) {
+    return Rejected(env, err);
+  }
+}
+
+Napi::Value Probe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    if (!info[0].IsString()) throw Napi::TypeError::New(env, "device must be a string");
+    const std::string device = info[0].As<Napi::String>().Utf8Value();
+    if (device != "cpu" && device != "cuda") throw Napi::RangeError::New(env, "device must be 'cpu' or 'cuda', got '" + device + "'");
+    int threads = 0;
+    if (info.Length() > 1 && !info[1].IsUndefined()) threads = (int)ToInteger(env, info[1], "threads", 0, 1024);
+    auto* worker = new ProbeWorker(env, device, threads);
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  } catch (const Napi::Error& err) {
+    return Rejected(env, err);
+  }
+}
+
+Napi::Value Devices(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const auto devs = AvailableDevices();
+  Napi::Array a = Napi::Array::New(env, devs.size());
+  for (size_t i = 0; i < devs.size(); ++i) a.Set((uint32_t)i, devs[i]);
+  return a;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  auto* data = new AddonData();
+  env.SetInstanceData(data);  // deleted by node-addon-api at environment teardown
+  EngineWrap::Init(env, data);
+  exports.Set("createEngine", Napi::Function::New(env, CreateEngine, "createEngine"));
+  exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
   exports.Set("version", Napi::String::New(env, hs::kVersion));
   return exports;
 }
 
-NODE_API_MODULE(hybridserve, Init)
+}  // namespace
+}  // namespace hs::addon
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return hs::addon::Init(env, exports); }
+
+NODE_API_MODULE(hybridserve, InitAddon)

@@ -3,6 +3,8 @@
 #pragma once
 #include <cstddef>
 #include <functional>
+#include <string>
+#include <vector>
 
 namespace hs::cpu {
 
@@ -10,6 +12,8 @@ class ThreadPool;
 
 // C[M,N] = beta·C + A[M,K] · B[N,K]ᵀ (+ bias[N] if bias != nullptr).
 // lda/ldb/ldc are row strides in elements. beta is 0 or 1. Runs on `pool` (nullptr = caller thread).
+// Throws std::invalid_argument for negative sizes, strides smaller than a row, or null pointers
+// where data is needed.
 void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
              float beta, const float* bias, ThreadPool* pool);
 
@@ -18,10 +22,24 @@ void gemm_nt_reference(int M, int N, int K, const float* A, int lda, const float
                        int ldc, float beta, const float* bias);
 
 // Which kernel gemm_nt dispatches to on this machine ("avx512", "avx2", "scalar").
+// The environment variable HYBRIDSERVE_GEMM_KERNEL (one of those names) forces a kernel at start-up,
+// when this CPU can run it (otherwise a warning goes to stderr and the automatic choice stays).
 const char* gemm_kernel_name();
 
-// A fixed set of worker threads. ParallelFor splits [0, n) into contiguous chunks, one per thread,
-// and returns when all are done. Not reentrant: one ParallelFor at a time per pool.
+// The kernels this CPU can run, best first; always ends with "scalar".
+std::vector<std::string> gemm_supported_kernels();
+
+// Forces gemm_nt onto the named kernel (tests and benchmarks of each path). nullptr, "" or "auto"
+// restores the automatic choice. Throws std::invalid_argument for an unknown name or a kernel this
+// CPU cannot run. Not meant to be called while other threads are inside gemm_nt.
+void gemm_force_kernel(const char* name);
+
+// A fixed set of worker threads. ParallelFor splits [0, n) into contiguous chunks, one per thread
+// (the calling thread runs the first chunk), and returns when all are done. Idle workers spin for
+// a few tens of microseconds (back-to-back GEMMs of a decode step) and then sleep on a condvar.
+// An exception thrown by fn on any thread is rethrown by ParallelFor once every chunk has finished.
+// One ParallelFor at a time per pool: a nested call, or one made while another thread's call is
+// running, is not parallelised but runs fn(0, n) on its own calling thread.
 class ThreadPool {
  public:
   explicit ThreadPool(int threads);  // threads <= 0: hardware concurrency
@@ -36,7 +54,8 @@ class ThreadPool {
   Impl* impl_;
 };
 
-// Measures this machine's sgemm rate (FLOP/s) with gemm_nt on a large square problem.
+// Measures this machine's sgemm rate (FLOP/s) with gemm_nt on a large square problem: one warm-up
+// run, then total FLOPs / total time over at least min_seconds (a sustained rate, not a best case).
 double MeasurePeakGemmFlops(ThreadPool* pool, int size = 1024, double min_seconds = 0.5);
 
 }  // namespace hs::cpu

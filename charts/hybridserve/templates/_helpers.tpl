@@ -1,0 +1,63 @@
+{{/* Name of the chart, overridable. */}}
+{{- define "hybridserve.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Full name: release-chart unless the release name already contains the chart name. */}}
+{{- define "hybridserve.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "hybridserve.operatorName" -}}
+{{- printf "%s-operator" (include "hybridserve.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "hybridserve.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "hybridserve.labels" -}}
+helm.sh/chart: {{ include "hybridserve.chart" . }}
+{{ include "hybridserve.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hybridserve
+{{- end }}
+
+{{/*
+The operator's own labels. The name is <chart>-operator so that a Service the operator creates
+for a HybridServeDeployment (selector app.kubernetes.io/name=hybridserve + instance=<hsd>) can never
+select the operator pod, even when the release and the HSD share a name and namespace.
+*/}}
+{{- define "hybridserve.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "hybridserve.name" . }}-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end }}
+
+{{- define "hybridserve.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "hybridserve.operatorName" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* repository:tag or repository@digest; the tag defaults to the appVersion. */}}
+{{- define "hybridserve.operatorImage" -}}
+{{- $img := .Values.operator.image }}
+{{- if $img.digest }}
+{{- printf "%s@%s" $img.repository $img.digest }}
+{{- else }}
+{{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,123 @@
+// Model loading shared by the server and the CLI: a Model SPEC → config, weight source (tensor
+// references for the engine, never tensor data), tokenizer; and the engine options for it.
+import { stat } from 'node:fs/promises';
+import { readHfConfig } from './config.js';
+import { ModelError, describeError } from './errors.js';
+import { mapTensors } from './names.js';
+import { readCheckpointTensors } from './safetensors.js';
+import { parseModelSpec } from './spec.js';
+import { loadCheckpointTokenizer, syntheticTokenizer, type Tokenizer } from './tokenizer.js';
+import type { ModelConfig } from './types.js';
+import type {
+  NativeDevice, NativeEngine, NativeEngineOptions, NativeModelConfig, NativeWeightSource,
+} from '../native/ts/addon-types.js';
+import { createEngine, toNativeConfig } from '../native/ts/engine.js';
+
+export interface LoadedModel {
+  /** Display name: the preset name or the checkpoint directory's base name. */
+  name: string;
+  /** The spec as given (trimmed). */
+  spec: string;
+  source: 'synthetic' | 'checkpoint';
+  /** Checkpoint directory (absolute), for checkpoints. */
+  dir?: string;
+  config: ModelConfig;
+  weights: NativeWeightSource;
+  tokenizer: Tokenizer;
+}
+
+export interface LoadOptions {
+  /** Environment for pvc:// resolution (HYBRIDSERVE_MODEL_ROOT); default process.env. */
+  env?: Record<string, string | undefined>;
+}
+
+export async function loadModel(specText: string, opts: LoadOptions = {}): Promise<LoadedModel> {
+  const spec = parseModelSpec(specText, opts.env);
+  if (spec.kind === 'synthetic') {
+    return {
+      name: spec.preset, spec: spec.spec, source: 'synthetic', config: spec.config,
+      weights: { kind: 'synthetic', seed: spec.seed }, tokenizer: syntheticTokenizer(spec.config),
+    };
+  }
+  const dir = spec.dir;
+  let isDir: boolean;
+  try {
+    isDir = (await stat(dir)).isDirectory();
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ModelError(code === 'ENOENT' ? `model directory ${dir} does not exist` : `cannot read ${dir}: ${describeError(err)}`);
+  }
+  if (!isDir) throw new ModelError(`model spec '${spec.spec}': ${dir} is not a directory (expected a checkpoint directory or synthetic:<preset>)`);
+  const config = await readHfConfig(dir);
+  const tensors = mapTensors(config, await readCheckpointTensors(dir));
+  const tokenizer = await loadCheckpointTokenizer(dir, config);
+  return { name: config.name, spec: spec.spec, source: 'checkpoint', dir, config, weights: { kind: 'files', tensors }, tokenizer };
+}
+
+export function nativeModelConfig(cfg: ModelConfig): NativeModelConfig {
+  return toNativeConfig(cfg);
+}
+
+export interface EngineSizing {
+  device?: NativeDevice;
+  /** Default ACT fraction in [0, 1] (default 0). */
+  actFraction?: number;
+  /** Tokens per cache block (default 16). */
+  blockTokens?: number;
+  /** Tokens of cache to provide for, over all sequences at once. */
+  tokenBudget: number;
+  /** Sequences alive at once (each may leave one block partly filled); default 1. */
+  maxSequences?: number;
+  /** Explicit pool sizes (e.g. from a plan) override the budget. */
+  kvBlocks?: number;
+  actBlocks?: number;
+  threads?: number;
+  gpuMemoryBytes?: number;
+  residentLayers?: number;
+}
+
+/**
+ * Pool sizes for a token budget. Each pool can hold the whole budget on its own, so any ACT
+ * fraction (also per-sequence overrides) fits; a planner that sizes the pools exactly passes
+ * kvBlocks/actBlocks instead.
+ */
+export function poolSizesForBudget(tokenBudget: number, blockTokens: number, maxSequences: number): { kvBlocks: number; actBlocks: number } {
+  if (!(tokenBudget > 0) || !(blockTokens > 0) || !(maxSequences > 0)) {
+    throw new RangeError(`pool sizing needs positive numbers (tokenBudget ${tokenBudget}, blockTokens ${blockTokens}, maxSequences ${maxSequences})`);
+  }
+  const blocks = Math.ceil(tokenBudget / blockTokens) + maxSequences;
+  return { kvBlocks: blocks, actBlocks: blocks };
+}
+
+export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, sizing: EngineSizing): NativeEngineOptions {
+  const blockTokens = sizing.blockTokens ?? 16;
+  const actFraction = sizing.actFraction ?? 0;
+  if (!(actFraction >= 0 && actFraction <= 1)) throw new RangeError(`ACT fraction must be in [0, 1], got ${actFraction}`);
+  const pools = sizing.kvBlocks !== undefined && sizing.actBlocks !== undefined
+    ? { kvBlocks: sizing.kvBlocks, actBlocks: sizing.actBlocks }
+    : poolSizesForBudget(sizing.tokenBudget, blockTokens, sizing.maxSequences ?? 1);
+  return {
+    device: sizing.device ?? 'cpu',
+    config: nativeModelConfig(model.config),
+    weights: model.weights,
+    blockTokens,
+    ...pools,
+    actFraction,
+    ...(sizing.threads !== undefined ? { threads: sizing.threads } : {}),
+    ...(sizing.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: sizing.gpuMemoryBytes } : {}),
+    ...(sizing.residentLayers !== undefined ? { residentLayers: sizing.residentLayers } : {}),
+  };
+}
+
+/**
+ * Builds the engine for a loaded model. Errors from the engine while loading checkpoint weights
+ * (which the headers did not reveal) become ModelError; the addon is loaded only here.
+ */
+export async function openEngine(model: Pick<LoadedModel, 'config' | 'weights'>, sizing: EngineSizing): Promise<NativeEngine> {
+  const options = engineOptions(model, sizing);
+  try {
+    return await createEngine(options);
+  } catch (err) {
+    throw new ModelError(`cannot start the engine: ${describeError(err)}`);
+  }
+}

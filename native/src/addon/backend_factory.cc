@@ -1,0 +1,72 @@
+#include "addon/backend_factory.h"
+
+#include <stdexcept>
+
+#include "cpu/cpu_backend.h"
+#include "cpu/gemm.h"
+#ifdef HS_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
+
+namespace hs::addon {
+
+bool DeviceSupported(const std::string& device) {
+  if (device == "cpu") return true;
+#ifdef HS_WITH_CUDA
+  if (device == "cuda") return hs::cuda::DeviceAvailable();
+#endif
+  return false;
+}
+
+std::vector<std::string> AvailableDevices() {
+  std::vector<std::string> out{"cpu"};
+  if (DeviceSupported("cuda")) out.push_back("cuda");
+  return out;
+}
+
+EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, PoolConfig pc, const DeviceOptions& dev) {
+  EngineParts parts;
+  if (dev.device == "cpu") {
+    pc.dtype = DType::F32;
+    parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
+    parts.pools = std::make_unique<CachePools>(cfg, pc);
+    parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, dev.threads);
+    return parts;
+  }
+#ifdef HS_WITH_CUDA
+  if (dev.device == "cuda") {
+    if (!hs::cuda::DeviceAvailable()) throw std::invalid_argument("device 'cuda' requested but no CUDA GPU is available");
+    pc.dtype = DType::F16;
+    parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
+    parts.pools = std::make_unique<CachePools>(cfg, pc, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
+    hs::cuda::CudaOptions o;
+    o.gpu_memory_bytes = dev.gpu_memory_bytes;
+    o.resident_layers = dev.resident_layers;
+    parts.backend = hs::cuda::MakeCudaBackend(cfg, *parts.weights, *parts.pools, o);
+    return parts;
+  }
+#endif
+  throw std::invalid_argument("device '" + dev.device + "' is not available in this build (available: cpu" +
+                              std::string(DeviceSupported("cuda") ? ", cuda" : "") + ")");
+}
+
+ProbeResult ProbeDevice(const std::string& device, int threads) {
+  ProbeResult r;
+  if (device == "cpu") {
+    cpu::ThreadPool pool(threads);
+    r.gemm_flops = cpu::MeasurePeakGemmFlops(&pool);
+    return r;
+  }
+#ifdef HS_WITH_CUDA
+  if (device == "cuda" && hs::cuda::DeviceAvailable()) {
+    const auto p = hs::cuda::ProbeDevice(0);
+    r.gemm_flops = p.gemm_flops;
+    r.h2d_bytes_per_second = p.h2d_bytes_per_second;
+    r.d2h_bytes_per_second = p.d2h_bytes_per_second;
+    return r;
+  }
+#endif
+  throw std::invalid_argument("device '" + device + "' is not available in this build");
+}
+
+}  // namespace hs::addon

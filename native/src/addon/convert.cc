@@ -1,0 +1,181 @@
+#include "addon/convert.h"
+
+#include <cmath>
+#include <limits>
+
+namespace hs::addon {
+
+namespace {
+
+Napi::Object ToObject(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsObject() || v.IsArray()) throw Napi::TypeError::New(env, what + " must be an object");
+  return v.As<Napi::Object>();
+}
+
+Napi::Value Field(Napi::Object o, const char* key) { return o.Get(key); }
+
+bool Present(Napi::Value v) { return !v.IsUndefined() && !v.IsNull(); }
+
+std::string ToString(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsString()) throw Napi::TypeError::New(env, what + " must be a string");
+  return v.As<Napi::String>().Utf8Value();
+}
+
+bool ToBool(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsBoolean()) throw Napi::TypeError::New(env, what + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+DType ParseDType(Napi::Env env, Napi::Value v, const std::string& what) {
+  const std::string s = ToString(env, v, what);
+  if (s == "F32") return DType::F32;
+  if (s == "F16") return DType::F16;
+  if (s == "BF16") return DType::BF16;
+  throw Napi::RangeError::New(env, what + " must be 'F32', 'F16' or 'BF16', got '" + s + "'");
+}
+
+constexpr int64_t kMaxInt = std::numeric_limits<int32_t>::max();
+constexpr int64_t kMaxSafe = 9007199254740991LL;  // 2^53 - 1
+
+ModelConfig ParseConfig(Napi::Env env, Napi::Value v) {
+  Napi::Object o = ToObject(env, v, "config");
+  ModelConfig c;
+  const std::string arch = ToString(env, Field(o, "arch"), "config.arch");
+  if (arch == "opt")
+    c.arch = Arch::OPT;
+  else if (arch == "llama")
+    c.arch = Arch::LLAMA;
+  else
+    throw Napi::RangeError::New(env, "config.arch must be 'opt' or 'llama', got '" + arch + "'");
+  auto pos = [&](const char* key) { return (int)ToInteger(env, Field(o, key), std::string("config.") + key, 1, kMaxInt); };
+  c.vocab_size = pos("vocabSize");
+  c.hidden_size = pos("hiddenSize");
+  c.num_layers = pos("numLayers");
+  c.num_heads = pos("numHeads");
+  c.num_kv_heads = pos("numKvHeads");
+  c.head_dim = pos("headDim");
+  c.ffn_size = pos("ffnSize");
+  c.max_positions = pos("maxPositions");
+  c.norm_eps = (float)ToNumber(env, Field(o, "normEps"), "config.normEps");
+  c.rope_theta = (float)ToNumber(env, Field(o, "ropeTheta"), "config.ropeTheta");
+  c.tie_embeddings = ToBool(env, Field(o, "tieEmbeddings"), "config.tieEmbeddings");
+  if (!(c.norm_eps > 0)) throw Napi::RangeError::New(env, "config.normEps must be > 0");
+  if (!(c.rope_theta > 0)) throw Napi::RangeError::New(env, "config.ropeTheta must be > 0");
+  if (c.num_heads % c.num_kv_heads)
+    throw Napi::RangeError::New(env, "config.numHeads (" + std::to_string(c.num_heads) + ") must be a multiple of config.numKvHeads (" +
+                                         std::to_string(c.num_kv_heads) + ")");
+  if (c.arch == Arch::OPT && c.num_heads != c.num_kv_heads)
+    throw Napi::RangeError::New(env, "config.numKvHeads must equal config.numHeads for OPT");
+  if (c.arch == Arch::LLAMA && c.head_dim % 2) throw Napi::RangeError::New(env, "config.headDim must be even for RoPE");
+  return c;
+}
+
+WeightSource ParseWeights(Napi::Env env, Napi::Value v) {
+  Napi::Object o = ToObject(env, v, "weights");
+  WeightSource w;
+  const std::string kind = ToString(env, Field(o, "kind"), "weights.kind");
+  if (kind == "synthetic") {
+    w.synthetic = true;
+    w.seed = (uint64_t)ToInteger(env, Field(o, "seed"), "weights.seed", 0, kMaxSafe);
+    return w;
+  }
+  if (kind != "files") throw Napi::RangeError::New(env, "weights.kind must be 'synthetic' or 'files', got '" + kind + "'");
+  w.synthetic = false;
+  Napi::Value tv = Field(o, "tensors");
+  if (!tv.IsArray()) throw Napi::TypeError::New(env, "weights.tensors must be an array");
+  Napi::Array arr = tv.As<Napi::Array>();
+  for (uint32_t i = 0; i < arr.Length(); ++i) {
+    const std::string at = "weights.tensors[" + std::to_string(i) + "]";
+    Napi::Object t = ToObject(env, arr.Get(i), at);
+    TensorRef r;
+    r.name = ToString(env, Field(t, "name"), at + ".name");
+    r.path = ToString(env, Field(t, "path"), at + ".path");
+    r.offset = (uint64_t)ToInteger(env, Field(t, "offset"), at + ".offset", 0, kMaxSafe);
+    r.byte_length = (uint64_t)ToInteger(env, Field(t, "byteLength"), at + ".byteLength", 0, kMaxSafe);
+    r.dtype = ParseDType(env, Field(t, "dtype"), at + ".dtype");
+    Napi::Value sv = Field(t, "shape");
+    if (!sv.IsArray()) throw Napi::TypeError::New(env, at + ".shape must be an array");
+    Napi::Array sa = sv.As<Napi::Array>();
+    for (uint32_t k = 0; k < sa.Length(); ++k) r.shape.push_back(ToInteger(env, sa.Get(k), at + ".shape[" + std::to_string(k) + "]", 0, kMaxSafe));
+    w.tensors.push_back(std::move(r));
+  }
+  return w;
+}
+
+}  // namespace
+
+double ToNumber(Napi::Env env, Napi::Value v, const std::string& what) {
+  if (!v.IsNumber()) throw Napi::TypeError::New(env, what + " must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d)) throw Napi::RangeError::New(env, what + " must be finite");
+  return d;
+}
+
+int64_t ToInteger(Napi::Env env, Napi::Value v, const std::string& what, int64_t lo, int64_t hi) {
+  const double d = ToNumber(env, v, what);
+  if (d != std::floor(d)) throw Napi::RangeError::New(env, what + " must be an integer, got " + std::to_string(d));
+  if (d < (double)lo || d > (double)hi)
+    throw Napi::RangeError::New(env, what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string((int64_t)d));
+  return (int64_t)d;
+}
+
+CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
+  Napi::Object o = ToObject(env, v, "options");
+  CreateOptions c;
+  c.device.device = ToString(env, Field(o, "device"), "options.device");
+  if (c.device.device != "cpu" && c.device.device != "cuda")
+    throw Napi::RangeError::New(env, "options.device must be 'cpu' or 'cuda', got '" + c.device.device + "'");
+  c.config = ParseConfig(env, Field(o, "config"));
+  c.weights = ParseWeights(env, Field(o, "weights"));
+  c.pools.block_tokens = (int)ToInteger(env, Field(o, "blockTokens"), "options.blockTokens", 1, 4096);
+  c.pools.kv_blocks = (int)ToInteger(env, Field(o, "kvBlocks"), "options.kvBlocks", 0, kMaxInt);
+  c.pools.act_blocks = (int)ToInteger(env, Field(o, "actBlocks"), "options.actBlocks", 0, kMaxInt);
+  c.act_fraction = ToNumber(env, Field(o, "actFraction"), "options.actFraction");
+  if (c.act_fraction < 0 || c.act_fraction > 1)
+    throw Napi::RangeError::New(env, "options.actFraction must be in [0, 1], got " + std::to_string(c.act_fraction));
+  if (Present(Field(o, "threads"))) c.device.threads = (int)ToInteger(env, Field(o, "threads"), "options.threads", 0, 1024);
+  if (Present(Field(o, "gpuMemoryBytes")))
+    c.device.gpu_memory_bytes = ToInteger(env, Field(o, "gpuMemoryBytes"), "options.gpuMemoryBytes", 0, kMaxSafe);
+  if (Present(Field(o, "residentLayers")))
+    c.device.resident_layers = (int)ToInteger(env, Field(o, "residentLayers"), "options.residentLayers", -1, kMaxInt);
+  return c;
+}
+
+SequenceOptions ParseSequenceOptions(Napi::Env env, Napi::Value v) {
+  Napi::Object o = ToObject(env, v, "options");
+  SequenceOptions s;
+  Napi::Object sp = ToObject(env, Field(o, "sampling"), "options.sampling");
+  s.sampling.temperature = (float)ToNumber(env, Field(sp, "temperature"), "sampling.temperature");
+  if (s.sampling.temperature < 0) throw Napi::RangeError::New(env, "sampling.temperature must be >= 0");
+  s.sampling.top_k = (int)ToInteger(env, Field(sp, "topK"), "sampling.topK", 0, kMaxInt);
+  s.sampling.top_p = (float)ToNumber(env, Field(sp, "topP"), "sampling.topP");
+  if (!(s.sampling.top_p > 0 && s.sampling.top_p <= 1)) throw Napi::RangeError::New(env, "sampling.topP must be in (0, 1]");
+  s.sampling.seed = (uint64_t)ToInteger(env, Field(sp, "seed"), "sampling.seed", 0, kMaxSafe);
+  if (Present(Field(o, "actFraction"))) {
+    s.act_fraction = ToNumber(env, Field(o, "actFraction"), "options.actFraction");
+    if (s.act_fraction < 0 || s.act_fraction > 1)
+      throw Napi::RangeError::New(env, "options.actFraction must be in [0, 1], got " + std::to_string(s.act_fraction));
+  }
+  return s;
+}
+
+Napi::Object CountersToJs(Napi::Env env, const StepCounters& c) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("steps", (double)c.steps);
+  o.Set("prefillTokens", (double)c.prefill_tokens);
+  o.Set("decodeTokens", (double)c.decode_tokens);
+  o.Set("weightBytesH2D", (double)c.weight_bytes_h2d);
+  o.Set("kvBytesH2D", (double)c.kv_bytes_h2d);
+  o.Set("actBytesH2D", (double)c.act_bytes_h2d);
+  o.Set("kvBytesD2H", (double)c.kv_bytes_d2h);
+  o.Set("actBytesD2H", (double)c.act_bytes_d2h);
+  o.Set("transferSeconds", c.transfer_seconds);
+  o.Set("computeSeconds", c.compute_seconds);
+  o.Set("recomputeSeconds", c.recompute_seconds);
+  o.Set("idleSeconds", c.idle_seconds);
+  o.Set("wallSeconds", c.wall_seconds);
+  o.Set("recomputedTokens", (double)c.recomputed_tokens);
+  return o;
+}
+
+}  // namespace hs::addon

@@ -1,0 +1,117 @@
+#include "addon/workers.h"
+
+#include <cstring>
+
+#include "addon/engine_wrap.h"
+#include "core/errors.h"
+
+namespace hs::addon {
+
+void PromiseWorker::Fail(const std::exception& e) {
+  range_error_ = dynamic_cast<const RangeErrorEx*>(&e) != nullptr;
+  SetError(e.what());
+}
+
+void PromiseWorker::OnOK() {
+  Napi::Env env = Env();
+  try {
+    deferred_.Resolve(Resolve());
+  } catch (const Napi::Error& e) {
+    deferred_.Reject(e.Value());
+  } catch (const std::exception& e) {
+    deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+  }
+}
+
+void PromiseWorker::OnError(const Napi::Error& e) {
+  Napi::Env env = Env();
+  Cleanup();
+  if (range_error_)
+    deferred_.Reject(Napi::RangeError::New(env, e.Message()).Value());
+  else
+    deferred_.Reject(e.Value());
+}
+
+// ---- createEngine ------------------------------------------------------------------------------
+void CreateEngineWorker::Execute() {
+  try {
+    EngineParts parts = MakeEngineParts(opts_.config, opts_.weights, opts_.pools, opts_.device);
+    engine_ = std::make_unique<Engine>(opts_.config, std::move(parts), opts_.act_fraction);
+  } catch (const std::exception& e) {
+    Fail(e);
+  }
+}
+
+Napi::Value CreateEngineWorker::Resolve() { return EngineWrap::New(Env(), std::move(engine_)); }
+
+// ---- step --------------------------------------------------------------------------------------
+StepWorker::StepWorker(Napi::Env env, Napi::Object wrap_obj, Engine* engine)
+    : PromiseWorker(env), wrap_(Napi::Persistent(wrap_obj)), engine_(engine) {}
+
+StepWorker::~StepWorker() = default;
+
+void StepWorker::Execute() {
+  try {
+    engine_->RunStep();
+  } catch (const std::exception& e) {
+    Fail(e);
+  }
+}
+
+void StepWorker::Cleanup() {
+  if (!finished_) engine_->FinishStep(false);
+  finished_ = true;
+}
+
+Napi::Value StepWorker::Resolve() {
+  Napi::Env env = Env();
+  result_ = engine_->FinishStep(true);
+  finished_ = true;
+  const size_t n = result_.tokens.size();
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Int32Array tokens = Napi::Int32Array::New(env, n);
+  Napi::Int32Array status = Napi::Int32Array::New(env, n);
+  for (size_t i = 0; i < n; ++i) {
+    tokens[i] = result_.tokens[i];
+    status[i] = result_.status[i];
+  }
+  o.Set("tokens", tokens);
+  o.Set("status", status);
+  if (!result_.logits.empty()) {
+    Napi::Float32Array logits = Napi::Float32Array::New(env, result_.logits.size());
+    std::memcpy(logits.Data(), result_.logits.data(), result_.logits.size() * sizeof(float));
+    o.Set("logits", logits);
+  }
+  o.Set("counters", CountersToJs(env, result_.counters));
+  return o;
+}
+
+// ---- close -------------------------------------------------------------------------------------
+void CloseWorker::Execute() {
+  try {
+    engine_.reset();  // frees weights and pools off the main thread
+  } catch (const std::exception& e) {
+    Fail(e);
+  }
+}
+
+Napi::Value CloseWorker::Resolve() { return Env().Undefined(); }
+
+// ---- probe -------------------------------------------------------------------------------------
+void ProbeWorker::Execute() {
+  try {
+    result_ = ProbeDevice(device_, threads_);
+  } catch (const std::exception& e) {
+    Fail(e);
+  }
+}
+
+Napi::Value ProbeWorker::Resolve() {
+  Napi::Object o = Napi::Object::New(Env());
+  o.Set("gemmFlops", result_.gemm_flops);
+  o.Set("h2dBytesPerSecond", result_.h2d_bytes_per_second);
+  o.Set("d2hBytesPerSecond", result_.d2h_bytes_per_second);
+  return o;
+}
+
+}  // namespace hs::addon

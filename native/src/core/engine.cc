@@ -1,0 +1,213 @@
+#include "core/engine.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "core/block_plan.h"
+#include "core/errors.h"
+
+namespace hs {
+
+Engine::Engine(const ModelConfig& cfg, EngineParts parts, double act_fraction)
+    : cfg_(cfg), parts_(std::move(parts)), act_fraction_(0) {
+  SetActFraction(act_fraction);
+}
+
+// The backend references the pools and weights: release it first.
+Engine::~Engine() {
+  parts_.backend.reset();
+  parts_.pools.reset();
+  parts_.weights.reset();
+}
+
+void Engine::SetActFraction(double f) {
+  if (!(f >= 0 && f <= 1)) throw RangeErrorEx("actFraction must be in [0, 1], got " + std::to_string(f));
+  act_fraction_ = f;
+}
+
+Sequence& Engine::Find(int64_t id) {
+  auto it = seqs_.find(id);
+  if (it == seqs_.end() || it->second->remove_after_step) throw RangeErrorEx("unknown sequence id " + std::to_string(id));
+  return *it->second;
+}
+
+const Sequence& Engine::Find(int64_t id) const { return const_cast<Engine*>(this)->Find(id); }
+
+bool Engine::EnsureBlocks(Sequence& s, int positions) {
+  CachePools& pools = *parts_.pools;
+  const int need = BlocksFor(positions, pools.block_tokens());
+  while ((int)s.blocks.size() < need) {
+    const CacheKind want = WantedKind((int)s.blocks.size(), FractionOf(s));
+    int32_t idx = pools.Allocate(want);
+    CacheKind got = want;
+    if (idx < 0) {  // the wanted pool is empty: fall back to the other kind
+      got = OtherKind(want);
+      idx = pools.Allocate(got);
+    }
+    if (idx < 0) return false;
+    s.blocks.push_back({got, idx});
+  }
+  return true;
+}
+
+void Engine::ReleaseBlocks(Sequence& s) {
+  for (const BlockRef& b : s.blocks) parts_.pools->Release(b.kind, b.index);
+  s.blocks.clear();
+}
+
+int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions& opts) {
+  if (n <= 0) throw RangeErrorEx("token list is empty");
+  if (n > cfg_.max_positions)
+    throw RangeErrorEx("prompt has " + std::to_string(n) + " tokens, more than maxPositions (" + std::to_string(cfg_.max_positions) + ")");
+  for (int i = 0; i < n; ++i)
+    if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
+      throw RangeErrorEx("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " +
+                         std::to_string(cfg_.vocab_size) + ")");
+  if (opts.act_fraction >= 0 && opts.act_fraction > 1)
+    throw RangeErrorEx("actFraction must be in [0, 1], got " + std::to_string(opts.act_fraction));
+  const SamplingParams& sp = opts.sampling;
+  if (!(sp.temperature >= 0) || !std::isfinite(sp.temperature)) throw RangeErrorEx("temperature must be a finite number >= 0");
+  if (sp.top_k < 0) throw RangeErrorEx("topK must be >= 0");
+  if (!(sp.top_p > 0 && sp.top_p <= 1)) throw RangeErrorEx("topP must be in (0, 1]");
+
+  const CachePools& pools = *parts_.pools;
+  const int need = BlocksFor(n, pools.block_tokens());
+  const int kv_free = pools.free_blocks(CacheKind::KV), act_free = pools.free_blocks(CacheKind::ACT);
+  if (need > kv_free + act_free)
+    throw RangeErrorEx("out of cache blocks: need " + std::to_string(need) + " blocks, KV free " + std::to_string(kv_free) +
+                       ", ACT free " + std::to_string(act_free));
+  auto seq = std::make_unique<Sequence>();
+  seq->id = next_id_++;
+  seq->tokens.assign(tokens, tokens + n);
+  seq->act_fraction = opts.act_fraction;
+  seq->sampling = sp;
+  seq->rng = Rng(sp.seed);
+  EnsureBlocks(*seq, n);  // cannot fail: enough blocks were free
+  const int64_t id = seq->id;
+  seqs_[id] = std::move(seq);
+  return id;
+}
+
+void Engine::RemoveSequence(int64_t id) {
+  Sequence& s = Find(id);
+  if (s.in_step) {  // the running step still reads its blocks
+    s.remove_after_step = true;
+    return;
+  }
+  ReleaseBlocks(s);
+  seqs_.erase(id);
+}
+
+SequenceInfo Engine::GetSequence(int64_t id) const {
+  const Sequence& s = Find(id);
+  return {s.id, s.length(), s.cached, s.count_blocks(CacheKind::KV), s.count_blocks(CacheKind::ACT)};
+}
+
+void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {
+  if (busy_) throw BusyError();
+  Job& j = job_;
+  j.ids.assign(ids, ids + n);
+  // Validate every id before touching any state, so a bad call changes nothing.
+  for (int i = 0; i < n; ++i) {
+    Sequence& s = Find(ids[i]);
+    for (int k = 0; k < i; ++k)
+      if (ids[k] == ids[i]) throw RangeErrorEx("sequence id " + std::to_string(ids[i]) + " appears twice in one step");
+    if (s.length() > cfg_.max_positions)
+      throw RangeErrorEx("sequence " + std::to_string(ids[i]) + " has reached maxPositions (" + std::to_string(cfg_.max_positions) + ")");
+  }
+  j.run.clear();
+  j.run_index.clear();
+  j.status.assign(n, (int32_t)SeqStatus::Ok);
+  j.plan.seqs.clear();
+  j.plan.mini_batches.clear();
+  j.want_logits = want_logits;
+  j.counters = StepCounters{};
+  for (int i = 0; i < n; ++i) {
+    Sequence& s = Find(ids[i]);
+    if (!EnsureBlocks(s, s.length())) {
+      j.status[i] = (int32_t)SeqStatus::OutOfBlocks;
+      continue;
+    }
+    j.run.push_back(&s);
+    j.run_index.push_back(i);
+  }
+  for (Sequence* s : j.run) {
+    SeqPlan sp;
+    sp.id = s->id;
+    sp.tokens = s->tokens.data() + s->cached;
+    sp.num_new = s->length() - s->cached;
+    sp.start_pos = s->cached;
+    sp.blocks = s->blocks.data();
+    sp.num_blocks = (int)s->blocks.size();
+    j.plan.seqs.push_back(sp);
+    s->in_step = true;
+    if (s->cached == 0 || sp.num_new > 1)
+      j.counters.prefill_tokens += sp.num_new;
+    else
+      j.counters.decode_tokens += sp.num_new;
+  }
+  const size_t need = j.run.size() * (size_t)cfg_.vocab_size;
+  if (j.logits.size() < need) j.logits.resize(need);
+  j.sampled.assign(j.run.size(), -1);
+  busy_ = true;
+}
+
+void Engine::RunStep() {
+  Job& j = job_;
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!j.run.empty()) parts_.backend->Forward(j.plan, j.logits.data(), j.counters);
+  for (size_t r = 0; r < j.run.size(); ++r) {
+    Sequence& s = *j.run[r];
+    j.sampled[r] = SampleToken(j.logits.data() + r * cfg_.vocab_size, cfg_.vocab_size, s.sampling, s.rng, j.sampler);
+  }
+  j.counters.steps = 1;
+  j.counters.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+StepResult Engine::FinishStep(bool ran_ok) {
+  Job& j = job_;
+  StepResult out;
+  const int n = (int)j.ids.size();
+  out.tokens.assign(n, -1);
+  out.status = j.status;
+  if (j.want_logits && ran_ok) out.logits.assign((size_t)n * cfg_.vocab_size, 0.f);
+  for (size_t r = 0; r < j.run.size(); ++r) {
+    Sequence& s = *j.run[r];
+    s.in_step = false;
+    if (ran_ok) {
+      s.cached = s.length();
+      s.tokens.push_back(j.sampled[r]);
+      out.tokens[j.run_index[r]] = j.sampled[r];
+      if (j.want_logits)
+        std::memcpy(out.logits.data() + (size_t)j.run_index[r] * cfg_.vocab_size, j.logits.data() + r * cfg_.vocab_size,
+                    sizeof(float) * cfg_.vocab_size);
+    }
+    if (s.remove_after_step) {
+      ReleaseBlocks(s);
+      seqs_.erase(s.id);
+    }
+  }
+  if (ran_ok) {
+    out.counters = j.counters;
+    totals_ += j.counters;
+  }
+  j.run.clear();
+  busy_ = false;
+  return out;
+}
+
+StepResult Engine::Step(const std::vector<int64_t>& ids, bool want_logits) {
+  PrepareStep(ids.data(), (int)ids.size(), want_logits);
+  try {
+    RunStep();
+  } catch (...) {
+    FinishStep(false);
+    throw;
+  }
+  return FinishStep(true);
+}
+
+}  // namespace hs

@@ -1,0 +1,111 @@
+// The engine core: sequences, their block tables over the host pools, continuous batching and
+// sampling. It owns the weights, pools and backend, and calls Backend::Forward once per step.
+//
+// Threading: every method except RunStep runs on one "owner" thread (Node's main thread). A step
+// is PrepareStep (owner: allocates blocks, builds the plan) → RunStep (any thread: forward pass
+// and sampling; touches only the plan's sequences' RNGs and the step buffers) → FinishStep
+// (owner: appends tokens, counters, deferred removals). Sequences may be added or removed while a
+// step runs; removing one that is in the step is deferred until FinishStep.
+#pragma once
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/backend.h"
+#include "core/cache_pools.h"
+#include "core/sequence.h"
+#include "core/weights.h"
+
+namespace hs {
+
+enum class SeqStatus : int32_t { Ok = 0, OutOfBlocks = 1 };
+
+struct SequenceOptions {
+  SamplingParams sampling;
+  double act_fraction = -1;  // < 0: the engine's fraction at each block allocation
+};
+
+struct SequenceInfo {
+  int64_t id = 0;
+  int length = 0;
+  int cached_tokens = 0;
+  int kv_blocks = 0;
+  int act_blocks = 0;
+};
+
+struct StepResult {
+  std::vector<int32_t> tokens;  // per id passed; -1 when not Ok
+  std::vector<int32_t> status;
+  std::vector<float> logits;    // [n, vocab] when asked (zeros for rows that did not run)
+  StepCounters counters;
+};
+
+struct EngineParts {
+  std::unique_ptr<HostWeights> weights;
+  std::unique_ptr<CachePools> pools;
+  std::unique_ptr<Backend> backend;
+};
+
+class Engine {
+ public:
+  Engine(const ModelConfig& cfg, EngineParts parts, double act_fraction);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  const ModelConfig& config() const { return cfg_; }
+  const CachePools& pools() const { return *parts_.pools; }
+  const HostWeights& weights() const { return *parts_.weights; }
+  BackendInfo backend_info() const { return parts_.backend->Info(); }
+  const StepCounters& totals() const { return totals_; }
+  bool busy() const { return busy_; }
+
+  // Reserves blocks for the prompt. Throws RangeErrorEx for an empty list, ids outside the vocab,
+  // a prompt longer than maxPositions, a fraction outside [0, 1], or too few free blocks.
+  int64_t AddSequence(const int32_t* tokens, int n, const SequenceOptions& opts);
+  void RemoveSequence(int64_t id);  // RangeErrorEx for an unknown id
+  SequenceInfo GetSequence(int64_t id) const;
+  size_t num_sequences() const { return seqs_.size(); }
+
+  void SetActFraction(double f);  // RangeErrorEx outside [0, 1]
+  double act_fraction() const { return act_fraction_; }
+
+  // The three phases of one step (see the header comment), and all three at once.
+  void PrepareStep(const int64_t* ids, int n, bool want_logits);
+  void RunStep();
+  StepResult FinishStep(bool ran_ok);
+  StepResult Step(const std::vector<int64_t>& ids, bool want_logits = false);
+
+ private:
+  Sequence& Find(int64_t id);
+  const Sequence& Find(int64_t id) const;
+  // Grows the block table to cover `positions`; false (table unchanged beyond what fit) if both pools are empty.
+  bool EnsureBlocks(Sequence& s, int positions);
+  void ReleaseBlocks(Sequence& s);
+  double FractionOf(const Sequence& s) const { return s.act_fraction >= 0 ? s.act_fraction : act_fraction_; }
+
+  ModelConfig cfg_;
+  EngineParts parts_;
+  double act_fraction_;
+  int64_t next_id_ = 1;
+  std::map<int64_t, std::unique_ptr<Sequence>> seqs_;
+  StepCounters totals_;
+  bool busy_ = false;
+
+  // The step in flight (one at a time); buffers are reused across steps.
+  struct Job {
+    std::vector<int64_t> ids;
+    std::vector<Sequence*> run;        // sequences that run, in plan order
+    std::vector<int> run_index;        // their index in ids
+    std::vector<int32_t> status;       // per id
+    std::vector<int32_t> sampled;      // per run sequence
+    BatchPlan plan;
+    std::vector<float> logits;         // [run, vocab]
+    bool want_logits = false;
+    StepCounters counters;
+    SamplerScratch sampler;
+  } job_;
+};
+
+}  // namespace hs

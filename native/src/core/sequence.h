@@ -1,0 +1,30 @@
+// A sequence's state in the engine: its tokens, how many are cached, and its block table.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/sampler.h"
+#include "core/types.h"
+
+namespace hs {
+
+struct Sequence {
+  int64_t id = 0;
+  std::vector<int32_t> tokens;  // prompt + sampled tokens
+  int cached = 0;               // tokens[0, cached) have their cache written
+  std::vector<BlockRef> blocks; // covers at least `cached` positions
+  double act_fraction = -1;     // < 0: follow the engine's current fraction
+  SamplingParams sampling;
+  Rng rng;
+  bool in_step = false;         // part of the step now running
+  bool remove_after_step = false;
+
+  int length() const { return (int)tokens.size(); }
+  int count_blocks(CacheKind k) const {
+    int n = 0;
+    for (const BlockRef& b : blocks) n += b.kind == k;
+    return n;
+  }
+};
+
+}  // namespace hs

@@ -1,0 +1,67 @@
+// The fp32 CPU backend: runs OPT or Llama over a BatchPlan, reading and writing the host cache
+// pools directly (KV rows as cached; K/V of ACT-cached positions recomputed from ACT rows with one
+// GEMM per layer over every ACT token of the step).
+#pragma once
+#include <memory>
+#include <vector>
+
+#include "core/backend.h"
+#include "cpu/attention.h"
+#include "cpu/gemm.h"
+#include "cpu/rope.h"
+
+namespace hs::cpu {
+
+class CpuBackend : public Backend {
+ public:
+  // `weights` and `pools` must outlive the backend and be F32. threads <= 0: hardware concurrency.
+  CpuBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools, int threads);
+  ~CpuBackend() override;
+  void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) override;
+  BackendInfo Info() const override;
+  ThreadPool* pool() { return pool_.get(); }
+
+ private:
+  struct LayerWeights {
+    const float *attn_norm_w = nullptr, *attn_norm_b = nullptr;
+    const float *wq = nullptr, *bq = nullptr, *wk = nullptr, *bk = nullptr, *wv = nullptr, *bv = nullptr;
+    const float *wo = nullptr, *bo = nullptr;
+    const float *ffn_norm_w = nullptr, *ffn_norm_b = nullptr;
+    const float *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr;  // OPT
+    const float *wg = nullptr, *wu = nullptr, *wd = nullptr;                 // Llama
+  };
+  // Where a cached (past) position's K/V comes from, resolved once per step.
+  struct PastRow {
+    CacheKind kind;
+    int32_t block;
+    int32_t offset;  // row within the block
+    int32_t act_row; // row in the recompute buffers when kind == ACT
+  };
+
+  void Norm(const float* x, float* out, int rows, const float* w, const float* b) const;
+  void Ffn(int T, const LayerWeights& lw);
+  template <class T>
+  static void Reserve(std::vector<T>& v, size_t n) {
+    if (v.size() < n) v.resize(n);
+  }
+
+  ModelConfig cfg_;
+  CachePools& pools_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<LayerWeights> layers_;
+  const float *embed_ = nullptr, *pos_embed_ = nullptr, *final_w_ = nullptr, *final_b_ = nullptr, *lm_head_ = nullptr;
+  RopeTable rope_;
+  int64_t weight_bytes_per_forward_ = 0;
+
+  // Step scratch, grown on demand and reused (no per-token allocation in the hot path).
+  std::vector<float> h_, x_, q_, k_, v_, attn_, ff_, ff2_, act_in_, kr_, vr_, last_;
+  std::vector<int32_t> tok_pos_;
+  std::vector<BlockRef> tok_block_;
+  std::vector<PastRow> past_;          // per sequence, positions [0, start)
+  std::vector<int> past_off_, tok_off_;
+  std::vector<const float*> kptr_, vptr_;
+  std::vector<AttnSeq> attn_seqs_;
+  AttnScratch attn_scratch_;
+};
+
+}  // namespace hs::cpu

@@ -1,0 +1,124 @@
+// The Backend adapter: maps HostWeights/CachePools (canonical names, core/weights.cc) onto the CUDA
+// engine's plain views, plus pinned allocation and device discovery for the addon's factory.
+#include "cuda/cuda_backend.h"
+
+#include <cuda_runtime.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "core/cache_pools.h"
+#include "core/weights.h"
+#include "cuda/engine.h"
+#include "cuda/host_model.h"
+
+namespace hs::cuda {
+namespace {
+
+HostModel ModelView(const ModelConfig& cfg, const HostWeights& w) {
+  if (w.dtype() != DType::F16) throw std::invalid_argument("cuda backend: weights must be stored as F16");
+  auto opt = [&](const std::string& n) -> const half_bits* {
+    const HostTensor* t = w.find(n);
+    return t ? t->f16() : nullptr;
+  };
+  auto req = [&](const std::string& n) -> const half_bits* { return w.get(n).f16(); };
+  const bool is_opt = cfg.arch == Arch::OPT;
+  HostModel m;
+  m.cfg = cfg;
+  m.embed = req("embed_tokens.weight");
+  if (is_opt) {
+    const HostTensor& pos = w.get("embed_positions.weight");
+    m.pos_embed = pos.f16();
+    m.pos_rows = static_cast<int>(pos.shape.at(0));
+    m.pos_offset = m.pos_rows == cfg.max_positions + 2 ? 2 : 0;  // OPT's learned positions start at row 2
+  }
+  m.final_norm_w = req("final_norm.weight");
+  m.final_norm_b = opt("final_norm.bias");
+  m.lm_head = opt("lm_head.weight");
+  if (!m.lm_head) m.lm_head = m.embed;
+  for (int i = 0; i < cfg.num_layers; ++i) {
+    auto L = [i](const char* leaf) { return HostWeights::layer_name(i, leaf); };
+    HostLayer l;
+    l.attn_norm_w = req(L("attn_norm.weight"));
+    l.wq = req(L("q_proj.weight"));
+    l.wk = req(L("k_proj.weight"));
+    l.wv = req(L("v_proj.weight"));
+    l.wo = req(L("o_proj.weight"));
+    l.ffn_norm_w = req(L("ffn_norm.weight"));
+    if (is_opt) {
+      l.attn_norm_b = req(L("attn_norm.bias"));
+      l.bq = req(L("q_proj.bias"));
+      l.bk = req(L("k_proj.bias"));
+      l.bv = req(L("v_proj.bias"));
+      l.bo = req(L("o_proj.bias"));
+      l.ffn_norm_b = req(L("ffn_norm.bias"));
+      l.w1 = req(L("fc1.weight"));
+      l.b1 = req(L("fc1.bias"));
+      l.w2 = req(L("fc2.weight"));
+      l.b2 = req(L("fc2.bias"));
+    } else {
+      l.w1 = req(L("gate_proj.weight"));
+      l.w3 = req(L("up_proj.weight"));
+      l.w2 = req(L("down_proj.weight"));
+    }
+    m.layers.push_back(l);
+  }
+  return m;
+}
+
+HostCache CacheView(const ModelConfig& cfg, CachePools& p) {
+  if (p.config().dtype != DType::F16) throw std::invalid_argument("cuda backend: cache pools must be F16");
+  HostCache c;
+  c.block_tokens = p.block_tokens();
+  c.kv_blocks = p.total_blocks(CacheKind::KV);
+  c.act_blocks = p.total_blocks(CacheKind::ACT);
+  for (int l = 0; l < cfg.num_layers; ++l) {
+    c.kv_layer_base.push_back(p.layer_base(CacheKind::KV, l));
+    c.act_layer_base.push_back(p.layer_base(CacheKind::ACT, l));
+  }
+  return c;
+}
+
+class CudaBackend : public Backend {
+ public:
+  CudaBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, const CudaOptions& o)
+      : engine_(ModelView(cfg, w), CacheView(cfg, pools), EngineOptions{o.device, o.gpu_memory_bytes, o.resident_layers}) {}
+  void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) override {
+    engine_.Forward(plan, logits, counters);
+  }
+  BackendInfo Info() const override { return BackendInfo{"cuda", engine_.device_name()}; }
+
+ private:
+  CudaEngine engine_;
+};
+
+}  // namespace
+
+void* PinnedAlloc(size_t bytes) {
+  void* p = nullptr;
+  if (cudaHostAlloc(&p, bytes ? bytes : 64, cudaHostAllocPortable | cudaHostAllocMapped) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+
+void PinnedFree(void* ptr) {
+  if (ptr) cudaFreeHost(ptr);
+}
+
+bool DeviceAvailable() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+std::unique_ptr<Backend> MakeCudaBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
+                                         const CudaOptions& opts) {
+  return std::make_unique<CudaBackend>(cfg, weights, pools, opts);
+}
+
+}  // namespace hs::cuda

@@ -1,0 +1,94 @@
+#include "cuda/paged_attention.cuh"
+
+#include <stdexcept>
+
+#include "cuda/cuda_check.h"
+#include "cuda/device_common.cuh"
+
+namespace hs::cuda {
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kPerLane = kMaxHeadDim / 32;
+
+__global__ void paged_attention_kernel(const __half* __restrict__ q, int ldq, __half* __restrict__ out, int ldo,
+                                       int group, int head_dim, float scale, AttnRows meta, PageGeom geom) {
+  const int r = blockIdx.x, head = blockIdx.y;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int kvh = head / group;
+  const int seq = meta.row_seq[r];
+  const int ctx = meta.row_pos[r] + 1;
+  const int* pt = meta.page_table + meta.seq_pt_off[seq];
+  const size_t page_elems = geom.page_elems();
+  const int bt = geom.block_tokens, kv_dim = geom.kv_dim;
+
+  float qv[kPerLane], acc[kPerLane];
+  const __half* qrow = q + static_cast<size_t>(r) * ldq + head * head_dim;
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int d = lane + 32 * i;
+    qv[i] = d < head_dim ? __half2float(qrow[d]) * scale : 0.f;
+    acc[i] = 0.f;
+  }
+  float m = -INFINITY, l = 0.f;
+  for (int j = warp; j < ctx; j += kWarps) {
+    const __half* kp = geom.pages + static_cast<size_t>(pt[j / bt]) * page_elems +
+                       static_cast<size_t>(j % bt) * kv_dim + kvh * head_dim;
+    const __half* vp = kp + static_cast<size_t>(bt) * kv_dim;
+    float dot = 0.f;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int d = lane + 32 * i;
+      if (d < head_dim) dot += qv[i] * __half2float(kp[d]);
+    }
+    dot = dev::WarpSum(dot);
+    const float m_new = fmaxf(m, dot);
+    const float corr = __expf(m - m_new);
+    const float p = __expf(dot - m_new);
+    l = l * corr + p;
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      const int d = lane + 32 * i;
+      acc[i] = acc[i] * corr + (d < head_dim ? p * __half2float(vp[d]) : 0.f);
+    }
+    m = m_new;
+  }
+  __shared__ float sm_m[kWarps], sm_l[kWarps];
+  __shared__ float sm_acc[kWarps][kMaxHeadDim];
+  if (lane == 0) {
+    sm_m[warp] = m;
+    sm_l[warp] = l;
+  }
+#pragma unroll
+  for (int i = 0; i < kPerLane; ++i) {
+    const int d = lane + 32 * i;
+    if (d < head_dim) sm_acc[warp][d] = acc[i];
+  }
+  __syncthreads();
+  float gm = -INFINITY;
+  for (int w = 0; w < kWarps; ++w) gm = fmaxf(gm, sm_m[w]);
+  float gl = 0.f;
+  for (int w = 0; w < kWarps; ++w) gl += sm_m[w] == -INFINITY ? 0.f : sm_l[w] * __expf(sm_m[w] - gm);
+  __half* orow = out + static_cast<size_t>(r) * ldo + head * head_dim;
+  for (int d = threadIdx.x; d < head_dim; d += blockDim.x) {
+    float v = 0.f;
+    for (int w = 0; w < kWarps; ++w)
+      if (sm_m[w] != -INFINITY) v += sm_acc[w][d] * __expf(sm_m[w] - gm);
+    orow[d] = __float2half(v / gl);
+  }
+}
+
+}  // namespace
+
+void LaunchPagedAttention(const __half* q, int ldq, __half* out, int ldo, int rows, int num_heads, int num_kv_heads,
+                          int head_dim, float scale, AttnRows meta, PageGeom geom, cudaStream_t stream) {
+  if (rows <= 0) return;
+  if (head_dim > kMaxHeadDim || num_heads % num_kv_heads != 0)
+    throw std::invalid_argument("paged attention: head_dim > 256 or heads not a multiple of kv heads");
+  dim3 grid(rows, num_heads);
+  paged_attention_kernel<<<grid, 32 * kWarps, 0, stream>>>(q, ldq, out, ldo, num_heads / num_kv_heads, head_dim, scale,
+                                                           meta, geom);
+  HS_KERNEL_CHECK();
+}
+
+}  // namespace hs::cuda

@@ -1,0 +1,21 @@
+// After the fused QKV GEMM of the new tokens: bias and RoPE on Q (in place) and K, and K/V written
+// into each token's page slot, where attention and the cache store read them.
+#pragma once
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+namespace hs::cuda {
+
+struct PageGeom {
+  __half* pages = nullptr;  // [num_pages][2][block_tokens][kv_dim]
+  int block_tokens = 16;
+  int kv_dim = 0;
+  __host__ __device__ size_t page_elems() const { return static_cast<size_t>(2) * block_tokens * kv_dim; }
+};
+
+// qkv: [rows, ld] with columns [q | k | v]; bqkv: [q_dim + 2 kv_dim] or null. Per row: position,
+// page index and slot in the block.
+void LaunchQkvPost(__half* qkv, int rows, int ld, int q_dim, int head_dim, const __half* bqkv, const int* pos,
+                   const int* page, const int* slot, PageGeom geom, bool rope, float theta, cudaStream_t stream);
+
+}  // namespace hs::cuda

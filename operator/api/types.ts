@@ -1,0 +1,99 @@
+// TypeScript types of the HybridServeDeployment custom resource. The CRD's openAPIV3Schema is
+// written in ./schema.ts; test/unit/operator-crd.test.ts checks that every field named here exists
+// in the schema and the other way round, so the two cannot drift apart silently.
+export const GROUP = 'hybridserve.io';
+export const VERSION = 'v1alpha1';
+export const API_VERSION = `${GROUP}/${VERSION}`;
+export const KIND = 'HybridServeDeployment';
+export const PLURAL = 'hybridservedeployments';
+export const SINGULAR = 'hybridservedeployment';
+export const SHORT_NAME = 'hsd';
+export const FINALIZER = `${GROUP}/finalizer`;
+export const FIELD_MANAGER = 'hybridserve-operator';
+export const MANAGED_BY = 'hybridserve-operator';
+
+export interface ObjectMeta {
+  name: string;
+  namespace?: string;
+  uid?: string;
+  generation?: number;
+  resourceVersion?: string;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  finalizers?: string[];
+  deletionTimestamp?: string;
+  creationTimestamp?: string;
+  ownerReferences?: OwnerReference[];
+}
+
+export interface OwnerReference {
+  apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean;
+}
+
+export interface HsdSpec {
+  model: { uri: string; preset?: string };
+  image?: string;
+  replicas?: number;
+  gpusPerPod?: number;
+  nodeSelector?: Record<string, string>;
+  tolerations?: Record<string, unknown>[];
+  affinity?: Record<string, unknown>;
+  cache?: {
+    /** 'auto' (planned and retuned) or a fixed fraction of cached tokens kept as ACT. */
+    actFraction?: 'auto' | number;
+    blockTokens?: number;
+    hostMemory?: { share?: number; bytes?: number; headroomBytes?: number };
+    retune?: { enabled?: boolean; intervalSeconds?: number; minActFraction?: number; maxActFraction?: number;
+      hysteresis?: number; damping?: number; maxStep?: number };
+  };
+  engine?: { maxBatch?: number; elementBytes?: number; promptTokens?: number; genTokens?: number; threads?: number };
+  server?: { apiKeySecretRef?: { name: string; key: string }; maxConcurrentRequests?: number; maxTokens?: number; port?: number };
+  autoscaling?: { enabled?: boolean; minReplicas?: number; maxReplicas?: number; metric?: 'queueDepth' | 'tokensPerSecond';
+    target?: number };
+}
+
+export interface Condition {
+  type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string;
+  lastTransitionTime: string; observedGeneration?: number;
+}
+
+export interface MeasuredFigures {
+  tokensPerSecond: number; queueDepth: number; transferSeconds: number; computeSeconds: number;
+  recomputeSeconds: number; idleSeconds: number; steps: number; pods: number; at: string;
+}
+
+export interface NodeGroupStatus {
+  name: string; gpuProduct: string; nodes: number; allocatableMemoryBytes: number; replicas: number; readyReplicas: number;
+  actFraction: number; hostMemoryBytes: number; kvBlocks: number; actBlocks: number; maxBatch: number;
+  planGeneration: number; predictedTokensPerSecond: number; reason: string; measured?: MeasuredFigures;
+  retune?: { lastDirection: -1 | 0 | 1; stableCycles: number };
+}
+
+export interface HsdStatus {
+  observedGeneration?: number;
+  replicas?: number;
+  readyReplicas?: number;
+  /** Label selector of the pods, as a string, for the scale subresource (HPA). */
+  selector?: string;
+  /** Printer columns: a one-line summary of the groups' fractions and host memory. */
+  actFraction?: string;
+  hostMemory?: string;
+  conditions?: Condition[];
+  nodeGroups?: NodeGroupStatus[];
+  autoscaler?: { desiredReplicas: number; metric: string; value: number; lastScaleTime?: string };
+}
+
+export interface HybridServeDeployment {
+  apiVersion: typeof API_VERSION; kind: typeof KIND; metadata: ObjectMeta; spec: HsdSpec; status?: HsdStatus;
+}
+
+/** The spec fields whose schema paths must exist (kept in step with the interfaces above by a test). */
+export const SPEC_FIELD_PATHS: readonly string[] = [
+  'model.uri', 'model.preset', 'image', 'replicas', 'gpusPerPod', 'nodeSelector', 'tolerations', 'affinity',
+  'cache.actFraction', 'cache.blockTokens', 'cache.hostMemory.share', 'cache.hostMemory.bytes', 'cache.hostMemory.headroomBytes',
+  'cache.retune.enabled', 'cache.retune.intervalSeconds', 'cache.retune.minActFraction', 'cache.retune.maxActFraction',
+  'cache.retune.hysteresis', 'cache.retune.damping', 'cache.retune.maxStep',
+  'engine.maxBatch', 'engine.elementBytes', 'engine.promptTokens', 'engine.genTokens', 'engine.threads',
+  'server.apiKeySecretRef.name', 'server.apiKeySecretRef.key', 'server.maxConcurrentRequests', 'server.maxTokens', 'server.port',
+  'autoscaling.enabled', 'autoscaling.minReplicas', 'autoscaling.maxReplicas', 'autoscaling.metric', 'autoscaling.target',
+];

@@ -1,0 +1,138 @@
+// Desired child objects of a HybridServeDeployment (pure; no I/O). One Deployment and one
+// ConfigMap (the plan) per node group, one Service across all groups. Every child carries the
+// managed-by label and a controller ownerReference, so deletion of the HSD garbage-collects them.
+import { createHash } from 'node:crypto';
+import { API_VERSION, KIND, MANAGED_BY, type HybridServeDeployment, type OwnerReference } from '../api/types.js';
+import type { NodeGroup } from './node-groups.js';
+import { GPU_PRODUCT_LABEL } from './node-groups.js';
+import type { PlanFile } from './plan.js';
+import { bytesQuantity } from './quantity.js';
+
+export const LABEL_NAME = 'app.kubernetes.io/name';
+export const LABEL_INSTANCE = 'app.kubernetes.io/instance';
+export const LABEL_MANAGED_BY = 'app.kubernetes.io/managed-by';
+export const LABEL_GROUP = 'hybridserve.io/node-group';
+export const ANNOTATION_PLAN_INPUT = 'hybridserve.io/plan-input';
+export const ANNOTATION_GPU_PRODUCT = 'hybridserve.io/gpu-product';
+export const PLAN_KEY = 'plan.json';
+export const PLAN_MOUNT = '/etc/hybridserve';
+export const DEFAULT_IMAGE = 'ghcr.io/hybridserve/hybridserve:0.1.0';
+
+type Obj = Record<string, unknown>;
+
+export function ownerReference(hsd: HybridServeDeployment): OwnerReference {
+  return { apiVersion: API_VERSION, kind: KIND, name: hsd.metadata.name, uid: hsd.metadata.uid ?? '', controller: true, blockOwnerDeletion: true };
+}
+
+/** Labels that select every pod of the HSD (also the scale subresource's selector). */
+export function selectorLabels(hsd: HybridServeDeployment): Record<string, string> {
+  return { [LABEL_NAME]: 'hybridserve', [LABEL_INSTANCE]: hsd.metadata.name };
+}
+export function selectorString(hsd: HybridServeDeployment): string {
+  return Object.entries(selectorLabels(hsd)).map(([k, v]) => `${k}=${v}`).join(',');
+}
+
+function labels(hsd: HybridServeDeployment, group?: NodeGroup): Record<string, string> {
+  return { ...selectorLabels(hsd), [LABEL_MANAGED_BY]: MANAGED_BY, ...(group ? { [LABEL_GROUP]: group.id } : {}) };
+}
+
+function meta(hsd: HybridServeDeployment, name: string, group?: NodeGroup, annotations?: Record<string, string>): Obj {
+  return {
+    name, namespace: hsd.metadata.namespace, labels: labels(hsd, group), ownerReferences: [ownerReference(hsd)],
+    ...(annotations ? { annotations } : {}),
+  };
+}
+
+/**
+ * Names stay within 63 characters: the group id is at most ~40; an HSD name over 22 characters is
+ * shortened to 15 plus a hash of the whole name, so two long names never share a child.
+ */
+export function shortName(name: string): string {
+  return name.length <= 22 ? name : `${name.slice(0, 15).replace(/-+$/, '')}-${createHash('sha256').update(name).digest('hex').slice(0, 6)}`;
+}
+export function deploymentName(hsd: HybridServeDeployment, group: NodeGroup): string { return `${shortName(hsd.metadata.name)}-${group.id}`; }
+export function configMapName(hsd: HybridServeDeployment, group: NodeGroup): string { return `${deploymentName(hsd, group)}-plan`.slice(0, 253); }
+export function serviceName(hsd: HybridServeDeployment): string { return hsd.metadata.name.slice(0, 63); }
+
+export function configMap(hsd: HybridServeDeployment, group: NodeGroup, file: PlanFile, inputHash: string): Obj {
+  return {
+    apiVersion: 'v1', kind: 'ConfigMap',
+    metadata: meta(hsd, configMapName(hsd, group), group, { [ANNOTATION_PLAN_INPUT]: inputHash, [ANNOTATION_GPU_PRODUCT]: group.gpuProduct }),
+    data: { [PLAN_KEY]: JSON.stringify(file) },
+  };
+}
+
+export function service(hsd: HybridServeDeployment): Obj {
+  const port = hsd.spec.server?.port ?? 8000;
+  return {
+    apiVersion: 'v1', kind: 'Service',
+    metadata: meta(hsd, serviceName(hsd)),
+    spec: { selector: selectorLabels(hsd), ports: [{ name: 'http', port, targetPort: 'http', protocol: 'TCP' }] },
+  };
+}
+
+export interface DeploymentPlan { memoryRequestBytes: number; memoryLimitBytes: number; hostMemoryBytes: number }
+
+/**
+ * The group's Deployment. Pods land only on the group's nodes (required node affinity on the
+ * node names, plus the GPU product label), request the memory the plan sized, and mount the
+ * plan ConfigMap; the server reloads plan.json live when the kubelet updates the file.
+ */
+export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: DeploymentPlan, replicas: number): Obj {
+  const spec = hsd.spec;
+  const port = spec.server?.port ?? 8000;
+  const gpus = spec.gpusPerPod ?? 1;
+  const planPath = `${PLAN_MOUNT}/${PLAN_KEY}`;
+  const env: Obj[] = [
+    { name: 'HYBRIDSERVE_PLAN_FILE', value: planPath },
+    { name: 'HYBRIDSERVE_GPU_PRODUCT', value: group.gpuProduct },
+  ];
+  if (spec.server?.apiKeySecretRef) {
+    env.push({ name: 'HYBRIDSERVE_API_KEYS', valueFrom: { secretKeyRef: { name: spec.server.apiKeySecretRef.name, key: spec.server.apiKeySecretRef.key } } });
+  }
+  if (spec.server?.maxConcurrentRequests) env.push({ name: 'HYBRIDSERVE_MAX_QUEUE', value: String(spec.server.maxConcurrentRequests) });
+  if (spec.server?.maxTokens) env.push({ name: 'HYBRIDSERVE_MAX_TOKENS', value: String(spec.server.maxTokens) });
+  if (spec.engine?.threads) env.push({ name: 'HYBRIDSERVE_THREADS', value: String(spec.engine.threads) });
+  const resources: Obj = {
+    requests: { memory: bytesQuantity(plan.memoryRequestBytes), ...(gpus > 0 ? { 'nvidia.com/gpu': String(gpus) } : {}) },
+    limits: { memory: bytesQuantity(plan.memoryLimitBytes), ...(gpus > 0 ? { 'nvidia.com/gpu': String(gpus) } : {}) },
+  };
+  const groupAffinity = {
+    nodeAffinity: {
+      requiredDuringSchedulingIgnoredDuringExecution: {
+        nodeSelectorTerms: [{ matchFields: [{ key: 'metadata.name', operator: 'In', values: group.nodeNames }] }],
+      },
+    },
+  };
+  const userAffinity = (spec.affinity ?? {}) as Obj;
+  const podLabels = labels(hsd, group);
+  return {
+    apiVersion: 'apps/v1', kind: 'Deployment',
+    metadata: meta(hsd, deploymentName(hsd, group), group),
+    spec: {
+      replicas,
+      selector: { matchLabels: { ...selectorLabels(hsd), [LABEL_GROUP]: group.id } },
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          nodeSelector: { ...(spec.nodeSelector ?? {}), [GPU_PRODUCT_LABEL]: group.gpuProduct },
+          ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
+          affinity: { ...userAffinity, ...groupAffinity },
+          containers: [{
+            name: 'server',
+            image: spec.image ?? DEFAULT_IMAGE,
+            args: ['serve', '--model', spec.model.uri, '--host', '0.0.0.0', '--port', String(port), '--plan', planPath,
+              '--host-memory', String(plan.hostMemoryBytes)],
+            env,
+            ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
+            resources,
+            readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5 },
+            livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
+            volumeMounts: [{ name: 'plan', mountPath: PLAN_MOUNT, readOnly: true }],
+          }],
+          volumes: [{ name: 'plan', configMap: { name: configMapName(hsd, group) } }],
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,216 @@
+// The cost model: predicted time of a decode step (and of a prefill) for one ACT fraction, batch
+// and context length, on one GPU with a memory budget. Pure arithmetic; docs/planning.md derives it.
+//
+// Per layer l of a decode step with b sequences and N = b·s cached tokens, ACT fraction a:
+//   transfer  = [W_l + N·((1−a)·KV + a·ACT)] / B_h2d  +  b·((1−a)·KV + a·ACT) / B_d2h
+//               (W_l = layer bytes when the layer streams, 0 when resident; write-back counted
+//                serially with H2D because concurrent D2H slows H2D on real links)
+//   compute   = max(2·P_l·b / F, m·W_l / HBM)            new-token GEMMs, m mini-batches each
+//               + max(4·qDim·N / F, N·KV / HBM)           reading the layer's weights from HBM; attention
+//   recompute = a·N·4·h·kvDim / F                         K/V rebuilt from ACT
+//   layer     = max(transfer, compute + recompute)         copies overlap GPU work (separate streams)
+// step = Σ_l layer + lm_head (max(2·V·h·b / F, V·h·e / HBM)).
+import type { HardwareProfile } from './hardware.js';
+import type { ModelProfile } from './model-profile.js';
+import { PlanError } from './errors.js';
+
+const GiB = 2 ** 30;
+
+/** How the GPU budget is used. */
+export interface GpuLayout {
+  budgetBytes: number;
+  /** CUDA context, cuBLAS workspace, logits and hidden states. */
+  reserveBytes: number;
+  headBytes: number;
+  residentLayers: number;
+  /** Two layer-sized buffers for streamed layers (0 when every layer is resident). */
+  layerBufferBytes: number;
+  /** KV + ACT working buffers for one mini-batch of one layer, double-buffered. */
+  cacheBufferBytes: number;
+  /** Cached tokens one mini-batch may hold (cacheBufferBytes / (2·(KV + ACT))). */
+  miniBatchTokens: number;
+  /** Sum of the parts; ≤ budgetBytes. */
+  usedBytes: number;
+}
+
+/** The smallest mini-batch working set we plan for, in tokens (a GEMM of fewer rows runs poorly). */
+export const MIN_MINIBATCH_TOKENS = 8192;
+
+/**
+ * Lays out the GPU budget: fixed reserve and head first, then as many resident layers as fit next to
+ * the cache working buffers for at least max(seqTokens, MIN_MINIBATCH_TOKENS) tokens; what is left
+ * grows the cache buffers. Throws PlanError when not even one streamed layer fits.
+ */
+export function gpuLayout(mp: ModelProfile, gpuBudgetBytes: number, seqTokens: number): GpuLayout {
+  if (!(gpuBudgetBytes > 0 && Number.isFinite(gpuBudgetBytes))) {
+    throw new PlanError(`GPU memory budget must be a positive number of bytes, got ${gpuBudgetBytes}`);
+  }
+  const perTokenBuf = 2 * (mp.kvBytesPerToken + mp.actBytesPerToken);
+  const reserveBytes = Math.max(GiB, 0.03 * gpuBudgetBytes);
+  const fixed = reserveBytes + mp.headBytes;
+  const minCache = perTokenBuf * Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
+  const L = mp.numLayers;
+
+  let residentLayers: number;
+  let layerBufferBytes: number;
+  if (fixed + L * mp.layerBytes + minCache <= gpuBudgetBytes) {
+    residentLayers = L;
+    layerBufferBytes = 0;
+  } else {
+    layerBufferBytes = 2 * mp.layerBytes;
+    const avail = gpuBudgetBytes - fixed - layerBufferBytes - minCache;
+    if (avail < 0) {
+      throw new PlanError(`GPU memory ${fmtGiB(gpuBudgetBytes)} is too small for ${mp.name}: needs at least ` +
+        `${fmtGiB(fixed + layerBufferBytes + minCache)} (reserve ${fmtGiB(reserveBytes)} + embeddings/lm_head ` +
+        `${fmtGiB(mp.headBytes)} + two layer buffers ${fmtGiB(layerBufferBytes)} + cache buffers ${fmtGiB(minCache)})`);
+    }
+    residentLayers = Math.min(L - 1, Math.floor(avail / mp.layerBytes));
+  }
+  const cacheBufferBytes = gpuBudgetBytes - fixed - layerBufferBytes - residentLayers * mp.layerBytes;
+  const miniBatchTokens = Math.floor(cacheBufferBytes / perTokenBuf);
+  return {
+    budgetBytes: gpuBudgetBytes, reserveBytes, headBytes: mp.headBytes, residentLayers, layerBufferBytes,
+    cacheBufferBytes, miniBatchTokens,
+    usedBytes: reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + cacheBufferBytes,
+  };
+}
+
+export interface StepInput {
+  actFraction: number;
+  /** Sequences in the step (may be fractional when the solver reasons about capacity). */
+  batch: number;
+  /** Mean cached tokens per sequence. */
+  contextTokens: number;
+}
+
+export interface LayerTimes {
+  transferSeconds: number;
+  computeSeconds: number;
+  recomputeSeconds: number;
+  /** max(transfer, compute + recompute). */
+  seconds: number;
+}
+
+export interface StepCost {
+  stepSeconds: number;
+  /** Summed over layers (each phase's own time; they overlap within a layer). */
+  transferSeconds: number;
+  computeSeconds: number;
+  recomputeSeconds: number;
+  /** GPU waiting for copies: Σ max(0, transfer − compute − recompute). */
+  idleSeconds: number;
+  headSeconds: number;
+  miniBatches: number;
+  resident: LayerTimes;
+  streamed: LayerTimes;
+  /** What bounds the step: the larger of transfer and GPU work, and within GPU work the larger part. */
+  bound: 'transfer' | 'compute' | 'recompute';
+  h2dBytes: number;
+  d2hBytes: number;
+}
+
+function cacheBytesPerToken(mp: ModelProfile, a: number): number {
+  return (1 - a) * mp.kvBytesPerToken + a * mp.actBytesPerToken;
+}
+
+function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streamed: boolean, miniBatches: number): LayerTimes & { h2d: number; d2h: number } {
+  const a = s.actFraction;
+  const b = s.batch;
+  const N = b * s.contextTokens;
+  const perTok = cacheBytesPerToken(mp, a);
+  const h2d = (streamed ? mp.layerBytes : 0) + N * perTok;
+  const d2h = b * perTok;
+  const transferSeconds = h2d / hw.h2dBytesPerSecond + d2h / hw.d2hBytesPerSecond;
+  const gemm = Math.max(mp.layerFlopsPerToken * b / hw.gemmFlops, miniBatches * mp.layerBytes / hw.hbmBytesPerSecond);
+  const attention = Math.max(mp.attentionFlopsPerPair * N / hw.gemmFlops, N * mp.kvBytesPerToken / hw.hbmBytesPerSecond);
+  const computeSeconds = gemm + attention;
+  const recomputeSeconds = a * N * mp.recomputeFlopsPerToken / hw.gemmFlops;
+  return {
+    transferSeconds, computeSeconds, recomputeSeconds,
+    seconds: Math.max(transferSeconds, computeSeconds + recomputeSeconds), h2d, d2h,
+  };
+}
+
+function checkStep(s: StepInput): void {
+  if (!(s.actFraction >= 0 && s.actFraction <= 1)) throw new PlanError(`ACT fraction must be in [0, 1], got ${s.actFraction}`);
+  if (!(s.batch > 0 && Number.isFinite(s.batch))) throw new PlanError(`batch must be positive, got ${s.batch}`);
+  if (!(s.contextTokens >= 0 && Number.isFinite(s.contextTokens))) throw new PlanError(`context must be ≥ 0 tokens, got ${s.contextTokens}`);
+}
+
+/** Predicted decode step (one new token for each of `batch` sequences). */
+export function decodeStepCost(mp: ModelProfile, hw: HardwareProfile, layout: GpuLayout, s: StepInput): StepCost {
+  checkStep(s);
+  const N = s.batch * s.contextTokens;
+  const miniBatches = Math.max(1, Math.min(Math.ceil(s.batch), Math.ceil(N / Math.max(1, layout.miniBatchTokens))));
+  const res = layerTimes(mp, hw, s, false, miniBatches);
+  const str = layerTimes(mp, hw, s, true, miniBatches);
+  const nRes = layout.residentLayers;
+  const nStr = mp.numLayers - nRes;
+  const headSeconds = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
+  const sum = (f: (t: LayerTimes) => number) => nRes * f(res) + nStr * f(str);
+  const transferSeconds = sum((t) => t.transferSeconds);
+  const computeSeconds = sum((t) => t.computeSeconds);
+  const recomputeSeconds = sum((t) => t.recomputeSeconds);
+  const idleSeconds = sum((t) => Math.max(0, t.transferSeconds - t.computeSeconds - t.recomputeSeconds));
+  const stepSeconds = sum((t) => t.seconds) + headSeconds;
+  const gpu = computeSeconds + recomputeSeconds;
+  const bound = transferSeconds > gpu ? 'transfer' : recomputeSeconds > computeSeconds ? 'recompute' : 'compute';
+  return {
+    stepSeconds, transferSeconds, computeSeconds, recomputeSeconds, idleSeconds, headSeconds, miniBatches,
+    resident: strip(res), streamed: strip(str), bound,
+    h2dBytes: nRes * res.h2d + nStr * str.h2d, d2hBytes: nRes * res.d2h + nStr * str.d2h,
+  };
+}
+
+function strip(t: LayerTimes): LayerTimes {
+  return { transferSeconds: t.transferSeconds, computeSeconds: t.computeSeconds, recomputeSeconds: t.recomputeSeconds, seconds: t.seconds };
+}
+
+/**
+ * Predicted prefill of `batch` prompts of `promptTokens`: every layer computes the prompt (GEMMs and
+ * causal attention, 2·qDim·P² FLOPs per sequence) while streamed layers load, and writes each token's
+ * cache back as KV or ACT.
+ */
+export function prefillSeconds(mp: ModelProfile, hw: HardwareProfile, layout: GpuLayout,
+  s: { actFraction: number; batch: number; promptTokens: number }): number {
+  const T = s.batch * s.promptTokens;
+  const perTok = cacheBytesPerToken(mp, s.actFraction);
+  const chunks = Math.max(1, Math.ceil(T / Math.max(1, layout.miniBatchTokens)));
+  const gemm = Math.max(mp.layerFlopsPerToken * T / hw.gemmFlops, chunks * mp.layerBytes / hw.hbmBytesPerSecond);
+  const attention = mp.attentionFlopsPerPair * s.batch * s.promptTokens * s.promptTokens / 2 / hw.gemmFlops;
+  const compute = gemm + attention;
+  const writeBack = T * perTok / hw.d2hBytesPerSecond;
+  const resident = Math.max(writeBack, compute);
+  const streamed = Math.max(mp.layerBytes / hw.h2dBytesPerSecond + writeBack, compute);
+  const head = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
+  return layout.residentLayers * resident + (mp.numLayers - layout.residentLayers) * streamed + head;
+}
+
+export interface WorkloadShape { promptTokens: number; genTokens: number }
+
+export interface Prediction {
+  step: StepCost;
+  /** Decode step time at the mean context (prompt + gen/2). */
+  stepSeconds: number;
+  prefillSeconds: number;
+  /** Generated tokens per second over prefill + generation: batch·gen / (prefill + gen·step). */
+  tokensPerSecond: number;
+  /** batch / step. */
+  decodeTokensPerSecond: number;
+}
+
+/** Predicts throughput for a batch of requests of one shape. */
+export function predict(mp: ModelProfile, hw: HardwareProfile, layout: GpuLayout, actFraction: number, batch: number, w: WorkloadShape): Prediction {
+  const step = decodeStepCost(mp, hw, layout, { actFraction, batch, contextTokens: w.promptTokens + w.genTokens / 2 });
+  const pre = prefillSeconds(mp, hw, layout, { actFraction, batch, promptTokens: w.promptTokens });
+  const total = pre + w.genTokens * step.stepSeconds;
+  return {
+    step, stepSeconds: step.stepSeconds, prefillSeconds: pre,
+    tokensPerSecond: batch * w.genTokens / total,
+    decodeTokensPerSecond: batch / step.stepSeconds,
+  };
+}
+
+export function fmtGiB(bytes: number): string {
+  return `${(bytes / GiB).toFixed(1)} GiB`;
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Runs the CUDA backend's build, tests and benchmarks on the GPU host in one go (device time is
+# scarce: one call, many stages). Usage: scripts/gpu-run.sh STAGE... where STAGE is one of
+#   build     cmake (HYBRIDSERVE_CUDA=on) of hs_core + hs_cuda, then the native CUDA test and bench
+#             executables; then the Node addon (non-fatal: it also needs the other engineers' code)
+#   test      kernel tests and CUDA-vs-CPU model tests (hs_cuda_tests)
+#   sanitize  compute-sanitizer memcheck on the kernel tests and the tiny-model runs
+#   smoke     a short offloading bench (opt-1.3b) to check the pipeline end to end
+#   bench13   OPT-13B, batch 128, prompt 512, gen 32: ACT fraction 0 and auto; then the host-capacity
+#             runs (fixed 48 GiB cache budget: largest batch at 0 and at auto)
+#   table     docs/performance.md rows: opt-6.7b, opt-30b, llama-7b (batch sized to the host)
+#   node      bench/engine.ts through the addon (needs the Node bundle and dist/)
+# Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+OUT=${OUT:-gpu-out}
+mkdir -p "$OUT"
+B=build-gpu
+export CUDAARCHS=${CUDAARCHS:-90}
+log() { echo "[gpu-run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log"; }
+
+stage_build() {
+  nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.max,pcie.link.width.max --format=csv | tee -a "$OUT/gpu-run.log"
+  free -g | tee -a "$OUT/gpu-run.log"
+  local napi=""
+  [ -d node_modules/node-api-headers/include ] && napi="-DNODE_API_INCLUDE_DIR=$PWD/node_modules/node-api-headers/include -DNODE_ADDON_API_DIR=$PWD/node_modules/node-addon-api"
+  cmake -S native -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DHYBRIDSERVE_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$CUDAARCHS $napi \
+    >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; return 1; }
+  cmake --build $B --target hs_cuda hs_core -j 16 >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; return 1; }
+  local libs="$B/libhs_cuda.a $B/libhs_core.a -lcublas -lpthread"
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_cuda_tests native/test/cuda/cuda_kernel_test.cu \
+    native/test/cuda/cuda_model_test.cc native/test/test_main.cc $libs >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_cuda_bench native/test/cuda/cuda_bench.cc $libs \
+    >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }
+  log "native CUDA build ok"
+  if [ -n "$napi" ]; then
+    if cmake --build $B -j 16 >"$OUT/addon-build.log" 2>&1; then
+      mkdir -p build && cp $B/hybridserve.node build/ && log "addon build ok"
+    else
+      log "addon build FAILED (see addon-build.log)"; grep -E "error" "$OUT/addon-build.log" | head -20
+    fi
+  fi
+}
+
+stage_test() { $B/hs_cuda_tests 2>&1 | tee "$OUT/tests.log"; }
+
+stage_sanitize() {
+  # Kernel tests and the tiny-model CUDA-vs-CPU runs (opt-125m is left out: memcheck makes it slow).
+  local rc=0
+  for f in kernel_ tiny; do
+    compute-sanitizer --tool memcheck --error-exitcode 3 $B/hs_cuda_tests $f >"$OUT/sanitize-$f.log" 2>&1 || rc=1
+    tail -4 "$OUT/sanitize-$f.log" | tee -a "$OUT/gpu-run.log"
+  done
+  return $rc
+}
+
+stage_smoke() {
+  $B/hs_cuda_bench --model opt-1.3b --batch 32 --prompt 128 --gen 8 --act-fraction 0,auto 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/bench.jsonl"
+}
+
+stage_bench13() {
+  # One process (the 26 GB of pinned weights are built once): the acceptance runs at batch 128, then
+  # the host-capacity runs with a fixed 48 GiB cache budget (largest batch at 0 and at auto).
+  $B/hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 0,auto,0@cap,auto@cap --host-cache 48G \
+    2>>"$OUT/bench-stderr.log" | tee -a "$OUT/bench.jsonl"
+}
+
+stage_table() {
+  # docs/performance.md rows (OPT-66B's 131 GB of fp16 weights do not fit a 128 GiB host).
+  $B/hs_cuda_bench --model opt-6.7b --batch 128 --prompt 512 --gen 32 --act-fraction 0,auto 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/bench.jsonl"
+  $B/hs_cuda_bench --model llama-7b --batch 128 --prompt 512 --gen 32 --act-fraction 0,auto 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/bench.jsonl"
+  $B/hs_cuda_bench --model opt-30b --batch 64 --prompt 512 --gen 32 --act-fraction 0,auto 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/bench.jsonl"
+}
+
+stage_node() {
+  [ -f .gpu/node-bundle.tar.xz ] && tar xJf .gpu/node-bundle.tar.xz -C / 2>/dev/null
+  node dist/bench/engine.js --model synthetic:opt-1.3b --batch 16 --prompt 128 --gen 8 --act-fraction auto 2>&1 | tee -a "$OUT/node-bench.log"
+}
+
+for s in "$@"; do
+  log "stage $s"
+  t0=$(date +%s)
+  if ! "stage_$s"; then
+    log "stage $s FAILED"
+    [ "$s" = build ] && exit 1
+  fi
+  log "stage $s done in $(( $(date +%s) - t0 )) s"
+done

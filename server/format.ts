@@ -1,0 +1,73 @@
+// OpenAI response and stream-chunk shapes for completions and chat completions. Pure.
+import { randomUUID } from 'node:crypto';
+import type { FinishReason as SchedFinish } from './scheduler/scheduler.js';
+
+export type Endpoint = 'completions' | 'chat';
+export type OpenAIFinish = 'stop' | 'length' | null;
+
+export interface Usage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+
+export function usage(prompt: number, completion: number): Usage {
+  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+}
+
+export function openAIFinish(reason: SchedFinish): OpenAIFinish {
+  return reason === 'length' ? 'length' : reason === 'stop' ? 'stop' : null;
+}
+
+export function newId(endpoint: Endpoint): string {
+  return `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
+}
+
+export interface ResponseMeta { id: string; created: number; model: string }
+
+export function fullResponse(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, u: Usage) {
+  if (ep === 'chat') {
+    return {
+      id: m.id, object: 'chat.completion' as const, created: m.created, model: m.model,
+      choices: [{ index: 0, message: { role: 'assistant' as const, content: text }, logprobs: null, finish_reason: finish }],
+      usage: u,
+    };
+  }
+  return {
+    id: m.id, object: 'text_completion' as const, created: m.created, model: m.model,
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+    usage: u,
+  };
+}
+
+/** One stream chunk carrying a text delta (and, for the last one, the finish reason). */
+export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, first: boolean) {
+  if (ep === 'chat') {
+    const delta: { role?: 'assistant'; content?: string } = first ? { role: 'assistant', content: text } : text || finish === null ? { content: text } : {};
+    return { id: m.id, object: 'chat.completion.chunk', created: m.created, model: m.model,
+      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] };
+  }
+  return { id: m.id, object: 'text_completion', created: m.created, model: m.model,
+    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] };
+}
+
+/** The usage-only chunk sent before [DONE] when stream_options.include_usage is set. */
+export function usageChunk(ep: Endpoint, m: ResponseMeta, u: Usage) {
+  return { id: m.id, object: ep === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: m.created, model: m.model, choices: [], usage: u };
+}
+
+export function sseData(obj: unknown): string {
+  return `data: ${JSON.stringify(obj)}\n\n`;
+}
+
+export const SSE_DONE = 'data: [DONE]\n\n';
+
+/**
+ * The SSE event for a text delta, built from pre-serialised parts: the hot path of streaming
+ * (one call per generated token per stream) then only escapes the text. Same bytes as
+ * sseData(deltaChunk(ep, m, text, null, first)).
+ */
+export function deltaEventWriter(ep: Endpoint, m: ResponseMeta): (text: string, first: boolean) => string {
+  const head = `data: {"id":${JSON.stringify(m.id)},"object":${ep === 'chat' ? '"chat.completion.chunk"' : '"text_completion"'},"created":${m.created},"model":${JSON.stringify(m.model)},"choices":[{"index":0,`;
+  const tail = ',"logprobs":null,"finish_reason":null}]}\n\n';
+  if (ep === 'chat') {
+    return (text, first) => `${head}"delta":{${first ? '"role":"assistant",' : ''}"content":${JSON.stringify(text)}}${tail}`;
+  }
+  return (text) => `${head}"text":${JSON.stringify(text)}${tail}`;
+}

@@ -1,0 +1,94 @@
+// Turns a validated OpenAI request into what the scheduler needs, rejecting what the schema
+// cannot express (n > 1, prompt too long, max_tokens beyond the window). Pure: no I/O.
+import { badRequest } from './errors.js';
+import type { ServerLimits } from './options.js';
+import type { CompletionRequestT } from './schemas/completions.js';
+import type { ChatRequestT } from './schemas/chat.js';
+
+export interface ChatTurn { role: string; content: string }
+
+/** The slice of a tokenizer the server uses; server/runtime.ts adapts model/tokenizer.ts to it. */
+export interface ServerTokenizer {
+  encode(text: string): number[];
+  decode(ids: number[]): string;
+  /** Only for concatenative tokenizers (byte-level BPE, bytes): one token's text, cached. */
+  decodeToken?(id: number): string;
+  eosTokenId: number;
+  vocabSize: number;
+  /** Prompt ids of a conversation ending with the assistant's turn to generate. */
+  encodeChat(messages: ChatTurn[]): number[];
+}
+
+export interface SamplingRequest { temperature: number; topP: number; topK: number; seed: number }
+
+export interface GenerationRequest {
+  promptTokens: number[];
+  maxTokens: number;
+  sampling: SamplingRequest;
+  stop: string[];
+  stream: boolean;
+  includeUsage: boolean;
+  ignoreEos: boolean;
+}
+
+type Common = Pick<CompletionRequestT, 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'n' | 'stop' | 'stream' | 'stream_options' | 'ignore_eos'>;
+
+export function randomSeed(): number {
+  return Math.floor(Math.random() * 0x7fffffff);
+}
+
+function common(req: Common, promptTokens: number[], limits: ServerLimits, maxTokensField: string, maxTokens?: number | null): GenerationRequest {
+  if (req.n != null && req.n !== 1) throw badRequest(`only n = 1 is supported, got n = ${req.n}`, 'n', 'unsupported_value');
+  if (promptTokens.length === 0) throw badRequest('the prompt is empty after tokenization', 'prompt', 'empty_prompt');
+  if (promptTokens.length > limits.maxPromptTokens) {
+    throw badRequest(`prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`, 'prompt', 'context_length_exceeded');
+  }
+  const room = limits.maxTotalTokens - promptTokens.length;
+  if (maxTokens != null && maxTokens > room) {
+    throw badRequest(`${maxTokensField} = ${maxTokens} plus the ${promptTokens.length} prompt tokens exceeds the ${limits.maxTotalTokens}-token window`,
+      maxTokensField, 'context_length_exceeded');
+  }
+  const stop = req.stop == null ? [] : typeof req.stop === 'string' ? [req.stop] : req.stop;
+  return {
+    promptTokens,
+    maxTokens: maxTokens ?? Math.min(limits.defaultMaxTokens, room),
+    sampling: {
+      temperature: req.temperature ?? 1,
+      topP: req.top_p ?? 1,
+      topK: req.top_k ?? 0,
+      seed: req.seed ?? randomSeed(),
+    },
+    stop,
+    stream: req.stream === true,
+    includeUsage: req.stream_options?.include_usage === true,
+    ignoreEos: req.ignore_eos === true,
+  };
+}
+
+export function completionToGeneration(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits): GenerationRequest {
+  if (req.echo) throw badRequest('echo is not supported', 'echo', 'unsupported_value');
+  let ids: number[];
+  if (typeof req.prompt === 'string') ids = tok.encode(req.prompt);
+  else if (typeof req.prompt[0] === 'string') ids = tok.encode(req.prompt[0] as string);
+  else {
+    ids = req.prompt as number[];
+    const bad = ids.find((t) => t >= tok.vocabSize);
+    if (bad !== undefined) throw badRequest(`token id ${bad} is outside the vocabulary (size ${tok.vocabSize})`, 'prompt', 'invalid_value');
+  }
+  return common(req, ids, limits, 'max_tokens', req.max_tokens);
+}
+
+/** Text of a message: a string, or the concatenated text parts. */
+function messageText(content: ChatRequestT['messages'][number]['content']): string {
+  if (content == null) return '';
+  if (typeof content === 'string') return content;
+  return content.map((p) => p.text).join('');
+}
+
+export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits): GenerationRequest {
+  const turns = req.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  if (turns.every((t) => t.content.trim() === '')) throw badRequest('messages have no content', 'messages', 'empty_messages');
+  const ids = tok.encodeChat(turns);
+  const field = req.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
+  return common(req, ids, limits, field, req.max_completion_tokens ?? req.max_tokens);
+}

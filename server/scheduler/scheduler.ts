@@ -1,0 +1,301 @@
+// Continuous batching over the native engine. Requests wait in a FIFO queue, join the running set
+// between engine steps when the pools can hold them, leave it as soon as they finish or their
+// client goes away (their blocks are freed right after the step in flight, if any), and are
+// preempted (blocks freed, recomputed from their tokens later) when the pools run dry.
+// engine.step() is async (an AsyncWorker), so the event loop keeps serving HTTP while it runs.
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import type { NativeCounters, NativeEngine, NativeStepResult } from '../../native/ts/addon-types.js';
+import { ApiError } from '../errors.js';
+import type { SamplingRequest } from '../request.js';
+import { canAdmit, fitsEmptyPools, formBatches, needsPreemption, retryAfterSeconds, type MiniBatcher } from './policy.js';
+
+const STATUS_OK = 0; // NativeSeqStatus.Ok (a const enum, so not importable at runtime)
+
+export type FinishReason = 'length' | 'stop' | 'cancelled' | 'timeout' | 'error';
+
+export interface SequenceRequest {
+  prompt: number[];
+  maxTokens: number;
+  sampling: SamplingRequest;
+  ignoreEos: boolean;
+  /** Called for each generated token, in order. Returning true stops generation ('stop'). */
+  onToken(token: number, index: number): boolean | void;
+  onDone(reason: FinishReason, error?: Error): void;
+  /** Absolute deadline (ms since epoch); undefined = none. */
+  deadline?: number;
+}
+
+export interface SequenceHandle {
+  /** Ends the request now; its blocks are freed after the engine step in flight, if any. */
+  cancel(): void;
+}
+
+export interface StepReport {
+  batchSize: number;
+  tokens: number;
+  result: NativeStepResult;
+  /** Seconds the whole iteration took on our side, engine step included. */
+  loopSeconds: number;
+}
+
+export interface SchedulerHooks {
+  onStep?(r: StepReport): void;
+  onFirstToken?(secondsSinceEnqueue: number): void;
+  onTokenInterval?(seconds: number): void;
+  onPreempt?(): void;
+  /** A cancelled sequence's blocks were freed, this many engine steps after cancel() (0 or 1). */
+  onCancelReleased?(steps: number): void;
+  onFinish?(reason: FinishReason, promptTokens: number, generatedTokens: number): void;
+  log?: { info(msg: string): void; warn(msg: string): void; error(msg: string): void };
+}
+
+interface Seq {
+  req: SequenceRequest;
+  generated: number[];
+  engineId: number | null;
+  admittedRank: number;
+  enqueuedAt: number;
+  lastTokenAt: number;
+  done: boolean;
+  cancelRequested: boolean;
+  contextTokens: number;
+}
+
+export interface SchedulerOptions {
+  maxBatch: number;
+  maxQueue: number;
+  eosTokenId: number;
+  miniBatcher?: MiniBatcher;
+}
+
+export class Scheduler {
+  private readonly waiting: Seq[] = [];
+  private readonly running: Seq[] = [];
+  private inStep = new Set<Seq>();
+  private wake: (() => void) | null = null;
+  private loopPromise: Promise<void> | null = null;
+  private stopped = false;
+  private draining = false;
+  private rank = 0;
+  private finishedTimes: number[] = [];
+  maxBatch: number;
+  /** Totals for the overhead figure: our loop time vs the engine's own step wall time. */
+  readonly totals = { steps: 0, tokens: 0, loopSeconds: 0, engineSeconds: 0, awaitSeconds: 0, busySeconds: 0, preemptions: 0 };
+
+  constructor(private readonly engine: NativeEngine, private readonly opts: SchedulerOptions, private readonly hooks: SchedulerHooks = {}) {
+    this.maxBatch = opts.maxBatch;
+  }
+
+  get queueDepth(): number { return this.waiting.length; }
+  get runningCount(): number { return this.running.length; }
+  get idle(): boolean { return this.waiting.length === 0 && this.running.length === 0; }
+
+  /** Queues a request. Throws ApiError 429 when the queue is full and 503 while draining. */
+  submit(req: SequenceRequest): SequenceHandle {
+    if (this.draining || this.stopped) throw new ApiError(503, 'server is shutting down', 'service_unavailable', null, 'shutting_down');
+    if (this.waiting.length >= this.opts.maxQueue) {
+      const retry = retryAfterSeconds(this.waiting.length, this.recentFinishRate());
+      throw new ApiError(429, `too many queued requests (${this.waiting.length}); retry in ${retry} s`, 'rate_limit_error', null, 'queue_full',
+        { 'retry-after': String(retry) });
+    }
+    const pools = this.engine.pools();
+    if (!fitsEmptyPools(pools, req.prompt.length)) {
+      throw new ApiError(400, `prompt of ${req.prompt.length} tokens needs more cache blocks than this server has`, 'invalid_request_error', 'prompt',
+        'context_length_exceeded');
+    }
+    const now = Date.now();
+    const seq: Seq = {
+      req, generated: [], engineId: null, admittedRank: 0, enqueuedAt: now, lastTokenAt: now,
+      done: false, cancelRequested: false, contextTokens: req.prompt.length,
+    };
+    this.waiting.push(seq);
+    this.ensureLoop();
+    return { cancel: () => this.cancel(seq) };
+  }
+
+  /** Stops taking requests; resolves when in-flight ones finish or after timeoutMs (then cancels them). */
+  async drain(timeoutMs: number): Promise<void> {
+    this.draining = true;
+    const until = Date.now() + timeoutMs;
+    while (!this.idle && Date.now() < until) await new Promise((r) => setTimeout(r, 20));
+    for (const s of [...this.waiting, ...this.running]) this.cancel(s);
+    await this.stop();
+  }
+
+  /** Ends the loop (after the step in flight). Requests still queued are cancelled. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    for (const s of [...this.waiting, ...this.running]) this.cancel(s);
+    this.wake?.();
+    await this.loopPromise;
+  }
+
+  private recentFinishRate(): number {
+    const now = Date.now();
+    this.finishedTimes = this.finishedTimes.filter((t) => now - t < 10_000);
+    return this.finishedTimes.length / 10;
+  }
+
+  private cancel(seq: Seq): void {
+    if (seq.done) return;
+    if (this.inStep.has(seq)) { seq.cancelRequested = true; return; }
+    const wasRunning = seq.engineId !== null;
+    this.finish(seq, 'cancelled');
+    if (wasRunning) this.hooks.onCancelReleased?.(0);
+  }
+
+  /** Removes a sequence everywhere, frees its blocks and reports the outcome once. */
+  private finish(seq: Seq, reason: FinishReason, error?: Error): void {
+    if (seq.done) return;
+    seq.done = true;
+    this.release(seq);
+    const wi = this.waiting.indexOf(seq);
+    if (wi >= 0) this.waiting.splice(wi, 1);
+    this.finishedTimes.push(Date.now());
+    this.hooks.onFinish?.(reason, seq.req.prompt.length, seq.generated.length);
+    try { seq.req.onDone(reason, error); } catch (err) { this.hooks.log?.error(`onDone handler failed: ${String(err)}`); }
+  }
+
+  /** Frees the engine sequence (its blocks) and takes it out of the running set. */
+  private release(seq: Seq): void {
+    const ri = this.running.indexOf(seq);
+    if (ri >= 0) this.running.splice(ri, 1);
+    if (seq.engineId !== null) {
+      try { this.engine.removeSequence(seq.engineId); } catch (err) { this.hooks.log?.warn(`removeSequence failed: ${String(err)}`); }
+      seq.engineId = null;
+    }
+  }
+
+  private ensureLoop(): void {
+    if (this.wake) { const w = this.wake; this.wake = null; w(); }
+    if (!this.loopPromise) {
+      this.loopPromise = this.loop().catch((err) => {
+        this.hooks.log?.error(`engine loop failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+        for (const s of [...this.waiting, ...this.running]) this.finish(s, 'error', err as Error);
+      }).finally(() => { this.loopPromise = null; });
+    }
+  }
+
+  private async loop(): Promise<void> {
+    while (!this.stopped) {
+      this.expire();
+      this.admit();
+      if (this.running.length === 0) {
+        if (this.stopped) break;
+        await new Promise<void>((r) => { this.wake = r; });
+        continue;
+      }
+      const t0 = performance.now();
+      for (const batch of formBatches(this.running.slice(), this.maxBatch, this.opts.miniBatcher)) {
+        await this.step(batch);
+      }
+      // Let newly arrived requests and socket writes in before the next step.
+      await yieldToEventLoop();
+      // Wall time while there was work: engine steps plus everything the server did around them.
+      this.totals.busySeconds += (performance.now() - t0) / 1000;
+    }
+  }
+
+  private expire(): void {
+    const now = Date.now();
+    for (const s of [...this.waiting, ...this.running]) {
+      if (s.req.deadline !== undefined && now > s.req.deadline) this.finish(s, 'timeout');
+    }
+  }
+
+  private admit(): void {
+    while (this.waiting.length > 0 && this.running.length < this.maxBatch) {
+      const seq = this.waiting[0];
+      const tokens = seq.req.prompt.length + seq.generated.length;
+      if (!canAdmit(this.engine.pools(), tokens, this.running.length)) return;
+      const all = Int32Array.from(seq.generated.length ? seq.req.prompt.concat(seq.generated) : seq.req.prompt);
+      const s = seq.req.sampling;
+      try {
+        seq.engineId = this.engine.addSequence(all, { sampling: { temperature: s.temperature, topK: s.topK, topP: s.topP, seed: s.seed } });
+      } catch (err) {
+        if (err instanceof RangeError && /out of cache blocks/.test(err.message)) {
+          if (this.running.length > 0) return; // wait for others to finish
+          this.waiting.shift();
+          this.finish(seq, 'error', new ApiError(400, `prompt does not fit the cache: ${err.message}`, 'invalid_request_error', 'prompt', 'context_length_exceeded'));
+          continue;
+        }
+        this.waiting.shift();
+        this.finish(seq, 'error', err instanceof RangeError || err instanceof TypeError
+          ? new ApiError(400, err.message, 'invalid_request_error', 'prompt') : (err as Error));
+        continue;
+      }
+      this.waiting.shift();
+      seq.admittedRank = ++this.rank;
+      seq.contextTokens = tokens;
+      this.running.push(seq);
+    }
+  }
+
+  private async step(batch: Seq[]): Promise<void> {
+    const live = batch.filter((s) => !s.done && s.engineId !== null);
+    if (live.length === 0) return;
+    const t0 = performance.now();
+    const ids = Int32Array.from(live.map((s) => s.engineId as number));
+    this.inStep = new Set(live);
+    let result: NativeStepResult;
+    const a0 = performance.now();
+    try {
+      result = await this.engine.step(ids);
+    } finally {
+      this.inStep = new Set();
+    }
+    // Time the event loop waited for the step (engine work plus the addon's thread hand-off).
+    this.totals.awaitSeconds += (performance.now() - a0) / 1000;
+    const now = Date.now();
+    let tokens = 0;
+    const needy: Seq[] = [];
+    for (let i = 0; i < live.length; i++) {
+      const seq = live[i];
+      if (seq.cancelRequested) { this.finish(seq, 'cancelled'); this.hooks.onCancelReleased?.(1); continue; }
+      if (seq.done) continue;
+      if (result.status[i] !== STATUS_OK) { needy.push(seq); continue; }
+      const token = result.tokens[i];
+      tokens++;
+      seq.generated.push(token);
+      seq.contextTokens++;
+      if (seq.generated.length === 1) this.hooks.onFirstToken?.((now - seq.enqueuedAt) / 1000);
+      else this.hooks.onTokenInterval?.((now - seq.lastTokenAt) / 1000);
+      seq.lastTokenAt = now;
+      let stop = false;
+      try { stop = seq.req.onToken(token, seq.generated.length - 1) === true; } catch (err) {
+        this.finish(seq, 'error', err as Error); continue;
+      }
+      if (stop || (!seq.req.ignoreEos && token === this.opts.eosTokenId)) this.finish(seq, 'stop');
+      else if (seq.generated.length >= seq.req.maxTokens) this.finish(seq, 'length');
+    }
+    if (needy.length > 0) this.preempt(needy);
+    const loopSeconds = (performance.now() - t0) / 1000;
+    this.totals.steps++;
+    this.totals.tokens += tokens;
+    this.totals.loopSeconds += loopSeconds;
+    this.totals.engineSeconds += result.counters.wallSeconds;
+    this.hooks.onStep?.({ batchSize: live.length, tokens, result, loopSeconds });
+  }
+
+  /** Frees blocks for sequences that could not grow: preempt the newest until they fit. */
+  private preempt(needy: Seq[]): void {
+    const stillNeedy = new Set(needy.filter((s) => !s.done));
+    const free = () => { const p = this.engine.pools(); return p.kvBlocksFree + p.actBlocksFree; };
+    while (needsPreemption(free(), stillNeedy.size, this.running.length)) {
+      const victim = this.running.reduce((a, b) => (b.admittedRank > a.admittedRank ? b : a));
+      this.release(victim);
+      stillNeedy.delete(victim);
+      // Back to the front of the queue: it resumes by recomputing its prompt and generated tokens.
+      this.waiting.unshift(victim);
+      this.totals.preemptions++;
+      this.hooks.onPreempt?.();
+    }
+    if (stillNeedy.size > 0 && this.running.length === 1 && free() === 0) {
+      // Alone and still no room: the pools are too small for this sequence to continue.
+      for (const s of stillNeedy) this.finish(s, 'length');
+    }
+  }
+
+  /** Counters for /v1/hybridserve/stats. */
+  engineCounters(): NativeCounters { return this.engine.counters(); }
+}

@@ -1,0 +1,92 @@
+// Wires an engine and a tokenizer into a running service: scheduler, metrics, plan file, app.
+// Used by server/server.ts (which listens) and by tests and the benchmark (which may listen on port 0).
+import type { FastifyInstance, FastifyServerOptions } from 'fastify';
+import type { NativeEngine } from '../native/ts/addon-types.js';
+import { buildApp } from './app.js';
+import { applyPlan, type ServingContext } from './context.js';
+import { createMetrics } from './metrics.js';
+import { resolveLimits, type ServerLimits } from './options.js';
+import { watchPlanFile, type PlanWatcher } from './plan-file.js';
+import type { ServerTokenizer } from './request.js';
+import { Scheduler } from './scheduler/scheduler.js';
+import type { MiniBatcher } from './scheduler/policy.js';
+
+export interface Log { info(m: string): void; warn(m: string): void; error(m: string): void }
+
+export interface ServingOptions {
+  modelName: string;
+  modelAliases?: string[];
+  device: string;
+  engine: NativeEngine;
+  tokenizer: ServerTokenizer;
+  maxPositions: number;
+  limits?: Partial<ServerLimits>;
+  apiKeys?: string[];
+  maxBatch?: number;
+  planFile?: string;
+  planPollMs?: number;
+  miniBatcher?: MiniBatcher;
+  logger?: FastifyServerOptions['logger'];
+  processMetrics?: boolean;
+  log?: Log;
+}
+
+export interface Serving {
+  app: FastifyInstance;
+  ctx: ServingContext;
+  /** Readiness fails, new requests get 503, in-flight ones get `graceMs` to finish; then the app closes. */
+  shutdown(graceMs?: number): Promise<void>;
+}
+
+const quiet: Log = { info: () => {}, warn: () => {}, error: () => {} };
+
+export async function createServing(o: ServingOptions): Promise<Serving> {
+  const log = o.log ?? quiet;
+  const limits = resolveLimits(o.limits ?? {}, o.maxPositions);
+  const metrics = createMetrics({ processMetrics: o.processMetrics });
+  const scheduler = new Scheduler(o.engine, { maxBatch: o.maxBatch ?? 64, maxQueue: limits.maxQueue, eosTokenId: o.tokenizer.eosTokenId, miniBatcher: o.miniBatcher }, {
+    log,
+    onFirstToken: (s) => metrics.ttft.observe(s),
+    onTokenInterval: (s) => metrics.tpot.observe(s),
+    onPreempt: () => metrics.preemptions.inc(),
+    onCancelReleased: (steps) => metrics.cancelReleaseSteps.observe(steps),
+    onStep: (r) => metrics.addStep(r.result.counters),
+  });
+  const ctx: ServingContext = {
+    modelName: o.modelName, modelAliases: o.modelAliases ?? [], device: o.device, engine: o.engine, scheduler, tokenizer: o.tokenizer, metrics, limits,
+    apiKeys: o.apiKeys ?? [], startedAt: Date.now(), plan: null, ready: false, draining: false,
+    totals: { requests: 0, generatedTokens: 0, promptTokens: 0 },
+  };
+  metrics.actFraction.set(o.engine.actFraction());
+  let watcher: PlanWatcher | null = null;
+  if (o.planFile) {
+    watcher = await watchPlanFile(o.planFile, {
+      pollMs: o.planPollMs,
+      onPlan: (plan) => {
+        try { applyPlan(ctx, plan, log); } catch (err) { log.error(`plan not applied: ${(err as Error).message}`); }
+      },
+      onError: (m) => log.warn(`${m}; keeping the last good plan`),
+    });
+  }
+  const app = buildApp(ctx, { logger: o.logger });
+  let closing: Promise<void> | null = null;
+  app.addHook('onClose', async () => {
+    watcher?.close();
+    await scheduler.stop();
+  });
+  await app.ready();
+  ctx.ready = true;
+  return {
+    app,
+    ctx,
+    shutdown(graceMs = limits.shutdownGraceMs) {
+      closing ??= (async () => {
+        ctx.draining = true;
+        ctx.ready = false;
+        await scheduler.drain(graceMs);
+        await app.close();
+      })();
+      return closing;
+    },
+  };
+}

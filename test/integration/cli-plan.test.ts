@@ -1,0 +1,108 @@
+// `hybridserve plan` end to end through its run() (the dispatcher in cli/main.ts only maps a
+// CliError to its exit code): real presets, real hardware table, real checkpoint config.json.
+import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { run } from '../../cli/plan.js';
+import { CliError } from '../../cli/errors.js';
+
+let out: string[] = [];
+beforeEach(() => {
+  out = [];
+  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => { out.push(args.map(String).join(' ')); });
+});
+afterEach(() => {
+  jest.restoreAllMocks();
+});
+
+async function planJson(...argv: string[]): Promise<Record<string, unknown>> {
+  const code = await run([...argv, '--json']);
+  expect(code).toBe(0);
+  expect(out).toHaveLength(1);
+  return JSON.parse(out[0]) as Record<string, unknown>;
+}
+
+describe('hybridserve plan', () => {
+  test('synthetic:opt-30b on NVIDIA-H100-80GB-HBM3 with 256GiB --json', async () => {
+    const p = await planJson('--model', 'synthetic:opt-30b', '--gpu', 'NVIDIA-H100-80GB-HBM3', '--host-memory', '256GiB');
+    for (const k of ['actFraction', 'hostMemoryBytes', 'kvBlocks', 'actBlocks', 'maxBatch', 'predictedStepSeconds', 'predictedTokensPerSecond', 'reason']) {
+      expect(p).toHaveProperty(k);
+    }
+    expect(p.hostMemoryBytes).toBe(256 * 2 ** 30);
+    expect(p.actFraction).toBeGreaterThan(0);
+    expect(p.actFraction).toBeLessThanOrEqual(1);
+    expect(p.actBlocks as number).toBeGreaterThan(0);
+    expect(p.maxBatch as number).toBeGreaterThan(0);
+    expect(p.predictedTokensPerSecond as number).toBeGreaterThan(0);
+    expect(String(p.reason)).toMatch(/^transfer-bound: /);
+    expect(p.model).toBe('opt-30b');
+  });
+
+  test('synthetic:llama3-8b: fraction 0 with the grouped-query reason', async () => {
+    const p = await planJson('--model', 'synthetic:llama3-8b', '--gpu', 'NVIDIA-H100-80GB-HBM3', '--host-memory', '256GiB');
+    expect(p.actFraction).toBe(0);
+    expect(p.actBlocks).toBe(0);
+    expect(p.reason).toBe('grouped-query attention: ACT (8192 B/token/layer) is not smaller than KV (4096 B/token/layer), fraction 0');
+  });
+
+  test('other product spellings and options work; the human format names the essentials', async () => {
+    for (const gpu of ['NVIDIA-A100-SXM4-40GB', 'nvidia a100 80gb pcie', 'Tesla-T4', 'NVIDIA-L40S', 'NVIDIA-H200', 'NVIDIA-GeForce-RTX-4090']) {
+      out = [];
+      const p = await planJson('--model', 'synthetic:opt-13b', '--gpu', gpu, '--host-memory', '128GiB', '--prompt', '256', '--gen', '64');
+      expect(p.promptTokens).toBe(256);
+      expect(p.genTokens).toBe(64);
+      expect(p.maxBatch as number).toBeGreaterThan(0);
+    }
+    out = [];
+    expect(await run(['--model', 'synthetic:opt-6.7b', '--gpu', 'NVIDIA-L4', '--act-fraction', '0.5', '--host-memory', '64GiB'])).toBe(0);
+    const text = out.join('\n');
+    expect(text).toMatch(/ACT fraction\s+0\.50/);
+    expect(text).toMatch(/reason\s+fixed: fraction 0\.5/);
+    expect(text).toMatch(/max batch\s+\d+ sequences/);
+    expect(text).toMatch(/KV pool\s+\d+ blocks/);
+    expect(text).toMatch(/throughput\s+[\d.]+ generated tokens\/s/);
+  });
+
+  test('measured bandwidth overrides the table and lowers the fraction when faster', async () => {
+    const slow = await planJson('--model', 'synthetic:opt-30b', '--gpu', 'NVIDIA-A100-SXM4-80GB', '--h2d-gbps', '10', '--d2h-gbps', '10');
+    out = [];
+    const fast = await planJson('--model', 'synthetic:opt-30b', '--gpu', 'NVIDIA-A100-SXM4-80GB', '--h2d-gbps', '200', '--d2h-gbps', '200');
+    expect((fast.hardware as { measured: string[] }).measured).toEqual(['h2dBytesPerSecond', 'd2hBytesPerSecond']);
+    expect(fast.actFraction as number).toBeLessThan(slow.actFraction as number);
+  });
+
+  test('reads a checkpoint directory config.json', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'hs-plan-'));
+    try {
+      await writeFile(path.join(dir, 'config.json'), JSON.stringify({
+        model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 5120, num_hidden_layers: 40, num_attention_heads: 40,
+        ffn_dim: 20480, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 5120, do_layer_norm_before: true,
+        activation_function: 'relu', torch_dtype: 'float16', bos_token_id: 2, eos_token_id: 2, pad_token_id: 1,
+      }));
+      const p = await planJson('--model', dir, '--gpu', 'NVIDIA-A100-SXM4-40GB', '--host-memory', '128GiB');
+      expect(p.numLayers).toBe(40);
+      expect(p.weightBytes as number).toBeGreaterThan(25e9);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('errors: unknown GPU lists the known products (exit 2); bad input is a clear CliError', async () => {
+    const err = await run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-B9000']).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CliError);
+    expect((err as CliError).exitCode).toBe(2);
+    expect((err as CliError).message).toMatch(/unknown GPU product 'NVIDIA-B9000'/);
+    expect((err as CliError).message).toMatch(/NVIDIA-H100-80GB-HBM3/);
+    expect((err as CliError).message).toMatch(/Tesla-T4/);
+    await expect(run(['--gpu', 'NVIDIA-L4'])).rejects.toThrow(/--model is required/);
+    await expect(run(['--model', 'synthetic:opt-13b'])).rejects.toThrow(/--gpu is required/);
+    await expect(run(['--model', 'synthetic:nope', '--gpu', 'NVIDIA-L4'])).rejects.toThrow(/unknown synthetic preset/);
+    await expect(run(['--model', 'synthetic:opt-66b', '--gpu', 'NVIDIA-L4', '--host-memory', '64GiB'])).rejects.toThrow(/cannot hold opt-66b/);
+    await expect(run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-L4', '--act-fraction', '2'])).rejects.toThrow(/between 0 and 1/);
+    await expect(run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-L4', '--host-memory', 'lots'])).rejects.toThrow(CliError);
+    await expect(run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-L4', '--bogus'])).rejects.toThrow(CliError);
+    expect(await run(['--help'])).toBe(0);
+    expect(out.join('\n')).toMatch(/usage: hybridserve plan/);
+  });
+});

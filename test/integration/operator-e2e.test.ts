@@ -1,0 +1,147 @@
+// Acceptance 1 and 2 of issue 6, end to end on the loopback API test double (test/k8s/) with the
+// simulated kubelet running REAL `hybridserve serve` processes (needs `npm run build` first):
+// an HSD becomes Deployment + Service + ConfigMap with controller ownerReferences, servers come up,
+// status turns Ready; then the feedback loop measures the CPU servers (no PCIe transfer, so ACT
+// only costs recompute), writes a lower ACT fraction into the ConfigMap, the running server's
+// hybridserve_act_fraction follows without a restart, an Event is recorded, and it settles.
+import { describe, test, expect, beforeAll, afterAll } from '@jest/globals';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Operator } from '../../operator/operator.js';
+import { TestCluster, cond, waitFor } from '../k8s/cluster.js';
+import type { Obj } from '../k8s/apiserver.js';
+
+const ROOT = join(import.meta.dirname ?? process.cwd(), '..', '..');
+const NS = 'default';
+let cluster: TestCluster;
+let op: Operator;
+let work: string;
+
+async function metricValue(port: number, name: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ')[1]) : NaN;
+}
+
+function planOf(cm: Obj | undefined): { actFraction: number; generation: number } | undefined {
+  return cm?.data?.['plan.json'] ? JSON.parse(cm.data['plan.json']) : undefined;
+}
+
+beforeAll(async () => {
+  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` before the operator e2e tests');
+  work = mkdtempSync(join(tmpdir(), 'hsd-e2e-'));
+  cluster = await new TestCluster().start(
+    [{ name: 'gpu-a', product: 'NVIDIA-H100-80GB-HBM3', memory: '64Gi' }],
+    { mode: 'process', workDir: work, cwd: ROOT, readyTimeoutMs: 60_000 },
+  );
+  op = new Operator({ server: cluster.url, leaseNamespace: NS, feedbackTickMs: 100, feedbackIntervalMsOverride: 400, progressRequeueMs: 500, log: () => undefined });
+  await op.start();
+}, 60_000);
+
+afterAll(async () => {
+  await op?.stop();
+  await cluster?.stop();
+  if (work) rmSync(work, { recursive: true, force: true });
+});
+
+describe('HybridServeDeployment end to end with real servers', () => {
+  test('acceptance 1: children with ownerReferences, real servers, Ready status with observedGeneration and printer-column values', async () => {
+    const created = cluster.createHsd({ metadata: { name: 'demo' }, spec: {
+      model: { uri: 'synthetic:opt-tiny' }, replicas: 1,
+      cache: { actFraction: 'auto', retune: { minActFraction: 0, maxActFraction: 1, maxStep: 0.25, hysteresis: 0.1 } },
+    } }, NS);
+    const hsd = await waitFor('HSD Ready', () => { const h = cluster.hsd('demo'); return cond(h, 'Ready')?.status === 'True' && h; }, 60_000, 100);
+    expect(hsd.status.observedGeneration).toBe(created.metadata.generation);
+    expect(cond(hsd, 'Ready')?.observedGeneration).toBe(created.metadata.generation);
+    // Printer columns, as `kubectl get hsd` asks for them (server-side Table from the CRD's columns).
+    const table = await (await fetch(`${cluster.url}/apis/hybridserve.io/v1alpha1/namespaces/${NS}/hybridservedeployments`,
+      { headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' } })).json() as Obj;
+    expect(table.columnDefinitions.map((c: Obj) => c.name)).toEqual(['Name', 'Ready', 'Replicas', 'ACT fraction', 'Host memory', 'Age']);
+    const [name, ready, replicas, act, mem, age] = table.rows[0].cells;
+    expect([name, ready, replicas]).toEqual(['demo', 'True', 1]);
+    expect(act).toMatch(/^\d\.\d\d$/);
+    expect(mem).toMatch(/^\d+(\.\d)?Gi$/);
+    expect(age).toMatch(/^\d+[smh]$/);
+    expect(hsd.status.replicas).toBe(1);
+    expect(hsd.status.actFraction).toMatch(/^\d\.\d\d$/);
+    expect(hsd.status.hostMemory).toMatch(/Gi$/);
+    expect(hsd.status.nodeGroups).toHaveLength(1);
+    const owner = { apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', name: 'demo', uid: hsd.metadata.uid, controller: true, blockOwnerDeletion: true };
+    const sel = 'app.kubernetes.io/managed-by=hybridserve-operator,app.kubernetes.io/instance=demo';
+    const deps = cluster.list('apps', 'v1', 'deployments', NS, sel);
+    const cms = cluster.list('', 'v1', 'configmaps', NS, sel);
+    const svcs = cluster.list('', 'v1', 'services', NS, sel);
+    expect([deps.length, cms.length, svcs.length]).toEqual([1, 1, 1]);
+    for (const o of [...deps, ...cms, ...svcs]) expect(o.metadata.ownerReferences).toEqual([owner]);
+    const container = deps[0].spec.template.spec.containers[0];
+    expect(Number(container.resources.requests.memory)).toBeGreaterThan(0);
+    expect(Number(container.resources.limits.memory)).toBeGreaterThanOrEqual(Number(container.resources.requests.memory));
+    expect(deps[0].spec.template.spec.nodeSelector['nvidia.com/gpu.product']).toBe('NVIDIA-H100-80GB-HBM3');
+    expect(deps[0].spec.template.spec.volumes[0].configMap.name).toBe(cms[0].metadata.name);
+    // A real server answers on the pod's port.
+    const pods = cluster.kubelet!.runningPods();
+    expect(pods).toHaveLength(1);
+    const health = await fetch(`http://127.0.0.1:${pods[0].port}/readyz`);
+    expect(health.status).toBe(200);
+  }, 90_000);
+
+  test('acceptance 2: feedback retunes the plan live, records an Event and settles without oscillation', async () => {
+    const [pod] = cluster.kubelet!.runningPods();
+    const cm0 = cluster.list('', 'v1', 'configmaps', NS, 'app.kubernetes.io/instance=demo')[0];
+    const start = planOf(cm0)!;
+    const startMetric = await metricValue(pod.port, 'hybridserve_act_fraction');
+    expect(startMetric).toBeCloseTo(start.actFraction, 3);
+
+    // Load: keep requests flowing so that every scrape interval sees new steps.
+    let loading = true;
+    const load = (async () => {
+      while (loading) {
+        await fetch(`http://127.0.0.1:${pod.port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'synthetic:opt-tiny', prompt: 'the quick brown fox', max_tokens: 24 }) }).then((r) => r.text()).catch(() => undefined);
+      }
+    })();
+    const fractions: number[] = [];
+    const generations: number[] = [];
+    try {
+      // 20 feedback cycles of 400 ms, recording the plan after each.
+      for (let i = 0; i < 24; i++) {
+        await new Promise((r) => setTimeout(r, 400));
+        const p = planOf(cluster.list('', 'v1', 'configmaps', NS, 'app.kubernetes.io/instance=demo')[0])!;
+        fractions.push(p.actFraction); generations.push(p.generation);
+      }
+    } finally {
+      loading = false;
+      await load;
+    }
+    const final = fractions[fractions.length - 1];
+    expect(final).toBeLessThan(start.actFraction);                 // CPU: recompute-only cost → less ACT
+    for (let i = 1; i < fractions.length; i++) expect(fractions[i]).toBeLessThanOrEqual(fractions[i - 1]); // never reverses
+    const lastQuarter = fractions.slice(-6);
+    expect(new Set(lastQuarter).size).toBe(1);                     // settled
+    expect(Math.max(...generations)).toBeGreaterThan(start.generation);
+    // The running server picked up the new fraction live (same process, same port).
+    await waitFor('server act fraction', async () => Math.abs((await metricValue(pod.port, 'hybridserve_act_fraction')) - final) < 1e-6, 10_000, 100);
+    expect(cluster.kubelet!.runningPods()[0].port).toBe(pod.port);
+    const events = cluster.list('events.k8s.io', 'v1', 'events', NS).filter((e) => e.reason === 'ActFractionRetuned' && e.regarding.name === 'demo');
+    expect(events.length).toBeGreaterThan(0);
+    expect(events[0].note).toMatch(/ACT fraction/);
+    const hsd = await waitFor('measured status', () => { const h = cluster.hsd('demo'); return h?.status?.nodeGroups?.[0]?.measured && h; }, 10_000);
+    expect(hsd.status.nodeGroups[0].measured.steps).toBeGreaterThan(0);
+    expect(hsd.status.nodeGroups[0].actFraction).toBe(final);
+    await waitFor('PlanConverged', () => cond(cluster.hsd('demo'), 'PlanConverged')?.status === 'True', 15_000, 100);
+  }, 120_000);
+
+  test('acceptance 3 (pod that dies): a killed server restarts, reloads the current plan and the HSD is Ready again', async () => {
+    const [pod] = cluster.kubelet!.runningPods();
+    const plan = planOf(cluster.list('', 'v1', 'configmaps', NS, 'app.kubernetes.io/instance=demo')[0])!;
+    expect(cluster.kubelet!.crash(pod.name)).toBe(true);
+    await waitFor('Ready=False after the crash', () => cond(cluster.hsd('demo'), 'Ready')?.status === 'False', 10_000, 20);
+    await waitFor('Ready again', () => cond(cluster.hsd('demo'), 'Ready')?.status === 'True', 60_000, 100);
+    expect(await metricValue(pod.port, 'hybridserve_act_fraction')).toBeCloseTo(plan.actFraction, 6);
+    const sel = 'app.kubernetes.io/instance=demo';
+    expect(cluster.list('apps', 'v1', 'deployments', NS, sel)).toHaveLength(1);
+    expect(cluster.list('', 'v1', 'configmaps', NS, sel)).toHaveLength(1);
+    expect(cluster.list('', 'v1', 'pods', NS, sel)).toHaveLength(1);
+  }, 90_000);
+});

@@ -1,0 +1,49 @@
+// The chart grants exactly the RBAC that operator/rbac.ts says the operator needs (issue 6,
+// acceptance 6): the ClusterRole equals clusterRules, the Role in the release namespace equals
+// leaseRules, both bound to the operator's ServiceAccount, and nothing uses a wildcard.
+import { describe, expect, test } from '@jest/globals';
+import { clusterRules, leaseRules } from '../../operator/rbac.js';
+import type { PolicyRule } from '../../operator/rbac.js';
+import { findOne, renderChart } from './chart-helm.js';
+import type { Manifest } from './chart-helm.js';
+
+/** Order-insensitive form: one "group|resource|verb" triple per permission. */
+function grants(rules: readonly PolicyRule[]): string[] {
+  return rules.flatMap((r) => r.apiGroups.flatMap((g) => r.resources.flatMap((res) => r.verbs.map((v) => `${g}|${res}|${v}`)))).sort();
+}
+const rulesOf = (d: Manifest) => (d as unknown as { rules: PolicyRule[] }).rules;
+
+describe('chart RBAC', () => {
+  const docs = renderChart({ namespace: 'ops' });
+  const sa = findOne(docs, 'ServiceAccount');
+
+  test('the ClusterRole grants exactly operator/rbac.ts clusterRules', () => {
+    const role = findOne(docs, 'ClusterRole');
+    expect(grants(rulesOf(role))).toEqual(grants(clusterRules));
+    // Same rules rule-by-rule too, so docs/rbac.md and the chart read alike.
+    expect(rulesOf(role)).toEqual(clusterRules);
+  });
+
+  test('the Lease Role in the release namespace grants exactly leaseRules', () => {
+    const role = findOne(docs, 'Role');
+    expect(role.metadata.namespace).toBe('ops');
+    expect(rulesOf(role)).toEqual(leaseRules);
+  });
+
+  test('both are bound to the operator ServiceAccount, which the Deployment uses', () => {
+    for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
+      const b = findOne(docs, kind) as unknown as { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace: string }[] };
+      expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'ops' }]);
+      expect(b.roleRef.kind).toBe(kind.replace('Binding', ''));
+      expect(findOne(docs, b.roleRef.kind, b.roleRef.name)).toBeDefined();
+    }
+    const pod = (findOne(docs, 'Deployment').spec as { template: { spec: { serviceAccountName: string } } }).template.spec;
+    expect(pod.serviceAccountName).toBe(sa.metadata.name);
+  });
+
+  test('no rule uses a wildcard, and secrets are never readable', () => {
+    const all = [...rulesOf(findOne(docs, 'ClusterRole')), ...rulesOf(findOne(docs, 'Role'))];
+    expect(grants(all).filter((g) => g.includes('*'))).toEqual([]);
+    expect(grants(all).filter((g) => g.startsWith('|secrets|'))).toEqual([]);
+  });
+});

@@ -1,0 +1,130 @@
+// A stand-in for the native engine, for the scheduler's unit tests only (the acceptance tests in
+// test/integration drive the real engine). It keeps real block accounting (KV/ACT pools, blocks
+// per sequence) and generates a deterministic token from each sequence's own history and seed,
+// so batch composition never changes results, like the real engine's per-sequence RNG.
+import type {
+  NativeCounters, NativeEngine, NativeEngineInfo, NativePoolStats, NativeSequenceInfo, NativeSequenceOptions, NativeStepResult,
+} from '../../native/ts/addon-types.js';
+
+const zero = (): NativeCounters => ({
+  steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0, actBytesD2H: 0,
+  transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0, recomputedTokens: 0,
+});
+
+interface FakeSeq { tokens: number[]; cached: number; kv: number; act: number; seed: number }
+
+export class FakeEngine implements NativeEngine {
+  private seqs = new Map<number, FakeSeq>();
+  private nextId = 1;
+  private fraction: number;
+  private kvFree: number;
+  private actFree: number;
+  private busy = false;
+  private total = zero();
+  stepLog: number[][] = [];
+
+  constructor(private readonly opts: { kvBlocks: number; actBlocks: number; blockTokens?: number; vocab?: number; actFraction?: number; stepDelayMs?: number }) {
+    this.kvFree = opts.kvBlocks;
+    this.actFree = opts.actBlocks;
+    this.fraction = opts.actFraction ?? 0;
+  }
+
+  private get bt(): number { return this.opts.blockTokens ?? 4; }
+
+  info(): NativeEngineInfo { return { device: 'cpu', deviceName: 'fake', weightBytes: 0, elementBytes: 4 }; }
+
+  /** Takes one block; ACT when the fraction says so (falls back to the other pool). */
+  private take(s: FakeSeq): boolean {
+    const i = s.kv + s.act;
+    const wantAct = Math.floor((i + 1) * this.fraction) > Math.floor(i * this.fraction);
+    if (wantAct && this.actFree > 0) { this.actFree--; s.act++; return true; }
+    if (this.kvFree > 0) { this.kvFree--; s.kv++; return true; }
+    if (this.actFree > 0) { this.actFree--; s.act++; return true; }
+    return false;
+  }
+
+  addSequence(tokens: Int32Array, options: NativeSequenceOptions): number {
+    if (tokens.length === 0) throw new TypeError('empty token list');
+    const need = Math.ceil(tokens.length / this.bt);
+    if (need > this.kvFree + this.actFree) throw new RangeError(`out of cache blocks: need ${need} blocks, KV free ${this.kvFree}, ACT free ${this.actFree}`);
+    const s: FakeSeq = { tokens: Array.from(tokens), cached: 0, kv: 0, act: 0, seed: options.sampling.seed };
+    for (let i = 0; i < need; i++) this.take(s);
+    const id = this.nextId++;
+    this.seqs.set(id, s);
+    return id;
+  }
+
+  removeSequence(id: number): void {
+    const s = this.seqs.get(id);
+    if (!s) throw new RangeError(`unknown sequence ${id}`);
+    this.kvFree += s.kv;
+    this.actFree += s.act;
+    this.seqs.delete(id);
+  }
+
+  sequence(id: number): NativeSequenceInfo {
+    const s = this.seqs.get(id);
+    if (!s) throw new RangeError(`unknown sequence ${id}`);
+    return { id, length: s.tokens.length, cachedTokens: s.cached, kvBlocks: s.kv, actBlocks: s.act };
+  }
+
+  async step(ids: Int32Array): Promise<NativeStepResult> {
+    if (this.busy) throw new Error('engine busy');
+    this.busy = true;
+    this.stepLog.push(Array.from(ids));
+    try {
+      await new Promise((r) => setTimeout(r, this.opts.stepDelayMs ?? 0));
+      const tokens = new Int32Array(ids.length);
+      const status = new Int32Array(ids.length);
+      const c = zero();
+      c.steps = 1;
+      ids.forEach((id, i) => {
+        const s = this.seqs.get(id);
+        if (!s) throw new RangeError(`unknown sequence ${id}`);
+        // The new token needs a slot: a block when the sequence's blocks are full.
+        if (s.tokens.length + 1 > (s.kv + s.act) * this.bt && !this.take(s)) { status[i] = 1; tokens[i] = -1; return; }
+        const fresh = s.tokens.length - s.cached;
+        if (s.cached === 0) c.prefillTokens += fresh; else c.decodeTokens += fresh;
+        s.cached = s.tokens.length;
+        let h = s.seed >>> 0;
+        for (const t of s.tokens) h = (Math.imul(h ^ t, 2654435761) + 0x9e3779b9) >>> 0;
+        const tok = 3 + (h % ((this.opts.vocab ?? 256) - 3));
+        s.tokens.push(tok);
+        tokens[i] = tok;
+      });
+      c.wallSeconds = (this.opts.stepDelayMs ?? 0) / 1000;
+      c.computeSeconds = c.wallSeconds;
+      for (const k of Object.keys(c) as (keyof NativeCounters)[]) this.total[k] += c[k];
+      return { tokens, status, counters: c };
+    } finally {
+      this.busy = false;
+    }
+  }
+
+  setActFraction(f: number): void {
+    if (!(f >= 0 && f <= 1)) throw new RangeError('fraction outside [0, 1]');
+    this.fraction = f;
+  }
+
+  actFraction(): number { return this.fraction; }
+
+  pools(): NativePoolStats {
+    return {
+      blockTokens: this.bt, kvBlocksTotal: this.opts.kvBlocks, kvBlocksFree: this.kvFree, actBlocksTotal: this.opts.actBlocks, actBlocksFree: this.actFree,
+      kvBlockBytes: 1, actBlockBytes: 1,
+    };
+  }
+
+  counters(): NativeCounters { return { ...this.total }; }
+
+  async close(): Promise<void> { this.seqs.clear(); }
+}
+
+/** Byte-level tokenizer for the fake engine: byte b → id b + 3 (0/1/2 = unk/bos/eos), like the synthetic Llama one. */
+export const byteTokenizer: import('../../server/request.js').ServerTokenizer = {
+  eosTokenId: 2,
+  vocabSize: 259,
+  encode: (text: string) => Array.from(Buffer.from(text, 'utf8'), (b) => b + 3),
+  decode: (ids: number[]) => Buffer.from(ids.filter((t) => t >= 3).map((t) => t - 3)).toString('utf8'),
+  encodeChat: (msgs: Array<{ role: string; content: string }>) => byteTokenizer.encode(msgs.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:'),
+};

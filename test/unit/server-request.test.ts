@@ -1,0 +1,69 @@
+import { describe, expect, test } from '@jest/globals';
+import { authorized, loadApiKeys } from '../../server/auth.js';
+import { ApiError, toApiError } from '../../server/errors.js';
+import { DEFAULT_LIMITS, resolveLimits } from '../../server/options.js';
+import { chatToGeneration, completionToGeneration } from '../../server/request.js';
+import { byteTokenizer } from './server-fake-engine.js';
+
+const limits = resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 32, defaultMaxTokens: 8 }, 2048);
+
+function status(fn: () => unknown): number | undefined {
+  try { fn(); } catch (e) { return (e as ApiError).statusCode; }
+  return undefined;
+}
+
+describe('request mapping', () => {
+  test('defaults: max_tokens capped by the window, temperature 1, a random seed', () => {
+    const g = completionToGeneration({ model: 'm', prompt: 'hello' }, byteTokenizer, limits);
+    expect(g.promptTokens).toEqual(byteTokenizer.encode('hello'));
+    expect(g.maxTokens).toBe(8);
+    expect(g.sampling.temperature).toBe(1);
+    expect(Number.isInteger(g.sampling.seed)).toBe(true);
+    const long = completionToGeneration({ model: 'm', prompt: 'x'.repeat(20) }, byteTokenizer, resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 24, defaultMaxTokens: 8 }, 2048));
+    expect(long.maxTokens).toBe(4);
+  });
+  test('stop, stream options, token-id prompts', () => {
+    const g = completionToGeneration({ model: 'm', prompt: [5, 6], stop: 'x', stream: true, stream_options: { include_usage: true }, seed: 3, temperature: 0 }, byteTokenizer, limits);
+    expect(g).toMatchObject({ promptTokens: [5, 6], stop: ['x'], stream: true, includeUsage: true, sampling: { seed: 3, temperature: 0 } });
+  });
+  test('bad input is a 400', () => {
+    expect(status(() => completionToGeneration({ model: 'm', prompt: 'x'.repeat(21) }, byteTokenizer, limits))).toBe(400);
+    expect(status(() => completionToGeneration({ model: 'm', prompt: 'hi', max_tokens: 31 }, byteTokenizer, limits))).toBe(400);
+    expect(status(() => completionToGeneration({ model: 'm', prompt: 'hi', n: 2 }, byteTokenizer, limits))).toBe(400);
+    expect(status(() => completionToGeneration({ model: 'm', prompt: '' }, byteTokenizer, limits))).toBe(400);
+    expect(status(() => completionToGeneration({ model: 'm', prompt: [999] }, byteTokenizer, limits))).toBe(400);
+    expect(status(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: '  ' }] }, byteTokenizer, limits))).toBe(400);
+  });
+  test('chat renders the template and prefers max_completion_tokens', () => {
+    const wide = resolveLimits({ maxPromptTokens: 100, maxTotalTokens: 128 }, 2048);
+    const g = chatToGeneration({ model: 'm', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'hi' }] }], max_completion_tokens: 3, max_tokens: 5 }, byteTokenizer, wide);
+    expect(byteTokenizer.decode(g.promptTokens)).toBe('system: be brief\nuser: hi\nassistant:');
+    expect(g.maxTokens).toBe(3);
+  });
+  test('limits never exceed the model window', () => {
+    expect(resolveLimits({}, 512)).toMatchObject({ maxTotalTokens: 512, maxPromptTokens: 511 });
+    expect(resolveLimits({}, 1e6).maxTotalTokens).toBe(DEFAULT_LIMITS.maxTotalTokens);
+  });
+});
+
+describe('errors and auth', () => {
+  test('Fastify errors map to OpenAI-shaped 4xx; our own faults hide their message', () => {
+    expect(toApiError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413, message: 'x' }).statusCode).toBe(413);
+    const v = toApiError({ statusCode: 400, message: 'x', validation: [{ instancePath: '/max_tokens', message: 'must be >= 1', keyword: 'minimum' }] });
+    expect(v.body().error).toMatchObject({ param: 'max_tokens', type: 'invalid_request_error' });
+    const m = toApiError({ statusCode: 400, message: 'x', validation: [{ instancePath: '', keyword: 'required', params: { missingProperty: 'model' } }] });
+    expect(m.param).toBe('model');
+    const internal = toApiError(new Error('secret detail'));
+    expect(internal.statusCode).toBe(500);
+    expect(internal.message).not.toMatch(/secret/);
+  });
+  test('Bearer keys', () => {
+    const keys = loadApiKeys({ HYBRIDSERVE_API_KEYS: 'a1, b2 ,,' });
+    expect(keys).toEqual(['a1', 'b2']);
+    expect(authorized('Bearer b2', keys)).toBe(true);
+    expect(authorized('Bearer b3', keys)).toBe(false);
+    expect(authorized(undefined, keys)).toBe(false);
+    expect(authorized('Basic b2', keys)).toBe(false);
+    expect(authorized(undefined, [])).toBe(true);
+  });
+});

@@ -1,0 +1,144 @@
+import { describe, expect, test } from '@jest/globals';
+import { Scheduler, type FinishReason } from '../../server/scheduler/scheduler.js';
+import { canAdmit, formBatches, needsPreemption, retryAfterSeconds } from '../../server/scheduler/policy.js';
+import { ApiError } from '../../server/errors.js';
+import { FakeEngine } from './server-fake-engine.js';
+
+const greedy = { temperature: 0, topP: 1, topK: 0, seed: 7 };
+
+function run(s: Scheduler, prompt: number[], maxTokens: number, extra: { seed?: number; stopAt?: number } = {}) {
+  const tokens: number[] = [];
+  let resolve!: (r: { reason: FinishReason; tokens: number[]; error?: Error }) => void;
+  const done = new Promise<{ reason: FinishReason; tokens: number[]; error?: Error }>((r) => { resolve = r; });
+  // submit() throws synchronously (429, 503, 400): let that reach the caller.
+  const handle = s.submit({
+    prompt, maxTokens, sampling: { ...greedy, seed: extra.seed ?? 7 }, ignoreEos: true,
+    onToken: (t) => { tokens.push(t); return extra.stopAt !== undefined && tokens.length >= extra.stopAt; },
+    onDone: (reason, error) => resolve({ reason, tokens, error }),
+  });
+  return { done, handle };
+}
+
+describe('scheduler', () => {
+  test('batched results equal one-at-a-time results, with the right token counts', async () => {
+    const prompts = Array.from({ length: 12 }, (_, i) => Array.from({ length: 1 + (i % 5) }, (_, j) => 10 + i * 3 + j));
+    const solo = new Scheduler(new FakeEngine({ kvBlocks: 200, actBlocks: 0 }), { maxBatch: 1, maxQueue: 100, eosTokenId: 2 });
+    const alone: number[][] = [];
+    for (const [i, p] of prompts.entries()) alone.push((await run(solo, p, 5 + i).done).tokens);
+    const engine = new FakeEngine({ kvBlocks: 200, actBlocks: 0 });
+    const batched = new Scheduler(engine, { maxBatch: 64, maxQueue: 100, eosTokenId: 2 });
+    const results = await Promise.all(prompts.map((p, i) => run(batched, p, 5 + i).done));
+    results.forEach((r, i) => {
+      expect(r.reason).toBe('length');
+      expect(r.tokens).toHaveLength(5 + i);
+      expect(r.tokens).toEqual(alone[i]);
+    });
+    // Continuous batching: several sequences really shared steps.
+    expect(Math.max(...engine.stepLog.map((s) => s.length))).toBeGreaterThan(1);
+    expect(engine.pools().kvBlocksFree).toBe(200);
+  });
+
+  test('a cancelled sequence frees its blocks right after the step in flight', async () => {
+    const engine = new FakeEngine({ kvBlocks: 50, actBlocks: 0, stepDelayMs: 5 });
+    const s = new Scheduler(engine, { maxBatch: 8, maxQueue: 10, eosTokenId: 2 });
+    const a = run(s, [5, 6, 7, 8, 9], 1000);
+    const b = run(s, [5, 6], 20);
+    while (engine.stepLog.length < 3) await new Promise((r) => setTimeout(r, 1));
+    const stepsAtCancel = engine.stepLog.length;
+    a.handle.cancel();
+    const ra = await a.done;
+    expect(ra.reason).toBe('cancelled');
+    // Freed no later than the end of the step that was running when cancel() was called.
+    expect(engine.stepLog.length - stepsAtCancel).toBeLessThanOrEqual(1);
+    await b.done;
+    expect(engine.pools().kvBlocksFree).toBe(50);
+  });
+
+  test('preempts the newest sequence when the pools run dry, and it resumes with identical output', async () => {
+    const ref = new Scheduler(new FakeEngine({ kvBlocks: 100, actBlocks: 0 }), { maxBatch: 8, maxQueue: 10, eosTokenId: 2 });
+    const want = await Promise.all([run(ref, [1, 2, 3], 12, { seed: 1 }).done, run(ref, [4, 5, 6], 12, { seed: 2 }).done]);
+    // 4-token blocks: each sequence needs 4 blocks by the end; 6 blocks cannot hold both at once.
+    const engine = new FakeEngine({ kvBlocks: 3, actBlocks: 3 });
+    const s = new Scheduler(engine, { maxBatch: 8, maxQueue: 10, eosTokenId: 2 });
+    const got = await Promise.all([run(s, [1, 2, 3], 12, { seed: 1 }).done, run(s, [4, 5, 6], 12, { seed: 2 }).done]);
+    expect(s.totals.preemptions).toBeGreaterThan(0);
+    expect(got.map((g) => g.tokens)).toEqual(want.map((w) => w.tokens));
+    expect(engine.pools().kvBlocksFree + engine.pools().actBlocksFree).toBe(6);
+  });
+
+  test('stops when onToken asks to (stop strings) and at maxTokens', async () => {
+    const s = new Scheduler(new FakeEngine({ kvBlocks: 20, actBlocks: 0 }), { maxBatch: 4, maxQueue: 4, eosTokenId: 2 });
+    const r = await run(s, [9], 10, { stopAt: 3 }).done;
+    expect(r.reason).toBe('stop');
+    expect(r.tokens).toHaveLength(3);
+  });
+
+  test('a full queue answers 429 with Retry-After; a prompt larger than all pools is a 400', () => {
+    const s = new Scheduler(new FakeEngine({ kvBlocks: 2, actBlocks: 0, stepDelayMs: 50 }), { maxBatch: 1, maxQueue: 1, eosTokenId: 2 });
+    expect(() => run(s, Array(40).fill(5), 1)).toThrow(/cache blocks/);
+    // maxBatch 1: one runs, one waits (maxQueue 1), the next is refused.
+    let err: unknown;
+    let accepted = 0;
+    try { for (let i = 0; i < 5; i++) { run(s, [1], 3); accepted++; } } catch (e) { err = e; }
+    expect(accepted).toBe(2);
+    expect(err).toBeInstanceOf(ApiError);
+    expect((err as ApiError).statusCode).toBe(429);
+    expect(Number((err as ApiError).headers['retry-after'])).toBeGreaterThanOrEqual(1);
+    return s.stop();
+  });
+
+  test('drain finishes in-flight work, then refuses new requests with 503', async () => {
+    const s = new Scheduler(new FakeEngine({ kvBlocks: 20, actBlocks: 0, stepDelayMs: 1 }), { maxBatch: 4, maxQueue: 4, eosTokenId: 2 });
+    const a = run(s, [3, 4], 5);
+    await s.drain(5000);
+    expect((await a.done).reason).toBe('length');
+    expect(() => run(s, [1], 1)).toThrow(/shutting down/);
+  });
+});
+
+describe('scheduling policy', () => {
+  const pools = { blockTokens: 4, kvBlocksTotal: 10, kvBlocksFree: 4, actBlocksTotal: 10, actBlocksFree: 2, kvBlockBytes: 1, actBlockBytes: 1 };
+  test('admission keeps one free block per running sequence', () => {
+    expect(canAdmit(pools, 7, 0)).toBe(true);
+    expect(canAdmit(pools, 7, 4)).toBe(true); // 2 blocks + 4 reserved = 6 free
+    expect(canAdmit(pools, 8, 4)).toBe(false); // 9 tokens → 3 blocks + 4 > 6
+  });
+  test('batches never exceed maxBatch and keep every sequence once', () => {
+    const seqs = Array.from({ length: 10 }, (_, i) => ({ contextTokens: i, engineId: i }));
+    const b = formBatches(seqs, 4);
+    expect(b.map((g) => g.length)).toEqual([4, 4, 2]);
+    const split = formBatches(seqs, 3, (s) => [s.map((_, i) => i).filter((i) => i % 2 === 0), s.map((_, i) => i).filter((i) => i % 2 === 1)]);
+    expect(split.flat().length).toBe(10);
+    expect(Math.max(...split.map((g) => g.length))).toBeLessThanOrEqual(3);
+    // A splitter that loses sequences is not trusted.
+    expect(formBatches(seqs, 4, () => [[0, 1]]).flat().length).toBe(10);
+  });
+  test('preemption only while more sequences need blocks than are free, never the last one', () => {
+    expect(needsPreemption(0, 2, 3)).toBe(true);
+    expect(needsPreemption(2, 2, 3)).toBe(false);
+    expect(needsPreemption(0, 1, 1)).toBe(false);
+  });
+  test('Retry-After grows with the queue and stays within [1, 60]', () => {
+    expect(retryAfterSeconds(10, 0)).toBe(5);
+    expect(retryAfterSeconds(10, 10)).toBe(1);
+    expect(retryAfterSeconds(100, 10)).toBe(10);
+    expect(retryAfterSeconds(1e6, 1)).toBe(60);
+  });
+});
+
+describe('planning mini-batches (GPU)', () => {
+  test('one step while the working set fits the GPU cache buffer; split when it does not', async () => {
+    const { planningMiniBatcher } = await import('../../server/scheduler/minibatch.js');
+    const { presetConfig } = await import('../../model/presets.js');
+    const cfg = presetConfig('opt-30b')!;
+    const engine = new FakeEngine({ kvBlocks: 100000, actBlocks: 100000, blockTokens: 16, actFraction: 0.5 });
+    const ids = Array.from({ length: 64 }, () => engine.addSequence(Int32Array.from(Array(512).fill(5)), { sampling: greedy }));
+    const seqs = ids.map((engineId) => ({ contextTokens: 512, engineId }));
+    const roomy = planningMiniBatcher(engine, cfg, 80 * 2 ** 30, 2048)(seqs);
+    expect(roomy).toHaveLength(1);
+    expect(roomy[0]).toHaveLength(64);
+    const tight = planningMiniBatcher(engine, cfg, 16 * 2 ** 30, 2048)(seqs);
+    expect(tight.length).toBeGreaterThan(1);
+    expect(tight.flat().sort((a, b) => a - b)).toEqual(seqs.map((_, i) => i));
+  });
+});
