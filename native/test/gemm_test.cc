@@ -76,7 +76,8 @@ int CompareOne(const Case& c, ThreadPool* pool, uint64_t seed) {
   return bad;
 }
 
-const int kSizes[] = {1, 3, 17, 64, 129};
+// 12..16 rows take the AVX-512 small-M column kernel; the others the blocked dot kernel.
+const int kSizes[] = {1, 3, 16, 17, 64, 129};
 
 void CheckAllShapes(const std::string& kernel, ThreadPool* pool) {
   KernelScope scope(kernel);
@@ -96,7 +97,8 @@ void CheckAllShapes(const std::string& kernel, ThreadPool* pool) {
 const Case kLargeCases[] = {
     {16, 768, 768, 0, 0.f, true},  {1, 1000, 768, 0, 0.f, true}, {16, 96, 1500, 3, 1.f, false},
     {3, 101, 2057, 1, 1.f, true},  {200, 30, 65, 0, 0.f, false}, {130, 40, 1100, 2, 1.f, true},
-    {40, 300, 768, 0, 0.f, true},  {5, 13, 0, 0, 1.f, true},
+    {40, 300, 768, 0, 0.f, true},  {5, 13, 0, 0, 1.f, true},     {13, 200, 777, 2, 1.f, true},
+    {12, 50, 1, 0, 0.f, true},     {14, 1000, 768, 0, 0.f, false},
 };
 
 void CheckLarge(const std::string& kernel, ThreadPool* pool) {

@@ -90,9 +90,12 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
   if (spec.server?.apiKeySecretRef) {
     env.push({ name: 'HYBRIDSERVE_API_KEYS', valueFrom: { secretKeyRef: { name: spec.server.apiKeySecretRef.name, key: spec.server.apiKeySecretRef.key } } });
   }
-  if (spec.server?.maxConcurrentRequests) env.push({ name: 'HYBRIDSERVE_MAX_QUEUE', value: String(spec.server.maxConcurrentRequests) });
-  if (spec.server?.maxTokens) env.push({ name: 'HYBRIDSERVE_MAX_TOKENS', value: String(spec.server.maxTokens) });
-  if (spec.engine?.threads) env.push({ name: 'HYBRIDSERVE_THREADS', value: String(spec.engine.threads) });
+  // Limits go in as the server's own flags (`hybridserve serve --help`).
+  const extraArgs = [
+    ...(spec.server?.maxConcurrentRequests ? ['--max-queue', String(spec.server.maxConcurrentRequests)] : []),
+    ...(spec.server?.maxTokens ? ['--max-total-tokens', String(spec.server.maxTokens)] : []),
+    ...(spec.engine?.threads ? ['--threads', String(spec.engine.threads)] : []),
+  ];
   const resources: Obj = {
     requests: { memory: bytesQuantity(plan.memoryRequestBytes), ...(gpus > 0 ? { 'nvidia.com/gpu': String(gpus) } : {}) },
     limits: { memory: bytesQuantity(plan.memoryLimitBytes), ...(gpus > 0 ? { 'nvidia.com/gpu': String(gpus) } : {}) },
@@ -122,7 +125,7 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
             name: 'server',
             image: spec.image ?? DEFAULT_IMAGE,
             args: ['serve', '--model', spec.model.uri, '--host', '0.0.0.0', '--port', String(port), '--plan', planPath,
-              '--host-memory', String(plan.hostMemoryBytes)],
+              '--host-memory', String(plan.hostMemoryBytes), ...extraArgs],
             env,
             ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
             resources,

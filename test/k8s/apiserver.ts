@@ -42,6 +42,8 @@ export interface ResourceDef {
   scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath?: string };
   validator?: CustomResourceValidator;
   printerColumns?: { name: string; type: string; jsonPath: string }[];
+  shortNames?: string[];
+  singular?: string;
 }
 
 export interface WatchEvent { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: Obj; rv: number; res: string }
@@ -173,7 +175,7 @@ export class FakeApiServer {
       group: spec.group, version: v.name, plural: spec.names.plural, kind: spec.names.kind, namespaced: spec.scope === 'Namespaced',
       status: v.subresources?.status !== undefined, scale: v.subresources?.scale,
       validator: new CustomResourceValidator(v.schema.openAPIV3Schema),
-      printerColumns: v.additionalPrinterColumns,
+      printerColumns: v.additionalPrinterColumns, shortNames: spec.names.shortNames, singular: spec.names.singular,
     });
   }
 
@@ -326,7 +328,8 @@ export class FakeApiServer {
     const rs = defs.filter((d) => d.group === group && d.version === version);
     if (rs.length === 0) return false;
     const resources = rs.flatMap((d) => [
-      { name: d.plural, singularName: d.kind.toLowerCase(), namespaced: d.namespaced, kind: d.kind, verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'] },
+      { name: d.plural, singularName: d.singular ?? d.kind.toLowerCase(), namespaced: d.namespaced, kind: d.kind, verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+        ...(d.shortNames ? { shortNames: d.shortNames } : {}) },
       ...(d.status ? [{ name: `${d.plural}/status`, singularName: '', namespaced: d.namespaced, kind: d.kind, verbs: ['get', 'patch', 'update'] }] : []),
       ...(d.scale ? [{ name: `${d.plural}/scale`, singularName: '', namespaced: d.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] }] : []),
     ]);

@@ -90,6 +90,8 @@ describe('desired objects', () => {
     const withKey = deployment(h, group, plan, 1) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(withKey.spec.template.spec.containers[0].env).toContainEqual({ name: 'HYBRIDSERVE_API_KEYS', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } });
     expect(withKey.spec.template.spec.tolerations).toEqual([{ key: 'gpu', operator: 'Exists' }]);
+    const limited = deployment(hsd({ server: { maxConcurrentRequests: 32, maxTokens: 4096 }, engine: { threads: 8 } }), group, plan, 1) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    expect(limited.spec.template.spec.containers[0].args.join(' ')).toMatch(/--max-queue 32 --max-total-tokens 4096 --threads 8$/);
     expect(deploymentName(h, group)).toMatch(/^demo-h100/);
     const long = (n: string) => deploymentName(hsd({}, n), group);
     expect(long('a-very-long-model-server-name-1')).not.toBe(long('a-very-long-model-server-name-2'));

@@ -56,6 +56,52 @@ void GemmRangeAvx512(const GemmArgs& g, int m0, int m1, int n0, int n1) {
   GemmRange<V512, kAvx512Mr, kAvx512Nr>(g, m0, m1, n0, n1);
 }
 
+namespace {
+
+// NR weight rows x all (<= 16) rows of A, over the whole K: acc[j] = C[0..15, n + j].
+template <int NR>
+void SmallMTile(const GemmArgs& g, int n) {
+  __m512 acc[NR];
+#pragma GCC unroll 32
+  for (int j = 0; j < NR; ++j) acc[j] = _mm512_setzero_ps();
+  const float* b = g.B + (size_t)n * g.ldb;
+  const size_t ldb = g.ldb;
+  for (int k = 0; k < g.K; ++k) {
+    if ((k & 15) == 0) {
+      // Each row's cache line 1 KiB ahead of use: NR rows stream at once.
+#pragma GCC unroll 32
+      for (int j = 0; j < NR; ++j) _mm_prefetch(reinterpret_cast<const char*>(b + j * ldb + k + 256), _MM_HINT_T0);
+    }
+    const __m512 a = _mm512_loadu_ps(g.at + (size_t)k * kSmallM);
+#pragma GCC unroll 32
+    for (int j = 0; j < NR; ++j) acc[j] = _mm512_fmadd_ps(a, _mm512_set1_ps(b[j * ldb + k]), acc[j]);
+  }
+  alignas(64) float tmp[NR][kSmallM];
+#pragma GCC unroll 32
+  for (int j = 0; j < NR; ++j) _mm512_store_ps(tmp[j], acc[j]);
+  for (int m = 0; m < g.M; ++m) {
+    float* c = g.C + (size_t)m * g.ldc + n;
+    for (int j = 0; j < NR; ++j) {
+      float v = tmp[j][m];
+      if (g.bias) v += g.bias[n + j];
+      if (g.beta != 0.f) v += (g.beta == 1.f ? c[j] : g.beta * c[j]);
+      c[j] = v;
+    }
+  }
+}
+
+template <size_t... J>
+constexpr std::array<void (*)(const GemmArgs&, int), kSmallNr> SmallMTable(std::index_sequence<J...>) {
+  return {&SmallMTile<int(J) + 1>...};
+}
+
+}  // namespace
+
+void GemmSmallMAvx512(const GemmArgs& g, int n0, int n1) {
+  static constexpr auto fns = SmallMTable(std::make_index_sequence<kSmallNr>());
+  for (int n = n0; n < n1; n += kSmallNr) fns[std::min(kSmallNr, n1 - n) - 1](g, n);
+}
+
 }  // namespace hs::cpu::detail
 
 #if defined(__clang__)

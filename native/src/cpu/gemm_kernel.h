@@ -33,7 +33,15 @@ struct GemmArgs {
   size_t ldc;
   float beta;
   const float* bias;
+  // Small-M path only: A transposed and zero-padded to kSmallM columns, at[k * kSmallM + m].
+  const float* at = nullptr;
 };
+
+// Decode batches of up to kSmallM rows use the AVX-512 "column" kernel (GemmSmallMAvx512): one
+// zmm holds a column of A^T (all rows at one k), so each weight element is a single broadcast FMA
+// and no horizontal sums are needed.
+constexpr int kSmallM = 16, kSmallNr = 12;
+void GemmSmallMAvx512(const GemmArgs& g, int n0, int n1);
 
 // One output tile's inputs. `first` is true for the first K block: the tile then applies beta and
 // bias; later K blocks add their partial sums into C. `pf` (may be null) is a later weight panel
