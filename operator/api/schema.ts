@@ -13,12 +13,12 @@ const fraction = (description: string, extra: Schema = {}): Schema => num({ desc
 
 const specSchema: Schema = obj({
   model: obj({
-    uri: str({ description: 'A model SPEC (synthetic:<preset>[?seed=N] or a checkpoint path) or pvc://<claim>/<path>.', minLength: 1 }),
+    uri: str({ description: 'A model SPEC (synthetic:<preset>[?seed=N] or a checkpoint path) or pvc://<claim>/<path> (the claim is mounted read-only at /models/<claim>).', minLength: 1 }),
     preset: str({ description: 'Architecture preset used for planning when uri is a checkpoint (e.g. opt-13b); synthetic URIs name it already.' }),
   }, { required: ['uri'] }),
   image: str({ description: 'Server container image.', default: 'ghcr.io/hybridserve/hybridserve:0.1.0' }),
   replicas: int({ description: 'Serving pods across all node groups; also the scale subresource.', minimum: 0, default: 1 }),
-  gpusPerPod: int({ description: 'nvidia.com/gpu per pod.', minimum: 0, maximum: 8, default: 1,
+  gpusPerPod: int({ description: 'nvidia.com/gpu per pod; > 0 runs the CUDA engine (server --device cuda), 0 the CPU engine on any node (--device cpu).', minimum: 0, maximum: 8, default: 1,
     'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'gpusPerPod is immutable' }] }),
   nodeSelector: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra node selector for every group.' },
   tolerations: { type: 'array', items: freeObject('A core/v1 Toleration.') },
@@ -53,18 +53,22 @@ const specSchema: Schema = obj({
       'x-kubernetes-validations': [{ rule: '!has(self.minActFraction) || !has(self.maxActFraction) || self.minActFraction <= self.maxActFraction', message: 'cache.retune.minActFraction must be <= maxActFraction' }],
     }),
   }, { default: {} }),
+  // Every engine/server field reaches the server (docs/operator.md "What the server receives"): as a
+  // `hybridserve serve` flag, an env var, or the plan file; planning-only fields say so. Bounds
+  // match the server's own flag checks (cli/serve.ts), so a valid HSD never makes a pod crash-loop.
   engine: obj({
-    maxBatch: int({ minimum: 1, maximum: 4096 }),
-    elementBytes: int({ enum: [2, 4], default: 2 }),
-    promptTokens: int({ minimum: 1, default: 512 }),
-    genTokens: int({ minimum: 1, default: 128 }),
-    threads: int({ minimum: 1, maximum: 256 }),
+    maxBatch: int({ description: 'Cap on the planned batch (sequences per engine step); reaches the server as plan.json maxBatch.', minimum: 1, maximum: 4096 }),
+    elementBytes: int({ description: 'Planning only: bytes per weight/cache element the GPU plan assumes (the CUDA engine stores fp16, the CPU engine fp32).', enum: [2, 4], default: 2 }),
+    promptTokens: int({ description: 'Planning only: prompt length of the workload the plan is sized for.', minimum: 1, default: 512 }),
+    genTokens: int({ description: 'Planning only: generated tokens per request of the workload the plan is sized for.', minimum: 1, default: 128 }),
+    threads: int({ description: 'CPU engine threads (server --threads; default all cores).', minimum: 1, maximum: 256 }),
   }),
   server: obj({
-    apiKeySecretRef: obj({ name: str({ minLength: 1 }), key: str({ minLength: 1 }) }, { required: ['name', 'key'] }),
-    maxConcurrentRequests: int({ minimum: 1 }),
-    maxTokens: int({ minimum: 1 }),
-    port: int({ minimum: 1, maximum: 65535, default: 8000 }),
+    apiKeySecretRef: obj({ name: str({ minLength: 1 }), key: str({ minLength: 1 }) }, {
+      required: ['name', 'key'], description: 'Secret key holding the accepted Bearer API keys, comma-separated (server env HYBRIDSERVE_API_KEYS).' }),
+    maxConcurrentRequests: int({ description: 'Requests a pod holds waiting for a batch slot before it answers 429 (server --max-queue); running ones are capped by the plan\'s maxBatch on top.', minimum: 1, maximum: 1048576 }),
+    maxTokens: int({ description: 'Prompt + generated tokens per request (server --max-total-tokens), capped by the model\'s context window.', minimum: 2, maximum: 2097152 }),
+    port: int({ description: 'Container and Service port (server --port).', minimum: 1, maximum: 65535, default: 8000 }),
   }),
   autoscaling: obj({
     enabled: bool({ default: false }),

@@ -9,7 +9,7 @@ import { isNotFound } from '../k8s/errors.js';
 import { R } from '../k8s/resources.js';
 import { desiredReplicas } from '../desired/autoscale.js';
 import { ANNOTATION_PLAN_INPUT, LABEL_GROUP, PLAN_KEY, configMap, configMapName } from '../desired/objects.js';
-import { groupNodes, type NodeLike } from '../desired/node-groups.js';
+import { groupNodes, isCpuGroup, type NodeLike } from '../desired/node-groups.js';
 import { aggregate, parseStats, podDelta, type PodDelta } from '../feedback/measure.js';
 import { planGroupCached as planGroup } from '../desired/plan.js';
 import { initialRetuneState, retune, type RetuneOptions } from '../../planning/index.js';
@@ -110,7 +110,8 @@ async function feedbackForHsd(hsd: HybridServeDeployment, key: string, deps: Fee
       steps: m.steps, pods: m.pods, at: new Date(deps.now()).toISOString(),
     };
     changedAny = true;
-    if (!auto || m.steps <= 0) continue;
+    // CPU groups keep ACT fraction 0: with nothing streamed over PCIe there is no transfer time to trade.
+    if (!auto || m.steps <= 0 || isCpuGroup(g)) continue;
     const plan = planGroup(hsd.spec, g);
     if (!plan.ok) continue;
     const cmRef = { type: R.configMap, namespace: ns, name: configMapName(hsd, g) };

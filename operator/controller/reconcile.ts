@@ -10,7 +10,7 @@ import type { KubeClient, KubeObject } from '../k8s/client.js';
 import { isConflict, isNotFound } from '../k8s/errors.js';
 import { R } from '../k8s/resources.js';
 import { condition, setConditions, type ConditionInput } from '../desired/conditions.js';
-import { groupCapacity, groupNodes, splitReplicas, type NodeGroup, type NodeLike } from '../desired/node-groups.js';
+import { groupCapacity, groupNodes, isCpuGroup, splitReplicas, type NodeGroup, type NodeLike } from '../desired/node-groups.js';
 import {
   ANNOTATION_PLAN_INPUT, LABEL_GROUP, LABEL_INSTANCE, LABEL_MANAGED_BY, PLAN_KEY, configMap, configMapName, deployment, deploymentName,
   selectorString, service, serviceName,
@@ -171,7 +171,9 @@ export function conditionsFor(c: CondInput): ConditionInput[] {
   const memFail = c.failed.filter((f) => f.plan.reason === 'HostMemoryExceedsNode');
   const planned = c.groupStatus.length > 0;
   const degraded: ConditionInput = c.groups.length === 0
-    ? { type: 'Degraded', status: 'True', reason: 'NoMatchingNodes', message: 'no schedulable node with an nvidia.com/gpu.product label, enough GPUs and allocatable memory matches the spec' }
+    ? { type: 'Degraded', status: 'True', reason: 'NoMatchingNodes', message: (c.spec.gpusPerPod ?? 1) > 0
+      ? 'no schedulable node with an nvidia.com/gpu.product label, enough GPUs and allocatable memory matches the spec'
+      : 'no schedulable, Ready node with allocatable memory matches the spec\'s nodeSelector' }
     : c.failed.length > 0
       ? { type: 'Degraded', status: 'True', reason: c.failed[0].plan.reason, message: c.failed.map((f) => f.plan.message).join('; ').slice(0, 1024) }
       : { type: 'Degraded', status: 'False', reason: 'AllGroupsPlanned', message: `${c.groups.length} node group(s) planned` };
@@ -190,7 +192,9 @@ export function conditionsFor(c: CondInput): ConditionInput[] {
       : { type: 'Ready', status: 'False', reason: 'ReplicasNotReady', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
   const auto = (c.spec.cache?.actFraction ?? 'auto') === 'auto' && c.spec.cache?.retune?.enabled !== false;
   const measured = c.groupStatus.filter((g) => g.measured);
-  const settled = c.groupStatus.every((g) => (g.retune?.stableCycles ?? 0) >= 3);
+  // CPU groups are never retuned (fraction 0, see planCpuGroup), so they count as settled.
+  const cpuIds = new Set(c.groups.filter(isCpuGroup).map((g) => g.id));
+  const settled = c.groupStatus.every((g) => cpuIds.has(g.name) || (g.retune?.stableCycles ?? 0) >= 3);
   const converged: ConditionInput = !auto
     ? { type: 'PlanConverged', status: 'True', reason: 'FixedFraction', message: 'the ACT fraction is fixed by the spec; no retuning' }
     : measured.length < c.groupStatus.length || c.groupStatus.length === 0

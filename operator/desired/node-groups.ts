@@ -1,12 +1,17 @@
 // Groups the cluster's GPU nodes into "node groups": same nvidia.com/gpu.product and the same
 // allocatable memory (rounded down to GiB, so kubelet reservations that differ by a few MiB do not
-// split a group). Each group gets its own plan, Deployment and ConfigMap. Pure.
+// split a group). Each group gets its own plan, Deployment and ConfigMap. With gpusPerPod 0 every
+// pod runs the CPU engine: all groups are CPU groups (`cpu: true`, planned without a GPU profile),
+// and nodes WITHOUT a GPU product label take part too, grouped as gpuProduct CPU_PRODUCT, so a CPU
+// trial on kind/minikube needs no node labels. Pure.
 import { createHash } from 'node:crypto';
 import type { HsdSpec } from '../api/types.js';
 import { parseQuantity } from './quantity.js';
 
 export const GPU_PRODUCT_LABEL = 'nvidia.com/gpu.product';
 export const GPU_COUNT_LABEL = 'nvidia.com/gpu.count';
+/** gpuProduct of a group of nodes without a GPU label (only formed when gpusPerPod is 0). */
+export const CPU_PRODUCT = 'cpu';
 const GIB = 2 ** 30;
 
 export interface NodeLike {
@@ -22,7 +27,11 @@ export interface NodeGroup {
   allocatableMemoryBytes: number;
   gpusPerNode: number;
   nodeNames: string[];
+  /** Its pods run the CPU engine (gpusPerPod 0). Unlabelled nodes have gpuProduct CPU_PRODUCT. */
+  cpu?: boolean;
 }
+
+export function isCpuGroup(g: Pick<NodeGroup, 'cpu'>): boolean { return g.cpu === true; }
 
 function nodeGpus(n: NodeLike): number {
   const alloc = parseQuantity(n.status?.allocatable?.['nvidia.com/gpu']);
@@ -42,18 +51,23 @@ export function groupNodes(nodes: readonly NodeLike[], spec: Pick<HsdSpec, 'node
   const groups = new Map<string, NodeGroup>();
   for (const n of nodes) {
     const labels = n.metadata.labels ?? {};
-    const product = labels[GPU_PRODUCT_LABEL];
-    if (!product || n.spec?.unschedulable || !isReady(n)) continue;
+    const labelled = labels[GPU_PRODUCT_LABEL];
+    // A node without a GPU label serves only CPU pods (gpusPerPod 0); for GPU pods it is skipped.
+    if (!labelled && gpusPerPod > 0) continue;
+    const product = labelled || CPU_PRODUCT;
+    if (n.spec?.unschedulable || !isReady(n)) continue;
     if (Object.entries(spec.nodeSelector ?? {}).some(([k, v]) => labels[k] !== v)) continue;
     const gpus = nodeGpus(n);
     if (gpusPerPod > 0 && gpus < gpusPerPod) continue;
     const mem = parseQuantity(n.status?.allocatable?.memory);
     if (!mem || mem <= 0) continue;
     const memGiB = Math.floor(mem / GIB);
-    const key = `${product}|${memGiB}`;
+    // The cpu key cannot collide with a product label value: labels never contain '|'.
+    const key = labelled ? `${product}|${memGiB}` : `|cpu|${memGiB}`;
     let g = groups.get(key);
     if (!g) {
-      g = { id: groupId(product, memGiB), gpuProduct: product, allocatableMemoryBytes: memGiB * GIB, gpusPerNode: gpus, nodeNames: [] };
+      g = { id: groupId(product, memGiB, !labelled), gpuProduct: product, allocatableMemoryBytes: memGiB * GIB, gpusPerNode: gpus, nodeNames: [],
+        ...(gpusPerPod > 0 ? {} : { cpu: true }) };
       groups.set(key, g);
     }
     g.gpusPerNode = Math.min(g.gpusPerNode, gpus);
@@ -63,9 +77,10 @@ export function groupNodes(nodes: readonly NodeLike[], spec: Pick<HsdSpec, 'node
   return [...groups.values()].sort((a, b) => a.id.localeCompare(b.id));
 }
 
-export function groupId(product: string, memGiB: number): string {
+/** `cpu` marks a group of unlabelled nodes; it hashes apart from a node labelled with product "cpu". */
+export function groupId(product: string, memGiB: number, cpu = false): string {
   const slug = product.toLowerCase().replace(/^nvidia-/, '').replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24).replace(/-$/, '');
-  const hash = createHash('sha256').update(`${product}|${memGiB}`).digest('hex').slice(0, 6);
+  const hash = createHash('sha256').update(cpu ? `|cpu|${memGiB}` : `${product}|${memGiB}`).digest('hex').slice(0, 6);
   return `${slug || 'gpu'}-${memGiB}gi-${hash}`;
 }
 

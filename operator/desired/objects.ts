@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { API_VERSION, KIND, MANAGED_BY, type HybridServeDeployment, type OwnerReference } from '../api/types.js';
 import type { NodeGroup } from './node-groups.js';
-import { GPU_PRODUCT_LABEL } from './node-groups.js';
+import { GPU_PRODUCT_LABEL, isCpuGroup } from './node-groups.js';
 import type { PlanFile } from './plan.js';
 import { bytesQuantity } from './quantity.js';
 
@@ -17,6 +17,35 @@ export const ANNOTATION_GPU_PRODUCT = 'hybridserve.io/gpu-product';
 export const PLAN_KEY = 'plan.json';
 export const PLAN_MOUNT = '/etc/hybridserve';
 export const DEFAULT_IMAGE = 'ghcr.io/hybridserve/hybridserve:0.1.0';
+/** Where pvc://<claim>/<path> models are mounted: HYBRIDSERVE_MODEL_ROOT, as model/spec.ts resolves them. */
+export const MODEL_ROOT = '/models';
+/** The images' non-root user (docker/Dockerfile.server*: USER 65532:65532, HOME=/tmp). */
+export const SERVER_UID = 65532;
+
+/**
+ * Pod and container securityContext of the serving pods (restricted Pod Security Standard). The
+ * root filesystem is read-only: the server writes no files (plan and model are read-only mounts),
+ * and /tmp, the images' HOME (e.g. the CUDA JIT cache under $HOME/.nv), is an emptyDir.
+ */
+export const POD_SECURITY_CONTEXT = {
+  runAsNonRoot: true, runAsUser: SERVER_UID, runAsGroup: SERVER_UID, fsGroup: SERVER_UID, seccompProfile: { type: 'RuntimeDefault' },
+} as const;
+export const CONTAINER_SECURITY_CONTEXT = {
+  allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] },
+} as const;
+
+/** The claim of a pvc://<claim>/<path> model URI, else undefined (the URI itself is validated by planning). */
+export function pvcClaim(uri: string): string | undefined {
+  const t = uri.trim();
+  if (!t.startsWith('pvc://')) return undefined;
+  const claim = t.slice('pvc://'.length).split('/')[0];
+  return claim || undefined;
+}
+
+/** The engine device of the group's pods: cuda when they get GPUs, else cpu (`hybridserve serve --device`). */
+export function serverDevice(hsd: HybridServeDeployment, group: NodeGroup): 'cpu' | 'cuda' {
+  return (hsd.spec.gpusPerPod ?? 1) > 0 && !isCpuGroup(group) ? 'cuda' : 'cpu';
+}
 
 type Obj = Record<string, unknown>;
 
@@ -81,16 +110,21 @@ export interface DeploymentPlan { memoryRequestBytes: number; memoryLimitBytes: 
 export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: DeploymentPlan, replicas: number): Obj {
   const spec = hsd.spec;
   const port = spec.server?.port ?? 8000;
-  const gpus = spec.gpusPerPod ?? 1;
+  const device = serverDevice(hsd, group);
+  const gpus = device === 'cuda' ? spec.gpusPerPod ?? 1 : 0;
   const planPath = `${PLAN_MOUNT}/${PLAN_KEY}`;
+  const claim = pvcClaim(spec.model.uri);
   const env: Obj[] = [
     { name: 'HYBRIDSERVE_PLAN_FILE', value: planPath },
-    { name: 'HYBRIDSERVE_GPU_PRODUCT', value: group.gpuProduct },
+    // Read by server/runtime.ts to pick the hardware profile; CPU pods use none.
+    ...(isCpuGroup(group) ? [] : [{ name: 'HYBRIDSERVE_GPU_PRODUCT', value: group.gpuProduct }]),
+    ...(claim ? [{ name: 'HYBRIDSERVE_MODEL_ROOT', value: MODEL_ROOT }] : []),
   ];
   if (spec.server?.apiKeySecretRef) {
     env.push({ name: 'HYBRIDSERVE_API_KEYS', valueFrom: { secretKeyRef: { name: spec.server.apiKeySecretRef.name, key: spec.server.apiKeySecretRef.key } } });
   }
-  // Limits go in as the server's own flags (`hybridserve serve --help`).
+  // Settings go in as the server's own flags (cli/serve.ts parseServeArgs; test/unit/operator-server-args.test.ts
+  // checks that the server parses each one back to the value in the spec).
   const extraArgs = [
     ...(spec.server?.maxConcurrentRequests ? ['--max-queue', String(spec.server.maxConcurrentRequests)] : []),
     ...(spec.server?.maxTokens ? ['--max-total-tokens', String(spec.server.maxTokens)] : []),
@@ -109,6 +143,16 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
   };
   const userAffinity = (spec.affinity ?? {}) as Obj;
   const podLabels = labels(hsd, group);
+  const volumeMounts: Obj[] = [
+    { name: 'plan', mountPath: PLAN_MOUNT, readOnly: true },
+    { name: 'tmp', mountPath: '/tmp' },
+    ...(claim ? [{ name: 'model', mountPath: `${MODEL_ROOT}/${claim}`, readOnly: true }] : []),
+  ];
+  const volumes: Obj[] = [
+    { name: 'plan', configMap: { name: configMapName(hsd, group) } },
+    { name: 'tmp', emptyDir: {} },
+    ...(claim ? [{ name: 'model', persistentVolumeClaim: { claimName: claim, readOnly: true } }] : []),
+  ];
   return {
     apiVersion: 'apps/v1', kind: 'Deployment',
     metadata: meta(hsd, deploymentName(hsd, group), group),
@@ -118,22 +162,25 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
       template: {
         metadata: { labels: podLabels },
         spec: {
-          nodeSelector: { ...(spec.nodeSelector ?? {}), [GPU_PRODUCT_LABEL]: group.gpuProduct },
+          // A CPU group's nodes may carry no GPU label: the node-name affinity alone pins its pods.
+          nodeSelector: { ...(spec.nodeSelector ?? {}), ...(isCpuGroup(group) ? {} : { [GPU_PRODUCT_LABEL]: group.gpuProduct }) },
           ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
           affinity: { ...userAffinity, ...groupAffinity },
+          securityContext: POD_SECURITY_CONTEXT,
           containers: [{
             name: 'server',
             image: spec.image ?? DEFAULT_IMAGE,
-            args: ['serve', '--model', spec.model.uri, '--host', '0.0.0.0', '--port', String(port), '--plan', planPath,
+            args: ['serve', '--model', spec.model.uri, '--device', device, '--host', '0.0.0.0', '--port', String(port), '--plan', planPath,
               '--host-memory', String(plan.hostMemoryBytes), ...extraArgs],
             env,
             ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
             resources,
             readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5 },
             livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
-            volumeMounts: [{ name: 'plan', mountPath: PLAN_MOUNT, readOnly: true }],
+            securityContext: CONTAINER_SECURITY_CONTEXT,
+            volumeMounts,
           }],
-          volumes: [{ name: 'plan', configMap: { name: configMapName(hsd, group) } }],
+          volumes,
         },
       },
     },

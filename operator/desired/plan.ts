@@ -5,9 +5,11 @@ import { createHash } from 'node:crypto';
 import { parseModelSpec } from '../../model/spec.js';
 import { presetConfig, PRESET_NAMES } from '../../model/presets.js';
 import type { ModelConfig } from '../../model/types.js';
-import { hardwareProfile, hostMemoryBudgetDetail, planNode, KNOWN_PRODUCTS, type Plan } from '../../planning/index.js';
+import {
+  hardwareProfile, hostLayout, hostMemoryBudgetDetail, modelProfile, planNode, podMemoryResources, splitCache, KNOWN_PRODUCTS, type Plan,
+} from '../../planning/index.js';
 import type { HsdSpec } from '../api/types.js';
-import type { NodeGroup } from './node-groups.js';
+import { isCpuGroup, type NodeGroup } from './node-groups.js';
 import { formatBytes } from './quantity.js';
 
 /** The JSON the server reads (ConfigMap key plan.json); see the shared contract. */
@@ -22,6 +24,8 @@ export type GroupPlan =
 
 export function modelConfigFor(spec: HsdSpec): ModelConfig | { error: string } {
   if (spec.model.preset) {
+    // The URI is still checked (a bad pvc:// claim name must not reach the pod spec).
+    try { parseModelSpec(spec.model.uri, {}); } catch (e) { return { error: (e as Error).message }; }
     const c = presetConfig(spec.model.preset);
     return c ?? { error: `unknown model preset '${spec.model.preset}' (known: ${PRESET_NAMES.join(', ')})` };
   }
@@ -42,6 +46,7 @@ export function podsPerNode(group: NodeGroup, gpusPerPod: number): number {
 export function planGroup(spec: HsdSpec, group: NodeGroup): GroupPlan {
   const model = modelConfigFor(spec);
   if ('error' in model) return { ok: false, reason: 'InvalidModel', message: model.error };
+  if (isCpuGroup(group)) return planCpuGroup(spec, group, model);
   const hardware = hardwareProfile(group.gpuProduct);
   if (!hardware) {
     return { ok: false, reason: 'UnknownGpuProduct',
@@ -82,6 +87,60 @@ export function planGroup(spec: HsdSpec, group: NodeGroup): GroupPlan {
   };
   const rb = (plan as Plan & { retuneBounds?: { min: number; max: number } }).retuneBounds ?? { min: 0, max: 1 };
   return { ok: true, plan, file, inputHash, retuneBounds: rb };
+}
+
+/** The server's default batch (`hybridserve serve --max-batch`); CPU pods run at most this many. */
+export const CPU_MAX_BATCH = 64;
+/** Element bytes of the CPU engine (fp32), as server/runtime.ts sizes CPU pools. */
+const CPU_ELEMENT_BYTES = 4;
+
+/**
+ * A group whose pods run the CPU engine (gpusPerPod 0; its nodes may have no GPU label at all).
+ * No GPU hardware profile applies and nothing streams over PCIe, so ACT would only add recomputation: the fraction is 0 and fixed
+ * (retuneBounds [0, 0]). Host memory is the same budget as for GPU groups (share of allocatable
+ * less headroom); the cache is what is left after the fp32 weights and the runtime, all of it KV.
+ */
+function planCpuGroup(spec: HsdSpec, group: NodeGroup, model: ModelConfig): GroupPlan {
+  const cache = spec.cache ?? {};
+  const hm = cache.hostMemory ?? {};
+  const blockTokens = cache.blockTokens ?? 16;
+  const promptTokens = spec.engine?.promptTokens ?? 512;
+  const genTokens = spec.engine?.genTokens ?? 128;
+  let budget;
+  try {
+    budget = hostMemoryBudgetDetail(group.allocatableMemoryBytes, { share: hm.share ?? 1, bytes: hm.bytes, headroomBytes: hm.headroomBytes });
+  } catch (e) {
+    return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };
+  }
+  if (budget.clamped) {
+    return { ok: false, reason: 'HostMemoryExceedsNode',
+      message: `node group ${group.id}: host memory ${formatBytes(hm.bytes!)} exceeds what the node can give (${formatBytes(budget.usableBytes)} of ${formatBytes(group.allocatableMemoryBytes)} allocatable after headroom)` };
+  }
+  const mp = modelProfile(model, CPU_ELEMENT_BYTES);
+  let layout, split;
+  try {
+    layout = hostLayout(mp, budget.bytes);
+    split = splitCache(mp, layout.cacheBytes, 0, blockTokens, promptTokens + genTokens, Math.min(CPU_MAX_BATCH, spec.engine?.maxBatch ?? CPU_MAX_BATCH));
+  } catch (e) {
+    return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };
+  }
+  const res = podMemoryResources(budget.bytes);
+  const reason = `CPU engine (gpusPerPod 0): no PCIe transfer to hide, so ACT fraction 0 ` +
+    `(ACT would only add recomputation); ${formatBytes(budget.bytes)} host memory, batch up to ${split.maxBatch}`;
+  const plan: Plan = {
+    actFraction: 0, hostMemoryBytes: budget.bytes, kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens,
+    maxBatch: split.maxBatch, predictedStepSeconds: 0, predictedTokensPerSecond: 0, reason,
+    memoryRequestBytes: res.requestBytes, memoryLimitBytes: res.limitBytes, weightBytes: layout.weightBytes, cacheBytes: layout.cacheBytes,
+    model: mp.name, gpuProduct: group.gpuProduct, gpuMemoryBytes: 0, gpuUsedBytes: 0, runtimeBytes: layout.runtimeBytes,
+    kvBlockBytes: split.kvBlockBytes, actBlockBytes: split.actBlockBytes, residentLayers: mp.numLayers, numLayers: mp.numLayers,
+    miniBatchTokens: 0, miniBatchBytes: 0, promptTokens, genTokens, predictedPrefillSeconds: 0, predictedDecodeTokensPerSecond: 0,
+    predictedPhases: { transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0 }, bound: 'compute',
+    retuneBounds: { min: 0, max: 0 }, sweep: [],
+  };
+  const inputHash = createHash('sha256').update(JSON.stringify({ cpu: true, model: model.name, hostMemoryBytes: budget.bytes, blockTokens, promptTokens, genTokens, maxBatch: spec.engine?.maxBatch }))
+    .digest('hex').slice(0, 16);
+  const file: PlanFile = { actFraction: 0, kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens, maxBatch: split.maxBatch, generation: 1, reason };
+  return { ok: true, plan, file, inputHash, retuneBounds: { min: 0, max: 0 } };
 }
 
 const CACHE_LIMIT = 4096;

@@ -1,8 +1,9 @@
 // ============================================================================================
 // TEST DOUBLE: a loopback emulation of the Kubernetes API server, for tests and benchmarks only.
 // It is NOT Kubernetes. It serves plain HTTP on 127.0.0.1:<random port> and emulates:
-//   - discovery: /version, /api, /api/v1, /apis, /apis/<group>/<version> (APIResourceLists);
-//   - CRUD on a fixed table of resources (pods, services, configmaps, nodes, events (core and
+//   - discovery: /version, /api, /api/v1, /apis, /apis/<group>/<version> (APIResourceLists, with a
+//     registered CRD's shortNames and categories, so `kubectl get hsd` and `kubectl get all` resolve);
+//   - CRUD on a fixed table of resources (pods, services, configmaps, secrets, nodes, events (core and
 //     events.k8s.io), deployments, leases, hybridservedeployments), with uid, creationTimestamp,
 //     generation (bumped on spec changes), one global resourceVersion counter;
 //   - 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale resourceVersion (PUT, or a patch
@@ -43,6 +44,7 @@ export interface ResourceDef {
   validator?: CustomResourceValidator;
   printerColumns?: { name: string; type: string; jsonPath: string }[];
   shortNames?: string[];
+  categories?: string[];
   singular?: string;
 }
 
@@ -56,6 +58,7 @@ const BUILTIN: ResourceDef[] = [
   { group: '', version: 'v1', plural: 'pods', kind: 'Pod', namespaced: true, status: true },
   { group: '', version: 'v1', plural: 'services', kind: 'Service', namespaced: true, status: true },
   { group: '', version: 'v1', plural: 'configmaps', kind: 'ConfigMap', namespaced: true },
+  { group: '', version: 'v1', plural: 'secrets', kind: 'Secret', namespaced: true },
   { group: '', version: 'v1', plural: 'nodes', kind: 'Node', namespaced: false, status: true },
   { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false, status: true },
@@ -175,7 +178,7 @@ export class FakeApiServer {
       group: spec.group, version: v.name, plural: spec.names.plural, kind: spec.names.kind, namespaced: spec.scope === 'Namespaced',
       status: v.subresources?.status !== undefined, scale: v.subresources?.scale,
       validator: new CustomResourceValidator(v.schema.openAPIV3Schema),
-      printerColumns: v.additionalPrinterColumns, shortNames: spec.names.shortNames, singular: spec.names.singular,
+      printerColumns: v.additionalPrinterColumns, shortNames: spec.names.shortNames, categories: spec.names.categories, singular: spec.names.singular,
     });
   }
 
@@ -329,7 +332,7 @@ export class FakeApiServer {
     if (rs.length === 0) return false;
     const resources = rs.flatMap((d) => [
       { name: d.plural, singularName: d.singular ?? d.kind.toLowerCase(), namespaced: d.namespaced, kind: d.kind, verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
-        ...(d.shortNames ? { shortNames: d.shortNames } : {}) },
+        ...(d.shortNames ? { shortNames: d.shortNames } : {}), ...(d.categories ? { categories: d.categories } : {}) },
       ...(d.status ? [{ name: `${d.plural}/status`, singularName: '', namespaced: d.namespaced, kind: d.kind, verbs: ['get', 'patch', 'update'] }] : []),
       ...(d.scale ? [{ name: `${d.plural}/scale`, singularName: '', namespaced: d.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] }] : []),
     ]);

@@ -1,15 +1,25 @@
 // TEST DOUBLE: a simulated Deployment controller + kubelet for the loopback API test double.
 // For every Deployment labelled app.kubernetes.io/managed-by=hybridserve-operator it keeps
 // spec.replicas Pod objects (owned by the Deployment, so GC removes them), and for each Pod either
-//   - mode 'process': starts a real `hybridserve serve` process on a free loopback port
-//     (node dist/cli/main.js serve --model synthetic:opt-tiny --host 127.0.0.1 --port P --plan F),
-//     writes F from the group's ConfigMap (plan.json) and rewrites it whenever the ConfigMap
+//   - mode 'process': starts a real `hybridserve serve` process on a free loopback port, from the
+//     pod's own container args and env (localServeArgs/localEnv), changed only where this CPU-only
+//     loopback machine must differ from a node: --model becomes the kubelet's tiny model (default
+//     synthetic:opt-tiny; the HSD's model is planned, not run), `--device cuda` becomes
+//     `--device cpu` (there is no GPU here; the Deployment object still says cuda), --host/--port
+//     become 127.0.0.1 and a free port, --plan and HYBRIDSERVE_PLAN_FILE a local file F,
+//     --host-memory is dropped (it is sized for a real node), --threads defaults to 1; env values
+//     are copied and secretKeyRef env is resolved from the double's Secrets (missing: the pod does
+//     not start, as CreateContainerConfigError). Everything else (--max-queue, --max-total-tokens,
+//     --threads, HYBRIDSERVE_API_KEYS, ...) reaches the server as the operator wrote it.
+//     It writes F from the group's ConfigMap (plan.json) and rewrites it whenever the ConfigMap
 //     changes (as the kubelet refreshes a mounted ConfigMap), restarts a process that exits
 //     (restartPolicy Always, restartCount), and reports podIP 127.0.0.1, the port (annotation
 //     hybridserve.io/port) and Ready once GET /readyz answers 200; or
 //   - mode 'fake': marks the Pod Ready at once (no process; for the operator bench).
 // It writes Deployment status (replicas, readyReplicas, observedGeneration). Not emulated:
-// scheduling, node affinity, rolling updates of changed templates, probes after readiness.
+// scheduling, node affinity, rolling updates of changed templates, probes after readiness, volumes
+// other than the plan ConfigMap (a pvc:// model is not mounted), securityContext (the process runs
+// as this test's user; the pod objects carry the securityContext for tests to inspect).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, renameSync, writeFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -34,7 +44,64 @@ function selectorOf(d: Obj): string {
   return Object.entries(d.spec?.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
 }
 
-interface RunningPod { name: string; namespace: string; port: number; planFile: string; configMap?: string; proc?: ChildProcess; stopping: boolean; restarts: number }
+interface RunningPod {
+  name: string; namespace: string; port: number; planFile: string; configMap?: string; proc?: ChildProcess; stopping: boolean; restarts: number;
+  /** The pod's container (args, env) the process is started from. */
+  container: Obj;
+}
+
+/** Flags whose value the kubelet replaces or drops (see the header); all others pass through. */
+const REPLACED = new Set(['--model', '--host', '--port', '--plan', '--host-memory', '--device']);
+
+/**
+ * The `hybridserve serve` argv this loopback kubelet runs for a container's args (pure): the
+ * container's flags, with the machine-specific ones replaced as the header describes.
+ */
+export function localServeArgs(containerArgs: readonly string[], o: { model: string; port: number; planFile: string }): string[] {
+  const args = [...containerArgs];
+  if (args[0] === 'serve') args.shift();
+  const kept: string[] = [];
+  let device = 'cpu';
+  for (let i = 0; i < args.length; i++) {
+    const a = args[i];
+    const eq = a.indexOf('=');
+    const flag = a.startsWith('--') && eq > 0 ? a.slice(0, eq) : a;
+    const hasInlineValue = flag !== a;
+    if (REPLACED.has(flag)) {
+      const value = hasInlineValue ? a.slice(eq + 1) : args[++i];
+      // No GPU on this machine: a CUDA pod runs the CPU engine here (its Deployment still says cuda).
+      if (flag === '--device') device = value === 'cuda' ? 'cpu' : value;
+      continue;
+    }
+    kept.push(a);
+  }
+  const threads = kept.some((a) => a === '--threads' || a.startsWith('--threads=')) ? [] : ['--threads', '1'];
+  return ['serve', '--model', o.model, '--device', device, '--host', '127.0.0.1', '--port', String(o.port), '--plan', o.planFile, ...threads, ...kept];
+}
+
+/**
+ * The process environment for a container's env (pure apart from `secret`): plain values copied,
+ * secretKeyRef values looked up (base64 `data` or `stringData`); HYBRIDSERVE_PLAN_FILE points at
+ * the local plan file. Throws when a referenced Secret or key is missing (the pod does not start).
+ */
+export function localEnv(containerEnv: readonly Obj[] | undefined, planFile: string, secret: (name: string) => Obj | undefined): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of containerEnv ?? []) {
+    if (typeof e.value === 'string') out[e.name] = e.value;
+    const ref = e.valueFrom?.secretKeyRef;
+    if (ref) {
+      const s = secret(ref.name);
+      const raw = s?.data?.[ref.key] !== undefined ? Buffer.from(String(s.data[ref.key]), 'base64').toString('utf8') : s?.stringData?.[ref.key];
+      if (raw === undefined) {
+        if (ref.optional) continue;
+        throw new Error(`CreateContainerConfigError: secret "${ref.name}" key "${ref.key}" not found for env ${e.name}`);
+      }
+      out[e.name] = raw;
+    }
+  }
+  out.HYBRIDSERVE_PLAN_FILE = planFile;
+  return out;
+}
 
 export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -48,6 +115,7 @@ export class SimulatedKubelet {
   private readonly deps: ResourceDef;
   private readonly pods: ResourceDef;
   private readonly cms: ResourceDef;
+  private readonly secrets: ResourceDef;
   private readonly running = new Map<string, RunningPod>();
   private unsubscribe?: () => void;
   private syncing = false;
@@ -61,6 +129,7 @@ export class SimulatedKubelet {
     this.deps = api.def('apps', 'v1', 'deployments');
     this.pods = api.def('', 'v1', 'pods');
     this.cms = api.def('', 'v1', 'configmaps');
+    this.secrets = api.def('', 'v1', 'secrets');
   }
 
   start(): void {
@@ -154,7 +223,7 @@ export class SimulatedKubelet {
     const cmName = tmpl.spec.volumes?.find((v: Obj) => v.configMap)?.configMap?.name as string | undefined;
     const dir = join(this.o.workDir ?? '/tmp', `${ns}-${name}`);
     mkdirSync(dir, { recursive: true });
-    const r: RunningPod = { name, namespace: ns, port, planFile: join(dir, 'plan.json'), configMap: cmName, stopping: false, restarts: 0 };
+    const r: RunningPod = { name, namespace: ns, port, planFile: join(dir, 'plan.json'), configMap: cmName, stopping: false, restarts: 0, container: tmpl.spec.containers[0] };
     this.running.set(`${ns}/${name}`, r);
     const cm = cmName ? this.api.get(this.cms, ns, cmName) : undefined;
     writeAtomic(r.planFile, cpuPlan(cm?.data?.['plan.json'] ?? '{"actFraction":0}'));
@@ -162,8 +231,18 @@ export class SimulatedKubelet {
   }
 
   private launch(r: RunningPod): void {
-    const args = ['dist/cli/main.js', 'serve', '--model', this.o.model ?? 'synthetic:opt-tiny', '--host', '127.0.0.1', '--port', String(r.port), '--plan', r.planFile, '--threads', '1'];
-    const proc = spawn(process.execPath, args, { cwd: this.o.cwd ?? process.cwd(), env: { ...process.env, HYBRIDSERVE_PLAN_FILE: r.planFile }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const args = ['dist/cli/main.js', ...localServeArgs(r.container.args ?? [], { model: this.o.model ?? 'synthetic:opt-tiny', port: r.port, planFile: r.planFile })];
+    let env: Record<string, string>;
+    try {
+      env = localEnv(r.container.env, r.planFile, (n) => this.api.get(this.secrets, r.namespace, n));
+    } catch (e) {
+      // As a kubelet does: the container is not created; try again a little later.
+      this.o.log?.(`[${r.name}] ${(e as Error).message}`);
+      setTimeout(() => { if (!r.stopping && !this.stopped && this.running.has(`${r.namespace}/${r.name}`)) this.launch(r); }, 500);
+      return;
+    }
+    // The host's environment (PATH, test settings) with the pod's env on top.
+    const proc = spawn(process.execPath, args, { cwd: this.o.cwd ?? process.cwd(), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     r.proc = proc;
     const log = (b: Buffer) => this.o.log?.(`[${r.name}] ${b.toString().trimEnd()}`);
     proc.stdout?.on('data', log); proc.stderr?.on('data', log);
