@@ -167,6 +167,8 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
           ...(spec.tolerations ? { tolerations: spec.tolerations } : {}),
           affinity: { ...userAffinity, ...groupAffinity },
           securityContext: POD_SECURITY_CONTEXT,
+          // The server never calls the Kubernetes API: no token in the pod.
+          automountServiceAccountToken: false,
           containers: [{
             name: 'server',
             image: spec.image ?? DEFAULT_IMAGE,

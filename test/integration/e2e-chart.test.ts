@@ -249,6 +249,24 @@ describe('the Helm chart, end to end on the API test double', () => {
   }, 120_000);
 
   // Issue 7 acceptance 5 also asks this of the serving pods; their pod template is written by
-  // operator/desired/objects.ts, which sets no securityContext yet (reported to the lead).
-  test.todo('serving pods created by the operator run as non-root with no privilege escalation and all capabilities dropped');
+  // operator/desired/objects.ts (restricted Pod Security Standard, read-only root, /tmp an emptyDir).
+  test('serving pods created by the operator run as non-root with no privilege escalation and all capabilities dropped', async () => {
+    const deps = api.list(api.def('apps', 'v1', 'deployments'), APP_NS, 'app.kubernetes.io/instance=tiny');
+    expect(deps.length).toBeGreaterThan(0);
+    const pods = api.list(api.def('', 'v1', 'pods'), APP_NS, 'app.kubernetes.io/instance=tiny');
+    expect(pods.length).toBeGreaterThan(0);
+    for (const spec of [...deps.map((d) => d.spec.template.spec as Obj), ...pods.map((p) => p.spec as Obj)]) {
+      expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } });
+      for (const c of spec.containers as Obj[]) {
+        expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+        expect(c.securityContext.privileged).not.toBe(true);
+        // The read-only root leaves /tmp (HOME in the server images) writable as an emptyDir.
+        const tmp = (c.volumeMounts as Obj[]).find((m) => m.mountPath === '/tmp');
+        expect((spec.volumes as Obj[]).find((v) => v.name === tmp?.name)?.emptyDir).toBeDefined();
+        // gpusPerPod 0 in the example: the CPU engine, no GPU asked for.
+        expect(c.args.join(' ')).toContain('--device cpu');
+        expect(c.resources?.limits?.['nvidia.com/gpu']).toBeUndefined();
+      }
+    }
+  });
 });

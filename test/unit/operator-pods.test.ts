@@ -16,6 +16,7 @@ import { planGroup } from '../../operator/desired/plan.js';
 import { conditionsFor } from '../../operator/controller/reconcile.js';
 import type { HybridServeDeployment, NodeGroupStatus } from '../../operator/api/types.js';
 import { localEnv, localServeArgs } from '../k8s/kubelet.js';
+import { validateManifest, type Manifest } from './chart-helm.js';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
@@ -57,6 +58,7 @@ describe('serving pods are locked down (restricted Pod Security Standard)', () =
       expect(pod.securityContext).toEqual({ runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } });
       expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
       expect(container.securityContext.privileged).toBeUndefined();
+      expect(pod.automountServiceAccountToken).toBe(false);
       // Every place the server may write is a volume: /tmp (HOME in the images) is an emptyDir,
       // and every other mount is read-only.
       const vols = new Map<string, Obj>(pod.volumes.map((v: Obj) => [v.name, v]));
@@ -64,6 +66,22 @@ describe('serving pods are locked down (restricted Pod Security Standard)', () =
       expect(vols.get(tmp.name)).toEqual({ name: tmp.name, emptyDir: {} });
       for (const m of container.volumeMounts) if (m.mountPath !== '/tmp') expect(m.readOnly).toBe(true);
       for (const m of container.volumeMounts) expect(vols.has(m.name)).toBe(true);
+    }
+  });
+});
+
+describe('the Deployment is a valid apps/v1 Deployment (kubernetes-models schema)', () => {
+  test('GPU, CPU and pvc:// variants validate', async () => {
+    const variants: [HybridServeDeployment, NodeLike[]][] = [
+      [hsd({ server: { apiKeySecretRef: { name: 's', key: 'k' }, maxTokens: 100 } }), [node('a', H100, '512Gi')]],
+      [hsd({ gpusPerPod: 0 }), [node('c', undefined, '64Gi')]],
+      [hsd({ model: { uri: 'pvc://w/m', preset: 'opt-13b' } }), [node('a', H100, '512Gi')]],
+    ];
+    for (const [h, nodes] of variants) {
+      const [group] = groupNodes(nodes, h.spec);
+      const p = planGroup(h.spec, group);
+      if (!p.ok) throw new Error(p.message);
+      expect(await validateManifest(deployment(h, group, p.plan, 1) as Manifest)).toEqual([]);
     }
   });
 });
@@ -94,6 +112,8 @@ describe('pvc:// models', () => {
     const uri = 'pvc://llm-weights/opt/13b';
     const { pod, container } = podOf(hsd({ model: { uri, preset: 'opt-13b' } }), [node('a', H100, '512Gi')]);
     const env = envOf(container);
+    // Set explicitly, so an image that sets another root cannot move the model away from the mount.
+    expect(env.HYBRIDSERVE_MODEL_ROOT).toBe('/models');
     const cfg = parseServeArgs(container.args.slice(1), env);
     if (cfg === 'help') throw new Error('help');
     expect(cfg.model).toBe(uri);
