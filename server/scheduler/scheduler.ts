@@ -2,7 +2,8 @@
 // between engine steps when the pools can hold them, leave it as soon as they finish or their
 // client goes away (their blocks are freed right after the step in flight, if any), and are
 // preempted (blocks freed, recomputed from their tokens later) when the pools run dry.
-// engine.step() is async (an AsyncWorker), so the event loop keeps serving HTTP while it runs.
+// engine.step() is async (an AsyncWorker), so the event loop keeps serving HTTP while it runs, and
+// the tokens of one step reach their requests (SSE writes) while the next step computes.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import type { NativeCounters, NativeEngine, NativeStepResult } from '../../native/ts/addon-types.js';
 import { ApiError } from '../errors.js';
@@ -59,6 +60,9 @@ interface Seq {
   done: boolean;
   cancelRequested: boolean;
   contextTokens: number;
+  /** A sampled token not yet handed to req.onToken (-1: none), and its index in `generated`. */
+  pendingToken: number;
+  pendingIndex: number;
 }
 
 export interface SchedulerOptions {
@@ -72,6 +76,8 @@ export class Scheduler {
   private readonly waiting: Seq[] = [];
   private readonly running: Seq[] = [];
   private inStep = new Set<Seq>();
+  /** Sequences whose last token goes to its request once the next step is queued (see step()). */
+  private pending: Seq[] = [];
   private wake: (() => void) | null = null;
   private loopPromise: Promise<void> | null = null;
   private stopped = false;
@@ -80,7 +86,8 @@ export class Scheduler {
   private finishedTimes: number[] = [];
   maxBatch: number;
   /** Totals for the overhead figure: our loop time vs the engine's own step wall time. */
-  readonly totals = { steps: 0, tokens: 0, loopSeconds: 0, engineSeconds: 0, awaitSeconds: 0, busySeconds: 0, preemptions: 0 };
+  /** overlapSeconds: token delivery done while a step computes (part of awaitSeconds, not of the overhead). */
+  readonly totals = { steps: 0, tokens: 0, loopSeconds: 0, engineSeconds: 0, awaitSeconds: 0, busySeconds: 0, preemptions: 0, overlapSeconds: 0 };
 
   constructor(private readonly engine: NativeEngine, private readonly opts: SchedulerOptions, private readonly hooks: SchedulerHooks = {}) {
     this.maxBatch = opts.maxBatch;
@@ -106,7 +113,7 @@ export class Scheduler {
     const now = Date.now();
     const seq: Seq = {
       req, generated: [], engineId: null, admittedRank: 0, enqueuedAt: now, lastTokenAt: now,
-      done: false, cancelRequested: false, contextTokens: req.prompt.length,
+      done: false, cancelRequested: false, contextTokens: req.prompt.length, pendingToken: -1, pendingIndex: -1,
     };
     this.waiting.push(seq);
     this.ensureLoop();
@@ -147,6 +154,9 @@ export class Scheduler {
   /** Removes a sequence everywhere, frees its blocks and reports the outcome once. */
   private finish(seq: Seq, reason: FinishReason, error?: Error): void {
     if (seq.done) return;
+    // A token already sampled reaches its request before the end (unless the request is gone).
+    if (reason !== 'cancelled') this.deliver(seq);
+    if (seq.done) return; // the delivered token ended it ('stop')
     seq.done = true;
     this.release(seq);
     const wi = this.waiting.indexOf(seq);
@@ -178,20 +188,27 @@ export class Scheduler {
 
   private async loop(): Promise<void> {
     while (!this.stopped) {
+      const t0 = performance.now();
       this.expire();
       this.admit();
       if (this.running.length === 0) {
+        this.deliverPending();
         if (this.stopped) break;
         await new Promise<void>((r) => { this.wake = r; });
         continue;
       }
-      const t0 = performance.now();
+      let stepped = false;
       for (const batch of formBatches(this.running.slice(), this.maxBatch, this.opts.miniBatcher)) {
-        await this.step(batch);
+        if (await this.step(batch)) stepped = true;
       }
-      // Let newly arrived requests and socket writes in before the next step.
-      await yieldToEventLoop();
-      // Wall time while there was work: engine steps plus everything the server did around them.
+      // No explicit yield between steps: awaiting a step already hands the event loop a full turn
+      // (new requests, disconnects, timers) while the engine computes, and the SSE writes of a
+      // step's tokens (http flushes them on process.nextTick) go out once the next step is queued,
+      // so the engine does not sit idle while the server talks to sockets. Yield only when no step
+      // was awaited, so the loop can never spin on microtasks alone.
+      if (!stepped) { this.deliverPending(); await yieldToEventLoop(); }
+      // Wall time while there was work: engine steps plus everything the server did around them
+      // (expiry and admission included).
       this.totals.busySeconds += (performance.now() - t0) / 1000;
     }
   }
@@ -231,16 +248,25 @@ export class Scheduler {
     }
   }
 
-  private async step(batch: Seq[]): Promise<void> {
+  /** Runs one engine step for the batch; false when nothing in it could run (no step awaited). */
+  private async step(batch: Seq[]): Promise<boolean> {
     const live = batch.filter((s) => !s.done && s.engineId !== null);
-    if (live.length === 0) return;
+    if (live.length === 0) return false;
     const t0 = performance.now();
     const ids = Int32Array.from(live.map((s) => s.engineId as number));
     this.inStep = new Set(live);
     let result: NativeStepResult;
     const a0 = performance.now();
     try {
-      result = await this.engine.step(ids);
+      const stepped = this.engine.step(ids);
+      // The previous step's tokens go to their requests (detokenizing, SSE chunks, socket writes)
+      // while this step computes: only what decides the next step's batch (end of sequence,
+      // max_tokens, blocks) is done between steps. A stop string seen now ends its sequence after
+      // this step (one token computed in vain); the text sent is the same.
+      const d0 = performance.now();
+      this.deliverPending();
+      this.totals.overlapSeconds += (performance.now() - d0) / 1000;
+      result = await stepped;
     } finally {
       this.inStep = new Set();
     }
@@ -253,6 +279,8 @@ export class Scheduler {
       const seq = live[i];
       if (seq.cancelRequested) { this.finish(seq, 'cancelled'); this.hooks.onCancelReleased?.(1); continue; }
       if (seq.done) continue;
+      // Normally delivered while this step ran; if not, it goes first so onToken stays in order.
+      if (seq.pendingToken >= 0) { this.deliver(seq); if (seq.done) continue; }
       if (result.status[i] !== STATUS_OK) { needy.push(seq); continue; }
       const token = result.tokens[i];
       tokens++;
@@ -261,12 +289,14 @@ export class Scheduler {
       if (seq.generated.length === 1) this.hooks.onFirstToken?.((now - seq.enqueuedAt) / 1000);
       else this.hooks.onTokenInterval?.((now - seq.lastTokenAt) / 1000);
       seq.lastTokenAt = now;
-      let stop = false;
-      try { stop = seq.req.onToken(token, seq.generated.length - 1) === true; } catch (err) {
-        this.finish(seq, 'error', err as Error); continue;
-      }
-      if (stop || (!seq.req.ignoreEos && token === this.opts.eosTokenId)) this.finish(seq, 'stop');
+      seq.pendingToken = token;
+      seq.pendingIndex = seq.generated.length - 1;
+      if (!seq.req.ignoreEos && token === this.opts.eosTokenId) this.finish(seq, 'stop');
       else if (seq.generated.length >= seq.req.maxTokens) this.finish(seq, 'length');
+      // A first token goes out at once: time to first token is the latency users feel most, and a
+      // step has few of them (only newly admitted sequences).
+      else if (seq.generated.length === 1) this.deliver(seq);
+      else this.pending.push(seq);
     }
     if (needy.length > 0) this.preempt(needy);
     const loopSeconds = (performance.now() - t0) / 1000;
@@ -275,6 +305,27 @@ export class Scheduler {
     this.totals.loopSeconds += loopSeconds;
     this.totals.engineSeconds += result.counters.wallSeconds;
     this.hooks.onStep?.({ batchSize: live.length, tokens, result, loopSeconds });
+    return true;
+  }
+
+  /** Hands every pending token to its request. */
+  private deliverPending(): void {
+    if (this.pending.length === 0) return;
+    const list = this.pending;
+    this.pending = [];
+    for (const seq of list) this.deliver(seq);
+  }
+
+  /** Hands seq's pending token to req.onToken; a true return or a throw ends the sequence. */
+  private deliver(seq: Seq): void {
+    const token = seq.pendingToken;
+    if (token < 0 || seq.done) return;
+    seq.pendingToken = -1;
+    let stop = false;
+    try { stop = seq.req.onToken(token, seq.pendingIndex) === true; } catch (err) {
+      this.finish(seq, 'error', err as Error); return;
+    }
+    if (stop) this.finish(seq, 'stop');
   }
 
   /** Frees blocks for sequences that could not grow: preempt the newest until they fit. */

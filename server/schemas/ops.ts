@@ -28,6 +28,6 @@ export const Stats = Type.Object({
   maxBatch: Type.Integer(),
   counters: Type.Record(Type.String(), Num),
   /** The scheduler's own totals: busy wall time vs the engine's step time, for the overhead figure. */
-  server: Type.Object({ steps: Num, tokens: Num, busySeconds: Num, engineSeconds: Num, awaitSeconds: Num, loopSeconds: Num, preemptions: Num }),
+  server: Type.Object({ steps: Num, tokens: Num, busySeconds: Num, engineSeconds: Num, awaitSeconds: Num, loopSeconds: Num, preemptions: Num, overlapSeconds: Num }),
   pools: Type.Record(Type.String(), Num),
 });
