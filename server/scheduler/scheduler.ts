@@ -76,6 +76,8 @@ export class Scheduler {
   private readonly waiting: Seq[] = [];
   private readonly running: Seq[] = [];
   private inStep = new Set<Seq>();
+  /** Engine ids of sequences that ended while in the step being computed; removed when it returns. */
+  private releaseAfterStep: number[] = [];
   /** Sequences whose last token goes to its request once the next step is queued (see step()). */
   private pending: Seq[] = [];
   private wake: (() => void) | null = null;
@@ -170,10 +172,16 @@ export class Scheduler {
   private release(seq: Seq): void {
     const ri = this.running.indexOf(seq);
     if (ri >= 0) this.running.splice(ri, 1);
-    if (seq.engineId !== null) {
-      try { this.engine.removeSequence(seq.engineId); } catch (err) { this.hooks.log?.warn(`removeSequence failed: ${String(err)}`); }
-      seq.engineId = null;
-    }
+    if (seq.engineId === null) return;
+    // A sequence in the step being computed (a stop string found while delivering during it) is
+    // removed once that step returns: the engine must not lose a sequence it is running.
+    if (this.inStep.has(seq)) this.releaseAfterStep.push(seq.engineId);
+    else this.removeFromEngine(seq.engineId);
+    seq.engineId = null;
+  }
+
+  private removeFromEngine(engineId: number): void {
+    try { this.engine.removeSequence(engineId); } catch (err) { this.hooks.log?.warn(`removeSequence failed: ${String(err)}`); }
   }
 
   private ensureLoop(): void {
@@ -269,6 +277,7 @@ export class Scheduler {
       result = await stepped;
     } finally {
       this.inStep = new Set();
+      for (const id of this.releaseAfterStep.splice(0)) this.removeFromEngine(id);
     }
     // Time the event loop waited for the step (engine work plus the addon's thread hand-off).
     this.totals.awaitSeconds += (performance.now() - a0) / 1000;

@@ -73,6 +73,22 @@ describe('scheduler', () => {
     expect(r.tokens).toHaveLength(3);
   });
 
+  test('a stop found while the next step computes delivers nothing past it, leaves batch mates alone and frees every block', async () => {
+    // Tokens are delivered while the following step runs, so a stop decided in delivery ends its
+    // sequence one step late: the extra token must be dropped, not sent.
+    const engine = new FakeEngine({ kvBlocks: 40, actBlocks: 0, stepDelayMs: 2 });
+    const s = new Scheduler(engine, { maxBatch: 8, maxQueue: 8, eosTokenId: 2 });
+    const solo = new Scheduler(new FakeEngine({ kvBlocks: 40, actBlocks: 0 }), { maxBatch: 1, maxQueue: 8, eosTokenId: 2 });
+    const full = (await run(solo, [5, 6], 12).done).tokens;
+    const [stopped, other] = await Promise.all([run(s, [5, 6], 12, { stopAt: 4 }).done, run(s, [7], 12).done]);
+    expect(stopped.reason).toBe('stop');
+    expect(stopped.tokens).toEqual(full.slice(0, 4));
+    expect(other.error?.message ?? other.reason).toBe("length");
+    expect(other.tokens).toHaveLength(12);
+    expect(engine.pools().kvBlocksFree).toBe(40);
+    await Promise.all([s.stop(), solo.stop()]);
+  });
+
   test('a full queue answers 429 with Retry-After; a prompt larger than all pools is a 400', () => {
     const s = new Scheduler(new FakeEngine({ kvBlocks: 2, actBlocks: 0, stepDelayMs: 50 }), { maxBatch: 1, maxQueue: 1, eosTokenId: 2 });
     expect(() => run(s, Array(40).fill(5), 1)).toThrow(/cache blocks/);
