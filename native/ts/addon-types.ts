@@ -160,7 +160,7 @@ export interface NativeEngine {
   info(): NativeEngineInfo;
   /** Registers a sequence and reserves cache blocks for its prompt. Throws RangeError('out of cache blocks: ...') when the pools cannot hold it. */
   addSequence(tokens: Int32Array, options: NativeSequenceOptions): number;
-  /** Frees the sequence's blocks at once. Unknown ids throw RangeError. */
+  /** Frees the sequence's blocks at once, or when the step running it returns (the engine defers removal of a sequence in flight). Unknown ids throw RangeError. */
   removeSequence(id: number): void;
   sequence(id: number): NativeSequenceInfo;
   /**
