@@ -7,18 +7,16 @@
 //     (`kubectl get all`) through the double's discovery.
 import { describe, test, expect, beforeAll, afterAll } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Operator } from '../../operator/operator.js';
 import { TestCluster, cond, waitFor } from '../k8s/cluster.js';
 import type { Obj } from '../k8s/apiserver.js';
+import { ROOT, startProcessCluster, type ProcessCluster } from './operator-harness.js';
 
-const ROOT = join(import.meta.dirname ?? process.cwd(), '..', '..');
 const NS = 'default';
 const KEY = 'sk-cpu-trial';
+let env: ProcessCluster;
 let cluster: TestCluster;
-let op: Operator;
 let work: string;
 
 function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> {
@@ -51,18 +49,13 @@ function completion(port: number, body: Obj, key?: string) {
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` before the operator e2e tests');
-  work = mkdtempSync(join(tmpdir(), 'hsd-cpu-'));
   // No product: nodeObject() then sets no nvidia.com/gpu.* label and no GPU allocatable.
-  cluster = await new TestCluster().start([{ name: 'kind-worker', memory: '16Gi' }], { mode: 'process', workDir: work, cwd: ROOT, readyTimeoutMs: 60_000 });
-  op = new Operator({ server: cluster.url, leaseNamespace: NS, feedbackTickMs: 100, feedbackIntervalMsOverride: 400, progressRequeueMs: 500, log: () => undefined });
-  await op.start();
+  env = await startProcessCluster([{ name: 'kind-worker', memory: '16Gi' }], 'hsd-cpu-', NS);
+  ({ cluster, work } = env);
 }, 60_000);
 
 afterAll(async () => {
-  await op?.stop();
-  await cluster?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
+  await env?.stop();
 });
 
 describe('CPU-only cluster, no node labels', () => {

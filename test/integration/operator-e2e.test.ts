@@ -5,18 +5,13 @@
 // only costs recompute), writes a lower ACT fraction into the ConfigMap, the running server's
 // hybridserve_act_fraction follows without a restart, an Event is recorded, and it settles.
 import { describe, test, expect, beforeAll, afterAll } from '@jest/globals';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { Operator } from '../../operator/operator.js';
 import { TestCluster, cond, waitFor } from '../k8s/cluster.js';
 import type { Obj } from '../k8s/apiserver.js';
+import { startProcessCluster, type ProcessCluster } from './operator-harness.js';
 
-const ROOT = join(import.meta.dirname ?? process.cwd(), '..', '..');
 const NS = 'default';
+let env: ProcessCluster;
 let cluster: TestCluster;
-let op: Operator;
-let work: string;
 
 async function metricValue(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
@@ -29,20 +24,12 @@ function planOf(cm: Obj | undefined): { actFraction: number; generation: number 
 }
 
 beforeAll(async () => {
-  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` before the operator e2e tests');
-  work = mkdtempSync(join(tmpdir(), 'hsd-e2e-'));
-  cluster = await new TestCluster().start(
-    [{ name: 'gpu-a', product: 'NVIDIA-H100-80GB-HBM3', memory: '64Gi' }],
-    { mode: 'process', workDir: work, cwd: ROOT, readyTimeoutMs: 60_000 },
-  );
-  op = new Operator({ server: cluster.url, leaseNamespace: NS, feedbackTickMs: 100, feedbackIntervalMsOverride: 400, progressRequeueMs: 500, log: () => undefined });
-  await op.start();
+  env = await startProcessCluster([{ name: 'gpu-a', product: 'NVIDIA-H100-80GB-HBM3', memory: '64Gi' }], 'hsd-e2e-', NS);
+  ({ cluster } = env);
 }, 60_000);
 
 afterAll(async () => {
-  await op?.stop();
-  await cluster?.stop();
-  if (work) rmSync(work, { recursive: true, force: true });
+  await env?.stop();
 });
 
 describe('HybridServeDeployment end to end with real servers', () => {
