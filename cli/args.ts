@@ -1,6 +1,7 @@
 // Tiny shared option parsing for the subcommands, on node:util parseArgs (strict: unknown flags
 // and missing values are errors, reported as CliError).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { parseByteSize } from '../planning/quantity.js';
 import { CliError } from './errors.js';
 
 export type OptionSpec = NonNullable<ParseArgsConfig['options']>;
@@ -13,16 +14,10 @@ export function parseCli<T extends OptionSpec>(argv: string[], options: T, comma
   }
 }
 
-/** Parses "64GiB", "500MB", "1.5G", "1048576" into bytes. */
+/** Parses a size with Kubernetes quantity semantics ("64Gi", "64GiB", "64G" = 64e9, "1048576") into bytes. */
 export function parseSize(text: string, what: string): number {
-  const m = /^\s*(\d+(?:\.\d+)?)\s*([kmgt]i?b?|b)?\s*$/i.exec(text);
-  if (!m) throw new CliError(`${what}: cannot read size '${text}' (examples: 64GiB, 500MB, 1048576)`);
-  const n = Number(m[1]);
-  const unit = (m[2] ?? 'b').toLowerCase();
-  const pow = { b: 0, k: 1, m: 2, g: 3, t: 4 }[unit[0] as 'b' | 'k' | 'm' | 'g' | 't'];
-  const base = unit.includes('i') || unit.length === 1 && unit !== 'b' ? 1024 : 1000;
-  const bytes = Math.round(n * base ** pow);
-  if (!Number.isSafeInteger(bytes)) throw new CliError(`${what}: size '${text}' is too large`);
+  const bytes = parseByteSize(text);
+  if (bytes === undefined) throw new CliError(`${what}: cannot read size '${text}' (examples: 64Gi, 64GiB, 500M, 1048576)`);
   return bytes;
 }
 

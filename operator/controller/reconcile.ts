@@ -16,7 +16,7 @@ import {
   selectorString, service, serviceName,
 } from '../desired/objects.js';
 import { planGroupCached as planGroup, type GroupPlan, type PlanFile } from '../desired/plan.js';
-import { formatBytes } from '../desired/quantity.js';
+import { formatBytes } from '../../planning/quantity.js';
 import type { RuntimeState } from './state.js';
 import type { EventRecorder } from './events.js';
 import type { ReconcileResult } from './queue.js';

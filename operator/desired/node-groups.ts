@@ -6,7 +6,7 @@
 // trial on kind/minikube needs no node labels. Pure.
 import { createHash } from 'node:crypto';
 import type { HsdSpec } from '../api/types.js';
-import { parseQuantity } from './quantity.js';
+import { parseQuantity } from '../../planning/quantity.js';
 
 export const GPU_PRODUCT_LABEL = 'nvidia.com/gpu.product';
 export const GPU_COUNT_LABEL = 'nvidia.com/gpu.count';

@@ -6,7 +6,7 @@ import { API_VERSION, KIND, MANAGED_BY, type HybridServeDeployment, type OwnerRe
 import type { NodeGroup } from './node-groups.js';
 import { GPU_PRODUCT_LABEL, isCpuGroup } from './node-groups.js';
 import type { PlanFile } from './plan.js';
-import { bytesQuantity } from './quantity.js';
+import { bytesQuantity } from '../../planning/quantity.js';
 
 export const LABEL_NAME = 'app.kubernetes.io/name';
 export const LABEL_INSTANCE = 'app.kubernetes.io/instance';

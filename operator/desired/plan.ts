@@ -10,7 +10,7 @@ import {
 } from '../../planning/index.js';
 import type { HsdSpec } from '../api/types.js';
 import { isCpuGroup, type NodeGroup } from './node-groups.js';
-import { formatBytes } from './quantity.js';
+import { formatBytes } from '../../planning/quantity.js';
 
 /** The JSON the server reads (ConfigMap key plan.json); see the shared contract. */
 export interface PlanFile {

@@ -7,7 +7,10 @@ describe('parseSize', () => {
     expect(parseSize('64GiB', 'x')).toBe(64 * 2 ** 30);
     expect(parseSize('500MB', 'x')).toBe(500e6);
     expect(parseSize('1048576', 'x')).toBe(1048576);
-    expect(parseSize('2G', 'x')).toBe(2 * 2 ** 30);
+    expect(parseSize('2G', 'x')).toBe(2e9);
+    expect(parseSize('2Gi', 'x')).toBe(2 * 2 ** 30);
+    expect(parseSize('1.5Mi', 'x')).toBe(1.5 * 2 ** 20);
+    expect(() => parseSize('5mB', 'x')).toThrow(CliError);
   });
   test('rejects junk with a CliError', () => {
     expect(() => parseSize('lots', 'x')).toThrow(CliError);

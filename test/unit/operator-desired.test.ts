@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { groupNodes, splitReplicas, groupId, type NodeLike } from '../../operator/desired/node-groups.js';
 import { configMap, deployment, deploymentName, configMapName, service, ownerReference } from '../../operator/desired/objects.js';
 import { planGroup } from '../../operator/desired/plan.js';
-import { parseQuantity, formatBytes } from '../../operator/desired/quantity.js';
+import { parseQuantity, formatBytes } from '../../planning/quantity.js';
 import { setConditions } from '../../operator/desired/conditions.js';
 import { desiredReplicas } from '../../operator/desired/autoscale.js';
 import type { HybridServeDeployment } from '../../operator/api/types.js';
