@@ -83,6 +83,47 @@ export function incrementalDecoder(decode: (ids: readonly number[]) => string): 
   };
 }
 
+/**
+ * Longest run of non-whitespace characters encoded as one piece. BPE merging (js-tiktoken, and
+ * the Hugging Face BPE) costs time quadratic in the length of one pre-token: 20K letters without a
+ * space take seconds. Longer runs are encoded in pieces of this many characters, which keeps
+ * encoding linear; the ids differ from an unbounded encoder only inside such runs.
+ */
+export const MAX_WORD_CHARS = 64;
+
+/**
+ * Splits text so that no piece holds a run of more than `maxWord` non-whitespace characters: the
+ * text is cut inside such runs only (never between a surrogate pair). Text without long runs is
+ * returned whole, so ordinary prompts encode exactly as before. Pure.
+ */
+export function splitLongWords(text: string, maxWord = MAX_WORD_CHARS): string[] {
+  const long = new RegExp(`\\S{${maxWord + 1},}`, 'gu');
+  if (!long.test(text)) return [text];
+  long.lastIndex = 0;
+  const pieces: string[] = [];
+  let start = 0;
+  for (let m = long.exec(text); m !== null; m = long.exec(text)) {
+    const chars = Array.from(m[0]);
+    // The text before the run joins its first chunk, so the run's leading boundary is kept.
+    let piece = text.slice(start, m.index);
+    for (let i = 0; i < chars.length; i += maxWord) {
+      pieces.push(piece + chars.slice(i, i + maxWord).join(''));
+      piece = '';
+    }
+    start = m.index + m[0].length;
+  }
+  if (start < text.length) pieces.push(text.slice(start));
+  return pieces;
+}
+
+/** A chat template that raised (its own raise_exception, or a render failure): the request's fault. */
+export class ChatTemplateError extends ModelError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ChatTemplateError';
+  }
+}
+
 /** The documented fallback template: "<role>: <content>\n" per message, then "assistant:". */
 export function plainChatPrompt(messages: readonly ChatMessage[], addGenerationPrompt = true): string {
   return messages.map((m) => `${m.role}: ${m.content}\n`).join('') + (addGenerationPrompt ? 'assistant:' : '');
@@ -102,7 +143,7 @@ export function renderChatTemplate(template: string, messages: readonly ChatMess
     });
   } catch (err) {
     // Includes the template's own raise_exception('...') (a jinja built-in).
-    throw new ModelError(`chat template failed: ${describeError(err)}`);
+    throw new ChatTemplateError(`chat template failed: ${describeError(err)}`);
   }
 }
 
@@ -151,7 +192,9 @@ export class Gpt2Tokenizer extends BaseTokenizer {
 
   encode(text: string): number[] {
     // Special-token text in a prompt is ordinary text, never a control token.
-    return this.tk.encode(text, [], []);
+    const pieces = splitLongWords(text);
+    if (pieces.length === 1) return this.tk.encode(text, [], []);
+    return pieces.flatMap((p) => this.tk.encode(p, [], []));
   }
 
   decode(ids: readonly number[]): string {
@@ -207,6 +250,12 @@ export class HfTokenizer extends BaseTokenizer {
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const add = options.addSpecialTokens ?? true;
+    const pieces = splitLongWords(text);
+    if (pieces.length > 1) {
+      // Long runs: the pieces without special tokens, after what the empty text gets (its BOS, if any).
+      const ids = pieces.flatMap((p) => this.tk.encode(p, { add_special_tokens: false }).ids);
+      return add ? [...this.encode('', options), ...ids] : ids;
+    }
     const ids = this.tk.encode(text, { add_special_tokens: add }).ids;
     if (add && this.opts.prependBos && this.bosTokenId !== undefined && ids[0] !== this.bosTokenId) return [this.bosTokenId, ...ids];
     return ids;

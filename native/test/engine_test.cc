@@ -197,3 +197,15 @@ HS_TEST(counters_count_bytes_by_kind) {
   HS_CHECK(r.counters.weight_bytes_h2d > 0 && r.counters.weight_bytes_h2d <= (int64_t)e->weights().total_bytes());
   HS_CHECK_EQ(e->totals().steps, 2);
 }
+
+HS_TEST(config_products_that_overflow_int_are_named) {
+  ModelConfig c = test::TinyLlama(2);
+  HS_CHECK(ConfigProductsProblem(c).empty());
+  c.num_heads = 65536;
+  c.num_kv_heads = 2;
+  c.head_dim = 32768;  // 2^31: each field is a valid int, the product is not
+  HS_CHECK(ConfigProductsProblem(c).find("numHeads x headDim") != std::string::npos);
+  c = test::TinyLlama(2);
+  c.ffn_size = 1 << 30;  // the gated row 2 x ffn overflows
+  HS_CHECK(ConfigProductsProblem(c).find("ffnSize") != std::string::npos);
+}

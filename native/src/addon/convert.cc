@@ -67,6 +67,8 @@ ModelConfig ParseConfig(Napi::Env env, Napi::Value v) {
   if (c.arch == Arch::OPT && c.num_heads != c.num_kv_heads)
     throw Napi::RangeError::New(env, "config.numKvHeads must equal config.numHeads for OPT");
   if (c.arch == Arch::LLAMA && c.head_dim % 2) throw Napi::RangeError::New(env, "config.headDim must be even for RoPE");
+  const std::string products = ConfigProductsProblem(c);
+  if (!products.empty()) throw Napi::RangeError::New(env, "config: " + products + " (the engine's int arithmetic would overflow)");
   return c;
 }
 

@@ -27,9 +27,15 @@ struct ModelConfig {
   float rope_theta = 10000.f;
   bool tie_embeddings = true;
 
+  // Only meaningful once ConfigProductsProblem() returned "" (the products fit an int).
   int q_dim() const { return num_heads * head_dim; }
   int kv_dim() const { return num_kv_heads * head_dim; }
 };
+
+// The backends size rows and offsets with int arithmetic on these widths (q_dim, kv_dim, the
+// fused QKV row, the gated FFN row). Each field may be a valid int while a product is not; this
+// names the first product that does not fit in an int32 (computed in 64 bits), or returns "".
+std::string ConfigProductsProblem(const ModelConfig& c);
 
 // One block of a sequence's block table. A block index addresses the same slot in every layer.
 struct BlockRef {
