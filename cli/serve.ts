@@ -3,10 +3,12 @@
 //                     [--host-memory SIZE] [--plan FILE] [--device cpu|cuda] [--api-key-file F]
 // PORT / HOST / HYBRIDSERVE_PLAN_FILE / HYBRIDSERVE_API_KEYS are read from the environment.
 import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
-import { loadApiKeys } from '../server/auth.js';
-import { DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
+import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
+import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
+import { startProgress } from './progress.js';
 import { parsePlan, type PlanFile } from '../server/plan-file.js';
 import { openRuntime } from '../server/runtime.js';
 import { closeOnSignals, listen } from '../server/server.js';
@@ -23,15 +25,21 @@ const USAGE = `usage: hybridserve serve [options]
   --host-memory SIZE       host memory for weights + cache, e.g. 64GiB (default: size the cache
                            for max-batch requests of max-total-tokens)
   --plan FILE              plan file (JSON) from the operator; reloaded live (default $HYBRIDSERVE_PLAN_FILE)
-  --api-key-file F         require Bearer keys listed in F (also $HYBRIDSERVE_API_KEYS, comma-separated)
+  --api-key-file F         require Bearer keys listed in F, one per line, whole-line # comments; re-read
+                           when it changes (also $HYBRIDSERVE_API_KEYS, comma-separated)
   --max-batch N            sequences per engine step (default 64)
-  --max-prompt-tokens N    (default ${DEFAULT_LIMITS.maxPromptTokens})
-  --max-total-tokens N     prompt + generated tokens per request (default ${DEFAULT_LIMITS.maxTotalTokens})
+  --max-prompt-tokens N    (default: the context window less one)
+  --max-total-tokens N     prompt + generated tokens per request (default: the model's context window)
+  --max-prompt-chars N     longest prompt text before tokenising (default ${CHARS_PER_TOKEN_LIMIT} × max-prompt-tokens)
   --max-queue N            waiting requests before 429 (default ${DEFAULT_LIMITS.maxQueue})
   --body-limit SIZE        largest request body (default 1MiB)
   --request-timeout S      seconds a request may run (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
+  --headers-timeout S      seconds to receive a request's headers (default ${DEFAULT_LIMITS.headersTimeoutMs / 1000})
+  --body-timeout S         seconds to receive a whole request body (default ${DEFAULT_LIMITS.bodyTimeoutMs / 1000})
+  --max-connections N      open connections at once (default ${DEFAULT_LIMITS.maxConnections})
   --shutdown-grace S       seconds in-flight requests get on SIGTERM (default ${DEFAULT_LIMITS.shutdownGraceMs / 1000})
-  --threads N              CPU engine threads (default: all cores)`;
+  --threads N              CPU engine threads, at most the cores (default: all cores)
+  --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)`;
 
 const OPTIONS = {
   model: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' },
@@ -39,14 +47,30 @@ const OPTIONS = {
   'api-key-file': { type: 'string' }, 'max-batch': { type: 'string' }, 'max-prompt-tokens': { type: 'string' },
   'max-total-tokens': { type: 'string' }, 'max-queue': { type: 'string' }, 'body-limit': { type: 'string' },
   'request-timeout': { type: 'string' }, 'shutdown-grace': { type: 'string' }, threads: { type: 'string' },
+  'max-prompt-chars': { type: 'string' }, 'headers-timeout': { type: 'string' }, 'body-timeout': { type: 'string' },
+  'max-connections': { type: 'string' }, 'log-level': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 export interface ServeConfig {
   model: string; host: string; port: number; device: 'cpu' | 'cuda'; actFraction: number | 'auto';
   hostMemoryBytes?: number; planFile?: string; apiKeyFile?: string; maxBatch: number; threads?: number;
-  limits: ServerLimits;
+  /** Only what was set; the rest comes from the model's window and DEFAULT_LIMITS (resolveLimits). */
+  limits: Partial<ServerLimits>;
+  logLevel: string;
 }
+
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** The engine threads to use: more threads than cores only slow every step down. Pure. */
+export function capThreads(requested: number | undefined, cores: number): { threads: number | undefined; note?: string } {
+  if (requested === undefined || requested === 0) return { threads: requested };
+  if (requested <= cores) return { threads: requested };
+  return { threads: cores, note: `--threads ${requested} exceeds the ${cores} cores; using ${cores}` };
+}
+
+const seconds = (text: string | undefined, what: string, min: number, max: number) =>
+  text === undefined ? undefined : 1000 * parseNumberOption(text, what, min, max, 0);
 
 /** Command line + environment → configuration. Pure apart from reading `env`. */
 export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeConfig | 'help' {
@@ -55,15 +79,23 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
   const device = v.device ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') throw new CliError(`serve: --device must be cpu or cuda, got '${device}'`);
   const frac = v['act-fraction'] ?? 'auto';
-  const limits: ServerLimits = {
-    maxPromptTokens: parseIntOption(v['max-prompt-tokens'], '--max-prompt-tokens', 1, 1 << 20, DEFAULT_LIMITS.maxPromptTokens),
-    maxTotalTokens: parseIntOption(v['max-total-tokens'], '--max-total-tokens', 2, 1 << 21, DEFAULT_LIMITS.maxTotalTokens),
-    defaultMaxTokens: DEFAULT_LIMITS.defaultMaxTokens,
-    bodyLimitBytes: v['body-limit'] ? parseSize(v['body-limit'], '--body-limit') : DEFAULT_LIMITS.bodyLimitBytes,
-    maxQueue: parseIntOption(v['max-queue'], '--max-queue', 0, 1 << 20, DEFAULT_LIMITS.maxQueue),
-    requestTimeoutMs: 1000 * parseNumberOption(v['request-timeout'], '--request-timeout', 0.001, 86400, DEFAULT_LIMITS.requestTimeoutMs / 1000),
-    shutdownGraceMs: 1000 * parseNumberOption(v['shutdown-grace'], '--shutdown-grace', 0, 3600, DEFAULT_LIMITS.shutdownGraceMs / 1000),
+  const int = (key: keyof typeof v, min: number, max: number) =>
+    v[key] === undefined ? undefined : parseIntOption(v[key] as string, `--${key}`, min, max, 0);
+  const limits: Partial<ServerLimits> = {
+    maxPromptTokens: int('max-prompt-tokens', 1, 1 << 20),
+    maxTotalTokens: int('max-total-tokens', 2, 1 << 21),
+    maxPromptChars: int('max-prompt-chars', 1, 1 << 30),
+    bodyLimitBytes: v['body-limit'] ? parseSize(v['body-limit'], '--body-limit') : undefined,
+    maxQueue: int('max-queue', 0, 1 << 20),
+    requestTimeoutMs: seconds(v['request-timeout'], '--request-timeout', 0.001, 86400),
+    shutdownGraceMs: seconds(v['shutdown-grace'], '--shutdown-grace', 0, 3600),
+    headersTimeoutMs: seconds(v['headers-timeout'], '--headers-timeout', 0.1, 3600),
+    bodyTimeoutMs: seconds(v['body-timeout'], '--body-timeout', 0.1, 3600),
+    maxConnections: int('max-connections', 1, 1 << 20),
   };
+  for (const k of Object.keys(limits) as (keyof ServerLimits)[]) if (limits[k] === undefined) delete limits[k];
+  const logLevel = v['log-level'] ?? 'info';
+  if (!LOG_LEVELS.includes(logLevel)) throw new CliError(`serve: --log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   return {
     model: v.model ?? 'synthetic:opt-tiny',
     host: v.host ?? env.HOST ?? '0.0.0.0',
@@ -76,6 +108,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
     threads: v.threads ? parseIntOption(v.threads, '--threads', 0, 1024, 0) : undefined,
     limits,
+    logLevel,
   };
 }
 
@@ -101,14 +134,19 @@ export async function run(argv: string[]): Promise<number> {
   };
   let apiKeys: string[];
   try { apiKeys = loadApiKeys(process.env, cfg.apiKeyFile); } catch (err) {
-    throw new CliError(`serve: cannot read --api-key-file ${cfg.apiKeyFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    // Keys were configured but none is usable: starting would serve without auth.
+    if (err instanceof ApiKeyError) throw new CliError(`serve: ${err.message}; refusing to start without the keys`);
+    throw err;
   }
   const plan = readStartPlan(cfg.planFile, log);
+  const threads = capThreads(cfg.threads, availableParallelism());
+  if (threads.note) log.warn(threads.note);
   let rt;
   try {
     rt = await openRuntime({
       model: cfg.model, device: cfg.device, actFraction: cfg.actFraction, hostMemoryBytes: cfg.hostMemoryBytes, plan,
-      maxBatch: cfg.maxBatch, maxTotalTokens: cfg.limits.maxTotalTokens, threads: cfg.threads,
+      maxBatch: cfg.maxBatch, maxTotalTokens: cfg.limits.maxTotalTokens, threads: threads.threads,
+      onProgress: startProgress(),
     });
   } catch (err) {
     throw new CliError(`serve: ${(err as Error).message}`, 1);
@@ -118,15 +156,28 @@ export async function run(argv: string[]): Promise<number> {
   log.info(`ACT fraction ${rt.engine.actFraction()}: ${rt.fractionReason}`);
   const pools = rt.engine.pools();
   log.info(`cache pools: ${pools.kvBlocksTotal} KV + ${pools.actBlocksTotal} ACT blocks of ${pools.blockTokens} tokens (${rt.poolsReason})`);
-  if (apiKeys.length) log.info(`API keys required (${apiKeys.length} configured); /healthz, /readyz and /metrics stay open`);
+  if (apiKeys.length) log.info(`API keys required (${apiKeys.length} configured${cfg.apiKeyFile ? ', key file re-read when it changes' : ''}); /healthz, /readyz and /metrics stay open`);
   const serving = await createServing({
     modelName: rt.model.spec, modelAliases: [rt.model.name], device: info.device, engine: rt.engine, tokenizer: rt.tokenizer, maxPositions: rt.model.config.maxPositions,
     limits: cfg.limits, apiKeys, maxBatch: cfg.maxBatch, planFile: cfg.planFile, miniBatcher: rt.miniBatcher, log,
+    apiKeyFile: cfg.apiKeyFile ? { file: cfg.apiKeyFile, envKeys: parseEnvKeys(process.env.HYBRIDSERVE_API_KEYS ?? '') } : undefined,
+    logger: { level: cfg.logLevel },
   });
+  const limits = serving.ctx.limits;
+  log.info(`limits: context window ${limits.maxTotalTokens} tokens, prompts up to ${limits.maxPromptTokens} tokens / ${limits.maxPromptChars} characters`);
+  let url: string;
+  try {
+    url = await listen(serving, { host: cfg.host, port: cfg.port });
+  } catch (err) {
+    await serving.shutdown(0);
+    await rt.engine.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new CliError(`serve: cannot listen on ${cfg.host}:${cfg.port}: ${why}${code ? ` (${code})` : ''}`, 1);
+  }
   const closed = new Promise<void>((resolve) => {
     closeOnSignals(serving, async () => { await rt.engine.close(); resolve(); }, log);
   });
-  const url = await listen(serving, { host: cfg.host, port: cfg.port });
   const shown = cfg.host === '0.0.0.0' || cfg.host === '::' ? url.replace(/\/\/[^:/]+|\/\/\[[^\]]+\]/, '//localhost') : url;
   console.log(`HybridServe listening on ${shown} (model ${rt.model.spec}; try: curl ${shown}/v1/models)`);
   await closed;

@@ -1,12 +1,13 @@
 // The Fastify app: plugins, hooks and routes over a ServingContext. It never listens (that is
 // server/server.ts), so tests can build it and use inject() or listen on port 0 themselves.
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
 import type { TypeBoxProvider } from './type-provider.js';
 import { authorized, OPEN_PATHS } from './auth.js';
 import type { ServingContext } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { openaiRoutes } from './routes/openai.js';
 import { opsRoutes } from './routes/ops.js';
+import { logRequest } from './request-log.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const ENDPOINTS: Record<string, string> = { '/v1/completions': 'completions', '/v1/chat/completions': 'chat' };
@@ -14,7 +15,19 @@ const ENDPOINTS: Record<string, string> = { '/v1/completions': 'completions', '/
 export function buildApp(ctx: ServingContext, opts: { logger?: FastifyServerOptions['logger'] } = {}): FastifyInstance {
   const app = Fastify({
     logger: opts.logger ?? false,
+    // One line per request from server/request-log.ts instead of Fastify's two (which log the URL only).
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: ctx.limits.bodyLimitBytes,
+    // The socket-level limits (server/options.ts): slow headers and bodies end, idle connections close.
+    connectionTimeout: 0,
+    keepAliveTimeout: ctx.limits.keepAliveTimeoutMs,
+    requestTimeout: ctx.limits.bodyTimeoutMs,
+    maxRequestsPerSocket: ctx.limits.maxRequestsPerSocket,
+    // Node checks those timeouts every connectionsCheckingInterval (default 30 s): check each second.
+    http: { headersTimeout: ctx.limits.headersTimeoutMs, connectionsCheckingInterval: 1000 },
+    // By the time the app closes, scheduler.drain() has let in-flight requests finish or be
+    // cancelled: what is left (a body still trickling in, idle keep-alives) must not hold the exit.
+    forceCloseConnections: true,
     // Wrong types are errors, not silently coerced ("5" is not an integer).
     ajv: { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } },
     return503OnClosing: true,
@@ -48,10 +61,13 @@ export function buildApp(ctx: ServingContext, opts: { logger?: FastifyServerOpti
     const endpoint = ENDPOINTS[req.url.split('?')[0]];
     // Requests refused before generation (bad input, limits, auth) count too; served ones are counted in generate.ts.
     if (endpoint && !api.counted && !reply.raw.headersSent) ctx.metrics.requests.inc({ endpoint, outcome: api.statusCode === 429 ? 'rate_limited' : 'rejected' });
-    if (api.statusCode >= 500) req.log.error({ err }, 'request failed');
+    // Our own faults are always logged with their cause (clients only see "internal server error").
+    if (api.statusCode >= 500) req.log.error({ err: api.cause ?? err, status: api.statusCode }, 'request failed');
     if (reply.sent || reply.raw.headersSent) return;
     reply.code(api.statusCode).headers(api.headers).send(api.body());
   });
+
+  app.addHook('onResponse', async (req, reply) => { logRequest(req, reply.statusCode, reply.elapsedTime); });
 
   app.setNotFoundHandler((req, reply) => {
     const api = new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, 'not_found_error', null, 'not_found');

@@ -1,5 +1,6 @@
 // Everything the routes share, built once per app: the engine behind its scheduler, the
 // tokenizer, metrics, limits and the live plan state.
+import type { KeySet } from './auth.js';
 import type { NativeEngine } from '../native/ts/addon-types.js';
 import type { ServerMetrics } from './metrics.js';
 import type { ServerLimits } from './options.js';
@@ -17,7 +18,8 @@ export interface ServingContext {
   tokenizer: ServerTokenizer;
   metrics: ServerMetrics;
   limits: ServerLimits;
-  apiKeys: readonly string[];
+  /** Mutable: the key file watcher (server/auth.ts) updates it in place. */
+  apiKeys: KeySet;
   startedAt: number;
   /** The plan file in effect, if any. */
   plan: PlanFile | null;

@@ -73,6 +73,8 @@ export function toApiError(err: unknown): ApiError {
   }
   const status = typeof e.statusCode === 'number' ? e.statusCode : 500;
   if (status >= 400 && status < 500) return new ApiError(status, e.message || 'bad request', 'invalid_request_error');
-  // Never leak internals of our own faults to clients; the log has them.
-  return new ApiError(status >= 500 && status < 600 ? status : 500, 'internal server error', 'server_error', null, 'internal_error');
+  // Never leak internals of our own faults to clients; the log has them (the cause).
+  const api = new ApiError(status >= 500 && status < 600 ? status : 500, 'internal server error', 'server_error', null, 'internal_error');
+  api.cause = err;
+  return api;
 }

@@ -5,6 +5,7 @@ import type { ServingContext } from './context.js';
 import { ApiError, toApiError } from './errors.js';
 import { deltaChunk, deltaEventWriter, fullResponse, newId, openAIFinish, sseData, SSE_DONE, usage, usageChunk, type Endpoint, type ResponseMeta } from './format.js';
 import type { GenerationRequest } from './request.js';
+import { logRequest, noteUsage } from './request-log.js';
 import type { FinishReason, SequenceHandle } from './scheduler/scheduler.js';
 import { TextStream } from './text-stream.js';
 
@@ -16,30 +17,31 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: (delta: str
   let sent = false;
   let all = '';
   let completionTokens = 0;
-  let handle!: SequenceHandle;
-  const done = new Promise<Outcome>((resolve) => {
-    handle = ctx.scheduler.submit({
-      prompt: gen.promptTokens,
-      maxTokens: gen.maxTokens,
-      sampling: gen.sampling,
-      ignoreEos: gen.ignoreEos,
-      deadline: Date.now() + ctx.limits.requestTimeoutMs,
-      onToken(token) {
-        completionTokens++;
-        // The end-of-sequence token ends the text; it is counted but not decoded.
-        if (token === ctx.tokenizer.eosTokenId && !gen.ignoreEos) return false;
-        const delta = text.push(token);
-        if (delta) { all += delta; onText(delta, !sent); sent = true; }
-        return text.stopped;
-      },
-      onDone(reason, error) {
-        if (reason === 'length' || reason === 'stop') {
-          const tail = text.finish();
-          if (tail) { all += tail; onText(tail, !sent); sent = true; }
-        }
-        resolve({ reason, error, text: all, completionTokens });
-      },
-    });
+  let resolve!: (o: Outcome) => void;
+  const done = new Promise<Outcome>((r) => { resolve = r; });
+  // Outside the promise executor on purpose: a refusal at admission (queue full, prompt larger
+  // than the pools, shutting down) throws here, before any response byte, so it gets its status.
+  const handle = ctx.scheduler.submit({
+    prompt: gen.promptTokens,
+    maxTokens: gen.maxTokens,
+    sampling: gen.sampling,
+    ignoreEos: gen.ignoreEos,
+    deadline: Date.now() + ctx.limits.requestTimeoutMs,
+    onToken(token) {
+      completionTokens++;
+      // The end-of-sequence token ends the text; it is counted but not decoded.
+      if (token === ctx.tokenizer.eosTokenId && !gen.ignoreEos) return false;
+      const delta = text.push(token);
+      if (delta) { all += delta; onText(delta, !sent); sent = true; }
+      return text.stopped;
+    },
+    onDone(reason, error) {
+      if (reason === 'length' || reason === 'stop') {
+        const tail = text.finish();
+        if (tail) { all += tail; onText(tail, !sent); sent = true; }
+      }
+      resolve({ reason, error, text: all, completionTokens });
+    },
   });
   return { handle, done };
 }
@@ -56,12 +58,21 @@ function record(ctx: ServingContext, ep: Endpoint, outcome: string, promptTokens
 
 function outcomeError(o: Outcome): ApiError | null {
   if (o.reason === 'timeout') return new ApiError(408, `request timed out after ${o.completionTokens} tokens`, 'timeout_error', null, 'request_timeout');
-  if (o.reason === 'error') return toApiError(o.error);
+  if (o.reason === 'error') {
+    const api = toApiError(o.error);
+    api.cause ??= o.error;
+    return api;
+  }
   if (o.reason === 'cancelled') return new ApiError(503, 'request cancelled: server is shutting down', 'service_unavailable', null, 'cancelled');
   return null;
 }
 
-export async function respond(ctx: ServingContext, ep: Endpoint, gen: GenerationRequest, _req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+function outcomeName(o: Outcome, err: ApiError | null, clientGone = false): string {
+  if (clientGone) return 'cancelled';
+  return err ? (o.reason === 'cancelled' ? 'cancelled' : o.reason === 'timeout' ? 'timeout' : 'error') : 'ok';
+}
+
+export async function respond(ctx: ServingContext, ep: Endpoint, gen: GenerationRequest, req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
   const startedAt = Date.now();
   const meta: ResponseMeta = { id: newId(ep), created: Math.floor(startedAt / 1000), model: ctx.modelName };
   if (!gen.stream) {
@@ -73,6 +84,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
     reply.raw.off('close', onClose);
     const err = outcomeError(o);
     record(ctx, ep, err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok', gen.promptTokens.length, o.completionTokens, startedAt);
+    noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err) });
     if (err) { err.counted = true; throw err; }
     return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens));
   }
@@ -82,7 +94,12 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   let closed = false;
   const write = (s: string) => { if (!closed) raw.write(s); };
   const event = deltaEventWriter(ep, meta);
-  const { handle, done } = submit(ctx, gen, (delta, first) => write(event(delta, first)));
+  let firstTextMs: number | undefined;
+  // Throws before hijack() when admission refuses: the error handler answers with its status.
+  const { handle, done } = submit(ctx, gen, (delta, first) => {
+    if (first) firstTextMs = Date.now() - startedAt;
+    write(event(delta, first));
+  });
   reply.hijack();
   raw.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
@@ -97,6 +114,10 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   const err = outcomeError(o);
   const clientGone = closed;
   record(ctx, ep, clientGone ? 'cancelled' : err ? 'error' : 'ok', gen.promptTokens.length, o.completionTokens, startedAt);
+  noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err, clientGone), firstTextMs });
+  // Only failures after the first byte reach here (admission refusals were thrown above); our own faults are logged with their cause.
+  if (err && err.statusCode >= 500 && o.reason === 'error') req.log.error({ err: o.error ?? err }, 'stream failed after it started');
+  logRequest(req, 200, Date.now() - startedAt);
   if (!clientGone) {
     if (err) write(sseData(err.body()));
     else {

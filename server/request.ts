@@ -1,5 +1,6 @@
 // Turns a validated OpenAI request into what the scheduler needs, rejecting what the schema
 // cannot express (n > 1, prompt too long, max_tokens beyond the window). Pure: no I/O.
+import { ChatTemplateError } from '../model/tokenizer.js';
 import { badRequest } from './errors.js';
 import type { ServerLimits } from './options.js';
 import type { CompletionRequestT } from './schemas/completions.js';
@@ -65,12 +66,22 @@ function common(req: Common, promptTokens: number[], limits: ServerLimits, maxTo
   };
 }
 
+/** Refuses text longer than the character limit before any of it is tokenised (tokenising costs time). */
+function checkPromptChars(chars: number, limits: ServerLimits, param: string): void {
+  if (chars > limits.maxPromptChars) {
+    throw badRequest(`prompt is ${chars} characters; this server accepts at most ${limits.maxPromptChars} (at most ${limits.maxPromptTokens} tokens)`,
+      param, 'context_length_exceeded');
+  }
+}
+
 export function completionToGeneration(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits): GenerationRequest {
   if (req.echo) throw badRequest('echo is not supported', 'echo', 'unsupported_value');
   let ids: number[];
-  if (typeof req.prompt === 'string') ids = tok.encode(req.prompt);
-  else if (typeof req.prompt[0] === 'string') ids = tok.encode(req.prompt[0] as string);
-  else {
+  const text = typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? req.prompt[0] as string : undefined;
+  if (text !== undefined) {
+    checkPromptChars(text.length, limits, 'prompt');
+    ids = tok.encode(text);
+  } else {
     ids = req.prompt as number[];
     const bad = ids.find((t) => t >= tok.vocabSize);
     if (bad !== undefined) throw badRequest(`token id ${bad} is outside the vocabulary (size ${tok.vocabSize})`, 'prompt', 'invalid_value');
@@ -88,7 +99,13 @@ function messageText(content: ChatRequestT['messages'][number]['content']): stri
 export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits): GenerationRequest {
   const turns = req.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
   if (turns.every((t) => t.content.trim() === '')) throw badRequest('messages have no content', 'messages', 'empty_messages');
-  const ids = tok.encodeChat(turns);
+  checkPromptChars(turns.reduce((n, t) => n + t.content.length, 0), limits, 'messages');
+  let ids: number[];
+  try { ids = tok.encodeChat(turns); } catch (err) {
+    // The template refused these messages (its raise_exception): the request's fault, not ours.
+    if (err instanceof ChatTemplateError) throw badRequest(err.message, 'messages', 'chat_template_error');
+    throw err;
+  }
   const field = req.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
   return common(req, ids, limits, field, req.max_completion_tokens ?? req.max_tokens);
 }

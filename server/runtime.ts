@@ -1,6 +1,8 @@
 // Model + engine + tokenizer for the server: loads the model spec (model/load.ts), decides the
 // ACT fraction and the pool sizes, opens the native engine, and adapts the tokenizer.
+import { freemem } from 'node:os';
 import { cacheBytesPerTokenPerLayer, type ModelConfig } from '../model/types.js';
+import { formatBytes } from '../planning/quantity.js';
 import { loadModel, openEngine, type LoadedModel } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
@@ -14,15 +16,28 @@ export interface RuntimeOptions {
   model: string;
   device: NativeDevice;
   actFraction: number | 'auto';
-  /** Host memory for weights + cache; without it the cache is sized for maxBatch × maxTotalTokens. */
+  /**
+   * Host memory for weights + cache; without it the cache holds maxBatch × the window, capped to
+   * what fits in half the host's free memory (see choosePools).
+   */
   hostMemoryBytes?: number;
   /** The plan file's content at start: its pool sizes and fraction win. */
   plan?: PlanFile | null;
   maxBatch: number;
-  maxTotalTokens: number;
+  /** Prompt + generated tokens per request; default (and at most) the model's window, maxPositions. */
+  maxTotalTokens?: number;
   blockTokens?: number;
   threads?: number;
+  /** Called at each loading stage (the CLI draws a progress bar). */
+  onProgress?: (p: LoadProgress) => void;
+  /** Free host memory in bytes (default os.freemem()); a parameter so tests can pin it. */
+  freeMemoryBytes?: number;
 }
+
+export interface LoadProgress { step: number; steps: number; stage: string }
+
+/** Share of the free host memory the default cache sizing may take (the rest: weights' copies, Node, the OS). */
+export const DEFAULT_CACHE_SHARE = 0.5;
 
 export interface Runtime {
   model: LoadedModel;
@@ -77,11 +92,11 @@ export function chooseFraction(o: Pick<RuntimeOptions, 'actFraction' | 'device' 
 }
 
 /** Pool sizes at start: the plan file's, else a split of the host-memory cache budget, else a token budget. */
-export function choosePools(o: RuntimeOptions, cfg: ModelConfig, fraction: number): { kvBlocks?: number; actBlocks?: number; blockTokens: number; tokenBudget: number; reason: string } {
+export function choosePools(o: RuntimeOptions & { maxTotalTokens: number }, cfg: ModelConfig, fraction: number): { kvBlocks?: number; actBlocks?: number; blockTokens: number; tokenBudget: number; reason: string } {
   const blockTokens = o.plan?.blockTokens ?? o.blockTokens ?? 16;
-  const tokenBudget = o.maxBatch * o.maxTotalTokens;
+  const wanted = o.maxBatch * o.maxTotalTokens;
   if (o.plan?.kvBlocks !== undefined && o.plan.actBlocks !== undefined) {
-    return { kvBlocks: o.plan.kvBlocks, actBlocks: o.plan.actBlocks, blockTokens, tokenBudget, reason: 'pool sizes from the plan file' };
+    return { kvBlocks: o.plan.kvBlocks, actBlocks: o.plan.actBlocks, blockTokens, tokenBudget: wanted, reason: 'pool sizes from the plan file' };
   }
   if (o.hostMemoryBytes !== undefined) {
     const elementBytes = o.device === 'cpu' ? 4 : 2;
@@ -89,18 +104,37 @@ export function choosePools(o: RuntimeOptions, cfg: ModelConfig, fraction: numbe
     const cacheBytes = o.hostMemoryBytes - mp.weightBytes;
     if (cacheBytes <= 0) throw new RangeError(`--host-memory ${o.hostMemoryBytes} B does not even hold the weights (${mp.weightBytes} B)`);
     const split = splitCache(mp, cacheBytes, fraction, blockTokens, Math.min(o.maxTotalTokens, cfg.maxPositions));
-    return { kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens, tokenBudget, reason: `host memory ${o.hostMemoryBytes} B: ${cacheBytes} B of cache split at fraction ${fraction}` };
+    return { kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens, tokenBudget: wanted, reason: `host memory ${formatBytes(o.hostMemoryBytes)}: ${formatBytes(cacheBytes)} of cache split at fraction ${fraction}` };
   }
-  const kv = cacheBytesPerTokenPerLayer(cfg, o.device === 'cpu' ? 4 : 2).kv * cfg.numLayers;
-  return { blockTokens, tokenBudget, reason: `each pool holds ${tokenBudget} tokens (${o.maxBatch} × ${o.maxTotalTokens}; ${(tokenBudget * kv / 2 ** 20).toFixed(0)} MiB of KV)` };
+  // Default: each pool holds maxBatch whole windows, unless that does not fit in a share of the
+  // free memory; then as many tokens as fit, and at least one whole request, else a clear error.
+  const elementBytes = o.device === 'cpu' ? 4 : 2;
+  const perToken = cacheBytesPerTokenPerLayer(cfg, elementBytes);
+  const poolBytesPerToken = (perToken.kv + perToken.act) * cfg.numLayers;
+  const weightBytes = modelProfile(cfg, elementBytes).weightBytes;
+  const free = o.freeMemoryBytes ?? freemem();
+  const room = Math.max(0, free * DEFAULT_CACHE_SHARE - (o.device === 'cpu' ? weightBytes : 0));
+  const fits = Math.floor(room / poolBytesPerToken / blockTokens) * blockTokens - o.maxBatch * blockTokens;
+  const tokenBudget = Math.min(wanted, fits);
+  if (tokenBudget < o.maxTotalTokens) {
+    throw new RangeError(`the default cache for one ${o.maxTotalTokens}-token request needs ${formatBytes(o.maxTotalTokens * poolBytesPerToken)} ` +
+      `but only ${formatBytes(room)} of the ${formatBytes(free)} free host memory is left for it; pass --host-memory SIZE, or lower --max-total-tokens`);
+  }
+  const capped = tokenBudget < wanted ? `, capped from ${wanted} to fit ${DEFAULT_CACHE_SHARE * 100}% of the ${formatBytes(free)} free host memory` : '';
+  return { blockTokens, tokenBudget, reason: `each pool holds ${tokenBudget} tokens (${formatBytes(tokenBudget * poolBytesPerToken)} of KV + ACT${capped})` };
 }
 
-export async function openRuntime(o: RuntimeOptions): Promise<Runtime> {
-  const model = await loadModel(o.model);
+export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
+  const progress = opts.onProgress ?? (() => {});
+  progress({ step: 0, steps: 2, stage: `reading ${opts.model}` });
+  const model = await loadModel(opts.model);
+  const o = { ...opts, maxTotalTokens: Math.min(opts.maxTotalTokens ?? model.config.maxPositions, model.config.maxPositions) };
   // The operator passes the node's nvidia.com/gpu.product label; else the engine's device name is used.
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT ?? '';
   let { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
+  const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2).weightBytes;
+  progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
   const engine = await openEngine(model, {
     device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
     maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads,
@@ -114,5 +148,6 @@ export async function openRuntime(o: RuntimeOptions): Promise<Runtime> {
   if (o.device === 'cuda' && hbm) {
     try { miniBatcher = planningMiniBatcher(engine, model.config, hbm, o.maxTotalTokens); } catch { miniBatcher = undefined; }
   }
+  progress({ step: 2, steps: 2, stage: `ready (${formatBytes(engine.info().weightBytes)} of weights)` });
   return { model, engine, tokenizer: adaptTokenizer(model.tokenizer, model.config), fractionReason: reason, poolsReason: pools.reason, miniBatcher };
 }

@@ -8,10 +8,9 @@ export interface ListenOptions { host: string; port: number }
 
 export async function listen(serving: Serving, opts: ListenOptions): Promise<string> {
   const { app } = serving;
-  // Explicit timeouts: idle keep-alive sockets and slow headers must not pile up.
-  app.server.keepAliveTimeout = 75_000;
-  app.server.headersTimeout = 80_000;
-  app.server.requestTimeout = 0; // streams may legitimately run long; the scheduler enforces the request timeout
+  // Header, body and keep-alive timeouts are set in buildApp (server/app.ts); generation time is
+  // the scheduler's request timeout. Beyond the connection cap new sockets are closed at once.
+  app.server.maxConnections = serving.ctx.limits.maxConnections;
   return app.listen({ host: opts.host, port: opts.port });
 }
 

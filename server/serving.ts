@@ -3,6 +3,7 @@
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { NativeEngine } from '../native/ts/addon-types.js';
 import { buildApp } from './app.js';
+import { keySet, watchKeyFile, type KeyFileWatcher } from './auth.js';
 import { applyPlan, type ServingContext } from './context.js';
 import { createMetrics } from './metrics.js';
 import { resolveLimits, type ServerLimits } from './options.js';
@@ -22,6 +23,8 @@ export interface ServingOptions {
   maxPositions: number;
   limits?: Partial<ServerLimits>;
   apiKeys?: string[];
+  /** A key file to follow: re-read on change (Kubernetes Secret symlink swaps included); envKeys stay valid. */
+  apiKeyFile?: { file: string; envKeys: string[]; pollMs?: number };
   maxBatch?: number;
   planFile?: string;
   planPollMs?: number;
@@ -54,7 +57,7 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
   });
   const ctx: ServingContext = {
     modelName: o.modelName, modelAliases: o.modelAliases ?? [], device: o.device, engine: o.engine, scheduler, tokenizer: o.tokenizer, metrics, limits,
-    apiKeys: o.apiKeys ?? [], startedAt: Date.now(), plan: null, ready: false, draining: false,
+    apiKeys: keySet(o.apiKeys ?? []), startedAt: Date.now(), plan: null, ready: false, draining: false,
     totals: { requests: 0, generatedTokens: 0, promptTokens: 0 },
   };
   metrics.actFraction.set(o.engine.actFraction());
@@ -68,10 +71,13 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
       onError: (m) => log.warn(`${m}; keeping the last good plan`),
     });
   }
+  let keyWatcher: KeyFileWatcher | null = null;
+  if (o.apiKeyFile) keyWatcher = await watchKeyFile(o.apiKeyFile.file, ctx.apiKeys, o.apiKeyFile.envKeys, log, o.apiKeyFile.pollMs);
   const app = buildApp(ctx, { logger: o.logger });
   let closing: Promise<void> | null = null;
   app.addHook('onClose', async () => {
     watcher?.close();
+    keyWatcher?.close();
     await scheduler.stop();
   });
   await app.ready();

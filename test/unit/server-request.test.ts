@@ -1,5 +1,5 @@
 import { describe, expect, test } from '@jest/globals';
-import { authorized, loadApiKeys } from '../../server/auth.js';
+import { authorized, keySet, loadApiKeys } from '../../server/auth.js';
 import { ApiError, toApiError } from '../../server/errors.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../../server/options.js';
 import { chatToGeneration, completionToGeneration } from '../../server/request.js';
@@ -42,7 +42,10 @@ describe('request mapping', () => {
   });
   test('limits never exceed the model window', () => {
     expect(resolveLimits({}, 512)).toMatchObject({ maxTotalTokens: 512, maxPromptTokens: 511 });
-    expect(resolveLimits({}, 1e6).maxTotalTokens).toBe(DEFAULT_LIMITS.maxTotalTokens);
+    // The defaults are the model's window (issue 13: llama3-8b serves 8,192 tokens, not a fixed 2,048).
+    expect(resolveLimits({}, 8192)).toMatchObject({ maxTotalTokens: 8192, maxPromptTokens: 8191, maxPromptChars: 8191 * 32 });
+    expect(resolveLimits({ maxTotalTokens: 1000, maxPromptTokens: undefined }, 8192)).toMatchObject({ maxTotalTokens: 1000, maxPromptTokens: 999 });
+    expect(resolveLimits({}, 8192).maxQueue).toBe(DEFAULT_LIMITS.maxQueue);
   });
 });
 
@@ -60,10 +63,14 @@ describe('errors and auth', () => {
   test('Bearer keys', () => {
     const keys = loadApiKeys({ HYBRIDSERVE_API_KEYS: 'a1, b2 ,,' });
     expect(keys).toEqual(['a1', 'b2']);
-    expect(authorized('Bearer b2', keys)).toBe(true);
-    expect(authorized('Bearer b3', keys)).toBe(false);
-    expect(authorized(undefined, keys)).toBe(false);
-    expect(authorized('Basic b2', keys)).toBe(false);
-    expect(authorized(undefined, [])).toBe(true);
+    const set = keySet(keys);
+    expect(authorized('Bearer b2', set)).toBe(true);
+    expect(authorized('Bearer b3', set)).toBe(false);
+    expect(authorized(undefined, set)).toBe(false);
+    expect(authorized('Basic b2', set)).toBe(false);
+    expect(authorized(undefined, keySet([]))).toBe(true);
+    // Required but empty (a key file reloaded to nothing): refuses everything.
+    expect(authorized('Bearer ', { required: true, keys: [] })).toBe(false);
+    expect(authorized('Bearer x', { required: true, keys: [] })).toBe(false);
   });
 });
