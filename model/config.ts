@@ -3,7 +3,7 @@
 // names the field. Options the engine does not implement are refused, never silently ignored.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelError, describeError } from './errors.js';
+import { ModelError, describeError, describeJsonError } from './errors.js';
 import type { ModelConfig } from './types.js';
 
 /** Upper bound for any dimension; keeps absurd values from turning into huge allocations. */
@@ -183,7 +183,7 @@ export async function readHfConfig(dir: string): Promise<ModelConfig> {
   try {
     json = JSON.parse(text);
   } catch (err) {
-    throw new ModelError(`${file}: malformed JSON (${describeError(err)})`);
+    throw new ModelError(`${file}: ${describeJsonError(err)}`);
   }
   return parseHfConfig(json, path.basename(path.resolve(dir)), file);
 }

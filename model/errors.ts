@@ -15,3 +15,12 @@ export function describeError(err: unknown): string {
   if (err instanceof Error) return err.message;
   return String(err);
 }
+
+/**
+ * Why JSON.parse failed, without the text: Node 22's SyntaxError quotes the start of the input,
+ * and the input may be any file a link pointed at. Keeps only the position.
+ */
+export function describeJsonError(err: unknown): string {
+  const pos = /position (\d+)/.exec(err instanceof Error ? err.message : '');
+  return pos ? `malformed JSON at position ${pos[1]}` : 'malformed JSON';
+}

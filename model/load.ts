@@ -1,6 +1,7 @@
 // Model loading shared by the server and the CLI: a Model SPEC → config, weight source (tensor
 // references for the engine, never tensor data), tokenizer; and the engine options for it.
-import { stat } from 'node:fs/promises';
+import { readdir, realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
 import { readHfConfig } from './config.js';
 import { ModelError, describeError } from './errors.js';
 import { mapTensors } from './names.js';
@@ -48,10 +49,38 @@ export async function loadModel(specText: string, opts: LoadOptions = {}): Promi
     throw new ModelError(code === 'ENOENT' ? `model directory ${dir} does not exist` : `cannot read ${dir}: ${describeError(err)}`);
   }
   if (!isDir) throw new ModelError(`model spec '${spec.spec}': ${dir} is not a directory (expected a checkpoint directory or synthetic:<preset>)`);
+  await assertConfined(dir);
   const config = await readHfConfig(dir);
   const tensors = mapTensors(config, await readCheckpointTensors(dir));
   const tokenizer = await loadCheckpointTokenizer(dir, config);
   return { name: config.name, spec: spec.spec, source: 'checkpoint', dir, config, weights: { kind: 'files', tensors }, tokenizer };
+}
+
+/**
+ * Refuses a checkpoint directory holding a symbolic link that leads outside it (or nowhere): the
+ * loader reads and the engine maps files by name, and a link to /etc/shadow or another tenant's
+ * volume must not be read. Messages name the link, never the target's contents.
+ */
+export async function assertConfined(dir: string): Promise<void> {
+  let root: string;
+  let entries;
+  try {
+    root = await realpath(dir);
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    throw new ModelError(`cannot read ${dir}: ${(err as NodeJS.ErrnoException).code ?? describeError(err)}`);
+  }
+  for (const e of entries) {
+    if (!e.isSymbolicLink()) continue;
+    const link = path.join(dir, e.name);
+    let target: string;
+    try { target = await realpath(link); } catch {
+      throw new ModelError(`${link} is a symbolic link that leads nowhere`);
+    }
+    if (target !== root && !target.startsWith(root + path.sep)) {
+      throw new ModelError(`${link} is a symbolic link that leads outside the model directory ${dir}; copy the file into the directory instead`);
+    }
+  }
 }
 
 export function nativeModelConfig(cfg: ModelConfig): NativeModelConfig {

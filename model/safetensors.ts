@@ -3,7 +3,7 @@
 // byte offsets. Tensor data is never read here: the engine reads it straight into its own memory.
 import { open, readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { ModelError, describeError } from './errors.js';
+import { ModelError, describeError, describeJsonError } from './errors.js';
 
 /** Element sizes of the dtypes a safetensors file may contain (structure is validated for all). */
 const DTYPE_BYTES: Record<string, number> = {
@@ -44,7 +44,7 @@ export function parseSafetensorsHeader(headerText: string, headerBytes: number, 
   try {
     header = JSON.parse(headerText);
   } catch (err) {
-    fail(`malformed JSON (${describeError(err)})`);
+    fail(describeJsonError(err));
   }
   if (!isObject(header)) fail('not a JSON object');
   const h = header as Record<string, unknown>;
@@ -167,7 +167,7 @@ export async function readCheckpointTensors(dir: string): Promise<SafetensorsTen
     try {
       json = JSON.parse(await readFile(where, 'utf8'));
     } catch (err) {
-      throw new ModelError(`${where}: ${err instanceof SyntaxError ? 'malformed JSON' : 'cannot read'} (${describeError(err)})`);
+      throw new ModelError(`${where}: ${err instanceof SyntaxError ? describeJsonError(err) : `cannot read (${describeError(err)})`}`);
     }
     ({ files, weightMap } = parseSafetensorsIndex(json, where));
   } else if (entries.includes('model.safetensors')) {

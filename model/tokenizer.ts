@@ -13,7 +13,7 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { Tiktoken } from 'js-tiktoken/lite';
 import r50kBase from 'js-tiktoken/ranks/r50k_base';
-import { ModelError, describeError } from './errors.js';
+import { ModelError, describeError, describeJsonError } from './errors.js';
 import type { ModelConfig } from './types.js';
 
 export interface ChatMessage {
@@ -323,7 +323,7 @@ async function readJsonIfExists(file: string): Promise<unknown | undefined> {
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw new ModelError(`${file}: malformed JSON (${describeError(err)})`);
+    throw new ModelError(`${file}: ${describeJsonError(err)}`);
   }
 }
 
