@@ -25,7 +25,8 @@ export function logRequest(req: FastifyRequest, status: number, elapsedMs: numbe
   if (logged.has(req)) return;
   logged.add(req);
   const path = req.url.split('?')[0];
-  const line = { reqId: req.id, method: req.method, path, status, ms: Math.round(elapsedMs * 10) / 10, ...usages.get(req) };
+  // The child logger already carries reqId.
+  const line = { method: req.method, path, status, ms: Math.round(elapsedMs * 10) / 10, ...usages.get(req) };
   // Probes and scrapes come every few seconds: keep them out of the info level.
   if (OPEN_PATHS.has(path) && status < 400) req.log.debug(line, 'request');
   else req.log.info(line, 'request');
