@@ -74,6 +74,8 @@ function outcomeName(o: Outcome, err: ApiError | null, clientGone = false): stri
 
 export async function respond(ctx: ServingContext, ep: Endpoint, gen: GenerationRequest, req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
   const startedAt = Date.now();
+  // Tokenising may have awaited a worker thread: a client gone meanwhile gets no sequence.
+  if (req.raw.socket?.destroyed) throw new ApiError(400, 'the client closed the request', 'invalid_request_error', null, 'client_closed');
   const meta: ResponseMeta = { id: newId(ep), created: Math.floor(startedAt / 1000), model: ctx.modelName };
   if (!gen.stream) {
     const { handle, done } = submit(ctx, gen, () => {});

@@ -18,7 +18,17 @@ export interface ServerTokenizer {
   vocabSize: number;
   /** Prompt ids of a conversation ending with the assistant's turn to generate. */
   encodeChat(messages: ChatTurn[]): number[];
+  /** The same as encode / encodeChat, computed off the event loop (a worker thread), if available. */
+  encodeAsync?(text: string): Promise<number[]>;
+  encodeChatAsync?(messages: ChatTurn[]): Promise<number[]>;
 }
+
+/**
+ * Prompts longer than this (characters) are tokenised off the event loop when the tokenizer can:
+ * BPE on text without spaces costs microseconds per character, and the event loop serves every
+ * other request, /healthz included.
+ */
+export const OFF_LOOP_CHARS = 8192;
 
 export interface SamplingRequest { temperature: number; topP: number; topK: number; seed: number }
 
@@ -74,13 +84,18 @@ function checkPromptChars(chars: number, limits: ServerLimits, param: string): v
   }
 }
 
-export function completionToGeneration(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits): GenerationRequest {
+function promptText(req: CompletionRequestT): string | undefined {
+  return typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? req.prompt[0] as string : undefined;
+}
+
+/** `encoded`: the prompt's ids when they were computed elsewhere (off the event loop). */
+export function completionToGeneration(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits, encoded?: number[]): GenerationRequest {
   if (req.echo) throw badRequest('echo is not supported', 'echo', 'unsupported_value');
   let ids: number[];
-  const text = typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? req.prompt[0] as string : undefined;
+  const text = promptText(req);
   if (text !== undefined) {
     checkPromptChars(text.length, limits, 'prompt');
-    ids = tok.encode(text);
+    ids = encoded ?? tok.encode(text);
   } else {
     ids = req.prompt as number[];
     const bad = ids.find((t) => t >= tok.vocabSize);
@@ -96,16 +111,40 @@ function messageText(content: ChatRequestT['messages'][number]['content']): stri
   return content.map((p) => p.text).join('');
 }
 
-export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits): GenerationRequest {
+function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
   const turns = req.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
   if (turns.every((t) => t.content.trim() === '')) throw badRequest('messages have no content', 'messages', 'empty_messages');
   checkPromptChars(turns.reduce((n, t) => n + t.content.length, 0), limits, 'messages');
+  return turns;
+}
+
+/** The template refused these messages (its raise_exception): the request's fault, not ours. */
+function templateRefusal(err: unknown): unknown {
+  return err instanceof ChatTemplateError ? badRequest(err.message, 'messages', 'chat_template_error') : err;
+}
+
+export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits, encoded?: number[]): GenerationRequest {
+  const turns = chatTurns(req, limits);
   let ids: number[];
-  try { ids = tok.encodeChat(turns); } catch (err) {
-    // The template refused these messages (its raise_exception): the request's fault, not ours.
-    if (err instanceof ChatTemplateError) throw badRequest(err.message, 'messages', 'chat_template_error');
-    throw err;
-  }
+  try { ids = encoded ?? tok.encodeChat(turns); } catch (err) { throw templateRefusal(err); }
   const field = req.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
   return common(req, ids, limits, field, req.max_completion_tokens ?? req.max_tokens);
+}
+
+/** completionToGeneration, with a long prompt tokenised off the event loop when the tokenizer can. */
+export async function completionToGenerationAsync(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits): Promise<GenerationRequest> {
+  const text = promptText(req);
+  if (text === undefined || text.length <= OFF_LOOP_CHARS || !tok.encodeAsync || req.echo || text.length > limits.maxPromptChars) {
+    return completionToGeneration(req, tok, limits);
+  }
+  return completionToGeneration(req, tok, limits, await tok.encodeAsync(text));
+}
+
+/** chatToGeneration, with long conversations tokenised off the event loop when the tokenizer can. */
+export async function chatToGenerationAsync(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits): Promise<GenerationRequest> {
+  const turns = chatTurns(req, limits);
+  if (turns.reduce((n, t) => n + t.content.length, 0) <= OFF_LOOP_CHARS || !tok.encodeChatAsync) return chatToGeneration(req, tok, limits);
+  let ids: number[];
+  try { ids = await tok.encodeChatAsync(turns); } catch (err) { throw templateRefusal(err); }
+  return chatToGeneration(req, tok, limits, ids);
 }

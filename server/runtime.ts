@@ -10,7 +10,8 @@ import { hardwareProfile, modelProfile, planNode, splitCache } from '../planning
 import type { PlanFile } from './plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
 import type { MiniBatcher } from './scheduler/policy.js';
-import type { ServerTokenizer } from './request.js';
+import type { ChatTurn, ServerTokenizer } from './request.js';
+import { startTokenizerThread, type TokenizerThread } from './tokenizer-thread.js';
 
 export interface RuntimeOptions {
   model: string;
@@ -54,7 +55,7 @@ export interface Runtime {
 /** Tokenizer kinds whose decoding is a plain concatenation of per-token text. */
 const CONCATENATIVE = new Set(['gpt2', 'bytes']);
 
-export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig): ServerTokenizer {
+export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: TokenizerThread): ServerTokenizer {
   // Decoding one token costs tens of µs in js-tiktoken; streaming decodes every generated token,
   // so per-token text is cached (at most one entry per vocabulary id).
   const cache = new Map<number, string>();
@@ -70,6 +71,7 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig): ServerTokenizer 
     decode: (ids) => t.decode(ids),
     ...(CONCATENATIVE.has(t.kind) ? { decodeToken } : {}),
     encodeChat: (messages) => t.encodeChat(messages),
+    ...(thread ? { encodeAsync: (text: string) => thread.encode(text), encodeChatAsync: (m: ChatTurn[]) => thread.encodeChat(m) } : {}),
   };
 }
 
@@ -149,5 +151,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     try { miniBatcher = planningMiniBatcher(engine, model.config, hbm, o.maxTotalTokens); } catch { miniBatcher = undefined; }
   }
   progress({ step: 2, steps: 2, stage: `ready (${formatBytes(engine.info().weightBytes)} of weights)` });
-  return { model, engine, tokenizer: adaptTokenizer(model.tokenizer, model.config), fractionReason: reason, poolsReason: pools.reason, miniBatcher };
+  // The byte tokenizer is linear and cheap; BPE tokenizers get a thread for long prompts.
+  const thread = model.tokenizer.kind === 'bytes' ? undefined : startTokenizerThread(o.model);
+  return { model, engine, tokenizer: adaptTokenizer(model.tokenizer, model.config, thread), fractionReason: reason, poolsReason: pools.reason, miniBatcher };
 }

@@ -3,7 +3,7 @@ import type { TypedPlugin } from '../type-provider.js';
 import type { ServingContext } from '../context.js';
 import { ApiError } from '../errors.js';
 import { respond } from '../generate.js';
-import { chatToGeneration, completionToGeneration } from '../request.js';
+import { chatToGenerationAsync, completionToGenerationAsync } from '../request.js';
 import { ChatRequest, ChatResponse, type ChatResponseT } from '../schemas/chat.js';
 import { ErrorResponse } from '../schemas/common.js';
 import { CompletionRequest, CompletionResponse, type CompletionResponseT } from '../schemas/completions.js';
@@ -21,12 +21,12 @@ export const openaiRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { 
   app.post('/v1/completions', { schema: { body: CompletionRequest, response: { 200: CompletionResponse, ...errors } } }, async (req, reply) => {
     checkModel(ctx, req.body.model);
     // respond() builds the body for this endpoint, or streams and returns the hijacked reply.
-    return await respond(ctx, 'completions', completionToGeneration(req.body, ctx.tokenizer, ctx.limits), req, reply) as CompletionResponseT;
+    return await respond(ctx, 'completions', await completionToGenerationAsync(req.body, ctx.tokenizer, ctx.limits), req, reply) as CompletionResponseT;
   });
 
   app.post('/v1/chat/completions', { schema: { body: ChatRequest, response: { 200: ChatResponse, ...errors } } }, async (req, reply) => {
     checkModel(ctx, req.body.model);
-    return await respond(ctx, 'chat', chatToGeneration(req.body, ctx.tokenizer, ctx.limits), req, reply) as ChatResponseT;
+    return await respond(ctx, 'chat', await chatToGenerationAsync(req.body, ctx.tokenizer, ctx.limits), req, reply) as ChatResponseT;
   });
 
   app.get('/v1/models', { schema: { response: { 200: ModelList, ...errors } } }, async () => ({

@@ -78,6 +78,29 @@ describe('case 2 / acceptance 3: a 1 MiB one-word prompt', () => {
   });
 });
 
+test('a long prompt under the character limit is tokenised off the event loop: /healthz stays under 50 ms', async () => {
+  let seed = 7;
+  const letters = Array.from({ length: 60_000 }, () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return String.fromCharCode(97 + (seed % 26)); }).join('');
+  let worst = 0;
+  let polling = true;
+  const poller = (async () => {
+    while (polling) {
+      const t0 = performance.now();
+      await fetch(`${sp.url}/healthz`);
+      worst = Math.max(worst, performance.now() - t0);
+      await new Promise((r) => setTimeout(r, 5));
+    }
+  })();
+  await new Promise((r) => setTimeout(r, 50));
+  const r = await post({ model: MODEL, prompt: letters, max_tokens: 1 });
+  polling = false;
+  await poller;
+  // ~20K tokens: more than this server's 2,047-token prompts, found out by tokenising.
+  expect(r.status).toBe(400);
+  expect(((await r.json()) as { error: { message: string } }).error.message).toMatch(/tokens; this server accepts at most 2047/);
+  expect(worst).toBeLessThan(50);
+}, 20_000);
+
 describe('case 3: API keys', () => {
   test('# is part of a key in HYBRIDSERVE_API_KEYS: the whole key passes, its prefix does not', async () => {
     expect((await post({ model: MODEL, prompt: 'hi', max_tokens: 1 })).status).toBe(200);
