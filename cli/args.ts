@@ -38,3 +38,10 @@ export function parseNumberOption(text: string | undefined, what: string, min: n
   if (n < min || n > max) throw new CliError(`${what} must be between ${min} and ${max}, got ${n}`);
   return n;
 }
+
+/** The engine threads to use: more threads than cores only slow every step down (1,024 on 2 cores: 7 instead of 3,562 tokens/s). Pure. */
+export function capThreads(requested: number | undefined, cores: number): { threads: number | undefined; note?: string } {
+  if (requested === undefined || requested === 0) return { threads: requested };
+  if (requested <= cores) return { threads: requested };
+  return { threads: cores, note: `--threads ${requested} exceeds the ${cores} cores; using ${cores}` };
+}

@@ -1,7 +1,8 @@
 // `hybridserve generate --model SPEC --prompt TEXT [...] [--json]`: one prompt through the engine.
 // Bad input (options, model, files) ends as a one-line CliError; the sequence and engine are
 // always released.
-import { parseCli, parseIntOption, parseNumberOption } from './args.js';
+import { availableParallelism } from 'node:os';
+import { capThreads, parseCli, parseIntOption, parseNumberOption } from './args.js';
 import { CliError } from './errors.js';
 import { ModelError } from '../model/errors.js';
 import { checkRequest, generate, type GenerateParams } from '../model/generate.js';
@@ -112,9 +113,11 @@ async function execute(cmd: GenerateCommand): Promise<number> {
   const promptIds = model.tokenizer.encode(cmd.prompt);
   // Check limits before paying for the engine.
   checkRequest(model.config, promptIds, cmd.params);
+  const threads = capThreads(cmd.threads, availableParallelism());
+  if (threads.note) console.error(`hybridserve: generate: ${threads.note}`);
   const engine = await openEngine(model, {
     device: cmd.device, actFraction: cmd.actFraction, blockTokens: cmd.blockTokens, tokenBudget: promptIds.length + cmd.params.maxTokens,
-    ...(cmd.threads !== undefined ? { threads: cmd.threads } : {}),
+    ...(threads.threads !== undefined ? { threads: threads.threads } : {}),
   });
   const loadSeconds = (performance.now() - t0) / 1000;
   try {

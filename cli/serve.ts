@@ -4,7 +4,7 @@
 // PORT / HOST / HYBRIDSERVE_PLAN_FILE / HYBRIDSERVE_API_KEYS are read from the environment.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
+import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
 import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
 import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
@@ -61,13 +61,6 @@ export interface ServeConfig {
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-
-/** The engine threads to use: more threads than cores only slow every step down. Pure. */
-export function capThreads(requested: number | undefined, cores: number): { threads: number | undefined; note?: string } {
-  if (requested === undefined || requested === 0) return { threads: requested };
-  if (requested <= cores) return { threads: requested };
-  return { threads: cores, note: `--threads ${requested} exceeds the ${cores} cores; using ${cores}` };
-}
 
 const seconds = (text: string | undefined, what: string, min: number, max: number) =>
   text === undefined ? undefined : 1000 * parseNumberOption(text, what, min, max, 0);

@@ -2,8 +2,10 @@
 // decisions as pure functions, and the app's 5xx log over the fake engine.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { Writable } from 'node:stream';
-import { capThreads, parseServeArgs } from '../../cli/serve.js';
-import { progressLine } from '../../cli/progress.js';
+import { capThreads } from '../../cli/args.js';
+import { parseServeArgs } from '../../cli/serve.js';
+import { progressLine, startProgress } from '../../cli/progress.js';
+import { PassThrough } from 'node:stream';
 import { presetConfig } from '../../model/presets.js';
 import { ChatTemplateError } from '../../model/tokenizer.js';
 import { ApiError } from '../../server/errors.js';
@@ -107,6 +109,20 @@ describe('5xx are always logged with their cause (case 5)', () => {
   });
 });
 
-test('progress lines for logs that are not a terminal', () => {
+test('progress: plain lines for logs that are not a terminal, a bar on a terminal', () => {
   expect(progressLine({ step: 1, steps: 2, stage: 'loading 13.2Mi of weights into the engine' })).toBe('[serve] loading 1/2: loading 13.2Mi of weights into the engine');
+  const plain = new PassThrough();
+  let text = '';
+  plain.on('data', (d: Buffer) => { text += d.toString(); });
+  const p = startProgress(plain as unknown as NodeJS.WriteStream, false);
+  p({ step: 0, steps: 2, stage: 'reading x' });
+  p({ step: 2, steps: 2, stage: 'ready' });
+  expect(text).toBe('[serve] loading 0/2: reading x\n[serve] loading 2/2: ready\n');
+  const tty = Object.assign(new PassThrough(), { isTTY: true, columns: 100 });
+  let drawn = '';
+  tty.on('data', (d: Buffer) => { drawn += d.toString(); });
+  const bar = startProgress(tty as unknown as NodeJS.WriteStream, true);
+  bar({ step: 0, steps: 2, stage: 'reading x' });
+  bar({ step: 2, steps: 2, stage: 'ready' });
+  expect(drawn).toMatch(/loading model \[█+\] 2\/2 ready/);
 });
