@@ -45,7 +45,8 @@ export const DEFAULT_LIMITS: Omit<ServerLimits, 'maxPromptTokens' | 'maxTotalTok
   shutdownGraceMs: 25_000,
   headersTimeoutMs: 10_000,
   bodyTimeoutMs: 30_000,
-  keepAliveTimeoutMs: 5_000,
+  // Longer than the usual load balancer idle timeout (60 s), so the balancer closes first.
+  keepAliveTimeoutMs: 75_000,
   maxRequestsPerSocket: 1000,
   maxConnections: 1024,
 };
