@@ -47,7 +47,8 @@ export class ApiKeyError extends Error {
 export function loadApiKeys(env: NodeJS.ProcessEnv, file?: string): string[] {
   const envText = env.HYBRIDSERVE_API_KEYS;
   const keys = parseEnvKeys(envText ?? '');
-  if (envText !== undefined && envText.trim() !== '' && keys.length === 0) {
+  // Set but empty is what an empty Kubernetes Secret gives: configured, so it must not open the server.
+  if (envText !== undefined && keys.length === 0) {
     throw new ApiKeyError('HYBRIDSERVE_API_KEYS is set but holds no key (keys are comma-separated)');
   }
   if (file) {

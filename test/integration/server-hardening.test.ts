@@ -141,6 +141,7 @@ describe('case 3: API keys', () => {
     ['a key file with only a comment', (dir: string) => { writeFileSync(path.join(dir, 'keys'), '#sk-commented\n\n'); return { args: ['--api-key-file', path.join(dir, 'keys')], env: {} }; }],
     ['an empty key file', (dir: string) => { writeFileSync(path.join(dir, 'keys'), ''); return { args: ['--api-key-file', path.join(dir, 'keys')], env: {} }; }],
     ["HYBRIDSERVE_API_KEYS=' , '", () => ({ args: [], env: { HYBRIDSERVE_API_KEYS: ' , ' } })],
+    ["HYBRIDSERVE_API_KEYS='' (an empty Kubernetes Secret)", () => ({ args: [], env: { HYBRIDSERVE_API_KEYS: '' } })],
   ])('%s: start-up error, non-zero exit, one line, no open server', async (_name, setup) => {
     const dir = mkdtempSync(path.join(tmpdir(), 'hs-keys-'));
     try {

@@ -72,5 +72,10 @@ describe('errors and auth', () => {
     // Required but empty (a key file reloaded to nothing): refuses everything.
     expect(authorized('Bearer ', { required: true, keys: [] })).toBe(false);
     expect(authorized('Bearer x', { required: true, keys: [] })).toBe(false);
+    // Configured but keyless sources are start-up errors, never an open server.
+    expect(() => loadApiKeys({ HYBRIDSERVE_API_KEYS: '' })).toThrow(/holds no key/);
+    expect(() => loadApiKeys({ HYBRIDSERVE_API_KEYS: ' , ' })).toThrow(/holds no key/);
+    expect(loadApiKeys({ HYBRIDSERVE_API_KEYS: 'ab#secret' })).toEqual(['ab#secret']);
+    expect(loadApiKeys({})).toEqual([]);
   });
 });
