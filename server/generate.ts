@@ -99,7 +99,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   let firstTextMs: number | undefined;
   // Throws before hijack() when admission refuses: the error handler answers with its status.
   const { handle, done } = submit(ctx, gen, (delta, first) => {
-    if (first) firstTextMs = Date.now() - startedAt;
+    if (first) firstTextMs = Math.round(reply.elapsedTime);
     write(event(delta, first));
   });
   reply.hijack();
@@ -119,7 +119,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err, clientGone), firstTextMs });
   // Only failures after the first byte reach here (admission refusals were thrown above); our own faults are logged with their cause.
   if (err && err.statusCode >= 500 && o.reason === 'error') req.log.error({ err: o.error ?? err }, 'stream failed after it started');
-  logRequest(req, 200, Date.now() - startedAt);
+  logRequest(req, 200, reply.elapsedTime);
   if (!clientGone) {
     if (err) write(sseData(err.body()));
     else {

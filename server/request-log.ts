@@ -8,7 +8,7 @@ export interface RequestUsage {
   completionTokens: number;
   /** ok, cancelled (client gone or shutdown), timeout, error. */
   outcome: string;
-  /** Milliseconds from arrival to the first generated text, streams only. */
+  /** Milliseconds from the request's arrival to the first generated text, streams only. */
   firstTextMs?: number;
 }
 
