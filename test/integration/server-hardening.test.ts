@@ -169,6 +169,38 @@ describe('case 4: slow request bodies', () => {
   }, 20_000);
 });
 
+describe('case 4: slow headers and the connection cap', () => {
+  test('headers trickling in are cut off by the headers timeout', async () => {
+    const started = Date.now();
+    const socket = connect(sp.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
+    const timer = setInterval(() => { if (!socket.destroyed) socket.write('X-Slow: 1\r\n'); }, 300);
+    const ms = await Promise.race([
+      new Promise<number>((r) => socket.once('close', () => r(Date.now() - started))),
+      new Promise<number>((r) => setTimeout(() => r(Infinity), 8000)),
+    ]);
+    clearInterval(timer);
+    socket.destroy();
+    expect(ms).toBeLessThan(5000);
+  }, 15_000);
+
+  test('beyond --max-connections new sockets are closed at once', async () => {
+    const capped = await runServe(['--max-connections', '3']);
+    let closedByServer = 0;
+    const sockets = Array.from({ length: 6 }, () => {
+      const sock = connect(capped.port, '127.0.0.1');
+      sock.on('error', () => {});
+      sock.once('close', () => { closedByServer++; });
+      return sock;
+    });
+    await new Promise((r) => setTimeout(r, 800));
+    expect(closedByServer).toBe(3);
+    for (const sock of sockets) sock.destroy();
+    expect(await stop(capped)).toBe(0);
+  }, 40_000);
+});
+
 describe('case 5: one structured log line per request, never the prompt or the key', () => {
   test('id, status, tokens and timings; no prompt text, no key', async () => {
     const r = await post({ model: MODEL, prompt: 'PROMPT-SECRET-TEXT says hello', max_tokens: 3 });
