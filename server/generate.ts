@@ -3,19 +3,39 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServingContext } from './context.js';
 import { ApiError, toApiError } from './errors.js';
-import { deltaChunk, deltaEventWriter, fullResponse, newId, openAIFinish, sseData, SSE_DONE, usage, usageChunk, type Endpoint, type ResponseMeta } from './format.js';
+import { deltaChunk, deltaEventWriter, fullResponse, logprobsObject, newId, openAIFinish, sseData, SSE_DONE, usage, usageChunk, type Endpoint,
+  type LogprobEntry, type ResponseMeta, type StopReason } from './format.js';
 import type { GenerationRequest } from './request.js';
 import type { FinishReason, SequenceHandle } from './scheduler/scheduler.js';
-import { TextStream } from './text-stream.js';
+import { Detokenizer } from '../model/detokenizer.js';
 
-interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number }
+interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number; logprobs: LogprobEntry[]; stopReason: StopReason }
 
-function submit(ctx: ServingContext, gen: GenerationRequest, onText: (delta: string, first: boolean) => void): { handle: SequenceHandle; done: Promise<Outcome> } {
+/** A text delta and the logprobs of the tokens it completes (empty unless asked). */
+type OnText = (delta: string, first: boolean, logprobs: LogprobEntry[]) => void;
+
+function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { handle: SequenceHandle; done: Promise<Outcome> } {
   const tok = ctx.tokenizer;
-  const text = new TextStream((ids) => tok.decode(ids), gen.stop, tok.decodeToken ? (id) => tok.decodeToken!(id) : undefined);
+  const eos = gen.ignoreEos ? [] : [tok.eosTokenId];
+  const skipSpecialTokens = gen.skipSpecialTokens;
+  const text = new Detokenizer({
+    decode: (ids) => tok.decode(ids, { skipSpecialTokens }),
+    ...(tok.decodeToken && skipSpecialTokens ? { decodeToken: (id: number) => tok.decodeToken!(id) } : {}),
+    stopTokenIds: [...gen.stopTokenIds, ...eos], stopStrings: gen.stop, includeStop: gen.includeStop,
+  });
+  const tokenText = (id: number) => tok.decode([id], { skipSpecialTokens: false });
   let sent = false;
   let all = '';
   let completionTokens = 0;
+  const logprobs: LogprobEntry[] = [];
+  let unsent = 0; // logprob entries not yet sent with a delta
+  const emit = (delta: string) => {
+    if (!delta && unsent === logprobs.length) return; // the flush may carry only held logprobs
+    all += delta;
+    onText(delta, !sent, logprobs.slice(unsent));
+    unsent = logprobs.length;
+    sent = true;
+  };
   let handle!: SequenceHandle;
   const done = new Promise<Outcome>((resolve) => {
     handle = ctx.scheduler.submit({
@@ -24,20 +44,18 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: (delta: str
       sampling: gen.sampling,
       ignoreEos: gen.ignoreEos,
       deadline: Date.now() + ctx.limits.requestTimeoutMs,
-      onToken(token) {
+      onToken(token, _index, lp) {
         completionTokens++;
-        // The end-of-sequence token ends the text; it is counted but not decoded.
-        if (token === ctx.tokenizer.eosTokenId && !gen.ignoreEos) return false;
+        if (lp && gen.logprobs !== null) logprobs.push({ token: tokenText(token), logprob: lp.logprob, top: lp.top.map(([id, l]) => [tokenText(id), l]) });
         const delta = text.push(token);
-        if (delta) { all += delta; onText(delta, !sent); sent = true; }
+        if (delta) emit(delta);
         return text.stopped;
       },
       onDone(reason, error) {
-        if (reason === 'length' || reason === 'stop') {
-          const tail = text.finish();
-          if (tail) { all += tail; onText(tail, !sent); sent = true; }
-        }
-        resolve({ reason, error, text: all, completionTokens });
+        if (reason === 'length' || reason === 'stop') emit(text.flush());
+        const by = text.stoppedBy;
+        const stopReason = by === null || (by.kind === 'token' && eos.includes(by.tokenId)) ? null : by.kind === 'token' ? by.tokenId : by.text;
+        resolve({ reason, error, text: all, completionTokens, logprobs, stopReason });
       },
     });
   });
@@ -74,7 +92,8 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
     const err = outcomeError(o);
     record(ctx, ep, err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok', gen.promptTokens.length, o.completionTokens, startedAt);
     if (err) { err.counted = true; throw err; }
-    return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens));
+    const lps = gen.logprobs === null ? null : logprobsObject(ep, o.logprobs);
+    return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens), lps, o.stopReason);
   }
 
   // Streaming: errors before the first byte are thrown (proper status); later ones go in-band.
@@ -82,7 +101,12 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   let closed = false;
   const write = (s: string) => { if (!closed) raw.write(s); };
   const event = deltaEventWriter(ep, meta);
-  const { handle, done } = submit(ctx, gen, (delta, first) => write(event(delta, first)));
+  let offset = 0; // text_offset of the next chunk's first token
+  const { handle, done } = submit(ctx, gen, (delta, first, lps) => {
+    if (gen.logprobs === null) { write(event(delta, first)); return; }
+    write(sseData(deltaChunk(ep, meta, delta, null, first, logprobsObject(ep, lps, offset))));
+    offset += lps.reduce((n, e) => n + e.token.length, 0);
+  });
   reply.hijack();
   raw.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
