@@ -34,7 +34,8 @@ export const SamplingFields = {
   /** Extension (vLLM): drop tokens below min_p × the best one's probability. */
   min_p: Nullable(Type.Number({ minimum: 0, maximum: 1 })),
   /** Any 64-bit integer, negative ones included (as vLLM). */
-  seed: Nullable(Type.Integer({ minimum: -9223372036854775808, maximum: 9223372036854775807 })),
+  // ±2^63: the int64 range as far as a JSON number (a double) can tell.
+  seed: Nullable(Type.Integer({ minimum: -(2 ** 63), maximum: 2 ** 63 })),
   n: Nullable(Type.Integer({ minimum: 1, maximum: 128, description: 'Only 1 is supported' })),
   stop: Type.Optional(Type.Union([
     Type.String({ minLength: 1 }),
