@@ -62,11 +62,12 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
   return { handle, done };
 }
 
-function record(ctx: ServingContext, ep: Endpoint, outcome: string, promptTokens: number, completionTokens: number, startedAt: number): void {
+function record(ctx: ServingContext, ep: Endpoint, outcome: string, promptTokens: number, completionTokens: number, startedAt: number, reason: FinishReason): void {
   ctx.metrics.requests.inc({ endpoint: ep, outcome });
   ctx.metrics.generatedTokens.inc(completionTokens);
   ctx.metrics.promptTokens.inc(promptTokens);
-  ctx.metrics.e2e.observe((Date.now() - startedAt) / 1000);
+  ctx.metrics.e2e.observe((performance.now() - startedAt) / 1000);
+  ctx.metrics.finished(outcome === 'ok' && (reason === 'stop' || reason === 'length') ? reason : 'abort');
   ctx.totals.requests++;
   ctx.totals.generatedTokens += completionTokens;
   ctx.totals.promptTokens += promptTokens;
@@ -80,8 +81,8 @@ function outcomeError(o: Outcome): ApiError | null {
 }
 
 export async function respond(ctx: ServingContext, ep: Endpoint, gen: GenerationRequest, _req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-  const startedAt = Date.now();
-  const meta: ResponseMeta = { id: newId(ep), created: Math.floor(startedAt / 1000), model: ctx.modelName };
+  const startedAt = performance.now(); // monotonic: latencies only
+  const meta: ResponseMeta = { id: newId(ep), created: Math.floor(Date.now() / 1000), model: ctx.modelName };
   if (!gen.stream) {
     const { handle, done } = submit(ctx, gen, () => {});
     // The response closes before we answer only when the client went away.
@@ -90,7 +91,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
     const o = await done;
     reply.raw.off('close', onClose);
     const err = outcomeError(o);
-    record(ctx, ep, err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok', gen.promptTokens.length, o.completionTokens, startedAt);
+    record(ctx, ep, err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok', gen.promptTokens.length, o.completionTokens, startedAt, o.reason);
     if (err) { err.counted = true; throw err; }
     const lps = gen.logprobs === null ? null : logprobsObject(ep, o.logprobs);
     return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens), lps, o.stopReason);
@@ -120,7 +121,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   const o = await done;
   const err = outcomeError(o);
   const clientGone = closed;
-  record(ctx, ep, clientGone ? 'cancelled' : err ? 'error' : 'ok', gen.promptTokens.length, o.completionTokens, startedAt);
+  record(ctx, ep, clientGone ? 'cancelled' : err ? 'error' : 'ok', gen.promptTokens.length, o.completionTokens, startedAt, o.reason);
   if (!clientGone) {
     if (err) write(sseData(err.body()));
     else {

@@ -43,7 +43,7 @@ const quiet: Log = { info: () => {}, warn: () => {}, error: () => {} };
 export async function createServing(o: ServingOptions): Promise<Serving> {
   const log = o.log ?? quiet;
   const limits = resolveLimits(o.limits ?? {}, o.maxPositions);
-  const metrics = createMetrics({ processMetrics: o.processMetrics });
+  const metrics = createMetrics({ processMetrics: o.processMetrics, modelName: o.modelName });
   const scheduler = new Scheduler(o.engine, { maxBatch: o.maxBatch ?? 64, maxQueue: limits.maxQueue, eosTokenId: o.tokenizer.eosTokenId, miniBatcher: o.miniBatcher }, {
     log,
     onFirstToken: (s) => metrics.ttft.observe(s),

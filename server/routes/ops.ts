@@ -6,8 +6,7 @@ import { Health, Stats } from '../schemas/ops.js';
 
 /** Refreshes the gauges that describe current state (called before each scrape). */
 export function refreshGauges(ctx: ServingContext): void {
-  ctx.metrics.queueDepth.set(ctx.scheduler.queueDepth);
-  ctx.metrics.runningSequences.set(ctx.scheduler.runningCount);
+  ctx.metrics.setLoad(ctx.scheduler.queueDepth, ctx.scheduler.runningCount);
   ctx.metrics.setPools(ctx.engine.pools());
   ctx.metrics.actFraction.set(ctx.engine.actFraction());
 }

@@ -113,7 +113,7 @@ export class Scheduler {
       throw new ApiError(400, `prompt of ${req.prompt.length} tokens needs more cache blocks than this server has`, 'invalid_request_error', 'prompt',
         'context_length_exceeded');
     }
-    const now = Date.now();
+    const now = performance.now(); // monotonic: latencies only
     const seq: Seq = {
       req, generated: [], engineId: null, admittedRank: 0, enqueuedAt: now, lastTokenAt: now,
       done: false, cancelRequested: false, contextTokens: req.prompt.length, pendingToken: -1, pendingIndex: -1,
@@ -282,7 +282,7 @@ export class Scheduler {
     }
     // Time the event loop waited for the step (engine work plus the addon's thread hand-off).
     this.totals.awaitSeconds += (performance.now() - a0) / 1000;
-    const now = Date.now();
+    const now = performance.now(); // monotonic: latencies only
     let tokens = 0;
     const needy: Seq[] = [];
     for (let i = 0; i < live.length; i++) {
