@@ -4,7 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { timingSafeEqual } from 'node:crypto';
 
-export const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/hybridserve/stats']);
+export const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/hybridserve/stats', '/health', '/version', '/openapi.json']);
 
 export function parseKeyList(text: string, separator: RegExp): string[] {
   return text.split(separator).map((k) => k.replace(/#.*$/, '').trim()).filter((k) => k.length > 0);

@@ -29,6 +29,8 @@ export interface ServingOptions {
   logger?: FastifyServerOptions['logger'];
   processMetrics?: boolean;
   log?: Log;
+  /** CORS origins (default: HYBRIDSERVE_CORS_ORIGINS, comma-separated; none = CORS off). */
+  corsOrigins?: string[];
 }
 
 export interface Serving {
@@ -68,7 +70,8 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
       onError: (m) => log.warn(`${m}; keeping the last good plan`),
     });
   }
-  const app = buildApp(ctx, { logger: o.logger });
+  const corsOrigins = o.corsOrigins ?? (process.env.HYBRIDSERVE_CORS_ORIGINS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const app = buildApp(ctx, { logger: o.logger, corsOrigins });
   let closing: Promise<void> | null = null;
   app.addHook('onClose', async () => {
     watcher?.close();
