@@ -7,12 +7,19 @@ import { deltaChunk, deltaEventWriter, fullResponse, logprobsObject, newId, open
   type LogprobEntry, type ResponseMeta, type StopReason } from './format.js';
 import type { GenerationRequest } from './request.js';
 import type { FinishReason, SequenceHandle } from './scheduler/scheduler.js';
-import { Detokenizer } from '../model/detokenizer.js';
+import { Detokenizer, type StopCause } from '../model/detokenizer.js';
 
 interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number; logprobs: LogprobEntry[]; stopReason: StopReason }
 
 /** A text delta and the logprobs of the tokens it completes (empty unless asked). */
 type OnText = (delta: string, first: boolean, logprobs: LogprobEntry[]) => void;
+
+/** vLLM's stop_reason: the stop string or stop token id that ended the text; null for EOS or none. */
+function stopReasonOf(by: StopCause | null, eos: number[]): StopReason {
+  if (by === null) return null;
+  if (by.kind === 'string') return by.text;
+  return eos.includes(by.tokenId) ? null : by.tokenId;
+}
 
 function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { handle: SequenceHandle; done: Promise<Outcome> } {
   const tok = ctx.tokenizer;
@@ -53,9 +60,7 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
       },
       onDone(reason, error) {
         if (reason === 'length' || reason === 'stop') emit(text.flush());
-        const by = text.stoppedBy;
-        const stopReason = by === null || (by.kind === 'token' && eos.includes(by.tokenId)) ? null : by.kind === 'token' ? by.tokenId : by.text;
-        resolve({ reason, error, text: all, completionTokens, logprobs, stopReason });
+        resolve({ reason, error, text: all, completionTokens, logprobs, stopReason: stopReasonOf(text.stoppedBy, eos) });
       },
     });
   });
