@@ -130,6 +130,13 @@ describe('honoured parameters change the output as specified', () => {
     }
     expect(lp.text_offset[0]).toBe(0);
     expect(lp.text_offset[1]).toBe(lp.tokens[0].length);
+    // Streamed: the chunks' logprobs put together are the same.
+    const s = await post('/v1/completions', { ...base, logprobs: 3, stream: true });
+    const chunks = sse(s.text).map((ch) => ch.choices[0]?.logprobs).filter(Boolean) as Json[];
+    expect(chunks.flatMap((l) => l.tokens)).toEqual(lp.tokens);
+    expect(chunks.flatMap((l) => l.token_logprobs)).toEqual(lp.token_logprobs);
+    expect(chunks.flatMap((l) => l.top_logprobs)).toEqual(lp.top_logprobs);
+    expect(chunks.flatMap((l) => l.text_offset)).toEqual(lp.text_offset);
   });
 
   test('chat logprobs with top_logprobs, and the streamed chunks carry the same logprobs', async () => {
