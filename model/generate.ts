@@ -3,7 +3,7 @@
 import { ModelError } from './errors.js';
 import type { Tokenizer } from './tokenizer.js';
 import type { ModelConfig } from './types.js';
-import type { NativeCounters, NativeEngine } from '../native/ts/addon-types.js';
+import { isNativeError, NativeErrorCode, type NativeCounters, type NativeEngine } from '../native/ts/addon-types.js';
 
 export interface GenerateParams {
   maxTokens: number;
@@ -94,9 +94,10 @@ export async function generate(
       ...(params.actFraction !== undefined ? { actFraction: params.actFraction } : {}),
     });
   } catch (err) {
-    // By name: the addon's RangeError may come from another realm (jest's VM contexts).
-    const e = err as { name?: unknown; message?: unknown } | null;
-    if (e?.name === 'RangeError') throw new ModelError(`cannot start the sequence: ${String(e.message)}`);
+    // By code, not instanceof: the addon's error may come from another realm (jest's VM contexts).
+    if (isNativeError(err, NativeErrorCode.InvalidArgument) || isNativeError(err, NativeErrorCode.OutOfBlocks)) {
+      throw new ModelError(`cannot start the sequence: ${err.message}`);
+    }
     throw err;
   }
   const tokens: number[] = [];

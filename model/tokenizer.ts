@@ -13,6 +13,7 @@ import { Template } from '@huggingface/jinja';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { Tiktoken } from 'js-tiktoken/lite';
 import r50kBase from 'js-tiktoken/ranks/r50k_base';
+import { Detokenizer } from './detokenizer.js';
 import { ModelError, describeError, describeJsonError } from './errors.js';
 import type { ModelConfig } from './types.js';
 
@@ -34,6 +35,11 @@ export interface IncrementalDecoder {
   flush(): string;
 }
 
+export interface DecodeOptions {
+  /** Leave special tokens (BOS, EOS, …) out of the text. Default true, as vLLM's skip_special_tokens. */
+  skipSpecialTokens?: boolean;
+}
+
 export interface Tokenizer {
   /** Which implementation: 'gpt2', 'bytes', 'tokenizer.json', 'vocab.json+merges.txt'. */
   readonly kind: string;
@@ -42,45 +48,13 @@ export interface Tokenizer {
   /** The Jinja chat template, if the checkpoint has one. */
   readonly chatTemplate: string | undefined;
   encode(text: string, options?: EncodeOptions): number[];
-  /** Text of the ids, special tokens left out. */
-  decode(ids: readonly number[]): string;
+  /** Text of the ids, special tokens left out unless options.skipSpecialTokens is false. */
+  decode(ids: readonly number[], options?: DecodeOptions): string;
   decoder(): IncrementalDecoder;
   /** The prompt text for a conversation (with the assistant's turn opened). */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
   /** The prompt ids for a conversation: a Jinja template's output carries its own special tokens. */
   encodeChat(messages: readonly ChatMessage[]): number[];
-}
-
-/**
- * Incremental decoding by re-decoding a short window (the approach of Hugging Face TGI): text is
- * released only when the window's decoding grew and does not end in U+FFFD, so multi-byte
- * characters split over several tokens come out whole, and tokenizers whose decoding of a token
- * depends on its neighbours (leading-space rules) stay right.
- */
-export function incrementalDecoder(decode: (ids: readonly number[]) => string): IncrementalDecoder {
-  const ids: number[] = [];
-  let prefixOffset = 0;
-  let readOffset = 0;
-  return {
-    push(id: number): string {
-      ids.push(id);
-      const prefix = decode(ids.slice(prefixOffset, readOffset));
-      const full = decode(ids.slice(prefixOffset));
-      if (full.length > prefix.length && !full.endsWith('\uFFFD')) {
-        const out = full.slice(prefix.length);
-        prefixOffset = readOffset;
-        readOffset = ids.length;
-        return out;
-      }
-      return '';
-    },
-    flush(): string {
-      const prefix = decode(ids.slice(prefixOffset, readOffset));
-      const full = decode(ids.slice(prefixOffset));
-      prefixOffset = readOffset = ids.length;
-      return full.length > prefix.length ? full.slice(prefix.length) : '';
-    },
-  };
 }
 
 /**
@@ -153,10 +127,10 @@ abstract class BaseTokenizer implements Tokenizer {
   abstract readonly eosTokenId: number;
   readonly chatTemplate: string | undefined = undefined;
   abstract encode(text: string, options?: EncodeOptions): number[];
-  abstract decode(ids: readonly number[]): string;
+  abstract decode(ids: readonly number[], options?: DecodeOptions): string;
 
   decoder(): IncrementalDecoder {
-    return incrementalDecoder((ids) => this.decode(ids));
+    return new Detokenizer({ decode: (ids) => this.decode(ids) });
   }
 
   protected templateVars(): Record<string, unknown> {
@@ -197,9 +171,20 @@ export class Gpt2Tokenizer extends BaseTokenizer {
     return pieces.flatMap((p) => this.tk.encode(p, [], []));
   }
 
-  decode(ids: readonly number[]): string {
-    // Ids beyond GPT-2's vocabulary (a synthetic model may sample them) and EOS have no text.
-    return this.tk.decode(ids.filter((id) => Number.isInteger(id) && id >= 0 && id < this.eosTokenId));
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    // Ids beyond GPT-2's vocabulary (a synthetic model may sample them) have no text; EOS has
+    // "<|endoftext|>" only when special tokens are kept.
+    const last = options.skipSpecialTokens === false ? this.eosTokenId : this.eosTokenId - 1;
+    const kept = ids.filter((id) => Number.isInteger(id) && id >= 0 && id <= last);
+    const parts: string[] = [];
+    let run: number[] = [];
+    for (const id of kept) {
+      if (id !== this.eosTokenId) { run.push(id); continue; }
+      parts.push(this.tk.decode(run), '<|endoftext|>');
+      run = [];
+    }
+    parts.push(this.tk.decode(run));
+    return parts.join('');
   }
 }
 
@@ -216,8 +201,14 @@ export class ByteTokenizer extends BaseTokenizer {
     return options.addSpecialTokens ?? true ? [this.bosTokenId, ...ids] : ids;
   }
 
-  decode(ids: readonly number[]): string {
-    const bytes = ids.filter((id) => id >= ByteTokenizer.OFFSET && id < ByteTokenizer.VOCAB_SIZE).map((id) => id - ByteTokenizer.OFFSET);
+  static readonly SPECIALS = ['<unk>', '<s>', '</s>'];
+
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
+    const bytes: number[] = [];
+    for (const id of ids) {
+      if (id >= ByteTokenizer.OFFSET && id < ByteTokenizer.VOCAB_SIZE) bytes.push(id - ByteTokenizer.OFFSET);
+      else if (options.skipSpecialTokens === false && id >= 0 && id < ByteTokenizer.OFFSET) bytes.push(...Buffer.from(ByteTokenizer.SPECIALS[id]));
+    }
     return new TextDecoder('utf-8').decode(Uint8Array.from(bytes));
   }
 }
@@ -261,11 +252,11 @@ export class HfTokenizer extends BaseTokenizer {
     return ids;
   }
 
-  decode(ids: readonly number[]): string {
+  decode(ids: readonly number[], options: DecodeOptions = {}): string {
     // Ids the vocabulary lacks (a model may be wider than its tokenizer) have no text.
     const known = ids.filter((id) => this.tk.id_to_token(id) !== undefined);
     if (known.length === 0) return '';
-    return this.tk.decode(known, { skip_special_tokens: true, clean_up_tokenization_spaces: false });
+    return this.tk.decode(known, { skip_special_tokens: options.skipSpecialTokens !== false, clean_up_tokenization_spaces: false });
   }
 
   protected override templateVars(): Record<string, unknown> {

@@ -1,6 +1,8 @@
 // The Fastify app: plugins, hooks and routes over a ServingContext. It never listens (that is
 // server/server.ts), so tests can build it and use inject() or listen on port 0 themselves.
 import Fastify, { LogController, type FastifyInstance, type FastifyServerOptions } from 'fastify';
+import cors from '@fastify/cors';
+import swagger from '@fastify/swagger';
 import type { TypeBoxProvider } from './type-provider.js';
 import { authorized, OPEN_PATHS } from './auth.js';
 import type { ServingContext } from './context.js';
@@ -8,11 +10,20 @@ import { ApiError, toApiError } from './errors.js';
 import { openaiRoutes } from './routes/openai.js';
 import { opsRoutes } from './routes/ops.js';
 import { logRequest } from './request-log.js';
+import { tokenRoutes } from './routes/tokens.js';
+import { packageVersion } from './version.js';
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 const ENDPOINTS: Record<string, string> = { '/v1/completions': 'completions', '/v1/chat/completions': 'chat' };
 
-export function buildApp(ctx: ServingContext, opts: { logger?: FastifyServerOptions['logger'] } = {}): FastifyInstance {
+export interface AppOptions {
+  logger?: FastifyServerOptions['logger'];
+  /** Origins allowed to call the API from a browser (CORS); empty or absent: CORS off. '*' allows any. */
+  corsOrigins?: readonly string[];
+}
+
+export function buildApp(ctx: ServingContext, opts: AppOptions = {}): FastifyInstance {
+  const corsOrigins = opts.corsOrigins ?? [];
   const app = Fastify({
     logger: opts.logger ?? false,
     // One line per request from server/request-log.ts instead of Fastify's two (which log the URL only).
@@ -50,6 +61,8 @@ export function buildApp(ctx: ServingContext, opts: { logger?: FastifyServerOpti
 
   app.addHook('onRequest', async (req) => {
     const url = req.url.split('?')[0];
+    // CORS preflights carry no credentials; @fastify/cors answers them.
+    if (corsOrigins.length > 0 && req.method === 'OPTIONS') return;
     if (ctx.draining && !OPEN_PATHS.has(url)) throw new ApiError(503, 'server is shutting down', 'service_unavailable', null, 'shutting_down');
     if (!OPEN_PATHS.has(url) && !authorized(req.headers.authorization, ctx.apiKeys)) {
       throw new ApiError(401, 'missing or invalid API key (send Authorization: Bearer <key>)', 'authentication_error', null, 'invalid_api_key');
@@ -74,7 +87,15 @@ export function buildApp(ctx: ServingContext, opts: { logger?: FastifyServerOpti
     reply.code(404).send(api.body());
   });
 
+  if (corsOrigins.length > 0) {
+    app.register(cors, { origin: corsOrigins.includes('*') ? '*' : [...corsOrigins], methods: ['GET', 'POST', 'OPTIONS'],
+      allowedHeaders: ['Authorization', 'Content-Type'] });
+  }
+  // The OpenAPI document is generated from the routes' TypeBox schemas (GET /openapi.json).
+  app.register(swagger, { openapi: { info: { title: 'HybridServe', version: packageVersion() } } });
   app.register(opsRoutes, { ctx });
   app.register(openaiRoutes, { ctx });
+  app.register(tokenRoutes, { ctx });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -9,7 +9,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { timingSafeEqual } from 'node:crypto';
 
-export const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/hybridserve/stats']);
+export const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/hybridserve/stats', '/health', '/version', '/openapi.json']);
 
 /** Keys of HYBRIDSERVE_API_KEYS: comma-separated, trimmed; no comment syntax. Pure. */
 export function parseEnvKeys(text: string): string[] {

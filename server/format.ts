@@ -21,30 +21,65 @@ export function newId(endpoint: Endpoint): string {
 
 export interface ResponseMeta { id: string; created: number; model: string }
 
-export function fullResponse(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, u: Usage) {
+/** One generated token's logprob, its text and its top alternatives (text, logprob), best first. */
+export interface LogprobEntry { token: string; logprob: number; top: Array<[string, number]> }
+
+/** The OpenAI logprobs object of one choice, for the endpoint. `offset`: text_offset of the first token. */
+export function logprobsObject(ep: Endpoint, entries: readonly LogprobEntry[], offset = 0) {
+  if (ep === 'chat') {
+    const bytes = (t: string) => Array.from(Buffer.from(t, 'utf8'));
+    return {
+      content: entries.map((e) => ({
+        token: e.token, logprob: e.logprob, bytes: bytes(e.token),
+        top_logprobs: e.top.map(([token, logprob]) => ({ token, logprob, bytes: bytes(token) })),
+      })),
+    };
+  }
+  const textOffset: number[] = [];
+  let at = offset;
+  for (const e of entries) { textOffset.push(at); at += e.token.length; }
+  return {
+    tokens: entries.map((e) => e.token),
+    token_logprobs: entries.map((e) => e.logprob),
+    // One object per token; tokens with the same text keep the best logprob (a JSON object has one key per text).
+    top_logprobs: entries.map((e) => {
+      const o: Record<string, number> = {};
+      for (const [t, lp] of e.top) if (!(t in o)) o[t] = lp;
+      return o;
+    }),
+    text_offset: textOffset,
+  };
+}
+
+type Logprobs = ReturnType<typeof logprobsObject> | null;
+
+/** vLLM's stop_reason: the stop string or stop token id that ended the text (null otherwise). */
+export type StopReason = string | number | null;
+
+export function fullResponse(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, u: Usage, logprobs: Logprobs = null, stopReason: StopReason = null) {
   if (ep === 'chat') {
     return {
       id: m.id, object: 'chat.completion' as const, created: m.created, model: m.model,
-      choices: [{ index: 0, message: { role: 'assistant' as const, content: text }, logprobs: null, finish_reason: finish }],
+      choices: [{ index: 0, message: { role: 'assistant' as const, content: text }, logprobs, finish_reason: finish, stop_reason: stopReason }],
       usage: u,
     };
   }
   return {
     id: m.id, object: 'text_completion' as const, created: m.created, model: m.model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finish, stop_reason: stopReason }],
     usage: u,
   };
 }
 
 /** One stream chunk carrying a text delta (and, for the last one, the finish reason). */
-export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, first: boolean) {
+export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, first: boolean, logprobs: Logprobs = null) {
   if (ep === 'chat') {
     const delta: { role?: 'assistant'; content?: string } = first ? { role: 'assistant', content: text } : text || finish === null ? { content: text } : {};
     return { id: m.id, object: 'chat.completion.chunk', created: m.created, model: m.model,
-      choices: [{ index: 0, delta, logprobs: null, finish_reason: finish }] };
+      choices: [{ index: 0, delta, logprobs, finish_reason: finish }] };
   }
   return { id: m.id, object: 'text_completion', created: m.created, model: m.model,
-    choices: [{ index: 0, text, logprobs: null, finish_reason: finish }] };
+    choices: [{ index: 0, text, logprobs, finish_reason: finish }] };
 }
 
 /** The usage-only chunk sent before [DONE] when stream_options.include_usage is set. */

@@ -3,20 +3,47 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServingContext } from './context.js';
 import { ApiError, toApiError } from './errors.js';
-import { deltaChunk, deltaEventWriter, fullResponse, newId, openAIFinish, sseData, SSE_DONE, usage, usageChunk, type Endpoint, type ResponseMeta } from './format.js';
+import { deltaChunk, deltaEventWriter, fullResponse, logprobsObject, newId, openAIFinish, sseData, SSE_DONE, usage, usageChunk, type Endpoint,
+  type LogprobEntry, type ResponseMeta, type StopReason } from './format.js';
 import type { GenerationRequest } from './request.js';
 import { logRequest, noteUsage } from './request-log.js';
 import type { FinishReason, SequenceHandle } from './scheduler/scheduler.js';
-import { TextStream } from './text-stream.js';
+import { Detokenizer, type StopCause } from '../model/detokenizer.js';
 
-interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number }
+interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number; logprobs: LogprobEntry[]; stopReason: StopReason }
 
-function submit(ctx: ServingContext, gen: GenerationRequest, onText: (delta: string, first: boolean) => void): { handle: SequenceHandle; done: Promise<Outcome> } {
+/** A text delta and the logprobs of the tokens it completes (empty unless asked). */
+type OnText = (delta: string, first: boolean, logprobs: LogprobEntry[]) => void;
+
+/** vLLM's stop_reason: the stop string or stop token id that ended the text; null for EOS or none. */
+function stopReasonOf(by: StopCause | null, eos: number[]): StopReason {
+  if (by === null) return null;
+  if (by.kind === 'string') return by.text;
+  return eos.includes(by.tokenId) ? null : by.tokenId;
+}
+
+function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { handle: SequenceHandle; done: Promise<Outcome> } {
   const tok = ctx.tokenizer;
-  const text = new TextStream((ids) => tok.decode(ids), gen.stop, tok.decodeToken ? (id) => tok.decodeToken!(id) : undefined);
+  const eos = gen.ignoreEos ? [] : [tok.eosTokenId];
+  const skipSpecialTokens = gen.skipSpecialTokens;
+  const text = new Detokenizer({
+    decode: (ids) => tok.decode(ids, { skipSpecialTokens }),
+    ...(tok.decodeToken && skipSpecialTokens ? { decodeToken: (id: number) => tok.decodeToken!(id) } : {}),
+    stopTokenIds: [...gen.stopTokenIds, ...eos], stopStrings: gen.stop, includeStop: gen.includeStop,
+  });
+  const tokenText = (id: number) => tok.decode([id], { skipSpecialTokens: false });
   let sent = false;
   let all = '';
   let completionTokens = 0;
+  const logprobs: LogprobEntry[] = [];
+  let unsent = 0; // logprob entries not yet sent with a delta
+  const emit = (delta: string) => {
+    if (!delta && unsent === logprobs.length) return; // the flush may carry only held logprobs
+    all += delta;
+    onText(delta, !sent, logprobs.slice(unsent));
+    unsent = logprobs.length;
+    sent = true;
+  };
   let resolve!: (o: Outcome) => void;
   const done = new Promise<Outcome>((r) => { resolve = r; });
   // Outside the promise executor on purpose: a refusal at admission (queue full, prompt larger
@@ -27,30 +54,27 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: (delta: str
     sampling: gen.sampling,
     ignoreEos: gen.ignoreEos,
     deadline: Date.now() + ctx.limits.requestTimeoutMs,
-    onToken(token) {
+    onToken(token, _index, lp) {
       completionTokens++;
-      // The end-of-sequence token ends the text; it is counted but not decoded.
-      if (token === ctx.tokenizer.eosTokenId && !gen.ignoreEos) return false;
+      if (lp && gen.logprobs !== null) logprobs.push({ token: tokenText(token), logprob: lp.logprob, top: lp.top.map(([id, l]) => [tokenText(id), l]) });
       const delta = text.push(token);
-      if (delta) { all += delta; onText(delta, !sent); sent = true; }
+      if (delta) emit(delta);
       return text.stopped;
     },
     onDone(reason, error) {
-      if (reason === 'length' || reason === 'stop') {
-        const tail = text.finish();
-        if (tail) { all += tail; onText(tail, !sent); sent = true; }
-      }
-      resolve({ reason, error, text: all, completionTokens });
+      if (reason === 'length' || reason === 'stop') emit(text.flush());
+      resolve({ reason, error, text: all, completionTokens, logprobs, stopReason: stopReasonOf(text.stoppedBy, eos) });
     },
   });
   return { handle, done };
 }
 
-function record(ctx: ServingContext, ep: Endpoint, outcome: string, promptTokens: number, completionTokens: number, startedAt: number): void {
+function record(ctx: ServingContext, ep: Endpoint, outcome: string, promptTokens: number, completionTokens: number, startedAt: number, reason: FinishReason): void {
   ctx.metrics.requests.inc({ endpoint: ep, outcome });
   ctx.metrics.generatedTokens.inc(completionTokens);
   ctx.metrics.promptTokens.inc(promptTokens);
-  ctx.metrics.e2e.observe((Date.now() - startedAt) / 1000);
+  ctx.metrics.e2e.observe((performance.now() - startedAt) / 1000);
+  ctx.metrics.finished(outcome === 'ok' && (reason === 'stop' || reason === 'length') ? reason : 'abort');
   ctx.totals.requests++;
   ctx.totals.generatedTokens += completionTokens;
   ctx.totals.promptTokens += promptTokens;
@@ -73,10 +97,10 @@ function outcomeName(o: Outcome, err: ApiError | null, clientGone = false): stri
 }
 
 export async function respond(ctx: ServingContext, ep: Endpoint, gen: GenerationRequest, req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
-  const startedAt = Date.now();
+  const startedAt = performance.now(); // monotonic: latencies only
   // Tokenising may have awaited a worker thread: a client gone meanwhile gets no sequence.
   if (req.raw.socket?.destroyed) throw new ApiError(400, 'the client closed the request', 'invalid_request_error', null, 'client_closed');
-  const meta: ResponseMeta = { id: newId(ep), created: Math.floor(startedAt / 1000), model: ctx.modelName };
+  const meta: ResponseMeta = { id: newId(ep), created: Math.floor(Date.now() / 1000), model: ctx.modelName };
   if (!gen.stream) {
     const { handle, done } = submit(ctx, gen, () => {});
     // The response closes before we answer only when the client went away.
@@ -85,10 +109,11 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
     const o = await done;
     reply.raw.off('close', onClose);
     const err = outcomeError(o);
-    record(ctx, ep, err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok', gen.promptTokens.length, o.completionTokens, startedAt);
+    record(ctx, ep, err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok', gen.promptTokens.length, o.completionTokens, startedAt, o.reason);
     noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err) });
     if (err) { err.counted = true; throw err; }
-    return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens));
+    const lps = gen.logprobs === null ? null : logprobsObject(ep, o.logprobs);
+    return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens), lps, o.stopReason);
   }
 
   // Streaming: errors before the first byte are thrown (proper status); later ones go in-band.
@@ -97,10 +122,13 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   const write = (s: string) => { if (!closed) raw.write(s); };
   const event = deltaEventWriter(ep, meta);
   let firstTextMs: number | undefined;
+  let offset = 0; // text_offset of the next chunk's first token
   // Throws before hijack() when admission refuses: the error handler answers with its status.
-  const { handle, done } = submit(ctx, gen, (delta, first) => {
+  const { handle, done } = submit(ctx, gen, (delta, first, lps) => {
     if (first) firstTextMs = Math.round(reply.elapsedTime);
-    write(event(delta, first));
+    if (gen.logprobs === null) { write(event(delta, first)); return; }
+    write(sseData(deltaChunk(ep, meta, delta, null, first, logprobsObject(ep, lps, offset))));
+    offset += lps.reduce((n, e) => n + e.token.length, 0);
   });
   reply.hijack();
   raw.writeHead(200, {
@@ -115,7 +143,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   const o = await done;
   const err = outcomeError(o);
   const clientGone = closed;
-  record(ctx, ep, clientGone ? 'cancelled' : err ? 'error' : 'ok', gen.promptTokens.length, o.completionTokens, startedAt);
+  record(ctx, ep, clientGone ? 'cancelled' : err ? 'error' : 'ok', gen.promptTokens.length, o.completionTokens, startedAt, o.reason);
   noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err, clientGone), firstTextMs });
   // Only failures after the first byte reach here (admission refusals were thrown above); our own faults are logged with their cause.
   if (err && err.statusCode >= 500 && o.reason === 'error') req.log.error({ err: o.error ?? err }, 'stream failed after it started');

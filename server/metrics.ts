@@ -1,19 +1,33 @@
 // Prometheus metrics on the server's own registry (never prom-client's global one, so tests and
 // embedders can build several apps in one process). Names per DESIGN.md §4: `hybridserve_` prefix,
 // base units, counters written with `_total` (prom-client adds it only in OpenMetrics mode).
+// Beside them, the vLLM names that dashboards, KEDA scalers and routers (production-stack,
+// llm-d's endpoint picker) read, each with a model_name label; one observation feeds both.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets } from 'prom-client';
 import type { NativeCounters, NativePoolStats } from '../native/ts/addon-types.js';
+import { packageVersion } from './version.js';
+
+export interface Observer { observe(value: number): void }
+export interface Incrementer { inc(value?: number): void }
+/** vLLM's finished_reason label values. */
+export type FinishedReason = 'stop' | 'length' | 'abort';
 
 export interface ServerMetrics {
   registry: Registry;
   requests: Counter<'endpoint' | 'outcome'>;
-  generatedTokens: Counter;
-  promptTokens: Counter;
+  /** hybridserve_generated_tokens_total and vllm:generation_tokens_total. */
+  generatedTokens: Incrementer;
+  promptTokens: Incrementer;
   queueDepth: Gauge;
   runningSequences: Gauge;
-  ttft: Histogram;
-  tpot: Histogram;
-  e2e: Histogram;
+  /** Latencies in seconds, from monotonic clocks; each also feeds its vllm: histogram. */
+  ttft: Observer;
+  tpot: Observer;
+  e2e: Observer;
+  /** Requests waiting and running: hybridserve_queue_depth / _running_sequences and their vllm: gauges. */
+  setLoad(waiting: number, running: number): void;
+  /** vllm:request_success_total{finished_reason}. */
+  finished(reason: FinishedReason): void;
   cacheBlocks: Gauge<'kind' | 'state'>;
   actFraction: Gauge;
   planGeneration: Gauge;
@@ -28,7 +42,11 @@ export interface ServerMetrics {
   setPools(p: NativePoolStats): void;
 }
 
-export function createMetrics(opts: { processMetrics?: boolean } = {}): ServerMetrics {
+/** One observation (or increment) fed to several metrics. */
+const observeAll = (...hs: Observer[]): Observer => ({ observe: (v) => { for (const h of hs) h.observe(v); } });
+const incAll = (...cs: Array<{ inc(v: number): void }>): Incrementer => ({ inc: (v = 1) => { for (const c of cs) c.inc(v); } });
+
+export function createMetrics(opts: { processMetrics?: boolean; modelName?: string } = {}): ServerMetrics {
   const registry = new Registry();
   if (opts.processMetrics !== false) collectDefaultMetrics({ register: registry });
   const r = [registry];
@@ -37,13 +55,13 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): ServerMe
   const m = {
     registry,
     requests: new Counter({ name: 'hybridserve_requests_total', help: 'Completion requests by endpoint and outcome', labelNames: ['endpoint', 'outcome'] as const, registers: r }),
-    generatedTokens: new Counter({ name: 'hybridserve_generated_tokens_total', help: 'Tokens generated', registers: r }),
-    promptTokens: new Counter({ name: 'hybridserve_prompt_tokens_total', help: 'Prompt tokens of finished requests', registers: r }),
+    generatedTokensC: new Counter({ name: 'hybridserve_generated_tokens_total', help: 'Tokens generated', registers: r }),
+    promptTokensC: new Counter({ name: 'hybridserve_prompt_tokens_total', help: 'Prompt tokens of finished requests', registers: r }),
     queueDepth: new Gauge({ name: 'hybridserve_queue_depth', help: 'Requests waiting for admission', registers: r }),
     runningSequences: new Gauge({ name: 'hybridserve_running_sequences', help: 'Sequences in the running batch', registers: r }),
-    ttft: new Histogram({ name: 'hybridserve_time_to_first_token_seconds', help: 'Time from arrival to first generated token', buckets: latency, registers: r }),
-    tpot: new Histogram({ name: 'hybridserve_time_per_output_token_seconds', help: 'Time between consecutive generated tokens', buckets: latency, registers: r }),
-    e2e: new Histogram({ name: 'hybridserve_request_duration_seconds', help: 'Time from arrival to the end of a completion request', buckets: latency, registers: r }),
+    ttftH: new Histogram({ name: 'hybridserve_time_to_first_token_seconds', help: 'Time from arrival to first generated token', buckets: latency, registers: r }),
+    tpotH: new Histogram({ name: 'hybridserve_time_per_output_token_seconds', help: 'Time between consecutive generated tokens', buckets: latency, registers: r }),
+    e2eH: new Histogram({ name: 'hybridserve_request_duration_seconds', help: 'Time from arrival to the end of a completion request', buckets: latency, registers: r }),
     cacheBlocks: new Gauge({ name: 'hybridserve_cache_blocks', help: 'Cache blocks by pool and state', labelNames: ['kind', 'state'] as const, registers: r }),
     actFraction: new Gauge({ name: 'hybridserve_act_fraction', help: 'ACT fraction used for newly allocated cache blocks', registers: r }),
     planGeneration: new Gauge({ name: 'hybridserve_plan_generation', help: 'Generation of the plan file in effect (-1 = none)', registers: r }),
@@ -54,6 +72,9 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): ServerMe
     cancelReleaseSteps: new Histogram({ name: 'hybridserve_cancelled_release_steps', help: 'Engine steps between a cancellation (client gone) and its blocks being freed', buckets: [0, 1, 2, 4], registers: r }),
     preemptions: new Counter({ name: 'hybridserve_preemptions_total', help: 'Sequences preempted for lack of cache blocks (recomputed later)', registers: r }),
   };
+  const v = createVllmMetrics(registry, opts.modelName ?? 'unknown', latency);
+  const buildInfo = new Gauge({ name: 'hybridserve_build_info', help: 'Always 1; the labels say which build runs', labelNames: ['version', 'node_version'] as const, registers: r });
+  buildInfo.set({ version: packageVersion(), node_version: process.version }, 1);
   // Labelled children bound once: addStep runs after every engine step, and resolving a label set
   // (hashing it) per call is most of what an inc costs.
   const bytes = (kind: string, direction: string) => m.transferBytes.labels({ kind, direction });
@@ -75,6 +96,8 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): ServerMe
     m.stepSeconds.observe(c.wallSeconds);
   };
   const setPools = (p: NativePoolStats) => {
+    const total = p.kvBlocksTotal + p.actBlocksTotal;
+    v.kvUsage.set(total > 0 ? (total - p.kvBlocksFree - p.actBlocksFree) / total : 0);
     m.cacheBlocks.set({ kind: 'kv', state: 'used' }, p.kvBlocksTotal - p.kvBlocksFree);
     m.cacheBlocks.set({ kind: 'kv', state: 'free' }, p.kvBlocksFree);
     m.cacheBlocks.set({ kind: 'act', state: 'used' }, p.actBlocksTotal - p.actBlocksFree);
@@ -85,5 +108,45 @@ export function createMetrics(opts: { processMetrics?: boolean } = {}): ServerMe
     transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0, recomputedTokens: 0 });
   m.stepSeconds.reset();
   m.planGeneration.set(-1);
-  return { ...m, addStep, setPools };
+  const { ttftH, tpotH, e2eH, generatedTokensC, promptTokensC, ...rest } = m;
+  return {
+    ...rest,
+    setLoad: (waiting: number, running: number) => {
+      m.queueDepth.set(waiting);
+      v.waiting.set(waiting);
+      m.runningSequences.set(running);
+      v.running.set(running);
+    },
+    ttft: observeAll(ttftH, v.ttft),
+    tpot: observeAll(tpotH, v.itl),
+    e2e: observeAll(e2eH, v.e2e),
+    generatedTokens: incAll(generatedTokensC, v.generationTokens),
+    promptTokens: incAll(promptTokensC, v.promptTokens),
+    finished: (reason) => v.success.inc({ finished_reason: reason }),
+    addStep,
+    setPools,
+  };
+}
+
+/** The vLLM metric names (vLLM v1's), bound to this server's model_name. */
+function createVllmMetrics(registry: Registry, modelName: string, latency: number[]) {
+  const r = [registry];
+  const labelNames = ['model_name'] as const;
+  const model = { model_name: modelName };
+  const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers: r }).labels(model);
+  const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers: r }).labels(model);
+  const histogram = (name: string, help: string) => new Histogram({ name, help, labelNames, buckets: latency, registers: r }).labels(model);
+  const success = new Counter({ name: 'vllm:request_success_total', help: 'Finished requests by finish reason', labelNames: ['model_name', 'finished_reason'] as const, registers: r });
+  for (const reason of ['stop', 'length', 'abort']) success.inc({ model_name: modelName, finished_reason: reason }, 0);
+  return {
+    running: gauge('vllm:num_requests_running', 'Requests in the running batch'),
+    waiting: gauge('vllm:num_requests_waiting', 'Requests waiting for admission'),
+    kvUsage: gauge('vllm:kv_cache_usage_perc', 'Cache usage: used blocks of both pools (KV and ACT) over all of them; 1 = 100 percent'),
+    promptTokens: counter('vllm:prompt_tokens_total', 'Prompt tokens of finished requests'),
+    generationTokens: counter('vllm:generation_tokens_total', 'Tokens generated'),
+    ttft: histogram('vllm:time_to_first_token_seconds', 'Time from arrival to first generated token'),
+    itl: histogram('vllm:inter_token_latency_seconds', 'Time between consecutive generated tokens'),
+    e2e: histogram('vllm:e2e_request_latency_seconds', 'Time from arrival to the end of a request'),
+    success: { inc: (labels: { finished_reason: string }) => success.inc({ model_name: modelName, ...labels }) },
+  };
 }

@@ -1,17 +1,21 @@
-// Turns a validated OpenAI request into what the scheduler needs, rejecting what the schema
-// cannot express (n > 1, prompt too long, max_tokens beyond the window). Pure: no I/O.
+// Turns a validated OpenAI request into what the scheduler needs, refusing what this server does
+// not implement (400 naming the parameter) and what the schema cannot express (n > 1, prompt too
+// long, max_tokens beyond the window, stream_options without stream). Pure: no I/O.
 import { ChatTemplateError } from '../model/tokenizer.js';
+import type { NativeSamplingParams } from '../native/ts/addon-types.js';
 import { badRequest } from './errors.js';
 import type { ServerLimits } from './options.js';
 import type { CompletionRequestT } from './schemas/completions.js';
 import type { ChatRequestT } from './schemas/chat.js';
+import { ChatRequest } from './schemas/chat.js';
+import { CompletionRequest } from './schemas/completions.js';
 
 export interface ChatTurn { role: string; content: string }
 
 /** The slice of a tokenizer the server uses; server/runtime.ts adapts model/tokenizer.ts to it. */
 export interface ServerTokenizer {
   encode(text: string): number[];
-  decode(ids: number[]): string;
+  decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   /** Only for concatenative tokenizers (byte-level BPE, bytes): one token's text, cached. */
   decodeToken?(id: number): string;
   eosTokenId: number;
@@ -30,26 +34,146 @@ export interface ServerTokenizer {
  */
 export const OFF_LOOP_CHARS = 8192;
 
-export interface SamplingRequest { temperature: number; topP: number; topK: number; seed: number }
+/** What the native sampler gets for the sequence (temperature … logprobs), as the addon types it. */
+export type SamplingRequest = NativeSamplingParams;
 
 export interface GenerationRequest {
   promptTokens: number[];
   maxTokens: number;
   sampling: SamplingRequest;
   stop: string[];
+  /** The request's stop_token_ids (EOS is handled by the scheduler unless ignoreEos). */
+  stopTokenIds: number[];
+  includeStop: boolean;
+  skipSpecialTokens: boolean;
+  /** Alternatives per token in the response's logprobs; null: no logprobs. */
+  logprobs: number | null;
   stream: boolean;
   includeUsage: boolean;
   ignoreEos: boolean;
 }
 
-type Common = Pick<CompletionRequestT, 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'seed' | 'n' | 'stop' | 'stream' | 'stream_options' | 'ignore_eos'>;
+type Common = Pick<CompletionRequestT, 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'seed' | 'n' | 'stop' | 'stream' |
+  'stream_options' | 'ignore_eos' | 'stop_token_ids' | 'logit_bias' | 'presence_penalty' | 'frequency_penalty' | 'repetition_penalty' |
+  'min_tokens' | 'include_stop_str_in_output' | 'skip_special_tokens' | 'response_format'>;
 
 export function randomSeed(): number {
   return Math.floor(Math.random() * 0x7fffffff);
 }
 
-function common(req: Common, promptTokens: number[], limits: ServerLimits, maxTokensField: string, maxTokens?: number | null): GenerationRequest {
+const SEED_RANGE = 2n ** 53n;
+/** A request seed (any 64-bit integer, as vLLM) as the engine's seed in [0, 2^53). */
+export function engineSeed(seed: number): number {
+  return Number(((BigInt(seed) % SEED_RANGE) + SEED_RANGE) % SEED_RANGE);
+}
+
+// ---- refused parameters -------------------------------------------------------------------------
+const isNull = (v: unknown) => v === undefined || v === null;
+/** For each refused parameter, the values that mean "not asked for" (anything else is a 400). */
+const ACCEPTED: Record<string, (v: unknown) => boolean> = {
+  best_of: (v) => isNull(v) || v === 1,
+  use_beam_search: (v) => isNull(v) || v === false,
+  length_penalty: (v) => isNull(v) || v === 1,
+  prompt_logprobs: isNull,
+  allowed_token_ids: isNull,
+  bad_words: (v) => isNull(v) || (Array.isArray(v) && v.length === 0),
+  truncate_prompt_tokens: isNull,
+  guided_json: isNull,
+  guided_regex: isNull,
+  guided_choice: isNull,
+  guided_grammar: isNull,
+  structured_outputs: isNull,
+  spaces_between_special_tokens: (v) => isNull(v) || v === true,
+  return_tokens_as_token_ids: (v) => isNull(v) || v === false,
+  priority: (v) => isNull(v) || v === 0,
+  add_special_tokens: isNull,
+  echo: (v) => isNull(v) || v === false,
+  suffix: (v) => isNull(v) || v === '',
+  tools: (v) => isNull(v) || (Array.isArray(v) && v.length === 0),
+  tool_choice: (v) => isNull(v) || v === 'none',
+  functions: isNull,
+  function_call: (v) => isNull(v) || v === 'none',
+  parallel_tool_calls: isNull,
+  add_generation_prompt: (v) => isNull(v) || v === true,
+  continue_final_message: (v) => isNull(v) || v === false,
+  chat_template: isNull,
+  chat_template_kwargs: isNull,
+  documents: isNull,
+  modalities: (v) => isNull(v) || (Array.isArray(v) && v.length === 1 && v[0] === 'text'),
+  audio: isNull,
+  prediction: isNull,
+  reasoning_effort: isNull,
+  web_search_options: isNull,
+  store: (v) => isNull(v) || v === false,
+  metadata: isNull,
+  service_tier: (v) => isNull(v) || v === 'auto' || v === 'default',
+};
+
+/** Throws a 400 naming the first refused parameter the body asks for. Pure. */
+export function refuseUnsupported(body: Record<string, unknown>): void {
+  for (const [name, accepted] of Object.entries(ACCEPTED)) {
+    if (name in body && !accepted(body[name])) {
+      throw badRequest(`'${name}' is not supported by this server`, name, 'unsupported_parameter');
+    }
+  }
+}
+
+/** Body fields neither schema declares (logged once per name by the routes). Pure. */
+export function unknownFields(body: Record<string, unknown>, endpoint: 'completions' | 'chat'): string[] {
+  const known = endpoint === 'chat' ? ChatRequest.properties : CompletionRequest.properties;
+  return Object.keys(body).filter((k) => !(k in known));
+}
+
+// ---- sampling ------------------------------------------------------------------------------------
+function tokenIdsInVocab(ids: number[], vocab: number, param: string): void {
+  const bad = ids.find((t) => t >= vocab);
+  if (bad !== undefined) throw badRequest(`token id ${bad} in ${param} is outside the vocabulary (size ${vocab})`, param, 'invalid_value');
+}
+
+function logitBias(req: Common, vocab: number): Array<[number, number]> {
+  const pairs = Object.entries(req.logit_bias ?? {}).map(([k, v]): [number, number] => [Number(k), v]);
+  tokenIdsInVocab(pairs.map(([id]) => id), vocab, 'logit_bias');
+  return pairs;
+}
+
+/** The native sampler's parameters for a request. Pure. */
+export function samplingOf(req: Common, tok: ServerTokenizer, logprobs: number | null): SamplingRequest {
+  const stopIds = req.stop_token_ids ?? [];
+  tokenIdsInVocab(stopIds, tok.vocabSize, 'stop_token_ids');
+  const minTokens = req.min_tokens ?? 0;
+  const s: SamplingRequest = {
+    temperature: req.temperature ?? 1,
+    topP: req.top_p ?? 1,
+    topK: Math.max(0, req.top_k ?? 0),
+    seed: engineSeed(req.seed ?? randomSeed()),
+  };
+  if (req.min_p) s.minP = req.min_p;
+  if (req.presence_penalty) s.presencePenalty = req.presence_penalty;
+  if (req.frequency_penalty) s.frequencyPenalty = req.frequency_penalty;
+  if (req.repetition_penalty != null && req.repetition_penalty !== 1) s.repetitionPenalty = req.repetition_penalty;
+  const bias = logitBias(req, tok.vocabSize);
+  if (bias.length > 0) s.logitBias = bias;
+  if (minTokens > 0) {
+    s.minTokens = minTokens;
+    // Before min_tokens, neither EOS (unless ignored) nor a stop token id may be sampled (vLLM).
+    s.stopTokenIds = [...new Set([...stopIds, ...(req.ignore_eos ? [] : [tok.eosTokenId])])];
+  }
+  if (logprobs !== null) s.logprobs = logprobs;
+  return s;
+}
+
+function common(req: Common, tok: ServerTokenizer, promptTokens: number[], limits: ServerLimits, maxTokensField: string,
+  maxTokens: number | null | undefined, logprobs: number | null): GenerationRequest {
   if (req.n != null && req.n !== 1) throw badRequest(`only n = 1 is supported, got n = ${req.n}`, 'n', 'unsupported_value');
+  if (req.response_format != null && req.response_format.type !== 'text') {
+    throw badRequest(`response_format '${req.response_format.type}' is not supported (no constrained decoding); only 'text'`, 'response_format', 'unsupported_value');
+  }
+  if (req.stream_options != null && req.stream !== true) {
+    throw badRequest('stream_options is only allowed with stream: true', 'stream_options', 'invalid_value');
+  }
+  if (req.stream_options?.continuous_usage_stats === true) {
+    throw badRequest('stream_options.continuous_usage_stats is not supported', 'stream_options.continuous_usage_stats', 'unsupported_value');
+  }
   if (promptTokens.length === 0) throw badRequest('the prompt is empty after tokenization', 'prompt', 'empty_prompt');
   if (promptTokens.length > limits.maxPromptTokens) {
     throw badRequest(`prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`, 'prompt', 'context_length_exceeded');
@@ -59,17 +183,21 @@ function common(req: Common, promptTokens: number[], limits: ServerLimits, maxTo
     throw badRequest(`${maxTokensField} = ${maxTokens} plus the ${promptTokens.length} prompt tokens exceeds the ${limits.maxTotalTokens}-token window`,
       maxTokensField, 'context_length_exceeded');
   }
+  // As vLLM: without max_tokens, generate up to the rest of the context window.
+  const max = maxTokens ?? room;
+  if (req.min_tokens != null && req.min_tokens > max) {
+    throw badRequest(`min_tokens = ${req.min_tokens} exceeds ${maxTokensField} = ${max}`, 'min_tokens', 'invalid_value');
+  }
   const stop = req.stop == null ? [] : typeof req.stop === 'string' ? [req.stop] : req.stop;
   return {
     promptTokens,
-    maxTokens: maxTokens ?? Math.min(limits.defaultMaxTokens, room),
-    sampling: {
-      temperature: req.temperature ?? 1,
-      topP: req.top_p ?? 1,
-      topK: req.top_k ?? 0,
-      seed: req.seed ?? randomSeed(),
-    },
+    maxTokens: max,
+    sampling: samplingOf(req, tok, logprobs),
     stop,
+    stopTokenIds: req.stop_token_ids ?? [],
+    includeStop: req.include_stop_str_in_output === true,
+    skipSpecialTokens: req.skip_special_tokens !== false,
+    logprobs,
     stream: req.stream === true,
     includeUsage: req.stream_options?.include_usage === true,
     ignoreEos: req.ignore_eos === true,
@@ -90,7 +218,7 @@ function promptText(req: CompletionRequestT): string | undefined {
 
 /** `encoded`: the prompt's ids when they were computed elsewhere (off the event loop). */
 export function completionToGeneration(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits, encoded?: number[]): GenerationRequest {
-  if (req.echo) throw badRequest('echo is not supported', 'echo', 'unsupported_value');
+  refuseUnsupported(req as Record<string, unknown>);
   let ids: number[];
   const text = promptText(req);
   if (text !== undefined) {
@@ -101,7 +229,7 @@ export function completionToGeneration(req: CompletionRequestT, tok: ServerToken
     const bad = ids.find((t) => t >= tok.vocabSize);
     if (bad !== undefined) throw badRequest(`token id ${bad} is outside the vocabulary (size ${tok.vocabSize})`, 'prompt', 'invalid_value');
   }
-  return common(req, ids, limits, 'max_tokens', req.max_tokens);
+  return common(req, tok, ids, limits, 'max_tokens', req.max_tokens, req.logprobs ?? null);
 }
 
 /** Text of a message: a string, or the concatenated text parts. */
@@ -112,6 +240,10 @@ function messageText(content: ChatRequestT['messages'][number]['content']): stri
 }
 
 function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
+  refuseUnsupported(req as Record<string, unknown>);
+  if (req.top_logprobs != null && req.logprobs !== true) {
+    throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs', 'invalid_value');
+  }
   const turns = req.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
   if (turns.every((t) => t.content.trim() === '')) throw badRequest('messages have no content', 'messages', 'empty_messages');
   checkPromptChars(turns.reduce((n, t) => n + t.content.length, 0), limits, 'messages');
@@ -128,7 +260,7 @@ export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits
   let ids: number[];
   try { ids = encoded ?? tok.encodeChat(turns); } catch (err) { throw templateRefusal(err); }
   const field = req.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-  return common(req, ids, limits, field, req.max_completion_tokens ?? req.max_tokens);
+  return common(req, tok, ids, limits, field, req.max_completion_tokens ?? req.max_tokens, req.logprobs === true ? req.top_logprobs ?? 0 : null);
 }
 
 /** completionToGeneration, with a long prompt tokenised off the event loop when the tokenizer can. */

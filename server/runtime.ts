@@ -68,7 +68,7 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: Tokenize
     eosTokenId: t.eosTokenId,
     vocabSize: cfg.vocabSize,
     encode: (text) => t.encode(text),
-    decode: (ids) => t.decode(ids),
+    decode: (ids, options) => t.decode(ids, options),
     ...(CONCATENATIVE.has(t.kind) ? { decodeToken } : {}),
     encodeChat: (messages) => t.encodeChat(messages),
     ...(thread ? { encodeAsync: (text: string) => thread.encode(text), encodeChatAsync: (m: ChatTurn[]) => thread.encodeChat(m) } : {}),

@@ -32,6 +32,8 @@ export interface ServingOptions {
   logger?: FastifyServerOptions['logger'];
   processMetrics?: boolean;
   log?: Log;
+  /** CORS origins (default: HYBRIDSERVE_CORS_ORIGINS, comma-separated; none = CORS off). */
+  corsOrigins?: string[];
 }
 
 export interface Serving {
@@ -46,7 +48,7 @@ const quiet: Log = { info: () => {}, warn: () => {}, error: () => {} };
 export async function createServing(o: ServingOptions): Promise<Serving> {
   const log = o.log ?? quiet;
   const limits = resolveLimits(o.limits ?? {}, o.maxPositions);
-  const metrics = createMetrics({ processMetrics: o.processMetrics });
+  const metrics = createMetrics({ processMetrics: o.processMetrics, modelName: o.modelName });
   const scheduler = new Scheduler(o.engine, { maxBatch: o.maxBatch ?? 64, maxQueue: limits.maxQueue, eosTokenId: o.tokenizer.eosTokenId, miniBatcher: o.miniBatcher }, {
     log,
     onFirstToken: (s) => metrics.ttft.observe(s),
@@ -73,7 +75,8 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
   }
   let keyWatcher: KeyFileWatcher | null = null;
   if (o.apiKeyFile) keyWatcher = await watchKeyFile(o.apiKeyFile.file, ctx.apiKeys, o.apiKeyFile.envKeys, log, o.apiKeyFile.pollMs);
-  const app = buildApp(ctx, { logger: o.logger });
+  const corsOrigins = o.corsOrigins ?? (process.env.HYBRIDSERVE_CORS_ORIGINS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const app = buildApp(ctx, { logger: o.logger, corsOrigins });
   let closing: Promise<void> | null = null;
   app.addHook('onClose', async () => {
     watcher?.close();

@@ -69,12 +69,52 @@ export interface NativeSamplingParams {
   topP: number;
   /** Seeds this sequence's own RNG, so results do not depend on batch composition. */
   seed: number;
+  /** Logit processors, applied in vLLM's order before sampling; absent = off. */
+  /** Drop tokens whose probability is below minP times the best one's (0 = off). */
+  minP?: number;
+  /** Subtracted once from the logit of each token generated so far (0 = off). */
+  presencePenalty?: number;
+  /** Subtracted from a token's logit per time it was generated so far (0 = off). */
+  frequencyPenalty?: number;
+  /** Tokens in the prompt or generated so far: positive logits divided by it, negative multiplied (1 = off). */
+  repetitionPenalty?: number;
+  /** Until this many tokens are generated, stopTokenIds cannot be sampled (pass EOS among them). */
+  minTokens?: number;
+  stopTokenIds?: number[];
+  /** [tokenId, bias] pairs added to the logits. */
+  logitBias?: Array<[number, number]>;
+  /** Return this sequence's sampled-token logprob (0) and also the top N alternatives (N ≤ 20); absent = none. */
+  logprobs?: number;
 }
 
 export interface NativeSequenceOptions {
   sampling: NativeSamplingParams;
   /** Overrides the engine's ACT fraction for this sequence's blocks. */
   actFraction?: number;
+  /** How many of the tokens are the prompt (default: all); the rest count as generated for the
+   * penalties and minTokens (a preempted sequence re-added with its generated tokens). */
+  promptTokens?: number;
+}
+
+/** The `code` of every error the addon raises (defined once in native/src/core/errors.h). */
+export const NativeErrorCode = {
+  InvalidArgument: 'HS_INVALID_ARGUMENT',
+  OutOfBlocks: 'HS_OUT_OF_BLOCKS',
+  UnknownSequence: 'HS_UNKNOWN_SEQUENCE',
+  Busy: 'HS_BUSY',
+  Closed: 'HS_CLOSED',
+  Internal: 'HS_INTERNAL',
+} as const;
+export type NativeErrorCode = (typeof NativeErrorCode)[keyof typeof NativeErrorCode];
+
+/** An error thrown or rejected by the addon. */
+export interface NativeError extends Error { code: NativeErrorCode }
+
+/** True when `err` is an addon error with the given code (works across realms: no instanceof). */
+export function isNativeError(err: unknown, code?: NativeErrorCode): err is NativeError {
+  if (typeof err !== 'object' || err === null) return false;
+  const c = (err as { code?: unknown }).code;
+  return typeof c === 'string' && c.startsWith('HS_') && (code === undefined || c === code);
 }
 
 /** Per-sequence outcome of a step. */
@@ -94,8 +134,32 @@ export interface NativeStepResult {
   tokens: Int32Array;
   status: Int32Array;
   logits?: Float32Array;
+  /**
+   * Present when a sequence in the step asked for logprobs: the sampled token's logprob under
+   * log_softmax of the raw logits, per id (NaN where not asked), and topN (id, logprob) pairs per
+   * id, best first, row-major [n, topN], padded with -1 / NaN.
+   */
+  logprobs?: Float32Array;
+  topN?: number;
+  topTokenIds?: Int32Array;
+  topLogprobs?: Float32Array;
   /** What this step did. */
   counters: NativeCounters;
+}
+
+/** One generated token's logprob and its top alternatives ([id, logprob], best first). */
+export interface TokenLogprob { logprob: number; top: Array<[number, number]> }
+
+/** The logprobs of row i of a step result, when the step returned any for it. */
+export function stepLogprob(r: NativeStepResult, i: number): TokenLogprob | undefined {
+  if (!r.logprobs || Number.isNaN(r.logprobs[i])) return undefined;
+  const top: Array<[number, number]> = [];
+  const n = r.topN ?? 0;
+  for (let k = 0; k < n; k++) {
+    const id = r.topTokenIds![i * n + k];
+    if (id >= 0) top.push([id, r.topLogprobs![i * n + k]]);
+  }
+  return { logprob: r.logprobs[i], top };
 }
 
 export interface NativeCounters {
@@ -158,9 +222,9 @@ export interface NativeProbeResult {
 
 export interface NativeEngine {
   info(): NativeEngineInfo;
-  /** Registers a sequence and reserves cache blocks for its prompt. Throws RangeError('out of cache blocks: ...') when the pools cannot hold it. */
+  /** Registers a sequence and reserves cache blocks for its prompt. Throws a RangeError with code HS_OUT_OF_BLOCKS when the pools cannot hold it. */
   addSequence(tokens: Int32Array, options: NativeSequenceOptions): number;
-  /** Frees the sequence's blocks at once, or when the step running it returns (the engine defers removal of a sequence in flight). Unknown ids throw RangeError. */
+  /** Frees the sequence's blocks at once, or when the step running it returns (the engine defers removal of a sequence in flight). Unknown ids throw RangeError (code HS_UNKNOWN_SEQUENCE). */
   removeSequence(id: number): void;
   sequence(id: number): NativeSequenceInfo;
   /**

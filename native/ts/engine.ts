@@ -7,9 +7,10 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import type { ModelConfig } from '../../model/types.js';
-import type { NativeAddon, NativeEngine, NativeEngineOptions, NativeModelConfig } from './addon-types.js';
+import { NativeErrorCode, type NativeAddon, type NativeEngine, type NativeEngineOptions, type NativeModelConfig } from './addon-types.js';
 
 export type * from './addon-types.js';
+export { isNativeError, NativeErrorCode } from './addon-types.js';
 
 /** The package root: the nearest ancestor holding our package.json (works from source and dist/). */
 export function packageRoot(start: string = path.dirname(fileURLToPath(import.meta.url))): string {
@@ -91,6 +92,8 @@ export function engineOptionErrors(opts: NativeEngineOptions): string[] {
 /** Validates in JS, then builds the engine off the main thread. Rejects with RangeError on bad options. */
 export async function createEngine(opts: NativeEngineOptions): Promise<NativeEngine> {
   const errs = engineOptionErrors(opts);
-  if (errs.length > 0) throw new RangeError(`invalid engine options: ${errs.join('; ')}`);
+  if (errs.length > 0) {
+    throw Object.assign(new RangeError(`invalid engine options: ${errs.join('; ')}`), { code: NativeErrorCode.InvalidArgument });
+  }
   return loadAddon().createEngine(opts);
 }

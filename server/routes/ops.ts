@@ -2,18 +2,23 @@
 import type { TypedPlugin } from '../type-provider.js';
 import type { ServingContext } from '../context.js';
 import { ErrorResponse } from '../schemas/common.js';
-import { Health, Stats } from '../schemas/ops.js';
+import { Health, Stats, Version } from '../schemas/ops.js';
+import { packageVersion } from '../version.js';
 
 /** Refreshes the gauges that describe current state (called before each scrape). */
 export function refreshGauges(ctx: ServingContext): void {
-  ctx.metrics.queueDepth.set(ctx.scheduler.queueDepth);
-  ctx.metrics.runningSequences.set(ctx.scheduler.runningCount);
+  ctx.metrics.setLoad(ctx.scheduler.queueDepth, ctx.scheduler.runningCount);
   ctx.metrics.setPools(ctx.engine.pools());
   ctx.metrics.actFraction.set(ctx.engine.actFraction());
 }
 
 export const opsRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { ctx }) => {
   app.get('/healthz', { schema: { response: { 200: Health, 503: Health } } }, async () => ({ status: 'ok' }));
+
+  // vLLM's liveness route: 200 with an empty body while the process serves.
+  app.get('/health', async (_req, reply) => reply.code(200).send());
+
+  app.get('/version', { schema: { response: { 200: Version } } }, async () => ({ version: packageVersion() }));
 
   app.get('/readyz', { schema: { response: { 200: Health, 503: Health } } }, async (_req, reply) => {
     if (ctx.ready && !ctx.draining) return { status: 'ready' };

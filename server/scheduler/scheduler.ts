@@ -5,7 +5,7 @@
 // engine.step() is async (an AsyncWorker), so the event loop keeps serving HTTP while it runs, and
 // the tokens of one step reach their requests (SSE writes) while the next step computes.
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import type { NativeCounters, NativeEngine, NativeStepResult } from '../../native/ts/addon-types.js';
+import { isNativeError, NativeErrorCode, stepLogprob, type NativeCounters, type NativeEngine, type NativeStepResult, type TokenLogprob } from '../../native/ts/addon-types.js';
 import { ApiError } from '../errors.js';
 import type { SamplingRequest } from '../request.js';
 import { canAdmit, fitsEmptyPools, formBatches, needsPreemption, retryAfterSeconds, type MiniBatcher } from './policy.js';
@@ -20,7 +20,7 @@ export interface SequenceRequest {
   sampling: SamplingRequest;
   ignoreEos: boolean;
   /** Called for each generated token, in order. Returning true stops generation ('stop'). */
-  onToken(token: number, index: number): boolean | void;
+  onToken(token: number, index: number, logprob?: TokenLogprob): boolean | void;
   onDone(reason: FinishReason, error?: Error): void;
   /** Absolute deadline (ms since epoch); undefined = none. */
   deadline?: number;
@@ -63,6 +63,7 @@ interface Seq {
   /** A sampled token not yet handed to req.onToken (-1: none), and its index in `generated`. */
   pendingToken: number;
   pendingIndex: number;
+  pendingLogprob?: TokenLogprob;
 }
 
 export interface SchedulerOptions {
@@ -112,7 +113,7 @@ export class Scheduler {
       throw new ApiError(400, `prompt of ${req.prompt.length} tokens needs more cache blocks than this server has`, 'invalid_request_error', 'prompt',
         'context_length_exceeded');
     }
-    const now = Date.now();
+    const now = performance.now(); // monotonic: latencies only
     const seq: Seq = {
       req, generated: [], engineId: null, admittedRank: 0, enqueuedAt: now, lastTokenAt: now,
       done: false, cancelRequested: false, contextTokens: req.prompt.length, pendingToken: -1, pendingIndex: -1,
@@ -236,16 +237,16 @@ export class Scheduler {
       const all = Int32Array.from(seq.generated.length ? seq.req.prompt.concat(seq.generated) : seq.req.prompt);
       const s = seq.req.sampling;
       try {
-        seq.engineId = this.engine.addSequence(all, { sampling: { temperature: s.temperature, topK: s.topK, topP: s.topP, seed: s.seed } });
+        seq.engineId = this.engine.addSequence(all, { sampling: s, promptTokens: seq.req.prompt.length });
       } catch (err) {
-        if (err instanceof RangeError && /out of cache blocks/.test(err.message)) {
+        if (isNativeError(err, NativeErrorCode.OutOfBlocks)) {
           if (this.running.length > 0) return; // wait for others to finish
           this.waiting.shift();
           this.finish(seq, 'error', new ApiError(400, `prompt does not fit the cache: ${err.message}`, 'invalid_request_error', 'prompt', 'context_length_exceeded'));
           continue;
         }
         this.waiting.shift();
-        this.finish(seq, 'error', err instanceof RangeError || err instanceof TypeError
+        this.finish(seq, 'error', isNativeError(err, NativeErrorCode.InvalidArgument)
           ? new ApiError(400, err.message, 'invalid_request_error', 'prompt') : (err as Error));
         continue;
       }
@@ -281,7 +282,7 @@ export class Scheduler {
     }
     // Time the event loop waited for the step (engine work plus the addon's thread hand-off).
     this.totals.awaitSeconds += (performance.now() - a0) / 1000;
-    const now = Date.now();
+    const now = performance.now(); // monotonic: latencies only
     let tokens = 0;
     const needy: Seq[] = [];
     for (let i = 0; i < live.length; i++) {
@@ -300,6 +301,7 @@ export class Scheduler {
       seq.lastTokenAt = now;
       seq.pendingToken = token;
       seq.pendingIndex = seq.generated.length - 1;
+      seq.pendingLogprob = stepLogprob(result, i);
       if (!seq.req.ignoreEos && token === this.opts.eosTokenId) this.finish(seq, 'stop');
       else if (seq.generated.length >= seq.req.maxTokens) this.finish(seq, 'length');
       // A first token goes out at once: time to first token is the latency users feel most, and a
@@ -331,7 +333,7 @@ export class Scheduler {
     if (token < 0 || seq.done) return;
     seq.pendingToken = -1;
     let stop = false;
-    try { stop = seq.req.onToken(token, seq.pendingIndex) === true; } catch (err) {
+    try { stop = seq.req.onToken(token, seq.pendingIndex, seq.pendingLogprob) === true; } catch (err) {
       this.finish(seq, 'error', err as Error); return;
     }
     if (stop) this.finish(seq, 'stop');

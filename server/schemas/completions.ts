@@ -1,6 +1,6 @@
 // POST /v1/completions request and response (OpenAI legacy completions; n = 1).
 import { Type, type Static } from '@sinclair/typebox';
-import { FinishReason, SamplingFields, Usage } from './common.js';
+import { FinishReason, MAX_LOGPROBS, Refused, SamplingFields, Usage } from './common.js';
 
 export const CompletionRequest = Type.Object({
   ...SamplingFields,
@@ -8,11 +8,21 @@ export const CompletionRequest = Type.Object({
   prompt: Type.Union([
     Type.String(),
     Type.Array(Type.String(), { minItems: 1, maxItems: 1 }),
-    Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 }),
+    Type.Array(Type.Integer({ minimum: 0, maximum: 2147483647 }), { minItems: 1 }),
   ]),
-  echo: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
+  /** The sampled token's logprob and the top N alternatives per token (0 = only the sampled one's). */
+  logprobs: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS }), Type.Null()])),
+  echo: Refused('null or false'),
+  suffix: Refused('null or empty'),
 }, { additionalProperties: true });
 export type CompletionRequestT = Static<typeof CompletionRequest>;
+
+const CompletionLogprobs = Type.Object({
+  tokens: Type.Array(Type.String()),
+  token_logprobs: Type.Array(Type.Number()),
+  top_logprobs: Type.Array(Type.Record(Type.String(), Type.Number())),
+  text_offset: Type.Array(Type.Integer()),
+});
 
 export const CompletionResponse = Type.Object({
   id: Type.String(),
@@ -22,8 +32,9 @@ export const CompletionResponse = Type.Object({
   choices: Type.Array(Type.Object({
     index: Type.Integer(),
     text: Type.String(),
-    logprobs: Type.Null(),
+    logprobs: Type.Union([CompletionLogprobs, Type.Null()]),
     finish_reason: FinishReason,
+    stop_reason: Type.Optional(Type.Union([Type.String(), Type.Integer(), Type.Null()])),
   })),
   usage: Usage,
 });

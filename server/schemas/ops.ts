@@ -1,4 +1,4 @@
-// Schemas of the operational routes: models, health, readiness, stats.
+// Schemas of the operational routes: models, health, readiness, stats, version, tokenize.
 import { Type } from '@sinclair/typebox';
 
 export const ModelList = Type.Object({
@@ -8,6 +8,8 @@ export const ModelList = Type.Object({
     object: Type.Literal('model'),
     created: Type.Integer(),
     owned_by: Type.String(),
+    root: Type.String(),
+    max_model_len: Type.Integer(),
   })),
 });
 
@@ -31,3 +33,27 @@ export const Stats = Type.Object({
   server: Type.Object({ steps: Num, tokens: Num, busySeconds: Num, engineSeconds: Num, awaitSeconds: Num, loopSeconds: Num, preemptions: Num, overlapSeconds: Num }),
   pools: Type.Record(Type.String(), Num),
 });
+
+/** GET /v1/models/{model} (vLLM also lists max_model_len). */
+export const ModelCard = Type.Object({
+  id: Type.String(),
+  object: Type.Literal('model'),
+  created: Type.Integer(),
+  owned_by: Type.String(),
+  root: Type.String(),
+  max_model_len: Type.Integer(),
+});
+
+export const Version = Type.Object({ version: Type.String() });
+
+const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: 2147483647 }), { maxItems: 1_000_000 });
+
+/** POST /tokenize (vLLM): a prompt, or chat messages rendered with the chat template. */
+export const TokenizeRequest = Type.Union([
+  Type.Object({ model: Type.Optional(Type.String()), prompt: Type.String() }),
+  Type.Object({ model: Type.Optional(Type.String()), messages: Type.Array(Type.Object({ role: Type.String(), content: Type.String() }), { minItems: 1 }) }),
+]);
+export const TokenizeResponse = Type.Object({ count: Type.Integer(), max_model_len: Type.Integer(), tokens: TokenIds });
+
+export const DetokenizeRequest = Type.Object({ model: Type.Optional(Type.String()), tokens: TokenIds });
+export const DetokenizeResponse = Type.Object({ prompt: Type.String() });

@@ -10,8 +10,9 @@ const tiny = toNativeConfig(presetConfig('opt-tiny')!);
 const base: NativeEngineOptions = {
   device: 'cpu', config: tiny, weights: { kind: 'synthetic', seed: 1 }, blockTokens: 4, kvBlocks: 2, actBlocks: 1, actFraction: 0.5,
 };
-const range = (message: string) => ({ name: 'RangeError', message });
-const type = (message: string) => ({ name: 'TypeError', message });
+// Every addon error carries a typed code (native/src/core/errors.h, mirrored as NativeErrorCode).
+const range = (message: string, code = 'HS_INVALID_ARGUMENT') => ({ name: 'RangeError', message, code });
+const type = (message: string) => ({ name: 'TypeError', message, code: 'HS_INVALID_ARGUMENT' });
 
 describe('engine argument errors', () => {
   let engine: NativeEngine;
@@ -23,7 +24,9 @@ describe('engine argument errors', () => {
   });
 
   test('createEngine rejects bad options in JS and in the addon', async () => {
-    expect((await rejectionOf(createEngine({ ...base, actFraction: 1.5 }))).message).toMatch(/actFraction must be a number in \[0, 1\]/);
+    const js = await rejectionOf(createEngine({ ...base, actFraction: 1.5 }));
+    expect(js.message).toMatch(/actFraction must be a number in \[0, 1\]/);
+    expect(js.code).toBe('HS_INVALID_ARGUMENT');
     expect((await rejectionOf(createEngine({ ...base, config: { ...tiny, numLayers: 0 } }))).message).toMatch(/config.numLayers/);
     const addon = loadAddon();
     expect(await rejectionOf(addon.createEngine({ ...base, actFraction: -0.1 }))).toEqual(
@@ -33,9 +36,9 @@ describe('engine argument errors', () => {
       type('config.hiddenSize must be a number'),
     );
     expect((await rejectionOf(addon.createEngine({ ...base, config: { ...tiny, numKvHeads: 3 } }))).name).toBe('RangeError');
-    expect((await rejectionOf(addon.createEngine({ ...base, weights: { kind: 'files', tensors: [] } }))).message).toMatch(
-      /missing tensor 'embed_tokens.weight'/,
-    );
+    const missing = await rejectionOf(addon.createEngine({ ...base, weights: { kind: 'files', tensors: [] } }));
+    expect(missing.message).toMatch(/missing tensor 'embed_tokens.weight'/);
+    expect(missing.code).toMatch(/^HS_(INVALID_ARGUMENT|INTERNAL)$/);
     expect((await rejectionOf(addon.createEngine({ ...base, device: 'tpu' as 'cpu' }))).message).toMatch(/device must be 'cpu' or 'cuda'/);
     expect((await rejectionOf(addon.probe('tpu' as 'cpu'))).name).toBe('RangeError');
     expect(addon.devices()).toContain('cpu');
@@ -53,7 +56,7 @@ describe('engine argument errors', () => {
     expect(errorOf(() => engine.addSequence(Int32Array.of(1), { sampling: greedy, actFraction: 2 })).name).toBe('RangeError');
     expect(errorOf(() => engine.addSequence(Int32Array.of(1), {} as never))).toEqual(type('options.sampling must be an object'));
     expect(errorOf(() => engine.addSequence(new Int32Array(13), ok))).toEqual(
-      range('out of cache blocks: need 4 blocks, KV free 2, ACT free 1'),
+      range('out of cache blocks: need 4 blocks, KV free 2, ACT free 1', 'HS_OUT_OF_BLOCKS'),
     );
     expect(errorOf(() => engine.setActFraction(-0.5)).name).toBe('RangeError');
     expect(errorOf(() => engine.setActFraction(Number.NaN)).name).toBe('RangeError');
@@ -63,13 +66,13 @@ describe('engine argument errors', () => {
   });
 
   test('unknown ids and busy engines are reported', async () => {
-    expect(errorOf(() => engine.removeSequence(999))).toEqual(range('unknown sequence id 999'));
+    expect(errorOf(() => engine.removeSequence(999))).toEqual(range('unknown sequence id 999', 'HS_UNKNOWN_SEQUENCE'));
     expect(errorOf(() => engine.sequence(999)).name).toBe('RangeError');
-    expect(await rejectionOf(engine.step(Int32Array.of(999)))).toEqual(range('unknown sequence id 999'));
+    expect(await rejectionOf(engine.step(Int32Array.of(999)))).toEqual(range('unknown sequence id 999', 'HS_UNKNOWN_SEQUENCE'));
     const id = engine.addSequence(Int32Array.of(1, 2, 3), { sampling: greedy });
     const first = engine.step(Int32Array.of(id));
-    expect(await rejectionOf(engine.step(Int32Array.of(id)))).toEqual({ name: 'Error', message: 'engine busy' });
-    expect(await rejectionOf(engine.close())).toEqual({ name: 'Error', message: 'engine busy' });
+    expect(await rejectionOf(engine.step(Int32Array.of(id)))).toEqual({ name: 'Error', message: 'engine busy', code: 'HS_BUSY' });
+    expect(await rejectionOf(engine.close())).toEqual({ name: 'Error', message: 'engine busy', code: 'HS_BUSY' });
     const r = await first;
     expect(r.status[0]).toBe(0);
     expect((await rejectionOf(engine.step(Int32Array.of(id, id)))).message).toMatch(/appears twice/);
@@ -107,8 +110,8 @@ describe('engine lifecycle', () => {
     const e = await presetEngine('llama-tiny', { kvBlocks: 4, actBlocks: 4 });
     expect(e.info()).toMatchObject({ device: 'cpu', elementBytes: 4 });
     await e.close();
-    expect(errorOf(() => e.pools()).message).toBe('engine is closed');
-    expect((await rejectionOf(e.step(Int32Array.of(1)))).message).toBe('engine is closed');
+    expect(errorOf(() => e.pools())).toEqual({ name: 'Error', message: 'engine is closed', code: 'HS_CLOSED' });
+    expect(await rejectionOf(e.step(Int32Array.of(1)))).toEqual({ name: 'Error', message: 'engine is closed', code: 'HS_CLOSED' });
     await e.close();  // closing twice is harmless
   });
 });

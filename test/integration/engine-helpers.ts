@@ -52,20 +52,24 @@ export function prompt(n: number, salt: number, vocab: number): number[] {
  * The name and message of what `fn` throws (or a promise rejects with). Errors made by the addon
  * belong to Node's main realm, not jest's sandbox, so `toThrow(RangeError)` cannot match them.
  */
-export function errorOf(fn: () => unknown): { name: string; message: string } {
+/** What a caller can tell an addon error by: its class name, message and typed code. */
+export interface ErrorShape { name: string; message: string; code: unknown }
+const shape = (e: unknown): ErrorShape => ({ name: (e as Error).name, message: (e as Error).message, code: (e as { code?: unknown }).code });
+
+export function errorOf(fn: () => unknown): ErrorShape {
   try {
     fn();
   } catch (e) {
-    return { name: (e as Error).name, message: (e as Error).message };
+    return shape(e);
   }
   throw new Error('expected a throw');
 }
 
-export async function rejectionOf(p: Promise<unknown>): Promise<{ name: string; message: string }> {
+export async function rejectionOf(p: Promise<unknown>): Promise<ErrorShape> {
   try {
     await p;
   } catch (e) {
-    return { name: (e as Error).name, message: (e as Error).message };
+    return shape(e);
   }
   throw new Error('expected a rejection');
 }

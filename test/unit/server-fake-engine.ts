@@ -5,6 +5,10 @@
 import type {
   NativeCounters, NativeEngine, NativeEngineInfo, NativePoolStats, NativeSequenceInfo, NativeSequenceOptions, NativeStepResult,
 } from '../../native/ts/addon-types.js';
+import type { NativeErrorCode } from '../../native/ts/addon-types.js';
+
+/** Errors carry the addon's typed code, as the real engine's do. */
+const coded = <E extends Error>(err: E, code: NativeErrorCode): E => Object.assign(err, { code });
 
 const zero = (): NativeCounters => ({
   steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0, actBytesD2H: 0,
@@ -44,9 +48,9 @@ export class FakeEngine implements NativeEngine {
   }
 
   addSequence(tokens: Int32Array, options: NativeSequenceOptions): number {
-    if (tokens.length === 0) throw new TypeError('empty token list');
+    if (tokens.length === 0) throw coded(new TypeError('empty token list'), 'HS_INVALID_ARGUMENT');
     const need = Math.ceil(tokens.length / this.bt);
-    if (need > this.kvFree + this.actFree) throw new RangeError(`out of cache blocks: need ${need} blocks, KV free ${this.kvFree}, ACT free ${this.actFree}`);
+    if (need > this.kvFree + this.actFree) throw coded(new RangeError(`out of cache blocks: need ${need} blocks, KV free ${this.kvFree}, ACT free ${this.actFree}`), 'HS_OUT_OF_BLOCKS');
     const s: FakeSeq = { tokens: Array.from(tokens), cached: 0, kv: 0, act: 0, seed: options.sampling.seed };
     for (let i = 0; i < need; i++) this.take(s);
     const id = this.nextId++;
@@ -56,7 +60,7 @@ export class FakeEngine implements NativeEngine {
 
   removeSequence(id: number): void {
     const s = this.seqs.get(id);
-    if (!s) throw new RangeError(`unknown sequence ${id}`);
+    if (!s) throw coded(new RangeError(`unknown sequence ${id}`), 'HS_UNKNOWN_SEQUENCE');
     this.kvFree += s.kv;
     this.actFree += s.act;
     this.seqs.delete(id);
@@ -64,12 +68,12 @@ export class FakeEngine implements NativeEngine {
 
   sequence(id: number): NativeSequenceInfo {
     const s = this.seqs.get(id);
-    if (!s) throw new RangeError(`unknown sequence ${id}`);
+    if (!s) throw coded(new RangeError(`unknown sequence ${id}`), 'HS_UNKNOWN_SEQUENCE');
     return { id, length: s.tokens.length, cachedTokens: s.cached, kvBlocks: s.kv, actBlocks: s.act };
   }
 
   async step(ids: Int32Array): Promise<NativeStepResult> {
-    if (this.busy) throw new Error('engine busy');
+    if (this.busy) throw coded(new Error('engine busy'), 'HS_BUSY');
     this.busy = true;
     this.stepLog.push(Array.from(ids));
     try {
@@ -80,7 +84,7 @@ export class FakeEngine implements NativeEngine {
       c.steps = 1;
       ids.forEach((id, i) => {
         const s = this.seqs.get(id);
-        if (!s) throw new RangeError(`unknown sequence ${id}`);
+        if (!s) throw coded(new RangeError(`unknown sequence ${id}`), 'HS_UNKNOWN_SEQUENCE');
         // The new token needs a slot: a block when the sequence's blocks are full.
         if (s.tokens.length + 1 > (s.kv + s.act) * this.bt && !this.take(s)) { status[i] = 1; tokens[i] = -1; return; }
         const fresh = s.tokens.length - s.cached;
@@ -125,6 +129,6 @@ export const byteTokenizer: import('../../server/request.js').ServerTokenizer = 
   eosTokenId: 2,
   vocabSize: 259,
   encode: (text: string) => Array.from(Buffer.from(text, 'utf8'), (b) => b + 3),
-  decode: (ids: number[]) => Buffer.from(ids.filter((t) => t >= 3).map((t) => t - 3)).toString('utf8'),
+  decode: (ids: readonly number[]) => Buffer.from(ids.filter((t) => t >= 3).map((t) => t - 3)).toString('utf8'),
   encodeChat: (msgs: Array<{ role: string; content: string }>) => byteTokenizer.encode(msgs.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:'),
 };

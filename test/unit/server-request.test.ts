@@ -2,7 +2,7 @@ import { describe, expect, test } from '@jest/globals';
 import { authorized, keySet, loadApiKeys } from '../../server/auth.js';
 import { ApiError, toApiError } from '../../server/errors.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../../server/options.js';
-import { chatToGeneration, completionToGeneration } from '../../server/request.js';
+import { chatToGeneration, completionToGeneration, engineSeed, unknownFields } from '../../server/request.js';
 import { byteTokenizer } from './server-fake-engine.js';
 
 const limits = resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 32, defaultMaxTokens: 8 }, 2048);
@@ -13,14 +13,58 @@ function status(fn: () => unknown): number | undefined {
 }
 
 describe('request mapping', () => {
-  test('defaults: max_tokens capped by the window, temperature 1, a random seed', () => {
+  test('defaults: max_tokens is the rest of the window (as vLLM), temperature 1, a random seed', () => {
     const g = completionToGeneration({ model: 'm', prompt: 'hello' }, byteTokenizer, limits);
     expect(g.promptTokens).toEqual(byteTokenizer.encode('hello'));
-    expect(g.maxTokens).toBe(8);
+    expect(g.maxTokens).toBe(32 - 5);
     expect(g.sampling.temperature).toBe(1);
     expect(Number.isInteger(g.sampling.seed)).toBe(true);
     const long = completionToGeneration({ model: 'm', prompt: 'x'.repeat(20) }, byteTokenizer, resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 24, defaultMaxTokens: 8 }, 2048));
     expect(long.maxTokens).toBe(4);
+  });
+  test('logit processors map onto the native sampler; EOS joins the min_tokens suppression', () => {
+    const g = completionToGeneration({ model: 'm', prompt: 'hi', logit_bias: { 13: -100, 7: 2.5 }, presence_penalty: 0.5, frequency_penalty: -0.5,
+      repetition_penalty: 1.3, min_p: 0.1, min_tokens: 4, stop_token_ids: [9], top_k: -1, seed: -1, logprobs: 3 }, byteTokenizer, limits);
+    expect(g.sampling).toEqual({ temperature: 1, topP: 1, topK: 0, seed: 2 ** 53 - 1, minP: 0.1, presencePenalty: 0.5, frequencyPenalty: -0.5,
+      repetitionPenalty: 1.3, logitBias: [[7, 2.5], [13, -100]], minTokens: 4, stopTokenIds: [9, byteTokenizer.eosTokenId], logprobs: 3 });
+    expect(g).toMatchObject({ stopTokenIds: [9], logprobs: 3, includeStop: false, skipSpecialTokens: true });
+    // Defaults leave every processor off (no row copy in the engine).
+    expect(Object.keys(completionToGeneration({ model: 'm', prompt: 'hi' }, byteTokenizer, limits).sampling).sort()).toEqual(['seed', 'temperature', 'topK', 'topP']);
+    const chat = chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 2, min_tokens: 1, ignore_eos: true }, byteTokenizer, limits);
+    expect(chat.logprobs).toBe(2);
+    expect(chat.sampling.stopTokenIds).toEqual([]);
+  });
+  test('refused parameters and invalid combinations are 400s naming the parameter', () => {
+    const param = (fn: () => unknown) => { try { fn(); } catch (e) { return (e as ApiError).param; } return undefined; };
+    const c = (extra: object) => param(() => completionToGeneration({ model: 'm', prompt: 'hi', ...extra }, byteTokenizer, limits));
+    const ch = (extra: object) => param(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }], ...extra }, byteTokenizer, limits));
+    expect(c({ suffix: 'x' })).toBe('suffix');
+    expect(c({ echo: true })).toBe('echo');
+    expect(c({ best_of: 2 })).toBe('best_of');
+    expect(c({ best_of: 1 })).toBeUndefined();
+    expect(c({ n: 2 })).toBe('n');
+    expect(c({ stream_options: { include_usage: true } })).toBe('stream_options');
+    expect(c({ response_format: { type: 'json_object' } })).toBe('response_format');
+    expect(c({ response_format: { type: 'text' } })).toBeUndefined();
+    expect(c({ logit_bias: { 999: 1 } })).toBe('logit_bias');
+    expect(c({ stop_token_ids: [300] })).toBe('stop_token_ids');
+    expect(c({ min_tokens: 40 })).toBe('min_tokens');
+    expect(c({ guided_json: {} })).toBe('guided_json');
+    expect(ch({ tools: [{ type: 'function' }] })).toBe('tools');
+    expect(ch({ tools: [], tool_choice: 'none' })).toBeUndefined();
+    expect(ch({ tool_choice: 'auto' })).toBe('tool_choice');
+    expect(ch({ top_logprobs: 2 })).toBe('top_logprobs');
+    expect(ch({ store: true })).toBe('store');
+  });
+  test('seeds: any 64-bit integer maps into the engine range', () => {
+    expect(engineSeed(3)).toBe(3);
+    expect(engineSeed(-1)).toBe(2 ** 53 - 1);
+    expect(engineSeed(2 ** 53 + 2)).toBe(2);
+    expect(engineSeed(-9223372036854775808)).toBeGreaterThanOrEqual(0);
+  });
+  test('unknown fields are listed for logging', () => {
+    expect(unknownFields({ model: 'm', prompt: 'x', foo: 1, logprobs: 2 }, 'completions')).toEqual(['foo']);
+    expect(unknownFields({ model: 'm', messages: [], top_logprobs: 1, bar: 2 }, 'chat')).toEqual(['bar']);
   });
   test('stop, stream options, token-id prompts', () => {
     const g = completionToGeneration({ model: 'm', prompt: [5, 6], stop: 'x', stream: true, stream_options: { include_usage: true }, seed: 3, temperature: 0 }, byteTokenizer, limits);

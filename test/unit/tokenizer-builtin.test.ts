@@ -1,7 +1,8 @@
 import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
 import { presetConfig } from '../../model/presets.js';
-import { ByteTokenizer, Gpt2Tokenizer, incrementalDecoder, plainChatPrompt, syntheticTokenizer, type Tokenizer } from '../../model/tokenizer.js';
+import { Detokenizer } from '../../model/detokenizer.js';
+import { ByteTokenizer, Gpt2Tokenizer, plainChatPrompt, syntheticTokenizer, type Tokenizer } from '../../model/tokenizer.js';
 
 function streamed(tok: Tokenizer, ids: number[]): string[] {
   const d = tok.decoder();
@@ -80,7 +81,7 @@ describe('incremental decoder', () => {
     // A toy sentencepiece-like decode: the first piece loses its leading space.
     const vocab = ['▁Hello', '▁world', '!'];
     const decode = (ids: readonly number[]) => ids.map((i) => vocab[i]).join('').replace(/▁/g, ' ').replace(/^ /, '');
-    const d = incrementalDecoder(decode);
+    const d = new Detokenizer({ decode });
     expect([d.push(0), d.push(1), d.push(2), d.flush()].join('')).toBe('Hello world!');
   });
 });

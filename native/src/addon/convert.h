@@ -6,6 +6,7 @@
 #include <string>
 
 #include "addon/backend_factory.h"
+#include "addon/guard.h"
 #include "core/cache_pools.h"
 #include "core/engine.h"
 #include "core/weights.h"

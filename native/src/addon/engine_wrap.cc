@@ -20,7 +20,7 @@ Napi::Value Rejected(Napi::Env env, const Napi::Error& err) {
 
 Napi::Int32Array ToInt32Array(Napi::Env env, Napi::Value v, const char* what) {
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_int32_array)
-    throw Napi::TypeError::New(env, std::string(what) + " must be an Int32Array");
+    throw ArgTypeError(env, std::string(what) + " must be an Int32Array");
   return v.As<Napi::Int32Array>();
 }
 }  // namespace
@@ -51,12 +51,12 @@ Napi::Object EngineWrap::New(Napi::Env env, std::unique_ptr<Engine> engine) {
 
 EngineWrap::EngineWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<EngineWrap>(info) {
   if (info.Length() != 1 || !info[0].IsExternal())
-    throw Napi::TypeError::New(info.Env(), "NativeEngine cannot be constructed directly: use createEngine()");
+    throw ArgTypeError(info.Env(), "NativeEngine cannot be constructed directly: use createEngine()");
   engine_.reset(info[0].As<Napi::External<Engine>>().Data());
 }
 
 Engine& EngineWrap::engine() {
-  if (!engine_) throw Napi::Error::New(Env(), "engine is closed");
+  if (!engine_) throw ToJsError(Env(), "engine is closed", ErrorCode::Closed, false);
   return *engine_;
 }
 
@@ -109,10 +109,10 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
     Napi::Int32Array ids32 = ToInt32Array(env, info[0], "ids");
     bool want_logits = false;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
-      if (!info[1].IsObject()) throw Napi::TypeError::New(env, "step options must be an object");
+      if (!info[1].IsObject()) throw ArgTypeError(env, "step options must be an object");
       Napi::Value lv = info[1].As<Napi::Object>().Get("logits");
       if (!lv.IsUndefined()) {
-        if (!lv.IsBoolean()) throw Napi::TypeError::New(env, "options.logits must be a boolean");
+        if (!lv.IsBoolean()) throw ArgTypeError(env, "options.logits must be a boolean");
         want_logits = lv.As<Napi::Boolean>().Value();
       }
     }
@@ -162,7 +162,7 @@ Napi::Value EngineWrap::Close(const Napi::CallbackInfo& info) {
     d.Resolve(env.Undefined());
     return d.Promise();
   }
-  if (engine_->busy()) return Rejected(env, Napi::Error::New(env, "engine busy"));
+  if (engine_->busy()) return Rejected(env, ToJsError(env, "engine busy", ErrorCode::Busy, false));
   auto* worker = new CloseWorker(env, TakeEngine());
   Napi::Promise p = worker->Promise();
   worker->Queue();

@@ -9,6 +9,7 @@ namespace hs::addon {
 
 void PromiseWorker::Fail(const std::exception& e) {
   range_error_ = dynamic_cast<const RangeErrorEx*>(&e) != nullptr;
+  code_ = CodeOf(e);
   SetError(e.what());
 }
 
@@ -19,17 +20,14 @@ void PromiseWorker::OnOK() {
   } catch (const Napi::Error& e) {
     deferred_.Reject(e.Value());
   } catch (const std::exception& e) {
-    deferred_.Reject(Napi::Error::New(env, e.what()).Value());
+    deferred_.Reject(ToJsError(env, e.what(), CodeOf(e), false).Value());
   }
 }
 
 void PromiseWorker::OnError(const Napi::Error& e) {
   Napi::Env env = Env();
   Cleanup();
-  if (range_error_)
-    deferred_.Reject(Napi::RangeError::New(env, e.Message()).Value());
-  else
-    deferred_.Reject(e.Value());
+  deferred_.Reject(ToJsError(env, e.Message(), code_, range_error_).Value());
 }
 
 // ---- createEngine ------------------------------------------------------------------------------
@@ -81,6 +79,18 @@ Napi::Value StepWorker::Resolve() {
     Napi::Float32Array logits = Napi::Float32Array::New(env, result_.logits.size());
     std::memcpy(logits.Data(), result_.logits.data(), result_.logits.size() * sizeof(float));
     o.Set("logits", logits);
+  }
+  if (result_.top_n >= 0) {
+    Napi::Float32Array lp = Napi::Float32Array::New(env, n);
+    std::memcpy(lp.Data(), result_.logprobs.data(), n * sizeof(float));
+    Napi::Int32Array ids = Napi::Int32Array::New(env, result_.top_ids.size());
+    if (!result_.top_ids.empty()) std::memcpy(ids.Data(), result_.top_ids.data(), result_.top_ids.size() * sizeof(int32_t));
+    Napi::Float32Array lps = Napi::Float32Array::New(env, result_.top_logprobs.size());
+    if (!result_.top_logprobs.empty()) std::memcpy(lps.Data(), result_.top_logprobs.data(), result_.top_logprobs.size() * sizeof(float));
+    o.Set("logprobs", lp);
+    o.Set("topN", result_.top_n);
+    o.Set("topTokenIds", ids);
+    o.Set("topLogprobs", lps);
   }
   o.Set("counters", CountersToJs(env, result_.counters));
   return o;

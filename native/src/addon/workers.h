@@ -28,6 +28,7 @@ class PromiseWorker : public Napi::AsyncWorker {
  private:
   Napi::Promise::Deferred deferred_;
   bool range_error_ = false;
+  ErrorCode code_ = ErrorCode::Internal;
 };
 
 class CreateEngineWorker : public PromiseWorker {

@@ -30,7 +30,7 @@ void Engine::SetActFraction(double f) {
 
 Sequence& Engine::Find(int64_t id) {
   auto it = seqs_.find(id);
-  if (it == seqs_.end() || it->second->remove_after_step) throw RangeErrorEx("unknown sequence id " + std::to_string(id));
+  if (it == seqs_.end() || it->second->remove_after_step) throw RangeErrorEx("unknown sequence id " + std::to_string(id), ErrorCode::UnknownSequence);
   return *it->second;
 }
 
@@ -58,6 +58,29 @@ void Engine::ReleaseBlocks(Sequence& s) {
   s.blocks.clear();
 }
 
+// The logit processors' inputs: finite, in range, token ids inside the vocabulary.
+static void CheckSamplingExtras(const SamplingParams& sp, int n, int prompt_tokens, int vocab) {
+  auto finite = [](float v, const char* name) {
+    if (!std::isfinite(v)) throw RangeErrorEx(std::string(name) + " must be finite");
+  };
+  finite(sp.presence_penalty, "presencePenalty");
+  finite(sp.frequency_penalty, "frequencyPenalty");
+  if (!(sp.repetition_penalty > 0) || !std::isfinite(sp.repetition_penalty)) throw RangeErrorEx("repetitionPenalty must be > 0");
+  if (!(sp.min_p >= 0 && sp.min_p <= 1)) throw RangeErrorEx("minP must be in [0, 1]");
+  if (sp.min_tokens < 0) throw RangeErrorEx("minTokens must be >= 0");
+  if (sp.logprobs < -1 || sp.logprobs > kMaxLogprobs) throw RangeErrorEx("logprobs must be in [-1, " + std::to_string(kMaxLogprobs) + "]");
+  if (prompt_tokens > n) throw RangeErrorEx("promptTokens must be <= the number of tokens");
+  auto in_vocab = [vocab](int32_t id, const char* what) {
+    if (id < 0 || id >= vocab)
+      throw RangeErrorEx(std::string(what) + " token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+  };
+  for (int32_t id : sp.stop_token_ids) in_vocab(id, "stopTokenIds");
+  for (const auto& [id, bias] : sp.logit_bias) {
+    in_vocab(id, "logitBias");
+    finite(bias, "logitBias value");
+  }
+}
+
 int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions& opts) {
   if (n <= 0) throw RangeErrorEx("token list is empty");
   if (n > cfg_.max_positions)
@@ -72,18 +95,20 @@ int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions&
   if (!(sp.temperature >= 0) || !std::isfinite(sp.temperature)) throw RangeErrorEx("temperature must be a finite number >= 0");
   if (sp.top_k < 0) throw RangeErrorEx("topK must be >= 0");
   if (!(sp.top_p > 0 && sp.top_p <= 1)) throw RangeErrorEx("topP must be in (0, 1]");
+  CheckSamplingExtras(sp, n, opts.prompt_tokens, cfg_.vocab_size);
 
   const CachePools& pools = *parts_.pools;
   const int need = BlocksFor(n, pools.block_tokens());
   const int kv_free = pools.free_blocks(CacheKind::KV), act_free = pools.free_blocks(CacheKind::ACT);
   if (need > kv_free + act_free)
     throw RangeErrorEx("out of cache blocks: need " + std::to_string(need) + " blocks, KV free " + std::to_string(kv_free) +
-                       ", ACT free " + std::to_string(act_free));
+                       ", ACT free " + std::to_string(act_free), ErrorCode::OutOfBlocks);
   auto seq = std::make_unique<Sequence>();
   seq->id = next_id_++;
   seq->tokens.assign(tokens, tokens + n);
   seq->act_fraction = opts.act_fraction;
   seq->sampling = sp;
+  seq->prompt_len = opts.prompt_tokens < 0 ? n : opts.prompt_tokens;
   seq->rng = Rng(sp.seed);
   EnsureBlocks(*seq, n);  // cannot fail: enough blocks were free
   const int64_t id = seq->id;
@@ -152,6 +177,14 @@ void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {
   const size_t need = j.run.size() * (size_t)cfg_.vocab_size;
   if (j.logits.size() < need) j.logits.resize(need);
   j.sampled.assign(j.run.size(), -1);
+  // Logprob buffers only when a sequence in the step asked: top_n columns, -1 / NaN padded.
+  j.top_n = -1;
+  for (Sequence* s : j.run) j.top_n = std::max(j.top_n, std::min(s->sampling.logprobs, cfg_.vocab_size));
+  if (j.top_n >= 0) {
+    j.logprob.assign(j.run.size(), std::nanf(""));
+    j.top_ids.assign(j.run.size() * (size_t)j.top_n, -1);
+    j.top_lps.assign(j.run.size() * (size_t)j.top_n, std::nanf(""));
+  }
   busy_ = true;
 }
 
@@ -161,7 +194,13 @@ void Engine::RunStep() {
   if (!j.run.empty()) parts_.backend->Forward(j.plan, j.logits.data(), j.counters);
   for (size_t r = 0; r < j.run.size(); ++r) {
     Sequence& s = *j.run[r];
-    j.sampled[r] = SampleToken(j.logits.data() + r * cfg_.vocab_size, cfg_.vocab_size, s.sampling, s.rng, j.sampler);
+    const float* row = j.logits.data() + r * cfg_.vocab_size;
+    const SeqTokens seq{s.tokens.data(), s.length(), s.prompt_len};
+    j.sampled[r] = SampleNext(row, cfg_.vocab_size, s.sampling, seq, s.rng, j.sampler);
+    if (s.sampling.logprobs >= 0) {
+      const size_t at = r * (size_t)j.top_n;
+      j.logprob[r] = ComputeLogprobs(row, cfg_.vocab_size, j.sampled[r], s.sampling.logprobs, j.top_ids.data() + at, j.top_lps.data() + at, j.sampler).logprob;
+    }
   }
   j.counters.steps = 1;
   j.counters.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
@@ -174,6 +213,13 @@ StepResult Engine::FinishStep(bool ran_ok) {
   out.tokens.assign(n, -1);
   out.status = j.status;
   if (j.want_logits && ran_ok) out.logits.assign((size_t)n * cfg_.vocab_size, 0.f);
+  const bool lps = ran_ok && j.top_n >= 0;
+  if (lps) {
+    out.top_n = j.top_n;
+    out.logprobs.assign(n, std::nanf(""));
+    out.top_ids.assign((size_t)n * j.top_n, -1);
+    out.top_logprobs.assign((size_t)n * j.top_n, std::nanf(""));
+  }
   for (size_t r = 0; r < j.run.size(); ++r) {
     Sequence& s = *j.run[r];
     s.in_step = false;
@@ -181,6 +227,12 @@ StepResult Engine::FinishStep(bool ran_ok) {
       s.cached = s.length();
       s.tokens.push_back(j.sampled[r]);
       out.tokens[j.run_index[r]] = j.sampled[r];
+      if (lps) {
+        const size_t from = r * (size_t)j.top_n, to = (size_t)j.run_index[r] * j.top_n;
+        out.logprobs[j.run_index[r]] = j.logprob[r];
+        std::copy_n(j.top_ids.begin() + from, j.top_n, out.top_ids.begin() + to);
+        std::copy_n(j.top_lps.begin() + from, j.top_n, out.top_logprobs.begin() + to);
+      }
       if (j.want_logits)
         std::memcpy(out.logits.data() + (size_t)j.run_index[r] * cfg_.vocab_size, j.logits.data() + r * cfg_.vocab_size,
                     sizeof(float) * cfg_.vocab_size);

@@ -24,6 +24,7 @@ enum class SeqStatus : int32_t { Ok = 0, OutOfBlocks = 1 };
 struct SequenceOptions {
   SamplingParams sampling;
   double act_fraction = -1;  // < 0: the engine's fraction at each block allocation
+  int prompt_tokens = -1;    // how many of the tokens are the prompt (< 0: all); the rest count as generated
 };
 
 struct SequenceInfo {
@@ -38,6 +39,12 @@ struct StepResult {
   std::vector<int32_t> tokens;  // per id passed; -1 when not Ok
   std::vector<int32_t> status;
   std::vector<float> logits;    // [n, vocab] when asked (zeros for rows that did not run)
+  // When a sequence in the step asked for logprobs (top_n >= 0): the sampled token's logprob per
+  // id (NaN where none) and top_n (id, logprob) pairs per id, padded with -1 / NaN.
+  int top_n = -1;
+  std::vector<float> logprobs;
+  std::vector<int32_t> top_ids;
+  std::vector<float> top_logprobs;
   StepCounters counters;
 };
 
@@ -105,6 +112,10 @@ class Engine {
     bool want_logits = false;
     StepCounters counters;
     SamplerScratch sampler;
+    int top_n = -1;                    // logprob columns this step (-1: none asked)
+    std::vector<float> logprob;        // per run sequence
+    std::vector<int32_t> top_ids;      // [run, top_n]
+    std::vector<float> top_lps;        // [run, top_n]
   } job_;
 };
 

@@ -1,17 +1,47 @@
-// Exception types the addon maps onto JavaScript errors: RangeErrorEx (a value out of range: bad
-// token id, unknown sequence, out of cache blocks) → RangeError; BusyError and every other
-// std::exception (e.g. std::invalid_argument from weight loading) → Error with its message.
+// Typed engine errors. Every error the addon raises carries one of these codes as `err.code`
+// (mirrored in native/ts/addon-types.ts as NativeErrorCode), so TypeScript tells failures apart by
+// code, never by message text. EngineError subclasses map onto JS errors: RangeErrorEx → RangeError
+// and BusyError → Error, both with their code; any other std::exception → Error with HS_INTERNAL
+// (std::invalid_argument: HS_INVALID_ARGUMENT).
 #pragma once
 #include <stdexcept>
+#include <string>
 
 namespace hs {
 
-struct RangeErrorEx : std::runtime_error {
-  using std::runtime_error::runtime_error;
+enum class ErrorCode { InvalidArgument, OutOfBlocks, UnknownSequence, Busy, Closed, Internal };
+
+inline const char* ErrorCodeName(ErrorCode c) {
+  switch (c) {
+    case ErrorCode::InvalidArgument: return "HS_INVALID_ARGUMENT";
+    case ErrorCode::OutOfBlocks: return "HS_OUT_OF_BLOCKS";
+    case ErrorCode::UnknownSequence: return "HS_UNKNOWN_SEQUENCE";
+    case ErrorCode::Busy: return "HS_BUSY";
+    case ErrorCode::Closed: return "HS_CLOSED";
+    case ErrorCode::Internal: return "HS_INTERNAL";
+  }
+  return "HS_INTERNAL";
+}
+
+struct EngineError : std::runtime_error {
+  EngineError(const std::string& msg, ErrorCode c) : std::runtime_error(msg), code(c) {}
+  ErrorCode code;
 };
 
-struct BusyError : std::runtime_error {
-  BusyError() : std::runtime_error("engine busy") {}
+// A value out of range: bad token id, unknown sequence, out of cache blocks.
+struct RangeErrorEx : EngineError {
+  explicit RangeErrorEx(const std::string& msg, ErrorCode c = ErrorCode::InvalidArgument) : EngineError(msg, c) {}
 };
+
+struct BusyError : EngineError {
+  BusyError() : EngineError("engine busy", ErrorCode::Busy) {}
+};
+
+// The code of any exception the engine or a backend may throw.
+inline ErrorCode CodeOf(const std::exception& e) {
+  if (auto* ee = dynamic_cast<const EngineError*>(&e)) return ee->code;
+  if (dynamic_cast<const std::invalid_argument*>(&e)) return ErrorCode::InvalidArgument;
+  return ErrorCode::Internal;
+}
 
 }  // namespace hs

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "core/synthetic.h"
 
@@ -38,11 +39,41 @@ int ArgMax(const float* logits, int n) {
   return best;
 }
 
+void ProcessLogits(float* row, int vocab, const SamplingParams& p, const SeqTokens& seq, SamplerScratch& s) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  if (seq.generated() < p.min_tokens)
+    for (int32_t id : p.stop_token_ids)
+      if (id >= 0 && id < vocab) row[id] = neg_inf;
+  for (const auto& [id, bias] : p.logit_bias)
+    if (id >= 0 && id < vocab) row[id] += bias;
+  const bool repetition = p.repetition_penalty != 1.f;
+  if (!repetition && p.frequency_penalty == 0.f && p.presence_penalty == 0.f) return;
+  // Occurrences among the generated tokens in the low bits, presence in the prompt as a flag bit;
+  // only the touched entries are visited and reset, so a step costs O(length), not O(vocab).
+  constexpr int32_t kInPrompt = 1 << 30;
+  if ((int)s.count.size() != vocab) s.count.assign(vocab, 0);
+  s.seen.clear();
+  auto touch = [&](int32_t t, int32_t add) {
+    if (t < 0 || t >= vocab) return;
+    if (s.count[t] == 0) s.seen.push_back(t);
+    s.count[t] = add == kInPrompt ? (s.count[t] | kInPrompt) : s.count[t] + add;
+  };
+  if (repetition)
+    for (int i = 0; i < seq.prompt_len; ++i) touch(seq.tokens[i], kInPrompt);
+  for (int i = seq.prompt_len; i < seq.length; ++i) touch(seq.tokens[i], 1);
+  for (int32_t t : s.seen) {
+    const int32_t c = s.count[t] & ~kInPrompt;
+    if (repetition) row[t] = row[t] > 0 ? row[t] / p.repetition_penalty : row[t] * p.repetition_penalty;
+    row[t] -= p.frequency_penalty * (float)c + (c > 0 ? p.presence_penalty : 0.f);
+    s.count[t] = 0;
+  }
+}
+
 int SampleToken(const float* logits, int vocab, const SamplingParams& p, Rng& rng, SamplerScratch& s) {
   if (p.temperature <= 0.f) return ArgMax(logits, vocab);
   const double inv_t = 1.0 / p.temperature;
   const float top = logits[ArgMax(logits, vocab)];
-  const bool cut = (p.top_k > 0 && p.top_k < vocab) || p.top_p < 1.f;
+  const bool cut = (p.top_k > 0 && p.top_k < vocab) || p.top_p < 1.f || p.min_p > 0.f;
   if (!cut) {  // plain temperature sampling: one pass, no sort
     double sum = 0;
     for (int i = 0; i < vocab; ++i) sum += std::exp((logits[i] - top) * inv_t);
@@ -62,16 +93,19 @@ int SampleToken(const float* logits, int vocab, const SamplingParams& p, Rng& rn
     if (logits[i] >= floor_logit) s.idx.push_back(i);
   auto by_logit = [logits](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
   const int m = (int)s.idx.size();
-  const int k = (p.top_k > 0 && p.top_k < m) ? p.top_k : m;
+  int k = (p.top_k > 0 && p.top_k < m) ? p.top_k : m;
   std::partial_sort(s.idx.begin(), s.idx.begin() + k, s.idx.end(), by_logit);
-  // Softmax over the k candidates at the given temperature (in double, max-subtracted).
+  // Softmax over the k candidates at the given temperature (in double, max-subtracted): prob[0] = 1.
   s.prob.resize(k);
-  double sum = 0;
-  for (int i = 0; i < k; ++i) {
-    const double e = std::exp((logits[s.idx[i]] - top) * inv_t);
-    s.prob[i] = (float)e;
-    sum += e;
+  for (int i = 0; i < k; ++i) s.prob[i] = (float)std::exp((logits[s.idx[i]] - top) * inv_t);
+  // min_p: keep the prefix whose probability is at least min_p times the best one's (vLLM's rule).
+  if (p.min_p > 0.f) {
+    int keep = 1;
+    while (keep < k && s.prob[keep] >= p.min_p * s.prob[0]) ++keep;
+    k = keep;
   }
+  double sum = 0;
+  for (int i = 0; i < k; ++i) sum += s.prob[i];
   // Nucleus: the smallest prefix whose probability mass reaches top_p (at least one token).
   int n = k;
   if (p.top_p < 1.f) {
@@ -93,6 +127,33 @@ int SampleToken(const float* logits, int vocab, const SamplingParams& p, Rng& rn
     if (u < acc) return s.idx[i];
   }
   return s.idx[n - 1];
+}
+
+int SampleNext(const float* raw, int vocab, const SamplingParams& p, const SeqTokens& seq, Rng& rng, SamplerScratch& s) {
+  if (!p.processes_logits()) return SampleToken(raw, vocab, p, rng, s);
+  s.row.assign(raw, raw + vocab);
+  ProcessLogits(s.row.data(), vocab, p, seq, s);
+  return SampleToken(s.row.data(), vocab, p, rng, s);
+}
+
+TokenLogprobs ComputeLogprobs(const float* raw, int vocab, int chosen, int n, int32_t* top_ids, float* top_lps, SamplerScratch& s) {
+  const float top = raw[ArgMax(raw, vocab)];
+  double sum = 0;
+  for (int i = 0; i < vocab; ++i) sum += std::exp((double)raw[i] - top);
+  const double lse = top + std::log(sum);
+  TokenLogprobs out;
+  out.logprob = (float)((double)raw[chosen] - lse);
+  out.n = std::clamp(n, 0, std::min(vocab, kMaxLogprobs));
+  if (out.n == 0) return out;
+  s.idx.resize(vocab);
+  for (int i = 0; i < vocab; ++i) s.idx[i] = i;
+  auto by_logit = [raw](int a, int b) { return raw[a] > raw[b] || (raw[a] == raw[b] && a < b); };
+  std::partial_sort(s.idx.begin(), s.idx.begin() + out.n, s.idx.end(), by_logit);
+  for (int i = 0; i < out.n; ++i) {
+    top_ids[i] = s.idx[i];
+    top_lps[i] = (float)((double)raw[s.idx[i]] - lse);
+  }
+  return out;
 }
 
 }  // namespace hs

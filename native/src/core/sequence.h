@@ -12,6 +12,7 @@ struct Sequence {
   int64_t id = 0;
   std::vector<int32_t> tokens;  // prompt + sampled tokens
   int cached = 0;               // tokens[0, cached) have their cache written
+  int prompt_len = 0;           // tokens[0, prompt_len) are the prompt; the rest were generated
   std::vector<BlockRef> blocks; // covers at least `cached` positions
   double act_fraction = -1;     // < 0: follow the engine's current fraction
   SamplingParams sampling;
