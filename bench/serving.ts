@@ -106,7 +106,8 @@ async function startServer(c: BenchConfig): Promise<{ url: string; child: ChildP
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let tail = '';
   const keep = (d: Buffer) => { tail = (tail + d.toString()).slice(-4000); };
-  child.stderr!.on('data', keep);
+  // The server's warnings and errors go to our stderr as they come (its info lines only until it listens).
+  child.stderr!.on('data', (d: Buffer) => { keep(d); process.stderr.write(d.toString().replace(/^(?=.)/gm, '[bench:serving] server: ')); });
   const url = await new Promise<string>((resolve, reject) => {
     const timer = setTimeout(() => { child.kill('SIGKILL'); reject(new Error(`server not listening after ${c.startTimeoutSeconds} s:\n${tail}`)); }, c.startTimeoutSeconds * 1000);
     child.stdout!.on('data', (d: Buffer) => {
