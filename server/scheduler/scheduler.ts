@@ -76,10 +76,12 @@ export interface SchedulerOptions {
   miniBatcher?: MiniBatcher;
   /**
    * How long (ms) the first step after an idle spell may wait for a burst of requests to finish
-   * arriving (default 50; 0 turns gathering off). It waits only while requests keep arriving: a
-   * gap of burstQuietMs (default 5) with no new request ends it, so a lone request loses about
-   * that much time to first token, and a burst is prefilled in one step instead of one step per
-   * arrival wave (each of which, on a GPU, streams the cache and weights once more).
+   * arriving (default 200; 0 turns gathering off). It waits only while requests keep arriving: a
+   * gap with no new request ends it. That gap is the engine's recent step time (a late arrival
+   * would cost everyone about one extra step), at least burstQuietMs (default 10) and at most the
+   * window; so a lone request loses at most that much time to first token, and a burst is
+   * prefilled in one step instead of one step per arrival wave (each of which, on a GPU, streams
+   * the cache and weights once more).
    */
   burstWindowMs?: number;
   burstQuietMs?: number;
@@ -91,6 +93,8 @@ export class Scheduler {
   private inStep = new Set<Seq>();
   /** Requests submitted so far (gatherBurst watches it grow). */
   private submitted = 0;
+  /** Moving average of the engine's step wall time (ms): what one more step would cost. */
+  private stepMsAverage = 0;
   /** Sequences whose last token goes to its request once the next step is queued (see step()). */
   private pending: Seq[] = [];
   private wake: (() => void) | null = null;
@@ -237,8 +241,8 @@ export class Scheduler {
    * a millisecond at a time while requests keep coming, there is room, and the window lasts.
    */
   private async gatherBurst(): Promise<void> {
-    const windowMs = this.opts.burstWindowMs ?? 50;
-    const quietMs = this.opts.burstQuietMs ?? 5;
+    const windowMs = this.opts.burstWindowMs ?? 200;
+    const quietMs = Math.min(windowMs, Math.max(this.opts.burstQuietMs ?? 10, this.stepMsAverage));
     const until = performance.now() + windowMs;
     let seen = this.submitted;
     while (!this.stopped && this.running.length < this.maxBatch && this.waiting.length === 0) {
@@ -341,6 +345,8 @@ export class Scheduler {
     this.totals.tokens += tokens;
     this.totals.loopSeconds += loopSeconds;
     this.totals.engineSeconds += result.counters.wallSeconds;
+    const stepMs = result.counters.wallSeconds * 1000;
+    this.stepMsAverage = this.stepMsAverage === 0 ? stepMs : 0.8 * this.stepMsAverage + 0.2 * stepMs;
     this.hooks.onStep?.({ batchSize: live.length, tokens, result, loopSeconds });
     return true;
   }
