@@ -185,7 +185,7 @@ async function main(): Promise<number> {
     }
     const rows: LevelResult[] = [];
     for (const [i, level] of c.levels.entries()) {
-      log(`level ${c.mode === 'closed' ? `${level} clients` : `${level} requests/s`}`);
+      log(`level ${c.mode === 'closed' ? `${level} clients` : level === Infinity ? 'inf (all at once)' : `${level} requests/s`}`);
       const r = await runLevel(url, c, level, i);
       log(`  ${r.completed} done, ${r.failed} failed${r.firstError ? ` (first: ${r.firstError})` : ''}, ${r.output_throughput.toFixed(1)} output tokens/s`);
       rows.push(r);
