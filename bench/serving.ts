@@ -190,13 +190,13 @@ async function main(): Promise<number> {
       log(`  ${r.completed} done, ${r.failed} failed${r.firstError ? ` (first: ${r.firstError})` : ''}, ${r.output_throughput.toFixed(1)} output tokens/s`);
       rows.push(r);
     }
-    const stats = await getJson<{ device?: string; actFraction?: number }>(url, '/v1/hybridserve/stats');
+    const stats = await getJson<{ device?: string; actFraction?: number; pools?: Record<string, number> }>(url, '/v1/hybridserve/stats');
     console.log(`\nserving benchmark: ${c.model} on ${stats?.device ?? c.device}, prompts ${c.prompt.minTokens}${c.prompt.maxTokens > c.prompt.minTokens ? `..${c.prompt.maxTokens}` : ''} tokens (${c.prompt.kind}), ${c.maxTokens} output tokens, ${c.stream ? 'streaming' : 'not streaming'}\n`);
     console.log(table(c, rows));
     console.log(JSON.stringify({
       bench: 'serving', model: c.model, device: stats?.device ?? c.device, serverArgs: c.serverArgs, mode: c.mode, stream: c.stream,
       promptTokens: { min: c.prompt.minTokens, max: c.prompt.maxTokens, kind: c.prompt.kind, sharedPrefix: c.prompt.sharedPrefix },
-      maxTokens: c.maxTokens, ignoreEos: c.ignoreEos, actFraction: stats?.actFraction ?? null, serverStartSeconds,
+      maxTokens: c.maxTokens, ignoreEos: c.ignoreEos, actFraction: stats?.actFraction ?? null, pools: stats?.pools ?? null, serverStartSeconds,
       levels: rows.map((r) => ({ ...r, ...(r.rate === Infinity ? { rate: 'inf' } : {}) })),
     }));
     return rows.every((r) => r.failed === 0) ? 0 : 2;

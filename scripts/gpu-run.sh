@@ -143,6 +143,14 @@ stage_serving_burst() {
   node_ready || return 1
   # Default placement: every layer resident (the CUDA engine's default), the cache in host memory.
   serving_compare default 40
+  # The issue's own command line (ACT fraction auto, no product label): the pools must come out
+  # split at the fraction the server reports (pools.actBlocksTotal > 0 when it is > 0).
+  SERVE_TAG=opt13b-issue
+  serve_start --model synthetic:opt-13b --max-batch 128 --host-memory 96GiB && \
+    node dist/bench/serving.js --url $SERVE_URL --model synthetic:opt-13b --concurrency 128 --requests 128 --prompt-tokens 512 \
+      --max-tokens 32 2>>"$OUT/serving-stderr.log" | tee "$OUT/serving-issue.txt" | tail -1 >>"$OUT/serving.jsonl"
+  serve_stop
+  cat "$OUT/serving-issue.txt" 2>/dev/null
   # All on host: nothing resident; needs a serve flag for it.
   if serve_has --resident-layers; then
     serving_compare host 0 --resident-layers 0
