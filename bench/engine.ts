@@ -22,6 +22,7 @@ import { parseModelSpec } from '../model/spec.js';
 import type { ModelConfig } from '../model/types.js';
 import { cacheBytesPerTokenPerLayer } from '../model/types.js';
 import { planNode, type HardwareProfile } from '../planning/index.js';
+import { addCounters, zeroCounters } from '../native/ts/counters.js';
 import { createEngine, loadAddon, toNativeConfig, type NativeCounters, type NativeProbeResult } from '../native/ts/engine.js';
 
 const BLOCK_TOKENS = 16;
@@ -82,18 +83,6 @@ export function engineMetrics(batch: number, gen: number, t: RunTimes, dec: Nati
     gpuBusyFraction: busy + dec.idleSeconds > 0 ? busy / (busy + dec.idleSeconds) : 0,
   };
 }
-
-function addCounters(a: NativeCounters, b: NativeCounters): NativeCounters {
-  const out = { ...a };
-  for (const k of Object.keys(b) as Array<keyof NativeCounters>) out[k] = a[k] + b[k];
-  return out;
-}
-
-const ZERO: NativeCounters = {
-  steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0,
-  actBytesD2H: 0, transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0,
-  recomputedTokens: 0,
-};
 
 function promptTokens(n: number, seed: number, vocab: number): Int32Array {
   const out = new Int32Array(n);
@@ -184,7 +173,7 @@ async function main(): Promise<number> {
     let ts = performance.now();
     await engine.step(idArr);
     const prefillSeconds = (performance.now() - ts) / 1e3;
-    let dec = { ...ZERO };
+    let dec = zeroCounters();
     ts = performance.now();
     for (let s = 1; s < gen; ++s) dec = addCounters(dec, (await engine.step(idArr)).counters);
     const decodeSeconds = (performance.now() - ts) / 1e3;

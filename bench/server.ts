@@ -16,6 +16,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
+import { percentile } from './serving-workload.js';
+
 interface Sample { ttft: number; tpot: number; tokens: number }
 interface ServerTotals { steps: number; tokens: number; busySeconds: number; engineSeconds: number; awaitSeconds: number; overlapSeconds: number }
 
@@ -32,11 +34,7 @@ const args = parseArgs({
   },
 }).values;
 
-function quantile(xs: number[], q: number): number {
-  if (xs.length === 0) return NaN;
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))];
-}
+const quantile = percentile;
 
 async function startServer(): Promise<{ url: string; child: ChildProcess }> {
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');

@@ -4,6 +4,7 @@ import { ModelError } from './errors.js';
 import type { Tokenizer } from './tokenizer.js';
 import type { ModelConfig } from './types.js';
 import { isNativeError, NativeErrorCode, type NativeCounters, type NativeEngine } from '../native/ts/addon-types.js';
+import { addCounters, zeroCounters } from '../native/ts/counters.js';
 
 export interface GenerateParams {
   maxTokens: number;
@@ -60,19 +61,6 @@ export function checkRequest(cfg: ModelConfig, promptIds: readonly number[], par
   }
 }
 
-export function emptyCounters(): NativeCounters {
-  return {
-    steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0,
-    actBytesD2H: 0, transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0, recomputedTokens: 0,
-  };
-}
-
-export function addCounters(a: NativeCounters, b: NativeCounters): NativeCounters {
-  const out = { ...a };
-  for (const k of Object.keys(out) as Array<keyof NativeCounters>) out[k] = a[k] + (b[k] ?? 0);
-  return out;
-}
-
 const OK = 0;
 
 /**
@@ -104,7 +92,7 @@ export async function generate(
   const logits: Float32Array[] = [];
   const decoder = tokenizer.decoder();
   const textParts: string[] = [];
-  let counters = emptyCounters();
+  let counters = zeroCounters();
   let finishReason: FinishReason = 'length';
   let firstStepEnd = start;
   try {

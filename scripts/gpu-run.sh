@@ -10,6 +10,12 @@
 #             runs (fixed 48 GiB cache budget: largest batch at 0 and at auto)
 #   table     docs/performance.md rows: opt-6.7b, opt-30b, llama-7b (batch sized to the host)
 #   node      bench/engine.ts through the addon (needs the Node bundle and dist/)
+#   serving   issue 11: the server (bench/serving.ts) against bench:engine on OPT-13B, batch 128,
+#             prompt 512, gen 32, all-on-host and default placement, printing served ÷ engine
+#             tokens/s; then Poisson rate sweeps (opt-13b, opt-1.3b). Also as two halves:
+#             serving_burst and serving_sweep (each fits one 10-minute call more easily).
+#             Needs the Node bundle, dist/, build/hybridserve.node and node_modules holding what
+#             `dist/cli/main.js serve` loads (docs/server.md, "Serving benchmark", lists them).
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -76,6 +82,104 @@ stage_node() {
   [ -f .gpu/node-bundle.tar.xz ] && tar xJf .gpu/node-bundle.tar.xz -C / 2>/dev/null
   node dist/bench/engine.js --model synthetic:opt-1.3b --batch 16 --prompt 128 --gen 8 --act-fraction auto 2>&1 | tee -a "$OUT/node-bench.log"
 }
+
+# ---- serving (issue 11) ------------------------------------------------------------------------------
+SERVE_PORT=18411
+SERVING_DEVICE=${SERVING_DEVICE:-cuda}  # cpu only to try the stage's plumbing on a machine without a GPU
+SERVE_URL=http://127.0.0.1:$SERVE_PORT
+SERVE_PID=""
+
+node_ready() {
+  [ -f .gpu/node-bundle.tar.xz ] && ! command -v node >/dev/null && tar xJf .gpu/node-bundle.tar.xz -C / 2>/dev/null
+  command -v node >/dev/null || { log "no node: unpack .gpu/node-bundle.tar.xz (tools/pack-node.sh)"; return 1; }
+  [ -f dist/bench/serving.js ] && [ -f build/hybridserve.node ] || { log "dist/ or build/hybridserve.node missing"; return 1; }
+}
+
+# Starts `hybridserve serve` on cuda in the background with the given flags; waits until it answers.
+serve_start() {
+  node dist/cli/main.js serve --device $SERVING_DEVICE --host 127.0.0.1 --port $SERVE_PORT "$@" >"$OUT/serve-$SERVE_TAG.log" 2>&1 &
+  SERVE_PID=$!
+  for _ in $(seq 1 600); do
+    node -e "fetch('$SERVE_URL/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))" 2>/dev/null && { log "server up ($*)"; return 0; }
+    kill -0 $SERVE_PID 2>/dev/null || { log "server exited"; tail -20 "$OUT/serve-$SERVE_TAG.log"; return 1; }
+    sleep 1
+  done
+  log "server not up after 600 s"; return 1
+}
+
+serve_stop() {
+  [ -n "$SERVE_PID" ] && kill $SERVE_PID 2>/dev/null && wait $SERVE_PID 2>/dev/null
+  SERVE_PID=""
+}
+
+# Whether `serve` takes a flag (placement flags come with the memory-tiers work).
+serve_has() { node dist/cli/main.js serve --help 2>&1 | grep -q -- "$1"; }
+
+# One placement: bench:engine first (its JSON gives the ACT fraction), then the server at that same
+# fraction answering 128 concurrent 512/32 ignore_eos requests, then the ratio of the two.
+serving_compare() {  # $1 = tag (host|default), $2 = resident layers for bench:engine, $3.. = placement flags for serve
+  local tag=$1 resident=$2; shift 2
+  SERVE_TAG="opt13b-$tag"
+  node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
+    --host-memory 96GiB --resident-layers "$resident" --device $SERVING_DEVICE 2>>"$OUT/serving-stderr.log" | tail -1 >"$OUT/engine-$tag.json"
+  cat "$OUT/engine-$tag.json" | tee -a "$OUT/serving.jsonl"
+  local frac
+  frac=$(node -e "try{console.log(JSON.parse(require('fs').readFileSync('$OUT/engine-$tag.json','utf8')).actFraction)}catch{console.log('auto')}")
+  serve_start --model synthetic:opt-13b --max-batch 128 --host-memory 96GiB --act-fraction "$frac" "$@" || { serve_stop; return 1; }
+  node dist/bench/serving.js --url $SERVE_URL --model synthetic:opt-13b --concurrency 128 --requests 128 --prompt-tokens 512 \
+    --max-tokens 32 --warmup 1 2>>"$OUT/serving-stderr.log" | tee "$OUT/serving-$tag.txt" | tail -1 >"$OUT/serving-$tag.json"
+  cat "$OUT/serving-$tag.txt"; tail -1 "$OUT/serving-$tag.json" >>"$OUT/serving.jsonl"
+  serve_stop
+  node -e "
+    const fs=require('fs');
+    const e=JSON.parse(fs.readFileSync('$OUT/engine-$tag.json','utf8')), s=JSON.parse(fs.readFileSync('$OUT/serving-$tag.json','utf8')).levels[0];
+    const r={ratio:'$tag', servedTokensPerSecond:s.output_throughput, engineTokensPerSecond:e.totalTokensPerSecond,
+      servedOverEngine:s.output_throughput/e.totalTokensPerSecond, engineSteps:s.server&&s.server.engineSteps, meanBatch:s.server&&s.server.meanBatch,
+      engineBusyFraction:s.server&&s.server.engineBusyFraction, actFraction:e.actFraction};
+    console.log(JSON.stringify(r));" | tee -a "$OUT/serving.jsonl" "$OUT/gpu-run.log"
+}
+
+stage_serving_burst() {
+  node_ready || return 1
+  # Default placement: every layer resident (the CUDA engine's default), the cache in host memory.
+  serving_compare default 40
+  # The issue's own command line (ACT fraction auto, no product label): the pools must come out
+  # split at the fraction the server reports (pools.actBlocksTotal > 0 when it is > 0).
+  SERVE_TAG=opt13b-issue
+  serve_start --model synthetic:opt-13b --max-batch 128 --host-memory 96GiB && \
+    node dist/bench/serving.js --url $SERVE_URL --model synthetic:opt-13b --concurrency 128 --requests 128 --prompt-tokens 512 \
+      --max-tokens 32 2>>"$OUT/serving-stderr.log" | tee "$OUT/serving-issue.txt" | tail -1 >>"$OUT/serving.jsonl"
+  serve_stop
+  cat "$OUT/serving-issue.txt" 2>/dev/null
+  # All on host: nothing resident; needs a serve flag for it.
+  if serve_has --resident-layers; then
+    serving_compare host 0 --resident-layers 0
+  else
+    log "serve has no --resident-layers: all-on-host server run skipped (bench:engine alone follows)"
+    node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto --host-memory 96GiB \
+      --resident-layers 0 --device $SERVING_DEVICE 2>>"$OUT/serving-stderr.log" | tail -1 | tee -a "$OUT/serving.jsonl"
+  fi
+}
+
+stage_serving_sweep() {
+  node_ready || return 1
+  # Open loop: Poisson arrivals at each rate (requests/s), 512-token prompts, 32 output tokens.
+  SERVE_TAG=sweep-opt13b
+  serve_start --model synthetic:opt-13b --max-batch 128 --host-memory 96GiB || { serve_stop; return 1; }
+  node dist/bench/serving.js --url $SERVE_URL --model synthetic:opt-13b --rates 1,2,4,inf --requests 48 --prompt-tokens 512 \
+    --max-tokens 32 2>>"$OUT/serving-stderr.log" | tee -a "$OUT/serving-sweep.txt" | tail -1 >>"$OUT/serving.jsonl"
+  serve_stop
+  SERVE_TAG=sweep-opt1.3b
+  serve_start --model synthetic:opt-1.3b --max-batch 128 --host-memory 32GiB || { serve_stop; return 1; }
+  node dist/bench/serving.js --url $SERVE_URL --model synthetic:opt-1.3b --rates 4,16,64,inf --requests 128 --prompt-tokens 512 \
+    --max-tokens 32 2>>"$OUT/serving-stderr.log" | tee -a "$OUT/serving-sweep.txt" | tail -1 >>"$OUT/serving.jsonl"
+  serve_stop
+  cat "$OUT/serving-sweep.txt"
+}
+
+stage_serving() { stage_serving_burst; local rc=$?; stage_serving_sweep || rc=1; return $rc; }
+
+trap serve_stop EXIT
 
 for s in "$@"; do
   log "stage $s"

@@ -6,6 +6,8 @@ import { formatBytes } from '../planning/quantity.js';
 import { loadModel, openEngine, type LoadedModel } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
+import { createEngine, toNativeConfig } from '../native/ts/engine.js';
+import { presetConfig } from '../model/presets.js';
 import { hardwareProfile, modelProfile, planNode, splitCache } from '../planning/index.js';
 import type { PlanFile } from './plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
@@ -126,13 +128,33 @@ export function choosePools(o: RuntimeOptions & { maxTotalTokens: number }, cfg:
   return { blockTokens, tokenBudget, reason: `each pool holds ${tokenBudget} tokens (${formatBytes(tokenBudget * poolBytesPerToken)} of KV + ACT${capped})` };
 }
 
+/**
+ * The CUDA device's name, '' if it cannot be had. The addon tells it only through an engine, so a
+ * throwaway engine of the tiny preset (a 256 MiB GPU budget) is opened and closed.
+ */
+async function cudaDeviceName(): Promise<string> {
+  try {
+    const e = await createEngine({
+      device: 'cuda', config: toNativeConfig(presetConfig('opt-tiny')!), weights: { kind: 'synthetic', seed: 0 }, blockTokens: 16,
+      kvBlocks: 1, actBlocks: 0, actFraction: 0, gpuMemoryBytes: 256 * 2 ** 20,
+    });
+    try { return e.info().deviceName; } finally { await e.close(); }
+  } catch {
+    return '';
+  }
+}
+
 export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const progress = opts.onProgress ?? (() => {});
   progress({ step: 0, steps: 2, stage: `reading ${opts.model}` });
   const model = await loadModel(opts.model);
   const o = { ...opts, maxTotalTokens: Math.min(opts.maxTotalTokens ?? model.config.maxPositions, model.config.maxPositions) };
-  // The operator passes the node's nvidia.com/gpu.product label; else the engine's device name is used.
-  const product = process.env.HYBRIDSERVE_GPU_PRODUCT ?? '';
+  // The operator passes the node's nvidia.com/gpu.product label; else the device's own name. It is
+  // needed BEFORE the pools are split: split at another fraction than the engine then uses, an
+  // ACT fraction finds an empty ACT pool and every block falls back to KV (issue 11: the server
+  // ran KV-only where bench:engine's auto ran at fraction 1, about half the tokens/s).
+  const needName = o.device === 'cuda' && o.actFraction === 'auto' && !o.plan && !process.env.HYBRIDSERVE_GPU_PRODUCT;
+  const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (needName ? await cudaDeviceName() : '');
   let { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2).weightBytes;
@@ -141,10 +163,6 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
     maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads,
   });
-  if (o.device === 'cuda' && o.actFraction === 'auto' && !o.plan && !hardwareProfile(product)) {
-    ({ fraction, reason } = chooseFraction(o, model.config, engine.info().deviceName));
-    engine.setActFraction(fraction);
-  }
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;
   if (o.device === 'cuda' && hbm) {

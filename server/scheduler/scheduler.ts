@@ -1,10 +1,15 @@
 // Continuous batching over the native engine. Requests wait in a FIFO queue, join the running set
 // between engine steps when the pools can hold them, leave it as soon as they finish or their
-// client goes away (their blocks are freed right after the step in flight, if any), and are
-// preempted (blocks freed, recomputed from their tokens later) when the pools run dry.
+// client goes away, and are preempted (blocks freed, recomputed from their tokens later) when the
+// pools run dry. Removing a sequence that the step in flight is running is the engine's to defer
+// (it frees the blocks when that step returns; native/ts/addon-types.ts removeSequence): the
+// scheduler simply removes it.
+// A burst onto an idle engine is admitted whole before the first step (gatherBurst), so that step
+// prefills every request of the burst at once and the rest are decode steps of the whole batch, as
+// bench:engine runs them: about 1 + max_tokens steps, not one extra step per arrival wave.
 // engine.step() is async (an AsyncWorker), so the event loop keeps serving HTTP while it runs, and
 // the tokens of one step reach their requests (SSE writes) while the next step computes.
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { isNativeError, NativeErrorCode, stepLogprob, type NativeCounters, type NativeEngine, type NativeStepResult, type TokenLogprob } from '../../native/ts/addon-types.js';
 import { ApiError } from '../errors.js';
 import type { SamplingRequest } from '../request.js';
@@ -58,7 +63,6 @@ interface Seq {
   enqueuedAt: number;
   lastTokenAt: number;
   done: boolean;
-  cancelRequested: boolean;
   contextTokens: number;
   /** A sampled token not yet handed to req.onToken (-1: none), and its index in `generated`. */
   pendingToken: number;
@@ -71,14 +75,27 @@ export interface SchedulerOptions {
   maxQueue: number;
   eosTokenId: number;
   miniBatcher?: MiniBatcher;
+  /**
+   * How long (ms) the first step after an idle spell may wait for a burst of requests to finish
+   * arriving (default 200; 0 turns gathering off). It waits only while requests keep arriving: a
+   * gap with no new request ends it. That gap is the engine's recent step time (a late arrival
+   * would cost everyone about one extra step), at least burstQuietMs (default 10) and at most the
+   * window; so a lone request loses at most that much time to first token, and a burst is
+   * prefilled in one step instead of one step per arrival wave (each of which, on a GPU, streams
+   * the cache and weights once more).
+   */
+  burstWindowMs?: number;
+  burstQuietMs?: number;
 }
 
 export class Scheduler {
   private readonly waiting: Seq[] = [];
   private readonly running: Seq[] = [];
   private inStep = new Set<Seq>();
-  /** Engine ids of sequences that ended while in the step being computed; removed when it returns. */
-  private releaseAfterStep: number[] = [];
+  /** Requests submitted so far (gatherBurst watches it grow). */
+  private submitted = 0;
+  /** Moving average of the engine's step wall time (ms): what one more step would cost. */
+  private stepMsAverage = 0;
   /** Sequences whose last token goes to its request once the next step is queued (see step()). */
   private pending: Seq[] = [];
   private wake: (() => void) | null = null;
@@ -116,9 +133,10 @@ export class Scheduler {
     const now = performance.now(); // monotonic: latencies only
     const seq: Seq = {
       req, generated: [], engineId: null, admittedRank: 0, enqueuedAt: now, lastTokenAt: now,
-      done: false, cancelRequested: false, contextTokens: req.prompt.length, pendingToken: -1, pendingIndex: -1,
+      done: false, contextTokens: req.prompt.length, pendingToken: -1, pendingIndex: -1,
     };
     this.waiting.push(seq);
+    this.submitted++;
     this.ensureLoop();
     return { cancel: () => this.cancel(seq) };
   }
@@ -148,10 +166,11 @@ export class Scheduler {
 
   private cancel(seq: Seq): void {
     if (seq.done) return;
-    if (this.inStep.has(seq)) { seq.cancelRequested = true; return; }
     const wasRunning = seq.engineId !== null;
+    // In the step being computed, the engine frees its blocks when that step returns.
+    const stepsToRelease = this.inStep.has(seq) ? 1 : 0;
     this.finish(seq, 'cancelled');
-    if (wasRunning) this.hooks.onCancelReleased?.(0);
+    if (wasRunning) this.hooks.onCancelReleased?.(stepsToRelease);
   }
 
   /** Removes a sequence everywhere, frees its blocks and reports the outcome once. */
@@ -174,15 +193,9 @@ export class Scheduler {
     const ri = this.running.indexOf(seq);
     if (ri >= 0) this.running.splice(ri, 1);
     if (seq.engineId === null) return;
-    // A sequence in the step being computed (a stop string found while delivering during it) is
-    // removed once that step returns: the engine must not lose a sequence it is running.
-    if (this.inStep.has(seq)) this.releaseAfterStep.push(seq.engineId);
-    else this.removeFromEngine(seq.engineId);
+    // Also for a sequence in the step being computed: the engine defers its removal to that step's end.
+    try { this.engine.removeSequence(seq.engineId); } catch (err) { this.hooks.log?.warn(`removeSequence failed: ${String(err)}`); }
     seq.engineId = null;
-  }
-
-  private removeFromEngine(engineId: number): void {
-    try { this.engine.removeSequence(engineId); } catch (err) { this.hooks.log?.warn(`removeSequence failed: ${String(err)}`); }
   }
 
   private ensureLoop(): void {
@@ -199,7 +212,9 @@ export class Scheduler {
     while (!this.stopped) {
       const t0 = performance.now();
       this.expire();
+      const wasIdle = this.running.length === 0;
       this.admit();
+      if (wasIdle && this.running.length > 0) await this.gatherBurst();
       if (this.running.length === 0) {
         this.deliverPending();
         if (this.stopped) break;
@@ -219,6 +234,25 @@ export class Scheduler {
       // Wall time while there was work: engine steps plus everything the server did around them
       // (expiry and admission included).
       this.totals.busySeconds += (performance.now() - t0) / 1000;
+    }
+  }
+
+  /**
+   * After an idle spell, lets the rest of a burst arrive and admits it before the first step: waits
+   * a millisecond at a time while requests keep coming, there is room, and the window lasts.
+   */
+  private async gatherBurst(): Promise<void> {
+    const windowMs = this.opts.burstWindowMs ?? 200;
+    const quietMs = Math.min(windowMs, Math.max(this.opts.burstQuietMs ?? 10, this.stepMsAverage));
+    const until = performance.now() + windowMs;
+    let seen = this.submitted;
+    while (!this.stopped && this.running.length < this.maxBatch && this.waiting.length === 0) {
+      const left = until - performance.now();
+      if (left <= 0) return;
+      await sleep(Math.min(quietMs, left));
+      if (this.submitted === seen) return; // quiet: the burst is in
+      seen = this.submitted;
+      this.admit();
     }
   }
 
@@ -278,7 +312,6 @@ export class Scheduler {
       result = await stepped;
     } finally {
       this.inStep = new Set();
-      for (const id of this.releaseAfterStep.splice(0)) this.removeFromEngine(id);
     }
     // Time the event loop waited for the step (engine work plus the addon's thread hand-off).
     this.totals.awaitSeconds += (performance.now() - a0) / 1000;
@@ -287,8 +320,7 @@ export class Scheduler {
     const needy: Seq[] = [];
     for (let i = 0; i < live.length; i++) {
       const seq = live[i];
-      if (seq.cancelRequested) { this.finish(seq, 'cancelled'); this.hooks.onCancelReleased?.(1); continue; }
-      if (seq.done) continue;
+      if (seq.done) continue; // ended while the step ran (cancelled, a stop string): its token is dropped
       // Normally delivered while this step ran; if not, it goes first so onToken stays in order.
       if (seq.pendingToken >= 0) { this.deliver(seq); if (seq.done) continue; }
       if (result.status[i] !== STATUS_OK) { needy.push(seq); continue; }
@@ -315,6 +347,8 @@ export class Scheduler {
     this.totals.tokens += tokens;
     this.totals.loopSeconds += loopSeconds;
     this.totals.engineSeconds += result.counters.wallSeconds;
+    const stepMs = result.counters.wallSeconds * 1000;
+    this.stepMsAverage = this.stepMsAverage === 0 ? stepMs : 0.8 * this.stepMsAverage + 0.2 * stepMs;
     this.hooks.onStep?.({ batchSize: live.length, tokens, result, loopSeconds });
     return true;
   }

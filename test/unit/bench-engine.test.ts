@@ -4,13 +4,9 @@ import { describe, expect, test } from '@jest/globals';
 
 import { closedFormActFraction, engineMetrics, poolBlocks } from '../../bench/engine.js';
 import { presetConfig } from '../../model/presets.js';
-import type { NativeCounters } from '../../native/ts/addon-types.js';
+import { zeroCounters } from '../../native/ts/counters.js';
 
-const zero: NativeCounters = {
-  steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0,
-  actBytesD2H: 0, transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0,
-  recomputedTokens: 0,
-};
+const zero = zeroCounters();
 
 describe('bench:engine metrics', () => {
   test('throughput counts generated tokens only, as the offloading literature does', () => {

@@ -1,6 +1,8 @@
 // The app over the fake engine, on a loopback port: routing, schemas, errors, auth, metrics.
 // (Fastify's inject() needs light-my-request, whose ESM-only `cookie` dependency Jest cannot load in
 // this setup, so requests go over real HTTP. test/integration/server-*.test.ts use the real engine.)
+// Every test makes the requests its assertions rely on and checks differences, never totals left by
+// the tests before it, so each passes alone (jest -t NAME) and in any order.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { createServing, type Serving } from '../../server/serving.js';
 import { byteTokenizer, FakeEngine } from './server-fake-engine.js';
@@ -14,6 +16,12 @@ async function inject(r: Req) {
   const text = await res.text();
   return { statusCode: res.status, headers: Object.fromEntries(res.headers), body: text, json: () => JSON.parse(text) };
 }
+/** The value of one series on /metrics (0 when absent). */
+async function series(name: string): Promise<number> {
+  const line = (await inject({ url: '/metrics' })).body.split('\n').find((l) => l.startsWith(`${name} `));
+  return line ? Number(line.split(' ').at(-1)) : 0;
+}
+const stats = async () => (await inject({ url: '/v1/hybridserve/stats', headers: { authorization: 'Bearer k1' } })).json();
 
 beforeAll(async () => {
   s = await createServing({
@@ -78,15 +86,21 @@ describe('app', () => {
   });
 
   test('metrics carry the DESIGN.md names; stats follow the contract', async () => {
+    const before = await stats();
+    expect((await inject(body({ model: 'fake', prompt: 'count me', max_tokens: 3, ignore_eos: true }))).statusCode).toBe(200);
     const m = (await inject({ url: '/metrics' })).body;
     for (const name of ['hybridserve_requests_total', 'hybridserve_generated_tokens_total', 'hybridserve_prompt_tokens_total', 'hybridserve_queue_depth',
       'hybridserve_running_sequences', 'hybridserve_time_to_first_token_seconds_bucket', 'hybridserve_time_per_output_token_seconds_bucket',
       'hybridserve_cache_blocks{kind="kv",state="used"}', 'hybridserve_act_fraction', 'hybridserve_transfer_bytes_total{kind="weights",direction="h2d"}',
       'hybridserve_step_phase_seconds_total{phase="recompute"}']) expect(m).toContain(name);
-    const st = (await inject({ url: '/v1/hybridserve/stats', headers: { authorization: 'Bearer k1' } })).json();
+    const st = await stats();
     expect(st).toMatchObject({ model: 'fake', device: 'cpu', queueDepth: 0, runningSequences: 0 });
-    expect(st.requestsTotal).toBeGreaterThan(0);
-    expect(st.counters.steps).toBeGreaterThan(0);
+    expect(st.requestsTotal - before.requestsTotal).toBe(1);
+    expect(st.generatedTokensTotal - before.generatedTokensTotal).toBe(3);
+    // One prefill step (the first token) and two decode steps; 8 prompt bytes, then one token each.
+    expect(st.counters.steps - before.counters.steps).toBe(3);
+    expect(st.counters.prefillTokens - before.counters.prefillTokens).toBe(8);
+    expect(st.counters.decodeTokens - before.counters.decodeTokens).toBe(2);
     expect(st.pools.kvBlocksFree).toBe(st.pools.kvBlocksTotal);
   });
 
@@ -95,14 +109,21 @@ describe('app', () => {
   });
 
   test('refused requests are counted by outcome', async () => {
-    const m = (await inject({ url: '/metrics' })).body;
-    expect(m).toMatch(/hybridserve_requests_total\{endpoint="completions",outcome="rejected"\} ([1-9]\d*)/);
-    expect(m).toMatch(/hybridserve_requests_total\{endpoint="completions",outcome="ok"\} ([1-9]\d*)/);
+    const rejected = 'hybridserve_requests_total{endpoint="completions",outcome="rejected"}';
+    const ok = 'hybridserve_requests_total{endpoint="completions",outcome="ok"}';
+    const [r0, ok0] = [await series(rejected), await series(ok)];
+    expect((await inject(body({ model: 'fake', prompt: 'x', max_tokens: -1 }))).statusCode).toBe(400);
+    expect((await inject(body({ model: 'fake', prompt: 'y', max_tokens: 1 }))).statusCode).toBe(200);
+    expect(await series(rejected) - r0).toBe(1);
+    expect(await series(ok) - ok0).toBe(1);
   });
 
   test('the server keeps serving after bad input', async () => {
+    expect((await inject({ ...body({}), payload: '{"model":' })).statusCode).toBe(400);
+    expect((await inject({ ...body({}), payload: JSON.stringify({ model: 'fake', prompt: 'x'.repeat(5000) }) })).statusCode).toBe(413);
     const r = await inject(body({ model: 'fake', prompt: 'again', max_tokens: 2 }));
     expect(r.statusCode).toBe(200);
+    expect(r.json().usage.completion_tokens).toBe(2);
   });
 });
 

@@ -1,19 +1,17 @@
 // A stand-in for the native engine, for the scheduler's unit tests only (the acceptance tests in
 // test/integration drive the real engine). It keeps real block accounting (KV/ACT pools, blocks
 // per sequence) and generates a deterministic token from each sequence's own history and seed,
-// so batch composition never changes results, like the real engine's per-sequence RNG.
+// so batch composition never changes results, like the real engine's per-sequence RNG. Like the
+// addon, it defers the removal of a sequence that the running step holds until that step returns
+// (test/unit/engine-contract.test.ts runs the same checks against both).
 import type {
   NativeCounters, NativeEngine, NativeEngineInfo, NativePoolStats, NativeSequenceInfo, NativeSequenceOptions, NativeStepResult,
 } from '../../native/ts/addon-types.js';
 import type { NativeErrorCode } from '../../native/ts/addon-types.js';
+import { accumulateCounters, zeroCounters as zero } from '../../native/ts/counters.js';
 
 /** Errors carry the addon's typed code, as the real engine's do. */
 const coded = <E extends Error>(err: E, code: NativeErrorCode): E => Object.assign(err, { code });
-
-const zero = (): NativeCounters => ({
-  steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0, actBytesD2H: 0,
-  transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0, recomputedTokens: 0,
-});
 
 interface FakeSeq { tokens: number[]; cached: number; kv: number; act: number; seed: number }
 
@@ -24,6 +22,9 @@ export class FakeEngine implements NativeEngine {
   private kvFree: number;
   private actFree: number;
   private busy = false;
+  /** Sequences of the running step, and those of them removed while it runs (freed when it returns). */
+  private inStep = new Set<number>();
+  private removeAfterStep = new Set<number>();
   private total = zero();
   stepLog: number[][] = [];
 
@@ -58,23 +59,36 @@ export class FakeEngine implements NativeEngine {
     return id;
   }
 
-  removeSequence(id: number): void {
+  /** A live sequence (one removed during the running step is already unknown, as in the addon). */
+  private find(id: number): FakeSeq {
     const s = this.seqs.get(id);
-    if (!s) throw coded(new RangeError(`unknown sequence ${id}`), 'HS_UNKNOWN_SEQUENCE');
+    if (!s || this.removeAfterStep.has(id)) throw coded(new RangeError(`unknown sequence ${id}`), 'HS_UNKNOWN_SEQUENCE');
+    return s;
+  }
+
+  removeSequence(id: number): void {
+    this.find(id);
+    if (this.inStep.has(id)) { this.removeAfterStep.add(id); return; }
+    this.free(id);
+  }
+
+  private free(id: number): void {
+    const s = this.seqs.get(id)!;
     this.kvFree += s.kv;
     this.actFree += s.act;
     this.seqs.delete(id);
   }
 
   sequence(id: number): NativeSequenceInfo {
-    const s = this.seqs.get(id);
-    if (!s) throw coded(new RangeError(`unknown sequence ${id}`), 'HS_UNKNOWN_SEQUENCE');
+    const s = this.find(id);
     return { id, length: s.tokens.length, cachedTokens: s.cached, kvBlocks: s.kv, actBlocks: s.act };
   }
 
   async step(ids: Int32Array): Promise<NativeStepResult> {
     if (this.busy) throw coded(new Error('engine busy'), 'HS_BUSY');
+    for (const id of ids) this.find(id); // like PrepareStep: every id checked before the step starts
     this.busy = true;
+    this.inStep = new Set(ids);
     this.stepLog.push(Array.from(ids));
     try {
       await new Promise((r) => setTimeout(r, this.opts.stepDelayMs ?? 0));
@@ -83,12 +97,11 @@ export class FakeEngine implements NativeEngine {
       const c = zero();
       c.steps = 1;
       ids.forEach((id, i) => {
-        const s = this.seqs.get(id);
-        if (!s) throw coded(new RangeError(`unknown sequence ${id}`), 'HS_UNKNOWN_SEQUENCE');
+        const s = this.seqs.get(id)!;
         // The new token needs a slot: a block when the sequence's blocks are full.
         if (s.tokens.length + 1 > (s.kv + s.act) * this.bt && !this.take(s)) { status[i] = 1; tokens[i] = -1; return; }
         const fresh = s.tokens.length - s.cached;
-        if (s.cached === 0) c.prefillTokens += fresh; else c.decodeTokens += fresh;
+        if (s.cached === 0 || fresh > 1) c.prefillTokens += fresh; else c.decodeTokens += fresh;
         s.cached = s.tokens.length;
         let h = s.seed >>> 0;
         for (const t of s.tokens) h = (Math.imul(h ^ t, 2654435761) + 0x9e3779b9) >>> 0;
@@ -98,10 +111,13 @@ export class FakeEngine implements NativeEngine {
       });
       c.wallSeconds = (this.opts.stepDelayMs ?? 0) / 1000;
       c.computeSeconds = c.wallSeconds;
-      for (const k of Object.keys(c) as (keyof NativeCounters)[]) this.total[k] += c[k];
+      accumulateCounters(this.total, c);
       return { tokens, status, counters: c };
     } finally {
       this.busy = false;
+      this.inStep.clear();
+      for (const id of this.removeAfterStep) this.free(id);
+      this.removeAfterStep.clear();
     }
   }
 

@@ -66,6 +66,52 @@ describe('scheduler', () => {
     expect(engine.pools().kvBlocksFree + engine.pools().actBlocksFree).toBe(6);
   });
 
+  test('a burst onto an idle engine is admitted whole: one prefill step, then decode steps of the whole batch', async () => {
+    // Requests keep arriving for ~20 ms, each gap shorter than the quiet gap that ends gathering.
+    const engine = new FakeEngine({ kvBlocks: 400, actBlocks: 0, stepDelayMs: 2 });
+    const s = new Scheduler(engine, { maxBatch: 64, maxQueue: 100, eosTokenId: 2, burstQuietMs: 8, burstWindowMs: 500 });
+    const runs = [run(s, [1, 2, 3], 6)];
+    for (let i = 1; i < 20; i++) {
+      await new Promise((r) => setTimeout(r, 1));
+      runs.push(run(s, [1, 2, 3, i], 6, { seed: i }));
+    }
+    await Promise.all(runs.map((r) => r.done));
+    // As bench:engine runs it: 1 step prefilling all 20, then 5 decode steps of all 20.
+    expect(engine.stepLog.map((ids) => ids.length)).toEqual([20, 20, 20, 20, 20, 20]);
+    await s.stop();
+  });
+
+  test('gathering ends at the first quiet gap: a lone request is not held for the whole window', async () => {
+    const engine = new FakeEngine({ kvBlocks: 40, actBlocks: 0 });
+    const s = new Scheduler(engine, { maxBatch: 8, maxQueue: 10, eosTokenId: 2, burstQuietMs: 5, burstWindowMs: 5000 });
+    const t0 = performance.now();
+    await run(s, [4, 5], 2).done;
+    expect(performance.now() - t0).toBeLessThan(1000);
+    await s.stop();
+  });
+
+  test('a sequence cancelled mid-step ends at once; the engine frees its blocks when that step returns', async () => {
+    const engine = new FakeEngine({ kvBlocks: 50, actBlocks: 0, stepDelayMs: 30 });
+    const released: number[] = [];
+    const s = new Scheduler(engine, { maxBatch: 8, maxQueue: 10, eosTokenId: 2, burstWindowMs: 0 }, { onCancelReleased: (n) => released.push(n) });
+    const a = run(s, Array(12).fill(5), 100);
+    const b = run(s, [5, 6], 3);
+    while (engine.stepLog.length < 2) await new Promise((r) => setTimeout(r, 1));
+    // A step is in flight now (each takes 30 ms): cancel during it.
+    const freeBefore = engine.pools().kvBlocksFree;
+    a.handle.cancel();
+    expect((await a.done).reason).toBe('cancelled');
+    expect(engine.pools().kvBlocksFree).toBe(freeBefore); // still held by the running step
+    const stepsAtCancel = engine.stepLog.length;
+    while (engine.pools().kvBlocksFree === freeBefore) await new Promise((r) => setTimeout(r, 1));
+    expect(engine.pools().kvBlocksFree).toBeGreaterThanOrEqual(freeBefore + 3);
+    expect(engine.stepLog.length - stepsAtCancel).toBeLessThanOrEqual(1);
+    expect(released).toEqual([1]);
+    await b.done;
+    expect(engine.pools().kvBlocksFree).toBe(50);
+    await s.stop();
+  });
+
   test('stops when onToken asks to (stop strings) and at maxTokens', async () => {
     const s = new Scheduler(new FakeEngine({ kvBlocks: 20, actBlocks: 0 }), { maxBatch: 4, maxQueue: 4, eosTokenId: 2 });
     const r = await run(s, [9], 10, { stopAt: 3 }).done;

@@ -42,6 +42,14 @@ class Backend {
   // or ACT per block kind) and writes the logits of each sequence's LAST new token into
   // logits[i * vocab_size] (i = index in plan.seqs). Adds what it did to `counters`.
   // Throws std::runtime_error on device failure.
+  //
+  // Who counts what (each figure has one owner, so nothing is counted twice):
+  //  - the core (Engine::PrepareStep/RunStep) counts steps, prefill_tokens, decode_tokens and
+  //    wall_seconds (it sets wall_seconds to the step's wall time, sampling included; a backend
+  //    leaves these four alone);
+  //  - the backend counts what only it sees: bytes moved by kind and direction (*_bytes_*), the
+  //    phase times (transfer/compute/recompute/idle_seconds) and recomputed_tokens.
+  // test/integration/engine-contract.test.ts checks the token counts on every device.
   virtual void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) = 0;
   virtual BackendInfo Info() const = 0;
 };

@@ -655,14 +655,8 @@ struct CudaEngine::Impl {
     ctr.compute_seconds += UnionLength(by[kCompute]) / 1e3;
     ctr.recompute_seconds += UnionLength(by[kRecompute]) / 1e3;
     ctr.idle_seconds += std::max(0.0, wall_ms - busy_ms) / 1e3;
-    ctr.steps += 1;
-    for (const auto& mb : lay) {
-      ctr.recomputed_tokens += mb.recomputed_tokens;
-      for (size_t s = 0; s < mb.seqs.size(); ++s) {
-        if (mb.seq_start[s] > 0 && mb.seq_new[s] == 1) ctr.decode_tokens += 1;
-        else ctr.prefill_tokens += mb.seq_new[s];
-      }
-    }
+    // Steps and prefill/decode tokens are the core's to count (core/backend.h), not the backend's.
+    for (const auto& mb : lay) ctr.recomputed_tokens += mb.recomputed_tokens;
 
     // Prefetch the first streamed layer of the next step (everything is idle now).
     if (resident < L) {
