@@ -210,7 +210,6 @@ describe('every HSD server/engine setting reaches the server', () => {
     if (cfg === 'help') throw new Error('help');
     expect(loadApiKeys(env, cfg.apiKeyFile)).toEqual(['k-one', 'k-two']);
     rmSync(dir, { recursive: true, force: true });
-    if (cfg === 'help') throw new Error('help');
     expect(cfg.limits.maxQueue).toBe(7);
     expect(cfg.limits.maxTotalTokens).toBe(1000);
     expect(resolveLimits(cfg.limits, presetConfig('opt-13b')!.maxPositions).maxTotalTokens).toBe(1000);
