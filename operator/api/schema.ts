@@ -98,7 +98,7 @@ const specSchema: Schema = obj({
   }),
   server: obj({
     apiKeySecretRef: obj({ name: str({ minLength: 1 }), key: str({ minLength: 1 }) }, {
-      required: ['name', 'key'], description: 'Secret key holding the accepted Bearer API keys, comma-separated; mounted read-only as a file (server --api-key-file), never an env var.' }),
+      required: ['name', 'key'], description: 'Secret key holding the accepted Bearer API keys, one per line (# comments); mounted read-only as a file (server --api-key-file, re-read on change), never an env var.' }),
     maxConcurrentRequests: int({ description: 'Requests a pod holds waiting for a batch slot before it answers 429 (server --max-queue); running ones are capped by the plan\'s maxBatch on top.', minimum: 1, maximum: 1048576 }),
     maxTokens: int({ description: 'Deprecated alias of limits.maxTotalTokens (which wins when both are set).', minimum: 2, maximum: 2097152 }),
     port: int({ description: 'Container and Service port (server --port).', minimum: 1, maximum: 65535, default: 8000 }),
