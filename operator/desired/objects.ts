@@ -18,7 +18,6 @@ export const ANNOTATION_PLAN_INPUT = 'hybridserve.io/plan-input';
 export const ANNOTATION_GPU_PRODUCT = 'hybridserve.io/gpu-product';
 export const PLAN_KEY = 'plan.json';
 export const PLAN_MOUNT = '/etc/hybridserve';
-export const DEFAULT_IMAGE = 'ghcr.io/hybridserve/hybridserve:0.1.0';
 /** Where pvc://<claim>/<path> models are mounted: HYBRIDSERVE_MODEL_ROOT, as model/spec.ts resolves them. */
 export const MODEL_ROOT = '/models';
 /** Where the API key Secret is mounted (a file the server re-reads on change; never an env var). */

@@ -482,7 +482,8 @@ export class FakeApiServer {
     const cols = [{ name: 'Name', type: 'string', jsonPath: '.metadata.name' }, ...(d.printerColumns ?? [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }])];
     return {
       apiVersion: 'meta.k8s.io/v1', kind: 'Table', metadata: { resourceVersion: String(this.rv) },
-      columnDefinitions: cols.map((c) => ({ name: c.name, type: c.type, format: c.name === 'Name' ? 'name' : '', description: '', priority: 0 })),
+      // priority > 0: kubectl shows the column only with -o wide.
+      columnDefinitions: cols.map((c) => ({ name: c.name, type: c.type, format: c.name === 'Name' ? 'name' : '', description: '', priority: (c as { priority?: number }).priority ?? 0 })),
       rows: items.map((o) => ({
         cells: cols.map((c) => { const v = jsonPathValue(o, c.jsonPath); return c.type === 'date' && typeof v === 'string' ? age(v) : v ?? '<none>'; }),
         object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata },
