@@ -74,3 +74,29 @@ describe('chart RBAC with watchNamespaces (issue 12 acceptance 4)', () => {
     expect(env.find((e) => e.name === 'WATCH_NAMESPACES')?.value).toBe('team-a,team-b');
   });
 });
+
+describe('chart hardening values (issue 12 item 9)', () => {
+  type Env = { name: string; value?: string }[];
+  const envOf = (docs: Manifest[]) => (findOne(docs, 'Deployment').spec as { template: { spec: { containers: { env: Env }[] } } }).template.spec.containers[0].env;
+
+  test('the HSD policy reaches the operator; by default only the project\'s server images', () => {
+    const env = envOf(renderChart({ namespace: 'ops' }));
+    expect(env.find((e) => e.name === 'HYBRIDSERVE_POLICY_ALLOWED_IMAGES')?.value).toBe('ghcr.io/hybridserve/hybridserve:*,ghcr.io/hybridserve/hybridserve@sha256:*');
+    expect(env.find((e) => e.name === 'WATCH_NAMESPACES')).toBeUndefined();
+    const strict = envOf(renderChart({ namespace: 'ops', set: ['policy.allowPvc=false', 'policy.allowSecrets=false'] }));
+    expect(strict.filter((e) => e.name.startsWith('HYBRIDSERVE_POLICY_ALLOW_')).map((e) => e.value)).toEqual(['false', 'false']);
+  });
+
+  test('the operator NetworkPolicy admits only the metrics port and selects the operator pods', () => {
+    expect(renderChart({ namespace: 'ops' }).filter((d) => d.kind === 'NetworkPolicy')).toEqual([]);
+    const docs = renderChart({ namespace: 'ops', set: ['networkPolicy.enabled=true'] });
+    const np = findOne(docs, 'NetworkPolicy').spec as { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[];
+      ingress: { ports: { port: number }[] }[]; egress: { ports: { port: number }[] }[] };
+    const dep = findOne(docs, 'Deployment').spec as { selector: { matchLabels: Record<string, string> } };
+    expect(np.podSelector.matchLabels).toEqual(dep.selector.matchLabels);
+    expect(np.policyTypes).toEqual(['Ingress', 'Egress']);
+    expect(np.ingress).toHaveLength(1);
+    expect(np.ingress[0].ports.map((p) => p.port)).toEqual([8080]);
+    expect(np.egress.flatMap((e) => e.ports.map((p) => p.port)).sort((a, b) => a - b)).toEqual([53, 53, 443, 6443, 8000]);
+  });
+});
