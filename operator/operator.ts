@@ -9,7 +9,7 @@ import { KubeClient, loadKubeConfig, type Informer, type KubeObject } from './k8
 import { R } from './k8s/resources.js';
 import { LABEL_INSTANCE, LABEL_MANAGED_BY } from './desired/objects.js';
 import type { NodeLike } from './desired/node-groups.js';
-import { reconcile, type DeploymentLike } from './controller/reconcile.js';
+import { reconcile, type ConfigMapLike, type DeploymentLike } from './controller/reconcile.js';
 import { WorkQueue } from './controller/queue.js';
 import { RuntimeState } from './controller/state.js';
 import { eventRecorder } from './controller/events.js';
@@ -67,7 +67,7 @@ export class Operator {
   private readonly queue: WorkQueue;
   private readonly elector: LeaderElector;
   private informers: { hsd: ScopedInformer<HybridServeDeployment & KubeObject>; nodes: Informer<NodeLike & KubeObject>;
-    deps: ScopedInformer<DeploymentLike>; pods: ScopedInformer<PodLike & KubeObject> } | undefined;
+    deps: ScopedInformer<DeploymentLike>; pods: ScopedInformer<PodLike & KubeObject>; cms: ScopedInformer<ConfigMapLike> } | undefined;
   private readonly namespaces: string[];
   private readonly policy: HsdPolicy;
   private timers: NodeJS.Timeout[] = [];
@@ -102,6 +102,7 @@ export class Operator {
           client: this.client, state: this.state, events, now: () => new Date(), metrics: this.metrics, policy: this.policy, operatorPeer,
           nodes: () => this.informers?.nodes.list() ?? [],
           deployments: (ns, name) => (this.informers?.deps.list(ns) ?? []).filter((d) => d.metadata.labels?.[LABEL_INSTANCE] === name),
+          configMap: (ns, name) => this.informers?.cms.get(name, ns),
           progressRequeueMs: o.progressRequeueMs,
         });
         this.metrics.reconciles.inc({ result: 'success' });
@@ -153,6 +154,7 @@ export class Operator {
       nodes: this.client.informer<NodeLike & KubeObject>({ type: R.node }),
       deps: scoped(ns, (n) => this.client.informer<DeploymentLike>({ type: R.deployment, namespace: n }, sel)),
       pods: scoped(ns, (n) => this.client.informer<PodLike & KubeObject>({ type: R.pod, namespace: n }, sel)),
+      cms: scoped(ns, (n) => this.client.informer<ConfigMapLike>({ type: R.configMap, namespace: n }, sel)),
     };
     this.informers = inf;
     const enqueueHsd = (o: KubeObject) => this.queue.add(keyOf(o));
@@ -165,6 +167,7 @@ export class Operator {
       inf.nodes.on(v, () => this.enqueueAll());
       inf.deps.on(v, enqueueOwner);
       inf.pods.on(v, enqueueOwner);
+      inf.cms.on(v, enqueueOwner);
     }
     // client-node's ListWatch stops on any error but 410: restart it after a pause (it relists).
     for (const [name, i] of Object.entries(inf) as [string, Informer<KubeObject>][]) {

@@ -3,6 +3,7 @@
 // ones, and write status (conditions, observedGeneration, nodeGroups) through /status. It looks at
 // the current state only, never at which event woke it, so any crash or dropped event is repaired
 // by the next run.
+import { createHash } from 'node:crypto';
 import {
   FIELD_MANAGER, FINALIZER, type HsdStatus, type HybridServeDeployment, type NodeGroupStatus,
 } from '../api/types.js';
@@ -27,17 +28,19 @@ import type { OperatorMetrics } from './metrics.js';
 import { MANAGED_BY } from '../api/types.js';
 
 export interface DeploymentLike extends KubeObject {
-  metadata: KubeObject['metadata'] & { labels?: Record<string, string>; generation?: number; ownerReferences?: { uid: string }[] };
+  metadata: KubeObject['metadata'] & { labels?: Record<string, string>; annotations?: Record<string, string>; generation?: number; ownerReferences?: { uid: string }[] };
   spec?: { replicas?: number };
   status?: { replicas?: number; readyReplicas?: number; observedGeneration?: number };
 }
-interface ConfigMapLike extends KubeObject { metadata: KubeObject['metadata'] & { annotations?: Record<string, string> }; data?: Record<string, string> }
+export interface ConfigMapLike extends KubeObject { metadata: KubeObject['metadata'] & { annotations?: Record<string, string> }; data?: Record<string, string> }
 
 export interface ReconcileDeps {
   client: KubeClient;
   nodes(): readonly NodeLike[];
   /** Owned Deployments of the HSD (from the informer cache). */
   deployments(namespace: string, hsdName: string): readonly DeploymentLike[];
+  /** A plan ConfigMap from the informer cache; undefined (not cached) falls back to a GET. */
+  configMap?(namespace: string, name: string): ConfigMapLike | undefined;
   state: RuntimeState;
   events: EventRecorder;
   now(): Date;
@@ -117,8 +120,12 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     const grt = deps.state.group(key, group.id);
     const file = await applyPlan(deps, hsd, group, plan, grt);
     const depName = deploymentName(hsd, group);
-    await client.apply({ type: R.deployment, namespace, name: depName }, deployment(hsd, group, plan.plan, split[i]), FIELD_MANAGER);
     const dep = owned.find((d) => d.metadata.name === depName);
+    const desired = withDesiredHash(deployment(hsd, group, plan.plan, split[i]));
+    // Unchanged since our last apply (same desired hash, replicas as wanted): skip the write.
+    if (!(dep?.metadata.annotations?.[ANNOTATION_DESIRED_HASH] === desiredHash(desired) && dep.spec?.replicas === split[i])) {
+      await client.apply({ type: R.deployment, namespace, name: depName }, desired, FIELD_MANAGER);
+    }
     groupStatus.push({
       name: group.id, gpuProduct: group.gpuProduct, nodes: group.nodeNames.length, allocatableMemoryBytes: group.allocatableMemoryBytes,
       replicas: split[i], readyReplicas: Math.min(split[i], dep?.status?.readyReplicas ?? 0),
@@ -168,17 +175,30 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
       ...(runtime.lastScaleTime ? { lastScaleTime: runtime.lastScaleTime } : {}),
     } } : {}),
   };
-  await writeStatus(deps, hsd, status);
+  // The Event first: by the time status shows the new replicas, the Event explaining it exists.
   if (runtime.scaleNote) {
     const note = runtime.scaleNote;
     runtime.scaleNote = undefined;
     await deps.events.record(hsd, 'Normal', 'Scaled', 'Scale', note);
   }
+  await writeStatus(deps, hsd, status);
 
   // Waiting for pods: poll slowly as a safety net (child events normally wake us first). A spec
   // that cannot be planned is terminal: no requeue until the HSD or a Node changes.
   const ready = condition(status.conditions, 'Ready')?.status === 'True';
   return ready || ok.length === 0 ? {} : { requeueAfterMs: deps.progressRequeueMs ?? 10_000 };
+}
+
+/** Hash of the desired Deployment, kept in an annotation so that an unchanged one is not re-applied. */
+const ANNOTATION_DESIRED_HASH = 'hybridserve.io/desired-hash';
+function desiredHash(o: Record<string, unknown>): string {
+  const m = o.metadata as { annotations?: Record<string, string> };
+  return m.annotations?.[ANNOTATION_DESIRED_HASH] ?? createHash('sha256').update(canonical(o)).digest('hex').slice(0, 16);
+}
+function withDesiredHash(o: Record<string, unknown>): Record<string, unknown> {
+  const m = o.metadata as { annotations?: Record<string, string> };
+  const hash = desiredHash(o);
+  return { ...o, metadata: { ...m, annotations: { ...(m.annotations ?? {}), [ANNOTATION_DESIRED_HASH]: hash } } };
 }
 
 /** Selects the operator's pods in any namespace (override with ReconcileDeps.operatorPeer). */
@@ -201,8 +221,10 @@ export function wantedReplicas(spec: ResolvedSpec, decided: number | undefined, 
  */
 async function applyPlan(deps: ReconcileDeps, hsd: HybridServeDeployment, group: NodeGroup, plan: Extract<GroupPlan, { ok: true }>, grt: GroupRuntime): Promise<PlanFile> {
   const cmRef = { type: R.configMap, namespace: hsd.metadata.namespace, name: configMapName(hsd, group) };
-  let current: ConfigMapLike | undefined;
-  try { current = await deps.client.get<ConfigMapLike>(cmRef); } catch (e) { if (!isNotFound(e)) throw e; }
+  let current = deps.configMap?.(hsd.metadata.namespace ?? 'default', cmRef.name);
+  if (!current) {
+    try { current = await deps.client.get<ConfigMapLike>(cmRef); } catch (e) { if (!isNotFound(e)) throw e; }
+  }
   const text = current?.data?.[PLAN_KEY];
   const parsed = text === undefined ? undefined : parsePlan(text);
   const currentFile = parsed?.ok ? parsed.plan : undefined;

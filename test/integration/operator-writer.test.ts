@@ -65,5 +65,18 @@ describe('reconcile is the only writer', () => {
     const after = (c.hsd('w') as HybridServeDeployment).status!;
     expect(after.nodeGroups![0].measured).toBeUndefined();
     expect(after.nodeGroups![0]).toMatchObject({ actFraction: next, planGeneration: 2 });
+
+    // Nothing changed: the Deployment (desired-hash annotation and replicas as wanted) and the
+    // ConfigMap (same planning input) are not written again.
+    const patches = (what: string) => c.api.requestCounts.get(`PATCH ${what}`) ?? 0;
+    const before = [patches('deployments'), patches('configmaps')];
+    await reconcile('default/w', deps(state, metrics, notes));
+    expect([patches('deployments'), patches('configmaps')]).toEqual(before);
+    // A change of the desired pod template is applied.
+    await client.mergePatch({ type: R.hsd, namespace: 'default', name: 'w' }, { spec: { pod: { annotations: { a: 'b' } } } });
+    await reconcile('default/w', deps(state, metrics, notes));
+    expect(patches('deployments')).toBe(before[0] + 1);
+    const dep = c.list('apps', 'v1', 'deployments', 'default', 'app.kubernetes.io/instance=w')[0];
+    expect(dep.spec.template.metadata.annotations).toEqual({ a: 'b' });
   });
 });
