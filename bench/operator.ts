@@ -31,6 +31,12 @@ function rssBytes(pid: number): number {
   return m ? Number(m[1]) * 1024 : NaN;
 }
 
+/** CPU seconds (user + system) the process has used: on a shared machine a steadier figure than wall time. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
+
 async function metric(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
   return text.split('\n').filter((l) => l.startsWith(name) && !l.startsWith('#')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
@@ -66,6 +72,8 @@ async function main(): Promise<void> {
     const durSum = await metric(port, 'hybridserve_operator_reconcile_duration_seconds_sum');
     const pods = cluster.list('', 'v1', 'pods').length;
     const rssEnd = rssBytes(proc.pid!);
+    const cpu = cpuSeconds(proc.pid!);
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
     console.log(`operator bench: ${HSDS} HybridServeDeployments over ${NODES} fake nodes (API test double, pods Ready without processes)`);
     console.log(`  ready:               ${readyCount}/${HSDS} HSDs, ${pods} pods`);
@@ -73,6 +81,7 @@ async function main(): Promise<void> {
     console.log(`  reconciles:          ${reconciles} (${errors} errors), ${(reconciles / convergeS).toFixed(1)} reconciles/s, mean ${(1000 * durSum / Math.max(1, reconciles)).toFixed(1)} ms each`);
     console.log(`  operator RSS:        ${mib(rssIdle)} idle, ${mib(peakRss)} peak, ${mib(rssEnd)} at the end`);
     console.log(`  API requests:        ${[...cluster.api.requestCounts.values()].reduce((a, b) => a + b, 0)}`);
+    console.log(`  operator CPU:        ${cpu.toFixed(1)} s user+system (machine load average ${load})`);
     const met = readyCount === HSDS && convergeS < TARGET_SECONDS && peakRss < TARGET_RSS_BYTES;
     console.log(`  target:              all Ready in < ${TARGET_SECONDS} s with RSS < ${TARGET_RSS_BYTES / 1e6} MB: ${met ? 'met' : 'NOT met'}`);
     if (!met) process.exitCode = 1;

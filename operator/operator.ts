@@ -192,7 +192,7 @@ export class Operator {
         enqueue: (k) => this.queue.add(k), intervalMsOverride: this.o.feedbackIntervalMsOverride,
       }).finally(() => { this.feedbackRunning = false; });
     }, this.o.feedbackTickMs ?? 1000));
-    this.timers.push(setInterval(() => this.enqueueAll(), this.o.resyncMs ?? 300_000));
+    this.timers.push(setInterval(() => { this.state.clearAppliedHashes(); this.enqueueAll(); }, this.o.resyncMs ?? 300_000));
   }
 
   private async stopControllers(): Promise<void> {

@@ -109,12 +109,18 @@ async function scrapeHsd(hsd: HybridServeDeployment, key: string, deps: Feedback
     if (!url || !group) return;
     live.add(uid);
     let snap;
-    try { snap = parseStats(await scrape(url, deps.scrapeTimeoutMs ?? 3000, deps.maxStatsBytes ?? MAX_STATS_BYTES)); } catch (e) {
+    // Every failure is counted; it is logged when the pod starts failing, not on every interval.
+    const failed = (why: string) => {
       deps.metrics.scrapeErrors.inc();
-      deps.log(`Scrape of pod ${ns}/${p.metadata.name} stats failed: ${(e as Error).message}`);
+      if (!deps.state.scrapeFailing.has(uid)) deps.log(`Scrape of pod ${ns}/${p.metadata.name} stats failed: ${why}`);
+      deps.state.scrapeFailing.add(uid);
+    };
+    try { snap = parseStats(await scrape(url, deps.scrapeTimeoutMs ?? 3000, deps.maxStatsBytes ?? MAX_STATS_BYTES)); } catch (e) {
+      failed((e as Error).message);
       return;
     }
-    if (!snap) { deps.metrics.scrapeErrors.inc(); deps.log(`Scrape of pod ${ns}/${p.metadata.name} stats returned an unexpected shape`); return; }
+    if (!snap) { failed('the body is not the stats contract\'s shape'); return; }
+    deps.state.scrapeFailing.delete(uid);
     const prev = deps.state.podStats.get(uid);
     deps.state.podStats.set(uid, snap);
     const d = prev && podDelta(prev, snap);
@@ -124,6 +130,7 @@ async function scrapeHsd(hsd: HybridServeDeployment, key: string, deps: Feedback
   }));
   // Pods that are gone or not ready lose their baseline (a restart must not look like negative work).
   for (const uid of [...deps.state.podStats.keys()]) if (uid.startsWith(`${key}|`) && !live.has(uid)) deps.state.podStats.delete(uid);
+  for (const uid of [...deps.state.scrapeFailing]) if (uid.startsWith(`${key}|`) && !live.has(uid)) deps.state.scrapeFailing.delete(uid);
   return out;
 }
 

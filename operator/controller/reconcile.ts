@@ -39,7 +39,10 @@ export interface ReconcileDeps {
   nodes(): readonly NodeLike[];
   /** Owned Deployments of the HSD (from the informer cache). */
   deployments(namespace: string, hsdName: string): readonly DeploymentLike[];
-  /** A plan ConfigMap from the informer cache; undefined (not cached) falls back to a GET. */
+  /**
+   * A plan ConfigMap from the (synced) informer cache; without this function reconcile GETs it.
+   * A stale cache at worst re-applies the same plan: every write is a server-side apply.
+   */
   configMap?(namespace: string, name: string): ConfigMapLike | undefined;
   state: RuntimeState;
   events: EventRecorder;
@@ -137,7 +140,7 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     });
   }
   if (ok.length > 0) {
-    await client.apply({ type: R.service, namespace, name: serviceName(hsd) }, service(hsd), FIELD_MANAGER);
+    await applyOnce(deps, { type: R.service, namespace, name: serviceName(hsd) }, service(hsd));
     await applyOptional(deps, hsd, R.podDisruptionBudget, spec.podDisruptionBudget.enabled, hsd.spec.podDisruptionBudget !== undefined, () => podDisruptionBudget(hsd));
     await applyOptional(deps, hsd, R.networkPolicy, spec.networkPolicy.enabled, hsd.spec.networkPolicy !== undefined,
       () => networkPolicy(hsd, deps.operatorPeer ?? DEFAULT_OPERATOR_PEER));
@@ -221,8 +224,9 @@ export function wantedReplicas(spec: ResolvedSpec, decided: number | undefined, 
  */
 async function applyPlan(deps: ReconcileDeps, hsd: HybridServeDeployment, group: NodeGroup, plan: Extract<GroupPlan, { ok: true }>, grt: GroupRuntime): Promise<PlanFile> {
   const cmRef = { type: R.configMap, namespace: hsd.metadata.namespace, name: configMapName(hsd, group) };
-  let current = deps.configMap?.(hsd.metadata.namespace ?? 'default', cmRef.name);
-  if (!current) {
+  let current: ConfigMapLike | undefined;
+  if (deps.configMap) current = deps.configMap(hsd.metadata.namespace ?? 'default', cmRef.name);
+  else {
     try { current = await deps.client.get<ConfigMapLike>(cmRef); } catch (e) { if (!isNotFound(e)) throw e; }
   }
   const text = current?.data?.[PLAN_KEY];
@@ -257,8 +261,26 @@ async function applyPlan(deps: ReconcileDeps, hsd: HybridServeDeployment, group:
 /** An optional child: applied when enabled; deleted when the spec names the field but disables it. */
 async function applyOptional(deps: ReconcileDeps, hsd: HybridServeDeployment, type: (typeof R)[keyof typeof R], enabled: boolean, named: boolean, body: () => unknown): Promise<void> {
   const ref = { type, namespace: hsd.metadata.namespace, name: serviceName(hsd) };
-  if (enabled) await deps.client.apply(ref, body(), FIELD_MANAGER);
-  else if (named) await deleteIgnoringMissing(deps.client, ref);
+  if (enabled) await applyOnce(deps, ref, body());
+  else if (named) {
+    deps.state.appliedHashes.delete(appliedKey(ref));
+    await deleteIgnoringMissing(deps.client, ref);
+  }
+}
+
+const appliedKey = (ref: { type: { plural: string }; namespace?: string; name?: string }) => `${ref.type.plural}/${ref.namespace}/${ref.name}`;
+
+/**
+ * Server-side apply unless this process already applied exactly this body. The memo is cleared on
+ * every periodic resync (RuntimeState.clearAppliedHashes), so drift is still repaired within one
+ * resync period without a write per reconcile.
+ */
+async function applyOnce(deps: ReconcileDeps, ref: Parameters<KubeClient['apply']>[0], body: unknown): Promise<void> {
+  const key = appliedKey(ref);
+  const hash = createHash('sha256').update(canonical(body)).digest('hex');
+  if (deps.state.appliedHashes.get(key) === hash) return;
+  await deps.client.apply(ref, body, FIELD_MANAGER);
+  deps.state.appliedHashes.set(key, hash);
 }
 
 interface CondInput {

@@ -29,6 +29,13 @@ export class RuntimeState {
   private readonly hsds = new Map<string, HsdRuntime>();
   /** Last stats per pod uid (for counter deltas). */
   readonly podStats = new Map<string, StatsSnapshot>();
+  /** Pods whose last scrape failed (a failure is logged once, not every interval). */
+  readonly scrapeFailing = new Set<string>();
+  /** Hash of the body last applied per child (`plural/namespace/name`), to skip identical writes. */
+  readonly appliedHashes = new Map<string, string>();
+
+  /** Periodic resync: forget what was applied, so the next reconciles re-apply (and repair drift). */
+  clearAppliedHashes(): void { this.appliedHashes.clear(); }
 
   get(key: string): HsdRuntime {
     let s = this.hsds.get(key);
@@ -45,5 +52,8 @@ export class RuntimeState {
   forget(key: string): void {
     this.hsds.delete(key);
     for (const uid of [...this.podStats.keys()]) if (uid.startsWith(`${key}|`)) this.podStats.delete(uid);
+    for (const uid of [...this.scrapeFailing]) if (uid.startsWith(`${key}|`)) this.scrapeFailing.delete(uid);
+    const [ns, name] = key.split('/');
+    for (const k of [...this.appliedHashes.keys()]) if (k.endsWith(`/${ns}/${name}`)) this.appliedHashes.delete(k);
   }
 }

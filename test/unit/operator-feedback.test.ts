@@ -93,6 +93,10 @@ describe('failures are logged and counted', () => {
     await feedbackTick(deps);
     expect(await count(deps.metrics.scrapeErrors)).toBe(1);
     expect(logs.join('\n')).toMatch(/Scrape of pod ml\/p1 stats failed: .*exceeds the 65536-byte cap/);
+    // Still failing: counted again, logged once (no log line per pod per interval).
+    await feedbackTick(deps);
+    expect(await count(deps.metrics.scrapeErrors)).toBe(2);
+    expect(logs).toHaveLength(1);
   });
 
   test('a failure of the pass itself is logged and counted, not swallowed', async () => {
