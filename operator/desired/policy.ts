@@ -1,7 +1,7 @@
 // The operator-level policy for HSDs (pure): who may create an HSD must not thereby gain more than
 // the cluster admin allows: which images may run, and whether an HSD may mount a PVC or read a
 // Secret of its namespace. A violating HSD gets Degraded (reason PolicyViolation) and no children.
-// Fail closed: an unparsable pattern list denies everything (see parsePolicy).
+// Fail closed: without configuration only the project's images run; a bad boolean stops the operator.
 import type { HsdSpec } from '../api/types.js';
 import { pvcClaim } from './objects.js';
 
@@ -12,8 +12,11 @@ export interface HsdPolicy {
   allowSecrets: boolean;
 }
 
-/** No restriction (the operator's default when started without policy flags, as before). */
+/** No restriction (reconcile's default when no policy is passed in, e.g. in unit tests). */
 export const OPEN_POLICY: HsdPolicy = { allowedImages: ['*'], allowPvc: true, allowSecrets: true };
+
+/** The project's server images: what `hybridserve operator` allows when no image patterns are configured (fail closed). */
+export const DEFAULT_ALLOWED_IMAGES: readonly string[] = ['ghcr.io/hybridserve/hybridserve:*', 'ghcr.io/hybridserve/hybridserve@sha256:*'];
 
 function globToRegExp(p: string): RegExp {
   return new RegExp(`^${p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
@@ -38,13 +41,14 @@ export function policyViolations(spec: HsdSpec & { image: string }, policy: HsdP
   return out;
 }
 
-/** The policy from the operator's flags/env: comma-separated image patterns and two booleans. */
+/** The policy from the operator's env: comma-separated image patterns ("*" allows any) and two booleans (default true). */
 export function parsePolicy(o: { allowedImages?: string; allowPvc?: string; allowSecrets?: string }): HsdPolicy {
   const bool = (v: string | undefined, name: string): boolean => {
     if (v === undefined || v === '') return true;
     if (v === 'true' || v === 'false') return v === 'true';
     throw new Error(`${name} must be true or false`);
   };
-  const images = o.allowedImages === undefined ? ['*'] : o.allowedImages.split(',').map((s) => s.trim()).filter(Boolean);
-  return { allowedImages: images, allowPvc: bool(o.allowPvc, 'allow-pvc'), allowSecrets: bool(o.allowSecrets, 'allow-secrets') };
+  // Unset: only the project's images. Set but empty after trimming: nothing is allowed (fail closed).
+  const images = o.allowedImages === undefined ? [...DEFAULT_ALLOWED_IMAGES] : o.allowedImages.split(',').map((s) => s.trim()).filter(Boolean);
+  return { allowedImages: images, allowPvc: bool(o.allowPvc, 'HYBRIDSERVE_POLICY_ALLOW_PVC'), allowSecrets: bool(o.allowSecrets, 'HYBRIDSERVE_POLICY_ALLOW_SECRETS') };
 }

@@ -5,6 +5,7 @@ import { describe, expect, test } from '@jest/globals';
 import { clusterRules, leaseRules, namespacedRules, nodeRules } from '../../operator/rbac.js';
 import type { PolicyRule } from '../../operator/rbac.js';
 import { findOne, renderChart } from './chart-helm.js';
+import { DEFAULT_ALLOWED_IMAGES } from '../../operator/desired/policy.js';
 import type { Manifest } from './chart-helm.js';
 
 /** Order-insensitive form: one "group|resource|verb" triple per permission. */
@@ -81,7 +82,7 @@ describe('chart hardening values (issue 12 item 9)', () => {
 
   test('the HSD policy reaches the operator; by default only the project\'s server images', () => {
     const env = envOf(renderChart({ namespace: 'ops' }));
-    expect(env.find((e) => e.name === 'HYBRIDSERVE_POLICY_ALLOWED_IMAGES')?.value).toBe('ghcr.io/hybridserve/hybridserve:*,ghcr.io/hybridserve/hybridserve@sha256:*');
+    expect(env.find((e) => e.name === 'HYBRIDSERVE_POLICY_ALLOWED_IMAGES')?.value).toBe(DEFAULT_ALLOWED_IMAGES.join(','));
     expect(env.find((e) => e.name === 'WATCH_NAMESPACES')).toBeUndefined();
     const strict = envOf(renderChart({ namespace: 'ops', set: ['policy.allowPvc=false', 'policy.allowSecrets=false'] }));
     expect(strict.filter((e) => e.name.startsWith('HYBRIDSERVE_POLICY_ALLOW_')).map((e) => e.value)).toEqual(['false', 'false']);
