@@ -1,16 +1,19 @@
-// `npm run bench:operator` (after `npm run build`): 200 HybridServeDeployments over 50 fake GPU
-// nodes in the loopback API test double (test/k8s/), pods turned Ready by the double's simulated
-// kubelet (no server processes). The operator runs as a separate process (`hybridserve operator
-// --server URL`), so its memory is measured alone. Prints reconciles/s, time to converge and the
-// operator's RSS.
+// `npm run bench:operator` (after `npm run build`): 1,000 HybridServeDeployments over 200 fake GPU
+// nodes (BENCH_HSDS, BENCH_NODES) in the loopback API test double (test/k8s/), pods turned Ready by
+// the double's simulated kubelet (no server processes). The operator runs as a separate process
+// (`hybridserve operator --server URL`), so its memory is measured alone. Prints reconciles/s, time
+// to converge and the operator's RSS, and checks issue 17's target: all Ready in under 60 s with
+// the operator under 300 MB (exit code 1 otherwise).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { TestCluster, cond, type NodeSpec } from '../test/k8s/cluster.js';
 
-const HSDS = Number(process.env.BENCH_HSDS ?? 200);
-const NODES = Number(process.env.BENCH_NODES ?? 50);
+const HSDS = Number(process.env.BENCH_HSDS ?? 1000);
+const NODES = Number(process.env.BENCH_NODES ?? 200);
+const TARGET_SECONDS = 60;
+const TARGET_RSS_BYTES = 300e6;
 const ROOT = join(fileURLToPath(import.meta.url), '..', '..', '..');
 
 function nodes(n: number): NodeSpec[] {
@@ -26,6 +29,12 @@ function nodes(n: number): NodeSpec[] {
 function rssBytes(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   return m ? Number(m[1]) * 1024 : NaN;
+}
+
+/** CPU seconds (user + system) the process has used: on a shared machine a steadier figure than wall time. */
+function cpuSeconds(pid: number): number {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
 }
 
 async function metric(port: number, name: string): Promise<number> {
@@ -63,6 +72,8 @@ async function main(): Promise<void> {
     const durSum = await metric(port, 'hybridserve_operator_reconcile_duration_seconds_sum');
     const pods = cluster.list('', 'v1', 'pods').length;
     const rssEnd = rssBytes(proc.pid!);
+    const cpu = cpuSeconds(proc.pid!);
+    const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
     const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
     console.log(`operator bench: ${HSDS} HybridServeDeployments over ${NODES} fake nodes (API test double, pods Ready without processes)`);
     console.log(`  ready:               ${readyCount}/${HSDS} HSDs, ${pods} pods`);
@@ -70,7 +81,10 @@ async function main(): Promise<void> {
     console.log(`  reconciles:          ${reconciles} (${errors} errors), ${(reconciles / convergeS).toFixed(1)} reconciles/s, mean ${(1000 * durSum / Math.max(1, reconciles)).toFixed(1)} ms each`);
     console.log(`  operator RSS:        ${mib(rssIdle)} idle, ${mib(peakRss)} peak, ${mib(rssEnd)} at the end`);
     console.log(`  API requests:        ${[...cluster.api.requestCounts.values()].reduce((a, b) => a + b, 0)}`);
-    if (readyCount !== HSDS) process.exitCode = 1;
+    console.log(`  operator CPU:        ${cpu.toFixed(1)} s user+system (machine load average ${load})`);
+    const met = readyCount === HSDS && convergeS < TARGET_SECONDS && peakRss < TARGET_RSS_BYTES;
+    console.log(`  target:              all Ready in < ${TARGET_SECONDS} s with RSS < ${TARGET_RSS_BYTES / 1e6} MB: ${met ? 'met' : 'NOT met'}`);
+    if (!met) process.exitCode = 1;
   } finally {
     proc.kill('SIGTERM');
     await new Promise((r) => proc.once('exit', r));

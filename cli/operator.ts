@@ -6,7 +6,10 @@ import { CliError } from './errors.js';
 
 const HELP = `usage: hybridserve operator [--metrics-port N] [--metrics-host H] [--namespace NS] [--server URL]
 
-Reconciles HybridServeDeployment resources (hybridserve.io/v1alpha1) in all namespaces.
+Reconciles HybridServeDeployment resources (hybridserve.io/v1alpha1) in all namespaces, or in
+those listed in WATCH_NAMESPACES (comma-separated). HSD policy (docs/operator.md "Operator policy"):
+HYBRIDSERVE_POLICY_ALLOWED_IMAGES (patterns; default the project's images), HYBRIDSERVE_POLICY_ALLOW_PVC,
+HYBRIDSERVE_POLICY_ALLOW_SECRETS (true|false, default true).
 
 options:
   --metrics-port N   port of /metrics, /healthz and /readyz (default 8080; 0 picks a free port)
@@ -30,7 +33,7 @@ export async function run(argv: string[]): Promise<number> {
       leaseNamespace: process.env.POD_NAMESPACE ?? (v.namespace as string | undefined),
     });
   } catch (e) {
-    throw new CliError(`operator: cannot load Kubernetes configuration: ${(e as Error).message}`, 1);
+    throw new CliError(`operator: cannot start (Kubernetes configuration or policy settings): ${(e as Error).message}`, 1);
   }
   await op.start();
   console.log(`${new Date().toISOString()} hybridserve operator ${op.identity} started; metrics on :${op.healthPort}`);

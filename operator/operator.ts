@@ -9,7 +9,7 @@ import { KubeClient, loadKubeConfig, type Informer, type KubeObject } from './k8
 import { R } from './k8s/resources.js';
 import { LABEL_INSTANCE, LABEL_MANAGED_BY } from './desired/objects.js';
 import type { NodeLike } from './desired/node-groups.js';
-import { reconcile, type DeploymentLike } from './controller/reconcile.js';
+import { reconcile, type ConfigMapLike, type DeploymentLike } from './controller/reconcile.js';
 import { WorkQueue } from './controller/queue.js';
 import { RuntimeState } from './controller/state.js';
 import { eventRecorder } from './controller/events.js';
@@ -17,6 +17,7 @@ import { OperatorMetrics } from './controller/metrics.js';
 import { feedbackTick, type PodLike } from './controller/feedback.js';
 import { LeaderElector } from './controller/leader.js';
 import { startHealthServer } from './controller/http.js';
+import { parsePolicy, type HsdPolicy } from './desired/policy.js';
 
 export interface OperatorOptions {
   /** API server URL for a plain loopback config (tests); otherwise in-cluster or KUBECONFIG. */
@@ -39,6 +40,21 @@ export interface OperatorOptions {
   leaseRenewMs?: number;
   leaseRetryMs?: number;
   log?: (msg: string) => void;
+  /**
+   * Namespaces whose HSDs this operator serves (informers and writes only there; the chart then
+   * grants Roles per namespace instead of ClusterRole writes). Empty/unset: all namespaces.
+   * Default: $WATCH_NAMESPACES (comma-separated).
+   */
+  watchNamespaces?: readonly string[];
+  /** The HSD policy; default from $HYBRIDSERVE_POLICY_ALLOWED_IMAGES, _ALLOW_PVC, _ALLOW_SECRETS (unset: open). */
+  policy?: HsdPolicy;
+  /** NetworkPolicy peer selecting the operator's pods; default from $POD_NAMESPACE and the chart's labels. */
+  operatorPeer?: Record<string, unknown>;
+}
+
+/** Namespaces from a comma-separated list (empty: all). */
+export function parseNamespaces(v: string | undefined): string[] {
+  return [...new Set((v ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
 }
 
 type Key = string;
@@ -50,8 +66,10 @@ export class Operator {
   readonly identity: string;
   private readonly queue: WorkQueue;
   private readonly elector: LeaderElector;
-  private informers: { hsd: Informer<HybridServeDeployment & KubeObject>; nodes: Informer<NodeLike & KubeObject>;
-    deps: Informer<DeploymentLike>; pods: Informer<PodLike & KubeObject> } | undefined;
+  private informers: { hsd: ScopedInformer<HybridServeDeployment & KubeObject>; nodes: Informer<NodeLike & KubeObject>;
+    deps: ScopedInformer<DeploymentLike>; pods: ScopedInformer<PodLike & KubeObject>; cms: ScopedInformer<ConfigMapLike> } | undefined;
+  private readonly namespaces: string[];
+  private readonly policy: HsdPolicy;
   private timers: NodeJS.Timeout[] = [];
   private health?: { port: number; close(): Promise<void> };
   private synced = false;
@@ -64,6 +82,16 @@ export class Operator {
     this.identity = o.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`;
     this.log = o.log ?? ((m) => console.log(`${new Date().toISOString()} ${m}`));
     const events = eventRecorder(this.client, this.identity);
+    this.namespaces = [...(o.watchNamespaces ?? parseNamespaces(process.env.WATCH_NAMESPACES))];
+    this.policy = o.policy ?? parsePolicy({
+      allowedImages: process.env.HYBRIDSERVE_POLICY_ALLOWED_IMAGES, allowPvc: process.env.HYBRIDSERVE_POLICY_ALLOW_PVC,
+      allowSecrets: process.env.HYBRIDSERVE_POLICY_ALLOW_SECRETS,
+    });
+    const podNs = process.env.POD_NAMESPACE;
+    const operatorPeer = o.operatorPeer ?? {
+      ...(podNs ? { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': podNs } } } : { namespaceSelector: {} }),
+      podSelector: { matchLabels: { 'app.kubernetes.io/component': 'operator' } },
+    };
     this.queue = new WorkQueue(async (key) => {
       // Never reconcile from empty caches (after losing the Lease, or before the first sync): an
       // empty node list would look like "no node groups" and delete every Deployment.
@@ -71,9 +99,10 @@ export class Operator {
       const end = this.metrics.reconcileDuration.startTimer();
       try {
         const res = await reconcile(key, {
-          client: this.client, state: this.state, events, now: () => new Date(),
+          client: this.client, state: this.state, events, now: () => new Date(), metrics: this.metrics, policy: this.policy, operatorPeer,
           nodes: () => this.informers?.nodes.list() ?? [],
           deployments: (ns, name) => (this.informers?.deps.list(ns) ?? []).filter((d) => d.metadata.labels?.[LABEL_INSTANCE] === name),
+          configMap: (ns, name) => this.informers?.cms.get(name, ns),
           progressRequeueMs: o.progressRequeueMs,
         });
         this.metrics.reconciles.inc({ result: 'success' });
@@ -119,11 +148,13 @@ export class Operator {
   private async startControllers(): Promise<void> {
     if (this.informers || this.stopped) return;
     const sel = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+    const ns = this.namespaces;
     const inf = {
-      hsd: this.client.informer<HybridServeDeployment & KubeObject>({ type: R.hsd }),
+      hsd: scoped(ns, (n) => this.client.informer<HybridServeDeployment & KubeObject>({ type: R.hsd, namespace: n })),
       nodes: this.client.informer<NodeLike & KubeObject>({ type: R.node }),
-      deps: this.client.informer<DeploymentLike>({ type: R.deployment }, sel),
-      pods: this.client.informer<PodLike & KubeObject>({ type: R.pod }, sel),
+      deps: scoped(ns, (n) => this.client.informer<DeploymentLike>({ type: R.deployment, namespace: n }, sel)),
+      pods: scoped(ns, (n) => this.client.informer<PodLike & KubeObject>({ type: R.pod, namespace: n }, sel)),
+      cms: scoped(ns, (n) => this.client.informer<ConfigMapLike>({ type: R.configMap, namespace: n }, sel)),
     };
     this.informers = inf;
     const enqueueHsd = (o: KubeObject) => this.queue.add(keyOf(o));
@@ -136,6 +167,7 @@ export class Operator {
       inf.nodes.on(v, () => this.enqueueAll());
       inf.deps.on(v, enqueueOwner);
       inf.pods.on(v, enqueueOwner);
+      inf.cms.on(v, enqueueOwner);
     }
     // client-node's ListWatch stops on any error but 410: restart it after a pause (it relists).
     for (const [name, i] of Object.entries(inf) as [string, Informer<KubeObject>][]) {
@@ -150,18 +182,17 @@ export class Operator {
     if (this.informers !== inf) return;
     this.synced = true;
     this.enqueueAll();
-    const events = eventRecorder(this.client, this.identity);
     this.timers.push(setInterval(() => {
       if (this.feedbackRunning || !this.synced) return;
       this.feedbackRunning = true;
       feedbackTick({
-        client: this.client, state: this.state, events, metrics: this.metrics, now: () => Date.now(),
+        state: this.state, metrics: this.metrics, now: () => Date.now(), log: this.log,
         hsds: () => inf.hsd.list(), nodes: () => inf.nodes.list(),
         pods: (ns, name) => inf.pods.list(ns).filter((p) => p.metadata.labels?.[LABEL_INSTANCE] === name),
         enqueue: (k) => this.queue.add(k), intervalMsOverride: this.o.feedbackIntervalMsOverride,
       }).finally(() => { this.feedbackRunning = false; });
     }, this.o.feedbackTickMs ?? 1000));
-    this.timers.push(setInterval(() => this.enqueueAll(), this.o.resyncMs ?? 300_000));
+    this.timers.push(setInterval(() => { this.state.clearAppliedHashes(); this.enqueueAll(); }, this.o.resyncMs ?? 300_000));
   }
 
   private async stopControllers(): Promise<void> {
@@ -183,6 +214,21 @@ export class Operator {
     await this.health?.close();
     this.client.close();
   }
+}
+
+/** One informer per watched namespace behind the Informer interface (or one cluster-wide). */
+type ScopedInformer<T> = Informer<T>;
+function scoped<T extends KubeObject>(namespaces: readonly string[], make: (ns?: string) => Informer<T>): Informer<T> {
+  if (namespaces.length === 0) return make(undefined);
+  const parts = namespaces.map((n) => ({ n, i: make(n) }));
+  const byNs = (n?: string) => (n === undefined ? parts : parts.filter((p) => p.n === n));
+  return {
+    on: ((ev: string, cb: (o: T) => void) => { for (const p of parts) (p.i.on as (e: string, c: (o: T) => void) => void)(ev, cb); }) as Informer<T>['on'],
+    start: async () => { await Promise.all(parts.map((p) => p.i.start())); },
+    stop: async () => { await Promise.all(parts.map((p) => p.i.stop())); },
+    list: (n?: string) => byNs(n).flatMap((p) => [...p.i.list(n)]),
+    get: (name: string, n?: string) => byNs(n).map((p) => p.i.get(name, n)).find((x) => x !== undefined),
+  };
 }
 
 function keyOf(o: KubeObject): Key { return `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`; }

@@ -8,8 +8,9 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
-import { hardwareProfile, modelProfile, planNode, splitCache } from '../planning/index.js';
-import type { PlanFile } from './plan-file.js';
+import { hardwareProfile, modelProfile, planNode } from '../planning/index.js';
+import { cpuStartFraction, engineElementBytes, startPools } from '../planning/start-plan.js';
+import type { PlanFile } from '../planning/plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
 import type { MiniBatcher } from './scheduler/policy.js';
 import type { ChatTurn, ServerTokenizer } from './request.js';
@@ -82,8 +83,8 @@ export function chooseFraction(o: Pick<RuntimeOptions, 'actFraction' | 'device' 
   if (o.plan) return { fraction: o.plan.actFraction, reason: `from the plan file${o.plan.reason ? `: ${o.plan.reason}` : ''}` };
   if (o.actFraction !== 'auto') return { fraction: o.actFraction, reason: 'set by --act-fraction' };
   if (o.device === 'cpu') {
-    // On CPU nothing streams over PCIe, so ACT saves no transfer time and only adds recompute.
-    return { fraction: 0, reason: 'auto on CPU: no PCIe transfer to hide, ACT would only add recomputation, so 0' };
+    const cpu = cpuStartFraction();
+    return { fraction: cpu.fraction, reason: `auto: ${cpu.reason}` };
   }
   const hw = hardwareProfile(deviceName);
   if (!hw) return { fraction: 0, reason: `auto: no hardware profile for '${deviceName}', so 0 (pass --act-fraction or a plan file)` };
@@ -103,16 +104,16 @@ export function choosePools(o: RuntimeOptions & { maxTotalTokens: number }, cfg:
     return { kvBlocks: o.plan.kvBlocks, actBlocks: o.plan.actBlocks, blockTokens, tokenBudget: wanted, reason: 'pool sizes from the plan file' };
   }
   if (o.hostMemoryBytes !== undefined) {
-    const elementBytes = o.device === 'cpu' ? 4 : 2;
-    const mp = modelProfile(cfg, elementBytes);
-    const cacheBytes = o.hostMemoryBytes - mp.weightBytes;
-    if (cacheBytes <= 0) throw new RangeError(`--host-memory ${o.hostMemoryBytes} B does not even hold the weights (${mp.weightBytes} B)`);
-    const split = splitCache(mp, cacheBytes, fraction, blockTokens, Math.min(o.maxTotalTokens, cfg.maxPositions));
-    return { kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens, tokenBudget: wanted, reason: `host memory ${formatBytes(o.hostMemoryBytes)}: ${formatBytes(cacheBytes)} of cache split at fraction ${fraction}` };
+    // The same split the operator's CPU start plan uses (planning/start-plan.ts).
+    const { layout, split } = startPools({
+      model: cfg, device: o.device, hostMemoryBytes: o.hostMemoryBytes, actFraction: fraction, blockTokens, seqTokens: Math.min(o.maxTotalTokens, cfg.maxPositions),
+    });
+    return { kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens, tokenBudget: wanted,
+      reason: `host memory ${formatBytes(o.hostMemoryBytes)}: ${formatBytes(layout.cacheBytes)} of cache split at fraction ${fraction}` };
   }
   // Default: each pool holds maxBatch whole windows, unless that does not fit in a share of the
   // free memory; then as many tokens as fit, and at least one whole request, else a clear error.
-  const elementBytes = o.device === 'cpu' ? 4 : 2;
+  const elementBytes = engineElementBytes(o.device);
   const perToken = cacheBytesPerTokenPerLayer(cfg, elementBytes);
   const poolBytesPerToken = (perToken.kv + perToken.act) * cfg.numLayers;
   const weightBytes = modelProfile(cfg, elementBytes).weightBytes;

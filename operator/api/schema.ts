@@ -10,6 +10,26 @@ const bool = (extra: Schema = {}): Schema => ({ type: 'boolean', ...extra });
 const obj = (properties: Record<string, Schema>, extra: Schema = {}): Schema => ({ type: 'object', properties, ...extra });
 const freeObject = (description: string): Schema => ({ type: 'object', description, 'x-kubernetes-preserve-unknown-fields': true });
 const fraction = (description: string, extra: Schema = {}): Schema => num({ description, minimum: 0, maximum: 1, ...extra });
+/** A Kubernetes quantity (64Gi = 2^36, 64G = 64e9) or a plain integer of bytes; parsed by planning/quantity.ts. */
+const QUANTITY_PATTERN = '^[0-9]+(\\.[0-9]+)?([eE][0-9]+|[KMGTPE]i?|k)?$';
+const quantity = (description: string, extra: Schema = {}): Schema => ({
+  description, 'x-kubernetes-int-or-string': true,
+  anyOf: [{ type: 'integer', minimum: 0 }, { type: 'string', pattern: QUANTITY_PATTERN }], ...extra,
+});
+/** CEL: a quantity string or a number >= min (JSON numbers evaluate as double in some CEL engines). */
+const celQuantity = (e: string, min: number): string =>
+  `(type(${e}) == string ? ${e}.matches("${QUANTITY_PATTERN.replace(/\\/g, '\\\\')}") : double(${e}) >= ${min.toFixed(1)})`;
+/** Numbers are int on a real API server and double in some CEL engines; "map" is tested last (cross-realm objects). */
+const celIsNumber = (e: string): string => `(type(${e}) == int || type(${e}) == uint || type(${e}) == double)`;
+function hostMemoryRule(): string {
+  const known = 'self.all(k, k in ["share", "bytes", "headroomBytes"])';
+  const share = '(!has(self.share) || (double(self.share) >= 0.01 && double(self.share) <= 1.0))';
+  const bytes = `(!has(self.bytes) || ${celQuantity('self.bytes', 1)})`;
+  const headroom = `(!has(self.headroomBytes) || ${celQuantity('self.headroomBytes', 0)})`;
+  return `(type(self) == string || ${celIsNumber('self')}) ? ${celQuantity('self', 1)} : (${known} && ${share} && ${bytes} && ${headroom})`;
+}
+const stringMap = (description: string): Schema => ({ type: 'object', additionalProperties: { type: 'string' }, description });
+const freeList = (description: string): Schema => ({ type: 'array', description, items: freeObject(description) });
 
 const specSchema: Schema = obj({
   model: obj({
@@ -35,11 +55,16 @@ const specSchema: Schema = obj({
     },
     blockTokens: int({ description: 'Tokens per cache block.', minimum: 1, maximum: 1024, default: 16,
       'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'blockTokens is immutable' }] }),
-    hostMemory: obj({
-      share: fraction('Share of the node allocatable memory (less headroom) for one pod; default 1 / pods per node.', { minimum: 0.01 }),
-      bytes: int({ description: 'Absolute host memory per pod; overrides share.', minimum: 1 }),
-      headroomBytes: int({ description: 'Kept back for the runtime.', minimum: 0 }),
-    }, { default: {} }),
+    // A quantity ("48Gi", 51539607552) sets the bytes per pod; the object form also takes a share of the node.
+    hostMemory: {
+      description: 'Host memory per pod for weights and cache: a quantity (e.g. "48Gi"), or an object {share, bytes, headroomBytes}.',
+      'x-kubernetes-preserve-unknown-fields': true,
+      default: {},
+      'x-kubernetes-validations': [{
+        rule: hostMemoryRule(),
+        message: 'cache.hostMemory must be a quantity (e.g. "48Gi") or an object with share (0.01..1), bytes and headroomBytes (quantities)',
+      }],
+    },
     retune: obj({
       enabled: bool({ default: true }),
       intervalSeconds: int({ minimum: 1, maximum: 3600, default: 30 }),
@@ -63,12 +88,40 @@ const specSchema: Schema = obj({
     genTokens: int({ description: 'Planning only: generated tokens per request of the workload the plan is sized for.', minimum: 1, default: 128 }),
     threads: int({ description: 'CPU engine threads (server --threads; default all cores).', minimum: 1, maximum: 256 }),
   }),
+  slo: obj({
+    tpotSeconds: num({ description: 'Target time per output token (seconds); planning favours plans that meet it.', minimum: 0,
+      'x-kubernetes-validations': [{ rule: 'self > 0.0', message: 'slo.tpotSeconds must be > 0' }] }),
+  }),
+  limits: obj({
+    maxPromptTokens: int({ description: 'Longest prompt a request may send (server --max-prompt-tokens); unset: the model\'s context window.', minimum: 1, maximum: 2097152 }),
+    maxTotalTokens: int({ description: 'Prompt + generated tokens per request (server --max-total-tokens); unset: the model\'s context window.', minimum: 2, maximum: 2097152 }),
+  }),
   server: obj({
     apiKeySecretRef: obj({ name: str({ minLength: 1 }), key: str({ minLength: 1 }) }, {
-      required: ['name', 'key'], description: 'Secret key holding the accepted Bearer API keys, comma-separated (server env HYBRIDSERVE_API_KEYS).' }),
+      required: ['name', 'key'], description: 'Secret key holding the accepted Bearer API keys, one per line (# comments); mounted read-only as a file (server --api-key-file, re-read on change), never an env var.' }),
     maxConcurrentRequests: int({ description: 'Requests a pod holds waiting for a batch slot before it answers 429 (server --max-queue); running ones are capped by the plan\'s maxBatch on top.', minimum: 1, maximum: 1048576 }),
-    maxTokens: int({ description: 'Prompt + generated tokens per request (server --max-total-tokens), capped by the model\'s context window.', minimum: 2, maximum: 2097152 }),
+    maxTokens: int({ description: 'Deprecated alias of limits.maxTotalTokens (which wins when both are set).', minimum: 2, maximum: 2097152 }),
     port: int({ description: 'Container and Service port (server --port).', minimum: 1, maximum: 65535, default: 8000 }),
+    startupSeconds: int({ description: 'Longest model load the startupProbe waits for; unset: sized from the weight bytes.', minimum: 10, maximum: 86400 }),
+    cpuRequest: quantity('CPU request of the server container (e.g. "2", "500m"); CPU engine pods default to engine.threads.', {
+      anyOf: [{ type: 'integer', minimum: 1 }, { type: 'string', pattern: '^[0-9]+(\\.[0-9]+)?m?$' }] }),
+  }),
+  pod: obj({
+    annotations: stringMap('Extra annotations of the serving pods.'),
+    labels: stringMap('Extra labels of the serving pods (the operator\'s own labels win).'),
+    imagePullSecrets: { type: 'array', items: obj({ name: str({ minLength: 1 }) }, { required: ['name'] }), description: 'core/v1 LocalObjectReference list.' },
+    priorityClassName: str({ maxLength: 253 }),
+    runtimeClassName: str({ maxLength: 253 }),
+    topologySpreadConstraints: freeList('A core/v1 TopologySpreadConstraint.'),
+    env: freeList('A core/v1 EnvVar of the server container (secretKeyRef only when the operator policy allows Secrets).'),
+  }),
+  podDisruptionBudget: obj({
+    enabled: bool({ default: false }),
+    maxUnavailable: int({ description: 'Pods of the HSD that a voluntary disruption may take down at once.', minimum: 0, default: 1 }),
+  }),
+  networkPolicy: obj({
+    enabled: bool({ description: 'A NetworkPolicy that admits traffic to the serving port only from the peers below and the operator.', default: false }),
+    from: freeList('A networking.k8s.io/v1 NetworkPolicyPeer allowed to reach the server; none: pods of the same namespace.'),
   }),
   autoscaling: obj({
     enabled: bool({ default: false }),
@@ -96,6 +149,7 @@ const statusSchema: Schema = obj({
   replicas: int(),
   readyReplicas: int(),
   selector: str(),
+  url: str({ description: 'In-cluster URL of the Service.' }),
   actFraction: str(),
   hostMemory: str(),
   conditions: { type: 'array', items: conditionSchema, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] },
@@ -137,10 +191,12 @@ export function crdManifest(): Record<string, unknown> {
           scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' },
         },
         additionalPrinterColumns: [
+          { name: 'Model', type: 'string', jsonPath: '.spec.model.uri' },
           { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
           { name: 'Replicas', type: 'integer', jsonPath: '.status.replicas', description: 'Serving pods wanted across node groups' },
           { name: 'ACT fraction', type: 'string', jsonPath: '.status.actFraction' },
           { name: 'Host memory', type: 'string', jsonPath: '.status.hostMemory' },
+          { name: 'URL', type: 'string', jsonPath: '.status.url', priority: 1 },
           { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
         ],
         schema: { openAPIV3Schema: openApiSchema },

@@ -42,15 +42,29 @@ export interface HsdSpec {
     /** 'auto' (planned and retuned) or a fixed fraction of cached tokens kept as ACT. */
     actFraction?: 'auto' | number;
     blockTokens?: number;
-    hostMemory?: { share?: number; bytes?: number; headroomBytes?: number };
+    /** A quantity ("48Gi" or bytes) per pod, or the object form (bytes and headroomBytes are quantities too). */
+    hostMemory?: Quantity | HostMemorySpec;
     retune?: { enabled?: boolean; intervalSeconds?: number; minActFraction?: number; maxActFraction?: number;
       hysteresis?: number; damping?: number; maxStep?: number };
   };
   engine?: { maxBatch?: number; elementBytes?: number; promptTokens?: number; genTokens?: number; threads?: number };
-  server?: { apiKeySecretRef?: { name: string; key: string }; maxConcurrentRequests?: number; maxTokens?: number; port?: number };
+  slo?: { tpotSeconds?: number };
+  limits?: { maxPromptTokens?: number; maxTotalTokens?: number };
+  server?: { apiKeySecretRef?: { name: string; key: string }; maxConcurrentRequests?: number; maxTokens?: number; port?: number;
+    startupSeconds?: number; cpuRequest?: Quantity };
+  pod?: { annotations?: Record<string, string>; labels?: Record<string, string>; imagePullSecrets?: { name: string }[];
+    priorityClassName?: string; runtimeClassName?: string; topologySpreadConstraints?: Record<string, unknown>[]; env?: EnvVar[] };
+  podDisruptionBudget?: { enabled?: boolean; maxUnavailable?: number };
+  networkPolicy?: { enabled?: boolean; from?: Record<string, unknown>[] };
   autoscaling?: { enabled?: boolean; minReplicas?: number; maxReplicas?: number; metric?: 'queueDepth' | 'tokensPerSecond';
     target?: number };
 }
+
+/** A Kubernetes quantity string ("48Gi", "500m") or a plain number. */
+export type Quantity = string | number;
+export interface HostMemorySpec { share?: number; bytes?: Quantity; headroomBytes?: Quantity }
+/** core/v1 EnvVar (only the parts the operator inspects are typed). */
+export interface EnvVar { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string }; [k: string]: unknown } }
 
 export interface Condition {
   type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string;
@@ -75,6 +89,8 @@ export interface HsdStatus {
   readyReplicas?: number;
   /** Label selector of the pods, as a string, for the scale subresource (HPA). */
   selector?: string;
+  /** In-cluster URL of the Service (http://<service>.<namespace>.svc:<port>). */
+  url?: string;
   /** Printer columns: a one-line summary of the groups' fractions and host memory. */
   actFraction?: string;
   hostMemory?: string;
@@ -90,10 +106,14 @@ export interface HybridServeDeployment {
 /** The spec fields whose schema paths must exist (kept in step with the interfaces above by a test). */
 export const SPEC_FIELD_PATHS: readonly string[] = [
   'model.uri', 'model.preset', 'image', 'replicas', 'gpusPerPod', 'nodeSelector', 'tolerations', 'affinity',
-  'cache.actFraction', 'cache.blockTokens', 'cache.hostMemory.share', 'cache.hostMemory.bytes', 'cache.hostMemory.headroomBytes',
+  'cache.actFraction', 'cache.blockTokens', 'cache.hostMemory',
   'cache.retune.enabled', 'cache.retune.intervalSeconds', 'cache.retune.minActFraction', 'cache.retune.maxActFraction',
   'cache.retune.hysteresis', 'cache.retune.damping', 'cache.retune.maxStep',
   'engine.maxBatch', 'engine.elementBytes', 'engine.promptTokens', 'engine.genTokens', 'engine.threads',
+  'slo.tpotSeconds', 'limits.maxPromptTokens', 'limits.maxTotalTokens',
   'server.apiKeySecretRef.name', 'server.apiKeySecretRef.key', 'server.maxConcurrentRequests', 'server.maxTokens', 'server.port',
+  'server.startupSeconds', 'server.cpuRequest',
+  'pod.annotations', 'pod.labels', 'pod.imagePullSecrets', 'pod.priorityClassName', 'pod.runtimeClassName', 'pod.topologySpreadConstraints', 'pod.env',
+  'podDisruptionBudget.enabled', 'podDisruptionBudget.maxUnavailable', 'networkPolicy.enabled', 'networkPolicy.from',
   'autoscaling.enabled', 'autoscaling.minReplicas', 'autoscaling.maxReplicas', 'autoscaling.metric', 'autoscaling.target',
 ];

@@ -12,6 +12,7 @@ export class OperatorMetrics {
   });
   readonly retunes = new Counter({ name: 'hybridserve_operator_retunes_total', help: 'Plans rewritten by the feedback loop', registers: [this.registry] });
   readonly scrapeErrors = new Counter({ name: 'hybridserve_operator_scrape_errors_total', help: 'Failed GETs of a pod\'s /v1/hybridserve/stats', registers: [this.registry] });
+  readonly feedbackErrors = new Counter({ name: 'hybridserve_operator_feedback_errors_total', help: 'Feedback passes over an HSD that failed (logged)', registers: [this.registry] });
   readonly leader = new Gauge({ name: 'hybridserve_operator_leader', help: '1 while this replica holds the leader Lease', registers: [this.registry] });
   readonly queueDepth = new Gauge({ name: 'hybridserve_operator_work_queue_depth', help: 'Keys queued or running', registers: [this.registry] });
 }

@@ -3,9 +3,11 @@
 // ones, and write status (conditions, observedGeneration, nodeGroups) through /status. It looks at
 // the current state only, never at which event woke it, so any crash or dropped event is repaired
 // by the next run.
+import { createHash } from 'node:crypto';
 import {
   FIELD_MANAGER, FINALIZER, type HsdStatus, type HybridServeDeployment, type NodeGroupStatus,
 } from '../api/types.js';
+import { resolveSpec, type ResolvedSpec } from '../api/defaults.js';
 import type { KubeClient, KubeObject } from '../k8s/client.js';
 import { isConflict, isNotFound } from '../k8s/errors.js';
 import { R } from '../k8s/resources.js';
@@ -13,41 +15,49 @@ import { condition, setConditions, type ConditionInput } from '../desired/condit
 import { groupCapacity, groupNodes, isCpuGroup, splitReplicas, type NodeGroup, type NodeLike } from '../desired/node-groups.js';
 import {
   ANNOTATION_PLAN_INPUT, LABEL_GROUP, LABEL_INSTANCE, LABEL_MANAGED_BY, PLAN_KEY, configMap, configMapName, deployment, deploymentName,
-  selectorString, service, serviceName,
+  networkPolicy, podDisruptionBudget, selectorString, service, serviceName, serviceUrl,
 } from '../desired/objects.js';
 import { planGroupCached as planGroup, type GroupPlan, type PlanFile } from '../desired/plan.js';
+import { OPEN_POLICY, policyViolations, type HsdPolicy } from '../desired/policy.js';
+import { parsePlan } from '../../planning/plan-file.js';
 import { formatBytes } from '../../planning/quantity.js';
-import type { RuntimeState } from './state.js';
+import type { GroupRuntime, RuntimeState } from './state.js';
 import type { EventRecorder } from './events.js';
 import type { ReconcileResult } from './queue.js';
+import type { OperatorMetrics } from './metrics.js';
 import { MANAGED_BY } from '../api/types.js';
 
 export interface DeploymentLike extends KubeObject {
-  metadata: KubeObject['metadata'] & { labels?: Record<string, string>; generation?: number; ownerReferences?: { uid: string }[] };
+  metadata: KubeObject['metadata'] & { labels?: Record<string, string>; annotations?: Record<string, string>; generation?: number; ownerReferences?: { uid: string }[] };
   spec?: { replicas?: number };
   status?: { replicas?: number; readyReplicas?: number; observedGeneration?: number };
 }
-interface ConfigMapLike extends KubeObject { metadata: KubeObject['metadata'] & { annotations?: Record<string, string> }; data?: Record<string, string> }
+export interface ConfigMapLike extends KubeObject { metadata: KubeObject['metadata'] & { annotations?: Record<string, string> }; data?: Record<string, string> }
 
 export interface ReconcileDeps {
   client: KubeClient;
   nodes(): readonly NodeLike[];
   /** Owned Deployments of the HSD (from the informer cache). */
   deployments(namespace: string, hsdName: string): readonly DeploymentLike[];
+  /**
+   * A plan ConfigMap from the (synced) informer cache; without this function reconcile GETs it.
+   * A stale cache at worst re-applies the same plan: every write is a server-side apply.
+   */
+  configMap?(namespace: string, name: string): ConfigMapLike | undefined;
   state: RuntimeState;
   events: EventRecorder;
   now(): Date;
+  metrics?: OperatorMetrics;
+  /** The operator-level HSD policy (default: open). */
+  policy?: HsdPolicy;
+  /** NetworkPolicy peer that selects the operator's pods (they scrape the servers' stats). */
+  operatorPeer?: Record<string, unknown>;
   /** Periodic resync while something is still converging. */
   progressRequeueMs?: number;
 }
 
-export function parsePlanFile(text: string | undefined): PlanFile | undefined {
-  if (!text) return undefined;
-  try {
-    const v = JSON.parse(text) as PlanFile;
-    return typeof v.actFraction === 'number' ? v : undefined;
-  } catch { return undefined; }
-}
+export type PlanGroupOk = { group: NodeGroup; plan: Extract<GroupPlan, { ok: true }> };
+type PlanGroupFailed = { group: NodeGroup; plan: Extract<GroupPlan, { ok: false }> };
 
 export async function reconcile(key: string, deps: ReconcileDeps): Promise<ReconcileResult> {
   const [namespace, name] = key.split('/');
@@ -77,50 +87,64 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     });
   }
 
-  const spec = hsd.spec;
+  const spec = resolveSpec(hsd.spec);
   const generation = hsd.metadata.generation ?? 1;
-  const gpusPerPod = spec.gpusPerPod ?? 1;
+  const owned = deps.deployments(namespace, name);
+  const runtime = deps.state.get(key);
+
+  // Policy first: a violating HSD gets no children (existing ones are left as they were).
+  const violations = policyViolations(spec, deps.policy ?? OPEN_POLICY);
+  if (violations.length > 0) {
+    const msg = violations.join('; ').slice(0, 1024);
+    const conds: ConditionInput[] = [
+      { type: 'Ready', status: 'False', reason: 'PolicyViolation', message: msg },
+      { type: 'Progressing', status: 'False', reason: 'PolicyViolation', message: 'children are not applied while the spec violates the operator policy' },
+      { type: 'Degraded', status: 'True', reason: 'PolicyViolation', message: msg },
+    ];
+    await writeStatus(deps, hsd, {
+      observedGeneration: generation, replicas: spec.replicas, readyReplicas: 0, selector: selectorString(hsd), url: serviceUrl(hsd),
+      conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation), nodeGroups: [],
+    });
+    return {};
+  }
+
   const groups = groupNodes(deps.nodes(), spec);
   const plans = groups.map((g) => ({ group: g, plan: planGroup(spec, g) }));
-  const ok = plans.filter((p): p is { group: NodeGroup; plan: Extract<GroupPlan, { ok: true }> } => p.plan.ok);
-  const failed = plans.filter((p) => !p.plan.ok) as { group: NodeGroup; plan: Extract<GroupPlan, { ok: false }> }[];
+  const ok = plans.filter((p): p is PlanGroupOk => p.plan.ok);
+  const failed = plans.filter((p) => !p.plan.ok) as PlanGroupFailed[];
 
-  const runtime = deps.state.get(key);
-  const autoscaling = spec.autoscaling?.enabled === true;
-  const wanted = autoscaling
-    ? clamp(runtime.desiredReplicas ?? hsd.status?.autoscaler?.desiredReplicas ?? spec.replicas ?? 1, spec.autoscaling?.minReplicas ?? 1, spec.autoscaling?.maxReplicas ?? 4)
-    : spec.replicas ?? 1;
-  const split = splitReplicas(wanted, ok.map((p) => groupCapacity(p.group, gpusPerPod)));
+  const wanted = wantedReplicas(spec, runtime.desiredReplicas, owned);
+  runtime.appliedReplicas = wanted;
+  const split = splitReplicas(wanted, ok.map((p) => groupCapacity(p.group, spec.gpusPerPod)));
 
   // Apply children. ConfigMap first so that new pods start with their plan.
   const groupStatus: NodeGroupStatus[] = [];
-  const owned = deps.deployments(namespace, name);
   for (const [i, { group, plan }] of ok.entries()) {
-    const cmRef = { type: R.configMap, namespace, name: configMapName(hsd, group) };
-    let current: ConfigMapLike | undefined;
-    try { current = await client.get<ConfigMapLike>(cmRef); } catch (e) { if (!isNotFound(e)) throw e; }
-    const currentFile = parsePlanFile(current?.data?.[PLAN_KEY]);
-    const sameInput = current?.metadata.annotations?.[ANNOTATION_PLAN_INPUT] === plan.inputHash && currentFile !== undefined;
-    // Same inputs: keep what the feedback loop wrote. New inputs: a fresh plan, next generation.
-    const file: PlanFile = sameInput ? currentFile! : { ...plan.file, generation: (currentFile?.generation ?? 0) + 1 };
-    if (!sameInput) deps.state.group(key, group.id).retune = undefined;
-    if (!sameInput || !current) await client.apply(cmRef, configMap(hsd, group, file, plan.inputHash), FIELD_MANAGER);
+    const grt = deps.state.group(key, group.id);
+    const file = await applyPlan(deps, hsd, group, plan, grt);
     const depName = deploymentName(hsd, group);
-    await client.apply({ type: R.deployment, namespace, name: depName }, deployment(hsd, group, plan.plan, split[i]), FIELD_MANAGER);
     const dep = owned.find((d) => d.metadata.name === depName);
-    const rt = deps.state.group(key, group.id);
-    const prevStatus = hsd.status?.nodeGroups?.find((s) => s.name === group.id);
+    const desired = withDesiredHash(deployment(hsd, group, plan.plan, split[i]));
+    // Unchanged since our last apply (same desired hash, replicas as wanted): skip the write.
+    if (!(dep?.metadata.annotations?.[ANNOTATION_DESIRED_HASH] === desiredHash(desired) && dep.spec?.replicas === split[i])) {
+      await client.apply({ type: R.deployment, namespace, name: depName }, desired, FIELD_MANAGER);
+    }
     groupStatus.push({
       name: group.id, gpuProduct: group.gpuProduct, nodes: group.nodeNames.length, allocatableMemoryBytes: group.allocatableMemoryBytes,
       replicas: split[i], readyReplicas: Math.min(split[i], dep?.status?.readyReplicas ?? 0),
       actFraction: file.actFraction, hostMemoryBytes: plan.plan.hostMemoryBytes, kvBlocks: plan.plan.kvBlocks, actBlocks: plan.plan.actBlocks,
       maxBatch: file.maxBatch ?? plan.plan.maxBatch, planGeneration: file.generation ?? 1,
       predictedTokensPerSecond: round(plan.plan.predictedTokensPerSecond, 1), reason: (file.reason ?? plan.plan.reason).slice(0, 512),
-      ...(rt.measured ?? prevStatus?.measured ? { measured: rt.measured ?? prevStatus!.measured } : {}),
-      ...(rt.retune ? { retune: { lastDirection: rt.retune.lastDirection, stableCycles: rt.retune.stableCycles } } : prevStatus?.retune ? { retune: prevStatus.retune } : {}),
+      ...(grt.measured ? { measured: grt.measured } : {}),
+      ...(grt.retune ? { retune: { lastDirection: grt.retune.lastDirection, stableCycles: grt.retune.stableCycles } } : {}),
     });
   }
-  if (ok.length > 0) await client.apply({ type: R.service, namespace, name: serviceName(hsd) }, service(hsd), FIELD_MANAGER);
+  if (ok.length > 0) {
+    await applyOnce(deps, { type: R.service, namespace, name: serviceName(hsd) }, service(hsd));
+    await applyOptional(deps, hsd, R.podDisruptionBudget, spec.podDisruptionBudget.enabled, hsd.spec.podDisruptionBudget !== undefined, () => podDisruptionBudget(hsd));
+    await applyOptional(deps, hsd, R.networkPolicy, spec.networkPolicy.enabled, hsd.spec.networkPolicy !== undefined,
+      () => networkPolicy(hsd, deps.operatorPeer ?? DEFAULT_OPERATOR_PEER));
+  }
 
   // Remove children of groups that no longer exist (or no longer plan): only ours, by owner uid.
   const keepDeps = new Set(ok.map((p) => deploymentName(hsd, p.group)));
@@ -137,28 +161,126 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     const d = owned.find((x) => x.metadata.name === deploymentName(hsd, group));
     return !d || (d.status?.observedGeneration ?? 0) < (d.metadata.generation ?? 1);
   });
-  const conds = conditionsFor({ groups, failed, readyReplicas, wanted, rolling, groupStatus, spec: hsd.spec });
+  const conds = conditionsFor({ groups, failed, readyReplicas, wanted, rolling, groupStatus, spec });
   const status: HsdStatus = {
     observedGeneration: generation,
     replicas: wanted,
     readyReplicas,
     selector: selectorString(hsd),
+    url: serviceUrl(hsd),
     actFraction: summarise(groupStatus.map((g) => g.actFraction.toFixed(2))),
     hostMemory: summarise(groupStatus.map((g) => formatBytes(g.hostMemoryBytes))),
     conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation),
     nodeGroups: groupStatus,
-    ...(autoscaling ? { autoscaler: {
-      desiredReplicas: wanted, metric: runtime.autoscaleMetric?.metric ?? spec.autoscaling?.metric ?? 'queueDepth',
-      value: runtime.autoscaleMetric?.value ?? hsd.status?.autoscaler?.value ?? 0,
-      ...(runtime.lastScaleTime ?? hsd.status?.autoscaler?.lastScaleTime ? { lastScaleTime: runtime.lastScaleTime ?? hsd.status?.autoscaler?.lastScaleTime } : {}),
+    ...(spec.autoscaling.enabled ? { autoscaler: {
+      desiredReplicas: wanted, metric: runtime.autoscaleMetric?.metric ?? spec.autoscaling.metric,
+      value: runtime.autoscaleMetric?.value ?? 0,
+      ...(runtime.lastScaleTime ? { lastScaleTime: runtime.lastScaleTime } : {}),
     } } : {}),
   };
+  // The Event first: by the time status shows the new replicas, the Event explaining it exists.
+  if (runtime.scaleNote) {
+    const note = runtime.scaleNote;
+    runtime.scaleNote = undefined;
+    await deps.events.record(hsd, 'Normal', 'Scaled', 'Scale', note);
+  }
   await writeStatus(deps, hsd, status);
 
   // Waiting for pods: poll slowly as a safety net (child events normally wake us first). A spec
   // that cannot be planned is terminal: no requeue until the HSD or a Node changes.
   const ready = condition(status.conditions, 'Ready')?.status === 'True';
   return ready || ok.length === 0 ? {} : { requeueAfterMs: deps.progressRequeueMs ?? 10_000 };
+}
+
+/** Hash of the desired Deployment, kept in an annotation so that an unchanged one is not re-applied. */
+const ANNOTATION_DESIRED_HASH = 'hybridserve.io/desired-hash';
+function desiredHash(o: Record<string, unknown>): string {
+  const m = o.metadata as { annotations?: Record<string, string> };
+  return m.annotations?.[ANNOTATION_DESIRED_HASH] ?? createHash('sha256').update(canonical(o)).digest('hex').slice(0, 16);
+}
+function withDesiredHash(o: Record<string, unknown>): Record<string, unknown> {
+  const m = o.metadata as { annotations?: Record<string, string> };
+  const hash = desiredHash(o);
+  return { ...o, metadata: { ...m, annotations: { ...(m.annotations ?? {}), [ANNOTATION_DESIRED_HASH]: hash } } };
+}
+
+/** Selects the operator's pods in any namespace (override with ReconcileDeps.operatorPeer). */
+const DEFAULT_OPERATOR_PEER = { namespaceSelector: {}, podSelector: { matchLabels: { 'app.kubernetes.io/component': 'operator' } } };
+
+/**
+ * Replicas wanted across groups. With the operator's autoscaler: its decision, else (after a
+ * restart) what the children run now, else spec.replicas; always within [min, max]. Pure.
+ */
+export function wantedReplicas(spec: ResolvedSpec, decided: number | undefined, owned: readonly DeploymentLike[]): number {
+  if (!spec.autoscaling.enabled) return spec.replicas;
+  const running = owned.length > 0 ? owned.reduce((a, d) => a + (d.spec?.replicas ?? 0), 0) : undefined;
+  return clamp(decided ?? running ?? spec.replicas, spec.autoscaling.minReplicas, spec.autoscaling.maxReplicas);
+}
+
+/**
+ * The group's plan ConfigMap, the one place a plan is written. Same planning input: keep the
+ * applied file, moved to the retuner's proposal as the next generation when there is one. New
+ * input: a fresh plan, next generation, retune state dropped. Returns the file in effect.
+ */
+async function applyPlan(deps: ReconcileDeps, hsd: HybridServeDeployment, group: NodeGroup, plan: Extract<GroupPlan, { ok: true }>, grt: GroupRuntime): Promise<PlanFile> {
+  const cmRef = { type: R.configMap, namespace: hsd.metadata.namespace, name: configMapName(hsd, group) };
+  let current: ConfigMapLike | undefined;
+  if (deps.configMap) current = deps.configMap(hsd.metadata.namespace ?? 'default', cmRef.name);
+  else {
+    try { current = await deps.client.get<ConfigMapLike>(cmRef); } catch (e) { if (!isNotFound(e)) throw e; }
+  }
+  const text = current?.data?.[PLAN_KEY];
+  const parsed = text === undefined ? undefined : parsePlan(text);
+  const currentFile = parsed?.ok ? parsed.plan : undefined;
+  const sameInput = current?.metadata.annotations?.[ANNOTATION_PLAN_INPUT] === plan.inputHash && currentFile !== undefined;
+  let file: PlanFile;
+  let retuned = false;
+  if (!sameInput) {
+    file = { ...plan.file, generation: (currentFile?.generation ?? 0) + 1 };
+    grt.retune = undefined;
+    grt.proposal = undefined;
+  } else {
+    file = currentFile!;
+    const p = grt.proposal;
+    grt.proposal = undefined;
+    if (p && p.inputHash === plan.inputHash && p.actFraction !== file.actFraction) {
+      file = { ...file, actFraction: p.actFraction, generation: (file.generation ?? 1) + 1, reason: `retuned: ${p.reason}` };
+      retuned = true;
+    }
+  }
+  if (!sameInput || retuned) await deps.client.apply(cmRef, configMap(hsd, group, file, plan.inputHash), FIELD_MANAGER);
+  grt.applied = { inputHash: plan.inputHash, actFraction: file.actFraction, generation: file.generation ?? 1 };
+  if (retuned) {
+    deps.metrics?.retunes.inc();
+    await deps.events.record(hsd, 'Normal', 'ActFractionRetuned', 'Retune',
+      `node group ${group.id}: ACT fraction ${currentFile!.actFraction} -> ${file.actFraction} (plan generation ${file.generation}): ${file.reason}`);
+  }
+  return file;
+}
+
+/** An optional child: applied when enabled; deleted when the spec names the field but disables it. */
+async function applyOptional(deps: ReconcileDeps, hsd: HybridServeDeployment, type: (typeof R)[keyof typeof R], enabled: boolean, named: boolean, body: () => unknown): Promise<void> {
+  const ref = { type, namespace: hsd.metadata.namespace, name: serviceName(hsd) };
+  if (enabled) await applyOnce(deps, ref, body());
+  else if (named) {
+    deps.state.appliedHashes.delete(appliedKey(ref));
+    await deleteIgnoringMissing(deps.client, ref);
+  }
+}
+
+const appliedKey = (ref: { type: { plural: string }; namespace?: string; name?: string }) => `${ref.type.plural}/${ref.namespace}/${ref.name}`;
+
+/**
+ * Server-side apply unless this process already applied exactly this body. The memo is cleared on
+ * every periodic resync (RuntimeState.clearAppliedHashes), so drift is still repaired within one
+ * resync period without a write per reconcile.
+ */
+async function applyOnce(deps: ReconcileDeps, ref: Parameters<KubeClient['apply']>[0], body: unknown): Promise<void> {
+  const key = appliedKey(ref);
+  const hash = createHash('sha256').update(canonical(body)).digest('hex');
+  if (deps.state.appliedHashes.get(key) === hash) return;
+  await deps.client.apply(ref, body, FIELD_MANAGER);
+  deps.state.appliedHashes.set(key, hash);
 }
 
 interface CondInput {
@@ -171,7 +293,7 @@ export function conditionsFor(c: CondInput): ConditionInput[] {
   const memFail = c.failed.filter((f) => f.plan.reason === 'HostMemoryExceedsNode');
   const planned = c.groupStatus.length > 0;
   const degraded: ConditionInput = c.groups.length === 0
-    ? { type: 'Degraded', status: 'True', reason: 'NoMatchingNodes', message: (c.spec.gpusPerPod ?? 1) > 0
+    ? { type: 'Degraded', status: 'True', reason: 'NoMatchingNodes', message: resolveSpec(c.spec).gpusPerPod > 0
       ? 'no schedulable node with an nvidia.com/gpu.product label, enough GPUs and allocatable memory matches the spec'
       : 'no schedulable, Ready node with allocatable memory matches the spec\'s nodeSelector' }
     : c.failed.length > 0
@@ -190,7 +312,7 @@ export function conditionsFor(c: CondInput): ConditionInput[] {
     : c.readyReplicas >= c.wanted && !c.rolling
       ? { type: 'Ready', status: 'True', reason: c.wanted === 0 ? 'ScaledToZero' : 'AllReplicasReady', message: `${c.readyReplicas}/${c.wanted} replicas ready` }
       : { type: 'Ready', status: 'False', reason: 'ReplicasNotReady', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
-  const auto = (c.spec.cache?.actFraction ?? 'auto') === 'auto' && c.spec.cache?.retune?.enabled !== false;
+  const auto = retuneEnabled(c.spec);
   const measured = c.groupStatus.filter((g) => g.measured);
   // CPU groups are never retuned (fraction 0, see planCpuGroup), so they count as settled.
   const cpuIds = new Set(c.groups.filter(isCpuGroup).map((g) => g.id));
@@ -242,5 +364,11 @@ async function deleteIgnoringMissing(client: KubeClient, ref: Parameters<KubeCli
 function clamp(n: number, lo: number, hi: number): number { return Math.min(hi, Math.max(lo, n)); }
 function round(n: number, d: number): number { const f = 10 ** d; return Math.round(n * f) / f; }
 function summarise(values: string[]): string { const u = [...new Set(values)]; return u.length === 0 ? '' : u.join(','); }
+
+/** Whether the feedback loop retunes the fraction ("auto" and retune enabled). */
+export function retuneEnabled(spec: HybridServeDeployment['spec']): boolean {
+  const r = resolveSpec(spec);
+  return r.cache.actFraction === 'auto' && r.cache.retune.enabled;
+}
 
 export { LABEL_GROUP, LABEL_INSTANCE };

@@ -1,17 +1,27 @@
-// In-memory state the feedback loop shares with reconcile: measured figures, retune state and the
-// operator autoscaler's decision, per HSD and node group. It is a cache of what status already
-// records (reconcile falls back to status after an operator restart), never the source of truth
-// for anything in the cluster.
+// In-memory state the feedback loop hands to reconcile: measured figures, the retuner's state and
+// proposal, and the operator autoscaler's decision, per HSD and node group. Feedback only WRITES
+// here (and enqueues the HSD); reconcile is the only writer of children and status. Nothing here is
+// the source of truth for the cluster: after an operator restart it is rebuilt from fresh
+// measurements, and reconcile reads the applied plan back from the ConfigMap.
 import type { MeasuredFigures } from '../api/types.js';
 import type { RetuneState } from '../../planning/index.js';
 import type { StatsSnapshot } from '../feedback/measure.js';
 
-export interface GroupRuntime { measured?: MeasuredFigures; retune?: RetuneState }
+/** The plan reconcile last applied to the group's ConfigMap. */
+export interface AppliedPlan { inputHash: string; actFraction: number; generation: number }
+/** A new fraction the retuner asks for; reconcile writes it as the next plan generation. */
+export interface RetuneProposal { inputHash: string; actFraction: number; reason: string }
+
+export interface GroupRuntime { measured?: MeasuredFigures; retune?: RetuneState; applied?: AppliedPlan; proposal?: RetuneProposal }
 export interface HsdRuntime {
   groups: Map<string, GroupRuntime>;
   desiredReplicas?: number;
+  /** Replicas reconcile last applied across groups. */
+  appliedReplicas?: number;
   autoscaleMetric?: { metric: string; value: number };
   lastScaleTime?: string;
+  /** A scaling decision not yet announced as an Event (reconcile records it). */
+  scaleNote?: string;
   lastFeedbackMs?: number;
 }
 
@@ -19,6 +29,13 @@ export class RuntimeState {
   private readonly hsds = new Map<string, HsdRuntime>();
   /** Last stats per pod uid (for counter deltas). */
   readonly podStats = new Map<string, StatsSnapshot>();
+  /** Pods whose last scrape failed (a failure is logged once, not every interval). */
+  readonly scrapeFailing = new Set<string>();
+  /** Hash of the body last applied per child (`plural/namespace/name`), to skip identical writes. */
+  readonly appliedHashes = new Map<string, string>();
+
+  /** Periodic resync: forget what was applied, so the next reconciles re-apply (and repair drift). */
+  clearAppliedHashes(): void { this.appliedHashes.clear(); }
 
   get(key: string): HsdRuntime {
     let s = this.hsds.get(key);
@@ -32,5 +49,11 @@ export class RuntimeState {
     if (!g) { g = {}; h.groups.set(groupId, g); }
     return g;
   }
-  forget(key: string): void { this.hsds.delete(key); }
+  forget(key: string): void {
+    this.hsds.delete(key);
+    for (const uid of [...this.podStats.keys()]) if (uid.startsWith(`${key}|`)) this.podStats.delete(uid);
+    for (const uid of [...this.scrapeFailing]) if (uid.startsWith(`${key}|`)) this.scrapeFailing.delete(uid);
+    const [ns, name] = key.split('/');
+    for (const k of [...this.appliedHashes.keys()]) if (k.endsWith(`/${ns}/${name}`)) this.appliedHashes.delete(k);
+  }
 }

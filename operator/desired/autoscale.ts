@@ -1,15 +1,12 @@
 // The operator's own autoscaler (pure), used when spec.autoscaling.enabled: replicas between min
 // and max so that the per-pod metric (queue depth, or tokens/s) approaches the target, like the
 // HPA's ratio rule, with a 10% tolerance band so that small wobbles do not scale.
-import type { HsdSpec } from '../api/types.js';
+import type { ResolvedSpec } from '../api/defaults.js';
 
 export interface AutoscaleInput { current: number; readyPods: number; queueDepthPerPod: number; tokensPerSecond: number }
 
-export function desiredReplicas(spec: NonNullable<HsdSpec['autoscaling']>, m: AutoscaleInput): { replicas: number; value: number; metric: string } {
-  const min = spec.minReplicas ?? 1;
-  const max = spec.maxReplicas ?? 4;
-  const metric = spec.metric ?? 'queueDepth';
-  const target = spec.target ?? 8;
+export function desiredReplicas(spec: ResolvedSpec['autoscaling'], m: AutoscaleInput): { replicas: number; value: number; metric: string } {
+  const { minReplicas: min, maxReplicas: max, metric, target } = spec;
   const clamp = (n: number) => Math.min(max, Math.max(min, n));
   const value = metric === 'queueDepth' ? m.queueDepthPerPod : (m.readyPods > 0 ? m.tokensPerSecond / m.readyPods : 0);
   if (m.readyPods === 0) return { replicas: clamp(m.current), value, metric };

@@ -6,6 +6,7 @@
 // trial on kind/minikube needs no node labels. Pure.
 import { createHash } from 'node:crypto';
 import type { HsdSpec } from '../api/types.js';
+import { resolveSpec } from '../api/defaults.js';
 import { parseQuantity } from '../../planning/quantity.js';
 
 export const GPU_PRODUCT_LABEL = 'nvidia.com/gpu.product';
@@ -47,7 +48,7 @@ function isReady(n: NodeLike): boolean {
 
 /** Nodes that match the spec's nodeSelector and carry enough GPUs, grouped; sorted by id. */
 export function groupNodes(nodes: readonly NodeLike[], spec: Pick<HsdSpec, 'nodeSelector' | 'gpusPerPod'>): NodeGroup[] {
-  const gpusPerPod = spec.gpusPerPod ?? 1;
+  const { gpusPerPod } = resolveSpec(spec);
   const groups = new Map<string, NodeGroup>();
   for (const n of nodes) {
     const labels = n.metadata.labels ?? {};

@@ -130,7 +130,7 @@ export class KubeClient {
   delete(ref: ResourceRef): Promise<unknown> { return this.request('DELETE', resourcePath(ref)); }
 
   /** A list+watch cache (client-node ListWatch): relists on 410 Gone; stops on other errors (caller restarts). */
-  informer<T extends KubeObject>(ref: Omit<ResourceRef, 'name' | 'namespace'>, labelSelector?: string): Informer<T> {
+  informer<T extends KubeObject>(ref: Omit<ResourceRef, 'name'>, labelSelector?: string): Informer<T> {
     const path = resourcePath(ref);
     const listFn = () => this.list<T>(ref, labelSelector) as unknown as Promise<k8s.KubernetesListObject<T & k8s.KubernetesObject>>;
     return k8s.makeInformer<T & k8s.KubernetesObject>(this.kc, path, listFn, labelSelector) as unknown as Informer<T>;

@@ -12,6 +12,8 @@ export const R = {
   configMap: t('', 'v1', 'configmaps'),
   pod: t('', 'v1', 'pods'),
   node: t('', 'v1', 'nodes', false),
+  podDisruptionBudget: t('policy', 'v1', 'poddisruptionbudgets'),
+  networkPolicy: t('networking.k8s.io', 'v1', 'networkpolicies'),
   event: t('events.k8s.io', 'v1', 'events'),
   lease: t('coordination.k8s.io', 'v1', 'leases'),
 } as const;

@@ -44,8 +44,10 @@ describe('HybridServeDeployment end to end with real servers', () => {
     // Printer columns, as `kubectl get hsd` asks for them (server-side Table from the CRD's columns).
     const table = await (await fetch(`${cluster.url}/apis/hybridserve.io/v1alpha1/namespaces/${NS}/hybridservedeployments`,
       { headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' } })).json() as Obj;
-    expect(table.columnDefinitions.map((c: Obj) => c.name)).toEqual(['Name', 'Ready', 'Replicas', 'ACT fraction', 'Host memory', 'Age']);
-    const [name, ready, replicas, act, mem, age] = table.rows[0].cells;
+    expect(table.columnDefinitions.map((c: Obj) => c.name)).toEqual(['Name', 'Model', 'Ready', 'Replicas', 'ACT fraction', 'Host memory', 'URL', 'Age']);
+    const [name, model, ready, replicas, act, mem, url, age] = table.rows[0].cells;
+    expect(model).toMatch(/^synthetic:/);
+    expect(url).toBe(`http://demo.${NS}.svc:8000`);
     expect([name, ready, replicas]).toEqual(['demo', 'True', 1]);
     expect(act).toMatch(/^\d\.\d\d$/);
     expect(mem).toMatch(/^\d+(\.\d)?Gi$/);

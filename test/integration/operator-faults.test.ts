@@ -77,10 +77,11 @@ describe('operator under faults', () => {
     const c = await new TestCluster().start(NODES, { mode: 'fake' });
     let op = new Operator(opts(c.url, { identity: 'first' }));
     try {
-      // 409s on status writes and finalizer patches, 500s on applies and reads.
+      // 409s on status writes and finalizer patches, 500s on applies.
       c.api.injectFault({ method: 'PATCH', pathIncludes: '/hybridservedeployments/svc/status', status: 409, count: 3 });
       c.api.injectFault({ method: 'PATCH', pathIncludes: '/deployments/', status: 500, count: 3 });
-      c.api.injectFault({ method: 'GET', pathIncludes: '/configmaps/', status: 500, count: 2 });
+      // (Plan ConfigMaps are read from the informer cache; their writes fail instead.)
+      c.api.injectFault({ method: 'PATCH', pathIncludes: '/configmaps/', status: 500, count: 2 });
       c.api.injectFault({ method: 'PATCH', pathIncludes: '/hybridservedeployments/svc', status: 409, count: 1 });
       await op.start();
       c.createHsd({ metadata: { name: 'svc' }, spec: SPEC });

@@ -3,7 +3,7 @@
 // It is NOT Kubernetes. It serves plain HTTP on 127.0.0.1:<random port> and emulates:
 //   - discovery: /version, /api, /api/v1, /apis, /apis/<group>/<version> (APIResourceLists, with a
 //     registered CRD's shortNames and categories, so `kubectl get hsd` and `kubectl get all` resolve);
-//   - CRUD on a fixed table of resources (pods, services, configmaps, secrets, nodes, events (core and
+//   - CRUD on a fixed table of resources (pods, services, configmaps, secrets, nodes, PDBs, NetworkPolicies, events (core and
 //     events.k8s.io), deployments, leases, hybridservedeployments), with uid, creationTimestamp,
 //     generation (bumped on spec changes), one global resourceVersion counter;
 //   - 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale resourceVersion (PUT, or a patch
@@ -66,6 +66,8 @@ const BUILTIN: ResourceDef[] = [
   { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true, status: true,
     scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' } },
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
+  { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true, status: true },
+  { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
 ];
 
 const resKey = (d: { group: string; version: string; plural: string }) => `${d.group}/${d.version}/${d.plural}`;
@@ -480,7 +482,8 @@ export class FakeApiServer {
     const cols = [{ name: 'Name', type: 'string', jsonPath: '.metadata.name' }, ...(d.printerColumns ?? [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }])];
     return {
       apiVersion: 'meta.k8s.io/v1', kind: 'Table', metadata: { resourceVersion: String(this.rv) },
-      columnDefinitions: cols.map((c) => ({ name: c.name, type: c.type, format: c.name === 'Name' ? 'name' : '', description: '', priority: 0 })),
+      // priority > 0: kubectl shows the column only with -o wide.
+      columnDefinitions: cols.map((c) => ({ name: c.name, type: c.type, format: c.name === 'Name' ? 'name' : '', description: '', priority: (c as { priority?: number }).priority ?? 0 })),
       rows: items.map((o) => ({
         cells: cols.map((c) => { const v = jsonPathValue(o, c.jsonPath); return c.type === 'date' && typeof v === 'string' ? age(v) : v ?? '<none>'; }),
         object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata },

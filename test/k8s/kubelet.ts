@@ -48,6 +48,9 @@ interface RunningPod {
   name: string; namespace: string; port: number; planFile: string; configMap?: string; proc?: ChildProcess; stopping: boolean; restarts: number;
   /** The pod's container (args, env) the process is started from. */
   container: Obj;
+  volumes?: Obj[];
+  /** The pod's local working directory. */
+  dir: string;
 }
 
 /** Flags whose value the kubelet replaces or drops (see the header); all others pass through. */
@@ -101,6 +104,38 @@ export function localEnv(containerEnv: readonly Obj[] | undefined, planFile: str
   }
   out.HYBRIDSERVE_PLAN_FILE = planFile;
   return out;
+}
+
+/**
+ * Secret volumes as a kubelet mounts them: each item written to a local directory standing in for
+ * the container's mountPath. Returns mountPath -> local directory. Throws like a kubelet
+ * (CreateContainerConfigError) when a referenced Secret or key is missing.
+ */
+export function localSecretVolumes(volumes: readonly Obj[] | undefined, container: Obj, dir: string, secret: (name: string) => Obj | undefined): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const m of (container.volumeMounts ?? []) as Obj[]) {
+    const v = (volumes ?? []).find((x) => x.name === m.name);
+    if (!v?.secret) continue;
+    const s = secret(v.secret.secretName);
+    const local = join(dir, 'volumes', String(m.name));
+    mkdirSync(local, { recursive: true });
+    const items: { key: string; path: string }[] = v.secret.items ?? Object.keys({ ...(s?.data ?? {}), ...(s?.stringData ?? {}) }).map((k) => ({ key: k, path: k }));
+    for (const it of items) {
+      const raw = s?.data?.[it.key] !== undefined ? Buffer.from(String(s.data[it.key]), 'base64').toString('utf8') : s?.stringData?.[it.key];
+      if (raw === undefined) throw new Error(`CreateContainerConfigError: secret "${v.secret.secretName}" key "${it.key}" not found for volume ${m.name}`);
+      writeFileSync(join(local, it.path), raw, { mode: 0o600 });
+    }
+    out.set(String(m.mountPath), local);
+  }
+  return out;
+}
+
+/** Container args with paths under a mounted volume pointed at the local directory standing in for it. */
+export function localPaths(args: readonly string[], mounts: ReadonlyMap<string, string>): string[] {
+  return args.map((a) => {
+    for (const [mountPath, local] of mounts) if (a.startsWith(`${mountPath}/`)) return local + a.slice(mountPath.length);
+    return a;
+  });
 }
 
 export async function freePort(): Promise<number> {
@@ -223,7 +258,8 @@ export class SimulatedKubelet {
     const cmName = tmpl.spec.volumes?.find((v: Obj) => v.configMap)?.configMap?.name as string | undefined;
     const dir = join(this.o.workDir ?? '/tmp', `${ns}-${name}`);
     mkdirSync(dir, { recursive: true });
-    const r: RunningPod = { name, namespace: ns, port, planFile: join(dir, 'plan.json'), configMap: cmName, stopping: false, restarts: 0, container: tmpl.spec.containers[0] };
+    const r: RunningPod = { name, namespace: ns, port, planFile: join(dir, 'plan.json'), configMap: cmName, stopping: false, restarts: 0, container: tmpl.spec.containers[0],
+      volumes: tmpl.spec.volumes, dir };
     this.running.set(`${ns}/${name}`, r);
     const cm = cmName ? this.api.get(this.cms, ns, cmName) : undefined;
     writeAtomic(r.planFile, cpuPlan(cm?.data?.['plan.json'] ?? '{"actFraction":0}'));
@@ -231,10 +267,13 @@ export class SimulatedKubelet {
   }
 
   private launch(r: RunningPod): void {
-    const args = ['dist/cli/main.js', ...localServeArgs(r.container.args ?? [], { model: this.o.model ?? 'synthetic:opt-tiny', port: r.port, planFile: r.planFile })];
+    let args: string[];
     let env: Record<string, string>;
     try {
-      env = localEnv(r.container.env, r.planFile, (n) => this.api.get(this.secrets, r.namespace, n));
+      const secret = (n: string) => this.api.get(this.secrets, r.namespace, n);
+      const mounts = localSecretVolumes(r.volumes, r.container, r.dir, secret);
+      args = ['dist/cli/main.js', ...localPaths(localServeArgs(r.container.args ?? [], { model: this.o.model ?? 'synthetic:opt-tiny', port: r.port, planFile: r.planFile }), mounts)];
+      env = localEnv(r.container.env, r.planFile, secret);
     } catch (e) {
       // As a kubelet does: the container is not created; try again a little later.
       this.o.log?.(`[${r.name}] ${(e as Error).message}`);

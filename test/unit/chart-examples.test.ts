@@ -18,7 +18,9 @@ function applyDefaults(value: unknown, schema: Schema): unknown {
   if (value === null || typeof value !== 'object' || !schema.properties) return value;
   const out: Record<string, unknown> = { ...(value as Record<string, unknown>) };
   for (const [k, s] of Object.entries(schema.properties)) {
-    if (out[k] === undefined && s.default !== undefined) out[k] = structuredClone(s.default);
+    // JSON round trip, not structuredClone: under Jest's VM modules structuredClone returns an object of
+    // another realm, which the CEL engine does not recognise as a map.
+    if (out[k] === undefined && s.default !== undefined) out[k] = JSON.parse(JSON.stringify(s.default));
     if (out[k] !== undefined) out[k] = applyDefaults(out[k], s);
   }
   return out;

@@ -3,7 +3,8 @@
 // Kubernetes schemas (kubernetes-models) or the CRD; the operator pod is locked down.
 import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { CHART, exampleValuesFiles, findOne, helm, renderChart, renderNotes, validateManifest } from './chart-helm.js';
@@ -40,9 +41,12 @@ describe('chart renders and validates', () => {
       if (errs.length) failures.push(`${d.kind} ${d.metadata?.name}: ${errs.join('; ')}`);
     }
     expect(failures).toEqual([]);
-    // Namespaced objects land in the release namespace (or the dashboards' own), never elsewhere.
+    // Namespaced objects land in the release namespace (or the dashboards' own, or a watched
+    // namespace's Role/RoleBinding), never elsewhere.
+    const watched = values.flatMap((v) => (parseYaml(readFileSync(v, 'utf8')) as { watchNamespaces?: string[] } | null)?.watchNamespaces ?? []);
     for (const d of docs) {
       if (['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition'].includes(d.kind)) expect(d.metadata.namespace).toBeUndefined();
+      else if (['Role', 'RoleBinding'].includes(d.kind) && d.metadata.namespace !== 'hybridserve-system') expect(watched).toContain(d.metadata.namespace);
       else if (d.kind !== 'ConfigMap') expect(d.metadata.namespace).toBe('hybridserve-system');
     }
   });

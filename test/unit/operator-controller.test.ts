@@ -5,6 +5,7 @@ import { aggregate, parseStats, podDelta } from '../../operator/feedback/measure
 import { retuneOptions, statsUrl, podReady } from '../../operator/controller/feedback.js';
 import { clusterRules, leaseRules } from '../../operator/rbac.js';
 import { R } from '../../operator/k8s/resources.js';
+import { resolveSpec } from '../../operator/api/defaults.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -81,8 +82,10 @@ describe('measurements', () => {
   });
 
   test('retune bounds: explicit spec bounds win, else the pools\' range', () => {
-    expect(retuneOptions({}, { min: 0.5, max: 0.6 })).toMatchObject({ min: 0.5, max: 0.6 });
-    expect(retuneOptions({ minActFraction: 0.1 }, { min: 0.5, max: 0.6 })).toMatchObject({ min: 0.1, max: 1 });
+    const retune = (r = {}) => resolveSpec({ cache: { retune: r } }).cache.retune;
+    // The CRD's defaults, not planning's DEFAULT_RETUNE_OPTIONS (maxStep 0.2), reach the retuner.
+    expect(retuneOptions(retune(), { min: 0.5, max: 0.6 })).toEqual({ min: 0.5, max: 0.6, damping: 0.5, hysteresis: 0.1, maxStep: 0.1 });
+    expect(retuneOptions(retune({ minActFraction: 0.1 }), { min: 0.5, max: 0.6 })).toMatchObject({ min: 0.1, max: 1 });
   });
 });
 

@@ -88,7 +88,12 @@ describe('desired objects', () => {
     expect(pod.containers[0].args).toEqual(expect.arrayContaining(['serve', '--plan', '/etc/hybridserve/plan.json']));
     expect(pod.volumes[0].configMap.name).toBe(configMapName(hsd({}, 'a'.repeat(63)), group));
     const withKey = deployment(h, group, plan, 1) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-    expect(withKey.spec.template.spec.containers[0].env).toContainEqual({ name: 'HYBRIDSERVE_API_KEYS', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } });
+    // The API key is a read-only file from the Secret (--api-key-file), never an env var.
+    const keyPod = withKey.spec.template.spec;
+    expect(JSON.stringify(keyPod.containers[0].env)).not.toMatch(/secretKeyRef|API_KEYS/);
+    expect(keyPod.volumes).toContainEqual({ name: 'api-key', secret: { secretName: 's', items: [{ key: 'k', path: 'keys' }], defaultMode: 0o440 } });
+    expect(keyPod.containers[0].volumeMounts).toContainEqual({ name: 'api-key', mountPath: '/var/run/hybridserve/api-key', readOnly: true });
+    expect(keyPod.containers[0].args.join(' ')).toContain('--api-key-file /var/run/hybridserve/api-key/keys');
     expect(withKey.spec.template.spec.tolerations).toEqual([{ key: 'gpu', operator: 'Exists' }]);
     const limited = deployment(hsd({ server: { maxConcurrentRequests: 32, maxTokens: 4096 }, engine: { threads: 8 } }), group, plan, 1) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(limited.spec.template.spec.containers[0].args.join(' ')).toMatch(/--max-queue 32 --max-total-tokens 4096 --threads 8$/);

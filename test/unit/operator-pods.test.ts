@@ -15,7 +15,9 @@ import { deployment } from '../../operator/desired/objects.js';
 import { planGroup } from '../../operator/desired/plan.js';
 import { conditionsFor } from '../../operator/controller/reconcile.js';
 import type { HybridServeDeployment, NodeGroupStatus } from '../../operator/api/types.js';
-import { localEnv, localServeArgs } from '../k8s/kubelet.js';
+import { localEnv, localPaths, localSecretVolumes, localServeArgs } from '../k8s/kubelet.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { validateManifest, type Manifest } from './chart-helm.js';
 
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -63,7 +65,8 @@ describe('serving pods are locked down (restricted Pod Security Standard)', () =
       // and every other mount is read-only.
       const vols = new Map<string, Obj>(pod.volumes.map((v: Obj) => [v.name, v]));
       const tmp = container.volumeMounts.find((m: Obj) => m.mountPath === '/tmp');
-      expect(vols.get(tmp.name)).toEqual({ name: tmp.name, emptyDir: {} });
+      // Size-capped: a runaway writer gets the pod evicted instead of filling the node's disk.
+      expect(vols.get(tmp.name)).toEqual({ name: tmp.name, emptyDir: { sizeLimit: '1Gi' } });
       for (const m of container.volumeMounts) if (m.mountPath !== '/tmp') expect(m.readOnly).toBe(true);
       for (const m of container.volumeMounts) expect(vols.has(m.name)).toBe(true);
     }
@@ -196,17 +199,24 @@ describe('every HSD server/engine setting reaches the server', () => {
       server: { maxConcurrentRequests: 7, maxTokens: 1000, port: 9090, apiKeySecretRef: { name: 'keys', key: 'list' } },
       engine: { threads: 3, maxBatch: 5 },
     });
-    const { container, group } = podOf(h, [node('a', H100, '512Gi')]);
+    const { pod, container, group } = podOf(h, [node('a', H100, '512Gi')]);
     const env = envOf(container, { keys: { list: 'k-one,k-two' } });
-    const cfg = parseServeArgs(container.args.slice(1), env);
+    // The Secret volume as a kubelet mounts it, in a temporary directory.
+    const dir = mkdtempSync(path.join(tmpdir(), 'hs-pod-'));
+    // One key per line (server/auth.ts: a key file, # comments allowed).
+    const secret = { data: { list: Buffer.from('k-one\nk-two\n').toString('base64') } };
+    const mounts = localSecretVolumes(pod.volumes, container, dir, (n) => (n === 'keys' ? secret : undefined));
+    const cfg = parseServeArgs(localPaths(container.args, mounts).slice(1), env);
     if (cfg === 'help') throw new Error('help');
+    expect(loadApiKeys(env, cfg.apiKeyFile)).toEqual(['k-one', 'k-two']);
+    rmSync(dir, { recursive: true, force: true });
     expect(cfg.limits.maxQueue).toBe(7);
     expect(cfg.limits.maxTotalTokens).toBe(1000);
     expect(resolveLimits(cfg.limits, presetConfig('opt-13b')!.maxPositions).maxTotalTokens).toBe(1000);
     expect(cfg.threads).toBe(3);
     expect(cfg.port).toBe(9090);
     expect(container.ports[0].containerPort).toBe(9090);
-    expect(loadApiKeys(env, cfg.apiKeyFile)).toEqual(['k-one', 'k-two']);
+    expect(env.HYBRIDSERVE_API_KEYS).toBeUndefined();
     // engine.maxBatch reaches the server through the plan file (server/context.ts applyPlan).
     const p = planGroup(h.spec, group);
     expect(p.ok && p.file.maxBatch).toBeLessThanOrEqual(5);
@@ -242,5 +252,61 @@ describe('simulated kubelet (test double) runs the pod as written, on this CPU m
     const secret = { data: { k: Buffer.from('key-1').toString('base64') } };
     expect(localEnv(env, '/w/plan.json', (n) => (n === 's' ? secret : undefined))).toEqual({ A: '1', HYBRIDSERVE_API_KEYS: 'key-1', HYBRIDSERVE_PLAN_FILE: '/w/plan.json' });
     expect(() => localEnv(env, '/w/plan.json', () => undefined)).toThrow(/CreateContainerConfigError/);
+  });
+});
+
+describe('issue 13: limits, probes, affinity and pass-through reach the pod', () => {
+  test('acceptance 5: a zone nodeAffinity keeps the user\'s AND the group\'s terms; the pod has a startupProbe', () => {
+    const zone = { key: 'topology.kubernetes.io/zone', operator: 'In', values: ['zone-a'] };
+    const preferred = [{ weight: 1, preference: { matchExpressions: [{ key: 'ssd', operator: 'Exists' }] } }];
+    const h = hsd({ affinity: { nodeAffinity: {
+      requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [zone] }] },
+      preferredDuringSchedulingIgnoredDuringExecution: preferred,
+    }, podAntiAffinity: { x: 1 } } });
+    const { pod, container, group } = podOf(h, [node('a', H100, '512Gi')]);
+    const terms = pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+    expect(terms).toEqual([{ matchExpressions: [zone], matchFields: [{ key: 'metadata.name', operator: 'In', values: group.nodeNames }] }]);
+    expect(pod.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution).toEqual(preferred);
+    expect(pod.affinity.podAntiAffinity).toEqual({ x: 1 });
+    // Two user terms (ORed): each gets the group's requirement.
+    const two = podOf(hsd({ affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [zone] }, { matchExpressions: [{ ...zone, values: ['zone-b'] }] }] } } } }),
+      [node('a', H100, '512Gi')]).pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+    expect(two).toHaveLength(2);
+    for (const t of two) expect(t.matchFields).toEqual([{ key: 'metadata.name', operator: 'In', values: group.nodeNames }]);
+    // The startupProbe waits for the model load: opt-13b's ~26 GB at 100 MB/s plus 120 s.
+    expect(container.startupProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10 });
+    expect(container.startupProbe.failureThreshold * 10).toBeGreaterThanOrEqual(120 + 250);
+    expect(podOf(hsd({ server: { startupSeconds: 45 } }), [node('a', H100, '512Gi')]).container.startupProbe.failureThreshold).toBe(5);
+  });
+
+  test('limits become --max-prompt-tokens/--max-total-tokens, omitted when unset; the server accepts them', () => {
+    const { container } = podOf(hsd({ limits: { maxPromptTokens: 300, maxTotalTokens: 1000 } }), [node('a', H100, '512Gi')]);
+    const cfg = parseServeArgs(container.args.slice(1), envOf(container));
+    if (cfg === 'help') throw new Error('help');
+    expect(cfg.limits).toMatchObject({ maxPromptTokens: 300, maxTotalTokens: 1000 });
+    const bare = podOf(hsd(), [node('a', H100, '512Gi')]).container.args.join(' ');
+    expect(bare).not.toMatch(/--max-prompt-tokens|--max-total-tokens/);
+  });
+
+  test('CPU request, pull secrets, priority, runtime class, spread, env, pod labels and annotations pass through', () => {
+    const spread = [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' }];
+    const h = hsd({ server: { cpuRequest: '2' }, pod: {
+      annotations: { 'a/b': 'c' }, labels: { team: 'ml', 'app.kubernetes.io/instance': 'hijack' }, imagePullSecrets: [{ name: 'reg' }],
+      priorityClassName: 'high', runtimeClassName: 'nvidia', topologySpreadConstraints: spread,
+      env: [{ name: 'FOO', value: 'bar' }, { name: 'HYBRIDSERVE_PLAN_FILE', value: '/evil' }],
+    } });
+    const [group] = groupNodes([node('a', H100, '512Gi')], h.spec);
+    const p = planGroup(h.spec, group);
+    if (!p.ok) throw new Error(p.message);
+    const d = deployment(h, group, p.plan, 1) as Obj;
+    const pod = d.spec.template.spec; const c = pod.containers[0];
+    expect(c.resources.requests.cpu).toBe('2');
+    expect(pod).toMatchObject({ imagePullSecrets: [{ name: 'reg' }], priorityClassName: 'high', runtimeClassName: 'nvidia', topologySpreadConstraints: spread });
+    expect(c.env).toContainEqual({ name: 'FOO', value: 'bar' });
+    expect(c.env.filter((e: Obj) => e.name === 'HYBRIDSERVE_PLAN_FILE')).toEqual([{ name: 'HYBRIDSERVE_PLAN_FILE', value: '/etc/hybridserve/plan.json' }]);
+    expect(d.spec.template.metadata.annotations).toEqual({ 'a/b': 'c' });
+    // The operator's labels win: a user label cannot move the pod out of the selector.
+    expect(d.spec.template.metadata.labels).toMatchObject({ team: 'ml', 'app.kubernetes.io/instance': 'demo' });
+    expect(podOf(hsd({ gpusPerPod: 0, engine: { threads: 4 } }), [node('c', undefined, '64Gi')]).container.resources.requests.cpu).toBe('4');
   });
 });

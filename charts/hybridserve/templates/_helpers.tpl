@@ -61,3 +61,45 @@ app.kubernetes.io/component: operator
 {{- printf "%s:%s" $img.repository (default .Chart.AppVersion $img.tag) }}
 {{- end }}
 {{- end }}
+
+{{/* Operator rules inside a served namespace (operator/rbac.ts namespacedRules). */}}
+{{- define "hybridserve.namespacedRules" -}}
+- apiGroups: ["hybridserve.io"]
+  resources: ["hybridservedeployments"]
+  verbs: ["get", "list", "watch", "update", "patch"]
+- apiGroups: ["hybridserve.io"]
+  resources: ["hybridservedeployments/status"]
+  verbs: ["get", "update", "patch"]
+# blockOwnerDeletion on the children's ownerReferences needs update on finalizers.
+- apiGroups: ["hybridserve.io"]
+  resources: ["hybridservedeployments/finalizers"]
+  verbs: ["update"]
+# Children are written by server-side apply (patch; create for the first apply); stale node groups deleted.
+- apiGroups: ["apps"]
+  resources: ["deployments"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+- apiGroups: [""]
+  resources: ["services", "configmaps"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Optional children (spec.podDisruptionBudget, spec.networkPolicy).
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["create", "patch", "delete"]
+- apiGroups: ["networking.k8s.io"]
+  resources: ["networkpolicies"]
+  verbs: ["create", "patch", "delete"]
+# The feedback loop finds ready pods and scrapes their stats by pod IP.
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+- apiGroups: ["events.k8s.io"]
+  resources: ["events"]
+  verbs: ["create", "patch"]
+{{- end }}
+
+{{/* Cluster-scoped reads (operator/rbac.ts nodeRules): node groups need GPU labels and allocatable memory. */}}
+{{- define "hybridserve.nodeRules" -}}
+- apiGroups: [""]
+  resources: ["nodes"]
+  verbs: ["get", "list", "watch"]
+{{- end }}

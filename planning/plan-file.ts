@@ -1,0 +1,66 @@
+// plan.json: the file the operator writes into each node group's ConfigMap and the server reads at
+// start and whenever it changes. ONE type and ONE strict parser for both sides, so the writer
+// and the reader can never disagree on what a valid plan is. Pure.
+
+/** The plan the server applies (shared contract; unknown keys are ignored for forward compatibility). */
+export interface PlanFile {
+  actFraction: number;
+  kvBlocks?: number;
+  actBlocks?: number;
+  blockTokens?: number;
+  maxBatch?: number;
+  generation?: number;
+  reason?: string;
+}
+
+export type PlanParse = { ok: true; plan: PlanFile } | { ok: false; error: string };
+
+/** Integer fields with their lower bounds. */
+const INT_FIELDS = [['kvBlocks', 0], ['actBlocks', 0], ['blockTokens', 1], ['maxBatch', 1], ['generation', 0]] as const;
+/** Longest reason kept: it is logged and published in status, never a place for large text. */
+export const MAX_REASON_CHARS = 4096;
+
+function optInt(o: Record<string, unknown>, key: string, min: number): number | undefined | string {
+  const v = o[key];
+  if (v === undefined || v === null) return undefined;
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) return `${key} must be an integer >= ${min}, got ${describe(v)}`;
+  return v;
+}
+
+/** A short description of a bad value: its type, or a number itself (never a long string's content). */
+function describe(v: unknown): string {
+  if (typeof v === 'number' || typeof v === 'boolean' || v === null) return String(v);
+  if (typeof v === 'string') return `a string of ${v.length} characters`;
+  return Array.isArray(v) ? 'an array' : typeof v;
+}
+
+/** Validates decoded JSON as a plan. */
+export function validatePlan(raw: unknown): PlanParse {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, error: 'the plan must be a JSON object' };
+  const o = raw as Record<string, unknown>;
+  const f = o.actFraction;
+  if (typeof f !== 'number' || !Number.isFinite(f) || f < 0 || f > 1) {
+    return { ok: false, error: `actFraction must be a number in [0, 1], got ${f === undefined ? 'nothing' : describe(f)}` };
+  }
+  const plan: PlanFile = { actFraction: f };
+  for (const [key, min] of INT_FIELDS) {
+    const v = optInt(o, key, min);
+    if (typeof v === 'string') return { ok: false, error: v };
+    if (v !== undefined) plan[key] = v;
+  }
+  if (o.reason !== undefined && typeof o.reason !== 'string') return { ok: false, error: `reason must be a string, got ${describe(o.reason)}` };
+  if (typeof o.reason === 'string') plan.reason = o.reason.slice(0, MAX_REASON_CHARS);
+  return { ok: true, plan };
+}
+
+/** Parses a plan file's text: JSON, then validatePlan. Errors say what is wrong, never echo the file. */
+export function parsePlan(text: string): PlanParse {
+  let raw: unknown;
+  try { raw = JSON.parse(text); } catch { return { ok: false, error: 'not valid JSON' }; }
+  return validatePlan(raw);
+}
+
+/** The plan file's text (what the operator writes; parsePlan(serializePlan(p)) round-trips). */
+export function serializePlan(plan: PlanFile): string {
+  return JSON.stringify(plan);
+}

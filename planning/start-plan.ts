@@ -1,0 +1,80 @@
+// Start plans: what a pod starts with when no GPU plan applies, and the facts both the server and
+// the operator need about an engine device. ONE owner for "the CPU engine runs ACT fraction 0" and
+// "the CPU engine stores fp32, the CUDA engine fp16", so the operator's CPU plan and the server's own
+// sizing (no plan file) can never disagree. Pure.
+import type { ModelConfig } from '../model/types.js';
+import { hostLayout, podMemoryResources, splitCache } from './allocation.js';
+import { modelProfile } from './model-profile.js';
+import type { Plan } from './plan.js';
+import { formatBytes } from './quantity.js';
+
+export type EngineDevice = 'cpu' | 'cuda';
+
+/** Bytes per weight/cache element the engine stores on this device. */
+export function engineElementBytes(device: EngineDevice): 2 | 4 {
+  return device === 'cpu' ? 4 : 2;
+}
+
+/** The server's default batch (`hybridserve serve --max-batch`); CPU start plans cap at it. */
+export const DEFAULT_MAX_BATCH = 64;
+
+/**
+ * The CPU engine's ACT fraction: nothing streams over PCIe, so ACT saves no transfer time and only
+ * adds recomputation. Fixed; never retuned.
+ */
+export function cpuStartFraction(): { fraction: 0; reason: string } {
+  return { fraction: 0, reason: 'CPU engine: no PCIe transfer to hide, so ACT fraction 0 (ACT would only add recomputation)' };
+}
+
+export interface StartPoolsInput {
+  model: ModelConfig;
+  device: EngineDevice;
+  hostMemoryBytes: number;
+  actFraction: number;
+  blockTokens: number;
+  /** Tokens one sequence may hold (prompt + generated). */
+  seqTokens: number;
+  maxBatch?: number;
+}
+
+/** Pool sizes from a host-memory budget: weights and runtime first, the rest split at the fraction. */
+export function startPools(i: StartPoolsInput) {
+  const mp = modelProfile(i.model, engineElementBytes(i.device));
+  const layout = hostLayout(mp, i.hostMemoryBytes);
+  const split = splitCache(mp, layout.cacheBytes, i.actFraction, i.blockTokens, Math.min(i.seqTokens, i.model.maxPositions), i.maxBatch);
+  return { profile: mp, layout, split };
+}
+
+export interface CpuPlanInput {
+  model: ModelConfig;
+  hostMemoryBytes: number;
+  blockTokens: number;
+  promptTokens: number;
+  genTokens: number;
+  /** Cap on the batch (spec.engine.maxBatch); the server default otherwise. */
+  maxBatch?: number;
+  /** The group's product name, for the record (CPU groups: 'cpu'). */
+  gpuProduct: string;
+}
+
+/** The whole plan of a CPU-engine pod: fraction 0, fp32 pools from the host budget, retune range [0, 0]. */
+export function cpuStartPlan(i: CpuPlanInput): Plan {
+  const { fraction } = cpuStartFraction();
+  const maxBatch = Math.min(DEFAULT_MAX_BATCH, i.maxBatch ?? DEFAULT_MAX_BATCH);
+  const { profile: mp, layout, split } = startPools({
+    model: i.model, device: 'cpu', hostMemoryBytes: i.hostMemoryBytes, actFraction: fraction, blockTokens: i.blockTokens,
+    seqTokens: i.promptTokens + i.genTokens, maxBatch,
+  });
+  const res = podMemoryResources(i.hostMemoryBytes);
+  const reason = `${cpuStartFraction().reason}; ${formatBytes(i.hostMemoryBytes)} host memory, batch up to ${split.maxBatch}`;
+  return {
+    actFraction: fraction, hostMemoryBytes: i.hostMemoryBytes, kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens: i.blockTokens,
+    maxBatch: split.maxBatch, predictedStepSeconds: 0, predictedTokensPerSecond: 0, reason,
+    memoryRequestBytes: res.requestBytes, memoryLimitBytes: res.limitBytes, weightBytes: layout.weightBytes, cacheBytes: layout.cacheBytes,
+    model: mp.name, gpuProduct: i.gpuProduct, gpuMemoryBytes: 0, gpuUsedBytes: 0, runtimeBytes: layout.runtimeBytes,
+    kvBlockBytes: split.kvBlockBytes, actBlockBytes: split.actBlockBytes, residentLayers: mp.numLayers, numLayers: mp.numLayers,
+    miniBatchTokens: 0, miniBatchBytes: 0, promptTokens: i.promptTokens, genTokens: i.genTokens, predictedPrefillSeconds: 0,
+    predictedDecodeTokensPerSecond: 0, predictedPhases: { transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0 },
+    bound: 'compute', retuneBounds: { min: 0, max: 0 }, sweep: [],
+  };
+}

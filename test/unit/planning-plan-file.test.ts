@@ -1,0 +1,55 @@
+// One owner per concept (issue 17): the plan.json type and its strict parser (planning/plan-file.ts)
+// serve both the operator that writes it and the server that reads it; the CPU start plan
+// (planning/start-plan.ts) sizes the server's own pools and the operator's CPU groups alike.
+import { describe, test, expect } from '@jest/globals';
+import { parsePlan, serializePlan, validatePlan } from '../../planning/plan-file.js';
+import { parsePlan as serverParsePlan } from '../../server/plan-file.js';
+import { cpuStartFraction, cpuStartPlan, engineElementBytes } from '../../planning/start-plan.js';
+import { choosePools } from '../../server/runtime.js';
+import { presetConfig } from '../../model/presets.js';
+import { planGroup } from '../../operator/desired/plan.js';
+import { groupNodes } from '../../operator/desired/node-groups.js';
+
+describe('plan.json: one strict parser', () => {
+  test('the server uses planning\'s parser; what the operator writes parses back', () => {
+    expect(serverParsePlan).toBe(parsePlan);
+    const p = { actFraction: 0.25, kvBlocks: 10, actBlocks: 4, blockTokens: 16, maxBatch: 8, generation: 3, reason: 'r' };
+    expect(parsePlan(serializePlan(p))).toEqual({ ok: true, plan: p });
+  });
+
+  test('bad fields are errors that name the field and never echo the file', () => {
+    const secret = 'sk-live-0123456789';
+    for (const [raw, why] of [
+      [{ actFraction: secret }, /actFraction must be a number in \[0, 1\], got a string of 18 characters/],
+      [{ actFraction: 0.5, reason: 7 }, /reason must be a string/],
+      [{ actFraction: 0.5, kvBlocks: -1 }, /kvBlocks must be an integer >= 0/],
+      [{}, /actFraction .* got nothing/],
+    ] as const) {
+      const r = validatePlan(raw);
+      expect(r.ok).toBe(false);
+      if (!r.ok) { expect(r.error).toMatch(why); expect(r.error).not.toContain(secret); }
+    }
+    const r = parsePlan(`{"actFraction": "${secret}"`);
+    expect(r).toEqual({ ok: false, error: 'not valid JSON' });
+  });
+});
+
+describe('CPU start plan: one function for server and operator', () => {
+  test('CPU means ACT fraction 0 and fp32; CUDA fp16', () => {
+    expect(cpuStartFraction().fraction).toBe(0);
+    expect(engineElementBytes('cpu')).toBe(4);
+    expect(engineElementBytes('cuda')).toBe(2);
+  });
+
+  test('the server\'s own CPU pools equal the operator\'s CPU group plan for the same budget', () => {
+    const cfg = presetConfig('opt-1.3b')!;
+    const [group] = groupNodes([{ metadata: { name: 'c' }, status: { allocatable: { memory: '64Gi' }, conditions: [{ type: 'Ready', status: 'True' }] } }], { gpusPerPod: 0 });
+    const op = planGroup({ model: { uri: 'synthetic:opt-1.3b' }, gpusPerPod: 0, cache: { hostMemory: '16Gi' }, engine: { promptTokens: 256, genTokens: 256 } }, group);
+    if (!op.ok) throw new Error(op.message);
+    const direct = cpuStartPlan({ model: cfg, hostMemoryBytes: 16 * 2 ** 30, blockTokens: 16, promptTokens: 256, genTokens: 256, gpuProduct: 'cpu' });
+    expect(op.plan).toEqual(direct);
+    expect(op.file.actFraction).toBe(0);
+    const server = choosePools({ model: 'x', device: 'cpu', actFraction: 0, hostMemoryBytes: 16 * 2 ** 30, maxBatch: 64, maxTotalTokens: 512 }, cfg, 0);
+    expect({ kv: server.kvBlocks, act: server.actBlocks }).toEqual({ kv: direct.kvBlocks, act: direct.actBlocks });
+  });
+});
