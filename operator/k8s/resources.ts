@@ -14,6 +14,7 @@ export const R = {
   node: t('', 'v1', 'nodes', false),
   event: t('events.k8s.io', 'v1', 'events'),
   lease: t('coordination.k8s.io', 'v1', 'leases'),
+  endpointSlice: t('discovery.k8s.io', 'v1', 'endpointslices'),
 } as const;
 
 export function resourcePath(ref: ResourceRef): string {
