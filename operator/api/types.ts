@@ -49,7 +49,7 @@ export interface HsdSpec {
   engine?: { maxBatch?: number; elementBytes?: number; promptTokens?: number; genTokens?: number; threads?: number };
   server?: { apiKeySecretRef?: { name: string; key: string }; maxConcurrentRequests?: number; maxTokens?: number; port?: number };
   autoscaling?: { enabled?: boolean; minReplicas?: number; maxReplicas?: number; metric?: 'queueDepth' | 'tokensPerSecond';
-    target?: number };
+    target?: number; scaleToZeroAfter?: string | number };
 }
 
 export interface Condition {

@@ -16,6 +16,7 @@ import {
   selectorString, service, serviceName,
 } from '../desired/objects.js';
 import { planGroupCached as planGroup, type GroupPlan, type PlanFile } from '../desired/plan.js';
+import { scaleToZero } from '../desired/scale-to-zero.js';
 import { formatBytes } from '../../planning/quantity.js';
 import type { RuntimeState } from './state.js';
 import type { EventRecorder } from './events.js';
@@ -87,9 +88,11 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
 
   const runtime = deps.state.get(key);
   const autoscaling = spec.autoscaling?.enabled === true;
-  const wanted = autoscaling
+  const asked = autoscaling
     ? clamp(runtime.desiredReplicas ?? hsd.status?.autoscaler?.desiredReplicas ?? spec.replicas ?? 1, spec.autoscaling?.minReplicas ?? 1, spec.autoscaling?.maxReplicas ?? 4)
     : spec.replicas ?? 1;
+  const zero = scaleToZero(hsd, asked, deps.now().getTime()); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
+  const wanted = zero.replicas;
   const split = splitReplicas(wanted, ok.map((p) => groupCapacity(p.group, gpusPerPod)));
 
   // Apply children. ConfigMap first so that new pods start with their plan.
@@ -158,7 +161,9 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   // Waiting for pods: poll slowly as a safety net (child events normally wake us first). A spec
   // that cannot be planned is terminal: no requeue until the HSD or a Node changes.
   const ready = condition(status.conditions, 'Ready')?.status === 'True';
-  return ready || ok.length === 0 ? {} : { requeueAfterMs: deps.progressRequeueMs ?? 10_000 };
+  const recheck = zero.recheckAfterMs ?? Infinity; // wake up when the idle window ends
+  if (ready || ok.length === 0) return Number.isFinite(recheck) && ok.length > 0 ? { requeueAfterMs: recheck } : {};
+  return { requeueAfterMs: Math.min(deps.progressRequeueMs ?? 10_000, recheck) };
 }
 
 interface CondInput {
