@@ -95,5 +95,5 @@ export const SPEC_FIELD_PATHS: readonly string[] = [
   'cache.retune.hysteresis', 'cache.retune.damping', 'cache.retune.maxStep',
   'engine.maxBatch', 'engine.elementBytes', 'engine.promptTokens', 'engine.genTokens', 'engine.threads',
   'server.apiKeySecretRef.name', 'server.apiKeySecretRef.key', 'server.maxConcurrentRequests', 'server.maxTokens', 'server.port',
-  'autoscaling.enabled', 'autoscaling.minReplicas', 'autoscaling.maxReplicas', 'autoscaling.metric', 'autoscaling.target',
+  'autoscaling.enabled', 'autoscaling.minReplicas', 'autoscaling.maxReplicas', 'autoscaling.metric', 'autoscaling.target', 'autoscaling.scaleToZeroAfter',
 ];

@@ -6,6 +6,7 @@
 // (annotation hybridserve.io/port), and a slice's ports apply to all its endpoints; a real
 // controller groups pods with equal ports. Not emulated: maxEndpointsPerSlice, topology hints,
 // EndpointSlice mirroring, Services without selectors.
+import { createHash } from 'node:crypto';
 import type { FakeApiServer, Obj, ResourceDef } from './apiserver.js';
 
 const SERVICE_LABEL = 'kubernetes.io/service-name';
@@ -23,7 +24,7 @@ export function sliceFor(svc: Obj, pod: Obj): Obj {
   return {
     apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
     metadata: {
-      name: `${svc.metadata.name.slice(0, 40)}-${pod.metadata.name.slice(-20)}`.slice(0, 63), namespace: svc.metadata.namespace,
+      name: `${pod.metadata.name.slice(0, 56)}-${createHash('sha256').update(svc.metadata.name).digest('hex').slice(0, 6)}`, namespace: svc.metadata.namespace,
       labels: { [SERVICE_LABEL]: svc.metadata.name, [MANAGED_BY]: 'endpointslice-controller.k8s.io' },
       ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: svc.metadata.name, uid: svc.metadata.uid, controller: true }],
     },
