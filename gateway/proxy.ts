@@ -101,7 +101,7 @@ export function buildProxy(o: ProxyOptions, d: ProxyDeps): FastifyInstance {
     let lastError = 'no pod answered';
     for (let attempt = 0; attempt < o.maxAttempts;) {
       if (!(await awaitPod(reply))) return;
-      if (req.raw.destroyed) return; // the client left while held
+      if (reply.raw.destroyed || req.raw.socket?.destroyed) return; // the client left while held (req.raw itself ends once its body is read)
       const pick = choosePod(d.table.views(), hashes, affinity, o.routing, Date.now(), tried, rr++);
       if (!pick) break; // every ready pod was tried
       const pod = d.table.get(pick.id)!;

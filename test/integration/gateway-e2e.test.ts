@@ -20,6 +20,8 @@ const NS = 'default';
 let env: ProcessCluster;
 let cluster: TestCluster;
 const gateways: Gateway[] = [];
+const CONVERSATIONS = 10;
+const TURNS = 5;
 
 async function startGateway(deployment: string, extra: Partial<ConstructorParameters<typeof Gateway>[0]> = {}): Promise<Gateway> {
   const gw = new Gateway({ port: 0, host: '127.0.0.1', namespace: NS, deployment, server: cluster.url, statsIntervalMs: 200, activityIntervalMs: 300, log: () => undefined, ...extra });
@@ -53,28 +55,34 @@ function trace(salt: string, conversations: number, turns: number): { conv: numb
 }
 
 interface RunFigures { sameConversationPod: number; hitRate: number; source: 'cached_tokens' | 'routing'; pods: Set<string> }
+/** Sends the trace round by round; the conversations of one round run at once (users chat concurrently). */
 async function runTrace(gw: Gateway, salt: string): Promise<RunFigures> {
   const lastPodOfPrefix = new Map<number, string>();
   const firstPod = new Map<number, string>();
   let same = 0; let later = 0; let routedHits = 0; let cached = 0; let prompted = 0; let reported = false;
   const pods = new Set<string>();
-  const requests = trace(salt, 10, 5);
-  for (const r of requests) {
-    const a = await complete(gw, r.prompt);
-    expect(a.status).toBe(200);
-    const pod = a.pod!;
-    pods.add(pod);
-    if (!firstPod.has(r.conv)) firstPod.set(r.conv, pod);
-    else { later++; if (firstPod.get(r.conv) === pod) same++; }
-    const hashes = prefixHashes(r.prompt, 64, 16);
-    let longest: string | undefined;
-    for (let i = hashes.length - 1; i >= 0 && longest === undefined; i--) longest = lastPodOfPrefix.get(hashes[i]);
-    if (longest === pod) routedHits++;
-    for (const h of hashes) lastPodOfPrefix.set(h, pod);
-    const c = a.body.usage?.prompt_tokens_details?.cached_tokens;
-    if (typeof c === 'number') reported = true;
-    cached += typeof c === 'number' ? c : 0;
-    prompted += a.body.usage?.prompt_tokens ?? 0;
+  const requests = trace(salt, CONVERSATIONS, TURNS);
+  for (let t = 0; t < TURNS; t++) {
+    const round = requests.slice(t * CONVERSATIONS, (t + 1) * CONVERSATIONS);
+    const answers = await Promise.all(round.map((r) => complete(gw, r.prompt)));
+    // Routing-level hits, judged against the prefixes sent in earlier rounds.
+    const hashesOf = round.map((r) => prefixHashes(r.prompt, 64, 16));
+    round.forEach((r, i) => {
+      const a = answers[i];
+      expect(a.status).toBe(200);
+      const pod = a.pod!;
+      pods.add(pod);
+      if (!firstPod.has(r.conv)) firstPod.set(r.conv, pod);
+      else { later++; if (firstPod.get(r.conv) === pod) same++; }
+      let longest: string | undefined;
+      for (let k = hashesOf[i].length - 1; k >= 0 && longest === undefined; k--) longest = lastPodOfPrefix.get(hashesOf[i][k]);
+      if (longest === pod) routedHits++;
+      const c = a.body.usage?.prompt_tokens_details?.cached_tokens;
+      if (typeof c === 'number') reported = true;
+      cached += typeof c === 'number' ? c : 0;
+      prompted += a.body.usage?.prompt_tokens ?? 0;
+    });
+    round.forEach((_, i) => { for (const h of hashesOf[i]) lastPodOfPrefix.set(h, answers[i].pod!); });
   }
   return {
     sameConversationPod: same / later, pods,
