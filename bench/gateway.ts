@@ -1,12 +1,13 @@
 // bench:gateway — what the gateway costs on loopback. Two upstreams, each as its own process:
 //   trivial: a bare node:http server answering every /v1/completions with a fixed JSON body at
 //            once (isolates the proxy's own cost);
-//   server:  a real `hybridserve serve --model synthetic:opt-tiny` (CPU engine, max_tokens 1).
+//   server:  a real `hybridserve serve --model synthetic:opt-tiny` (CPU engine, --max-tokens per
+//            request, default 16; the trivial upstream ignores it).
 // For each, requests go (a) straight to the upstream and (b) through `hybridserve gateway
 // --upstream URL` (a separate process; prefix routing, so it hashes every prompt). Printed: p50 /
 // p99 latency of sequential requests and the added p50, then the throughput of a closed loop with
 // --concurrency clients, direct vs gateway. Needs `npm run build`.
-//   node dist/bench/gateway.js [--requests N] [--concurrency C] [--seconds S] [--json] [--skip-server]
+//   node dist/bench/gateway.js [--requests N] [--concurrency C] [--seconds S] [--max-tokens N] [--json] [--skip-server]
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
 import { createServer } from 'node:net';
@@ -59,10 +60,11 @@ function post(port: number, body: Buffer): Promise<number> {
   });
 }
 
+let maxTokens = 16;
 function bodyFor(i: number): Buffer {
   // A chat-like prompt (~600 characters, 9 full blocks), different per conversation of 8.
   const prompt = `You are a helpful assistant. Conversation ${i % 8}. `.repeat(12);
-  return Buffer.from(JSON.stringify({ model: 'synthetic:opt-tiny', prompt, max_tokens: 1, temperature: 0 }));
+  return Buffer.from(JSON.stringify({ model: 'synthetic:opt-tiny', prompt, max_tokens: maxTokens, temperature: 0 }));
 }
 
 const pct = (v: number[], p: number) => { const s = [...v].sort((a, b) => a - b); return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))]; };
@@ -102,9 +104,10 @@ async function measure(label: string, upstreamPort: number, o: { requests: numbe
 async function main(): Promise<void> {
   const { values: v } = parseArgs({ options: {
     requests: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '8' }, seconds: { type: 'string', default: '5' },
-    json: { type: 'boolean', default: false }, 'skip-server': { type: 'boolean', default: false },
+    'max-tokens': { type: 'string', default: '16' }, json: { type: 'boolean', default: false }, 'skip-server': { type: 'boolean', default: false },
   } });
   const o = { requests: Number(v.requests), concurrency: Number(v.concurrency), seconds: Number(v.seconds) };
+  maxTokens = Number(v['max-tokens']);
   const rows: Row[] = [];
   const trivialPort = await freePort();
   const trivial = start(['-e', TRIVIAL, String(trivialPort)], 'trivial upstream');
@@ -123,7 +126,7 @@ async function main(): Promise<void> {
   agent.destroy();
   if (v.json) { console.log(JSON.stringify({ bench: 'gateway', ...o, rows })); return; }
   const f = (x: number) => x.toFixed(3);
-  console.log(`gateway overhead on loopback (${o.requests} sequential requests for latency, ${o.concurrency} clients x ${o.seconds} s for throughput)`);
+  console.log(`gateway overhead on loopback (${o.requests} sequential requests for latency, ${o.concurrency} clients x ${o.seconds} s for throughput, max_tokens ${maxTokens})`);
   console.log('upstream          direct p50 ms  gateway p50 ms  added p50 ms  direct p99  gateway p99  direct req/s  gateway req/s  ratio');
   for (const r of rows) {
     console.log(`${r.upstream.padEnd(17)} ${f(r.directP50).padStart(13)} ${f(r.gatewayP50).padStart(15)} ${f(r.addedP50).padStart(13)} ${f(r.directP99).padStart(11)} ${f(r.gatewayP99).padStart(12)} `
