@@ -7,7 +7,7 @@
 // --upstream URL` (a separate process; prefix routing, so it hashes every prompt). Printed: p50 /
 // p99 latency of sequential requests and the added p50, then the throughput of a closed loop with
 // --concurrency clients, direct vs gateway. Needs `npm run build`.
-//   node dist/bench/gateway.js [--requests N] [--concurrency C] [--seconds S] [--max-tokens N] [--json] [--skip-server]
+//   node dist/bench/gateway.js [--requests N] [--concurrency C] [--seconds S] [--rounds R] [--max-tokens N] [--json] [--skip-server]
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
 import { createServer } from 'node:net';
@@ -86,27 +86,35 @@ async function throughput(port: number, concurrency: number, seconds: number): P
 
 interface Row { upstream: string; directP50: number; gatewayP50: number; addedP50: number; directP99: number; gatewayP99: number; directRps: number; gatewayRps: number; rpsRatio: number }
 
-async function measure(label: string, upstreamPort: number, o: { requests: number; concurrency: number; seconds: number }): Promise<Row> {
+const median = (v: number[]) => pct(v, 50);
+
+async function measure(label: string, upstreamPort: number, o: { requests: number; concurrency: number; seconds: number; rounds: number }): Promise<Row> {
   const gwPort = await freePort();
   const gw = start([MAIN, 'gateway', '--upstream', `http://127.0.0.1:${upstreamPort}`, '--port', String(gwPort), '--host', '127.0.0.1'], 'gateway');
   try {
     await waitHttp(`http://127.0.0.1:${gwPort}/healthz`);
-    // Interleave the runs so that drift of the shared machine hits both sides alike.
-    const d1 = await latency(upstreamPort, o.requests); const g1 = await latency(gwPort, o.requests);
-    const dR = await throughput(upstreamPort, o.concurrency, o.seconds); const gR = await throughput(gwPort, o.concurrency, o.seconds);
+    // Alternate direct and gateway runs, `rounds` times, and keep medians: the machine is shared,
+    // and drift must hit both sides alike.
+    const d: { p50: number; p99: number }[] = []; const g: typeof d = []; const dR: number[] = []; const gR: number[] = [];
+    for (let r = 0; r < o.rounds; r++) {
+      d.push(await latency(upstreamPort, o.requests)); g.push(await latency(gwPort, o.requests));
+      dR.push(await throughput(upstreamPort, o.concurrency, o.seconds)); gR.push(await throughput(gwPort, o.concurrency, o.seconds));
+    }
+    const dp50 = median(d.map((x) => x.p50)); const gp50 = median(g.map((x) => x.p50));
     return {
-      upstream: label, directP50: d1.p50, gatewayP50: g1.p50, addedP50: g1.p50 - d1.p50, directP99: d1.p99, gatewayP99: g1.p99,
-      directRps: dR, gatewayRps: gR, rpsRatio: gR / dR,
+      upstream: label, directP50: dp50, gatewayP50: gp50, addedP50: median(g.map((x, i) => x.p50 - d[i].p50)),
+      directP99: median(d.map((x) => x.p99)), gatewayP99: median(g.map((x) => x.p99)),
+      directRps: median(dR), gatewayRps: median(gR), rpsRatio: median(gR.map((x, i) => x / dR[i])),
     };
   } finally { gw.kill('SIGTERM'); }
 }
 
 async function main(): Promise<void> {
   const { values: v } = parseArgs({ options: {
-    requests: { type: 'string', default: '2000' }, concurrency: { type: 'string', default: '8' }, seconds: { type: 'string', default: '5' },
+    requests: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, seconds: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' },
     'max-tokens': { type: 'string', default: '16' }, json: { type: 'boolean', default: false }, 'skip-server': { type: 'boolean', default: false },
   } });
-  const o = { requests: Number(v.requests), concurrency: Number(v.concurrency), seconds: Number(v.seconds) };
+  const o = { requests: Number(v.requests), concurrency: Number(v.concurrency), seconds: Number(v.seconds), rounds: Number(v.rounds) };
   maxTokens = Number(v['max-tokens']);
   const rows: Row[] = [];
   const trivialPort = await freePort();
@@ -120,13 +128,13 @@ async function main(): Promise<void> {
     const server = start([MAIN, 'serve', '--model', 'synthetic:opt-tiny', '--port', String(serverPort), '--host', '127.0.0.1'], 'server');
     try {
       await waitHttp(`http://127.0.0.1:${serverPort}/readyz`, 120_000);
-      rows.push(await measure('server opt-tiny', serverPort, { ...o, requests: Math.min(o.requests, 500) }));
+      rows.push(await measure('server opt-tiny', serverPort, { ...o, requests: Math.min(o.requests, 200) }));
     } finally { server.kill('SIGTERM'); }
   }
   agent.destroy();
   if (v.json) { console.log(JSON.stringify({ bench: 'gateway', ...o, rows })); return; }
   const f = (x: number) => x.toFixed(3);
-  console.log(`gateway overhead on loopback (${o.requests} sequential requests for latency, ${o.concurrency} clients x ${o.seconds} s for throughput, max_tokens ${maxTokens})`);
+  console.log(`gateway overhead on loopback (${o.requests} sequential requests for latency, ${o.concurrency} clients x ${o.seconds} s for throughput, max_tokens ${maxTokens}; medians of ${o.rounds} alternating rounds)`);
   console.log('upstream          direct p50 ms  gateway p50 ms  added p50 ms  direct p99  gateway p99  direct req/s  gateway req/s  ratio');
   for (const r of rows) {
     console.log(`${r.upstream.padEnd(17)} ${f(r.directP50).padStart(13)} ${f(r.gatewayP50).padStart(15)} ${f(r.addedP50).padStart(13)} ${f(r.directP99).padStart(11)} ${f(r.gatewayP99).padStart(12)} `
