@@ -32,6 +32,8 @@ export interface GatewayOptions {
   maxHoldMs?: number;
   /** Least time between two last-request stamps on the HSD. */
   activityIntervalMs?: number;
+  /** Period of renewed wake-ups while requests are held and no pod is ready. */
+  rewakeMs?: number;
   log?: (line: string) => void;
 }
 
@@ -44,6 +46,7 @@ export class Gateway {
   private informer?: Informer<EndpointSliceLike>;
   private poller?: StatsPoller;
   private restartTimer?: NodeJS.Timeout;
+  private rewakeTimer?: NodeJS.Timeout;
   private stopped = false;
   port = 0;
 
@@ -75,6 +78,11 @@ export class Gateway {
       table: this.table, hold: this.hold, metrics: this.metrics, log: (l) => this.log(l),
       ...(activity ? { touch: (now: number) => activity.touch(now), wake: () => void activity.wake() } : {}),
     });
+    if (activity) {
+      // A wake-up can fail (API server unreachable, a reset connection): ask again while requests wait.
+      this.rewakeTimer = setInterval(() => { if (this.hold.size > 0 && this.table.readyCount() === 0) void activity.wake(); }, this.o.rewakeMs ?? 2000);
+      this.rewakeTimer.unref();
+    }
     await this.app.listen({ port: this.o.port, host: this.o.host });
     this.port = (this.app.server.address() as AddressInfo).port;
   }
@@ -96,6 +104,7 @@ export class Gateway {
   async stop(): Promise<void> {
     this.stopped = true;
     clearTimeout(this.restartTimer);
+    clearInterval(this.rewakeTimer);
     this.poller?.stop();
     this.hold.close();
     await this.informer?.stop();

@@ -146,12 +146,20 @@ describe('scale from zero through the gateway', () => {
     await waitFor('zero pods after the idle window', () => cluster.hsd('idle')?.status?.replicas === 0 && podsOf().length === 0, 30_000, 100);
     expect(cond(cluster.hsd('idle'), 'Ready')?.reason).toBe('ScaledToZero');
 
-    const gw = await startGateway('idle');
+    const lines: string[] = [];
+    const gw = await startGateway('idle', { maxHoldMs: 40_000, log: (l) => lines.push(`${new Date().toISOString()} ${l}`) });
     expect(gw.table.readyCount()).toBe(0);
     const t0 = Date.now();
     const a = await complete(gw, 'wake up, HybridServe', 4);
     const waited = Date.now() - t0;
     console.log(`gateway e2e: scale from zero: request completed after ${waited} ms with status ${a.status}`);
+    if (a.status !== 200) {
+      const h = cluster.hsd('idle')!;
+      console.log(JSON.stringify({ annotations: h.metadata.annotations, spec: h.spec, status: { replicas: h.status?.replicas, conditions: h.status?.conditions },
+        deployments: cluster.list('apps', 'v1', 'deployments', NS, 'app.kubernetes.io/instance=idle').map((d) => [d.spec.replicas, d.status]),
+        pods: podsOf().map((p) => [p.metadata.name, p.status]), slices: cluster.list('discovery.k8s.io', 'v1', 'endpointslices', NS).map((x) => [x.metadata.name, x.endpoints]),
+        views: gw.table.views(), now: new Date().toISOString(), gatewayLog: lines }, null, 1));
+    }
     expect(a.status).toBe(200);
     expect(a.body.choices?.[0]?.text).toEqual(expect.any(String));
     expect(cluster.hsd('idle')!.metadata.annotations?.['hybridserve.io/last-request-time']).toEqual(expect.any(String));
