@@ -2,12 +2,14 @@
 //   trivial: a bare node:http server answering every /v1/completions with a fixed JSON body at
 //            once (isolates the proxy's own cost);
 //   server:  a real `hybridserve serve --model synthetic:opt-tiny` (CPU engine, --max-tokens per
-//            request, default 16; the trivial upstream ignores it).
+//            request, default 16; the trivial upstream ignores it), --server-threads engine threads
+//            (default 1: on this 2-core machine the other core is left to the client and the gateway,
+//            as in a cluster where the gateway does not share the serving pod's cores).
 // For each, requests go (a) straight to the upstream and (b) through `hybridserve gateway
 // --upstream URL` (a separate process; prefix routing, so it hashes every prompt). Printed: p50 /
 // p99 latency of sequential requests and the added p50, then the throughput of a closed loop with
 // --concurrency clients, direct vs gateway. Needs `npm run build`.
-//   node dist/bench/gateway.js [--requests N] [--concurrency C] [--seconds S] [--rounds R] [--max-tokens N] [--json] [--skip-server]
+//   node dist/bench/gateway.js [--requests N] [--concurrency C] [--seconds S] [--rounds R] [--max-tokens N] [--server-threads N] [--json] [--skip-server]
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
 import { createServer } from 'node:net';
@@ -61,6 +63,7 @@ function post(port: number, body: Buffer): Promise<number> {
 }
 
 let maxTokens = 16;
+let serverThreads = 1;
 function bodyFor(i: number): Buffer {
   // A chat-like prompt (~600 characters, 9 full blocks), different per conversation of 8.
   const prompt = `You are a helpful assistant. Conversation ${i % 8}. `.repeat(12);
@@ -112,10 +115,11 @@ async function measure(label: string, upstreamPort: number, o: { requests: numbe
 async function main(): Promise<void> {
   const { values: v } = parseArgs({ options: {
     requests: { type: 'string', default: '1000' }, concurrency: { type: 'string', default: '8' }, seconds: { type: 'string', default: '4' }, rounds: { type: 'string', default: '3' },
-    'max-tokens': { type: 'string', default: '16' }, json: { type: 'boolean', default: false }, 'skip-server': { type: 'boolean', default: false },
+    'max-tokens': { type: 'string', default: '16' }, 'server-threads': { type: 'string', default: '1' }, json: { type: 'boolean', default: false }, 'skip-server': { type: 'boolean', default: false },
   } });
   const o = { requests: Number(v.requests), concurrency: Number(v.concurrency), seconds: Number(v.seconds), rounds: Number(v.rounds) };
   maxTokens = Number(v['max-tokens']);
+  serverThreads = Number(v['server-threads']);
   const rows: Row[] = [];
   const trivialPort = await freePort();
   const trivial = start(['-e', TRIVIAL, String(trivialPort)], 'trivial upstream');
@@ -125,7 +129,7 @@ async function main(): Promise<void> {
   } finally { trivial.kill('SIGTERM'); }
   if (!v['skip-server']) {
     const serverPort = await freePort();
-    const server = start([MAIN, 'serve', '--model', 'synthetic:opt-tiny', '--port', String(serverPort), '--host', '127.0.0.1'], 'server');
+    const server = start([MAIN, 'serve', '--model', 'synthetic:opt-tiny', '--threads', String(serverThreads), '--port', String(serverPort), '--host', '127.0.0.1'], 'server');
     try {
       await waitHttp(`http://127.0.0.1:${serverPort}/readyz`, 120_000);
       rows.push(await measure('server opt-tiny', serverPort, { ...o, requests: Math.min(o.requests, 200) }));

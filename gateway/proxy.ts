@@ -142,7 +142,8 @@ export function buildProxy(o: ProxyOptions, d: ProxyDeps): FastifyInstance {
       reply.hijack();
       const out = reply.raw;
       out.writeHead(status, { ...pickHeaders(up.res.headers, FORWARDED_RESPONSE_HEADERS), 'x-hybridserve-pod': pick.id });
-      out.flushHeaders();
+      // SSE: headers at once (clients wait for them); otherwise they leave with the first body bytes.
+      if (String(up.res.headers['content-type'] ?? '').startsWith('text/event-stream')) out.flushHeaders();
       await new Promise<void>((resolve) => {
         pipeline(up.res, out, (err) => {
           d.table.end(pick.id);
