@@ -1,15 +1,14 @@
 // The gateway's HTTP layer (Fastify): OpenAI-compatible routes that forward to the pod the routing
-// functions choose, SSE and JSON passed through with backpressure (stream.pipeline), a retry on
+// functions choose, SSE and JSON passed through with backpressure (pipe), a retry on
 // another pod when an attempt fails before the first byte, and requests held while no pod is ready.
 import * as http from 'node:http';
-import { pipeline } from 'node:stream';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
 import type { PodTable } from './endpoints.js';
 import { HoldError, type HoldQueue } from './hold.js';
 import type { GatewayMetrics } from './metrics.js';
 import { choosePod, prefixHashes, promptOf, type RoutingOptions } from './routing.js';
-import { ConnectError, FORWARDED_REQUEST_HEADERS, FORWARDED_RESPONSE_HEADERS, pickHeaders, send } from './upstream.js';
+import { ConnectError, FORWARDED_REQUEST_HEADERS, pickHeaders, responseHeaders, send } from './upstream.js';
 
 export interface ProxyOptions {
   routing: RoutingOptions;
@@ -141,15 +140,25 @@ export function buildProxy(o: ProxyOptions, d: ProxyDeps): FastifyInstance {
       d.metrics.requests.inc({ code: String(status) });
       reply.hijack();
       const out = reply.raw;
-      out.writeHead(status, { ...pickHeaders(up.res.headers, FORWARDED_RESPONSE_HEADERS), 'x-hybridserve-pod': pick.id });
+      out.writeHead(status, { ...responseHeaders(up.res.headers), 'x-hybridserve-pod': pick.id });
       // SSE: headers at once (clients wait for them); otherwise they leave with the first body bytes.
       if (String(up.res.headers['content-type'] ?? '').startsWith('text/event-stream')) out.flushHeaders();
+      // pipe() carries backpressure (a slow client pauses the pod's response); stream.pipeline would
+      // too, but costs an AbortController and a DOMException per request on this hot path.
       await new Promise<void>((resolve) => {
-        pipeline(up.res, out, (err) => {
+        let settled = false;
+        const settle = (failed: boolean) => {
+          if (settled) return;
+          settled = true;
           d.table.end(pick.id);
-          if (err) { up.req.destroy(); d.metrics.upstreamErrors.inc({ stage: 'stream' }); }
+          if (failed) { up.req.destroy(); out.destroy(); d.metrics.upstreamErrors.inc({ stage: 'stream' }); }
           resolve();
-        });
+        };
+        out.on('finish', () => settle(false));
+        out.on('close', () => settle(!out.writableFinished)); // the client left mid-response: cancel upstream
+        up.res.on('error', () => settle(true));
+        up.res.on('aborted', () => settle(true));
+        up.res.pipe(out);
       });
       return;
     }

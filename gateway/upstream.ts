@@ -14,6 +14,13 @@ export const FORWARDED_REQUEST_HEADERS = ['authorization', 'content-type', 'acce
 /** Headers passed back to the client. */
 export const FORWARDED_RESPONSE_HEADERS = ['content-type', 'cache-control', 'retry-after', 'x-request-id', 'www-authenticate'];
 
+/** Response headers for the client: the forwarded ones, and the pod's content-length when it sent one (the bytes pass unchanged). */
+export function responseHeaders(src: http.IncomingHttpHeaders): http.OutgoingHttpHeaders {
+  const out = pickHeaders(src, FORWARDED_RESPONSE_HEADERS);
+  if (src['content-length'] !== undefined && src['transfer-encoding'] === undefined) out['content-length'] = src['content-length'];
+  return out;
+}
+
 export function pickHeaders(src: http.IncomingHttpHeaders, names: readonly string[]): http.OutgoingHttpHeaders {
   const out: http.OutgoingHttpHeaders = {};
   for (const n of names) { const v = src[n]; if (v !== undefined) out[n] = v; }
