@@ -32,7 +32,8 @@ export class TestCluster {
     this.url = await this.api.start();
     for (const n of nodes) this.api.create(this.api.def('', 'v1', 'nodes'), undefined, nodeObject(n));
     if (kubelet) { this.kubelet = new SimulatedKubelet(this.api, kubelet); this.kubelet.start(); }
-    if (kubelet) { this.endpoints = new SimulatedEndpointSliceController(this.api); this.endpoints.start(); }
+    // EndpointSlices for real server processes (the gateway tests); the fake-pod benches do not need them.
+    if (kubelet?.mode === 'process') { this.endpoints = new SimulatedEndpointSliceController(this.api); this.endpoints.start(); }
     return this;
   }
 
