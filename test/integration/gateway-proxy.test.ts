@@ -7,6 +7,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Gateway } from '../../gateway/gateway.js';
 import { HoldError, HoldQueue } from '../../gateway/hold.js';
+import { fetchCapped } from '../../gateway/stats.js';
 import { freePort } from '../k8s/kubelet.js';
 
 const closers: (() => Promise<void>)[] = [];
@@ -18,8 +19,8 @@ async function stub(handler: http.RequestListener): Promise<string> {
   closers.push(() => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); }));
   return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
 }
-async function gateway(upstreams: string[]): Promise<Gateway> {
-  const gw = new Gateway({ port: 0, host: '127.0.0.1', upstreams, statsIntervalMs: 60_000, log: () => undefined });
+async function gateway(upstreams: string[], statsIntervalMs = 60_000): Promise<Gateway> {
+  const gw = new Gateway({ port: 0, host: '127.0.0.1', upstreams, statsIntervalMs, log: () => undefined });
   await gw.start();
   closers.push(() => gw.stop());
   return gw;
@@ -120,5 +121,36 @@ describe('hold queue', () => {
     await expect(q.wait()).rejects.toBeInstanceOf(HoldError);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(140);
     expect(q.size).toBe(0);
+  });
+});
+
+describe('stats polling', () => {
+  test('a pod\'s stats body is read with a size cap and a timeout', async () => {
+    const up = await stub((req, res) => {
+      if (req.url === '/big') { res.writeHead(200); res.end(Buffer.alloc(200_000, 'x')); return; }
+      if (req.url === '/slow') { setTimeout(() => { res.writeHead(200); res.end('{}'); }, 1000); return; }
+      res.writeHead(200); res.end('{"queueDepth":2}');
+    });
+    await expect(fetchCapped(`${up}/ok`, 500, 1024)).resolves.toBe('{"queueDepth":2}');
+    await expect(fetchCapped(`${up}/big`, 500, 64 * 1024)).rejects.toThrow(/over 65536 bytes/);
+    const t0 = Date.now();
+    await expect(fetchCapped(`${up}/slow`, 200, 1024)).rejects.toThrow(/timed out/);
+    expect(Date.now() - t0).toBeLessThan(900);
+  });
+});
+
+describe('load-aware routing', () => {
+  test('a pod whose polled stats show a long queue gets no new prompts while another is free', async () => {
+    const pod = (queueDepth: number) => stub((req, res) => {
+      if (req.url === '/v1/hybridserve/stats') { json(res, 200, { queueDepth, pools: { kvBlocksFree: 10, actBlocksFree: 10 } }); return; }
+      req.resume(); req.on('end', () => json(res, 200, { ok: true }));
+    });
+    const gw = await gateway([await pod(50), await pod(0)], 50);
+    await new Promise((r) => setTimeout(r, 300));
+    expect(gw.table.views().map((v) => v.queueDepth)).toEqual([50, 0]);
+    for (let i = 0; i < 12; i++) {
+      const res = await post(gw, { prompt: `distinct conversation number ${i} `.repeat(4) });
+      expect(res.headers.get('x-hybridserve-pod')).toBe('upstream-1');
+    }
   });
 });
