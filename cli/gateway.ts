@@ -25,6 +25,7 @@ options:
   --max-hold-seconds S     longest hold (default 300; then 503)
   --activity-interval S    least seconds between last-request stamps on the HSD (default 10)
   --stats-interval S       seconds between polls of each pod's /v1/hybridserve/stats (default 1)
+  --advertise-url URL      record this URL on the HSD (annotation hybridserve.io/gateway-url) for status.url
   --upstream URL           a fixed pod URL instead of Kubernetes (repeatable; no scale from zero)
   --server URL             talk to this API server with no auth (testing against a local API double)
   -h, --help               show this help`;
@@ -34,7 +35,7 @@ export async function run(argv: string[]): Promise<number> {
     deployment: { type: 'string' }, namespace: { type: 'string' }, service: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' },
     routing: { type: 'string' }, 'block-chars': { type: 'string' }, 'load-epsilon': { type: 'string' }, 'max-held': { type: 'string' },
     'max-hold-seconds': { type: 'string' }, 'activity-interval': { type: 'string' }, 'stats-interval': { type: 'string' },
-    upstream: { type: 'string', multiple: true }, server: { type: 'string' }, help: { type: 'boolean', short: 'h' },
+    upstream: { type: 'string', multiple: true }, 'advertise-url': { type: 'string' }, server: { type: 'string' }, help: { type: 'boolean', short: 'h' },
   }, 'gateway');
   if (v.help) { console.log(HELP); return 0; }
   const upstreams = (v.upstream as string[] | undefined) ?? [];
@@ -43,6 +44,8 @@ export async function run(argv: string[]): Promise<number> {
     try { url = new URL(u); } catch { throw new CliError(`gateway: --upstream must be an http:// URL, got '${u}'`); }
     if (url.protocol !== 'http:') throw new CliError(`gateway: --upstream must be an http:// URL, got '${u}'`);
   }
+  const advertise = v['advertise-url'] as string | undefined;
+  if (advertise !== undefined && !/^https?:\/\/[^\s@]+$/.test(advertise)) throw new CliError(`gateway: --advertise-url must be an http(s):// URL, got '${advertise}'`);
   if (!v.deployment && upstreams.length === 0) throw new CliError('gateway: --deployment NAME (or --upstream URL) is required');
   const routing = (v.routing as string | undefined) ?? 'prefix';
   if (routing !== 'prefix' && routing !== 'round-robin') throw new CliError(`gateway: --routing must be prefix or round-robin, got '${routing}'`);
@@ -54,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
     service: v.service as string | undefined,
     server: v.server as string | undefined,
     upstreams,
+    advertiseUrl: advertise,
     routing: { policy: routing as 'prefix' | 'round-robin', loadEpsilon: parseNumberOption(v['load-epsilon'] as string | undefined, '--load-epsilon', 0, 100, 0.25) },
     proxy: { blockChars: parseIntOption(v['block-chars'] as string | undefined, '--block-chars', 1, 1 << 20, 64) },
     maxHeld: parseIntOption(v['max-held'] as string | undefined, '--max-held', 0, 1 << 20, 256),

@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { KubeClient, loadKubeConfig, type Informer } from '../operator/k8s/client.js';
 import { endpointSliceInformer, type EndpointSliceLike } from '../operator/k8s/endpoint-slices.js';
+import { advertiseGateway } from '../operator/k8s/scale.js';
 import { HsdActivity } from './activity.js';
 import { PodTable, podAddresses } from './endpoints.js';
 import { HoldQueue } from './hold.js';
@@ -32,6 +33,8 @@ export interface GatewayOptions {
   maxHoldMs?: number;
   /** Least time between two last-request stamps on the HSD. */
   activityIntervalMs?: number;
+  /** A URL to record on the HSD (annotation hybridserve.io/gateway-url) so that status.url names the gateway. */
+  advertiseUrl?: string;
   /** Period of renewed wake-ups while requests are held and no pod is ready. */
   rewakeMs?: number;
   log?: (line: string) => void;
@@ -66,6 +69,10 @@ export class Gateway {
       const namespace = this.o.namespace ?? this.client.defaultNamespace();
       activity = new HsdActivity(this.client, { namespace, name: this.o.deployment!, stampIntervalMs: this.o.activityIntervalMs ?? 10_000, log: (l) => this.log(l) });
       await this.watch(namespace, this.o.service ?? this.o.deployment!);
+      if (this.o.advertiseUrl) {
+        await advertiseGateway(this.client, namespace, this.o.deployment!, this.o.advertiseUrl)
+          .catch((e: Error) => this.log(`cannot record the gateway URL on the HSD: ${e.message}`));
+      }
     } else {
       this.table.setAddresses(this.o.upstreams!.map((u, i) => ({ id: `upstream-${i}`, url: u.replace(/\/$/, ''), ready: true })));
     }

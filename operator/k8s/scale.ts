@@ -26,3 +26,11 @@ export async function requestHsdReplicas(client: KubeClient, namespace: string, 
 export async function stampLastRequest(client: KubeClient, namespace: string, name: string, at: Date): Promise<void> {
   await client.mergePatch({ type: R.hsd, namespace, name }, { metadata: { annotations: { [LAST_REQUEST_ANNOTATION]: at.toISOString() } } });
 }
+
+/** Annotation with the URL clients should use for the HSD when a gateway fronts it (status.url prefers it). */
+export const GATEWAY_URL_ANNOTATION = 'hybridserve.io/gateway-url';
+
+/** Records on the HSD the URL of the gateway in front of it. */
+export async function advertiseGateway(client: KubeClient, namespace: string, name: string, url: string): Promise<void> {
+  await client.mergePatch({ type: R.hsd, namespace, name }, { metadata: { annotations: { [GATEWAY_URL_ANNOTATION]: url } } });
+}

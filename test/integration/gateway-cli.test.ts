@@ -16,6 +16,7 @@ describe('hybridserve gateway', () => {
     [['--upstream', 'ftp://x'], /--upstream must be an http:\/\/ URL/],
     [['--deployment', 'x', '--routing', 'nope'], /--routing must be prefix or round-robin/],
     [['--deployment', 'x', '--port', '70000'], /--port must be between 0 and 65535/],
+    [['--deployment', 'x', '--advertise-url', 'javascript:x'], /--advertise-url must be an http\(s\):\/\/ URL/],
   ])('%p is refused with exit code 2', (args, message) => {
     const r = spawnSync(process.execPath, [MAIN, 'gateway', ...args], { encoding: 'utf8' });
     expect(r.status).toBe(2);

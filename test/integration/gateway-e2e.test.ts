@@ -147,7 +147,8 @@ describe('scale from zero through the gateway', () => {
     expect(cond(cluster.hsd('idle'), 'Ready')?.reason).toBe('ScaledToZero');
 
     const lines: string[] = [];
-    const gw = await startGateway('idle', { maxHoldMs: 40_000, log: (l) => lines.push(`${new Date().toISOString()} ${l}`) });
+    const gw = await startGateway('idle', { maxHoldMs: 40_000, advertiseUrl: 'http://idle-gateway.default.svc:80', log: (l) => lines.push(`${new Date().toISOString()} ${l}`) });
+    expect(cluster.hsd('idle')!.metadata.annotations?.['hybridserve.io/gateway-url']).toBe('http://idle-gateway.default.svc:80');
     expect(gw.table.readyCount()).toBe(0);
     const t0 = Date.now();
     const a = await complete(gw, 'wake up, HybridServe', 4);

@@ -19,6 +19,7 @@ describe('chart gateway', () => {
     const c = dep.spec.template.spec.containers[0];
     expect(c.args.slice(0, 3)).toEqual(['gateway', '--deployment', 'chat']);
     expect(c.args).toEqual(expect.arrayContaining(['--routing', 'prefix']));
+    expect(c.args[c.args.indexOf('--advertise-url') + 1]).toBe(`http://${dep.metadata.name}.serve.svc:80`); // status.url names the gateway Service
     const svc = named(docs, 'Service', '-gateway') as Manifest & { spec: { selector: Record<string, string>; ports: { port: number }[] } };
     expect(svc.spec.selector['app.kubernetes.io/component']).toBe('gateway');
     expect(svc.spec.selector['app.kubernetes.io/instance']).not.toBe('chat'); // never mixed up with the HSD's own Service selector

@@ -2,6 +2,7 @@
 import { describe, test, expect } from '@jest/globals';
 import { LAST_REQUEST_ANNOTATION, lastActivityMs, parseDurationSeconds, scaleToZero } from '../../operator/desired/scale-to-zero.js';
 import type { HybridServeDeployment } from '../../operator/api/types.js';
+import { advertisedGatewayUrl } from '../../operator/desired/gateway-url.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
 function hsd(autoscaling: Record<string, unknown> | undefined, annotations: Record<string, string> = {}, measured?: Record<string, unknown>): HybridServeDeployment {
@@ -46,5 +47,16 @@ describe('scaleToZero', () => {
     expect(lastActivityMs(hsd(on, {}, { tokensPerSecond: 5, queueDepth: 0, at }))).toBe(T0 + 100_000);
     expect(lastActivityMs(hsd(on, {}, { tokensPerSecond: 0, queueDepth: 0, at }))).toBe(T0);
     expect(lastActivityMs(hsd(on, { [LAST_REQUEST_ANNOTATION]: 'garbage' }))).toBe(T0);
+  });
+});
+
+describe('advertisedGatewayUrl', () => {
+  test.each([
+    ['http://chat-gateway.serving.svc:80', 'http://chat-gateway.serving.svc:80'],
+    ['https://gw.example.com/', 'https://gw.example.com/'],
+    ['ftp://x', undefined], ['not a url', undefined], ['http://user:pw@x', undefined], [undefined, undefined],
+  ])('%p → %p', (annotation, url) => {
+    const h = hsd(undefined, annotation === undefined ? {} : { 'hybridserve.io/gateway-url': annotation });
+    expect(advertisedGatewayUrl(h)).toBe(url);
   });
 });
