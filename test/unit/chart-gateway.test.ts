@@ -3,7 +3,7 @@
 // grants exactly gateway/rbac.ts's rules (no wildcard), and an optional ServiceMonitor.
 import { describe, expect, test } from '@jest/globals';
 import { gatewayRules } from '../../gateway/rbac.js';
-import { helm, CHART, renderChart, type Manifest } from './chart-helm.js';
+import { helm, CHART, renderChart, validateManifest, type Manifest } from './chart-helm.js';
 
 const named = (docs: Manifest[], kind: string, suffix: string) => docs.find((d) => d.kind === kind && d.metadata.name.endsWith(suffix));
 
@@ -31,6 +31,12 @@ describe('chart gateway', () => {
     expect(binding.subjects[0].name).toBe(dep.spec.template.spec.serviceAccountName);
     expect(named(docs, 'ServiceAccount', '-gateway')!.metadata.name).toBe(dep.spec.template.spec.serviceAccountName);
     expect(named(docs, 'ServiceMonitor', '-gateway')).toBeDefined();
+  });
+
+  test('every gateway manifest validates against the Kubernetes schemas', async () => {
+    const docs = renderChart({ set: ['gateway.enabled=true', 'gateway.target=chat'] }).filter((d) => d.metadata.name.endsWith('-gateway'));
+    expect(docs.map((d) => d.kind).sort()).toEqual(['Deployment', 'Role', 'RoleBinding', 'Service', 'ServiceAccount']);
+    for (const d of docs) expect(await validateManifest(d)).toEqual([]);
   });
 
   test('enabled without a target is refused by the values schema', () => {
