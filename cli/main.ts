@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<{ run(argv: string[]): Promise<numb
   generate: () => import('./generate.js'),
   plan: () => import('./plan.js'),
   operator: () => import('./operator.js'),
+  gateway: () => import('./gateway.js'),
 };
 
 const USAGE = `usage: hybridserve <command> [options]
@@ -27,6 +28,7 @@ commands:
   generate   generate text for one prompt and print it (--json for machines)
   plan       print the KV:ACT cache plan for a model on a GPU
   operator   run the Kubernetes operator
+  gateway    run the prefix- and load-aware routing proxy for one HybridServeDeployment
 
 Run 'hybridserve <command> --help' for the options of a command.`;
 

@@ -129,6 +129,12 @@ const specSchema: Schema = obj({
     maxReplicas: int({ minimum: 1, default: 4 }),
     metric: str({ enum: ['queueDepth', 'tokensPerSecond'], default: 'queueDepth' }),
     target: num({ description: 'Per-pod target of the metric (queued requests, or tokens/s).', minimum: 0.001, default: 8 }),
+    scaleToZeroAfter: {
+      description: 'With minReplicas 0: no pod after this long without requests (the gateway\'s last-request-time annotation, or busy pods). Seconds, or a duration such as "90s", "15m", "1h30m".',
+      'x-kubernetes-int-or-string': true,
+      pattern: '^([0-9]+(\\.[0-9]+)?(ms|s|m|h))+$|^[0-9]+$',
+      'x-kubernetes-validations': [{ rule: 'type(self) == string || self >= 0', message: 'scaleToZeroAfter must be a non-negative number of seconds or a duration like "15m"' }],
+    },
   }, {
     'x-kubernetes-validations': [{ rule: 'self.minReplicas <= self.maxReplicas', message: 'autoscaling.minReplicas must be <= maxReplicas' }],
   }),

@@ -57,7 +57,7 @@ export interface HsdSpec {
   podDisruptionBudget?: { enabled?: boolean; maxUnavailable?: number };
   networkPolicy?: { enabled?: boolean; from?: Record<string, unknown>[] };
   autoscaling?: { enabled?: boolean; minReplicas?: number; maxReplicas?: number; metric?: 'queueDepth' | 'tokensPerSecond';
-    target?: number };
+    target?: number; scaleToZeroAfter?: string | number };
 }
 
 /** A Kubernetes quantity string ("48Gi", "500m") or a plain number. */
@@ -115,5 +115,5 @@ export const SPEC_FIELD_PATHS: readonly string[] = [
   'server.startupSeconds', 'server.cpuRequest',
   'pod.annotations', 'pod.labels', 'pod.imagePullSecrets', 'pod.priorityClassName', 'pod.runtimeClassName', 'pod.topologySpreadConstraints', 'pod.env',
   'podDisruptionBudget.enabled', 'podDisruptionBudget.maxUnavailable', 'networkPolicy.enabled', 'networkPolicy.from',
-  'autoscaling.enabled', 'autoscaling.minReplicas', 'autoscaling.maxReplicas', 'autoscaling.metric', 'autoscaling.target',
+  'autoscaling.enabled', 'autoscaling.minReplicas', 'autoscaling.maxReplicas', 'autoscaling.metric', 'autoscaling.target', 'autoscaling.scaleToZeroAfter',
 ];

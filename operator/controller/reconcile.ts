@@ -20,6 +20,8 @@ import {
 import { planGroupCached as planGroup, type GroupPlan, type PlanFile } from '../desired/plan.js';
 import { OPEN_POLICY, policyViolations, type HsdPolicy } from '../desired/policy.js';
 import { parsePlan } from '../../planning/plan-file.js';
+import { scaleToZero } from '../desired/scale-to-zero.js';
+import { advertisedGatewayUrl } from '../desired/gateway-url.js';
 import { formatBytes } from '../../planning/quantity.js';
 import type { GroupRuntime, RuntimeState } from './state.js';
 import type { EventRecorder } from './events.js';
@@ -102,7 +104,7 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
       { type: 'Degraded', status: 'True', reason: 'PolicyViolation', message: msg },
     ];
     await writeStatus(deps, hsd, {
-      observedGeneration: generation, replicas: spec.replicas, readyReplicas: 0, selector: selectorString(hsd), url: serviceUrl(hsd),
+      observedGeneration: generation, replicas: spec.replicas, readyReplicas: 0, selector: selectorString(hsd), url: advertisedGatewayUrl(hsd) ?? serviceUrl(hsd),
       conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation), nodeGroups: [],
     });
     return {};
@@ -113,7 +115,8 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   const ok = plans.filter((p): p is PlanGroupOk => p.plan.ok);
   const failed = plans.filter((p) => !p.plan.ok) as PlanGroupFailed[];
 
-  const wanted = wantedReplicas(spec, runtime.desiredReplicas, owned);
+  const zero = scaleToZero(hsd, wantedReplicas(spec, runtime.desiredReplicas, owned), deps.now().getTime()); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
+  const wanted = zero.replicas;
   runtime.appliedReplicas = wanted;
   const split = splitReplicas(wanted, ok.map((p) => groupCapacity(p.group, spec.gpusPerPod)));
 
@@ -167,7 +170,7 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     replicas: wanted,
     readyReplicas,
     selector: selectorString(hsd),
-    url: serviceUrl(hsd),
+    url: advertisedGatewayUrl(hsd) ?? serviceUrl(hsd),
     actFraction: summarise(groupStatus.map((g) => g.actFraction.toFixed(2))),
     hostMemory: summarise(groupStatus.map((g) => formatBytes(g.hostMemoryBytes))),
     conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation),
@@ -189,7 +192,9 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   // Waiting for pods: poll slowly as a safety net (child events normally wake us first). A spec
   // that cannot be planned is terminal: no requeue until the HSD or a Node changes.
   const ready = condition(status.conditions, 'Ready')?.status === 'True';
-  return ready || ok.length === 0 ? {} : { requeueAfterMs: deps.progressRequeueMs ?? 10_000 };
+  const recheck = zero.recheckAfterMs ?? Infinity; // wake up when the idle window ends
+  if (ready || ok.length === 0) return Number.isFinite(recheck) && ok.length > 0 ? { requeueAfterMs: recheck } : {};
+  return { requeueAfterMs: Math.min(deps.progressRequeueMs ?? 10_000, recheck) };
 }
 
 /** Hash of the desired Deployment, kept in an annotation so that an unchanged one is not re-applied. */

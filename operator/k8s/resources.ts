@@ -16,6 +16,7 @@ export const R = {
   networkPolicy: t('networking.k8s.io', 'v1', 'networkpolicies'),
   event: t('events.k8s.io', 'v1', 'events'),
   lease: t('coordination.k8s.io', 'v1', 'leases'),
+  endpointSlice: t('discovery.k8s.io', 'v1', 'endpointslices'),
 } as const;
 
 export function resourcePath(ref: ResourceRef): string {

@@ -4,7 +4,7 @@
 //   - discovery: /version, /api, /api/v1, /apis, /apis/<group>/<version> (APIResourceLists, with a
 //     registered CRD's shortNames and categories, so `kubectl get hsd` and `kubectl get all` resolve);
 //   - CRUD on a fixed table of resources (pods, services, configmaps, secrets, nodes, PDBs, NetworkPolicies, events (core and
-//     events.k8s.io), deployments, leases, hybridservedeployments), with uid, creationTimestamp,
+//     events.k8s.io), deployments, leases, endpointslices, hybridservedeployments), with uid, creationTimestamp,
 //     generation (bumped on spec changes), one global resourceVersion counter;
 //   - 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale resourceVersion (PUT, or a patch
 //     carrying metadata.resourceVersion), Kubernetes Status bodies;
@@ -68,6 +68,7 @@ const BUILTIN: ResourceDef[] = [
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
   { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true, status: true },
   { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
+  { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true },
 ];
 
 const resKey = (d: { group: string; version: string; plural: string }) => `${d.group}/${d.version}/${d.plural}`;

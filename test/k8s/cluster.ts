@@ -4,6 +4,7 @@
 import { crdManifest } from '../../operator/api/schema.js';
 import { FakeApiServer, type Obj } from './apiserver.js';
 import { SimulatedKubelet, type KubeletOptions } from './kubelet.js';
+import { SimulatedEndpointSliceController } from './endpointslices.js';
 
 export interface NodeSpec { name: string; product?: string; memory?: string; gpus?: number; labels?: Record<string, string> }
 
@@ -22,6 +23,7 @@ export function nodeObject(n: NodeSpec): Obj {
 export class TestCluster {
   readonly api = new FakeApiServer();
   kubelet?: SimulatedKubelet;
+  endpoints?: SimulatedEndpointSliceController;
   url = '';
 
   async start(nodes: NodeSpec[], kubelet?: KubeletOptions): Promise<this> {
@@ -30,10 +32,13 @@ export class TestCluster {
     this.url = await this.api.start();
     for (const n of nodes) this.api.create(this.api.def('', 'v1', 'nodes'), undefined, nodeObject(n));
     if (kubelet) { this.kubelet = new SimulatedKubelet(this.api, kubelet); this.kubelet.start(); }
+    // EndpointSlices for real server processes (the gateway tests); the fake-pod benches do not need them.
+    if (kubelet?.mode === 'process') { this.endpoints = new SimulatedEndpointSliceController(this.api); this.endpoints.start(); }
     return this;
   }
 
   async stop(): Promise<void> {
+    this.endpoints?.stop();
     await this.kubelet?.stop();
     await this.api.stop();
   }

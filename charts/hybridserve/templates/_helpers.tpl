@@ -102,4 +102,17 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
+{{/* The gateway's labels: component gateway, so neither the operator's nor an HSD's selector matches it. */}}
+{{- define "hybridserve.gatewaySelectorLabels" -}}
+app.kubernetes.io/name: {{ include "hybridserve.name" . }}-gateway
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: gateway
+{{- end }}
+
+{{- define "hybridserve.gatewayLabels" -}}
+helm.sh/chart: {{ include "hybridserve.chart" . }}
+{{ include "hybridserve.gatewaySelectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: hybridserve
 {{- end }}
