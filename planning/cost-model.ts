@@ -2,12 +2,14 @@
 // and context length, on one GPU with a memory budget. Pure arithmetic; docs/planning.md derives it.
 //
 // Per layer l of a decode step with b sequences and N = b·s cached tokens, ACT fraction a:
-//   transfer  = [W_l + N·((1−a)·KV + a·ACT)] / B_h2d  +  b·((1−a)·KV + a·ACT) / B_d2h
+// N splits into N_gpu = min(N, G) tokens in the GPU cache tier (G = layout.gpuKvTokens; read in place,
+// never streamed, always KV) and N_host = N − N_gpu in the host tier (streamed every step):
+//   transfer  = [W_l + N_host·((1−a)·KV + a·ACT)] / B_h2d  +  b_host·((1−a)·KV + a·ACT) / B_d2h
 //               (W_l = layer bytes when the layer streams, 0 when resident; write-back counted
 //                serially with H2D because concurrent D2H slows H2D on real links)
 //   compute   = max(2·P_l·b / F, m·W_l / HBM)            new-token GEMMs, m mini-batches each
 //               + max(4·qDim·N / F, N·KV / HBM)           reading the layer's weights from HBM; attention
-//   recompute = a·N·4·h·kvDim / F                         K/V rebuilt from ACT
+//   recompute = a·N_host·4·h·kvDim / F                    K/V rebuilt from ACT
 //   layer     = max(transfer, compute + recompute)         copies overlap GPU work (separate streams)
 // step = Σ_l layer + lm_head (max(2·V·h·b / F, V·h·e / HBM)).
 import type { HardwareProfile } from './hardware.js';
@@ -31,6 +33,9 @@ export interface GpuLayout {
   miniBatchTokens: number;
   /** Sum of the parts; ≤ budgetBytes. */
   usedBytes: number;
+  /** The GPU cache tier (placement.ts): KV blocks held in HBM and the tokens they hold (absent: none). */
+  gpuKvBlocks?: number;
+  gpuKvTokens?: number;
 }
 
 /** The smallest mini-batch working set we plan for, in tokens (a GEMM of fewer rows runs poorly). */
@@ -113,18 +118,25 @@ function cacheBytesPerToken(mp: ModelProfile, a: number): number {
   return (1 - a) * mp.kvBytesPerToken + a * mp.actBytesPerToken;
 }
 
-function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streamed: boolean, miniBatches: number): LayerTimes & { h2d: number; d2h: number } {
+/** Cached tokens of a step in the host tier: what the GPU tier (filled first) does not hold. */
+export function hostTierTokens(layout: GpuLayout, tokens: number): number {
+  return Math.max(0, tokens - (layout.gpuKvTokens ?? 0));
+}
+
+function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streamed: boolean, miniBatches: number,
+  hostShare: number): LayerTimes & { h2d: number; d2h: number } {
   const a = s.actFraction;
   const b = s.batch;
   const N = b * s.contextTokens;
+  const nHost = N * hostShare;
   const perTok = cacheBytesPerToken(mp, a);
-  const h2d = (streamed ? mp.layerBytes : 0) + N * perTok;
-  const d2h = b * perTok;
+  const h2d = (streamed ? mp.layerBytes : 0) + nHost * perTok;
+  const d2h = b * hostShare * perTok;
   const transferSeconds = h2d / hw.h2dBytesPerSecond + d2h / hw.d2hBytesPerSecond;
   const gemm = Math.max(mp.layerFlopsPerToken * b / hw.gemmFlops, miniBatches * mp.layerBytes / hw.hbmBytesPerSecond);
   const attention = Math.max(mp.attentionFlopsPerPair * N / hw.gemmFlops, N * mp.kvBytesPerToken / hw.hbmBytesPerSecond);
   const computeSeconds = gemm + attention;
-  const recomputeSeconds = a * N * mp.recomputeFlopsPerToken / hw.gemmFlops;
+  const recomputeSeconds = a * nHost * mp.recomputeFlopsPerToken / hw.gemmFlops;
   return {
     transferSeconds, computeSeconds, recomputeSeconds,
     seconds: Math.max(transferSeconds, computeSeconds + recomputeSeconds), h2d, d2h,
@@ -141,9 +153,11 @@ function checkStep(s: StepInput): void {
 export function decodeStepCost(mp: ModelProfile, hw: HardwareProfile, layout: GpuLayout, s: StepInput): StepCost {
   checkStep(s);
   const N = s.batch * s.contextTokens;
-  const miniBatches = Math.max(1, Math.min(Math.ceil(s.batch), Math.ceil(N / Math.max(1, layout.miniBatchTokens))));
-  const res = layerTimes(mp, hw, s, false, miniBatches);
-  const str = layerTimes(mp, hw, s, true, miniBatches);
+  // Only host-tier tokens pass through the staging buffers that bound a mini-batch.
+  const miniBatches = Math.max(1, Math.min(Math.ceil(s.batch), Math.ceil(hostTierTokens(layout, N) / Math.max(1, layout.miniBatchTokens))));
+  const hostShare = N > 0 ? hostTierTokens(layout, N) / N : 1;
+  const res = layerTimes(mp, hw, s, false, miniBatches, hostShare);
+  const str = layerTimes(mp, hw, s, true, miniBatches, hostShare);
   const nRes = layout.residentLayers;
   const nStr = mp.numLayers - nRes;
   const headSeconds = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
@@ -179,7 +193,7 @@ export function prefillSeconds(mp: ModelProfile, hw: HardwareProfile, layout: Gp
   const gemm = Math.max(mp.layerFlopsPerToken * T / hw.gemmFlops, chunks * mp.layerBytes / hw.hbmBytesPerSecond);
   const attention = mp.attentionFlopsPerPair * s.batch * s.promptTokens * s.promptTokens / 2 / hw.gemmFlops;
   const compute = gemm + attention;
-  const writeBack = T * perTok / hw.d2hBytesPerSecond;
+  const writeBack = hostTierTokens(layout, T) * perTok / hw.d2hBytesPerSecond;
   const resident = Math.max(writeBack, compute);
   const streamed = Math.max(mp.layerBytes / hw.h2dBytesPerSecond + writeBack, compute);
   const head = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
