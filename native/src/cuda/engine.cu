@@ -274,7 +274,13 @@ struct CudaEngine::Impl {
     size_t free_b = 0, total_b = 0;
     HS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const int64_t usable = static_cast<int64_t>(free_b) - kGiB / 2;
-    budget = opt.gpu_memory_bytes > 0 ? std::min<int64_t>(opt.gpu_memory_bytes, usable) : usable - kGiB / 2;
+    // The GPU cache tier was allocated with the pools (free memory already excludes it); a given cap covers it too.
+    if (static_cast<int>(c.gpu_kv_layer_base.size()) != (c.gpu_kv_blocks > 0 ? L : static_cast<int>(c.gpu_kv_layer_base.size())))
+      throw std::invalid_argument("cuda backend: GPU cache tier layer count mismatch");
+    budget = opt.gpu_memory_bytes > 0 ? std::min<int64_t>(opt.gpu_memory_bytes - c.gpu_kv_bytes, usable) : usable - kGiB / 2;
+    if (budget <= 0)
+      throw std::invalid_argument("cuda backend: the GPU cache tier (" + std::to_string(c.gpu_kv_bytes >> 20) +
+                                  " MiB) leaves nothing of the GPU memory cap for weights and buffers");
 
     // Globals stay resident: embeddings, positions, final norm, lm_head.
     embed_d = Upload(m.embed, static_cast<size_t>(cfg.vocab_size) * h);
@@ -350,6 +356,9 @@ struct CudaEngine::Impl {
   }
 
   CacheGeometry Geometry() const { return CacheGeometry{bt, h, kv}; }
+  __half* DevicePages(int l) const {
+    return c.gpu_kv_blocks > 0 ? reinterpret_cast<__half*>(c.gpu_kv_layer_base[l]) : nullptr;
+  }
 
   // ---- weights -------------------------------------------------------------------------------------
   void LoadWeights(int l, bool timed, StepCounters& ctr) {
@@ -394,7 +403,7 @@ struct CudaEngine::Impl {
     const int rows = mb.rows, ldqkv = q + 2 * kv;
     float* hmb = h_all.as<float>() + static_cast<size_t>(d.row_base) * h;
     __half* x = xset[set].as<__half>();
-    const PageGeom geom{pages[set].as<__half>(), bt, kv};
+    const PageGeom geom{pages[set].as<__half>(), bt, kv, DevicePages(l)};
     const __half* bqkv = has_bias ? W + sl.bqkv : nullptr;
 
     cudaEvent_t e0 = Mark(s_x);
@@ -485,7 +494,7 @@ struct CudaEngine::Impl {
     for (size_t i = 0; i < seen.size(); ++i)
       if (!seen[i]) throw std::invalid_argument("cuda backend: a sequence is in no mini-batch");
     std::vector<MiniBatchLayout> lay;
-    for (const auto& mbi : mbs) lay.push_back(BuildLayout(plan, mbi, g, c.kv_blocks, c.act_blocks));
+    for (const auto& mbi : mbs) lay.push_back(BuildLayout(plan, mbi, g, c.kv_blocks, c.act_blocks, c.gpu_kv_blocks));
 
     // Validate tokens/positions and size the workspace.
     size_t total_rows = 0, max_rows = 0, max_pages = 0, max_act = 0, max_scores = 0, max_ctx = 0, nseq = plan.seqs.size();

@@ -19,7 +19,6 @@ __global__ void paged_attention_kernel(const __half* __restrict__ q, int ldq, __
   const int seq = meta.row_seq[r];
   const int ctx = meta.row_pos[r] + 1;
   const int* pt = meta.page_table + meta.seq_pt_off[seq];
-  const size_t page_elems = geom.page_elems();
   const int bt = geom.block_tokens, kv_dim = geom.kv_dim;
 
   float qv[kPerLane], acc[kPerLane];
@@ -32,8 +31,7 @@ __global__ void paged_attention_kernel(const __half* __restrict__ q, int ldq, __
   }
   float m = -INFINITY, l = 0.f;
   for (int j = warp; j < ctx; j += kWarps) {
-    const __half* kp = geom.pages + static_cast<size_t>(pt[j / bt]) * page_elems +
-                       static_cast<size_t>(j % bt) * kv_dim + kvh * head_dim;
+    const __half* kp = geom.page_ptr(pt[j / bt]) + static_cast<size_t>(j % bt) * kv_dim + kvh * head_dim;
     const __half* vp = kp + static_cast<size_t>(bt) * kv_dim;
     float dot = 0.f;
 #pragma unroll
