@@ -90,7 +90,8 @@ stage_tiers() {
   [ -n "${TIER_SKIP_HF:-}" ] || python3 bench/hf_generate.py --model $m --batch 128 --prompt 512 --gen 32 2>>"$OUT/hf-stderr.log" | tee -a "$OUT/tiers.jsonl"
   # Default placement on the H200 (hybridserve plan: all layers resident, the batch's cache in the GPU tier).
   bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction 0 --resident-layers 40 --gpu-cache-blocks all --mini-batches 1
-  [ "$m" = opt-13b ] || return 0
+  # TIER_ONLY_HBM=1: only the resident pair (the figures for opt-6.7b and llama-7b, or a rerun).
+  [ "$m" = opt-13b ] && [ -z "${TIER_ONLY_HBM:-}" ] || return 0
   # A 24 GiB budget: resident layers as the engine fits them, the plan's 28 GPU cache blocks, host overflow.
   bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction 1,auto --gpu-memory 24G --resident-layers -1 --gpu-cache-blocks 28
   # Everything on the host (no regression).

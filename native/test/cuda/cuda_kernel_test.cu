@@ -54,7 +54,11 @@ std::vector<float> FromDevHalf(const __half* d, size_t n) {
 }
 double MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+    if (std::isnan(d)) return d;  // std::max would drop a NaN; the checks must see it
+    m = std::max(m, d);
+  }
   return m;
 }
 
@@ -165,6 +169,23 @@ void CheckAttention(int heads, int kv_heads, int hd, int start, int n) {
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
   cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_tab}, geom, 0);
   HS_CHECK(MaxDiff(FromDevHalf(dout, static_cast<size_t>(n) * q_dim), ref) < 1e-2);
+  // A page table spanning tiers: odd blocks come from a second buffer (the GPU tier) by kDevicePage + id.
+  {
+    std::vector<int> mixed = table;
+    for (int b = 1; b < nblocks; b += 2) mixed[b] = cuda::kDevicePage + table[b];
+    __half* dtier = ToDevHalf(pages);
+    HS_CUDA_CHECK(cudaMemset(dp, 0xff, npages * page_elems * 2));  // staging copies of odd blocks now poison (NaN)
+    for (int b = 0; b < nblocks; b += 2)
+      HS_CUDA_CHECK(cudaMemcpy(dp + table[b] * page_elems, dtier + table[b] * page_elems, page_elems * 2, cudaMemcpyDeviceToDevice));
+    cuda::PageGeom tiers{dp, bt, kv_dim, dtier};
+    int* d_mixed = ToDev(mixed);
+    HS_CUDA_CHECK(cudaMemset(dout, 0, static_cast<size_t>(n) * q_dim * 2));
+    cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_mixed}, tiers, 0);
+    HS_CHECK(MaxDiff(FromDevHalf(dout, static_cast<size_t>(n) * q_dim), ref) < 1e-2);
+    HS_CUDA_CHECK(cudaMemcpy(dp, dtier, npages * page_elems * 2, cudaMemcpyDeviceToDevice));  // restore for the GEMM path
+    cudaFree(dtier);
+    cudaFree(d_mixed);
+  }
   // GEMM path.
   __half *kg, *vg, *probs;
   float* scores;
@@ -191,6 +212,9 @@ HS_TEST(kernel_attention_decode_and_prefill) {
   CheckAttention(6, 2, 80, 50, 3);    // GQA, head_dim 80, short chunk
   CheckAttention(4, 4, 64, 0, 40);    // prefill from empty
   CheckAttention(8, 4, 128, 20, 25);  // chunked prefill over a cached prefix, GQA
+  CheckAttention(4, 4, 128, 527, 1);  // decode at OPT-13B's head_dim over a 528-token context (vector path)
+  CheckAttention(8, 2, 64, 300, 2);   // vector path, GQA, head_dim 64
+  CheckAttention(2, 2, 256, 45, 1);   // vector path, head_dim 256
 }
 
 // qkv_post (new tokens) and recompute_post (ACT rows) must give identical K/V for the same input;
