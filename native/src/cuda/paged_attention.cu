@@ -113,8 +113,13 @@ __global__ void paged_attention_vec_kernel(const __half* __restrict__ q, int ldq
 #pragma unroll
   for (int i = 0; i < DPL; ++i) acc[i] = 0.f;
   float m = -INFINITY, l = 0.f;
-  for (int j = g; j < ctx; j += kGroups) {
-    const __half* kp = geom.page_ptr(pt[j / bt]) + static_cast<size_t>(j % bt) * kv_dim + kvh * head_dim + d0;
+  // Every lane runs the same number of iterations (the shuffles below need the whole warp); a group
+  // past the context computes on key 0 and discards the result.
+  for (int base = 0; base < ctx; base += kGroups) {
+    const int j = base + g;
+    const bool valid = j < ctx;
+    const int jj = valid ? j : 0;
+    const __half* kp = geom.page_ptr(pt[jj / bt]) + static_cast<size_t>(jj % bt) * kv_dim + kvh * head_dim + d0;
     const __half* vp = kp + static_cast<size_t>(bt) * kv_dim;
     float dot = 0.f;
 #pragma unroll
@@ -129,6 +134,7 @@ __global__ void paged_attention_vec_kernel(const __half* __restrict__ q, int ldq
     }
 #pragma unroll
     for (int off = kLanesPerKey / 2; off > 0; off >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, off);
+    if (!valid) continue;
     const float m_new = fmaxf(m, dot);
     const float corr = __expf(m - m_new);
     const float p = __expf(dot - m_new);
