@@ -16,6 +16,8 @@ export interface RuntimeOptions {
   actFraction: number | 'auto';
   /** Host memory for weights + cache; without it the cache is sized for maxBatch × maxTotalTokens. */
   hostMemoryBytes?: number;
+  /** Cap on the GPU memory the engine uses (cuda). */
+  gpuMemoryBytes?: number;
   /** The plan file's content at start: its pool sizes and fraction win. */
   plan?: PlanFile | null;
   maxBatch: number;
@@ -95,15 +97,32 @@ export function choosePools(o: RuntimeOptions, cfg: ModelConfig, fraction: numbe
   return { blockTokens, tokenBudget, reason: `each pool holds ${tokenBudget} tokens (${o.maxBatch} × ${o.maxTotalTokens}; ${(tokenBudget * kv / 2 ** 20).toFixed(0)} MiB of KV)` };
 }
 
+/**
+ * The GPU side of the plan (cuda only): the plan file's GPU cache tier and resident layers when it
+ * carries them (planning's planFile writes both), and the --gpu-memory cap. Pure.
+ */
+export function chooseTiers(o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes'>): { gpuKvBlocks?: number; residentLayers?: number; gpuMemoryBytes?: number } {
+  if (o.device !== 'cuda') return {};
+  const plan = (o.plan ?? {}) as { gpuKvBlocks?: unknown; residentLayers?: unknown };
+  const int = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined);
+  const gpuKvBlocks = int(plan.gpuKvBlocks), residentLayers = int(plan.residentLayers);
+  return {
+    ...(gpuKvBlocks !== undefined ? { gpuKvBlocks } : {}),
+    ...(residentLayers !== undefined ? { residentLayers } : {}),
+    ...(o.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: o.gpuMemoryBytes } : {}),
+  };
+}
+
 export async function openRuntime(o: RuntimeOptions): Promise<Runtime> {
   const model = await loadModel(o.model);
   // The operator passes the node's nvidia.com/gpu.product label; else the engine's device name is used.
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT ?? '';
   let { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
+  const tiers = chooseTiers(o);
   const engine = await openEngine(model, {
     device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
-    maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads,
+    maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads, ...tiers,
   });
   if (o.device === 'cuda' && o.actFraction === 'auto' && !o.plan && !hardwareProfile(product)) {
     ({ fraction, reason } = chooseFraction(o, model.config, engine.info().deviceName));
