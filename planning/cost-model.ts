@@ -11,7 +11,9 @@
 //               + max(4·qDim·N / F, N·KV / HBM)           reading the layer's weights from HBM; attention
 //   recompute = a·N_host·4·h·kvDim / F                    K/V rebuilt from ACT
 //   layer     = max(transfer, compute + recompute)         copies overlap GPU work (separate streams)
-// step = Σ_l layer + lm_head (max(2·V·h·b / F, V·h·e / HBM)).
+// step = Σ_l layer + lm_head (max(2·V·h·b / F, V·h·e / HBM)) + b·HOST_SECONDS_PER_SEQUENCE.
+// Attention's HBM reads run at ATTENTION_HBM_EFFICIENCY of the datasheet rate. Both constants were
+// fitted to the resident OPT-13B run on an H200 (docs/performance.md, memory tiers).
 import type { HardwareProfile } from './hardware.js';
 import type { ModelProfile } from './model-profile.js';
 import { PlanError } from './errors.js';
@@ -37,6 +39,18 @@ export interface GpuLayout {
   gpuKvBlocks?: number;
   gpuKvTokens?: number;
 }
+
+/**
+ * Share of the datasheet HBM rate the paged-attention kernel reaches when it reads the cache
+ * (measured: 25.9 ms of GPU work per resident OPT-13B decode step at batch 128 on an H200, of which
+ * 5.9 ms are the weights at the table's 4.29 TB/s; the rest is attention and small kernels over 55 GB of KV).
+ */
+export const ATTENTION_HBM_EFFICIENCY = 0.65;
+/**
+ * Host work per sequence per step outside the GPU's critical path estimate (block-table layouts,
+ * metadata upload, the logits copy): 7.8 ms for 128 sequences on the H200 host.
+ */
+export const HOST_SECONDS_PER_SEQUENCE = 61e-6;
 
 /** The smallest mini-batch working set we plan for, in tokens (a GEMM of fewer rows runs poorly). */
 export const MIN_MINIBATCH_TOKENS = 8192;
@@ -134,7 +148,8 @@ function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streame
   const d2h = b * hostShare * perTok;
   const transferSeconds = h2d / hw.h2dBytesPerSecond + d2h / hw.d2hBytesPerSecond;
   const gemm = Math.max(mp.layerFlopsPerToken * b / hw.gemmFlops, miniBatches * mp.layerBytes / hw.hbmBytesPerSecond);
-  const attention = Math.max(mp.attentionFlopsPerPair * N / hw.gemmFlops, N * mp.kvBytesPerToken / hw.hbmBytesPerSecond);
+  const attention = Math.max(mp.attentionFlopsPerPair * N / hw.gemmFlops,
+    N * mp.kvBytesPerToken / (hw.hbmBytesPerSecond * ATTENTION_HBM_EFFICIENCY));
   const computeSeconds = gemm + attention;
   const recomputeSeconds = a * nHost * mp.recomputeFlopsPerToken / hw.gemmFlops;
   return {
@@ -166,7 +181,7 @@ export function decodeStepCost(mp: ModelProfile, hw: HardwareProfile, layout: Gp
   const computeSeconds = sum((t) => t.computeSeconds);
   const recomputeSeconds = sum((t) => t.recomputeSeconds);
   const idleSeconds = sum((t) => Math.max(0, t.transferSeconds - t.computeSeconds - t.recomputeSeconds));
-  const stepSeconds = sum((t) => t.seconds) + headSeconds;
+  const stepSeconds = sum((t) => t.seconds) + headSeconds + s.batch * HOST_SECONDS_PER_SEQUENCE;
   const gpu = computeSeconds + recomputeSeconds;
   const bound = transferSeconds > gpu ? 'transfer' : recomputeSeconds > computeSeconds ? 'recompute' : 'compute';
   return {

@@ -35,7 +35,8 @@ describe('hybridserve plan', () => {
     expect(p.actBlocks as number).toBeGreaterThan(0);
     expect(p.maxBatch as number).toBeGreaterThan(0);
     expect(p.predictedTokensPerSecond as number).toBeGreaterThan(0);
-    expect(String(p.reason)).toMatch(/^transfer-bound: /);
+    // Near the balance the solver aims for, either side may bound the step.
+    expect(String(p.reason)).toMatch(/^(transfer|recompute)-bound: /);
     expect(p.model).toBe('opt-30b');
   });
 
