@@ -4,6 +4,7 @@
 //
 //   node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 \
 //        --act-fraction 0|x|auto [--gpu-memory SIZE] [--host-memory SIZE] [--resident-layers N] [--device cuda]
+//        [--gpu-cache-blocks N|all]   (blocks of the GPU cache tier; `all`: the whole batch's cache; default 0)
 //
 // It adds `batch` sequences with a synthetic prompt, runs one prefill step (the first generated
 // token) and gen − 1 decode steps, and prints ONE JSON line. Throughput is counted as the
@@ -107,6 +108,7 @@ async function main(): Promise<number> {
       model: { type: 'string', default: 'synthetic:opt-13b' }, batch: { type: 'string' }, prompt: { type: 'string' },
       gen: { type: 'string' }, 'act-fraction': { type: 'string', default: 'auto' }, 'gpu-memory': { type: 'string' },
       'host-memory': { type: 'string' }, 'resident-layers': { type: 'string' }, device: { type: 'string', default: 'cuda' },
+      'gpu-cache-blocks': { type: 'string' },
     },
     strict: true,
   });
@@ -151,12 +153,15 @@ async function main(): Promise<number> {
   }
 
   const { kvBlocks, actBlocks } = poolBlocks(batch, prompt + gen, actFraction);
+  const gpuKvBlocks = values['gpu-cache-blocks'] === 'all'
+    ? batch * Math.ceil((prompt + gen) / BLOCK_TOKENS)
+    : intArg(values['gpu-cache-blocks'], 'gpu-cache-blocks', 0, 0);
   const per = cacheBytesPerTokenPerLayer(cfg, 2);
   const cacheBytes = (kvBlocks * per.kv + actBlocks * per.act) * BLOCK_TOKENS * cfg.numLayers;
   const t0 = performance.now();
   const engine = await createEngine({
     device, config: toNativeConfig(cfg), weights: { kind: 'synthetic', seed: spec.seed }, blockTokens: BLOCK_TOKENS,
-    kvBlocks, actBlocks, actFraction, gpuMemoryBytes, residentLayers: resident,
+    kvBlocks, actBlocks, gpuKvBlocks, actFraction, gpuMemoryBytes, residentLayers: resident,
   });
   const info = engine.info();
   if (hostMemoryBytes !== undefined && info.weightBytes + cacheBytes > hostMemoryBytes) {
@@ -180,7 +185,7 @@ async function main(): Promise<number> {
     const m = engineMetrics(batch, gen, { prefillSeconds, decodeSeconds, decodeSteps: gen - 1 }, dec, probe);
     console.log(JSON.stringify({
       model: spec.spec, device, card: info.deviceName, batch, prompt, gen, actFraction, actFractionSource: fractionSource,
-      residentLayers: resident, gpuMemoryBytes, kvBlocks, actBlocks, hostCacheBytes: cacheBytes, weightBytes: info.weightBytes,
+      residentLayers: resident, gpuMemoryBytes, gpuKvBlocks, kvBlocks, actBlocks, hostCacheBytes: cacheBytes, weightBytes: info.weightBytes,
       ...m, prefillSeconds, decodeSeconds, probedH2DGBps: probe.h2dBytesPerSecond / 1e9, probedD2HGBps: probe.d2hBytesPerSecond / 1e9,
       probedGemmTflops: probe.gemmFlops / 1e12,
       decodePhaseSeconds: { transfer: dec.transferSeconds, compute: dec.computeSeconds, recompute: dec.recomputeSeconds, idle: dec.idleSeconds },

@@ -2,7 +2,7 @@
 // Bad input (options, model, files) ends as a one-line CliError; the sequence and engine are
 // always released.
 import { availableParallelism } from 'node:os';
-import { capThreads, parseCli, parseIntOption, parseNumberOption } from './args.js';
+import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
 import { ModelError } from '../model/errors.js';
 import { checkRequest, generate, type GenerateParams } from '../model/generate.js';
@@ -25,6 +25,7 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
   --block-tokens N      tokens per cache block, 1..1024 (default 16)
   --device cpu|cuda     engine backend (default cpu)
   --threads N           CPU worker threads (default: all cores)
+  --gpu-memory SIZE     cap on the GPU memory the engine uses (cuda; default: the free memory)
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
 const OPTIONS = {
@@ -41,6 +42,7 @@ const OPTIONS = {
   device: { type: 'string' },
   'block-tokens': { type: 'string' },
   threads: { type: 'string' },
+  'gpu-memory': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -54,6 +56,7 @@ export interface GenerateCommand {
   actFraction: number;
   blockTokens: number;
   threads: number | undefined;
+  gpuMemoryBytes?: number;
   json: boolean;
   params: Omit<GenerateParams, 'actFraction'>;
 }
@@ -74,6 +77,7 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
     actFraction: parseNumberOption(v['act-fraction'], 'generate: --act-fraction', 0, 1, 0),
     blockTokens: parseIntOption(v['block-tokens'], 'generate: --block-tokens', 1, 1024, 16),
     threads: v.threads === undefined ? undefined : parseIntOption(v.threads, 'generate: --threads', 0, 1024, 0),
+    ...(v['gpu-memory'] !== undefined ? { gpuMemoryBytes: parseSize(v['gpu-memory'], 'generate: --gpu-memory') } : {}),
     json: v.json ?? false,
     params: {
       maxTokens: parseIntOption(v['max-tokens'], 'generate: --max-tokens', 1, MAX_TOKENS_LIMIT, 32),
@@ -118,6 +122,7 @@ async function execute(cmd: GenerateCommand): Promise<number> {
   const engine = await openEngine(model, {
     device: cmd.device, actFraction: cmd.actFraction, blockTokens: cmd.blockTokens, tokenBudget: promptIds.length + cmd.params.maxTokens,
     ...(threads.threads !== undefined ? { threads: threads.threads } : {}),
+    ...(cmd.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: cmd.gpuMemoryBytes } : {}),
   });
   const loadSeconds = (performance.now() - t0) / 1000;
   try {

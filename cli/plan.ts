@@ -1,4 +1,4 @@
-// `hybridserve plan`: prints the KV:ACT cache plan for a model on a GPU (planning/planNode), human
+// `hybridserve plan`: prints the tiered cache plan for a model on a GPU (planning/planNode), human
 // readable by default, one JSON object with --json. The only I/O is reading a checkpoint's config.json.
 import { parseCli, parseSize, parseIntOption, parseNumberOption } from './args.js';
 import { CliError } from './errors.js';
@@ -15,7 +15,8 @@ export const DEFAULT_HOST_MEMORY = '256GiB';
 
 const USAGE = `usage: hybridserve plan --model SPEC --gpu PRODUCT [options]
 
-Prints the KV:ACT cache plan (ACT fraction, host memory, pool sizes, batch, predicted speed).
+Prints the cache plan: resident layers and GPU KV blocks (the GPU tier), ACT fraction, host memory,
+host KV/ACT pool sizes, batch, predicted speed.
 
 options:
   --model SPEC            synthetic:<preset> or a Hugging Face checkpoint directory (config.json is read)
@@ -27,6 +28,7 @@ options:
   --gen N                 generated tokens per request (default 128)
   --block-tokens N        tokens per cache block (default 16)
   --max-batch N           upper bound on the batch (default 1024)
+  --slo-tpot SECONDS      target time per output token: maximise throughput with the predicted decode step ≤ it
   --h2d-gbps X            measured pinned host-to-device bandwidth, GB/s (overrides the table)
   --d2h-gbps X            measured pinned device-to-host bandwidth, GB/s
   --gemm-tflops X         measured fp16 GEMM rate, TFLOP/s
@@ -43,6 +45,7 @@ const OPTIONS = {
   gen: { type: 'string' },
   'block-tokens': { type: 'string' },
   'max-batch': { type: 'string' },
+  'slo-tpot': { type: 'string' },
   'h2d-gbps': { type: 'string' },
   'd2h-gbps': { type: 'string' },
   'gemm-tflops': { type: 'string' },
@@ -91,11 +94,12 @@ export async function run(argv: string[]): Promise<number> {
   const genTokens = parseIntOption(o.gen, '--gen', 1, 1 << 20, 128);
   const blockTokens = parseIntOption(o['block-tokens'], '--block-tokens', 1, 4096, 16);
   const maxBatchCap = parseIntOption(o['max-batch'], '--max-batch', 1, 1 << 20, 1024);
+  const sloTpotSeconds = o['slo-tpot'] !== undefined ? parseNumberOption(o['slo-tpot'], '--slo-tpot', 1e-6, 3600, 0) : undefined;
   const model = await loadModel(o.model);
 
   let plan: Plan;
   try {
-    plan = planNode({ model, hardware, hostMemoryBytes, gpuMemoryBytes, actFraction, promptTokens, genTokens, blockTokens, maxBatchCap });
+    plan = planNode({ model, hardware, hostMemoryBytes, gpuMemoryBytes, actFraction, promptTokens, genTokens, blockTokens, maxBatchCap, sloTpotSeconds });
   } catch (err) {
     if (err instanceof PlanError) throw new CliError(`plan: ${err.message}`);
     throw err;
@@ -122,6 +126,9 @@ export function formatPlan(p: Plan): string {
     row('ACT pool', `${p.actBlocks} blocks × ${p.blockTokens} tokens (${mib(p.actBlockBytes)} each)`),
     row('max batch', `${p.maxBatch} sequences of ${p.promptTokens} + ${p.genTokens} tokens`),
     row('GPU memory', `${gib(p.gpuMemoryBytes)}: ${p.residentLayers}/${p.numLayers} layers resident, mini-batches up to ${p.miniBatchTokens} tokens`),
+    row('GPU KV tier', `${p.gpuKvBlocks ?? 0} blocks × ${p.blockTokens} tokens (${mib(p.gpuKvBlockBytes ?? 0)} each), read in place`),
+    row('placement', p.placementReason ?? ''),
+    ...(p.sloTpotSeconds !== undefined ? [row('TPOT target', secs(p.sloTpotSeconds))] : []),
     row('decode step', `${secs(p.predictedStepSeconds)} (transfer ${secs(p.predictedPhases.transferSeconds)}, compute ` +
       `${secs(p.predictedPhases.computeSeconds)}, recompute ${secs(p.predictedPhases.recomputeSeconds)}; ${p.bound}-bound)`),
     row('prefill', secs(p.predictedPrefillSeconds)),

@@ -24,6 +24,7 @@ const USAGE = `usage: hybridserve serve [options]
   --act-fraction auto|X    share of cache blocks kept as activations, 0..1 (default auto)
   --host-memory SIZE       host memory for weights + cache, e.g. 64GiB (default: size the cache
                            for max-batch requests of max-total-tokens)
+  --gpu-memory SIZE        cap on the GPU memory the engine uses (cuda; default: the free memory)
   --plan FILE              plan file (JSON) from the operator; reloaded live (default $HYBRIDSERVE_PLAN_FILE)
   --api-key-file F         require Bearer keys listed in F, one per line, whole-line # comments; re-read
                            when it changes (also $HYBRIDSERVE_API_KEYS, comma-separated)
@@ -43,7 +44,7 @@ const USAGE = `usage: hybridserve serve [options]
 
 const OPTIONS = {
   model: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' },
-  'act-fraction': { type: 'string' }, 'host-memory': { type: 'string' }, plan: { type: 'string' },
+  'act-fraction': { type: 'string' }, 'host-memory': { type: 'string' }, 'gpu-memory': { type: 'string' }, plan: { type: 'string' },
   'api-key-file': { type: 'string' }, 'max-batch': { type: 'string' }, 'max-prompt-tokens': { type: 'string' },
   'max-total-tokens': { type: 'string' }, 'max-queue': { type: 'string' }, 'body-limit': { type: 'string' },
   'request-timeout': { type: 'string' }, 'shutdown-grace': { type: 'string' }, threads: { type: 'string' },
@@ -54,7 +55,7 @@ const OPTIONS = {
 
 export interface ServeConfig {
   model: string; host: string; port: number; device: 'cpu' | 'cuda'; actFraction: number | 'auto';
-  hostMemoryBytes?: number; planFile?: string; apiKeyFile?: string; maxBatch: number; threads?: number;
+  hostMemoryBytes?: number; gpuMemoryBytes?: number; planFile?: string; apiKeyFile?: string; maxBatch: number; threads?: number;
   /** Only what was set; the rest comes from the model's window and DEFAULT_LIMITS (resolveLimits). */
   limits: Partial<ServerLimits>;
   logLevel: string;
@@ -96,6 +97,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     device,
     actFraction: frac === 'auto' ? 'auto' : parseNumberOption(frac, '--act-fraction', 0, 1, 0),
     hostMemoryBytes: v['host-memory'] ? parseSize(v['host-memory'], '--host-memory') : undefined,
+    gpuMemoryBytes: v['gpu-memory'] ? parseSize(v['gpu-memory'], '--gpu-memory') : undefined,
     planFile: v.plan ?? (env.HYBRIDSERVE_PLAN_FILE || undefined),
     apiKeyFile: v['api-key-file'],
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
@@ -137,7 +139,7 @@ export async function run(argv: string[]): Promise<number> {
   let rt;
   try {
     rt = await openRuntime({
-      model: cfg.model, device: cfg.device, actFraction: cfg.actFraction, hostMemoryBytes: cfg.hostMemoryBytes, plan,
+      model: cfg.model, device: cfg.device, actFraction: cfg.actFraction, hostMemoryBytes: cfg.hostMemoryBytes, gpuMemoryBytes: cfg.gpuMemoryBytes, plan,
       maxBatch: cfg.maxBatch, maxTotalTokens: cfg.limits.maxTotalTokens, threads: threads.threads,
       onProgress: startProgress(),
     });

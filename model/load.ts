@@ -103,6 +103,8 @@ export interface EngineSizing {
   threads?: number;
   gpuMemoryBytes?: number;
   residentLayers?: number;
+  /** Blocks of the GPU cache tier (engine option gpuKvBlocks). */
+  gpuKvBlocks?: number;
 }
 
 /**
@@ -135,6 +137,7 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.threads !== undefined ? { threads: sizing.threads } : {}),
     ...(sizing.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: sizing.gpuMemoryBytes } : {}),
     ...(sizing.residentLayers !== undefined ? { residentLayers: sizing.residentLayers } : {}),
+    ...(sizing.gpuKvBlocks !== undefined ? { gpuKvBlocks: sizing.gpuKvBlocks } : {}),
   };
 }
 

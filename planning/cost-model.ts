@@ -2,14 +2,18 @@
 // and context length, on one GPU with a memory budget. Pure arithmetic; docs/planning.md derives it.
 //
 // Per layer l of a decode step with b sequences and N = b·s cached tokens, ACT fraction a:
-//   transfer  = [W_l + N·((1−a)·KV + a·ACT)] / B_h2d  +  b·((1−a)·KV + a·ACT) / B_d2h
+// N splits into N_gpu = min(N, G) tokens in the GPU cache tier (G = layout.gpuKvTokens; read in place,
+// never streamed, always KV) and N_host = N − N_gpu in the host tier (streamed every step):
+//   transfer  = [W_l + N_host·((1−a)·KV + a·ACT)] / B_h2d  +  b_host·((1−a)·KV + a·ACT) / B_d2h
 //               (W_l = layer bytes when the layer streams, 0 when resident; write-back counted
 //                serially with H2D because concurrent D2H slows H2D on real links)
 //   compute   = max(2·P_l·b / F, m·W_l / HBM)            new-token GEMMs, m mini-batches each
 //               + max(4·qDim·N / F, N·KV / HBM)           reading the layer's weights from HBM; attention
-//   recompute = a·N·4·h·kvDim / F                         K/V rebuilt from ACT
+//   recompute = a·N_host·4·h·kvDim / F                    K/V rebuilt from ACT
 //   layer     = max(transfer, compute + recompute)         copies overlap GPU work (separate streams)
-// step = Σ_l layer + lm_head (max(2·V·h·b / F, V·h·e / HBM)).
+// step = Σ_l layer + lm_head (max(2·V·h·b / F, V·h·e / HBM)) + b·HOST_SECONDS_PER_SEQUENCE.
+// Attention's HBM reads run at ATTENTION_HBM_EFFICIENCY of the datasheet rate. Both constants were
+// fitted to the resident OPT-13B run on an H200 (docs/performance.md, memory tiers).
 import type { HardwareProfile } from './hardware.js';
 import type { ModelProfile } from './model-profile.js';
 import { PlanError } from './errors.js';
@@ -31,7 +35,22 @@ export interface GpuLayout {
   miniBatchTokens: number;
   /** Sum of the parts; ≤ budgetBytes. */
   usedBytes: number;
+  /** The GPU cache tier (placement.ts): KV blocks held in HBM and the tokens they hold (absent: none). */
+  gpuKvBlocks?: number;
+  gpuKvTokens?: number;
 }
+
+/**
+ * Share of the datasheet HBM rate the paged-attention kernel reaches when it reads the cache
+ * (measured: 25.9 ms of GPU work per resident OPT-13B decode step at batch 128 on an H200, of which
+ * 5.9 ms are the weights at the table's 4.29 TB/s; the rest is attention and small kernels over 55 GB of KV).
+ */
+export const ATTENTION_HBM_EFFICIENCY = 0.65;
+/**
+ * Host work per sequence per step outside the GPU's critical path estimate (block-table layouts,
+ * metadata upload, the logits copy): 7.8 ms for 128 sequences on the H200 host.
+ */
+export const HOST_SECONDS_PER_SEQUENCE = 61e-6;
 
 /** The smallest mini-batch working set we plan for, in tokens (a GEMM of fewer rows runs poorly). */
 export const MIN_MINIBATCH_TOKENS = 8192;
@@ -113,18 +132,26 @@ function cacheBytesPerToken(mp: ModelProfile, a: number): number {
   return (1 - a) * mp.kvBytesPerToken + a * mp.actBytesPerToken;
 }
 
-function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streamed: boolean, miniBatches: number): LayerTimes & { h2d: number; d2h: number } {
+/** Cached tokens of a step in the host tier: what the GPU tier (filled first) does not hold. */
+export function hostTierTokens(layout: GpuLayout, tokens: number): number {
+  return Math.max(0, tokens - (layout.gpuKvTokens ?? 0));
+}
+
+function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streamed: boolean, miniBatches: number,
+  hostShare: number): LayerTimes & { h2d: number; d2h: number } {
   const a = s.actFraction;
   const b = s.batch;
   const N = b * s.contextTokens;
+  const nHost = N * hostShare;
   const perTok = cacheBytesPerToken(mp, a);
-  const h2d = (streamed ? mp.layerBytes : 0) + N * perTok;
-  const d2h = b * perTok;
+  const h2d = (streamed ? mp.layerBytes : 0) + nHost * perTok;
+  const d2h = b * hostShare * perTok;
   const transferSeconds = h2d / hw.h2dBytesPerSecond + d2h / hw.d2hBytesPerSecond;
   const gemm = Math.max(mp.layerFlopsPerToken * b / hw.gemmFlops, miniBatches * mp.layerBytes / hw.hbmBytesPerSecond);
-  const attention = Math.max(mp.attentionFlopsPerPair * N / hw.gemmFlops, N * mp.kvBytesPerToken / hw.hbmBytesPerSecond);
+  const attention = Math.max(mp.attentionFlopsPerPair * N / hw.gemmFlops,
+    N * mp.kvBytesPerToken / (hw.hbmBytesPerSecond * ATTENTION_HBM_EFFICIENCY));
   const computeSeconds = gemm + attention;
-  const recomputeSeconds = a * N * mp.recomputeFlopsPerToken / hw.gemmFlops;
+  const recomputeSeconds = a * nHost * mp.recomputeFlopsPerToken / hw.gemmFlops;
   return {
     transferSeconds, computeSeconds, recomputeSeconds,
     seconds: Math.max(transferSeconds, computeSeconds + recomputeSeconds), h2d, d2h,
@@ -141,9 +168,11 @@ function checkStep(s: StepInput): void {
 export function decodeStepCost(mp: ModelProfile, hw: HardwareProfile, layout: GpuLayout, s: StepInput): StepCost {
   checkStep(s);
   const N = s.batch * s.contextTokens;
-  const miniBatches = Math.max(1, Math.min(Math.ceil(s.batch), Math.ceil(N / Math.max(1, layout.miniBatchTokens))));
-  const res = layerTimes(mp, hw, s, false, miniBatches);
-  const str = layerTimes(mp, hw, s, true, miniBatches);
+  // Only host-tier tokens pass through the staging buffers that bound a mini-batch.
+  const miniBatches = Math.max(1, Math.min(Math.ceil(s.batch), Math.ceil(hostTierTokens(layout, N) / Math.max(1, layout.miniBatchTokens))));
+  const hostShare = N > 0 ? hostTierTokens(layout, N) / N : 1;
+  const res = layerTimes(mp, hw, s, false, miniBatches, hostShare);
+  const str = layerTimes(mp, hw, s, true, miniBatches, hostShare);
   const nRes = layout.residentLayers;
   const nStr = mp.numLayers - nRes;
   const headSeconds = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
@@ -152,7 +181,7 @@ export function decodeStepCost(mp: ModelProfile, hw: HardwareProfile, layout: Gp
   const computeSeconds = sum((t) => t.computeSeconds);
   const recomputeSeconds = sum((t) => t.recomputeSeconds);
   const idleSeconds = sum((t) => Math.max(0, t.transferSeconds - t.computeSeconds - t.recomputeSeconds));
-  const stepSeconds = sum((t) => t.seconds) + headSeconds;
+  const stepSeconds = sum((t) => t.seconds) + headSeconds + s.batch * HOST_SECONDS_PER_SEQUENCE;
   const gpu = computeSeconds + recomputeSeconds;
   const bound = transferSeconds > gpu ? 'transfer' : recomputeSeconds > computeSeconds ? 'recompute' : 'compute';
   return {
@@ -179,7 +208,7 @@ export function prefillSeconds(mp: ModelProfile, hw: HardwareProfile, layout: Gp
   const gemm = Math.max(mp.layerFlopsPerToken * T / hw.gemmFlops, chunks * mp.layerBytes / hw.hbmBytesPerSecond);
   const attention = mp.attentionFlopsPerPair * s.batch * s.promptTokens * s.promptTokens / 2 / hw.gemmFlops;
   const compute = gemm + attention;
-  const writeBack = T * perTok / hw.d2hBytesPerSecond;
+  const writeBack = hostTierTokens(layout, T) * perTok / hw.d2hBytesPerSecond;
   const resident = Math.max(writeBack, compute);
   const streamed = Math.max(mp.layerBytes / hw.h2dBytesPerSecond + writeBack, compute);
   const head = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);

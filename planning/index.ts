@@ -8,8 +8,11 @@ export {
 export { type ModelProfile, modelProfile, actIsSmaller } from './model-profile.js';
 export {
   type GpuLayout, type StepInput, type StepCost, type LayerTimes, type Prediction, type WorkloadShape,
-  gpuLayout, decodeStepCost, prefillSeconds, predict, MIN_MINIBATCH_TOKENS,
+  gpuLayout, decodeStepCost, prefillSeconds, predict, hostTierTokens, MIN_MINIBATCH_TOKENS,
 } from './cost-model.js';
+export {
+  type PlacementInput, type Placement, placeNode, tieredLayout, gpuKvBlockBytes, batchCandidates, explainPlacement,
+} from './placement.js';
 export {
   type HostBudgetSpec, type HostBudget, type HostLayout, type PoolSplit, hostMemoryBudget, hostMemoryBudgetDetail,
   defaultHeadroomBytes, runtimeOverheadBytes, hostLayout, podMemoryResources, tokenCacheBytes, capacitySequences,

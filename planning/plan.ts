@@ -4,9 +4,10 @@ import type { ModelConfig } from '../model/types.js';
 import { PlanError } from './errors.js';
 import { validateHardware, type HardwareProfile } from './hardware.js';
 import { actIsSmaller, modelProfile } from './model-profile.js';
-import { gpuLayout, predict, type GpuLayout, fmtGiB } from './cost-model.js';
+import { hostTierTokens, predict, fmtGiB } from './cost-model.js';
 import { hostLayout, podMemoryResources, splitCache, fractionBoundsForPools } from './allocation.js';
-import { describeBound, evaluate, gqaReason, solveActFraction, type SolveInput } from './solver.js';
+import { describeBound, gqaReason } from './solver.js';
+import { explainPlacement, gpuKvBlockBytes, placeNode } from './placement.js';
 
 export interface NodePlanInput {
   model: ModelConfig;
@@ -25,6 +26,11 @@ export interface NodePlanInput {
   elementBytes?: number;
   /** Upper bound on the batch (default 1024): beyond it latency grows for little gain. */
   maxBatchCap?: number;
+  /** Target time per output token (seconds): the plan maximises throughput subject to its predicted decode step ≤ this. */
+  sloTpotSeconds?: number;
+  /** Force the placement (benches): resident layers and GPU cache blocks. */
+  residentLayers?: number;
+  gpuKvBlocks?: number;
 }
 
 export interface SweepPoint { actFraction: number; maxBatch: number; predictedStepSeconds: number; predictedTokensPerSecond: number }
@@ -54,6 +60,16 @@ export interface Plan {
   actBlockBytes: number;
   residentLayers: number;
   numLayers: number;
+  /**
+   * KV blocks of the GPU cache tier (read in place, never streamed), and the bytes of one. Always
+   * set by planNode; optional so that plans built elsewhere (the operator's placeholders) stay valid.
+   */
+  gpuKvBlocks?: number;
+  gpuKvBlockBytes?: number;
+  /** The TPOT target the plan honours, when one was given. */
+  sloTpotSeconds?: number;
+  /** Why this many layers are resident and this many blocks are in the GPU tier. */
+  placementReason?: string;
   miniBatchTokens: number;
   /** Per-layer GPU working bytes of one mini-batch: the `maxBytes` for formMiniBatches. */
   miniBatchBytes: number;
@@ -99,42 +115,52 @@ export function planNode(input: NodePlanInput): Plan {
     throw new PlanError(`ACT fraction must be 'auto' or a number in [0, 1], got ${String(fixed)}`);
   }
 
-  const layout: GpuLayout = gpuLayout(mp, gpuMemoryBytes, seqTokens);
+  if (input.sloTpotSeconds !== undefined && !(Number.isFinite(input.sloTpotSeconds) && input.sloTpotSeconds > 0)) {
+    throw new PlanError(`TPOT target must be a positive number of seconds, got ${input.sloTpotSeconds}`);
+  }
+  if (input.residentLayers !== undefined) checkInt(input.residentLayers, 'residentLayers', 0);
+  if (input.gpuKvBlocks !== undefined) checkInt(input.gpuKvBlocks, 'gpuKvBlocks', 0);
   const host = hostLayout(mp, input.hostMemoryBytes);
   const workload = { promptTokens, genTokens };
-  const solveInput: SolveInput = { mp, hw, layout, cacheBytes: host.cacheBytes, workload, maxBatchCap };
-
-  let actFraction: number;
+  const placement = placeNode({
+    mp, hw, gpuBudgetBytes: gpuMemoryBytes, hostCacheBytes: host.cacheBytes, workload, blockTokens, maxBatchCap,
+    actFraction: fixed, actAllowed: fixed !== 'auto' || actIsSmaller(mp), sloTpotSeconds: input.sloTpotSeconds,
+    residentLayers: input.residentLayers, gpuKvBlocks: input.gpuKvBlocks,
+  });
+  const { layout } = placement;
+  const actFraction = placement.actFraction;
+  const gpuKvBlocks = layout.gpuKvBlocks ?? 0;
+  const candidate = { actFraction, batch: placement.batch, prediction: placement.prediction };
+  const streamsCache = hostTierTokens(layout, placement.batch * (promptTokens + genTokens / 2)) > 0;
   let reason: string;
-  if (fixed === 'auto') {
-    const sol = solveActFraction(solveInput);
-    if (!sol) throw tooSmall(mp.name, host.cacheBytes, seqTokens);
-    actFraction = sol.actFraction;
-    reason = sol.reason;
-  } else {
-    actFraction = fixed;
-    const c = evaluate(solveInput, fixed);
-    if (!c) throw tooSmall(mp.name, host.cacheBytes, seqTokens);
-    // Say what bounds the step at this fraction and what the solver would have chosen instead.
-    const auto = solveActFraction(solveInput);
-    const alt = !auto ? '' : auto.actFraction === fixed ? '; the solver agrees'
-      : `; the solver would choose ${auto.actFraction} (${auto.best.prediction.tokensPerSecond.toFixed(1)} tokens/s)`;
+  if (fixed !== 'auto') {
     const gqa = actIsSmaller(mp) ? '' : `; ${gqaReason(mp).replace(/, fraction 0$/, '')}`;
-    reason = `fixed: fraction ${fixed} as requested; ${describeBound(c)}${gqa}${alt}`;
+    reason = `fixed: fraction ${fixed} as requested; ${describeBound(candidate)}${gqa}`;
+  } else if (!actIsSmaller(mp)) {
+    reason = gqaReason(mp);
+  } else if (!streamsCache) {
+    reason = `${describeBound(candidate)}; the batch's cache fits the GPU tier (${gpuKvBlocks} blocks), nothing streams, ` +
+      'ACT would only add recompute, fraction 0';
+  } else {
+    reason = `${describeBound(candidate)}; fraction ${actFraction.toFixed(2)} is the best of the grid for the host tier`;
   }
+  const placementReason = explainPlacement(mp, placement, gpuMemoryBytes);
 
   const split = splitCache(mp, host.cacheBytes, actFraction, blockTokens, seqTokens, maxBatchCap);
-  if (split.maxBatch < 1) throw tooSmall(mp.name, host.cacheBytes, seqTokens);
-  const pred = predict(mp, hw, layout, actFraction, split.maxBatch, workload);
+  const gpuSeqs = Math.floor(gpuKvBlocks / Math.ceil(seqTokens / blockTokens));
+  const maxBatch = Math.min(placement.batch, gpuSeqs + split.maxBatch);
+  if (maxBatch < 1) throw tooSmall(mp.name, host.cacheBytes, seqTokens);
+  const pred = predict(mp, hw, layout, actFraction, maxBatch, workload);
   const res = podMemoryResources(input.hostMemoryBytes);
 
   const sweep: SweepPoint[] = [];
   for (let i = 0; i <= 10; i++) {
     const a = i / 10;
     const s = splitCache(mp, host.cacheBytes, a, blockTokens, seqTokens, maxBatchCap);
-    if (s.maxBatch < 1) continue;
-    const p = predict(mp, hw, layout, a, s.maxBatch, workload);
-    sweep.push({ actFraction: a, maxBatch: s.maxBatch, predictedStepSeconds: p.stepSeconds, predictedTokensPerSecond: p.tokensPerSecond });
+    const b = Math.min(maxBatchCap, s.maxBatch + gpuSeqs);
+    if (b < 1) continue;
+    const p = predict(mp, hw, layout, a, b, workload);
+    sweep.push({ actFraction: a, maxBatch: b, predictedStepSeconds: p.stepSeconds, predictedTokensPerSecond: p.tokensPerSecond });
   }
 
   return {
@@ -143,7 +169,7 @@ export function planNode(input: NodePlanInput): Plan {
     kvBlocks: split.kvBlocks,
     actBlocks: split.actBlocks,
     blockTokens,
-    maxBatch: split.maxBatch,
+    maxBatch,
     predictedStepSeconds: pred.stepSeconds,
     predictedTokensPerSecond: pred.tokensPerSecond,
     reason,
@@ -160,6 +186,10 @@ export function planNode(input: NodePlanInput): Plan {
     actBlockBytes: split.actBlockBytes,
     residentLayers: layout.residentLayers,
     numLayers: mp.numLayers,
+    gpuKvBlocks,
+    gpuKvBlockBytes: gpuKvBlockBytes(mp, blockTokens),
+    ...(input.sloTpotSeconds !== undefined ? { sloTpotSeconds: input.sloTpotSeconds } : {}),
+    placementReason,
     miniBatchTokens: layout.miniBatchTokens,
     miniBatchBytes: Math.floor(layout.cacheBufferBytes / 2),
     promptTokens,
@@ -172,7 +202,7 @@ export function planNode(input: NodePlanInput): Plan {
     },
     bound: pred.step.bound,
     retuneBounds: actIsSmaller(mp)
-      ? fractionBoundsForPools(split.kvBlocks, split.actBlocks, split.maxBatch, seqTokens, blockTokens)
+      ? fractionBoundsForPools(split.kvBlocks, split.actBlocks, Math.max(1, maxBatch - gpuSeqs), seqTokens, blockTokens)
       : { min: 0, max: 0 },
     sweep,
   };
@@ -186,9 +216,10 @@ function tooSmall(model: string, cacheBytes: number, seqTokens: number): PlanErr
 /** The plan file the operator writes (ConfigMap key plan.json) and the server reads. */
 export function planFile(plan: Plan, generation: number): {
   actFraction: number; kvBlocks: number; actBlocks: number; blockTokens: number; maxBatch: number; generation: number; reason: string;
+  gpuKvBlocks: number; residentLayers: number;
 } {
   return {
     actFraction: plan.actFraction, kvBlocks: plan.kvBlocks, actBlocks: plan.actBlocks, blockTokens: plan.blockTokens,
-    maxBatch: plan.maxBatch, generation, reason: plan.reason,
+    maxBatch: plan.maxBatch, generation, reason: plan.reason, gpuKvBlocks: plan.gpuKvBlocks ?? 0, residentLayers: plan.residentLayers,
   };
 }

@@ -16,6 +16,10 @@
 #             serving_burst and serving_sweep (each fits one 10-minute call more easily).
 #             Needs the Node bundle, dist/, build/hybridserve.node and node_modules holding what
 #             `dist/cli/main.js serve` loads (docs/server.md, "Serving benchmark", lists them).
+#   tiers     issue 10: the GPU cache tier. transformers generate() (bench/hf_generate.py) and the
+#             engine with every layer resident and the whole cache in the GPU tier, OPT-13B batch 128
+#             (acceptance 1); a 24 GiB budget (acceptance 2); everything on the host (acceptance 3)
+#   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -180,6 +184,29 @@ stage_serving_sweep() {
 stage_serving() { stage_serving_burst; local rc=$?; stage_serving_sweep || rc=1; return $rc; }
 
 trap serve_stop EXIT
+
+bench_json() { $B/hs_cuda_bench "$@" 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/tiers.jsonl"; }
+
+stage_tiers() {
+  local m=${TIER_MODEL:-opt-13b}
+  # The yardstick first, alone on the GPU: plain generate() with everything in HBM (TIER_SKIP_HF=1
+  # when the caller ran it already, e.g. beside the build).
+  [ -n "${TIER_SKIP_HF:-}" ] || python3 bench/hf_generate.py --model $m --batch 128 --prompt 512 --gen 32 2>>"$OUT/hf-stderr.log" | tee -a "$OUT/tiers.jsonl"
+  # Default placement on the H200 (hybridserve plan: all layers resident, the batch's cache in the GPU tier).
+  bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction 0 --resident-layers 40 --gpu-cache-blocks all --mini-batches 1
+  # TIER_ONLY_HBM=1: only the resident pair (the figures for opt-6.7b and llama-7b, or a rerun).
+  [ "$m" = opt-13b ] && [ -z "${TIER_ONLY_HBM:-}" ] || return 0
+  # A 24 GiB budget: resident layers as the engine fits them, the plan's 28 GPU cache blocks, host overflow.
+  bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction 1,auto --gpu-memory 24G --resident-layers -1 --gpu-cache-blocks 28
+  # Everything on the host (no regression).
+  bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction auto --resident-layers 0 --gpu-cache-blocks 0
+}
+
+stage_tiertest() {
+  $B/hs_cuda_tests tiers 2>&1 | tee "$OUT/tiertests.log"
+  compute-sanitizer --tool memcheck --error-exitcode 3 $B/hs_cuda_tests tiers_match_cpu_opt_tiny >"$OUT/sanitize-tiers.log" 2>&1
+  tail -4 "$OUT/sanitize-tiers.log" | tee -a "$OUT/gpu-run.log"
+}
 
 for s in "$@"; do
   log "stage $s"

@@ -25,6 +25,8 @@ export interface RuntimeOptions {
    * what fits in half the host's free memory (see choosePools).
    */
   hostMemoryBytes?: number;
+  /** Cap on the GPU memory the engine uses (cuda). */
+  gpuMemoryBytes?: number;
   /** The plan file's content at start: its pool sizes and fraction win. */
   plan?: PlanFile | null;
   maxBatch: number;
@@ -130,6 +132,22 @@ export function choosePools(o: RuntimeOptions & { maxTotalTokens: number }, cfg:
 }
 
 /**
+ * The GPU side of the plan (cuda only): the plan file's GPU cache tier and resident layers when it
+ * carries them (planning's planFile writes both), and the --gpu-memory cap. Pure.
+ */
+export function chooseTiers(o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes'>): { gpuKvBlocks?: number; residentLayers?: number; gpuMemoryBytes?: number } {
+  if (o.device !== 'cuda') return {};
+  const plan = (o.plan ?? {}) as { gpuKvBlocks?: unknown; residentLayers?: unknown };
+  const int = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined);
+  const gpuKvBlocks = int(plan.gpuKvBlocks), residentLayers = int(plan.residentLayers);
+  return {
+    ...(gpuKvBlocks !== undefined ? { gpuKvBlocks } : {}),
+    ...(residentLayers !== undefined ? { residentLayers } : {}),
+    ...(o.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: o.gpuMemoryBytes } : {}),
+  };
+}
+
+/**
  * The CUDA device's name, '' if it cannot be had. The addon tells it only through an engine, so a
  * throwaway engine of the tiny preset (a 256 MiB GPU budget) is opened and closed.
  */
@@ -158,11 +176,12 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (needName ? await cudaDeviceName() : '');
   let { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
+  const tiers = chooseTiers(o);
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
   const engine = await openEngine(model, {
     device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
-    maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads,
+    maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads, ...tiers,
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;

@@ -102,3 +102,32 @@ HS_TEST(cuda_layout_rejects_bad_tables) {
 }
 
 }  // namespace
+
+// A block table spanning tiers: GPU-tier blocks are read and written in place (page kDevicePage +
+// id), so they add no copy runs, no staging pages and no stores; host blocks behave as before.
+HS_TEST(cuda_layout_gpu_tier_blocks_are_not_streamed) {
+  using hs::Tier;
+  const std::vector<int32_t> ta{7};
+  const std::vector<BlockRef> ba{{CacheKind::KV, 2, Tier::Device}, {CacheKind::KV, 6, Tier::Host}, {CacheKind::KV, 0, Tier::Device}};
+  BatchPlan plan;
+  plan.seqs.push_back(Seq(1, ta, 40, ba));  // decode at position 40: block 2 (a device block), slot 8
+  const auto L = BuildLayout(plan, {0}, kGeom, 8, 8, 3);
+  HS_CHECK_EQ(L.kv_runs.size(), 1u);  // only host block 6 loads
+  HS_CHECK_EQ(L.kv_runs[0].host_first, 6);
+  HS_CHECK_EQ(L.kv_load_blocks, 1);
+  HS_CHECK_EQ(L.pages, 1);
+  HS_CHECK_EQ(L.gpu_tier_tokens, 16 + 8);
+  const std::vector<int> table{hs::cuda::kDevicePage + 2, 0, hs::cuda::kDevicePage + 0};
+  HS_CHECK(L.page_table == table);
+  HS_CHECK_EQ(L.page[0], hs::cuda::kDevicePage + 0);  // the new row goes straight into device block 0
+  HS_CHECK(L.kv_store_src.empty() && L.act_store_src.empty());
+  // A device block id beyond the tier, or an ACT block in the device tier, is refused.
+  const std::vector<BlockRef> bad{{CacheKind::KV, 3, Tier::Device}};
+  BatchPlan p2;
+  p2.seqs.push_back(Seq(2, ta, 0, bad));
+  HS_CHECK_THROWS(BuildLayout(p2, {0}, kGeom, 8, 8, 3), std::invalid_argument);
+  const std::vector<BlockRef> act_dev{{CacheKind::ACT, 0, Tier::Device}};
+  BatchPlan p3;
+  p3.seqs.push_back(Seq(3, ta, 0, act_dev));
+  HS_CHECK_THROWS(BuildLayout(p3, {0}, kGeom, 8, 8, 3), std::invalid_argument);
+}

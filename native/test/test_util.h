@@ -41,7 +41,7 @@ inline ModelConfig TinyLlama(int kv_heads = 2) {
 }
 
 inline std::unique_ptr<Engine> MakeCpuEngine(const ModelConfig& cfg, int kv_blocks, int act_blocks, double fraction,
-                                             int block_tokens = 4, uint64_t seed = 7, int threads = 2) {
+                                             int block_tokens = 4, uint64_t seed = 7, int threads = 2, int gpu_kv_blocks = 0) {
   EngineParts parts;
   WeightSource src;
   src.synthetic = true;
@@ -50,6 +50,7 @@ inline std::unique_ptr<Engine> MakeCpuEngine(const ModelConfig& cfg, int kv_bloc
   pc.block_tokens = block_tokens;
   pc.kv_blocks = kv_blocks;
   pc.act_blocks = act_blocks;
+  pc.gpu_kv_blocks = gpu_kv_blocks;  // the CPU backend's emulated device tier
   parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
   parts.pools = std::make_unique<CachePools>(cfg, pc);
   parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, threads);

@@ -51,6 +51,11 @@ export interface NativeEngineOptions {
   /** Blocks in the KV pool and in the ACT pool; a block id spans all layers. */
   kvBlocks: number;
   actBlocks: number;
+  /**
+   * Blocks of the GPU cache tier (always KV, held in GPU memory and read in place; default 0). New
+   * blocks go there while it has room, else to the host pools. The CPU backend emulates this tier.
+   */
+  gpuKvBlocks?: number;
   /** Default ACT fraction for blocks allocated from now on, in [0, 1]. */
   actFraction: number;
   /** CPU worker threads (0 = hardware concurrency). */
@@ -193,6 +198,9 @@ export interface NativePoolStats {
   /** Bytes of one block in each pool, across all layers. */
   kvBlockBytes: number;
   actBlockBytes: number;
+  /** The GPU cache tier (KV blocks of kvBlockBytes each); always set by the addon, optional for test fakes. */
+  gpuKvBlocksTotal?: number;
+  gpuKvBlocksFree?: number;
 }
 
 export interface NativeSequenceInfo {
@@ -200,8 +208,10 @@ export interface NativeSequenceInfo {
   /** Tokens held (prompt + generated, including the last sampled token not yet cached). */
   length: number;
   cachedTokens: number;
+  /** Host-tier blocks of each kind, and GPU-tier (KV) blocks. */
   kvBlocks: number;
   actBlocks: number;
+  gpuKvBlocks?: number;
 }
 
 export interface NativeEngineInfo {

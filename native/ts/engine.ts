@@ -79,6 +79,7 @@ export function engineOptionErrors(opts: NativeEngineOptions): string[] {
   int(opts.blockTokens, 'blockTokens', 1);
   int(opts.kvBlocks, 'kvBlocks', 0);
   int(opts.actBlocks, 'actBlocks', 0);
+  if (opts.gpuKvBlocks !== undefined) int(opts.gpuKvBlocks, 'gpuKvBlocks', 0);
   if (typeof opts.actFraction !== 'number' || !(opts.actFraction >= 0 && opts.actFraction <= 1)) {
     errs.push(`actFraction must be a number in [0, 1], got ${String(opts.actFraction)}`);
   }

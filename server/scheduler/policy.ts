@@ -14,13 +14,13 @@ export function blocksFor(tokens: number, blockTokens: number): number {
  */
 export function canAdmit(pools: NativePoolStats, tokens: number, running: number): boolean {
   if (running === 0) return true;
-  const free = pools.kvBlocksFree + pools.actBlocksFree;
+  const free = pools.kvBlocksFree + pools.actBlocksFree + (pools.gpuKvBlocksFree ?? 0);
   return blocksFor(tokens + 1, pools.blockTokens) + running <= free;
 }
 
 /** Whether a prompt can ever fit the pools when it runs alone. */
 export function fitsEmptyPools(pools: NativePoolStats, tokens: number): boolean {
-  return blocksFor(tokens + 1, pools.blockTokens) <= pools.kvBlocksTotal + pools.actBlocksTotal;
+  return blocksFor(tokens + 1, pools.blockTokens) <= pools.kvBlocksTotal + pools.actBlocksTotal + (pools.gpuKvBlocksTotal ?? 0);
 }
 
 /** A splitter (server/scheduler/minibatch.ts): running sequences → groups of indices, run as separate steps. */

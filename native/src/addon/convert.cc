@@ -166,6 +166,8 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
   c.pools.block_tokens = (int)ToInteger(env, Field(o, "blockTokens"), "options.blockTokens", 1, 4096);
   c.pools.kv_blocks = (int)ToInteger(env, Field(o, "kvBlocks"), "options.kvBlocks", 0, kMaxInt);
   c.pools.act_blocks = (int)ToInteger(env, Field(o, "actBlocks"), "options.actBlocks", 0, kMaxInt);
+  if (Present(Field(o, "gpuKvBlocks")))
+    c.pools.gpu_kv_blocks = (int)ToInteger(env, Field(o, "gpuKvBlocks"), "options.gpuKvBlocks", 0, kMaxInt);
   c.act_fraction = ToNumber(env, Field(o, "actFraction"), "options.actFraction");
   if (c.act_fraction < 0 || c.act_fraction > 1)
     throw ArgRangeError(env, "options.actFraction must be in [0, 1], got " + std::to_string(c.act_fraction));

@@ -99,6 +99,7 @@ Napi::Value EngineWrap::Sequence(const Napi::CallbackInfo& info) {
   o.Set("cachedTokens", s.cached_tokens);
   o.Set("kvBlocks", s.kv_blocks);
   o.Set("actBlocks", s.act_blocks);
+  o.Set("gpuKvBlocks", s.gpu_kv_blocks);
   return o;
 }
 
@@ -148,6 +149,8 @@ Napi::Value EngineWrap::Pools(const Napi::CallbackInfo& info) {
   o.Set("kvBlocksFree", p.free_blocks(CacheKind::KV));
   o.Set("actBlocksTotal", p.total_blocks(CacheKind::ACT));
   o.Set("actBlocksFree", p.free_blocks(CacheKind::ACT));
+  o.Set("gpuKvBlocksTotal", p.total_device_blocks());
+  o.Set("gpuKvBlocksFree", p.free_device_blocks());
   o.Set("kvBlockBytes", (double)p.block_bytes_all_layers(CacheKind::KV));
   o.Set("actBlockBytes", (double)p.block_bytes_all_layers(CacheKind::ACT));
   return o;

@@ -16,6 +16,18 @@ inline CacheKind WantedKind(int block_index, double act_fraction) {
   return a > b ? CacheKind::ACT : CacheKind::KV;
 }
 
+// Where a sequence's next block goes: the device tier (always KV) while it has a free block, else
+// the host tier, with the planned KV:ACT mix applied over the sequence's host blocks only (so the
+// host share tracks f however many blocks went to the device).
+struct BlockChoice {
+  Tier tier;
+  CacheKind kind;
+};
+inline BlockChoice NextBlock(int host_blocks_so_far, double act_fraction, bool device_has_room) {
+  if (device_has_room) return {Tier::Device, CacheKind::KV};
+  return {Tier::Host, WantedKind(host_blocks_so_far, act_fraction)};
+}
+
 inline CacheKind OtherKind(CacheKind k) { return k == CacheKind::KV ? CacheKind::ACT : CacheKind::KV; }
 
 // Blocks needed to hold `tokens` positions.

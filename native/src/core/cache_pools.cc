@@ -10,62 +10,84 @@ namespace hs {
 namespace {
 void* DefaultAlloc(size_t bytes) { return std::malloc(bytes); }
 void DefaultFree(void* p) { std::free(p); }
-const char* KindName(CacheKind k) { return k == CacheKind::KV ? "KV" : "ACT"; }
 }  // namespace
 
-CachePools::CachePools(const ModelConfig& cfg, const PoolConfig& pc, AllocFn alloc, FreeFn release)
-    : cfg_(cfg), pc_(pc), release_(release ? release : DefaultFree) {
+CachePools::CachePools(const ModelConfig& cfg, const PoolConfig& pc, AllocFn alloc, FreeFn release, AllocFn device_alloc,
+                       FreeFn device_release)
+    : cfg_(cfg), pc_(pc), release_(release ? release : DefaultFree), device_release_(device_release ? device_release : DefaultFree) {
   if (pc.block_tokens <= 0) throw std::invalid_argument("blockTokens must be positive");
-  if (pc.kv_blocks < 0 || pc.act_blocks < 0) throw std::invalid_argument("block counts must be >= 0");
+  if (pc.kv_blocks < 0 || pc.act_blocks < 0 || pc.gpu_kv_blocks < 0) throw std::invalid_argument("block counts must be >= 0");
   if (!alloc) alloc = DefaultAlloc;
-  const size_t kv_bytes = (size_t)cfg.num_layers * pc.kv_blocks * block_elems_per_layer(CacheKind::KV) * dtype_size(pc.dtype);
-  const size_t act_bytes = (size_t)cfg.num_layers * pc.act_blocks * block_elems_per_layer(CacheKind::ACT) * dtype_size(pc.dtype);
+  if (!device_alloc) device_alloc = DefaultAlloc;
+  const size_t e = dtype_size(pc.dtype);
+  kv_.blocks = pc.kv_blocks;
+  act_.blocks = pc.act_blocks;
+  gpu_kv_.blocks = pc.gpu_kv_blocks;
+  kv_.block_bytes = gpu_kv_.block_bytes = block_elems_per_layer(CacheKind::KV) * e;
+  act_.block_bytes = block_elems_per_layer(CacheKind::ACT) * e;
+  auto bytes = [&](const Pool& p) { return (size_t)cfg.num_layers * p.blocks * p.block_bytes; };
   // Zero-sized pools still get a non-null base so that pointer arithmetic stays defined.
-  kv_ = static_cast<uint8_t*>(alloc(kv_bytes ? kv_bytes : 64));
-  act_ = static_cast<uint8_t*>(alloc(act_bytes ? act_bytes : 64));
-  if (!kv_ || !act_) {
-    if (kv_) release_(kv_);
-    if (act_) release_(act_);
-    throw std::runtime_error("cannot allocate cache pools (" + std::to_string(kv_bytes + act_bytes) + " bytes)");
+  kv_.base = static_cast<uint8_t*>(alloc(bytes(kv_) ? bytes(kv_) : 64));
+  act_.base = static_cast<uint8_t*>(alloc(bytes(act_) ? bytes(act_) : 64));
+  gpu_kv_.base = static_cast<uint8_t*>(device_alloc(bytes(gpu_kv_) ? bytes(gpu_kv_) : 64));
+  if (!kv_.base || !act_.base || !gpu_kv_.base) {
+    if (kv_.base) release_(kv_.base);
+    if (act_.base) release_(act_.base);
+    if (gpu_kv_.base) device_release_(gpu_kv_.base);
+    throw std::runtime_error("cannot allocate cache pools (host " + std::to_string(bytes(kv_) + bytes(act_)) + " bytes, device " +
+                             std::to_string(bytes(gpu_kv_)) + " bytes)");
   }
-  // Free lists are stacks popped from the back: push in reverse so block 0 is handed out first.
-  for (int i = pc.kv_blocks - 1; i >= 0; --i) free_kv_.push_back(i);
-  for (int i = pc.act_blocks - 1; i >= 0; --i) free_act_.push_back(i);
-  used_kv_.assign(pc.kv_blocks, 0);
-  used_act_.assign(pc.act_blocks, 0);
+  for (Pool* p : {&kv_, &act_, &gpu_kv_}) {
+    // Push in reverse so that block 0 is handed out first.
+    for (int i = p->blocks - 1; i >= 0; --i) p->free.push_back(i);
+    p->used.assign(p->blocks, 0);
+  }
 }
 
 CachePools::~CachePools() {
-  release_(kv_);
-  release_(act_);
+  release_(kv_.base);
+  release_(act_.base);
+  device_release_(gpu_kv_.base);
 }
 
-int32_t CachePools::Allocate(CacheKind kind) {
-  auto& fl = kind == CacheKind::KV ? free_kv_ : free_act_;
-  auto& used = kind == CacheKind::KV ? used_kv_ : used_act_;
-  if (fl.empty()) return -1;
-  int32_t id = fl.back();
-  fl.pop_back();
-  used[id] = 1;
+int32_t CachePools::Take(Pool& p) {
+  if (p.free.empty()) return -1;
+  const int32_t id = p.free.back();
+  p.free.pop_back();
+  p.used[id] = 1;
   return id;
 }
 
+void CachePools::Give(Pool& p, int32_t index, const char* name) {
+  if (index < 0 || index >= (int32_t)p.used.size())
+    throw std::logic_error(std::string("release of out-of-range ") + name + " block " + std::to_string(index));
+  if (!p.used[index]) throw std::logic_error(std::string("double free of ") + name + " block " + std::to_string(index));
+  p.used[index] = 0;
+  p.free.push_back(index);
+}
+
+int32_t CachePools::Allocate(CacheKind kind) { return Take(kind == CacheKind::KV ? kv_ : act_); }
+
 void CachePools::Release(CacheKind kind, int32_t index) {
-  auto& fl = kind == CacheKind::KV ? free_kv_ : free_act_;
-  auto& used = kind == CacheKind::KV ? used_kv_ : used_act_;
-  if (index < 0 || index >= (int32_t)used.size())
-    throw std::logic_error(std::string("release of out-of-range ") + KindName(kind) + " block " + std::to_string(index));
-  if (!used[index])
-    throw std::logic_error(std::string("double free of ") + KindName(kind) + " block " + std::to_string(index));
-  used[index] = 0;
-  fl.push_back(index);
+  Give(kind == CacheKind::KV ? kv_ : act_, index, kind == CacheKind::KV ? "KV" : "ACT");
 }
 
-int CachePools::free_blocks(CacheKind kind) const {
-  return (int)(kind == CacheKind::KV ? free_kv_.size() : free_act_.size());
-}
+int CachePools::free_blocks(CacheKind kind) const { return (int)(kind == CacheKind::KV ? kv_ : act_).free.size(); }
+int CachePools::total_blocks(CacheKind kind) const { return (kind == CacheKind::KV ? kv_ : act_).blocks; }
 
-int CachePools::total_blocks(CacheKind kind) const { return kind == CacheKind::KV ? pc_.kv_blocks : pc_.act_blocks; }
+int32_t CachePools::AllocateDevice() { return Take(gpu_kv_); }
+void CachePools::ReleaseDevice(int32_t index) { Give(gpu_kv_, index, "GPU KV"); }
+int CachePools::free_device_blocks() const { return (int)gpu_kv_.free.size(); }
+int CachePools::total_device_blocks() const { return gpu_kv_.blocks; }
+
+void CachePools::Release(const BlockRef& b) {
+  if (b.tier == Tier::Device) {
+    if (b.kind != CacheKind::KV) throw std::logic_error("a device-tier block must be KV");
+    ReleaseDevice(b.index);
+  } else {
+    Release(b.kind, b.index);
+  }
+}
 
 size_t CachePools::block_elems_per_layer(CacheKind kind) const {
   return kind == CacheKind::KV ? (size_t)2 * pc_.block_tokens * cfg_.kv_dim() : (size_t)pc_.block_tokens * cfg_.hidden_size;
@@ -75,13 +97,17 @@ size_t CachePools::block_bytes_all_layers(CacheKind kind) const {
   return block_elems_per_layer(kind) * dtype_size(pc_.dtype) * cfg_.num_layers;
 }
 
-uint8_t* CachePools::layer_base(CacheKind kind, int layer) const {
-  const size_t per_layer = (size_t)total_blocks(kind) * block_elems_per_layer(kind) * dtype_size(pc_.dtype);
-  return (kind == CacheKind::KV ? kv_ : act_) + per_layer * layer;
-}
+uint8_t* CachePools::layer_base(CacheKind kind, int layer) const { return Base(kind == CacheKind::KV ? kv_ : act_, layer); }
+uint8_t* CachePools::device_layer_base(int layer) const { return Base(gpu_kv_, layer); }
 
 uint8_t* CachePools::block_ptr(CacheKind kind, int layer, int32_t index) const {
-  return layer_base(kind, layer) + (size_t)index * block_elems_per_layer(kind) * dtype_size(pc_.dtype);
+  const Pool& p = kind == CacheKind::KV ? kv_ : act_;
+  return Base(p, layer) + (size_t)index * p.block_bytes;
+}
+
+uint8_t* CachePools::block_ptr(const BlockRef& b, int layer) const {
+  if (b.tier == Tier::Host) return block_ptr(b.kind, layer, b.index);
+  return Base(gpu_kv_, layer) + (size_t)b.index * gpu_kv_.block_bytes;
 }
 
 }  // namespace hs

@@ -40,21 +40,26 @@ bool Engine::EnsureBlocks(Sequence& s, int positions) {
   CachePools& pools = *parts_.pools;
   const int need = BlocksFor(positions, pools.block_tokens());
   while ((int)s.blocks.size() < need) {
-    const CacheKind want = WantedKind((int)s.blocks.size(), FractionOf(s));
-    int32_t idx = pools.Allocate(want);
-    CacheKind got = want;
-    if (idx < 0) {  // the wanted pool is empty: fall back to the other kind
-      got = OtherKind(want);
+    const int host_blocks = (int)s.blocks.size() - s.count_device_blocks();
+    const BlockChoice want = NextBlock(host_blocks, FractionOf(s), pools.free_device_blocks() > 0);
+    if (want.tier == Tier::Device) {
+      s.blocks.push_back({CacheKind::KV, pools.AllocateDevice(), Tier::Device});
+      continue;
+    }
+    int32_t idx = pools.Allocate(want.kind);
+    CacheKind got = want.kind;
+    if (idx < 0) {  // the wanted host pool is empty: fall back to the other kind
+      got = OtherKind(want.kind);
       idx = pools.Allocate(got);
     }
     if (idx < 0) return false;
-    s.blocks.push_back({got, idx});
+    s.blocks.push_back({got, idx, Tier::Host});
   }
   return true;
 }
 
 void Engine::ReleaseBlocks(Sequence& s) {
-  for (const BlockRef& b : s.blocks) parts_.pools->Release(b.kind, b.index);
+  for (const BlockRef& b : s.blocks) parts_.pools->Release(b);
   s.blocks.clear();
 }
 
@@ -100,9 +105,11 @@ int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions&
   const CachePools& pools = *parts_.pools;
   const int need = BlocksFor(n, pools.block_tokens());
   const int kv_free = pools.free_blocks(CacheKind::KV), act_free = pools.free_blocks(CacheKind::ACT);
-  if (need > kv_free + act_free)
-    throw RangeErrorEx("out of cache blocks: need " + std::to_string(need) + " blocks, KV free " + std::to_string(kv_free) +
-                       ", ACT free " + std::to_string(act_free), ErrorCode::OutOfBlocks);
+  const int gpu_free = pools.free_device_blocks();
+  if (need > kv_free + act_free + gpu_free)
+    throw RangeErrorEx("out of cache blocks: need " + std::to_string(need) + " blocks, KV free " + std::to_string(kv_free) + ", ACT free " +
+                       std::to_string(act_free) + (pools.total_device_blocks() ? ", GPU KV free " + std::to_string(gpu_free) : ""),
+                       ErrorCode::OutOfBlocks);
   auto seq = std::make_unique<Sequence>();
   seq->id = next_id_++;
   seq->tokens.assign(tokens, tokens + n);
@@ -128,7 +135,7 @@ void Engine::RemoveSequence(int64_t id) {
 
 SequenceInfo Engine::GetSequence(int64_t id) const {
   const Sequence& s = Find(id);
-  return {s.id, s.length(), s.cached, s.count_blocks(CacheKind::KV), s.count_blocks(CacheKind::ACT)};
+  return {s.id, s.length(), s.cached, s.count_blocks(CacheKind::KV), s.count_blocks(CacheKind::ACT), s.count_device_blocks()};
 }
 
 void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {

@@ -1,4 +1,4 @@
-// The engine core: sequences, their block tables over the host pools, continuous batching and
+// The engine core: sequences, their block tables over the cache tiers, continuous batching and
 // sampling. It owns the weights, pools and backend, and calls Backend::Forward once per step.
 //
 // Threading: every method except RunStep runs on one "owner" thread (Node's main thread). A step
@@ -31,8 +31,9 @@ struct SequenceInfo {
   int64_t id = 0;
   int length = 0;
   int cached_tokens = 0;
-  int kv_blocks = 0;
-  int act_blocks = 0;
+  int kv_blocks = 0;      // host tier
+  int act_blocks = 0;     // host tier
+  int gpu_kv_blocks = 0;  // device tier
 };
 
 struct StepResult {
@@ -87,7 +88,8 @@ class Engine {
  private:
   Sequence& Find(int64_t id);
   const Sequence& Find(int64_t id) const;
-  // Grows the block table to cover `positions`; false (table unchanged beyond what fit) if both pools are empty.
+  // Grows the block table to cover `positions` (device tier first, then host KV/ACT); false (table
+  // unchanged beyond what fit) if every pool is empty.
   bool EnsureBlocks(Sequence& s, int positions);
   void ReleaseBlocks(Sequence& s);
   double FractionOf(const Sequence& s) const { return s.act_fraction >= 0 ? s.act_fraction : act_fraction_; }

@@ -21,9 +21,15 @@ struct Sequence {
   bool remove_after_step = false;
 
   int length() const { return (int)tokens.size(); }
+  // Host-tier blocks of one kind, and device-tier (GPU KV) blocks.
   int count_blocks(CacheKind k) const {
     int n = 0;
-    for (const BlockRef& b : blocks) n += b.kind == k;
+    for (const BlockRef& b : blocks) n += b.tier == Tier::Host && b.kind == k;
+    return n;
+  }
+  int count_device_blocks() const {
+    int n = 0;
+    for (const BlockRef& b : blocks) n += b.tier == Tier::Device;
     return n;
   }
 };

@@ -38,9 +38,17 @@ struct ModelConfig {
 std::string ConfigProductsProblem(const ModelConfig& c);
 
 // One block of a sequence's block table. A block index addresses the same slot in every layer.
+// Where a cache block's storage lives. Host blocks sit in pinned host memory and cross PCIe every
+// step that reads them; device blocks sit in GPU memory (HBM) and are read in place. Device-tier
+// blocks are always KV: recomputing K/V from ACT saves nothing for a block that never moves.
+enum class Tier : uint8_t { Host = 0, Device = 1 };
+
+// One block of a sequence's block table. A block index addresses the same slot in every layer of
+// its tier's pool (host KV, host ACT or device KV), so (tier, kind, index) names the storage.
 struct BlockRef {
   CacheKind kind;
   int32_t index;
+  Tier tier = Tier::Host;
 };
 
 // What one step did. Summed into the engine's totals.

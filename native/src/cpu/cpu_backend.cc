@@ -166,8 +166,8 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
     for (int j = 0; j < sp.start_pos; ++j) {
       const BlockRef b = sp.blocks[j / bt];
       const bool act = b.kind == CacheKind::ACT;
-      past_[past_off_[s] + j] = {b.kind, b.index, j % bt, act ? R++ : -1};
-      past_kv += !act;
+      past_[past_off_[s] + j] = {b, j % bt, act ? R++ : -1};
+      past_kv += !act && b.tier == Tier::Host;
     }
     for (int i = 0; i < sp.num_new; ++i) {
       const int pos = sp.start_pos + i, t = tok_off_[s] + i;
@@ -175,7 +175,7 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
       if (tok < 0 || tok >= V) throw std::logic_error("token id out of the vocabulary");
       tok_pos_[t] = pos;
       tok_block_[t] = sp.blocks[pos / bt];
-      (tok_block_[t].kind == CacheKind::ACT ? new_act : new_kv)++;
+      if (tok_block_[t].tier == Tier::Host) (tok_block_[t].kind == CacheKind::ACT ? new_act : new_kv)++;
       // Embedding (+ OPT's learned position, offset 2).
       float* hr = h_.data() + (size_t)t * H;
       std::memcpy(hr, embed_ + (size_t)tok * H, sizeof(float) * H);
@@ -197,7 +197,7 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
     for (int t = 0; t < T; ++t) {
       const BlockRef b = tok_block_[t];
       if (b.kind != CacheKind::ACT) continue;
-      float* dst = reinterpret_cast<float*>(pools_.block_ptr(CacheKind::ACT, l, b.index)) + (size_t)(tok_pos_[t] % bt) * H;
+      float* dst = reinterpret_cast<float*>(pools_.block_ptr(b, l)) + (size_t)(tok_pos_[t] % bt) * H;
       std::memcpy(dst, x_.data() + (size_t)t * H, sizeof(float) * H);
     }
     gemm_nt(T, Q, H, x_.data(), H, lw.wq, H, q_.data(), Q, 0.f, lw.bq, p);
@@ -212,7 +212,7 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
     for (int t = 0; t < T; ++t) {
       const BlockRef b = tok_block_[t];
       if (b.kind != CacheKind::KV) continue;
-      float* blk = reinterpret_cast<float*>(pools_.block_ptr(CacheKind::KV, l, b.index));
+      float* blk = reinterpret_cast<float*>(pools_.block_ptr(b, l));
       const int off = tok_pos_[t] % bt;
       std::memcpy(blk + (size_t)off * KVD, k_.data() + (size_t)t * KVD, sizeof(float) * KVD);
       std::memcpy(blk + (size_t)(bt + off) * KVD, v_.data() + (size_t)t * KVD, sizeof(float) * KVD);
@@ -223,8 +223,8 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
       for (int s = 0; s < S; ++s)
         for (int j = 0; j < plan.seqs[s].start_pos; ++j) {
           const PastRow& pr = past_[past_off_[s] + j];
-          if (pr.kind != CacheKind::ACT) continue;
-          const float* src = reinterpret_cast<const float*>(pools_.block_ptr(CacheKind::ACT, l, pr.block)) + (size_t)pr.offset * H;
+          if (pr.block.kind != CacheKind::ACT) continue;
+          const float* src = reinterpret_cast<const float*>(pools_.block_ptr(pr.block, l)) + (size_t)pr.offset * H;
           std::memcpy(act_in_.data() + (size_t)pr.act_row * H, src, sizeof(float) * H);
         }
       gemm_nt(R, KVD, H, act_in_.data(), H, lw.wk, H, kr_.data(), KVD, 0.f, lw.bk, p);
@@ -233,7 +233,7 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
         for (int s = 0; s < S; ++s)
           for (int j = 0; j < plan.seqs[s].start_pos; ++j) {
             const PastRow& pr = past_[past_off_[s] + j];
-            if (pr.kind == CacheKind::ACT)
+            if (pr.block.kind == CacheKind::ACT)
               ApplyRope(kr_.data() + (size_t)pr.act_row * KVD, cfg_.num_kv_heads, cfg_.head_dim, j, rope_);
           }
       recompute_s += Since(t0);
@@ -244,8 +244,8 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
       const size_t base = (size_t)past_off_[s] + tok_off_[s];
       for (int j = 0; j < sp.start_pos; ++j) {
         const PastRow& pr = past_[past_off_[s] + j];
-        if (pr.kind == CacheKind::KV) {
-          const float* blk = reinterpret_cast<const float*>(pools_.block_ptr(CacheKind::KV, l, pr.block));
+        if (pr.block.kind == CacheKind::KV) {
+          const float* blk = reinterpret_cast<const float*>(pools_.block_ptr(pr.block, l));
           kptr_[base + j] = blk + (size_t)pr.offset * KVD;
           vptr_[base + j] = blk + (size_t)(bt + pr.offset) * KVD;
         } else {

@@ -1,5 +1,5 @@
-// The fp32 CPU backend: runs OPT or Llama over a BatchPlan, reading and writing the host cache
-// pools directly (KV rows as cached; K/V of ACT-cached positions recomputed from ACT rows with one
+// The fp32 CPU backend: runs OPT or Llama over a BatchPlan, reading and writing the cache pools
+// directly (the device tier is emulated in host memory; only host-tier blocks count as PCIe bytes) (KV rows as cached; K/V of ACT-cached positions recomputed from ACT rows with one
 // GEMM per layer over every ACT token of the step).
 #pragma once
 #include <memory>
@@ -32,8 +32,7 @@ class CpuBackend : public Backend {
   };
   // Where a cached (past) position's K/V comes from, resolved once per step.
   struct PastRow {
-    CacheKind kind;
-    int32_t block;
+    BlockRef block;  // host KV, host ACT or device KV (the emulated device tier: read in place)
     int32_t offset;  // row within the block
     int32_t act_row; // row in the recompute buffers when kind == ACT
   };

@@ -1,5 +1,7 @@
 #include "cuda/batch_layout.h"
 
+#include "cuda/page_tier.h"
+
 #include <algorithm>
 #include <stdexcept>
 #include <string>
@@ -40,7 +42,7 @@ std::vector<std::vector<int>> MiniBatchesOf(const BatchPlan& plan) {
 }
 
 MiniBatchLayout BuildLayout(const BatchPlan& plan, const std::vector<int>& seq_ids, const CacheGeometry& geom,
-                            int kv_blocks, int act_blocks) {
+                            int kv_blocks, int act_blocks, int gpu_kv_blocks) {
   const int bt = geom.block_tokens;
   MiniBatchLayout L;
   // Row order: sequences with few new tokens first (paged kernel), then prefill-sized ones.
@@ -68,10 +70,17 @@ MiniBatchLayout BuildLayout(const BatchPlan& plan, const std::vector<int>& seq_i
     L.seq_start[s] = sp.start_pos;
     for (int b = 0; b < need; ++b) {
       const BlockRef br = sp.blocks[b];
-      const int limit = br.kind == CacheKind::KV ? kv_blocks : act_blocks;
+      const bool device = br.tier == Tier::Device;
+      if (device && br.kind != CacheKind::KV) throw std::invalid_argument("cuda backend: a GPU-tier block must be KV");
+      const int limit = device ? gpu_kv_blocks : br.kind == CacheKind::KV ? kv_blocks : act_blocks;
       if (br.index < 0 || br.index >= limit)
         throw std::invalid_argument("cuda backend: block id " + std::to_string(br.index) + " out of range");
       const int cached = std::clamp(sp.start_pos - b * bt, 0, bt);
+      if (device) {  // read and written in place
+        L.page_table.push_back(kDevicePage + br.index);
+        L.gpu_tier_tokens += cached;
+        continue;
+      }
       L.page_table.push_back(-1);
       if (cached == 0) fresh.push_back({s, b});
       else if (br.kind == CacheKind::KV) kv_loads.push_back({br.index, s, b, cached});
@@ -111,6 +120,7 @@ MiniBatchLayout BuildLayout(const BatchPlan& plan, const std::vector<int>& seq_i
       L.slot.push_back(sl);
       L.row_seq.push_back(s);
       const BlockRef br = sp.blocks[b];
+      if (br.tier == Tier::Device) continue;  // qkv_post wrote the row into the block itself
       if (br.kind == CacheKind::KV) {
         const int64_t src = page * geom.page_elems() + int64_t{sl} * geom.kv_dim;
         const int64_t dst = br.index * geom.page_elems() + int64_t{sl} * geom.kv_dim;

@@ -1,5 +1,5 @@
 // Pure host-side layout of one mini-batch for a step: which rows (new tokens) it computes, which
-// GPU page holds each of its blocks, which host blocks to load (merged into runs of consecutive
+// GPU page holds each of its blocks (a staging page, or the block itself when it is in the GPU tier), which host blocks to load (merged into runs of consecutive
 // block ids, so one layer's cache for the mini-batch moves in few large copies), which ACT blocks to
 // recompute, and where each new token's cache row goes in the host pools. The same layout serves
 // every layer, because a block id addresses the same slot in every layer. No CUDA here.
@@ -34,7 +34,8 @@ struct MiniBatchLayout {
   // Per sequence (mini-batch local).
   std::vector<int> seq_pt_off, seq_row0, seq_new, seq_start;
   std::vector<int> page_table;
-  int pages = 0;
+  int pages = 0;             // staging pages (GPU-tier blocks need none)
+  int64_t gpu_tier_tokens = 0;  // cached positions read in place from the GPU tier
   // Loads.
   std::vector<CopyRun> kv_runs, act_runs;
   int kv_load_blocks = 0;
@@ -52,8 +53,10 @@ constexpr int kGemmAttentionMinTokens = 17;
 
 // Builds the layout of mini-batch `seq_ids`. Throws std::invalid_argument for a plan whose block
 // table does not cover its positions or whose block ids are out of range.
+// Blocks of the GPU tier get page kDevicePage + index (qkv_post.cuh): no load, no store (new rows
+// are written in place by the QKV post-processing), so only host-tier blocks cross PCIe.
 MiniBatchLayout BuildLayout(const BatchPlan& plan, const std::vector<int>& seq_ids, const CacheGeometry& geom,
-                            int kv_blocks, int act_blocks);
+                            int kv_blocks, int act_blocks, int gpu_kv_blocks = 0);
 
 // The mini-batches of a plan: plan.mini_batches, or one mini-batch of all sequences.
 std::vector<std::vector<int>> MiniBatchesOf(const BatchPlan& plan);

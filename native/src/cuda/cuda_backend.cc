@@ -72,9 +72,12 @@ HostCache CacheView(const ModelConfig& cfg, CachePools& p) {
   c.block_tokens = p.block_tokens();
   c.kv_blocks = p.total_blocks(CacheKind::KV);
   c.act_blocks = p.total_blocks(CacheKind::ACT);
+  c.gpu_kv_blocks = p.total_device_blocks();
+  c.gpu_kv_bytes = static_cast<int64_t>(c.gpu_kv_blocks) * static_cast<int64_t>(p.block_bytes_all_layers(CacheKind::KV));
   for (int l = 0; l < cfg.num_layers; ++l) {
     c.kv_layer_base.push_back(p.layer_base(CacheKind::KV, l));
     c.act_layer_base.push_back(p.layer_base(CacheKind::ACT, l));
+    c.gpu_kv_layer_base.push_back(p.device_layer_base(l));
   }
   return c;
 }
@@ -105,6 +108,19 @@ void* PinnedAlloc(size_t bytes) {
 
 void PinnedFree(void* ptr) {
   if (ptr) cudaFreeHost(ptr);
+}
+
+void* DeviceAlloc(size_t bytes) {
+  void* p = nullptr;
+  if (cudaMalloc(&p, bytes ? bytes : 64) != cudaSuccess) {
+    cudaGetLastError();
+    return nullptr;
+  }
+  return p;
+}
+
+void DeviceFree(void* ptr) {
+  if (ptr) cudaFree(ptr);
 }
 
 bool DeviceAvailable() {

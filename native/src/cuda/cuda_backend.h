@@ -17,6 +17,9 @@ struct CudaOptions {
 // Pinned host allocation for weights and cache pools (cudaHostAlloc / cudaFreeHost).
 void* PinnedAlloc(size_t bytes);
 void PinnedFree(void* ptr);
+// Device allocation for the GPU cache tier (cudaMalloc / cudaFree); null on failure.
+void* DeviceAlloc(size_t bytes);
+void DeviceFree(void* ptr);
 bool DeviceAvailable();
 
 std::unique_ptr<Backend> MakeCudaBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,

@@ -274,7 +274,13 @@ struct CudaEngine::Impl {
     size_t free_b = 0, total_b = 0;
     HS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const int64_t usable = static_cast<int64_t>(free_b) - kGiB / 2;
-    budget = opt.gpu_memory_bytes > 0 ? std::min<int64_t>(opt.gpu_memory_bytes, usable) : usable - kGiB / 2;
+    // The GPU cache tier was allocated with the pools (free memory already excludes it); a given cap covers it too.
+    if (static_cast<int>(c.gpu_kv_layer_base.size()) != (c.gpu_kv_blocks > 0 ? L : static_cast<int>(c.gpu_kv_layer_base.size())))
+      throw std::invalid_argument("cuda backend: GPU cache tier layer count mismatch");
+    budget = opt.gpu_memory_bytes > 0 ? std::min<int64_t>(opt.gpu_memory_bytes - c.gpu_kv_bytes, usable) : usable - kGiB / 2;
+    if (budget <= 0)
+      throw std::invalid_argument("cuda backend: the GPU cache tier (" + std::to_string(c.gpu_kv_bytes >> 20) +
+                                  " MiB) leaves nothing of the GPU memory cap for weights and buffers");
 
     // Globals stay resident: embeddings, positions, final norm, lm_head.
     embed_d = Upload(m.embed, static_cast<size_t>(cfg.vocab_size) * h);
@@ -350,6 +356,9 @@ struct CudaEngine::Impl {
   }
 
   CacheGeometry Geometry() const { return CacheGeometry{bt, h, kv}; }
+  __half* DevicePages(int l) const {
+    return c.gpu_kv_blocks > 0 ? reinterpret_cast<__half*>(c.gpu_kv_layer_base[l]) : nullptr;
+  }
 
   // ---- weights -------------------------------------------------------------------------------------
   void LoadWeights(int l, bool timed, StepCounters& ctr) {
@@ -394,7 +403,7 @@ struct CudaEngine::Impl {
     const int rows = mb.rows, ldqkv = q + 2 * kv;
     float* hmb = h_all.as<float>() + static_cast<size_t>(d.row_base) * h;
     __half* x = xset[set].as<__half>();
-    const PageGeom geom{pages[set].as<__half>(), bt, kv};
+    const PageGeom geom{pages[set].as<__half>(), bt, kv, DevicePages(l)};
     const __half* bqkv = has_bias ? W + sl.bqkv : nullptr;
 
     cudaEvent_t e0 = Mark(s_x);
@@ -470,26 +479,14 @@ struct CudaEngine::Impl {
     HS_CUDA_CHECK(cudaEventRecord(ev_store[set], s_st));
   }
 
-  void Forward(const BatchPlan& plan, float* logits, StepCounters& ctr) {
-    const auto t_start = std::chrono::steady_clock::now();
-    if (plan.seqs.empty()) return;
-    HS_CUDA_CHECK(cudaSetDevice(opt.device));
+  // ---- the parts of a step ---------------------------------------------------------------------------
+  // Checks tokens and positions, grows the step's device buffers for these layouts, and counts the
+  // metadata elements (ni ints, nl int64s) that PackMetadata will lay out.
+  void SizeWorkspace(const std::vector<MiniBatchLayout>& lay, size_t nseq, size_t& ni, size_t& nl) {
     const CacheGeometry g = Geometry();
-    const auto mbs = MiniBatchesOf(plan);
-    std::vector<int> seen(plan.seqs.size(), 0);
-    for (const auto& mbi : mbs)
-      for (int i : mbi) {
-        if (i < 0 || i >= static_cast<int>(plan.seqs.size()) || seen[i]++)
-          throw std::invalid_argument("cuda backend: mini-batches must list each sequence exactly once");
-      }
-    for (size_t i = 0; i < seen.size(); ++i)
-      if (!seen[i]) throw std::invalid_argument("cuda backend: a sequence is in no mini-batch");
-    std::vector<MiniBatchLayout> lay;
-    for (const auto& mbi : mbs) lay.push_back(BuildLayout(plan, mbi, g, c.kv_blocks, c.act_blocks));
-
-    // Validate tokens/positions and size the workspace.
-    size_t total_rows = 0, max_rows = 0, max_pages = 0, max_act = 0, max_scores = 0, max_ctx = 0, nseq = plan.seqs.size();
-    size_t ni = 0, nl = 0;
+    size_t total_rows = 0, max_rows = 0, max_pages = 0, max_act = 0, max_scores = 0, max_ctx = 0;
+    ni = 0;
+    nl = 0;
     for (const auto& mb : lay) {
       for (size_t r = 0; r < mb.tokens.size(); ++r) {
         if (mb.tokens[r] < 0 || mb.tokens[r] >= cfg.vocab_size)
@@ -532,9 +529,11 @@ struct CudaEngine::Impl {
     Ensure(meta_i, ni * 4);
     Ensure(meta_l, std::max<size_t>(nl, 1) * 8);
 
-    // Metadata: one upload for all mini-batches.
-    std::vector<int> hi;
-    std::vector<int64_t> hl;
+  }
+
+  // Lays out every mini-batch's metadata (host copies in hi/hl, device pointers into meta_i/meta_l).
+  std::vector<MbDev> PackMetadata(const std::vector<MiniBatchLayout>& lay, size_t ni, size_t nl, std::vector<int>& hi,
+                                  std::vector<int64_t>& hl) {
     hi.reserve(ni);
     hl.reserve(nl);
     std::vector<MbDev> dev(lay.size());
@@ -572,12 +571,12 @@ struct CudaEngine::Impl {
       d.row_base = row_base;
       row_base += mb.rows;
     }
-    tev_used = 0;
-    ivs.clear();
-    HS_CUDA_CHECK(cudaEventRecord(ev_start, s_x));
-    if (!hi.empty()) HS_CUDA_CHECK(cudaMemcpyAsync(bi, hi.data(), hi.size() * 4, cudaMemcpyHostToDevice, s_x));
-    if (!hl.empty()) HS_CUDA_CHECK(cudaMemcpyAsync(bl, hl.data(), hl.size() * 8, cudaMemcpyHostToDevice, s_x));
+    return dev;
+  }
 
+  // Embedding, the zig-zag over (layer, mini-batch) items with triple-buffered weights and cache, and
+  // the logits of each sequence's last token; returns when the step's work has finished on the GPU.
+  void RunPipeline(const std::vector<MiniBatchLayout>& lay, const std::vector<MbDev>& dev, size_t nseq, StepCounters& ctr) {
     {
       cudaEvent_t a = Mark(s_x);
       for (size_t k = 0; k < lay.size(); ++k)
@@ -627,7 +626,11 @@ struct CudaEngine::Impl {
     HS_CUDA_CHECK(cudaEventSynchronize(ev_end));
     HS_CUDA_CHECK(cudaGetLastError());
 
-    if (logits) {
+  }
+
+  // Logits rows back to the host, in BatchPlan order.
+  void CopyLogits(const std::vector<MiniBatchLayout>& lay, size_t nseq, float* logits) {
+    {
       std::vector<float> tmp(nseq * static_cast<size_t>(cfg.vocab_size));
       HS_CUDA_CHECK(cudaMemcpy(tmp.data(), logits_d.p, tmp.size() * 4, cudaMemcpyDeviceToHost));
       size_t off = 0;
@@ -639,7 +642,10 @@ struct CudaEngine::Impl {
         }
     }
 
-    // Phase times from the events (ms relative to the step start).
+  }
+
+  // Phase times from the step's events (ms relative to the step start) and the token counts.
+  void AccountPhases(const std::vector<MiniBatchLayout>& lay, StepCounters& ctr) {
     std::vector<std::pair<double, double>> by[3], busy;
     for (const Interval& iv : ivs) {
       float a = 0, b = 0;
@@ -657,6 +663,40 @@ struct CudaEngine::Impl {
     ctr.idle_seconds += std::max(0.0, wall_ms - busy_ms) / 1e3;
     // Steps and prefill/decode tokens are the core's to count (core/backend.h), not the backend's.
     for (const auto& mb : lay) ctr.recomputed_tokens += mb.recomputed_tokens;
+
+  }
+
+  void Forward(const BatchPlan& plan, float* logits, StepCounters& ctr) {
+    const auto t_start = std::chrono::steady_clock::now();
+    if (plan.seqs.empty()) return;
+    HS_CUDA_CHECK(cudaSetDevice(opt.device));
+    const CacheGeometry g = Geometry();
+    const auto mbs = MiniBatchesOf(plan);
+    std::vector<int> seen(plan.seqs.size(), 0);
+    for (const auto& mbi : mbs)
+      for (int i : mbi) {
+        if (i < 0 || i >= static_cast<int>(plan.seqs.size()) || seen[i]++)
+          throw std::invalid_argument("cuda backend: mini-batches must list each sequence exactly once");
+      }
+    for (size_t i = 0; i < seen.size(); ++i)
+      if (!seen[i]) throw std::invalid_argument("cuda backend: a sequence is in no mini-batch");
+    std::vector<MiniBatchLayout> lay;
+    for (const auto& mbi : mbs) lay.push_back(BuildLayout(plan, mbi, g, c.kv_blocks, c.act_blocks, c.gpu_kv_blocks));
+
+    size_t ni = 0, nl = 0;
+    SizeWorkspace(lay, plan.seqs.size(), ni, nl);
+    std::vector<int> hi;
+    std::vector<int64_t> hl;
+    const std::vector<MbDev> dev = PackMetadata(lay, ni, nl, hi, hl);
+    tev_used = 0;
+    ivs.clear();
+    HS_CUDA_CHECK(cudaEventRecord(ev_start, s_x));
+    if (!hi.empty()) HS_CUDA_CHECK(cudaMemcpyAsync(meta_i.p, hi.data(), hi.size() * 4, cudaMemcpyHostToDevice, s_x));
+    if (!hl.empty()) HS_CUDA_CHECK(cudaMemcpyAsync(meta_l.p, hl.data(), hl.size() * 8, cudaMemcpyHostToDevice, s_x));
+
+    RunPipeline(lay, dev, plan.seqs.size(), ctr);
+    if (logits) CopyLogits(lay, plan.seqs.size(), logits);
+    AccountPhases(lay, ctr);
 
     // Prefetch the first streamed layer of the next step (everything is idle now).
     if (resident < L) {

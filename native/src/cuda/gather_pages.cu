@@ -8,8 +8,7 @@ namespace {
 __global__ void gather_pages_kernel(const int* page_table, PageGeom geom, __half* k_out, __half* v_out) {
   const int j = blockIdx.x;
   const int bt = geom.block_tokens, kv_dim = geom.kv_dim;
-  const __half* kp = geom.pages + static_cast<size_t>(page_table[j / bt]) * geom.page_elems() +
-                     static_cast<size_t>(j % bt) * kv_dim;
+  const __half* kp = geom.page_ptr(page_table[j / bt]) + static_cast<size_t>(j % bt) * kv_dim;
   const __half* vp = kp + static_cast<size_t>(bt) * kv_dim;
   __half* ko = k_out + static_cast<size_t>(j) * kv_dim;
   __half* vo = v_out + static_cast<size_t>(j) * kv_dim;

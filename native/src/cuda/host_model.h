@@ -56,6 +56,10 @@ struct HostCache {
   int act_blocks = 0;
   std::vector<uint8_t*> kv_layer_base;
   std::vector<uint8_t*> act_layer_base;
+  // The GPU cache tier (device memory, KV page layout): read and written in place, never streamed.
+  int gpu_kv_blocks = 0;
+  int64_t gpu_kv_bytes = 0;  // all layers, for the GPU memory budget
+  std::vector<uint8_t*> gpu_kv_layer_base;
 };
 
 }  // namespace hs::cuda

@@ -27,7 +27,7 @@ __global__ void qkv_post_kernel(__half* qkv, int ld, int q_dim, int head_dim, co
   } else if (bqkv) {
     for (int c = threadIdx.x; c < q_dim; c += blockDim.x) row[c] = __float2half(__half2float(row[c]) + __half2float(bqkv[c]));
   }
-  __half* base = geom.pages + static_cast<size_t>(page[r]) * geom.page_elems();
+  __half* base = geom.page_ptr(page[r]);
   __half* k_out = base + static_cast<size_t>(slot[r]) * kv_dim;
   __half* v_out = k_out + static_cast<size_t>(geom.block_tokens) * kv_dim;
   dev::WriteKvRow(row + q_dim, row + q_dim + kv_dim, bqkv ? bqkv + q_dim : nullptr,

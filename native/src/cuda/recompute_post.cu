@@ -14,7 +14,7 @@ __global__ void recompute_post_kernel(const __half* kv, int head_dim, const __ha
   if (t >= slot_valid[s]) return;
   const int kv_dim = geom.kv_dim;
   const __half* in = kv + static_cast<size_t>(r) * 2 * kv_dim;
-  __half* base = geom.pages + static_cast<size_t>(slot_page[s]) * geom.page_elems();
+  __half* base = geom.page_ptr(slot_page[s]);
   __half* k_out = base + static_cast<size_t>(t) * kv_dim;
   __half* v_out = k_out + static_cast<size_t>(geom.block_tokens) * kv_dim;
   dev::WriteKvRow(in, in + kv_dim, bk, bv, k_out, v_out, kv_dim, head_dim, rope, slot_pos0[s] + t, theta);

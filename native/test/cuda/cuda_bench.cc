@@ -5,6 +5,11 @@
 //   total  = batch × gen ÷ (prefill + decode time)       decode = batch × (gen − 1) ÷ decode time
 // Usage: hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 0,auto
 //        [--gpu-memory 40G] [--resident-layers 0] [--mini-batches 4] [--host-cache 48G]
+//        [--gpu-cache-blocks N|all] [--hbm-gbps 4800]
+// --gpu-cache-blocks puts the first N blocks allocated (sequence by sequence, as the engine does) in
+// the GPU cache tier (read in place, never streamed); `all` holds every sequence's cache there.
+// The JSON adds hbmBoundDecodeTokensPerSecond: batch ÷ (bytes a decode step must read from HBM
+// (weights + the whole cache at the mean context) ÷ --hbm-gbps).
 // Each --act-fraction entry is FRACTION[@BATCH]; BATCH `cap` means the largest batch whose cache fits
 // --host-cache at that fraction (the host-capacity comparison), e.g. --act-fraction 0,auto,0@cap,auto@cap.
 // `auto` is the closed form of shared/notes/hybridserve-paper.md §2 with the probed B and F:
@@ -61,6 +66,8 @@ int main(int argc, char** argv) {
   std::string model = "opt-13b", fractions = "0,auto";
   int batch = 128, prompt = 512, gen = 32, resident = 0, mini = 4, bt = 16;
   int64_t gpu_mem = 0, host_cache = 0;
+  std::string gpu_cache = "0";
+  double hbm_gbps = 4800;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
     if (k == "--model") model = v;
@@ -72,6 +79,8 @@ int main(int argc, char** argv) {
     else if (k == "--resident-layers") resident = std::stoi(v);
     else if (k == "--mini-batches") mini = std::stoi(v);
     else if (k == "--host-cache") host_cache = ParseSize(v);
+    else if (k == "--gpu-cache-blocks") gpu_cache = v;
+    else if (k == "--hbm-gbps") hbm_gbps = std::stod(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -115,14 +124,22 @@ int main(int argc, char** argv) {
       if (B <= 0) throw std::invalid_argument("host cache budget holds no sequence");
       // Block tables: each sequence's blocks, kinds spread evenly by the fraction.
       std::vector<std::vector<BlockRef>> tables(B);
-      int nkv = 0, nact = 0;
-      for (int s = 0; s < B; ++s)
+      const int gpu_blocks = gpu_cache == "all" ? B * bps : std::stoi(gpu_cache);
+      int nkv = 0, nact = 0, ndev = 0;
+      for (int s = 0; s < B; ++s) {
+        int host_index = 0;
         for (int b = 0; b < bps; ++b) {
-          const CacheKind k = KindOf(b, a);
+          if (ndev < gpu_blocks) {
+            tables[s].push_back({CacheKind::KV, ndev++, Tier::Device});
+            continue;
+          }
+          const CacheKind k = KindOf(host_index++, a);
           tables[s].push_back({k, k == CacheKind::KV ? nkv++ : nact++});
         }
+      }
       t0 = std::chrono::steady_clock::now();
-      CachePools pools(cfg, PoolConfig{bt, nkv, nact, DType::F16}, cuda::PinnedAlloc, cuda::PinnedFree);
+      CachePools pools(cfg, PoolConfig{bt, nkv, nact, DType::F16, ndev}, cuda::PinnedAlloc, cuda::PinnedFree, cuda::DeviceAlloc,
+                       cuda::DeviceFree);
       const double pool_s = Seconds(t0);
       cuda::CudaOptions o;
       o.gpu_memory_bytes = gpu_mem;
@@ -178,6 +195,10 @@ int main(int argc, char** argv) {
       const double d2h = static_cast<double>(dec.kv_bytes_d2h + dec.act_bytes_d2h) / dsteps;
       const double step_s = decode_s / dsteps;
       const double lower = std::max(h2d / probe.h2d_bytes_per_second, d2h / probe.d2h_bytes_per_second);
+      const double hbm_step_bytes = static_cast<double>(w.total_bytes()) +
+                                    static_cast<double>(B) * (prompt + gen / 2.0) * 2.0 * cfg.kv_dim() * 2 * cfg.num_layers;
+      const double hbm_bound = B / (hbm_step_bytes / (hbm_gbps * 1e9));
+      std::fprintf(stderr, "[bench] gpu cache blocks %d, hbm bound %.0f decode tokens/s\n", ndev, hbm_bound);
       std::printf(
           "{\"model\":\"synthetic:%s\",\"card\":\"%s\",\"batch\":%d,\"prompt\":%d,\"gen\":%d,\"actFraction\":%.4f,"
           "\"actFractionSpec\":\"%s\",\"residentLayers\":%d,\"miniBatches\":%d,\"kvBlocks\":%d,\"actBlocks\":%d,"
@@ -186,7 +207,8 @@ int main(int argc, char** argv) {
           "\"actH2D\":%.0f,\"kvD2H\":%.0f,\"actD2H\":%.0f},\"effectivePcieGBps\":%.2f,\"probedH2DGBps\":%.2f,"
           "\"probedD2HGBps\":%.2f,\"probedGemmTflops\":%.1f,\"gpuBusyFraction\":%.3f,\"transferLowerBoundSeconds\":%.4f,"
           "\"stepOverLowerBound\":%.3f,\"decodePhaseSeconds\":{\"transfer\":%.3f,\"compute\":%.3f,\"recompute\":%.3f,"
-          "\"idle\":%.3f},\"recomputedTokensPerStep\":%.0f,\"poolPinSeconds\":%.1f,\"driver\":\"native\"}\n",
+          "\"idle\":%.3f},\"recomputedTokensPerStep\":%.0f,\"poolPinSeconds\":%.1f,\"gpuKvBlocks\":%d,"
+          "\"hbmBoundDecodeTokensPerSecond\":%.1f,\"driver\":\"native\"}\n",
           model.c_str(), card.c_str(), B, prompt, gen, a, spec.c_str(), resident, K, nkv, nact,
           nkv * kv_block + nact * act_block, static_cast<double>(B) * gen / (prefill_s + decode_s),
           static_cast<double>(B) * (gen - 1) / decode_s, prefill_s, decode_s, step_s,
@@ -196,7 +218,7 @@ int main(int argc, char** argv) {
           probe.d2h_bytes_per_second / 1e9, probe.gemm_flops / 1e12,
           (dec.compute_seconds + dec.recompute_seconds) / std::max(1e-9, dec.compute_seconds + dec.recompute_seconds + dec.idle_seconds),
           lower, step_s / lower, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds, dec.idle_seconds,
-          static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s);
+          static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s, ndev, hbm_bound);
       std::fflush(stdout);
     }
   } catch (const std::exception& e) {

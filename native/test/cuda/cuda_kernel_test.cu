@@ -17,6 +17,11 @@
 #include "cuda/gather_pages.cuh"
 #include "cuda/gemm.h"
 #include "cuda/norm.cuh"
+#include "cuda/add_bias.cuh"
+#include "cuda/bias_relu.cuh"
+#include "cuda/embed.cuh"
+#include "cuda/gather_rows.cuh"
+#include "cuda/silu_mul.cuh"
 #include "cuda/paged_attention.cuh"
 #include "cuda/qkv_post.cuh"
 #include "cuda/recompute_post.cuh"
@@ -54,7 +59,11 @@ std::vector<float> FromDevHalf(const __half* d, size_t n) {
 }
 double MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
-  for (size_t i = 0; i < a.size(); ++i) m = std::max(m, static_cast<double>(std::fabs(a[i] - b[i])));
+  for (size_t i = 0; i < a.size(); ++i) {
+    const double d = std::fabs(static_cast<double>(a[i]) - b[i]);
+    if (std::isnan(d)) return d;  // std::max would drop a NaN; the checks must see it
+    m = std::max(m, d);
+  }
   return m;
 }
 
@@ -165,6 +174,23 @@ void CheckAttention(int heads, int kv_heads, int hd, int start, int n) {
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
   cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_tab}, geom, 0);
   HS_CHECK(MaxDiff(FromDevHalf(dout, static_cast<size_t>(n) * q_dim), ref) < 1e-2);
+  // A page table spanning tiers: odd blocks come from a second buffer (the GPU tier) by kDevicePage + id.
+  {
+    std::vector<int> mixed = table;
+    for (int b = 1; b < nblocks; b += 2) mixed[b] = cuda::kDevicePage + table[b];
+    __half* dtier = ToDevHalf(pages);
+    HS_CUDA_CHECK(cudaMemset(dp, 0xff, npages * page_elems * 2));  // staging copies of odd blocks now poison (NaN)
+    for (int b = 0; b < nblocks; b += 2)
+      HS_CUDA_CHECK(cudaMemcpy(dp + table[b] * page_elems, dtier + table[b] * page_elems, page_elems * 2, cudaMemcpyDeviceToDevice));
+    cuda::PageGeom tiers{dp, bt, kv_dim, dtier};
+    int* d_mixed = ToDev(mixed);
+    HS_CUDA_CHECK(cudaMemset(dout, 0, static_cast<size_t>(n) * q_dim * 2));
+    cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_mixed}, tiers, 0);
+    HS_CHECK(MaxDiff(FromDevHalf(dout, static_cast<size_t>(n) * q_dim), ref) < 1e-2);
+    HS_CUDA_CHECK(cudaMemcpy(dp, dtier, npages * page_elems * 2, cudaMemcpyDeviceToDevice));  // restore for the GEMM path
+    cudaFree(dtier);
+    cudaFree(d_mixed);
+  }
   // GEMM path.
   __half *kg, *vg, *probs;
   float* scores;
@@ -191,6 +217,9 @@ HS_TEST(kernel_attention_decode_and_prefill) {
   CheckAttention(6, 2, 80, 50, 3);    // GQA, head_dim 80, short chunk
   CheckAttention(4, 4, 64, 0, 40);    // prefill from empty
   CheckAttention(8, 4, 128, 20, 25);  // chunked prefill over a cached prefix, GQA
+  CheckAttention(4, 4, 128, 527, 1);  // decode at OPT-13B's head_dim over a 528-token context (vector path)
+  CheckAttention(8, 2, 64, 300, 2);   // vector path, GQA, head_dim 64
+  CheckAttention(2, 2, 256, 45, 1);   // vector path, head_dim 256
 }
 
 // qkv_post (new tokens) and recompute_post (ACT rows) must give identical K/V for the same input;
@@ -283,6 +312,98 @@ HS_TEST(kernel_row_copy_into_pinned_host) {
   cudaFree(dsrc);
   cudaFree(dso);
   cudaFree(ddo);
+}
+
+// ---- issue 17: a CPU reference for each small launcher (odd shapes: cols not a multiple of the block) ----
+
+std::vector<float> FromDevF32(const float* d, size_t n) {
+  std::vector<float> f(n);
+  HS_CUDA_CHECK(cudaMemcpy(f.data(), d, n * 4, cudaMemcpyDeviceToHost));
+  return f;
+}
+
+HS_TEST(kernel_add_bias_matches_reference) {
+  const int rows = 7, cols = 333;
+  auto h = Rand(static_cast<size_t>(rows) * cols, 41), b = Rand(cols, 42);
+  float* dh = ToDev(h);
+  __half* db = ToDevHalf(b);
+  cuda::LaunchAddBias(dh, rows, cols, db, 0);
+  std::vector<float> ref = h;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c) ref[static_cast<size_t>(r) * cols + c] += b[c];
+  HS_CHECK(MaxDiff(FromDevF32(dh, h.size()), ref) < 1e-6);
+  cudaFree(dh);
+  cudaFree(db);
+}
+
+HS_TEST(kernel_bias_relu_matches_reference) {
+  const int rows = 5, cols = 1000;
+  auto y = Rand(static_cast<size_t>(rows) * cols, 43), b = Rand(cols, 44);
+  for (const bool with_bias : {true, false}) {
+    __half* dy = ToDevHalf(y);
+    __half* db = ToDevHalf(b);
+    cuda::LaunchBiasRelu(dy, rows, cols, with_bias ? db : nullptr, 0);
+    std::vector<float> ref(y.size());
+    for (size_t i = 0; i < y.size(); ++i)
+      ref[i] = std::max(0.f, __half2float(__float2half(y[i] + (with_bias ? b[i % cols] : 0.f))));
+    HS_CHECK(MaxDiff(FromDevHalf(dy, y.size()), ref) < 1e-3);
+    cudaFree(dy);
+    cudaFree(db);
+  }
+}
+
+HS_TEST(kernel_embed_matches_reference) {
+  const int vocab = 50, cols = 300, pos_rows = 40, offset = 2, rows = 6;
+  auto e = Rand(static_cast<size_t>(vocab) * cols, 45), p = Rand(static_cast<size_t>(pos_rows) * cols, 46);
+  const std::vector<int> tokens{0, 49, 7, 7, 13, 31}, positions{0, 1, 2, 37, 10, 5};
+  int *dt = ToDev(tokens), *dp = ToDev(positions);
+  __half *de = ToDevHalf(e), *dpe = ToDevHalf(p);
+  float* dh = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&dh, static_cast<size_t>(rows) * cols * 4));
+  for (const bool learned : {true, false}) {  // OPT adds learned positions at an offset; Llama has none
+    cuda::LaunchEmbed(dt, dp, de, learned ? dpe : nullptr, offset, dh, rows, cols, 0);
+    std::vector<float> ref(static_cast<size_t>(rows) * cols);
+    for (int r = 0; r < rows; ++r)
+      for (int c = 0; c < cols; ++c)
+        ref[static_cast<size_t>(r) * cols + c] = e[static_cast<size_t>(tokens[r]) * cols + c] +
+                                                 (learned ? p[static_cast<size_t>(positions[r] + offset) * cols + c] : 0.f);
+    HS_CHECK(MaxDiff(FromDevF32(dh, ref.size()), ref) < 1e-6);
+  }
+  for (void* q : {(void*)dt, (void*)dp, (void*)de, (void*)dpe, (void*)dh}) cudaFree(q);
+}
+
+HS_TEST(kernel_gather_rows_matches_reference) {
+  const int in_rows = 9, cols = 517;
+  auto in = Rand(static_cast<size_t>(in_rows) * cols, 47);
+  const std::vector<int> index{8, 0, 3, 3, 5};
+  const int rows = static_cast<int>(index.size());
+  float* din = ToDev(in);
+  int* di = ToDev(index);
+  float* dout = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&dout, static_cast<size_t>(rows) * cols * 4));
+  cuda::LaunchGatherRows(din, di, dout, rows, cols, 0);
+  std::vector<float> ref;
+  for (int r : index) ref.insert(ref.end(), in.begin() + static_cast<size_t>(r) * cols, in.begin() + static_cast<size_t>(r + 1) * cols);
+  HS_CHECK(MaxDiff(FromDevF32(dout, ref.size()), ref) == 0);
+  for (void* q : {(void*)din, (void*)di, (void*)dout}) cudaFree(q);
+}
+
+HS_TEST(kernel_silu_mul_matches_reference) {
+  const int rows = 3, ffn = 777;
+  auto gu = Rand(static_cast<size_t>(rows) * 2 * ffn, 48, 4.f);  // [rows][gate | up]
+  __half* dgu = ToDevHalf(gu);
+  __half* dout = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&dout, static_cast<size_t>(rows) * ffn * 2));
+  cuda::LaunchSiluMul(dgu, dout, rows, ffn, 0);
+  std::vector<float> ref(static_cast<size_t>(rows) * ffn);
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < ffn; ++c) {
+      const double g = gu[static_cast<size_t>(r) * 2 * ffn + c], u = gu[static_cast<size_t>(r) * 2 * ffn + ffn + c];
+      ref[static_cast<size_t>(r) * ffn + c] = static_cast<float>(g / (1 + std::exp(-g)) * u);
+    }
+  HS_CHECK(MaxDiff(FromDevHalf(dout, ref.size()), ref) < 2e-2);  // fp16 output of values up to ~16
+  cudaFree(dgu);
+  cudaFree(dout);
 }
 
 }  // namespace

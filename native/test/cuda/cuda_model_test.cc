@@ -41,7 +41,7 @@ struct Side {
   std::unique_ptr<Backend> be;
 };
 
-Side MakeCpu(const ModelConfig& cfg, int blocks) {
+Side MakeCpu(const ModelConfig& cfg, int blocks, int gpu_blocks = 0) {
   Side s;
   WeightSource src;
   src.synthetic = true;
@@ -54,20 +54,20 @@ Side MakeCpu(const ModelConfig& cfg, int blocks) {
     float* p = reinterpret_cast<float*>(t->data);
     for (size_t i = 0; i < t->numel(); ++i) p[i] = f16_to_f32(f32_to_f16(p[i]));
   }
-  PoolConfig pc{kBlockTokens, blocks, blocks, DType::F32};
+  PoolConfig pc{kBlockTokens, blocks, blocks, DType::F32, gpu_blocks};  // the CPU's emulated GPU tier
   s.pools = std::make_unique<CachePools>(cfg, pc);
   s.be = std::make_unique<cpu::CpuBackend>(cfg, *s.w, *s.pools, 0);
   return s;
 }
 
-Side MakeGpu(const ModelConfig& cfg, int blocks, int resident) {
+Side MakeGpu(const ModelConfig& cfg, int blocks, int resident, int gpu_blocks = 0) {
   Side s;
   WeightSource src;
   src.synthetic = true;
   src.seed = 7;
   s.w = std::make_unique<HostWeights>(cfg, src, DType::F16, cuda::PinnedAlloc, cuda::PinnedFree);
-  PoolConfig pc{kBlockTokens, blocks, blocks, DType::F16};
-  s.pools = std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree);
+  PoolConfig pc{kBlockTokens, blocks, blocks, DType::F16, gpu_blocks};
+  s.pools = std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree, cuda::DeviceAlloc, cuda::DeviceFree);
   cuda::CudaOptions o;
   o.resident_layers = resident;
   s.be = cuda::MakeCudaBackend(cfg, *s.w, *s.pools, o);
@@ -93,13 +93,14 @@ struct Stats {
 int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, v + n) - v); }
 
 // Runs prefill + decode on `cpu` and each of `gpus` in lockstep; gpus[i] uses mini_batches[i].
+// The first `gpu_blocks` blocks allocated (over all sequences) are GPU-tier KV blocks, as in the engine.
 void RunLockstep(const ModelConfig& cfg, double fraction, Side& cpu, std::vector<Side*> gpus,
-                 std::vector<std::vector<std::vector<int>>> mbs, std::vector<Stats>& st) {
+                 std::vector<std::vector<std::vector<int>>> mbs, std::vector<Stats>& st, int gpu_blocks = 0) {
   const int V = cfg.vocab_size;
   std::vector<Seq> seqs(3);
   const int lens[3] = {5, 19, 40};
   uint32_t rng = 12345;
-  int next_kv = 0, next_act = 0;
+  int next_kv = 0, next_act = 0, next_dev = 0, host_blocks = 0;
   for (int i = 0; i < 3; ++i)
     for (int t = 0; t < lens[i]; ++t) {
       rng = rng * 1664525u + 1013904223u;
@@ -107,8 +108,11 @@ void RunLockstep(const ModelConfig& cfg, double fraction, Side& cpu, std::vector
     }
   auto grow = [&](Seq& s, int positions) {
     while (static_cast<int>(s.blocks.size()) * kBlockTokens < positions) {
-      const int b = static_cast<int>(s.blocks.size());
-      const CacheKind k = KindOf(b, fraction);
+      if (next_dev < gpu_blocks) {
+        s.blocks.push_back({CacheKind::KV, next_dev++, Tier::Device});
+        continue;
+      }
+      const CacheKind k = KindOf(host_blocks++, fraction);
       s.blocks.push_back({k, k == CacheKind::KV ? next_kv++ : next_act++});
     }
   };
@@ -202,6 +206,34 @@ HS_TEST(model_cuda_rejects_short_block_table_tiny) {
   StepCounters c;
   HS_CHECK_THROWS(g.be->Forward(plan, logits.data(), c), std::invalid_argument);
 }
+
+// Issue 10, acceptance 6 (CUDA): block tables spanning the GPU tier and the host tier (GPU tier none,
+// about half, all of the blocks) × ACT 0, 0.5, 1 give the CPU reference's logits; streamed and
+// resident layers, one and two mini-batches.
+void CheckTiers(const char* preset) {
+  const ModelConfig cfg = Preset(preset);
+  const int blocks = 16;
+  for (int gpu_blocks : {4, 64}) {
+    for (double a : {0.0, 0.5, 1.0}) {
+      Side cpu = MakeCpu(cfg, blocks, gpu_blocks);
+      Side g1 = MakeGpu(cfg, blocks, 0, gpu_blocks);
+      Side g2 = MakeGpu(cfg, blocks, -1, gpu_blocks);
+      std::vector<Stats> st;
+      RunLockstep(cfg, a, cpu, {&g1, &g2}, {{{0, 2}, {1}}, {}}, st, gpu_blocks);
+      for (size_t g = 0; g < st.size(); ++g) {
+        const Stats& S = st[g];
+        std::printf("  %s tiers gpu_blocks=%d act=%.1f %s: max|diff| %.4g, argmax agree %d/%d, mismatches %d\n", preset, gpu_blocks,
+                    a, g == 0 ? "2 mini-batches, streamed" : "1 mini-batch, resident", S.max_diff, S.agree, S.total,
+                    S.hard_mismatch);
+        HS_CHECK(S.max_diff <= kTolerance);
+        HS_CHECK_EQ(S.hard_mismatch, 0);
+      }
+    }
+  }
+}
+
+HS_TEST(model_cuda_tiers_match_cpu_opt_tiny) { CheckTiers("opt-tiny"); }
+HS_TEST(model_cuda_tiers_match_cpu_llama_tiny_gqa) { CheckTiers("llama-tiny-gqa"); }
 
 }  // namespace
 }  // namespace hs::cudatest
