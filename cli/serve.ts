@@ -5,6 +5,7 @@
 import { readFileSync } from 'node:fs';
 import { parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
+import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { loadApiKeys } from '../server/auth.js';
 import { DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
 import { parsePlan, type PlanFile } from '../server/plan-file.js';
@@ -31,7 +32,8 @@ const USAGE = `usage: hybridserve serve [options]
   --body-limit SIZE        largest request body (default 1MiB)
   --request-timeout S      seconds a request may run (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
   --shutdown-grace S       seconds in-flight requests get on SIGTERM (default ${DEFAULT_LIMITS.shutdownGraceMs / 1000})
-  --threads N              CPU engine threads (default: all cores)`;
+  --threads N              CPU engine threads (default: all cores)
+  --weight-dtype D         layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)`;
 
 const OPTIONS = {
   model: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' },
@@ -39,12 +41,14 @@ const OPTIONS = {
   'api-key-file': { type: 'string' }, 'max-batch': { type: 'string' }, 'max-prompt-tokens': { type: 'string' },
   'max-total-tokens': { type: 'string' }, 'max-queue': { type: 'string' }, 'body-limit': { type: 'string' },
   'request-timeout': { type: 'string' }, 'shutdown-grace': { type: 'string' }, threads: { type: 'string' },
+  'weight-dtype': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 export interface ServeConfig {
   model: string; host: string; port: number; device: 'cpu' | 'cuda'; actFraction: number | 'auto';
   hostMemoryBytes?: number; planFile?: string; apiKeyFile?: string; maxBatch: number; threads?: number;
+  weightDtype?: WeightDtype;
   limits: ServerLimits;
 }
 
@@ -75,8 +79,13 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     apiKeyFile: v['api-key-file'],
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
     threads: v.threads ? parseIntOption(v.threads, '--threads', 0, 1024, 0) : undefined,
+    weightDtype: v['weight-dtype'] === undefined ? undefined : weightDtypeOption(v['weight-dtype']),
     limits,
   };
+}
+
+function weightDtypeOption(text: string): WeightDtype {
+  try { return parseWeightDtype(text, '--weight-dtype'); } catch (err) { throw new CliError(`serve: ${(err as Error).message}`); }
 }
 
 function readStartPlan(file: string | undefined, log: Log): PlanFile | null {
@@ -109,6 +118,7 @@ export async function run(argv: string[]): Promise<number> {
     rt = await openRuntime({
       model: cfg.model, device: cfg.device, actFraction: cfg.actFraction, hostMemoryBytes: cfg.hostMemoryBytes, plan,
       maxBatch: cfg.maxBatch, maxTotalTokens: cfg.limits.maxTotalTokens, threads: cfg.threads,
+      weightDtype: cfg.weightDtype,
     });
   } catch (err) {
     throw new CliError(`serve: ${(err as Error).message}`, 1);

@@ -74,6 +74,8 @@ export interface EngineSizing {
   threads?: number;
   gpuMemoryBytes?: number;
   residentLayers?: number;
+  /** Storage of the layers' GEMM weights (default fp16: the engine's native dtype). */
+  weightDtype?: NativeEngineOptions['weightDtype'];
 }
 
 /**
@@ -106,6 +108,7 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.threads !== undefined ? { threads: sizing.threads } : {}),
     ...(sizing.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: sizing.gpuMemoryBytes } : {}),
     ...(sizing.residentLayers !== undefined ? { residentLayers: sizing.residentLayers } : {}),
+    ...(sizing.weightDtype !== undefined && sizing.weightDtype !== 'fp16' ? { weightDtype: sizing.weightDtype } : {}),
   };
 }
 

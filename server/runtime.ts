@@ -4,7 +4,7 @@ import { cacheBytesPerTokenPerLayer, type ModelConfig } from '../model/types.js'
 import { loadModel, openEngine, type LoadedModel } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
-import { hardwareProfile, modelProfile, planNode, splitCache } from '../planning/index.js';
+import { hardwareProfile, modelProfile, planNode, splitCache, type WeightDtype } from '../planning/index.js';
 import type { PlanFile } from './plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
 import type { MiniBatcher } from './scheduler/policy.js';
@@ -22,6 +22,8 @@ export interface RuntimeOptions {
   maxTotalTokens: number;
   blockTokens?: number;
   threads?: number;
+  /** Layer weight format (issue 14); the host-memory split counts its bytes. */
+  weightDtype?: WeightDtype;
 }
 
 export interface Runtime {
@@ -85,7 +87,7 @@ export function choosePools(o: RuntimeOptions, cfg: ModelConfig, fraction: numbe
   }
   if (o.hostMemoryBytes !== undefined) {
     const elementBytes = o.device === 'cpu' ? 4 : 2;
-    const mp = modelProfile(cfg, elementBytes);
+    const mp = modelProfile(cfg, elementBytes, o.weightDtype);
     const cacheBytes = o.hostMemoryBytes - mp.weightBytes;
     if (cacheBytes <= 0) throw new RangeError(`--host-memory ${o.hostMemoryBytes} B does not even hold the weights (${mp.weightBytes} B)`);
     const split = splitCache(mp, cacheBytes, fraction, blockTokens, Math.min(o.maxTotalTokens, cfg.maxPositions));
@@ -104,6 +106,7 @@ export async function openRuntime(o: RuntimeOptions): Promise<Runtime> {
   const engine = await openEngine(model, {
     device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
     maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads,
+    weightDtype: o.weightDtype,
   });
   if (o.device === 'cuda' && o.actFraction === 'auto' && !o.plan && !hardwareProfile(product)) {
     ({ fraction, reason } = chooseFraction(o, model.config, engine.info().deviceName));
