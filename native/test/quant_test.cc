@@ -80,6 +80,15 @@ HS_TEST(quant_fp8_codec_exact_and_round_to_nearest_even) {
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(1.07f), 0x39);
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(15.9f), 0x58);  // rounds up into the next binade (16)
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(0.0009765625f), 0x00);  // 2^-10: halfway 0 | 2^-9, to even
+  // DequantizeRows decodes every non-NaN code (scale 1) to the same value as the scalar codec.
+  std::vector<uint8_t> codes;
+  for (int c = 0; c < 256; ++c)
+    if ((c & 0x7f) != 0x7f) codes.push_back((uint8_t)c);
+  const float one = 1.f;
+  QuantView v{WeightFormat::FP8, 1, (int64_t)codes.size(), codes.data(), &one, nullptr};
+  std::vector<float> d(codes.size());
+  DequantizeRows(v, 0, 1, d.data());
+  for (size_t i = 0; i < codes.size(); ++i) HS_CHECK_EQ(d[i], Fp8E4M3ToFloat(codes[i]));
 }
 
 HS_TEST(quant_layout_sizes) {
