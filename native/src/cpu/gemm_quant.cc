@@ -14,15 +14,18 @@
 namespace hs::cpu {
 namespace {
 
-// f32 elements of one dequantised panel (128 KiB): with A's K-slice it fits a 512 KiB-1 MiB L2.
-constexpr int64_t kPanelFloats = 32 * 1024;
+// f32 elements of one dequantised panel (256 KiB): with A's K-slice it fits a 512 KiB-1 MiB L2.
+constexpr int64_t kPanelFloats = 64 * 1024;
 // Panels are a multiple of this many rows (a multiple of every kernel's NR: 4, 6, 12).
 constexpr int kPanelRowQuantum = 12;
+// At least this many rows a panel even for a long K: gemm_nt re-packs A (K x 16 floats) for every
+// panel at decode batch sizes, which costs as much as dequantising 16 rows.
+constexpr int kMinPanelRows = 96;
 // Below this many weight elements the pool's wake-up costs more than a second core saves.
 constexpr int64_t kMinParallelElems = 1 << 16;
 
 int PanelRows(int N, int K) {
-  const int64_t rows = std::max<int64_t>(kPanelRowQuantum, kPanelFloats / std::max(K, 1) / kPanelRowQuantum * kPanelRowQuantum);
+  const int64_t rows = std::max<int64_t>(kMinPanelRows, kPanelFloats / std::max(K, 1) / kPanelRowQuantum * kPanelRowQuantum);
   return (int)std::min<int64_t>(rows, N);
 }
 
