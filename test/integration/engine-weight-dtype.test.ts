@@ -45,9 +45,15 @@ describe('weightDtype engine option', () => {
     const r = runCli(['generate', '--model', 'synthetic:opt-tiny', '--prompt', 'hello world', '--max-tokens', '4', '--weight-dtype', 'int8', '--threads', '1', '--json']);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
-    const out = JSON.parse(r.stdout) as { weightDtype: string; tokens: number[] };
+    const out = JSON.parse(r.stdout) as { weightDtype: string; tokens: number[]; counters: { weightBytesH2D: number } };
     expect(out.weightDtype).toBe('int8');
     expect(out.tokens).toHaveLength(4);
+    // The engine really ran int8 weights: each step's weight bytes are below the f32 run's.
+    const f32 = runCli(['generate', '--model', 'synthetic:opt-tiny', '--prompt', 'hello world', '--max-tokens', '4', '--threads', '1', '--json']);
+    expect(f32.code).toBe(0);
+    const ref = JSON.parse(f32.stdout) as { counters: { weightBytesH2D: number } };
+    expect(out.counters.weightBytesH2D).toBeGreaterThan(0);
+    expect(out.counters.weightBytesH2D).toBeLessThan(ref.counters.weightBytesH2D);
     const bad = runCli(['generate', '--prompt', 'x', '--weight-dtype', 'fp4']);
     expect(bad.code).not.toBe(0);
     expect(bad.stderr).toMatch(/--weight-dtype must be one of fp16, fp8, int8, int4, got 'fp4'/);
