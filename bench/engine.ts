@@ -5,6 +5,7 @@
 //   node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 \
 //        --act-fraction 0|x|auto [--gpu-memory SIZE] [--host-memory SIZE] [--resident-layers N] [--device cuda]
 //        [--gpu-cache-blocks N|all]   (blocks of the GPU cache tier; `all`: the whole batch's cache; default 0)
+//        [--weight-dtype fp16|fp8|int8|int4]   (quantised layer weights; cpu only until the CUDA staging is wired)
 //
 // It adds `batch` sequences with a synthetic prompt, runs one prefill step (the first generated
 // token) and gen − 1 decode steps, and prints ONE JSON line. Throughput is counted as the
@@ -22,7 +23,7 @@ import { parseSize } from '../cli/args.js';
 import { parseModelSpec } from '../model/spec.js';
 import type { ModelConfig } from '../model/types.js';
 import { cacheBytesPerTokenPerLayer } from '../model/types.js';
-import { planNode, type HardwareProfile } from '../planning/index.js';
+import { parseWeightDtype, planNode, type HardwareProfile } from '../planning/index.js';
 import { addCounters, zeroCounters } from '../native/ts/counters.js';
 import { createEngine, loadAddon, toNativeConfig, type NativeCounters, type NativeProbeResult } from '../native/ts/engine.js';
 
@@ -109,6 +110,7 @@ async function main(): Promise<number> {
       gen: { type: 'string' }, 'act-fraction': { type: 'string', default: 'auto' }, 'gpu-memory': { type: 'string' },
       'host-memory': { type: 'string' }, 'resident-layers': { type: 'string' }, device: { type: 'string', default: 'cuda' },
       'gpu-cache-blocks': { type: 'string' },
+      'weight-dtype': { type: 'string', default: 'fp16' },
     },
     strict: true,
   });
@@ -122,6 +124,7 @@ async function main(): Promise<number> {
   const gpuMemoryBytes = values['gpu-memory'] ? parseSize(values['gpu-memory'], '--gpu-memory') : 0;
   const hostMemoryBytes = values['host-memory'] ? parseSize(values['host-memory'], '--host-memory') : undefined;
   const device = values.device === 'cpu' ? 'cpu' : 'cuda';
+  const weightDtype = parseWeightDtype(values['weight-dtype'], '--weight-dtype');
   if (prompt + gen > cfg.maxPositions) throw new Error(`prompt + gen exceeds ${cfg.maxPositions} positions`);
 
   const addon = loadAddon();
@@ -139,7 +142,7 @@ async function main(): Promise<number> {
     try {
       const plan = planNode({
         model: cfg, hardware: hw, hostMemoryBytes: hostMemoryBytes ?? 2 ** 40, gpuMemoryBytes: gpuMemoryBytes || undefined,
-        actFraction: 'auto', promptTokens: prompt, genTokens: gen, maxBatchCap: batch,
+        actFraction: 'auto', promptTokens: prompt, genTokens: gen, maxBatchCap: batch, weightDtype,
       });
       actFraction = plan.actFraction;
       fractionSource = `planNode: ${plan.reason}`;
@@ -162,6 +165,7 @@ async function main(): Promise<number> {
   const engine = await createEngine({
     device, config: toNativeConfig(cfg), weights: { kind: 'synthetic', seed: spec.seed }, blockTokens: BLOCK_TOKENS,
     kvBlocks, actBlocks, gpuKvBlocks, actFraction, gpuMemoryBytes, residentLayers: resident,
+    ...(weightDtype !== 'fp16' ? { weightDtype } : {}),
   });
   const info = engine.info();
   if (hostMemoryBytes !== undefined && info.weightBytes + cacheBytes > hostMemoryBytes) {
@@ -184,7 +188,7 @@ async function main(): Promise<number> {
     const decodeSeconds = (performance.now() - ts) / 1e3;
     const m = engineMetrics(batch, gen, { prefillSeconds, decodeSeconds, decodeSteps: gen - 1 }, dec, probe);
     console.log(JSON.stringify({
-      model: spec.spec, device, card: info.deviceName, batch, prompt, gen, actFraction, actFractionSource: fractionSource,
+      model: spec.spec, device, weightDtype, card: info.deviceName, batch, prompt, gen, actFraction, actFractionSource: fractionSource,
       residentLayers: resident, gpuMemoryBytes, gpuKvBlocks, kvBlocks, actBlocks, hostCacheBytes: cacheBytes, weightBytes: info.weightBytes,
       ...m, prefillSeconds, decodeSeconds, probedH2DGBps: probe.h2dBytesPerSecond / 1e9, probedD2HGBps: probe.d2hBytesPerSecond / 1e9,
       probedGemmTflops: probe.gemmFlops / 1e12,

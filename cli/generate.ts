@@ -8,6 +8,7 @@ import { ModelError } from '../model/errors.js';
 import { checkRequest, generate, type GenerateParams } from '../model/generate.js';
 import { loadModel, openEngine } from '../model/load.js';
 import type { NativeDevice } from '../native/ts/addon-types.js';
+import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 
 const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
 
@@ -26,6 +27,7 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
   --device cpu|cuda     engine backend (default cpu)
   --threads N           CPU worker threads (default: all cores)
   --gpu-memory SIZE     cap on the GPU memory the engine uses (cuda; default: the free memory)
+  --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
 const OPTIONS = {
@@ -43,6 +45,7 @@ const OPTIONS = {
   'block-tokens': { type: 'string' },
   threads: { type: 'string' },
   'gpu-memory': { type: 'string' },
+  'weight-dtype': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -57,6 +60,7 @@ export interface GenerateCommand {
   blockTokens: number;
   threads: number | undefined;
   gpuMemoryBytes?: number;
+  weightDtype: WeightDtype;
   json: boolean;
   params: Omit<GenerateParams, 'actFraction'>;
 }
@@ -69,6 +73,10 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
   if (v.prompt.trim() === '') throw new CliError('generate: --prompt is empty');
   const device = v.device ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') throw new CliError(`generate: --device must be cpu or cuda, got '${device}'`);
+  let weightDtype: WeightDtype;
+  try { weightDtype = parseWeightDtype(v['weight-dtype'] ?? 'fp16', '--weight-dtype'); } catch (err) {
+    throw new CliError(`generate: ${(err as Error).message}`);
+  }
   const stopTokenIds = (v['stop-token'] ?? []).map((s) => parseIntOption(s, 'generate: --stop-token', 0, 2 ** 31 - 1, 0));
   return {
     model: v.model ?? 'synthetic:opt-tiny',
@@ -78,6 +86,7 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
     blockTokens: parseIntOption(v['block-tokens'], 'generate: --block-tokens', 1, 1024, 16),
     threads: v.threads === undefined ? undefined : parseIntOption(v.threads, 'generate: --threads', 0, 1024, 0),
     ...(v['gpu-memory'] !== undefined ? { gpuMemoryBytes: parseSize(v['gpu-memory'], 'generate: --gpu-memory') } : {}),
+    weightDtype,
     json: v.json ?? false,
     params: {
       maxTokens: parseIntOption(v['max-tokens'], 'generate: --max-tokens', 1, MAX_TOKENS_LIMIT, 32),
@@ -123,6 +132,7 @@ async function execute(cmd: GenerateCommand): Promise<number> {
     device: cmd.device, actFraction: cmd.actFraction, blockTokens: cmd.blockTokens, tokenBudget: promptIds.length + cmd.params.maxTokens,
     ...(threads.threads !== undefined ? { threads: threads.threads } : {}),
     ...(cmd.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: cmd.gpuMemoryBytes } : {}),
+    weightDtype: cmd.weightDtype,
   });
   const loadSeconds = (performance.now() - t0) / 1000;
   try {
@@ -130,7 +140,7 @@ async function execute(cmd: GenerateCommand): Promise<number> {
     const r = await generate(engine, model.tokenizer, model.config, promptIds, { ...cmd.params, actFraction: cmd.actFraction }, stream);
     if (cmd.json) {
       console.log(JSON.stringify({
-        model: model.spec, device: cmd.device, tokens: r.tokens, text: r.text, actFraction: cmd.actFraction,
+        model: model.spec, device: cmd.device, weightDtype: cmd.weightDtype, tokens: r.tokens, text: r.text, actFraction: cmd.actFraction,
         promptTokens: r.promptTokens, generatedTokens: r.tokens.length, finishReason: r.finishReason,
         timings: { loadSeconds, ...r.timings }, counters: r.counters,
       }));

@@ -7,7 +7,7 @@ import { readHfConfig } from '../model/config.js';
 import { ModelError } from '../model/errors.js';
 import type { ModelConfig } from '../model/types.js';
 import {
-  KNOWN_PRODUCTS, PlanError, hardwareProfile, planNode, withMeasured, type MeasuredValues, type Plan,
+  KNOWN_PRODUCTS, PlanError, hardwareProfile, parseWeightDtype, planNode, withMeasured, type MeasuredValues, type Plan,
 } from '../planning/index.js';
 
 /** Default pod host memory when --host-memory is not given: a common 2-socket GPU server share. */
@@ -29,6 +29,7 @@ options:
   --block-tokens N        tokens per cache block (default 16)
   --max-batch N           upper bound on the batch (default 1024)
   --slo-tpot SECONDS      target time per output token: maximise throughput with the predicted decode step ≤ it
+  --weight-dtype D        layer weight format: fp16 (default), fp8, int8 or int4
   --h2d-gbps X            measured pinned host-to-device bandwidth, GB/s (overrides the table)
   --d2h-gbps X            measured pinned device-to-host bandwidth, GB/s
   --gemm-tflops X         measured fp16 GEMM rate, TFLOP/s
@@ -46,6 +47,7 @@ const OPTIONS = {
   'block-tokens': { type: 'string' },
   'max-batch': { type: 'string' },
   'slo-tpot': { type: 'string' },
+  'weight-dtype': { type: 'string' },
   'h2d-gbps': { type: 'string' },
   'd2h-gbps': { type: 'string' },
   'gemm-tflops': { type: 'string' },
@@ -99,7 +101,8 @@ export async function run(argv: string[]): Promise<number> {
 
   let plan: Plan;
   try {
-    plan = planNode({ model, hardware, hostMemoryBytes, gpuMemoryBytes, actFraction, promptTokens, genTokens, blockTokens, maxBatchCap, sloTpotSeconds });
+    const weightDtype = parseWeightDtype(o['weight-dtype'] ?? 'fp16', '--weight-dtype');
+    plan = planNode({ model, hardware, hostMemoryBytes, gpuMemoryBytes, actFraction, promptTokens, genTokens, blockTokens, maxBatchCap, sloTpotSeconds, weightDtype });
   } catch (err) {
     if (err instanceof PlanError) throw new CliError(`plan: ${err.message}`);
     throw err;
@@ -120,7 +123,7 @@ export function formatPlan(p: Plan): string {
     `plan for ${p.model} on ${p.gpuProduct}`,
     row('ACT fraction', p.actFraction.toFixed(2)),
     row('reason', p.reason),
-    row('host memory', `${gib(p.hostMemoryBytes)} = weights ${gib(p.weightBytes)} + cache ${gib(p.cacheBytes)} + runtime ${gib(p.runtimeBytes)}`),
+    row('host memory', `${gib(p.hostMemoryBytes)} = weights ${gib(p.weightBytes)} (${p.weightDtype ?? 'fp16'}) + cache ${gib(p.cacheBytes)} + runtime ${gib(p.runtimeBytes)}`),
     row('pod memory', `request ${p.memoryRequestBytes} B, limit ${p.memoryLimitBytes} B`),
     row('KV pool', `${p.kvBlocks} blocks × ${p.blockTokens} tokens (${mib(p.kvBlockBytes)} each)`),
     row('ACT pool', `${p.actBlocks} blocks × ${p.blockTokens} tokens (${mib(p.actBlockBytes)} each)`),

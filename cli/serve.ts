@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
+import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
 import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
 import { startProgress } from './progress.js';
@@ -40,6 +41,7 @@ const USAGE = `usage: hybridserve serve [options]
   --max-connections N      open connections at once (default ${DEFAULT_LIMITS.maxConnections})
   --shutdown-grace S       seconds in-flight requests get on SIGTERM (default ${DEFAULT_LIMITS.shutdownGraceMs / 1000})
   --threads N              CPU engine threads, at most the cores (default: all cores)
+  --weight-dtype D         layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
   --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)`;
 
 const OPTIONS = {
@@ -50,12 +52,14 @@ const OPTIONS = {
   'request-timeout': { type: 'string' }, 'shutdown-grace': { type: 'string' }, threads: { type: 'string' },
   'max-prompt-chars': { type: 'string' }, 'headers-timeout': { type: 'string' }, 'body-timeout': { type: 'string' },
   'max-connections': { type: 'string' }, 'log-level': { type: 'string' },
+  'weight-dtype': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 export interface ServeConfig {
   model: string; host: string; port: number; device: 'cpu' | 'cuda'; actFraction: number | 'auto';
   hostMemoryBytes?: number; gpuMemoryBytes?: number; planFile?: string; apiKeyFile?: string; maxBatch: number; threads?: number;
+  weightDtype?: WeightDtype;
   /** Only what was set; the rest comes from the model's window and DEFAULT_LIMITS (resolveLimits). */
   limits: Partial<ServerLimits>;
   logLevel: string;
@@ -102,9 +106,14 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     apiKeyFile: v['api-key-file'],
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
     threads: v.threads ? parseIntOption(v.threads, '--threads', 0, 1024, 0) : undefined,
+    weightDtype: v['weight-dtype'] === undefined ? undefined : weightDtypeOption(v['weight-dtype']),
     limits,
     logLevel,
   };
+}
+
+function weightDtypeOption(text: string): WeightDtype {
+  try { return parseWeightDtype(text, '--weight-dtype'); } catch (err) { throw new CliError(`serve: ${(err as Error).message}`); }
 }
 
 function readStartPlan(file: string | undefined, log: Log): PlanFile | null {
@@ -141,6 +150,7 @@ export async function run(argv: string[]): Promise<number> {
     rt = await openRuntime({
       model: cfg.model, device: cfg.device, actFraction: cfg.actFraction, hostMemoryBytes: cfg.hostMemoryBytes, gpuMemoryBytes: cfg.gpuMemoryBytes, plan,
       maxBatch: cfg.maxBatch, maxTotalTokens: cfg.limits.maxTotalTokens, threads: threads.threads,
+      weightDtype: cfg.weightDtype,
       onProgress: startProgress(),
     });
   } catch (err) {

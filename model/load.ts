@@ -105,6 +105,8 @@ export interface EngineSizing {
   residentLayers?: number;
   /** Blocks of the GPU cache tier (engine option gpuKvBlocks). */
   gpuKvBlocks?: number;
+  /** Storage of the layers' GEMM weights (default fp16: the engine's native dtype). */
+  weightDtype?: NativeEngineOptions['weightDtype'];
 }
 
 /**
@@ -138,6 +140,7 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: sizing.gpuMemoryBytes } : {}),
     ...(sizing.residentLayers !== undefined ? { residentLayers: sizing.residentLayers } : {}),
     ...(sizing.gpuKvBlocks !== undefined ? { gpuKvBlocks: sizing.gpuKvBlocks } : {}),
+    ...(sizing.weightDtype !== undefined && sizing.weightDtype !== 'fp16' ? { weightDtype: sizing.weightDtype } : {}),
   };
 }
 

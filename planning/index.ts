@@ -5,7 +5,7 @@ export {
   type HardwareProfile, type MeasuredValues, KNOWN_PRODUCTS, hardwareProfile, requireHardwareProfile, withMeasured,
   validateHardware,
 } from './hardware.js';
-export { type ModelProfile, modelProfile, actIsSmaller } from './model-profile.js';
+export { type ModelProfile, modelProfile, actIsSmaller, type WeightDtype, WEIGHT_DTYPES, weightElementBytes, parseWeightDtype } from './model-profile.js';
 export {
   type GpuLayout, type StepInput, type StepCost, type LayerTimes, type Prediction, type WorkloadShape,
   gpuLayout, decodeStepCost, prefillSeconds, predict, hostTierTokens, MIN_MINIBATCH_TOKENS,

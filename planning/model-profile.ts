@@ -4,6 +4,31 @@
 import type { ModelConfig } from '../model/types.js';
 import { PlanError } from './errors.js';
 
+/** Storage format of the decoder layers' GEMM weights (issue 14); everything else stays 16-bit. */
+export type WeightDtype = 'fp16' | 'fp8' | 'int8' | 'int4';
+export const WEIGHT_DTYPES: readonly WeightDtype[] = ['fp16', 'fp8', 'int8', 'int4'];
+
+/** int4 groups: 128 columns share one f32 scale and one u8 zero point (native/src/core/quant.h). */
+const INT4_GROUP = 128;
+
+/**
+ * Bytes per weight element of a format, scales included: fp8/int8 one code byte (the per-row f32
+ * scale adds 4/hidden, under 0.5%, not counted); int4 half a byte + (4 + 1) bytes per 128 columns.
+ */
+export function weightElementBytes(dtype: WeightDtype, elementBytes = 2): number {
+  switch (dtype) {
+    case 'fp16': return elementBytes;
+    case 'fp8': case 'int8': return 1;
+    case 'int4': return 0.5 + 5 / INT4_GROUP;
+  }
+}
+
+/** Parses a --weight-dtype / weightDtype value; throws PlanError naming the accepted ones. */
+export function parseWeightDtype(v: unknown, what = 'weight dtype'): WeightDtype {
+  if (typeof v === 'string' && (WEIGHT_DTYPES as readonly string[]).includes(v)) return v as WeightDtype;
+  throw new PlanError(`${what} must be one of ${WEIGHT_DTYPES.join(', ')}, got '${String(v)}'`);
+}
+
 export interface ModelProfile {
   name: string;
   arch: ModelConfig['arch'];
@@ -14,12 +39,17 @@ export interface ModelProfile {
   /** numKvHeads · headDim (the width of K and of V). */
   kvDim: number;
   vocabSize: number;
+  /** Bytes of a cache (KV/ACT) and activation element, and of every non-GEMM weight (2: fp16). */
   elementBytes: number;
+  /** Format of the layers' GEMM weights and its bytes per element (weightElementBytes). */
+  weightDtype: WeightDtype;
+  weightElementBytes: number;
   /** Parameters of one decoder layer, and the GEMM part of them (no biases, no norms). */
   layerParams: number;
   layerMatmulParams: number;
+  /** One layer's weights: GEMM weights in weightDtype, norms and biases in elementBytes. */
   layerBytes: number;
-  /** Embeddings, positions, final norm and (untied) lm_head: kept on the GPU. */
+  /** Embeddings, positions, final norm and (untied) lm_head: kept on the GPU, always 16-bit. */
   headBytes: number;
   weightBytes: number;
   /** Cache entry of one token in one layer: KV = 2·kvDim·elementBytes, ACT = hidden·elementBytes. */
@@ -46,7 +76,7 @@ function positiveInt(v: unknown, what: string, model: string): number {
   return v;
 }
 
-export function modelProfile(cfg: ModelConfig, elementBytes = 2): ModelProfile {
+export function modelProfile(cfg: ModelConfig, elementBytes = 2, weightDtype: WeightDtype = 'fp16'): ModelProfile {
   const name = cfg?.name ?? '?';
   const h = positiveInt(cfg.hiddenSize, 'hiddenSize', name);
   const layers = positiveInt(cfg.numLayers, 'numLayers', name);
@@ -61,6 +91,7 @@ export function modelProfile(cfg: ModelConfig, elementBytes = 2): ModelProfile {
   if (!(elementBytes > 0 && Number.isFinite(elementBytes))) {
     throw new PlanError(`elementBytes must be a positive number, got ${elementBytes}`);
   }
+  const wBytes = weightElementBytes(parseWeightDtype(weightDtype), elementBytes);
   const qDim = heads * headDim;
   const kvDim = kvHeads * headDim;
   const isOpt = cfg.arch === 'opt';
@@ -71,6 +102,9 @@ export function modelProfile(cfg: ModelConfig, elementBytes = 2): ModelProfile {
   // OPT: biases on q, k, v, out, fc1, fc2 and two LayerNorms with weight and bias. Llama: two RMSNorm weights.
   const layerExtra = isOpt ? (qDim + 2 * kvDim + h + ffn + h) + 2 * 2 * h : 2 * h;
   const layerParams = layerMatmulParams + layerExtra;
+
+  // GEMM weights in the weight format, norms and biases 16-bit; rounded up to whole bytes.
+  const layerBytes = (matmul: number, extra: number): number => Math.ceil(matmul * wBytes) + extra * elementBytes;
 
   const embed = vocab * h;
   const positions = isOpt ? (cfg.maxPositions + 2) * h : 0;
@@ -87,11 +121,13 @@ export function modelProfile(cfg: ModelConfig, elementBytes = 2): ModelProfile {
     kvDim,
     vocabSize: vocab,
     elementBytes,
+    weightDtype,
+    weightElementBytes: wBytes,
     layerParams,
     layerMatmulParams,
-    layerBytes: layerParams * elementBytes,
+    layerBytes: layerBytes(layerMatmulParams, layerExtra),
     headBytes: headParams * elementBytes,
-    weightBytes: (layers * layerParams + headParams) * elementBytes,
+    weightBytes: layers * layerBytes(layerMatmulParams, layerExtra) + headParams * elementBytes,
     kvBytesPerToken: 2 * kvDim * elementBytes,
     actBytesPerToken: h * elementBytes,
     layerFlopsPerToken: 2 * layerMatmulParams,

@@ -3,7 +3,7 @@
 import type { ModelConfig } from '../model/types.js';
 import { PlanError } from './errors.js';
 import { validateHardware, type HardwareProfile } from './hardware.js';
-import { actIsSmaller, modelProfile } from './model-profile.js';
+import { actIsSmaller, modelProfile, type WeightDtype } from './model-profile.js';
 import { hostTierTokens, predict, fmtGiB } from './cost-model.js';
 import { hostLayout, podMemoryResources, splitCache, fractionBoundsForPools } from './allocation.js';
 import { describeBound, gqaReason } from './solver.js';
@@ -24,6 +24,8 @@ export interface NodePlanInput {
   genTokens?: number;
   /** Default 2 (fp16). */
   elementBytes?: number;
+  /** Format of the layers' GEMM weights (default fp16): weight bytes, resident layers and batch follow it. */
+  weightDtype?: WeightDtype;
   /** Upper bound on the batch (default 1024): beyond it latency grows for little gain. */
   maxBatchCap?: number;
   /** Target time per output token (seconds): the plan maximises throughput subject to its predicted decode step ≤ this. */
@@ -48,6 +50,8 @@ export interface Plan {
   memoryRequestBytes: number;
   memoryLimitBytes: number;
   weightBytes: number;
+  /** Format of the layer weights that weightBytes counts (absent in plans built elsewhere: fp16). */
+  weightDtype?: WeightDtype;
   cacheBytes: number;
   // Beyond the contract:
   model: string;
@@ -93,7 +97,7 @@ function checkInt(v: number, what: string, min: number): number {
 
 export function planNode(input: NodePlanInput): Plan {
   const elementBytes = input.elementBytes ?? 2;
-  const mp = modelProfile(input.model, elementBytes);
+  const mp = modelProfile(input.model, elementBytes, input.weightDtype);
   const hw = input.hardware;
   if (!hw) throw new PlanError('hardware profile is required');
   validateHardware(hw);
@@ -172,10 +176,11 @@ export function planNode(input: NodePlanInput): Plan {
     maxBatch,
     predictedStepSeconds: pred.stepSeconds,
     predictedTokensPerSecond: pred.tokensPerSecond,
-    reason,
+    reason: mp.weightDtype === 'fp16' ? reason : `${reason}; ${mp.weightDtype} weights (${fmtGiB(host.weightBytes)}, ${mp.weightElementBytes.toFixed(2)} bytes per layer weight)`,
     memoryRequestBytes: res.requestBytes,
     memoryLimitBytes: res.limitBytes,
     weightBytes: host.weightBytes,
+    weightDtype: mp.weightDtype,
     cacheBytes: host.cacheBytes,
     model: mp.name,
     gpuProduct: hw.product,

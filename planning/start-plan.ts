@@ -4,7 +4,7 @@
 // sizing (no plan file) can never disagree. Pure.
 import type { ModelConfig } from '../model/types.js';
 import { hostLayout, podMemoryResources, splitCache } from './allocation.js';
-import { modelProfile } from './model-profile.js';
+import { modelProfile, type WeightDtype } from './model-profile.js';
 import type { Plan } from './plan.js';
 import { formatBytes } from './quantity.js';
 
@@ -35,11 +35,13 @@ export interface StartPoolsInput {
   /** Tokens one sequence may hold (prompt + generated). */
   seqTokens: number;
   maxBatch?: number;
+  /** Layer weight format: the host holds the quantised bytes. */
+  weightDtype?: WeightDtype;
 }
 
 /** Pool sizes from a host-memory budget: weights and runtime first, the rest split at the fraction. */
 export function startPools(i: StartPoolsInput) {
-  const mp = modelProfile(i.model, engineElementBytes(i.device));
+  const mp = modelProfile(i.model, engineElementBytes(i.device), i.weightDtype);
   const layout = hostLayout(mp, i.hostMemoryBytes);
   const split = splitCache(mp, layout.cacheBytes, i.actFraction, i.blockTokens, Math.min(i.seqTokens, i.model.maxPositions), i.maxBatch);
   return { profile: mp, layout, split };

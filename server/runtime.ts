@@ -8,7 +8,7 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
-import { hardwareProfile, modelProfile, planNode } from '../planning/index.js';
+import { hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
 import { cpuStartFraction, engineElementBytes, startPools } from '../planning/start-plan.js';
 import type { PlanFile } from '../planning/plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
@@ -38,6 +38,8 @@ export interface RuntimeOptions {
   onProgress?: (p: LoadProgress) => void;
   /** Free host memory in bytes (default os.freemem()); a parameter so tests can pin it. */
   freeMemoryBytes?: number;
+  /** Layer weight format (issue 14); the host-memory split counts its bytes. */
+  weightDtype?: WeightDtype;
 }
 
 export interface LoadProgress { step: number; steps: number; stage: string }
@@ -109,6 +111,7 @@ export function choosePools(o: RuntimeOptions & { maxTotalTokens: number }, cfg:
     // The same split the operator's CPU start plan uses (planning/start-plan.ts).
     const { layout, split } = startPools({
       model: cfg, device: o.device, hostMemoryBytes: o.hostMemoryBytes, actFraction: fraction, blockTokens, seqTokens: Math.min(o.maxTotalTokens, cfg.maxPositions),
+      weightDtype: o.weightDtype,
     });
     return { kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens, tokenBudget: wanted,
       reason: `host memory ${formatBytes(o.hostMemoryBytes)}: ${formatBytes(layout.cacheBytes)} of cache split at fraction ${fraction}` };
@@ -182,6 +185,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const engine = await openEngine(model, {
     device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
     maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads, ...tiers,
+    weightDtype: o.weightDtype,
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;

@@ -63,6 +63,14 @@ export interface NativeEngineOptions {
   /** CUDA only: GPU memory budget in bytes (0 = all free memory) and resident layers (-1 = as many as fit). */
   gpuMemoryBytes?: number;
   residentLayers?: number;
+  /**
+   * Storage of the decoder layers' GEMM weights (issue 14), quantised at load from the checkpoint
+   * or synthetic f32 values: 'fp16' (default: the store dtype, f32 on the CPU), 'fp8' (e4m3,
+   * per-output-channel scale), 'int8' (per-channel scale), 'int4' (groups of 128, scale + zero
+   * point). Embeddings, norms, biases and lm_head stay unquantised. CPU only for now: the cuda
+   * device refuses anything but 'fp16' until its staging path dequantises.
+   */
+  weightDtype?: 'fp16' | 'fp8' | 'int8' | 'int4';
 }
 
 export interface NativeSamplingParams {

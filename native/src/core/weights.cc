@@ -184,7 +184,31 @@ struct FdCache {
   }
 };
 
+// Fills a quantised tensor: its F32 values go through a scratch of one tensor, then Quantize.
+void LoadQuantized(HostTensor& t, const std::string& name, const WeightSource& src, const TensorRef* ref, FdCache& files) {
+  std::vector<float> scratch(t.numel());
+  HostTensor f32 = t;
+  f32.dtype = DType::F32;
+  f32.format = WeightFormat::Native;
+  f32.data = reinterpret_cast<uint8_t*>(scratch.data());
+  f32.bytes = scratch.size() * sizeof(float);
+  if (src.synthetic)
+    FillSynthetic(f32, name, src.seed);
+  else
+    ReadTensor(files.Open(ref->path), *ref, f32);
+  Quantize(scratch.data(), t.shape[0], t.shape[1], t.format, t.data);
+}
+
 }  // namespace
+
+bool QuantizedTensor(const std::string& name) {
+  static const char* kLeaves[] = {".q_proj.weight", ".k_proj.weight", ".v_proj.weight", ".o_proj.weight", ".fc1.weight",
+                                  ".fc2.weight", ".gate_proj.weight", ".up_proj.weight", ".down_proj.weight"};
+  if (name.compare(0, 7, "layers.") != 0) return false;
+  for (const char* leaf : kLeaves)
+    if (EndsWith(name, leaf)) return true;
+  return false;
+}
 
 // Scales keep activations O(1) through pre-norm layers and logits varied: projections feeding
 // attention/FFN draw U(±sqrt(3/in)) (unit-variance outputs, so attention is far from uniform),
@@ -200,7 +224,7 @@ SyntheticLaw SyntheticLawFor(const std::string& name, int64_t rows, int64_t cols
 }
 
 HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, AllocFn alloc, FreeFn release)
-    : dtype_(dtype), release_(release ? release : DefaultFree) {
+    : dtype_(dtype), format_(src.format), release_(release ? release : DefaultFree) {
   if (dtype == DType::BF16) throw std::invalid_argument("weights cannot be stored as BF16 (use F32 or F16)");
   if (!alloc) alloc = DefaultAlloc;
   std::map<std::string, const TensorRef*> refs;
@@ -241,12 +265,15 @@ HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType 
       HostTensor t;
       t.shape = spec.shape;
       t.dtype = dtype;
-      t.bytes = t.numel() * dtype_size(dtype);
+      t.format = src.format != WeightFormat::Native && QuantizedTensor(spec.name) ? src.format : WeightFormat::Native;
+      t.bytes = t.quantized() ? QuantizedBytes(t.format, t.shape[0], t.shape[1]) : t.numel() * dtype_size(dtype);
       t.data = static_cast<uint8_t*>(alloc(t.bytes));
       if (!t.data) throw std::runtime_error("cannot allocate " + std::to_string(t.bytes) + " bytes for '" + spec.name + "'");
       tensors_[spec.name] = t;  // owned from here on: the destructor path frees it on a later throw
       total_bytes_ += t.bytes;
-      if (src.synthetic)
+      if (t.quantized())
+        LoadQuantized(tensors_[spec.name], spec.name, src, ref, files);
+      else if (src.synthetic)
         FillSynthetic(tensors_[spec.name], spec.name, src.seed);
       else
         ReadTensor(files.Open(ref->path), *ref, tensors_[spec.name]);

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "core/quant.h"
 #include "core/types.h"
 
 namespace hs {
@@ -26,14 +27,25 @@ struct WeightSource {
   bool synthetic = true;
   uint64_t seed = 0;
   std::vector<TensorRef> tensors;  // when !synthetic
+  // Storage of the decoder layers' projection matrices (QuantizedTensor names them); every other
+  // tensor (embeddings, positions, norms, biases, lm_head) keeps the store dtype.
+  WeightFormat format = WeightFormat::Native;
 };
+
+// True for the tensors a quantised format applies to: the GEMM weights of a decoder layer.
+bool QuantizedTensor(const std::string& name);
 
 struct HostTensor {
   std::vector<int64_t> shape;
   DType dtype = DType::F32;
   uint8_t* data = nullptr;  // owned by HostWeights
   size_t bytes = 0;
+  // Not Native: `data` holds the quantised layout of core/quant.h (codes, scales, zeros), and
+  // f32()/f16() must not be used; quant() views it.
+  WeightFormat format = WeightFormat::Native;
   size_t numel() const;
+  bool quantized() const { return format != WeightFormat::Native; }
+  QuantView quant() const { return ViewQuantized(format, shape[0], shape[1], data); }
   const float* f32() const { return reinterpret_cast<const float*>(data); }
   const uint16_t* f16() const { return reinterpret_cast<const uint16_t*>(data); }
 };
@@ -42,7 +54,8 @@ class HostWeights {
  public:
   using AllocFn = void* (*)(size_t bytes);
   using FreeFn = void (*)(void* ptr);
-  // Loads every tensor the config needs, stored as `dtype` (F32 for CPU, F16 for CUDA).
+  // Loads every tensor the config needs, stored as `dtype` (F32 for CPU, F16 for CUDA), the layer
+  // GEMM weights in src.format (quantised once, from F32 values, through a one-tensor scratch).
   // Throws std::invalid_argument with a readable message for missing/mis-shaped tensors.
   HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, AllocFn alloc = nullptr,
               FreeFn release = nullptr);
@@ -55,9 +68,11 @@ class HostWeights {
   static std::string layer_name(int layer, const char* leaf);  // "layers.<i>.<leaf>"
   size_t total_bytes() const { return total_bytes_; }
   DType dtype() const { return dtype_; }
+  WeightFormat format() const { return format_; }
 
  private:
   DType dtype_;
+  WeightFormat format_;
   FreeFn release_;
   size_t total_bytes_ = 0;
   std::map<std::string, HostTensor> tensors_;

@@ -23,6 +23,10 @@ const float* Opt(const HostWeights& w, const std::string& name) {
 
 CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, int threads)
     : cfg_(cfg), pools_(pools), pool_(std::make_unique<ThreadPool>(threads)) {
+  auto mat = [&](const std::string& name) {
+    const HostTensor& t = w.get(name);
+    return t.quantized() ? Matrix{nullptr, t.quant()} : Matrix{t.f32(), {}};
+  };
   if (w.dtype() != DType::F32) throw std::invalid_argument("the CPU backend needs F32 weights");
   if (pools.config().dtype != DType::F32) throw std::invalid_argument("the CPU backend needs F32 cache pools");
   if (cfg.num_heads <= 0 || cfg.num_kv_heads <= 0 || cfg.num_heads % cfg.num_kv_heads)
@@ -55,10 +59,10 @@ CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools&
     LayerWeights& lw = layers_[l];
     lw.attn_norm_w = w.get(N("attn_norm.weight")).f32();
     lw.attn_norm_b = Opt(w, N("attn_norm.bias"));
-    lw.wq = w.get(N("q_proj.weight")).f32();
-    lw.wk = w.get(N("k_proj.weight")).f32();
-    lw.wv = w.get(N("v_proj.weight")).f32();
-    lw.wo = w.get(N("o_proj.weight")).f32();
+    lw.wq = mat(N("q_proj.weight"));
+    lw.wk = mat(N("k_proj.weight"));
+    lw.wv = mat(N("v_proj.weight"));
+    lw.wo = mat(N("o_proj.weight"));
     lw.bq = Opt(w, N("q_proj.bias"));
     lw.bk = Opt(w, N("k_proj.bias"));
     lw.bv = Opt(w, N("v_proj.bias"));
@@ -66,14 +70,14 @@ CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools&
     lw.ffn_norm_w = w.get(N("ffn_norm.weight")).f32();
     lw.ffn_norm_b = Opt(w, N("ffn_norm.bias"));
     if (opt) {
-      lw.w1 = w.get(N("fc1.weight")).f32();
+      lw.w1 = mat(N("fc1.weight"));
       lw.b1 = Opt(w, N("fc1.bias"));
-      lw.w2 = w.get(N("fc2.weight")).f32();
+      lw.w2 = mat(N("fc2.weight"));
       lw.b2 = Opt(w, N("fc2.bias"));
     } else {
-      lw.wg = w.get(N("gate_proj.weight")).f32();
-      lw.wu = w.get(N("up_proj.weight")).f32();
-      lw.wd = w.get(N("down_proj.weight")).f32();
+      lw.wg = mat(N("gate_proj.weight"));
+      lw.wu = mat(N("up_proj.weight"));
+      lw.wd = mat(N("down_proj.weight"));
     }
     for (const char* leaf : kLeaves) add_bytes(N(leaf));
   }
@@ -100,19 +104,25 @@ void CpuBackend::Norm(const float* x, float* out, int rows, const float* w, cons
     RmsNorm(x, out, rows, cfg_.hidden_size, w, cfg_.norm_eps);
 }
 
+void CpuBackend::Linear(int M, int N, int K, const float* A, const Matrix& w, float* C, float beta, const float* bias) {
+  if (w.f32)
+    gemm_nt(M, N, K, A, K, w.f32, K, C, N, beta, bias, pool_.get());
+  else
+    gemm_nt_q(M, N, K, A, K, w.q, C, N, beta, bias, pool_.get());
+}
+
 // h += FFN(x) for T rows (x holds the post-norm input).
 void CpuBackend::Ffn(int T, const LayerWeights& lw) {
   const int H = cfg_.hidden_size, F = cfg_.ffn_size;
-  ThreadPool* p = pool_.get();
   if (cfg_.arch == Arch::OPT) {
-    gemm_nt(T, F, H, x_.data(), H, lw.w1, H, ff_.data(), F, 0.f, lw.b1, p);
+    Linear(T, F, H, x_.data(), lw.w1, ff_.data(), 0.f, lw.b1);
     ReluInPlace(ff_.data(), (size_t)T * F);
-    gemm_nt(T, H, F, ff_.data(), F, lw.w2, F, h_.data(), H, 1.f, lw.b2, p);
+    Linear(T, H, F, ff_.data(), lw.w2, h_.data(), 1.f, lw.b2);
   } else {
-    gemm_nt(T, F, H, x_.data(), H, lw.wg, H, ff_.data(), F, 0.f, nullptr, p);
-    gemm_nt(T, F, H, x_.data(), H, lw.wu, H, ff2_.data(), F, 0.f, nullptr, p);
+    Linear(T, F, H, x_.data(), lw.wg, ff_.data(), 0.f, nullptr);
+    Linear(T, F, H, x_.data(), lw.wu, ff2_.data(), 0.f, nullptr);
     SiluMulInPlace(ff_.data(), ff2_.data(), (size_t)T * F);
-    gemm_nt(T, H, F, ff_.data(), F, lw.wd, F, h_.data(), H, 1.f, nullptr, p);
+    Linear(T, H, F, ff_.data(), lw.wd, h_.data(), 1.f, nullptr);
   }
 }
 
@@ -200,9 +210,9 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
       float* dst = reinterpret_cast<float*>(pools_.block_ptr(b, l)) + (size_t)(tok_pos_[t] % bt) * H;
       std::memcpy(dst, x_.data() + (size_t)t * H, sizeof(float) * H);
     }
-    gemm_nt(T, Q, H, x_.data(), H, lw.wq, H, q_.data(), Q, 0.f, lw.bq, p);
-    gemm_nt(T, KVD, H, x_.data(), H, lw.wk, H, k_.data(), KVD, 0.f, lw.bk, p);
-    gemm_nt(T, KVD, H, x_.data(), H, lw.wv, H, v_.data(), KVD, 0.f, lw.bv, p);
+    Linear(T, Q, H, x_.data(), lw.wq, q_.data(), 0.f, lw.bq);
+    Linear(T, KVD, H, x_.data(), lw.wk, k_.data(), 0.f, lw.bk);
+    Linear(T, KVD, H, x_.data(), lw.wv, v_.data(), 0.f, lw.bv);
     if (llama) {
       for (int t = 0; t < T; ++t) {
         ApplyRope(q_.data() + (size_t)t * Q, cfg_.num_heads, cfg_.head_dim, tok_pos_[t], rope_);
@@ -227,8 +237,8 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
           const float* src = reinterpret_cast<const float*>(pools_.block_ptr(pr.block, l)) + (size_t)pr.offset * H;
           std::memcpy(act_in_.data() + (size_t)pr.act_row * H, src, sizeof(float) * H);
         }
-      gemm_nt(R, KVD, H, act_in_.data(), H, lw.wk, H, kr_.data(), KVD, 0.f, lw.bk, p);
-      gemm_nt(R, KVD, H, act_in_.data(), H, lw.wv, H, vr_.data(), KVD, 0.f, lw.bv, p);
+      Linear(R, KVD, H, act_in_.data(), lw.wk, kr_.data(), 0.f, lw.bk);
+      Linear(R, KVD, H, act_in_.data(), lw.wv, vr_.data(), 0.f, lw.bv);
       if (llama)
         for (int s = 0; s < S; ++s)
           for (int j = 0; j < plan.seqs[s].start_pos; ++j) {
@@ -266,7 +276,7 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
       as.v = vptr_.data() + base;
     }
     Attention(attn_seqs_.data(), S, shape, p, attn_scratch_);
-    gemm_nt(T, H, Q, attn_.data(), Q, lw.wo, Q, h_.data(), H, 1.f, lw.bo, p);
+    Linear(T, H, Q, attn_.data(), lw.wo, h_.data(), 1.f, lw.bo);
     Norm(h_.data(), x_.data(), T, lw.ffn_norm_w, lw.ffn_norm_b);
     Ffn(T, lw);
   }

@@ -22,13 +22,19 @@ class CpuBackend : public Backend {
   ThreadPool* pool() { return pool_.get(); }
 
  private:
+  // A GEMM weight: f32 rows, or (weightDtype fp8/int8/int4) a quantised matrix.
+  struct Matrix {
+    const float* f32 = nullptr;
+    QuantView q;
+  };
   struct LayerWeights {
     const float *attn_norm_w = nullptr, *attn_norm_b = nullptr;
-    const float *wq = nullptr, *bq = nullptr, *wk = nullptr, *bk = nullptr, *wv = nullptr, *bv = nullptr;
-    const float *wo = nullptr, *bo = nullptr;
+    Matrix wq, wk, wv, wo;
+    const float *bq = nullptr, *bk = nullptr, *bv = nullptr, *bo = nullptr;
     const float *ffn_norm_w = nullptr, *ffn_norm_b = nullptr;
-    const float *w1 = nullptr, *b1 = nullptr, *w2 = nullptr, *b2 = nullptr;  // OPT
-    const float *wg = nullptr, *wu = nullptr, *wd = nullptr;                 // Llama
+    Matrix w1, w2;  // OPT
+    const float *b1 = nullptr, *b2 = nullptr;
+    Matrix wg, wu, wd;  // Llama
   };
   // Where a cached (past) position's K/V comes from, resolved once per step.
   struct PastRow {
@@ -37,6 +43,8 @@ class CpuBackend : public Backend {
     int32_t act_row; // row in the recompute buffers when kind == ACT
   };
 
+  // C[M,N] = beta·C + A·Wᵀ (+ bias): gemm_nt or, for a quantised W, gemm_nt_q (one branch per GEMM).
+  void Linear(int M, int N, int K, const float* A, const Matrix& w, float* C, float beta, const float* bias);
   void Norm(const float* x, float* out, int rows, const float* w, const float* b) const;
   void Ffn(int T, const LayerWeights& lw);
   template <class T>

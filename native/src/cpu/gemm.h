@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "core/quant.h"
+
 namespace hs::cpu {
 
 class ThreadPool;
@@ -16,6 +18,13 @@ class ThreadPool;
 // where data is needed.
 void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
              float beta, const float* bias, ThreadPool* pool);
+
+// The same product over a quantised B (core/quant.h, B.rows = N, B.cols = K): each thread
+// dequantises a panel of B's rows into an L2-sized f32 buffer and runs gemm_nt's kernel on it,
+// so the f32 path (gemm_nt) is untouched and the weights stream from memory in their small form.
+// Throws std::invalid_argument like gemm_nt, and when B's shape is not [N, K] or B is not quantised.
+void gemm_nt_q(int M, int N, int K, const float* A, int lda, const QuantView& B, float* C, int ldc, float beta,
+               const float* bias, ThreadPool* pool);
 
 // The plain triple loop, kept as the reference for tests.
 void gemm_nt_reference(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,

@@ -11,9 +11,13 @@
 #include <vector>
 
 #include "../test.h"
+#include "core/quant.h"
 #include "cuda/causal_softmax.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
+#include "cuda/dequant_fp8.cuh"
+#include "cuda/dequant_int4.cuh"
+#include "cuda/dequant_int8.cuh"
 #include "cuda/gather_pages.cuh"
 #include "cuda/gemm.h"
 #include "cuda/norm.cuh"
@@ -405,6 +409,97 @@ HS_TEST(kernel_silu_mul_matches_reference) {
   cudaFree(dgu);
   cudaFree(dout);
 }
+
+// ---- issue 14: quantised weights → fp16 (dequant_fp8/int8/int4.cu) ---------------------------
+// Each kernel against the CPU's DequantizeRows (core/quant.cc) on one quantised buffer laid out as
+// the loader stores it, then a GEMM on the dequantised fp16 weights against a float64 reference.
+
+struct DeviceQuant {
+  std::vector<uint8_t> host;  // the quantised buffer (codes | scales | zeros)
+  uint8_t* dev = nullptr;
+  QuantView view;             // host view
+  ~DeviceQuant() { cudaFree(dev); }
+};
+
+void QuantizeToDevice(WeightFormat f, int64_t rows, int64_t cols, uint32_t seed, DeviceQuant& q) {
+  auto w = Rand(rows * cols, seed, 0.5f);
+  w[cols / 2] = 3.f;  // an outlier in row 0
+  q.host.assign(QuantizedBytes(f, rows, cols), 0);
+  Quantize(w.data(), rows, cols, f, q.host.data());
+  q.view = ViewQuantized(f, rows, cols, q.host.data());
+  q.dev = ToDev(q.host);
+}
+
+// Launches the format's kernel on the device copy of q; returns the fp16 weights on the device.
+__half* DequantOnDevice(const DeviceQuant& q, int64_t rows, int64_t cols) {
+  __half* out = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&out, rows * cols * 2));
+  const auto* scales = reinterpret_cast<const float*>(q.dev + ScalesOffset(q.view.format, rows, cols));
+  switch (q.view.format) {
+    case WeightFormat::FP8: cuda::LaunchDequantFp8(q.dev, scales, rows, cols, out, 0); break;
+    case WeightFormat::INT8: cuda::LaunchDequantInt8(reinterpret_cast<const int8_t*>(q.dev), scales, rows, cols, out, 0); break;
+    default: cuda::LaunchDequantInt4(q.dev, scales, q.dev + ZerosOffset(q.view.format, rows, cols), rows, cols, out, 0); break;
+  }
+  HS_CUDA_CHECK(cudaDeviceSynchronize());
+  return out;
+}
+
+void CheckDequant(WeightFormat f) {
+  const int64_t rows = 37, cols = 301;  // odd: a half-filled int4 byte, a partial last group
+  DeviceQuant q;
+  QuantizeToDevice(f, rows, cols, 40 + static_cast<uint32_t>(f), q);
+  __half* d = DequantOnDevice(q, rows, cols);
+  const auto got = FromDevHalf(d, rows * cols);
+  std::vector<float> want(rows * cols);
+  DequantizeRows(q.view, 0, rows, want.data());
+  int bad = 0;
+  for (size_t i = 0; i < want.size(); ++i)  // the same fp32 product, then one rounding to fp16
+    bad += got[i] != __half2float(__float2half(want[i]));
+  HS_CHECK_EQ(bad, 0);
+  cudaFree(d);
+}
+
+HS_TEST(kernel_dequant_fp8_matches_cpu) { CheckDequant(WeightFormat::FP8); }
+HS_TEST(kernel_dequant_int8_matches_cpu) { CheckDequant(WeightFormat::INT8); }
+HS_TEST(kernel_dequant_int4_matches_cpu) { CheckDequant(WeightFormat::INT4); }
+
+HS_TEST(kernel_dequant_gemm_matches_float64_reference) {
+  const int M = 13, N = 200, K = 777;
+  cublasHandle_t h;
+  cublasCreate(&h);
+  const auto x = Rand(M * K, 77, 1.f);
+  __half* dx = ToDevHalf(x);
+  float* dy = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&dy, M * N * 4));
+  for (WeightFormat f : {WeightFormat::FP8, WeightFormat::INT8, WeightFormat::INT4}) {
+    DeviceQuant q;
+    QuantizeToDevice(f, N, K, 60 + static_cast<uint32_t>(f), q);
+    __half* dw = DequantOnDevice(q, N, K);
+    cuda::Linear(h, M, N, K, dx, K, dw, K, dy, true, N);
+    HS_CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<float> y(M * N);
+    HS_CUDA_CHECK(cudaMemcpy(y.data(), dy, y.size() * 4, cudaMemcpyDeviceToHost));
+    std::vector<float> w(N * K);
+    DequantizeRows(q.view, 0, N, w.data());
+    double worst = 0;
+    for (int m = 0; m < M; ++m)
+      for (int n = 0; n < N; ++n) {
+        double ref = 0, mag = 0;  // float64 over the fp16-stored dequantised weights
+        for (int k = 0; k < K; ++k) {
+          const double wk = __half2float(__float2half(w[n * K + k]));
+          ref += static_cast<double>(x[m * K + k]) * wk;
+          mag += std::fabs(x[m * K + k] * wk);
+        }
+        worst = std::max(worst, std::fabs(y[m * N + n] - ref) / std::max(1.0, mag));
+      }
+    HS_CHECK(worst < 1e-5);  // fp32 accumulation only: any layout error is O(1)
+    cudaFree(dw);
+  }
+  cudaFree(dx);
+  cudaFree(dy);
+  cublasDestroy(h);
+}
+// ---- end of issue 14 block -------------------------------------------------------------------
 
 }  // namespace
 }  // namespace hs::cudatest

@@ -1,0 +1,58 @@
+// Issue 14, acceptance 4: `hybridserve plan --weight-dtype fp8|int8|int4 --json` counts the layer
+// weights in the format: fewer weight bytes, more resident layers or a larger batch, and the reason
+// names the format. Through cli/plan.ts run(), as cli-plan.test.ts.
+import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
+import { run } from '../../cli/plan.js';
+import { CliError } from '../../cli/errors.js';
+
+let out: string[] = [];
+beforeEach(() => {
+  out = [];
+  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => { out.push(args.map(String).join(' ')); });
+});
+afterEach(() => {
+  jest.restoreAllMocks();
+});
+
+interface PlanJson { weightBytes: number; weightDtype: string; residentLayers: number; numLayers: number; maxBatch: number; reason: string; cacheBytes: number }
+
+async function planJson(...argv: string[]): Promise<PlanJson> {
+  out = [];
+  expect(await run([...argv, '--json'])).toBe(0);
+  return JSON.parse(out[0]) as PlanJson;
+}
+
+const BASE = ['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H100-80GB-HBM3', '--host-memory', '96GiB', '--gpu-memory', '24GiB'];
+
+describe('hybridserve plan --weight-dtype', () => {
+  test('fp8 halves the layer weights and buys resident layers or batch; the reason names fp8', async () => {
+    const fp16 = await planJson(...BASE);
+    const fp8 = await planJson(...BASE, '--weight-dtype', 'fp8');
+    expect(fp16.weightDtype).toBe('fp16');
+    expect(fp16.reason).not.toMatch(/fp8|int8|int4/);
+    expect(fp8.weightDtype).toBe('fp8');
+    // Layer GEMM weights 2 → 1 byte; embeddings, norms, biases stay 16-bit.
+    expect(fp8.weightBytes).toBeLessThan(0.55 * fp16.weightBytes);
+    expect(fp8.weightBytes).toBeGreaterThan(0.5 * fp16.weightBytes);
+    expect(fp8.cacheBytes).toBeGreaterThan(fp16.cacheBytes);
+    expect(fp8.residentLayers > fp16.residentLayers || fp8.maxBatch > fp16.maxBatch).toBe(true);
+    expect(fp8.residentLayers).toBeGreaterThan(fp16.residentLayers);
+    expect(fp8.maxBatch).toBeGreaterThan(fp16.maxBatch);
+    expect(fp8.reason).toMatch(/fp8 weights/);
+  });
+
+  test('int8 counts as fp8, int4 smaller still (half a byte + group scales)', async () => {
+    const fp8 = await planJson(...BASE, '--weight-dtype', 'fp8');
+    const int8 = await planJson(...BASE, '--weight-dtype', 'int8');
+    const int4 = await planJson(...BASE, '--weight-dtype', 'int4');
+    expect(int8.weightBytes).toBe(fp8.weightBytes);
+    expect(int4.weightBytes).toBeLessThan(0.6 * fp8.weightBytes);
+    expect(int4.residentLayers).toBeGreaterThanOrEqual(fp8.residentLayers);
+    expect(int4.reason).toMatch(/int4 weights/);
+  });
+
+  test('an unknown format is a CliError naming the accepted ones', async () => {
+    await expect(run([...BASE, '--weight-dtype', 'int3'])).rejects.toThrow(CliError);
+    await expect(run([...BASE, '--weight-dtype', 'int3'])).rejects.toThrow(/--weight-dtype must be one of fp16, fp8, int8, int4, got 'int3'/);
+  });
+});
