@@ -97,6 +97,7 @@ Napi::Value EngineWrap::Sequence(const Napi::CallbackInfo& info) {
   o.Set("id", (double)s.id);
   o.Set("length", s.length);
   o.Set("cachedTokens", s.cached_tokens);
+  o.Set("prefixHitTokens", s.prefix_hit_tokens);
   o.Set("kvBlocks", s.kv_blocks);
   o.Set("actBlocks", s.act_blocks);
   return o;
@@ -142,12 +143,18 @@ Napi::Value EngineWrap::ActFraction(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::Pools(const Napi::CallbackInfo& info) {
   const CachePools& p = engine().pools();
+  const BlockManager& m = engine().blocks();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("blockTokens", p.block_tokens());
   o.Set("kvBlocksTotal", p.total_blocks(CacheKind::KV));
-  o.Set("kvBlocksFree", p.free_blocks(CacheKind::KV));
+  o.Set("kvBlocksFree", m.available(CacheKind::KV));
   o.Set("actBlocksTotal", p.total_blocks(CacheKind::ACT));
-  o.Set("actBlocksFree", p.free_blocks(CacheKind::ACT));
+  o.Set("actBlocksFree", m.available(CacheKind::ACT));
+  o.Set("kvBlocksCachedIdle", m.idle_cached(CacheKind::KV));
+  o.Set("actBlocksCachedIdle", m.idle_cached(CacheKind::ACT));
+  o.Set("prefixQueryTokens", (double)m.stats().query_tokens);
+  o.Set("prefixHitTokens", (double)m.stats().hit_tokens);
+  o.Set("prefixEvictions", (double)m.stats().evictions);
   o.Set("kvBlockBytes", (double)p.block_bytes_all_layers(CacheKind::KV));
   o.Set("actBlockBytes", (double)p.block_bytes_all_layers(CacheKind::ACT));
   return o;

@@ -40,6 +40,9 @@ class CachePools {
   int free_blocks(CacheKind kind) const;
   int total_blocks(CacheKind kind) const;
 
+  // Copies one block's cache, every layer, into another block of the same kind (host memory).
+  void CopyBlock(CacheKind kind, int32_t src, int32_t dst);
+
   // Elements of one block in one layer, and bytes of one block across all layers.
   size_t block_elems_per_layer(CacheKind kind) const;
   size_t block_bytes_all_layers(CacheKind kind) const;
