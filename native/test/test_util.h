@@ -41,7 +41,8 @@ inline ModelConfig TinyLlama(int kv_heads = 2) {
 }
 
 inline std::unique_ptr<Engine> MakeCpuEngine(const ModelConfig& cfg, int kv_blocks, int act_blocks, double fraction,
-                                             int block_tokens = 4, uint64_t seed = 7, int threads = 2, int gpu_kv_blocks = 0) {
+                                             int block_tokens = 4, uint64_t seed = 7, int threads = 2, int gpu_kv_blocks = 0,
+                                             bool prefix_caching = false) {
   EngineParts parts;
   WeightSource src;
   src.synthetic = true;
@@ -54,7 +55,7 @@ inline std::unique_ptr<Engine> MakeCpuEngine(const ModelConfig& cfg, int kv_bloc
   parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
   parts.pools = std::make_unique<CachePools>(cfg, pc);
   parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, threads);
-  return std::make_unique<Engine>(cfg, std::move(parts), fraction);
+  return std::make_unique<Engine>(cfg, std::move(parts), fraction, prefix_caching);
 }
 
 // max|a - b| / max|b|: the relative error of a whole logits row.

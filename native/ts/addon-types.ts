@@ -60,6 +60,8 @@ export interface NativeEngineOptions {
   actFraction: number;
   /** CPU worker threads (0 = hardware concurrency). */
   threads?: number;
+  /** Reuse the cache of full blocks shared with earlier prompts (prefix caching; default false). */
+  prefixCaching?: boolean;
   /** CUDA only: GPU memory budget in bytes (0 = all free memory) and resident layers (-1 = as many as fit). */
   gpuMemoryBytes?: number;
   residentLayers?: number;
@@ -200,9 +202,17 @@ export interface NativeCounters {
 export interface NativePoolStats {
   blockTokens: number;
   kvBlocksTotal: number;
+  /** Blocks a new sequence can get: free ones plus idle prefix-cached ones (evictable). */
   kvBlocksFree: number;
   actBlocksTotal: number;
   actBlocksFree: number;
+  /** Unreferenced blocks kept for the prefix cache (counted in the free figures above). */
+  kvBlocksCachedIdle: number;
+  actBlocksCachedIdle: number;
+  /** Prompt tokens looked up in / found in the prefix cache since start, and cached blocks evicted. */
+  prefixQueryTokens: number;
+  prefixHitTokens: number;
+  prefixEvictions: number;
   /** Bytes of one block in each pool, across all layers. */
   kvBlockBytes: number;
   actBlockBytes: number;
@@ -217,6 +227,8 @@ export interface NativeSequenceInfo {
   length: number;
   cachedTokens: number;
   /** Host-tier blocks of each kind, and GPU-tier (KV) blocks. */
+  /** Prompt tokens whose cache came from the prefix cache when the sequence was added. */
+  prefixHitTokens: number;
   kvBlocks: number;
   actBlocks: number;
   gpuKvBlocks?: number;

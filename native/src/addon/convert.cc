@@ -181,6 +181,7 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
   if (Present(Field(o, "threads"))) c.device.threads = (int)ToInteger(env, Field(o, "threads"), "options.threads", 0, 1024);
   if (Present(Field(o, "gpuMemoryBytes")))
     c.device.gpu_memory_bytes = ToInteger(env, Field(o, "gpuMemoryBytes"), "options.gpuMemoryBytes", 0, kMaxSafe);
+  if (Present(Field(o, "prefixCaching"))) c.prefix_caching = ToBool(env, Field(o, "prefixCaching"), "options.prefixCaching");
   if (Present(Field(o, "residentLayers")))
     c.device.resident_layers = (int)ToInteger(env, Field(o, "residentLayers"), "options.residentLayers", -1, kMaxInt);
   return c;

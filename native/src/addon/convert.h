@@ -19,6 +19,7 @@ struct CreateOptions {
   PoolConfig pools;
   DeviceOptions device;
   double act_fraction = 0;
+  bool prefix_caching = false;
 };
 
 CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v);

@@ -97,6 +97,7 @@ Napi::Value EngineWrap::Sequence(const Napi::CallbackInfo& info) {
   o.Set("id", (double)s.id);
   o.Set("length", s.length);
   o.Set("cachedTokens", s.cached_tokens);
+  o.Set("prefixHitTokens", s.prefix_hit_tokens);
   o.Set("kvBlocks", s.kv_blocks);
   o.Set("actBlocks", s.act_blocks);
   o.Set("gpuKvBlocks", s.gpu_kv_blocks);
@@ -143,14 +144,21 @@ Napi::Value EngineWrap::ActFraction(const Napi::CallbackInfo& info) {
 
 Napi::Value EngineWrap::Pools(const Napi::CallbackInfo& info) {
   const CachePools& p = engine().pools();
+  const BlockManager& m = engine().blocks();
   Napi::Object o = Napi::Object::New(info.Env());
   o.Set("blockTokens", p.block_tokens());
   o.Set("kvBlocksTotal", p.total_blocks(CacheKind::KV));
-  o.Set("kvBlocksFree", p.free_blocks(CacheKind::KV));
+  o.Set("kvBlocksFree", m.available(PoolId::HostKv));
   o.Set("actBlocksTotal", p.total_blocks(CacheKind::ACT));
-  o.Set("actBlocksFree", p.free_blocks(CacheKind::ACT));
+  o.Set("actBlocksFree", m.available(PoolId::HostAct));
   o.Set("gpuKvBlocksTotal", p.total_device_blocks());
-  o.Set("gpuKvBlocksFree", p.free_device_blocks());
+  o.Set("gpuKvBlocksFree", m.available(PoolId::DeviceKv));
+  o.Set("kvBlocksCachedIdle", m.idle_cached(PoolId::HostKv));
+  o.Set("actBlocksCachedIdle", m.idle_cached(PoolId::HostAct));
+  o.Set("gpuKvBlocksCachedIdle", m.idle_cached(PoolId::DeviceKv));
+  o.Set("prefixQueryTokens", (double)m.stats().query_tokens);
+  o.Set("prefixHitTokens", (double)m.stats().hit_tokens);
+  o.Set("prefixEvictions", (double)m.stats().evictions);
   o.Set("kvBlockBytes", (double)p.block_bytes_all_layers(CacheKind::KV));
   o.Set("actBlockBytes", (double)p.block_bytes_all_layers(CacheKind::ACT));
   return o;

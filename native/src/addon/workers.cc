@@ -34,7 +34,7 @@ void PromiseWorker::OnError(const Napi::Error& e) {
 void CreateEngineWorker::Execute() {
   try {
     EngineParts parts = MakeEngineParts(opts_.config, opts_.weights, opts_.pools, opts_.device);
-    engine_ = std::make_unique<Engine>(opts_.config, std::move(parts), opts_.act_fraction);
+    engine_ = std::make_unique<Engine>(opts_.config, std::move(parts), opts_.act_fraction, opts_.prefix_caching);
   } catch (const std::exception& e) {
     Fail(e);
   }

@@ -89,6 +89,11 @@ void CachePools::Release(const BlockRef& b) {
   }
 }
 
+void CachePools::CopyBlock(CacheKind kind, int32_t src, int32_t dst) {
+  const size_t bytes = block_elems_per_layer(kind) * dtype_size(pc_.dtype);
+  for (int l = 0; l < cfg_.num_layers; ++l) std::memcpy(block_ptr(kind, l, dst), block_ptr(kind, l, src), bytes);
+}
+
 size_t CachePools::block_elems_per_layer(CacheKind kind) const {
   return kind == CacheKind::KV ? (size_t)2 * pc_.block_tokens * cfg_.kv_dim() : (size_t)pc_.block_tokens * cfg_.hidden_size;
 }

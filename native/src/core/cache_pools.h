@@ -55,6 +55,9 @@ class CachePools {
   // A block of either tier goes back to its own tier's free list.
   void Release(const BlockRef& b);
 
+  // Copies one host block's cache, every layer, into another block of the same kind (host memory).
+  void CopyBlock(CacheKind kind, int32_t src, int32_t dst);
+
   // Elements of one block in one layer, and bytes of one block across all layers (device KV
   // blocks have the KV size).
   size_t block_elems_per_layer(CacheKind kind) const;

@@ -11,14 +11,16 @@
 
 namespace hs {
 
-Engine::Engine(const ModelConfig& cfg, EngineParts parts, double act_fraction)
+Engine::Engine(const ModelConfig& cfg, EngineParts parts, double act_fraction, bool prefix_caching)
     : cfg_(cfg), parts_(std::move(parts)), act_fraction_(0) {
+  blocks_ = std::make_unique<BlockManager>(*parts_.pools, prefix_caching);
   SetActFraction(act_fraction);
 }
 
 // The backend references the pools and weights: release it first.
 Engine::~Engine() {
   parts_.backend.reset();
+  blocks_.reset();
   parts_.pools.reset();
   parts_.weights.reset();
 }
@@ -37,20 +39,19 @@ Sequence& Engine::Find(int64_t id) {
 const Sequence& Engine::Find(int64_t id) const { return const_cast<Engine*>(this)->Find(id); }
 
 bool Engine::EnsureBlocks(Sequence& s, int positions) {
-  CachePools& pools = *parts_.pools;
-  const int need = BlocksFor(positions, pools.block_tokens());
+  const int need = BlocksFor(positions, parts_.pools->block_tokens());
   while ((int)s.blocks.size() < need) {
     const int host_blocks = (int)s.blocks.size() - s.count_device_blocks();
-    const BlockChoice want = NextBlock(host_blocks, FractionOf(s), pools.free_device_blocks() > 0);
+    const BlockChoice want = NextBlock(host_blocks, FractionOf(s), blocks_->available(PoolId::DeviceKv) > 0);
     if (want.tier == Tier::Device) {
-      s.blocks.push_back({CacheKind::KV, pools.AllocateDevice(), Tier::Device});
+      s.blocks.push_back({CacheKind::KV, blocks_->Allocate(PoolId::DeviceKv), Tier::Device});
       continue;
     }
-    int32_t idx = pools.Allocate(want.kind);
+    int32_t idx = blocks_->Allocate(HostPool(want.kind));
     CacheKind got = want.kind;
     if (idx < 0) {  // the wanted host pool is empty: fall back to the other kind
       got = OtherKind(want.kind);
-      idx = pools.Allocate(got);
+      idx = blocks_->Allocate(HostPool(got));
     }
     if (idx < 0) return false;
     s.blocks.push_back({got, idx, Tier::Host});
@@ -58,9 +59,75 @@ bool Engine::EnsureBlocks(Sequence& s, int positions) {
   return true;
 }
 
+// Tail blocks are released first, so that they are the first idle-cached blocks evicted: a
+// prefix's head, shared by more prompts, outlives its tail.
 void Engine::ReleaseBlocks(Sequence& s) {
-  for (const BlockRef& b : s.blocks) parts_.pools->Release(b);
+  for (auto it = s.blocks.rbegin(); it != s.blocks.rend(); ++it) blocks_->Release(*it);
   s.blocks.clear();
+  s.published_blocks = 0;
+  s.chain_hash = kRootBlockHash;
+}
+
+// Full blocks of the prompt found in the prefix cache, walking the hash chain from the start.
+int Engine::MatchCachedPrefix(const int32_t* tokens, int n, int* idle_matched) const {
+  const int bt = parts_.pools->block_tokens();
+  uint64_t parent = kRootBlockHash;
+  int matched = 0;
+  *idle_matched = 0;
+  for (int b = 0; (b + 1) * bt <= n; ++b) {
+    auto hit = blocks_->Lookup(parent, tokens + b * bt, bt);
+    if (!hit) break;
+    if (blocks_->refs(*hit) == 0) ++*idle_matched;
+    parent = BlockChainHash(parent, tokens + b * bt, bt);
+    ++matched;
+  }
+  return matched;
+}
+
+void Engine::AttachCachedPrefix(Sequence& s, int matched_blocks) {
+  const int bt = parts_.pools->block_tokens();
+  const int32_t* tokens = s.tokens.data();
+  for (int b = 0; b < matched_blocks; ++b) {
+    const BlockRef ref = *blocks_->Lookup(s.chain_hash, tokens + b * bt, bt);
+    blocks_->Share(ref);
+    s.blocks.push_back(ref);
+    s.chain_hash = BlockChainHash(s.chain_hash, tokens + b * bt, bt);
+  }
+  s.published_blocks = matched_blocks;
+  s.cached = matched_blocks * bt;
+  if (s.cached == s.length()) {
+    // Every prompt token is cached, but the last one must run again to give logits, and running it
+    // writes its cache into the last block, which others share. A host block is copied first
+    // (copy-on-write); a GPU-tier block is not shared at all (its bytes are device memory): the
+    // last block's tokens run again into a fresh block.
+    const BlockRef shared = s.blocks.back();
+    s.published_blocks = matched_blocks - 1;
+    s.chain_hash = kRootBlockHash;
+    for (int b = 0; b < s.published_blocks; ++b) s.chain_hash = BlockChainHash(s.chain_hash, tokens + b * bt, bt);
+    if (shared.tier == Tier::Host) {
+      const int32_t copy = blocks_->Allocate(HostPool(shared.kind));  // a block is free: AddSequence checked
+      parts_.pools->CopyBlock(shared.kind, shared.index, copy);
+      blocks_->Release(shared);
+      s.blocks.back() = {shared.kind, copy, Tier::Host};
+      s.cached = s.length() - 1;
+    } else {
+      blocks_->Release(shared);
+      s.blocks.pop_back();
+      s.cached = s.published_blocks * bt;
+    }
+  }
+  s.prefix_hit_tokens = s.cached;
+}
+
+void Engine::PublishFullBlocks(Sequence& s) {
+  if (!blocks_->prefix_caching()) return;
+  const int bt = parts_.pools->block_tokens();
+  while ((s.published_blocks + 1) * bt <= s.cached && s.published_blocks < (int)s.blocks.size()) {
+    const int32_t* t = s.tokens.data() + (size_t)s.published_blocks * bt;
+    blocks_->Publish(s.chain_hash, t, bt, s.blocks[s.published_blocks]);
+    s.chain_hash = BlockChainHash(s.chain_hash, t, bt);
+    ++s.published_blocks;
+  }
 }
 
 // The logit processors' inputs: finite, in range, token ids inside the vocabulary.
@@ -103,10 +170,15 @@ int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions&
   CheckSamplingExtras(sp, n, opts.prompt_tokens, cfg_.vocab_size);
 
   const CachePools& pools = *parts_.pools;
-  const int need = BlocksFor(n, pools.block_tokens());
-  const int kv_free = pools.free_blocks(CacheKind::KV), act_free = pools.free_blocks(CacheKind::ACT);
-  const int gpu_free = pools.free_device_blocks();
-  if (need > kv_free + act_free + gpu_free)
+  const int bt = pools.block_tokens();
+  int idle_matched = 0;
+  int matched = blocks_->prefix_caching() ? MatchCachedPrefix(tokens, n, &idle_matched) : 0;
+  // New blocks: those past the cached prefix, plus one copy when the whole prompt is cached.
+  // Matched idle blocks stop being available once shared.
+  const int need = BlocksFor(n, bt) - matched + (matched * bt == n ? 1 : 0);
+  const int kv_free = blocks_->available(PoolId::HostKv), act_free = blocks_->available(PoolId::HostAct);
+  const int gpu_free = blocks_->available(PoolId::DeviceKv);
+  if (need > kv_free + act_free + gpu_free - idle_matched)
     throw RangeErrorEx("out of cache blocks: need " + std::to_string(need) + " blocks, KV free " + std::to_string(kv_free) + ", ACT free " +
                        std::to_string(act_free) + (pools.total_device_blocks() ? ", GPU KV free " + std::to_string(gpu_free) : ""),
                        ErrorCode::OutOfBlocks);
@@ -117,6 +189,12 @@ int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions&
   seq->sampling = sp;
   seq->prompt_len = opts.prompt_tokens < 0 ? n : opts.prompt_tokens;
   seq->rng = Rng(sp.seed);
+  seq->chain_hash = kRootBlockHash;
+  if (matched > 0) AttachCachedPrefix(*seq, matched);
+  if (blocks_->prefix_caching()) {
+    blocks_->stats().query_tokens += n;
+    blocks_->stats().hit_tokens += seq->prefix_hit_tokens;
+  }
   EnsureBlocks(*seq, n);  // cannot fail: enough blocks were free
   const int64_t id = seq->id;
   seqs_[id] = std::move(seq);
@@ -135,7 +213,15 @@ void Engine::RemoveSequence(int64_t id) {
 
 SequenceInfo Engine::GetSequence(int64_t id) const {
   const Sequence& s = Find(id);
-  return {s.id, s.length(), s.cached, s.count_blocks(CacheKind::KV), s.count_blocks(CacheKind::ACT), s.count_device_blocks()};
+  SequenceInfo info;
+  info.id = s.id;
+  info.length = s.length();
+  info.cached_tokens = s.cached;
+  info.prefix_hit_tokens = s.prefix_hit_tokens;
+  info.kv_blocks = s.count_blocks(CacheKind::KV);
+  info.act_blocks = s.count_blocks(CacheKind::ACT);
+  info.gpu_kv_blocks = s.count_device_blocks();
+  return info;
 }
 
 void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {
@@ -232,6 +318,7 @@ StepResult Engine::FinishStep(bool ran_ok) {
     s.in_step = false;
     if (ran_ok) {
       s.cached = s.length();
+      PublishFullBlocks(s);
       s.tokens.push_back(j.sampled[r]);
       out.tokens[j.run_index[r]] = j.sampled[r];
       if (lps) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "core/backend.h"
+#include "core/block_manager.h"
 #include "core/cache_pools.h"
 #include "core/sequence.h"
 #include "core/weights.h"
@@ -31,6 +32,7 @@ struct SequenceInfo {
   int64_t id = 0;
   int length = 0;
   int cached_tokens = 0;
+  int prefix_hit_tokens = 0;  // prompt tokens whose cache came from the prefix cache
   int kv_blocks = 0;      // host tier
   int act_blocks = 0;     // host tier
   int gpu_kv_blocks = 0;  // device tier
@@ -57,13 +59,15 @@ struct EngineParts {
 
 class Engine {
  public:
-  Engine(const ModelConfig& cfg, EngineParts parts, double act_fraction);
+  // `prefix_caching`: reuse the cache of full blocks shared with earlier prompts (BlockManager).
+  Engine(const ModelConfig& cfg, EngineParts parts, double act_fraction, bool prefix_caching = false);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   const ModelConfig& config() const { return cfg_; }
   const CachePools& pools() const { return *parts_.pools; }
+  const BlockManager& blocks() const { return *blocks_; }
   const HostWeights& weights() const { return *parts_.weights; }
   BackendInfo backend_info() const { return parts_.backend->Info(); }
   const StepCounters& totals() const { return totals_; }
@@ -92,10 +96,16 @@ class Engine {
   // unchanged beyond what fit) if every pool is empty.
   bool EnsureBlocks(Sequence& s, int positions);
   void ReleaseBlocks(Sequence& s);
+  // Shares the longest cached prefix of s's prompt (copy-on-write for a fully cached prompt).
+  void AttachCachedPrefix(Sequence& s, int matched_blocks);
+  int MatchCachedPrefix(const int32_t* tokens, int n, int* idle_matched) const;
+  // Publishes s's blocks that became full since the last call, extending its hash chain.
+  void PublishFullBlocks(Sequence& s);
   double FractionOf(const Sequence& s) const { return s.act_fraction >= 0 ? s.act_fraction : act_fraction_; }
 
   ModelConfig cfg_;
   EngineParts parts_;
+  std::unique_ptr<BlockManager> blocks_;
   double act_fraction_;
   int64_t next_id_ = 1;
   std::map<int64_t, std::unique_ptr<Sequence>> seqs_;
