@@ -42,6 +42,7 @@ const USAGE = `usage: hybridserve serve [options]
   --shutdown-grace S       seconds in-flight requests get on SIGTERM (default ${DEFAULT_LIMITS.shutdownGraceMs / 1000})
   --threads N              CPU engine threads, at most the cores (default: all cores)
   --weight-dtype D         layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
+  --prefix-caching on|off  reuse the cache of prompt blocks shared with earlier requests (default on)
   --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)`;
 
 const OPTIONS = {
@@ -52,7 +53,7 @@ const OPTIONS = {
   'request-timeout': { type: 'string' }, 'shutdown-grace': { type: 'string' }, threads: { type: 'string' },
   'max-prompt-chars': { type: 'string' }, 'headers-timeout': { type: 'string' }, 'body-timeout': { type: 'string' },
   'max-connections': { type: 'string' }, 'log-level': { type: 'string' },
-  'weight-dtype': { type: 'string' },
+  'weight-dtype': { type: 'string' }, 'prefix-caching': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -60,6 +61,7 @@ export interface ServeConfig {
   model: string; host: string; port: number; device: 'cpu' | 'cuda'; actFraction: number | 'auto';
   hostMemoryBytes?: number; gpuMemoryBytes?: number; planFile?: string; apiKeyFile?: string; maxBatch: number; threads?: number;
   weightDtype?: WeightDtype;
+  prefixCaching: boolean;
   /** Only what was set; the rest comes from the model's window and DEFAULT_LIMITS (resolveLimits). */
   limits: Partial<ServerLimits>;
   logLevel: string;
@@ -107,9 +109,17 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
     threads: v.threads ? parseIntOption(v.threads, '--threads', 0, 1024, 0) : undefined,
     weightDtype: v['weight-dtype'] === undefined ? undefined : weightDtypeOption(v['weight-dtype']),
+    prefixCaching: onOff(v['prefix-caching'], '--prefix-caching', true),
     limits,
     logLevel,
   };
+}
+
+function onOff(text: string | undefined, what: string, fallback: boolean): boolean {
+  if (text === undefined) return fallback;
+  if (text === 'on' || text === 'true') return true;
+  if (text === 'off' || text === 'false') return false;
+  throw new CliError(`${what} must be on or off, got '${text}'`);
 }
 
 function weightDtypeOption(text: string): WeightDtype {
@@ -150,7 +160,7 @@ export async function run(argv: string[]): Promise<number> {
     rt = await openRuntime({
       model: cfg.model, device: cfg.device, actFraction: cfg.actFraction, hostMemoryBytes: cfg.hostMemoryBytes, gpuMemoryBytes: cfg.gpuMemoryBytes, plan,
       maxBatch: cfg.maxBatch, maxTotalTokens: cfg.limits.maxTotalTokens, threads: threads.threads,
-      weightDtype: cfg.weightDtype,
+      weightDtype: cfg.weightDtype, prefixCaching: cfg.prefixCaching,
       onProgress: startProgress(),
     });
   } catch (err) {

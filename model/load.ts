@@ -103,6 +103,8 @@ export interface EngineSizing {
   threads?: number;
   gpuMemoryBytes?: number;
   residentLayers?: number;
+  /** Reuse the cache of full blocks shared with earlier prompts (engine option prefixCaching). */
+  prefixCaching?: boolean;
   /** Blocks of the GPU cache tier (engine option gpuKvBlocks). */
   gpuKvBlocks?: number;
   /** Storage of the layers' GEMM weights (default fp16: the engine's native dtype). */
@@ -140,6 +142,7 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: sizing.gpuMemoryBytes } : {}),
     ...(sizing.residentLayers !== undefined ? { residentLayers: sizing.residentLayers } : {}),
     ...(sizing.gpuKvBlocks !== undefined ? { gpuKvBlocks: sizing.gpuKvBlocks } : {}),
+    ...(sizing.prefixCaching !== undefined ? { prefixCaching: sizing.prefixCaching } : {}),
     ...(sizing.weightDtype !== undefined && sizing.weightDtype !== 'fp16' ? { weightDtype: sizing.weightDtype } : {}),
   };
 }

@@ -5,10 +5,16 @@ import type { FinishReason as SchedFinish } from './scheduler/scheduler.js';
 export type Endpoint = 'completions' | 'chat';
 export type OpenAIFinish = 'stop' | 'length' | null;
 
-export interface Usage { prompt_tokens: number; completion_tokens: number; total_tokens: number }
+export interface Usage {
+  prompt_tokens: number; completion_tokens: number; total_tokens: number;
+  /** Present when part of the prompt's cache came from the prefix cache (vLLM and OpenAI name it so). */
+  prompt_tokens_details?: { cached_tokens: number };
+}
 
-export function usage(prompt: number, completion: number): Usage {
-  return { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+export function usage(prompt: number, completion: number, cachedPromptTokens = 0): Usage {
+  const u: Usage = { prompt_tokens: prompt, completion_tokens: completion, total_tokens: prompt + completion };
+  if (cachedPromptTokens > 0) u.prompt_tokens_details = { cached_tokens: cachedPromptTokens };
+  return u;
 }
 
 export function openAIFinish(reason: SchedFinish): OpenAIFinish {

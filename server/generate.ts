@@ -10,7 +10,7 @@ import { logRequest, noteUsage } from './request-log.js';
 import type { FinishReason, SequenceHandle } from './scheduler/scheduler.js';
 import { Detokenizer, type StopCause } from '../model/detokenizer.js';
 
-interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number; logprobs: LogprobEntry[]; stopReason: StopReason }
+interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number; logprobs: LogprobEntry[]; stopReason: StopReason; cachedTokens: number }
 
 /** A text delta and the logprobs of the tokens it completes (empty unless asked). */
 type OnText = (delta: string, first: boolean, logprobs: LogprobEntry[]) => void;
@@ -35,6 +35,7 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
   let sent = false;
   let all = '';
   let completionTokens = 0;
+  let cachedTokens = 0;
   const logprobs: LogprobEntry[] = [];
   let unsent = 0; // logprob entries not yet sent with a delta
   const emit = (delta: string) => {
@@ -54,6 +55,7 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
     sampling: gen.sampling,
     ignoreEos: gen.ignoreEos,
     deadline: Date.now() + ctx.limits.requestTimeoutMs,
+    onAdmitted(cached) { cachedTokens = cached; ctx.metrics.prefixCache(gen.promptTokens.length, cached); },
     onToken(token, _index, lp) {
       completionTokens++;
       if (lp && gen.logprobs !== null) logprobs.push({ token: tokenText(token), logprob: lp.logprob, top: lp.top.map(([id, l]) => [tokenText(id), l]) });
@@ -63,7 +65,7 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
     },
     onDone(reason, error) {
       if (reason === 'length' || reason === 'stop') emit(text.flush());
-      resolve({ reason, error, text: all, completionTokens, logprobs, stopReason: stopReasonOf(text.stoppedBy, eos) });
+      resolve({ reason, error, text: all, completionTokens, logprobs, stopReason: stopReasonOf(text.stoppedBy, eos), cachedTokens });
     },
   });
   return { handle, done };
@@ -113,7 +115,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
     noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err) });
     if (err) { err.counted = true; throw err; }
     const lps = gen.logprobs === null ? null : logprobsObject(ep, o.logprobs);
-    return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens), lps, o.stopReason);
+    return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens, o.cachedTokens), lps, o.stopReason);
   }
 
   // Streaming: errors before the first byte are thrown (proper status); later ones go in-band.
@@ -152,7 +154,7 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
     if (err) write(sseData(err.body()));
     else {
       write(sseData(deltaChunk(ep, meta, '', openAIFinish(o.reason), false)));
-      if (gen.includeUsage) write(sseData(usageChunk(ep, meta, usage(gen.promptTokens.length, o.completionTokens))));
+      if (gen.includeUsage) write(sseData(usageChunk(ep, meta, usage(gen.promptTokens.length, o.completionTokens, o.cachedTokens))));
     }
     write(SSE_DONE);
     closed = true;

@@ -5,6 +5,7 @@
 // llm-d's endpoint picker) read, each with a model_name label; one observation feeds both.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, exponentialBuckets } from 'prom-client';
 import type { NativeCounters, NativePoolStats } from '../native/ts/addon-types.js';
+import { zeroCounters } from '../native/ts/counters.js';
 import { packageVersion } from './version.js';
 
 export interface Observer { observe(value: number): void }
@@ -40,6 +41,8 @@ export interface ServerMetrics {
   /** Adds one engine step's counters. */
   addStep(c: NativeCounters): void;
   setPools(p: NativePoolStats): void;
+  /** One admitted request's prompt tokens, and how many of them came from the prefix cache. */
+  prefixCache(queryTokens: number, hitTokens: number): void;
 }
 
 /** One observation (or increment) fed to several metrics. */
@@ -70,6 +73,8 @@ export function createMetrics(opts: { processMetrics?: boolean; modelName?: stri
     recomputedTokens: new Counter({ name: 'hybridserve_recomputed_tokens_total', help: 'Tokens whose K/V were recomputed from ACT', registers: r }),
     stepSeconds: new Histogram({ name: 'hybridserve_engine_step_seconds', help: 'Wall time of one engine step', buckets: latency, registers: r }),
     cancelReleaseSteps: new Histogram({ name: 'hybridserve_cancelled_release_steps', help: 'Engine steps between a cancellation (client gone) and its blocks being freed', buckets: [0, 1, 2, 4], registers: r }),
+    prefixQueries: new Counter({ name: 'hybridserve_prefix_cache_query_tokens_total', help: 'Prompt tokens looked up in the prefix cache', registers: r }),
+    prefixHits: new Counter({ name: 'hybridserve_prefix_cache_hit_tokens_total', help: 'Prompt tokens whose cache came from the prefix cache', registers: r }),
     preemptions: new Counter({ name: 'hybridserve_preemptions_total', help: 'Sequences preempted for lack of cache blocks (recomputed later)', registers: r }),
   };
   const v = createVllmMetrics(registry, opts.modelName ?? 'unknown', latency);
@@ -104,11 +109,10 @@ export function createMetrics(opts: { processMetrics?: boolean; modelName?: stri
     m.cacheBlocks.set({ kind: 'act', state: 'free' }, p.actBlocksFree);
   };
   // Make every labelled series visible from the first scrape.
-  addStep({ steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0, actBytesD2H: 0,
-    transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0, recomputedTokens: 0 });
+  addStep(zeroCounters());
   m.stepSeconds.reset();
   m.planGeneration.set(-1);
-  const { ttftH, tpotH, e2eH, generatedTokensC, promptTokensC, ...rest } = m;
+  const { ttftH, tpotH, e2eH, generatedTokensC, promptTokensC, prefixQueries, prefixHits, ...rest } = m;
   return {
     ...rest,
     setLoad: (waiting: number, running: number) => {
@@ -125,6 +129,12 @@ export function createMetrics(opts: { processMetrics?: boolean; modelName?: stri
     finished: (reason) => v.success.inc({ finished_reason: reason }),
     addStep,
     setPools,
+    prefixCache: (query: number, hit: number) => {
+      prefixQueries.inc(query);
+      prefixHits.inc(hit);
+      v.prefixQueries.inc(query);
+      v.prefixHits.inc(hit);
+    },
   };
 }
 
@@ -147,6 +157,8 @@ function createVllmMetrics(registry: Registry, modelName: string, latency: numbe
     ttft: histogram('vllm:time_to_first_token_seconds', 'Time from arrival to first generated token'),
     itl: histogram('vllm:inter_token_latency_seconds', 'Time between consecutive generated tokens'),
     e2e: histogram('vllm:e2e_request_latency_seconds', 'Time from arrival to the end of a request'),
+    prefixQueries: counter('vllm:prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache'),
+    prefixHits: counter('vllm:prefix_cache_hits_total', 'Prompt tokens found in the prefix cache'),
     success: { inc: (labels: { finished_reason: string }) => success.inc({ model_name: modelName, ...labels }) },
   };
 }

@@ -40,6 +40,8 @@ export interface RuntimeOptions {
   freeMemoryBytes?: number;
   /** Layer weight format (issue 14); the host-memory split counts its bytes. */
   weightDtype?: WeightDtype;
+  /** Reuse the cache of prompt blocks shared with earlier requests (default true). */
+  prefixCaching?: boolean;
 }
 
 export interface LoadProgress { step: number; steps: number; stage: string }
@@ -180,12 +182,12 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   let { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
   const tiers = chooseTiers(o);
-  const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2).weightBytes;
+  const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2, o.weightDtype).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
   const engine = await openEngine(model, {
     device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
     maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads, ...tiers,
-    weightDtype: o.weightDtype,
+    weightDtype: o.weightDtype, prefixCaching: o.prefixCaching ?? true,
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;

@@ -207,12 +207,12 @@ export interface NativePoolStats {
   actBlocksTotal: number;
   actBlocksFree: number;
   /** Unreferenced blocks kept for the prefix cache (counted in the free figures above). */
-  kvBlocksCachedIdle: number;
-  actBlocksCachedIdle: number;
+  kvBlocksCachedIdle?: number;
+  actBlocksCachedIdle?: number;
   /** Prompt tokens looked up in / found in the prefix cache since start, and cached blocks evicted. */
-  prefixQueryTokens: number;
-  prefixHitTokens: number;
-  prefixEvictions: number;
+  prefixQueryTokens?: number;
+  prefixHitTokens?: number;
+  prefixEvictions?: number;
   /** Bytes of one block in each pool, across all layers. */
   kvBlockBytes: number;
   actBlockBytes: number;
@@ -228,7 +228,7 @@ export interface NativeSequenceInfo {
   cachedTokens: number;
   /** Host-tier blocks of each kind, and GPU-tier (KV) blocks. */
   /** Prompt tokens whose cache came from the prefix cache when the sequence was added. */
-  prefixHitTokens: number;
+  prefixHitTokens?: number;
   kvBlocks: number;
   actBlocks: number;
   gpuKvBlocks?: number;

@@ -27,6 +27,8 @@ export interface SequenceRequest {
   /** Called for each generated token, in order. Returning true stops generation ('stop'). */
   onToken(token: number, index: number, logprob?: TokenLogprob): boolean | void;
   onDone(reason: FinishReason, error?: Error): void;
+  /** Called when the engine takes the sequence: how many prompt tokens' cache came from the prefix cache. */
+  onAdmitted?(cachedPromptTokens: number): void;
   /** Absolute deadline (ms since epoch); undefined = none. */
   deadline?: number;
 }
@@ -285,6 +287,8 @@ export class Scheduler {
         continue;
       }
       this.waiting.shift();
+      // Only the first admission counts: a preempted sequence re-added later hits its own blocks.
+      if (seq.generated.length === 0) seq.req.onAdmitted?.(Math.min(this.engine.sequence(seq.engineId).prefixHitTokens ?? 0, seq.req.prompt.length));
       seq.admittedRank = ++this.rank;
       seq.contextTokens = tokens;
       this.running.push(seq);

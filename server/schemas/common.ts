@@ -88,6 +88,8 @@ export const Usage = Type.Object({
   prompt_tokens: Type.Integer(),
   completion_tokens: Type.Integer(),
   total_tokens: Type.Integer(),
+  /** Present when part of the prompt came from the prefix cache. */
+  prompt_tokens_details: Type.Optional(Type.Object({ cached_tokens: Type.Integer() })),
 });
 export type UsageT = Static<typeof Usage>;
 

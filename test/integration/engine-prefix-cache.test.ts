@@ -16,7 +16,7 @@ async function serve(e: NativeEngine, prompts: number[][]): Promise<{ tokens: nu
   // Requests arrive one after another (as a chat workload does): each runs to the end alone.
   for (const p of prompts) {
     const id = e.addSequence(Int32Array.from(p), { sampling: greedy });
-    hits.push(e.sequence(id).prefixHitTokens);
+    hits.push(e.sequence(id).prefixHitTokens ?? 0);
     const out: number[] = [];
     for (let s = 0; s < GEN; s++) out.push((await e.step(Int32Array.of(id))).tokens[0]);
     e.removeSequence(id);

@@ -8,13 +8,13 @@ export interface TestServer { url: string; serving: Serving; close(): Promise<vo
 
 export async function startServer(o: {
   model?: string; actFraction?: number; limits?: Partial<ServerLimits>; apiKeys?: string[]; planFile?: string; planPollMs?: number;
-  maxBatch?: number; kvBlocks?: number; actBlocks?: number;
+  maxBatch?: number; kvBlocks?: number; actBlocks?: number; prefixCaching?: boolean;
 } = {}): Promise<TestServer> {
   const limits = { maxPromptTokens: 256, maxTotalTokens: 512, ...o.limits };
   const rt = await openRuntime({
     model: o.model ?? 'synthetic:opt-tiny', device: 'cpu', actFraction: o.actFraction ?? 0,
     plan: o.kvBlocks !== undefined ? { actFraction: o.actFraction ?? 0, kvBlocks: o.kvBlocks, actBlocks: o.actBlocks ?? 0 } : null,
-    maxBatch: o.maxBatch ?? 64, maxTotalTokens: limits.maxTotalTokens, threads: 2,
+    maxBatch: o.maxBatch ?? 64, maxTotalTokens: limits.maxTotalTokens, threads: 2, prefixCaching: o.prefixCaching,
   });
   const opts: ServingOptions = {
     modelName: rt.model.spec, device: 'cpu', engine: rt.engine, tokenizer: rt.tokenizer, maxPositions: rt.model.config.maxPositions,
