@@ -12,6 +12,17 @@ export default tseslint.config(
     },
   },
   {
+    // Type-aware rules: a promise that is dropped, passed where a void callback is expected, or an
+    // `await` on something that is not a promise is almost always a bug (lost errors, races).
+    files: ['**/*.ts'],
+    languageOptions: { parserOptions: { projectService: true, tsconfigRootDir: import.meta.dirname } },
+    rules: {
+      '@typescript-eslint/no-floating-promises': 'error',
+      '@typescript-eslint/no-misused-promises': 'error',
+      '@typescript-eslint/await-thenable': 'error',
+    },
+  },
+  {
     // One module owns each boundary: only operator/k8s/ may import the Kubernetes client at runtime,
     // and only native/ts/ may load the addon.
     files: ['**/*.ts'],
