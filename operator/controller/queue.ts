@@ -52,7 +52,7 @@ export class WorkQueue {
     this.pump();
   }
 
-  /** Adds the key after `ms` unless an earlier timer for it is already due sooner. */
+  /** Adds the key after `ms`, replacing any timer already pending for it (the latest request wins). */
   addAfter(key: string, ms: number): void {
     if (this.stopped) return;
     if (this.timers.has(key)) this.clock.clearTimer(this.timers.get(key));
