@@ -80,6 +80,19 @@ describe('work queue', () => {
     await q.shutdown();
   });
 
+  test('addAfter replaces the pending timer of a key; the key then runs once', async () => {
+    const clock = new ManualClock(); const runs: string[] = [];
+    const q = new WorkQueue(async (k) => { runs.push(k); }, { clock });
+    q.addAfter('k', 50); q.addAfter('k', 10); q.addAfter('j', 20);
+    expect(clock.pending().sort((a, b) => a - b)).toEqual([10, 20]);
+    clock.fireNext(); await q.idle();
+    expect(runs).toEqual(['k']);
+    clock.fireNext(); await q.idle();
+    expect(runs).toEqual(['k', 'j']);
+    expect(clock.pending()).toEqual([]);
+    await q.shutdown();
+  });
+
   test('shutdown cancels pending requeues and waits for running reconciles', async () => {
     const clock = new ManualClock(); const gate = deferred(); let finished = false;
     const q = new WorkQueue(async (k) => { if (k === 'slow') { await gate.promise; finished = true; return undefined; } return { requeueAfterMs: 5 }; }, { clock });
