@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# CI: compile-only check of the CUDA sources (native/src/cuda/*.cu) with nvcc, warnings as errors.
+# CI: compile-only check of the CUDA backend's sources (native/src/cuda/*.cu, *.cc) with nvcc, warnings as errors.
 # CI machines have no GPU and no cuBLAS, so this is not a build of the CUDA backend (CMake builds that
 # only where cuBLAS is found): it catches syntax, type and warning regressions in the kernels early.
 # A file that includes cuBLAS (directly or through a header of ours) is skipped when cublas_v2.h is
-# not in the toolkit; today that is engine.cu. Skipped with a message when nvcc is absent.
+# not in the toolkit; today engine.cu, gemm.cc and probe.cc. Skipped with a message when nvcc is absent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 NVCC=${NVCC:-$(command -v nvcc || true)}
@@ -34,7 +34,7 @@ needs_cublas() {
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 files=()
-for f in native/src/cuda/*.cu; do
+for f in native/src/cuda/*.cu native/src/cuda/*.cc; do
   seen=()
   if [ "$have_cublas" = 0 ] && needs_cublas "$f"; then
     echo "cuda-compile: skipping $f (needs cublas_v2.h, not in ${cuda_includes:-the toolkit})"
