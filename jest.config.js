@@ -1,5 +1,5 @@
 // Jest runs TypeScript through @swc/jest in native ESM mode, because @kubernetes/client-node is
-// ESM-only (see docs/development.md). `npm test` sets NODE_OPTIONS=--experimental-vm-modules.
+// ESM-only (see README.md, Development). `npm test` sets NODE_OPTIONS=--experimental-vm-modules.
 const swc = ['@swc/jest', { jsc: { target: 'es2022', parser: { syntax: 'typescript' } }, module: { type: 'es6' } }];
 const common = {
   testEnvironment: 'node',

@@ -42,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
       console.log(`${new Date().toISOString()} received ${sig}; shutting down`);
       const force = setTimeout(() => process.exit(1), 20_000);
       force.unref();
-      op.stop().finally(resolve);
+      op.stop().catch((e: unknown) => console.error(`operator: shutdown failed: ${(e as Error).message}`)).finally(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -190,7 +190,7 @@ export class Operator {
         hsds: () => inf.hsd.list(), nodes: () => inf.nodes.list(),
         pods: (ns, name) => inf.pods.list(ns).filter((p) => p.metadata.labels?.[LABEL_INSTANCE] === name),
         enqueue: (k) => this.queue.add(k), intervalMsOverride: this.o.feedbackIntervalMsOverride,
-      }).finally(() => { this.feedbackRunning = false; });
+      }).catch((e: unknown) => this.log(`feedback tick failed: ${(e as Error).message}`)).finally(() => { this.feedbackRunning = false; });
     }, this.o.feedbackTickMs ?? 1000));
     this.timers.push(setInterval(() => { this.state.clearAppliedHashes(); this.enqueueAll(); }, this.o.resyncMs ?? 300_000));
   }

@@ -45,6 +45,7 @@ const cmakeArgs = [
   `-DHYBRIDSERVE_CUDA=${process.env.HYBRIDSERVE_CUDA ?? (sanitize ? 'off' : 'auto')}`,
   `-DHYBRIDSERVE_SANITIZE=${sanitize ? 'ON' : 'OFF'}`,
   `-DHYBRIDSERVE_TESTS=${tests ? 'ON' : 'OFF'}`,
+  `-DHYBRIDSERVE_WERROR=${process.env.HYBRIDSERVE_WERROR === '1' ? 'ON' : 'OFF'}`,
 ];
 if (process.env.CUDAARCHS) cmakeArgs.push(`-DCMAKE_CUDA_ARCHITECTURES=${process.env.CUDAARCHS}`);
 run('cmake', cmakeArgs);

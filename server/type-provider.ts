@@ -1,6 +1,6 @@
-// A Fastify type provider for @sinclair/typebox 0.34. The installed @fastify/type-provider-typebox
-// 6.x is typed against the newer `typebox` 1.x package (its peer dependency, not installed), so its
-// types resolve to `unknown` here; these few lines give route handlers the schemas' static types.
+// A Fastify type provider for @sinclair/typebox 0.34. @fastify/type-provider-typebox 6.x is typed
+// against the newer `typebox` 1.x package (its peer dependency), so it is not a dependency; these
+// few lines give route handlers the schemas' static types.
 import type { FastifyPluginAsync, FastifyTypeProvider, RawServerDefault } from 'fastify';
 import type { Static, TSchema } from '@sinclair/typebox';
 

@@ -5,7 +5,21 @@
 export interface ReconcileResult { requeueAfterMs?: number }
 export type Worker = (key: string) => Promise<ReconcileResult | void>;
 
-export interface QueueOptions { concurrency?: number; baseBackoffMs?: number; maxBackoffMs?: number; onError?: (key: string, err: unknown) => void }
+/** The timers the queue schedules requeues with; tests pass a manual clock instead of waiting on wall time. */
+export interface QueueClock {
+  setTimer(fn: () => void, ms: number): unknown;
+  clearTimer(handle: unknown): void;
+}
+
+export const wallClock: QueueClock = {
+  setTimer: (fn, ms) => setTimeout(fn, ms),
+  clearTimer: (handle) => clearTimeout(handle as NodeJS.Timeout),
+};
+
+export interface QueueOptions {
+  concurrency?: number; baseBackoffMs?: number; maxBackoffMs?: number; onError?: (key: string, err: unknown) => void;
+  clock?: QueueClock;
+}
 
 export class WorkQueue {
   private readonly queued = new Set<string>();
@@ -13,18 +27,20 @@ export class WorkQueue {
   private readonly running = new Set<string>();
   private readonly dirty = new Set<string>();
   private readonly failures = new Map<string, number>();
-  private readonly timers = new Map<string, NodeJS.Timeout>();
+  private readonly timers = new Map<string, unknown>();
   private active = 0;
   private stopped = false;
   private idleWaiters: (() => void)[] = [];
   private readonly concurrency: number;
   private readonly baseBackoffMs: number;
   private readonly maxBackoffMs: number;
+  private readonly clock: QueueClock;
 
   constructor(private readonly worker: Worker, private readonly opts: QueueOptions = {}) {
     this.concurrency = opts.concurrency ?? 4;
     this.baseBackoffMs = opts.baseBackoffMs ?? 200;
     this.maxBackoffMs = opts.maxBackoffMs ?? 60_000;
+    this.clock = opts.clock ?? wallClock;
   }
 
   add(key: string): void {
@@ -36,12 +52,11 @@ export class WorkQueue {
     this.pump();
   }
 
-  /** Adds the key after `ms` unless an earlier timer for it is already due sooner. */
+  /** Adds the key after `ms`, replacing any timer already pending for it (the latest request wins). */
   addAfter(key: string, ms: number): void {
     if (this.stopped) return;
-    const t = this.timers.get(key);
-    if (t) clearTimeout(t);
-    this.timers.set(key, setTimeout(() => { this.timers.delete(key); this.add(key); }, ms));
+    if (this.timers.has(key)) this.clock.clearTimer(this.timers.get(key));
+    this.timers.set(key, this.clock.setTimer(() => { this.timers.delete(key); this.add(key); }, ms));
   }
 
   /** Forgets the backoff history of a key (after a success). */
@@ -62,11 +77,11 @@ export class WorkQueue {
 
   async shutdown(): Promise<void> {
     this.stopped = true;
-    for (const t of this.timers.values()) clearTimeout(t);
+    for (const t of this.timers.values()) this.clock.clearTimer(t);
     this.timers.clear();
     this.order.length = 0;
     this.queued.clear();
-    while (this.active > 0) await new Promise((r) => setTimeout(r, 10));
+    await this.idle(); // nothing is queued any more, so this waits for the running reconciles only
   }
 
   private pump(): void {

@@ -1,5 +1,5 @@
 import { describe, test, expect } from '@jest/globals';
-import { WorkQueue } from '../../operator/controller/queue.js';
+import { WorkQueue, type QueueClock } from '../../operator/controller/queue.js';
 import { canAcquire } from '../../operator/controller/leader.js';
 import { aggregate, parseStats, podDelta } from '../../operator/feedback/measure.js';
 import { retuneOptions, statsUrl, podReady } from '../../operator/controller/feedback.js';
@@ -7,39 +7,107 @@ import { clusterRules, leaseRules } from '../../operator/rbac.js';
 import { R } from '../../operator/k8s/resources.js';
 import { resolveSpec } from '../../operator/api/defaults.js';
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A clock the test advances by hand: timers fire only in advance(), in due order. */
+class ManualClock implements QueueClock {
+  now = 0;
+  private timers: { id: number; due: number; fn: () => void }[] = [];
+  private nextId = 0;
+  setTimer(fn: () => void, ms: number): unknown { const id = this.nextId++; this.timers.push({ id, due: this.now + ms, fn }); return id; }
+  clearTimer(handle: unknown): void { this.timers = this.timers.filter((t) => t.id !== handle); }
+  /** Delays (from now) of the pending timers. */
+  pending(): number[] { return this.timers.map((t) => t.due - this.now); }
+  /** Moves time to the next due timer and fires it. */
+  fireNext(): void {
+    const t = [...this.timers].sort((a, b) => a.due - b.due)[0];
+    if (!t) throw new Error('no timer pending');
+    this.timers = this.timers.filter((x) => x !== t);
+    this.now = t.due;
+    t.fn();
+  }
+}
+
+/** A promise the test settles by hand. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => { resolve = r; });
+  return { promise, resolve };
+}
+
+const settle = async () => { for (let i = 0; i < 10; i++) await Promise.resolve(); };
 
 describe('work queue', () => {
   test('one reconcile per key at a time; adds during a run coalesce into one rerun', async () => {
     const running = new Map<string, number>(); let maxPerKey = 0; const runs: string[] = [];
+    const gates: { key: string; gate: ReturnType<typeof deferred> }[] = [];
     const q = new WorkQueue(async (k) => {
       running.set(k, (running.get(k) ?? 0) + 1); maxPerKey = Math.max(maxPerKey, running.get(k)!);
-      runs.push(k); await sleep(20); running.set(k, running.get(k)! - 1);
-    }, { concurrency: 4 });
+      runs.push(k);
+      const gate = deferred(); gates.push({ key: k, gate });
+      await gate.promise;
+      running.set(k, running.get(k)! - 1);
+    }, { concurrency: 4, clock: new ManualClock() });
     q.add('a'); q.add('a'); q.add('b');
-    await sleep(5);
-    q.add('a'); q.add('a'); q.add('a');
-    await sleep(100);
+    expect(runs).toEqual(['a', 'b']);                 // the duplicate add while queued is dropped
+    q.add('a'); q.add('a'); q.add('a');               // while 'a' runs: marked dirty, not run beside it
+    expect(runs).toEqual(['a', 'b']);
+    gates[0].gate.resolve(); await settle();
+    expect(runs).toEqual(['a', 'b', 'a']);            // one rerun for the three adds
+    gates[1].gate.resolve(); gates[2].gate.resolve();
     await q.idle();
     expect(maxPerKey).toBe(1);
-    expect(runs.filter((k) => k === 'a')).toHaveLength(2);
-    expect(runs.filter((k) => k === 'b')).toHaveLength(1);
+    expect(runs).toEqual(['a', 'b', 'a']);
     await q.shutdown();
   });
 
   test('failures back off exponentially up to the cap; success resets; requeueAfter schedules a run', async () => {
+    const clock = new ManualClock();
     let calls = 0; const times: number[] = [];
-    const q = new WorkQueue(async () => { times.push(Date.now()); calls++; if (calls < 5) throw new Error('boom'); return calls === 5 ? { requeueAfterMs: 30 } : undefined; },
-      { baseBackoffMs: 10, maxBackoffMs: 40 });
+    const q = new WorkQueue(async () => { times.push(clock.now); calls++; if (calls < 5) throw new Error('boom'); return calls === 5 ? { requeueAfterMs: 30 } : undefined; },
+      { baseBackoffMs: 10, maxBackoffMs: 40, clock, onError: () => {} });
     q.add('k');
-    await sleep(400);
+    const delays: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      await q.idle();
+      expect(clock.pending()).toHaveLength(1);
+      delays.push(clock.pending()[0]);
+      clock.fireNext();
+    }
+    await q.idle();
     expect(calls).toBe(6);
-    const gaps = times.slice(1).map((t, i) => t - times[i]);
-    expect(gaps[0]).toBeGreaterThanOrEqual(9);
-    expect(gaps[2]).toBeGreaterThanOrEqual(35);       // 10, 20, 40 (capped), 40
-    expect(gaps[3]).toBeLessThan(80);
+    expect(delays).toEqual([10, 20, 40, 40, 30]);    // backoff 10, 20, 40 (capped), 40; then requeueAfter 30
+    expect(times).toEqual([0, 10, 30, 70, 110, 140]);
+    expect(clock.pending()).toEqual([]);              // no requeue after a plain success
     expect(q.backoffMs('k')).toBe(10);                // reset after the success
     await q.shutdown();
+  });
+
+  test('addAfter replaces the pending timer of a key; the key then runs once', async () => {
+    const clock = new ManualClock(); const runs: string[] = [];
+    const q = new WorkQueue(async (k) => { runs.push(k); }, { clock });
+    q.addAfter('k', 50); q.addAfter('k', 10); q.addAfter('j', 20);
+    expect(clock.pending().sort((a, b) => a - b)).toEqual([10, 20]);
+    clock.fireNext(); await q.idle();
+    expect(runs).toEqual(['k']);
+    clock.fireNext(); await q.idle();
+    expect(runs).toEqual(['k', 'j']);
+    expect(clock.pending()).toEqual([]);
+    await q.shutdown();
+  });
+
+  test('shutdown cancels pending requeues and waits for running reconciles', async () => {
+    const clock = new ManualClock(); const gate = deferred(); let finished = false;
+    const q = new WorkQueue(async (k) => { if (k === 'slow') { await gate.promise; finished = true; return undefined; } return { requeueAfterMs: 5 }; }, { clock });
+    q.add('fast'); await settle();
+    expect(clock.pending()).toEqual([5]);
+    q.add('slow');
+    let done = false; const stopping = q.shutdown().then(() => { done = true; });
+    await settle();
+    expect(clock.pending()).toEqual([]);
+    expect(done).toBe(false);
+    gate.resolve(); await stopping;
+    expect(finished).toBe(true);
+    q.add('fast'); await settle();
+    expect(q.len()).toBe(0);                          // a stopped queue ignores adds
   });
 });
 
