@@ -82,7 +82,6 @@ __global__ void paged_attention_kernel(const __half* __restrict__ q, int ldq, __
 // vector. Each 8-lane group keeps its own online softmax; the 16 groups merge through shared memory.
 constexpr int kLanesPerKey = 8;
 constexpr int kGroups = kWarps * 32 / kLanesPerKey;
-constexpr int kMaxDimsPerLane = kMaxHeadDim / kLanesPerKey;  // 32
 
 template <int DPL>  // dims per lane: head_dim / 8
 __global__ void paged_attention_vec_kernel(const __half* __restrict__ q, int ldq, __half* __restrict__ out, int ldo, int group,
