@@ -8,7 +8,18 @@ export default tseslint.config(
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
-    languageOptions: { globals: { process: 'readonly', console: 'readonly', Buffer: 'readonly', setTimeout: 'readonly', clearTimeout: 'readonly', setInterval: 'readonly', clearInterval: 'readonly', URL: 'readonly' } },
+    languageOptions: {
+      globals: {
+        process: 'readonly',
+        console: 'readonly',
+        Buffer: 'readonly',
+        setTimeout: 'readonly',
+        clearTimeout: 'readonly',
+        setInterval: 'readonly',
+        clearInterval: 'readonly',
+        URL: 'readonly',
+      },
+    },
     rules: {
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
     },
@@ -39,10 +50,19 @@ export default tseslint.config(
     files: ['**/*.ts'],
     ignores: ['operator/k8s/**', 'test/**', 'bench/**'],
     rules: {
-      'no-restricted-imports': ['error', {
-        paths: [{ name: '@kubernetes/client-node', message: 'import it only in operator/k8s/ (use import type elsewhere)', allowTypeImports: true }],
-        patterns: [noTestImports],
-      }],
+      'no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@kubernetes/client-node',
+              message: 'import it only in operator/k8s/ (use import type elsewhere)',
+              allowTypeImports: true,
+            },
+          ],
+          patterns: [noTestImports],
+        },
+      ],
     },
   },
 );

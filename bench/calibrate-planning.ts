@@ -12,8 +12,15 @@
 import { readFileSync } from 'node:fs';
 import { presetConfig } from '../model/presets.js';
 import {
-  decodeStepCost, gpuLayout, modelProfile, requireHardwareProfile, solveActFraction, withMeasured,
-  type GpuLayout, type HardwareProfile, type ModelProfile,
+  decodeStepCost,
+  gpuLayout,
+  modelProfile,
+  requireHardwareProfile,
+  solveActFraction,
+  withMeasured,
+  type GpuLayout,
+  type HardwareProfile,
+  type ModelProfile,
 } from '../planning/index.js';
 
 export interface Measured {
@@ -29,7 +36,15 @@ export interface Measured {
   probedGemmTflops: number;
 }
 
-export interface Row { model: string; batch: number; context: number; actFraction: number; predictedSeconds: number; measuredSeconds: number; errorPct: number }
+export interface Row {
+  model: string;
+  batch: number;
+  context: number;
+  actFraction: number;
+  predictedSeconds: number;
+  measuredSeconds: number;
+  errorPct: number;
+}
 
 export interface SweepResult {
   model: string;
@@ -51,7 +66,9 @@ const H200 = 'NVIDIA-H200';
 export function streamedLayout(mp: ModelProfile, hw: HardwareProfile, batch: number, context: number, miniBatches: number): GpuLayout {
   const base = gpuLayout(mp, hw.hbmBytes, Math.ceil(context));
   return {
-    ...base, residentLayers: 0, layerBufferBytes: 2 * mp.layerBytes,
+    ...base,
+    residentLayers: 0,
+    layerBufferBytes: 2 * mp.layerBytes,
     miniBatchTokens: Math.ceil((batch * context) / Math.max(1, miniBatches)),
   };
 }
@@ -60,7 +77,9 @@ export function hardwareFor(m: Measured, probed: boolean): HardwareProfile {
   const table = requireHardwareProfile(H200);
   if (!probed) return table;
   return withMeasured(table, {
-    h2dBytesPerSecond: m.probedH2DGBps * 1e9, d2hBytesPerSecond: m.probedD2HGBps * 1e9, gemmFlops: m.probedGemmTflops * 1e12,
+    h2dBytesPerSecond: m.probedH2DGBps * 1e9,
+    d2hBytesPerSecond: m.probedD2HGBps * 1e9,
+    gemmFlops: m.probedGemmTflops * 1e12,
   });
 }
 
@@ -78,8 +97,12 @@ export function compare(lines: Measured[], probed: boolean): { rows: Row[]; swee
     const layout = streamedLayout(mp, hw, m.batch, m.meanContext, m.miniBatches);
     const pred = decodeStepCost(mp, hw, layout, { actFraction: m.actFraction, batch: m.batch, contextTokens: m.meanContext });
     return {
-      model: m.model, batch: m.batch, context: m.meanContext, actFraction: m.actFraction,
-      predictedSeconds: pred.stepSeconds, measuredSeconds: m.meanDecodeStepSeconds,
+      model: m.model,
+      batch: m.batch,
+      context: m.meanContext,
+      actFraction: m.actFraction,
+      predictedSeconds: pred.stepSeconds,
+      measuredSeconds: m.meanDecodeStepSeconds,
       errorPct: (pred.stepSeconds / m.meanDecodeStepSeconds - 1) * 100,
     };
   });
@@ -101,15 +124,25 @@ export function compare(lines: Measured[], probed: boolean): { rows: Row[]; swee
     const genTokens = 32;
     const promptTokens = Math.round(m0.meanContext - genTokens / 2);
     const sol = solveActFraction({
-      mp, hw, layout, cacheBytes: Number.MAX_SAFE_INTEGER, workload: { promptTokens, genTokens }, maxBatchCap: m0.batch,
+      mp,
+      hw,
+      layout,
+      cacheBytes: Number.MAX_SAFE_INTEGER,
+      workload: { promptTokens, genTokens },
+      maxBatchCap: m0.batch,
     });
     if (!sol) continue;
     const best = g.reduce((x, y) => (y.decodeTokensPerSecond > x.decodeTokensPerSecond ? y : x));
     const near = g.reduce((x, y) => (Math.abs(y.actFraction - sol.actFraction) < Math.abs(x.actFraction - sol.actFraction) ? y : x));
     sweeps.push({
-      model: m0.model, batch: m0.batch, context: m0.meanContext, solverFraction: sol.actFraction,
-      solverMeasuredTokensPerSecond: near.decodeTokensPerSecond, solverMeasuredAt: near.actFraction,
-      bestFraction: best.actFraction, bestTokensPerSecond: best.decodeTokensPerSecond,
+      model: m0.model,
+      batch: m0.batch,
+      context: m0.meanContext,
+      solverFraction: sol.actFraction,
+      solverMeasuredTokensPerSecond: near.decodeTokensPerSecond,
+      solverMeasuredAt: near.actFraction,
+      bestFraction: best.actFraction,
+      bestTokensPerSecond: best.decodeTokensPerSecond,
       shortfallPct: (near.decodeTokensPerSecond / best.decodeTokensPerSecond - 1) * 100,
     });
   }
@@ -117,7 +150,11 @@ export function compare(lines: Measured[], probed: boolean): { rows: Row[]; swee
 }
 
 export function parseLines(text: string): Measured[] {
-  return text.split('\n').map((l) => l.trim()).filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Measured)
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Measured)
     .filter((m) => typeof m.meanContext === 'number' && typeof m.meanDecodeStepSeconds === 'number');
 }
 
@@ -136,17 +173,23 @@ function main(argv: string[]): number {
   }
   const sorted = [...rows].sort((a, b) => a.model.localeCompare(b.model) || a.actFraction - b.actFraction);
   process.stdout.write(`hardware: ${probed ? 'probed values of each line' : `${H200} table profile`}\n\n`);
-  process.stdout.write('| Model (dims) | Batch | Context | ACT fraction | Predicted step (s) | Measured step (s) | Error |\n|---|---|---|---|---|---|---|\n');
+  process.stdout.write(
+    '| Model (dims) | Batch | Context | ACT fraction | Predicted step (s) | Measured step (s) | Error |\n|---|---|---|---|---|---|---|\n',
+  );
   for (const r of sorted) {
     const sign = r.errorPct >= 0 ? '+' : '−';
-    process.stdout.write(`| ${r.model.replace(/^synthetic:/, '')} | ${r.batch} | ${r.context} | ${r.actFraction.toFixed(1)} | ` +
-      `${r.predictedSeconds.toFixed(3)} | ${r.measuredSeconds.toFixed(3)} | ${sign}${Math.abs(r.errorPct).toFixed(1)}% |\n`);
+    process.stdout.write(
+      `| ${r.model.replace(/^synthetic:/, '')} | ${r.batch} | ${r.context} | ${r.actFraction.toFixed(1)} | ` +
+        `${r.predictedSeconds.toFixed(3)} | ${r.measuredSeconds.toFixed(3)} | ${sign}${Math.abs(r.errorPct).toFixed(1)}% |\n`,
+    );
   }
   process.stdout.write(`\nmax |error|: ${Math.max(...rows.map((r) => Math.abs(r.errorPct))).toFixed(1)}%\n\n`);
   for (const s of sweeps) {
-    process.stdout.write(`${s.model} batch ${s.batch} context ${s.context}: solver fraction ${s.solverFraction} → measured ` +
-      `${s.solverMeasuredTokensPerSecond.toFixed(1)} decode tok/s (at ${s.solverMeasuredAt}); best measured ` +
-      `${s.bestTokensPerSecond.toFixed(1)} at ${s.bestFraction}; shortfall ${Math.abs(s.shortfallPct).toFixed(1)}%\n`);
+    process.stdout.write(
+      `${s.model} batch ${s.batch} context ${s.context}: solver fraction ${s.solverFraction} → measured ` +
+        `${s.solverMeasuredTokensPerSecond.toFixed(1)} decode tok/s (at ${s.solverMeasuredAt}); best measured ` +
+        `${s.bestTokensPerSecond.toFixed(1)} at ${s.bestFraction}; shortfall ${Math.abs(s.shortfallPct).toFixed(1)}%\n`,
+    );
   }
   return 0;
 }

@@ -70,7 +70,8 @@ export interface BatchResult extends PairedRound {
 
 /** Pairs round i with max(probe i, probe i + 1); probes has one more entry than rounds (GFLOP/s). */
 export function pairRounds(rounds: DecodeRow[], probes: number[]): PairedRound[] {
-  if (probes.length !== rounds.length + 1) throw new Error(`need ${rounds.length + 1} probes for ${rounds.length} rounds, got ${probes.length}`);
+  if (probes.length !== rounds.length + 1)
+    throw new Error(`need ${rounds.length + 1} probes for ${rounds.length} rounds, got ${probes.length}`);
   return rounds.map((r, i) => {
     const peakGflops = Math.max(probes[i], probes[i + 1]);
     return { ...r, peakGflops, ratioOfPeak: r.achievedGflops / peakGflops };
@@ -82,7 +83,8 @@ export function summarise(rounds: PairedRound[]): BatchResult {
   if (rounds.length === 0) throw new Error('no rounds to summarise');
   const best = rounds.reduce((a, b) => (b.tokensPerSecond > a.tokensPerSecond ? b : a));
   return {
-    ...best, rounds,
+    ...best,
+    rounds,
     medianRatioOfPeak: median(rounds.map((r) => r.ratioOfPeak)),
     medianRoundTokensPerSecond: median(rounds.map((r) => r.tokensPerSecond)),
   };
@@ -97,7 +99,8 @@ export function median(xs: number[]): number {
 
 function parseList(v: string, name: string): number[] {
   const xs = v.split(',').map((s) => Number(s.trim()));
-  if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 1)) throw new Error(`--${name} must be a comma-separated list of positive integers, got '${v}'`);
+  if (xs.length === 0 || xs.some((x) => !Number.isInteger(x) || x < 1))
+    throw new Error(`--${name} must be a comma-separated list of positive integers, got '${v}'`);
   return xs;
 }
 
@@ -127,7 +130,9 @@ async function runBatch(engine: NativeEngine, cfg: ModelConfig, batch: number, p
   const ids: number[] = [];
   try {
     for (let i = 0; i < batch; ++i) {
-      ids.push(engine.addSequence(promptTokens(prompt, i + 1, cfg.vocabSize), { sampling: { temperature: 0, topK: 0, topP: 1, seed: i + 1 } }));
+      ids.push(
+        engine.addSequence(promptTokens(prompt, i + 1, cfg.vocabSize), { sampling: { temperature: 0, topK: 0, topP: 1, seed: i + 1 } }),
+      );
     }
     const idArr = Int32Array.from(ids);
     let t0 = performance.now();
@@ -151,7 +156,11 @@ async function runBatch(engine: NativeEngine, cfg: ModelConfig, batch: number, p
     let attn = 0;
     for (let s = 0; s < steps; ++s) attn += batch * attentionFlops(cfg, prompt + s + 1);
     return {
-      batch, promptTokens: prompt, decodeSteps: steps, prefillSeconds, decodeSeconds,
+      batch,
+      promptTokens: prompt,
+      decodeSteps: steps,
+      prefillSeconds,
+      decodeSeconds,
       tokensPerSecond: tokens / decodeSeconds,
       stepMsMedian: median(jsMs),
       engineStepMsMedian: median(engineMs),
@@ -197,8 +206,14 @@ async function main(): Promise<number> {
   const blocksPerSeq = Math.ceil((prompt + steps + 1) / BLOCK_TOKENS) + 1;
   log(`creating engine for ${model} (${threads || 'all'} threads)`);
   const engine = await createEngine({
-    device: 'cpu', config: toNativeConfig(cfg), weights: { kind: 'synthetic', seed: 1 },
-    blockTokens: BLOCK_TOKENS, kvBlocks: maxBatch * blocksPerSeq, actBlocks: maxBatch * blocksPerSeq, actFraction: 0, threads,
+    device: 'cpu',
+    config: toNativeConfig(cfg),
+    weights: { kind: 'synthetic', seed: 1 },
+    blockTokens: BLOCK_TOKENS,
+    kvBlocks: maxBatch * blocksPerSeq,
+    actBlocks: maxBatch * blocksPerSeq,
+    actFraction: 0,
+    threads,
   });
   const info = engine.info();
   log(`engine: ${info.deviceName}, ${(info.weightBytes / 2 ** 20).toFixed(0)} MiB of weights`);
@@ -227,26 +242,46 @@ async function main(): Promise<number> {
   const pct = (x: number): string => `${(x * 100).toFixed(1)}%`;
 
   console.log(`\nCPU benchmark: ${model}, prompt ${prompt} tokens, ${steps} decode steps, best of ${rounds} rounds, ${info.deviceName}`);
-  console.log(`peak GEMM probes (${kernel}, 1024^3, sustained 0.5 s): min ${Math.min(...allProbes).toFixed(1)}, max ${Math.max(...allProbes).toFixed(1)} GFLOP/s`);
+  console.log(
+    `peak GEMM probes (${kernel}, 1024^3, sustained 0.5 s): min ${Math.min(...allProbes).toFixed(1)}, max ${Math.max(...allProbes).toFixed(1)} GFLOP/s`,
+  );
   console.log(`achieved = 2 x ${(matmulParams(cfg) / 1e6).toFixed(1)}M matmul params x tokens / decode time\n`);
-  console.log('batch  prefill s  decode tok/s (median round)  step ms (js/engine)  achieved GFLOP/s  paired peak  of peak (median)  compute share');
+  console.log(
+    'batch  prefill s  decode tok/s (median round)  step ms (js/engine)  achieved GFLOP/s  paired peak  of peak (median)  compute share',
+  );
   for (const r of rows) {
     const tps = `${r.tokensPerSecond.toFixed(1)} (${r.medianRoundTokensPerSecond.toFixed(1)})`;
-    console.log(`${String(r.batch).padStart(5)}  ${r.prefillSeconds.toFixed(2).padStart(9)}  ${tps.padStart(27)}  ` +
-      `${(r.stepMsMedian.toFixed(1) + ' / ' + r.engineStepMsMedian.toFixed(1)).padStart(19)}  ${r.achievedGflops.toFixed(1).padStart(16)}  ` +
-      `${r.peakGflops.toFixed(1).padStart(11)}  ${(pct(r.ratioOfPeak) + ' (' + pct(r.medianRatioOfPeak) + ')').padStart(16)}  ${(r.computeShare * 100).toFixed(0).padStart(12)}%`);
+    console.log(
+      `${String(r.batch).padStart(5)}  ${r.prefillSeconds.toFixed(2).padStart(9)}  ${tps.padStart(27)}  ` +
+        `${(r.stepMsMedian.toFixed(1) + ' / ' + r.engineStepMsMedian.toFixed(1)).padStart(19)}  ${r.achievedGflops.toFixed(1).padStart(16)}  ` +
+        `${r.peakGflops.toFixed(1).padStart(11)}  ${(pct(r.ratioOfPeak) + ' (' + pct(r.medianRatioOfPeak) + ')').padStart(16)}  ${(r.computeShare * 100).toFixed(0).padStart(12)}%`,
+    );
   }
-  console.log(JSON.stringify({
-    bench: 'cpu', model, device: 'cpu', deviceName: info.deviceName, kernel,
-    rounds, promptTokens: prompt, decodeSteps: steps,
-    peakGemmGflops: Math.max(...allProbes), peakProbesGflops: allProbes,
-    matmulParams: matmulParams(cfg),
-    rows,
-  }));
+  console.log(
+    JSON.stringify({
+      bench: 'cpu',
+      model,
+      device: 'cpu',
+      deviceName: info.deviceName,
+      kernel,
+      rounds,
+      promptTokens: prompt,
+      decodeSteps: steps,
+      peakGemmGflops: Math.max(...allProbes),
+      peakProbesGflops: allProbes,
+      matmulParams: matmulParams(cfg),
+      rows,
+    }),
+  );
   return 0;
 }
 
-main().then((code) => { process.exitCode = code; }, (err: unknown) => {
-  process.stderr.write(`bench:cpu failed: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 1;
-});
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    process.stderr.write(`bench:cpu failed: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -30,9 +30,17 @@ import { createEngine, loadAddon, toNativeConfig, type NativeCounters, type Nati
 const BLOCK_TOKENS = 16;
 
 /** T_pcie(a) = T_gpu(a) solved for a (per layer, decode; notes §2), clipped to [0, 1]. */
-export function closedFormActFraction(cfg: ModelConfig, batch: number, prompt: number, gen: number,
-  h2dBytesPerSecond: number, gemmFlops: number): number {
-  const h = cfg.hiddenSize, B = h2dBytesPerSecond, F = gemmFlops;
+export function closedFormActFraction(
+  cfg: ModelConfig,
+  batch: number,
+  prompt: number,
+  gen: number,
+  h2dBytesPerSecond: number,
+  gemmFlops: number,
+): number {
+  const h = cfg.hiddenSize,
+    B = h2dBytesPerSecond,
+    F = gemmFlops;
   const N = batch * (prompt + gen / 2);
   const num = (24 * h * h) / B + (4 * N * h) / B - (24 * h * h * batch) / F;
   const den = (2 * N * h) / B + (4 * N * h * h) / F;
@@ -48,7 +56,11 @@ export function poolBlocks(batch: number, tokens: number, a: number, blockTokens
   };
 }
 
-export interface RunTimes { prefillSeconds: number; decodeSeconds: number; decodeSteps: number }
+export interface RunTimes {
+  prefillSeconds: number;
+  decodeSeconds: number;
+  decodeSteps: number;
+}
 
 export interface EngineBenchResult {
   totalTokensPerSecond: number;
@@ -68,16 +80,21 @@ export function engineMetrics(batch: number, gen: number, t: RunTimes, dec: Nati
   const h2d = per(dec.weightBytesH2D + dec.kvBytesH2D + dec.actBytesH2D);
   const d2h = per(dec.kvBytesD2H + dec.actBytesD2H);
   const step = t.decodeSeconds / steps;
-  const lower = Math.max(probe.h2dBytesPerSecond > 0 ? h2d / probe.h2dBytesPerSecond : 0,
-    probe.d2hBytesPerSecond > 0 ? d2h / probe.d2hBytesPerSecond : 0);
+  const lower = Math.max(
+    probe.h2dBytesPerSecond > 0 ? h2d / probe.h2dBytesPerSecond : 0,
+    probe.d2hBytesPerSecond > 0 ? d2h / probe.d2hBytesPerSecond : 0,
+  );
   const busy = dec.computeSeconds + dec.recomputeSeconds;
   return {
     totalTokensPerSecond: (batch * gen) / (t.prefillSeconds + t.decodeSeconds),
     decodeTokensPerSecond: t.decodeSeconds > 0 ? (batch * (gen - 1)) / t.decodeSeconds : 0,
     meanDecodeStepSeconds: step,
     bytesPerDecodeStep: {
-      weightsH2D: per(dec.weightBytesH2D), kvH2D: per(dec.kvBytesH2D), actH2D: per(dec.actBytesH2D),
-      kvD2H: per(dec.kvBytesD2H), actD2H: per(dec.actBytesD2H),
+      weightsH2D: per(dec.weightBytesH2D),
+      kvH2D: per(dec.kvBytesH2D),
+      actH2D: per(dec.actBytesH2D),
+      kvD2H: per(dec.kvBytesD2H),
+      actD2H: per(dec.actBytesD2H),
     },
     effectivePcieGBps: step > 0 ? (h2d + d2h) / step / 1e9 : 0,
     transferLowerBoundSeconds: lower,
@@ -106,9 +123,15 @@ function intArg(v: string | undefined, name: string, min: number, fallback: numb
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
-      model: { type: 'string', default: 'synthetic:opt-13b' }, batch: { type: 'string' }, prompt: { type: 'string' },
-      gen: { type: 'string' }, 'act-fraction': { type: 'string', default: 'auto' }, 'gpu-memory': { type: 'string' },
-      'host-memory': { type: 'string' }, 'resident-layers': { type: 'string' }, device: { type: 'string', default: 'cuda' },
+      model: { type: 'string', default: 'synthetic:opt-13b' },
+      batch: { type: 'string' },
+      prompt: { type: 'string' },
+      gen: { type: 'string' },
+      'act-fraction': { type: 'string', default: 'auto' },
+      'gpu-memory': { type: 'string' },
+      'host-memory': { type: 'string' },
+      'resident-layers': { type: 'string' },
+      device: { type: 'string', default: 'cuda' },
       'gpu-cache-blocks': { type: 'string' },
       'weight-dtype': { type: 'string', default: 'fp16' },
     },
@@ -129,20 +152,33 @@ async function main(): Promise<number> {
 
   const addon = loadAddon();
   const probe = await addon.probe(device);
-  process.stderr.write(`[bench:engine] probe: h2d ${(probe.h2dBytesPerSecond / 1e9).toFixed(1)} GB/s, gemm ${(probe.gemmFlops / 1e12).toFixed(0)} TFLOP/s\n`);
+  process.stderr.write(
+    `[bench:engine] probe: h2d ${(probe.h2dBytesPerSecond / 1e9).toFixed(1)} GB/s, gemm ${(probe.gemmFlops / 1e12).toFixed(0)} TFLOP/s\n`,
+  );
 
   const fracText = values['act-fraction']!;
   let actFraction: number;
   let fractionSource = 'given';
   if (fracText === 'auto') {
     const hw: HardwareProfile = {
-      product: 'probed', h2dBytesPerSecond: probe.h2dBytesPerSecond || 1, d2hBytesPerSecond: probe.d2hBytesPerSecond || 1,
-      gemmFlops: probe.gemmFlops, hbmBytes: gpuMemoryBytes || 80e9, hbmBytesPerSecond: 3.35e12,
+      product: 'probed',
+      h2dBytesPerSecond: probe.h2dBytesPerSecond || 1,
+      d2hBytesPerSecond: probe.d2hBytesPerSecond || 1,
+      gemmFlops: probe.gemmFlops,
+      hbmBytes: gpuMemoryBytes || 80e9,
+      hbmBytesPerSecond: 3.35e12,
     };
     try {
       const plan = planNode({
-        model: cfg, hardware: hw, hostMemoryBytes: hostMemoryBytes ?? 2 ** 40, gpuMemoryBytes: gpuMemoryBytes || undefined,
-        actFraction: 'auto', promptTokens: prompt, genTokens: gen, maxBatchCap: batch, weightDtype,
+        model: cfg,
+        hardware: hw,
+        hostMemoryBytes: hostMemoryBytes ?? 2 ** 40,
+        gpuMemoryBytes: gpuMemoryBytes || undefined,
+        actFraction: 'auto',
+        promptTokens: prompt,
+        genTokens: gen,
+        maxBatchCap: batch,
+        weightDtype,
       });
       actFraction = plan.actFraction;
       fractionSource = `planNode: ${plan.reason}`;
@@ -152,19 +188,29 @@ async function main(): Promise<number> {
     }
   } else {
     actFraction = Number(fracText);
-    if (fracText.trim() === '' || !(actFraction >= 0 && actFraction <= 1)) throw new Error(`--act-fraction must be 0..1 or auto, got '${fracText}'`);
+    if (fracText.trim() === '' || !(actFraction >= 0 && actFraction <= 1))
+      throw new Error(`--act-fraction must be 0..1 or auto, got '${fracText}'`);
   }
 
   const { kvBlocks, actBlocks } = poolBlocks(batch, prompt + gen, actFraction);
-  const gpuKvBlocks = values['gpu-cache-blocks'] === 'all'
-    ? batch * Math.ceil((prompt + gen) / BLOCK_TOKENS)
-    : intArg(values['gpu-cache-blocks'], 'gpu-cache-blocks', 0, 0);
+  const gpuKvBlocks =
+    values['gpu-cache-blocks'] === 'all'
+      ? batch * Math.ceil((prompt + gen) / BLOCK_TOKENS)
+      : intArg(values['gpu-cache-blocks'], 'gpu-cache-blocks', 0, 0);
   const per = cacheBytesPerTokenPerLayer(cfg, 2);
   const cacheBytes = (kvBlocks * per.kv + actBlocks * per.act) * BLOCK_TOKENS * cfg.numLayers;
   const t0 = performance.now();
   const engine = await createEngine({
-    device, config: toNativeConfig(cfg), weights: { kind: 'synthetic', seed: spec.seed }, blockTokens: BLOCK_TOKENS,
-    kvBlocks, actBlocks, gpuKvBlocks, actFraction, gpuMemoryBytes, residentLayers: resident,
+    device,
+    config: toNativeConfig(cfg),
+    weights: { kind: 'synthetic', seed: spec.seed },
+    blockTokens: BLOCK_TOKENS,
+    kvBlocks,
+    actBlocks,
+    gpuKvBlocks,
+    actFraction,
+    gpuMemoryBytes,
+    residentLayers: resident,
     ...(weightDtype !== 'fp16' ? { weightDtype } : {}),
   });
   const info = engine.info();
@@ -172,11 +218,15 @@ async function main(): Promise<number> {
     await engine.close();
     throw new Error(`weights (${info.weightBytes} B) + cache (${cacheBytes} B) exceed --host-memory ${hostMemoryBytes} B: lower --batch`);
   }
-  process.stderr.write(`[bench:engine] ${spec.spec} on ${info.deviceName}: engine ready in ${((performance.now() - t0) / 1e3).toFixed(1)} s\n`);
+  process.stderr.write(
+    `[bench:engine] ${spec.spec} on ${info.deviceName}: engine ready in ${((performance.now() - t0) / 1e3).toFixed(1)} s\n`,
+  );
   try {
     const ids: number[] = [];
     for (let i = 0; i < batch; ++i) {
-      ids.push(engine.addSequence(promptTokens(prompt, i + 1, cfg.vocabSize), { sampling: { temperature: 0, topK: 0, topP: 1, seed: i + 1 } }));
+      ids.push(
+        engine.addSequence(promptTokens(prompt, i + 1, cfg.vocabSize), { sampling: { temperature: 0, topK: 0, topP: 1, seed: i + 1 } }),
+      );
     }
     const idArr = Int32Array.from(ids);
     let ts = performance.now();
@@ -187,14 +237,39 @@ async function main(): Promise<number> {
     for (let s = 1; s < gen; ++s) dec = addCounters(dec, (await engine.step(idArr)).counters);
     const decodeSeconds = (performance.now() - ts) / 1e3;
     const m = engineMetrics(batch, gen, { prefillSeconds, decodeSeconds, decodeSteps: gen - 1 }, dec, probe);
-    console.log(JSON.stringify({
-      model: spec.spec, device, weightDtype, card: info.deviceName, batch, prompt, gen, actFraction, actFractionSource: fractionSource,
-      residentLayers: resident, gpuMemoryBytes, gpuKvBlocks, kvBlocks, actBlocks, hostCacheBytes: cacheBytes, weightBytes: info.weightBytes,
-      ...m, prefillSeconds, decodeSeconds, probedH2DGBps: probe.h2dBytesPerSecond / 1e9, probedD2HGBps: probe.d2hBytesPerSecond / 1e9,
-      probedGemmTflops: probe.gemmFlops / 1e12,
-      decodePhaseSeconds: { transfer: dec.transferSeconds, compute: dec.computeSeconds, recompute: dec.recomputeSeconds, idle: dec.idleSeconds },
-      driver: 'addon',
-    }));
+    console.log(
+      JSON.stringify({
+        model: spec.spec,
+        device,
+        weightDtype,
+        card: info.deviceName,
+        batch,
+        prompt,
+        gen,
+        actFraction,
+        actFractionSource: fractionSource,
+        residentLayers: resident,
+        gpuMemoryBytes,
+        gpuKvBlocks,
+        kvBlocks,
+        actBlocks,
+        hostCacheBytes: cacheBytes,
+        weightBytes: info.weightBytes,
+        ...m,
+        prefillSeconds,
+        decodeSeconds,
+        probedH2DGBps: probe.h2dBytesPerSecond / 1e9,
+        probedD2HGBps: probe.d2hBytesPerSecond / 1e9,
+        probedGemmTflops: probe.gemmFlops / 1e12,
+        decodePhaseSeconds: {
+          transfer: dec.transferSeconds,
+          compute: dec.computeSeconds,
+          recompute: dec.recomputeSeconds,
+          idle: dec.idleSeconds,
+        },
+        driver: 'addon',
+      }),
+    );
   } finally {
     await engine.close();
   }
@@ -203,8 +278,13 @@ async function main(): Promise<number> {
 
 const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
 if (invokedDirectly) {
-  main().then((code) => { process.exitCode = code; }, (err: unknown) => {
-    process.stderr.write(`bench:engine failed: ${err instanceof Error ? err.message : String(err)}\n`);
-    process.exitCode = 1;
-  });
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`bench:engine failed: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -39,16 +39,36 @@ function cpuSeconds(pid: number): number {
 
 async function metric(port: number, name: string): Promise<number> {
   const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-  return text.split('\n').filter((l) => l.startsWith(name) && !l.startsWith('#')).reduce((a, l) => a + Number(l.split(' ').pop()), 0);
+  return text
+    .split('\n')
+    .filter((l) => l.startsWith(name) && !l.startsWith('#'))
+    .reduce((a, l) => a + Number(l.split(' ').pop()), 0);
 }
 
 async function main(): Promise<void> {
   const cluster = await new TestCluster().start(nodes(NODES), { mode: 'fake' });
-  const proc = spawn(process.execPath, [...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []), join(ROOT, 'dist/cli/main.js'), 'operator', '--server', cluster.url, '--metrics-port', '0', '--metrics-host', '127.0.0.1'],
-    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, POD_NAMESPACE: 'default' } });
+  const proc = spawn(
+    process.execPath,
+    [
+      ...(process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : []),
+      join(ROOT, 'dist/cli/main.js'),
+      'operator',
+      '--server',
+      cluster.url,
+      '--metrics-port',
+      '0',
+      '--metrics-host',
+      '127.0.0.1',
+    ],
+    { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, POD_NAMESPACE: 'default' } },
+  );
   const port = await new Promise<number>((resolve, reject) => {
     let out = '';
-    proc.stdout!.on('data', (b: Buffer) => { out += b.toString(); const m = /metrics on :(\d+)/.exec(out); if (m) resolve(Number(m[1])); });
+    proc.stdout!.on('data', (b: Buffer) => {
+      out += b.toString();
+      const m = /metrics on :(\d+)/.exec(out);
+      if (m) resolve(Number(m[1]));
+    });
     proc.once('exit', (c) => reject(new Error(`operator exited with ${c}: ${out}`)));
   });
   try {
@@ -56,12 +76,21 @@ async function main(): Promise<void> {
     const models = ['synthetic:opt-1.3b', 'synthetic:opt-6.7b', 'synthetic:opt-13b', 'synthetic:llama-7b'];
     const t0 = performance.now();
     for (let i = 0; i < HSDS; i++) {
-      cluster.createHsd({ metadata: { name: `hsd-${i}` }, spec: { model: { uri: models[i % models.length] }, replicas: 1 + (i % 3), cache: { actFraction: i % 5 === 0 ? 0.5 : 'auto' } } }, `ns-${i % 8}`);
+      cluster.createHsd(
+        {
+          metadata: { name: `hsd-${i}` },
+          spec: { model: { uri: models[i % models.length] }, replicas: 1 + (i % 3), cache: { actFraction: i % 5 === 0 ? 0.5 : 'auto' } },
+        },
+        `ns-${i % 8}`,
+      );
     }
-    let readyCount = 0; let peakRss = rssIdle;
+    let readyCount = 0;
+    let peakRss = rssIdle;
     const deadline = Date.now() + 300_000;
     while (Date.now() < deadline) {
-      readyCount = cluster.list('hybridserve.io', 'v1alpha1', 'hybridservedeployments').filter((h) => cond(h, 'Ready')?.status === 'True' && h.status.observedGeneration === h.metadata.generation).length;
+      readyCount = cluster
+        .list('hybridserve.io', 'v1alpha1', 'hybridservedeployments')
+        .filter((h) => cond(h, 'Ready')?.status === 'True' && h.status.observedGeneration === h.metadata.generation).length;
       peakRss = Math.max(peakRss, rssBytes(proc.pid!));
       if (readyCount === HSDS) break;
       await new Promise((r) => setTimeout(r, 100));
@@ -78,12 +107,16 @@ async function main(): Promise<void> {
     console.log(`operator bench: ${HSDS} HybridServeDeployments over ${NODES} fake nodes (API test double, pods Ready without processes)`);
     console.log(`  ready:               ${readyCount}/${HSDS} HSDs, ${pods} pods`);
     console.log(`  time to converge:    ${convergeS.toFixed(2)} s`);
-    console.log(`  reconciles:          ${reconciles} (${errors} errors), ${(reconciles / convergeS).toFixed(1)} reconciles/s, mean ${(1000 * durSum / Math.max(1, reconciles)).toFixed(1)} ms each`);
+    console.log(
+      `  reconciles:          ${reconciles} (${errors} errors), ${(reconciles / convergeS).toFixed(1)} reconciles/s, mean ${((1000 * durSum) / Math.max(1, reconciles)).toFixed(1)} ms each`,
+    );
     console.log(`  operator RSS:        ${mib(rssIdle)} idle, ${mib(peakRss)} peak, ${mib(rssEnd)} at the end`);
     console.log(`  API requests:        ${[...cluster.api.requestCounts.values()].reduce((a, b) => a + b, 0)}`);
     console.log(`  operator CPU:        ${cpu.toFixed(1)} s user+system (machine load average ${load})`);
     const met = readyCount === HSDS && convergeS < TARGET_SECONDS && peakRss < TARGET_RSS_BYTES;
-    console.log(`  target:              all Ready in < ${TARGET_SECONDS} s with RSS < ${TARGET_RSS_BYTES / 1e6} MB: ${met ? 'met' : 'NOT met'}`);
+    console.log(
+      `  target:              all Ready in < ${TARGET_SECONDS} s with RSS < ${TARGET_RSS_BYTES / 1e6} MB: ${met ? 'met' : 'NOT met'}`,
+    );
     if (!met) process.exitCode = 1;
   } finally {
     proc.kill('SIGTERM');
@@ -92,4 +125,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((e) => { console.error(e); process.exitCode = 1; });
+main().catch((e) => {
+  console.error(e);
+  process.exitCode = 1;
+});

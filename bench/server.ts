@@ -18,8 +18,19 @@ import { parseArgs } from 'node:util';
 
 import { percentile } from './serving-workload.js';
 
-interface Sample { ttft: number; tpot: number; tokens: number }
-interface ServerTotals { steps: number; tokens: number; busySeconds: number; engineSeconds: number; awaitSeconds: number; overlapSeconds: number }
+interface Sample {
+  ttft: number;
+  tpot: number;
+  tokens: number;
+}
+interface ServerTotals {
+  steps: number;
+  tokens: number;
+  busySeconds: number;
+  engineSeconds: number;
+  awaitSeconds: number;
+  overlapSeconds: number;
+}
 
 const args = parseArgs({
   options: {
@@ -39,7 +50,21 @@ const quantile = percentile;
 async function startServer(): Promise<{ url: string; child: ChildProcess }> {
   const main = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', 'cli', 'main.js');
   const nodeArgs = args['server-node-args'] ? args['server-node-args'].split(/\s+/).filter(Boolean) : [];
-  const argv = [...nodeArgs, main, 'serve', '--model', args.model!, '--host', '127.0.0.1', '--port', '0', '--max-batch', '64', '--act-fraction', '0'];
+  const argv = [
+    ...nodeArgs,
+    main,
+    'serve',
+    '--model',
+    args.model!,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    '0',
+    '--max-batch',
+    '64',
+    '--act-fraction',
+    '0',
+  ];
   if (args.threads) argv.push('--threads', args.threads);
   const child = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'inherit'] });
   const url = await new Promise<string>((resolve, reject) => {
@@ -58,8 +83,17 @@ async function startServer(): Promise<{ url: string; child: ChildProcess }> {
 async function oneStream(url: string, model: string, prompt: string, maxTokens: number): Promise<Sample> {
   const t0 = performance.now();
   const res = await fetch(`${url}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ model, prompt, max_tokens: maxTokens, temperature: 0, stream: true, stream_options: { include_usage: true }, ignore_eos: true }),
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({
+      model,
+      prompt,
+      max_tokens: maxTokens,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
+    }),
   });
   if (!res.ok || !res.body) throw new Error(`HTTP ${res.status}: ${await res.text()}`);
   const reader = res.body.getReader();
@@ -79,7 +113,11 @@ async function oneStream(url: string, model: string, prompt: string, maxTokens: 
       if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
       const j = JSON.parse(ev.slice(6)) as { choices: Array<{ text: string }>; usage?: { completion_tokens: number } };
       if (j.usage) tokens = j.usage.completion_tokens;
-      else if (j.choices[0]?.text) { const now = performance.now(); if (!first) first = now; last = now; }
+      else if (j.choices[0]?.text) {
+        const now = performance.now();
+        if (!first) first = now;
+        last = now;
+      }
     }
   }
   return { ttft: (first - t0) / 1000, tpot: tokens > 1 ? (last - first) / 1000 / (tokens - 1) : 0, tokens };
@@ -112,11 +150,27 @@ async function level(url: string, model: string, concurrency: number, requests: 
   const steps = after.steps - before.steps;
   const overlap = after.overlapSeconds - before.overlapSeconds;
   return {
-    concurrency, requests, seconds: wall,
+    concurrency,
+    requests,
+    seconds: wall,
     requestsPerSecond: requests / wall,
     outputTokensPerSecond: samples.reduce((n, s) => n + s.tokens, 0) / wall,
-    ttftP50: quantile(samples.map((s) => s.ttft), 0.5), ttftP99: quantile(samples.map((s) => s.ttft), 0.99),
-    tpotP50: quantile(samples.map((s) => s.tpot), 0.5), tpotP99: quantile(samples.map((s) => s.tpot), 0.99),
+    ttftP50: quantile(
+      samples.map((s) => s.ttft),
+      0.5,
+    ),
+    ttftP99: quantile(
+      samples.map((s) => s.ttft),
+      0.99,
+    ),
+    tpotP50: quantile(
+      samples.map((s) => s.tpot),
+      0.5,
+    ),
+    tpotP99: quantile(
+      samples.map((s) => s.tpot),
+      0.99,
+    ),
     meanBatch: tokens / Math.max(1, steps),
     engineSecondsPerToken: engine / Math.max(1, tokens),
     overheadSecondsPerToken: (busy - awaited) / Math.max(1, tokens),
@@ -140,11 +194,15 @@ async function main(): Promise<void> {
     }
     const ms = (s: number) => (s * 1000).toFixed(1).padStart(9);
     console.log(`\nserver benchmark: ${model} on CPU, ${maxTokens} output tokens per request, streaming (SSE)\n`);
-    console.log('streams  requests   req/s   tok/s  ttft p50  ttft p99  tpot p50  tpot p99  batch  engine/tok  handoff/tok  overlap/tok  overhead/tok  overhead');
+    console.log(
+      'streams  requests   req/s   tok/s  ttft p50  ttft p99  tpot p50  tpot p99  batch  engine/tok  handoff/tok  overlap/tok  overhead/tok  overhead',
+    );
     for (const r of rows) {
-      console.log(`${String(r.concurrency).padStart(7)}  ${String(r.requests).padStart(8)}  ${r.requestsPerSecond.toFixed(2).padStart(6)}  ${r.outputTokensPerSecond.toFixed(0).padStart(6)}` +
-        `${ms(r.ttftP50)}ms${ms(r.ttftP99)}ms${ms(r.tpotP50)}ms${ms(r.tpotP99)}ms  ${r.meanBatch.toFixed(1).padStart(5)}` +
-        `  ${(r.engineSecondsPerToken * 1e6).toFixed(0).padStart(8)}µs  ${(r.addonHandoffSecondsPerToken * 1e6).toFixed(0).padStart(9)}µs  ${(r.overlappedDeliverySecondsPerToken * 1e6).toFixed(1).padStart(9)}µs  ${(r.overheadSecondsPerToken * 1e6).toFixed(1).padStart(10)}µs  ${(r.overheadRatio * 100).toFixed(1).padStart(7)}%`);
+      console.log(
+        `${String(r.concurrency).padStart(7)}  ${String(r.requests).padStart(8)}  ${r.requestsPerSecond.toFixed(2).padStart(6)}  ${r.outputTokensPerSecond.toFixed(0).padStart(6)}` +
+          `${ms(r.ttftP50)}ms${ms(r.ttftP99)}ms${ms(r.tpotP50)}ms${ms(r.tpotP99)}ms  ${r.meanBatch.toFixed(1).padStart(5)}` +
+          `  ${(r.engineSecondsPerToken * 1e6).toFixed(0).padStart(8)}µs  ${(r.addonHandoffSecondsPerToken * 1e6).toFixed(0).padStart(9)}µs  ${(r.overlappedDeliverySecondsPerToken * 1e6).toFixed(1).padStart(9)}µs  ${(r.overheadSecondsPerToken * 1e6).toFixed(1).padStart(10)}µs  ${(r.overheadRatio * 100).toFixed(1).padStart(7)}%`,
+      );
     }
     const at64 = rows.find((r) => r.concurrency === 64);
     if (at64) console.log(`\noverhead at 64 streams: ${(at64.overheadRatio * 100).toFixed(1)}% of engine step time (target <= 5%)`);
@@ -155,4 +213,7 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch((err) => { console.error(err); process.exitCode = 1; });
+main().catch((err) => {
+  console.error(err);
+  process.exitCode = 1;
+});

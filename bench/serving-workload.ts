@@ -36,13 +36,34 @@ export const FIRST_ID = 4;
  * Words that common tokenizers (GPT-2 BPE, Llama's, the synthetic byte tokenizers) encode in about one
  * token each when space-separated; a text prompt of N words is about N tokens (usage reports the true count).
  */
-const WORDS = ['the', 'cache', 'keeps', 'layer', 'input', 'and', 'a', 'block', 'of', 'keys', 'values', 'for', 'each', 'token', 'in', 'host', 'memory'];
+const WORDS = [
+  'the',
+  'cache',
+  'keeps',
+  'layer',
+  'input',
+  'and',
+  'a',
+  'block',
+  'of',
+  'keys',
+  'values',
+  'for',
+  'each',
+  'token',
+  'in',
+  'host',
+  'memory',
+];
 
 /** `count` prompts: token-id arrays or strings, per the spec. */
 export function makePrompts(spec: PromptSpec, count: number, seed: number): Array<number[] | string> {
-  if (!(spec.minTokens >= 1 && spec.maxTokens >= spec.minTokens)) throw new RangeError(`prompt length range ${spec.minTokens}..${spec.maxTokens} is empty`);
-  if (spec.sharedPrefix < 0 || spec.sharedPrefix > spec.minTokens) throw new RangeError(`shared prefix (${spec.sharedPrefix}) must be within 0..${spec.minTokens} (the shortest prompt)`);
-  if (spec.kind === 'ids' && spec.vocab <= FIRST_ID) throw new RangeError(`vocabulary of ${spec.vocab} ids is too small for token-id prompts`);
+  if (!(spec.minTokens >= 1 && spec.maxTokens >= spec.minTokens))
+    throw new RangeError(`prompt length range ${spec.minTokens}..${spec.maxTokens} is empty`);
+  if (spec.sharedPrefix < 0 || spec.sharedPrefix > spec.minTokens)
+    throw new RangeError(`shared prefix (${spec.sharedPrefix}) must be within 0..${spec.minTokens} (the shortest prompt)`);
+  if (spec.kind === 'ids' && spec.vocab <= FIRST_ID)
+    throw new RangeError(`vocabulary of ${spec.vocab} ids is too small for token-id prompts`);
   const rnd = seededRandom(seed);
   const id = () => FIRST_ID + Math.floor(rnd() * (spec.vocab - FIRST_ID));
   const word = () => WORDS[Math.floor(rnd() * WORDS.length)];
@@ -105,17 +126,42 @@ export interface LevelSummary {
   request_throughput: number;
   output_throughput: number;
   total_token_throughput: number;
-  mean_ttft_ms: number; median_ttft_ms: number; p99_ttft_ms: number;
-  mean_tpot_ms: number; median_tpot_ms: number; p99_tpot_ms: number;
-  mean_itl_ms: number; median_itl_ms: number; p99_itl_ms: number;
-  mean_e2el_ms: number; median_e2el_ms: number; p99_e2el_ms: number;
+  mean_ttft_ms: number;
+  median_ttft_ms: number;
+  p99_ttft_ms: number;
+  mean_tpot_ms: number;
+  median_tpot_ms: number;
+  p99_tpot_ms: number;
+  mean_itl_ms: number;
+  median_itl_ms: number;
+  p99_itl_ms: number;
+  mean_e2el_ms: number;
+  median_e2el_ms: number;
+  p99_e2el_ms: number;
 }
 
 /** Every field of LevelSummary, in print order (the jest test checks the JSON against it). */
 export const SUMMARY_FIELDS: ReadonlyArray<keyof LevelSummary> = [
-  'completed', 'failed', 'duration_s', 'total_input_tokens', 'total_output_tokens', 'request_throughput', 'output_throughput',
-  'total_token_throughput', 'mean_ttft_ms', 'median_ttft_ms', 'p99_ttft_ms', 'mean_tpot_ms', 'median_tpot_ms', 'p99_tpot_ms',
-  'mean_itl_ms', 'median_itl_ms', 'p99_itl_ms', 'mean_e2el_ms', 'median_e2el_ms', 'p99_e2el_ms',
+  'completed',
+  'failed',
+  'duration_s',
+  'total_input_tokens',
+  'total_output_tokens',
+  'request_throughput',
+  'output_throughput',
+  'total_token_throughput',
+  'mean_ttft_ms',
+  'median_ttft_ms',
+  'p99_ttft_ms',
+  'mean_tpot_ms',
+  'median_tpot_ms',
+  'p99_tpot_ms',
+  'mean_itl_ms',
+  'median_itl_ms',
+  'p99_itl_ms',
+  'mean_e2el_ms',
+  'median_e2el_ms',
+  'p99_e2el_ms',
 ];
 
 /** Figures of one level from its samples and its wall time. NaN (null in JSON) where no request gives the figure. */
@@ -130,13 +176,26 @@ export function summarise(samples: readonly RequestSample[], durationSeconds: nu
   const output = ok.reduce((n, s) => n + s.outputTokens, 0);
   const per = (x: number) => (durationSeconds > 0 ? x / durationSeconds : NaN);
   return {
-    completed: ok.length, failed: samples.length - ok.length, duration_s: durationSeconds,
-    total_input_tokens: input, total_output_tokens: output,
-    request_throughput: per(ok.length), output_throughput: per(output), total_token_throughput: per(input + output),
-    mean_ttft_ms: mean(ttft), median_ttft_ms: percentile(ttft, 0.5), p99_ttft_ms: percentile(ttft, 0.99),
-    mean_tpot_ms: mean(tpot), median_tpot_ms: percentile(tpot, 0.5), p99_tpot_ms: percentile(tpot, 0.99),
-    mean_itl_ms: mean(itl), median_itl_ms: percentile(itl, 0.5), p99_itl_ms: percentile(itl, 0.99),
-    mean_e2el_ms: mean(e2el), median_e2el_ms: percentile(e2el, 0.5), p99_e2el_ms: percentile(e2el, 0.99),
+    completed: ok.length,
+    failed: samples.length - ok.length,
+    duration_s: durationSeconds,
+    total_input_tokens: input,
+    total_output_tokens: output,
+    request_throughput: per(ok.length),
+    output_throughput: per(output),
+    total_token_throughput: per(input + output),
+    mean_ttft_ms: mean(ttft),
+    median_ttft_ms: percentile(ttft, 0.5),
+    p99_ttft_ms: percentile(ttft, 0.99),
+    mean_tpot_ms: mean(tpot),
+    median_tpot_ms: percentile(tpot, 0.5),
+    p99_tpot_ms: percentile(tpot, 0.99),
+    mean_itl_ms: mean(itl),
+    median_itl_ms: percentile(itl, 0.5),
+    p99_itl_ms: percentile(itl, 0.99),
+    mean_e2el_ms: mean(e2el),
+    median_e2el_ms: percentile(e2el, 0.5),
+    p99_e2el_ms: percentile(e2el, 0.99),
   };
 }
 

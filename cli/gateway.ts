@@ -31,24 +31,49 @@ options:
   -h, --help               show this help`;
 
 export async function run(argv: string[]): Promise<number> {
-  const v = parseCli(argv, {
-    deployment: { type: 'string' }, namespace: { type: 'string' }, service: { type: 'string' }, port: { type: 'string' }, host: { type: 'string' },
-    routing: { type: 'string' }, 'block-chars': { type: 'string' }, 'load-epsilon': { type: 'string' }, 'max-held': { type: 'string' },
-    'max-hold-seconds': { type: 'string' }, 'activity-interval': { type: 'string' }, 'stats-interval': { type: 'string' },
-    upstream: { type: 'string', multiple: true }, 'advertise-url': { type: 'string' }, server: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-  }, 'gateway');
-  if (v.help) { console.log(HELP); return 0; }
+  const v = parseCli(
+    argv,
+    {
+      deployment: { type: 'string' },
+      namespace: { type: 'string' },
+      service: { type: 'string' },
+      port: { type: 'string' },
+      host: { type: 'string' },
+      routing: { type: 'string' },
+      'block-chars': { type: 'string' },
+      'load-epsilon': { type: 'string' },
+      'max-held': { type: 'string' },
+      'max-hold-seconds': { type: 'string' },
+      'activity-interval': { type: 'string' },
+      'stats-interval': { type: 'string' },
+      upstream: { type: 'string', multiple: true },
+      'advertise-url': { type: 'string' },
+      server: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    'gateway',
+  );
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   const upstreams = (v.upstream as string[] | undefined) ?? [];
   for (const u of upstreams) {
     let url: URL;
-    try { url = new URL(u); } catch { throw new CliError(`gateway: --upstream must be an http:// URL, got '${u}'`); }
+    try {
+      url = new URL(u);
+    } catch {
+      throw new CliError(`gateway: --upstream must be an http:// URL, got '${u}'`);
+    }
     if (url.protocol !== 'http:') throw new CliError(`gateway: --upstream must be an http:// URL, got '${u}'`);
   }
   const advertise = v['advertise-url'] as string | undefined;
-  if (advertise !== undefined && !/^https?:\/\/[^\s@]+$/.test(advertise)) throw new CliError(`gateway: --advertise-url must be an http(s):// URL, got '${advertise}'`);
+  if (advertise !== undefined && !/^https?:\/\/[^\s@]+$/.test(advertise))
+    throw new CliError(`gateway: --advertise-url must be an http(s):// URL, got '${advertise}'`);
   if (!v.deployment && upstreams.length === 0) throw new CliError('gateway: --deployment NAME (or --upstream URL) is required');
   const routing = (v.routing as string | undefined) ?? 'prefix';
-  if (routing !== 'prefix' && routing !== 'round-robin') throw new CliError(`gateway: --routing must be prefix or round-robin, got '${routing}'`);
+  if (routing !== 'prefix' && routing !== 'round-robin')
+    throw new CliError(`gateway: --routing must be prefix or round-robin, got '${routing}'`);
   const opts = {
     port: parseIntOption(v.port as string | undefined, '--port', 0, 65535, 8080),
     host: (v.host as string | undefined) ?? '0.0.0.0',
@@ -58,7 +83,10 @@ export async function run(argv: string[]): Promise<number> {
     server: v.server as string | undefined,
     upstreams,
     advertiseUrl: advertise,
-    routing: { policy: routing as 'prefix' | 'round-robin', loadEpsilon: parseNumberOption(v['load-epsilon'] as string | undefined, '--load-epsilon', 0, 100, 0.25) },
+    routing: {
+      policy: routing as 'prefix' | 'round-robin',
+      loadEpsilon: parseNumberOption(v['load-epsilon'] as string | undefined, '--load-epsilon', 0, 100, 0.25),
+    },
     proxy: { blockChars: parseIntOption(v['block-chars'] as string | undefined, '--block-chars', 1, 1 << 20, 64) },
     maxHeld: parseIntOption(v['max-held'] as string | undefined, '--max-held', 0, 1 << 20, 256),
     maxHoldMs: parseNumberOption(v['max-hold-seconds'] as string | undefined, '--max-hold-seconds', 0.001, 86_400, 300) * 1000,
@@ -78,14 +106,19 @@ export async function run(argv: string[]): Promise<number> {
     await gw.stop().catch(() => undefined);
     throw new CliError(`gateway: cannot start: ${(e as Error).message}`, 1);
   }
-  const target = opts.deployment ? `HybridServeDeployment ${opts.namespace ?? '(kubeconfig namespace)'}/${opts.deployment}` : `${upstreams.length} upstream(s)`;
+  const target = opts.deployment
+    ? `HybridServeDeployment ${opts.namespace ?? '(kubeconfig namespace)'}/${opts.deployment}`
+    : `${upstreams.length} upstream(s)`;
   console.log(`${new Date().toISOString()} hybridserve gateway listening on ${opts.host}:${gw.port} for ${target} (routing ${routing})`);
   await new Promise<void>((resolve) => {
     const stop = (sig: string) => {
       console.log(`${new Date().toISOString()} received ${sig}; shutting down`);
       const force = setTimeout(() => process.exit(1), 20_000);
       force.unref();
-      gw.stop().finally(resolve);
+      gw.stop().then(resolve, (err: unknown) => {
+        console.error(`${new Date().toISOString()} gateway stop failed: ${err instanceof Error ? err.message : String(err)}`);
+        resolve();
+      });
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

@@ -74,7 +74,9 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
   const device = v.device ?? 'cpu';
   if (device !== 'cpu' && device !== 'cuda') throw new CliError(`generate: --device must be cpu or cuda, got '${device}'`);
   let weightDtype: WeightDtype;
-  try { weightDtype = parseWeightDtype(v['weight-dtype'] ?? 'fp16', '--weight-dtype'); } catch (err) {
+  try {
+    weightDtype = parseWeightDtype(v['weight-dtype'] ?? 'fp16', '--weight-dtype');
+  } catch (err) {
     throw new CliError(`generate: ${(err as Error).message}`);
   }
   const stopTokenIds = (v['stop-token'] ?? []).map((s) => parseIntOption(s, 'generate: --stop-token', 0, 2 ** 31 - 1, 0));
@@ -129,7 +131,10 @@ async function execute(cmd: GenerateCommand): Promise<number> {
   const threads = capThreads(cmd.threads, availableParallelism());
   if (threads.note) console.error(`hybridserve: generate: ${threads.note}`);
   const engine = await openEngine(model, {
-    device: cmd.device, actFraction: cmd.actFraction, blockTokens: cmd.blockTokens, tokenBudget: promptIds.length + cmd.params.maxTokens,
+    device: cmd.device,
+    actFraction: cmd.actFraction,
+    blockTokens: cmd.blockTokens,
+    tokenBudget: promptIds.length + cmd.params.maxTokens,
     ...(threads.threads !== undefined ? { threads: threads.threads } : {}),
     ...(cmd.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: cmd.gpuMemoryBytes } : {}),
     weightDtype: cmd.weightDtype,
@@ -139,15 +144,27 @@ async function execute(cmd: GenerateCommand): Promise<number> {
     const stream = cmd.json ? undefined : (piece: string) => process.stdout.write(piece);
     const r = await generate(engine, model.tokenizer, model.config, promptIds, { ...cmd.params, actFraction: cmd.actFraction }, stream);
     if (cmd.json) {
-      console.log(JSON.stringify({
-        model: model.spec, device: cmd.device, weightDtype: cmd.weightDtype, tokens: r.tokens, text: r.text, actFraction: cmd.actFraction,
-        promptTokens: r.promptTokens, generatedTokens: r.tokens.length, finishReason: r.finishReason,
-        timings: { loadSeconds, ...r.timings }, counters: r.counters,
-      }));
+      console.log(
+        JSON.stringify({
+          model: model.spec,
+          device: cmd.device,
+          weightDtype: cmd.weightDtype,
+          tokens: r.tokens,
+          text: r.text,
+          actFraction: cmd.actFraction,
+          promptTokens: r.promptTokens,
+          generatedTokens: r.tokens.length,
+          finishReason: r.finishReason,
+          timings: { loadSeconds, ...r.timings },
+          counters: r.counters,
+        }),
+      );
     } else {
       process.stdout.write('\n');
-      console.error(`[${model.name}: ${r.promptTokens} prompt + ${r.tokens.length} generated tokens, ` +
-        `${r.timings.decodeTokensPerSecond.toFixed(1)} tokens/s decode, ACT fraction ${cmd.actFraction}, ${r.finishReason}]`);
+      console.error(
+        `[${model.name}: ${r.promptTokens} prompt + ${r.tokens.length} generated tokens, ` +
+          `${r.timings.decodeTokensPerSecond.toFixed(1)} tokens/s decode, ACT fraction ${cmd.actFraction}, ${r.finishReason}]`,
+      );
     }
     return 0;
   } finally {

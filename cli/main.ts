@@ -58,13 +58,15 @@ function exitSoon(code: number): void {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { exitSoon(code); },
+  (code) => {
+    exitSoon(code);
+  },
   (err: unknown) => {
     if (err instanceof CliError) {
       console.error(`hybridserve: ${err.message}`);
       exitSoon(err.exitCode);
     } else {
-      console.error(`hybridserve: internal error: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
+      console.error(`hybridserve: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
       exitSoon(1);
     }
   },

@@ -19,17 +19,29 @@ options:
   -h, --help         show this help`;
 
 export async function run(argv: string[]): Promise<number> {
-  const v = parseCli(argv, {
-    'metrics-port': { type: 'string' }, 'metrics-host': { type: 'string' }, namespace: { type: 'string' },
-    server: { type: 'string' }, help: { type: 'boolean', short: 'h' },
-  }, 'operator');
-  if (v.help) { console.log(HELP); return 0; }
+  const v = parseCli(
+    argv,
+    {
+      'metrics-port': { type: 'string' },
+      'metrics-host': { type: 'string' },
+      namespace: { type: 'string' },
+      server: { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    'operator',
+  );
+  if (v.help) {
+    console.log(HELP);
+    return 0;
+  }
   const metricsPort = parseIntOption(v['metrics-port'] as string | undefined, '--metrics-port', 0, 65535, 8080);
   const { Operator } = await import('../operator/operator.js');
   let op;
   try {
     op = new Operator({
-      server: v.server as string | undefined, metricsPort, metricsHost: v['metrics-host'] as string | undefined,
+      server: v.server as string | undefined,
+      metricsPort,
+      metricsHost: v['metrics-host'] as string | undefined,
       leaseNamespace: process.env.POD_NAMESPACE ?? (v.namespace as string | undefined),
     });
   } catch (e) {
@@ -42,7 +54,9 @@ export async function run(argv: string[]): Promise<number> {
       console.log(`${new Date().toISOString()} received ${sig}; shutting down`);
       const force = setTimeout(() => process.exit(1), 20_000);
       force.unref();
-      op.stop().catch((e: unknown) => console.error(`operator: shutdown failed: ${(e as Error).message}`)).finally(resolve);
+      op.stop()
+        .catch((e: unknown) => console.error(`operator: shutdown failed: ${(e as Error).message}`))
+        .finally(resolve);
     };
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));

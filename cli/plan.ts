@@ -7,7 +7,14 @@ import { readHfConfig } from '../model/config.js';
 import { ModelError } from '../model/errors.js';
 import type { ModelConfig } from '../model/types.js';
 import {
-  KNOWN_PRODUCTS, PlanError, hardwareProfile, parseWeightDtype, planNode, withMeasured, type MeasuredValues, type Plan,
+  KNOWN_PRODUCTS,
+  PlanError,
+  hardwareProfile,
+  parseWeightDtype,
+  planNode,
+  withMeasured,
+  type MeasuredValues,
+  type Plan,
 } from '../planning/index.js';
 
 /** Default pod host memory when --host-memory is not given: a common 2-socket GPU server share. */
@@ -81,7 +88,9 @@ export async function run(argv: string[]): Promise<number> {
 
   let hardware = hardwareProfile(o.gpu);
   if (!hardware) {
-    throw new CliError(`plan: unknown GPU product '${o.gpu}'; known products (nvidia.com/gpu.product values):\n  ${KNOWN_PRODUCTS.join('\n  ')}`);
+    throw new CliError(
+      `plan: unknown GPU product '${o.gpu}'; known products (nvidia.com/gpu.product values):\n  ${KNOWN_PRODUCTS.join('\n  ')}`,
+    );
   }
   const measured: MeasuredValues = {};
   if (o['h2d-gbps'] !== undefined) measured.h2dBytesPerSecond = parseNumberOption(o['h2d-gbps'], '--h2d-gbps', 0.001, 1e4, 0) * 1e9;
@@ -102,7 +111,19 @@ export async function run(argv: string[]): Promise<number> {
   let plan: Plan;
   try {
     const weightDtype = parseWeightDtype(o['weight-dtype'] ?? 'fp16', '--weight-dtype');
-    plan = planNode({ model, hardware, hostMemoryBytes, gpuMemoryBytes, actFraction, promptTokens, genTokens, blockTokens, maxBatchCap, sloTpotSeconds, weightDtype });
+    plan = planNode({
+      model,
+      hardware,
+      hostMemoryBytes,
+      gpuMemoryBytes,
+      actFraction,
+      promptTokens,
+      genTokens,
+      blockTokens,
+      maxBatchCap,
+      sloTpotSeconds,
+      weightDtype,
+    });
   } catch (err) {
     if (err instanceof PlanError) throw new CliError(`plan: ${err.message}`);
     throw err;
@@ -123,20 +144,32 @@ export function formatPlan(p: Plan): string {
     `plan for ${p.model} on ${p.gpuProduct}`,
     row('ACT fraction', p.actFraction.toFixed(2)),
     row('reason', p.reason),
-    row('host memory', `${gib(p.hostMemoryBytes)} = weights ${gib(p.weightBytes)} (${p.weightDtype ?? 'fp16'}) + cache ${gib(p.cacheBytes)} + runtime ${gib(p.runtimeBytes)}`),
+    row(
+      'host memory',
+      `${gib(p.hostMemoryBytes)} = weights ${gib(p.weightBytes)} (${p.weightDtype ?? 'fp16'}) + cache ${gib(p.cacheBytes)} + runtime ${gib(p.runtimeBytes)}`,
+    ),
     row('pod memory', `request ${p.memoryRequestBytes} B, limit ${p.memoryLimitBytes} B`),
     row('KV pool', `${p.kvBlocks} blocks × ${p.blockTokens} tokens (${mib(p.kvBlockBytes)} each)`),
     row('ACT pool', `${p.actBlocks} blocks × ${p.blockTokens} tokens (${mib(p.actBlockBytes)} each)`),
     row('max batch', `${p.maxBatch} sequences of ${p.promptTokens} + ${p.genTokens} tokens`),
-    row('GPU memory', `${gib(p.gpuMemoryBytes)}: ${p.residentLayers}/${p.numLayers} layers resident, mini-batches up to ${p.miniBatchTokens} tokens`),
+    row(
+      'GPU memory',
+      `${gib(p.gpuMemoryBytes)}: ${p.residentLayers}/${p.numLayers} layers resident, mini-batches up to ${p.miniBatchTokens} tokens`,
+    ),
     row('GPU KV tier', `${p.gpuKvBlocks ?? 0} blocks × ${p.blockTokens} tokens (${mib(p.gpuKvBlockBytes ?? 0)} each), read in place`),
     row('placement', p.placementReason ?? ''),
     ...(p.sloTpotSeconds !== undefined ? [row('TPOT target', secs(p.sloTpotSeconds))] : []),
-    row('decode step', `${secs(p.predictedStepSeconds)} (transfer ${secs(p.predictedPhases.transferSeconds)}, compute ` +
-      `${secs(p.predictedPhases.computeSeconds)}, recompute ${secs(p.predictedPhases.recomputeSeconds)}; ${p.bound}-bound)`),
+    row(
+      'decode step',
+      `${secs(p.predictedStepSeconds)} (transfer ${secs(p.predictedPhases.transferSeconds)}, compute ` +
+        `${secs(p.predictedPhases.computeSeconds)}, recompute ${secs(p.predictedPhases.recomputeSeconds)}; ${p.bound}-bound)`,
+    ),
     row('prefill', secs(p.predictedPrefillSeconds)),
-    row('throughput', `${p.predictedTokensPerSecond.toFixed(1)} generated tokens/s incl. prefill ` +
-      `(${p.predictedDecodeTokensPerSecond.toFixed(1)} during decode)`),
+    row(
+      'throughput',
+      `${p.predictedTokensPerSecond.toFixed(1)} generated tokens/s incl. prefill ` +
+        `(${p.predictedDecodeTokensPerSecond.toFixed(1)} during decode)`,
+    ),
     '  sweep (fraction: batch, tokens/s):',
     ...p.sweep.map((s) => `    ${s.actFraction.toFixed(1)}: ${String(s.maxBatch).padStart(5)}  ${s.predictedTokensPerSecond.toFixed(1)}`),
   ];

@@ -10,16 +10,25 @@ export function progressLine(p: LoadProgress): string {
 
 /** A progress callback for openRuntime; `tty` defaults to whether stderr is a terminal. */
 export function startProgress(stream: NodeJS.WriteStream = process.stderr, tty = stream.isTTY === true): (p: LoadProgress) => void {
-  if (!tty) return (p) => { stream.write(`${progressLine(p)}\n`); };
-  const bar = new cliProgress.SingleBar({
-    stream,
-    format: 'loading model [{bar}] {value}/{total} {stage}',
-    hideCursor: true,
-    clearOnComplete: false,
-  }, cliProgress.Presets.shades_classic);
+  if (!tty)
+    return (p) => {
+      stream.write(`${progressLine(p)}\n`);
+    };
+  const bar = new cliProgress.SingleBar(
+    {
+      stream,
+      format: 'loading model [{bar}] {value}/{total} {stage}',
+      hideCursor: true,
+      clearOnComplete: false,
+    },
+    cliProgress.Presets.shades_classic,
+  );
   let started = false;
   return (p) => {
-    if (!started) { bar.start(p.steps, 0, { stage: p.stage }); started = true; }
+    if (!started) {
+      bar.start(p.steps, 0, { stage: p.stage });
+      started = true;
+    }
     bar.update(p.step, { stage: p.stage });
     if (p.step >= p.steps) bar.stop();
   };

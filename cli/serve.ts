@@ -46,20 +46,45 @@ const USAGE = `usage: hybridserve serve [options]
   --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)`;
 
 const OPTIONS = {
-  model: { type: 'string' }, host: { type: 'string' }, port: { type: 'string' }, device: { type: 'string' },
-  'act-fraction': { type: 'string' }, 'host-memory': { type: 'string' }, 'gpu-memory': { type: 'string' }, plan: { type: 'string' },
-  'api-key-file': { type: 'string' }, 'max-batch': { type: 'string' }, 'max-prompt-tokens': { type: 'string' },
-  'max-total-tokens': { type: 'string' }, 'max-queue': { type: 'string' }, 'body-limit': { type: 'string' },
-  'request-timeout': { type: 'string' }, 'shutdown-grace': { type: 'string' }, threads: { type: 'string' },
-  'max-prompt-chars': { type: 'string' }, 'headers-timeout': { type: 'string' }, 'body-timeout': { type: 'string' },
-  'max-connections': { type: 'string' }, 'log-level': { type: 'string' },
-  'weight-dtype': { type: 'string' }, 'prefix-caching': { type: 'string' },
+  model: { type: 'string' },
+  host: { type: 'string' },
+  port: { type: 'string' },
+  device: { type: 'string' },
+  'act-fraction': { type: 'string' },
+  'host-memory': { type: 'string' },
+  'gpu-memory': { type: 'string' },
+  plan: { type: 'string' },
+  'api-key-file': { type: 'string' },
+  'max-batch': { type: 'string' },
+  'max-prompt-tokens': { type: 'string' },
+  'max-total-tokens': { type: 'string' },
+  'max-queue': { type: 'string' },
+  'body-limit': { type: 'string' },
+  'request-timeout': { type: 'string' },
+  'shutdown-grace': { type: 'string' },
+  threads: { type: 'string' },
+  'max-prompt-chars': { type: 'string' },
+  'headers-timeout': { type: 'string' },
+  'body-timeout': { type: 'string' },
+  'max-connections': { type: 'string' },
+  'log-level': { type: 'string' },
+  'weight-dtype': { type: 'string' },
+  'prefix-caching': { type: 'string' },
   help: { type: 'boolean', short: 'h' },
 } as const;
 
 export interface ServeConfig {
-  model: string; host: string; port: number; device: 'cpu' | 'cuda'; actFraction: number | 'auto';
-  hostMemoryBytes?: number; gpuMemoryBytes?: number; planFile?: string; apiKeyFile?: string; maxBatch: number; threads?: number;
+  model: string;
+  host: string;
+  port: number;
+  device: 'cpu' | 'cuda';
+  actFraction: number | 'auto';
+  hostMemoryBytes?: number;
+  gpuMemoryBytes?: number;
+  planFile?: string;
+  apiKeyFile?: string;
+  maxBatch: number;
+  threads?: number;
   weightDtype?: WeightDtype;
   prefixCaching: boolean;
   /** Only what was set; the rest comes from the model's window and DEFAULT_LIMITS (resolveLimits). */
@@ -123,31 +148,45 @@ function onOff(text: string | undefined, what: string, fallback: boolean): boole
 }
 
 function weightDtypeOption(text: string): WeightDtype {
-  try { return parseWeightDtype(text, '--weight-dtype'); } catch (err) { throw new CliError(`serve: ${(err as Error).message}`); }
+  try {
+    return parseWeightDtype(text, '--weight-dtype');
+  } catch (err) {
+    throw new CliError(`serve: ${(err as Error).message}`);
+  }
 }
 
 function readStartPlan(file: string | undefined, log: Log): PlanFile | null {
   if (!file) return null;
   let text: string;
-  try { text = readFileSync(file, 'utf8'); } catch (err) {
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
     log.warn(`plan file ${file} not readable at start (${(err as NodeJS.ErrnoException).code}); starting without it and watching for it`);
     return null;
   }
   const p = parsePlan(text);
-  if (!p.ok) { log.warn(`plan file ${file} ignored at start: ${p.error}`); return null; }
+  if (!p.ok) {
+    log.warn(`plan file ${file} ignored at start: ${p.error}`);
+    return null;
+  }
   return p.plan;
 }
 
 export async function run(argv: string[]): Promise<number> {
   const cfg = parseServeArgs(argv, process.env);
-  if (cfg === 'help') { console.log(USAGE); return 0; }
+  if (cfg === 'help') {
+    console.log(USAGE);
+    return 0;
+  }
   const log: Log = {
     info: (m) => console.log(`[serve] ${m}`),
     warn: (m) => console.warn(`[serve] warning: ${m}`),
     error: (m) => console.error(`[serve] error: ${m}`),
   };
   let apiKeys: string[];
-  try { apiKeys = loadApiKeys(process.env, cfg.apiKeyFile); } catch (err) {
+  try {
+    apiKeys = loadApiKeys(process.env, cfg.apiKeyFile);
+  } catch (err) {
     // Keys were configured but none is usable: starting would serve without auth.
     if (err instanceof ApiKeyError) throw new CliError(`serve: ${err.message}; refusing to start without the keys`);
     throw err;
@@ -158,28 +197,55 @@ export async function run(argv: string[]): Promise<number> {
   let rt;
   try {
     rt = await openRuntime({
-      model: cfg.model, device: cfg.device, actFraction: cfg.actFraction, hostMemoryBytes: cfg.hostMemoryBytes, gpuMemoryBytes: cfg.gpuMemoryBytes, plan,
-      maxBatch: cfg.maxBatch, maxTotalTokens: cfg.limits.maxTotalTokens, threads: threads.threads,
-      weightDtype: cfg.weightDtype, prefixCaching: cfg.prefixCaching,
+      model: cfg.model,
+      device: cfg.device,
+      actFraction: cfg.actFraction,
+      hostMemoryBytes: cfg.hostMemoryBytes,
+      gpuMemoryBytes: cfg.gpuMemoryBytes,
+      plan,
+      maxBatch: cfg.maxBatch,
+      maxTotalTokens: cfg.limits.maxTotalTokens,
+      threads: threads.threads,
+      weightDtype: cfg.weightDtype,
+      prefixCaching: cfg.prefixCaching,
       onProgress: startProgress(),
     });
   } catch (err) {
     throw new CliError(`serve: ${(err as Error).message}`, 1);
   }
   const info = rt.engine.info();
-  log.info(`model ${rt.model.spec} (${rt.model.config.arch}, ${rt.model.config.numLayers} layers, hidden ${rt.model.config.hiddenSize}) on ${info.device} (${info.deviceName})`);
+  log.info(
+    `model ${rt.model.spec} (${rt.model.config.arch}, ${rt.model.config.numLayers} layers, hidden ${rt.model.config.hiddenSize}) on ${info.device} (${info.deviceName})`,
+  );
   log.info(`ACT fraction ${rt.engine.actFraction()}: ${rt.fractionReason}`);
   const pools = rt.engine.pools();
-  log.info(`cache pools: ${pools.kvBlocksTotal} KV + ${pools.actBlocksTotal} ACT blocks of ${pools.blockTokens} tokens (${rt.poolsReason})`);
-  if (apiKeys.length) log.info(`API keys required (${apiKeys.length} configured${cfg.apiKeyFile ? ', key file re-read when it changes' : ''}); /healthz, /readyz and /metrics stay open`);
+  log.info(
+    `cache pools: ${pools.kvBlocksTotal} KV + ${pools.actBlocksTotal} ACT blocks of ${pools.blockTokens} tokens (${rt.poolsReason})`,
+  );
+  if (apiKeys.length)
+    log.info(
+      `API keys required (${apiKeys.length} configured${cfg.apiKeyFile ? ', key file re-read when it changes' : ''}); /healthz, /readyz and /metrics stay open`,
+    );
   const serving = await createServing({
-    modelName: rt.model.spec, modelAliases: [rt.model.name], device: info.device, engine: rt.engine, tokenizer: rt.tokenizer, maxPositions: rt.model.config.maxPositions,
-    limits: cfg.limits, apiKeys, maxBatch: cfg.maxBatch, planFile: cfg.planFile, miniBatcher: rt.miniBatcher, log,
+    modelName: rt.model.spec,
+    modelAliases: [rt.model.name],
+    device: info.device,
+    engine: rt.engine,
+    tokenizer: rt.tokenizer,
+    maxPositions: rt.model.config.maxPositions,
+    limits: cfg.limits,
+    apiKeys,
+    maxBatch: cfg.maxBatch,
+    planFile: cfg.planFile,
+    miniBatcher: rt.miniBatcher,
+    log,
     apiKeyFile: cfg.apiKeyFile ? { file: cfg.apiKeyFile, envKeys: parseEnvKeys(process.env.HYBRIDSERVE_API_KEYS ?? '') } : undefined,
     logger: { level: cfg.logLevel },
   });
   const limits = serving.ctx.limits;
-  log.info(`limits: context window ${limits.maxTotalTokens} tokens, prompts up to ${limits.maxPromptTokens} tokens / ${limits.maxPromptChars} characters`);
+  log.info(
+    `limits: context window ${limits.maxTotalTokens} tokens, prompts up to ${limits.maxPromptTokens} tokens / ${limits.maxPromptChars} characters`,
+  );
   let url: string;
   try {
     url = await listen(serving, { host: cfg.host, port: cfg.port });
@@ -191,7 +257,14 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`serve: cannot listen on ${cfg.host}:${cfg.port}: ${why}${code ? ` (${code})` : ''}`, 1);
   }
   const closed = new Promise<void>((resolve) => {
-    closeOnSignals(serving, async () => { await rt.engine.close(); resolve(); }, log);
+    closeOnSignals(
+      serving,
+      async () => {
+        await rt.engine.close();
+        resolve();
+      },
+      log,
+    );
   });
   const shown = cfg.host === '0.0.0.0' || cfg.host === '::' ? url.replace(/\/\/[^:/]+|\/\/\[[^\]]+\]/, '//localhost') : url;
   console.log(`HybridServe listening on ${shown} (model ${rt.model.spec}; try: curl ${shown}/v1/models)`);

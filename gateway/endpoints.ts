@@ -3,7 +3,11 @@
 import type { EndpointSliceLike } from '../operator/k8s/endpoint-slices.js';
 import { HEALTHY, recordOutcome, type EjectionOptions, type EndpointView, type OutlierState } from './routing.js';
 
-export interface PodAddress { id: string; url: string; ready: boolean }
+export interface PodAddress {
+  id: string;
+  url: string;
+  ready: boolean;
+}
 
 /**
  * Pod addresses of a set of EndpointSlices: one per endpoint address, at the slice's port named
@@ -29,9 +33,17 @@ export function podAddresses(slices: readonly EndpointSliceLike[]): PodAddress[]
   return [...out.values()].sort((a, b) => (a.id < b.id ? -1 : 1));
 }
 
-export interface PodStats { queueDepth: number; freeBlocks?: number; at: number }
+export interface PodStats {
+  queueDepth: number;
+  freeBlocks?: number;
+  at: number;
+}
 
-interface Entry extends PodAddress { inFlight: number; stats?: PodStats; outlier: OutlierState }
+interface Entry extends PodAddress {
+  inFlight: number;
+  stats?: PodStats;
+  outlier: OutlierState;
+}
 
 /** The gateway's live view of the pods; mutated by the watch, the stats poller and each request. */
 export class PodTable {
@@ -46,7 +58,10 @@ export class PodTable {
     for (const a of addrs) {
       seen.add(a.id);
       const cur = this.pods.get(a.id);
-      if (cur && cur.url === a.url) { cur.ready = a.ready; continue; }
+      if (cur && cur.url === a.url) {
+        cur.ready = a.ready;
+        continue;
+      }
       this.pods.set(a.id, { ...a, inFlight: cur?.inFlight ?? 0, outlier: HEALTHY });
     }
     for (const id of [...this.pods.keys()]) if (!seen.has(id)) this.pods.delete(id);
@@ -54,20 +69,42 @@ export class PodTable {
   }
 
   /** Called after every change of the address set. */
-  onChange(l: () => void): () => void { this.listeners.add(l); return () => this.listeners.delete(l); }
+  onChange(l: () => void): () => void {
+    this.listeners.add(l);
+    return () => this.listeners.delete(l);
+  }
 
   views(): EndpointView[] {
     return [...this.pods.values()].map((p) => ({
-      id: p.id, ready: p.ready, inFlight: p.inFlight, queueDepth: p.stats?.queueDepth, freeBlocks: p.stats?.freeBlocks, ejectedUntil: p.outlier.ejectedUntil,
+      id: p.id,
+      ready: p.ready,
+      inFlight: p.inFlight,
+      queueDepth: p.stats?.queueDepth,
+      freeBlocks: p.stats?.freeBlocks,
+      ejectedUntil: p.outlier.ejectedUntil,
     }));
   }
 
-  all(): readonly PodAddress[] { return [...this.pods.values()]; }
-  get(id: string): PodAddress | undefined { return this.pods.get(id); }
-  readyCount(): number { let n = 0; for (const p of this.pods.values()) if (p.ready) n++; return n; }
+  all(): readonly PodAddress[] {
+    return [...this.pods.values()];
+  }
+  get(id: string): PodAddress | undefined {
+    return this.pods.get(id);
+  }
+  readyCount(): number {
+    let n = 0;
+    for (const p of this.pods.values()) if (p.ready) n++;
+    return n;
+  }
 
-  begin(id: string): void { const p = this.pods.get(id); if (p) p.inFlight++; }
-  end(id: string): void { const p = this.pods.get(id); if (p && p.inFlight > 0) p.inFlight--; }
+  begin(id: string): void {
+    const p = this.pods.get(id);
+    if (p) p.inFlight++;
+  }
+  end(id: string): void {
+    const p = this.pods.get(id);
+    if (p && p.inFlight > 0) p.inFlight--;
+  }
 
   /** Records a request's outcome for outlier ejection; true when this outcome ejected the pod. */
   outcome(id: string, ok: boolean, now: number): boolean {
@@ -78,5 +115,8 @@ export class PodTable {
     return p.outlier.ejectedUntil !== before && p.outlier.ejectedUntil > now;
   }
 
-  setStats(id: string, stats: PodStats | undefined): void { const p = this.pods.get(id); if (p) p.stats = stats; }
+  setStats(id: string, stats: PodStats | undefined): void {
+    const p = this.pods.get(id);
+    if (p) p.stats = stats;
+  }
 }

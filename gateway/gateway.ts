@@ -54,40 +54,65 @@ export class Gateway {
   port = 0;
 
   constructor(private readonly o: GatewayOptions) {
-    if (!o.upstreams?.length && !o.deployment) throw new Error('either a deployment (--deployment) or fixed upstreams (--upstream) is required');
+    if (!o.upstreams?.length && !o.deployment)
+      throw new Error('either a deployment (--deployment) or fixed upstreams (--upstream) is required');
     this.table = new PodTable({ ...DEFAULT_EJECTION, ...o.ejection });
     this.hold = new HoldQueue(o.maxHeld ?? 256, o.maxHoldMs ?? 300_000);
     if (!o.upstreams?.length) this.client = new KubeClient(loadKubeConfig({ server: o.server, namespace: o.namespace }));
   }
 
-  private log(line: string): void { (this.o.log ?? ((l) => console.log(`${new Date().toISOString()} ${l}`)))(line); }
+  private log(line: string): void {
+    (this.o.log ?? ((l) => console.log(`${new Date().toISOString()} ${l}`)))(line);
+  }
 
   async start(): Promise<void> {
-    this.table.onChange(() => { if (this.table.readyCount() > 0) this.hold.release(); });
+    this.table.onChange(() => {
+      if (this.table.readyCount() > 0) this.hold.release();
+    });
     let activity: HsdActivity | undefined;
     if (this.client) {
       const namespace = this.o.namespace ?? this.client.defaultNamespace();
-      activity = new HsdActivity(this.client, { namespace, name: this.o.deployment!, stampIntervalMs: this.o.activityIntervalMs ?? 10_000, log: (l) => this.log(l) });
+      activity = new HsdActivity(this.client, {
+        namespace,
+        name: this.o.deployment!,
+        stampIntervalMs: this.o.activityIntervalMs ?? 10_000,
+        log: (l) => this.log(l),
+      });
       await this.watch(namespace, this.o.service ?? this.o.deployment!);
       if (this.o.advertiseUrl) {
-        await advertiseGateway(this.client, namespace, this.o.deployment!, this.o.advertiseUrl)
-          .catch((e: Error) => this.log(`cannot record the gateway URL on the HSD: ${e.message}`));
+        await advertiseGateway(this.client, namespace, this.o.deployment!, this.o.advertiseUrl).catch((e: Error) =>
+          this.log(`cannot record the gateway URL on the HSD: ${e.message}`),
+        );
       }
     } else {
       this.table.setAddresses(this.o.upstreams!.map((u, i) => ({ id: `upstream-${i}`, url: u.replace(/\/$/, ''), ready: true })));
     }
     this.poller = new StatsPoller(this.table, { intervalMs: this.o.statsIntervalMs ?? 1000, timeoutMs: 500, maxBytes: 64 * 1024 });
     this.poller.start();
-    this.app = buildProxy({
-      routing: { ...DEFAULT_ROUTING, ...this.o.routing }, blockChars: 64, blockTokens: 16, maxAttempts: 3, headersTimeoutMs: 600_000,
-      bodyLimitBytes: 16 * 1024 * 1024, affinityEntries: 200_000, ...this.o.proxy,
-    }, {
-      table: this.table, hold: this.hold, metrics: this.metrics, log: (l) => this.log(l),
-      ...(activity ? { touch: (now: number) => activity.touch(now), wake: () => void activity.wake() } : {}),
-    });
+    this.app = buildProxy(
+      {
+        routing: { ...DEFAULT_ROUTING, ...this.o.routing },
+        blockChars: 64,
+        blockTokens: 16,
+        maxAttempts: 3,
+        headersTimeoutMs: 600_000,
+        bodyLimitBytes: 16 * 1024 * 1024,
+        affinityEntries: 200_000,
+        ...this.o.proxy,
+      },
+      {
+        table: this.table,
+        hold: this.hold,
+        metrics: this.metrics,
+        log: (l) => this.log(l),
+        ...(activity ? { touch: (now: number) => activity.touch(now), wake: () => void activity.wake() } : {}),
+      },
+    );
     if (activity) {
       // A wake-up can fail (API server unreachable, a reset connection): ask again while requests wait.
-      this.rewakeTimer = setInterval(() => { if (this.hold.size > 0 && this.table.readyCount() === 0) void activity.wake(); }, this.o.rewakeMs ?? 2000);
+      this.rewakeTimer = setInterval(() => {
+        if (this.hold.size > 0 && this.table.readyCount() === 0) void activity.wake();
+      }, this.o.rewakeMs ?? 2000);
       this.rewakeTimer.unref();
     }
     await this.app.listen({ port: this.o.port, host: this.o.host });
@@ -102,7 +127,10 @@ export class Gateway {
     for (const v of ['add', 'update', 'delete'] as const) inf.on(v, refresh);
     inf.on('error', (e) => {
       this.log(`EndpointSlice watch failed (${(e as Error)?.message ?? e}); restarting in 1 s`);
-      if (!this.stopped) this.restartTimer = setTimeout(() => { inf.start().then(refresh, () => undefined); }, 1000);
+      if (!this.stopped)
+        this.restartTimer = setTimeout(() => {
+          inf.start().then(refresh, () => undefined);
+        }, 1000);
     });
     await inf.start();
     refresh();

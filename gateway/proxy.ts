@@ -35,7 +35,9 @@ export interface ProxyDeps {
 
 /** A prefix-hash → pod map that forgets the least recently used entries beyond `max`. */
 export class AffinityTable extends Map<number, string> {
-  constructor(private readonly max: number) { super(); }
+  constructor(private readonly max: number) {
+    super();
+  }
   remember(hashes: readonly number[], id: string): void {
     for (const h of hashes) {
       this.delete(h);
@@ -57,28 +59,47 @@ export function buildProxy(o: ProxyOptions, d: ProxyDeps): FastifyInstance {
   const agent = new http.Agent({ keepAlive: true, maxSockets: Infinity, maxFreeSockets: 256 });
   const affinity = new AffinityTable(o.affinityEntries);
   let rr = 0;
-  app.addHook('onClose', async () => { agent.destroy(); });
+  app.addHook('onClose', async () => {
+    agent.destroy();
+  });
 
   // Keep the raw bytes: they are forwarded as received (no re-serialisation), the parse is for routing.
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (req, body, done) => {
     (req as unknown as { rawBody: Buffer }).rawBody = body as Buffer;
-    try { done(null, JSON.parse((body as Buffer).toString('utf8'))); } catch { done(Object.assign(new Error('the body is not valid JSON'), { statusCode: 400 }), undefined); }
+    try {
+      done(null, JSON.parse((body as Buffer).toString('utf8')));
+    } catch {
+      done(Object.assign(new Error('the body is not valid JSON'), { statusCode: 400 }), undefined);
+    }
   });
   app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 && err.statusCode < 500 ? err.statusCode : 500;
     d.metrics.requests.inc({ code: String(status) });
-    reply.send(openAiError(reply, status, status === 500 ? 'internal gateway error' : err.message, status === 413 ? 'body_too_large' : 'invalid_request'));
+    reply.send(
+      openAiError(
+        reply,
+        status,
+        status === 500 ? 'internal gateway error' : err.message,
+        status === 413 ? 'body_too_large' : 'invalid_request',
+      ),
+    );
   });
 
   /** Waits for a ready pod when there is none; false when the wait failed (the reply is sent). */
   async function awaitPod(reply: FastifyReply): Promise<boolean> {
     if (d.table.readyCount() > 0) return true;
-    if (!d.wake) { reply.send(openAiError(reply, 503, 'no ready pod behind the gateway', 'no_ready_pod')); return false; }
+    if (!d.wake) {
+      reply.send(openAiError(reply, 503, 'no ready pod behind the gateway', 'no_ready_pod'));
+      return false;
+    }
     const t0 = process.hrtime.bigint();
     d.wake();
     d.metrics.wakeups.inc();
     d.metrics.held.inc();
-    try { await d.hold.wait(); return true; } catch (e) {
+    try {
+      await d.hold.wait();
+      return true;
+    } catch (e) {
       const he = e as HoldError;
       reply.header('retry-after', '5');
       reply.send(openAiError(reply, 503, he.message, he.reason === 'full' ? 'gateway_queue_full' : 'no_ready_pod'));
@@ -151,7 +172,11 @@ export function buildProxy(o: ProxyOptions, d: ProxyDeps): FastifyInstance {
           if (settled) return;
           settled = true;
           d.table.end(pick.id);
-          if (failed) { up.req.destroy(); out.destroy(); d.metrics.upstreamErrors.inc({ stage: 'stream' }); }
+          if (failed) {
+            up.req.destroy();
+            out.destroy();
+            d.metrics.upstreamErrors.inc({ stage: 'stream' });
+          }
           resolve();
         };
         out.on('finish', () => settle(false));
@@ -178,7 +203,8 @@ export function buildProxy(o: ProxyOptions, d: ProxyDeps): FastifyInstance {
   app.get('/healthz', async () => ({ status: 'ok' }));
   app.get('/readyz', async () => ({ status: 'ready', readyPods: d.table.readyCount(), held: d.hold.size }));
   app.get('/metrics', async (_req, reply) => {
-    const views = d.table.views(); const now = Date.now();
+    const views = d.table.views();
+    const now = Date.now();
     d.metrics.endpoints.set({ state: 'ready' }, views.filter((v) => v.ready && (v.ejectedUntil ?? 0) <= now).length);
     d.metrics.endpoints.set({ state: 'ejected' }, views.filter((v) => v.ready && (v.ejectedUntil ?? 0) > now).length);
     d.metrics.endpoints.set({ state: 'not_ready' }, views.filter((v) => !v.ready).length);

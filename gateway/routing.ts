@@ -42,14 +42,20 @@ const FNV_PRIME = 0x01000193;
 
 /** FNV-1a over the UTF-16 units of s[from, to), continuing from `h` (so hashes chain block to block). */
 function fnvString(h: number, s: string, from: number, to: number): number {
-  for (let i = from; i < to; i++) { h ^= s.charCodeAt(i); h = Math.imul(h, FNV_PRIME); }
+  for (let i = from; i < to; i++) {
+    h ^= s.charCodeAt(i);
+    h = Math.imul(h, FNV_PRIME);
+  }
   return h >>> 0;
 }
 
 function fnvInts(h: number, v: readonly number[], from: number, to: number): number {
   for (let i = from; i < to; i++) {
     const x = v[i] | 0;
-    for (let b = 0; b < 32; b += 8) { h ^= (x >>> b) & 0xff; h = Math.imul(h, FNV_PRIME); }
+    for (let b = 0; b < 32; b += 8) {
+      h ^= (x >>> b) & 0xff;
+      h = Math.imul(h, FNV_PRIME);
+    }
   }
   return h >>> 0;
 }
@@ -64,9 +70,15 @@ export function prefixHashes(prompt: string | readonly number[], blockChars: num
   const out: number[] = [];
   let h = FNV_OFFSET;
   if (typeof prompt === 'string') {
-    for (let end = blockChars; end <= prompt.length; end += blockChars) { h = fnvString(h, prompt, end - blockChars, end); out.push(h); }
+    for (let end = blockChars; end <= prompt.length; end += blockChars) {
+      h = fnvString(h, prompt, end - blockChars, end);
+      out.push(h);
+    }
   } else {
-    for (let end = blockTokens; end <= prompt.length; end += blockTokens) { h = fnvInts(h ^ 0x9e3779b9, prompt, end - blockTokens, end); out.push(h); }
+    for (let end = blockTokens; end <= prompt.length; end += blockTokens) {
+      h = fnvInts(h ^ 0x9e3779b9, prompt, end - blockTokens, end);
+      out.push(h);
+    }
   }
   return out;
 }
@@ -98,7 +110,10 @@ export function promptOf(body: unknown): string | readonly number[] | undefined 
 
 function contentText(c: unknown): string {
   if (typeof c === 'string') return c;
-  if (Array.isArray(c)) return c.map((p) => (p && typeof p === 'object' && typeof (p as { text?: unknown }).text === 'string' ? (p as { text: string }).text : '')).join('');
+  if (Array.isArray(c))
+    return c
+      .map((p) => (p && typeof p === 'object' && typeof (p as { text?: unknown }).text === 'string' ? (p as { text: string }).text : ''))
+      .join('');
   return '';
 }
 
@@ -107,7 +122,11 @@ function contentText(c: unknown): string {
 /** Rendezvous (highest random weight) score of a key on a pod: consistent hashing without a ring. */
 export function rendezvousScore(key: number, id: string): number {
   let h = fnvString(key ^ FNV_OFFSET, id, 0, id.length);
-  h ^= h >>> 16; h = Math.imul(h, 0x85ebca6b); h ^= h >>> 13; h = Math.imul(h, 0xc2b2ae35); h ^= h >>> 16;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
   return h >>> 0;
 }
 
@@ -125,7 +144,9 @@ export function loadCap(pods: readonly EndpointView[], epsilon: number): number 
 }
 
 /** Load as the gateway sees it: its own in-flight requests plus the pod's reported queue. */
-export function loadOf(e: EndpointView): number { return e.inFlight + (e.queueDepth ?? 0); }
+export function loadOf(e: EndpointView): number {
+  return e.inFlight + (e.queueDepth ?? 0);
+}
 
 function saturated(e: EndpointView, o: RoutingOptions): boolean {
   return (e.queueDepth ?? 0) >= o.saturatedQueueDepth || e.freeBlocks === 0;
@@ -140,8 +161,13 @@ function saturated(e: EndpointView, o: RoutingOptions): boolean {
  * or saturated; (3) else (no full block, or every pod busy) the least loaded pod. Undefined: none.
  */
 export function choosePod(
-  endpoints: readonly EndpointView[], hashes: readonly number[], affinity: ReadonlyMap<number, string>,
-  o: RoutingOptions, now: number, exclude: ReadonlySet<string> = new Set(), rrCounter = 0,
+  endpoints: readonly EndpointView[],
+  hashes: readonly number[],
+  affinity: ReadonlyMap<number, string>,
+  o: RoutingOptions,
+  now: number,
+  exclude: ReadonlySet<string> = new Set(),
+  rrCounter = 0,
 ): RouteDecision | undefined {
   const pods = candidates(endpoints, now).filter((e) => !exclude.has(e.id));
   if (pods.length === 0) return undefined;
@@ -161,8 +187,15 @@ export function choosePod(
   }
   if (hashes.length > 0 && open.length > 0) {
     const key = hashes[hashes.length - 1];
-    let best = open[0]; let bestScore = -1;
-    for (const e of open) { const s = rendezvousScore(key, e.id); if (s > bestScore) { best = e; bestScore = s; } }
+    let best = open[0];
+    let bestScore = -1;
+    for (const e of open) {
+      const s = rendezvousScore(key, e.id);
+      if (s > bestScore) {
+        best = e;
+        bestScore = s;
+      }
+    }
     return { id: best.id, matchedBlocks: matchedOn(best.id, hashes, affinity), reason: 'hash' };
   }
   const pool = open.length > 0 ? open : pods;
@@ -182,8 +215,16 @@ export function matchedOn(id: string, hashes: readonly number[], affinity: Reado
 
 // ---- outlier ejection ----
 
-export interface OutlierState { consecutiveFailures: number; ejections: number; ejectedUntil: number }
-export interface EjectionOptions { consecutiveFailures: number; baseEjectionMs: number; maxEjectionMs: number }
+export interface OutlierState {
+  consecutiveFailures: number;
+  ejections: number;
+  ejectedUntil: number;
+}
+export interface EjectionOptions {
+  consecutiveFailures: number;
+  baseEjectionMs: number;
+  maxEjectionMs: number;
+}
 export const DEFAULT_EJECTION: EjectionOptions = { consecutiveFailures: 3, baseEjectionMs: 5_000, maxEjectionMs: 60_000 };
 export const HEALTHY: OutlierState = { consecutiveFailures: 0, ejections: 0, ejectedUntil: 0 };
 
@@ -193,7 +234,8 @@ export const HEALTHY: OutlierState = { consecutiveFailures: 0, ejections: 0, eje
  * resets the run of failures, and a pod that served well since its last ejection is forgiven.
  */
 export function recordOutcome(s: OutlierState, ok: boolean, now: number, o: EjectionOptions = DEFAULT_EJECTION): OutlierState {
-  if (ok) return { consecutiveFailures: 0, ejections: s.ejectedUntil + o.maxEjectionMs < now ? 0 : s.ejections, ejectedUntil: s.ejectedUntil };
+  if (ok)
+    return { consecutiveFailures: 0, ejections: s.ejectedUntil + o.maxEjectionMs < now ? 0 : s.ejections, ejectedUntil: s.ejectedUntil };
   const failures = s.consecutiveFailures + 1;
   if (failures < o.consecutiveFailures) return { ...s, consecutiveFailures: failures };
   const ms = Math.min(o.maxEjectionMs, o.baseEjectionMs * 2 ** s.ejections);

@@ -12,7 +12,10 @@ const MAX_DIM = 2 ** 24;
 type Json = Record<string, unknown>;
 
 class Fields {
-  constructor(private readonly obj: Json, private readonly where: string) {}
+  constructor(
+    private readonly obj: Json,
+    private readonly where: string,
+  ) {}
 
   fail(field: string, what: string): never {
     throw new ModelError(`${this.where}: '${field}' ${what}`);
@@ -112,7 +115,12 @@ function parseOpt(f: Fields, name: string): ModelConfig {
   const act = f.str('activation_function', 'relu');
   if (act !== 'relu') f.fail('activation_function', `is "${act}": only relu is supported for OPT`);
   return {
-    name, arch: 'opt', ...c, numKvHeads: c.numHeads, headDim: c.hiddenSize / c.numHeads, ffnSize,
+    name,
+    arch: 'opt',
+    ...c,
+    numKvHeads: c.numHeads,
+    headDim: c.hiddenSize / c.numHeads,
+    ffnSize,
     normEps: f.num('layer_norm_eps', 1e-5, (n) => n > 0 && n < 1, 'a number in (0, 1)'),
     ropeTheta: 10000,
     tieEmbeddings: f.bool('tie_word_embeddings', true),
@@ -138,7 +146,11 @@ function parseLlama(f: Fields, name: string, raw: Json): ModelConfig {
   if (f.bool('mlp_bias', false)) f.fail('mlp_bias', 'is true: Llama MLP biases are unsupported');
   if (f.int('pretraining_tp', 1, 1, 1024) !== 1) f.fail('pretraining_tp', 'must be 1');
   return {
-    name, arch: 'llama', ...c, numKvHeads, headDim,
+    name,
+    arch: 'llama',
+    ...c,
+    numKvHeads,
+    headDim,
     ffnSize: f.int('intermediate_size'),
     normEps: f.num('rms_norm_eps', 1e-6, (n) => n > 0 && n < 1, 'a number in (0, 1)'),
     ropeTheta: ropeTheta(f, raw),

@@ -36,7 +36,9 @@ export class Detokenizer {
     this.stops = (opts.stopStrings ?? []).filter((s) => s.length > 0);
   }
 
-  get stopped(): boolean { return this.stoppedBy !== null; }
+  get stopped(): boolean {
+    return this.stoppedBy !== null;
+  }
 
   /** Adds a token; returns the text that may be sent now ('' once stopped). */
   push(token: number): string {
@@ -100,7 +102,10 @@ export class Detokenizer {
     let stop = '';
     for (const s of this.stops) {
       const i = buf.indexOf(s);
-      if (i >= 0 && (cut < 0 || i < cut)) { cut = i; stop = s; }
+      if (i >= 0 && (cut < 0 || i < cut)) {
+        cut = i;
+        stop = s;
+      }
     }
     if (cut >= 0) {
       this.stoppedBy = { kind: 'string', text: stop };
@@ -117,7 +122,10 @@ export class Detokenizer {
     let best = 0;
     for (const s of this.stops) {
       for (let n = Math.min(s.length - 1, buf.length); n > best; n--) {
-        if (buf.endsWith(s.slice(0, n))) { best = n; break; }
+        if (buf.endsWith(s.slice(0, n))) {
+          best = n;
+          break;
+        }
       }
     }
     return best;

@@ -46,7 +46,11 @@ export interface GenerateResult {
 }
 
 /** Checks request limits against the model (pure); throws ModelError with a user-facing message. */
-export function checkRequest(cfg: ModelConfig, promptIds: readonly number[], params: Pick<GenerateParams, 'maxTokens' | 'stopTokenIds'>): void {
+export function checkRequest(
+  cfg: ModelConfig,
+  promptIds: readonly number[],
+  params: Pick<GenerateParams, 'maxTokens' | 'stopTokenIds'>,
+): void {
   if (promptIds.length === 0) throw new ModelError('the prompt is empty (it must have at least one token)');
   if (!Number.isInteger(params.maxTokens) || params.maxTokens < 1) {
     throw new ModelError(`max tokens must be a positive integer, got ${params.maxTokens}`);
@@ -57,7 +61,8 @@ export function checkRequest(cfg: ModelConfig, promptIds: readonly number[], par
   if (badStop !== undefined) throw new ModelError(`stop token id ${badStop} is outside the vocabulary [0, ${cfg.vocabSize})`);
   if (promptIds.length + params.maxTokens > cfg.maxPositions) {
     throw new ModelError(
-      `prompt (${promptIds.length} tokens) + max tokens (${params.maxTokens}) exceeds the model's context of ${cfg.maxPositions} positions`);
+      `prompt (${promptIds.length} tokens) + max tokens (${params.maxTokens}) exceeds the model's context of ${cfg.maxPositions} positions`,
+    );
   }
 }
 
@@ -68,7 +73,11 @@ const OK = 0;
  * UTF-8 character). The sequence is always removed from the engine, also on errors.
  */
 export async function generate(
-  engine: NativeEngine, tokenizer: Tokenizer, cfg: ModelConfig, promptIds: readonly number[], params: GenerateParams,
+  engine: NativeEngine,
+  tokenizer: Tokenizer,
+  cfg: ModelConfig,
+  promptIds: readonly number[],
+  params: GenerateParams,
   onText?: (piece: string) => void,
 ): Promise<GenerateResult> {
   checkRequest(cfg, promptIds, params);
@@ -128,9 +137,14 @@ export async function generate(
   const end = performance.now();
   const decodeSeconds = (end - firstStepEnd) / 1000;
   return {
-    tokens, text: textParts.join(''), promptTokens: promptIds.length, finishReason,
+    tokens,
+    text: textParts.join(''),
+    promptTokens: promptIds.length,
+    finishReason,
     timings: {
-      prefillSeconds: (firstStepEnd - start) / 1000, decodeSeconds, totalSeconds: (end - start) / 1000,
+      prefillSeconds: (firstStepEnd - start) / 1000,
+      decodeSeconds,
+      totalSeconds: (end - start) / 1000,
       decodeTokensPerSecond: tokens.length > 1 && decodeSeconds > 0 ? (tokens.length - 1) / decodeSeconds : 0,
     },
     counters,

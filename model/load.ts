@@ -9,9 +9,7 @@ import { readCheckpointTensors } from './safetensors.js';
 import { parseModelSpec } from './spec.js';
 import { loadCheckpointTokenizer, syntheticTokenizer, type Tokenizer } from './tokenizer.js';
 import type { ModelConfig } from './types.js';
-import type {
-  NativeDevice, NativeEngine, NativeEngineOptions, NativeModelConfig, NativeWeightSource,
-} from '../native/ts/addon-types.js';
+import type { NativeDevice, NativeEngine, NativeEngineOptions, NativeModelConfig, NativeWeightSource } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig } from '../native/ts/engine.js';
 
 export interface LoadedModel {
@@ -36,8 +34,12 @@ export async function loadModel(specText: string, opts: LoadOptions = {}): Promi
   const spec = parseModelSpec(specText, opts.env);
   if (spec.kind === 'synthetic') {
     return {
-      name: spec.preset, spec: spec.spec, source: 'synthetic', config: spec.config,
-      weights: { kind: 'synthetic', seed: spec.seed }, tokenizer: syntheticTokenizer(spec.config),
+      name: spec.preset,
+      spec: spec.spec,
+      source: 'synthetic',
+      config: spec.config,
+      weights: { kind: 'synthetic', seed: spec.seed },
+      tokenizer: syntheticTokenizer(spec.config),
     };
   }
   const dir = spec.dir;
@@ -48,7 +50,8 @@ export async function loadModel(specText: string, opts: LoadOptions = {}): Promi
     const code = (err as NodeJS.ErrnoException).code;
     throw new ModelError(code === 'ENOENT' ? `model directory ${dir} does not exist` : `cannot read ${dir}: ${describeError(err)}`);
   }
-  if (!isDir) throw new ModelError(`model spec '${spec.spec}': ${dir} is not a directory (expected a checkpoint directory or synthetic:<preset>)`);
+  if (!isDir)
+    throw new ModelError(`model spec '${spec.spec}': ${dir} is not a directory (expected a checkpoint directory or synthetic:<preset>)`);
   await assertConfined(dir);
   const config = await readHfConfig(dir);
   const tensors = mapTensors(config, await readCheckpointTensors(dir));
@@ -74,11 +77,15 @@ export async function assertConfined(dir: string): Promise<void> {
     if (!e.isSymbolicLink()) continue;
     const link = path.join(dir, e.name);
     let target: string;
-    try { target = await realpath(link); } catch {
+    try {
+      target = await realpath(link);
+    } catch {
       throw new ModelError(`${link} is a symbolic link that leads nowhere`);
     }
     if (target !== root && !target.startsWith(root + path.sep)) {
-      throw new ModelError(`${link} is a symbolic link that leads outside the model directory ${dir}; copy the file into the directory instead`);
+      throw new ModelError(
+        `${link} is a symbolic link that leads outside the model directory ${dir}; copy the file into the directory instead`,
+      );
     }
   }
 }
@@ -116,9 +123,15 @@ export interface EngineSizing {
  * fraction (also per-sequence overrides) fits; a planner that sizes the pools exactly passes
  * kvBlocks/actBlocks instead.
  */
-export function poolSizesForBudget(tokenBudget: number, blockTokens: number, maxSequences: number): { kvBlocks: number; actBlocks: number } {
+export function poolSizesForBudget(
+  tokenBudget: number,
+  blockTokens: number,
+  maxSequences: number,
+): { kvBlocks: number; actBlocks: number } {
   if (!(tokenBudget > 0) || !(blockTokens > 0) || !(maxSequences > 0)) {
-    throw new RangeError(`pool sizing needs positive numbers (tokenBudget ${tokenBudget}, blockTokens ${blockTokens}, maxSequences ${maxSequences})`);
+    throw new RangeError(
+      `pool sizing needs positive numbers (tokenBudget ${tokenBudget}, blockTokens ${blockTokens}, maxSequences ${maxSequences})`,
+    );
   }
   const blocks = Math.ceil(tokenBudget / blockTokens) + maxSequences;
   return { kvBlocks: blocks, actBlocks: blocks };
@@ -128,9 +141,10 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
   const blockTokens = sizing.blockTokens ?? 16;
   const actFraction = sizing.actFraction ?? 0;
   if (!(actFraction >= 0 && actFraction <= 1)) throw new RangeError(`ACT fraction must be in [0, 1], got ${actFraction}`);
-  const pools = sizing.kvBlocks !== undefined && sizing.actBlocks !== undefined
-    ? { kvBlocks: sizing.kvBlocks, actBlocks: sizing.actBlocks }
-    : poolSizesForBudget(sizing.tokenBudget, blockTokens, sizing.maxSequences ?? 1);
+  const pools =
+    sizing.kvBlocks !== undefined && sizing.actBlocks !== undefined
+      ? { kvBlocks: sizing.kvBlocks, actBlocks: sizing.actBlocks }
+      : poolSizesForBudget(sizing.tokenBudget, blockTokens, sizing.maxSequences ?? 1);
   return {
     device: sizing.device ?? 'cpu',
     config: nativeModelConfig(model.config),

@@ -18,14 +18,24 @@ export interface CanonicalTensor {
 const OPT_PREFIXES = ['model.decoder.', 'decoder.'];
 const OPT_LAYER: Array<[string, string]> = [
   ['attn_norm', 'self_attn_layer_norm'],
-  ['q_proj', 'self_attn.q_proj'], ['k_proj', 'self_attn.k_proj'], ['v_proj', 'self_attn.v_proj'], ['o_proj', 'self_attn.out_proj'],
-  ['ffn_norm', 'final_layer_norm'], ['fc1', 'fc1'], ['fc2', 'fc2'],
+  ['q_proj', 'self_attn.q_proj'],
+  ['k_proj', 'self_attn.k_proj'],
+  ['v_proj', 'self_attn.v_proj'],
+  ['o_proj', 'self_attn.out_proj'],
+  ['ffn_norm', 'final_layer_norm'],
+  ['fc1', 'fc1'],
+  ['fc2', 'fc2'],
 ];
 const LLAMA_LAYER: Array<[string, string]> = [
   ['attn_norm', 'input_layernorm'],
-  ['q_proj', 'self_attn.q_proj'], ['k_proj', 'self_attn.k_proj'], ['v_proj', 'self_attn.v_proj'], ['o_proj', 'self_attn.o_proj'],
+  ['q_proj', 'self_attn.q_proj'],
+  ['k_proj', 'self_attn.k_proj'],
+  ['v_proj', 'self_attn.v_proj'],
+  ['o_proj', 'self_attn.o_proj'],
   ['ffn_norm', 'post_attention_layernorm'],
-  ['gate_proj', 'mlp.gate_proj'], ['up_proj', 'mlp.up_proj'], ['down_proj', 'mlp.down_proj'],
+  ['gate_proj', 'mlp.gate_proj'],
+  ['up_proj', 'mlp.up_proj'],
+  ['down_proj', 'mlp.down_proj'],
 ];
 
 /** Every tensor the engine needs for this config, with its canonical name, shape and HF names. */
@@ -49,11 +59,27 @@ export function canonicalTensors(cfg: ModelConfig): CanonicalTensor[] {
   if (!cfg.tieEmbeddings) add('lm_head.weight', [cfg.vocabSize, h], ['lm_head.weight', 'model.lm_head.weight']);
 
   const shapes: Record<string, number[]> = {
-    attn_norm: [h], ffn_norm: [h], q_proj: [q, h], k_proj: [kv, h], v_proj: [kv, h], o_proj: [h, q],
-    fc1: [f, h], fc2: [h, f], gate_proj: [f, h], up_proj: [f, h], down_proj: [h, f],
+    attn_norm: [h],
+    ffn_norm: [h],
+    q_proj: [q, h],
+    k_proj: [kv, h],
+    v_proj: [kv, h],
+    o_proj: [h, q],
+    fc1: [f, h],
+    fc2: [h, f],
+    gate_proj: [f, h],
+    up_proj: [f, h],
+    down_proj: [h, f],
   };
   const biases: Record<string, number[]> = {
-    attn_norm: [h], ffn_norm: [h], q_proj: [q], k_proj: [kv], v_proj: [kv], o_proj: [h], fc1: [f], fc2: [h],
+    attn_norm: [h],
+    ffn_norm: [h],
+    q_proj: [q],
+    k_proj: [kv],
+    v_proj: [kv],
+    o_proj: [h],
+    fc1: [f],
+    fc2: [h],
   };
   for (let i = 0; i < cfg.numLayers; i++) {
     for (const [canon, leaf] of opt ? OPT_LAYER : LLAMA_LAYER) {

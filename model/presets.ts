@@ -8,16 +8,41 @@ type PresetDims = Omit<ModelConfig, 'name' | 'headDim' | 'bosTokenId' | 'eosToke
 
 function opt(hiddenSize: number, numLayers: number, numHeads: number): PresetDims {
   return {
-    arch: 'opt', vocabSize: 50272, hiddenSize, numLayers, numHeads, numKvHeads: numHeads,
-    ffnSize: 4 * hiddenSize, maxPositions: 2048, normEps: 1e-5, tieEmbeddings: true,
+    arch: 'opt',
+    vocabSize: 50272,
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKvHeads: numHeads,
+    ffnSize: 4 * hiddenSize,
+    maxPositions: 2048,
+    normEps: 1e-5,
+    tieEmbeddings: true,
   };
 }
 
-function llama(hiddenSize: number, numLayers: number, numHeads: number, numKvHeads: number, ffnSize: number,
-  vocabSize: number, maxPositions: number, ropeTheta: number): PresetDims {
+function llama(
+  hiddenSize: number,
+  numLayers: number,
+  numHeads: number,
+  numKvHeads: number,
+  ffnSize: number,
+  vocabSize: number,
+  maxPositions: number,
+  ropeTheta: number,
+): PresetDims {
   return {
-    arch: 'llama', vocabSize, hiddenSize, numLayers, numHeads, numKvHeads, ffnSize, maxPositions,
-    normEps: 1e-5, ropeTheta, tieEmbeddings: false,
+    arch: 'llama',
+    vocabSize,
+    hiddenSize,
+    numLayers,
+    numHeads,
+    numKvHeads,
+    ffnSize,
+    maxPositions,
+    normEps: 1e-5,
+    ropeTheta,
+    tieEmbeddings: false,
   };
 }
 

@@ -7,8 +7,21 @@ import { ModelError, describeError, describeJsonError } from './errors.js';
 
 /** Element sizes of the dtypes a safetensors file may contain (structure is validated for all). */
 const DTYPE_BYTES: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
-  F8_E4M3: 1, F8_E5M2: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
 };
 /** The dtypes the engine can load. */
 export const WEIGHT_DTYPES = ['F32', 'F16', 'BF16'] as const;
@@ -85,7 +98,14 @@ export function parseSafetensorsHeader(headerText: string, headerBytes: number, 
       fail(`tensor '${name}' (${dtype as string} ${JSON.stringify(shape)}) needs ${expected} bytes but data_offsets span ${end - begin}`);
     }
     ranges.push([begin, end, name]);
-    out.push({ name, path: file, offset: dataStart + begin, byteLength: end - begin, dtype: dtype as WeightDType, shape: [...(shape as number[])] });
+    out.push({
+      name,
+      path: file,
+      offset: dataStart + begin,
+      byteLength: end - begin,
+      dtype: dtype as WeightDType,
+      shape: [...(shape as number[])],
+    });
   }
   ranges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
   for (let i = 1; i < ranges.length; i++) {
@@ -111,9 +131,13 @@ export async function readSafetensorsFile(file: string): Promise<SafetensorsTens
     await fh.read(lenBuf, 0, 8, 0);
     const len = lenBuf.readBigUInt64LE(0);
     if (len < 2n) throw new ModelError(`${file}: invalid safetensors header length ${len}`);
-    if (len > BigInt(MAX_HEADER_BYTES)) throw new ModelError(`${file}: safetensors header length ${len} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`);
+    if (len > BigInt(MAX_HEADER_BYTES))
+      throw new ModelError(
+        `${file}: safetensors header length ${len} exceeds the ${MAX_HEADER_BYTES}-byte limit (not a safetensors file?)`,
+      );
     const n = Number(len);
-    if (8 + n > size) throw new ModelError(`${file}: truncated safetensors file (header needs ${n} bytes, file has ${size - 8} after the length)`);
+    if (8 + n > size)
+      throw new ModelError(`${file}: truncated safetensors file (header needs ${n} bytes, file has ${size - 8} after the length)`);
     const buf = Buffer.alloc(n);
     const { bytesRead } = await fh.read(buf, 0, n, 8);
     if (bytesRead !== n) throw new ModelError(`${file}: truncated safetensors file (read ${bytesRead} of ${n} header bytes)`);

@@ -22,7 +22,9 @@ export function parseModelSpec(spec: string, env: Record<string, string | undefi
   if (text.startsWith(SYNTHETIC_PREFIX)) return parseSynthetic(text);
   if (text.startsWith('pvc://')) return { kind: 'checkpoint', spec: text, dir: resolvePvc(text, env) };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(text)) {
-    throw new ModelError(`model spec '${text}': unsupported scheme (use synthetic:<preset>, a checkpoint directory or pvc://<claim>/<path>)`);
+    throw new ModelError(
+      `model spec '${text}': unsupported scheme (use synthetic:<preset>, a checkpoint directory or pvc://<claim>/<path>)`,
+    );
   }
   return { kind: 'checkpoint', spec: text, dir: path.resolve(text) };
 }

@@ -179,7 +179,10 @@ export class Gpt2Tokenizer extends BaseTokenizer {
     const parts: string[] = [];
     let run: number[] = [];
     for (const id of kept) {
-      if (id !== this.eosTokenId) { run.push(id); continue; }
+      if (id !== this.eosTokenId) {
+        run.push(id);
+        continue;
+      }
       parts.push(this.tk.decode(run), '<|endoftext|>');
       run = [];
     }
@@ -198,7 +201,7 @@ export class ByteTokenizer extends BaseTokenizer {
 
   encode(text: string, options: EncodeOptions = {}): number[] {
     const ids = Array.from(Buffer.from(text, 'utf8'), (b) => b + ByteTokenizer.OFFSET);
-    return options.addSpecialTokens ?? true ? [this.bosTokenId, ...ids] : ids;
+    return (options.addSpecialTokens ?? true) ? [this.bosTokenId, ...ids] : ids;
   }
 
   static readonly SPECIALS = ['<unk>', '<s>', '</s>'];
@@ -207,7 +210,8 @@ export class ByteTokenizer extends BaseTokenizer {
     const bytes: number[] = [];
     for (const id of ids) {
       if (id >= ByteTokenizer.OFFSET && id < ByteTokenizer.VOCAB_SIZE) bytes.push(id - ByteTokenizer.OFFSET);
-      else if (options.skipSpecialTokens === false && id >= 0 && id < ByteTokenizer.OFFSET) bytes.push(...Buffer.from(ByteTokenizer.SPECIALS[id]));
+      else if (options.skipSpecialTokens === false && id >= 0 && id < ByteTokenizer.OFFSET)
+        bytes.push(...Buffer.from(ByteTokenizer.SPECIALS[id]));
     }
     return new TextDecoder('utf-8').decode(Uint8Array.from(bytes));
   }
@@ -231,7 +235,10 @@ export class HfTokenizer extends BaseTokenizer {
   readonly eosTokenId: number;
   override readonly chatTemplate: string | undefined;
 
-  constructor(private readonly tk: HfTokenizerImpl, private readonly opts: HfOptions) {
+  constructor(
+    private readonly tk: HfTokenizerImpl,
+    private readonly opts: HfOptions,
+  ) {
     super();
     this.kind = opts.kind;
     this.bosTokenId = opts.bosTokenId;
@@ -267,10 +274,12 @@ export class HfTokenizer extends BaseTokenizer {
 /** The tokenizer for a synthetic preset (see the header comment). */
 export function syntheticTokenizer(cfg: ModelConfig): Tokenizer {
   if (cfg.arch === 'opt') {
-    if (cfg.vocabSize < Gpt2Tokenizer.VOCAB_SIZE) throw new ModelError(`synthetic OPT preset '${cfg.name}' has vocab ${cfg.vocabSize} < GPT-2's ${Gpt2Tokenizer.VOCAB_SIZE}`);
+    if (cfg.vocabSize < Gpt2Tokenizer.VOCAB_SIZE)
+      throw new ModelError(`synthetic OPT preset '${cfg.name}' has vocab ${cfg.vocabSize} < GPT-2's ${Gpt2Tokenizer.VOCAB_SIZE}`);
     return new Gpt2Tokenizer();
   }
-  if (cfg.vocabSize < ByteTokenizer.VOCAB_SIZE) throw new ModelError(`synthetic preset '${cfg.name}' has vocab ${cfg.vocabSize} < the byte tokenizer's ${ByteTokenizer.VOCAB_SIZE}`);
+  if (cfg.vocabSize < ByteTokenizer.VOCAB_SIZE)
+    throw new ModelError(`synthetic preset '${cfg.name}' has vocab ${cfg.vocabSize} < the byte tokenizer's ${ByteTokenizer.VOCAB_SIZE}`);
   return new ByteTokenizer();
 }
 
@@ -285,20 +294,45 @@ export function byteLevelAlphabet(): string[] {
 
 /** The tokenizer.json object equivalent to a GPT-2-style vocab.json + merges.txt (pure). */
 export function byteLevelBpeJson(vocab: Record<string, number>, mergesText: string, specials: string[]): object {
-  const merges = mergesText.split('\n').map((l) => l.replace(/\r$/, '')).filter((l) => l !== '' && !l.startsWith('#version'));
+  const merges = mergesText
+    .split('\n')
+    .map((l) => l.replace(/\r$/, ''))
+    .filter((l) => l !== '' && !l.startsWith('#version'));
   for (const m of merges) {
     if (m.split(' ').length !== 2) throw new ModelError(`merges.txt: malformed line '${m.slice(0, 40)}' (expected two tokens)`);
   }
-  const addedTokens = specials.filter((s) => vocab[s] !== undefined).map((s) => ({
-    id: vocab[s], content: s, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
-  }));
+  const addedTokens = specials
+    .filter((s) => vocab[s] !== undefined)
+    .map((s) => ({
+      id: vocab[s],
+      content: s,
+      single_word: false,
+      lstrip: false,
+      rstrip: false,
+      normalized: false,
+      special: true,
+    }));
   const byteLevel = { type: 'ByteLevel', add_prefix_space: false, trim_offsets: true, use_regex: true };
   return {
-    version: '1.0', truncation: null, padding: null, added_tokens: addedTokens, normalizer: null,
-    pre_tokenizer: byteLevel, post_processor: null, decoder: byteLevel,
+    version: '1.0',
+    truncation: null,
+    padding: null,
+    added_tokens: addedTokens,
+    normalizer: null,
+    pre_tokenizer: byteLevel,
+    post_processor: null,
+    decoder: byteLevel,
     model: {
-      type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '',
-      fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges,
+      type: 'BPE',
+      dropout: null,
+      unk_token: null,
+      continuing_subword_prefix: '',
+      end_of_word_suffix: '',
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges,
     },
   };
 }
@@ -320,7 +354,8 @@ async function readJsonIfExists(file: string): Promise<unknown | undefined> {
 
 function tokenText(v: unknown): string | undefined {
   if (typeof v === 'string') return v;
-  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  if (typeof v === 'object' && v !== null && typeof (v as { content?: unknown }).content === 'string')
+    return (v as { content: string }).content;
   return undefined;
 }
 
@@ -386,6 +421,12 @@ export async function loadCheckpointTokenizer(dir: string, cfg: ModelConfig): Pr
   const bosToken = tokenText(tc.bos_token) ?? tk.id_to_token(cfg.bosTokenId);
   const eosToken = tokenText(tc.eos_token) ?? tk.id_to_token(cfg.eosTokenId);
   return new HfTokenizer(tk, {
-    kind, eosTokenId: cfg.eosTokenId, bosTokenId: cfg.bosTokenId, prependBos, chatTemplate, bosToken, eosToken,
+    kind,
+    eosTokenId: cfg.eosTokenId,
+    bosTokenId: cfg.bosTokenId,
+    prependBos,
+    chatTemplate,
+    bosToken,
+    eosToken,
   });
 }

@@ -54,7 +54,14 @@ export interface OperatorOptions {
 
 /** Namespaces from a comma-separated list (empty: all). */
 export function parseNamespaces(v: string | undefined): string[] {
-  return [...new Set((v ?? '').split(',').map((s) => s.trim()).filter(Boolean))];
+  return [
+    ...new Set(
+      (v ?? '')
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean),
+    ),
+  ];
 }
 
 type Key = string;
@@ -66,8 +73,15 @@ export class Operator {
   readonly identity: string;
   private readonly queue: WorkQueue;
   private readonly elector: LeaderElector;
-  private informers: { hsd: ScopedInformer<HybridServeDeployment & KubeObject>; nodes: Informer<NodeLike & KubeObject>;
-    deps: ScopedInformer<DeploymentLike>; pods: ScopedInformer<PodLike & KubeObject>; cms: ScopedInformer<ConfigMapLike> } | undefined;
+  private informers:
+    | {
+        hsd: ScopedInformer<HybridServeDeployment & KubeObject>;
+        nodes: Informer<NodeLike & KubeObject>;
+        deps: ScopedInformer<DeploymentLike>;
+        pods: ScopedInformer<PodLike & KubeObject>;
+        cms: ScopedInformer<ConfigMapLike>;
+      }
+    | undefined;
   private readonly namespaces: string[];
   private readonly policy: HsdPolicy;
   private timers: NodeJS.Timeout[] = [];
@@ -83,53 +97,93 @@ export class Operator {
     this.log = o.log ?? ((m) => console.log(`${new Date().toISOString()} ${m}`));
     const events = eventRecorder(this.client, this.identity);
     this.namespaces = [...(o.watchNamespaces ?? parseNamespaces(process.env.WATCH_NAMESPACES))];
-    this.policy = o.policy ?? parsePolicy({
-      allowedImages: process.env.HYBRIDSERVE_POLICY_ALLOWED_IMAGES, allowPvc: process.env.HYBRIDSERVE_POLICY_ALLOW_PVC,
-      allowSecrets: process.env.HYBRIDSERVE_POLICY_ALLOW_SECRETS,
-    });
+    this.policy =
+      o.policy ??
+      parsePolicy({
+        allowedImages: process.env.HYBRIDSERVE_POLICY_ALLOWED_IMAGES,
+        allowPvc: process.env.HYBRIDSERVE_POLICY_ALLOW_PVC,
+        allowSecrets: process.env.HYBRIDSERVE_POLICY_ALLOW_SECRETS,
+      });
     const podNs = process.env.POD_NAMESPACE;
     const operatorPeer = o.operatorPeer ?? {
       ...(podNs ? { namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': podNs } } } : { namespaceSelector: {} }),
       podSelector: { matchLabels: { 'app.kubernetes.io/component': 'operator' } },
     };
-    this.queue = new WorkQueue(async (key) => {
-      // Never reconcile from empty caches (after losing the Lease, or before the first sync): an
-      // empty node list would look like "no node groups" and delete every Deployment.
-      if (!this.synced || !this.informers) return {};
-      const end = this.metrics.reconcileDuration.startTimer();
-      try {
-        const res = await reconcile(key, {
-          client: this.client, state: this.state, events, now: () => new Date(), metrics: this.metrics, policy: this.policy, operatorPeer,
-          nodes: () => this.informers?.nodes.list() ?? [],
-          deployments: (ns, name) => (this.informers?.deps.list(ns) ?? []).filter((d) => d.metadata.labels?.[LABEL_INSTANCE] === name),
-          configMap: (ns, name) => this.informers?.cms.get(name, ns),
-          progressRequeueMs: o.progressRequeueMs,
-        });
-        this.metrics.reconciles.inc({ result: 'success' });
-        return res;
-      } catch (e) {
-        this.metrics.reconciles.inc({ result: 'error' });
-        this.metrics.reconcileErrors.inc();
-        throw e;
-      } finally {
-        end();
-        this.metrics.queueDepth.set(this.queue.len());
-      }
-    }, { concurrency: o.concurrency ?? 4, baseBackoffMs: o.backoffBaseMs, maxBackoffMs: o.backoffMaxMs, onError: (key, err) => this.log(`Reconcile of HybridServeDeployment ${key} failed (requeued with backoff): ${(err as Error).message}`) });
+    this.queue = new WorkQueue(
+      async (key) => {
+        // Never reconcile from empty caches (after losing the Lease, or before the first sync): an
+        // empty node list would look like "no node groups" and delete every Deployment.
+        if (!this.synced || !this.informers) return {};
+        const end = this.metrics.reconcileDuration.startTimer();
+        try {
+          const res = await reconcile(key, {
+            client: this.client,
+            state: this.state,
+            events,
+            now: () => new Date(),
+            metrics: this.metrics,
+            policy: this.policy,
+            operatorPeer,
+            nodes: () => this.informers?.nodes.list() ?? [],
+            deployments: (ns, name) => (this.informers?.deps.list(ns) ?? []).filter((d) => d.metadata.labels?.[LABEL_INSTANCE] === name),
+            configMap: (ns, name) => this.informers?.cms.get(name, ns),
+            progressRequeueMs: o.progressRequeueMs,
+          });
+          this.metrics.reconciles.inc({ result: 'success' });
+          return res;
+        } catch (e) {
+          this.metrics.reconciles.inc({ result: 'error' });
+          this.metrics.reconcileErrors.inc();
+          throw e;
+        } finally {
+          end();
+          this.metrics.queueDepth.set(this.queue.len());
+        }
+      },
+      {
+        concurrency: o.concurrency ?? 4,
+        baseBackoffMs: o.backoffBaseMs,
+        maxBackoffMs: o.backoffMaxMs,
+        onError: (key, err) =>
+          this.log(`Reconcile of HybridServeDeployment ${key} failed (requeued with backoff): ${(err as Error).message}`),
+      },
+    );
     const ns = o.leaseNamespace ?? process.env.POD_NAMESPACE ?? this.client.defaultNamespace();
-    this.elector = new LeaderElector(this.client, {
-      namespace: ns, name: o.leaseName ?? 'hybridserve-operator', identity: this.identity,
-      leaseDurationMs: o.leaseDurationMs, renewMs: o.leaseRenewMs, retryMs: o.leaseRetryMs,
-    }, {
-      onStartedLeading: () => { this.log(`Acquired leader Lease ${ns}/${o.leaseName ?? 'hybridserve-operator'} as ${this.identity}`); this.metrics.leader.set(1); void this.startControllers(); },
-      onError: (e) => this.log(`Leader election on Lease ${ns}/${o.leaseName ?? 'hybridserve-operator'} failed: ${(e as Error).message}`),
-      onStoppedLeading: () => { this.log('Lost the leader Lease; stopping controllers'); this.metrics.leader.set(0); void this.stopControllers(); },
-    });
+    this.elector = new LeaderElector(
+      this.client,
+      {
+        namespace: ns,
+        name: o.leaseName ?? 'hybridserve-operator',
+        identity: this.identity,
+        leaseDurationMs: o.leaseDurationMs,
+        renewMs: o.leaseRenewMs,
+        retryMs: o.leaseRetryMs,
+      },
+      {
+        onStartedLeading: () => {
+          this.log(`Acquired leader Lease ${ns}/${o.leaseName ?? 'hybridserve-operator'} as ${this.identity}`);
+          this.metrics.leader.set(1);
+          void this.startControllers();
+        },
+        onError: (e) => this.log(`Leader election on Lease ${ns}/${o.leaseName ?? 'hybridserve-operator'} failed: ${(e as Error).message}`),
+        onStoppedLeading: () => {
+          this.log('Lost the leader Lease; stopping controllers');
+          this.metrics.leader.set(0);
+          void this.stopControllers();
+        },
+      },
+    );
   }
 
-  get healthPort(): number | undefined { return this.health?.port; }
-  isLeader(): boolean { return this.elector.isLeader(); }
-  isSynced(): boolean { return this.synced; }
+  get healthPort(): number | undefined {
+    return this.health?.port;
+  }
+  isLeader(): boolean {
+    return this.elector.isLeader();
+  }
+  isSynced(): boolean {
+    return this.synced;
+  }
 
   async start(): Promise<void> {
     if (this.o.metricsPort !== undefined) {
@@ -142,8 +196,12 @@ export class Operator {
   }
 
   /** Waits until nothing is queued or running (tests and the bench). */
-  idle(): Promise<void> { return this.queue.idle(); }
-  enqueueAll(): void { for (const h of this.informers?.hsd.list() ?? []) this.queue.add(keyOf(h)); }
+  idle(): Promise<void> {
+    return this.queue.idle();
+  }
+  enqueueAll(): void {
+    for (const h of this.informers?.hsd.list() ?? []) this.queue.add(keyOf(h));
+  }
 
   private async startControllers(): Promise<void> {
     if (this.informers || this.stopped) return;
@@ -174,32 +232,55 @@ export class Operator {
       i.on('error', (err) => {
         if (this.stopped || this.informers !== inf) return;
         this.log(`Watch of ${name} failed (${(err as Error)?.message ?? String(err)}); restarting`);
-        const t = setTimeout(() => { if (!this.stopped && this.informers === inf) i.start().catch(() => undefined); }, 1000);
+        const t = setTimeout(() => {
+          if (!this.stopped && this.informers === inf) i.start().catch(() => undefined);
+        }, 1000);
         this.timers.push(t);
       });
     }
-    await Promise.all(Object.values(inf).map((i) => startWithRetry(i as Informer<KubeObject>, () => this.stopped || this.informers !== inf)));
+    await Promise.all(
+      Object.values(inf).map((i) => startWithRetry(i as Informer<KubeObject>, () => this.stopped || this.informers !== inf)),
+    );
     if (this.informers !== inf) return;
     this.synced = true;
     this.enqueueAll();
-    this.timers.push(setInterval(() => {
-      if (this.feedbackRunning || !this.synced) return;
-      this.feedbackRunning = true;
-      feedbackTick({
-        state: this.state, metrics: this.metrics, now: () => Date.now(), log: this.log,
-        hsds: () => inf.hsd.list(), nodes: () => inf.nodes.list(),
-        pods: (ns, name) => inf.pods.list(ns).filter((p) => p.metadata.labels?.[LABEL_INSTANCE] === name),
-        enqueue: (k) => this.queue.add(k), intervalMsOverride: this.o.feedbackIntervalMsOverride,
-      }).catch((e: unknown) => this.log(`feedback tick failed: ${(e as Error).message}`)).finally(() => { this.feedbackRunning = false; });
-    }, this.o.feedbackTickMs ?? 1000));
-    this.timers.push(setInterval(() => { this.state.clearAppliedHashes(); this.enqueueAll(); }, this.o.resyncMs ?? 300_000));
+    this.timers.push(
+      setInterval(() => {
+        if (this.feedbackRunning || !this.synced) return;
+        this.feedbackRunning = true;
+        feedbackTick({
+          state: this.state,
+          metrics: this.metrics,
+          now: () => Date.now(),
+          log: this.log,
+          hsds: () => inf.hsd.list(),
+          nodes: () => inf.nodes.list(),
+          pods: (ns, name) => inf.pods.list(ns).filter((p) => p.metadata.labels?.[LABEL_INSTANCE] === name),
+          enqueue: (k) => this.queue.add(k),
+          intervalMsOverride: this.o.feedbackIntervalMsOverride,
+        })
+          .catch((e: unknown) => this.log(`feedback tick failed: ${(e as Error).message}`))
+          .finally(() => {
+            this.feedbackRunning = false;
+          });
+      }, this.o.feedbackTickMs ?? 1000),
+    );
+    this.timers.push(
+      setInterval(() => {
+        this.state.clearAppliedHashes();
+        this.enqueueAll();
+      }, this.o.resyncMs ?? 300_000),
+    );
   }
 
   private async stopControllers(): Promise<void> {
     const inf = this.informers;
     this.informers = undefined;
     this.synced = false;
-    for (const t of this.timers) { clearTimeout(t); clearInterval(t); }
+    for (const t of this.timers) {
+      clearTimeout(t);
+      clearInterval(t);
+    }
     this.timers = [];
     if (inf) await Promise.all(Object.values(inf).map((i) => (i as Informer<KubeObject>).stop().catch(() => undefined)));
   }
@@ -223,18 +304,34 @@ function scoped<T extends KubeObject>(namespaces: readonly string[], make: (ns?:
   const parts = namespaces.map((n) => ({ n, i: make(n) }));
   const byNs = (n?: string) => (n === undefined ? parts : parts.filter((p) => p.n === n));
   return {
-    on: ((ev: string, cb: (o: T) => void) => { for (const p of parts) (p.i.on as (e: string, c: (o: T) => void) => void)(ev, cb); }) as Informer<T>['on'],
-    start: async () => { await Promise.all(parts.map((p) => p.i.start())); },
-    stop: async () => { await Promise.all(parts.map((p) => p.i.stop())); },
+    on: ((ev: string, cb: (o: T) => void) => {
+      for (const p of parts) (p.i.on as (e: string, c: (o: T) => void) => void)(ev, cb);
+    }) as Informer<T>['on'],
+    start: async () => {
+      await Promise.all(parts.map((p) => p.i.start()));
+    },
+    stop: async () => {
+      await Promise.all(parts.map((p) => p.i.stop()));
+    },
     list: (n?: string) => byNs(n).flatMap((p) => [...p.i.list(n)]),
-    get: (name: string, n?: string) => byNs(n).map((p) => p.i.get(name, n)).find((x) => x !== undefined),
+    get: (name: string, n?: string) =>
+      byNs(n)
+        .map((p) => p.i.get(name, n))
+        .find((x) => x !== undefined),
   };
 }
 
-function keyOf(o: KubeObject): Key { return `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`; }
+function keyOf(o: KubeObject): Key {
+  return `${o.metadata.namespace ?? 'default'}/${o.metadata.name}`;
+}
 
 async function startWithRetry(i: Informer<KubeObject>, cancelled: () => boolean): Promise<void> {
   for (let delay = 250; !cancelled(); delay = Math.min(delay * 2, 5000)) {
-    try { await i.start(); return; } catch { await new Promise((r) => setTimeout(r, delay)); }
+    try {
+      await i.start();
+      return;
+    } catch {
+      await new Promise((r) => setTimeout(r, delay));
+    }
   }
 }

@@ -10,7 +10,11 @@
 //   nodes: get/list/watch (node groups; cluster-scoped)
 //   events.k8s.io events: create/patch (Events on retunes, scaling, failures)
 //   coordination.k8s.io leases: get/create/update (leader election; only in the operator's namespace)
-export interface PolicyRule { apiGroups: string[]; resources: string[]; verbs: string[] }
+export interface PolicyRule {
+  apiGroups: string[];
+  resources: string[];
+  verbs: string[];
+}
 
 /**
  * What the operator does inside a namespace it serves: everything but reading Nodes. With
@@ -29,9 +33,7 @@ export const namespacedRules: readonly PolicyRule[] = [
 ];
 
 /** Cluster-scoped reads the operator always needs: Nodes (node groups). The only ClusterRole with watchNamespaces. */
-export const nodeRules: readonly PolicyRule[] = [
-  { apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] },
-];
+export const nodeRules: readonly PolicyRule[] = [{ apiGroups: [''], resources: ['nodes'], verbs: ['get', 'list', 'watch'] }];
 
 /** All-namespaces mode (watchNamespaces unset): one ClusterRole with every rule. */
 export const clusterRules: readonly PolicyRule[] = [...namespacedRules, ...nodeRules];

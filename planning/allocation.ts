@@ -77,8 +77,10 @@ export function hostLayout(mp: ModelProfile, hostMemoryBytes: number): HostLayou
   const runtimeBytes = runtimeOverheadBytes(hostMemoryBytes);
   const cacheBytes = Math.floor(hostMemoryBytes - mp.weightBytes - runtimeBytes);
   if (cacheBytes <= 0) {
-    throw new PlanError(`host memory ${fmtGiB(hostMemoryBytes)} cannot hold ${mp.name}: weights ${fmtGiB(mp.weightBytes)} + ` +
-      `runtime ${fmtGiB(runtimeBytes)} leave no room for the cache`);
+    throw new PlanError(
+      `host memory ${fmtGiB(hostMemoryBytes)} cannot hold ${mp.name}: weights ${fmtGiB(mp.weightBytes)} + ` +
+        `runtime ${fmtGiB(runtimeBytes)} leave no room for the cache`,
+    );
   }
   return { hostMemoryBytes, weightBytes: mp.weightBytes, runtimeBytes, cacheBytes };
 }
@@ -124,21 +126,34 @@ export interface PoolSplit {
  * `seqTokens` needs at fraction a, so that the pools run out together; maxBatch is what both hold
  * (capped at maxBatchCap).
  */
-export function splitCache(mp: ModelProfile, cacheBytes: number, a: number, blockTokens: number, seqTokens: number,
-  maxBatchCap = Infinity): PoolSplit {
-  if (!(Number.isInteger(blockTokens) && blockTokens > 0)) throw new PlanError(`blockTokens must be a positive integer, got ${blockTokens}`);
+export function splitCache(
+  mp: ModelProfile,
+  cacheBytes: number,
+  a: number,
+  blockTokens: number,
+  seqTokens: number,
+  maxBatchCap = Infinity,
+): PoolSplit {
+  if (!(Number.isInteger(blockTokens) && blockTokens > 0))
+    throw new PlanError(`blockTokens must be a positive integer, got ${blockTokens}`);
   const kvBlockBytes = blockTokens * mp.numLayers * mp.kvBytesPerToken;
   const actBlockBytes = blockTokens * mp.numLayers * mp.actBytesPerToken;
   const per = blocksPerSequence(a, seqTokens, blockTokens);
   const seqBytes = per.kv * kvBlockBytes + per.act * actBlockBytes;
   const kvShare = (per.kv * kvBlockBytes) / seqBytes;
-  const kvBlocks = Math.floor(cacheBytes * kvShare / kvBlockBytes);
-  const actBlocks = Math.floor(cacheBytes * (1 - kvShare) / actBlockBytes);
+  const kvBlocks = Math.floor((cacheBytes * kvShare) / kvBlockBytes);
+  const actBlocks = Math.floor((cacheBytes * (1 - kvShare)) / actBlockBytes);
   const fit = (blocks: number, need: number) => (need === 0 ? Infinity : Math.floor(blocks / need));
   const maxBatch = Math.max(0, Math.min(maxBatchCap, fit(kvBlocks, per.kv), fit(actBlocks, per.act)));
   return {
-    blockTokens, kvBlocks, actBlocks, kvBlockBytes, actBlockBytes,
-    kvBlocksPerSequence: per.kv, actBlocksPerSequence: per.act, maxBatch,
+    blockTokens,
+    kvBlocks,
+    actBlocks,
+    kvBlockBytes,
+    actBlockBytes,
+    kvBlocksPerSequence: per.kv,
+    actBlocksPerSequence: per.act,
+    maxBatch,
     usedBytes: kvBlocks * kvBlockBytes + actBlocks * actBlockBytes,
   };
 }
@@ -147,7 +162,13 @@ export function splitCache(mp: ModelProfile, cacheBytes: number, a: number, bloc
  * The ACT fractions the pools can serve at a given batch: with fixed pools (sizes apply at start),
  * live retuning must stay where maxBatch sequences of seqTokens still fit both pools.
  */
-export function fractionBoundsForPools(kvBlocks: number, actBlocks: number, batch: number, seqTokens: number, blockTokens: number): { min: number; max: number } {
+export function fractionBoundsForPools(
+  kvBlocks: number,
+  actBlocks: number,
+  batch: number,
+  seqTokens: number,
+  blockTokens: number,
+): { min: number; max: number } {
   const n = Math.ceil(seqTokens / blockTokens);
   const max = Math.min(1, Math.floor(actBlocks / Math.max(1, batch)) / n);
   const min = Math.max(0, 1 - Math.floor(kvBlocks / Math.max(1, batch)) / n);

@@ -79,17 +79,24 @@ export function gpuLayout(mp: ModelProfile, gpuBudgetBytes: number, seqTokens: n
     layerBufferBytes = 2 * mp.layerBytes;
     const avail = gpuBudgetBytes - fixed - layerBufferBytes - minCache;
     if (avail < 0) {
-      throw new PlanError(`GPU memory ${fmtGiB(gpuBudgetBytes)} is too small for ${mp.name}: needs at least ` +
-        `${fmtGiB(fixed + layerBufferBytes + minCache)} (reserve ${fmtGiB(reserveBytes)} + embeddings/lm_head ` +
-        `${fmtGiB(mp.headBytes)} + two layer buffers ${fmtGiB(layerBufferBytes)} + cache buffers ${fmtGiB(minCache)})`);
+      throw new PlanError(
+        `GPU memory ${fmtGiB(gpuBudgetBytes)} is too small for ${mp.name}: needs at least ` +
+          `${fmtGiB(fixed + layerBufferBytes + minCache)} (reserve ${fmtGiB(reserveBytes)} + embeddings/lm_head ` +
+          `${fmtGiB(mp.headBytes)} + two layer buffers ${fmtGiB(layerBufferBytes)} + cache buffers ${fmtGiB(minCache)})`,
+      );
     }
     residentLayers = Math.min(L - 1, Math.floor(avail / mp.layerBytes));
   }
   const cacheBufferBytes = gpuBudgetBytes - fixed - layerBufferBytes - residentLayers * mp.layerBytes;
   const miniBatchTokens = Math.floor(cacheBufferBytes / perTokenBuf);
   return {
-    budgetBytes: gpuBudgetBytes, reserveBytes, headBytes: mp.headBytes, residentLayers, layerBufferBytes,
-    cacheBufferBytes, miniBatchTokens,
+    budgetBytes: gpuBudgetBytes,
+    reserveBytes,
+    headBytes: mp.headBytes,
+    residentLayers,
+    layerBufferBytes,
+    cacheBufferBytes,
+    miniBatchTokens,
     usedBytes: reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + cacheBufferBytes,
   };
 }
@@ -137,8 +144,14 @@ export function hostTierTokens(layout: GpuLayout, tokens: number): number {
   return Math.max(0, tokens - (layout.gpuKvTokens ?? 0));
 }
 
-function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streamed: boolean, miniBatches: number,
-  hostShare: number): LayerTimes & { h2d: number; d2h: number } {
+function layerTimes(
+  mp: ModelProfile,
+  hw: HardwareProfile,
+  s: StepInput,
+  streamed: boolean,
+  miniBatches: number,
+  hostShare: number,
+): LayerTimes & { h2d: number; d2h: number } {
   const a = s.actFraction;
   const b = s.batch;
   const N = b * s.contextTokens;
@@ -147,21 +160,28 @@ function layerTimes(mp: ModelProfile, hw: HardwareProfile, s: StepInput, streame
   const h2d = (streamed ? mp.layerBytes : 0) + nHost * perTok;
   const d2h = b * hostShare * perTok;
   const transferSeconds = h2d / hw.h2dBytesPerSecond + d2h / hw.d2hBytesPerSecond;
-  const gemm = Math.max(mp.layerFlopsPerToken * b / hw.gemmFlops, miniBatches * mp.layerBytes / hw.hbmBytesPerSecond);
-  const attention = Math.max(mp.attentionFlopsPerPair * N / hw.gemmFlops,
-    N * mp.kvBytesPerToken / (hw.hbmBytesPerSecond * ATTENTION_HBM_EFFICIENCY));
+  const gemm = Math.max((mp.layerFlopsPerToken * b) / hw.gemmFlops, (miniBatches * mp.layerBytes) / hw.hbmBytesPerSecond);
+  const attention = Math.max(
+    (mp.attentionFlopsPerPair * N) / hw.gemmFlops,
+    (N * mp.kvBytesPerToken) / (hw.hbmBytesPerSecond * ATTENTION_HBM_EFFICIENCY),
+  );
   const computeSeconds = gemm + attention;
-  const recomputeSeconds = a * nHost * mp.recomputeFlopsPerToken / hw.gemmFlops;
+  const recomputeSeconds = (a * nHost * mp.recomputeFlopsPerToken) / hw.gemmFlops;
   return {
-    transferSeconds, computeSeconds, recomputeSeconds,
-    seconds: Math.max(transferSeconds, computeSeconds + recomputeSeconds), h2d, d2h,
+    transferSeconds,
+    computeSeconds,
+    recomputeSeconds,
+    seconds: Math.max(transferSeconds, computeSeconds + recomputeSeconds),
+    h2d,
+    d2h,
   };
 }
 
 function checkStep(s: StepInput): void {
   if (!(s.actFraction >= 0 && s.actFraction <= 1)) throw new PlanError(`ACT fraction must be in [0, 1], got ${s.actFraction}`);
   if (!(s.batch > 0 && Number.isFinite(s.batch))) throw new PlanError(`batch must be positive, got ${s.batch}`);
-  if (!(s.contextTokens >= 0 && Number.isFinite(s.contextTokens))) throw new PlanError(`context must be ≥ 0 tokens, got ${s.contextTokens}`);
+  if (!(s.contextTokens >= 0 && Number.isFinite(s.contextTokens)))
+    throw new PlanError(`context must be ≥ 0 tokens, got ${s.contextTokens}`);
 }
 
 /** Predicted decode step (one new token for each of `batch` sequences). */
@@ -175,7 +195,7 @@ export function decodeStepCost(mp: ModelProfile, hw: HardwareProfile, layout: Gp
   const str = layerTimes(mp, hw, s, true, miniBatches, hostShare);
   const nRes = layout.residentLayers;
   const nStr = mp.numLayers - nRes;
-  const headSeconds = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
+  const headSeconds = Math.max((mp.headFlopsPerToken * s.batch) / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
   const sum = (f: (t: LayerTimes) => number) => nRes * f(res) + nStr * f(str);
   const transferSeconds = sum((t) => t.transferSeconds);
   const computeSeconds = sum((t) => t.computeSeconds);
@@ -185,9 +205,18 @@ export function decodeStepCost(mp: ModelProfile, hw: HardwareProfile, layout: Gp
   const gpu = computeSeconds + recomputeSeconds;
   const bound = transferSeconds > gpu ? 'transfer' : recomputeSeconds > computeSeconds ? 'recompute' : 'compute';
   return {
-    stepSeconds, transferSeconds, computeSeconds, recomputeSeconds, idleSeconds, headSeconds, miniBatches,
-    resident: strip(res), streamed: strip(str), bound,
-    h2dBytes: nRes * res.h2d + nStr * str.h2d, d2hBytes: nRes * res.d2h + nStr * str.d2h,
+    stepSeconds,
+    transferSeconds,
+    computeSeconds,
+    recomputeSeconds,
+    idleSeconds,
+    headSeconds,
+    miniBatches,
+    resident: strip(res),
+    streamed: strip(str),
+    bound,
+    h2dBytes: nRes * res.h2d + nStr * str.h2d,
+    d2hBytes: nRes * res.d2h + nStr * str.d2h,
   };
 }
 
@@ -200,22 +229,29 @@ function strip(t: LayerTimes): LayerTimes {
  * causal attention, 2·qDim·P² FLOPs per sequence) while streamed layers load, and writes each token's
  * cache back as KV or ACT.
  */
-export function prefillSeconds(mp: ModelProfile, hw: HardwareProfile, layout: GpuLayout,
-  s: { actFraction: number; batch: number; promptTokens: number }): number {
+export function prefillSeconds(
+  mp: ModelProfile,
+  hw: HardwareProfile,
+  layout: GpuLayout,
+  s: { actFraction: number; batch: number; promptTokens: number },
+): number {
   const T = s.batch * s.promptTokens;
   const perTok = cacheBytesPerToken(mp, s.actFraction);
   const chunks = Math.max(1, Math.ceil(T / Math.max(1, layout.miniBatchTokens)));
-  const gemm = Math.max(mp.layerFlopsPerToken * T / hw.gemmFlops, chunks * mp.layerBytes / hw.hbmBytesPerSecond);
-  const attention = mp.attentionFlopsPerPair * s.batch * s.promptTokens * s.promptTokens / 2 / hw.gemmFlops;
+  const gemm = Math.max((mp.layerFlopsPerToken * T) / hw.gemmFlops, (chunks * mp.layerBytes) / hw.hbmBytesPerSecond);
+  const attention = (mp.attentionFlopsPerPair * s.batch * s.promptTokens * s.promptTokens) / 2 / hw.gemmFlops;
   const compute = gemm + attention;
-  const writeBack = hostTierTokens(layout, T) * perTok / hw.d2hBytesPerSecond;
+  const writeBack = (hostTierTokens(layout, T) * perTok) / hw.d2hBytesPerSecond;
   const resident = Math.max(writeBack, compute);
   const streamed = Math.max(mp.layerBytes / hw.h2dBytesPerSecond + writeBack, compute);
-  const head = Math.max(mp.headFlopsPerToken * s.batch / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
+  const head = Math.max((mp.headFlopsPerToken * s.batch) / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
   return layout.residentLayers * resident + (mp.numLayers - layout.residentLayers) * streamed + head;
 }
 
-export interface WorkloadShape { promptTokens: number; genTokens: number }
+export interface WorkloadShape {
+  promptTokens: number;
+  genTokens: number;
+}
 
 export interface Prediction {
   step: StepCost;
@@ -229,13 +265,22 @@ export interface Prediction {
 }
 
 /** Predicts throughput for a batch of requests of one shape. */
-export function predict(mp: ModelProfile, hw: HardwareProfile, layout: GpuLayout, actFraction: number, batch: number, w: WorkloadShape): Prediction {
+export function predict(
+  mp: ModelProfile,
+  hw: HardwareProfile,
+  layout: GpuLayout,
+  actFraction: number,
+  batch: number,
+  w: WorkloadShape,
+): Prediction {
   const step = decodeStepCost(mp, hw, layout, { actFraction, batch, contextTokens: w.promptTokens + w.genTokens / 2 });
   const pre = prefillSeconds(mp, hw, layout, { actFraction, batch, promptTokens: w.promptTokens });
   const total = pre + w.genTokens * step.stepSeconds;
   return {
-    step, stepSeconds: step.stepSeconds, prefillSeconds: pre,
-    tokensPerSecond: batch * w.genTokens / total,
+    step,
+    stepSeconds: step.stepSeconds,
+    prefillSeconds: pre,
+    tokensPerSecond: (batch * w.genTokens) / total,
     decodeTokensPerSecond: batch / step.stepSeconds,
   };
 }

@@ -38,8 +38,9 @@ export interface HardwareProfile {
   measured?: Array<keyof MeasuredValues>;
 }
 
-export type MeasuredValues = Partial<Pick<HardwareProfile,
-  'h2dBytesPerSecond' | 'd2hBytesPerSecond' | 'gemmFlops' | 'hbmBytes' | 'hbmBytesPerSecond'>>;
+export type MeasuredValues = Partial<
+  Pick<HardwareProfile, 'h2dBytesPerSecond' | 'd2hBytesPerSecond' | 'gemmFlops' | 'hbmBytes' | 'hbmBytesPerSecond'>
+>;
 
 const GB = 1e9;
 const TFLOPS = 1e12;
@@ -51,100 +52,204 @@ const GEN4 = 24.8 * GB; // [GEN4]
 const GEN3 = 12.89 * GB; // [FG] T4 fitted
 const EFF = 0.75; // practical/peak GEMM when not measured (see header)
 
-interface Entry extends HardwareProfile { aliases: string[] }
+interface Entry extends HardwareProfile {
+  aliases: string[];
+}
 
 function entry(product: string, p: Omit<HardwareProfile, 'product'>, aliases: string[] = []): Entry {
   return { product, ...p, aliases };
 }
 
 const TABLE: Entry[] = [
-  entry('NVIDIA-H100-80GB-HBM3', {
-    // SXM5. gemm: [M] 630–756 TFLOP/s for the recompute GEMM; 700 is the value the notes model with.
-    h2dBytesPerSecond: GEN5, d2hBytesPerSecond: GEN5, gemmFlops: 700 * TFLOPS,
-    hbmBytes: 81559 * MiB, hbmBytesPerSecond: 3.35e12, link: 'PCIe Gen5 x16',
-  }, ['H100-SXM5-80GB', 'H100-SXM', 'H100-80GB-HBM3', 'H100-SXM5']),
-  entry('NVIDIA-H100-PCIe', {
-    // 756 TFLOP/s dense fp16 datasheet; 2.0 TB/s HBM2e; Gen5 x16 (same practical rate as [M] assumed).
-    h2dBytesPerSecond: GEN5, d2hBytesPerSecond: GEN5, gemmFlops: 756 * TFLOPS * EFF,
-    hbmBytes: 81559 * MiB, hbmBytesPerSecond: 2.0e12, link: 'PCIe Gen5 x16',
-  }, ['H100-PCIE-80GB', 'H100-80GB-PCIe']),
-  entry('NVIDIA-H100-NVL', {
-    // 835 TFLOP/s dense fp16 (per GPU), 94 GB HBM3 at 3.9 TB/s; Gen5 x16.
-    h2dBytesPerSecond: GEN5, d2hBytesPerSecond: GEN5, gemmFlops: 835 * TFLOPS * EFF,
-    hbmBytes: 95830 * MiB, hbmBytesPerSecond: 3.9e12, link: 'PCIe Gen5 x16',
-  }, ['H100-NVL-94GB']),
-  entry('NVIDIA-H200', {
-    // SXM. Same compute as H100 SXM (989 dense); 141 GB HBM3e at 4.8 TB/s datasheet. [M2] (this
-    // project's planning/calibration/overlap_probe.py on an H200, Gen5 x16, PyTorch 2.11): pinned
-    // 55.5 GB/s H2D, 55.4 GB/s D2H, 100.9 GB/s both at once, 4.29 TB/s HBM copy, recompute GEMM
-    // 536–776 TFLOP/s (h 5120/7168, T 256–65536; 700 at T = 16384, h = 7168).
-    h2dBytesPerSecond: 55.5 * GB, d2hBytesPerSecond: 55.4 * GB, gemmFlops: 700 * TFLOPS,
-    hbmBytes: 143771 * MiB, hbmBytesPerSecond: 4.29e12, link: 'PCIe Gen5 x16',
-  }, ['NVIDIA-H200-141GB-HBM3e', 'H200-SXM', 'H200-141GB', 'H200-SXM5-141GB']),
+  entry(
+    'NVIDIA-H100-80GB-HBM3',
+    {
+      // SXM5. gemm: [M] 630–756 TFLOP/s for the recompute GEMM; 700 is the value the notes model with.
+      h2dBytesPerSecond: GEN5,
+      d2hBytesPerSecond: GEN5,
+      gemmFlops: 700 * TFLOPS,
+      hbmBytes: 81559 * MiB,
+      hbmBytesPerSecond: 3.35e12,
+      link: 'PCIe Gen5 x16',
+    },
+    ['H100-SXM5-80GB', 'H100-SXM', 'H100-80GB-HBM3', 'H100-SXM5'],
+  ),
+  entry(
+    'NVIDIA-H100-PCIe',
+    {
+      // 756 TFLOP/s dense fp16 datasheet; 2.0 TB/s HBM2e; Gen5 x16 (same practical rate as [M] assumed).
+      h2dBytesPerSecond: GEN5,
+      d2hBytesPerSecond: GEN5,
+      gemmFlops: 756 * TFLOPS * EFF,
+      hbmBytes: 81559 * MiB,
+      hbmBytesPerSecond: 2.0e12,
+      link: 'PCIe Gen5 x16',
+    },
+    ['H100-PCIE-80GB', 'H100-80GB-PCIe'],
+  ),
+  entry(
+    'NVIDIA-H100-NVL',
+    {
+      // 835 TFLOP/s dense fp16 (per GPU), 94 GB HBM3 at 3.9 TB/s; Gen5 x16.
+      h2dBytesPerSecond: GEN5,
+      d2hBytesPerSecond: GEN5,
+      gemmFlops: 835 * TFLOPS * EFF,
+      hbmBytes: 95830 * MiB,
+      hbmBytesPerSecond: 3.9e12,
+      link: 'PCIe Gen5 x16',
+    },
+    ['H100-NVL-94GB'],
+  ),
+  entry(
+    'NVIDIA-H200',
+    {
+      // SXM. Same compute as H100 SXM (989 dense); 141 GB HBM3e at 4.8 TB/s datasheet. [M2] (this
+      // project's planning/calibration/overlap_probe.py on an H200, Gen5 x16, PyTorch 2.11): pinned
+      // 55.5 GB/s H2D, 55.4 GB/s D2H, 100.9 GB/s both at once, 4.29 TB/s HBM copy, recompute GEMM
+      // 536–776 TFLOP/s (h 5120/7168, T 256–65536; 700 at T = 16384, h = 7168).
+      h2dBytesPerSecond: 55.5 * GB,
+      d2hBytesPerSecond: 55.4 * GB,
+      gemmFlops: 700 * TFLOPS,
+      hbmBytes: 143771 * MiB,
+      hbmBytesPerSecond: 4.29e12,
+      link: 'PCIe Gen5 x16',
+    },
+    ['NVIDIA-H200-141GB-HBM3e', 'H200-SXM', 'H200-141GB', 'H200-SXM5-141GB'],
+  ),
   entry('NVIDIA-H200-NVL', {
     // 835 TFLOP/s dense fp16, 141 GB HBM3e at 4.8 TB/s; Gen5 x16.
-    h2dBytesPerSecond: GEN5, d2hBytesPerSecond: GEN5, gemmFlops: 835 * TFLOPS * EFF,
-    hbmBytes: 143771 * MiB, hbmBytesPerSecond: 4.8e12, link: 'PCIe Gen5 x16',
+    h2dBytesPerSecond: GEN5,
+    d2hBytesPerSecond: GEN5,
+    gemmFlops: 835 * TFLOPS * EFF,
+    hbmBytes: 143771 * MiB,
+    hbmBytesPerSecond: 4.8e12,
+    link: 'PCIe Gen5 x16',
   }),
-  entry('NVIDIA-A100-SXM4-40GB', {
-    // 312 TFLOP/s dense fp16; 40 GB HBM2 at 1.555 TB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 312 * TFLOPS * EFF,
-    hbmBytes: 40960 * MiB, hbmBytesPerSecond: 1.555e12, link: 'PCIe Gen4 x16',
-  }, ['A100-SXM4-40GB', 'A100-40GB']),
-  entry('NVIDIA-A100-SXM4-80GB', {
-    // 312 TFLOP/s dense fp16; 80 GB HBM2e at 2.039 TB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 312 * TFLOPS * EFF,
-    hbmBytes: 81920 * MiB, hbmBytesPerSecond: 2.039e12, link: 'PCIe Gen4 x16',
-  }, ['A100-SXM4-80GB', 'A100-80GB-SXM']),
-  entry('NVIDIA-A100-80GB-PCIe', {
-    // 312 TFLOP/s dense fp16; 80 GB HBM2e at 1.935 TB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 312 * TFLOPS * EFF,
-    hbmBytes: 81920 * MiB, hbmBytesPerSecond: 1.935e12, link: 'PCIe Gen4 x16',
-  }, ['A100-PCIE-80GB', 'A100-80GB-PCIE']),
-  entry('NVIDIA-A100-PCIE-40GB', {
-    // 312 TFLOP/s dense fp16; 40 GB HBM2 at 1.555 TB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 312 * TFLOPS * EFF,
-    hbmBytes: 40960 * MiB, hbmBytesPerSecond: 1.555e12, link: 'PCIe Gen4 x16',
-  }, ['A100-PCIE-40GB', 'A100-40GB-PCIe']),
+  entry(
+    'NVIDIA-A100-SXM4-40GB',
+    {
+      // 312 TFLOP/s dense fp16; 40 GB HBM2 at 1.555 TB/s; Gen4 x16.
+      h2dBytesPerSecond: GEN4,
+      d2hBytesPerSecond: GEN4,
+      gemmFlops: 312 * TFLOPS * EFF,
+      hbmBytes: 40960 * MiB,
+      hbmBytesPerSecond: 1.555e12,
+      link: 'PCIe Gen4 x16',
+    },
+    ['A100-SXM4-40GB', 'A100-40GB'],
+  ),
+  entry(
+    'NVIDIA-A100-SXM4-80GB',
+    {
+      // 312 TFLOP/s dense fp16; 80 GB HBM2e at 2.039 TB/s; Gen4 x16.
+      h2dBytesPerSecond: GEN4,
+      d2hBytesPerSecond: GEN4,
+      gemmFlops: 312 * TFLOPS * EFF,
+      hbmBytes: 81920 * MiB,
+      hbmBytesPerSecond: 2.039e12,
+      link: 'PCIe Gen4 x16',
+    },
+    ['A100-SXM4-80GB', 'A100-80GB-SXM'],
+  ),
+  entry(
+    'NVIDIA-A100-80GB-PCIe',
+    {
+      // 312 TFLOP/s dense fp16; 80 GB HBM2e at 1.935 TB/s; Gen4 x16.
+      h2dBytesPerSecond: GEN4,
+      d2hBytesPerSecond: GEN4,
+      gemmFlops: 312 * TFLOPS * EFF,
+      hbmBytes: 81920 * MiB,
+      hbmBytesPerSecond: 1.935e12,
+      link: 'PCIe Gen4 x16',
+    },
+    ['A100-PCIE-80GB', 'A100-80GB-PCIE'],
+  ),
+  entry(
+    'NVIDIA-A100-PCIE-40GB',
+    {
+      // 312 TFLOP/s dense fp16; 40 GB HBM2 at 1.555 TB/s; Gen4 x16.
+      h2dBytesPerSecond: GEN4,
+      d2hBytesPerSecond: GEN4,
+      gemmFlops: 312 * TFLOPS * EFF,
+      hbmBytes: 40960 * MiB,
+      hbmBytesPerSecond: 1.555e12,
+      link: 'PCIe Gen4 x16',
+    },
+    ['A100-PCIE-40GB', 'A100-40GB-PCIe'],
+  ),
   entry('NVIDIA-L40S', {
     // 362 TFLOP/s dense fp16 tensor; 48 GB GDDR6 at 864 GB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 362 * TFLOPS * EFF,
-    hbmBytes: 46068 * MiB, hbmBytesPerSecond: 864e9, link: 'PCIe Gen4 x16',
+    h2dBytesPerSecond: GEN4,
+    d2hBytesPerSecond: GEN4,
+    gemmFlops: 362 * TFLOPS * EFF,
+    hbmBytes: 46068 * MiB,
+    hbmBytesPerSecond: 864e9,
+    link: 'PCIe Gen4 x16',
   }),
   entry('NVIDIA-L4', {
     // 121 TFLOP/s dense fp16 tensor (72 W part: sustained rates fall below this); 24 GB GDDR6 at
     // 300 GB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 121 * TFLOPS * EFF,
-    hbmBytes: 23034 * MiB, hbmBytesPerSecond: 300e9, link: 'PCIe Gen4 x16',
+    h2dBytesPerSecond: GEN4,
+    d2hBytesPerSecond: GEN4,
+    gemmFlops: 121 * TFLOPS * EFF,
+    hbmBytes: 23034 * MiB,
+    hbmBytesPerSecond: 300e9,
+    link: 'PCIe Gen4 x16',
   }),
   entry('NVIDIA-A10G', {
     // AWS's A10 variant: ~70 TFLOP/s dense fp16 reported (A10 datasheet: 125); 24 GB GDDR6 at
     // 600 GB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 70 * TFLOPS * EFF,
-    hbmBytes: 23028 * MiB, hbmBytesPerSecond: 600e9, link: 'PCIe Gen4 x16',
+    h2dBytesPerSecond: GEN4,
+    d2hBytesPerSecond: GEN4,
+    gemmFlops: 70 * TFLOPS * EFF,
+    hbmBytes: 23028 * MiB,
+    hbmBytesPerSecond: 600e9,
+    link: 'PCIe Gen4 x16',
   }),
   entry('NVIDIA-A10', {
     // 125 TFLOP/s dense fp16; 24 GB GDDR6 at 600 GB/s; Gen4 x16.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 125 * TFLOPS * EFF,
-    hbmBytes: 23028 * MiB, hbmBytesPerSecond: 600e9, link: 'PCIe Gen4 x16',
+    h2dBytesPerSecond: GEN4,
+    d2hBytesPerSecond: GEN4,
+    gemmFlops: 125 * TFLOPS * EFF,
+    hbmBytes: 23028 * MiB,
+    hbmBytesPerSecond: 600e9,
+    link: 'PCIe Gen4 x16',
   }),
-  entry('NVIDIA-GeForce-RTX-4090', {
-    // 165.2 TFLOP/s dense fp16 with fp32 accumulate; 24 GB GDDR6X at 1008 GB/s; Gen4 x16 — the
-    // paper's rig; the notes model it at 0.8 × 165 and 25 GB/s.
-    h2dBytesPerSecond: GEN4, d2hBytesPerSecond: GEN4, gemmFlops: 165.2 * TFLOPS * 0.8,
-    hbmBytes: 24564 * MiB, hbmBytesPerSecond: 1008e9, link: 'PCIe Gen4 x16',
-  }, ['RTX-4090', '4090']),
-  entry('Tesla-T4', {
-    // [FG] fitted: 12.89 GB/s CPU→GPU, 21.24 TFLOP/s GEMM (65 datasheet, 70 W part); 16 GB GDDR6 at
-    // 320 GB/s; Gen3 x16.
-    h2dBytesPerSecond: GEN3, d2hBytesPerSecond: GEN3, gemmFlops: 21.24 * TFLOPS,
-    hbmBytes: 15360 * MiB, hbmBytesPerSecond: 320e9, link: 'PCIe Gen3 x16',
-  }, ['NVIDIA-T4', 'T4']),
+  entry(
+    'NVIDIA-GeForce-RTX-4090',
+    {
+      // 165.2 TFLOP/s dense fp16 with fp32 accumulate; 24 GB GDDR6X at 1008 GB/s; Gen4 x16 — the
+      // paper's rig; the notes model it at 0.8 × 165 and 25 GB/s.
+      h2dBytesPerSecond: GEN4,
+      d2hBytesPerSecond: GEN4,
+      gemmFlops: 165.2 * TFLOPS * 0.8,
+      hbmBytes: 24564 * MiB,
+      hbmBytesPerSecond: 1008e9,
+      link: 'PCIe Gen4 x16',
+    },
+    ['RTX-4090', '4090'],
+  ),
+  entry(
+    'Tesla-T4',
+    {
+      // [FG] fitted: 12.89 GB/s CPU→GPU, 21.24 TFLOP/s GEMM (65 datasheet, 70 W part); 16 GB GDDR6 at
+      // 320 GB/s; Gen3 x16.
+      h2dBytesPerSecond: GEN3,
+      d2hBytesPerSecond: GEN3,
+      gemmFlops: 21.24 * TFLOPS,
+      hbmBytes: 15360 * MiB,
+      hbmBytesPerSecond: 320e9,
+      link: 'PCIe Gen3 x16',
+    },
+    ['NVIDIA-T4', 'T4'],
+  ),
 ];
 
 /** Lower-case, '-'-separated, without vendor/brand prefixes: "NVIDIA H100 80GB HBM3" → "h100-80gb-hbm3". */
 function normalize(name: string): string {
-  return name.trim().toLowerCase()
+  return name
+    .trim()
+    .toLowerCase()
     .replace(/[^a-z0-9.]+/g, '-')
     .replace(/^-+|-+$/g, '')
     .replace(/^(nvidia-)?(tesla-)?(geforce-)?/, '');

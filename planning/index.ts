@@ -2,25 +2,64 @@
 // Everything here is pure: no I/O, no clocks, no randomness.
 export { PlanError } from './errors.js';
 export {
-  type HardwareProfile, type MeasuredValues, KNOWN_PRODUCTS, hardwareProfile, requireHardwareProfile, withMeasured,
+  type HardwareProfile,
+  type MeasuredValues,
+  KNOWN_PRODUCTS,
+  hardwareProfile,
+  requireHardwareProfile,
+  withMeasured,
   validateHardware,
 } from './hardware.js';
-export { type ModelProfile, modelProfile, actIsSmaller, type WeightDtype, WEIGHT_DTYPES, weightElementBytes, parseWeightDtype } from './model-profile.js';
 export {
-  type GpuLayout, type StepInput, type StepCost, type LayerTimes, type Prediction, type WorkloadShape,
-  gpuLayout, decodeStepCost, prefillSeconds, predict, hostTierTokens, MIN_MINIBATCH_TOKENS,
+  type ModelProfile,
+  modelProfile,
+  actIsSmaller,
+  type WeightDtype,
+  WEIGHT_DTYPES,
+  weightElementBytes,
+  parseWeightDtype,
+} from './model-profile.js';
+export {
+  type GpuLayout,
+  type StepInput,
+  type StepCost,
+  type LayerTimes,
+  type Prediction,
+  type WorkloadShape,
+  gpuLayout,
+  decodeStepCost,
+  prefillSeconds,
+  predict,
+  hostTierTokens,
+  MIN_MINIBATCH_TOKENS,
 } from './cost-model.js';
 export {
-  type PlacementInput, type Placement, placeNode, tieredLayout, gpuKvBlockBytes, batchCandidates, explainPlacement,
+  type PlacementInput,
+  type Placement,
+  placeNode,
+  tieredLayout,
+  gpuKvBlockBytes,
+  batchCandidates,
+  explainPlacement,
 } from './placement.js';
 export {
-  type HostBudgetSpec, type HostBudget, type HostLayout, type PoolSplit, hostMemoryBudget, hostMemoryBudgetDetail,
-  defaultHeadroomBytes, runtimeOverheadBytes, hostLayout, podMemoryResources, tokenCacheBytes, capacitySequences,
-  blocksPerSequence, splitCache, fractionBoundsForPools,
+  type HostBudgetSpec,
+  type HostBudget,
+  type HostLayout,
+  type PoolSplit,
+  hostMemoryBudget,
+  hostMemoryBudgetDetail,
+  defaultHeadroomBytes,
+  runtimeOverheadBytes,
+  hostLayout,
+  podMemoryResources,
+  tokenCacheBytes,
+  capacitySequences,
+  blocksPerSequence,
+  splitCache,
+  fractionBoundsForPools,
 } from './allocation.js';
 export { type SolveInput, type Candidate, type Solution, solveActFraction, evaluate as evaluateFraction } from './solver.js';
 export { type NodePlanInput, type Plan, type SweepPoint, planNode, planFile } from './plan.js';
 export { type RunningSequence, type MiniBatchOptions, type MiniBatch, formMiniBatches, sequenceWorkingBytes } from './minibatch.js';
-export {
-  type PhaseTimes, type RetuneState, type RetuneOptions, DEFAULT_RETUNE_OPTIONS, initialRetuneState, retune,
-} from './retune.js';
+export { type PhaseTimes, type RetuneState, type RetuneOptions, DEFAULT_RETUNE_OPTIONS, initialRetuneState, retune } from './retune.js';

@@ -50,7 +50,9 @@ export function formMiniBatches(seqs: readonly RunningSequence[], o: MiniBatchOp
     }
     const bytes = sequenceWorkingBytes(s, o);
     if (bytes > o.maxBytes) {
-      throw new PlanError(`sequence ${s.id} needs ${bytes} B of GPU working memory per layer, more than the mini-batch limit of ${o.maxBytes} B`);
+      throw new PlanError(
+        `sequence ${s.id} needs ${bytes} B of GPU working memory per layer, more than the mini-batch limit of ${o.maxBytes} B`,
+      );
     }
     return { s, bytes };
   });
@@ -77,9 +79,15 @@ export function formMiniBatches(seqs: readonly RunningSequence[], o: MiniBatchOp
         // smallest growth is longest-processing-time in each dimension alone and trades them off
         // when both matter (a sequence without ACT goes where bytes are lowest).
         const score = (b.actTokens * it.s.actTokens) / (actUnit * actUnit) + (b.bytes * it.bytes) / (byteUnit * byteUnit);
-        if (score < bestScore - 1e-12) { bestScore = score; bestIdx = i; }
+        if (score < bestScore - 1e-12) {
+          bestScore = score;
+          bestIdx = i;
+        }
       }
-      if (bestIdx < 0) { ok = false; break; }
+      if (bestIdx < 0) {
+        ok = false;
+        break;
+      }
       const b = batches[bestIdx];
       b.ids.push(it.s.id);
       b.actTokens += it.s.actTokens;

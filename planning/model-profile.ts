@@ -17,9 +17,13 @@ const INT4_GROUP = 128;
  */
 export function weightElementBytes(dtype: WeightDtype, elementBytes = 2): number {
   switch (dtype) {
-    case 'fp16': return elementBytes;
-    case 'fp8': case 'int8': return 1;
-    case 'int4': return 0.5 + 5 / INT4_GROUP;
+    case 'fp16':
+      return elementBytes;
+    case 'fp8':
+    case 'int8':
+      return 1;
+    case 'int4':
+      return 0.5 + 5 / INT4_GROUP;
   }
 }
 
@@ -100,7 +104,7 @@ export function modelProfile(cfg: ModelConfig, elementBytes = 2, weightDtype: We
   const ffnMatmul = (isOpt ? 2 : 3) * h * ffn;
   const layerMatmulParams = attnMatmul + ffnMatmul;
   // OPT: biases on q, k, v, out, fc1, fc2 and two LayerNorms with weight and bias. Llama: two RMSNorm weights.
-  const layerExtra = isOpt ? (qDim + 2 * kvDim + h + ffn + h) + 2 * 2 * h : 2 * h;
+  const layerExtra = isOpt ? qDim + 2 * kvDim + h + ffn + h + 2 * 2 * h : 2 * h;
   const layerParams = layerMatmulParams + layerExtra;
 
   // GEMM weights in the weight format, norms and biases 16-bit; rounded up to whole bytes.

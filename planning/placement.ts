@@ -25,8 +25,13 @@ export function gpuKvBlockBytes(mp: ModelProfile, blockTokens: number): number {
  * layers, two layer buffers when any layer streams, staging buffers for one mini-batch of host-tier
  * cache, and the rest as GPU KV blocks. Undefined when the parts do not fit.
  */
-export function tieredLayout(mp: ModelProfile, budgetBytes: number, seqTokens: number, blockTokens: number,
-  residentLayers: number): GpuLayout | undefined {
+export function tieredLayout(
+  mp: ModelProfile,
+  budgetBytes: number,
+  seqTokens: number,
+  blockTokens: number,
+  residentLayers: number,
+): GpuLayout | undefined {
   const L = mp.numLayers;
   if (!(Number.isInteger(residentLayers) && residentLayers >= 0 && residentLayers <= L)) return undefined;
   const reserveBytes = Math.max(GiB, 0.03 * budgetBytes);
@@ -38,10 +43,16 @@ export function tieredLayout(mp: ModelProfile, budgetBytes: number, seqTokens: n
   const blockBytes = gpuKvBlockBytes(mp, blockTokens);
   const gpuKvBlocks = Math.floor((budgetBytes - fixed) / blockBytes);
   return {
-    budgetBytes, reserveBytes, headBytes: mp.headBytes, residentLayers, layerBufferBytes, cacheBufferBytes,
+    budgetBytes,
+    reserveBytes,
+    headBytes: mp.headBytes,
+    residentLayers,
+    layerBufferBytes,
+    cacheBufferBytes,
     miniBatchTokens: Math.floor(cacheBufferBytes / perTokenBuf),
     usedBytes: fixed + gpuKvBlocks * blockBytes,
-    gpuKvBlocks, gpuKvTokens: gpuKvBlocks * blockTokens,
+    gpuKvBlocks,
+    gpuKvTokens: gpuKvBlocks * blockTokens,
   };
 }
 
@@ -116,14 +127,16 @@ export function placeNode(inp: PlacementInput): Placement {
   const { mp, hw, workload, blockTokens } = inp;
   const seq = workload.promptTokens + workload.genTokens;
   const L = mp.numLayers;
-  const layers = inp.residentLayers !== undefined ? [Math.min(L, Math.max(0, inp.residentLayers))]
-    : residentCandidates(L, mostResident(mp, inp.gpuBudgetBytes, seq, blockTokens));
+  const layers =
+    inp.residentLayers !== undefined
+      ? [Math.min(L, Math.max(0, inp.residentLayers))]
+      : residentCandidates(L, mostResident(mp, inp.gpuBudgetBytes, seq, blockTokens));
   const fractions = !inp.actAllowed ? [0] : inp.actFraction === 'auto' ? grid(0.05) : [inp.actFraction];
   let best: Placement | undefined;
   const perResident: Placement['perResident'] = [];
   let anyFit = false;
   let fastestStep = Infinity;
-  let bestRejected = 0;  // tokens/s of the best candidate the TPOT target ruled out
+  let bestRejected = 0; // tokens/s of the best candidate the TPOT target ruled out
   for (const r of layers) {
     let layout = tieredLayout(mp, inp.gpuBudgetBytes, seq, blockTokens, r);
     if (layout && inp.gpuKvBlocks !== undefined) layout = withGpuBlocks(layout, inp.gpuKvBlocks, mp, blockTokens);
@@ -156,15 +169,19 @@ export function placeNode(inp: PlacementInput): Placement {
   }
   if (!best) {
     if (inp.residentLayers === undefined && !tieredLayout(mp, inp.gpuBudgetBytes, seq, blockTokens, 0)) {
-      gpuLayout(mp, inp.gpuBudgetBytes, seq);  // throws its 'too small' PlanError naming the parts
+      gpuLayout(mp, inp.gpuBudgetBytes, seq); // throws its 'too small' PlanError naming the parts
     }
     if (!anyFit) {
-      throw new PlanError(`no placement of ${mp.name} fits: GPU memory ${fmtGiB(inp.gpuBudgetBytes)}` +
-        `${inp.gpuKvBlocks !== undefined ? ` with ${inp.gpuKvBlocks} GPU cache blocks` : ''}, host cache ${fmtGiB(inp.hostCacheBytes)}, ` +
-        `${seq}-token sequences`);
+      throw new PlanError(
+        `no placement of ${mp.name} fits: GPU memory ${fmtGiB(inp.gpuBudgetBytes)}` +
+          `${inp.gpuKvBlocks !== undefined ? ` with ${inp.gpuKvBlocks} GPU cache blocks` : ''}, host cache ${fmtGiB(inp.hostCacheBytes)}, ` +
+          `${seq}-token sequences`,
+      );
     }
-    throw new PlanError(`no placement meets the TPOT target of ${(inp.sloTpotSeconds! * 1e3).toFixed(1)} ms: ` +
-      `the fastest predicted decode step is ${(fastestStep * 1e3).toFixed(1)} ms`);
+    throw new PlanError(
+      `no placement meets the TPOT target of ${(inp.sloTpotSeconds! * 1e3).toFixed(1)} ms: ` +
+        `the fastest predicted decode step is ${(fastestStep * 1e3).toFixed(1)} ms`,
+    );
   }
   best.sloLimited = bestRejected > best.prediction.tokensPerSecond;
   return best;
@@ -174,20 +191,24 @@ export function placeNode(inp: PlacementInput): Placement {
 export function explainPlacement(mp: ModelProfile, pl: Placement, gpuBudgetBytes: number): string {
   const r = pl.layout.residentLayers;
   const g = pl.layout.gpuKvBlocks ?? 0;
-  const gpuSeqs = (pl.layout.gpuKvTokens ?? 0);
+  const gpuSeqs = pl.layout.gpuKvTokens ?? 0;
   const tps = (x: number) => `${x.toFixed(1)} tokens/s`;
   const slo = pl.sloLimited ? '; the TPOT target rules out faster (larger-batch) placements' : '';
   if (r === mp.numLayers) {
     const alt = pl.perResident.find((c) => c.residentLayers === r - 1);
     const why = alt ? `with ${r - 1} resident (${alt.gpuKvBlocks} GPU cache blocks) the prediction is ${tps(alt.tokensPerSecond)}` : '';
-    return `placement: all ${r} layers resident in ${fmtGiB(gpuBudgetBytes)}; ${g} GPU cache blocks (${gpuSeqs} tokens) ` +
-      `hold the cache in HBM, batch ${pl.batch}${why ? `; ${why}` : ''}${slo}`;
+    return (
+      `placement: all ${r} layers resident in ${fmtGiB(gpuBudgetBytes)}; ${g} GPU cache blocks (${gpuSeqs} tokens) ` +
+      `hold the cache in HBM, batch ${pl.batch}${why ? `; ${why}` : ''}${slo}`
+    );
   }
   const full = mp.numLayers;
   const fitAll = pl.perResident.find((c) => c.residentLayers === full);
   const reason = fitAll
     ? `keeping all ${full} layers resident predicts ${tps(fitAll.tokensPerSecond)} (fewer GPU cache blocks)`
     : `all ${full} layers (${fmtGiB(full * mp.layerBytes)}) do not fit ${fmtGiB(gpuBudgetBytes)} with the reserve, embeddings and staging buffers`;
-  return `placement: ${r}/${full} layers resident, ${full - r} stream over PCIe each step because ${reason}; ` +
-    `${g} GPU cache blocks, batch ${pl.batch}${slo}`;
+  return (
+    `placement: ${r}/${full} layers resident, ${full - r} stream over PCIe each step because ${reason}; ` +
+    `${g} GPU cache blocks, batch ${pl.batch}${slo}`
+  );
 }

@@ -16,7 +16,13 @@ export interface PlanFile {
 export type PlanParse = { ok: true; plan: PlanFile } | { ok: false; error: string };
 
 /** Integer fields with their lower bounds. */
-const INT_FIELDS = [['kvBlocks', 0], ['actBlocks', 0], ['blockTokens', 1], ['maxBatch', 1], ['generation', 0]] as const;
+const INT_FIELDS = [
+  ['kvBlocks', 0],
+  ['actBlocks', 0],
+  ['blockTokens', 1],
+  ['maxBatch', 1],
+  ['generation', 0],
+] as const;
 /** Longest reason kept: it is logged and published in status, never a place for large text. */
 export const MAX_REASON_CHARS = 4096;
 
@@ -48,7 +54,8 @@ export function validatePlan(raw: unknown): PlanParse {
     if (typeof v === 'string') return { ok: false, error: v };
     if (v !== undefined) plan[key] = v;
   }
-  if (o.reason !== undefined && typeof o.reason !== 'string') return { ok: false, error: `reason must be a string, got ${describe(o.reason)}` };
+  if (o.reason !== undefined && typeof o.reason !== 'string')
+    return { ok: false, error: `reason must be a string, got ${describe(o.reason)}` };
   if (typeof o.reason === 'string') plan.reason = o.reason.slice(0, MAX_REASON_CHARS);
   return { ok: true, plan };
 }
@@ -56,7 +63,11 @@ export function validatePlan(raw: unknown): PlanParse {
 /** Parses a plan file's text: JSON, then validatePlan. Errors say what is wrong, never echo the file. */
 export function parsePlan(text: string): PlanParse {
   let raw: unknown;
-  try { raw = JSON.parse(text); } catch { return { ok: false, error: 'not valid JSON' }; }
+  try {
+    raw = JSON.parse(text);
+  } catch {
+    return { ok: false, error: 'not valid JSON' };
+  }
   return validatePlan(raw);
 }
 

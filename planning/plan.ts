@@ -35,7 +35,12 @@ export interface NodePlanInput {
   gpuKvBlocks?: number;
 }
 
-export interface SweepPoint { actFraction: number; maxBatch: number; predictedStepSeconds: number; predictedTokensPerSecond: number }
+export interface SweepPoint {
+  actFraction: number;
+  maxBatch: number;
+  predictedStepSeconds: number;
+  predictedTokensPerSecond: number;
+}
 
 export interface Plan {
   actFraction: number;
@@ -110,7 +115,8 @@ export function planNode(input: NodePlanInput): Plan {
     throw new PlanError(`prompt + generated tokens (${seqTokens}) exceed ${mp.name}'s maximum of ${input.model.maxPositions} positions`);
   }
   const gpuMemoryBytes = input.gpuMemoryBytes ?? hw.hbmBytes;
-  if (!(Number.isFinite(gpuMemoryBytes) && gpuMemoryBytes > 0)) throw new PlanError(`GPU memory must be a positive number of bytes, got ${gpuMemoryBytes}`);
+  if (!(Number.isFinite(gpuMemoryBytes) && gpuMemoryBytes > 0))
+    throw new PlanError(`GPU memory must be a positive number of bytes, got ${gpuMemoryBytes}`);
   if (gpuMemoryBytes > hw.hbmBytes) {
     throw new PlanError(`GPU memory budget ${fmtGiB(gpuMemoryBytes)} exceeds the ${fmtGiB(hw.hbmBytes)} of ${hw.product}`);
   }
@@ -127,9 +133,18 @@ export function planNode(input: NodePlanInput): Plan {
   const host = hostLayout(mp, input.hostMemoryBytes);
   const workload = { promptTokens, genTokens };
   const placement = placeNode({
-    mp, hw, gpuBudgetBytes: gpuMemoryBytes, hostCacheBytes: host.cacheBytes, workload, blockTokens, maxBatchCap,
-    actFraction: fixed, actAllowed: fixed !== 'auto' || actIsSmaller(mp), sloTpotSeconds: input.sloTpotSeconds,
-    residentLayers: input.residentLayers, gpuKvBlocks: input.gpuKvBlocks,
+    mp,
+    hw,
+    gpuBudgetBytes: gpuMemoryBytes,
+    hostCacheBytes: host.cacheBytes,
+    workload,
+    blockTokens,
+    maxBatchCap,
+    actFraction: fixed,
+    actAllowed: fixed !== 'auto' || actIsSmaller(mp),
+    sloTpotSeconds: input.sloTpotSeconds,
+    residentLayers: input.residentLayers,
+    gpuKvBlocks: input.gpuKvBlocks,
   });
   const { layout } = placement;
   const actFraction = placement.actFraction;
@@ -143,7 +158,8 @@ export function planNode(input: NodePlanInput): Plan {
   } else if (!actIsSmaller(mp)) {
     reason = gqaReason(mp);
   } else if (!streamsCache) {
-    reason = `${describeBound(candidate)}; the batch's cache fits the GPU tier (${gpuKvBlocks} blocks), nothing streams, ` +
+    reason =
+      `${describeBound(candidate)}; the batch's cache fits the GPU tier (${gpuKvBlocks} blocks), nothing streams, ` +
       'ACT would only add recompute, fraction 0';
   } else {
     reason = `${describeBound(candidate)}; fraction ${actFraction.toFixed(2)} is the best of the grid for the host tier`;
@@ -176,7 +192,10 @@ export function planNode(input: NodePlanInput): Plan {
     maxBatch,
     predictedStepSeconds: pred.stepSeconds,
     predictedTokensPerSecond: pred.tokensPerSecond,
-    reason: mp.weightDtype === 'fp16' ? reason : `${reason}; ${mp.weightDtype} weights (${fmtGiB(host.weightBytes)}, ${mp.weightElementBytes.toFixed(2)} bytes per layer weight)`,
+    reason:
+      mp.weightDtype === 'fp16'
+        ? reason
+        : `${reason}; ${mp.weightDtype} weights (${fmtGiB(host.weightBytes)}, ${mp.weightElementBytes.toFixed(2)} bytes per layer weight)`,
     memoryRequestBytes: res.requestBytes,
     memoryLimitBytes: res.limitBytes,
     weightBytes: host.weightBytes,
@@ -202,8 +221,10 @@ export function planNode(input: NodePlanInput): Plan {
     predictedPrefillSeconds: pred.prefillSeconds,
     predictedDecodeTokensPerSecond: pred.decodeTokensPerSecond,
     predictedPhases: {
-      transferSeconds: pred.step.transferSeconds, computeSeconds: pred.step.computeSeconds,
-      recomputeSeconds: pred.step.recomputeSeconds, idleSeconds: pred.step.idleSeconds,
+      transferSeconds: pred.step.transferSeconds,
+      computeSeconds: pred.step.computeSeconds,
+      recomputeSeconds: pred.step.recomputeSeconds,
+      idleSeconds: pred.step.idleSeconds,
     },
     bound: pred.step.bound,
     retuneBounds: actIsSmaller(mp)
@@ -214,17 +235,36 @@ export function planNode(input: NodePlanInput): Plan {
 }
 
 function tooSmall(model: string, cacheBytes: number, seqTokens: number): PlanError {
-  return new PlanError(`host cache budget ${fmtGiB(cacheBytes)} cannot hold one sequence of ${seqTokens} tokens of ${model}; ` +
-    'raise the host memory or shorten prompt/generation');
+  return new PlanError(
+    `host cache budget ${fmtGiB(cacheBytes)} cannot hold one sequence of ${seqTokens} tokens of ${model}; ` +
+      'raise the host memory or shorten prompt/generation',
+  );
 }
 
 /** The plan file the operator writes (ConfigMap key plan.json) and the server reads. */
-export function planFile(plan: Plan, generation: number): {
-  actFraction: number; kvBlocks: number; actBlocks: number; blockTokens: number; maxBatch: number; generation: number; reason: string;
-  gpuKvBlocks: number; residentLayers: number;
+export function planFile(
+  plan: Plan,
+  generation: number,
+): {
+  actFraction: number;
+  kvBlocks: number;
+  actBlocks: number;
+  blockTokens: number;
+  maxBatch: number;
+  generation: number;
+  reason: string;
+  gpuKvBlocks: number;
+  residentLayers: number;
 } {
   return {
-    actFraction: plan.actFraction, kvBlocks: plan.kvBlocks, actBlocks: plan.actBlocks, blockTokens: plan.blockTokens,
-    maxBatch: plan.maxBatch, generation, reason: plan.reason, gpuKvBlocks: plan.gpuKvBlocks ?? 0, residentLayers: plan.residentLayers,
+    actFraction: plan.actFraction,
+    kvBlocks: plan.kvBlocks,
+    actBlocks: plan.actBlocks,
+    blockTokens: plan.blockTokens,
+    maxBatch: plan.maxBatch,
+    generation,
+    reason: plan.reason,
+    gpuKvBlocks: plan.gpuKvBlocks ?? 0,
+    residentLayers: plan.residentLayers,
   };
 }

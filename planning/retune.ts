@@ -45,9 +45,20 @@ const MIN_GAIN = 0.125;
 const MIN_STEP = 0.01;
 
 function checkOptions(o: RetuneOptions): void {
-  const ok = o.min >= 0 && o.max <= 1 && o.min <= o.max && o.damping > 0 && o.damping <= 1 &&
-    o.hysteresis >= 0 && o.hysteresis < 1 && o.maxStep > 0 && o.maxStep <= 1;
-  if (!ok) throw new PlanError(`invalid retune options ${JSON.stringify(o)}: need 0 ≤ min ≤ max ≤ 1, damping in (0, 1], hysteresis in [0, 1), maxStep in (0, 1]`);
+  const ok =
+    o.min >= 0 &&
+    o.max <= 1 &&
+    o.min <= o.max &&
+    o.damping > 0 &&
+    o.damping <= 1 &&
+    o.hysteresis >= 0 &&
+    o.hysteresis < 1 &&
+    o.maxStep > 0 &&
+    o.maxStep <= 1;
+  if (!ok)
+    throw new PlanError(
+      `invalid retune options ${JSON.stringify(o)}: need 0 ≤ min ≤ max ≤ 1, damping in (0, 1], hysteresis in [0, 1), maxStep in (0, 1]`,
+    );
 }
 
 export function initialRetuneState(actFraction: number): RetuneState {
@@ -58,7 +69,11 @@ function round3(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-export function retune(state: RetuneState, measured: PhaseTimes, opts: RetuneOptions = DEFAULT_RETUNE_OPTIONS): { state: RetuneState; changed: boolean; reason: string } {
+export function retune(
+  state: RetuneState,
+  measured: PhaseTimes,
+  opts: RetuneOptions = DEFAULT_RETUNE_OPTIONS,
+): { state: RetuneState; changed: boolean; reason: string } {
   checkOptions(opts);
   const { min, max } = opts;
   const a = Math.min(max, Math.max(min, state.actFraction));
@@ -80,9 +95,8 @@ export function retune(state: RetuneState, measured: PhaseTimes, opts: RetuneOpt
   // The gain halves on a reversal (an overshoot) and recovers only on a clear imbalance (beyond twice
   // the dead band), so noise near balance keeps the steps small while a real shift speeds them up.
   const move = (dir: -1 | 1, size: number, why: string, clear: boolean) => {
-    const nextGain = state.lastDirection !== 0 && dir !== state.lastDirection
-      ? Math.max(MIN_GAIN, gain / 2)
-      : clear ? Math.min(1, gain * 1.5) : gain;
+    const nextGain =
+      state.lastDirection !== 0 && dir !== state.lastDirection ? Math.max(MIN_GAIN, gain / 2) : clear ? Math.min(1, gain * 1.5) : gain;
     const target = round3(Math.min(max, Math.max(min, a + dir * size)));
     if (target === a) return keep(`${why}; fraction already at its ${dir > 0 ? 'maximum' : 'minimum'} ${a}`);
     return {
@@ -94,8 +108,7 @@ export function retune(state: RetuneState, measured: PhaseTimes, opts: RetuneOpt
 
   if (T === 0) {
     if (R === 0 || a <= min) return keep(`no transfer measured (CPU backend): ACT only costs recompute; fraction stays at ${a}`);
-    return move(-1, Math.min(opts.maxStep, a - min),
-      `no transfer measured (CPU backend): ACT only costs recompute (${ms(R)}/step)`, true);
+    return move(-1, Math.min(opts.maxStep, a - min), `no transfer measured (CPU backend): ACT only costs recompute (${ms(R)}/step)`, true);
   }
   if (G === 0) return move(1, opts.maxStep, `transfer-bound: ${ms(T)}/step of transfer and no GPU work measured`, true);
 
@@ -103,14 +116,17 @@ export function retune(state: RetuneState, measured: PhaseTimes, opts: RetuneOpt
   if (Math.abs(e) <= opts.hysteresis) {
     // Each balanced reading makes the next move smaller: once settled, a single noisy reading
     // outside the band only nudges the fraction.
-    return keep(`balanced: transfer ${ms(T)} vs GPU ${ms(G)} per step, within the ${(opts.hysteresis * 100).toFixed(0)}% dead band; fraction stays at ${a}`,
-      Math.max(MIN_GAIN, gain * 0.75));
+    return keep(
+      `balanced: transfer ${ms(T)} vs GPU ${ms(G)} per step, within the ${(opts.hysteresis * 100).toFixed(0)}% dead band; fraction stays at ${a}`,
+      Math.max(MIN_GAIN, gain * 0.75),
+    );
   }
   const dir: -1 | 1 = e > 0 ? 1 : -1;
   const effGain = state.lastDirection !== 0 && dir !== state.lastDirection ? Math.max(MIN_GAIN, gain / 2) : gain;
   const size = Math.min(opts.maxStep, Math.max(MIN_STEP, opts.damping * effGain * Math.abs(e) * (max - min)));
-  const why = dir > 0
-    ? `transfer-bound: transfer ${ms(T)} vs GPU ${ms(G)} per step (${(e * 100).toFixed(0)}% imbalance)`
-    : `${R > C ? 'recompute' : 'compute'}-bound: GPU ${ms(G)} (recompute ${ms(R)}) vs transfer ${ms(T)} per step (${(-e * 100).toFixed(0)}% imbalance)`;
+  const why =
+    dir > 0
+      ? `transfer-bound: transfer ${ms(T)} vs GPU ${ms(G)} per step (${(e * 100).toFixed(0)}% imbalance)`
+      : `${R > C ? 'recompute' : 'compute'}-bound: GPU ${ms(G)} (recompute ${ms(R)}) vs transfer ${ms(T)} per step (${(-e * 100).toFixed(0)}% imbalance)`;
   return move(dir, size, why, Math.abs(e) > 2 * opts.hysteresis);
 }

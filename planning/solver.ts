@@ -66,8 +66,10 @@ export function solveActFraction(inp: SolveInput): Solution | undefined {
 }
 
 export function gqaReason(mp: ModelProfile): string {
-  return `grouped-query attention: ACT (${mp.actBytesPerToken} B/token/layer) is not smaller than KV ` +
-    `(${mp.kvBytesPerToken} B/token/layer), fraction 0`;
+  return (
+    `grouped-query attention: ACT (${mp.actBytesPerToken} B/token/layer) is not smaller than KV ` +
+    `(${mp.kvBytesPerToken} B/token/layer), fraction 0`
+  );
 }
 
 const ms = (s: number) => `${(s * 1e3).toFixed(1)} ms`;
@@ -76,8 +78,10 @@ const ns = (s: number) => `${(s * 1e9).toFixed(2)} ns`;
 /** What bounds the step at a given (not necessarily optimal) fraction, for fixed fractions. */
 export function describeBound(c: Candidate): string {
   const st = c.prediction.step;
-  return `${st.bound}-bound: transfer ${ms(st.transferSeconds)} vs GPU ${ms(st.computeSeconds + st.recomputeSeconds)} ` +
-    `(recompute ${ms(st.recomputeSeconds)}) per step at batch ${Math.floor(c.batch)}, ${c.prediction.tokensPerSecond.toFixed(1)} tokens/s`;
+  return (
+    `${st.bound}-bound: transfer ${ms(st.transferSeconds)} vs GPU ${ms(st.computeSeconds + st.recomputeSeconds)} ` +
+    `(recompute ${ms(st.recomputeSeconds)}) per step at batch ${Math.floor(c.batch)}, ${c.prediction.tokensPerSecond.toFixed(1)} tokens/s`
+  );
 }
 
 /** A readable reason for the chosen fraction, starting with what bounds the step. */
@@ -87,32 +91,44 @@ export function explain(inp: SolveInput, best: Candidate, kvOnly: Candidate | un
   const st = best.prediction.step;
   const gpu = st.computeSeconds + st.recomputeSeconds;
   const gain = kvOnly ? ` (${(best.prediction.tokensPerSecond / kvOnly.prediction.tokensPerSecond).toFixed(2)}× KV-only)` : '';
-  const batchNote = kvOnly ? `batch ${Math.floor(kvOnly.batch)} → ${Math.floor(best.batch)}` : `batch ${Math.floor(best.batch)} (KV-only fits no sequence)`;
+  const batchNote = kvOnly
+    ? `batch ${Math.floor(kvOnly.batch)} → ${Math.floor(best.batch)}`
+    : `batch ${Math.floor(best.batch)} (KV-only fits no sequence)`;
   if (a === 0) {
     const k0 = kvOnly!.prediction.step;
     const recomputeNs = mp.recomputeFlopsPerToken / hw.gemmFlops;
     const savedNs = (mp.kvBytesPerToken - mp.actBytesPerToken) / hw.h2dBytesPerSecond;
     if (k0.transferSeconds <= k0.computeSeconds) {
-      return `compute-bound: with KV only the GPU's new-token work (${ms(k0.computeSeconds)}/step) already exceeds ` +
-        `transfer (${ms(k0.transferSeconds)}/step); ACT would only add recompute, fraction 0`;
+      return (
+        `compute-bound: with KV only the GPU's new-token work (${ms(k0.computeSeconds)}/step) already exceeds ` +
+        `transfer (${ms(k0.transferSeconds)}/step); ACT would only add recompute, fraction 0`
+      );
     }
-    return `recompute-bound: rebuilding a token's K/V from ACT costs ${ns(recomputeNs)} of GPU time per layer, ` +
+    return (
+      `recompute-bound: rebuilding a token's K/V from ACT costs ${ns(recomputeNs)} of GPU time per layer, ` +
       `moving its extra ${mp.kvBytesPerToken - mp.actBytesPerToken} B as KV costs ${ns(savedNs)}; ` +
-      `no fraction above 0 predicts more throughput, fraction 0`;
+      `no fraction above 0 predicts more throughput, fraction 0`
+    );
   }
   if (a === 1 && st.transferSeconds >= gpu) {
-    return `transfer-bound: even with every token cached as ACT, PCIe transfer (${ms(st.transferSeconds)}/step) ` +
+    return (
+      `transfer-bound: even with every token cached as ACT, PCIe transfer (${ms(st.transferSeconds)}/step) ` +
       `exceeds GPU work incl. recompute (${ms(gpu)}/step); fraction 1, ${batchNote}, ` +
-      `${best.prediction.tokensPerSecond.toFixed(1)} tokens/s${gain}`;
+      `${best.prediction.tokensPerSecond.toFixed(1)} tokens/s${gain}`
+    );
   }
   if (kvOnly && kvOnly.prediction.step.bound === 'transfer') {
     const k0 = kvOnly.prediction.step;
-    return `transfer-bound: with KV only, PCIe transfer (${ms(k0.transferSeconds)}/step) exceeds GPU work ` +
+    return (
+      `transfer-bound: with KV only, PCIe transfer (${ms(k0.transferSeconds)}/step) exceeds GPU work ` +
       `(${ms(k0.computeSeconds + k0.recomputeSeconds)}/step); fraction ${a.toFixed(2)} moves the balance to ` +
       `${ms(st.transferSeconds)} transfer vs ${ms(gpu)} GPU per step, ${batchNote}, ` +
-      `${best.prediction.tokensPerSecond.toFixed(1)} tokens/s${gain}`;
+      `${best.prediction.tokensPerSecond.toFixed(1)} tokens/s${gain}`
+    );
   }
-  return `capacity-bound: ACT blocks are ${mp.actBytesPerToken}/${mp.kvBytesPerToken} the size of KV blocks, so ` +
+  return (
+    `capacity-bound: ACT blocks are ${mp.actBytesPerToken}/${mp.kvBytesPerToken} the size of KV blocks, so ` +
     `fraction ${a.toFixed(2)} fits more sequences (${batchNote}); ` +
-    `${best.prediction.tokensPerSecond.toFixed(1)} tokens/s${gain}`;
+    `${best.prediction.tokensPerSecond.toFixed(1)} tokens/s${gain}`
+  );
 }

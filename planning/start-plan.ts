@@ -63,20 +63,53 @@ export interface CpuPlanInput {
 export function cpuStartPlan(i: CpuPlanInput): Plan {
   const { fraction } = cpuStartFraction();
   const maxBatch = Math.min(DEFAULT_MAX_BATCH, i.maxBatch ?? DEFAULT_MAX_BATCH);
-  const { profile: mp, layout, split } = startPools({
-    model: i.model, device: 'cpu', hostMemoryBytes: i.hostMemoryBytes, actFraction: fraction, blockTokens: i.blockTokens,
-    seqTokens: i.promptTokens + i.genTokens, maxBatch,
+  const {
+    profile: mp,
+    layout,
+    split,
+  } = startPools({
+    model: i.model,
+    device: 'cpu',
+    hostMemoryBytes: i.hostMemoryBytes,
+    actFraction: fraction,
+    blockTokens: i.blockTokens,
+    seqTokens: i.promptTokens + i.genTokens,
+    maxBatch,
   });
   const res = podMemoryResources(i.hostMemoryBytes);
   const reason = `${cpuStartFraction().reason}; ${formatBytes(i.hostMemoryBytes)} host memory, batch up to ${split.maxBatch}`;
   return {
-    actFraction: fraction, hostMemoryBytes: i.hostMemoryBytes, kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens: i.blockTokens,
-    maxBatch: split.maxBatch, predictedStepSeconds: 0, predictedTokensPerSecond: 0, reason,
-    memoryRequestBytes: res.requestBytes, memoryLimitBytes: res.limitBytes, weightBytes: layout.weightBytes, cacheBytes: layout.cacheBytes,
-    model: mp.name, gpuProduct: i.gpuProduct, gpuMemoryBytes: 0, gpuUsedBytes: 0, runtimeBytes: layout.runtimeBytes,
-    kvBlockBytes: split.kvBlockBytes, actBlockBytes: split.actBlockBytes, residentLayers: mp.numLayers, numLayers: mp.numLayers,
-    miniBatchTokens: 0, miniBatchBytes: 0, promptTokens: i.promptTokens, genTokens: i.genTokens, predictedPrefillSeconds: 0,
-    predictedDecodeTokensPerSecond: 0, predictedPhases: { transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0 },
-    bound: 'compute', retuneBounds: { min: 0, max: 0 }, sweep: [],
+    actFraction: fraction,
+    hostMemoryBytes: i.hostMemoryBytes,
+    kvBlocks: split.kvBlocks,
+    actBlocks: split.actBlocks,
+    blockTokens: i.blockTokens,
+    maxBatch: split.maxBatch,
+    predictedStepSeconds: 0,
+    predictedTokensPerSecond: 0,
+    reason,
+    memoryRequestBytes: res.requestBytes,
+    memoryLimitBytes: res.limitBytes,
+    weightBytes: layout.weightBytes,
+    cacheBytes: layout.cacheBytes,
+    model: mp.name,
+    gpuProduct: i.gpuProduct,
+    gpuMemoryBytes: 0,
+    gpuUsedBytes: 0,
+    runtimeBytes: layout.runtimeBytes,
+    kvBlockBytes: split.kvBlockBytes,
+    actBlockBytes: split.actBlockBytes,
+    residentLayers: mp.numLayers,
+    numLayers: mp.numLayers,
+    miniBatchTokens: 0,
+    miniBatchBytes: 0,
+    promptTokens: i.promptTokens,
+    genTokens: i.genTokens,
+    predictedPrefillSeconds: 0,
+    predictedDecodeTokensPerSecond: 0,
+    predictedPhases: { transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0 },
+    bound: 'compute',
+    retuneBounds: { min: 0, max: 0 },
+    sweep: [],
   };
 }

@@ -37,7 +37,10 @@ function run(cmd, argv) {
 const haveNinja = spawnSync('ninja', ['--version'], { stdio: 'ignore' }).status === 0;
 mkdirSync(buildDir, { recursive: true });
 const cmakeArgs = [
-  '-S', path.join(root, 'native'), '-B', buildDir,
+  '-S',
+  path.join(root, 'native'),
+  '-B',
+  buildDir,
   ...(haveNinja ? ['-G', 'Ninja'] : []),
   `-DCMAKE_BUILD_TYPE=${sanitize ? 'Debug' : 'Release'}`,
   `-DNODE_API_INCLUDE_DIR=${nodeApiInclude()}`,

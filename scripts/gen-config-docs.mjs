@@ -20,7 +20,8 @@ const code = (v) => (v === undefined ? '' : `\`${cell(JSON.stringify(v))}\``);
 function typeOf(s) {
   if (s.type === 'array') return `array of ${s.items ? typeOf(s.items) : 'any'}`;
   if (Array.isArray(s.type)) return s.type.join(' or ');
-  if (s.type === 'object' && s.additionalProperties && typeof s.additionalProperties === 'object') return `map of ${typeOf(s.additionalProperties)}`;
+  if (s.type === 'object' && s.additionalProperties && typeof s.additionalProperties === 'object')
+    return `map of ${typeOf(s.additionalProperties)}`;
   if (s.type) return s.type;
   if (s['x-kubernetes-preserve-unknown-fields']) return 'any';
   return '';
@@ -46,10 +47,19 @@ function rows(schema, prefix, required = [], defaults) {
   for (const [name, s] of Object.entries(schema.properties ?? {})) {
     const p = prefix ? `${prefix}.${name}` : name;
     const dflt = defaults !== undefined ? defaults?.[name] : s.default;
-    const isLeafDefault = defaults !== undefined ? (s.properties ? undefined : dflt) : (s.properties && typeof dflt === 'object' ? undefined : dflt);
-    out.push({ path: p, type: typeOf(s), required: required.includes(name), default: isLeafDefault, constraints: constraints(s), description: s.description ?? '' });
+    const isLeafDefault =
+      defaults !== undefined ? (s.properties ? undefined : dflt) : s.properties && typeof dflt === 'object' ? undefined : dflt;
+    out.push({
+      path: p,
+      type: typeOf(s),
+      required: required.includes(name),
+      default: isLeafDefault,
+      constraints: constraints(s),
+      description: s.description ?? '',
+    });
     if (s.properties) out.push(...rows(s, p, s.required ?? [], defaults !== undefined ? (dflt ?? {}) : undefined));
-    else if (s.type === 'array' && s.items?.properties) out.push(...rows(s.items, `${p}[]`, s.items.required ?? [], defaults !== undefined ? {} : undefined));
+    else if (s.type === 'array' && s.items?.properties)
+      out.push(...rows(s.items, `${p}[]`, s.items.required ?? [], defaults !== undefined ? {} : undefined));
   }
   return out;
 }
@@ -58,9 +68,11 @@ function table(list, withRequired) {
   const head = withRequired
     ? '| Field | Type | Required | Default | Constraints | Description |\n|---|---|---|---|---|---|'
     : '| Key | Type | Default | Constraints | Description |\n|---|---|---|---|---|';
-  const body = list.map((r) => withRequired
-    ? `| \`${r.path}\` | ${cell(r.type)} | ${r.required ? 'yes' : ''} | ${code(r.default)} | ${r.constraints} | ${cell(r.description)} |`
-    : `| \`${r.path}\` | ${cell(r.type)} | ${code(r.default)} | ${r.constraints} | ${cell(r.description)} |`);
+  const body = list.map((r) =>
+    withRequired
+      ? `| \`${r.path}\` | ${cell(r.type)} | ${r.required ? 'yes' : ''} | ${code(r.default)} | ${r.constraints} | ${cell(r.description)} |`
+      : `| \`${r.path}\` | ${cell(r.type)} | ${code(r.default)} | ${r.constraints} | ${cell(r.description)} |`,
+  );
   return [head, ...body].join('\n');
 }
 

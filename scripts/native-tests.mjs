@@ -12,10 +12,14 @@ const args = process.argv.slice(2);
 const sanitize = args.includes('--sanitize');
 const filter = args.find((a) => !a.startsWith('--'));
 
-const build = spawnSync(process.execPath, [path.join(root, 'scripts', 'build-native.mjs'), '--tests', ...(sanitize ? ['--sanitize'] : [])], {
-  cwd: root,
-  stdio: 'inherit',
-});
+const build = spawnSync(
+  process.execPath,
+  [path.join(root, 'scripts', 'build-native.mjs'), '--tests', ...(sanitize ? ['--sanitize'] : [])],
+  {
+    cwd: root,
+    stdio: 'inherit',
+  },
+);
 if (build.status !== 0) process.exit(build.status ?? 1);
 
 const exe = path.join(root, sanitize ? 'build-sanitize' : 'build', 'hs_native_tests');

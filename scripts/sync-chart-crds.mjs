@@ -12,7 +12,12 @@ const source = path.join(root, 'crds');
 const target = path.join(root, 'charts', 'hybridserve', 'crds');
 const check = process.argv.includes('--check');
 
-const yamlFiles = (dir) => (existsSync(dir) ? readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort() : []);
+const yamlFiles = (dir) =>
+  existsSync(dir)
+    ? readdirSync(dir)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .sort()
+    : [];
 const wanted = yamlFiles(source);
 if (wanted.length === 0) {
   console.error(`sync-chart-crds: no CRD YAML in ${path.relative(root, source)}/ (run node scripts/gen-crd.mjs first)`);

@@ -49,13 +49,23 @@ export function buildApp(ctx: ServingContext, opts: AppOptions = {}): FastifyIns
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
     const buf = body as Buffer;
     let text: string;
-    try { text = utf8.decode(buf); } catch {
+    try {
+      text = utf8.decode(buf);
+    } catch {
       done(new ApiError(400, 'request body is not valid UTF-8', 'invalid_request_error', null, 'invalid_utf8'), undefined);
       return;
     }
-    if (text.trim() === '') { done(new ApiError(400, 'request body is empty', 'invalid_request_error', null, 'invalid_json'), undefined); return; }
-    try { done(null, JSON.parse(text)); } catch (err) {
-      done(new ApiError(400, `request body is not valid JSON: ${(err as Error).message}`, 'invalid_request_error', null, 'invalid_json'), undefined);
+    if (text.trim() === '') {
+      done(new ApiError(400, 'request body is empty', 'invalid_request_error', null, 'invalid_json'), undefined);
+      return;
+    }
+    try {
+      done(null, JSON.parse(text));
+    } catch (err) {
+      done(
+        new ApiError(400, `request body is not valid JSON: ${(err as Error).message}`, 'invalid_request_error', null, 'invalid_json'),
+        undefined,
+      );
     }
   });
 
@@ -63,9 +73,16 @@ export function buildApp(ctx: ServingContext, opts: AppOptions = {}): FastifyIns
     const url = req.url.split('?')[0];
     // CORS preflights carry no credentials; @fastify/cors answers them.
     if (corsOrigins.length > 0 && req.method === 'OPTIONS') return;
-    if (ctx.draining && !OPEN_PATHS.has(url)) throw new ApiError(503, 'server is shutting down', 'service_unavailable', null, 'shutting_down');
+    if (ctx.draining && !OPEN_PATHS.has(url))
+      throw new ApiError(503, 'server is shutting down', 'service_unavailable', null, 'shutting_down');
     if (!OPEN_PATHS.has(url) && !authorized(req.headers.authorization, ctx.apiKeys)) {
-      throw new ApiError(401, 'missing or invalid API key (send Authorization: Bearer <key>)', 'authentication_error', null, 'invalid_api_key');
+      throw new ApiError(
+        401,
+        'missing or invalid API key (send Authorization: Bearer <key>)',
+        'authentication_error',
+        null,
+        'invalid_api_key',
+      );
     }
   });
 
@@ -73,14 +90,17 @@ export function buildApp(ctx: ServingContext, opts: AppOptions = {}): FastifyIns
     const api = toApiError(err);
     const endpoint = ENDPOINTS[req.url.split('?')[0]];
     // Requests refused before generation (bad input, limits, auth) count too; served ones are counted in generate.ts.
-    if (endpoint && !api.counted && !reply.raw.headersSent) ctx.metrics.requests.inc({ endpoint, outcome: api.statusCode === 429 ? 'rate_limited' : 'rejected' });
+    if (endpoint && !api.counted && !reply.raw.headersSent)
+      ctx.metrics.requests.inc({ endpoint, outcome: api.statusCode === 429 ? 'rate_limited' : 'rejected' });
     // Our own faults are always logged with their cause (clients only see "internal server error").
     if (api.statusCode >= 500) req.log.error({ err: api.cause ?? err, status: api.statusCode }, 'request failed');
     if (reply.sent || reply.raw.headersSent) return;
     reply.code(api.statusCode).headers(api.headers).send(api.body());
   });
 
-  app.addHook('onResponse', async (req, reply) => { logRequest(req, reply.statusCode, reply.elapsedTime); });
+  app.addHook('onResponse', async (req, reply) => {
+    logRequest(req, reply.statusCode, reply.elapsedTime);
+  });
 
   app.setNotFoundHandler((req, reply) => {
     const api = new ApiError(404, `no route ${req.method} ${req.url.split('?')[0]}`, 'not_found_error', null, 'not_found');
@@ -88,8 +108,11 @@ export function buildApp(ctx: ServingContext, opts: AppOptions = {}): FastifyIns
   });
 
   if (corsOrigins.length > 0) {
-    app.register(cors, { origin: corsOrigins.includes('*') ? '*' : [...corsOrigins], methods: ['GET', 'POST', 'OPTIONS'],
-      allowedHeaders: ['Authorization', 'Content-Type'] });
+    app.register(cors, {
+      origin: corsOrigins.includes('*') ? '*' : [...corsOrigins],
+      methods: ['GET', 'POST', 'OPTIONS'],
+      allowedHeaders: ['Authorization', 'Content-Type'],
+    });
   }
   // The OpenAPI document is generated from the routes' TypeBox schemas (GET /openapi.json).
   app.register(swagger, { openapi: { info: { title: 'HybridServe', version: packageVersion() } } });

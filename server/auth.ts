@@ -13,12 +13,18 @@ export const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/hybri
 
 /** Keys of HYBRIDSERVE_API_KEYS: comma-separated, trimmed; no comment syntax. Pure. */
 export function parseEnvKeys(text: string): string[] {
-  return text.split(',').map((k) => k.trim()).filter((k) => k.length > 0);
+  return text
+    .split(',')
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0);
 }
 
 /** Keys of a key file: one per line, trimmed; whole-line # comments and blank lines skipped. Pure. */
 export function parseKeyFile(text: string): string[] {
-  return text.split(/\r?\n/).map((k) => k.trim()).filter((k) => k.length > 0 && !k.startsWith('#'));
+  return text
+    .split(/\r?\n/)
+    .map((k) => k.trim())
+    .filter((k) => k.length > 0 && !k.startsWith('#'));
 }
 
 /**
@@ -53,11 +59,14 @@ export function loadApiKeys(env: NodeJS.ProcessEnv, file?: string): string[] {
   }
   if (file) {
     let text: string;
-    try { text = readFileSync(file, 'utf8'); } catch (err) {
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (err) {
       throw new ApiKeyError(`cannot read the API key file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
     }
     const fromFile = parseKeyFile(text);
-    if (fromFile.length === 0) throw new ApiKeyError(`the API key file ${file} holds no key (one key per line; lines starting with # are comments)`);
+    if (fromFile.length === 0)
+      throw new ApiKeyError(`the API key file ${file} holds no key (one key per line; lines starting with # are comments)`);
     keys.push(...fromFile);
   }
   return [...new Set(keys)];
@@ -88,7 +97,10 @@ export interface KeyFileWatcher {
   close(): void;
 }
 
-export interface KeyLog { info(m: string): void; error(m: string): void }
+export interface KeyLog {
+  info(m: string): void;
+  error(m: string): void;
+}
 
 /**
  * Keeps `set` in step with the key file: envKeys plus the file's keys. Kubernetes updates a
@@ -96,7 +108,13 @@ export interface KeyLog { info(m: string): void; error(m: string): void }
  * polled by content. A reload with zero keys (or an unreadable file) keeps the set required and
  * empties the file's share: protected requests are refused and an error is logged.
  */
-export async function watchKeyFile(file: string, set: KeySet, envKeys: readonly string[], log: KeyLog, pollMs = 1000): Promise<KeyFileWatcher> {
+export async function watchKeyFile(
+  file: string,
+  set: KeySet,
+  envKeys: readonly string[],
+  log: KeyLog,
+  pollMs = 1000,
+): Promise<KeyFileWatcher> {
   let last: string | null | undefined; // undefined: not read yet; null: unreadable
   let reading: Promise<void> | null = null;
   let closed = false;
@@ -104,7 +122,9 @@ export async function watchKeyFile(file: string, set: KeySet, envKeys: readonly 
     reading ??= (async () => {
       let text: string | null;
       let why = '';
-      try { text = await readFile(file, 'utf8'); } catch (err) {
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (err) {
         text = null;
         why = (err as NodeJS.ErrnoException).code ?? 'error';
       }
@@ -117,18 +137,34 @@ export async function watchKeyFile(file: string, set: KeySet, envKeys: readonly 
       if (text === null) log.error(`API key file ${file} is unreadable (${why}); refusing requests that need a key until it is back`);
       else if (fileKeys.length === 0) log.error(`API key file ${file} holds no key; refusing requests that need a key until it has one`);
       else if (!first) log.info(`API key file reloaded: ${fileKeys.length} key(s)`);
-    })().finally(() => { reading = null; });
+    })().finally(() => {
+      reading = null;
+    });
     return reading;
   };
   await check();
   let watcher: FSWatcher | null = null;
   try {
-    watcher = watch(path.dirname(file), { persistent: false }, () => { void check(); });
-    watcher.on('error', () => { watcher?.close(); watcher = null; });
+    watcher = watch(path.dirname(file), { persistent: false }, () => {
+      void check();
+    });
+    watcher.on('error', () => {
+      watcher?.close();
+      watcher = null;
+    });
   } catch {
     watcher = null; // polling alone
   }
-  const timer = setInterval(() => { void check(); }, pollMs);
+  const timer = setInterval(() => {
+    void check();
+  }, pollMs);
   timer.unref();
-  return { check, close() { closed = true; clearInterval(timer); watcher?.close(); } };
+  return {
+    check,
+    close() {
+      closed = true;
+      clearInterval(timer);
+      watcher?.close();
+    },
+  };
 }

@@ -37,11 +37,18 @@ export function applyPlan(ctx: ServingContext, plan: PlanFile, log: { info(m: st
   if (plan.maxBatch !== undefined) ctx.scheduler.maxBatch = plan.maxBatch;
   ctx.metrics.planGeneration.set(plan.generation ?? 0);
   const pools = ctx.engine.pools();
-  if ((plan.kvBlocks !== undefined && plan.kvBlocks !== pools.kvBlocksTotal) || (plan.actBlocks !== undefined && plan.actBlocks !== pools.actBlocksTotal)) {
-    log.info(`plan pool sizes (kv ${plan.kvBlocks}, act ${plan.actBlocks}) differ from the running pools (kv ${pools.kvBlocksTotal}, act ${pools.actBlocksTotal}); they apply at the next start`);
+  if (
+    (plan.kvBlocks !== undefined && plan.kvBlocks !== pools.kvBlocksTotal) ||
+    (plan.actBlocks !== undefined && plan.actBlocks !== pools.actBlocksTotal)
+  ) {
+    log.info(
+      `plan pool sizes (kv ${plan.kvBlocks}, act ${plan.actBlocks}) differ from the running pools (kv ${pools.kvBlocksTotal}, act ${pools.actBlocksTotal}); they apply at the next start`,
+    );
   }
   ctx.plan = plan;
-  log.info(`plan ${prev ? 'reloaded' : 'loaded'}: actFraction ${plan.actFraction}` +
-    `${plan.maxBatch !== undefined ? `, maxBatch ${plan.maxBatch}` : ''}${plan.generation !== undefined ? `, generation ${plan.generation}` : ''}` +
-    `${plan.reason ? ` (${plan.reason})` : ''}`);
+  log.info(
+    `plan ${prev ? 'reloaded' : 'loaded'}: actFraction ${plan.actFraction}` +
+      `${plan.maxBatch !== undefined ? `, maxBatch ${plan.maxBatch}` : ''}${plan.generation !== undefined ? `, generation ${plan.generation}` : ''}` +
+      `${plan.reason ? ` (${plan.reason})` : ''}`,
+  );
 }

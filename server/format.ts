@@ -6,7 +6,9 @@ export type Endpoint = 'completions' | 'chat';
 export type OpenAIFinish = 'stop' | 'length' | null;
 
 export interface Usage {
-  prompt_tokens: number; completion_tokens: number; total_tokens: number;
+  prompt_tokens: number;
+  completion_tokens: number;
+  total_tokens: number;
   /** Present when part of the prompt's cache came from the prefix cache (vLLM and OpenAI name it so). */
   prompt_tokens_details?: { cached_tokens: number };
 }
@@ -25,10 +27,18 @@ export function newId(endpoint: Endpoint): string {
   return `${endpoint === 'chat' ? 'chatcmpl' : 'cmpl'}-${randomUUID().replace(/-/g, '')}`;
 }
 
-export interface ResponseMeta { id: string; created: number; model: string }
+export interface ResponseMeta {
+  id: string;
+  created: number;
+  model: string;
+}
 
 /** One generated token's logprob, its text and its top alternatives (text, logprob), best first. */
-export interface LogprobEntry { token: string; logprob: number; top: Array<[string, number]> }
+export interface LogprobEntry {
+  token: string;
+  logprob: number;
+  top: Array<[string, number]>;
+}
 
 /** The OpenAI logprobs object of one choice, for the endpoint. `offset`: text_offset of the first token. */
 export function logprobsObject(ep: Endpoint, entries: readonly LogprobEntry[], offset = 0) {
@@ -36,14 +46,19 @@ export function logprobsObject(ep: Endpoint, entries: readonly LogprobEntry[], o
     const bytes = (t: string) => Array.from(Buffer.from(t, 'utf8'));
     return {
       content: entries.map((e) => ({
-        token: e.token, logprob: e.logprob, bytes: bytes(e.token),
+        token: e.token,
+        logprob: e.logprob,
+        bytes: bytes(e.token),
         top_logprobs: e.top.map(([token, logprob]) => ({ token, logprob, bytes: bytes(token) })),
       })),
     };
   }
   const textOffset: number[] = [];
   let at = offset;
-  for (const e of entries) { textOffset.push(at); at += e.token.length; }
+  for (const e of entries) {
+    textOffset.push(at);
+    at += e.token.length;
+  }
   return {
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
@@ -62,16 +77,32 @@ type Logprobs = ReturnType<typeof logprobsObject> | null;
 /** vLLM's stop_reason: the stop string or stop token id that ended the text (null otherwise). */
 export type StopReason = string | number | null;
 
-export function fullResponse(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, u: Usage, logprobs: Logprobs = null, stopReason: StopReason = null) {
+export function fullResponse(
+  ep: Endpoint,
+  m: ResponseMeta,
+  text: string,
+  finish: OpenAIFinish,
+  u: Usage,
+  logprobs: Logprobs = null,
+  stopReason: StopReason = null,
+) {
   if (ep === 'chat') {
     return {
-      id: m.id, object: 'chat.completion' as const, created: m.created, model: m.model,
-      choices: [{ index: 0, message: { role: 'assistant' as const, content: text }, logprobs, finish_reason: finish, stop_reason: stopReason }],
+      id: m.id,
+      object: 'chat.completion' as const,
+      created: m.created,
+      model: m.model,
+      choices: [
+        { index: 0, message: { role: 'assistant' as const, content: text }, logprobs, finish_reason: finish, stop_reason: stopReason },
+      ],
       usage: u,
     };
   }
   return {
-    id: m.id, object: 'text_completion' as const, created: m.created, model: m.model,
+    id: m.id,
+    object: 'text_completion' as const,
+    created: m.created,
+    model: m.model,
     choices: [{ index: 0, text, logprobs, finish_reason: finish, stop_reason: stopReason }],
     usage: u,
   };
@@ -80,17 +111,38 @@ export function fullResponse(ep: Endpoint, m: ResponseMeta, text: string, finish
 /** One stream chunk carrying a text delta (and, for the last one, the finish reason). */
 export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, first: boolean, logprobs: Logprobs = null) {
   if (ep === 'chat') {
-    const delta: { role?: 'assistant'; content?: string } = first ? { role: 'assistant', content: text } : text || finish === null ? { content: text } : {};
-    return { id: m.id, object: 'chat.completion.chunk', created: m.created, model: m.model,
-      choices: [{ index: 0, delta, logprobs, finish_reason: finish }] };
+    const delta: { role?: 'assistant'; content?: string } = first
+      ? { role: 'assistant', content: text }
+      : text || finish === null
+        ? { content: text }
+        : {};
+    return {
+      id: m.id,
+      object: 'chat.completion.chunk',
+      created: m.created,
+      model: m.model,
+      choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+    };
   }
-  return { id: m.id, object: 'text_completion', created: m.created, model: m.model,
-    choices: [{ index: 0, text, logprobs, finish_reason: finish }] };
+  return {
+    id: m.id,
+    object: 'text_completion',
+    created: m.created,
+    model: m.model,
+    choices: [{ index: 0, text, logprobs, finish_reason: finish }],
+  };
 }
 
 /** The usage-only chunk sent before [DONE] when stream_options.include_usage is set. */
 export function usageChunk(ep: Endpoint, m: ResponseMeta, u: Usage) {
-  return { id: m.id, object: ep === 'chat' ? 'chat.completion.chunk' : 'text_completion', created: m.created, model: m.model, choices: [], usage: u };
+  return {
+    id: m.id,
+    object: ep === 'chat' ? 'chat.completion.chunk' : 'text_completion',
+    created: m.created,
+    model: m.model,
+    choices: [],
+    usage: u,
+  };
 }
 
 export function sseData(obj: unknown): string {

@@ -3,14 +3,36 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { ServingContext } from './context.js';
 import { ApiError, toApiError } from './errors.js';
-import { deltaChunk, deltaEventWriter, fullResponse, logprobsObject, newId, openAIFinish, sseData, SSE_DONE, usage, usageChunk, type Endpoint,
-  type LogprobEntry, type ResponseMeta, type StopReason } from './format.js';
+import {
+  deltaChunk,
+  deltaEventWriter,
+  fullResponse,
+  logprobsObject,
+  newId,
+  openAIFinish,
+  sseData,
+  SSE_DONE,
+  usage,
+  usageChunk,
+  type Endpoint,
+  type LogprobEntry,
+  type ResponseMeta,
+  type StopReason,
+} from './format.js';
 import type { GenerationRequest } from './request.js';
 import { logRequest, noteUsage } from './request-log.js';
 import type { FinishReason, SequenceHandle } from './scheduler/scheduler.js';
 import { Detokenizer, type StopCause } from '../model/detokenizer.js';
 
-interface Outcome { reason: FinishReason; error?: Error; text: string; completionTokens: number; logprobs: LogprobEntry[]; stopReason: StopReason; cachedTokens: number }
+interface Outcome {
+  reason: FinishReason;
+  error?: Error;
+  text: string;
+  completionTokens: number;
+  logprobs: LogprobEntry[];
+  stopReason: StopReason;
+  cachedTokens: number;
+}
 
 /** A text delta and the logprobs of the tokens it completes (empty unless asked). */
 type OnText = (delta: string, first: boolean, logprobs: LogprobEntry[]) => void;
@@ -29,7 +51,9 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
   const text = new Detokenizer({
     decode: (ids) => tok.decode(ids, { skipSpecialTokens }),
     ...(tok.decodeToken && skipSpecialTokens ? { decodeToken: (id: number) => tok.decodeToken!(id) } : {}),
-    stopTokenIds: [...gen.stopTokenIds, ...eos], stopStrings: gen.stop, includeStop: gen.includeStop,
+    stopTokenIds: [...gen.stopTokenIds, ...eos],
+    stopStrings: gen.stop,
+    includeStop: gen.includeStop,
   });
   const tokenText = (id: number) => tok.decode([id], { skipSpecialTokens: false });
   let sent = false;
@@ -46,7 +70,9 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
     sent = true;
   };
   let resolve!: (o: Outcome) => void;
-  const done = new Promise<Outcome>((r) => { resolve = r; });
+  const done = new Promise<Outcome>((r) => {
+    resolve = r;
+  });
   // Outside the promise executor on purpose: a refusal at admission (queue full, prompt larger
   // than the pools, shutting down) throws here, before any response byte, so it gets its status.
   const handle = ctx.scheduler.submit({
@@ -55,10 +81,14 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
     sampling: gen.sampling,
     ignoreEos: gen.ignoreEos,
     deadline: Date.now() + ctx.limits.requestTimeoutMs,
-    onAdmitted(cached) { cachedTokens = cached; ctx.metrics.prefixCache(gen.promptTokens.length, cached); },
+    onAdmitted(cached) {
+      cachedTokens = cached;
+      ctx.metrics.prefixCache(gen.promptTokens.length, cached);
+    },
     onToken(token, _index, lp) {
       completionTokens++;
-      if (lp && gen.logprobs !== null) logprobs.push({ token: tokenText(token), logprob: lp.logprob, top: lp.top.map(([id, l]) => [tokenText(id), l]) });
+      if (lp && gen.logprobs !== null)
+        logprobs.push({ token: tokenText(token), logprob: lp.logprob, top: lp.top.map(([id, l]) => [tokenText(id), l]) });
       const delta = text.push(token);
       if (delta) emit(delta);
       return text.stopped;
@@ -71,7 +101,15 @@ function submit(ctx: ServingContext, gen: GenerationRequest, onText: OnText): { 
   return { handle, done };
 }
 
-function record(ctx: ServingContext, ep: Endpoint, outcome: string, promptTokens: number, completionTokens: number, startedAt: number, reason: FinishReason): void {
+function record(
+  ctx: ServingContext,
+  ep: Endpoint,
+  outcome: string,
+  promptTokens: number,
+  completionTokens: number,
+  startedAt: number,
+  reason: FinishReason,
+): void {
   ctx.metrics.requests.inc({ endpoint: ep, outcome });
   ctx.metrics.generatedTokens.inc(completionTokens);
   ctx.metrics.promptTokens.inc(promptTokens);
@@ -83,13 +121,15 @@ function record(ctx: ServingContext, ep: Endpoint, outcome: string, promptTokens
 }
 
 function outcomeError(o: Outcome): ApiError | null {
-  if (o.reason === 'timeout') return new ApiError(408, `request timed out after ${o.completionTokens} tokens`, 'timeout_error', null, 'request_timeout');
+  if (o.reason === 'timeout')
+    return new ApiError(408, `request timed out after ${o.completionTokens} tokens`, 'timeout_error', null, 'request_timeout');
   if (o.reason === 'error') {
     const api = toApiError(o.error);
     api.cause ??= o.error;
     return api;
   }
-  if (o.reason === 'cancelled') return new ApiError(503, 'request cancelled: server is shutting down', 'service_unavailable', null, 'cancelled');
+  if (o.reason === 'cancelled')
+    return new ApiError(503, 'request cancelled: server is shutting down', 'service_unavailable', null, 'cancelled');
   return null;
 }
 
@@ -98,7 +138,13 @@ function outcomeName(o: Outcome, err: ApiError | null, clientGone = false): stri
   return err ? (o.reason === 'cancelled' ? 'cancelled' : o.reason === 'timeout' ? 'timeout' : 'error') : 'ok';
 }
 
-export async function respond(ctx: ServingContext, ep: Endpoint, gen: GenerationRequest, req: FastifyRequest, reply: FastifyReply): Promise<unknown> {
+export async function respond(
+  ctx: ServingContext,
+  ep: Endpoint,
+  gen: GenerationRequest,
+  req: FastifyRequest,
+  reply: FastifyReply,
+): Promise<unknown> {
   const startedAt = performance.now(); // monotonic: latencies only
   // Tokenising may have awaited a worker thread: a client gone meanwhile gets no sequence.
   if (req.raw.socket?.destroyed) throw new ApiError(400, 'the client closed the request', 'invalid_request_error', null, 'client_closed');
@@ -106,29 +152,55 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   if (!gen.stream) {
     const { handle, done } = submit(ctx, gen, () => {});
     // The response closes before we answer only when the client went away.
-    const onClose = () => { if (!reply.raw.writableEnded) handle.cancel(); };
+    const onClose = () => {
+      if (!reply.raw.writableEnded) handle.cancel();
+    };
     reply.raw.once('close', onClose);
     const o = await done;
     reply.raw.off('close', onClose);
     const err = outcomeError(o);
-    record(ctx, ep, err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok', gen.promptTokens.length, o.completionTokens, startedAt, o.reason);
+    record(
+      ctx,
+      ep,
+      err ? (o.reason === 'cancelled' ? 'cancelled' : 'error') : 'ok',
+      gen.promptTokens.length,
+      o.completionTokens,
+      startedAt,
+      o.reason,
+    );
     noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err) });
-    if (err) { err.counted = true; throw err; }
+    if (err) {
+      err.counted = true;
+      throw err;
+    }
     const lps = gen.logprobs === null ? null : logprobsObject(ep, o.logprobs);
-    return fullResponse(ep, meta, o.text, openAIFinish(o.reason), usage(gen.promptTokens.length, o.completionTokens, o.cachedTokens), lps, o.stopReason);
+    return fullResponse(
+      ep,
+      meta,
+      o.text,
+      openAIFinish(o.reason),
+      usage(gen.promptTokens.length, o.completionTokens, o.cachedTokens),
+      lps,
+      o.stopReason,
+    );
   }
 
   // Streaming: errors before the first byte are thrown (proper status); later ones go in-band.
   const raw = reply.raw;
   let closed = false;
-  const write = (s: string) => { if (!closed) raw.write(s); };
+  const write = (s: string) => {
+    if (!closed) raw.write(s);
+  };
   const event = deltaEventWriter(ep, meta);
   let firstTextMs: number | undefined;
   let offset = 0; // text_offset of the next chunk's first token
   // Throws before hijack() when admission refuses: the error handler answers with its status.
   const { handle, done } = submit(ctx, gen, (delta, first, lps) => {
     if (first) firstTextMs = Math.round(reply.elapsedTime);
-    if (gen.logprobs === null) { write(event(delta, first)); return; }
+    if (gen.logprobs === null) {
+      write(event(delta, first));
+      return;
+    }
     write(sseData(deltaChunk(ep, meta, delta, null, first, logprobsObject(ep, lps, offset))));
     offset += lps.reduce((n, e) => n + e.token.length, 0);
   });
@@ -141,12 +213,22 @@ export async function respond(ctx: ServingContext, ep: Endpoint, gen: Generation
   });
   raw.flushHeaders();
   // The response's close event fires when the client disconnects (or after we end it).
-  raw.on('close', () => { if (!closed) { closed = true; handle.cancel(); } });
+  raw.on('close', () => {
+    if (!closed) {
+      closed = true;
+      handle.cancel();
+    }
+  });
   const o = await done;
   const err = outcomeError(o);
   const clientGone = closed;
   record(ctx, ep, clientGone ? 'cancelled' : err ? 'error' : 'ok', gen.promptTokens.length, o.completionTokens, startedAt, o.reason);
-  noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err, clientGone), firstTextMs });
+  noteUsage(req, {
+    promptTokens: gen.promptTokens.length,
+    completionTokens: o.completionTokens,
+    outcome: outcomeName(o, err, clientGone),
+    firstTextMs,
+  });
   // Only failures after the first byte reach here (admission refusals were thrown above); our own faults are logged with their cause.
   if (err && err.statusCode >= 500 && o.reason === 'error') req.log.error({ err: o.error ?? err }, 'stream failed after it started');
   logRequest(req, 200, reply.elapsedTime);

@@ -8,8 +8,12 @@ import type { NativeCounters, NativePoolStats } from '../native/ts/addon-types.j
 import { zeroCounters } from '../native/ts/counters.js';
 import { packageVersion } from './version.js';
 
-export interface Observer { observe(value: number): void }
-export interface Incrementer { inc(value?: number): void }
+export interface Observer {
+  observe(value: number): void;
+}
+export interface Incrementer {
+  inc(value?: number): void;
+}
 /** vLLM's finished_reason label values. */
 export type FinishedReason = 'stop' | 'length' | 'abort';
 
@@ -46,8 +50,16 @@ export interface ServerMetrics {
 }
 
 /** One observation (or increment) fed to several metrics. */
-const observeAll = (...hs: Observer[]): Observer => ({ observe: (v) => { for (const h of hs) h.observe(v); } });
-const incAll = (...cs: Array<{ inc(v: number): void }>): Incrementer => ({ inc: (v = 1) => { for (const c of cs) c.inc(v); } });
+const observeAll = (...hs: Observer[]): Observer => ({
+  observe: (v) => {
+    for (const h of hs) h.observe(v);
+  },
+});
+const incAll = (...cs: Array<{ inc(v: number): void }>): Incrementer => ({
+  inc: (v = 1) => {
+    for (const c of cs) c.inc(v);
+  },
+});
 
 export function createMetrics(opts: { processMetrics?: boolean; modelName?: string } = {}): ServerMetrics {
   const registry = new Registry();
@@ -57,36 +69,112 @@ export function createMetrics(opts: { processMetrics?: boolean; modelName?: stri
   const latency = exponentialBuckets(0.001, 2, 20); // 1 ms … ~524 s
   const m = {
     registry,
-    requests: new Counter({ name: 'hybridserve_requests_total', help: 'Completion requests by endpoint and outcome', labelNames: ['endpoint', 'outcome'] as const, registers: r }),
+    requests: new Counter({
+      name: 'hybridserve_requests_total',
+      help: 'Completion requests by endpoint and outcome',
+      labelNames: ['endpoint', 'outcome'] as const,
+      registers: r,
+    }),
     generatedTokensC: new Counter({ name: 'hybridserve_generated_tokens_total', help: 'Tokens generated', registers: r }),
     promptTokensC: new Counter({ name: 'hybridserve_prompt_tokens_total', help: 'Prompt tokens of finished requests', registers: r }),
     queueDepth: new Gauge({ name: 'hybridserve_queue_depth', help: 'Requests waiting for admission', registers: r }),
     runningSequences: new Gauge({ name: 'hybridserve_running_sequences', help: 'Sequences in the running batch', registers: r }),
-    ttftH: new Histogram({ name: 'hybridserve_time_to_first_token_seconds', help: 'Time from arrival to first generated token', buckets: latency, registers: r }),
-    tpotH: new Histogram({ name: 'hybridserve_time_per_output_token_seconds', help: 'Time between consecutive generated tokens', buckets: latency, registers: r }),
-    e2eH: new Histogram({ name: 'hybridserve_request_duration_seconds', help: 'Time from arrival to the end of a completion request', buckets: latency, registers: r }),
-    cacheBlocks: new Gauge({ name: 'hybridserve_cache_blocks', help: 'Cache blocks by pool and state', labelNames: ['kind', 'state'] as const, registers: r }),
+    ttftH: new Histogram({
+      name: 'hybridserve_time_to_first_token_seconds',
+      help: 'Time from arrival to first generated token',
+      buckets: latency,
+      registers: r,
+    }),
+    tpotH: new Histogram({
+      name: 'hybridserve_time_per_output_token_seconds',
+      help: 'Time between consecutive generated tokens',
+      buckets: latency,
+      registers: r,
+    }),
+    e2eH: new Histogram({
+      name: 'hybridserve_request_duration_seconds',
+      help: 'Time from arrival to the end of a completion request',
+      buckets: latency,
+      registers: r,
+    }),
+    cacheBlocks: new Gauge({
+      name: 'hybridserve_cache_blocks',
+      help: 'Cache blocks by pool and state',
+      labelNames: ['kind', 'state'] as const,
+      registers: r,
+    }),
     actFraction: new Gauge({ name: 'hybridserve_act_fraction', help: 'ACT fraction used for newly allocated cache blocks', registers: r }),
-    planGeneration: new Gauge({ name: 'hybridserve_plan_generation', help: 'Generation of the plan file in effect (-1 = none)', registers: r }),
-    transferBytes: new Counter({ name: 'hybridserve_transfer_bytes_total', help: 'Bytes moved by kind and direction', labelNames: ['kind', 'direction'] as const, registers: r }),
-    phaseSeconds: new Counter({ name: 'hybridserve_step_phase_seconds_total', help: 'Engine step time by phase', labelNames: ['phase'] as const, registers: r }),
-    recomputedTokens: new Counter({ name: 'hybridserve_recomputed_tokens_total', help: 'Tokens whose K/V were recomputed from ACT', registers: r }),
-    stepSeconds: new Histogram({ name: 'hybridserve_engine_step_seconds', help: 'Wall time of one engine step', buckets: latency, registers: r }),
-    cancelReleaseSteps: new Histogram({ name: 'hybridserve_cancelled_release_steps', help: 'Engine steps between a cancellation (client gone) and its blocks being freed', buckets: [0, 1, 2, 4], registers: r }),
-    prefixQueries: new Counter({ name: 'hybridserve_prefix_cache_query_tokens_total', help: 'Prompt tokens looked up in the prefix cache', registers: r }),
-    prefixHits: new Counter({ name: 'hybridserve_prefix_cache_hit_tokens_total', help: 'Prompt tokens whose cache came from the prefix cache', registers: r }),
-    preemptions: new Counter({ name: 'hybridserve_preemptions_total', help: 'Sequences preempted for lack of cache blocks (recomputed later)', registers: r }),
+    planGeneration: new Gauge({
+      name: 'hybridserve_plan_generation',
+      help: 'Generation of the plan file in effect (-1 = none)',
+      registers: r,
+    }),
+    transferBytes: new Counter({
+      name: 'hybridserve_transfer_bytes_total',
+      help: 'Bytes moved by kind and direction',
+      labelNames: ['kind', 'direction'] as const,
+      registers: r,
+    }),
+    phaseSeconds: new Counter({
+      name: 'hybridserve_step_phase_seconds_total',
+      help: 'Engine step time by phase',
+      labelNames: ['phase'] as const,
+      registers: r,
+    }),
+    recomputedTokens: new Counter({
+      name: 'hybridserve_recomputed_tokens_total',
+      help: 'Tokens whose K/V were recomputed from ACT',
+      registers: r,
+    }),
+    stepSeconds: new Histogram({
+      name: 'hybridserve_engine_step_seconds',
+      help: 'Wall time of one engine step',
+      buckets: latency,
+      registers: r,
+    }),
+    cancelReleaseSteps: new Histogram({
+      name: 'hybridserve_cancelled_release_steps',
+      help: 'Engine steps between a cancellation (client gone) and its blocks being freed',
+      buckets: [0, 1, 2, 4],
+      registers: r,
+    }),
+    prefixQueries: new Counter({
+      name: 'hybridserve_prefix_cache_query_tokens_total',
+      help: 'Prompt tokens looked up in the prefix cache',
+      registers: r,
+    }),
+    prefixHits: new Counter({
+      name: 'hybridserve_prefix_cache_hit_tokens_total',
+      help: 'Prompt tokens whose cache came from the prefix cache',
+      registers: r,
+    }),
+    preemptions: new Counter({
+      name: 'hybridserve_preemptions_total',
+      help: 'Sequences preempted for lack of cache blocks (recomputed later)',
+      registers: r,
+    }),
   };
   const v = createVllmMetrics(registry, opts.modelName ?? 'unknown', latency);
-  const buildInfo = new Gauge({ name: 'hybridserve_build_info', help: 'Always 1; the labels say which build runs', labelNames: ['version', 'node_version'] as const, registers: r });
+  const buildInfo = new Gauge({
+    name: 'hybridserve_build_info',
+    help: 'Always 1; the labels say which build runs',
+    labelNames: ['version', 'node_version'] as const,
+    registers: r,
+  });
   buildInfo.set({ version: packageVersion(), node_version: process.version }, 1);
   // Labelled children bound once: addStep runs after every engine step, and resolving a label set
   // (hashing it) per call is most of what an inc costs.
   const bytes = (kind: string, direction: string) => m.transferBytes.labels({ kind, direction });
-  const weightsH2D = bytes('weights', 'h2d'), kvH2D = bytes('kv', 'h2d'), actH2D = bytes('act', 'h2d');
-  const kvD2H = bytes('kv', 'd2h'), actD2H = bytes('act', 'd2h');
+  const weightsH2D = bytes('weights', 'h2d'),
+    kvH2D = bytes('kv', 'h2d'),
+    actH2D = bytes('act', 'h2d');
+  const kvD2H = bytes('kv', 'd2h'),
+    actD2H = bytes('act', 'd2h');
   const phase = (p: string) => m.phaseSeconds.labels({ phase: p });
-  const transfer = phase('transfer'), compute = phase('compute'), recompute = phase('recompute'), idle = phase('idle');
+  const transfer = phase('transfer'),
+    compute = phase('compute'),
+    recompute = phase('recompute'),
+    idle = phase('idle');
   const addStep = (c: NativeCounters) => {
     weightsH2D.inc(c.weightBytesH2D);
     kvH2D.inc(c.kvBytesH2D);
@@ -146,7 +234,12 @@ function createVllmMetrics(registry: Registry, modelName: string, latency: numbe
   const gauge = (name: string, help: string) => new Gauge({ name, help, labelNames, registers: r }).labels(model);
   const counter = (name: string, help: string) => new Counter({ name, help, labelNames, registers: r }).labels(model);
   const histogram = (name: string, help: string) => new Histogram({ name, help, labelNames, buckets: latency, registers: r }).labels(model);
-  const success = new Counter({ name: 'vllm:request_success_total', help: 'Finished requests by finish reason', labelNames: ['model_name', 'finished_reason'] as const, registers: r });
+  const success = new Counter({
+    name: 'vllm:request_success_total',
+    help: 'Finished requests by finish reason',
+    labelNames: ['model_name', 'finished_reason'] as const,
+    registers: r,
+  });
   for (const reason of ['stop', 'length', 'abort']) success.inc({ model_name: modelName, finished_reason: reason }, 0);
   return {
     running: gauge('vllm:num_requests_running', 'Requests in the running batch'),

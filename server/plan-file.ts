@@ -11,7 +11,10 @@ import { parsePlan, type PlanFile } from '../planning/plan-file.js';
 
 export { parsePlan, type PlanFile, type PlanParse } from '../planning/plan-file.js';
 
-export interface PlanWatcher { close(): void; check(): Promise<void> }
+export interface PlanWatcher {
+  close(): void;
+  check(): Promise<void>;
+}
 
 export interface WatchOptions {
   pollMs?: number;
@@ -32,7 +35,9 @@ export async function watchPlanFile(file: string, opts: WatchOptions): Promise<P
     if (reading) return reading;
     reading = (async () => {
       let text: string;
-      try { text = await readFile(file, 'utf8'); } catch (err) {
+      try {
+        text = await readFile(file, 'utf8');
+      } catch (err) {
         const msg = `cannot read plan file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
         if (msg !== lastError) opts.onError(msg);
         lastError = msg;
@@ -41,24 +46,41 @@ export async function watchPlanFile(file: string, opts: WatchOptions): Promise<P
       if (closed || text === last) return;
       last = text;
       const parsed = parsePlan(text);
-      if (!parsed.ok) { lastError = parsed.error; opts.onError(`plan file ${file} ignored: ${parsed.error}`); return; }
+      if (!parsed.ok) {
+        lastError = parsed.error;
+        opts.onError(`plan file ${file} ignored: ${parsed.error}`);
+        return;
+      }
       lastError = null;
       opts.onPlan(parsed.plan);
-    })().finally(() => { reading = null; });
+    })().finally(() => {
+      reading = null;
+    });
     return reading;
   };
   await check();
   let watcher: FSWatcher | null = null;
   try {
-    watcher = watch(path.dirname(file), { persistent: false }, () => { void check(); });
-    watcher.on('error', () => { watcher?.close(); watcher = null; });
+    watcher = watch(path.dirname(file), { persistent: false }, () => {
+      void check();
+    });
+    watcher.on('error', () => {
+      watcher?.close();
+      watcher = null;
+    });
   } catch {
     watcher = null; // polling alone
   }
-  const timer = setInterval(() => { void check(); }, opts.pollMs ?? 1000);
+  const timer = setInterval(() => {
+    void check();
+  }, opts.pollMs ?? 1000);
   timer.unref();
   return {
     check,
-    close() { closed = true; clearInterval(timer); watcher?.close(); },
+    close() {
+      closed = true;
+      clearInterval(timer);
+      watcher?.close();
+    },
   };
 }

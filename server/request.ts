@@ -10,7 +10,10 @@ import type { ChatRequestT } from './schemas/chat.js';
 import { ChatRequest } from './schemas/chat.js';
 import { CompletionRequest } from './schemas/completions.js';
 
-export interface ChatTurn { role: string; content: string }
+export interface ChatTurn {
+  role: string;
+  content: string;
+}
 
 /** The slice of a tokenizer the server uses; server/runtime.ts adapts model/tokenizer.ts to it. */
 export interface ServerTokenizer {
@@ -53,9 +56,29 @@ export interface GenerationRequest {
   ignoreEos: boolean;
 }
 
-type Common = Pick<CompletionRequestT, 'max_tokens' | 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'seed' | 'n' | 'stop' | 'stream' |
-  'stream_options' | 'ignore_eos' | 'stop_token_ids' | 'logit_bias' | 'presence_penalty' | 'frequency_penalty' | 'repetition_penalty' |
-  'min_tokens' | 'include_stop_str_in_output' | 'skip_special_tokens' | 'response_format'>;
+type Common = Pick<
+  CompletionRequestT,
+  | 'max_tokens'
+  | 'temperature'
+  | 'top_p'
+  | 'top_k'
+  | 'min_p'
+  | 'seed'
+  | 'n'
+  | 'stop'
+  | 'stream'
+  | 'stream_options'
+  | 'ignore_eos'
+  | 'stop_token_ids'
+  | 'logit_bias'
+  | 'presence_penalty'
+  | 'frequency_penalty'
+  | 'repetition_penalty'
+  | 'min_tokens'
+  | 'include_stop_str_in_output'
+  | 'skip_special_tokens'
+  | 'response_format'
+>;
 
 export function randomSeed(): number {
   return Math.floor(Math.random() * 0x7fffffff);
@@ -132,7 +155,11 @@ function tokenIdsInVocab(ids: number[], vocab: number, param: string): void {
 
 function logitBias(req: Common, vocab: number): Array<[number, number]> {
   const pairs = Object.entries(req.logit_bias ?? {}).map(([k, v]): [number, number] => [Number(k), v]);
-  tokenIdsInVocab(pairs.map(([id]) => id), vocab, 'logit_bias');
+  tokenIdsInVocab(
+    pairs.map(([id]) => id),
+    vocab,
+    'logit_bias',
+  );
   return pairs;
 }
 
@@ -162,26 +189,48 @@ export function samplingOf(req: Common, tok: ServerTokenizer, logprobs: number |
   return s;
 }
 
-function common(req: Common, tok: ServerTokenizer, promptTokens: number[], limits: ServerLimits, maxTokensField: string,
-  maxTokens: number | null | undefined, logprobs: number | null): GenerationRequest {
+function common(
+  req: Common,
+  tok: ServerTokenizer,
+  promptTokens: number[],
+  limits: ServerLimits,
+  maxTokensField: string,
+  maxTokens: number | null | undefined,
+  logprobs: number | null,
+): GenerationRequest {
   if (req.n != null && req.n !== 1) throw badRequest(`only n = 1 is supported, got n = ${req.n}`, 'n', 'unsupported_value');
   if (req.response_format != null && req.response_format.type !== 'text') {
-    throw badRequest(`response_format '${req.response_format.type}' is not supported (no constrained decoding); only 'text'`, 'response_format', 'unsupported_value');
+    throw badRequest(
+      `response_format '${req.response_format.type}' is not supported (no constrained decoding); only 'text'`,
+      'response_format',
+      'unsupported_value',
+    );
   }
   if (req.stream_options != null && req.stream !== true) {
     throw badRequest('stream_options is only allowed with stream: true', 'stream_options', 'invalid_value');
   }
   if (req.stream_options?.continuous_usage_stats === true) {
-    throw badRequest('stream_options.continuous_usage_stats is not supported', 'stream_options.continuous_usage_stats', 'unsupported_value');
+    throw badRequest(
+      'stream_options.continuous_usage_stats is not supported',
+      'stream_options.continuous_usage_stats',
+      'unsupported_value',
+    );
   }
   if (promptTokens.length === 0) throw badRequest('the prompt is empty after tokenization', 'prompt', 'empty_prompt');
   if (promptTokens.length > limits.maxPromptTokens) {
-    throw badRequest(`prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`, 'prompt', 'context_length_exceeded');
+    throw badRequest(
+      `prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`,
+      'prompt',
+      'context_length_exceeded',
+    );
   }
   const room = limits.maxTotalTokens - promptTokens.length;
   if (maxTokens != null && maxTokens > room) {
-    throw badRequest(`${maxTokensField} = ${maxTokens} plus the ${promptTokens.length} prompt tokens exceeds the ${limits.maxTotalTokens}-token window`,
-      maxTokensField, 'context_length_exceeded');
+    throw badRequest(
+      `${maxTokensField} = ${maxTokens} plus the ${promptTokens.length} prompt tokens exceeds the ${limits.maxTotalTokens}-token window`,
+      maxTokensField,
+      'context_length_exceeded',
+    );
   }
   // As vLLM: without max_tokens, generate up to the rest of the context window.
   const max = maxTokens ?? room;
@@ -207,17 +256,25 @@ function common(req: Common, tok: ServerTokenizer, promptTokens: number[], limit
 /** Refuses text longer than the character limit before any of it is tokenised (tokenising costs time). */
 function checkPromptChars(chars: number, limits: ServerLimits, param: string): void {
   if (chars > limits.maxPromptChars) {
-    throw badRequest(`prompt is ${chars} characters; this server accepts at most ${limits.maxPromptChars} (at most ${limits.maxPromptTokens} tokens)`,
-      param, 'context_length_exceeded');
+    throw badRequest(
+      `prompt is ${chars} characters; this server accepts at most ${limits.maxPromptChars} (at most ${limits.maxPromptTokens} tokens)`,
+      param,
+      'context_length_exceeded',
+    );
   }
 }
 
 function promptText(req: CompletionRequestT): string | undefined {
-  return typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? req.prompt[0] as string : undefined;
+  return typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? (req.prompt[0] as string) : undefined;
 }
 
 /** `encoded`: the prompt's ids when they were computed elsewhere (off the event loop). */
-export function completionToGeneration(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits, encoded?: number[]): GenerationRequest {
+export function completionToGeneration(
+  req: CompletionRequestT,
+  tok: ServerTokenizer,
+  limits: ServerLimits,
+  encoded?: number[],
+): GenerationRequest {
   refuseUnsupported(req as Record<string, unknown>);
   let ids: number[];
   const text = promptText(req);
@@ -246,7 +303,11 @@ function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
   }
   const turns = req.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
   if (turns.every((t) => t.content.trim() === '')) throw badRequest('messages have no content', 'messages', 'empty_messages');
-  checkPromptChars(turns.reduce((n, t) => n + t.content.length, 0), limits, 'messages');
+  checkPromptChars(
+    turns.reduce((n, t) => n + t.content.length, 0),
+    limits,
+    'messages',
+  );
   return turns;
 }
 
@@ -258,13 +319,29 @@ function templateRefusal(err: unknown): unknown {
 export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits, encoded?: number[]): GenerationRequest {
   const turns = chatTurns(req, limits);
   let ids: number[];
-  try { ids = encoded ?? tok.encodeChat(turns); } catch (err) { throw templateRefusal(err); }
+  try {
+    ids = encoded ?? tok.encodeChat(turns);
+  } catch (err) {
+    throw templateRefusal(err);
+  }
   const field = req.max_completion_tokens != null ? 'max_completion_tokens' : 'max_tokens';
-  return common(req, tok, ids, limits, field, req.max_completion_tokens ?? req.max_tokens, req.logprobs === true ? req.top_logprobs ?? 0 : null);
+  return common(
+    req,
+    tok,
+    ids,
+    limits,
+    field,
+    req.max_completion_tokens ?? req.max_tokens,
+    req.logprobs === true ? (req.top_logprobs ?? 0) : null,
+  );
 }
 
 /** completionToGeneration, with a long prompt tokenised off the event loop when the tokenizer can. */
-export async function completionToGenerationAsync(req: CompletionRequestT, tok: ServerTokenizer, limits: ServerLimits): Promise<GenerationRequest> {
+export async function completionToGenerationAsync(
+  req: CompletionRequestT,
+  tok: ServerTokenizer,
+  limits: ServerLimits,
+): Promise<GenerationRequest> {
   const text = promptText(req);
   if (text === undefined || text.length <= OFF_LOOP_CHARS || !tok.encodeAsync || req.echo || text.length > limits.maxPromptChars) {
     return completionToGeneration(req, tok, limits);
@@ -277,6 +354,10 @@ export async function chatToGenerationAsync(req: ChatRequestT, tok: ServerTokeni
   const turns = chatTurns(req, limits);
   if (turns.reduce((n, t) => n + t.content.length, 0) <= OFF_LOOP_CHARS || !tok.encodeChatAsync) return chatToGeneration(req, tok, limits);
   let ids: number[];
-  try { ids = await tok.encodeChatAsync(turns); } catch (err) { throw templateRefusal(err); }
+  try {
+    ids = await tok.encodeChatAsync(turns);
+  } catch (err) {
+    throw templateRefusal(err);
+  }
   return chatToGeneration(req, tok, limits, ids);
 }

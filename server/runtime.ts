@@ -44,7 +44,11 @@ export interface RuntimeOptions {
   prefixCaching?: boolean;
 }
 
-export interface LoadProgress { step: number; steps: number; stage: string }
+export interface LoadProgress {
+  step: number;
+  steps: number;
+  stage: string;
+}
 
 /** Share of the free host memory the default cache sizing may take (the rest: weights' copies, Node, the OS). */
 export const DEFAULT_CACHE_SHARE = 0.5;
@@ -70,7 +74,10 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: Tokenize
   const cache = new Map<number, string>();
   const decodeToken = (id: number) => {
     let s = cache.get(id);
-    if (s === undefined) { s = t.decode([id]); cache.set(id, s); }
+    if (s === undefined) {
+      s = t.decode([id]);
+      cache.set(id, s);
+    }
     return s;
   };
   return {
@@ -85,7 +92,11 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: Tokenize
 }
 
 /** The ACT fraction to start with and why. Pure. */
-export function chooseFraction(o: Pick<RuntimeOptions, 'actFraction' | 'device' | 'plan' | 'hostMemoryBytes'>, cfg: ModelConfig, deviceName: string): { fraction: number; reason: string } {
+export function chooseFraction(
+  o: Pick<RuntimeOptions, 'actFraction' | 'device' | 'plan' | 'hostMemoryBytes'>,
+  cfg: ModelConfig,
+  deviceName: string,
+): { fraction: number; reason: string } {
   if (o.plan) return { fraction: o.plan.actFraction, reason: `from the plan file${o.plan.reason ? `: ${o.plan.reason}` : ''}` };
   if (o.actFraction !== 'auto') return { fraction: o.actFraction, reason: 'set by --act-fraction' };
   if (o.device === 'cpu') {
@@ -103,20 +114,40 @@ export function chooseFraction(o: Pick<RuntimeOptions, 'actFraction' | 'device' 
 }
 
 /** Pool sizes at start: the plan file's, else a split of the host-memory cache budget, else a token budget. */
-export function choosePools(o: RuntimeOptions & { maxTotalTokens: number }, cfg: ModelConfig, fraction: number): { kvBlocks?: number; actBlocks?: number; blockTokens: number; tokenBudget: number; reason: string } {
+export function choosePools(
+  o: RuntimeOptions & { maxTotalTokens: number },
+  cfg: ModelConfig,
+  fraction: number,
+): { kvBlocks?: number; actBlocks?: number; blockTokens: number; tokenBudget: number; reason: string } {
   const blockTokens = o.plan?.blockTokens ?? o.blockTokens ?? 16;
   const wanted = o.maxBatch * o.maxTotalTokens;
   if (o.plan?.kvBlocks !== undefined && o.plan.actBlocks !== undefined) {
-    return { kvBlocks: o.plan.kvBlocks, actBlocks: o.plan.actBlocks, blockTokens, tokenBudget: wanted, reason: 'pool sizes from the plan file' };
+    return {
+      kvBlocks: o.plan.kvBlocks,
+      actBlocks: o.plan.actBlocks,
+      blockTokens,
+      tokenBudget: wanted,
+      reason: 'pool sizes from the plan file',
+    };
   }
   if (o.hostMemoryBytes !== undefined) {
     // The same split the operator's CPU start plan uses (planning/start-plan.ts).
     const { layout, split } = startPools({
-      model: cfg, device: o.device, hostMemoryBytes: o.hostMemoryBytes, actFraction: fraction, blockTokens, seqTokens: Math.min(o.maxTotalTokens, cfg.maxPositions),
+      model: cfg,
+      device: o.device,
+      hostMemoryBytes: o.hostMemoryBytes,
+      actFraction: fraction,
+      blockTokens,
+      seqTokens: Math.min(o.maxTotalTokens, cfg.maxPositions),
       weightDtype: o.weightDtype,
     });
-    return { kvBlocks: split.kvBlocks, actBlocks: split.actBlocks, blockTokens, tokenBudget: wanted,
-      reason: `host memory ${formatBytes(o.hostMemoryBytes)}: ${formatBytes(layout.cacheBytes)} of cache split at fraction ${fraction}` };
+    return {
+      kvBlocks: split.kvBlocks,
+      actBlocks: split.actBlocks,
+      blockTokens,
+      tokenBudget: wanted,
+      reason: `host memory ${formatBytes(o.hostMemoryBytes)}: ${formatBytes(layout.cacheBytes)} of cache split at fraction ${fraction}`,
+    };
   }
   // Default: each pool holds maxBatch whole windows, unless that does not fit in a share of the
   // free memory; then as many tokens as fit, and at least one whole request, else a clear error.
@@ -129,22 +160,34 @@ export function choosePools(o: RuntimeOptions & { maxTotalTokens: number }, cfg:
   const fits = Math.floor(room / poolBytesPerToken / blockTokens) * blockTokens - o.maxBatch * blockTokens;
   const tokenBudget = Math.min(wanted, fits);
   if (tokenBudget < o.maxTotalTokens) {
-    throw new RangeError(`the default cache for one ${o.maxTotalTokens}-token request needs ${formatBytes(o.maxTotalTokens * poolBytesPerToken)} ` +
-      `but only ${formatBytes(room)} of the ${formatBytes(free)} free host memory is left for it; pass --host-memory SIZE, or lower --max-total-tokens`);
+    throw new RangeError(
+      `the default cache for one ${o.maxTotalTokens}-token request needs ${formatBytes(o.maxTotalTokens * poolBytesPerToken)} ` +
+        `but only ${formatBytes(room)} of the ${formatBytes(free)} free host memory is left for it; pass --host-memory SIZE, or lower --max-total-tokens`,
+    );
   }
-  const capped = tokenBudget < wanted ? `, capped from ${wanted} to fit ${DEFAULT_CACHE_SHARE * 100}% of the ${formatBytes(free)} free host memory` : '';
-  return { blockTokens, tokenBudget, reason: `each pool holds ${tokenBudget} tokens (${formatBytes(tokenBudget * poolBytesPerToken)} of KV + ACT${capped})` };
+  const capped =
+    tokenBudget < wanted ? `, capped from ${wanted} to fit ${DEFAULT_CACHE_SHARE * 100}% of the ${formatBytes(free)} free host memory` : '';
+  return {
+    blockTokens,
+    tokenBudget,
+    reason: `each pool holds ${tokenBudget} tokens (${formatBytes(tokenBudget * poolBytesPerToken)} of KV + ACT${capped})`,
+  };
 }
 
 /**
  * The GPU side of the plan (cuda only): the plan file's GPU cache tier and resident layers when it
  * carries them (planning's planFile writes both), and the --gpu-memory cap. Pure.
  */
-export function chooseTiers(o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes'>): { gpuKvBlocks?: number; residentLayers?: number; gpuMemoryBytes?: number } {
+export function chooseTiers(o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes'>): {
+  gpuKvBlocks?: number;
+  residentLayers?: number;
+  gpuMemoryBytes?: number;
+} {
   if (o.device !== 'cuda') return {};
   const plan = (o.plan ?? {}) as { gpuKvBlocks?: unknown; residentLayers?: unknown };
   const int = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined);
-  const gpuKvBlocks = int(plan.gpuKvBlocks), residentLayers = int(plan.residentLayers);
+  const gpuKvBlocks = int(plan.gpuKvBlocks),
+    residentLayers = int(plan.residentLayers);
   return {
     ...(gpuKvBlocks !== undefined ? { gpuKvBlocks } : {}),
     ...(residentLayers !== undefined ? { residentLayers } : {}),
@@ -159,10 +202,20 @@ export function chooseTiers(o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemo
 async function cudaDeviceName(): Promise<string> {
   try {
     const e = await createEngine({
-      device: 'cuda', config: toNativeConfig(presetConfig('opt-tiny')!), weights: { kind: 'synthetic', seed: 0 }, blockTokens: 16,
-      kvBlocks: 1, actBlocks: 0, actFraction: 0, gpuMemoryBytes: 256 * 2 ** 20,
+      device: 'cuda',
+      config: toNativeConfig(presetConfig('opt-tiny')!),
+      weights: { kind: 'synthetic', seed: 0 },
+      blockTokens: 16,
+      kvBlocks: 1,
+      actBlocks: 0,
+      actFraction: 0,
+      gpuMemoryBytes: 256 * 2 ** 20,
     });
-    try { return e.info().deviceName; } finally { await e.close(); }
+    try {
+      return e.info().deviceName;
+    } finally {
+      await e.close();
+    }
   } catch {
     return '';
   }
@@ -179,23 +232,42 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // ran KV-only where bench:engine's auto ran at fraction 1, about half the tokens/s).
   const needName = o.device === 'cuda' && o.actFraction === 'auto' && !o.plan && !process.env.HYBRIDSERVE_GPU_PRODUCT;
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (needName ? await cudaDeviceName() : '');
-  let { fraction, reason } = chooseFraction(o, model.config, product);
+  const { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
   const tiers = chooseTiers(o);
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2, o.weightDtype).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
   const engine = await openEngine(model, {
-    device: o.device, actFraction: fraction, blockTokens: pools.blockTokens, tokenBudget: pools.tokenBudget,
-    maxSequences: o.maxBatch, kvBlocks: pools.kvBlocks, actBlocks: pools.actBlocks, threads: o.threads, ...tiers,
-    weightDtype: o.weightDtype, prefixCaching: o.prefixCaching ?? true,
+    device: o.device,
+    actFraction: fraction,
+    blockTokens: pools.blockTokens,
+    tokenBudget: pools.tokenBudget,
+    maxSequences: o.maxBatch,
+    kvBlocks: pools.kvBlocks,
+    actBlocks: pools.actBlocks,
+    threads: o.threads,
+    ...tiers,
+    weightDtype: o.weightDtype,
+    prefixCaching: o.prefixCaching ?? true,
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;
   if (o.device === 'cuda' && hbm) {
-    try { miniBatcher = planningMiniBatcher(engine, model.config, hbm, o.maxTotalTokens); } catch { miniBatcher = undefined; }
+    try {
+      miniBatcher = planningMiniBatcher(engine, model.config, hbm, o.maxTotalTokens);
+    } catch {
+      miniBatcher = undefined;
+    }
   }
   progress({ step: 2, steps: 2, stage: `ready (${formatBytes(engine.info().weightBytes)} of weights)` });
   // The byte tokenizer is linear and cheap; BPE tokenizers get a thread for long prompts.
   const thread = model.tokenizer.kind === 'bytes' ? undefined : startTokenizerThread(o.model);
-  return { model, engine, tokenizer: adaptTokenizer(model.tokenizer, model.config, thread), fractionReason: reason, poolsReason: pools.reason, miniBatcher };
+  return {
+    model,
+    engine,
+    tokenizer: adaptTokenizer(model.tokenizer, model.config, thread),
+    fractionReason: reason,
+    poolsReason: pools.reason,
+    miniBatcher,
+  };
 }

@@ -4,7 +4,10 @@
 import closeWithGrace from 'close-with-grace';
 import type { Serving } from './serving.js';
 
-export interface ListenOptions { host: string; port: number }
+export interface ListenOptions {
+  host: string;
+  port: number;
+}
 
 export async function listen(serving: Serving, opts: ListenOptions): Promise<string> {
   const { app } = serving;
@@ -15,7 +18,11 @@ export async function listen(serving: Serving, opts: ListenOptions): Promise<str
 }
 
 /** Installs the signal handlers; resolves when the process should exit. */
-export function closeOnSignals(serving: Serving, onClosed: () => Promise<void>, log: { info(m: string): void; error(m: string): void }): void {
+export function closeOnSignals(
+  serving: Serving,
+  onClosed: () => Promise<void>,
+  log: { info(m: string): void; error(m: string): void },
+): void {
   const grace = serving.ctx.limits.shutdownGraceMs;
   closeWithGrace({ delay: grace + 5_000, logger: { error: (m: unknown) => log.error(String(m)) } }, async ({ signal, err }) => {
     if (err) log.error(`shutting down after an error: ${err.stack ?? err.message}`);

@@ -12,7 +12,11 @@ import type { ServerTokenizer } from './request.js';
 import { Scheduler } from './scheduler/scheduler.js';
 import type { MiniBatcher } from './scheduler/policy.js';
 
-export interface Log { info(m: string): void; warn(m: string): void; error(m: string): void }
+export interface Log {
+  info(m: string): void;
+  warn(m: string): void;
+  error(m: string): void;
+}
 
 export interface ServingOptions {
   modelName: string;
@@ -49,17 +53,32 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
   const log = o.log ?? quiet;
   const limits = resolveLimits(o.limits ?? {}, o.maxPositions);
   const metrics = createMetrics({ processMetrics: o.processMetrics, modelName: o.modelName });
-  const scheduler = new Scheduler(o.engine, { maxBatch: o.maxBatch ?? 64, maxQueue: limits.maxQueue, eosTokenId: o.tokenizer.eosTokenId, miniBatcher: o.miniBatcher }, {
-    log,
-    onFirstToken: (s) => metrics.ttft.observe(s),
-    onTokenInterval: (s) => metrics.tpot.observe(s),
-    onPreempt: () => metrics.preemptions.inc(),
-    onCancelReleased: (steps) => metrics.cancelReleaseSteps.observe(steps),
-    onStep: (r) => metrics.addStep(r.result.counters),
-  });
+  const scheduler = new Scheduler(
+    o.engine,
+    { maxBatch: o.maxBatch ?? 64, maxQueue: limits.maxQueue, eosTokenId: o.tokenizer.eosTokenId, miniBatcher: o.miniBatcher },
+    {
+      log,
+      onFirstToken: (s) => metrics.ttft.observe(s),
+      onTokenInterval: (s) => metrics.tpot.observe(s),
+      onPreempt: () => metrics.preemptions.inc(),
+      onCancelReleased: (steps) => metrics.cancelReleaseSteps.observe(steps),
+      onStep: (r) => metrics.addStep(r.result.counters),
+    },
+  );
   const ctx: ServingContext = {
-    modelName: o.modelName, modelAliases: o.modelAliases ?? [], device: o.device, engine: o.engine, scheduler, tokenizer: o.tokenizer, metrics, limits,
-    apiKeys: keySet(o.apiKeys ?? []), startedAt: Date.now(), plan: null, ready: false, draining: false,
+    modelName: o.modelName,
+    modelAliases: o.modelAliases ?? [],
+    device: o.device,
+    engine: o.engine,
+    scheduler,
+    tokenizer: o.tokenizer,
+    metrics,
+    limits,
+    apiKeys: keySet(o.apiKeys ?? []),
+    startedAt: Date.now(),
+    plan: null,
+    ready: false,
+    draining: false,
     totals: { requests: 0, generatedTokens: 0, promptTokens: 0 },
   };
   metrics.actFraction.set(o.engine.actFraction());
@@ -68,14 +87,23 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
     watcher = await watchPlanFile(o.planFile, {
       pollMs: o.planPollMs,
       onPlan: (plan) => {
-        try { applyPlan(ctx, plan, log); } catch (err) { log.error(`plan not applied: ${(err as Error).message}`); }
+        try {
+          applyPlan(ctx, plan, log);
+        } catch (err) {
+          log.error(`plan not applied: ${(err as Error).message}`);
+        }
       },
       onError: (m) => log.warn(`${m}; keeping the last good plan`),
     });
   }
   let keyWatcher: KeyFileWatcher | null = null;
   if (o.apiKeyFile) keyWatcher = await watchKeyFile(o.apiKeyFile.file, ctx.apiKeys, o.apiKeyFile.envKeys, log, o.apiKeyFile.pollMs);
-  const corsOrigins = o.corsOrigins ?? (process.env.HYBRIDSERVE_CORS_ORIGINS ?? '').split(',').map((x) => x.trim()).filter(Boolean);
+  const corsOrigins =
+    o.corsOrigins ??
+    (process.env.HYBRIDSERVE_CORS_ORIGINS ?? '')
+      .split(',')
+      .map((x) => x.trim())
+      .filter(Boolean);
   const app = buildApp(ctx, { logger: o.logger, corsOrigins });
   let closing: Promise<void> | null = null;
   app.addHook('onClose', async () => {

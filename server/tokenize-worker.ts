@@ -12,11 +12,13 @@ const { spec, env } = workerData as { spec: string; env: Record<string, string |
 const ready = loadModel(spec, { env }).then((m) => m.tokenizer);
 
 parentPort!.on('message', (job: TokenizeJob) => {
-  void ready.then((tok) => {
-    const ids = job.op === 'encode' ? tok.encode(job.text) : tok.encodeChat(job.messages);
-    parentPort!.postMessage({ id: job.id, ids } satisfies TokenizeResult);
-  }).catch((err: unknown) => {
-    const e = err instanceof Error ? err : new Error(String(err));
-    parentPort!.postMessage({ id: job.id, error: { name: e.name, message: e.message } } satisfies TokenizeResult);
-  });
+  void ready
+    .then((tok) => {
+      const ids = job.op === 'encode' ? tok.encode(job.text) : tok.encodeChat(job.messages);
+      parentPort!.postMessage({ id: job.id, ids } satisfies TokenizeResult);
+    })
+    .catch((err: unknown) => {
+      const e = err instanceof Error ? err : new Error(String(err));
+      parentPort!.postMessage({ id: job.id, error: { name: e.name, message: e.message } } satisfies TokenizeResult);
+    });
 });

@@ -38,20 +38,29 @@ export function startTokenizerThread(spec: string, env: Record<string, string | 
     pending.delete(r.id);
     if (pending.size === 0) worker.unref();
     if ('ids' in r) p.resolve(r.ids);
-    else p.reject(r.error.name === 'ChatTemplateError' ? new ChatTemplateError(r.error.message) : new Error(`tokenizer thread: ${r.error.message}`));
+    else
+      p.reject(
+        r.error.name === 'ChatTemplateError' ? new ChatTemplateError(r.error.message) : new Error(`tokenizer thread: ${r.error.message}`),
+      );
   });
   worker.on('error', (err) => failAll(new Error(`tokenizer thread failed: ${err.message}`)));
   worker.on('exit', () => failAll(new Error('tokenizer thread exited')));
-  const run = (job: TokenizeWork) => new Promise<number[]>((resolve, reject) => {
-    if (failed) { reject(failed); return; }
-    const id = next++;
-    pending.set(id, { resolve, reject });
-    worker.ref(); // a job in flight keeps the process up until its answer
-    worker.postMessage({ ...job, id });
-  });
+  const run = (job: TokenizeWork) =>
+    new Promise<number[]>((resolve, reject) => {
+      if (failed) {
+        reject(failed);
+        return;
+      }
+      const id = next++;
+      pending.set(id, { resolve, reject });
+      worker.ref(); // a job in flight keeps the process up until its answer
+      worker.postMessage({ ...job, id });
+    });
   return {
     encode: (text) => run({ op: 'encode', text }),
     encodeChat: (messages) => run({ op: 'chat', messages }),
-    async close() { await worker.terminate(); },
+    async close() {
+      await worker.terminate();
+    },
   };
 }

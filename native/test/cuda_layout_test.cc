@@ -79,11 +79,11 @@ HS_TEST(cuda_layout_prefill_rows_after_decode_rows) {
   plan.seqs.push_back(Seq(2, one, 3, bd));
   const auto L = BuildLayout(plan, {0, 1}, kGeom, 4, 4);
   HS_CHECK_EQ(L.rows, 41);
-  HS_CHECK_EQ(L.paged_rows, 1);           // the decode row comes first, the prompt uses GEMM attention
+  HS_CHECK_EQ(L.paged_rows, 1);  // the decode row comes first, the prompt uses GEMM attention
   HS_CHECK_EQ(L.seqs[0], 1);
-  HS_CHECK_EQ(L.act_slots, 0);            // nothing cached yet in the prompt's blocks
-  HS_CHECK_EQ(L.kv_load_blocks, 1);       // only the decode sequence's block
-  HS_CHECK_EQ(L.act_store_src.size(), 32u);  // positions 0..31 are in ACT blocks
+  HS_CHECK_EQ(L.act_slots, 0);                     // nothing cached yet in the prompt's blocks
+  HS_CHECK_EQ(L.kv_load_blocks, 1);                // only the decode sequence's block
+  HS_CHECK_EQ(L.act_store_src.size(), 32u);        // positions 0..31 are in ACT blocks
   HS_CHECK_EQ(L.kv_store_src.size(), 2u * 8 + 2);  // positions 32..39 in a KV block, plus the decode token
   HS_CHECK_EQ(L.last_plan_index[1], 0);
   HS_CHECK_EQ(L.last_row[1], 40);
@@ -108,7 +108,8 @@ HS_TEST(cuda_layout_rejects_bad_tables) {
 HS_TEST(cuda_layout_gpu_tier_blocks_are_not_streamed) {
   using hs::Tier;
   const std::vector<int32_t> ta{7};
-  const std::vector<BlockRef> ba{{CacheKind::KV, 2, Tier::Device}, {CacheKind::KV, 6, Tier::Host}, {CacheKind::KV, 0, Tier::Device}};
+  const std::vector<BlockRef> ba{
+      {CacheKind::KV, 2, Tier::Device}, {CacheKind::KV, 6, Tier::Host}, {CacheKind::KV, 0, Tier::Device}};
   BatchPlan plan;
   plan.seqs.push_back(Seq(1, ta, 40, ba));  // decode at position 40: block 2 (a device block), slot 8
   const auto L = BuildLayout(plan, {0}, kGeom, 8, 8, 3);

@@ -37,7 +37,8 @@ void CheckInvariance(const ModelConfig& cfg) {
     auto e = test::MakeCpuEngine(cfg, 64, 64, f);
     const Trace t = Generate(*e, prompt, steps);
     HS_CHECK(t.tokens == ref.tokens);
-    for (int s = 0; s < steps; ++s) HS_CHECK(test::RelError(t.logits[s].data(), ref.logits[s].data(), cfg.vocab_size) < 1e-4);
+    for (int s = 0; s < steps; ++s)
+      HS_CHECK(test::RelError(t.logits[s].data(), ref.logits[s].data(), cfg.vocab_size) < 1e-4);
     if (f > 0) HS_CHECK(e->totals().recomputed_tokens > 0);
   }
   // No-cache recomputation: a fresh sequence prefilling prompt + generated tokens gives the
@@ -92,7 +93,8 @@ HS_TEST(batched_equals_unbatched_with_joins) {
       auto r = e->Step(run, true);
       for (size_t k = 0; k < run.size(); ++k) {
         got[who[k]].tokens.push_back(r.tokens[k]);
-        got[who[k]].logits.emplace_back(r.logits.begin() + k * cfg.vocab_size, r.logits.begin() + (k + 1) * cfg.vocab_size);
+        got[who[k]].logits.emplace_back(r.logits.begin() + k * cfg.vocab_size,
+                                        r.logits.begin() + (k + 1) * cfg.vocab_size);
       }
       for (int i = 0; i < 4; ++i)
         if (ids[i] >= 0 && (int)got[i].tokens.size() == steps) {

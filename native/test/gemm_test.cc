@@ -2,9 +2,9 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
-#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -68,8 +68,8 @@ int CompareOne(const Case& c, ThreadPool* pool, uint64_t seed) {
       const double diff = std::fabs((double)got[i] - (double)want[i]);
       if ((inside && !(diff <= tol)) || (!inside && got[i] != C0[i])) {
         if (bad < 3)
-          std::fprintf(stderr, "    M=%d N=%d K=%d pad=%d beta=%g bias=%d: C[%d,%d] = %g, want %g\n", c.M, c.N, c.K, c.pad,
-                       c.beta, c.bias, m, n, got[i], inside ? want[i] : C0[i]);
+          std::fprintf(stderr, "    M=%d N=%d K=%d pad=%d beta=%g bias=%d: C[%d,%d] = %g, want %g\n", c.M, c.N, c.K,
+                       c.pad, c.beta, c.bias, m, n, got[i], inside ? want[i] : C0[i]);
         ++bad;
       }
     }
@@ -95,10 +95,10 @@ void CheckAllShapes(const std::string& kernel, ThreadPool* pool) {
 // split across threads over N (wide) or over M (narrow N, tall M), decode shapes from OPT-125m,
 // and K = 0 (C = beta·C + bias).
 const Case kLargeCases[] = {
-    {16, 768, 768, 0, 0.f, true},  {1, 1000, 768, 0, 0.f, true}, {16, 96, 1500, 3, 1.f, false},
-    {3, 101, 2057, 1, 1.f, true},  {200, 30, 65, 0, 0.f, false}, {130, 40, 1100, 2, 1.f, true},
-    {40, 300, 768, 0, 0.f, true},  {5, 13, 0, 0, 1.f, true},     {13, 200, 777, 2, 1.f, true},
-    {12, 50, 1, 0, 0.f, true},     {14, 1000, 768, 0, 0.f, false},
+    {16, 768, 768, 0, 0.f, true}, {1, 1000, 768, 0, 0.f, true},   {16, 96, 1500, 3, 1.f, false},
+    {3, 101, 2057, 1, 1.f, true}, {200, 30, 65, 0, 0.f, false},   {130, 40, 1100, 2, 1.f, true},
+    {40, 300, 768, 0, 0.f, true}, {5, 13, 0, 0, 1.f, true},       {13, 200, 777, 2, 1.f, true},
+    {12, 50, 1, 0, 0.f, true},    {14, 1000, 768, 0, 0.f, false},
 };
 
 void CheckLarge(const std::string& kernel, ThreadPool* pool) {
@@ -187,9 +187,7 @@ HS_TEST(gemm_threadpool_nested_and_sleeping_workers) {
   ThreadPool pool(2);
   std::atomic<int> inner{0};
   // A nested call runs inline instead of deadlocking.
-  pool.ParallelFor(4, [&](int b, int e) {
-    pool.ParallelFor(e - b, [&](int ib, int ie) { inner += ie - ib; });
-  });
+  pool.ParallelFor(4, [&](int b, int e) { pool.ParallelFor(e - b, [&](int ib, int ie) { inner += ie - ib; }); });
   HS_CHECK_EQ(inner.load(), 4);
   // Let the worker go past its spin phase onto the condvar, then check it still wakes.
   std::this_thread::sleep_for(std::chrono::milliseconds(5));

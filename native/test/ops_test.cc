@@ -34,7 +34,8 @@ HS_TEST(layernorm_matches_formula) {
     m /= dim;
     for (int i = 0; i < dim; ++i) v += (x[r * dim + i] - m) * (x[r * dim + i] - m);
     v /= dim;
-    for (int i = 0; i < dim; ++i) HS_CHECK_NEAR(out[r * dim + i], (x[r * dim + i] - m) / std::sqrt(v + 1e-5) * w[i] + b[i], 1e-5);
+    for (int i = 0; i < dim; ++i)
+      HS_CHECK_NEAR(out[r * dim + i], (x[r * dim + i] - m) / std::sqrt(v + 1e-5) * w[i] + b[i], 1e-5);
   }
 }
 
@@ -82,8 +83,8 @@ HS_TEST(rope_rotates_pairs_i_and_i_plus_half) {
 }
 
 // Naive causal GQA attention over contiguous K/V [len, kv_heads*d] for one sequence.
-static void NaiveAttention(const float* q, const float* k, const float* v, float* out, int num_new, int start, int nh, int nkv,
-                           int d) {
+static void NaiveAttention(const float* q, const float* k, const float* v, float* out, int num_new, int start, int nh,
+                           int nkv, int d) {
   for (int i = 0; i < num_new; ++i)
     for (int h = 0; h < nh; ++h) {
       const int kvh = h * nkv / nh;
@@ -164,10 +165,10 @@ HS_TEST(half_conversions_round_trip) {
   }
   HS_CHECK_EQ(bad, 0);
   HS_CHECK_EQ(f16_to_f32(0x3c00), 1.f);
-  HS_CHECK_EQ(f32_to_f16(65520.f), 0x7c00);                   // rounds to inf
-  HS_CHECK_EQ(f32_to_f16(1.f + 1.f / 2048), 0x3c00);         // halfway: ties to even
-  HS_CHECK_EQ(f32_to_f16(1.f + 3.f / 2048), 0x3c02);         // halfway: ties to even (up)
-  HS_CHECK_EQ(f32_to_f16(std::ldexp(1.f, -25)), 0x0000);     // half of the smallest subnormal: ties to even
-  HS_CHECK_EQ(f32_to_f16(std::ldexp(1.5f, -24)), 0x0002);    // 1.5 ulp subnormal rounds to even (2)
+  HS_CHECK_EQ(f32_to_f16(65520.f), 0x7c00);                // rounds to inf
+  HS_CHECK_EQ(f32_to_f16(1.f + 1.f / 2048), 0x3c00);       // halfway: ties to even
+  HS_CHECK_EQ(f32_to_f16(1.f + 3.f / 2048), 0x3c02);       // halfway: ties to even (up)
+  HS_CHECK_EQ(f32_to_f16(std::ldexp(1.f, -25)), 0x0000);   // half of the smallest subnormal: ties to even
+  HS_CHECK_EQ(f32_to_f16(std::ldexp(1.5f, -24)), 0x0002);  // 1.5 ulp subnormal rounds to even (2)
   HS_CHECK_EQ(bf16_to_f32(0x3f80), 1.f);
 }

@@ -43,7 +43,8 @@ HS_TEST(wanted_kind_spreads_act_blocks) {
     for (int i = 0; i < 100; ++i) act += WantedKind(i, f) == CacheKind::ACT;
     HS_CHECK_EQ(act, (int)std::floor(100 * f + 1e-9));
   }
-  HS_CHECK(WantedKind(0, 0.5) == CacheKind::KV && WantedKind(1, 0.5) == CacheKind::ACT && WantedKind(2, 0.5) == CacheKind::KV);
+  HS_CHECK(WantedKind(0, 0.5) == CacheKind::KV && WantedKind(1, 0.5) == CacheKind::ACT &&
+           WantedKind(2, 0.5) == CacheKind::KV);
 }
 
 HS_TEST(engine_block_kinds_follow_fraction_and_fall_back) {

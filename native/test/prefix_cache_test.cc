@@ -65,7 +65,7 @@ HS_TEST(block_manager_refcounts_idle_lru_and_eviction) {
   HS_CHECK_EQ(m.idle_cached(PoolId::HostKv), 1);
   HS_CHECK_EQ(m.available(PoolId::HostKv), 2);  // one free + one idle
   HS_CHECK_THROWS(m.Release({CacheKind::KV, a}), std::logic_error);
-  m.Release({CacheKind::KV, b});  // idle after a: a is evicted first
+  m.Release({CacheKind::KV, b});                 // idle after a: a is evicted first
   const int32_t c = m.Allocate(PoolId::HostKv);  // the free block
   const int32_t d = m.Allocate(PoolId::HostKv);  // evicts a (least recently released)
   HS_CHECK(c != a && c != b);
@@ -162,7 +162,8 @@ HS_TEST(prefix_cache_shared_block_content_is_never_written) {
   std::vector<double> sums;
   std::vector<BlockRef> table;
   for (int b = 0; b < 3; ++b) {
-    auto hit = on->blocks().Lookup(b == 0 ? kRootBlockHash : BlockChainHash(kRootBlockHash, p.data(), 4) , p.data() + b * 4, 4);
+    auto hit =
+        on->blocks().Lookup(b == 0 ? kRootBlockHash : BlockChainHash(kRootBlockHash, p.data(), 4), p.data() + b * 4, 4);
     if (b == 0) HS_CHECK(hit.has_value());
     if (hit) table.push_back(*hit);
   }

@@ -2,8 +2,8 @@
 // format's bound, the quantised GEMM on every CPU kernel against a float64 reference of the
 // dequantised weights, the loader, and a quantised engine against the f32 one.
 #include <cmath>
-#include <cstdio>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -71,14 +71,14 @@ HS_TEST(quant_fp8_codec_exact_and_round_to_nearest_even) {
     HS_CHECK_EQ((int)Fp8E4M3FromFloat(Fp8E4M3ToFloat((uint8_t)c)), c);  // every value encodes to itself
   }
   HS_CHECK_EQ(Fp8E4M3ToFloat(0x7e), 448.f);
-  HS_CHECK_EQ(Fp8E4M3ToFloat(0x08), 0.015625f);   // smallest normal 2^-6
+  HS_CHECK_EQ(Fp8E4M3ToFloat(0x08), 0.015625f);     // smallest normal 2^-6
   HS_CHECK_EQ(Fp8E4M3ToFloat(0x01), 0.001953125f);  // smallest subnormal 2^-9
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(1e6f), 0x7e);   // saturates, never NaN
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(-1e6f), 0xfe);
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(1.0625f), 0x38);  // halfway 1 | 1.125: to even (1.0)
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(1.1875f), 0x3a);  // halfway 1.125 | 1.25: to even (1.25)
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(1.07f), 0x39);
-  HS_CHECK_EQ((int)Fp8E4M3FromFloat(15.9f), 0x58);  // rounds up into the next binade (16)
+  HS_CHECK_EQ((int)Fp8E4M3FromFloat(15.9f), 0x58);          // rounds up into the next binade (16)
   HS_CHECK_EQ((int)Fp8E4M3FromFloat(0.0009765625f), 0x00);  // 2^-10: halfway 0 | 2^-9, to even
   // DequantizeRows decodes every non-NaN code (scale 1) to the same value as the scalar codec.
   std::vector<uint8_t> codes;
@@ -97,7 +97,7 @@ HS_TEST(quant_layout_sizes) {
   HS_CHECK_EQ(ScaleGroups(WeightFormat::INT4, 300), (int64_t)3);
   HS_CHECK_EQ(QuantizedBytes(WeightFormat::INT4, 5, 300), (size_t)(768 + 64 + 15));
   HS_CHECK_EQ(QuantizedBytes(WeightFormat::INT8, 5, 300), (size_t)(1536 + 64));  // scales start on a 64-byte line
-  HS_CHECK_EQ(QuantizedBytes(WeightFormat::FP8, 5, 301), (size_t)(1536 + 64));  // scales start on a 64-byte line
+  HS_CHECK_EQ(QuantizedBytes(WeightFormat::FP8, 5, 301), (size_t)(1536 + 64));   // scales start on a 64-byte line
   HS_CHECK_THROWS(QuantizedBytes(WeightFormat::Native, 5, 300), std::invalid_argument);
   WeightFormat f;
   HS_CHECK(ParseWeightFormat("int4", &f) && f == WeightFormat::INT4);
@@ -123,7 +123,7 @@ HS_TEST(quant_round_trip_within_format_bound) {
         if (bound > 0) worst_ratio = std::max(worst_ratio, err / bound);
       }
     HS_CHECK_EQ(over, 0);
-    HS_CHECK(worst_ratio > 0.5);  // the bound is tight, not vacuous
+    HS_CHECK(worst_ratio > 0.5);                                           // the bound is tight, not vacuous
     for (int c = 0; c < cols; ++c) HS_CHECK_EQ(d[(size_t)cols + c], 0.f);  // zero row stays exactly zero
     std::fprintf(stderr, "    %s: worst error / bound = %.3f\n", WeightFormatName(f), worst_ratio);
   }
@@ -161,8 +161,8 @@ int CompareQuantGemm(WeightFormat f, int M, int N, int K, float beta, bool bias,
       const size_t i = (size_t)m * ldc + n;
       const bool ok = n < N ? std::fabs((double)got[i] - want[i]) <= tol : got[i] == C0[i];
       if (!ok && bad++ < 3)
-        std::fprintf(stderr, "    %s M=%d N=%d K=%d: C[%d,%d] = %g, want %g\n", WeightFormatName(f), M, N, K, m, n, got[i],
-                     n < N ? want[i] : C0[i]);
+        std::fprintf(stderr, "    %s M=%d N=%d K=%d: C[%d,%d] = %g, want %g\n", WeightFormatName(f), M, N, K, m, n,
+                     got[i], n < N ? want[i] : C0[i]);
     }
   return bad;
 }
@@ -199,12 +199,16 @@ HS_TEST(quant_gemm_rejects_bad_arguments) {
   const auto w = Matrix(8, 16, 3);
   const Quantized q = QuantizeCopy(w, 8, 16, WeightFormat::INT8);
   std::vector<float> A(4 * 16), C(4 * 8);
-  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 17, A.data(), 17, q.view, C.data(), 8, 0.f, nullptr, nullptr), std::invalid_argument);
-  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 16, A.data(), 15, q.view, C.data(), 8, 0.f, nullptr, nullptr), std::invalid_argument);
-  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 16, nullptr, 16, q.view, C.data(), 8, 0.f, nullptr, nullptr), std::invalid_argument);
+  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 17, A.data(), 17, q.view, C.data(), 8, 0.f, nullptr, nullptr),
+                  std::invalid_argument);
+  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 16, A.data(), 15, q.view, C.data(), 8, 0.f, nullptr, nullptr),
+                  std::invalid_argument);
+  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 16, nullptr, 16, q.view, C.data(), 8, 0.f, nullptr, nullptr),
+                  std::invalid_argument);
   QuantView native = q.view;
   native.format = WeightFormat::Native;
-  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 16, A.data(), 16, native, C.data(), 8, 0.f, nullptr, nullptr), std::invalid_argument);
+  HS_CHECK_THROWS(cpu::gemm_nt_q(4, 8, 16, A.data(), 16, native, C.data(), 8, 0.f, nullptr, nullptr),
+                  std::invalid_argument);
 }
 
 HS_TEST(quant_loader_quantises_only_layer_matrices) {

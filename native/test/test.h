@@ -37,46 +37,46 @@ inline void Fail(const char* file, int line, const std::string& what) {
 #define HS_TEST_CAT2(a, b) a##b
 #define HS_TEST_CAT(a, b) HS_TEST_CAT2(a, b)
 #define HS_TEST(name)                                                                   \
-  static void hs_test_##name();                                                        \
+  static void hs_test_##name();                                                         \
   static ::hs::test::Registrar HS_TEST_CAT(hs_registrar_, name)(#name, hs_test_##name); \
   static void hs_test_##name()
 
-#define HS_CHECK(cond)                                                  \
-  do {                                                                  \
+#define HS_CHECK(cond)                                                 \
+  do {                                                                 \
     if (!(cond)) ::hs::test::Fail(__FILE__, __LINE__, "check " #cond); \
   } while (0)
 
-#define HS_CHECK_EQ(a, b)                                                                  \
-  do {                                                                                     \
-    auto hs_a_ = (a);                                                                      \
-    auto hs_b_ = (b);                                                                      \
-    if (!(hs_a_ == hs_b_)) {                                                               \
-      std::ostringstream hs_os_;                                                           \
-      hs_os_ << #a " == " #b " (" << hs_a_ << " vs " << hs_b_ << ")";                      \
-      ::hs::test::Fail(__FILE__, __LINE__, hs_os_.str());                                  \
-    }                                                                                      \
+#define HS_CHECK_EQ(a, b)                                             \
+  do {                                                                \
+    auto hs_a_ = (a);                                                 \
+    auto hs_b_ = (b);                                                 \
+    if (!(hs_a_ == hs_b_)) {                                          \
+      std::ostringstream hs_os_;                                      \
+      hs_os_ << #a " == " #b " (" << hs_a_ << " vs " << hs_b_ << ")"; \
+      ::hs::test::Fail(__FILE__, __LINE__, hs_os_.str());             \
+    }                                                                 \
   } while (0)
 
 // |a - b| <= tol * max(1, |b|): relative for large values, absolute near zero.
-#define HS_CHECK_NEAR(a, b, tol)                                                            \
-  do {                                                                                      \
-    double hs_a_ = (a), hs_b_ = (b);                                                        \
-    if (!(std::fabs(hs_a_ - hs_b_) <= (tol) * std::fmax(1.0, std::fabs(hs_b_)))) {         \
-      std::ostringstream hs_os_;                                                            \
-      hs_os_ << #a " ~ " #b " (" << hs_a_ << " vs " << hs_b_ << ", tol " << (tol) << ")";   \
-      ::hs::test::Fail(__FILE__, __LINE__, hs_os_.str());                                   \
-    }                                                                                       \
+#define HS_CHECK_NEAR(a, b, tol)                                                          \
+  do {                                                                                    \
+    double hs_a_ = (a), hs_b_ = (b);                                                      \
+    if (!(std::fabs(hs_a_ - hs_b_) <= (tol)*std::fmax(1.0, std::fabs(hs_b_)))) {          \
+      std::ostringstream hs_os_;                                                          \
+      hs_os_ << #a " ~ " #b " (" << hs_a_ << " vs " << hs_b_ << ", tol " << (tol) << ")"; \
+      ::hs::test::Fail(__FILE__, __LINE__, hs_os_.str());                                 \
+    }                                                                                     \
   } while (0)
 
 // Expects `stmt` to throw an exception of type `type`.
-#define HS_CHECK_THROWS(stmt, type)                                                   \
-  do {                                                                                \
-    bool hs_thrown_ = false;                                                          \
-    try {                                                                             \
-      stmt;                                                                           \
-    } catch (const type&) {                                                           \
-      hs_thrown_ = true;                                                              \
-    } catch (...) {                                                                   \
-    }                                                                                 \
+#define HS_CHECK_THROWS(stmt, type)                                                       \
+  do {                                                                                    \
+    bool hs_thrown_ = false;                                                              \
+    try {                                                                                 \
+      stmt;                                                                               \
+    } catch (const type&) {                                                               \
+      hs_thrown_ = true;                                                                  \
+    } catch (...) {                                                                       \
+    }                                                                                     \
     if (!hs_thrown_) ::hs::test::Fail(__FILE__, __LINE__, #stmt " did not throw " #type); \
   } while (0)

@@ -41,8 +41,8 @@ inline ModelConfig TinyLlama(int kv_heads = 2) {
 }
 
 inline std::unique_ptr<Engine> MakeCpuEngine(const ModelConfig& cfg, int kv_blocks, int act_blocks, double fraction,
-                                             int block_tokens = 4, uint64_t seed = 7, int threads = 2, int gpu_kv_blocks = 0,
-                                             bool prefix_caching = false) {
+                                             int block_tokens = 4, uint64_t seed = 7, int threads = 2,
+                                             int gpu_kv_blocks = 0, bool prefix_caching = false) {
   EngineParts parts;
   WeightSource src;
   src.synthetic = true;

@@ -57,7 +57,8 @@ HS_TEST(device_pool_contract) {
   HS_CHECK_EQ(p.free_blocks(CacheKind::KV), 2);  // the host tier is untouched
   // A device block and a host block with the same index are different storage.
   const int32_t h = p.Allocate(CacheKind::KV);
-  HS_CHECK(p.block_ptr(BlockRef{CacheKind::KV, h, Tier::Device}, 1) != p.block_ptr(BlockRef{CacheKind::KV, h, Tier::Host}, 1));
+  HS_CHECK(p.block_ptr(BlockRef{CacheKind::KV, h, Tier::Device}, 1) !=
+           p.block_ptr(BlockRef{CacheKind::KV, h, Tier::Host}, 1));
   HS_CHECK(p.block_ptr(BlockRef{CacheKind::KV, 2, Tier::Device}, 1) ==
            p.device_layer_base(1) + 2 * p.block_elems_per_layer(CacheKind::KV) * 4);
   p.Release(BlockRef{CacheKind::KV, b, Tier::Device});
@@ -120,7 +121,8 @@ HS_TEST(only_host_tier_blocks_count_as_pcie_bytes) {
   const int64_t g = all_gpu->AddSequence(p.data(), 12, {});
   all_gpu->Step({g});
   r = all_gpu->Step({g});
-  HS_CHECK_EQ(r.counters.kv_bytes_h2d + r.counters.act_bytes_h2d + r.counters.kv_bytes_d2h + r.counters.act_bytes_d2h, 0);
+  HS_CHECK_EQ(r.counters.kv_bytes_h2d + r.counters.act_bytes_h2d + r.counters.kv_bytes_d2h + r.counters.act_bytes_d2h,
+              0);
 }
 
 // Acceptance 6: a randomised join/leave test across tiers finds no leak or double free.

@@ -38,9 +38,7 @@ export interface NativeTensorRef {
   shape: number[];
 }
 
-export type NativeWeightSource =
-  | { kind: 'synthetic'; seed: number }
-  | { kind: 'files'; tensors: NativeTensorRef[] };
+export type NativeWeightSource = { kind: 'synthetic'; seed: number } | { kind: 'files'; tensors: NativeTensorRef[] };
 
 export interface NativeEngineOptions {
   device: NativeDevice;
@@ -123,7 +121,9 @@ export const NativeErrorCode = {
 export type NativeErrorCode = (typeof NativeErrorCode)[keyof typeof NativeErrorCode];
 
 /** An error thrown or rejected by the addon. */
-export interface NativeError extends Error { code: NativeErrorCode }
+export interface NativeError extends Error {
+  code: NativeErrorCode;
+}
 
 /** True when `err` is an addon error with the given code (works across realms: no instanceof). */
 export function isNativeError(err: unknown, code?: NativeErrorCode): err is NativeError {
@@ -163,7 +163,10 @@ export interface NativeStepResult {
 }
 
 /** One generated token's logprob and its top alternatives ([id, logprob], best first). */
-export interface TokenLogprob { logprob: number; top: Array<[number, number]> }
+export interface TokenLogprob {
+  logprob: number;
+  top: Array<[number, number]>;
+}
 
 /** The logprobs of row i of a step result, when the step returned any for it. */
 export function stepLogprob(r: NativeStepResult, i: number): TokenLogprob | undefined {

@@ -5,8 +5,20 @@ import type { NativeCounters } from './addon-types.js';
 
 // Typed as NativeCounters, so the compiler refuses this literal when the interface gains a field.
 const ZERO: Readonly<NativeCounters> = {
-  steps: 0, prefillTokens: 0, decodeTokens: 0, weightBytesH2D: 0, kvBytesH2D: 0, actBytesH2D: 0, kvBytesD2H: 0, actBytesD2H: 0,
-  transferSeconds: 0, computeSeconds: 0, recomputeSeconds: 0, idleSeconds: 0, wallSeconds: 0, recomputedTokens: 0,
+  steps: 0,
+  prefillTokens: 0,
+  decodeTokens: 0,
+  weightBytesH2D: 0,
+  kvBytesH2D: 0,
+  actBytesH2D: 0,
+  kvBytesD2H: 0,
+  actBytesD2H: 0,
+  transferSeconds: 0,
+  computeSeconds: 0,
+  recomputeSeconds: 0,
+  idleSeconds: 0,
+  wallSeconds: 0,
+  recomputedTokens: 0,
 };
 
 /** Every counter field, in the addon's order (native/src/addon/convert.cc). */

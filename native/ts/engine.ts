@@ -51,9 +51,18 @@ export function loadAddon(): NativeAddon {
 /** The addon's view of a model config. */
 export function toNativeConfig(cfg: ModelConfig): NativeModelConfig {
   return {
-    arch: cfg.arch, vocabSize: cfg.vocabSize, hiddenSize: cfg.hiddenSize, numLayers: cfg.numLayers,
-    numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, headDim: cfg.headDim, ffnSize: cfg.ffnSize,
-    maxPositions: cfg.maxPositions, normEps: cfg.normEps, ropeTheta: cfg.ropeTheta, tieEmbeddings: cfg.tieEmbeddings,
+    arch: cfg.arch,
+    vocabSize: cfg.vocabSize,
+    hiddenSize: cfg.hiddenSize,
+    numLayers: cfg.numLayers,
+    numHeads: cfg.numHeads,
+    numKvHeads: cfg.numKvHeads,
+    headDim: cfg.headDim,
+    ffnSize: cfg.ffnSize,
+    maxPositions: cfg.maxPositions,
+    normEps: cfg.normEps,
+    ropeTheta: cfg.ropeTheta,
+    tieEmbeddings: cfg.tieEmbeddings,
   };
 }
 

@@ -13,13 +13,26 @@ export interface ResolvedSpec extends HsdSpec {
   replicas: number;
   gpusPerPod: number;
   cache: NonNullable<HsdSpec['cache']> & {
-    actFraction: 'auto' | number; blockTokens: number; hostMemory: NonNullable<NonNullable<HsdSpec['cache']>['hostMemory']>;
-    retune: NonNullable<NonNullable<HsdSpec['cache']>['retune']> & { enabled: boolean; intervalSeconds: number; hysteresis: number; damping: number; maxStep: number };
+    actFraction: 'auto' | number;
+    blockTokens: number;
+    hostMemory: NonNullable<NonNullable<HsdSpec['cache']>['hostMemory']>;
+    retune: NonNullable<NonNullable<HsdSpec['cache']>['retune']> & {
+      enabled: boolean;
+      intervalSeconds: number;
+      hysteresis: number;
+      damping: number;
+      maxStep: number;
+    };
   };
   engine: NonNullable<HsdSpec['engine']> & { elementBytes: number; promptTokens: number; genTokens: number };
   server: NonNullable<HsdSpec['server']> & { port: number };
   autoscaling: NonNullable<HsdSpec['autoscaling']> & {
-    enabled: boolean; minReplicas: number; maxReplicas: number; metric: 'queueDepth' | 'tokensPerSecond'; target: number };
+    enabled: boolean;
+    minReplicas: number;
+    maxReplicas: number;
+    metric: 'queueDepth' | 'tokensPerSecond';
+    target: number;
+  };
   podDisruptionBudget: { enabled: boolean; maxUnavailable: number };
   networkPolicy: NonNullable<HsdSpec['networkPolicy']> & { enabled: boolean };
 }

@@ -27,7 +27,12 @@ export interface ObjectMeta {
 }
 
 export interface OwnerReference {
-  apiVersion: string; kind: string; name: string; uid: string; controller?: boolean; blockOwnerDeletion?: boolean;
+  apiVersion: string;
+  kind: string;
+  name: string;
+  uid: string;
+  controller?: boolean;
+  blockOwnerDeletion?: boolean;
 }
 
 export interface HsdSpec {
@@ -44,42 +49,99 @@ export interface HsdSpec {
     blockTokens?: number;
     /** A quantity ("48Gi" or bytes) per pod, or the object form (bytes and headroomBytes are quantities too). */
     hostMemory?: Quantity | HostMemorySpec;
-    retune?: { enabled?: boolean; intervalSeconds?: number; minActFraction?: number; maxActFraction?: number;
-      hysteresis?: number; damping?: number; maxStep?: number };
+    retune?: {
+      enabled?: boolean;
+      intervalSeconds?: number;
+      minActFraction?: number;
+      maxActFraction?: number;
+      hysteresis?: number;
+      damping?: number;
+      maxStep?: number;
+    };
   };
   engine?: { maxBatch?: number; elementBytes?: number; promptTokens?: number; genTokens?: number; threads?: number };
   slo?: { tpotSeconds?: number };
   limits?: { maxPromptTokens?: number; maxTotalTokens?: number };
-  server?: { apiKeySecretRef?: { name: string; key: string }; maxConcurrentRequests?: number; maxTokens?: number; port?: number;
-    startupSeconds?: number; cpuRequest?: Quantity };
-  pod?: { annotations?: Record<string, string>; labels?: Record<string, string>; imagePullSecrets?: { name: string }[];
-    priorityClassName?: string; runtimeClassName?: string; topologySpreadConstraints?: Record<string, unknown>[]; env?: EnvVar[] };
+  server?: {
+    apiKeySecretRef?: { name: string; key: string };
+    maxConcurrentRequests?: number;
+    maxTokens?: number;
+    port?: number;
+    startupSeconds?: number;
+    cpuRequest?: Quantity;
+  };
+  pod?: {
+    annotations?: Record<string, string>;
+    labels?: Record<string, string>;
+    imagePullSecrets?: { name: string }[];
+    priorityClassName?: string;
+    runtimeClassName?: string;
+    topologySpreadConstraints?: Record<string, unknown>[];
+    env?: EnvVar[];
+  };
   podDisruptionBudget?: { enabled?: boolean; maxUnavailable?: number };
   networkPolicy?: { enabled?: boolean; from?: Record<string, unknown>[] };
-  autoscaling?: { enabled?: boolean; minReplicas?: number; maxReplicas?: number; metric?: 'queueDepth' | 'tokensPerSecond';
-    target?: number; scaleToZeroAfter?: string | number };
+  autoscaling?: {
+    enabled?: boolean;
+    minReplicas?: number;
+    maxReplicas?: number;
+    metric?: 'queueDepth' | 'tokensPerSecond';
+    target?: number;
+    scaleToZeroAfter?: string | number;
+  };
 }
 
 /** A Kubernetes quantity string ("48Gi", "500m") or a plain number. */
 export type Quantity = string | number;
-export interface HostMemorySpec { share?: number; bytes?: Quantity; headroomBytes?: Quantity }
+export interface HostMemorySpec {
+  share?: number;
+  bytes?: Quantity;
+  headroomBytes?: Quantity;
+}
 /** core/v1 EnvVar (only the parts the operator inspects are typed). */
-export interface EnvVar { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string }; [k: string]: unknown } }
+export interface EnvVar {
+  name: string;
+  value?: string;
+  valueFrom?: { secretKeyRef?: { name: string; key: string }; [k: string]: unknown };
+}
 
 export interface Condition {
-  type: string; status: 'True' | 'False' | 'Unknown'; reason: string; message: string;
-  lastTransitionTime: string; observedGeneration?: number;
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime: string;
+  observedGeneration?: number;
 }
 
 export interface MeasuredFigures {
-  tokensPerSecond: number; queueDepth: number; transferSeconds: number; computeSeconds: number;
-  recomputeSeconds: number; idleSeconds: number; steps: number; pods: number; at: string;
+  tokensPerSecond: number;
+  queueDepth: number;
+  transferSeconds: number;
+  computeSeconds: number;
+  recomputeSeconds: number;
+  idleSeconds: number;
+  steps: number;
+  pods: number;
+  at: string;
 }
 
 export interface NodeGroupStatus {
-  name: string; gpuProduct: string; nodes: number; allocatableMemoryBytes: number; replicas: number; readyReplicas: number;
-  actFraction: number; hostMemoryBytes: number; kvBlocks: number; actBlocks: number; maxBatch: number;
-  planGeneration: number; predictedTokensPerSecond: number; reason: string; measured?: MeasuredFigures;
+  name: string;
+  gpuProduct: string;
+  nodes: number;
+  allocatableMemoryBytes: number;
+  replicas: number;
+  readyReplicas: number;
+  actFraction: number;
+  hostMemoryBytes: number;
+  kvBlocks: number;
+  actBlocks: number;
+  maxBatch: number;
+  planGeneration: number;
+  predictedTokensPerSecond: number;
+  reason: string;
+  measured?: MeasuredFigures;
   retune?: { lastDirection: -1 | 0 | 1; stableCycles: number };
 }
 
@@ -100,20 +162,63 @@ export interface HsdStatus {
 }
 
 export interface HybridServeDeployment {
-  apiVersion: typeof API_VERSION; kind: typeof KIND; metadata: ObjectMeta; spec: HsdSpec; status?: HsdStatus;
+  apiVersion: typeof API_VERSION;
+  kind: typeof KIND;
+  metadata: ObjectMeta;
+  spec: HsdSpec;
+  status?: HsdStatus;
 }
 
 /** The spec fields whose schema paths must exist (kept in step with the interfaces above by a test). */
 export const SPEC_FIELD_PATHS: readonly string[] = [
-  'model.uri', 'model.preset', 'image', 'replicas', 'gpusPerPod', 'nodeSelector', 'tolerations', 'affinity',
-  'cache.actFraction', 'cache.blockTokens', 'cache.hostMemory',
-  'cache.retune.enabled', 'cache.retune.intervalSeconds', 'cache.retune.minActFraction', 'cache.retune.maxActFraction',
-  'cache.retune.hysteresis', 'cache.retune.damping', 'cache.retune.maxStep',
-  'engine.maxBatch', 'engine.elementBytes', 'engine.promptTokens', 'engine.genTokens', 'engine.threads',
-  'slo.tpotSeconds', 'limits.maxPromptTokens', 'limits.maxTotalTokens',
-  'server.apiKeySecretRef.name', 'server.apiKeySecretRef.key', 'server.maxConcurrentRequests', 'server.maxTokens', 'server.port',
-  'server.startupSeconds', 'server.cpuRequest',
-  'pod.annotations', 'pod.labels', 'pod.imagePullSecrets', 'pod.priorityClassName', 'pod.runtimeClassName', 'pod.topologySpreadConstraints', 'pod.env',
-  'podDisruptionBudget.enabled', 'podDisruptionBudget.maxUnavailable', 'networkPolicy.enabled', 'networkPolicy.from',
-  'autoscaling.enabled', 'autoscaling.minReplicas', 'autoscaling.maxReplicas', 'autoscaling.metric', 'autoscaling.target', 'autoscaling.scaleToZeroAfter',
+  'model.uri',
+  'model.preset',
+  'image',
+  'replicas',
+  'gpusPerPod',
+  'nodeSelector',
+  'tolerations',
+  'affinity',
+  'cache.actFraction',
+  'cache.blockTokens',
+  'cache.hostMemory',
+  'cache.retune.enabled',
+  'cache.retune.intervalSeconds',
+  'cache.retune.minActFraction',
+  'cache.retune.maxActFraction',
+  'cache.retune.hysteresis',
+  'cache.retune.damping',
+  'cache.retune.maxStep',
+  'engine.maxBatch',
+  'engine.elementBytes',
+  'engine.promptTokens',
+  'engine.genTokens',
+  'engine.threads',
+  'slo.tpotSeconds',
+  'limits.maxPromptTokens',
+  'limits.maxTotalTokens',
+  'server.apiKeySecretRef.name',
+  'server.apiKeySecretRef.key',
+  'server.maxConcurrentRequests',
+  'server.maxTokens',
+  'server.port',
+  'server.startupSeconds',
+  'server.cpuRequest',
+  'pod.annotations',
+  'pod.labels',
+  'pod.imagePullSecrets',
+  'pod.priorityClassName',
+  'pod.runtimeClassName',
+  'pod.topologySpreadConstraints',
+  'pod.env',
+  'podDisruptionBudget.enabled',
+  'podDisruptionBudget.maxUnavailable',
+  'networkPolicy.enabled',
+  'networkPolicy.from',
+  'autoscaling.enabled',
+  'autoscaling.minReplicas',
+  'autoscaling.maxReplicas',
+  'autoscaling.metric',
+  'autoscaling.target',
+  'autoscaling.scaleToZeroAfter',
 ];

@@ -6,12 +6,20 @@ import { isConflict, isNotFound } from '../k8s/errors.js';
 import { R } from '../k8s/resources.js';
 
 interface Lease {
-  apiVersion: 'coordination.k8s.io/v1'; kind: 'Lease';
+  apiVersion: 'coordination.k8s.io/v1';
+  kind: 'Lease';
   metadata: { name: string; namespace: string; resourceVersion?: string };
   spec: { holderIdentity?: string; leaseDurationSeconds?: number; acquireTime?: string; renewTime?: string; leaseTransitions?: number };
 }
 
-export interface LeaderOptions { namespace: string; name: string; identity: string; leaseDurationMs?: number; renewMs?: number; retryMs?: number }
+export interface LeaderOptions {
+  namespace: string;
+  name: string;
+  identity: string;
+  leaseDurationMs?: number;
+  renewMs?: number;
+  retryMs?: number;
+}
 
 /** Pure: may `identity` take or keep this lease at time `now`? */
 export function canAcquire(spec: Lease['spec'] | undefined, identity: string, now: number, defaultDurationMs: number): boolean {
@@ -32,25 +40,40 @@ export class LeaderElector {
   private readonly renewMs: number;
   private readonly retryMs: number;
 
-  constructor(private readonly client: KubeClient, private readonly o: LeaderOptions,
-    private readonly cb: { onStartedLeading(): void; onStoppedLeading(): void; onError?(err: unknown): void }) {
+  constructor(
+    private readonly client: KubeClient,
+    private readonly o: LeaderOptions,
+    private readonly cb: { onStartedLeading(): void; onStoppedLeading(): void; onError?(err: unknown): void },
+  ) {
     this.durationMs = o.leaseDurationMs ?? 15_000;
     this.renewMs = o.renewMs ?? 5_000;
     this.retryMs = o.retryMs ?? 2_000;
   }
 
-  isLeader(): boolean { return this.leading; }
+  isLeader(): boolean {
+    return this.leading;
+  }
 
-  start(): void { void this.loop(); }
+  start(): void {
+    void this.loop();
+  }
 
   private async loop(): Promise<void> {
     if (this.stopped) return;
     let ok = false;
-    try { ok = await this.tryAcquireOrRenew(); } catch (e) { ok = false; this.cb.onError?.(e); }
+    try {
+      ok = await this.tryAcquireOrRenew();
+    } catch (e) {
+      ok = false;
+      this.cb.onError?.(e);
+    }
     const now = Date.now();
     if (ok) {
       this.lastRenew = now;
-      if (!this.leading) { this.leading = true; this.cb.onStartedLeading(); }
+      if (!this.leading) {
+        this.leading = true;
+        this.cb.onStartedLeading();
+      }
     } else if (this.leading && now - this.lastRenew > this.durationMs) {
       this.leading = false;
       this.cb.onStoppedLeading();
@@ -62,17 +85,48 @@ export class LeaderElector {
     const ref = { type: R.lease, namespace: this.o.namespace, name: this.o.name };
     const now = Date.now();
     let lease: Lease | undefined;
-    try { lease = await this.client.get<Lease>(ref); } catch (e) { if (!isNotFound(e)) throw e; }
+    try {
+      lease = await this.client.get<Lease>(ref);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
     if (!lease) {
-      const body: Lease = { apiVersion: 'coordination.k8s.io/v1', kind: 'Lease', metadata: { name: this.o.name, namespace: this.o.namespace },
-        spec: { holderIdentity: this.o.identity, leaseDurationSeconds: Math.ceil(this.durationMs / 1000), acquireTime: micro(now), renewTime: micro(now), leaseTransitions: 0 } };
-      try { await this.client.create({ type: R.lease, namespace: this.o.namespace }, body); return true; } catch (e) { if (isConflict(e)) return false; throw e; }
+      const body: Lease = {
+        apiVersion: 'coordination.k8s.io/v1',
+        kind: 'Lease',
+        metadata: { name: this.o.name, namespace: this.o.namespace },
+        spec: {
+          holderIdentity: this.o.identity,
+          leaseDurationSeconds: Math.ceil(this.durationMs / 1000),
+          acquireTime: micro(now),
+          renewTime: micro(now),
+          leaseTransitions: 0,
+        },
+      };
+      try {
+        await this.client.create({ type: R.lease, namespace: this.o.namespace }, body);
+        return true;
+      } catch (e) {
+        if (isConflict(e)) return false;
+        throw e;
+      }
     }
     if (!canAcquire(lease.spec, this.o.identity, now, this.durationMs)) return false;
     const taking = lease.spec.holderIdentity !== this.o.identity;
-    const spec = { ...lease.spec, holderIdentity: this.o.identity, leaseDurationSeconds: Math.ceil(this.durationMs / 1000), renewTime: micro(now),
-      ...(taking ? { acquireTime: micro(now), leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 } : {}) };
-    try { await this.client.replace(ref, { ...lease, spec }); return true; } catch (e) { if (isConflict(e)) return false; throw e; }
+    const spec = {
+      ...lease.spec,
+      holderIdentity: this.o.identity,
+      leaseDurationSeconds: Math.ceil(this.durationMs / 1000),
+      renewTime: micro(now),
+      ...(taking ? { acquireTime: micro(now), leaseTransitions: (lease.spec.leaseTransitions ?? 0) + 1 } : {}),
+    };
+    try {
+      await this.client.replace(ref, { ...lease, spec });
+      return true;
+    } catch (e) {
+      if (isConflict(e)) return false;
+      throw e;
+    }
   }
 
   /** Stops campaigning; if leading, gives the Lease up so that a successor need not wait it out. */
@@ -85,8 +139,13 @@ export class LeaderElector {
     try {
       const lease = await this.client.get<Lease>(ref);
       if (lease.spec.holderIdentity === this.o.identity) {
-        await this.client.replace(ref, { ...lease, spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: micro(Date.now()) } });
+        await this.client.replace(ref, {
+          ...lease,
+          spec: { ...lease.spec, holderIdentity: '', leaseDurationSeconds: 1, renewTime: micro(Date.now()) },
+        });
       }
-    } catch { /* best effort: the lease expires anyway */ }
+    } catch {
+      /* best effort: the lease expires anyway */
+    }
   }
 }

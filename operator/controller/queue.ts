@@ -2,7 +2,9 @@
 // at most once, at most one reconcile runs per key (an add during a run marks it dirty and it runs
 // again after), failures requeue with capped exponential backoff, and results may ask for a
 // requeue after a delay. Watch handlers only call add(); they never reconcile themselves.
-export interface ReconcileResult { requeueAfterMs?: number }
+export interface ReconcileResult {
+  requeueAfterMs?: number;
+}
 export type Worker = (key: string) => Promise<ReconcileResult | void>;
 
 /** The timers the queue schedules requeues with; tests pass a manual clock instead of waiting on wall time. */
@@ -17,7 +19,10 @@ export const wallClock: QueueClock = {
 };
 
 export interface QueueOptions {
-  concurrency?: number; baseBackoffMs?: number; maxBackoffMs?: number; onError?: (key: string, err: unknown) => void;
+  concurrency?: number;
+  baseBackoffMs?: number;
+  maxBackoffMs?: number;
+  onError?: (key: string, err: unknown) => void;
   clock?: QueueClock;
 }
 
@@ -36,7 +41,10 @@ export class WorkQueue {
   private readonly maxBackoffMs: number;
   private readonly clock: QueueClock;
 
-  constructor(private readonly worker: Worker, private readonly opts: QueueOptions = {}) {
+  constructor(
+    private readonly worker: Worker,
+    private readonly opts: QueueOptions = {},
+  ) {
     this.concurrency = opts.concurrency ?? 4;
     this.baseBackoffMs = opts.baseBackoffMs ?? 200;
     this.maxBackoffMs = opts.maxBackoffMs ?? 60_000;
@@ -45,7 +53,10 @@ export class WorkQueue {
 
   add(key: string): void {
     if (this.stopped) return;
-    if (this.running.has(key)) { this.dirty.add(key); return; }
+    if (this.running.has(key)) {
+      this.dirty.add(key);
+      return;
+    }
     if (this.queued.has(key)) return;
     this.queued.add(key);
     this.order.push(key);
@@ -56,18 +67,28 @@ export class WorkQueue {
   addAfter(key: string, ms: number): void {
     if (this.stopped) return;
     if (this.timers.has(key)) this.clock.clearTimer(this.timers.get(key));
-    this.timers.set(key, this.clock.setTimer(() => { this.timers.delete(key); this.add(key); }, ms));
+    this.timers.set(
+      key,
+      this.clock.setTimer(() => {
+        this.timers.delete(key);
+        this.add(key);
+      }, ms),
+    );
   }
 
   /** Forgets the backoff history of a key (after a success). */
-  forget(key: string): void { this.failures.delete(key); }
+  forget(key: string): void {
+    this.failures.delete(key);
+  }
 
   backoffMs(key: string): number {
     const n = this.failures.get(key) ?? 0;
     return Math.min(this.maxBackoffMs, this.baseBackoffMs * 2 ** Math.max(0, n - 1));
   }
 
-  len(): number { return this.order.length + this.active; }
+  len(): number {
+    return this.order.length + this.active;
+  }
 
   /** Resolves when nothing is queued or running (timers may still be pending). */
   idle(): Promise<void> {
@@ -92,7 +113,11 @@ export class WorkQueue {
       this.active++;
       void this.run(key);
     }
-    if (this.len() === 0) { const w = this.idleWaiters; this.idleWaiters = []; w.forEach((f) => f()); }
+    if (this.len() === 0) {
+      const w = this.idleWaiters;
+      this.idleWaiters = [];
+      w.forEach((f) => f());
+    }
   }
 
   private async run(key: string): Promise<void> {

@@ -4,9 +4,7 @@
 // the current state only, never at which event woke it, so any crash or dropped event is repaired
 // by the next run.
 import { createHash } from 'node:crypto';
-import {
-  FIELD_MANAGER, FINALIZER, type HsdStatus, type HybridServeDeployment, type NodeGroupStatus,
-} from '../api/types.js';
+import { FIELD_MANAGER, FINALIZER, type HsdStatus, type HybridServeDeployment, type NodeGroupStatus } from '../api/types.js';
 import { resolveSpec, type ResolvedSpec } from '../api/defaults.js';
 import type { KubeClient, KubeObject } from '../k8s/client.js';
 import { isConflict, isNotFound } from '../k8s/errors.js';
@@ -14,8 +12,21 @@ import { R } from '../k8s/resources.js';
 import { condition, setConditions, type ConditionInput } from '../desired/conditions.js';
 import { groupCapacity, groupNodes, isCpuGroup, splitReplicas, type NodeGroup, type NodeLike } from '../desired/node-groups.js';
 import {
-  ANNOTATION_PLAN_INPUT, LABEL_GROUP, LABEL_INSTANCE, LABEL_MANAGED_BY, PLAN_KEY, configMap, configMapName, deployment, deploymentName,
-  networkPolicy, podDisruptionBudget, selectorString, service, serviceName, serviceUrl,
+  ANNOTATION_PLAN_INPUT,
+  LABEL_GROUP,
+  LABEL_INSTANCE,
+  LABEL_MANAGED_BY,
+  PLAN_KEY,
+  configMap,
+  configMapName,
+  deployment,
+  deploymentName,
+  networkPolicy,
+  podDisruptionBudget,
+  selectorString,
+  service,
+  serviceName,
+  serviceUrl,
 } from '../desired/objects.js';
 import { planGroupCached as planGroup, type GroupPlan, type PlanFile } from '../desired/plan.js';
 import { OPEN_POLICY, policyViolations, type HsdPolicy } from '../desired/policy.js';
@@ -30,11 +41,19 @@ import type { OperatorMetrics } from './metrics.js';
 import { MANAGED_BY } from '../api/types.js';
 
 export interface DeploymentLike extends KubeObject {
-  metadata: KubeObject['metadata'] & { labels?: Record<string, string>; annotations?: Record<string, string>; generation?: number; ownerReferences?: { uid: string }[] };
+  metadata: KubeObject['metadata'] & {
+    labels?: Record<string, string>;
+    annotations?: Record<string, string>;
+    generation?: number;
+    ownerReferences?: { uid: string }[];
+  };
   spec?: { replicas?: number };
   status?: { replicas?: number; readyReplicas?: number; observedGeneration?: number };
 }
-export interface ConfigMapLike extends KubeObject { metadata: KubeObject['metadata'] & { annotations?: Record<string, string> }; data?: Record<string, string> }
+export interface ConfigMapLike extends KubeObject {
+  metadata: KubeObject['metadata'] & { annotations?: Record<string, string> };
+  data?: Record<string, string>;
+}
 
 export interface ReconcileDeps {
   client: KubeClient;
@@ -68,7 +87,10 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   try {
     hsd = await client.get<HybridServeDeployment>({ type: R.hsd, namespace, name });
   } catch (e) {
-    if (isNotFound(e)) { deps.state.forget(key); return {}; }
+    if (isNotFound(e)) {
+      deps.state.forget(key);
+      return {};
+    }
     throw e;
   }
 
@@ -77,16 +99,22 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     deps.state.forget(key);
     const fins = hsd.metadata.finalizers ?? [];
     if (fins.includes(FINALIZER)) {
-      await client.mergePatch({ type: R.hsd, namespace, name }, {
-        metadata: { finalizers: fins.filter((f) => f !== FINALIZER), resourceVersion: hsd.metadata.resourceVersion },
-      });
+      await client.mergePatch(
+        { type: R.hsd, namespace, name },
+        {
+          metadata: { finalizers: fins.filter((f) => f !== FINALIZER), resourceVersion: hsd.metadata.resourceVersion },
+        },
+      );
     }
     return {};
   }
   if (!(hsd.metadata.finalizers ?? []).includes(FINALIZER)) {
-    hsd = await client.mergePatch<HybridServeDeployment>({ type: R.hsd, namespace, name }, {
-      metadata: { finalizers: [...(hsd.metadata.finalizers ?? []), FINALIZER], resourceVersion: hsd.metadata.resourceVersion },
-    });
+    hsd = await client.mergePatch<HybridServeDeployment>(
+      { type: R.hsd, namespace, name },
+      {
+        metadata: { finalizers: [...(hsd.metadata.finalizers ?? []), FINALIZER], resourceVersion: hsd.metadata.resourceVersion },
+      },
+    );
   }
 
   const spec = resolveSpec(hsd.spec);
@@ -100,12 +128,22 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     const msg = violations.join('; ').slice(0, 1024);
     const conds: ConditionInput[] = [
       { type: 'Ready', status: 'False', reason: 'PolicyViolation', message: msg },
-      { type: 'Progressing', status: 'False', reason: 'PolicyViolation', message: 'children are not applied while the spec violates the operator policy' },
+      {
+        type: 'Progressing',
+        status: 'False',
+        reason: 'PolicyViolation',
+        message: 'children are not applied while the spec violates the operator policy',
+      },
       { type: 'Degraded', status: 'True', reason: 'PolicyViolation', message: msg },
     ];
     await writeStatus(deps, hsd, {
-      observedGeneration: generation, replicas: spec.replicas, readyReplicas: 0, selector: selectorString(hsd), url: advertisedGatewayUrl(hsd) ?? serviceUrl(hsd),
-      conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation), nodeGroups: [],
+      observedGeneration: generation,
+      replicas: spec.replicas,
+      readyReplicas: 0,
+      selector: selectorString(hsd),
+      url: advertisedGatewayUrl(hsd) ?? serviceUrl(hsd),
+      conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation),
+      nodeGroups: [],
     });
     return {};
   }
@@ -118,7 +156,10 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   const zero = scaleToZero(hsd, wantedReplicas(spec, runtime.desiredReplicas, owned), deps.now().getTime()); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
   const wanted = zero.replicas;
   runtime.appliedReplicas = wanted;
-  const split = splitReplicas(wanted, ok.map((p) => groupCapacity(p.group, spec.gpusPerPod)));
+  const split = splitReplicas(
+    wanted,
+    ok.map((p) => groupCapacity(p.group, spec.gpusPerPod)),
+  );
 
   // Apply children. ConfigMap first so that new pods start with their plan.
   const groupStatus: NodeGroupStatus[] = [];
@@ -133,26 +174,44 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
       await client.apply({ type: R.deployment, namespace, name: depName }, desired, FIELD_MANAGER);
     }
     groupStatus.push({
-      name: group.id, gpuProduct: group.gpuProduct, nodes: group.nodeNames.length, allocatableMemoryBytes: group.allocatableMemoryBytes,
-      replicas: split[i], readyReplicas: Math.min(split[i], dep?.status?.readyReplicas ?? 0),
-      actFraction: file.actFraction, hostMemoryBytes: plan.plan.hostMemoryBytes, kvBlocks: plan.plan.kvBlocks, actBlocks: plan.plan.actBlocks,
-      maxBatch: file.maxBatch ?? plan.plan.maxBatch, planGeneration: file.generation ?? 1,
-      predictedTokensPerSecond: round(plan.plan.predictedTokensPerSecond, 1), reason: (file.reason ?? plan.plan.reason).slice(0, 512),
+      name: group.id,
+      gpuProduct: group.gpuProduct,
+      nodes: group.nodeNames.length,
+      allocatableMemoryBytes: group.allocatableMemoryBytes,
+      replicas: split[i],
+      readyReplicas: Math.min(split[i], dep?.status?.readyReplicas ?? 0),
+      actFraction: file.actFraction,
+      hostMemoryBytes: plan.plan.hostMemoryBytes,
+      kvBlocks: plan.plan.kvBlocks,
+      actBlocks: plan.plan.actBlocks,
+      maxBatch: file.maxBatch ?? plan.plan.maxBatch,
+      planGeneration: file.generation ?? 1,
+      predictedTokensPerSecond: round(plan.plan.predictedTokensPerSecond, 1),
+      reason: (file.reason ?? plan.plan.reason).slice(0, 512),
       ...(grt.measured ? { measured: grt.measured } : {}),
       ...(grt.retune ? { retune: { lastDirection: grt.retune.lastDirection, stableCycles: grt.retune.stableCycles } } : {}),
     });
   }
   if (ok.length > 0) {
     await applyOnce(deps, { type: R.service, namespace, name: serviceName(hsd) }, service(hsd));
-    await applyOptional(deps, hsd, R.podDisruptionBudget, spec.podDisruptionBudget.enabled, hsd.spec.podDisruptionBudget !== undefined, () => podDisruptionBudget(hsd));
-    await applyOptional(deps, hsd, R.networkPolicy, spec.networkPolicy.enabled, hsd.spec.networkPolicy !== undefined,
-      () => networkPolicy(hsd, deps.operatorPeer ?? DEFAULT_OPERATOR_PEER));
+    await applyOptional(
+      deps,
+      hsd,
+      R.podDisruptionBudget,
+      spec.podDisruptionBudget.enabled,
+      hsd.spec.podDisruptionBudget !== undefined,
+      () => podDisruptionBudget(hsd),
+    );
+    await applyOptional(deps, hsd, R.networkPolicy, spec.networkPolicy.enabled, hsd.spec.networkPolicy !== undefined, () =>
+      networkPolicy(hsd, deps.operatorPeer ?? DEFAULT_OPERATOR_PEER),
+    );
   }
 
   // Remove children of groups that no longer exist (or no longer plan): only ours, by owner uid.
   const keepDeps = new Set(ok.map((p) => deploymentName(hsd, p.group)));
   for (const d of owned) {
-    const ours = d.metadata.labels?.[LABEL_MANAGED_BY] === MANAGED_BY && (d.metadata.ownerReferences ?? []).some((r) => r.uid === hsd.metadata.uid);
+    const ours =
+      d.metadata.labels?.[LABEL_MANAGED_BY] === MANAGED_BY && (d.metadata.ownerReferences ?? []).some((r) => r.uid === hsd.metadata.uid);
     if (ours && !keepDeps.has(d.metadata.name)) {
       await deleteIgnoringMissing(client, { type: R.deployment, namespace, name: d.metadata.name });
       await deleteIgnoringMissing(client, { type: R.configMap, namespace, name: `${d.metadata.name}-plan` });
@@ -175,11 +234,16 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     hostMemory: summarise(groupStatus.map((g) => formatBytes(g.hostMemoryBytes))),
     conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation),
     nodeGroups: groupStatus,
-    ...(spec.autoscaling.enabled ? { autoscaler: {
-      desiredReplicas: wanted, metric: runtime.autoscaleMetric?.metric ?? spec.autoscaling.metric,
-      value: runtime.autoscaleMetric?.value ?? 0,
-      ...(runtime.lastScaleTime ? { lastScaleTime: runtime.lastScaleTime } : {}),
-    } } : {}),
+    ...(spec.autoscaling.enabled
+      ? {
+          autoscaler: {
+            desiredReplicas: wanted,
+            metric: runtime.autoscaleMetric?.metric ?? spec.autoscaling.metric,
+            value: runtime.autoscaleMetric?.value ?? 0,
+            ...(runtime.lastScaleTime ? { lastScaleTime: runtime.lastScaleTime } : {}),
+          },
+        }
+      : {}),
   };
   // The Event first: by the time status shows the new replicas, the Event explaining it exists.
   if (runtime.scaleNote) {
@@ -227,12 +291,22 @@ export function wantedReplicas(spec: ResolvedSpec, decided: number | undefined, 
  * applied file, moved to the retuner's proposal as the next generation when there is one. New
  * input: a fresh plan, next generation, retune state dropped. Returns the file in effect.
  */
-async function applyPlan(deps: ReconcileDeps, hsd: HybridServeDeployment, group: NodeGroup, plan: Extract<GroupPlan, { ok: true }>, grt: GroupRuntime): Promise<PlanFile> {
+async function applyPlan(
+  deps: ReconcileDeps,
+  hsd: HybridServeDeployment,
+  group: NodeGroup,
+  plan: Extract<GroupPlan, { ok: true }>,
+  grt: GroupRuntime,
+): Promise<PlanFile> {
   const cmRef = { type: R.configMap, namespace: hsd.metadata.namespace, name: configMapName(hsd, group) };
   let current: ConfigMapLike | undefined;
   if (deps.configMap) current = deps.configMap(hsd.metadata.namespace ?? 'default', cmRef.name);
   else {
-    try { current = await deps.client.get<ConfigMapLike>(cmRef); } catch (e) { if (!isNotFound(e)) throw e; }
+    try {
+      current = await deps.client.get<ConfigMapLike>(cmRef);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+    }
   }
   const text = current?.data?.[PLAN_KEY];
   const parsed = text === undefined ? undefined : parsePlan(text);
@@ -257,14 +331,26 @@ async function applyPlan(deps: ReconcileDeps, hsd: HybridServeDeployment, group:
   grt.applied = { inputHash: plan.inputHash, actFraction: file.actFraction, generation: file.generation ?? 1 };
   if (retuned) {
     deps.metrics?.retunes.inc();
-    await deps.events.record(hsd, 'Normal', 'ActFractionRetuned', 'Retune',
-      `node group ${group.id}: ACT fraction ${currentFile!.actFraction} -> ${file.actFraction} (plan generation ${file.generation}): ${file.reason}`);
+    await deps.events.record(
+      hsd,
+      'Normal',
+      'ActFractionRetuned',
+      'Retune',
+      `node group ${group.id}: ACT fraction ${currentFile!.actFraction} -> ${file.actFraction} (plan generation ${file.generation}): ${file.reason}`,
+    );
   }
   return file;
 }
 
 /** An optional child: applied when enabled; deleted when the spec names the field but disables it. */
-async function applyOptional(deps: ReconcileDeps, hsd: HybridServeDeployment, type: (typeof R)[keyof typeof R], enabled: boolean, named: boolean, body: () => unknown): Promise<void> {
+async function applyOptional(
+  deps: ReconcileDeps,
+  hsd: HybridServeDeployment,
+  type: (typeof R)[keyof typeof R],
+  enabled: boolean,
+  named: boolean,
+  body: () => unknown,
+): Promise<void> {
   const ref = { type, namespace: hsd.metadata.namespace, name: serviceName(hsd) };
   if (enabled) await applyOnce(deps, ref, body());
   else if (named) {
@@ -273,7 +359,8 @@ async function applyOptional(deps: ReconcileDeps, hsd: HybridServeDeployment, ty
   }
 }
 
-const appliedKey = (ref: { type: { plural: string }; namespace?: string; name?: string }) => `${ref.type.plural}/${ref.namespace}/${ref.name}`;
+const appliedKey = (ref: { type: { plural: string }; namespace?: string; name?: string }) =>
+  `${ref.type.plural}/${ref.namespace}/${ref.name}`;
 
 /**
  * Server-side apply unless this process already applied exactly this body. The memo is cleared on
@@ -289,33 +376,73 @@ async function applyOnce(deps: ReconcileDeps, ref: Parameters<KubeClient['apply'
 }
 
 interface CondInput {
-  groups: NodeGroup[]; failed: { group: NodeGroup; plan: Extract<GroupPlan, { ok: false }> }[]; readyReplicas: number; wanted: number;
-  rolling: boolean; groupStatus: NodeGroupStatus[]; spec: HybridServeDeployment['spec'];
+  groups: NodeGroup[];
+  failed: { group: NodeGroup; plan: Extract<GroupPlan, { ok: false }> }[];
+  readyReplicas: number;
+  wanted: number;
+  rolling: boolean;
+  groupStatus: NodeGroupStatus[];
+  spec: HybridServeDeployment['spec'];
 }
 
 /** Conditions from the observed state (pure). */
 export function conditionsFor(c: CondInput): ConditionInput[] {
   const memFail = c.failed.filter((f) => f.plan.reason === 'HostMemoryExceedsNode');
   const planned = c.groupStatus.length > 0;
-  const degraded: ConditionInput = c.groups.length === 0
-    ? { type: 'Degraded', status: 'True', reason: 'NoMatchingNodes', message: resolveSpec(c.spec).gpusPerPod > 0
-      ? 'no schedulable node with an nvidia.com/gpu.product label, enough GPUs and allocatable memory matches the spec'
-      : 'no schedulable, Ready node with allocatable memory matches the spec\'s nodeSelector' }
-    : c.failed.length > 0
-      ? { type: 'Degraded', status: 'True', reason: c.failed[0].plan.reason, message: c.failed.map((f) => f.plan.message).join('; ').slice(0, 1024) }
-      : { type: 'Degraded', status: 'False', reason: 'AllGroupsPlanned', message: `${c.groups.length} node group(s) planned` };
-  const hostMem: ConditionInput = memFail.length > 0
-    ? { type: 'HostMemoryFits', status: 'False', reason: 'HostMemoryExceedsNode', message: memFail.map((f) => f.plan.message).join('; ').slice(0, 1024) }
-    : planned
-      ? { type: 'HostMemoryFits', status: 'True', reason: 'Fits', message: c.groupStatus.map((g) => `${g.name}: ${formatBytes(g.hostMemoryBytes)} per pod`).join(', ') }
-      : { type: 'HostMemoryFits', status: 'Unknown', reason: 'NotPlanned', message: 'no node group could be planned' };
-  const progressing: ConditionInput = c.rolling || c.readyReplicas < c.wanted
-    ? { type: 'Progressing', status: 'True', reason: 'RollingOut', message: `${c.readyReplicas}/${c.wanted} replicas ready` }
-    : { type: 'Progressing', status: 'False', reason: 'Complete', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
+  const degraded: ConditionInput =
+    c.groups.length === 0
+      ? {
+          type: 'Degraded',
+          status: 'True',
+          reason: 'NoMatchingNodes',
+          message:
+            resolveSpec(c.spec).gpusPerPod > 0
+              ? 'no schedulable node with an nvidia.com/gpu.product label, enough GPUs and allocatable memory matches the spec'
+              : "no schedulable, Ready node with allocatable memory matches the spec's nodeSelector",
+        }
+      : c.failed.length > 0
+        ? {
+            type: 'Degraded',
+            status: 'True',
+            reason: c.failed[0].plan.reason,
+            message: c.failed
+              .map((f) => f.plan.message)
+              .join('; ')
+              .slice(0, 1024),
+          }
+        : { type: 'Degraded', status: 'False', reason: 'AllGroupsPlanned', message: `${c.groups.length} node group(s) planned` };
+  const hostMem: ConditionInput =
+    memFail.length > 0
+      ? {
+          type: 'HostMemoryFits',
+          status: 'False',
+          reason: 'HostMemoryExceedsNode',
+          message: memFail
+            .map((f) => f.plan.message)
+            .join('; ')
+            .slice(0, 1024),
+        }
+      : planned
+        ? {
+            type: 'HostMemoryFits',
+            status: 'True',
+            reason: 'Fits',
+            message: c.groupStatus.map((g) => `${g.name}: ${formatBytes(g.hostMemoryBytes)} per pod`).join(', '),
+          }
+        : { type: 'HostMemoryFits', status: 'Unknown', reason: 'NotPlanned', message: 'no node group could be planned' };
+  const progressing: ConditionInput =
+    c.rolling || c.readyReplicas < c.wanted
+      ? { type: 'Progressing', status: 'True', reason: 'RollingOut', message: `${c.readyReplicas}/${c.wanted} replicas ready` }
+      : { type: 'Progressing', status: 'False', reason: 'Complete', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
   const ready: ConditionInput = !planned
     ? { type: 'Ready', status: 'False', reason: degraded.reason, message: degraded.message }
     : c.readyReplicas >= c.wanted && !c.rolling
-      ? { type: 'Ready', status: 'True', reason: c.wanted === 0 ? 'ScaledToZero' : 'AllReplicasReady', message: `${c.readyReplicas}/${c.wanted} replicas ready` }
+      ? {
+          type: 'Ready',
+          status: 'True',
+          reason: c.wanted === 0 ? 'ScaledToZero' : 'AllReplicasReady',
+          message: `${c.readyReplicas}/${c.wanted} replicas ready`,
+        }
       : { type: 'Ready', status: 'False', reason: 'ReplicasNotReady', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
   const auto = retuneEnabled(c.spec);
   const measured = c.groupStatus.filter((g) => g.measured);
@@ -327,7 +454,12 @@ export function conditionsFor(c: CondInput): ConditionInput[] {
     : measured.length < c.groupStatus.length || c.groupStatus.length === 0
       ? { type: 'PlanConverged', status: 'Unknown', reason: 'AwaitingMeasurements', message: 'waiting for step timings from the pods' }
       : settled
-        ? { type: 'PlanConverged', status: 'True', reason: 'Stable', message: 'measured timings keep the fraction within the hysteresis band' }
+        ? {
+            type: 'PlanConverged',
+            status: 'True',
+            reason: 'Stable',
+            message: 'measured timings keep the fraction within the hysteresis band',
+          }
         : { type: 'PlanConverged', status: 'False', reason: 'Retuning', message: 'the feedback loop is still moving the ACT fraction' };
   return [ready, progressing, degraded, hostMem, converged];
 }
@@ -335,8 +467,13 @@ export function conditionsFor(c: CondInput): ConditionInput[] {
 async function writeStatus(deps: ReconcileDeps, hsd: HybridServeDeployment, status: HsdStatus): Promise<void> {
   if (sameStatus(hsd.status, status)) return;
   try {
-    await deps.client.mergePatch({ type: R.hsd, namespace: hsd.metadata.namespace, name: hsd.metadata.name, subresource: 'status' },
-      { metadata: { resourceVersion: hsd.metadata.resourceVersion }, status: { ...status, nodeGroups: status.nodeGroups, conditions: status.conditions } });
+    await deps.client.mergePatch(
+      { type: R.hsd, namespace: hsd.metadata.namespace, name: hsd.metadata.name, subresource: 'status' },
+      {
+        metadata: { resourceVersion: hsd.metadata.resourceVersion },
+        status: { ...status, nodeGroups: status.nodeGroups, conditions: status.conditions },
+      },
+    );
   } catch (e) {
     if (isConflict(e)) throw e; // requeued with backoff; the next run reads the newer object
     if (!isNotFound(e)) throw e;
@@ -356,19 +493,34 @@ function sameStatus(a: HsdStatus | undefined, b: HsdStatus): boolean {
 export function canonical(v: unknown): string {
   if (Array.isArray(v)) return `[${v.map(canonical).join(',')}]`;
   if (v && typeof v === 'object') {
-    return `{${Object.keys(v).filter((k) => (v as Record<string, unknown>)[k] !== undefined).sort()
-      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`).join(',')}}`;
+    return `{${Object.keys(v)
+      .filter((k) => (v as Record<string, unknown>)[k] !== undefined)
+      .sort()
+      .map((k) => `${JSON.stringify(k)}:${canonical((v as Record<string, unknown>)[k])}`)
+      .join(',')}}`;
   }
   return JSON.stringify(v);
 }
 
 async function deleteIgnoringMissing(client: KubeClient, ref: Parameters<KubeClient['delete']>[0]): Promise<void> {
-  try { await client.delete(ref); } catch (e) { if (!isNotFound(e)) throw e; }
+  try {
+    await client.delete(ref);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
 }
 
-function clamp(n: number, lo: number, hi: number): number { return Math.min(hi, Math.max(lo, n)); }
-function round(n: number, d: number): number { const f = 10 ** d; return Math.round(n * f) / f; }
-function summarise(values: string[]): string { const u = [...new Set(values)]; return u.length === 0 ? '' : u.join(','); }
+function clamp(n: number, lo: number, hi: number): number {
+  return Math.min(hi, Math.max(lo, n));
+}
+function round(n: number, d: number): number {
+  const f = 10 ** d;
+  return Math.round(n * f) / f;
+}
+function summarise(values: string[]): string {
+  const u = [...new Set(values)];
+  return u.length === 0 ? '' : u.join(',');
+}
 
 /** Whether the feedback loop retunes the fraction ("auto" and retune enabled). */
 export function retuneEnabled(spec: HybridServeDeployment['spec']): boolean {

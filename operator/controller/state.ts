@@ -8,11 +8,24 @@ import type { RetuneState } from '../../planning/index.js';
 import type { StatsSnapshot } from '../feedback/measure.js';
 
 /** The plan reconcile last applied to the group's ConfigMap. */
-export interface AppliedPlan { inputHash: string; actFraction: number; generation: number }
+export interface AppliedPlan {
+  inputHash: string;
+  actFraction: number;
+  generation: number;
+}
 /** A new fraction the retuner asks for; reconcile writes it as the next plan generation. */
-export interface RetuneProposal { inputHash: string; actFraction: number; reason: string }
+export interface RetuneProposal {
+  inputHash: string;
+  actFraction: number;
+  reason: string;
+}
 
-export interface GroupRuntime { measured?: MeasuredFigures; retune?: RetuneState; applied?: AppliedPlan; proposal?: RetuneProposal }
+export interface GroupRuntime {
+  measured?: MeasuredFigures;
+  retune?: RetuneState;
+  applied?: AppliedPlan;
+  proposal?: RetuneProposal;
+}
 export interface HsdRuntime {
   groups: Map<string, GroupRuntime>;
   desiredReplicas?: number;
@@ -35,18 +48,28 @@ export class RuntimeState {
   readonly appliedHashes = new Map<string, string>();
 
   /** Periodic resync: forget what was applied, so the next reconciles re-apply (and repair drift). */
-  clearAppliedHashes(): void { this.appliedHashes.clear(); }
+  clearAppliedHashes(): void {
+    this.appliedHashes.clear();
+  }
 
   get(key: string): HsdRuntime {
     let s = this.hsds.get(key);
-    if (!s) { s = { groups: new Map() }; this.hsds.set(key, s); }
+    if (!s) {
+      s = { groups: new Map() };
+      this.hsds.set(key, s);
+    }
     return s;
   }
-  peek(key: string): HsdRuntime | undefined { return this.hsds.get(key); }
+  peek(key: string): HsdRuntime | undefined {
+    return this.hsds.get(key);
+  }
   group(key: string, groupId: string): GroupRuntime {
     const h = this.get(key);
     let g = h.groups.get(groupId);
-    if (!g) { g = {}; h.groups.set(groupId, g); }
+    if (!g) {
+      g = {};
+      h.groups.set(groupId, g);
+    }
     return g;
   }
   forget(key: string): void {

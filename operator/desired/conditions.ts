@@ -3,7 +3,12 @@ import type { Condition } from '../api/types.js';
 
 export type ConditionInput = Omit<Condition, 'lastTransitionTime' | 'observedGeneration'>;
 
-export function setConditions(previous: readonly Condition[] | undefined, next: readonly ConditionInput[], now: string, generation: number): Condition[] {
+export function setConditions(
+  previous: readonly Condition[] | undefined,
+  next: readonly ConditionInput[],
+  now: string,
+  generation: number,
+): Condition[] {
   const prev = new Map((previous ?? []).map((c) => [c.type, c]));
   return next.map((c) => {
     const old = prev.get(c.type);

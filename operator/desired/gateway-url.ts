@@ -10,5 +10,7 @@ export function advertisedGatewayUrl(hsd: HybridServeDeployment): string | undef
   try {
     const u = new URL(v);
     return (u.protocol === 'http:' || u.protocol === 'https:') && !u.username && !u.password ? v : undefined;
-  } catch { return undefined; }
+  } catch {
+    return undefined;
+  }
 }

@@ -32,7 +32,9 @@ export interface NodeGroup {
   cpu?: boolean;
 }
 
-export function isCpuGroup(g: Pick<NodeGroup, 'cpu'>): boolean { return g.cpu === true; }
+export function isCpuGroup(g: Pick<NodeGroup, 'cpu'>): boolean {
+  return g.cpu === true;
+}
 
 function nodeGpus(n: NodeLike): number {
   const alloc = parseQuantity(n.status?.allocatable?.['nvidia.com/gpu']);
@@ -67,8 +69,14 @@ export function groupNodes(nodes: readonly NodeLike[], spec: Pick<HsdSpec, 'node
     const key = labelled ? `${product}|${memGiB}` : `|cpu|${memGiB}`;
     let g = groups.get(key);
     if (!g) {
-      g = { id: groupId(product, memGiB, !labelled), gpuProduct: product, allocatableMemoryBytes: memGiB * GIB, gpusPerNode: gpus, nodeNames: [],
-        ...(gpusPerPod > 0 ? {} : { cpu: true }) };
+      g = {
+        id: groupId(product, memGiB, !labelled),
+        gpuProduct: product,
+        allocatableMemoryBytes: memGiB * GIB,
+        gpusPerNode: gpus,
+        nodeNames: [],
+        ...(gpusPerPod > 0 ? {} : { cpu: true }),
+      };
       groups.set(key, g);
     }
     g.gpusPerNode = Math.min(g.gpusPerNode, gpus);
@@ -80,8 +88,17 @@ export function groupNodes(nodes: readonly NodeLike[], spec: Pick<HsdSpec, 'node
 
 /** `cpu` marks a group of unlabelled nodes; it hashes apart from a node labelled with product "cpu". */
 export function groupId(product: string, memGiB: number, cpu = false): string {
-  const slug = product.toLowerCase().replace(/^nvidia-/, '').replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '').slice(0, 24).replace(/-$/, '');
-  const hash = createHash('sha256').update(cpu ? `|cpu|${memGiB}` : `${product}|${memGiB}`).digest('hex').slice(0, 6);
+  const slug = product
+    .toLowerCase()
+    .replace(/^nvidia-/, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+    .slice(0, 24)
+    .replace(/-$/, '');
+  const hash = createHash('sha256')
+    .update(cpu ? `|cpu|${memGiB}` : `${product}|${memGiB}`)
+    .digest('hex')
+    .slice(0, 6);
   return `${slug || 'gpu'}-${memGiB}gi-${hash}`;
 }
 
@@ -104,6 +121,10 @@ export function splitReplicas(total: number, capacities: readonly number[]): num
   const out = exact.map(Math.floor);
   let left = total - out.reduce((a, b) => a + b, 0);
   const order = exact.map((e, i) => ({ i, r: e - Math.floor(e) })).sort((a, b) => b.r - a.r || a.i - b.i);
-  for (const { i } of order) { if (left <= 0) break; out[i]++; left--; }
+  for (const { i } of order) {
+    if (left <= 0) break;
+    out[i]++;
+    left--;
+  }
   return out;
 }

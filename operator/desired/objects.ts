@@ -34,10 +34,17 @@ export const SERVER_UID = 65532;
  * and /tmp, the images' HOME (e.g. the CUDA JIT cache under $HOME/.nv), is an emptyDir.
  */
 export const POD_SECURITY_CONTEXT = {
-  runAsNonRoot: true, runAsUser: SERVER_UID, runAsGroup: SERVER_UID, fsGroup: SERVER_UID, seccompProfile: { type: 'RuntimeDefault' },
+  runAsNonRoot: true,
+  runAsUser: SERVER_UID,
+  runAsGroup: SERVER_UID,
+  fsGroup: SERVER_UID,
+  seccompProfile: { type: 'RuntimeDefault' },
 } as const;
 export const CONTAINER_SECURITY_CONTEXT = {
-  allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, runAsNonRoot: true, capabilities: { drop: ['ALL'] },
+  allowPrivilegeEscalation: false,
+  readOnlyRootFilesystem: true,
+  runAsNonRoot: true,
+  capabilities: { drop: ['ALL'] },
 } as const;
 
 /** The claim of a pvc://<claim>/<path> model URI, else undefined (the URI itself is validated by planning). */
@@ -56,7 +63,14 @@ export function serverDevice(hsd: HybridServeDeployment, group: NodeGroup): 'cpu
 type Obj = Record<string, unknown>;
 
 export function ownerReference(hsd: HybridServeDeployment): OwnerReference {
-  return { apiVersion: API_VERSION, kind: KIND, name: hsd.metadata.name, uid: hsd.metadata.uid ?? '', controller: true, blockOwnerDeletion: true };
+  return {
+    apiVersion: API_VERSION,
+    kind: KIND,
+    name: hsd.metadata.name,
+    uid: hsd.metadata.uid ?? '',
+    controller: true,
+    blockOwnerDeletion: true,
+  };
 }
 
 /** Labels that select every pod of the HSD (also the scale subresource's selector). */
@@ -64,7 +78,9 @@ export function selectorLabels(hsd: HybridServeDeployment): Record<string, strin
   return { [LABEL_NAME]: 'hybridserve', [LABEL_INSTANCE]: hsd.metadata.name };
 }
 export function selectorString(hsd: HybridServeDeployment): string {
-  return Object.entries(selectorLabels(hsd)).map(([k, v]) => `${k}=${v}`).join(',');
+  return Object.entries(selectorLabels(hsd))
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
 }
 
 function labels(hsd: HybridServeDeployment, group?: NodeGroup): Record<string, string> {
@@ -73,7 +89,10 @@ function labels(hsd: HybridServeDeployment, group?: NodeGroup): Record<string, s
 
 function meta(hsd: HybridServeDeployment, name: string, group?: NodeGroup, annotations?: Record<string, string>): Obj {
   return {
-    name, namespace: hsd.metadata.namespace, labels: labels(hsd, group), ownerReferences: [ownerReference(hsd)],
+    name,
+    namespace: hsd.metadata.namespace,
+    labels: labels(hsd, group),
+    ownerReferences: [ownerReference(hsd)],
     ...(annotations ? { annotations } : {}),
   };
 }
@@ -83,16 +102,28 @@ function meta(hsd: HybridServeDeployment, name: string, group?: NodeGroup, annot
  * shortened to 15 plus a hash of the whole name, so two long names never share a child.
  */
 export function shortName(name: string): string {
-  return name.length <= 22 ? name : `${name.slice(0, 15).replace(/-+$/, '')}-${createHash('sha256').update(name).digest('hex').slice(0, 6)}`;
+  return name.length <= 22
+    ? name
+    : `${name.slice(0, 15).replace(/-+$/, '')}-${createHash('sha256').update(name).digest('hex').slice(0, 6)}`;
 }
-export function deploymentName(hsd: HybridServeDeployment, group: NodeGroup): string { return `${shortName(hsd.metadata.name)}-${group.id}`; }
-export function configMapName(hsd: HybridServeDeployment, group: NodeGroup): string { return `${deploymentName(hsd, group)}-plan`.slice(0, 253); }
-export function serviceName(hsd: HybridServeDeployment): string { return hsd.metadata.name.slice(0, 63); }
+export function deploymentName(hsd: HybridServeDeployment, group: NodeGroup): string {
+  return `${shortName(hsd.metadata.name)}-${group.id}`;
+}
+export function configMapName(hsd: HybridServeDeployment, group: NodeGroup): string {
+  return `${deploymentName(hsd, group)}-plan`.slice(0, 253);
+}
+export function serviceName(hsd: HybridServeDeployment): string {
+  return hsd.metadata.name.slice(0, 63);
+}
 
 export function configMap(hsd: HybridServeDeployment, group: NodeGroup, file: PlanFile, inputHash: string): Obj {
   return {
-    apiVersion: 'v1', kind: 'ConfigMap',
-    metadata: meta(hsd, configMapName(hsd, group), group, { [ANNOTATION_PLAN_INPUT]: inputHash, [ANNOTATION_GPU_PRODUCT]: group.gpuProduct }),
+    apiVersion: 'v1',
+    kind: 'ConfigMap',
+    metadata: meta(hsd, configMapName(hsd, group), group, {
+      [ANNOTATION_PLAN_INPUT]: inputHash,
+      [ANNOTATION_GPU_PRODUCT]: group.gpuProduct,
+    }),
     data: { [PLAN_KEY]: JSON.stringify(file) },
   };
 }
@@ -105,13 +136,19 @@ export function serviceUrl(hsd: HybridServeDeployment): string {
 export function service(hsd: HybridServeDeployment): Obj {
   const port = resolveSpec(hsd.spec).server.port;
   return {
-    apiVersion: 'v1', kind: 'Service',
+    apiVersion: 'v1',
+    kind: 'Service',
     metadata: meta(hsd, serviceName(hsd)),
     spec: { selector: selectorLabels(hsd), ports: [{ name: 'http', port, targetPort: 'http', protocol: 'TCP' }] },
   };
 }
 
-export interface DeploymentPlan { memoryRequestBytes: number; memoryLimitBytes: number; hostMemoryBytes: number; weightBytes?: number }
+export interface DeploymentPlan {
+  memoryRequestBytes: number;
+  memoryLimitBytes: number;
+  hostMemoryBytes: number;
+  weightBytes?: number;
+}
 
 /**
  * The group's Deployment. Pods land only on the group's nodes (required node affinity on the
@@ -129,7 +166,7 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
   const operatorEnv = new Set(['HYBRIDSERVE_PLAN_FILE', 'HYBRIDSERVE_GPU_PRODUCT', 'HYBRIDSERVE_MODEL_ROOT', 'HYBRIDSERVE_API_KEYS']);
   const env: Obj[] = [
     // User env first; the operator's own variables cannot be overridden (nor the API key smuggled back into env).
-    ...(spec.pod?.env ?? []).filter((e) => !operatorEnv.has(e.name)) as unknown as Obj[],
+    ...((spec.pod?.env ?? []).filter((e) => !operatorEnv.has(e.name)) as unknown as Obj[]),
     { name: 'HYBRIDSERVE_PLAN_FILE', value: planPath },
     // Read by server/runtime.ts to pick the hardware profile; CPU pods use none.
     ...(isCpuGroup(group) ? [] : [{ name: 'HYBRIDSERVE_GPU_PRODUCT', value: group.gpuProduct }]),
@@ -171,10 +208,13 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
     { name: 'plan', configMap: { name: configMapName(hsd, group) } },
     { name: 'tmp', emptyDir: { sizeLimit: TMP_SIZE_LIMIT } },
     ...(claim ? [{ name: 'model', persistentVolumeClaim: { claimName: claim, readOnly: true } }] : []),
-    ...(apiKey ? [{ name: 'api-key', secret: { secretName: apiKey.name, items: [{ key: apiKey.key, path: API_KEY_FILE }], defaultMode: 0o440 } }] : []),
+    ...(apiKey
+      ? [{ name: 'api-key', secret: { secretName: apiKey.name, items: [{ key: apiKey.key, path: API_KEY_FILE }], defaultMode: 0o440 } }]
+      : []),
   ];
   return {
-    apiVersion: 'apps/v1', kind: 'Deployment',
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
     metadata: meta(hsd, deploymentName(hsd, group), group),
     spec: {
       replicas,
@@ -193,22 +233,38 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
           securityContext: POD_SECURITY_CONTEXT,
           // The server never calls the Kubernetes API: no token in the pod.
           automountServiceAccountToken: false,
-          containers: [{
-            name: 'server',
-            image: spec.image,
-            args: ['serve', '--model', spec.model.uri, '--device', device, '--host', '0.0.0.0', '--port', String(port), '--plan', planPath,
-              '--host-memory', String(plan.hostMemoryBytes), ...extraArgs],
-            env,
-            ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
-            resources,
-            // Model load (reading and pinning the weights) can take minutes: the startupProbe holds the
-            // liveness probe off until the server answers, sized from the weight bytes.
-            startupProbe: startupProbe(spec.server.startupSeconds, plan.weightBytes),
-            readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5 },
-            livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
-            securityContext: CONTAINER_SECURITY_CONTEXT,
-            volumeMounts,
-          }],
+          containers: [
+            {
+              name: 'server',
+              image: spec.image,
+              args: [
+                'serve',
+                '--model',
+                spec.model.uri,
+                '--device',
+                device,
+                '--host',
+                '0.0.0.0',
+                '--port',
+                String(port),
+                '--plan',
+                planPath,
+                '--host-memory',
+                String(plan.hostMemoryBytes),
+                ...extraArgs,
+              ],
+              env,
+              ports: [{ name: 'http', containerPort: port, protocol: 'TCP' }],
+              resources,
+              // Model load (reading and pinning the weights) can take minutes: the startupProbe holds the
+              // liveness probe off until the server answers, sized from the weight bytes.
+              startupProbe: startupProbe(spec.server.startupSeconds, plan.weightBytes),
+              readinessProbe: { httpGet: { path: '/readyz', port: 'http' }, periodSeconds: 5 },
+              livenessProbe: { httpGet: { path: '/healthz', port: 'http' }, periodSeconds: 10, failureThreshold: 6 },
+              securityContext: CONTAINER_SECURITY_CONTEXT,
+              volumeMounts,
+            },
+          ],
           volumes,
         },
       },
@@ -220,7 +276,8 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
 export function podDisruptionBudget(hsd: HybridServeDeployment): Obj {
   const spec = resolveSpec(hsd.spec);
   return {
-    apiVersion: 'policy/v1', kind: 'PodDisruptionBudget',
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
     metadata: meta(hsd, serviceName(hsd)),
     spec: { maxUnavailable: spec.podDisruptionBudget.maxUnavailable, selector: { matchLabels: selectorLabels(hsd) } },
   };
@@ -234,7 +291,8 @@ export function networkPolicy(hsd: HybridServeDeployment, operatorPeer: Obj): Ob
   const spec = resolveSpec(hsd.spec);
   const from = spec.networkPolicy.from && spec.networkPolicy.from.length > 0 ? spec.networkPolicy.from : [{ podSelector: {} }];
   return {
-    apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy',
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
     metadata: meta(hsd, serviceName(hsd)),
     spec: {
       podSelector: { matchLabels: selectorLabels(hsd) },

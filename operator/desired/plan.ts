@@ -5,9 +5,7 @@ import { createHash } from 'node:crypto';
 import { parseModelSpec } from '../../model/spec.js';
 import { presetConfig, PRESET_NAMES } from '../../model/presets.js';
 import type { ModelConfig } from '../../model/types.js';
-import {
-  hardwareProfile, hostMemoryBudgetDetail, planNode, KNOWN_PRODUCTS, type Plan,
-} from '../../planning/index.js';
+import { hardwareProfile, hostMemoryBudgetDetail, planNode, KNOWN_PRODUCTS, type Plan } from '../../planning/index.js';
 import type { PlanFile } from '../../planning/plan-file.js';
 import { cpuStartPlan } from '../../planning/start-plan.js';
 import type { HsdSpec } from '../api/types.js';
@@ -19,7 +17,11 @@ export type { PlanFile } from '../../planning/plan-file.js';
 
 export type GroupPlan =
   | { ok: true; plan: Plan; file: PlanFile; inputHash: string; retuneBounds: { min: number; max: number } }
-  | { ok: false; reason: 'InvalidModel' | 'UnknownGpuProduct' | 'HostMemoryExceedsNode' | 'InvalidHostMemory' | 'PlanFailed'; message: string };
+  | {
+      ok: false;
+      reason: 'InvalidModel' | 'UnknownGpuProduct' | 'HostMemoryExceedsNode' | 'InvalidHostMemory' | 'PlanFailed';
+      message: string;
+    };
 
 /** cache.hostMemory as numbers: a quantity means bytes; the object form's sizes may be quantities too. */
 export function hostMemorySpec(spec: HsdSpec): { share?: number; bytes?: number; headroomBytes?: number } | { error: string } {
@@ -38,7 +40,11 @@ export function hostMemorySpec(spec: HsdSpec): { share?: number; bytes?: number;
 export function modelConfigFor(spec: HsdSpec): ModelConfig | { error: string } {
   if (spec.model.preset) {
     // The URI is still checked (a bad pvc:// claim name must not reach the pod spec).
-    try { parseModelSpec(spec.model.uri, {}); } catch (e) { return { error: (e as Error).message }; }
+    try {
+      parseModelSpec(spec.model.uri, {});
+    } catch (e) {
+      return { error: (e as Error).message };
+    }
     const c = presetConfig(spec.model.preset);
     return c ?? { error: `unknown model preset '${spec.model.preset}' (known: ${PRESET_NAMES.join(', ')})` };
   }
@@ -70,8 +76,11 @@ export function planGroup(rawSpec: HsdSpec, group: NodeGroup): GroupPlan {
     return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };
   }
   if (budget.clamped) {
-    return { ok: false, reason: 'HostMemoryExceedsNode',
-      message: `node group ${group.id}: host memory ${formatBytes(hm.bytes!)} exceeds what the node can give (${formatBytes(budget.usableBytes)} of ${formatBytes(group.allocatableMemoryBytes)} allocatable after headroom)` };
+    return {
+      ok: false,
+      reason: 'HostMemoryExceedsNode',
+      message: `node group ${group.id}: host memory ${formatBytes(hm.bytes!)} exceeds what the node can give (${formatBytes(budget.usableBytes)} of ${formatBytes(group.allocatableMemoryBytes)} allocatable after headroom)`,
+    };
   }
   return isCpuGroup(group) ? planCpuGroup(spec, group, model, budget.bytes) : planGpuGroup(spec, group, model, budget.bytes);
 }
@@ -80,13 +89,21 @@ export function planGroup(rawSpec: HsdSpec, group: NodeGroup): GroupPlan {
 function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, hostMemoryBytes: number): GroupPlan {
   const hardware = hardwareProfile(group.gpuProduct);
   if (!hardware) {
-    return { ok: false, reason: 'UnknownGpuProduct',
-      message: `node group ${group.id}: unknown GPU product '${group.gpuProduct}' (known: ${KNOWN_PRODUCTS.join(', ')})` };
+    return {
+      ok: false,
+      reason: 'UnknownGpuProduct',
+      message: `node group ${group.id}: unknown GPU product '${group.gpuProduct}' (known: ${KNOWN_PRODUCTS.join(', ')})`,
+    };
   }
   const actFraction = spec.cache.actFraction === 'auto' ? 'auto' : Number(spec.cache.actFraction);
   const input = {
-    model, hardware, hostMemoryBytes, actFraction,
-    blockTokens: spec.cache.blockTokens, promptTokens: spec.engine.promptTokens, genTokens: spec.engine.genTokens,
+    model,
+    hardware,
+    hostMemoryBytes,
+    actFraction,
+    blockTokens: spec.cache.blockTokens,
+    promptTokens: spec.engine.promptTokens,
+    genTokens: spec.engine.genTokens,
     elementBytes: spec.engine.elementBytes,
     // Planning's SLO input (planNode's sloTpotSeconds); carried in the input either way so that a
     // change of the SLO makes a new plan.
@@ -101,27 +118,50 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
   if (spec.engine.maxBatch !== undefined) plan = { ...plan, maxBatch: Math.min(plan.maxBatch, spec.engine.maxBatch) };
   const inputHash = hashInput({ ...input, model: model.name, hardware: hardware.product, maxBatch: spec.engine.maxBatch });
   const file: PlanFile = {
-    actFraction: plan.actFraction, kvBlocks: plan.kvBlocks, actBlocks: plan.actBlocks, blockTokens: plan.blockTokens,
-    maxBatch: plan.maxBatch, generation: 1, reason: plan.reason,
+    actFraction: plan.actFraction,
+    kvBlocks: plan.kvBlocks,
+    actBlocks: plan.actBlocks,
+    blockTokens: plan.blockTokens,
+    maxBatch: plan.maxBatch,
+    generation: 1,
+    reason: plan.reason,
   };
   return { ok: true, plan, file, inputHash, retuneBounds: plan.retuneBounds ?? { min: 0, max: 1 } };
 }
 
 /** A group whose pods run the CPU engine: planning's CPU start plan (fraction 0, never retuned). */
 function planCpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, hostMemoryBytes: number): GroupPlan {
-  const input = { model, hostMemoryBytes, blockTokens: spec.cache.blockTokens, promptTokens: spec.engine.promptTokens,
-    genTokens: spec.engine.genTokens, maxBatch: spec.engine.maxBatch, gpuProduct: group.gpuProduct };
+  const input = {
+    model,
+    hostMemoryBytes,
+    blockTokens: spec.cache.blockTokens,
+    promptTokens: spec.engine.promptTokens,
+    genTokens: spec.engine.genTokens,
+    maxBatch: spec.engine.maxBatch,
+    gpuProduct: group.gpuProduct,
+  };
   let plan: Plan;
-  try { plan = cpuStartPlan(input); } catch (e) {
+  try {
+    plan = cpuStartPlan(input);
+  } catch (e) {
     return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };
   }
   const inputHash = hashInput({ ...input, cpu: true, model: model.name });
-  const file: PlanFile = { actFraction: plan.actFraction, kvBlocks: plan.kvBlocks, actBlocks: plan.actBlocks, blockTokens: plan.blockTokens,
-    maxBatch: plan.maxBatch, generation: 1, reason: plan.reason };
+  const file: PlanFile = {
+    actFraction: plan.actFraction,
+    kvBlocks: plan.kvBlocks,
+    actBlocks: plan.actBlocks,
+    blockTokens: plan.blockTokens,
+    maxBatch: plan.maxBatch,
+    generation: 1,
+    reason: plan.reason,
+  };
   return { ok: true, plan, file, inputHash, retuneBounds: { min: 0, max: 0 } };
 }
 
-function hashInput(v: unknown): string { return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16); }
+function hashInput(v: unknown): string {
+  return createHash('sha256').update(JSON.stringify(v)).digest('hex').slice(0, 16);
+}
 
 const CACHE_LIMIT = 4096;
 const cache = new Map<string, GroupPlan>();
@@ -131,9 +171,23 @@ const cache = new Map<string, GroupPlan>();
  * and the feedback loop then cost a map lookup instead of a solver run (~5-20 ms each).
  */
 export function planGroupCached(spec: HsdSpec, group: NodeGroup): GroupPlan {
-  const key = JSON.stringify([spec.model, spec.cache, spec.engine, spec.slo, spec.gpusPerPod, group.gpuProduct, group.allocatableMemoryBytes, group.gpusPerNode, group.id]);
+  const key = JSON.stringify([
+    spec.model,
+    spec.cache,
+    spec.engine,
+    spec.slo,
+    spec.gpusPerPod,
+    group.gpuProduct,
+    group.allocatableMemoryBytes,
+    group.gpusPerNode,
+    group.id,
+  ]);
   const hit = cache.get(key);
-  if (hit) { cache.delete(key); cache.set(key, hit); return hit; }
+  if (hit) {
+    cache.delete(key);
+    cache.set(key, hit);
+    return hit;
+  }
   const p = planGroup(spec, group);
   cache.set(key, p);
   if (cache.size > CACHE_LIMIT) cache.delete(cache.keys().next().value!);

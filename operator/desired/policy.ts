@@ -19,7 +19,12 @@ export const OPEN_POLICY: HsdPolicy = { allowedImages: ['*'], allowPvc: true, al
 export const DEFAULT_ALLOWED_IMAGES: readonly string[] = ['ghcr.io/hybridserve/hybridserve:*', 'ghcr.io/hybridserve/hybridserve@sha256:*'];
 
 function globToRegExp(p: string): RegExp {
-  return new RegExp(`^${p.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('.*')}$`);
+  return new RegExp(
+    `^${p
+      .split('*')
+      .map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+      .join('.*')}$`,
+  );
 }
 
 export function imageAllowed(image: string, patterns: readonly string[]): boolean {
@@ -32,7 +37,8 @@ export function policyViolations(spec: HsdSpec & { image: string }, policy: HsdP
   if (!imageAllowed(spec.image, policy.allowedImages)) {
     out.push(`image '${spec.image}' matches none of the allowed patterns (${policy.allowedImages.join(', ') || 'none'})`);
   }
-  if (!policy.allowPvc && pvcClaim(spec.model.uri)) out.push('model.uri references a PersistentVolumeClaim, which the operator policy forbids');
+  if (!policy.allowPvc && pvcClaim(spec.model.uri))
+    out.push('model.uri references a PersistentVolumeClaim, which the operator policy forbids');
   if (!policy.allowSecrets) {
     if (spec.server?.apiKeySecretRef) out.push('server.apiKeySecretRef references a Secret, which the operator policy forbids');
     const secretEnv = (spec.pod?.env ?? []).filter((e) => e.valueFrom?.secretKeyRef).map((e) => e.name);
@@ -49,6 +55,16 @@ export function parsePolicy(o: { allowedImages?: string; allowPvc?: string; allo
     throw new Error(`${name} must be true or false`);
   };
   // Unset: only the project's images. Set but empty after trimming: nothing is allowed (fail closed).
-  const images = o.allowedImages === undefined ? [...DEFAULT_ALLOWED_IMAGES] : o.allowedImages.split(',').map((s) => s.trim()).filter(Boolean);
-  return { allowedImages: images, allowPvc: bool(o.allowPvc, 'HYBRIDSERVE_POLICY_ALLOW_PVC'), allowSecrets: bool(o.allowSecrets, 'HYBRIDSERVE_POLICY_ALLOW_SECRETS') };
+  const images =
+    o.allowedImages === undefined
+      ? [...DEFAULT_ALLOWED_IMAGES]
+      : o.allowedImages
+          .split(',')
+          .map((s) => s.trim())
+          .filter(Boolean);
+  return {
+    allowedImages: images,
+    allowPvc: bool(o.allowPvc, 'HYBRIDSERVE_POLICY_ALLOW_PVC'),
+    allowSecrets: bool(o.allowSecrets, 'HYBRIDSERVE_POLICY_ALLOW_SECRETS'),
+  };
 }

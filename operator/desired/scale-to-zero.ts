@@ -20,7 +20,8 @@ export function parseDurationSeconds(v: unknown): number | undefined {
   const text = v.trim();
   if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
   const re = /(\d+(?:\.\d+)?)(ms|s|m|h)/y;
-  let total = 0; let pos = 0;
+  let total = 0;
+  let pos = 0;
   while (pos < text.length) {
     re.lastIndex = pos;
     const m = re.exec(text);
@@ -42,7 +43,10 @@ export interface ScaleToZeroDecision {
 
 /** The time (ms) of the HSD's last activity, from what the API object already carries. */
 export function lastActivityMs(hsd: HybridServeDeployment): number {
-  const times = [Date.parse(hsd.metadata.creationTimestamp ?? '') || 0, Date.parse(hsd.metadata.annotations?.[LAST_REQUEST_ANNOTATION] ?? '') || 0];
+  const times = [
+    Date.parse(hsd.metadata.creationTimestamp ?? '') || 0,
+    Date.parse(hsd.metadata.annotations?.[LAST_REQUEST_ANNOTATION] ?? '') || 0,
+  ];
   for (const g of hsd.status?.nodeGroups ?? []) {
     const m = g.measured;
     if (m && (m.tokensPerSecond > 0 || m.queueDepth > 0)) times.push(Date.parse(m.at) || 0);

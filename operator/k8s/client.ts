@@ -11,11 +11,15 @@ import { resourcePath, type ResourceRef } from './resources.js';
 export { ApiError, ConflictError, NotFoundError };
 
 export interface KubeObject {
-  apiVersion?: string; kind?: string;
+  apiVersion?: string;
+  kind?: string;
   metadata: { name: string; namespace?: string; resourceVersion?: string; uid?: string; [k: string]: unknown };
   [k: string]: unknown;
 }
-export interface KubeList<T> { items: T[]; metadata: { resourceVersion?: string } }
+export interface KubeList<T> {
+  items: T[];
+  metadata: { resourceVersion?: string };
+}
 
 export interface Informer<T> {
   on(verb: 'add' | 'update' | 'delete', cb: (obj: T) => void): void;
@@ -26,7 +30,10 @@ export interface Informer<T> {
   get(name: string, namespace?: string): T | undefined;
 }
 
-export interface KubeConfigOptions { server?: string; namespace?: string }
+export interface KubeConfigOptions {
+  server?: string;
+  namespace?: string;
+}
 
 /** Loads in-cluster config, else KUBECONFIG / ~/.kube/config; `server` builds a plain loopback config (tests). */
 export function loadKubeConfig(opts: KubeConfigOptions = {}): k8s.KubeConfig {
@@ -47,7 +54,10 @@ export function loadKubeConfig(opts: KubeConfigOptions = {}): k8s.KubeConfig {
 export class KubeClient {
   readonly server: string;
   private agent?: http.Agent;
-  constructor(readonly kc: k8s.KubeConfig, private readonly timeoutMs = 15000) {
+  constructor(
+    readonly kc: k8s.KubeConfig,
+    private readonly timeoutMs = 15000,
+  ) {
     const cluster = kc.getCurrentCluster();
     if (!cluster) throw new Error('no current cluster in the kubeconfig');
     this.server = cluster.server.replace(/\/$/, '');
@@ -57,16 +67,29 @@ export class KubeClient {
   private agentFor(url: URL, opts: https.RequestOptions): http.Agent {
     if (!this.agent) {
       const cluster = this.kc.getCurrentCluster();
-      this.agent = url.protocol === 'https:'
-        ? new https.Agent({ keepAlive: true, maxSockets: 64, ca: opts.ca, cert: opts.cert, key: opts.key, pfx: opts.pfx, passphrase: opts.passphrase,
-          servername: cluster?.tlsServerName, ...(cluster?.skipTLSVerify ? { rejectUnauthorized: false } : {}) })
-        : new http.Agent({ keepAlive: true, maxSockets: 64 });
+      this.agent =
+        url.protocol === 'https:'
+          ? new https.Agent({
+              keepAlive: true,
+              maxSockets: 64,
+              ca: opts.ca,
+              cert: opts.cert,
+              key: opts.key,
+              pfx: opts.pfx,
+              passphrase: opts.passphrase,
+              servername: cluster?.tlsServerName,
+              ...(cluster?.skipTLSVerify ? { rejectUnauthorized: false } : {}),
+            })
+          : new http.Agent({ keepAlive: true, maxSockets: 64 });
     }
     return this.agent;
   }
 
   /** Closes pooled connections (on shutdown). */
-  close(): void { this.agent?.destroy(); this.agent = undefined; }
+  close(): void {
+    this.agent?.destroy();
+    this.agent = undefined;
+  }
 
   /** The namespace of the kubeconfig's current context (for the leader-election Lease). */
   defaultNamespace(): string {
@@ -91,11 +114,22 @@ export class KubeClient {
           const text = Buffer.concat(chunks).toString('utf8');
           const code = res.statusCode ?? 0;
           if (code >= 200 && code < 300) {
-            try { resolve((text ? JSON.parse(text) : {}) as T); } catch (e) { reject(e); }
+            try {
+              resolve((text ? JSON.parse(text) : {}) as T);
+            } catch (e) {
+              reject(e);
+            }
             return;
           }
-          let reason = ''; let message = text;
-          try { const s = JSON.parse(text) as { reason?: string; message?: string }; reason = s.reason ?? ''; message = s.message ?? text; } catch { /* not a Status */ }
+          let reason = '';
+          let message = text;
+          try {
+            const s = JSON.parse(text) as { reason?: string; message?: string };
+            reason = s.reason ?? '';
+            message = s.message ?? text;
+          } catch {
+            /* not a Status */
+          }
           const detail = `${method} ${path}: ${code} ${reason} ${message}`.trim();
           if (code === 404) reject(new NotFoundError(detail));
           else if (code === 409) reject(new ConflictError(detail, reason));
@@ -109,13 +143,19 @@ export class KubeClient {
     });
   }
 
-  get<T>(ref: ResourceRef): Promise<T> { return this.request<T>('GET', resourcePath(ref)); }
+  get<T>(ref: ResourceRef): Promise<T> {
+    return this.request<T>('GET', resourcePath(ref));
+  }
   list<T>(ref: Omit<ResourceRef, 'name'>, labelSelector?: string): Promise<KubeList<T>> {
     const q = labelSelector ? `?labelSelector=${encodeURIComponent(labelSelector)}` : '';
     return this.request<KubeList<T>>('GET', resourcePath(ref) + q);
   }
-  create<T>(ref: Omit<ResourceRef, 'name'>, body: unknown): Promise<T> { return this.request<T>('POST', resourcePath(ref), body); }
-  replace<T>(ref: ResourceRef, body: unknown): Promise<T> { return this.request<T>('PUT', resourcePath(ref), body); }
+  create<T>(ref: Omit<ResourceRef, 'name'>, body: unknown): Promise<T> {
+    return this.request<T>('POST', resourcePath(ref), body);
+  }
+  replace<T>(ref: ResourceRef, body: unknown): Promise<T> {
+    return this.request<T>('PUT', resourcePath(ref), body);
+  }
   mergePatch<T>(ref: ResourceRef, body: unknown): Promise<T> {
     return this.request<T>('PATCH', resourcePath(ref), body, 'application/merge-patch+json');
   }
@@ -127,7 +167,9 @@ export class KubeClient {
     const q = `?fieldManager=${encodeURIComponent(fieldManager)}&force=true`;
     return this.request<T>('PATCH', resourcePath(ref) + q, body, 'application/apply-patch+yaml');
   }
-  delete(ref: ResourceRef): Promise<unknown> { return this.request('DELETE', resourcePath(ref)); }
+  delete(ref: ResourceRef): Promise<unknown> {
+    return this.request('DELETE', resourcePath(ref));
+  }
 
   /** A list+watch cache (client-node ListWatch): relists on 410 Gone; stops on other errors (caller restarts). */
   informer<T extends KubeObject>(ref: Omit<ResourceRef, 'name'>, labelSelector?: string): Informer<T> {

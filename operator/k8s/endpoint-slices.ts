@@ -22,6 +22,12 @@ export interface EndpointSliceLike extends KubeObject {
 export function endpointSliceInformer(client: KubeClient, namespace: string, service: string): Informer<EndpointSliceLike> {
   const ref = { type: R.endpointSlice, namespace };
   const selector = `${SERVICE_NAME_LABEL}=${service}`;
-  const listFn = () => client.list<EndpointSliceLike>(ref, selector) as unknown as Promise<k8s.KubernetesListObject<EndpointSliceLike & k8s.KubernetesObject>>;
-  return k8s.makeInformer<EndpointSliceLike & k8s.KubernetesObject>(client.kc, resourcePath(ref), listFn, selector) as unknown as Informer<EndpointSliceLike>;
+  const listFn = () =>
+    client.list<EndpointSliceLike>(ref, selector) as unknown as Promise<k8s.KubernetesListObject<EndpointSliceLike & k8s.KubernetesObject>>;
+  return k8s.makeInformer<EndpointSliceLike & k8s.KubernetesObject>(
+    client.kc,
+    resourcePath(ref),
+    listFn,
+    selector,
+  ) as unknown as Informer<EndpointSliceLike>;
 }

@@ -1,8 +1,18 @@
 // REST paths of the resources the operator touches: a fixed table, so no discovery round trip.
 import { GROUP, PLURAL, VERSION } from '../api/types.js';
 
-export interface ResourceType { group: string; version: string; plural: string; namespaced: boolean }
-export interface ResourceRef { type: ResourceType; namespace?: string; name?: string; subresource?: 'status' | 'scale' }
+export interface ResourceType {
+  group: string;
+  version: string;
+  plural: string;
+  namespaced: boolean;
+}
+export interface ResourceRef {
+  type: ResourceType;
+  namespace?: string;
+  name?: string;
+  subresource?: 'status' | 'scale';
+}
 
 const t = (group: string, version: string, plural: string, namespaced = true): ResourceType => ({ group, version, plural, namespaced });
 export const R = {

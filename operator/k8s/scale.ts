@@ -4,7 +4,10 @@
 import type { KubeClient } from './client.js';
 import { R } from './resources.js';
 
-export interface Scale { spec: { replicas?: number }; status: { replicas?: number; selector?: string } }
+export interface Scale {
+  spec: { replicas?: number };
+  status: { replicas?: number; selector?: string };
+}
 
 /** Annotation with the time (RFC 3339) of the last request the gateway received for the HSD. */
 export const LAST_REQUEST_ANNOTATION = 'hybridserve.io/last-request-time';

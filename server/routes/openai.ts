@@ -11,17 +11,38 @@ import { ErrorResponse } from '../schemas/common.js';
 import { CompletionRequest, CompletionResponse, type CompletionResponseT } from '../schemas/completions.js';
 import { ModelCard, ModelList } from '../schemas/ops.js';
 
-export const errors = { 400: ErrorResponse, 401: ErrorResponse, 404: ErrorResponse, 408: ErrorResponse, 413: ErrorResponse, 429: ErrorResponse, 500: ErrorResponse, 503: ErrorResponse };
+export const errors = {
+  400: ErrorResponse,
+  401: ErrorResponse,
+  404: ErrorResponse,
+  408: ErrorResponse,
+  413: ErrorResponse,
+  429: ErrorResponse,
+  500: ErrorResponse,
+  503: ErrorResponse,
+};
 
 export function checkModel(ctx: ServingContext, model: string): void {
   if (model !== ctx.modelName && !ctx.modelAliases.includes(model)) {
-    throw new ApiError(404, `the model '${model}' does not exist; this server serves '${ctx.modelName}'`, 'not_found_error', 'model', 'model_not_found');
+    throw new ApiError(
+      404,
+      `the model '${model}' does not exist; this server serves '${ctx.modelName}'`,
+      'not_found_error',
+      'model',
+      'model_not_found',
+    );
   }
 }
 
 function modelCard(ctx: ServingContext) {
-  return { id: ctx.modelName, object: 'model' as const, created: Math.floor(ctx.startedAt / 1000), owned_by: 'hybridserve', root: ctx.modelName,
-    max_model_len: ctx.limits.maxTotalTokens };
+  return {
+    id: ctx.modelName,
+    object: 'model' as const,
+    created: Math.floor(ctx.startedAt / 1000),
+    owned_by: 'hybridserve',
+    root: ctx.modelName,
+    max_model_len: ctx.limits.maxTotalTokens,
+  };
 }
 
 export const openaiRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { ctx }) => {
@@ -36,24 +57,41 @@ export const openaiRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { 
     }
   };
 
-  app.post('/v1/completions', { schema: { body: CompletionRequest, response: { 200: CompletionResponse, ...errors } } }, async (req, reply) => {
-    checkModel(ctx, req.body.model);
-    logUnknown(req.body, 'completions', req.log);
-    // respond() builds the body for this endpoint, or streams and returns the hijacked reply.
-    return await respond(ctx, 'completions', await completionToGenerationAsync(req.body, ctx.tokenizer, ctx.limits), req, reply) as CompletionResponseT;
-  });
+  app.post(
+    '/v1/completions',
+    { schema: { body: CompletionRequest, response: { 200: CompletionResponse, ...errors } } },
+    async (req, reply) => {
+      checkModel(ctx, req.body.model);
+      logUnknown(req.body, 'completions', req.log);
+      // respond() builds the body for this endpoint, or streams and returns the hijacked reply.
+      return (await respond(
+        ctx,
+        'completions',
+        await completionToGenerationAsync(req.body, ctx.tokenizer, ctx.limits),
+        req,
+        reply,
+      )) as CompletionResponseT;
+    },
+  );
 
   app.post('/v1/chat/completions', { schema: { body: ChatRequest, response: { 200: ChatResponse, ...errors } } }, async (req, reply) => {
     checkModel(ctx, req.body.model);
     logUnknown(req.body, 'chat', req.log);
-    return await respond(ctx, 'chat', await chatToGenerationAsync(req.body, ctx.tokenizer, ctx.limits), req, reply) as ChatResponseT;
+    return (await respond(ctx, 'chat', await chatToGenerationAsync(req.body, ctx.tokenizer, ctx.limits), req, reply)) as ChatResponseT;
   });
 
-  app.get('/v1/models', { schema: { response: { 200: ModelList, ...errors } } }, async () => ({ object: 'list' as const, data: [modelCard(ctx)] }));
+  app.get('/v1/models', { schema: { response: { 200: ModelList, ...errors } } }, async () => ({
+    object: 'list' as const,
+    data: [modelCard(ctx)],
+  }));
 
   // A wildcard: model ids may hold slashes ("facebook/opt-125m").
-  app.get('/v1/models/*', { schema: { params: Type.Object({ '*': Type.String({ minLength: 1 }) }), response: { 200: ModelCard, ...errors } } }, async (req) => {
-    checkModel(ctx, req.params['*']);
-    return modelCard(ctx);
-  });
+  app.get(
+    '/v1/models/*',
+    { schema: { params: Type.Object({ '*': Type.String({ minLength: 1 }) }), response: { 200: ModelCard, ...errors } } },
+    async (req) => {
+      checkModel(ctx, req.params['*']);
+      return modelCard(ctx);
+    },
+  );
 };

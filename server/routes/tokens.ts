@@ -17,7 +17,8 @@ export const tokenRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { c
   app.post('/detokenize', { schema: { body: DetokenizeRequest, response: { 200: DetokenizeResponse, ...errors } } }, async (req) => {
     if (req.body.model !== undefined) checkModel(ctx, req.body.model);
     const bad = req.body.tokens.find((t) => t >= ctx.tokenizer.vocabSize);
-    if (bad !== undefined) throw badRequest(`token id ${bad} is outside the vocabulary (size ${ctx.tokenizer.vocabSize})`, 'tokens', 'invalid_value');
+    if (bad !== undefined)
+      throw badRequest(`token id ${bad} is outside the vocabulary (size ${ctx.tokenizer.vocabSize})`, 'tokens', 'invalid_value');
     return { prompt: ctx.tokenizer.decode(req.body.tokens) };
   });
 };

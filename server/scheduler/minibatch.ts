@@ -8,7 +8,12 @@ import type { ModelConfig } from '../../model/types.js';
 import { formMiniBatches, gpuLayout, modelProfile } from '../../planning/index.js';
 import type { MiniBatcher } from './policy.js';
 
-export function planningMiniBatcher(engine: Pick<NativeEngine, 'sequence' | 'pools'>, cfg: ModelConfig, gpuBudgetBytes: number, seqTokens: number): MiniBatcher {
+export function planningMiniBatcher(
+  engine: Pick<NativeEngine, 'sequence' | 'pools'>,
+  cfg: ModelConfig,
+  gpuBudgetBytes: number,
+  seqTokens: number,
+): MiniBatcher {
   const mp = modelProfile(cfg, 2);
   const layout = gpuLayout(mp, gpuBudgetBytes, seqTokens);
   // The buffer is double-buffered: one mini-batch's cache of one layer gets half of it.
@@ -20,6 +25,8 @@ export function planningMiniBatcher(engine: Pick<NativeEngine, 'sequence' | 'poo
       const actTokens = info ? Math.min(info.cachedTokens, info.actBlocks * bt) : 0;
       return { id: i, contextTokens: Math.max(s.contextTokens, actTokens), actTokens };
     });
-    return formMiniBatches(running, { kvBytesPerToken: mp.kvBytesPerToken, actBytesPerToken: mp.actBytesPerToken, maxBytes }).map((b) => b.ids);
+    return formMiniBatches(running, { kvBytesPerToken: mp.kvBytesPerToken, actBytesPerToken: mp.actBytesPerToken, maxBytes }).map(
+      (b) => b.ids,
+    );
   };
 }

@@ -27,7 +27,11 @@ export function fitsEmptyPools(pools: NativePoolStats, tokens: number): boolean 
 export type MiniBatcher = (seqs: Array<{ contextTokens: number; engineId: number | null }>) => number[][];
 
 /** Splits running sequences (in admission order) into steps of at most maxBatch. */
-export function formBatches<T extends { contextTokens: number; engineId: number | null }>(running: T[], maxBatch: number, miniBatcher?: MiniBatcher): T[][] {
+export function formBatches<T extends { contextTokens: number; engineId: number | null }>(
+  running: T[],
+  maxBatch: number,
+  miniBatcher?: MiniBatcher,
+): T[][] {
   const cap = Math.max(1, maxBatch);
   const groups: T[][] = [];
   if (miniBatcher && running.length > 0) {

@@ -10,7 +10,15 @@
 // engine.step() is async (an AsyncWorker), so the event loop keeps serving HTTP while it runs, and
 // the tokens of one step reach their requests (SSE writes) while the next step computes.
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
-import { isNativeError, NativeErrorCode, stepLogprob, type NativeCounters, type NativeEngine, type NativeStepResult, type TokenLogprob } from '../../native/ts/addon-types.js';
+import {
+  isNativeError,
+  NativeErrorCode,
+  stepLogprob,
+  type NativeCounters,
+  type NativeEngine,
+  type NativeStepResult,
+  type TokenLogprob,
+} from '../../native/ts/addon-types.js';
 import { ApiError } from '../errors.js';
 import type { SamplingRequest } from '../request.js';
 import { canAdmit, fitsEmptyPools, formBatches, needsPreemption, retryAfterSeconds, type MiniBatcher } from './policy.js';
@@ -109,33 +117,71 @@ export class Scheduler {
   maxBatch: number;
   /** Totals for the overhead figure: our loop time vs the engine's own step wall time. */
   /** overlapSeconds: token delivery done while a step computes (part of awaitSeconds, not of the overhead). */
-  readonly totals = { steps: 0, tokens: 0, loopSeconds: 0, engineSeconds: 0, awaitSeconds: 0, busySeconds: 0, preemptions: 0, overlapSeconds: 0 };
+  readonly totals = {
+    steps: 0,
+    tokens: 0,
+    loopSeconds: 0,
+    engineSeconds: 0,
+    awaitSeconds: 0,
+    busySeconds: 0,
+    preemptions: 0,
+    overlapSeconds: 0,
+  };
 
-  constructor(private readonly engine: NativeEngine, private readonly opts: SchedulerOptions, private readonly hooks: SchedulerHooks = {}) {
+  constructor(
+    private readonly engine: NativeEngine,
+    private readonly opts: SchedulerOptions,
+    private readonly hooks: SchedulerHooks = {},
+  ) {
     this.maxBatch = opts.maxBatch;
   }
 
-  get queueDepth(): number { return this.waiting.length; }
-  get runningCount(): number { return this.running.length; }
-  get idle(): boolean { return this.waiting.length === 0 && this.running.length === 0; }
+  get queueDepth(): number {
+    return this.waiting.length;
+  }
+  get runningCount(): number {
+    return this.running.length;
+  }
+  get idle(): boolean {
+    return this.waiting.length === 0 && this.running.length === 0;
+  }
 
   /** Queues a request. Throws ApiError 429 when the queue is full and 503 while draining. */
   submit(req: SequenceRequest): SequenceHandle {
     if (this.draining || this.stopped) throw new ApiError(503, 'server is shutting down', 'service_unavailable', null, 'shutting_down');
     if (this.waiting.length >= this.opts.maxQueue) {
       const retry = retryAfterSeconds(this.waiting.length, this.recentFinishRate());
-      throw new ApiError(429, `too many queued requests (${this.waiting.length}); retry in ${retry} s`, 'rate_limit_error', null, 'queue_full',
-        { 'retry-after': String(retry) });
+      throw new ApiError(
+        429,
+        `too many queued requests (${this.waiting.length}); retry in ${retry} s`,
+        'rate_limit_error',
+        null,
+        'queue_full',
+        { 'retry-after': String(retry) },
+      );
     }
     const pools = this.engine.pools();
     if (!fitsEmptyPools(pools, req.prompt.length)) {
-      throw new ApiError(400, `prompt of ${req.prompt.length} tokens needs more cache blocks than this server has`, 'invalid_request_error', 'prompt',
-        'context_length_exceeded');
+      throw new ApiError(
+        400,
+        `prompt of ${req.prompt.length} tokens needs more cache blocks than this server has`,
+        'invalid_request_error',
+        'prompt',
+        'context_length_exceeded',
+      );
     }
     const now = performance.now(); // monotonic: latencies only
     const seq: Seq = {
-      req, generated: [], engineId: null, admittedRank: 0, enqueuedAt: now, lastTokenAt: now,
-      done: false, contextTokens: req.prompt.length, pendingToken: -1, pendingIndex: -1,
+      req,
+      generated: [],
+      engineId: null,
+      admittedRank: 0,
+      enqueuedAt: now,
+      lastTokenAt: now,
+      done: false,
+      contextTokens: req.prompt.length,
+      pendingToken: -1,
+      pendingIndex: -1,
     };
     this.waiting.push(seq);
     this.submitted++;
@@ -187,7 +233,11 @@ export class Scheduler {
     if (wi >= 0) this.waiting.splice(wi, 1);
     this.finishedTimes.push(Date.now());
     this.hooks.onFinish?.(reason, seq.req.prompt.length, seq.generated.length);
-    try { seq.req.onDone(reason, error); } catch (err) { this.hooks.log?.error(`onDone handler failed: ${String(err)}`); }
+    try {
+      seq.req.onDone(reason, error);
+    } catch (err) {
+      this.hooks.log?.error(`onDone handler failed: ${String(err)}`);
+    }
   }
 
   /** Frees the engine sequence (its blocks) and takes it out of the running set. */
@@ -196,17 +246,29 @@ export class Scheduler {
     if (ri >= 0) this.running.splice(ri, 1);
     if (seq.engineId === null) return;
     // Also for a sequence in the step being computed: the engine defers its removal to that step's end.
-    try { this.engine.removeSequence(seq.engineId); } catch (err) { this.hooks.log?.warn(`removeSequence failed: ${String(err)}`); }
+    try {
+      this.engine.removeSequence(seq.engineId);
+    } catch (err) {
+      this.hooks.log?.warn(`removeSequence failed: ${String(err)}`);
+    }
     seq.engineId = null;
   }
 
   private ensureLoop(): void {
-    if (this.wake) { const w = this.wake; this.wake = null; w(); }
+    if (this.wake) {
+      const w = this.wake;
+      this.wake = null;
+      w();
+    }
     if (!this.loopPromise) {
-      this.loopPromise = this.loop().catch((err) => {
-        this.hooks.log?.error(`engine loop failed: ${err instanceof Error ? err.stack ?? err.message : String(err)}`);
-        for (const s of [...this.waiting, ...this.running]) this.finish(s, 'error', err as Error);
-      }).finally(() => { this.loopPromise = null; });
+      this.loopPromise = this.loop()
+        .catch((err) => {
+          this.hooks.log?.error(`engine loop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+          for (const s of [...this.waiting, ...this.running]) this.finish(s, 'error', err as Error);
+        })
+        .finally(() => {
+          this.loopPromise = null;
+        });
     }
   }
 
@@ -220,7 +282,9 @@ export class Scheduler {
       if (this.running.length === 0) {
         this.deliverPending();
         if (this.stopped) break;
-        await new Promise<void>((r) => { this.wake = r; });
+        await new Promise<void>((r) => {
+          this.wake = r;
+        });
         continue;
       }
       let stepped = false;
@@ -232,7 +296,10 @@ export class Scheduler {
       // step's tokens (http flushes them on process.nextTick) go out once the next step is queued,
       // so the engine does not sit idle while the server talks to sockets. Yield only when no step
       // was awaited, so the loop can never spin on microtasks alone.
-      if (!stepped) { this.deliverPending(); await yieldToEventLoop(); }
+      if (!stepped) {
+        this.deliverPending();
+        await yieldToEventLoop();
+      }
       // Wall time while there was work: engine steps plus everything the server did around them
       // (expiry and admission included).
       this.totals.busySeconds += (performance.now() - t0) / 1000;
@@ -278,17 +345,33 @@ export class Scheduler {
         if (isNativeError(err, NativeErrorCode.OutOfBlocks)) {
           if (this.running.length > 0) return; // wait for others to finish
           this.waiting.shift();
-          this.finish(seq, 'error', new ApiError(400, `prompt does not fit the cache: ${err.message}`, 'invalid_request_error', 'prompt', 'context_length_exceeded'));
+          this.finish(
+            seq,
+            'error',
+            new ApiError(
+              400,
+              `prompt does not fit the cache: ${err.message}`,
+              'invalid_request_error',
+              'prompt',
+              'context_length_exceeded',
+            ),
+          );
           continue;
         }
         this.waiting.shift();
-        this.finish(seq, 'error', isNativeError(err, NativeErrorCode.InvalidArgument)
-          ? new ApiError(400, err.message, 'invalid_request_error', 'prompt') : (err as Error));
+        this.finish(
+          seq,
+          'error',
+          isNativeError(err, NativeErrorCode.InvalidArgument)
+            ? new ApiError(400, err.message, 'invalid_request_error', 'prompt')
+            : (err as Error),
+        );
         continue;
       }
       this.waiting.shift();
       // Only the first admission counts: a preempted sequence re-added later hits its own blocks.
-      if (seq.generated.length === 0) seq.req.onAdmitted?.(Math.min(this.engine.sequence(seq.engineId).prefixHitTokens ?? 0, seq.req.prompt.length));
+      if (seq.generated.length === 0)
+        seq.req.onAdmitted?.(Math.min(this.engine.sequence(seq.engineId).prefixHitTokens ?? 0, seq.req.prompt.length));
       seq.admittedRank = ++this.rank;
       seq.contextTokens = tokens;
       this.running.push(seq);
@@ -326,8 +409,14 @@ export class Scheduler {
       const seq = live[i];
       if (seq.done) continue; // ended while the step ran (cancelled, a stop string): its token is dropped
       // Normally delivered while this step ran; if not, it goes first so onToken stays in order.
-      if (seq.pendingToken >= 0) { this.deliver(seq); if (seq.done) continue; }
-      if (result.status[i] !== STATUS_OK) { needy.push(seq); continue; }
+      if (seq.pendingToken >= 0) {
+        this.deliver(seq);
+        if (seq.done) continue;
+      }
+      if (result.status[i] !== STATUS_OK) {
+        needy.push(seq);
+        continue;
+      }
       const token = result.tokens[i];
       tokens++;
       seq.generated.push(token);
@@ -371,8 +460,11 @@ export class Scheduler {
     if (token < 0 || seq.done) return;
     seq.pendingToken = -1;
     let stop = false;
-    try { stop = seq.req.onToken(token, seq.pendingIndex, seq.pendingLogprob) === true; } catch (err) {
-      this.finish(seq, 'error', err as Error); return;
+    try {
+      stop = seq.req.onToken(token, seq.pendingIndex, seq.pendingLogprob) === true;
+    } catch (err) {
+      this.finish(seq, 'error', err as Error);
+      return;
     }
     if (stop) this.finish(seq, 'stop');
   }
@@ -380,7 +472,10 @@ export class Scheduler {
   /** Frees blocks for sequences that could not grow: preempt the newest until they fit. */
   private preempt(needy: Seq[]): void {
     const stillNeedy = new Set(needy.filter((s) => !s.done));
-    const free = () => { const p = this.engine.pools(); return p.kvBlocksFree + p.actBlocksFree; };
+    const free = () => {
+      const p = this.engine.pools();
+      return p.kvBlocksFree + p.actBlocksFree;
+    };
     while (needsPreemption(free(), stillNeedy.size, this.running.length)) {
       const victim = this.running.reduce((a, b) => (b.admittedRank > a.admittedRank ? b : a));
       this.release(victim);
@@ -397,5 +492,7 @@ export class Scheduler {
   }
 
   /** Counters for /v1/hybridserve/stats. */
-  engineCounters(): NativeCounters { return this.engine.counters(); }
+  engineCounters(): NativeCounters {
+    return this.engine.counters();
+  }
 }

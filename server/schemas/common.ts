@@ -37,22 +37,24 @@ export const SamplingFields = {
   // ±2^63: the int64 range as far as a JSON number (a double) can tell.
   seed: Nullable(Type.Integer({ minimum: -(2 ** 63), maximum: 2 ** 63 })),
   n: Nullable(Type.Integer({ minimum: 1, maximum: 128, description: 'Only 1 is supported' })),
-  stop: Type.Optional(Type.Union([
-    Type.String({ minLength: 1 }),
-    Type.Array(Type.String({ minLength: 1 }), { maxItems: 16 }),
-    Type.Null(),
-  ])),
+  stop: Type.Optional(
+    Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 16 }), Type.Null()]),
+  ),
   /** Extension (vLLM): token ids that end the completion. */
   stop_token_ids: Nullable(Type.Array(Type.Integer({ minimum: 0, maximum: INT32_MAX }), { maxItems: 64 })),
   stream: Nullable(Type.Boolean()),
-  stream_options: Nullable(Type.Object({
-    include_usage: Nullable(Type.Boolean()),
-    continuous_usage_stats: Nullable(Type.Boolean({ description: 'Only false' })),
-  })),
+  stream_options: Nullable(
+    Type.Object({
+      include_usage: Nullable(Type.Boolean()),
+      continuous_usage_stats: Nullable(Type.Boolean({ description: 'Only false' })),
+    }),
+  ),
   /** Extension (vLLM): keep generating past the end-of-sequence token (benchmarks, tests). */
   ignore_eos: Nullable(Type.Boolean()),
   /** Token id (as a string) → bias in [-100, 100] added to its logit; -100 bans it. */
-  logit_bias: Nullable(Type.Record(Type.String({ pattern: '^[0-9]{1,10}$' }), Type.Number({ minimum: -100, maximum: 100 }), { maxProperties: 1024 })),
+  logit_bias: Nullable(
+    Type.Record(Type.String({ pattern: '^[0-9]{1,10}$' }), Type.Number({ minimum: -100, maximum: 100 }), { maxProperties: 1024 }),
+  ),
   presence_penalty: Nullable(Type.Number({ minimum: -2, maximum: 2 })),
   frequency_penalty: Nullable(Type.Number({ minimum: -2, maximum: 2 })),
   /** Extension (vLLM): > 1 discourages tokens already in the prompt or output. */
@@ -64,7 +66,12 @@ export const SamplingFields = {
   /** Extension (vLLM): leave special tokens out of the text (default true). */
   skip_special_tokens: Nullable(Type.Boolean()),
   user: Nullable(Type.String({ maxLength: 256, description: 'An end-user identifier; not used' })),
-  response_format: Nullable(Type.Object({ type: Type.String() }, { additionalProperties: true, description: "Only {type: 'text'}: json_object / json_schema are refused (no constrained decoding)" })),
+  response_format: Nullable(
+    Type.Object(
+      { type: Type.String() },
+      { additionalProperties: true, description: "Only {type: 'text'}: json_object / json_schema are refused (no constrained decoding)" },
+    ),
+  ),
   // Refused: not implemented.
   best_of: Refused('null or 1'),
   use_beam_search: Refused('null or false'),

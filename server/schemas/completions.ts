@@ -2,19 +2,22 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { FinishReason, MAX_LOGPROBS, Refused, SamplingFields, Usage } from './common.js';
 
-export const CompletionRequest = Type.Object({
-  ...SamplingFields,
-  // A string, a list of one string, or token ids (one prompt per request).
-  prompt: Type.Union([
-    Type.String(),
-    Type.Array(Type.String(), { minItems: 1, maxItems: 1 }),
-    Type.Array(Type.Integer({ minimum: 0, maximum: 2147483647 }), { minItems: 1 }),
-  ]),
-  /** The sampled token's logprob and the top N alternatives per token (0 = only the sampled one's). */
-  logprobs: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS }), Type.Null()])),
-  echo: Refused('null or false'),
-  suffix: Refused('null or empty'),
-}, { additionalProperties: true });
+export const CompletionRequest = Type.Object(
+  {
+    ...SamplingFields,
+    // A string, a list of one string, or token ids (one prompt per request).
+    prompt: Type.Union([
+      Type.String(),
+      Type.Array(Type.String(), { minItems: 1, maxItems: 1 }),
+      Type.Array(Type.Integer({ minimum: 0, maximum: 2147483647 }), { minItems: 1 }),
+    ]),
+    /** The sampled token's logprob and the top N alternatives per token (0 = only the sampled one's). */
+    logprobs: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS }), Type.Null()])),
+    echo: Refused('null or false'),
+    suffix: Refused('null or empty'),
+  },
+  { additionalProperties: true },
+);
 export type CompletionRequestT = Static<typeof CompletionRequest>;
 
 const CompletionLogprobs = Type.Object({
@@ -29,13 +32,15 @@ export const CompletionResponse = Type.Object({
   object: Type.Literal('text_completion'),
   created: Type.Integer(),
   model: Type.String(),
-  choices: Type.Array(Type.Object({
-    index: Type.Integer(),
-    text: Type.String(),
-    logprobs: Type.Union([CompletionLogprobs, Type.Null()]),
-    finish_reason: FinishReason,
-    stop_reason: Type.Optional(Type.Union([Type.String(), Type.Integer(), Type.Null()])),
-  })),
+  choices: Type.Array(
+    Type.Object({
+      index: Type.Integer(),
+      text: Type.String(),
+      logprobs: Type.Union([CompletionLogprobs, Type.Null()]),
+      finish_reason: FinishReason,
+      stop_reason: Type.Optional(Type.Union([Type.String(), Type.Integer(), Type.Null()])),
+    }),
+  ),
   usage: Usage,
 });
 export type CompletionResponseT = Static<typeof CompletionResponse>;

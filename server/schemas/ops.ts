@@ -3,14 +3,16 @@ import { Type } from '@sinclair/typebox';
 
 export const ModelList = Type.Object({
   object: Type.Literal('list'),
-  data: Type.Array(Type.Object({
-    id: Type.String(),
-    object: Type.Literal('model'),
-    created: Type.Integer(),
-    owned_by: Type.String(),
-    root: Type.String(),
-    max_model_len: Type.Integer(),
-  })),
+  data: Type.Array(
+    Type.Object({
+      id: Type.String(),
+      object: Type.Literal('model'),
+      created: Type.Integer(),
+      owned_by: Type.String(),
+      root: Type.String(),
+      max_model_len: Type.Integer(),
+    }),
+  ),
 });
 
 export const Health = Type.Object({ status: Type.String(), reason: Type.Optional(Type.String()) });
@@ -30,7 +32,16 @@ export const Stats = Type.Object({
   maxBatch: Type.Integer(),
   counters: Type.Record(Type.String(), Num),
   /** The scheduler's own totals: busy wall time vs the engine's step time, for the overhead figure. */
-  server: Type.Object({ steps: Num, tokens: Num, busySeconds: Num, engineSeconds: Num, awaitSeconds: Num, loopSeconds: Num, preemptions: Num, overlapSeconds: Num }),
+  server: Type.Object({
+    steps: Num,
+    tokens: Num,
+    busySeconds: Num,
+    engineSeconds: Num,
+    awaitSeconds: Num,
+    loopSeconds: Num,
+    preemptions: Num,
+    overlapSeconds: Num,
+  }),
   pools: Type.Record(Type.String(), Num),
 });
 
@@ -51,7 +62,10 @@ const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: 2147483647 }), {
 /** POST /tokenize (vLLM): a prompt, or chat messages rendered with the chat template. */
 export const TokenizeRequest = Type.Union([
   Type.Object({ model: Type.Optional(Type.String()), prompt: Type.String() }),
-  Type.Object({ model: Type.Optional(Type.String()), messages: Type.Array(Type.Object({ role: Type.String(), content: Type.String() }), { minItems: 1 }) }),
+  Type.Object({
+    model: Type.Optional(Type.String()),
+    messages: Type.Array(Type.Object({ role: Type.String(), content: Type.String() }), { minItems: 1 }),
+  }),
 ]);
 export const TokenizeResponse = Type.Object({ count: Type.Integer(), max_model_len: Type.Integer(), tokens: TokenIds });
 

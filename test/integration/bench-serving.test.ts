@@ -8,10 +8,13 @@ import { SUMMARY_FIELDS } from '../../bench/serving-workload.js';
 import { ROOT, builtCli } from '../fixtures/helpers.js';
 
 function newest(dir: string): number {
-  return Math.max(0, ...readdirSync(dir, { withFileTypes: true }).map((e) => {
-    const p = path.join(dir, e.name);
-    return e.isDirectory() ? newest(p) : e.name.endsWith('.ts') ? statSync(p).mtimeMs : 0;
-  }));
+  return Math.max(
+    0,
+    ...readdirSync(dir, { withFileTypes: true }).map((e) => {
+      const p = path.join(dir, e.name);
+      return e.isDirectory() ? newest(p) : e.name.endsWith('.ts') ? statSync(p).mtimeMs : 0;
+    }),
+  );
 }
 
 /** dist/bench/serving.js, rebuilt when bench/ or server/ sources are newer (builtCli checks cli/, model/, native/ts). */
@@ -19,18 +22,35 @@ function builtBench(): string {
   builtCli();
   const bench = path.join(ROOT, 'dist', 'bench', 'serving.js');
   let built = 0;
-  try { built = statSync(bench).mtimeMs; } catch { built = 0; }
+  try {
+    built = statSync(bench).mtimeMs;
+  } catch {
+    built = 0;
+  }
   if (built < Math.max(newest(path.join(ROOT, 'bench')), newest(path.join(ROOT, 'server')))) {
-    spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], { cwd: ROOT, stdio: 'ignore' });
+    spawnSync(process.execPath, [path.join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.build.json'], {
+      cwd: ROOT,
+      stdio: 'ignore',
+    });
   }
   return bench;
 }
 
-function runBench(args: string[]): { code: number | null; json: Record<string, any>; stdout: string; stderr: string } { // eslint-disable-line @typescript-eslint/no-explicit-any
-  const r = spawnSync(process.execPath, [builtBench(), ...args], { cwd: ROOT, encoding: 'utf8', timeout: 90_000, env: { ...process.env, NODE_OPTIONS: '' } });
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function runBench(args: string[]): { code: number | null; json: Record<string, any>; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [builtBench(), ...args], {
+    cwd: ROOT,
+    encoding: 'utf8',
+    timeout: 90_000,
+    env: { ...process.env, NODE_OPTIONS: '' },
+  });
   const last = r.stdout.trim().split('\n').at(-1) ?? '';
   let json = {};
-  try { json = JSON.parse(last); } catch { /* checked below */ }
+  try {
+    json = JSON.parse(last);
+  } catch {
+    /* checked below */
+  }
   return { code: r.status, json, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -45,7 +65,14 @@ describe('bench:serving', () => {
     expect(j.levels).toHaveLength(1);
     const level = j.levels[0];
     for (const f of SUMMARY_FIELDS) expect(typeof level[f]).toBe('number');
-    expect(level).toMatchObject({ concurrency: 4, requests: 8, completed: 8, failed: 0, total_input_tokens: 8 * 16, total_output_tokens: 8 * 4 });
+    expect(level).toMatchObject({
+      concurrency: 4,
+      requests: 8,
+      completed: 8,
+      failed: 0,
+      total_input_tokens: 8 * 16,
+      total_output_tokens: 8 * 4,
+    });
     expect(level.p99_ttft_ms).toBeGreaterThanOrEqual(level.median_ttft_ms);
     expect(level.median_tpot_ms).toBeGreaterThan(0);
     // What the engine did, from /v1/hybridserve/stats: every prompt token prefilled once, 3 decode tokens per request.
@@ -55,7 +82,22 @@ describe('bench:serving', () => {
   });
 
   test('open loop (a burst at rate inf), not streaming, text prompts sharing a prefix', () => {
-    const r = runBench(['--quick', '--rates', 'inf', '--requests', '6', '--stream', 'false', '--prompt-kind', 'text', '--prompt-tokens', '12', '--shared-prefix', '6', '--server-args=--threads 2']);
+    const r = runBench([
+      '--quick',
+      '--rates',
+      'inf',
+      '--requests',
+      '6',
+      '--stream',
+      'false',
+      '--prompt-kind',
+      'text',
+      '--prompt-tokens',
+      '12',
+      '--shared-prefix',
+      '6',
+      '--server-args=--threads 2',
+    ]);
     expect(r.code).toBe(0);
     const level = r.json.levels[0];
     expect(level).toMatchObject({ rate: 'inf', requests: 6, completed: 6, failed: 0, total_output_tokens: 6 * 4 });

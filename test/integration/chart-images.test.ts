@@ -17,10 +17,14 @@ const enabled = process.env.HYBRIDSERVE_IMAGE_STEPS === '1';
 
 /** The files `docker build` would send: tracked and untracked-but-not-ignored files, minus the .dockerignore. */
 function buildContext(dockerfile: string, dest: string): void {
-  const ignore = readFileSync(path.join(ROOT, 'docker', `${dockerfile}.dockerignore`), 'utf8').split('\n')
-    .map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+  const ignore = readFileSync(path.join(ROOT, 'docker', `${dockerfile}.dockerignore`), 'utf8')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'))
     .map((p) => new RegExp(`^${p.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '[^/]*')}(/|$)`));
-  const files = spawnSync('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: ROOT, encoding: 'utf8' }).stdout.split('\0').filter(Boolean);
+  const files = spawnSync('git', ['ls-files', '-co', '--exclude-standard', '-z'], { cwd: ROOT, encoding: 'utf8' })
+    .stdout.split('\0')
+    .filter(Boolean);
   for (const f of files) {
     if (ignore.some((re) => re.test(f))) continue; // .dockerignore patterns are anchored at the context root
     if (!existsSync(path.join(ROOT, f))) continue; // deleted in the working tree
@@ -37,23 +41,30 @@ function steps(args: string[]) {
 }
 
 (enabled ? describe : describe.skip)('image build steps (HYBRIDSERVE_IMAGE_STEPS=1)', () => {
-  test.each([['Dockerfile.server-cpu', 'server-cpu'], ['Dockerfile.operator', 'operator']])('%s: build and smoke', (dockerfile, variant) => {
-    const dir = mkdtempSync(path.join(tmpdir(), `hybridserve-image-${variant}-`));
-    try {
-      const src = path.join(dir, 'src');
-      const stage = path.join(dir, 'stage');
-      buildContext(dockerfile, src);
-      expect(existsSync(path.join(src, 'node_modules'))).toBe(false);
-      const built = steps(['build', variant, src, stage]);
-      expect(built.out).toContain(`staged ${variant}`);
-      expect(built.status).toBe(0);
-      const smoke = steps(['smoke', variant, stage]);
-      expect(smoke.out).toContain(`smoke test of ${variant} passed`);
-      expect(smoke.status).toBe(0);
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  }, 900_000);
+  test.each([
+    ['Dockerfile.server-cpu', 'server-cpu'],
+    ['Dockerfile.operator', 'operator'],
+  ])(
+    '%s: build and smoke',
+    (dockerfile, variant) => {
+      const dir = mkdtempSync(path.join(tmpdir(), `hybridserve-image-${variant}-`));
+      try {
+        const src = path.join(dir, 'src');
+        const stage = path.join(dir, 'stage');
+        buildContext(dockerfile, src);
+        expect(existsSync(path.join(src, 'node_modules'))).toBe(false);
+        const built = steps(['build', variant, src, stage]);
+        expect(built.out).toContain(`staged ${variant}`);
+        expect(built.status).toBe(0);
+        const smoke = steps(['smoke', variant, stage]);
+        expect(smoke.out).toContain(`smoke test of ${variant} passed`);
+        expect(smoke.status).toBe(0);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    900_000,
+  );
 });
 
 describe('image build steps: argument checks (always run)', () => {

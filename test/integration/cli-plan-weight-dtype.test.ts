@@ -8,13 +8,23 @@ import { CliError } from '../../cli/errors.js';
 let out: string[] = [];
 beforeEach(() => {
   out = [];
-  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => { out.push(args.map(String).join(' ')); });
+  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
+    out.push(args.map(String).join(' '));
+  });
 });
 afterEach(() => {
   jest.restoreAllMocks();
 });
 
-interface PlanJson { weightBytes: number; weightDtype: string; residentLayers: number; numLayers: number; maxBatch: number; reason: string; cacheBytes: number }
+interface PlanJson {
+  weightBytes: number;
+  weightDtype: string;
+  residentLayers: number;
+  numLayers: number;
+  maxBatch: number;
+  reason: string;
+  cacheBytes: number;
+}
 
 async function planJson(...argv: string[]): Promise<PlanJson> {
   out = [];
@@ -53,6 +63,8 @@ describe('hybridserve plan --weight-dtype', () => {
 
   test('an unknown format is a CliError naming the accepted ones', async () => {
     await expect(run([...BASE, '--weight-dtype', 'int3'])).rejects.toThrow(CliError);
-    await expect(run([...BASE, '--weight-dtype', 'int3'])).rejects.toThrow(/--weight-dtype must be one of fp16, fp8, int8, int4, got 'int3'/);
+    await expect(run([...BASE, '--weight-dtype', 'int3'])).rejects.toThrow(
+      /--weight-dtype must be one of fp16, fp8, int8, int4, got 'int3'/,
+    );
   });
 });

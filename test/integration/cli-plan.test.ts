@@ -10,7 +10,9 @@ import { CliError } from '../../cli/errors.js';
 let out: string[] = [];
 beforeEach(() => {
   out = [];
-  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => { out.push(args.map(String).join(' ')); });
+  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
+    out.push(args.map(String).join(' '));
+  });
 });
 afterEach(() => {
   jest.restoreAllMocks();
@@ -25,8 +27,26 @@ async function planJson(...argv: string[]): Promise<Record<string, unknown>> {
 
 describe('hybridserve plan', () => {
   test('synthetic:opt-30b on a 24GiB share of NVIDIA-H100-80GB-HBM3 with 256GiB --json (the offload regime)', async () => {
-    const p = await planJson('--model', 'synthetic:opt-30b', '--gpu', 'NVIDIA-H100-80GB-HBM3', '--host-memory', '256GiB', '--gpu-memory', '24GiB');
-    for (const k of ['actFraction', 'hostMemoryBytes', 'kvBlocks', 'actBlocks', 'maxBatch', 'predictedStepSeconds', 'predictedTokensPerSecond', 'reason']) {
+    const p = await planJson(
+      '--model',
+      'synthetic:opt-30b',
+      '--gpu',
+      'NVIDIA-H100-80GB-HBM3',
+      '--host-memory',
+      '256GiB',
+      '--gpu-memory',
+      '24GiB',
+    );
+    for (const k of [
+      'actFraction',
+      'hostMemoryBytes',
+      'kvBlocks',
+      'actBlocks',
+      'maxBatch',
+      'predictedStepSeconds',
+      'predictedTokensPerSecond',
+      'reason',
+    ]) {
       expect(p).toHaveProperty(k);
     }
     expect(p.hostMemoryBytes).toBe(256 * 2 ** 30);
@@ -59,7 +79,18 @@ describe('hybridserve plan', () => {
   test('--slo-tpot bounds the predicted decode step and is carried in the JSON; an impossible target is a CliError', async () => {
     const free = await planJson('--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H200', '--host-memory', '120GiB', '--gen', '32');
     out = [];
-    const slo = await planJson('--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H200', '--host-memory', '120GiB', '--gen', '32', '--slo-tpot', '0.02');
+    const slo = await planJson(
+      '--model',
+      'synthetic:opt-13b',
+      '--gpu',
+      'NVIDIA-H200',
+      '--host-memory',
+      '120GiB',
+      '--gen',
+      '32',
+      '--slo-tpot',
+      '0.02',
+    );
     expect(slo.sloTpotSeconds).toBe(0.02);
     expect(slo.predictedStepSeconds as number).toBeLessThanOrEqual(0.02);
     expect(free.predictedStepSeconds as number).toBeGreaterThan(0.02);
@@ -76,7 +107,14 @@ describe('hybridserve plan', () => {
   });
 
   test('other product spellings and options work; the human format names the essentials', async () => {
-    for (const gpu of ['NVIDIA-A100-SXM4-40GB', 'nvidia a100 80gb pcie', 'Tesla-T4', 'NVIDIA-L40S', 'NVIDIA-H200', 'NVIDIA-GeForce-RTX-4090']) {
+    for (const gpu of [
+      'NVIDIA-A100-SXM4-40GB',
+      'nvidia a100 80gb pcie',
+      'Tesla-T4',
+      'NVIDIA-L40S',
+      'NVIDIA-H200',
+      'NVIDIA-GeForce-RTX-4090',
+    ]) {
       out = [];
       const p = await planJson('--model', 'synthetic:opt-13b', '--gpu', gpu, '--host-memory', '128GiB', '--prompt', '256', '--gen', '64');
       expect(p.promptTokens).toBe(256);
@@ -105,11 +143,26 @@ describe('hybridserve plan', () => {
   test('reads a checkpoint directory config.json', async () => {
     const dir = await mkdtemp(path.join(tmpdir(), 'hs-plan-'));
     try {
-      await writeFile(path.join(dir, 'config.json'), JSON.stringify({
-        model_type: 'opt', architectures: ['OPTForCausalLM'], hidden_size: 5120, num_hidden_layers: 40, num_attention_heads: 40,
-        ffn_dim: 20480, vocab_size: 50272, max_position_embeddings: 2048, word_embed_proj_dim: 5120, do_layer_norm_before: true,
-        activation_function: 'relu', torch_dtype: 'float16', bos_token_id: 2, eos_token_id: 2, pad_token_id: 1,
-      }));
+      await writeFile(
+        path.join(dir, 'config.json'),
+        JSON.stringify({
+          model_type: 'opt',
+          architectures: ['OPTForCausalLM'],
+          hidden_size: 5120,
+          num_hidden_layers: 40,
+          num_attention_heads: 40,
+          ffn_dim: 20480,
+          vocab_size: 50272,
+          max_position_embeddings: 2048,
+          word_embed_proj_dim: 5120,
+          do_layer_norm_before: true,
+          activation_function: 'relu',
+          torch_dtype: 'float16',
+          bos_token_id: 2,
+          eos_token_id: 2,
+          pad_token_id: 1,
+        }),
+      );
       const p = await planJson('--model', dir, '--gpu', 'NVIDIA-A100-SXM4-40GB', '--host-memory', '128GiB');
       expect(p.numLayers).toBe(40);
       expect(p.weightBytes as number).toBeGreaterThan(25e9);
@@ -128,7 +181,9 @@ describe('hybridserve plan', () => {
     await expect(run(['--gpu', 'NVIDIA-L4'])).rejects.toThrow(/--model is required/);
     await expect(run(['--model', 'synthetic:opt-13b'])).rejects.toThrow(/--gpu is required/);
     await expect(run(['--model', 'synthetic:nope', '--gpu', 'NVIDIA-L4'])).rejects.toThrow(/unknown synthetic preset/);
-    await expect(run(['--model', 'synthetic:opt-66b', '--gpu', 'NVIDIA-L4', '--host-memory', '64GiB'])).rejects.toThrow(/cannot hold opt-66b/);
+    await expect(run(['--model', 'synthetic:opt-66b', '--gpu', 'NVIDIA-L4', '--host-memory', '64GiB'])).rejects.toThrow(
+      /cannot hold opt-66b/,
+    );
     await expect(run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-L4', '--act-fraction', '2'])).rejects.toThrow(/between 0 and 1/);
     await expect(run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-L4', '--host-memory', 'lots'])).rejects.toThrow(CliError);
     await expect(run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-L4', '--bogus'])).rejects.toThrow(CliError);

@@ -35,7 +35,13 @@ const EXTRA_KINDS = [
   { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'clusterrolebindings', kind: 'ClusterRoleBinding', namespaced: false },
   { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'roles', kind: 'Role', namespaced: true },
   { group: 'rbac.authorization.k8s.io', version: 'v1', plural: 'rolebindings', kind: 'RoleBinding', namespaced: true },
-  { group: 'apiextensions.k8s.io', version: 'v1', plural: 'customresourcedefinitions', kind: 'CustomResourceDefinition', namespaced: false },
+  {
+    group: 'apiextensions.k8s.io',
+    version: 'v1',
+    plural: 'customresourcedefinitions',
+    kind: 'CustomResourceDefinition',
+    namespaced: false,
+  },
 ];
 
 let api: FakeApiServer;
@@ -67,8 +73,12 @@ async function kubectlApply(file: string): Promise<Obj> {
   return stored;
 }
 
-type Container = { args: string[]; env: { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }[];
-  readinessProbe: { httpGet: { path: string } }; securityContext: Obj };
+type Container = {
+  args: string[];
+  env: { name: string; value?: string; valueFrom?: { fieldRef: { fieldPath: string } } }[];
+  readinessProbe: { httpGet: { path: string } };
+  securityContext: Obj;
+};
 
 /** Starts the operator as the chart's Deployment would: same args and env, the API double as server. */
 async function startOperatorLikeTheChart(dep: Manifest): Promise<number> {
@@ -78,16 +88,30 @@ async function startOperatorLikeTheChart(dep: Manifest): Promise<number> {
   const podMeta: Record<string, string> = { 'metadata.namespace': RELEASE_NS, 'metadata.name': `${dep.metadata.name}-0` };
   const env: Record<string, string> = {};
   for (const e of c.env) env[e.name] = e.value ?? podMeta[e.valueFrom?.fieldRef.fieldPath ?? ''];
-  operator = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), ...args, '--server', api.url],
-    { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  const keep = (b: Buffer) => { operatorLog = (operatorLog + b.toString()).slice(-20_000); };
+  operator = spawn(process.execPath, [path.join(ROOT, 'dist/cli/main.js'), ...args, '--server', api.url], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const keep = (b: Buffer) => {
+    operatorLog = (operatorLog + b.toString()).slice(-20_000);
+  };
   operator.stdout?.on('data', keep);
   operator.stderr?.on('data', keep);
   // The kubelet's view: the pod is ready when its readinessProbe answers 200.
-  await waitFor(`operator ${c.readinessProbe.httpGet.path}`, async () => {
-    if (operator?.exitCode !== null) throw new Error(`the operator exited (${operator?.exitCode}): ${operatorLog}`);
-    try { return (await fetch(`http://127.0.0.1:${port}${c.readinessProbe.httpGet.path}`)).status === 200; } catch { return false; }
-  }, 30_000, 100);
+  await waitFor(
+    `operator ${c.readinessProbe.httpGet.path}`,
+    async () => {
+      if (operator?.exitCode !== null) throw new Error(`the operator exited (${operator?.exitCode}): ${operatorLog}`);
+      try {
+        return (await fetch(`http://127.0.0.1:${port}${c.readinessProbe.httpGet.path}`)).status === 200;
+      } catch {
+        return false;
+      }
+    },
+    30_000,
+    100,
+  );
   return port;
 }
 
@@ -98,7 +122,12 @@ async function kubectl(args: string[], stdin?: string) {
   writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\n');
   const cache = path.join(work, `kubectl-cache-${kubectlCalls++}`);
   // Asynchronously: the API double serves from this very process, so spawnSync would deadlock.
-  return run(kubectlPath(), ['--server', api.url, '--kubeconfig', kubeconfig, '--cache-dir', cache, ...args], { ...process.env, HOME: work }, stdin);
+  return run(
+    kubectlPath(),
+    ['--server', api.url, '--kubeconfig', kubeconfig, '--cache-dir', cache, ...args],
+    { ...process.env, HOME: work },
+    stdin,
+  );
 }
 
 /** .tools/kubectl, extracted from the pinned npm layer by scripts/install-helm.mjs --kubectl. */
@@ -108,14 +137,23 @@ function kubectlPath(): string {
   return path.join(ROOT, '.tools', 'kubectl');
 }
 
-function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, stdin?: string): Promise<{ status: number | null; stdout: string; stderr: string }> {
+function run(
+  cmd: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  stdin?: string,
+): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve, reject) => {
     const p = spawn(cmd, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     p.stdin.end(stdin ?? '');
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-    p.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    p.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    p.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
     p.on('error', reject);
     p.on('close', (status) => resolve({ status, stdout, stderr }));
   });
@@ -123,14 +161,18 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv, stdin?: string
 
 /** Ports of the ready serving pods behind a Service (selector → pods → the kubelet's port annotation). */
 function servicePorts(svc: Obj): number[] {
-  const selector = Object.entries(svc.spec.selector as Record<string, string>).map(([k, v]) => `${k}=${v}`).join(',');
-  return api.list(api.def('', 'v1', 'pods'), svc.metadata.namespace, selector)
+  const selector = Object.entries(svc.spec.selector as Record<string, string>)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+  return api
+    .list(api.def('', 'v1', 'pods'), svc.metadata.namespace, selector)
     .filter((p) => p.status?.conditions?.some((x: Obj) => x.type === 'Ready' && x.status === 'True'))
     .map((p) => Number(p.metadata.annotations['hybridserve.io/port']));
 }
 
 beforeAll(async () => {
-  if (!existsSync(path.join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` before the e2e tests');
+  if (!existsSync(path.join(ROOT, 'dist/cli/main.js')))
+    throw new Error('dist/cli/main.js is missing: run `npm run build` before the e2e tests');
   work = mkdtempSync(path.join(tmpdir(), 'hybridserve-e2e-chart-'));
   api = new FakeApiServer();
   for (const k of EXTRA_KINDS) api.register(k);
@@ -149,7 +191,12 @@ afterAll(async () => {
     const exited = new Promise((r) => operator!.once('exit', r));
     operator.kill('SIGTERM');
     let timer: NodeJS.Timeout | undefined;
-    await Promise.race([exited, new Promise((r) => { timer = setTimeout(r, 10_000); })]);
+    await Promise.race([
+      exited,
+      new Promise((r) => {
+        timer = setTimeout(r, 10_000);
+      }),
+    ]);
     clearTimeout(timer);
     // A graceful stop (Lease released) is what the chart's terminationGracePeriodSeconds allows for.
     if (operator.exitCode === null) operator.kill('SIGKILL');
@@ -162,8 +209,14 @@ afterAll(async () => {
 describe('the Helm chart, end to end on the API test double', () => {
   test('every rendered manifest applies, the CRD is served and the operator starts as the chart runs it', async () => {
     // `helm template --include-crds | kubectl apply --server-side -f -`, CRDs first as helm installs them.
-    const ordered = [...rendered.filter((d) => d.kind === 'CustomResourceDefinition'), ...rendered.filter((d) => d.kind !== 'CustomResourceDefinition')];
-    const applied = await kubectl(['apply', '--server-side', '--field-manager=helm', '--validate=false', '-f', '-'], ordered.map((d) => stringifyYaml(d)).join('---\n'));
+    const ordered = [
+      ...rendered.filter((d) => d.kind === 'CustomResourceDefinition'),
+      ...rendered.filter((d) => d.kind !== 'CustomResourceDefinition'),
+    ];
+    const applied = await kubectl(
+      ['apply', '--server-side', '--field-manager=helm', '--validate=false', '-f', '-'],
+      ordered.map((d) => stringifyYaml(d)).join('---\n'),
+    );
     expect(applied.stderr).toBe('');
     expect(applied.status).toBe(0);
     expect(applied.stdout.trim().split('\n')).toHaveLength(ordered.length);
@@ -175,7 +228,9 @@ describe('the Helm chart, end to end on the API test double', () => {
       if (doc.kind === 'CustomResourceDefinition') api.registerCrd(stored as Obj);
     }
     const discovery = (await (await fetch(`${api.url}/apis/hybridserve.io/v1alpha1`)).json()) as { resources: { name: string }[] };
-    expect(discovery.resources.map((r) => r.name)).toEqual(expect.arrayContaining(['hybridservedeployments', 'hybridservedeployments/scale', 'hybridservedeployments/status']));
+    expect(discovery.resources.map((r) => r.name)).toEqual(
+      expect.arrayContaining(['hybridservedeployments', 'hybridservedeployments/scale', 'hybridservedeployments/status']),
+    );
     const dep = findOne(rendered, 'Deployment');
     const port = await startOperatorLikeTheChart(dep);
     operatorPort = port;
@@ -183,14 +238,28 @@ describe('the Helm chart, end to end on the API test double', () => {
     expect(metrics).toContain('hybridserve_operator_reconciles_total');
     // The operator pod as stored is locked down (the chart's securityContext survived the apply).
     const stored = api.get(api.def('apps', 'v1', 'deployments'), RELEASE_NS, dep.metadata.name);
-    expect(stored?.spec.template.spec.containers[0].securityContext).toMatchObject({ runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+    expect(stored?.spec.template.spec.containers[0].securityContext).toMatchObject({
+      runAsNonRoot: true,
+      allowPrivilegeEscalation: false,
+      readOnlyRootFilesystem: true,
+      capabilities: { drop: ['ALL'] },
+    });
   }, 60_000);
 
   test('examples/hsd-synthetic.yaml reaches Ready and its Service answers OpenAI completions from real servers', async () => {
     const created = await kubectlApply(path.join(EXAMPLES, 'hsd-synthetic.yaml'));
     const hsdDef = api.def('hybridserve.io', 'v1alpha1', 'hybridservedeployments');
-    const hsd = await waitFor('HSD tiny Ready', () => { const h = api.get(hsdDef, APP_NS, 'tiny'); return cond(h, 'Ready')?.status === 'True' && h; }, 90_000, 100)
-      .catch((e: Error) => { throw new Error(`${e.message}\nstatus: ${JSON.stringify(api.get(hsdDef, APP_NS, 'tiny')?.status)}\noperator log: ${operatorLog}`); });
+    const hsd = await waitFor(
+      'HSD tiny Ready',
+      () => {
+        const h = api.get(hsdDef, APP_NS, 'tiny');
+        return cond(h, 'Ready')?.status === 'True' && h;
+      },
+      90_000,
+      100,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\nstatus: ${JSON.stringify(api.get(hsdDef, APP_NS, 'tiny')?.status)}\noperator log: ${operatorLog}`);
+    });
     expect(hsd.status.observedGeneration).toBe(created.metadata.generation);
     expect(hsd.spec.cache.blockTokens).toBe(16); // defaulted by the CRD schema the chart installed
 
@@ -204,12 +273,21 @@ describe('the Helm chart, end to end on the API test double', () => {
     const done = await client.completions.create({ model: 'synthetic:opt-tiny', prompt: 'Hello from Helm', max_tokens: 5, temperature: 0 });
     expect(done.usage?.completion_tokens).toBeGreaterThan(0);
     expect(done.usage?.completion_tokens).toBeLessThanOrEqual(5);
-    const chat = await client.chat.completions.create({ model: 'synthetic:opt-tiny', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, temperature: 0 });
+    const chat = await client.chat.completions.create({
+      model: 'synthetic:opt-tiny',
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 3,
+      temperature: 0,
+    });
     expect(chat.choices[0].message.role).toBe('assistant');
 
     // Every metric the chart's dashboard and alerts query is exposed by a live server or the operator.
-    const live = new Set([...await exposedNames(`http://127.0.0.1:${ports[0]}/metrics`), ...await exposedNames(`http://127.0.0.1:${operatorPort}/metrics`)]);
-    const dashboards = rendered.filter((d) => d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboards'))
+    const live = new Set([
+      ...(await exposedNames(`http://127.0.0.1:${ports[0]}/metrics`)),
+      ...(await exposedNames(`http://127.0.0.1:${operatorPort}/metrics`)),
+    ]);
+    const dashboards = rendered
+      .filter((d) => d.kind === 'ConfigMap' && d.metadata.name.endsWith('-dashboards'))
       .flatMap((cm) => Object.values((cm as unknown as { data: Record<string, string> }).data));
     expect(dashboards.length).toBeGreaterThan(0);
     const alerts = JSON.stringify(renderChart({ set: ['metrics.prometheusRule.enabled=true'] }).filter((d) => d.kind === 'PrometheusRule'));
@@ -232,18 +310,26 @@ describe('the Helm chart, end to end on the API test double', () => {
     expect(scaled.stdout.trim()).toBe('hybridservedeployment.hybridserve.io/tiny scaled');
     expect(scaled.status).toBe(0);
     const hsdDef = api.def('hybridserve.io', 'v1alpha1', 'hybridservedeployments');
-    await waitFor('two ready serving pods behind the Service', () => {
-      const h = api.get(hsdDef, APP_NS, 'tiny');
-      const svc = api.get(api.def('', 'v1', 'services'), APP_NS, 'tiny');
-      return h?.status?.readyReplicas === 2 && svc && servicePorts(svc).length === 2;
-    }, 90_000, 100);
+    await waitFor(
+      'two ready serving pods behind the Service',
+      () => {
+        const h = api.get(hsdDef, APP_NS, 'tiny');
+        const svc = api.get(api.def('', 'v1', 'services'), APP_NS, 'tiny');
+        return h?.status?.readyReplicas === 2 && svc && servicePorts(svc).length === 2;
+      },
+      90_000,
+      100,
+    );
     const after = (await (await fetch(scalePath)).json()) as Obj;
     expect(after.status.replicas).toBe(2);
     // Both pods serve.
     const svc = api.get(api.def('', 'v1', 'services'), APP_NS, 'tiny') as Obj;
     for (const port of servicePorts(svc)) {
-      const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ model: 'synthetic:opt-tiny', prompt: 'scale', max_tokens: 2 }) });
+      const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'synthetic:opt-tiny', prompt: 'scale', max_tokens: 2 }),
+      });
       expect(res.status).toBe(200);
     }
   }, 120_000);
@@ -256,9 +342,19 @@ describe('the Helm chart, end to end on the API test double', () => {
     const pods = api.list(api.def('', 'v1', 'pods'), APP_NS, 'app.kubernetes.io/instance=tiny');
     expect(pods.length).toBeGreaterThan(0);
     for (const spec of [...deps.map((d) => d.spec.template.spec as Obj), ...pods.map((p) => p.spec as Obj)]) {
-      expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } });
+      expect(spec.securityContext).toMatchObject({
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        fsGroup: 65532,
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
       for (const c of spec.containers as Obj[]) {
-        expect(c.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+        expect(c.securityContext).toMatchObject({
+          allowPrivilegeEscalation: false,
+          readOnlyRootFilesystem: true,
+          capabilities: { drop: ['ALL'] },
+        });
         expect(c.securityContext.privileged).not.toBe(true);
         // The read-only root leaves /tmp (HOME in the server images) writable as an emptyDir.
         const tmp = (c.volumeMounts as Obj[]).find((m) => m.mountPath === '/tmp');

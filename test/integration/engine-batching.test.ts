@@ -37,7 +37,7 @@ describe.each([
         expect(r.status[k]).toBe(0);
         got[i].tokens.push(r.tokens[k]);
         got[i].logits.push(r.logits!.slice(k * (vocab as number), (k + 1) * (vocab as number)));
-        if (got[i].tokens.length === STEPS) engine.removeSequence(ids[i]!);  // leaves as soon as done
+        if (got[i].tokens.length === STEPS) engine.removeSequence(ids[i]!); // leaves as soon as done
       });
       if (step === 0) expect(r.counters.prefillTokens).toBe(LENS[0] + LENS[1]);
       if (step === 3) expect(r.counters.decodeTokens).toBeGreaterThan(0);
@@ -55,7 +55,9 @@ describe.each([
     const p = prompt(5, 7, vocab as number);
     const run = async (withNeighbour: boolean): Promise<number[]> => {
       const id = engine.addSequence(Int32Array.from(p), { sampling });
-      const other = withNeighbour ? engine.addSequence(Int32Array.from(prompt(8, 2, vocab as number)), { sampling: { ...sampling, seed: 9 } }) : undefined;
+      const other = withNeighbour
+        ? engine.addSequence(Int32Array.from(prompt(8, 2, vocab as number)), { sampling: { ...sampling, seed: 9 } })
+        : undefined;
       const out: number[] = [];
       for (let s = 0; s < 6; s++) {
         const r = await engine.step(Int32Array.from(other === undefined ? [id] : [other, id]));

@@ -17,18 +17,35 @@ const BLOCKS = 64;
 type Maker = () => Promise<NativeEngine>;
 const makers: Array<[string, Maker]> = [
   ['FakeEngine', async () => new FakeEngine({ kvBlocks: BLOCKS, actBlocks: BLOCKS, blockTokens: BLOCK, vocab: 200 })],
-  ...loadAddon().devices().map((device): [string, Maker] => [`addon (${device})`, () => createEngine({
-    device, config: toNativeConfig(presetConfig('opt-tiny')!), weights: { kind: 'synthetic', seed: 0 },
-    blockTokens: BLOCK, kvBlocks: BLOCKS, actBlocks: BLOCKS, actFraction: 0, threads: 2,
-  })]),
+  ...loadAddon()
+    .devices()
+    .map((device): [string, Maker] => [
+      `addon (${device})`,
+      () =>
+        createEngine({
+          device,
+          config: toNativeConfig(presetConfig('opt-tiny')!),
+          weights: { kind: 'synthetic', seed: 0 },
+          blockTokens: BLOCK,
+          kvBlocks: BLOCKS,
+          actBlocks: BLOCKS,
+          actFraction: 0,
+          threads: 2,
+        }),
+    ]),
 ];
 
 const prompt = (n: number, first = 10) => Int32Array.from({ length: n }, (_, i) => first + i);
-const free = (e: NativeEngine) => { const p = e.pools(); return p.kvBlocksFree + p.actBlocksFree; };
+const free = (e: NativeEngine) => {
+  const p = e.pools();
+  return p.kvBlocksFree + p.actBlocksFree;
+};
 
 describe.each(makers)('engine contract: %s', (_name, make) => {
   let e: NativeEngine;
-  beforeAll(async () => { e = await make(); });
+  beforeAll(async () => {
+    e = await make();
+  });
   afterAll(() => e.close());
 
   test('a sequence removed while its step runs is freed when the step returns, and its id is unknown at once', async () => {
@@ -55,7 +72,11 @@ describe.each(makers)('engine contract: %s', (_name, make) => {
 
   test('token and step counters: each new token counted once, totals are the sum of the steps', async () => {
     const before = e.counters();
-    const ids = [e.addSequence(prompt(5), { sampling: greedy }), e.addSequence(prompt(7, 20), { sampling: greedy }), e.addSequence(prompt(9, 30), { sampling: greedy })];
+    const ids = [
+      e.addSequence(prompt(5), { sampling: greedy }),
+      e.addSequence(prompt(7, 20), { sampling: greedy }),
+      e.addSequence(prompt(9, 30), { sampling: greedy }),
+    ];
     const idArr = Int32Array.from(ids);
     let sum = zeroCounters();
     const prefill = await e.step(idArr);

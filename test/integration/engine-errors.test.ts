@@ -8,7 +8,13 @@ import { errorOf, greedy, presetEngine, rejectionOf } from './engine-helpers.js'
 
 const tiny = toNativeConfig(presetConfig('opt-tiny')!);
 const base: NativeEngineOptions = {
-  device: 'cpu', config: tiny, weights: { kind: 'synthetic', seed: 1 }, blockTokens: 4, kvBlocks: 2, actBlocks: 1, actFraction: 0.5,
+  device: 'cpu',
+  config: tiny,
+  weights: { kind: 'synthetic', seed: 1 },
+  blockTokens: 4,
+  kvBlocks: 2,
+  actBlocks: 1,
+  actFraction: 0.5,
 };
 // Every addon error carries a typed code (native/src/core/errors.h, mirrored as NativeErrorCode).
 const range = (message: string, code = 'HS_INVALID_ARGUMENT') => ({ name: 'RangeError', message, code });
@@ -85,7 +91,7 @@ describe('engine argument errors', () => {
     const c = engine.addSequence(Int32Array.of(9), { sampling: greedy });
     let r = await engine.step(Int32Array.of(a, b, c));
     expect(Array.from(r.status)).toEqual([0, 0, 0]);
-    r = await engine.step(Int32Array.of(a, b));  // each needs a second block; none is free
+    r = await engine.step(Int32Array.of(a, b)); // each needs a second block; none is free
     expect(Array.from(r.status)).toEqual([1, 1]);
     expect(Array.from(r.tokens)).toEqual([-1, -1]);
     expect(engine.sequence(a)).toMatchObject({ length: 5, cachedTokens: 4 });
@@ -112,6 +118,6 @@ describe('engine lifecycle', () => {
     await e.close();
     expect(errorOf(() => e.pools())).toEqual({ name: 'Error', message: 'engine is closed', code: 'HS_CLOSED' });
     expect(await rejectionOf(e.step(Int32Array.of(1)))).toEqual({ name: 'Error', message: 'engine is closed', code: 'HS_CLOSED' });
-    await e.close();  // closing twice is harmless
+    await e.close(); // closing twice is harmless
   });
 });

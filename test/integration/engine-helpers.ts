@@ -10,8 +10,15 @@ export async function presetEngine(preset: string, over: Partial<NativeEngineOpt
   const cfg = presetConfig(preset);
   if (!cfg) throw new Error(`unknown preset ${preset}`);
   return createEngine({
-    device: 'cpu', config: toNativeConfig(cfg), weights: { kind: 'synthetic', seed: 0 },
-    blockTokens: 4, kvBlocks: 256, actBlocks: 256, actFraction: 0, threads: 2, ...over,
+    device: 'cpu',
+    config: toNativeConfig(cfg),
+    weights: { kind: 'synthetic', seed: 0 },
+    blockTokens: 4,
+    kvBlocks: 256,
+    actBlocks: 256,
+    actFraction: 0,
+    threads: 2,
+    ...over,
   });
 }
 
@@ -53,8 +60,16 @@ export function prompt(n: number, salt: number, vocab: number): number[] {
  * belong to Node's main realm, not jest's sandbox, so `toThrow(RangeError)` cannot match them.
  */
 /** What a caller can tell an addon error by: its class name, message and typed code. */
-export interface ErrorShape { name: string; message: string; code: unknown }
-const shape = (e: unknown): ErrorShape => ({ name: (e as Error).name, message: (e as Error).message, code: (e as { code?: unknown }).code });
+export interface ErrorShape {
+  name: string;
+  message: string;
+  code: unknown;
+}
+const shape = (e: unknown): ErrorShape => ({
+  name: (e as Error).name,
+  message: (e as Error).message,
+  code: (e as { code?: unknown }).code,
+});
 
 export function errorOf(fn: () => unknown): ErrorShape {
   try {

@@ -34,7 +34,7 @@ describe.each([
     const t = await generate(engine, p, STEPS, f);
     expect(t.tokens).toEqual(ref.tokens);
     for (let s = 0; s < STEPS; s++) expect(relError(t.logits[s], ref.logits[s])).toBeLessThan(1e-4);
-    expect(engine.counters().recomputedTokens).toBeGreaterThan(before);  // the ACT path did run
+    expect(engine.counters().recomputedTokens).toBeGreaterThan(before); // the ACT path did run
   });
 
   test('no-cache recomputation gives the same logits at every step', async () => {

@@ -8,7 +8,11 @@ import { greedy, presetEngine } from './engine-helpers.js';
 
 /** The raw error `fn` throws (with its code). */
 function thrown(fn: () => unknown): unknown {
-  try { fn(); } catch (err) { return err; }
+  try {
+    fn();
+  } catch (err) {
+    return err;
+  }
   throw new Error('expected a throw');
 }
 
@@ -36,8 +40,12 @@ const argmax = (row: Float32Array, skip = new Set<number>()) => {
 
 describe('native logit processors', () => {
   let e: NativeEngine;
-  beforeAll(async () => { e = await presetEngine('opt-tiny'); });
-  afterAll(async () => { await e?.close(); });
+  beforeAll(async () => {
+    e = await presetEngine('opt-tiny');
+  });
+  afterAll(async () => {
+    await e?.close();
+  });
 
   test('logit_bias -100 bans a token: greedy then takes the runner-up', async () => {
     const plain = await run(e, greedy, 1);
@@ -71,7 +79,10 @@ describe('native logit processors', () => {
       expect(tokens[s]).toBe(argmax(row));
     }
     // Re-added with part of the tokens marked as generated (a preempted sequence): same rule.
-    const id = e.addSequence(Int32Array.from([...prompt, tokens[0], tokens[0]]), { sampling: { ...greedy, frequencyPenalty: 50 }, promptTokens: prompt.length });
+    const id = e.addSequence(Int32Array.from([...prompt, tokens[0], tokens[0]]), {
+      sampling: { ...greedy, frequencyPenalty: 50 },
+      promptTokens: prompt.length,
+    });
     const r = await e.step(Int32Array.of(id), { logits: true });
     e.removeSequence(id);
     const row = Float32Array.from(r.logits!);
@@ -100,7 +111,9 @@ describe('native logit processors', () => {
       const lse = max + Math.log(sum);
       expect(Math.abs(r.logprobs![0] - (row[tokens[s]] - lse))).toBeLessThan(1e-4);
       expect(r.topN).toBe(5);
-      const order = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b).slice(0, 5);
+      const order = Array.from(row.keys())
+        .sort((a, b) => row[b] - row[a] || a - b)
+        .slice(0, 5);
       expect(Array.from(r.topTokenIds!)).toEqual(order);
       for (let k = 0; k < 5; k++) expect(Math.abs(r.topLogprobs![k] - (row[order[k]] - lse))).toBeLessThan(1e-4);
     }
@@ -124,11 +137,23 @@ describe('native logit processors', () => {
   });
 
   test('bad processor arguments are HS_INVALID_ARGUMENT errors; unknown ids HS_UNKNOWN_SEQUENCE', () => {
-    const bad = (s: Partial<NativeSamplingParams>) => thrown(() => e.addSequence(Int32Array.from(prompt), { sampling: { ...greedy, ...s } }));
-    for (const s of [{ logitBias: [[1e6, 1]] as Array<[number, number]> }, { stopTokenIds: [-1] }, { minP: 2 }, { repetitionPenalty: 0 }, { logprobs: 21 }]) {
+    const bad = (s: Partial<NativeSamplingParams>) =>
+      thrown(() => e.addSequence(Int32Array.from(prompt), { sampling: { ...greedy, ...s } }));
+    for (const s of [
+      { logitBias: [[1e6, 1]] as Array<[number, number]> },
+      { stopTokenIds: [-1] },
+      { minP: 2 },
+      { repetitionPenalty: 0 },
+      { logprobs: 21 },
+    ]) {
       const err = bad(s);
       expect(isNativeError(err, NativeErrorCode.InvalidArgument)).toBe(true);
     }
-    expect(isNativeError(thrown(() => e.removeSequence(424242)), NativeErrorCode.UnknownSequence)).toBe(true);
+    expect(
+      isNativeError(
+        thrown(() => e.removeSequence(424242)),
+        NativeErrorCode.UnknownSequence,
+      ),
+    ).toBe(true);
   });
 });

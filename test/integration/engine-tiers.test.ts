@@ -14,7 +14,7 @@ describe('GPU cache tier (CPU backend, emulated)', () => {
     const tiered = await presetEngine('opt-tiny', { kvBlocks: 64, actBlocks: 64, actFraction: 0.5, gpuKvBlocks: 2 });
     try {
       expect(tiered.pools().gpuKvBlocksTotal).toBe(2);
-      const id = tiered.addSequence(Int32Array.from(prompt), { sampling: greedy });  // 2 blocks of 4 tokens
+      const id = tiered.addSequence(Int32Array.from(prompt), { sampling: greedy }); // 2 blocks of 4 tokens
       expect(tiered.sequence(id)).toMatchObject({ gpuKvBlocks: 2, kvBlocks: 0, actBlocks: 0 });
       expect(tiered.pools().gpuKvBlocksFree).toBe(0);
       tiered.removeSequence(id);
@@ -35,7 +35,11 @@ describe('GPU cache tier (CPU backend, emulated)', () => {
 
   test('the server applies the plan file tier sizes and --gpu-memory on cuda only', () => {
     const plan = { actFraction: 0, gpuKvBlocks: 100, residentLayers: 40 } as unknown as { actFraction: number };
-    expect(chooseTiers({ device: 'cuda', plan, gpuMemoryBytes: 2 ** 34 })).toEqual({ gpuKvBlocks: 100, residentLayers: 40, gpuMemoryBytes: 2 ** 34 });
+    expect(chooseTiers({ device: 'cuda', plan, gpuMemoryBytes: 2 ** 34 })).toEqual({
+      gpuKvBlocks: 100,
+      residentLayers: 40,
+      gpuMemoryBytes: 2 ** 34,
+    });
     expect(chooseTiers({ device: 'cpu', plan, gpuMemoryBytes: 2 ** 34 })).toEqual({});
     expect(chooseTiers({ device: 'cuda', plan: { actFraction: 0 } })).toEqual({});
   });

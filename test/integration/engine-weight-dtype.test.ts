@@ -7,8 +7,14 @@ import { createEngine, toNativeConfig, type NativeEngineOptions } from '../../na
 import { runCli } from '../fixtures/helpers.js';
 
 const base: NativeEngineOptions = {
-  device: 'cpu', config: toNativeConfig(presetConfig('llama-tiny-gqa')!), weights: { kind: 'synthetic', seed: 3 },
-  blockTokens: 16, kvBlocks: 8, actBlocks: 8, actFraction: 0, threads: 1,
+  device: 'cpu',
+  config: toNativeConfig(presetConfig('llama-tiny-gqa')!),
+  weights: { kind: 'synthetic', seed: 3 },
+  blockTokens: 16,
+  kvBlocks: 8,
+  actBlocks: 8,
+  actFraction: 0,
+  threads: 1,
 };
 
 describe('weightDtype engine option', () => {
@@ -27,7 +33,8 @@ describe('weightDtype engine option', () => {
     }
     // llama-tiny-gqa: the f32 embeddings and lm_head (2 x 32000 x 64) dominate and stay unquantised.
     const cfg = base.config;
-    const kv = cfg.numKvHeads * cfg.headDim, q = cfg.numHeads * cfg.headDim;
+    const kv = cfg.numKvHeads * cfg.headDim,
+      q = cfg.numHeads * cfg.headDim;
     const matmul = cfg.numLayers * (cfg.hiddenSize * (q + 2 * kv) + q * cfg.hiddenSize + 3 * cfg.hiddenSize * cfg.ffnSize);
     // 4 → 1 byte a GEMM weight, less the per-row f32 scales and 64-byte alignment of each matrix
     expect(bytes.fp16 - bytes.int8).toBeLessThanOrEqual(matmul * 3);
@@ -37,19 +44,45 @@ describe('weightDtype engine option', () => {
   });
 
   test('bad values and the cuda device are refused with RangeError', async () => {
-    await expect(createEngine({ ...base, weightDtype: 'int3' as 'int8' })).rejects.toThrow(/options.weightDtype must be 'fp16', 'fp8', 'int8' or 'int4', got 'int3'/);
+    await expect(createEngine({ ...base, weightDtype: 'int3' as 'int8' })).rejects.toThrow(
+      /options.weightDtype must be 'fp16', 'fp8', 'int8' or 'int4', got 'int3'/,
+    );
     await expect(createEngine({ ...base, device: 'cuda', weightDtype: 'fp8' })).rejects.toThrow(/not supported on the cuda device yet/);
   });
 
   test('generate --weight-dtype int8 --json', () => {
-    const r = runCli(['generate', '--model', 'synthetic:opt-tiny', '--prompt', 'hello world', '--max-tokens', '4', '--weight-dtype', 'int8', '--threads', '1', '--json']);
+    const r = runCli([
+      'generate',
+      '--model',
+      'synthetic:opt-tiny',
+      '--prompt',
+      'hello world',
+      '--max-tokens',
+      '4',
+      '--weight-dtype',
+      'int8',
+      '--threads',
+      '1',
+      '--json',
+    ]);
     expect(r.stderr).toBe('');
     expect(r.code).toBe(0);
     const out = JSON.parse(r.stdout) as { weightDtype: string; tokens: number[]; counters: { weightBytesH2D: number } };
     expect(out.weightDtype).toBe('int8');
     expect(out.tokens).toHaveLength(4);
     // The engine really ran int8 weights: each step's weight bytes are below the f32 run's.
-    const f32 = runCli(['generate', '--model', 'synthetic:opt-tiny', '--prompt', 'hello world', '--max-tokens', '4', '--threads', '1', '--json']);
+    const f32 = runCli([
+      'generate',
+      '--model',
+      'synthetic:opt-tiny',
+      '--prompt',
+      'hello world',
+      '--max-tokens',
+      '4',
+      '--threads',
+      '1',
+      '--json',
+    ]);
     expect(f32.code).toBe(0);
     const ref = JSON.parse(f32.stdout) as { counters: { weightBytesH2D: number } };
     expect(out.counters.weightBytesH2D).toBeGreaterThan(0);

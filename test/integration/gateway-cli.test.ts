@@ -24,20 +24,46 @@ describe('hybridserve gateway', () => {
   });
 
   test('proxies to an --upstream and exits 0 on SIGTERM', async () => {
-    const up = http.createServer((req, res) => { req.resume(); res.writeHead(200, { 'content-type': 'application/json' }); res.end('{"ok":true}'); });
+    const up = http.createServer((req, res) => {
+      req.resume();
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end('{"ok":true}');
+    });
     await new Promise<void>((r) => up.listen(0, '127.0.0.1', r));
     const port = await freePort();
-    const p = spawn(process.execPath, [MAIN, 'gateway', '--upstream', `http://127.0.0.1:${(up.address() as AddressInfo).port}`, '--port', String(port), '--host', '127.0.0.1'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(
+      process.execPath,
+      [
+        MAIN,
+        'gateway',
+        '--upstream',
+        `http://127.0.0.1:${(up.address() as AddressInfo).port}`,
+        '--port',
+        String(port),
+        '--host',
+        '127.0.0.1',
+      ],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
     try {
       await new Promise<void>((resolve, reject) => {
-        p.stdout.on('data', (b: Buffer) => { if (b.toString().includes('listening')) resolve(); });
+        p.stdout.on('data', (b: Buffer) => {
+          if (b.toString().includes('listening')) resolve();
+        });
         p.on('exit', (c) => reject(new Error(`exited ${c}`)));
       });
-      const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"prompt":"hi"}' });
+      const res = await fetch(`http://127.0.0.1:${port}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: '{"prompt":"hi"}',
+      });
       expect(await res.json()).toEqual({ ok: true });
       const exit = new Promise<number | null>((r) => p.on('exit', r));
       p.kill('SIGTERM');
       expect(await exit).toBe(0);
-    } finally { p.kill('SIGKILL'); up.close(); }
+    } finally {
+      p.kill('SIGKILL');
+      up.close();
+    }
   }, 30_000);
 });

@@ -24,16 +24,31 @@ const CONVERSATIONS = 10;
 const TURNS = 5;
 
 async function startGateway(deployment: string, extra: Partial<ConstructorParameters<typeof Gateway>[0]> = {}): Promise<Gateway> {
-  const gw = new Gateway({ port: 0, host: '127.0.0.1', namespace: NS, deployment, server: cluster.url, statsIntervalMs: 200, activityIntervalMs: 300, log: () => undefined, ...extra });
+  const gw = new Gateway({
+    port: 0,
+    host: '127.0.0.1',
+    namespace: NS,
+    deployment,
+    server: cluster.url,
+    statsIntervalMs: 200,
+    activityIntervalMs: 300,
+    log: () => undefined,
+    ...extra,
+  });
   await gw.start();
   gateways.push(gw);
   return gw;
 }
 
-interface Answer { status: number; pod?: string; body: Obj }
+interface Answer {
+  status: number;
+  pod?: string;
+  body: Obj;
+}
 async function complete(gw: Gateway, prompt: string, maxTokens = 2): Promise<Answer> {
   const res = await fetch(`http://127.0.0.1:${gw.port}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json' },
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ model: 'synthetic:opt-tiny', prompt, max_tokens: maxTokens, temperature: 0 }),
   });
   return { status: res.status, pod: res.headers.get('x-hybridserve-pod') ?? undefined, body: (await res.json()) as Obj };
@@ -54,12 +69,22 @@ function trace(salt: string, conversations: number, turns: number): { conv: numb
   return out;
 }
 
-interface RunFigures { sameConversationPod: number; hitRate: number; source: 'cached_tokens' | 'routing'; pods: Set<string> }
+interface RunFigures {
+  sameConversationPod: number;
+  hitRate: number;
+  source: 'cached_tokens' | 'routing';
+  pods: Set<string>;
+}
 /** Sends the trace round by round; the conversations of one round run at once (users chat concurrently). */
 async function runTrace(gw: Gateway, salt: string): Promise<RunFigures> {
   const lastPodOfPrefix = new Map<number, string>();
   const firstPod = new Map<number, string>();
-  let same = 0; let later = 0; let routedHits = 0; let cached = 0; let prompted = 0; let reported = false;
+  let same = 0;
+  let later = 0;
+  let routedHits = 0;
+  let cached = 0;
+  let prompted = 0;
+  let reported = false;
   const pods = new Set<string>();
   const requests = trace(salt, CONVERSATIONS, TURNS);
   for (let t = 0; t < TURNS; t++) {
@@ -73,7 +98,10 @@ async function runTrace(gw: Gateway, salt: string): Promise<RunFigures> {
       const pod = a.pod!;
       pods.add(pod);
       if (!firstPod.has(r.conv)) firstPod.set(r.conv, pod);
-      else { later++; if (firstPod.get(r.conv) === pod) same++; }
+      else {
+        later++;
+        if (firstPod.get(r.conv) === pod) same++;
+      }
       let longest: string | undefined;
       for (let k = hashesOf[i].length - 1; k >= 0 && longest === undefined; k--) longest = lastPodOfPrefix.get(hashesOf[i][k]);
       if (longest === pod) routedHits++;
@@ -82,11 +110,16 @@ async function runTrace(gw: Gateway, salt: string): Promise<RunFigures> {
       cached += typeof c === 'number' ? c : 0;
       prompted += a.body.usage?.prompt_tokens ?? 0;
     });
-    round.forEach((_, i) => { for (const h of hashesOf[i]) lastPodOfPrefix.set(h, answers[i].pod!); });
+    round.forEach((_, i) => {
+      for (const h of hashesOf[i]) lastPodOfPrefix.set(h, answers[i].pod!);
+    });
   }
   return {
-    sameConversationPod: same / later, pods,
-    ...(reported ? { hitRate: cached / Math.max(1, prompted), source: 'cached_tokens' as const } : { hitRate: routedHits / requests.length, source: 'routing' as const }),
+    sameConversationPod: same / later,
+    pods,
+    ...(reported
+      ? { hitRate: cached / Math.max(1, prompted), source: 'cached_tokens' as const }
+      : { hitRate: routedHits / requests.length, source: 'routing' as const }),
   };
 }
 
@@ -101,19 +134,38 @@ afterAll(async () => {
 });
 
 describe('gateway over three real server pods', () => {
-  test('prefix routing keeps conversations on one pod and beats round-robin\'s hit rate ≥ 2x; a killed pod loses no request', async () => {
-    cluster.createHsd({ metadata: { name: 'chat' }, spec: {
-      model: { uri: 'synthetic:opt-tiny' }, replicas: 3, gpusPerPod: 0, cache: { actFraction: 'auto', hostMemory: { bytes: 4 * 2 ** 30 } },
-    } }, NS);
-    await waitFor('HSD chat Ready with 3 pods', () => { const h = cluster.hsd('chat'); return cond(h, 'Ready')?.status === 'True' && h?.status?.readyReplicas === 3; }, 90_000, 100);
+  test("prefix routing keeps conversations on one pod and beats round-robin's hit rate ≥ 2x; a killed pod loses no request", async () => {
+    cluster.createHsd(
+      {
+        metadata: { name: 'chat' },
+        spec: {
+          model: { uri: 'synthetic:opt-tiny' },
+          replicas: 3,
+          gpusPerPod: 0,
+          cache: { actFraction: 'auto', hostMemory: { bytes: 4 * 2 ** 30 } },
+        },
+      },
+      NS,
+    );
+    await waitFor(
+      'HSD chat Ready with 3 pods',
+      () => {
+        const h = cluster.hsd('chat');
+        return cond(h, 'Ready')?.status === 'True' && h?.status?.readyReplicas === 3;
+      },
+      90_000,
+      100,
+    );
     const prefix = await startGateway('chat');
     const rr = await startGateway('chat', { routing: { policy: 'round-robin' } });
     await waitFor('gateways see 3 ready pods', () => prefix.table.readyCount() === 3 && rr.table.readyCount() === 3, 10_000);
 
     const p = await runTrace(prefix, 'prefix run');
     const r = await runTrace(rr, 'round-robin run');
-    console.log(`gateway e2e: prefix routing: same pod ${(100 * p.sameConversationPod).toFixed(1)}%, hit rate ${(100 * p.hitRate).toFixed(1)}% (${p.source}); `
-      + `round-robin: same pod ${(100 * r.sameConversationPod).toFixed(1)}%, hit rate ${(100 * r.hitRate).toFixed(1)}% (${r.source})`);
+    console.log(
+      `gateway e2e: prefix routing: same pod ${(100 * p.sameConversationPod).toFixed(1)}%, hit rate ${(100 * p.hitRate).toFixed(1)}% (${p.source}); ` +
+        `round-robin: same pod ${(100 * r.sameConversationPod).toFixed(1)}%, hit rate ${(100 * r.hitRate).toFixed(1)}% (${r.source})`,
+    );
     expect(p.sameConversationPod).toBeGreaterThanOrEqual(0.9);
     expect(p.pods.size).toBe(3); // conversations spread over all pods
     expect(p.hitRate).toBeGreaterThanOrEqual(2 * r.hitRate);
@@ -130,24 +182,43 @@ describe('gateway over three real server pods', () => {
     expect(answers.some((a) => a.pod === victim)).toBe(false);
     const retriesAfter = (await prefix.metrics.retries.get()).values[0]?.value ?? 0;
     expect(retriesAfter).toBeGreaterThan(retriesBefore);
-    await prefix.stop(); await rr.stop();
+    await prefix.stop();
+    await rr.stop();
     cluster.api.remove(cluster.hsdDef, NS, 'chat');
   }, 180_000);
 });
 
 describe('scale from zero through the gateway', () => {
   test('idle → zero pods; a held request wakes the HSD and completes; idle again → zero', async () => {
-    cluster.createHsd({ metadata: { name: 'idle' }, spec: {
-      model: { uri: 'synthetic:opt-tiny' }, replicas: 1, gpusPerPod: 0, cache: { actFraction: 'auto', hostMemory: { bytes: 4 * 2 ** 30 } },
-      autoscaling: { minReplicas: 0, maxReplicas: 2, scaleToZeroAfter: '3s' },
-    } }, NS);
+    cluster.createHsd(
+      {
+        metadata: { name: 'idle' },
+        spec: {
+          model: { uri: 'synthetic:opt-tiny' },
+          replicas: 1,
+          gpusPerPod: 0,
+          cache: { actFraction: 'auto', hostMemory: { bytes: 4 * 2 ** 30 } },
+          autoscaling: { minReplicas: 0, maxReplicas: 2, scaleToZeroAfter: '3s' },
+        },
+      },
+      NS,
+    );
     const podsOf = () => cluster.list('', 'v1', 'pods', NS, 'app.kubernetes.io/instance=idle');
     await waitFor('a first pod', () => podsOf().length === 1, 30_000, 50);
-    await waitFor('zero pods after the idle window', () => cluster.hsd('idle')?.status?.replicas === 0 && podsOf().length === 0, 30_000, 100);
+    await waitFor(
+      'zero pods after the idle window',
+      () => cluster.hsd('idle')?.status?.replicas === 0 && podsOf().length === 0,
+      30_000,
+      100,
+    );
     expect(cond(cluster.hsd('idle'), 'Ready')?.reason).toBe('ScaledToZero');
 
     const lines: string[] = [];
-    const gw = await startGateway('idle', { maxHoldMs: 40_000, advertiseUrl: 'http://idle-gateway.default.svc:80', log: (l) => lines.push(`${new Date().toISOString()} ${l}`) });
+    const gw = await startGateway('idle', {
+      maxHoldMs: 40_000,
+      advertiseUrl: 'http://idle-gateway.default.svc:80',
+      log: (l) => lines.push(`${new Date().toISOString()} ${l}`),
+    });
     expect(cluster.hsd('idle')!.metadata.annotations?.['hybridserve.io/gateway-url']).toBe('http://idle-gateway.default.svc:80');
     expect(gw.table.readyCount()).toBe(0);
     const t0 = Date.now();
@@ -156,10 +227,25 @@ describe('scale from zero through the gateway', () => {
     console.log(`gateway e2e: scale from zero: request completed after ${waited} ms with status ${a.status}`);
     if (a.status !== 200) {
       const h = cluster.hsd('idle')!;
-      console.log(JSON.stringify({ annotations: h.metadata.annotations, spec: h.spec, status: { replicas: h.status?.replicas, conditions: h.status?.conditions },
-        deployments: cluster.list('apps', 'v1', 'deployments', NS, 'app.kubernetes.io/instance=idle').map((d) => [d.spec.replicas, d.status]),
-        pods: podsOf().map((p) => [p.metadata.name, p.status]), slices: cluster.list('discovery.k8s.io', 'v1', 'endpointslices', NS).map((x) => [x.metadata.name, x.endpoints]),
-        views: gw.table.views(), now: new Date().toISOString(), gatewayLog: lines }, null, 1));
+      console.log(
+        JSON.stringify(
+          {
+            annotations: h.metadata.annotations,
+            spec: h.spec,
+            status: { replicas: h.status?.replicas, conditions: h.status?.conditions },
+            deployments: cluster
+              .list('apps', 'v1', 'deployments', NS, 'app.kubernetes.io/instance=idle')
+              .map((d) => [d.spec.replicas, d.status]),
+            pods: podsOf().map((p) => [p.metadata.name, p.status]),
+            slices: cluster.list('discovery.k8s.io', 'v1', 'endpointslices', NS).map((x) => [x.metadata.name, x.endpoints]),
+            views: gw.table.views(),
+            now: new Date().toISOString(),
+            gatewayLog: lines,
+          },
+          null,
+          1,
+        ),
+      );
     }
     expect(a.status).toBe(200);
     expect(a.body.choices?.[0]?.text).toEqual(expect.any(String));
@@ -168,7 +254,12 @@ describe('scale from zero through the gateway', () => {
     // More requests while it runs: served directly, no new wake-up.
     expect((await complete(gw, 'and again', 2)).status).toBe(200);
     expect((await gw.metrics.wakeups.get()).values[0]?.value).toBe(1);
-    await waitFor('back at zero after the idle window', () => cluster.hsd('idle')?.status?.replicas === 0 && podsOf().length === 0, 30_000, 100);
+    await waitFor(
+      'back at zero after the idle window',
+      () => cluster.hsd('idle')?.status?.replicas === 0 && podsOf().length === 0,
+      30_000,
+      100,
+    );
     await waitFor('the gateway sees no ready pod', () => gw.table.readyCount() === 0, 5_000);
   }, 120_000);
 });

@@ -11,12 +11,20 @@ import { fetchCapped } from '../../gateway/stats.js';
 import { freePort } from '../k8s/kubelet.js';
 
 const closers: (() => Promise<void>)[] = [];
-afterEach(async () => { for (const c of closers.splice(0).reverse()) await c(); });
+afterEach(async () => {
+  for (const c of closers.splice(0).reverse()) await c();
+});
 
 async function stub(handler: http.RequestListener): Promise<string> {
   const s = http.createServer(handler);
   await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  closers.push(() => new Promise<void>((r) => { s.closeAllConnections(); s.close(() => r()); }));
+  closers.push(
+    () =>
+      new Promise<void>((r) => {
+        s.closeAllConnections();
+        s.close(() => r());
+      }),
+  );
   return `http://127.0.0.1:${(s.address() as AddressInfo).port}`;
 }
 async function gateway(upstreams: string[], statsIntervalMs = 60_000): Promise<Gateway> {
@@ -25,8 +33,16 @@ async function gateway(upstreams: string[], statsIntervalMs = 60_000): Promise<G
   closers.push(() => gw.stop());
   return gw;
 }
-const post = (gw: Gateway, body: unknown) => fetch(`http://127.0.0.1:${gw.port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
-const json = (res: http.ServerResponse, status: number, body: unknown) => { res.writeHead(status, { 'content-type': 'application/json' }); res.end(JSON.stringify(body)); };
+const post = (gw: Gateway, body: unknown) =>
+  fetch(`http://127.0.0.1:${gw.port}/v1/completions`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+const json = (res: http.ServerResponse, status: number, body: unknown) => {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+};
 
 describe('gateway proxy', () => {
   test('SSE events reach the client as the pod produces them, ending with [DONE]', async () => {
@@ -34,7 +50,10 @@ describe('gateway proxy', () => {
       req.resume();
       res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
       res.write('data: {"n":1}\n\n');
-      setTimeout(() => { res.write('data: {"n":2}\n\n'); res.end('data: [DONE]\n\n'); }, 400);
+      setTimeout(() => {
+        res.write('data: {"n":2}\n\n');
+        res.end('data: [DONE]\n\n');
+      }, 400);
     });
     const gw = await gateway([up]);
     const t0 = Date.now();
@@ -45,28 +64,44 @@ describe('gateway proxy', () => {
     expect(first).toContain('"n":1');
     expect(Date.now() - t0).toBeLessThan(300); // not buffered until the end
     let rest = '';
-    for (;;) { const c = await reader.read(); if (c.done) break; rest += new TextDecoder().decode(c.value); }
+    for (;;) {
+      const c = await reader.read();
+      if (c.done) break;
+      rest += new TextDecoder().decode(c.value);
+    }
     expect(rest).toContain('data: [DONE]');
   });
 
-  test('backpressure: a client that does not read stops the pod\'s writes; disconnecting cancels the upstream request', async () => {
-    let written = 0; let upstreamClosed = false;
+  test("backpressure: a client that does not read stops the pod's writes; disconnecting cancels the upstream request", async () => {
+    let written = 0;
+    let upstreamClosed = false;
     const chunk = Buffer.alloc(64 * 1024, 'a');
     const up = await stub((req, res) => {
       req.resume();
       res.writeHead(200, { 'content-type': 'text/event-stream' });
-      res.on('close', () => { upstreamClosed = true; });
+      res.on('close', () => {
+        upstreamClosed = true;
+      });
       const pump = () => {
         while (written < 512 * 2 ** 20 && !res.destroyed) {
           written += chunk.length;
-          if (!res.write(chunk)) { res.once('drain', pump); return; }
+          if (!res.write(chunk)) {
+            res.once('drain', pump);
+            return;
+          }
         }
       };
       pump();
     });
     const gw = await gateway([up]);
-    const req = http.request(`http://127.0.0.1:${gw.port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' } });
-    const res = await new Promise<http.IncomingMessage>((resolve) => { req.on('response', resolve); req.end('{"prompt":"x","stream":true}'); });
+    const req = http.request(`http://127.0.0.1:${gw.port}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+    });
+    const res = await new Promise<http.IncomingMessage>((resolve) => {
+      req.on('response', resolve);
+      req.end('{"prompt":"x","stream":true}');
+    });
     res.pause();
     await new Promise((r) => setTimeout(r, 800));
     const stalled = written;
@@ -81,8 +116,18 @@ describe('gateway proxy', () => {
   test('a pod that refuses connections is retried elsewhere, then ejected; a 503 answer is retried too', async () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     let draining = 0;
-    const busy = await stub((req, res) => { req.resume(); draining++; json(res, 503, { error: { message: 'draining' } }); });
-    const good = await stub((req, res) => { let b = ''; req.on('data', (c) => { b += c; }); req.on('end', () => json(res, 200, { echo: JSON.parse(b) })); });
+    const busy = await stub((req, res) => {
+      req.resume();
+      draining++;
+      json(res, 503, { error: { message: 'draining' } });
+    });
+    const good = await stub((req, res) => {
+      let b = '';
+      req.on('data', (c) => {
+        b += c;
+      });
+      req.on('end', () => json(res, 200, { echo: JSON.parse(b) }));
+    });
     const gw = await gateway([dead, busy, good]);
     for (let i = 0; i < 20; i++) {
       const res = await post(gw, { prompt: `request ${i} `.repeat(10) });
@@ -104,7 +149,11 @@ describe('gateway proxy', () => {
     const res = await post(gw, { prompt: 'x' });
     expect(res.status).toBe(502);
     expect(((await res.json()) as { error: { code: string } }).error.code).toBe('upstream_unavailable');
-    const bad = await fetch(`http://127.0.0.1:${gw.port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{nope' });
+    const bad = await fetch(`http://127.0.0.1:${gw.port}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{nope',
+    });
     expect(bad.status).toBe(400);
     expect(((await bad.json()) as { error: { message: string } }).error.message).toMatch(/JSON/);
   });
@@ -113,7 +162,8 @@ describe('gateway proxy', () => {
 describe('hold queue', () => {
   test('bounded in size and in time; release lets every waiter go', async () => {
     const q = new HoldQueue(2, 150);
-    const a = q.wait(); const b = q.wait();
+    const a = q.wait();
+    const b = q.wait();
     await expect(q.wait()).rejects.toMatchObject({ reason: 'full' });
     q.release();
     await expect(Promise.all([a, b])).resolves.toEqual([undefined, undefined]);
@@ -125,11 +175,22 @@ describe('hold queue', () => {
 });
 
 describe('stats polling', () => {
-  test('a pod\'s stats body is read with a size cap and a timeout', async () => {
+  test("a pod's stats body is read with a size cap and a timeout", async () => {
     const up = await stub((req, res) => {
-      if (req.url === '/big') { res.writeHead(200); res.end(Buffer.alloc(200_000, 'x')); return; }
-      if (req.url === '/slow') { setTimeout(() => { res.writeHead(200); res.end('{}'); }, 1000); return; }
-      res.writeHead(200); res.end('{"queueDepth":2}');
+      if (req.url === '/big') {
+        res.writeHead(200);
+        res.end(Buffer.alloc(200_000, 'x'));
+        return;
+      }
+      if (req.url === '/slow') {
+        setTimeout(() => {
+          res.writeHead(200);
+          res.end('{}');
+        }, 1000);
+        return;
+      }
+      res.writeHead(200);
+      res.end('{"queueDepth":2}');
     });
     await expect(fetchCapped(`${up}/ok`, 500, 1024)).resolves.toBe('{"queueDepth":2}');
     await expect(fetchCapped(`${up}/big`, 500, 64 * 1024)).rejects.toThrow(/over 65536 bytes/);
@@ -141,10 +202,15 @@ describe('stats polling', () => {
 
 describe('load-aware routing', () => {
   test('a pod whose polled stats show a long queue gets no new prompts while another is free', async () => {
-    const pod = (queueDepth: number) => stub((req, res) => {
-      if (req.url === '/v1/hybridserve/stats') { json(res, 200, { queueDepth, pools: { kvBlocksFree: 10, actBlocksFree: 10 } }); return; }
-      req.resume(); req.on('end', () => json(res, 200, { ok: true }));
-    });
+    const pod = (queueDepth: number) =>
+      stub((req, res) => {
+        if (req.url === '/v1/hybridserve/stats') {
+          json(res, 200, { queueDepth, pools: { kvBlocksFree: 10, actBlocksFree: 10 } });
+          return;
+        }
+        req.resume();
+        req.on('end', () => json(res, 200, { ok: true }));
+      });
     const gw = await gateway([await pod(50), await pod(0)], 50);
     await new Promise((r) => setTimeout(r, 300));
     expect(gw.table.views().map((v) => v.queueDepth)).toEqual([50, 0]);

@@ -13,8 +13,15 @@ beforeAll(() => {
 }, 300_000);
 
 interface GenerateJson {
-  model: string; tokens: number[]; text: string; actFraction: number; promptTokens: number; generatedTokens: number;
-  finishReason: string; timings: Record<string, number>; counters: Record<string, number>;
+  model: string;
+  tokens: number[];
+  text: string;
+  actFraction: number;
+  promptTokens: number;
+  generatedTokens: number;
+  finishReason: string;
+  timings: Record<string, number>;
+  counters: Record<string, number>;
 }
 
 function json(args: string[]): GenerateJson {
@@ -27,7 +34,20 @@ function json(args: string[]): GenerateJson {
 
 describe('hybridserve generate --json', () => {
   test('synthetic Llama at ACT fractions 0 and 1: one JSON object, same tokens', () => {
-    const base = ['--model', 'synthetic:llama-tiny', '--prompt', 'Hello, HybridServe ✓', '--max-tokens', '6', '--temperature', '0', '--block-tokens', '4', '--threads', '1'];
+    const base = [
+      '--model',
+      'synthetic:llama-tiny',
+      '--prompt',
+      'Hello, HybridServe ✓',
+      '--max-tokens',
+      '6',
+      '--temperature',
+      '0',
+      '--block-tokens',
+      '4',
+      '--threads',
+      '1',
+    ];
     const kv = json([...base, '--act-fraction', '0']);
     const act = json([...base, '--act-fraction', '1']);
     expect(kv.tokens).toHaveLength(6);
@@ -85,7 +105,11 @@ describe('bad input: one line on stderr, non-zero exit, no stack trace', () => {
     ['unknown preset', ['--prompt', 'x', '--model', 'synthetic:opt-9000'], /unknown synthetic preset 'opt-9000' \(known: opt-tiny, /],
     ['missing config.json', ['--prompt', 'x', '--model', noConfig], /no config.json/],
     ['malformed config.json', ['--prompt', 'x', '--model', badConfig], /config.json: malformed JSON/],
-    ['truncated safetensors', ['--prompt', 'x', '--model', truncated], /model.safetensors: invalid safetensors header: tensor '.*' ends at data byte/],
+    [
+      'truncated safetensors',
+      ['--prompt', 'x', '--model', truncated],
+      /model.safetensors: invalid safetensors header: tensor '.*' ends at data byte/,
+    ],
     ['ACT fraction above 1', ['--prompt', 'x', '--act-fraction', '1.5'], /--act-fraction must be between 0 and 1, got 1.5/],
     ['ACT fraction below 0', ['--prompt', 'x', '--act-fraction=-0.1'], /--act-fraction must be between 0 and 1, got -0.1/],
   ];
@@ -111,11 +135,18 @@ describe('bad input: one line on stderr, non-zero exit, no stack trace', () => {
     ['top-p 0', ['--prompt', 'x', '--top-p', '0'], /--top-p must be in \(0, 1\]/],
     ['bad device', ['--prompt', 'x', '--device', 'tpu'], /--device must be cpu or cuda/],
     ['unknown option', ['--prompt', 'x', '--frobnicate'], /Unknown option '--frobnicate'/],
-    ['stop token outside the vocabulary', ['--prompt', 'x', '--stop-token', '99999999'], /stop token id 99999999 is outside the vocabulary/],
+    [
+      'stop token outside the vocabulary',
+      ['--prompt', 'x', '--stop-token', '99999999'],
+      /stop token id 99999999 is outside the vocabulary/,
+    ],
     ['bad pvc claim', ['--prompt', 'x', '--model', 'pvc://UPPER/x'], /not a valid PersistentVolumeClaim name/],
   ];
   test.each(inProcess)('%s (in-process)', async (_name, args, message) => {
-    const err = await run(args).then(() => undefined, (e: unknown) => e);
+    const err = await run(args).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(err).toBeInstanceOf(CliError);
     expect((err as CliError).message).toMatch(/^generate: /);
     expect((err as CliError).message).toMatch(message);

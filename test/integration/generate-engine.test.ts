@@ -58,10 +58,16 @@ describe('generate on synthetic:opt-tiny', () => {
   test('request limits are ModelErrors before anything runs', async () => {
     const prompt = model.tokenizer.encode('Hi');
     await expect(generate(engine, model.tokenizer, model.config, [], greedy)).rejects.toThrow(/prompt is empty/);
-    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, maxTokens: 0 })).rejects.toThrow(/max tokens must be a positive integer/);
-    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, maxTokens: 5000 })).rejects.toThrow(/exceeds the model's context of 2048/);
+    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, maxTokens: 0 })).rejects.toThrow(
+      /max tokens must be a positive integer/,
+    );
+    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, maxTokens: 5000 })).rejects.toThrow(
+      /exceeds the model's context of 2048/,
+    );
     await expect(generate(engine, model.tokenizer, model.config, [60000], greedy)).rejects.toThrow(ModelError);
-    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, stopTokenIds: [-1] })).rejects.toThrow(/stop token id -1/);
+    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, stopTokenIds: [-1] })).rejects.toThrow(
+      /stop token id -1/,
+    );
   });
 });
 
@@ -73,10 +79,13 @@ test('running out of cache blocks is a ModelError and frees the sequence', async
     const prompt = model.tokenizer.encode('abcdefg');
     expect(prompt).toHaveLength(8);
     const before = engine.pools();
-    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, maxTokens: 20 })).rejects.toThrow(/out of cache blocks/);
+    await expect(generate(engine, model.tokenizer, model.config, prompt, { ...greedy, maxTokens: 20 })).rejects.toThrow(
+      /out of cache blocks/,
+    );
     expect(engine.pools()).toEqual(before);
-    await expect(generate(engine, model.tokenizer, model.config, model.tokenizer.encode('x'.repeat(40)), greedy))
-      .rejects.toThrow(/cannot start the sequence: .*out of cache blocks/);
+    await expect(generate(engine, model.tokenizer, model.config, model.tokenizer.encode('x'.repeat(40)), greedy)).rejects.toThrow(
+      /cannot start the sequence: .*out of cache blocks/,
+    );
   } finally {
     await engine.close();
   }

@@ -26,12 +26,22 @@ describe.each([
   test('same tokens and logits at every ACT fraction, and as recomputation without cache', async () => {
     const model = await loadModel(spec);
     const prompt = model.tokenizer.encode(text);
-    const params: GenerateParams = { maxTokens: 8, temperature: 0, topP: 1, topK: 0, seed: 0, stopTokenIds: [], ignoreEos: true, keepLogits: true };
+    const params: GenerateParams = {
+      maxTokens: 8,
+      temperature: 0,
+      topP: 1,
+      topK: 0,
+      seed: 0,
+      stopTokenIds: [],
+      ignoreEos: true,
+      keepLogits: true,
+    };
     // 4-token blocks so that every fraction gives a different KV/ACT mix over the sequence.
     const engine = await openEngine(model, { tokenBudget: 2 * (prompt.length + params.maxTokens), maxSequences: 2, blockTokens: 4 });
     try {
       const runs = [];
-      for (const actFraction of FRACTIONS) runs.push(await generate(engine, model.tokenizer, model.config, prompt, { ...params, actFraction }));
+      for (const actFraction of FRACTIONS)
+        runs.push(await generate(engine, model.tokenizer, model.config, prompt, { ...params, actFraction }));
       const kvOnly = runs[0];
       expect(kvOnly.tokens).toHaveLength(params.maxTokens);
       let worst = 0;
@@ -47,7 +57,8 @@ describe.each([
       let worstRecompute = 0;
       for (const k of [1, 5, params.maxTokens - 1]) {
         const id = engine.addSequence(Int32Array.from([...prompt, ...kvOnly.tokens.slice(0, k)]), {
-          sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, actFraction: 0,
+          sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
+          actFraction: 0,
         });
         const r = await engine.step(Int32Array.of(id), { logits: true });
         engine.removeSequence(id);
@@ -55,7 +66,10 @@ describe.each([
         for (const run of runs) worstRecompute = Math.max(worstRecompute, relErr(r.logits!, run.logits![k]));
       }
       expect(worstRecompute).toBeLessThan(REL_TOL);
-      if (process.env.HYBRIDSERVE_REPORT) console.log(`${spec}: worst relative logit error across fractions ${worst.toExponential(2)}, vs recomputation ${worstRecompute.toExponential(2)}`);
+      if (process.env.HYBRIDSERVE_REPORT)
+        console.log(
+          `${spec}: worst relative logit error across fractions ${worst.toExponential(2)}, vs recomputation ${worstRecompute.toExponential(2)}`,
+        );
     } finally {
       await engine.close();
     }

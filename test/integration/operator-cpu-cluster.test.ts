@@ -23,9 +23,14 @@ function run(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<{ sta
   return new Promise((resolve, reject) => {
     // Asynchronously: the API double serves from this very process.
     const p = spawn(cmd, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = ''; let stderr = '';
-    p.stdout.on('data', (b: Buffer) => { stdout += b.toString(); });
-    p.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (b: Buffer) => {
+      stdout += b.toString();
+    });
+    p.stderr.on('data', (b: Buffer) => {
+      stderr += b.toString();
+    });
     p.on('error', reject);
     p.on('close', (status) => resolve({ status, stdout, stderr }));
   });
@@ -38,13 +43,18 @@ async function kubectl(args: string[]) {
   if (r.status !== 0) throw new Error(`install-helm --kubectl failed: ${r.stderr}`);
   const kubeconfig = join(work, 'kubeconfig');
   writeFileSync(kubeconfig, 'apiVersion: v1\nkind: Config\n');
-  return run(join(ROOT, '.tools', 'kubectl'), ['--server', cluster.url, '--kubeconfig', kubeconfig, '--cache-dir', join(work, `cache-${kubectlCalls++}`), '-n', NS, ...args],
-    { ...process.env, HOME: work });
+  return run(
+    join(ROOT, '.tools', 'kubectl'),
+    ['--server', cluster.url, '--kubeconfig', kubeconfig, '--cache-dir', join(work, `cache-${kubectlCalls++}`), '-n', NS, ...args],
+    { ...process.env, HOME: work },
+  );
 }
 
 function completion(port: number, body: Obj, key?: string) {
   return fetch(`http://127.0.0.1:${port}/v1/completions`, {
-    method: 'POST', headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+    body: JSON.stringify(body),
   });
 }
 
@@ -62,15 +72,36 @@ describe('CPU-only cluster, no node labels', () => {
   test('gpusPerPod 0 reaches Ready on a cpu node group, and the server gets the HSD settings', async () => {
     const node = cluster.list('', 'v1', 'nodes')[0];
     expect(Object.keys(node.metadata.labels).filter((l) => l.startsWith('nvidia.com/'))).toEqual([]);
-    cluster.api.create(cluster.api.def('', 'v1', 'secrets'), NS, { apiVersion: 'v1', kind: 'Secret', metadata: { name: 'api-keys' },
-      data: { keys: Buffer.from(KEY).toString('base64') } });
-    cluster.createHsd({ metadata: { name: 'trial' }, spec: {
-      model: { uri: 'synthetic:opt-tiny' }, replicas: 1, gpusPerPod: 0,
-      cache: { actFraction: 'auto', hostMemory: { bytes: 4 * 2 ** 30 } },
-      server: { apiKeySecretRef: { name: 'api-keys', key: 'keys' }, maxTokens: 40, maxConcurrentRequests: 4 },
-    } }, NS);
-    const hsd = await waitFor('HSD trial Ready', () => { const h = cluster.hsd('trial'); return cond(h, 'Ready')?.status === 'True' && h; }, 60_000, 100)
-      .catch((e: Error) => { throw new Error(`${e.message}\nstatus: ${JSON.stringify(cluster.hsd('trial')?.status)}`); });
+    cluster.api.create(cluster.api.def('', 'v1', 'secrets'), NS, {
+      apiVersion: 'v1',
+      kind: 'Secret',
+      metadata: { name: 'api-keys' },
+      data: { keys: Buffer.from(KEY).toString('base64') },
+    });
+    cluster.createHsd(
+      {
+        metadata: { name: 'trial' },
+        spec: {
+          model: { uri: 'synthetic:opt-tiny' },
+          replicas: 1,
+          gpusPerPod: 0,
+          cache: { actFraction: 'auto', hostMemory: { bytes: 4 * 2 ** 30 } },
+          server: { apiKeySecretRef: { name: 'api-keys', key: 'keys' }, maxTokens: 40, maxConcurrentRequests: 4 },
+        },
+      },
+      NS,
+    );
+    const hsd = await waitFor(
+      'HSD trial Ready',
+      () => {
+        const h = cluster.hsd('trial');
+        return cond(h, 'Ready')?.status === 'True' && h;
+      },
+      60_000,
+      100,
+    ).catch((e: Error) => {
+      throw new Error(`${e.message}\nstatus: ${JSON.stringify(cluster.hsd('trial')?.status)}`);
+    });
     expect(hsd.status.nodeGroups).toHaveLength(1);
     const g = hsd.status.nodeGroups[0];
     expect(g).toMatchObject({ gpuProduct: 'cpu', nodes: 1, actFraction: 0, hostMemoryBytes: 4 * 2 ** 30 });
@@ -84,7 +115,7 @@ describe('CPU-only cluster, no node labels', () => {
     expect(dep.spec.template.spec.nodeSelector).toEqual({});
 
     const [pod] = cluster.kubelet!.runningPods();
-    const stats = await (await fetch(`http://127.0.0.1:${pod.port}/v1/hybridserve/stats`)).json() as Obj;
+    const stats = (await (await fetch(`http://127.0.0.1:${pod.port}/v1/hybridserve/stats`)).json()) as Obj;
     expect(stats.device).toBe('cpu');
     // API key from the Secret: required by the running server.
     expect((await completion(pod.port, { model: 'synthetic:opt-tiny', prompt: 'hello', max_tokens: 2 })).status).toBe(401);

@@ -34,17 +34,44 @@ afterAll(async () => {
 
 describe('HybridServeDeployment end to end with real servers', () => {
   test('acceptance 1: children with ownerReferences, real servers, Ready status with observedGeneration and printer-column values', async () => {
-    const created = cluster.createHsd({ metadata: { name: 'demo' }, spec: {
-      model: { uri: 'synthetic:opt-tiny' }, replicas: 1,
-      cache: { actFraction: 'auto', retune: { minActFraction: 0, maxActFraction: 1, maxStep: 0.25, hysteresis: 0.1 } },
-    } }, NS);
-    const hsd = await waitFor('HSD Ready', () => { const h = cluster.hsd('demo'); return cond(h, 'Ready')?.status === 'True' && h; }, 60_000, 100);
+    const created = cluster.createHsd(
+      {
+        metadata: { name: 'demo' },
+        spec: {
+          model: { uri: 'synthetic:opt-tiny' },
+          replicas: 1,
+          cache: { actFraction: 'auto', retune: { minActFraction: 0, maxActFraction: 1, maxStep: 0.25, hysteresis: 0.1 } },
+        },
+      },
+      NS,
+    );
+    const hsd = await waitFor(
+      'HSD Ready',
+      () => {
+        const h = cluster.hsd('demo');
+        return cond(h, 'Ready')?.status === 'True' && h;
+      },
+      60_000,
+      100,
+    );
     expect(hsd.status.observedGeneration).toBe(created.metadata.generation);
     expect(cond(hsd, 'Ready')?.observedGeneration).toBe(created.metadata.generation);
     // Printer columns, as `kubectl get hsd` asks for them (server-side Table from the CRD's columns).
-    const table = await (await fetch(`${cluster.url}/apis/hybridserve.io/v1alpha1/namespaces/${NS}/hybridservedeployments`,
-      { headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' } })).json() as Obj;
-    expect(table.columnDefinitions.map((c: Obj) => c.name)).toEqual(['Name', 'Model', 'Ready', 'Replicas', 'ACT fraction', 'Host memory', 'URL', 'Age']);
+    const table = (await (
+      await fetch(`${cluster.url}/apis/hybridserve.io/v1alpha1/namespaces/${NS}/hybridservedeployments`, {
+        headers: { accept: 'application/json;as=Table;v=v1;g=meta.k8s.io,application/json' },
+      })
+    ).json()) as Obj;
+    expect(table.columnDefinitions.map((c: Obj) => c.name)).toEqual([
+      'Name',
+      'Model',
+      'Ready',
+      'Replicas',
+      'ACT fraction',
+      'Host memory',
+      'URL',
+      'Age',
+    ]);
     const [name, model, ready, replicas, act, mem, url, age] = table.rows[0].cells;
     expect(model).toMatch(/^synthetic:/);
     expect(url).toBe(`http://demo.${NS}.svc:8000`);
@@ -56,7 +83,14 @@ describe('HybridServeDeployment end to end with real servers', () => {
     expect(hsd.status.actFraction).toMatch(/^\d\.\d\d$/);
     expect(hsd.status.hostMemory).toMatch(/Gi$/);
     expect(hsd.status.nodeGroups).toHaveLength(1);
-    const owner = { apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', name: 'demo', uid: hsd.metadata.uid, controller: true, blockOwnerDeletion: true };
+    const owner = {
+      apiVersion: 'hybridserve.io/v1alpha1',
+      kind: 'HybridServeDeployment',
+      name: 'demo',
+      uid: hsd.metadata.uid,
+      controller: true,
+      blockOwnerDeletion: true,
+    };
     const sel = 'app.kubernetes.io/managed-by=hybridserve-operator,app.kubernetes.io/instance=demo';
     const deps = cluster.list('apps', 'v1', 'deployments', NS, sel);
     const cms = cluster.list('', 'v1', 'configmaps', NS, sel);
@@ -86,8 +120,13 @@ describe('HybridServeDeployment end to end with real servers', () => {
     let loading = true;
     const load = (async () => {
       while (loading) {
-        await fetch(`http://127.0.0.1:${pod.port}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ model: 'synthetic:opt-tiny', prompt: 'the quick brown fox', max_tokens: 24 }) }).then((r) => r.text()).catch(() => undefined);
+        await fetch(`http://127.0.0.1:${pod.port}/v1/completions`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ model: 'synthetic:opt-tiny', prompt: 'the quick brown fox', max_tokens: 24 }),
+        })
+          .then((r) => r.text())
+          .catch(() => undefined);
       }
     })();
     const fractions: number[] = [];
@@ -97,25 +136,40 @@ describe('HybridServeDeployment end to end with real servers', () => {
       for (let i = 0; i < 24; i++) {
         await new Promise((r) => setTimeout(r, 400));
         const p = planOf(cluster.list('', 'v1', 'configmaps', NS, 'app.kubernetes.io/instance=demo')[0])!;
-        fractions.push(p.actFraction); generations.push(p.generation);
+        fractions.push(p.actFraction);
+        generations.push(p.generation);
       }
     } finally {
       loading = false;
       await load;
     }
     const final = fractions[fractions.length - 1];
-    expect(final).toBeLessThan(start.actFraction);                 // CPU: recompute-only cost → less ACT
+    expect(final).toBeLessThan(start.actFraction); // CPU: recompute-only cost → less ACT
     for (let i = 1; i < fractions.length; i++) expect(fractions[i]).toBeLessThanOrEqual(fractions[i - 1]); // never reverses
     const lastQuarter = fractions.slice(-6);
-    expect(new Set(lastQuarter).size).toBe(1);                     // settled
+    expect(new Set(lastQuarter).size).toBe(1); // settled
     expect(Math.max(...generations)).toBeGreaterThan(start.generation);
     // The running server picked up the new fraction live (same process, same port).
-    await waitFor('server act fraction', async () => Math.abs((await metricValue(pod.port, 'hybridserve_act_fraction')) - final) < 1e-6, 10_000, 100);
+    await waitFor(
+      'server act fraction',
+      async () => Math.abs((await metricValue(pod.port, 'hybridserve_act_fraction')) - final) < 1e-6,
+      10_000,
+      100,
+    );
     expect(cluster.kubelet!.runningPods()[0].port).toBe(pod.port);
-    const events = cluster.list('events.k8s.io', 'v1', 'events', NS).filter((e) => e.reason === 'ActFractionRetuned' && e.regarding.name === 'demo');
+    const events = cluster
+      .list('events.k8s.io', 'v1', 'events', NS)
+      .filter((e) => e.reason === 'ActFractionRetuned' && e.regarding.name === 'demo');
     expect(events.length).toBeGreaterThan(0);
     expect(events[0].note).toMatch(/ACT fraction/);
-    const hsd = await waitFor('measured status', () => { const h = cluster.hsd('demo'); return h?.status?.nodeGroups?.[0]?.measured && h; }, 10_000);
+    const hsd = await waitFor(
+      'measured status',
+      () => {
+        const h = cluster.hsd('demo');
+        return h?.status?.nodeGroups?.[0]?.measured && h;
+      },
+      10_000,
+    );
     expect(hsd.status.nodeGroups[0].measured.steps).toBeGreaterThan(0);
     expect(hsd.status.nodeGroups[0].actFraction).toBe(final);
     await waitFor('PlanConverged', () => cond(cluster.hsd('demo'), 'PlanConverged')?.status === 'True', 15_000, 100);

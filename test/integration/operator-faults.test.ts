@@ -16,21 +16,44 @@ const NODES: NodeSpec[] = [
 ];
 const SPEC = { model: { uri: 'synthetic:opt-1.3b' }, replicas: 3, cache: { actFraction: 'auto' } };
 const opts = (url: string, extra: Partial<OperatorOptions> = {}): OperatorOptions => ({
-  server: url, leaseNamespace: 'default', progressRequeueMs: 200, backoffBaseMs: 20, backoffMaxMs: 500, leaseDurationMs: 1500, leaseRenewMs: 300, leaseRetryMs: 200, log: () => undefined, ...extra,
+  server: url,
+  leaseNamespace: 'default',
+  progressRequeueMs: 200,
+  backoffBaseMs: 20,
+  backoffMaxMs: 500,
+  leaseDurationMs: 1500,
+  leaseRenewMs: 300,
+  leaseRetryMs: 200,
+  log: () => undefined,
+  ...extra,
 });
 
 /** Everything the operator decides, without timestamps, uids or resourceVersions. */
 function snapshot(c: TestCluster, name: string): Obj {
   const sel = `app.kubernetes.io/instance=${name}`;
-  const strip = (o: Obj) => ({ name: o.metadata.name, labels: o.metadata.labels, owners: o.metadata.ownerReferences.map((r: Obj) => `${r.kind}/${r.name}/${r.controller}`) });
+  const strip = (o: Obj) => ({
+    name: o.metadata.name,
+    labels: o.metadata.labels,
+    owners: o.metadata.ownerReferences.map((r: Obj) => `${r.kind}/${r.name}/${r.controller}`),
+  });
   const hsd = c.hsd(name)!;
   return {
-    deployments: c.list('apps', 'v1', 'deployments', 'default', sel).map((d) => ({ ...strip(d), spec: d.spec })).sort(byName),
-    configMaps: c.list('', 'v1', 'configmaps', 'default', sel).map((m) => ({ ...strip(m), data: m.data, ann: m.metadata.annotations })).sort(byName),
+    deployments: c
+      .list('apps', 'v1', 'deployments', 'default', sel)
+      .map((d) => ({ ...strip(d), spec: d.spec }))
+      .sort(byName),
+    configMaps: c
+      .list('', 'v1', 'configmaps', 'default', sel)
+      .map((m) => ({ ...strip(m), data: m.data, ann: m.metadata.annotations }))
+      .sort(byName),
     services: c.list('', 'v1', 'services', 'default', sel).map((s) => ({ ...strip(s), spec: s.spec })),
     pods: c.list('', 'v1', 'pods', 'default', sel).length,
     // observedGeneration differs by history (each scale bumps generation); converged() checks it equals generation.
-    status: { ...hsd.status, observedGeneration: undefined, conditions: hsd.status.conditions.map((x: Obj) => `${x.type}=${x.status}/${x.reason}`) },
+    status: {
+      ...hsd.status,
+      observedGeneration: undefined,
+      conditions: hsd.status.conditions.map((x: Obj) => `${x.type}=${x.status}/${x.reason}`),
+    },
     finalizers: hsd.metadata.finalizers,
   };
 }
@@ -39,7 +62,11 @@ const byName = (a: Obj, b: Obj) => String(a.name).localeCompare(String(b.name));
 /** No managed object whose controller owner is gone, and exactly one controller owner each. */
 function assertNoOrphans(c: TestCluster): void {
   const hsdUids = new Set(c.list('hybridserve.io', 'v1alpha1', 'hybridservedeployments').map((h) => h.metadata.uid));
-  for (const [g, v, p] of [['apps', 'v1', 'deployments'], ['', 'v1', 'configmaps'], ['', 'v1', 'services']] as const) {
+  for (const [g, v, p] of [
+    ['apps', 'v1', 'deployments'],
+    ['', 'v1', 'configmaps'],
+    ['', 'v1', 'services'],
+  ] as const) {
     for (const o of c.list(g, v, p, undefined, 'app.kubernetes.io/managed-by=hybridserve-operator')) {
       const ctl = o.metadata.ownerReferences.filter((r: Obj) => r.controller);
       expect(ctl).toHaveLength(1);
@@ -49,12 +76,24 @@ function assertNoOrphans(c: TestCluster): void {
 }
 
 async function converged(c: TestCluster, name: string, replicas: number): Promise<Obj> {
-  return waitFor(`${name} converged at ${replicas} replicas`, () => {
-    const h = c.hsd(name);
-    const pods = c.list('', 'v1', 'pods', 'default', `app.kubernetes.io/instance=${name}`).length;
-    return h && cond(h, 'Ready')?.status === 'True' && h.status.observedGeneration === h.metadata.generation && h.status.replicas === replicas
-      && h.status.readyReplicas === replicas && pods === replicas && h;
-  }, 20_000, 25);
+  return waitFor(
+    `${name} converged at ${replicas} replicas`,
+    () => {
+      const h = c.hsd(name);
+      const pods = c.list('', 'v1', 'pods', 'default', `app.kubernetes.io/instance=${name}`).length;
+      return (
+        h &&
+        cond(h, 'Ready')?.status === 'True' &&
+        h.status.observedGeneration === h.metadata.generation &&
+        h.status.replicas === replicas &&
+        h.status.readyReplicas === replicas &&
+        pods === replicas &&
+        h
+      );
+    },
+    20_000,
+    25,
+  );
 }
 
 async function cleanRun(spec: Obj, replicas: number): Promise<Obj> {
@@ -66,7 +105,10 @@ async function cleanRun(spec: Obj, replicas: number): Promise<Obj> {
     await converged(c, 'svc', replicas);
     await op.idle();
     return snapshot(c, 'svc');
-  } finally { await op.stop(); await c.stop(); }
+  } finally {
+    await op.stop();
+    await c.stop();
+  }
 }
 
 describe('operator under faults', () => {
@@ -113,14 +155,19 @@ describe('operator under faults', () => {
       const victim = c.list('', 'v1', 'pods', 'default', 'app.kubernetes.io/instance=svc')[0];
       c.api.remove(c.api.def('', 'v1', 'pods'), 'default', victim.metadata.name);
       await converged(c, 'svc', 4);
-      expect(c.list('', 'v1', 'pods', 'default', 'app.kubernetes.io/instance=svc').map((p) => p.metadata.name)).not.toContain(victim.metadata.name);
+      expect(c.list('', 'v1', 'pods', 'default', 'app.kubernetes.io/instance=svc').map((p) => p.metadata.name)).not.toContain(
+        victim.metadata.name,
+      );
 
       await op.idle();
       expect(snapshot(c, 'svc')).toEqual(expected);
       assertNoOrphans(c);
       const lease = c.list('coordination.k8s.io', 'v1', 'leases', 'default')[0];
       expect(lease.spec.holderIdentity).toBe('second');
-    } finally { await op.stop(); await c.stop(); }
+    } finally {
+      await op.stop();
+      await c.stop();
+    }
   }, 60_000);
 
   test('deleting the HSD removes the finalizer and garbage-collects every child', async () => {
@@ -133,10 +180,18 @@ describe('operator under faults', () => {
       expect(c.hsd('gone')!.metadata.finalizers).toEqual(['hybridserve.io/finalizer']);
       c.api.remove(c.hsdDef, 'default', 'gone');
       await waitFor('HSD gone', () => c.hsd('gone') === undefined, 10_000);
-      for (const [g, v, p] of [['apps', 'v1', 'deployments'], ['', 'v1', 'configmaps'], ['', 'v1', 'services'], ['', 'v1', 'pods']] as const) {
+      for (const [g, v, p] of [
+        ['apps', 'v1', 'deployments'],
+        ['', 'v1', 'configmaps'],
+        ['', 'v1', 'services'],
+        ['', 'v1', 'pods'],
+      ] as const) {
         expect(c.list(g, v, p, 'default', 'app.kubernetes.io/instance=gone')).toHaveLength(0);
       }
-    } finally { await op.stop(); await c.stop(); }
+    } finally {
+      await op.stop();
+      await c.stop();
+    }
   }, 30_000);
 
   test('leader election: one of two operators leads; the other takes over when it stops', async () => {
@@ -153,7 +208,11 @@ describe('operator under faults', () => {
       await waitFor('b leads', () => b.isLeader(), 5000);
       c.createHsd({ metadata: { name: 'led' }, spec: { ...SPEC, replicas: 1 } });
       await converged(c, 'led', 1);
-    } finally { await a.stop(); await b.stop(); await c.stop(); }
+    } finally {
+      await a.stop();
+      await b.stop();
+      await c.stop();
+    }
   }, 30_000);
 
   test('losing the Lease stops reconciling without touching what exists', async () => {
@@ -166,15 +225,21 @@ describe('operator under faults', () => {
       const before = snapshot(c, 'kept');
       // Another replica takes the Lease (as after a network partition): we stop within leaseDuration.
       const leases = c.api.def('coordination.k8s.io', 'v1', 'leases');
-      const holdOther = () => c.api.update(leases, 'default', 'hybridserve-operator', (l) => {
-        l.spec.holderIdentity = 'other'; l.spec.renewTime = new Date().toISOString().replace('Z', '000Z'); l.spec.leaseDurationSeconds = 60;
-      });
+      const holdOther = () =>
+        c.api.update(leases, 'default', 'hybridserve-operator', (l) => {
+          l.spec.holderIdentity = 'other';
+          l.spec.renewTime = new Date().toISOString().replace('Z', '000Z');
+          l.spec.leaseDurationSeconds = 60;
+        });
       holdOther();
       await waitFor('leadership lost', () => !op.isLeader(), 5000);
       c.createHsd({ metadata: { name: 'ignored' }, spec: { ...SPEC, replicas: 1 } });
       await new Promise((r) => setTimeout(r, 600));
       expect(c.list('apps', 'v1', 'deployments', 'default', 'app.kubernetes.io/instance=ignored')).toHaveLength(0);
       expect(snapshot(c, 'kept')).toEqual(before);
-    } finally { await op.stop(); await c.stop(); }
+    } finally {
+      await op.stop();
+      await c.stop();
+    }
   }, 30_000);
 });

@@ -18,13 +18,23 @@ export interface ProcessCluster {
 }
 
 export async function startProcessCluster(nodes: NodeSpec[], prefix: string, namespace = 'default'): Promise<ProcessCluster> {
-  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) throw new Error('dist/cli/main.js is missing: run `npm run build` before the operator e2e tests');
+  if (!existsSync(join(ROOT, 'dist/cli/main.js')))
+    throw new Error('dist/cli/main.js is missing: run `npm run build` before the operator e2e tests');
   const work = mkdtempSync(join(tmpdir(), prefix));
   const cluster = await new TestCluster().start(nodes, { mode: 'process', workDir: work, cwd: ROOT, readyTimeoutMs: 60_000 });
-  const op = new Operator({ server: cluster.url, leaseNamespace: namespace, feedbackTickMs: 100, feedbackIntervalMsOverride: 400, progressRequeueMs: 500, log: () => undefined });
+  const op = new Operator({
+    server: cluster.url,
+    leaseNamespace: namespace,
+    feedbackTickMs: 100,
+    feedbackIntervalMsOverride: 400,
+    progressRequeueMs: 500,
+    log: () => undefined,
+  });
   await op.start();
   return {
-    cluster, op, work,
+    cluster,
+    op,
+    work,
     async stop() {
       await op.stop();
       await cluster.stop();

@@ -12,7 +12,12 @@ import type { Obj } from '../k8s/apiserver.js';
 let c: TestCluster;
 let client: KubeClient;
 let op: Operator;
-const hsd = (name: string, spec: Obj): Obj => ({ apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', metadata: { name }, spec });
+const hsd = (name: string, spec: Obj): Obj => ({
+  apiVersion: 'hybridserve.io/v1alpha1',
+  kind: 'HybridServeDeployment',
+  metadata: { name },
+  spec,
+});
 const deps = (ns: string, name: string) => c.list('apps', 'v1', 'deployments', ns, `app.kubernetes.io/instance=${name}`);
 const ALLOWED = 'ghcr.io/hybridserve/hybridserve:0.1.0';
 
@@ -20,17 +25,34 @@ beforeAll(async () => {
   c = await new TestCluster().start([{ name: 'h100', product: 'NVIDIA-H100-80GB-HBM3', memory: '512Gi', gpus: 8 }], { mode: 'fake' });
   client = new KubeClient(loadKubeConfig({ server: c.url }));
   op = new Operator({
-    server: c.url, leaseNamespace: 'team-a', progressRequeueMs: 300, log: () => undefined, watchNamespaces: ['team-a'],
+    server: c.url,
+    leaseNamespace: 'team-a',
+    progressRequeueMs: 300,
+    log: () => undefined,
+    watchNamespaces: ['team-a'],
     policy: { allowedImages: ['ghcr.io/hybridserve/hybridserve:*'], allowPvc: false, allowSecrets: false },
   });
   await op.start();
 });
-afterAll(async () => { await op.stop(); await c.stop(); });
+afterAll(async () => {
+  await op.stop();
+  await c.stop();
+});
 
 describe('operator policy for HSDs', () => {
   test('a denied image gives Degraded (PolicyViolation) and no Deployment; an allowed one then deploys', async () => {
-    await client.create({ type: R.hsd, namespace: 'team-a' }, hsd('miner', { model: { uri: 'synthetic:opt-13b' }, image: 'evil.example/miner:1' }));
-    const h = await waitFor('Degraded', () => { const x = c.hsd('miner', 'team-a'); return cond(x, 'Degraded')?.status === 'True' && x; }, 10_000);
+    await client.create(
+      { type: R.hsd, namespace: 'team-a' },
+      hsd('miner', { model: { uri: 'synthetic:opt-13b' }, image: 'evil.example/miner:1' }),
+    );
+    const h = await waitFor(
+      'Degraded',
+      () => {
+        const x = c.hsd('miner', 'team-a');
+        return cond(x, 'Degraded')?.status === 'True' && x;
+      },
+      10_000,
+    );
     expect(cond(h, 'Degraded')).toMatchObject({ reason: 'PolicyViolation' });
     expect(cond(h, 'Degraded')?.message).toMatch(/image 'evil\.example\/miner:1' matches none of the allowed patterns/);
     expect(cond(h, 'Ready')?.status).toBe('False');
@@ -43,11 +65,22 @@ describe('operator policy for HSDs', () => {
   });
 
   test('PVC models and Secret references are refused when the policy forbids them', async () => {
-    await client.create({ type: R.hsd, namespace: 'team-a' }, hsd('sneaky', {
-      model: { uri: 'pvc://weights/opt-13b', preset: 'opt-13b' }, server: { apiKeySecretRef: { name: 'db', key: 'password' } },
-      pod: { env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }] },
-    }));
-    const h = await waitFor('Degraded', () => { const x = c.hsd('sneaky', 'team-a'); return cond(x, 'Degraded')?.status === 'True' && x; }, 10_000);
+    await client.create(
+      { type: R.hsd, namespace: 'team-a' },
+      hsd('sneaky', {
+        model: { uri: 'pvc://weights/opt-13b', preset: 'opt-13b' },
+        server: { apiKeySecretRef: { name: 'db', key: 'password' } },
+        pod: { env: [{ name: 'X', valueFrom: { secretKeyRef: { name: 'db', key: 'password' } } }] },
+      }),
+    );
+    const h = await waitFor(
+      'Degraded',
+      () => {
+        const x = c.hsd('sneaky', 'team-a');
+        return cond(x, 'Degraded')?.status === 'True' && x;
+      },
+      10_000,
+    );
     expect(cond(h, 'Degraded')?.message).toMatch(/PersistentVolumeClaim.*apiKeySecretRef.*pod\.env X/);
     expect(deps('team-a', 'sneaky')).toHaveLength(0);
   });
@@ -67,8 +100,18 @@ describe('watchNamespaces', () => {
 
 describe('new CRD fields (issue 13) on the smallest object and beyond', () => {
   test('the smallest HSD of DESIGN.md §4 is Ready with every default, status.url set', async () => {
-    await client.create({ type: R.hsd, namespace: 'team-a' }, hsd('demo', { model: { uri: 'synthetic:opt-13b' }, replicas: 2, cache: { actFraction: 'auto' } }));
-    const h = await waitFor('Ready', () => { const x = c.hsd('demo', 'team-a'); return cond(x, 'Ready')?.status === 'True' && x; }, 10_000);
+    await client.create(
+      { type: R.hsd, namespace: 'team-a' },
+      hsd('demo', { model: { uri: 'synthetic:opt-13b' }, replicas: 2, cache: { actFraction: 'auto' } }),
+    );
+    const h = await waitFor(
+      'Ready',
+      () => {
+        const x = c.hsd('demo', 'team-a');
+        return cond(x, 'Ready')?.status === 'True' && x;
+      },
+      10_000,
+    );
     expect(h.status.url).toBe('http://demo.team-a.svc:8000');
     expect(h.status.replicas).toBe(2);
     const pod = deps('team-a', 'demo')[0].spec.template.spec;
@@ -78,11 +121,25 @@ describe('new CRD fields (issue 13) on the smallest object and beyond', () => {
   });
 
   test('hostMemory as a quantity, limits, slo, a PDB and a NetworkPolicy', async () => {
-    await client.create({ type: R.hsd, namespace: 'team-a' }, hsd('full', {
-      model: { uri: 'synthetic:opt-13b' }, cache: { hostMemory: '48Gi' }, limits: { maxPromptTokens: 300, maxTotalTokens: 1000 }, slo: { tpotSeconds: 0.2 },
-      podDisruptionBudget: { enabled: true }, networkPolicy: { enabled: true },
-    }));
-    const h = await waitFor('planned', () => { const x = c.hsd('full', 'team-a'); return x?.status?.nodeGroups?.length && x; }, 10_000);
+    await client.create(
+      { type: R.hsd, namespace: 'team-a' },
+      hsd('full', {
+        model: { uri: 'synthetic:opt-13b' },
+        cache: { hostMemory: '48Gi' },
+        limits: { maxPromptTokens: 300, maxTotalTokens: 1000 },
+        slo: { tpotSeconds: 0.2 },
+        podDisruptionBudget: { enabled: true },
+        networkPolicy: { enabled: true },
+      }),
+    );
+    const h = await waitFor(
+      'planned',
+      () => {
+        const x = c.hsd('full', 'team-a');
+        return x?.status?.nodeGroups?.length && x;
+      },
+      10_000,
+    );
     expect(h.status.nodeGroups[0].hostMemoryBytes).toBe(48 * 2 ** 30);
     const args = deps('team-a', 'full')[0].spec.template.spec.containers[0].args.join(' ');
     expect(args).toContain('--max-prompt-tokens 300 --max-total-tokens 1000');
@@ -97,9 +154,14 @@ describe('new CRD fields (issue 13) on the smallest object and beyond', () => {
   });
 
   test('a malformed hostMemory quantity is rejected by the API', async () => {
-    await expect(client.create({ type: R.hsd, namespace: 'team-a' }, hsd('badmem', { model: { uri: 'synthetic:opt-13b' }, cache: { hostMemory: 'lots' } })))
-      .rejects.toThrow(/hostMemory must be a quantity/);
-    await expect(client.create({ type: R.hsd, namespace: 'team-a' }, hsd('badslo', { model: { uri: 'synthetic:opt-13b' }, slo: { tpotSeconds: 0 } })))
-      .rejects.toThrow(/tpotSeconds must be > 0/);
+    await expect(
+      client.create(
+        { type: R.hsd, namespace: 'team-a' },
+        hsd('badmem', { model: { uri: 'synthetic:opt-13b' }, cache: { hostMemory: 'lots' } }),
+      ),
+    ).rejects.toThrow(/hostMemory must be a quantity/);
+    await expect(
+      client.create({ type: R.hsd, namespace: 'team-a' }, hsd('badslo', { model: { uri: 'synthetic:opt-13b' }, slo: { tpotSeconds: 0 } })),
+    ).rejects.toThrow(/tpotSeconds must be > 0/);
   });
 });

@@ -13,26 +13,39 @@ import type { HybridServeDeployment } from '../../operator/api/types.js';
 import { parsePlan } from '../../planning/plan-file.js';
 import { TestCluster } from '../k8s/cluster.js';
 
-let c: TestCluster; let client: KubeClient;
+let c: TestCluster;
+let client: KubeClient;
 beforeAll(async () => {
   c = await new TestCluster().start([{ name: 'n1', product: 'NVIDIA-H100-80GB-HBM3', memory: '512Gi', gpus: 8 }], { mode: 'fake' });
   client = new KubeClient(loadKubeConfig({ server: c.url }));
 });
-afterAll(async () => { client.close(); await c.stop(); });
+afterAll(async () => {
+  client.close();
+  await c.stop();
+});
 
 function deps(state: RuntimeState, metrics: OperatorMetrics, notes: string[]): ReconcileDeps {
   return {
-    client, state, metrics, now: () => new Date('2026-01-01T00:00:00Z'),
+    client,
+    state,
+    metrics,
+    now: () => new Date('2026-01-01T00:00:00Z'),
     nodes: () => c.list('', 'v1', 'nodes') as unknown as NodeLike[],
     deployments: (ns, name) => c.list('apps', 'v1', 'deployments', ns, `app.kubernetes.io/instance=${name}`) as unknown as DeploymentLike[],
-    events: { record: async (_h, _t, reason, _a, note) => { notes.push(`${reason}: ${note}`); } },
+    events: {
+      record: async (_h, _t, reason, _a, note) => {
+        notes.push(`${reason}: ${note}`);
+      },
+    },
   };
 }
 
 describe('reconcile is the only writer', () => {
   test('a proposal in state becomes plan generation 2; status measured comes from state only', async () => {
     c.createHsd({ metadata: { name: 'w' }, spec: { model: { uri: 'synthetic:opt-13b' } } });
-    const state = new RuntimeState(); const metrics = new OperatorMetrics(); const notes: string[] = [];
+    const state = new RuntimeState();
+    const metrics = new OperatorMetrics();
+    const notes: string[] = [];
     await reconcile('default/w', deps(state, metrics, notes));
     const cmOf = () => c.list('', 'v1', 'configmaps', 'default', 'app.kubernetes.io/instance=w')[0];
     const first = parsePlan(cmOf().data['plan.json']);
@@ -44,10 +57,22 @@ describe('reconcile is the only writer', () => {
 
     // A stale status figure must not be republished: only state counts.
     const hsd = c.hsd('w') as HybridServeDeployment;
-    await client.mergePatch({ type: R.hsd, namespace: 'default', name: 'w', subresource: 'status' },
-      { status: { nodeGroups: [{ ...hsd.status!.nodeGroups![0], measured: { tokensPerSecond: 999 } }] } });
+    await client.mergePatch(
+      { type: R.hsd, namespace: 'default', name: 'w', subresource: 'status' },
+      { status: { nodeGroups: [{ ...hsd.status!.nodeGroups![0], measured: { tokensPerSecond: 999 } }] } },
+    );
     const next = Math.round((first.plan.actFraction >= 0.5 ? first.plan.actFraction - 0.1 : first.plan.actFraction + 0.1) * 100) / 100;
-    g.measured = { tokensPerSecond: 42, queueDepth: 1, transferSeconds: 1, computeSeconds: 1, recomputeSeconds: 0, idleSeconds: 0, steps: 10, pods: 1, at: 't' };
+    g.measured = {
+      tokensPerSecond: 42,
+      queueDepth: 1,
+      transferSeconds: 1,
+      computeSeconds: 1,
+      recomputeSeconds: 0,
+      idleSeconds: 0,
+      steps: 10,
+      pods: 1,
+      at: 't',
+    };
     g.proposal = { inputHash: g.applied!.inputHash, actFraction: next, reason: 'transfer-bound' };
     await reconcile('default/w', deps(state, metrics, notes));
     const second = parsePlan(cmOf().data['plan.json']);

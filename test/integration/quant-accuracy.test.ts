@@ -20,7 +20,10 @@ const PROMPT = 8;
 const STEPS = 10;
 const MARGIN = 0.05;
 
-interface Run { tokens: number[][]; logits: Float32Array[][] }
+interface Run {
+  tokens: number[][];
+  logits: Float32Array[][];
+}
 
 function prompts(vocab: number, seqs: number): Int32Array[] {
   const out: Int32Array[] = [];
@@ -39,10 +42,16 @@ function prompts(vocab: number, seqs: number): Int32Array[] {
 async function decode(model: LoadedModel, weightDtype: Dtype, seqs: number): Promise<Run> {
   const vocab = model.config.vocabSize;
   const engine = await openEngine(model, {
-    weightDtype, blockTokens: 16, tokenBudget: seqs * (PROMPT + STEPS), maxSequences: seqs, threads: 2,
+    weightDtype,
+    blockTokens: 16,
+    tokenBudget: seqs * (PROMPT + STEPS),
+    maxSequences: seqs,
+    threads: 2,
   });
   try {
-    const ids = Int32Array.from(prompts(vocab, seqs).map((p, s) => engine.addSequence(p, { sampling: { temperature: 0, topK: 0, topP: 1, seed: s } })));
+    const ids = Int32Array.from(
+      prompts(vocab, seqs).map((p, s) => engine.addSequence(p, { sampling: { temperature: 0, topK: 0, topP: 1, seed: s } })),
+    );
     const run: Run = { tokens: Array.from(ids, () => []), logits: Array.from(ids, () => []) };
     for (let t = 0; t < STEPS; t++) {
       const r = await engine.step(ids, { logits: true });
@@ -59,27 +68,45 @@ async function decode(model: LoadedModel, weightDtype: Dtype, seqs: number): Pro
 }
 
 function top2(l: Float32Array): { top: number; margin: number } {
-  let a = -Infinity, b = -Infinity, top = 0;
+  let a = -Infinity,
+    b = -Infinity,
+    top = 0;
   for (let v = 0; v < l.length; v++) {
-    if (l[v] > a) { b = a; a = l[v]; top = v; } else if (l[v] > b) b = l[v];
+    if (l[v] > a) {
+      b = a;
+      a = l[v];
+      top = v;
+    } else if (l[v] > b) b = l[v];
   }
   return { top, margin: a - b };
 }
 
-interface Figures { positions: number; agree: number; confident: number; confidentAgree: number; maxErr: number; meanErr: number }
+interface Figures {
+  positions: number;
+  agree: number;
+  confident: number;
+  confidentAgree: number;
+  maxErr: number;
+  meanErr: number;
+}
 
 function compare(ref: Run, q: Run): Figures {
   const f: Figures = { positions: 0, agree: 0, confident: 0, confidentAgree: 0, maxErr: 0, meanErr: 0 };
-  let errSum = 0, errCount = 0;
+  let errSum = 0,
+    errCount = 0;
   for (let s = 0; s < ref.tokens.length; s++) {
     for (let t = 0; t < STEPS; t++) {
-      if (t > 0 && q.tokens[s][t - 1] !== ref.tokens[s][t - 1]) break;  // contexts differ from here on
-      const r = ref.logits[s][t], l = q.logits[s][t];
+      if (t > 0 && q.tokens[s][t - 1] !== ref.tokens[s][t - 1]) break; // contexts differ from here on
+      const r = ref.logits[s][t],
+        l = q.logits[s][t];
       const { top, margin } = top2(r);
       const same = top2(l).top === top;
       f.positions++;
       f.agree += same ? 1 : 0;
-      if (margin > MARGIN) { f.confident++; f.confidentAgree += same ? 1 : 0; }
+      if (margin > MARGIN) {
+        f.confident++;
+        f.confidentAgree += same ? 1 : 0;
+      }
       for (let v = 0; v < r.length; v++) {
         const e = Math.abs(l[v] - r[v]);
         f.maxErr = Math.max(f.maxErr, e);
@@ -99,8 +126,10 @@ const PRESET_FLOORS: Floors = { fp16: 1, fp8: 0.88, int8: 0.99, int4: 0.64 };
 
 // name, spec, sequences (fewer for opt-125m: its f32 engine is the slow part), floors
 const MODELS: [string, string, number, Floors][] = [
-  ['opt-ref', OPT_REF, 128, FIXTURE_FLOORS], ['llama-ref', LLAMA_REF, 128, FIXTURE_FLOORS],
-  ['opt-125m', 'synthetic:opt-125m', 64, PRESET_FLOORS], ['llama-tiny', 'synthetic:llama-tiny', 128, PRESET_FLOORS],
+  ['opt-ref', OPT_REF, 128, FIXTURE_FLOORS],
+  ['llama-ref', LLAMA_REF, 128, FIXTURE_FLOORS],
+  ['opt-125m', 'synthetic:opt-125m', 64, PRESET_FLOORS],
+  ['llama-tiny', 'synthetic:llama-tiny', 128, PRESET_FLOORS],
 ];
 
 describe.each(MODELS)('%s: quantised weights against the f32 model', (name, spec, seqs, floors) => {
@@ -112,14 +141,16 @@ describe.each(MODELS)('%s: quantised weights against the f32 model', (name, spec
     for (const dtype of ['fp8', 'int8', 'int4'] as const) {
       const f = compare(ref, await decode(model, dtype, seqs));
       figures.push([dtype, f]);
-      rows.push(`| ${name} | ${dtype} | ${f.positions} | ${(100 * f.agree / f.positions).toFixed(1)}% | ` +
-        `${f.confident} | ${f.confident ? (100 * f.confidentAgree / f.confident).toFixed(1) + '%' : '–'} | ` +
-        `${f.maxErr.toFixed(4)} | ${f.meanErr.toFixed(5)} |`);
+      rows.push(
+        `| ${name} | ${dtype} | ${f.positions} | ${((100 * f.agree) / f.positions).toFixed(1)}% | ` +
+          `${f.confident} | ${f.confident ? ((100 * f.confidentAgree) / f.confident).toFixed(1) + '%' : '–'} | ` +
+          `${f.maxErr.toFixed(4)} | ${f.meanErr.toFixed(5)} |`,
+      );
     }
     if (process.env.HYBRIDSERVE_REPORT) console.log(rows.join('\n'));
     for (const [dtype, f] of figures) {
       expect(f.positions).toBeGreaterThanOrEqual(256);
-      expect(f.maxErr).toBeGreaterThan(0);  // the format really changed the weights
+      expect(f.maxErr).toBeGreaterThan(0); // the format really changed the weights
       expect(f.confident).toBeGreaterThan(0);
       expect(f.confidentAgree).toBeGreaterThanOrEqual(floors[dtype] * f.confident);
     }

@@ -61,7 +61,15 @@ function fromF16(h: number): number {
 }
 
 test('the fp16 converter rounds like IEEE', () => {
-  for (const [x, bits] of [[1, 0x3c00], [-2, 0xc000], [65504, 0x7bff], [1e-7, 0x0002], [0.1, 0x2e66], [1 + 2 ** -11, 0x3c00], [1 + 3 * 2 ** -11, 0x3c02]] as const) {
+  for (const [x, bits] of [
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [65504, 0x7bff],
+    [1e-7, 0x0002],
+    [0.1, 0x2e66],
+    [1 + 2 ** -11, 0x3c00],
+    [1 + 3 * 2 ** -11, 0x3c02],
+  ] as const) {
     expect(toF16(x)).toBe(bits);
   }
   expect(fromF16(0x2e66)).toBeCloseTo(0.0999755859375, 12);
@@ -69,7 +77,13 @@ test('the fp16 converter rounds like IEEE', () => {
 });
 
 /** Writes the fixture's tensors as `dtype` (rounded) and as F32 holding the same rounded values. */
-function writeRounded(dir: string, dtype: 'F16' | 'BF16', rounded: boolean, tensors: Awaited<ReturnType<typeof readSafetensorsFile>>, data: Buffer) {
+function writeRounded(
+  dir: string,
+  dtype: 'F16' | 'BF16',
+  rounded: boolean,
+  tensors: Awaited<ReturnType<typeof readSafetensorsFile>>,
+  data: Buffer,
+) {
   const header: Record<string, unknown> = {};
   const chunks: Buffer[] = [];
   let off = 0;
@@ -110,7 +124,11 @@ async function lastLogits(dir: string, prompt: number[], steps: number): Promise
 
 describe.each(['F16', 'BF16'] as const)('%s checkpoint', (dtype) => {
   test('same logits as its values in F32, close to the fp32 reference', async () => {
-    const ref = JSON.parse(readFileSync(path.join(OPT_REF, 'reference.json'), 'utf8')) as { prompt: number[]; steps: number; logits: number[][] };
+    const ref = JSON.parse(readFileSync(path.join(OPT_REF, 'reference.json'), 'utf8')) as {
+      prompt: number[];
+      steps: number;
+      logits: number[][];
+    };
     const file = path.join(OPT_REF, 'model.safetensors');
     const tensors = await readSafetensorsFile(file);
     const data = readFileSync(file);
@@ -129,7 +147,10 @@ describe.each(['F16', 'BF16'] as const)('%s checkpoint', (dtype) => {
         vsRef = Math.max(vsRef, Math.abs(a.logits[s][v] - ref.logits[s][v]));
       }
     }
-    if (process.env.HYBRIDSERVE_REPORT) console.log(`${dtype}: max abs logit difference vs the same values in F32 ${same.toExponential(2)}, vs the fp32 reference ${vsRef.toExponential(2)}`);
+    if (process.env.HYBRIDSERVE_REPORT)
+      console.log(
+        `${dtype}: max abs logit difference vs the same values in F32 ${same.toExponential(2)}, vs the fp32 reference ${vsRef.toExponential(2)}`,
+      );
     expect(a.tokens).toEqual(b.tokens);
     expect(same).toBeLessThan(1e-4);
     // Rounding the weights moves the logits a little, not a lot (BF16 keeps 8 mantissa bits).

@@ -8,11 +8,19 @@ import { describe, expect, test } from '@jest/globals';
 import { loadModel, openEngine } from '../../model/load.js';
 import { LLAMA_REF, OPT_REF } from '../fixtures/helpers.js';
 
-interface Reference { prompt: number[]; steps: number; tokens: number[]; logits: number[][] }
+interface Reference {
+  prompt: number[];
+  steps: number;
+  tokens: number[];
+  logits: number[][];
+}
 
 const TOLERANCE = 1e-3;
 
-describe.each([['opt-ref', OPT_REF], ['llama-ref', LLAMA_REF]])('%s matches transformers', (_name, dir) => {
+describe.each([
+  ['opt-ref', OPT_REF],
+  ['llama-ref', LLAMA_REF],
+])('%s matches transformers', (_name, dir) => {
   const ref = JSON.parse(readFileSync(path.join(dir, 'reference.json'), 'utf8')) as Reference;
 
   test.each([0, 0.5, 1])('ACT fraction %s: logits within 1e-3 and the same greedy tokens', async (fraction) => {
@@ -20,7 +28,10 @@ describe.each([['opt-ref', OPT_REF], ['llama-ref', LLAMA_REF]])('%s matches tran
     // 4-token blocks: the 16 tokens span 4 blocks, so fraction 0.5 really mixes KV and ACT blocks.
     const engine = await openEngine(model, { actFraction: fraction, blockTokens: 4, tokenBudget: 32, threads: 1 });
     try {
-      const id = engine.addSequence(Int32Array.from(ref.prompt), { sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 }, actFraction: fraction });
+      const id = engine.addSequence(Int32Array.from(ref.prompt), {
+        sampling: { temperature: 0, topK: 0, topP: 1, seed: 0 },
+        actFraction: fraction,
+      });
       let maxErr = 0;
       const tokens: number[] = [];
       for (let step = 0; step <= ref.steps; step++) {
@@ -37,7 +48,10 @@ describe.each([['opt-ref', OPT_REF], ['llama-ref', LLAMA_REF]])('%s matches tran
       if (fraction === 1) expect(info.kvBlocks).toBe(0);
       if (fraction === 0) expect(info.actBlocks).toBe(0);
       if (fraction === 0.5) expect(Math.min(info.kvBlocks, info.actBlocks)).toBeGreaterThan(0);
-      if (process.env.HYBRIDSERVE_REPORT) console.log(`${_name} ACT ${fraction}: max abs logit error ${maxErr.toExponential(2)}, blocks kv=${info.kvBlocks} act=${info.actBlocks}`);
+      if (process.env.HYBRIDSERVE_REPORT)
+        console.log(
+          `${_name} ACT ${fraction}: max abs logit error ${maxErr.toExponential(2)}, blocks kv=${info.kvBlocks} act=${info.actBlocks}`,
+        );
       engine.removeSequence(id);
     } finally {
       await engine.close();

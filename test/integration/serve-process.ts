@@ -32,27 +32,57 @@ export async function freePort(): Promise<number> {
 }
 
 /** Spawns the CLI; with `waitListening` (default) resolves once it listens, else right away. */
-export async function runServe(args: string[], env: Record<string, string> = {}, opts: { waitListening?: boolean; port?: number } = {}): Promise<ServeProcess> {
-  const port = opts.port ?? await freePort();
+export async function runServe(
+  args: string[],
+  env: Record<string, string> = {},
+  opts: { waitListening?: boolean; port?: number } = {},
+): Promise<ServeProcess> {
+  const port = opts.port ?? (await freePort());
   const proc = spawn(process.execPath, [CLI, 'serve', '--host', '127.0.0.1', '--port', String(port), '--threads', '1', ...args], {
-    env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  proc.stdout!.on('data', (d: Buffer) => { out += d.toString(); });
-  proc.stderr!.on('data', (d: Buffer) => { out += d.toString(); });
+  proc.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
+  proc.stderr!.on('data', (d: Buffer) => {
+    out += d.toString();
+  });
   let running = true;
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => { running = false; resolve(code); }));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once('exit', (code) => {
+      running = false;
+      resolve(code);
+    }),
+  );
   const sp: ServeProcess = {
-    url: `http://127.0.0.1:${port}`, port, proc, exited,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    proc,
+    exited,
     output: () => out,
     alive: () => running,
-    logLines: () => out.split('\n').filter((l) => l.startsWith('{')).map((l) => { try { return JSON.parse(l) as Record<string, unknown>; } catch { return {}; } }),
+    logLines: () =>
+      out
+        .split('\n')
+        .filter((l) => l.startsWith('{'))
+        .map((l) => {
+          try {
+            return JSON.parse(l) as Record<string, unknown>;
+          } catch {
+            return {};
+          }
+        }),
   };
   if (opts.waitListening === false) return sp;
   const deadline = Date.now() + 30_000;
   while (!/HybridServe listening on/.test(out)) {
     if (!running) throw new Error(`serve exited before listening:\n${out}`);
-    if (Date.now() > deadline) { proc.kill('SIGKILL'); throw new Error(`serve did not listen in 30 s:\n${out}`); }
+    if (Date.now() > deadline) {
+      proc.kill('SIGKILL');
+      throw new Error(`serve did not listen in 30 s:\n${out}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return sp;

@@ -12,10 +12,18 @@ let srv: TestServer;
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 async function post(path: string, body: object): Promise<{ status: number; json: Json; text: string; type: string }> {
-  const r = await fetch(`${srv.url}${path}`, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json' } });
+  const r = await fetch(`${srv.url}${path}`, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+  });
   const text = await r.text();
   let json: Json = {};
-  try { json = JSON.parse(text) as Json; } catch { /* SSE */ }
+  try {
+    json = JSON.parse(text) as Json;
+  } catch {
+    /* SSE */
+  }
   return { status: r.status, json, text, type: r.headers.get('content-type') ?? '' };
 }
 const base = { model: MODEL, prompt: 'The quick brown fox', max_tokens: 8, temperature: 0, ignore_eos: true };
@@ -25,7 +33,13 @@ const complete = async (extra: object) => {
   return r.json.choices[0] as Json & { text: string };
 };
 const chatBase = { model: MODEL, messages: [{ role: 'user', content: 'Hello there' }], max_tokens: 6, temperature: 0, ignore_eos: true };
-const sse = (text: string) => text.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, '')).filter((e) => e !== '[DONE]').map((e) => JSON.parse(e) as Json);
+const sse = (text: string) =>
+  text
+    .split('\n\n')
+    .filter(Boolean)
+    .map((e) => e.replace(/^data: /, ''))
+    .filter((e) => e !== '[DONE]')
+    .map((e) => JSON.parse(e) as Json);
 
 let greedy: Json & { text: string };
 /** The greedy completion's token ids (each logprobs token string re-encodes to one id). */
@@ -132,7 +146,9 @@ describe('honoured parameters change the output as specified', () => {
     expect(lp.text_offset[1]).toBe(lp.tokens[0].length);
     // Streamed: the chunks' logprobs put together are the same.
     const s = await post('/v1/completions', { ...base, logprobs: 3, stream: true });
-    const chunks = sse(s.text).map((ch) => ch.choices[0]?.logprobs).filter(Boolean) as Json[];
+    const chunks = sse(s.text)
+      .map((ch) => ch.choices[0]?.logprobs)
+      .filter(Boolean) as Json[];
     expect(chunks.flatMap((l) => l.tokens)).toEqual(lp.tokens);
     expect(chunks.flatMap((l) => l.token_logprobs)).toEqual(lp.token_logprobs);
     expect(chunks.flatMap((l) => l.top_logprobs)).toEqual(lp.top_logprobs);
@@ -173,16 +189,47 @@ describe('honoured parameters change the output as specified', () => {
 
 describe('refused parameters get a 400 naming them', () => {
   const completions: Array<[string, unknown]> = [
-    ['best_of', 2], ['use_beam_search', true], ['length_penalty', 2], ['prompt_logprobs', 1], ['allowed_token_ids', [1]], ['bad_words', ['x']],
-    ['truncate_prompt_tokens', 5], ['guided_json', {}], ['guided_regex', 'a+'], ['guided_choice', ['a']], ['guided_grammar', 'x'],
-    ['structured_outputs', { json: {} }], ['spaces_between_special_tokens', false], ['return_tokens_as_token_ids', true], ['priority', 1],
-    ['add_special_tokens', false], ['echo', true], ['suffix', 'tail'], ['n', 2],
+    ['best_of', 2],
+    ['use_beam_search', true],
+    ['length_penalty', 2],
+    ['prompt_logprobs', 1],
+    ['allowed_token_ids', [1]],
+    ['bad_words', ['x']],
+    ['truncate_prompt_tokens', 5],
+    ['guided_json', {}],
+    ['guided_regex', 'a+'],
+    ['guided_choice', ['a']],
+    ['guided_grammar', 'x'],
+    ['structured_outputs', { json: {} }],
+    ['spaces_between_special_tokens', false],
+    ['return_tokens_as_token_ids', true],
+    ['priority', 1],
+    ['add_special_tokens', false],
+    ['echo', true],
+    ['suffix', 'tail'],
+    ['n', 2],
   ];
   const chat: Array<[string, unknown]> = [
-    ['tools', [{ type: 'function', function: { name: 'f' } }]], ['tool_choice', 'auto'], ['functions', [{ name: 'f' }]], ['function_call', 'auto'],
-    ['parallel_tool_calls', true], ['add_generation_prompt', false], ['continue_final_message', true], ['chat_template', '{{x}}'],
-    ['chat_template_kwargs', {}], ['documents', []], ['modalities', ['audio']], ['audio', {}], ['prediction', {}], ['reasoning_effort', 'low'],
-    ['web_search_options', {}], ['store', true], ['metadata', {}], ['service_tier', 'flex'], ['echo', true], ['best_of', 3],
+    ['tools', [{ type: 'function', function: { name: 'f' } }]],
+    ['tool_choice', 'auto'],
+    ['functions', [{ name: 'f' }]],
+    ['function_call', 'auto'],
+    ['parallel_tool_calls', true],
+    ['add_generation_prompt', false],
+    ['continue_final_message', true],
+    ['chat_template', '{{x}}'],
+    ['chat_template_kwargs', {}],
+    ['documents', []],
+    ['modalities', ['audio']],
+    ['audio', {}],
+    ['prediction', {}],
+    ['reasoning_effort', 'low'],
+    ['web_search_options', {}],
+    ['store', true],
+    ['metadata', {}],
+    ['service_tier', 'flex'],
+    ['echo', true],
+    ['best_of', 3],
   ];
   test.each(completions)('completions %s', async (name, value) => {
     const r = await post('/v1/completions', { ...base, [name]: value });
@@ -226,7 +273,10 @@ describe('numeric bounds: a 400 naming the field before anything streams (issue 
     }
   });
   test('chat: top_logprobs 21, max_completion_tokens 0', async () => {
-    for (const [extra, param] of [[{ logprobs: true, top_logprobs: 21 }, 'top_logprobs'], [{ max_completion_tokens: 0 }, 'max_completion_tokens']] as const) {
+    for (const [extra, param] of [
+      [{ logprobs: true, top_logprobs: 21 }, 'top_logprobs'],
+      [{ max_completion_tokens: 0 }, 'max_completion_tokens'],
+    ] as const) {
       const r = await post('/v1/chat/completions', { ...chatBase, ...extra, stream: true });
       expect(r.status).toBe(400);
       expect(r.json.error.param).toBe(param);
@@ -275,7 +325,9 @@ describe('vLLM metric names (acceptance 3)', () => {
   test('under load with max batch 2: waiting > 0 and KV cache usage > 0 while requests are in flight', async () => {
     const label = `model_name="${MODEL}"`;
     const before = await metric(srv.url, 'vllm:request_success_total', `${label},finished_reason="length"`);
-    const inflight = Array.from({ length: 5 }, (_, i) => post('/v1/completions', { ...base, prompt: `request ${i} `.repeat(20), max_tokens: 120 }));
+    const inflight = Array.from({ length: 5 }, (_, i) =>
+      post('/v1/completions', { ...base, prompt: `request ${i} `.repeat(20), max_tokens: 120 }),
+    );
     let waiting = 0;
     let usage = 0;
     let running = 0;
@@ -296,6 +348,12 @@ describe('vLLM metric names (acceptance 3)', () => {
     expect(await metric(srv.url, 'vllm:time_to_first_token_seconds_count', label)).toBeGreaterThanOrEqual(5);
     expect(await metric(srv.url, 'vllm:inter_token_latency_seconds_count', label)).toBeGreaterThan(0);
     expect(await metric(srv.url, 'vllm:num_requests_waiting', label)).toBe(0);
-    expect(await metric(srv.url, 'hybridserve_build_info', `version="${(await (await fetch(`${srv.url}/version`)).json() as Json).version}",node_version="${process.version}"`)).toBe(1);
+    expect(
+      await metric(
+        srv.url,
+        'hybridserve_build_info',
+        `version="${((await (await fetch(`${srv.url}/version`)).json()) as Json).version}",node_version="${process.version}"`,
+      ),
+    ).toBe(1);
   });
 });

@@ -13,26 +13,63 @@ const RUN_MS = 25_000;
 /** A small deterministic PRNG, so a failure can be replayed with the printed seed. */
 function prng(seed: number): () => number {
   let s = seed >>> 0;
-  return () => { s = (s * 1664525 + 1013904223) >>> 0; return s / 2 ** 32; };
+  return () => {
+    s = (s * 1664525 + 1013904223) >>> 0;
+    return s / 2 ** 32;
+  };
 }
 
-interface Tally { ok200: number; streamsDone: number; disconnected: number; refused: Record<number, number>; inBandErrors: string[]; crashes: string[] }
+interface Tally {
+  ok200: number;
+  streamsDone: number;
+  disconnected: number;
+  refused: Record<number, number>;
+  inBandErrors: string[];
+  crashes: string[];
+}
 
 test('chaos: mixed traffic, then SIGTERM; the server survives, frees every block and exits 0', async () => {
   const seed = Number(process.env.HS_CHAOS_SEED ?? Date.now() % 100000);
   const rnd = prng(seed);
-  const sp = await runServe(['--host-memory', '14MiB', '--max-queue', '2', '--max-batch', '2', '--body-limit', '256KiB', '--body-timeout', '2',
-    '--headers-timeout', '2', '--shutdown-grace', '5', '--log-level', 'warn']);
+  const sp = await runServe([
+    '--host-memory',
+    '14MiB',
+    '--max-queue',
+    '2',
+    '--max-batch',
+    '2',
+    '--body-limit',
+    '256KiB',
+    '--body-timeout',
+    '2',
+    '--headers-timeout',
+    '2',
+    '--shutdown-grace',
+    '5',
+    '--log-level',
+    'warn',
+  ]);
   const t: Tally = { ok200: 0, streamsDone: 0, disconnected: 0, refused: {}, inBandErrors: [], crashes: [] };
-  const refuse = (s: number) => { t.refused[s] = (t.refused[s] ?? 0) + 1; };
+  const refuse = (s: number) => {
+    t.refused[s] = (t.refused[s] ?? 0) + 1;
+  };
   const url = `${sp.url}/v1/completions`;
   const json = { 'content-type': 'application/json' };
 
   /** Streams; reads everything, or aborts after `stopAfter` events. */
   async function stream(body: Record<string, unknown>, stopAfter?: number): Promise<void> {
     const ctl = new AbortController();
-    const r = await fetch(url, { method: 'POST', headers: json, body: JSON.stringify({ model: MODEL, stream: true, ...body }), signal: ctl.signal });
-    if (r.status !== 200) { refuse(r.status); await r.text(); return; }
+    const r = await fetch(url, {
+      method: 'POST',
+      headers: json,
+      body: JSON.stringify({ model: MODEL, stream: true, ...body }),
+      signal: ctl.signal,
+    });
+    if (r.status !== 200) {
+      refuse(r.status);
+      await r.text();
+      return;
+    }
     t.ok200++;
     const reader = r.body!.getReader();
     const dec = new TextDecoder();
@@ -44,7 +81,11 @@ test('chaos: mixed traffic, then SIGTERM; the server survives, frees every block
       const chunk = dec.decode(value, { stream: true });
       text += chunk;
       events += (chunk.match(/^data: /gm) ?? []).length;
-      if (stopAfter !== undefined && events >= stopAfter) { ctl.abort(); t.disconnected++; return; }
+      if (stopAfter !== undefined && events >= stopAfter) {
+        ctl.abort();
+        t.disconnected++;
+        return;
+      }
     }
     if (/"error"\s*:/.test(text)) t.inBandErrors.push(text.slice(0, 300));
     if (!text.includes('data: [DONE]')) t.crashes.push(`stream without [DONE]: ${text.slice(-200)}`);
@@ -63,8 +104,13 @@ test('chaos: mixed traffic, then SIGTERM; the server survives, frees every block
       const s = connect(sp.port, '127.0.0.1');
       s.on('error', () => {});
       s.write('POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 500\r\n\r\n{');
-      const timer = setInterval(() => { if (!s.destroyed) s.write(' '); }, 400);
-      s.once('close', () => { clearInterval(timer); resolve(); });
+      const timer = setInterval(() => {
+        if (!s.destroyed) s.write(' ');
+      }, 400);
+      s.once('close', () => {
+        clearInterval(timer);
+        resolve();
+      });
       setTimeout(() => s.destroy(), 6000);
     });
   }
@@ -87,7 +133,9 @@ test('chaos: mixed traffic, then SIGTERM; the server survives, frees every block
   const worker = async () => {
     while (Date.now() < deadline) {
       const a = actions[Math.floor(rnd() * actions.length)];
-      try { await a(); } catch (err) {
+      try {
+        await a();
+      } catch (err) {
         // An aborted fetch is ours; anything else (a reset, a refused connection) means trouble.
         if ((err as Error).name !== 'AbortError') t.crashes.push(`${(err as Error).name}: ${(err as Error).message}`);
       }
@@ -102,7 +150,7 @@ test('chaos: mixed traffic, then SIGTERM; the server survives, frees every block
   const quietBy = Date.now() + 10_000;
   do {
     await new Promise((r) => setTimeout(r, 200));
-    stats = await (await fetch(`${sp.url}/v1/hybridserve/stats`)).json() as Stats;
+    stats = (await (await fetch(`${sp.url}/v1/hybridserve/stats`)).json()) as Stats;
   } while ((stats.runningSequences > 0 || stats.queueDepth > 0) && Date.now() < quietBy);
   expect(stats.runningSequences).toBe(0);
   expect(stats.queueDepth).toBe(0);

@@ -14,10 +14,14 @@ const auth = { authorization: `Bearer ${KEY}`, 'content-type': 'application/json
 let sp: ServeProcess;
 
 beforeAll(async () => {
-  sp = await runServe(['--host-memory', '14MiB', '--body-limit', '2MiB', '--body-timeout', '2', '--headers-timeout', '2', '--shutdown-grace', '3'],
-    { HYBRIDSERVE_API_KEYS: KEY });
+  sp = await runServe(
+    ['--host-memory', '14MiB', '--body-limit', '2MiB', '--body-timeout', '2', '--headers-timeout', '2', '--shutdown-grace', '3'],
+    { HYBRIDSERVE_API_KEYS: KEY },
+  );
 }, 40_000);
-afterAll(async () => { if (sp?.alive()) await stop(sp); });
+afterAll(async () => {
+  if (sp?.alive()) await stop(sp);
+});
 
 const post = (body: unknown, headers: Record<string, string> = auth, signal?: AbortSignal) =>
   fetch(`${sp.url}/v1/completions`, { method: 'POST', headers, body: JSON.stringify(body), signal });
@@ -32,9 +36,18 @@ function slowBody(everyMs: number): { closed: Promise<number>; socket: Socket } 
   const started = Date.now();
   const socket = connect(sp.port, '127.0.0.1');
   socket.on('error', () => {});
-  socket.write(`POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`);
-  const timer = setInterval(() => { if (!socket.destroyed) socket.write('{'); }, everyMs);
-  const closed = new Promise<number>((resolve) => socket.once('close', () => { clearInterval(timer); resolve(Date.now() - started); }));
+  socket.write(
+    `POST /v1/completions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${KEY}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n`,
+  );
+  const timer = setInterval(() => {
+    if (!socket.destroyed) socket.write('{');
+  }, everyMs);
+  const closed = new Promise<number>((resolve) =>
+    socket.once('close', () => {
+      clearInterval(timer);
+      resolve(Date.now() - started);
+    }),
+  );
   return { closed, socket };
 }
 
@@ -85,8 +98,10 @@ async function expectResponsive<T>(work: () => Promise<T>): Promise<T> {
     result = run.result;
     if (run.worst < 50 && lag < 100) return result;
     best = Math.min(best, run.worst);
-    loaded ||= before >= 25 || idleLag >= 25 || await idle() >= 25;
-    process.stdout.write(`attempt ${attempt + 1}: /healthz worst ${run.worst.toFixed(0)} ms, loop lag ${lag.toFixed(0)} ms (idle ${before.toFixed(0)} ms, idle lag ${idleLag.toFixed(0)} ms)\n`);
+    loaded ||= before >= 25 || idleLag >= 25 || (await idle()) >= 25;
+    process.stdout.write(
+      `attempt ${attempt + 1}: /healthz worst ${run.worst.toFixed(0)} ms, loop lag ${lag.toFixed(0)} ms (idle ${before.toFixed(0)} ms, idle lag ${idleLag.toFixed(0)} ms)\n`,
+    );
   }
   if (!loaded) expect(best).toBeLessThan(50);
   expect(best).toBeLessThan(250);
@@ -95,13 +110,16 @@ async function expectResponsive<T>(work: () => Promise<T>): Promise<T> {
 
 describe('case 1: a refused stream gets its status before any byte, the server stays up', () => {
   test('a prompt larger than the pools, streamed: 400 with the OpenAI error shape, never 200', async () => {
-    const prompt = Array.from({ length: 1000 }, (_, i) => (i * 7) % 50000 + 1);
+    const prompt = Array.from({ length: 1000 }, (_, i) => ((i * 7) % 50000) + 1);
     const ctl = new AbortController();
     const t = setTimeout(() => ctl.abort(), 3000);
     const r = await post({ model: MODEL, prompt, stream: true, max_tokens: 4 }, auth, ctl.signal);
     clearTimeout(t);
     expect(r.status).toBe(400);
-    expect(((await r.json()) as { error: { code: string; type: string } }).error).toMatchObject({ type: 'invalid_request_error', code: 'context_length_exceeded' });
+    expect(((await r.json()) as { error: { code: string; type: string } }).error).toMatchObject({
+      type: 'invalid_request_error',
+      code: 'context_length_exceeded',
+    });
     // The client goes away; the close listener must not crash the process (before: TypeError, exit 1).
     await new Promise((r2) => setTimeout(r2, 500));
     expect(sp.alive()).toBe(true);
@@ -124,7 +142,10 @@ describe('case 2 / acceptance 3: a 1 MiB one-word prompt', () => {
 
 test('a long prompt under the character limit is tokenised off the event loop: /healthz stays under 50 ms', async () => {
   let seed = 7;
-  const letters = Array.from({ length: 60_000 }, () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return String.fromCharCode(97 + (seed % 26)); }).join('');
+  const letters = Array.from({ length: 60_000 }, () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return String.fromCharCode(97 + (seed % 26));
+  }).join('');
   const r = await expectResponsive(() => post({ model: MODEL, prompt: letters, max_tokens: 1 }));
   // ~20K tokens: more than this server's 2,047-token prompts, found out by tokenising.
   expect(r.status).toBe(400);
@@ -134,25 +155,46 @@ test('a long prompt under the character limit is tokenised off the event loop: /
 describe('case 3: API keys', () => {
   test('# is part of a key in HYBRIDSERVE_API_KEYS: the whole key passes, its prefix does not', async () => {
     expect((await post({ model: MODEL, prompt: 'hi', max_tokens: 1 })).status).toBe(200);
-    expect((await post({ model: MODEL, prompt: 'hi', max_tokens: 1 }, { authorization: 'Bearer ab', 'content-type': 'application/json' })).status).toBe(401);
+    expect(
+      (await post({ model: MODEL, prompt: 'hi', max_tokens: 1 }, { authorization: 'Bearer ab', 'content-type': 'application/json' }))
+        .status,
+    ).toBe(401);
   });
 
   test.each([
-    ['a key file with only a comment', (dir: string) => { writeFileSync(path.join(dir, 'keys'), '#sk-commented\n\n'); return { args: ['--api-key-file', path.join(dir, 'keys')], env: {} }; }],
-    ['an empty key file', (dir: string) => { writeFileSync(path.join(dir, 'keys'), ''); return { args: ['--api-key-file', path.join(dir, 'keys')], env: {} }; }],
+    [
+      'a key file with only a comment',
+      (dir: string) => {
+        writeFileSync(path.join(dir, 'keys'), '#sk-commented\n\n');
+        return { args: ['--api-key-file', path.join(dir, 'keys')], env: {} };
+      },
+    ],
+    [
+      'an empty key file',
+      (dir: string) => {
+        writeFileSync(path.join(dir, 'keys'), '');
+        return { args: ['--api-key-file', path.join(dir, 'keys')], env: {} };
+      },
+    ],
     ["HYBRIDSERVE_API_KEYS=' , '", () => ({ args: [], env: { HYBRIDSERVE_API_KEYS: ' , ' } })],
     ["HYBRIDSERVE_API_KEYS='' (an empty Kubernetes Secret)", () => ({ args: [], env: { HYBRIDSERVE_API_KEYS: '' } })],
-  ])('%s: start-up error, non-zero exit, one line, no open server', async (_name, setup) => {
-    const dir = mkdtempSync(path.join(tmpdir(), 'hs-keys-'));
-    try {
-      const { args, env } = setup(dir);
-      const p = await runServe(args, env, { waitListening: false });
-      const code = await p.exited;
-      expect(code).not.toBe(0);
-      expect(p.output()).toMatch(/^hybridserve: serve: .*(holds no key).*refusing to start/m);
-      expect(p.output()).not.toMatch(/listening/);
-    } finally { rmSync(dir, { recursive: true, force: true }); }
-  }, 20_000);
+  ])(
+    '%s: start-up error, non-zero exit, one line, no open server',
+    async (_name, setup) => {
+      const dir = mkdtempSync(path.join(tmpdir(), 'hs-keys-'));
+      try {
+        const { args, env } = setup(dir);
+        const p = await runServe(args, env, { waitListening: false });
+        const code = await p.exited;
+        expect(code).not.toBe(0);
+        expect(p.output()).toMatch(/^hybridserve: serve: .*(holds no key).*refusing to start/m);
+        expect(p.output()).not.toMatch(/listening/);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    },
+    20_000,
+  );
 });
 
 describe('case 4: slow request bodies', () => {
@@ -175,7 +217,9 @@ describe('case 4: slow headers and the connection cap', () => {
     const socket = connect(sp.port, '127.0.0.1');
     socket.on('error', () => {});
     socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n');
-    const timer = setInterval(() => { if (!socket.destroyed) socket.write('X-Slow: 1\r\n'); }, 300);
+    const timer = setInterval(() => {
+      if (!socket.destroyed) socket.write('X-Slow: 1\r\n');
+    }, 300);
     const ms = await Promise.race([
       new Promise<number>((r) => socket.once('close', () => r(Date.now() - started))),
       new Promise<number>((r) => setTimeout(() => r(Infinity), 8000)),
@@ -191,7 +235,9 @@ describe('case 4: slow headers and the connection cap', () => {
     const sockets = Array.from({ length: 6 }, () => {
       const sock = connect(capped.port, '127.0.0.1');
       sock.on('error', () => {});
-      sock.once('close', () => { closedByServer++; });
+      sock.once('close', () => {
+        closedByServer++;
+      });
       return sock;
     });
     await new Promise((r) => setTimeout(r, 800));
@@ -206,7 +252,9 @@ describe('case 5: one structured log line per request, never the prompt or the k
     const r = await post({ model: MODEL, prompt: 'PROMPT-SECRET-TEXT says hello', max_tokens: 3 });
     expect(r.status).toBe(200);
     await new Promise((r2) => setTimeout(r2, 200));
-    const lines = sp.logLines().filter((l) => l.msg === 'request' && l.path === '/v1/completions' && l.status === 200 && l.completionTokens === 3);
+    const lines = sp
+      .logLines()
+      .filter((l) => l.msg === 'request' && l.path === '/v1/completions' && l.status === 200 && l.completionTokens === 3);
     expect(lines.length).toBeGreaterThan(0);
     const line = lines[lines.length - 1];
     expect(line).toMatchObject({ method: 'POST', outcome: 'ok' });
@@ -221,7 +269,8 @@ describe('case 5: one structured log line per request, never the prompt or the k
 
 describe('start failures (issue 13)', () => {
   test('hybridserve --version prints the package version', () => {
-    const version = (JSON.parse(readFileSync(path.resolve(path.dirname(CLI), '../../package.json'), 'utf8')) as { version: string }).version;
+    const version = (JSON.parse(readFileSync(path.resolve(path.dirname(CLI), '../../package.json'), 'utf8')) as { version: string })
+      .version;
     const r = spawnSync(process.execPath, [CLI, '--version'], { encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(r.stdout.trim()).toBe(version);
@@ -250,7 +299,7 @@ describe('the key file is re-read when Kubernetes swaps the Secret symlink', () 
     const status = async (key: string) => (await fetch(`${p.url}/v1/models`, { headers: { authorization: `Bearer ${key}` } })).status;
     const eventually = async (key: string, want: number) => {
       const deadline = Date.now() + 5000;
-      while (await status(key) !== want) {
+      while ((await status(key)) !== want) {
         if (Date.now() > deadline) throw new Error(`key ${key} never gave ${want}`);
         await new Promise((r) => setTimeout(r, 100));
       }

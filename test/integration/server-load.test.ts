@@ -48,7 +48,11 @@ describe('continuous batching', () => {
 
   test('64 concurrent streams complete with the right token counts and match one-at-a-time results', async () => {
     const reqs: Params[] = Array.from({ length: 64 }, (_, i) => ({
-      model: MODEL, prompt: `Request ${i}: ${'lorem ipsum '.repeat(1 + (i % 7))}`, max_tokens: 8 + (i % 13), temperature: 0, stream: true,
+      model: MODEL,
+      prompt: `Request ${i}: ${'lorem ipsum '.repeat(1 + (i % 7))}`,
+      max_tokens: 8 + (i % 13),
+      temperature: 0,
+      stream: true,
       ignore_eos: i % 2 === 0,
     }));
     const stepsStart = (await stats(srv.url)).counters.steps;
@@ -62,8 +66,10 @@ describe('continuous batching', () => {
       expect(t.tokens).toBe(alone[i].tokens);
       expect(t.text).toBe(alone[i].text);
       expect(t.finish).toBe(alone[i].finish);
-      if (reqs[i].ignore_eos) { expect(t.tokens).toBe(reqs[i].max_tokens); expect(t.finish).toBe('length'); }
-      else expect(t.tokens).toBeLessThanOrEqual(reqs[i].max_tokens as number);
+      if (reqs[i].ignore_eos) {
+        expect(t.tokens).toBe(reqs[i].max_tokens);
+        expect(t.finish).toBe('length');
+      } else expect(t.tokens).toBeLessThanOrEqual(reqs[i].max_tokens as number);
     });
     // One at a time, every generated token takes its own engine step.
     const total = together.reduce((n, t) => n + t.tokens, 0);
@@ -82,21 +88,35 @@ describe('continuous batching', () => {
   });
 
   test('a client that disconnects mid-stream has its blocks freed within one engine step', async () => {
-    const body = (tokens: number, prompt = 'A story') => JSON.stringify({ model: MODEL, prompt, max_tokens: tokens, temperature: 0, stream: true, ignore_eos: true });
+    const body = (tokens: number, prompt = 'A story') =>
+      JSON.stringify({ model: MODEL, prompt, max_tokens: tokens, temperature: 0, stream: true, ignore_eos: true });
     const used = () => metric(srv.url, 'hybridserve_cache_blocks', 'kind="kv",state="used"');
     // A second, long stream keeps the engine stepping while the first one goes away.
     const keep = new AbortController();
-    const other = await fetch(`${srv.url}/v1/completions`, { method: 'POST', body: body(480), headers: { 'content-type': 'application/json' }, signal: keep.signal });
+    const other = await fetch(`${srv.url}/v1/completions`, {
+      method: 'POST',
+      body: body(480),
+      headers: { 'content-type': 'application/json' },
+      signal: keep.signal,
+    });
     const otherReader = await readEvents(other.body!, 2);
     const ac = new AbortController();
     // This one holds many blocks (a ~120-token prompt: 8 blocks of 16 tokens), so their release is plain to see.
-    const res = await fetch(`${srv.url}/v1/completions`, { method: 'POST', body: body(240, 'lighthouse keeper '.repeat(60)), headers: { 'content-type': 'application/json' }, signal: ac.signal });
+    const res = await fetch(`${srv.url}/v1/completions`, {
+      method: 'POST',
+      body: body(240, 'lighthouse keeper '.repeat(60)),
+      headers: { 'content-type': 'application/json' },
+      signal: ac.signal,
+    });
     await readEvents(res.body!, 3);
     expect((await stats(srv.url)).runningSequences).toBe(2);
     const usedBoth = await used();
     ac.abort();
     let st = await stats(srv.url);
-    for (let i = 0; i < 200 && st.runningSequences !== 1; i++) { await new Promise((r) => setTimeout(r, 5)); st = await stats(srv.url); }
+    for (let i = 0; i < 200 && st.runningSequences !== 1; i++) {
+      await new Promise((r) => setTimeout(r, 5));
+      st = await stats(srv.url);
+    }
     expect(st.runningSequences).toBe(1);
     // The histogram of steps between cancellation and release has its observation at <= 1 step.
     const count = await metric(srv.url, 'hybridserve_cancelled_release_steps_count');
@@ -122,13 +142,24 @@ describe('plan file', () => {
     writeFileSync(path.join(dir, 'plan.json'), JSON.stringify({ actFraction: 0, generation: 1, maxBatch: 64 }));
     srv = await startServer({ planFile: path.join(dir, 'plan.json'), planPollMs: 500 });
   });
-  afterAll(async () => { await srv.close(); rmSync(dir, { recursive: true, force: true }); });
+  afterAll(async () => {
+    await srv.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   test('a change shows in hybridserve_act_fraction within 2 s during a stream, and new blocks follow it', async () => {
     expect(await metric(srv.url, 'hybridserve_act_fraction')).toBe(0);
     expect(await metric(srv.url, 'hybridserve_plan_generation')).toBe(1);
     const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'none', maxRetries: 0 });
-    const s = await client.completions.create({ model: MODEL, prompt: 'Plans change', max_tokens: 480, temperature: 0, stream: true, stream_options: { include_usage: true }, ignore_eos: true } as Params);
+    const s = await client.completions.create({
+      model: MODEL,
+      prompt: 'Plans change',
+      max_tokens: 480,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
+    } as Params);
     const it = s[Symbol.asyncIterator]();
     await it.next();
     // Written the way a ConfigMap update lands: a new file renamed into place.
@@ -136,7 +167,8 @@ describe('plan file', () => {
     const t0 = Date.now();
     renameSync(path.join(dir, 'next.json'), path.join(dir, 'plan.json'));
     let f = 0;
-    while (Date.now() - t0 < 2000 && (f = await metric(srv.url, 'hybridserve_act_fraction')) !== 1) await new Promise((r) => setTimeout(r, 10));
+    while (Date.now() - t0 < 2000 && (f = await metric(srv.url, 'hybridserve_act_fraction')) !== 1)
+      await new Promise((r) => setTimeout(r, 10));
     const elapsed = Date.now() - t0;
     expect(f).toBe(1);
     expect(elapsed).toBeLessThan(2000);
@@ -157,12 +189,24 @@ describe('graceful shutdown', () => {
   test('readiness fails first, new requests get 503, the in-flight stream finishes', async () => {
     const srv = await startServer();
     const client = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'none', maxRetries: 0 });
-    const s = await client.completions.create({ model: MODEL, prompt: 'Last one', max_tokens: 300, temperature: 0, stream: true, stream_options: { include_usage: true }, ignore_eos: true } as Params);
+    const s = await client.completions.create({
+      model: MODEL,
+      prompt: 'Last one',
+      max_tokens: 300,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
+    } as Params);
     const it = s[Symbol.asyncIterator]();
     await it.next();
     const closing = srv.serving.shutdown(10_000);
     expect((await fetch(`${srv.url}/readyz`)).status).toBe(503);
-    const refused = await fetch(`${srv.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: MODEL, prompt: 'x' }) });
+    const refused = await fetch(`${srv.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: MODEL, prompt: 'x' }),
+    });
     expect(refused.status).toBe(503);
     expect(((await refused.json()) as { error: { code: string } }).error.code).toBe('shutting_down');
     let usage: OpenAI.CompletionUsage | undefined;

@@ -28,12 +28,26 @@ describe('openai client', () => {
     expect(r.usage?.completion_tokens).toBeLessThanOrEqual(12);
     expect(['stop', 'length']).toContain(r.choices[0].finish_reason);
     // Temperature 0 is deterministic.
-    const again = await client.completions.create({ model: MODEL, prompt: 'The quick brown fox', max_tokens: 12, temperature: 0, seed: 99 });
+    const again = await client.completions.create({
+      model: MODEL,
+      prompt: 'The quick brown fox',
+      max_tokens: 12,
+      temperature: 0,
+      seed: 99,
+    });
     expect(again.choices[0].text).toBe(r.choices[0].text);
   });
 
   test('chat', async () => {
-    const r = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hello!' }], max_tokens: 8, temperature: 0 });
+    const r = await client.chat.completions.create({
+      model: MODEL,
+      messages: [
+        { role: 'system', content: 'Be brief.' },
+        { role: 'user', content: 'Hello!' },
+      ],
+      max_tokens: 8,
+      temperature: 0,
+    });
     expect(r.object).toBe('chat.completion');
     expect(r.choices[0].message.role).toBe('assistant');
     expect(typeof r.choices[0].message.content).toBe('string');
@@ -58,7 +72,15 @@ describe('openai client', () => {
   });
 
   test('streamed chat', async () => {
-    const stream = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 10, temperature: 0, stream: true, stream_options: { include_usage: true }, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsStreaming);
+    const stream = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      max_tokens: 10,
+      temperature: 0,
+      stream: true,
+      stream_options: { include_usage: true },
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsStreaming);
     let text = '';
     let role: string | undefined;
     let usage: OpenAI.CompletionUsage | undefined;
@@ -69,11 +91,17 @@ describe('openai client', () => {
     }
     expect(role).toBe('assistant');
     expect(usage?.completion_tokens).toBe(10);
-    const whole = await client.chat.completions.create({ model: MODEL, messages: [{ role: 'user', content: 'Tell me a story' }], max_tokens: 10, temperature: 0, ignore_eos: true } as OpenAI.ChatCompletionCreateParamsNonStreaming);
+    const whole = await client.chat.completions.create({
+      model: MODEL,
+      messages: [{ role: 'user', content: 'Tell me a story' }],
+      max_tokens: 10,
+      temperature: 0,
+      ignore_eos: true,
+    } as OpenAI.ChatCompletionCreateParamsNonStreaming);
     expect(text).toBe(whole.choices[0].message.content);
   });
 
-  test('errors come back as the client\'s typed errors', async () => {
+  test("errors come back as the client's typed errors", async () => {
     await expect(client.completions.create({ model: 'gpt-4o', prompt: 'x' })).rejects.toBeInstanceOf(OpenAI.NotFoundError);
     await expect(client.completions.create({ model: MODEL, prompt: 'x', max_tokens: -3 })).rejects.toBeInstanceOf(OpenAI.BadRequestError);
     const bad = new OpenAI({ baseURL: `${srv.url}/v1`, apiKey: 'wrong', maxRetries: 0 });
@@ -83,20 +111,34 @@ describe('openai client', () => {
 
 describe('bad input', () => {
   const post = (path: string, body: string | Buffer, headers: Record<string, string> = {}) =>
-    fetch(`${srv.url}${path}`, { method: 'POST', body, headers: { 'content-type': 'application/json', authorization: 'Bearer sk-test', ...headers } });
+    fetch(`${srv.url}${path}`, {
+      method: 'POST',
+      body,
+      headers: { 'content-type': 'application/json', authorization: 'Bearer sk-test', ...headers },
+    });
   const J = JSON.stringify;
   const cases: Array<[string, string, string | Buffer, number]> = [
     ['malformed JSON', '/v1/completions', '{"model": "x", "prompt": ', 400],
     ['wrong type: prompt', '/v1/completions', J({ model: MODEL, prompt: { text: 'hi' } }), 400],
     ['wrong type: max_tokens as string', '/v1/completions', J({ model: MODEL, prompt: 'hi', max_tokens: '7' }), 400],
-    ['wrong type: temperature', '/v1/chat/completions', J({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], temperature: 'hot' }), 400],
+    [
+      'wrong type: temperature',
+      '/v1/chat/completions',
+      J({ model: MODEL, messages: [{ role: 'user', content: 'hi' }], temperature: 'hot' }),
+      400,
+    ],
     ['negative max_tokens', '/v1/completions', J({ model: MODEL, prompt: 'hi', max_tokens: -5 }), 400],
     ['huge max_tokens', '/v1/completions', J({ model: MODEL, prompt: 'hi', max_tokens: 10_000_000 }), 400],
     ['prompt too long', '/v1/completions', J({ model: MODEL, prompt: 'word '.repeat(400) }), 400],
     ['empty messages', '/v1/chat/completions', J({ model: MODEL, messages: [] }), 400],
     ['messages without content', '/v1/chat/completions', J({ model: MODEL, messages: [{ role: 'user', content: '' }] }), 400],
     ['unknown role', '/v1/chat/completions', J({ model: MODEL, messages: [{ role: 'wizard', content: 'hi' }] }), 400],
-    ['invalid UTF-8', '/v1/completions', Buffer.concat([Buffer.from(`{"model":"${MODEL}","prompt":"`), Buffer.from([0xff, 0xfe, 0x80]), Buffer.from('"}')]), 400],
+    [
+      'invalid UTF-8',
+      '/v1/completions',
+      Buffer.concat([Buffer.from(`{"model":"${MODEL}","prompt":"`), Buffer.from([0xff, 0xfe, 0x80]), Buffer.from('"}')]),
+      400,
+    ],
     ['oversized body', '/v1/completions', J({ model: MODEL, prompt: 'a'.repeat(100 * 1024) }), 413],
     ['unknown model', '/v1/completions', J({ model: 'no-such-model', prompt: 'hi' }), 404],
     ['n = 3', '/v1/completions', J({ model: MODEL, prompt: 'hi', n: 3 }), 400],

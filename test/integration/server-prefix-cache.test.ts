@@ -5,14 +5,25 @@ import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { metric, startServer, type TestServer } from './server-helpers.js';
 
 const prompt = Array.from({ length: 200 }, (_, i) => (i * 37 + 11) % 50000);
-const body = (stream = false) => JSON.stringify({
-  model: 'synthetic:opt-tiny', prompt, max_tokens: 6, temperature: 0, stream, ...(stream ? { stream_options: { include_usage: true } } : {}),
-});
+const body = (stream = false) =>
+  JSON.stringify({
+    model: 'synthetic:opt-tiny',
+    prompt,
+    max_tokens: 6,
+    temperature: 0,
+    stream,
+    ...(stream ? { stream_options: { include_usage: true } } : {}),
+  });
 
-async function complete(url: string): Promise<{ text: string; usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } } }> {
+async function complete(
+  url: string,
+): Promise<{ text: string; usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } } }> {
   const r = await fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body() });
   expect(r.status).toBe(200);
-  const j = await r.json() as { choices: Array<{ text: string }>; usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } } };
+  const j = (await r.json()) as {
+    choices: Array<{ text: string }>;
+    usage: { prompt_tokens: number; prompt_tokens_details?: { cached_tokens: number } };
+  };
   return { text: j.choices[0].text, usage: j.usage };
 }
 
@@ -44,9 +55,16 @@ describe('server prefix caching', () => {
   });
 
   test('streamed usage carries cached_tokens too', async () => {
-    const r = await fetch(`${on.url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: body(true) });
+    const r = await fetch(`${on.url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: body(true),
+    });
     const text = await r.text();
-    const usageLine = text.split('\n').filter((l) => l.startsWith('data: {') && l.includes('"usage"')).at(-1)!;
+    const usageLine = text
+      .split('\n')
+      .filter((l) => l.startsWith('data: {') && l.includes('"usage"'))
+      .at(-1)!;
     const u = JSON.parse(usageLine.slice(6)).usage;
     expect(u.prompt_tokens_details.cached_tokens).toBe(192);
   });

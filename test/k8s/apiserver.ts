@@ -38,7 +38,11 @@ import { CustomResourceValidator } from './validation.js';
 export type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 export interface ResourceDef {
-  group: string; version: string; plural: string; kind: string; namespaced: boolean;
+  group: string;
+  version: string;
+  plural: string;
+  kind: string;
+  namespaced: boolean;
   status?: boolean;
   scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath?: string };
   validator?: CustomResourceValidator;
@@ -48,10 +52,27 @@ export interface ResourceDef {
   singular?: string;
 }
 
-export interface WatchEvent { type: 'ADDED' | 'MODIFIED' | 'DELETED'; object: Obj; rv: number; res: string }
+export interface WatchEvent {
+  type: 'ADDED' | 'MODIFIED' | 'DELETED';
+  object: Obj;
+  rv: number;
+  res: string;
+}
 
-interface Watcher { res: string; namespace?: string; selector: Selector; resp: http.ServerResponse; bookmarks: boolean; timer?: NodeJS.Timeout }
-interface Fault { method?: string; pathIncludes?: string; status: 409 | 500; remaining: number }
+interface Watcher {
+  res: string;
+  namespace?: string;
+  selector: Selector;
+  resp: http.ServerResponse;
+  bookmarks: boolean;
+  timer?: NodeJS.Timeout;
+}
+interface Fault {
+  method?: string;
+  pathIncludes?: string;
+  status: 409 | 500;
+  remaining: number;
+}
 type Selector = (labels: Record<string, string> | undefined) => boolean;
 
 const BUILTIN: ResourceDef[] = [
@@ -63,8 +84,15 @@ const BUILTIN: ResourceDef[] = [
   { group: '', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
   { group: '', version: 'v1', plural: 'namespaces', kind: 'Namespace', namespaced: false, status: true },
   { group: 'events.k8s.io', version: 'v1', plural: 'events', kind: 'Event', namespaced: true },
-  { group: 'apps', version: 'v1', plural: 'deployments', kind: 'Deployment', namespaced: true, status: true,
-    scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' } },
+  {
+    group: 'apps',
+    version: 'v1',
+    plural: 'deployments',
+    kind: 'Deployment',
+    namespaced: true,
+    status: true,
+    scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' },
+  },
   { group: 'coordination.k8s.io', version: 'v1', plural: 'leases', kind: 'Lease', namespaced: true },
   { group: 'policy', version: 'v1', plural: 'poddisruptionbudgets', kind: 'PodDisruptionBudget', namespaced: true, status: true },
   { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
@@ -78,14 +106,27 @@ const clone = <T>(v: T): T => (v === undefined ? v : JSON.parse(JSON.stringify(v
 
 function parseSelector(text: string | null): Selector {
   if (!text) return () => true;
-  const terms = text.split(',').map((t) => t.trim()).filter(Boolean).map((t) => {
-    let m = /^([^!=]+)!=(.*)$/.exec(t);
-    if (m) { const [k, v] = [m[1].trim(), m[2].trim()]; return (l: Record<string, string>) => l[k] !== v; }
-    m = /^([^!=]+)==?(.*)$/.exec(t);
-    if (m) { const [k, v] = [m[1].trim(), m[2].trim()]; return (l: Record<string, string>) => l[k] === v; }
-    if (t.startsWith('!')) { const k = t.slice(1); return (l: Record<string, string>) => !(k in l); }
-    return (l: Record<string, string>) => t in l;
-  });
+  const terms = text
+    .split(',')
+    .map((t) => t.trim())
+    .filter(Boolean)
+    .map((t) => {
+      let m = /^([^!=]+)!=(.*)$/.exec(t);
+      if (m) {
+        const [k, v] = [m[1].trim(), m[2].trim()];
+        return (l: Record<string, string>) => l[k] !== v;
+      }
+      m = /^([^!=]+)==?(.*)$/.exec(t);
+      if (m) {
+        const [k, v] = [m[1].trim(), m[2].trim()];
+        return (l: Record<string, string>) => l[k] === v;
+      }
+      if (t.startsWith('!')) {
+        const k = t.slice(1);
+        return (l: Record<string, string>) => !(k in l);
+      }
+      return (l: Record<string, string>) => t in l;
+    });
   return (labels) => terms.every((f) => f(labels ?? {}));
 }
 
@@ -99,19 +140,37 @@ function mergePatch(target: unknown, patch: unknown): unknown {
   return out;
 }
 
-function jsonPointer(path: string): string[] { return path.split('/').slice(1).map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~')); }
+function jsonPointer(path: string): string[] {
+  return path
+    .split('/')
+    .slice(1)
+    .map((s) => s.replace(/~1/g, '/').replace(/~0/g, '~'));
+}
 function applyJsonPatch(doc: Obj, ops: Obj[]): Obj {
   const out = clone(doc);
   for (const op of ops) {
     const parts = jsonPointer(String(op.path));
     const last = parts.pop()!;
     let parent: Obj = out;
-    for (const p of parts) { if (parent[p] === undefined) throw new HttpError(422, 'Invalid', `path ${op.path} does not exist`); parent = parent[p]; }
-    if (op.op === 'test') { if (JSON.stringify(parent[last]) !== JSON.stringify(op.value)) throw new HttpError(422, 'Invalid', `test failed at ${op.path}`); continue; }
-    if (op.op === 'remove') { if (Array.isArray(parent)) parent.splice(Number(last), 1); else delete parent[last]; continue; }
+    for (const p of parts) {
+      if (parent[p] === undefined) throw new HttpError(422, 'Invalid', `path ${op.path} does not exist`);
+      parent = parent[p];
+    }
+    if (op.op === 'test') {
+      if (JSON.stringify(parent[last]) !== JSON.stringify(op.value)) throw new HttpError(422, 'Invalid', `test failed at ${op.path}`);
+      continue;
+    }
+    if (op.op === 'remove') {
+      if (Array.isArray(parent)) parent.splice(Number(last), 1);
+      else delete parent[last];
+      continue;
+    }
     if (op.op === 'add' || op.op === 'replace') {
-      if (Array.isArray(parent)) { if (last === '-') parent.push(op.value); else if (op.op === 'add') parent.splice(Number(last), 0, op.value); else parent[Number(last)] = op.value; }
-      else parent[last] = op.value;
+      if (Array.isArray(parent)) {
+        if (last === '-') parent.push(op.value);
+        else if (op.op === 'add') parent.splice(Number(last), 0, op.value);
+        else parent[Number(last)] = op.value;
+      } else parent[last] = op.value;
       continue;
     }
     throw new HttpError(422, 'Invalid', `unsupported json-patch op ${op.op}`);
@@ -120,17 +179,29 @@ function applyJsonPatch(doc: Obj, ops: Obj[]): Obj {
 }
 
 class HttpError extends Error {
-  constructor(readonly code: number, readonly reason: string, message: string) { super(message); }
+  constructor(
+    readonly code: number,
+    readonly reason: string,
+    message: string,
+  ) {
+    super(message);
+  }
 }
 
 function getPath(obj: Obj, path: string): unknown {
-  return path.replace(/^\./, '').split('.').reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Obj)[k] : undefined), obj);
+  return path
+    .replace(/^\./, '')
+    .split('.')
+    .reduce<unknown>((o, k) => (o && typeof o === 'object' ? (o as Obj)[k] : undefined), obj);
 }
 function setPath(obj: Obj, path: string, value: unknown): void {
   const parts = path.replace(/^\./, '').split('.');
   const last = parts.pop()!;
   let o = obj;
-  for (const p of parts) { if (!o[p] || typeof o[p] !== 'object') o[p] = {}; o = o[p]; }
+  for (const p of parts) {
+    if (!o[p] || typeof o[p] !== 'object') o[p] = {};
+    o = o[p];
+  }
   o[last] = value;
 }
 
@@ -142,8 +213,14 @@ export function jsonPathValue(obj: unknown, path: string): unknown {
   while ((m = re.exec(path))) {
     cur = cur.flatMap((v): unknown[] => {
       if (v === null || typeof v !== 'object') return [];
-      if (m![1] !== undefined) { const x = (v as Obj)[m![1]]; return x === undefined ? [] : [x]; }
-      if (m![2] !== undefined) { const x = (v as unknown[])[Number(m![2])]; return x === undefined ? [] : [x]; }
+      if (m![1] !== undefined) {
+        const x = (v as Obj)[m![1]];
+        return x === undefined ? [] : [x];
+      }
+      if (m![2] !== undefined) {
+        const x = (v as unknown[])[Number(m![2])];
+        return x === undefined ? [] : [x];
+      }
       return Array.isArray(v) ? v.filter((e) => e && String((e as Obj)[m![3]]) === m![4]) : [];
     });
   }
@@ -170,23 +247,39 @@ export class FakeApiServer {
   readonly requestCounts = new Map<string, number>();
   bookmarkIntervalMs = 1000;
 
-  constructor() { for (const d of BUILTIN) this.register(d); }
+  constructor() {
+    for (const d of BUILTIN) this.register(d);
+  }
 
-  register(def: ResourceDef): void { this.defs.set(resKey(def), def); this.store.set(resKey(def), this.store.get(resKey(def)) ?? new Map()); }
+  register(def: ResourceDef): void {
+    this.defs.set(resKey(def), def);
+    this.store.set(resKey(def), this.store.get(resKey(def)) ?? new Map());
+  }
 
   /** Registers a CRD object (apiextensions.k8s.io/v1) as a served resource with its schema and CEL rules. */
   registerCrd(crd: Obj): void {
-    const spec = crd.spec; const v = spec.versions.find((x: Obj) => x.storage) ?? spec.versions[0];
+    const spec = crd.spec;
+    const v = spec.versions.find((x: Obj) => x.storage) ?? spec.versions[0];
     this.register({
-      group: spec.group, version: v.name, plural: spec.names.plural, kind: spec.names.kind, namespaced: spec.scope === 'Namespaced',
-      status: v.subresources?.status !== undefined, scale: v.subresources?.scale,
+      group: spec.group,
+      version: v.name,
+      plural: spec.names.plural,
+      kind: spec.names.kind,
+      namespaced: spec.scope === 'Namespaced',
+      status: v.subresources?.status !== undefined,
+      scale: v.subresources?.scale,
       validator: new CustomResourceValidator(v.schema.openAPIV3Schema),
-      printerColumns: v.additionalPrinterColumns, shortNames: spec.names.shortNames, categories: spec.names.categories, singular: spec.names.singular,
+      printerColumns: v.additionalPrinterColumns,
+      shortNames: spec.names.shortNames,
+      categories: spec.names.categories,
+      singular: spec.names.singular,
     });
   }
 
   async start(): Promise<string> {
-    this.server = http.createServer((req, res) => { this.handle(req, res).catch((e) => this.sendError(res, e)); });
+    this.server = http.createServer((req, res) => {
+      this.handle(req, res).catch((e) => this.sendError(res, e));
+    });
     this.server.keepAliveTimeout = 1000;
     await new Promise<void>((r) => this.server!.listen(0, '127.0.0.1', r));
     this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
@@ -205,13 +298,24 @@ export class FakeApiServer {
   injectFault(f: { method?: string; pathIncludes?: string; status: 409 | 500; count: number }): void {
     this.faults.push({ method: f.method, pathIncludes: f.pathIncludes, status: f.status, remaining: f.count });
   }
-  pendingFaults(): number { return this.faults.reduce((n, f) => n + f.remaining, 0); }
+  pendingFaults(): number {
+    return this.faults.reduce((n, f) => n + f.remaining, 0);
+  }
   /** Ends every open watch, as an apiserver restart or a load balancer timeout would. */
-  dropWatches(): void { for (const w of [...this.watchers]) this.endWatch(w); }
+  dropWatches(): void {
+    for (const w of [...this.watchers]) this.endWatch(w);
+  }
   /** Forgets history: a watch from an older resourceVersion gets 410 Gone. Also ends open watches. */
-  compact(): void { this.compactedRv = this.rv; this.log.length = 0; this.dropWatches(); }
+  compact(): void {
+    this.compactedRv = this.rv;
+    this.log.length = 0;
+    this.dropWatches();
+  }
   /** In-process subscription to every change (the simulated kubelet uses it). */
-  subscribe(fn: (e: WatchEvent) => void): () => void { this.listeners.add(fn); return () => this.listeners.delete(fn); }
+  subscribe(fn: (e: WatchEvent) => void): () => void {
+    this.listeners.add(fn);
+    return () => this.listeners.delete(fn);
+  }
 
   // ---- in-process access (same code paths as HTTP, so watchers see the changes) ---------------
   def(group: string, version: string, plural: string): ResourceDef {
@@ -225,23 +329,35 @@ export class FakeApiServer {
   }
   list(d: ResourceDef, namespace?: string, selector?: string): Obj[] {
     const sel = parseSelector(selector ?? null);
-    return [...this.store.get(resKey(d))!.values()].filter((o) => (!namespace || o.metadata.namespace === namespace) && sel(o.metadata.labels)).map(clone);
+    return [...this.store.get(resKey(d))!.values()]
+      .filter((o) => (!namespace || o.metadata.namespace === namespace) && sel(o.metadata.labels))
+      .map(clone);
   }
-  create(d: ResourceDef, namespace: string | undefined, body: Obj): Obj { return this.doCreate(d, namespace, clone(body)); }
+  create(d: ResourceDef, namespace: string | undefined, body: Obj): Obj {
+    return this.doCreate(d, namespace, clone(body));
+  }
   update(d: ResourceDef, namespace: string | undefined, name: string, mutate: (o: Obj) => void, sub?: 'status'): Obj {
     const cur = this.get(d, namespace, name);
     if (!cur) throw new HttpError(404, 'NotFound', `${d.plural} "${name}" not found`);
     mutate(cur);
     return this.doUpdate(d, namespace, name, cur, sub, false);
   }
-  remove(d: ResourceDef, namespace: string | undefined, name: string): void { this.doDelete(d, namespace, name); }
-  resourceVersion(): number { return this.rv; }
+  remove(d: ResourceDef, namespace: string | undefined, name: string): void {
+    this.doDelete(d, namespace, name);
+  }
+  resourceVersion(): number {
+    return this.rv;
+  }
 
   // ---- HTTP ------------------------------------------------------------------------------------
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://x');
     const method = req.method ?? 'GET';
-    const body = await new Promise<string>((resolve) => { const c: Buffer[] = []; req.on('data', (b: Buffer) => c.push(b)); req.on('end', () => resolve(Buffer.concat(c).toString('utf8'))); });
+    const body = await new Promise<string>((resolve) => {
+      const c: Buffer[] = [];
+      req.on('data', (b: Buffer) => c.push(b));
+      req.on('end', () => resolve(Buffer.concat(c).toString('utf8')));
+    });
     const path = url.pathname;
     if (this.discovery(path, res)) return;
     const route = this.route(path);
@@ -249,12 +365,18 @@ export class FakeApiServer {
     const { def: d, namespace, name, sub } = route;
     const count = `${method} ${d.plural}${sub ? '/' + sub : ''}${name ? '' : url.searchParams.get('watch') === 'true' ? ' watch' : ' list'}`;
     this.requestCounts.set(count, (this.requestCounts.get(count) ?? 0) + 1);
-    const fault = this.faults.find((f) => f.remaining > 0 && (!f.method || f.method === method) && (!f.pathIncludes || req.url!.includes(f.pathIncludes)));
+    const fault = this.faults.find(
+      (f) => f.remaining > 0 && (!f.method || f.method === method) && (!f.pathIncludes || req.url!.includes(f.pathIncludes)),
+    );
     if (fault && url.searchParams.get('watch') !== 'true') {
       fault.remaining--;
       if (fault.remaining === 0) this.faults = this.faults.filter((f) => f.remaining > 0);
       throw fault.status === 409
-        ? new HttpError(409, 'Conflict', 'Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again (injected)')
+        ? new HttpError(
+            409,
+            'Conflict',
+            'Operation cannot be fulfilled: the object has been modified; please apply your changes to the latest version and try again (injected)',
+          )
         : new HttpError(500, 'InternalError', 'an error on the server ("injected fault") has prevented the request from succeeding');
     }
     const parsed: Obj | undefined = body ? this.parseBody(body, req.headers['content-type'] ?? '') : undefined;
@@ -314,30 +436,69 @@ export class FakeApiServer {
   }
 
   private parseBody(body: string, ct: string): Obj {
-    try { return ct.includes('yaml') && !/^\s*[{[]/.test(body) ? parseYaml(body) : JSON.parse(body); } catch (e) { throw new HttpError(400, 'BadRequest', `cannot parse body: ${(e as Error).message}`); }
+    try {
+      return ct.includes('yaml') && !/^\s*[{[]/.test(body) ? parseYaml(body) : JSON.parse(body);
+    } catch (e) {
+      throw new HttpError(400, 'BadRequest', `cannot parse body: ${(e as Error).message}`);
+    }
   }
 
   private discovery(path: string, res: http.ServerResponse): boolean {
     const defs = [...this.defs.values()];
-    if (path === '/version') { this.send(res, 200, { major: '1', minor: '33', gitVersion: 'v1.33.0-hybridserve-test-double' }); return true; }
-    if (path === '/api') { this.send(res, 200, { kind: 'APIVersions', versions: ['v1'] }); return true; }
+    if (path === '/version') {
+      this.send(res, 200, { major: '1', minor: '33', gitVersion: 'v1.33.0-hybridserve-test-double' });
+      return true;
+    }
+    if (path === '/api') {
+      this.send(res, 200, { kind: 'APIVersions', versions: ['v1'] });
+      return true;
+    }
     if (path === '/apis') {
       const groups = new Map<string, string[]>();
       for (const d of defs) if (d.group) groups.set(d.group, [...new Set([...(groups.get(d.group) ?? []), d.version])]);
-      this.send(res, 200, { kind: 'APIGroupList', apiVersion: 'v1', groups: [...groups].map(([name, vs]) => ({
-        name, versions: vs.map((v) => ({ groupVersion: `${name}/${v}`, version: v })), preferredVersion: { groupVersion: `${name}/${vs[0]}`, version: vs[0] } })) });
+      this.send(res, 200, {
+        kind: 'APIGroupList',
+        apiVersion: 'v1',
+        groups: [...groups].map(([name, vs]) => ({
+          name,
+          versions: vs.map((v) => ({ groupVersion: `${name}/${v}`, version: v })),
+          preferredVersion: { groupVersion: `${name}/${vs[0]}`, version: vs[0] },
+        })),
+      });
       return true;
     }
     const m = /^\/(?:api\/(v1)|apis\/([^/]+)\/([^/]+))$/.exec(path);
     if (!m) return false;
-    const group = m[2] ?? ''; const version = m[1] ?? m[3];
+    const group = m[2] ?? '';
+    const version = m[1] ?? m[3];
     const rs = defs.filter((d) => d.group === group && d.version === version);
     if (rs.length === 0) return false;
     const resources = rs.flatMap((d) => [
-      { name: d.plural, singularName: d.singular ?? d.kind.toLowerCase(), namespaced: d.namespaced, kind: d.kind, verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
-        ...(d.shortNames ? { shortNames: d.shortNames } : {}), ...(d.categories ? { categories: d.categories } : {}) },
-      ...(d.status ? [{ name: `${d.plural}/status`, singularName: '', namespaced: d.namespaced, kind: d.kind, verbs: ['get', 'patch', 'update'] }] : []),
-      ...(d.scale ? [{ name: `${d.plural}/scale`, singularName: '', namespaced: d.namespaced, group: 'autoscaling', version: 'v1', kind: 'Scale', verbs: ['get', 'patch', 'update'] }] : []),
+      {
+        name: d.plural,
+        singularName: d.singular ?? d.kind.toLowerCase(),
+        namespaced: d.namespaced,
+        kind: d.kind,
+        verbs: ['create', 'delete', 'get', 'list', 'patch', 'update', 'watch'],
+        ...(d.shortNames ? { shortNames: d.shortNames } : {}),
+        ...(d.categories ? { categories: d.categories } : {}),
+      },
+      ...(d.status
+        ? [{ name: `${d.plural}/status`, singularName: '', namespaced: d.namespaced, kind: d.kind, verbs: ['get', 'patch', 'update'] }]
+        : []),
+      ...(d.scale
+        ? [
+            {
+              name: `${d.plural}/scale`,
+              singularName: '',
+              namespaced: d.namespaced,
+              group: 'autoscaling',
+              version: 'v1',
+              kind: 'Scale',
+              verbs: ['get', 'patch', 'update'],
+            },
+          ]
+        : []),
     ]);
     this.send(res, 200, { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: group ? `${group}/${version}` : version, resources });
     return true;
@@ -348,16 +509,29 @@ export class FakeApiServer {
     if (!m) return undefined;
     const def = this.defs.get(`${m[2] ?? ''}/${m[1] ?? m[3]}/${m[5]}`);
     if (!def) return undefined;
-    return { def, namespace: m[4] && decodeURIComponent(m[4]), name: m[6] && decodeURIComponent(m[6]), sub: m[7] as 'status' | 'scale' | undefined };
+    return {
+      def,
+      namespace: m[4] && decodeURIComponent(m[4]),
+      name: m[6] && decodeURIComponent(m[6]),
+      sub: m[7] as 'status' | 'scale' | undefined,
+    };
   }
 
-  private key(d: ResourceDef, ns: string | undefined, name: string): string { return d.namespaced ? `${ns ?? 'default'}/${name}` : name; }
-  private notFound(d: ResourceDef, name: string) { return new HttpError(404, 'NotFound', `${d.plural}${d.group ? '.' + d.group : ''} "${name}" not found`); }
-  private apiVersion(d: ResourceDef) { return d.group ? `${d.group}/${d.version}` : d.version; }
+  private key(d: ResourceDef, ns: string | undefined, name: string): string {
+    return d.namespaced ? `${ns ?? 'default'}/${name}` : name;
+  }
+  private notFound(d: ResourceDef, name: string) {
+    return new HttpError(404, 'NotFound', `${d.plural}${d.group ? '.' + d.group : ''} "${name}" not found`);
+  }
+  private apiVersion(d: ResourceDef) {
+    return d.group ? `${d.group}/${d.version}` : d.version;
+  }
 
   private listBody(d: ResourceDef, namespace: string | undefined, selector: string | null): Obj {
     const sel = parseSelector(selector);
-    const items = [...this.store.get(resKey(d))!.values()].filter((o) => (!namespace || o.metadata.namespace === namespace) && sel(o.metadata.labels));
+    const items = [...this.store.get(resKey(d))!.values()].filter(
+      (o) => (!namespace || o.metadata.namespace === namespace) && sel(o.metadata.labels),
+    );
     return { apiVersion: this.apiVersion(d), kind: `${d.kind}List`, metadata: { resourceVersion: String(this.rv) }, items };
   }
 
@@ -374,7 +548,14 @@ export class FakeApiServer {
     const k = this.key(d, namespace ?? body.metadata.namespace, name);
     if (store.has(k)) throw new HttpError(409, 'AlreadyExists', `${d.plural} "${name}" already exists`);
     const obj: Obj = { ...body, apiVersion: this.apiVersion(d), kind: d.kind };
-    obj.metadata = { ...body.metadata, name, uid: randomUUID(), generation: 1, creationTimestamp: new Date().toISOString(), resourceVersion: String(++this.rv) };
+    obj.metadata = {
+      ...body.metadata,
+      name,
+      uid: randomUUID(),
+      generation: 1,
+      creationTimestamp: new Date().toISOString(),
+      resourceVersion: String(++this.rv),
+    };
     if (d.namespaced) obj.metadata.namespace = namespace ?? body.metadata.namespace ?? 'default';
     delete obj.metadata.deletionTimestamp;
     if (d.status && d.validator) delete obj.status; // status is written only through /status
@@ -384,13 +565,24 @@ export class FakeApiServer {
     return obj;
   }
 
-  private doUpdate(d: ResourceDef, namespace: string | undefined, name: string, body: Obj, sub: 'status' | 'scale' | undefined, checkRv: boolean): Obj {
+  private doUpdate(
+    d: ResourceDef,
+    namespace: string | undefined,
+    name: string,
+    body: Obj,
+    sub: 'status' | 'scale' | undefined,
+    checkRv: boolean,
+  ): Obj {
     const store = this.store.get(resKey(d))!;
     const k = this.key(d, namespace, name);
     const cur = store.get(k);
     if (!cur) throw this.notFound(d, name);
     if (checkRv && body.metadata?.resourceVersion && body.metadata.resourceVersion !== cur.metadata.resourceVersion) {
-      throw new HttpError(409, 'Conflict', `Operation cannot be fulfilled on ${d.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`);
+      throw new HttpError(
+        409,
+        'Conflict',
+        `Operation cannot be fulfilled on ${d.plural} "${name}": the object has been modified; please apply your changes to the latest version and try again`,
+      );
     }
     let next: Obj;
     if (sub === 'status') {
@@ -400,11 +592,19 @@ export class FakeApiServer {
       if (d.status) next.status = clone(cur.status);
       const keep = ['uid', 'creationTimestamp', 'generation', 'deletionTimestamp', 'namespace', 'name'];
       next.metadata = { ...(body.metadata ?? {}) };
-      for (const f of keep) if (cur.metadata[f] !== undefined) next.metadata[f] = cur.metadata[f]; else delete next.metadata[f];
-      if (cur.metadata.deletionTimestamp && (next.metadata.finalizers ?? []).some((f: string) => !(cur.metadata.finalizers ?? []).includes(f))) {
+      for (const f of keep)
+        if (cur.metadata[f] !== undefined) next.metadata[f] = cur.metadata[f];
+        else delete next.metadata[f];
+      if (
+        cur.metadata.deletionTimestamp &&
+        (next.metadata.finalizers ?? []).some((f: string) => !(cur.metadata.finalizers ?? []).includes(f))
+      ) {
         throw new HttpError(422, 'Forbidden', 'no new finalizers can be added if the object is being deleted');
       }
-      const specOf = (o: Obj) => { const { metadata: _m, status: _s, apiVersion: _a, kind: _k, ...rest } = o; return JSON.stringify(rest); };
+      const specOf = (o: Obj) => {
+        const { metadata: _m, status: _s, apiVersion: _a, kind: _k, ...rest } = o;
+        return JSON.stringify(rest);
+      };
       if (specOf(next) !== specOf(cur)) next.metadata.generation = (cur.metadata.generation ?? 1) + 1;
       this.admit(d, next, cur);
     }
@@ -449,26 +649,53 @@ export class FakeApiServer {
     for (const d of this.defs.values()) {
       for (const o of [...this.store.get(resKey(d))!.values()]) {
         if ((o.metadata.ownerReferences ?? []).some((r: Obj) => r.uid === uid)) {
-          try { this.doDelete(d, o.metadata.namespace, o.metadata.name); } catch { /* already gone */ }
+          try {
+            this.doDelete(d, o.metadata.namespace, o.metadata.name);
+          } catch {
+            /* already gone */
+          }
         }
       }
     }
   }
 
-  private scale(d: ResourceDef, namespace: string | undefined, name: string, method: string, body: Obj | undefined, ct: string, res: http.ServerResponse): void {
+  private scale(
+    d: ResourceDef,
+    namespace: string | undefined,
+    name: string,
+    method: string,
+    body: Obj | undefined,
+    ct: string,
+    res: http.ServerResponse,
+  ): void {
     if (!d.scale) throw new HttpError(404, 'NotFound', `${d.plural} has no scale subresource`);
     const cur = this.store.get(resKey(d))!.get(this.key(d, namespace, name));
     if (!cur) throw this.notFound(d, name);
     const toScale = (o: Obj): Obj => ({
-      apiVersion: 'autoscaling/v1', kind: 'Scale',
-      metadata: { name, namespace: o.metadata.namespace, uid: o.metadata.uid, resourceVersion: o.metadata.resourceVersion, creationTimestamp: o.metadata.creationTimestamp },
+      apiVersion: 'autoscaling/v1',
+      kind: 'Scale',
+      metadata: {
+        name,
+        namespace: o.metadata.namespace,
+        uid: o.metadata.uid,
+        resourceVersion: o.metadata.resourceVersion,
+        creationTimestamp: o.metadata.creationTimestamp,
+      },
       spec: { replicas: getPath(o, d.scale!.specReplicasPath) ?? 0 },
-      status: { replicas: getPath(o, d.scale!.statusReplicasPath) ?? 0, ...(d.scale!.labelSelectorPath ? { selector: getPath(o, d.scale!.labelSelectorPath) ?? '' } : {}) },
+      status: {
+        replicas: getPath(o, d.scale!.statusReplicasPath) ?? 0,
+        ...(d.scale!.labelSelectorPath ? { selector: getPath(o, d.scale!.labelSelectorPath) ?? '' } : {}),
+      },
     });
     if (method === 'GET') return this.send(res, 200, toScale(cur));
     if (method !== 'PUT' && method !== 'PATCH') throw new HttpError(405, 'MethodNotAllowed', `${method} not allowed on scale`);
     const scaleNow = toScale(cur);
-    const wanted = method === 'PUT' ? body ?? {} : ct.includes('json-patch') ? applyJsonPatch(scaleNow, body as unknown as Obj[]) : mergePatch(scaleNow, body) as Obj;
+    const wanted =
+      method === 'PUT'
+        ? (body ?? {})
+        : ct.includes('json-patch')
+          ? applyJsonPatch(scaleNow, body as unknown as Obj[])
+          : (mergePatch(scaleNow, body) as Obj);
     const replicas = wanted.spec?.replicas;
     if (!Number.isInteger(replicas) || replicas < 0) throw new HttpError(422, 'Invalid', 'spec.replicas must be a non-negative integer');
     const next = clone(cur);
@@ -480,13 +707,27 @@ export class FakeApiServer {
 
   /** Server-side printing (kubectl get): a meta.k8s.io/v1 Table from the CRD's printer columns. */
   private table(d: ResourceDef, items: Obj[]): Obj {
-    const cols = [{ name: 'Name', type: 'string', jsonPath: '.metadata.name' }, ...(d.printerColumns ?? [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }])];
+    const cols = [
+      { name: 'Name', type: 'string', jsonPath: '.metadata.name' },
+      ...(d.printerColumns ?? [{ name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }]),
+    ];
     return {
-      apiVersion: 'meta.k8s.io/v1', kind: 'Table', metadata: { resourceVersion: String(this.rv) },
+      apiVersion: 'meta.k8s.io/v1',
+      kind: 'Table',
+      metadata: { resourceVersion: String(this.rv) },
       // priority > 0: kubectl shows the column only with -o wide.
-      columnDefinitions: cols.map((c) => ({ name: c.name, type: c.type, format: c.name === 'Name' ? 'name' : '', description: '', priority: (c as { priority?: number }).priority ?? 0 })),
+      columnDefinitions: cols.map((c) => ({
+        name: c.name,
+        type: c.type,
+        format: c.name === 'Name' ? 'name' : '',
+        description: '',
+        priority: (c as { priority?: number }).priority ?? 0,
+      })),
       rows: items.map((o) => ({
-        cells: cols.map((c) => { const v = jsonPathValue(o, c.jsonPath); return c.type === 'date' && typeof v === 'string' ? age(v) : v ?? '<none>'; }),
+        cells: cols.map((c) => {
+          const v = jsonPathValue(o, c.jsonPath);
+          return c.type === 'date' && typeof v === 'string' ? age(v) : (v ?? '<none>');
+        }),
         object: { kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: o.metadata },
       })),
     };
@@ -498,7 +739,13 @@ export class FakeApiServer {
     this.log.push(ev);
     if (this.log.length > 20000) this.log.splice(0, 5000);
     for (const w of this.watchers) this.deliver(w, ev);
-    for (const fn of this.listeners) { try { fn(ev); } catch { /* listeners must not break the server */ } }
+    for (const fn of this.listeners) {
+      try {
+        fn(ev);
+      } catch {
+        /* listeners must not break the server */
+      }
+    }
   }
 
   private deliver(w: Watcher, ev: WatchEvent): void {
@@ -511,22 +758,46 @@ export class FakeApiServer {
   private watch(d: ResourceDef, namespace: string | undefined, url: URL, res: http.ServerResponse): void {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
     res.flushHeaders(); // client-node resolves watch() only once headers arrive
-    const w: Watcher = { res: resKey(d), namespace, selector: parseSelector(url.searchParams.get('labelSelector')), resp: res, bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true' };
+    const w: Watcher = {
+      res: resKey(d),
+      namespace,
+      selector: parseSelector(url.searchParams.get('labelSelector')),
+      resp: res,
+      bookmarks: url.searchParams.get('allowWatchBookmarks') === 'true',
+    };
     const rvText = url.searchParams.get('resourceVersion');
     const since = rvText ? Number(rvText) : 0;
     if (since > 0 && since < this.compactedRv) {
-      res.end(JSON.stringify({ type: 'ERROR', object: { kind: 'Status', apiVersion: 'v1', status: 'Failure', code: 410, reason: 'Expired', message: `too old resource version: ${since} (${this.compactedRv})` } }) + '\n');
+      res.end(
+        JSON.stringify({
+          type: 'ERROR',
+          object: {
+            kind: 'Status',
+            apiVersion: 'v1',
+            status: 'Failure',
+            code: 410,
+            reason: 'Expired',
+            message: `too old resource version: ${since} (${this.compactedRv})`,
+          },
+        }) + '\n',
+      );
       return;
     }
     if (since === 0) {
-      for (const o of this.listBody(d, namespace, url.searchParams.get('labelSelector')).items) this.deliver(w, { type: 'ADDED', object: o, rv: Number(o.metadata.resourceVersion), res: w.res });
+      for (const o of this.listBody(d, namespace, url.searchParams.get('labelSelector')).items)
+        this.deliver(w, { type: 'ADDED', object: o, rv: Number(o.metadata.resourceVersion), res: w.res });
     } else {
       for (const ev of this.log) if (ev.rv > since) this.deliver(w, ev);
     }
     this.watchers.add(w);
     if (w.bookmarks) {
       w.timer = setInterval(() => {
-        res.write(JSON.stringify({ type: 'BOOKMARK', object: { kind: d.kind, apiVersion: this.apiVersion(d), metadata: { resourceVersion: String(this.rv) } } }) + '\n');
+        res.write(
+          JSON.stringify({
+            type: 'BOOKMARK',
+            object: { kind: d.kind, apiVersion: this.apiVersion(d), metadata: { resourceVersion: String(this.rv) } },
+          }) + '\n',
+        );
       }, this.bookmarkIntervalMs);
     }
     const timeout = Number(url.searchParams.get('timeoutSeconds') ?? 0);
@@ -549,7 +820,18 @@ export class FakeApiServer {
 
   private sendError(res: http.ServerResponse, e: unknown): void {
     const err = e instanceof HttpError ? e : new HttpError(500, 'InternalError', (e as Error)?.stack ?? String(e));
-    if (res.headersSent) { res.end(); return; }
-    this.send(res, err.code, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: err.message, reason: err.reason, code: err.code });
+    if (res.headersSent) {
+      res.end();
+      return;
+    }
+    this.send(res, err.code, {
+      kind: 'Status',
+      apiVersion: 'v1',
+      metadata: {},
+      status: 'Failure',
+      message: err.message,
+      reason: err.reason,
+      code: err.code,
+    });
   }
 }

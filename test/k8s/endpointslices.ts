@@ -22,18 +22,22 @@ export function sliceFor(svc: Obj, pod: Obj): Obj {
   const terminating = Boolean(pod.metadata.deletionTimestamp);
   const port = Number(pod.metadata.annotations?.['hybridserve.io/port']) || svc.spec.ports?.[0]?.port || 80;
   return {
-    apiVersion: 'discovery.k8s.io/v1', kind: 'EndpointSlice',
+    apiVersion: 'discovery.k8s.io/v1',
+    kind: 'EndpointSlice',
     metadata: {
-      name: `${pod.metadata.name.slice(0, 56)}-${createHash('sha256').update(svc.metadata.name).digest('hex').slice(0, 6)}`, namespace: svc.metadata.namespace,
+      name: `${pod.metadata.name.slice(0, 56)}-${createHash('sha256').update(svc.metadata.name).digest('hex').slice(0, 6)}`,
+      namespace: svc.metadata.namespace,
       labels: { [SERVICE_LABEL]: svc.metadata.name, [MANAGED_BY]: 'endpointslice-controller.k8s.io' },
       ownerReferences: [{ apiVersion: 'v1', kind: 'Service', name: svc.metadata.name, uid: svc.metadata.uid, controller: true }],
     },
     addressType: 'IPv4',
-    endpoints: [{
-      addresses: [pod.status?.podIP ?? '127.0.0.1'],
-      conditions: { ready: ready && !terminating, serving: ready, terminating },
-      targetRef: { kind: 'Pod', name: pod.metadata.name, namespace: pod.metadata.namespace, uid: pod.metadata.uid },
-    }],
+    endpoints: [
+      {
+        addresses: [pod.status?.podIP ?? '127.0.0.1'],
+        conditions: { ready: ready && !terminating, serving: ready, terminating },
+        targetRef: { kind: 'Pod', name: pod.metadata.name, namespace: pod.metadata.namespace, uid: pod.metadata.uid },
+      },
+    ],
     ports: [{ name: 'http', port, protocol: 'TCP' }],
   };
 }
@@ -52,16 +56,27 @@ export class SimulatedEndpointSliceController {
   }
 
   start(): void {
-    this.unsubscribe = this.api.subscribe((e) => { if (e.res === '/v1/pods' || e.res === '/v1/services') this.schedule(); });
+    this.unsubscribe = this.api.subscribe((e) => {
+      if (e.res === '/v1/pods' || e.res === '/v1/services') this.schedule();
+    });
     this.schedule();
   }
 
-  stop(): void { this.unsubscribe?.(); }
+  stop(): void {
+    this.unsubscribe?.();
+  }
 
   private schedule(): void {
     if (this.scheduled) return;
     this.scheduled = true;
-    setImmediate(() => { this.scheduled = false; try { this.sync(); } catch { /* an object went away meanwhile; the next event syncs again */ } });
+    setImmediate(() => {
+      this.scheduled = false;
+      try {
+        this.sync();
+      } catch {
+        /* an object went away meanwhile; the next event syncs again */
+      }
+    });
   }
 
   private sync(): void {
@@ -79,10 +94,16 @@ export class SimulatedEndpointSliceController {
     for (const s of have) {
       const key = `${s.metadata.namespace}/${s.metadata.name}`;
       const w = want.get(key);
-      if (!w) { this.api.remove(this.slices, s.metadata.namespace, s.metadata.name); continue; }
+      if (!w) {
+        this.api.remove(this.slices, s.metadata.namespace, s.metadata.name);
+        continue;
+      }
       want.delete(key);
       if (JSON.stringify([s.endpoints, s.ports]) !== JSON.stringify([w.endpoints, w.ports])) {
-        this.api.update(this.slices, s.metadata.namespace, s.metadata.name, (o) => { o.endpoints = w.endpoints; o.ports = w.ports; });
+        this.api.update(this.slices, s.metadata.namespace, s.metadata.name, (o) => {
+          o.endpoints = w.endpoints;
+          o.ports = w.ports;
+        });
       }
     }
     for (const w of want.values()) this.api.create(this.slices, w.metadata.namespace, w);

@@ -41,11 +41,20 @@ export interface KubeletOptions {
 const MANAGED = 'app.kubernetes.io/managed-by=hybridserve-operator';
 
 function selectorOf(d: Obj): string {
-  return Object.entries(d.spec?.selector?.matchLabels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+  return Object.entries(d.spec?.selector?.matchLabels ?? {})
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
 }
 
 interface RunningPod {
-  name: string; namespace: string; port: number; planFile: string; configMap?: string; proc?: ChildProcess; stopping: boolean; restarts: number;
+  name: string;
+  namespace: string;
+  port: number;
+  planFile: string;
+  configMap?: string;
+  proc?: ChildProcess;
+  stopping: boolean;
+  restarts: number;
   /** The pod's container (args, env) the process is started from. */
   container: Obj;
   volumes?: Obj[];
@@ -79,7 +88,21 @@ export function localServeArgs(containerArgs: readonly string[], o: { model: str
     kept.push(a);
   }
   const threads = kept.some((a) => a === '--threads' || a.startsWith('--threads=')) ? [] : ['--threads', '1'];
-  return ['serve', '--model', o.model, '--device', device, '--host', '127.0.0.1', '--port', String(o.port), '--plan', o.planFile, ...threads, ...kept];
+  return [
+    'serve',
+    '--model',
+    o.model,
+    '--device',
+    device,
+    '--host',
+    '127.0.0.1',
+    '--port',
+    String(o.port),
+    '--plan',
+    o.planFile,
+    ...threads,
+    ...kept,
+  ];
 }
 
 /**
@@ -87,14 +110,19 @@ export function localServeArgs(containerArgs: readonly string[], o: { model: str
  * secretKeyRef values looked up (base64 `data` or `stringData`); HYBRIDSERVE_PLAN_FILE points at
  * the local plan file. Throws when a referenced Secret or key is missing (the pod does not start).
  */
-export function localEnv(containerEnv: readonly Obj[] | undefined, planFile: string, secret: (name: string) => Obj | undefined): Record<string, string> {
+export function localEnv(
+  containerEnv: readonly Obj[] | undefined,
+  planFile: string,
+  secret: (name: string) => Obj | undefined,
+): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of containerEnv ?? []) {
     if (typeof e.value === 'string') out[e.name] = e.value;
     const ref = e.valueFrom?.secretKeyRef;
     if (ref) {
       const s = secret(ref.name);
-      const raw = s?.data?.[ref.key] !== undefined ? Buffer.from(String(s.data[ref.key]), 'base64').toString('utf8') : s?.stringData?.[ref.key];
+      const raw =
+        s?.data?.[ref.key] !== undefined ? Buffer.from(String(s.data[ref.key]), 'base64').toString('utf8') : s?.stringData?.[ref.key];
       if (raw === undefined) {
         if (ref.optional) continue;
         throw new Error(`CreateContainerConfigError: secret "${ref.name}" key "${ref.key}" not found for env ${e.name}`);
@@ -111,7 +139,12 @@ export function localEnv(containerEnv: readonly Obj[] | undefined, planFile: str
  * the container's mountPath. Returns mountPath -> local directory. Throws like a kubelet
  * (CreateContainerConfigError) when a referenced Secret or key is missing.
  */
-export function localSecretVolumes(volumes: readonly Obj[] | undefined, container: Obj, dir: string, secret: (name: string) => Obj | undefined): Map<string, string> {
+export function localSecretVolumes(
+  volumes: readonly Obj[] | undefined,
+  container: Obj,
+  dir: string,
+  secret: (name: string) => Obj | undefined,
+): Map<string, string> {
   const out = new Map<string, string>();
   for (const m of (container.volumeMounts ?? []) as Obj[]) {
     const v = (volumes ?? []).find((x) => x.name === m.name);
@@ -119,10 +152,13 @@ export function localSecretVolumes(volumes: readonly Obj[] | undefined, containe
     const s = secret(v.secret.secretName);
     const local = join(dir, 'volumes', String(m.name));
     mkdirSync(local, { recursive: true });
-    const items: { key: string; path: string }[] = v.secret.items ?? Object.keys({ ...(s?.data ?? {}), ...(s?.stringData ?? {}) }).map((k) => ({ key: k, path: k }));
+    const items: { key: string; path: string }[] =
+      v.secret.items ?? Object.keys({ ...(s?.data ?? {}), ...(s?.stringData ?? {}) }).map((k) => ({ key: k, path: k }));
     for (const it of items) {
-      const raw = s?.data?.[it.key] !== undefined ? Buffer.from(String(s.data[it.key]), 'base64').toString('utf8') : s?.stringData?.[it.key];
-      if (raw === undefined) throw new Error(`CreateContainerConfigError: secret "${v.secret.secretName}" key "${it.key}" not found for volume ${m.name}`);
+      const raw =
+        s?.data?.[it.key] !== undefined ? Buffer.from(String(s.data[it.key]), 'base64').toString('utf8') : s?.stringData?.[it.key];
+      if (raw === undefined)
+        throw new Error(`CreateContainerConfigError: secret "${v.secret.secretName}" key "${it.key}" not found for volume ${m.name}`);
       writeFileSync(join(local, it.path), raw, { mode: 0o600 });
     }
     out.set(String(m.mountPath), local);
@@ -142,7 +178,10 @@ export async function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
+    s.listen(0, '127.0.0.1', () => {
+      const p = (s.address() as { port: number }).port;
+      s.close(() => resolve(p));
+    });
   });
 }
 
@@ -160,7 +199,10 @@ export class SimulatedKubelet {
   /** Pods started so far (tests count restarts and replacements). */
   podsStarted = 0;
 
-  constructor(private readonly api: FakeApiServer, private readonly o: KubeletOptions) {
+  constructor(
+    private readonly api: FakeApiServer,
+    private readonly o: KubeletOptions,
+  ) {
     this.deps = api.def('apps', 'v1', 'deployments');
     this.pods = api.def('', 'v1', 'pods');
     this.cms = api.def('', 'v1', 'configmaps');
@@ -199,17 +241,28 @@ export class SimulatedKubelet {
     return [...this.running.values()].map(({ name, namespace, port, planFile }) => ({ name, namespace, port, planFile }));
   }
 
-  private mark(key: string): void { this.dirty.add(key); this.kick(); }
+  private mark(key: string): void {
+    this.dirty.add(key);
+    this.kick();
+  }
 
   private kick(): void {
     if (this.stopped) return;
-    if (this.syncing) { this.again = true; return; }
+    if (this.syncing) {
+      this.again = true;
+      return;
+    }
     this.syncing = true;
     setImmediate(() => {
-      this.sync().catch((e) => this.o.log?.(`kubelet sync failed: ${(e as Error).message}`)).finally(() => {
-        this.syncing = false;
-        if (this.again || this.dirty.size > 0) { this.again = false; this.kick(); }
-      });
+      this.sync()
+        .catch((e) => this.o.log?.(`kubelet sync failed: ${(e as Error).message}`))
+        .finally(() => {
+          this.syncing = false;
+          if (this.again || this.dirty.size > 0) {
+            this.again = false;
+            this.kick();
+          }
+        });
     });
   }
 
@@ -221,16 +274,38 @@ export class SimulatedKubelet {
       const [ns, name] = key.split('/');
       const d = this.api.get(this.deps, ns, name);
       if (!d || d.metadata.labels?.['app.kubernetes.io/managed-by'] !== 'hybridserve-operator') continue;
-      const owned = () => this.api.list(this.pods, ns, selectorOf(d)).filter((p) => (p.metadata.ownerReferences ?? []).some((r: Obj) => r.uid === d.metadata.uid));
+      const owned = () =>
+        this.api
+          .list(this.pods, ns, selectorOf(d))
+          .filter((p) => (p.metadata.ownerReferences ?? []).some((r: Obj) => r.uid === d.metadata.uid));
       const mine = owned().filter((p) => !p.metadata.deletionTimestamp);
       const want = d.spec?.replicas ?? 1;
       for (let i = mine.length; i < want; i++) await this.createPod(d);
-      for (const p of mine.slice(want)) { this.safe(() => this.api.remove(this.pods, ns, p.metadata.name)); await this.forget(ns, p.metadata.name); }
+      for (const p of mine.slice(want)) {
+        this.safe(() => this.api.remove(this.pods, ns, p.metadata.name));
+        await this.forget(ns, p.metadata.name);
+      }
       const pods = owned();
       const ready = pods.filter((p) => p.status?.conditions?.some((c: Obj) => c.type === 'Ready' && c.status === 'True')).length;
-      const status = { replicas: pods.length, readyReplicas: ready, availableReplicas: ready, updatedReplicas: pods.length, observedGeneration: d.metadata.generation };
+      const status = {
+        replicas: pods.length,
+        readyReplicas: ready,
+        availableReplicas: ready,
+        updatedReplicas: pods.length,
+        observedGeneration: d.metadata.generation,
+      };
       if (JSON.stringify(d.status ?? {}) !== JSON.stringify(status)) {
-        this.safe(() => this.api.update(this.deps, ns, d.metadata.name, (o) => { o.status = status; }, 'status'));
+        this.safe(() =>
+          this.api.update(
+            this.deps,
+            ns,
+            d.metadata.name,
+            (o) => {
+              o.status = status;
+            },
+            'status',
+          ),
+        );
       }
     }
   }
@@ -244,22 +319,46 @@ export class SimulatedKubelet {
     const ns = d.metadata.namespace;
     const name = `${d.metadata.name.slice(0, 50)}-${randomBytes(3).toString('hex')}`;
     const tmpl = d.spec.template;
-    const port = this.o.mode === 'process' ? await freePort() : tmpl.spec.containers[0].ports?.[0]?.containerPort ?? 8000;
+    const port = this.o.mode === 'process' ? await freePort() : (tmpl.spec.containers[0].ports?.[0]?.containerPort ?? 8000);
     const pod: Obj = {
-      apiVersion: 'v1', kind: 'Pod',
-      metadata: { name, namespace: ns, labels: { ...tmpl.metadata.labels }, annotations: { 'hybridserve.io/port': String(port) },
-        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, uid: d.metadata.uid, controller: true }] },
-      spec: { ...tmpl.spec, nodeName: tmpl.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.[0]?.matchFields?.[0]?.values?.[0] },
+      apiVersion: 'v1',
+      kind: 'Pod',
+      metadata: {
+        name,
+        namespace: ns,
+        labels: { ...tmpl.metadata.labels },
+        annotations: { 'hybridserve.io/port': String(port) },
+        ownerReferences: [{ apiVersion: 'apps/v1', kind: 'Deployment', name: d.metadata.name, uid: d.metadata.uid, controller: true }],
+      },
+      spec: {
+        ...tmpl.spec,
+        nodeName:
+          tmpl.spec.affinity?.nodeAffinity?.requiredDuringSchedulingIgnoredDuringExecution?.nodeSelectorTerms?.[0]?.matchFields?.[0]
+            ?.values?.[0],
+      },
       status: { phase: 'Pending', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'False' }] },
     };
     this.api.create(this.pods, ns, pod);
     this.podsStarted++;
-    if (this.o.mode === 'fake') { this.setReady(ns, name, true); return; }
+    if (this.o.mode === 'fake') {
+      this.setReady(ns, name, true);
+      return;
+    }
     const cmName = tmpl.spec.volumes?.find((v: Obj) => v.configMap)?.configMap?.name as string | undefined;
     const dir = join(this.o.workDir ?? '/tmp', `${ns}-${name}`);
     mkdirSync(dir, { recursive: true });
-    const r: RunningPod = { name, namespace: ns, port, planFile: join(dir, 'plan.json'), configMap: cmName, stopping: false, restarts: 0, container: tmpl.spec.containers[0],
-      volumes: tmpl.spec.volumes, dir };
+    const r: RunningPod = {
+      name,
+      namespace: ns,
+      port,
+      planFile: join(dir, 'plan.json'),
+      configMap: cmName,
+      stopping: false,
+      restarts: 0,
+      container: tmpl.spec.containers[0],
+      volumes: tmpl.spec.volumes,
+      dir,
+    };
     this.running.set(`${ns}/${name}`, r);
     const cm = cmName ? this.api.get(this.cms, ns, cmName) : undefined;
     writeAtomic(r.planFile, cpuPlan(cm?.data?.['plan.json'] ?? '{"actFraction":0}'));
@@ -272,25 +371,40 @@ export class SimulatedKubelet {
     try {
       const secret = (n: string) => this.api.get(this.secrets, r.namespace, n);
       const mounts = localSecretVolumes(r.volumes, r.container, r.dir, secret);
-      args = ['dist/cli/main.js', ...localPaths(localServeArgs(r.container.args ?? [], { model: this.o.model ?? 'synthetic:opt-tiny', port: r.port, planFile: r.planFile }), mounts)];
+      args = [
+        'dist/cli/main.js',
+        ...localPaths(
+          localServeArgs(r.container.args ?? [], { model: this.o.model ?? 'synthetic:opt-tiny', port: r.port, planFile: r.planFile }),
+          mounts,
+        ),
+      ];
       env = localEnv(r.container.env, r.planFile, secret);
     } catch (e) {
       // As a kubelet does: the container is not created; try again a little later.
       this.o.log?.(`[${r.name}] ${(e as Error).message}`);
-      setTimeout(() => { if (!r.stopping && !this.stopped && this.running.has(`${r.namespace}/${r.name}`)) this.launch(r); }, 500);
+      setTimeout(() => {
+        if (!r.stopping && !this.stopped && this.running.has(`${r.namespace}/${r.name}`)) this.launch(r);
+      }, 500);
       return;
     }
     // The host's environment (PATH, test settings) with the pod's env on top.
-    const proc = spawn(process.execPath, args, { cwd: this.o.cwd ?? process.cwd(), env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, args, {
+      cwd: this.o.cwd ?? process.cwd(),
+      env: { ...process.env, ...env },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     r.proc = proc;
     const log = (b: Buffer) => this.o.log?.(`[${r.name}] ${b.toString().trimEnd()}`);
-    proc.stdout?.on('data', log); proc.stderr?.on('data', log);
+    proc.stdout?.on('data', log);
+    proc.stderr?.on('data', log);
     proc.on('exit', (code, sig) => {
       if (r.stopping || this.stopped) return;
       this.o.log?.(`[${r.name}] exited (${code ?? sig}); restarting`);
       this.setReady(r.namespace, r.name, false);
       r.restarts++;
-      setTimeout(() => { if (!r.stopping && !this.stopped && this.running.has(`${r.namespace}/${r.name}`)) this.launch(r); }, 200);
+      setTimeout(() => {
+        if (!r.stopping && !this.stopped && this.running.has(`${r.namespace}/${r.name}`)) this.launch(r);
+      }, 200);
     });
     void this.waitReady(r, proc);
   }
@@ -300,22 +414,40 @@ export class SimulatedKubelet {
     while (Date.now() < deadline && !r.stopping && !this.stopped && r.proc === proc && proc.exitCode === null) {
       try {
         const res = await fetch(`http://127.0.0.1:${r.port}/readyz`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok) { this.setReady(r.namespace, r.name, true, r.restarts); return; }
-      } catch { /* not listening yet */ }
+        if (res.ok) {
+          this.setReady(r.namespace, r.name, true, r.restarts);
+          return;
+        }
+      } catch {
+        /* not listening yet */
+      }
       await new Promise((s) => setTimeout(s, 100));
     }
   }
 
   private setReady(ns: string, name: string, ready: boolean, restarts = 0): void {
-    this.safe(() => this.api.update(this.pods, ns, name, (o) => {
-      o.status = { phase: 'Running', podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
-        containerStatuses: [{ name: 'server', ready, restartCount: restarts }] };
-    }, 'status'));
+    this.safe(() =>
+      this.api.update(
+        this.pods,
+        ns,
+        name,
+        (o) => {
+          o.status = {
+            phase: 'Running',
+            podIP: '127.0.0.1',
+            conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+            containerStatuses: [{ name: 'server', ready, restartCount: restarts }],
+          };
+        },
+        'status',
+      ),
+    );
   }
 
   private syncPlanFiles(cm: Obj): void {
     for (const r of this.running.values()) {
-      if (r.namespace === cm.metadata.namespace && r.configMap === cm.metadata.name && cm.data?.['plan.json']) writeAtomic(r.planFile, cpuPlan(cm.data['plan.json']));
+      if (r.namespace === cm.metadata.namespace && r.configMap === cm.metadata.name && cm.data?.['plan.json'])
+        writeAtomic(r.planFile, cpuPlan(cm.data['plan.json']));
     }
   }
 
@@ -336,10 +468,20 @@ export class SimulatedKubelet {
       await done;
       clearTimeout(t);
     }
-    try { rmSync(join(r.planFile, '..'), { recursive: true, force: true }); } catch { /* ignore */ }
+    try {
+      rmSync(join(r.planFile, '..'), { recursive: true, force: true });
+    } catch {
+      /* ignore */
+    }
   }
 
-  private safe(fn: () => void): void { try { fn(); } catch { /* object went away meanwhile */ } }
+  private safe(fn: () => void): void {
+    try {
+      fn();
+    } catch {
+      /* object went away meanwhile */
+    }
+  }
 }
 
 /**

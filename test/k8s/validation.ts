@@ -34,9 +34,18 @@ export class CustomResourceValidator {
       const transition = /\boldSelf\b/.test(r.rule);
       if (transition && old === undefined) continue;
       let fn = this.celCache.get(r.rule);
-      if (!fn) { fn = celParse(r.rule); this.celCache.set(r.rule, fn); }
+      if (!fn) {
+        fn = celParse(r.rule);
+        this.celCache.set(r.rule, fn);
+      }
       let ok: unknown;
-      try { ok = fn({ self: value, oldSelf: old }); } catch (e) { ok = false; errors.push(`${path || '/'}: rule '${r.rule}' failed to evaluate: ${(e as Error).message}`); continue; }
+      try {
+        ok = fn({ self: value, oldSelf: old });
+      } catch (e) {
+        ok = false;
+        errors.push(`${path || '/'}: rule '${r.rule}' failed to evaluate: ${(e as Error).message}`);
+        continue;
+      }
       if (ok !== true) errors.push(`${path || '/'}: Invalid value: ${r.message ?? `failed rule: ${r.rule}`}`);
     }
     if (schema.properties && typeof value === 'object' && !Array.isArray(value)) {

@@ -11,8 +11,11 @@ const zero = zeroCounters();
 describe('bench:engine metrics', () => {
   test('throughput counts generated tokens only, as the offloading literature does', () => {
     const dec = { ...zero, weightBytesH2D: 31 * 25e9, kvBytesH2D: 31 * 30e9, kvBytesD2H: 31 * 0.1e9, computeSeconds: 3, idleSeconds: 27 };
-    const m = engineMetrics(128, 32, { prefillSeconds: 4, decodeSeconds: 31, decodeSteps: 31 }, dec,
-      { gemmFlops: 8e14, h2dBytesPerSecond: 55e9, d2hBytesPerSecond: 55e9 });
+    const m = engineMetrics(128, 32, { prefillSeconds: 4, decodeSeconds: 31, decodeSteps: 31 }, dec, {
+      gemmFlops: 8e14,
+      h2dBytesPerSecond: 55e9,
+      d2hBytesPerSecond: 55e9,
+    });
     expect(m.totalTokensPerSecond).toBeCloseTo((128 * 32) / 35, 6);
     expect(m.decodeTokensPerSecond).toBeCloseTo((128 * 31) / 31, 6);
     expect(m.meanDecodeStepSeconds).toBeCloseTo(1, 9);

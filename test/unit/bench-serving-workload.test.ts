@@ -1,9 +1,23 @@
 // The figures of bench:serving (bench/serving-workload.ts): prompts, arrivals, percentiles, summary.
 import { describe, expect, test } from '@jest/globals';
-import { makePrompts, percentile, poissonArrivals, serverDelta, summarise, FIRST_ID, type RequestSample } from '../../bench/serving-workload.js';
+import {
+  makePrompts,
+  percentile,
+  poissonArrivals,
+  serverDelta,
+  summarise,
+  FIRST_ID,
+  type RequestSample,
+} from '../../bench/serving-workload.js';
 
-const sample = (ttft: number, latency: number, outputTokens: number, itl: number[] = []): RequestSample =>
-  ({ ok: true, promptTokens: 10, outputTokens, ttft, latency, itl });
+const sample = (ttft: number, latency: number, outputTokens: number, itl: number[] = []): RequestSample => ({
+  ok: true,
+  promptTokens: 10,
+  outputTokens,
+  ttft,
+  latency,
+  itl,
+});
 
 describe('bench:serving workload', () => {
   test('token-id prompts: fixed or sampled lengths, ids inside the vocabulary, a shared prefix, reproducible', () => {
@@ -11,7 +25,10 @@ describe('bench:serving workload', () => {
     expect(fixed.map((p) => p.length)).toEqual([8, 8, 8, 8, 8]);
     for (const p of fixed) {
       expect(p.slice(0, 3)).toEqual(fixed[0].slice(0, 3));
-      for (const id of p) { expect(id).toBeGreaterThanOrEqual(FIRST_ID); expect(id).toBeLessThan(50); }
+      for (const id of p) {
+        expect(id).toBeGreaterThanOrEqual(FIRST_ID);
+        expect(id).toBeLessThan(50);
+      }
     }
     expect(new Set(fixed.map((p) => p.slice(3).join(','))).size).toBe(5); // the rest differs
     expect(makePrompts({ minTokens: 8, maxTokens: 8, kind: 'ids', sharedPrefix: 3, vocab: 50 }, 5, 1)).toEqual(fixed);
@@ -43,7 +60,15 @@ describe('bench:serving workload', () => {
 
   test("summary: vLLM's definitions of throughput, TTFT, TPOT, ITL and E2EL; failures left out of the figures", () => {
     const s = summarise([sample(0.1, 1.1, 11, [0.1, 0.1]), sample(0.3, 0.3, 1), { ...sample(9, 9, 5), ok: false, error: 'x' }], 2);
-    expect(s).toMatchObject({ completed: 2, failed: 1, total_input_tokens: 20, total_output_tokens: 12, request_throughput: 1, output_throughput: 6, total_token_throughput: 16 });
+    expect(s).toMatchObject({
+      completed: 2,
+      failed: 1,
+      total_input_tokens: 20,
+      total_output_tokens: 12,
+      request_throughput: 1,
+      output_throughput: 6,
+      total_token_throughput: 16,
+    });
     expect(s.median_ttft_ms).toBeCloseTo(100);
     expect(s.p99_ttft_ms).toBeCloseTo(300);
     // TPOT only from requests with more than one token: (1.1 − 0.1) / 10.
@@ -53,9 +78,17 @@ describe('bench:serving workload', () => {
   });
 
   test('server figures are differences of the stats before and after', () => {
-    const snap = (steps: number, p: number, d: number, w: number, pre: number) => ({ counters: { steps, prefillTokens: p, decodeTokens: d, wallSeconds: w }, server: { preemptions: pre } });
+    const snap = (steps: number, p: number, d: number, w: number, pre: number) => ({
+      counters: { steps, prefillTokens: p, decodeTokens: d, wallSeconds: w },
+      server: { preemptions: pre },
+    });
     expect(serverDelta(snap(10, 100, 50, 1, 0), snap(42, 612, 146, 3, 1), 4, 128)).toEqual({
-      engineSteps: 32, prefillTokens: 512, decodeTokens: 96, meanBatch: 4, preemptions: 1, engineBusyFraction: 0.5,
+      engineSteps: 32,
+      prefillTokens: 512,
+      decodeTokens: 96,
+      meanBatch: 4,
+      preemptions: 1,
+      engineBusyFraction: 0.5,
     });
   });
 });

@@ -6,7 +6,10 @@ import { readFileSync, readdirSync } from 'node:fs';
 import path from 'node:path';
 import { CHART, ROOT, chartCrd, renderChart } from './chart-helm.js';
 
-const yamls = (dir: string) => readdirSync(dir).filter((f) => /\.ya?ml$/.test(f)).sort();
+const yamls = (dir: string) =>
+  readdirSync(dir)
+    .filter((f) => /\.ya?ml$/.test(f))
+    .sort();
 
 describe('chart CRDs', () => {
   test('charts/hybridserve/crds/ holds byte-identical copies of every CRD in crds/', () => {
@@ -27,11 +30,19 @@ describe('chart CRDs', () => {
   test('helm installs it: --include-crds renders the HybridServeDeployment CRD with status and scale subresources', () => {
     const crds = renderChart({ includeCrds: true }).filter((d) => d.kind === 'CustomResourceDefinition');
     expect(crds.map((d) => d.metadata.name)).toEqual(['hybridservedeployments.hybridserve.io']);
-    const spec = (chartCrd() as unknown as { spec: { group: string; names: { shortNames: string[] }; versions: { name: string; subresources: Record<string, unknown> }[] } }).spec;
+    const spec = (
+      chartCrd() as unknown as {
+        spec: { group: string; names: { shortNames: string[] }; versions: { name: string; subresources: Record<string, unknown> }[] };
+      }
+    ).spec;
     expect(spec.group).toBe('hybridserve.io');
     expect(spec.names.shortNames).toContain('hsd');
     const v = spec.versions.find((x) => x.name === 'v1alpha1');
     expect(v?.subresources.status).toEqual({});
-    expect(v?.subresources.scale).toMatchObject({ specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' });
+    expect(v?.subresources.scale).toMatchObject({
+      specReplicasPath: '.spec.replicas',
+      statusReplicasPath: '.status.replicas',
+      labelSelectorPath: '.status.selector',
+    });
   });
 });

@@ -7,7 +7,13 @@ import path from 'node:path';
 import { CHART, ROOT, findOne, renderChart } from './chart-helm.js';
 
 type Target = { expr: string; legendFormat?: string; refId: string };
-type Panel = { type: string; title: string; targets?: Target[]; gridPos: { x: number; y: number; w: number; h: number }; datasource?: { uid: string } };
+type Panel = {
+  type: string;
+  title: string;
+  targets?: Target[];
+  gridPos: { x: number; y: number; w: number; h: number };
+  datasource?: { uid: string };
+};
 type Dashboard = { uid: string; title: string; panels: Panel[]; templating: { list: { name: string; query?: unknown }[] } };
 
 const dashboardFiles = readdirSync(path.join(CHART, 'dashboards')).filter((f) => f.endsWith('.json'));
@@ -62,8 +68,16 @@ const registered = registeredMetrics();
 
 describe('metric names in the code', () => {
   test('the server and operator metrics of DESIGN.md §4 are found in the source', () => {
-    for (const n of ['hybridserve_requests_total', 'hybridserve_generated_tokens_total', 'hybridserve_queue_depth', 'hybridserve_cache_blocks',
-      'hybridserve_act_fraction', 'hybridserve_transfer_bytes_total', 'hybridserve_step_phase_seconds_total']) expect(registered.get(n)).toBe('other');
+    for (const n of [
+      'hybridserve_requests_total',
+      'hybridserve_generated_tokens_total',
+      'hybridserve_queue_depth',
+      'hybridserve_cache_blocks',
+      'hybridserve_act_fraction',
+      'hybridserve_transfer_bytes_total',
+      'hybridserve_step_phase_seconds_total',
+    ])
+      expect(registered.get(n)).toBe('other');
     expect(registered.get('hybridserve_time_to_first_token_seconds')).toBe('histogram');
     expect(registered.get('hybridserve_time_per_output_token_seconds')).toBe('histogram');
     expect(registered.has('hybridserve_operator_reconciles_total')).toBe(true);
@@ -116,11 +130,12 @@ describe.each(dashboardFiles)('dashboard %s', (file) => {
     for (const v of used) expect(defined).toContain(v);
     const cells = new Set<string>();
     for (const p of d.panels) {
-      for (let x = p.gridPos.x; x < p.gridPos.x + p.gridPos.w; x++) for (let y = p.gridPos.y; y < p.gridPos.y + p.gridPos.h; y++) {
-        const key = `${x},${y}`;
-        expect(cells.has(key)).toBe(false);
-        cells.add(key);
-      }
+      for (let x = p.gridPos.x; x < p.gridPos.x + p.gridPos.w; x++)
+        for (let y = p.gridPos.y; y < p.gridPos.y + p.gridPos.h; y++) {
+          const key = `${x},${y}`;
+          expect(cells.has(key)).toBe(false);
+          cells.add(key);
+        }
       expect(p.gridPos.x + p.gridPos.w).toBeLessThanOrEqual(24);
     }
   });
@@ -128,7 +143,9 @@ describe.each(dashboardFiles)('dashboard %s', (file) => {
 
 describe('alert rules', () => {
   test('every alert expression names only exported metrics (or Prometheus up)', () => {
-    const rule = findOne(renderChart({ set: ['metrics.prometheusRule.enabled=true'] }), 'PrometheusRule') as unknown as { spec: { groups: { rules: { alert: string; expr: string }[] }[] } };
+    const rule = findOne(renderChart({ set: ['metrics.prometheusRule.enabled=true'] }), 'PrometheusRule') as unknown as {
+      spec: { groups: { rules: { alert: string; expr: string }[] }[] };
+    };
     const rules = rule.spec.groups.flatMap((g) => g.rules);
     expect(rules.length).toBeGreaterThanOrEqual(4);
     const problems = rules.flatMap((r) => [

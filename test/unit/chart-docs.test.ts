@@ -20,7 +20,8 @@ describe('docs', () => {
   test('the configuration reference lists every spec field of the CR types and every chart value', () => {
     const text = doc('configuration.md');
     for (const p of SPEC_FIELD_PATHS) expect(text).toContain(`| \`spec.${p}\` |`);
-    for (const key of ['operator.image.repository', 'metrics.podMonitor.enabled', 'autoscaling.metric.name', 'dashboards.labels']) expect(text).toContain(`| \`${key}\` |`);
+    for (const key of ['operator.image.repository', 'metrics.podMonitor.enabled', 'autoscaling.metric.name', 'dashboards.labels'])
+      expect(text).toContain(`| \`${key}\` |`);
   });
 
   test.each(handWritten)('%s links only to files that exist', (name) => {
@@ -28,7 +29,8 @@ describe('docs', () => {
     const missing: string[] = [];
     // Markdown links to repository files, and inline `path` mentions of the project's folders.
     for (const m of text.matchAll(/\]\((?!https?:|#)([^)#\s]+)/g)) if (!existsSync(path.resolve(ROOT, 'docs', m[1]))) missing.push(m[1]);
-    for (const m of text.matchAll(/`((?:examples|charts|docker|scripts|crds|docs)\/[A-Za-z0-9._/-]+)`/g)) if (!existsSync(path.join(ROOT, m[1]))) missing.push(m[1]);
+    for (const m of text.matchAll(/`((?:examples|charts|docker|scripts|crds|docs)\/[A-Za-z0-9._/-]+)`/g))
+      if (!existsSync(path.join(ROOT, m[1]))) missing.push(m[1]);
     expect(missing).toEqual([]);
   });
 });

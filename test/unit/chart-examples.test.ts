@@ -8,9 +8,15 @@ import { evaluate } from '@marcbachmann/cel-js';
 import { chartCrd, exampleHsdFiles, parseYamlDocs, validateManifest } from './chart-helm.js';
 import type { Manifest } from './chart-helm.js';
 
-type Schema = { type?: string; properties?: Record<string, Schema>; items?: Schema; default?: unknown;
-  'x-kubernetes-validations'?: { rule: string; message: string }[] };
-const rootSchema = () => (chartCrd() as unknown as { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } }).spec.versions[0].schema.openAPIV3Schema;
+type Schema = {
+  type?: string;
+  properties?: Record<string, Schema>;
+  items?: Schema;
+  default?: unknown;
+  'x-kubernetes-validations'?: { rule: string; message: string }[];
+};
+const rootSchema = () =>
+  (chartCrd() as unknown as { spec: { versions: { schema: { openAPIV3Schema: Schema } }[] } }).spec.versions[0].schema.openAPIV3Schema;
 
 /** Structural-schema defaulting: fills absent properties that have a default, depth first. */
 function applyDefaults(value: unknown, schema: Schema): unknown {
@@ -32,7 +38,11 @@ function celViolations(value: unknown, schema: Schema, at = ''): string[] {
   for (const v of schema['x-kubernetes-validations'] ?? []) {
     if (v.rule.includes('oldSelf')) continue;
     let ok: unknown;
-    try { ok = evaluate(v.rule, { self: value }); } catch (e) { ok = `error: ${(e as Error).message}`; }
+    try {
+      ok = evaluate(v.rule, { self: value });
+    } catch (e) {
+      ok = `error: ${(e as Error).message}`;
+    }
     if (ok !== true) errs.push(`${at || '/'}: ${v.message}`);
   }
   if (value && typeof value === 'object' && !Array.isArray(value) && schema.properties) {
@@ -51,11 +61,14 @@ async function problems(doc: Manifest): Promise<string[]> {
 }
 
 const files = exampleHsdFiles();
-const hsd = (spec: object): Manifest => ({ apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', metadata: { name: 'x' }, spec } as Manifest);
+const hsd = (spec: object): Manifest =>
+  ({ apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', metadata: { name: 'x' }, spec }) as Manifest;
 
 describe('examples', () => {
   test('cover a synthetic model, a PVC checkpoint, fixed and auto ratio and autoscaling', () => {
-    const specs = files.flatMap((f) => parseYamlDocs(readFileSync(f, 'utf8'))).filter((d) => d.kind === 'HybridServeDeployment')
+    const specs = files
+      .flatMap((f) => parseYamlDocs(readFileSync(f, 'utf8')))
+      .filter((d) => d.kind === 'HybridServeDeployment')
       .map((d) => d.spec as { model: { uri: string }; cache?: { actFraction?: unknown }; autoscaling?: { enabled?: boolean } });
     expect(specs.some((s) => s.model.uri.startsWith('synthetic:'))).toBe(true);
     expect(specs.some((s) => s.model.uri.startsWith('pvc://'))).toBe(true);
@@ -77,10 +90,26 @@ describe('examples', () => {
   });
 
   test.each([
-    ['a fraction of 1.5', { model: { uri: 'synthetic:opt-tiny' }, cache: { actFraction: 1.5 } }, /actFraction must be "auto" or a number in \[0, 1\]/],
-    ['a fraction word other than auto', { model: { uri: 'synthetic:opt-tiny' }, cache: { actFraction: 'max' } }, /actFraction must be "auto"/],
-    ['min above max retune bounds', { model: { uri: 'synthetic:opt-tiny' }, cache: { retune: { minActFraction: 0.9, maxActFraction: 0.2 } } }, /minActFraction must be <= maxActFraction/],
-    ['autoscaling min above max', { model: { uri: 'synthetic:opt-tiny' }, autoscaling: { minReplicas: 5, maxReplicas: 2 } }, /minReplicas must be <= maxReplicas/],
+    [
+      'a fraction of 1.5',
+      { model: { uri: 'synthetic:opt-tiny' }, cache: { actFraction: 1.5 } },
+      /actFraction must be "auto" or a number in \[0, 1\]/,
+    ],
+    [
+      'a fraction word other than auto',
+      { model: { uri: 'synthetic:opt-tiny' }, cache: { actFraction: 'max' } },
+      /actFraction must be "auto"/,
+    ],
+    [
+      'min above max retune bounds',
+      { model: { uri: 'synthetic:opt-tiny' }, cache: { retune: { minActFraction: 0.9, maxActFraction: 0.2 } } },
+      /minActFraction must be <= maxActFraction/,
+    ],
+    [
+      'autoscaling min above max',
+      { model: { uri: 'synthetic:opt-tiny' }, autoscaling: { minReplicas: 5, maxReplicas: 2 } },
+      /minReplicas must be <= maxReplicas/,
+    ],
     ['a missing model', { replicas: 1 }, /model/],
     ['negative replicas', { model: { uri: 'synthetic:opt-tiny' }, replicas: -1 }, /replicas/],
   ])('the checks reject %s', async (_what, spec, message) => {

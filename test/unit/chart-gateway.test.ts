@@ -13,8 +13,13 @@ describe('chart gateway', () => {
   });
 
   test('enabled: Deployment, Service, ServiceAccount and a Role with exactly the gateway rules', () => {
-    const docs = renderChart({ namespace: 'serve', set: ['gateway.enabled=true', 'gateway.target=chat', 'gateway.serviceMonitor.enabled=true'] });
-    const dep = named(docs, 'Deployment', '-gateway') as Manifest & { spec: { template: { spec: { serviceAccountName: string; containers: { args: string[]; ports: { containerPort: number }[] }[] } } } };
+    const docs = renderChart({
+      namespace: 'serve',
+      set: ['gateway.enabled=true', 'gateway.target=chat', 'gateway.serviceMonitor.enabled=true'],
+    });
+    const dep = named(docs, 'Deployment', '-gateway') as Manifest & {
+      spec: { template: { spec: { serviceAccountName: string; containers: { args: string[]; ports: { containerPort: number }[] }[] } } };
+    };
     expect(dep).toBeDefined();
     const c = dep.spec.template.spec.containers[0];
     expect(c.args.slice(0, 3)).toEqual(['gateway', '--deployment', 'chat']);

@@ -18,7 +18,12 @@ export const CHART = path.join(ROOT, 'charts', 'hybridserve');
 export const EXAMPLES = path.join(ROOT, 'examples');
 const HELM = path.join(ROOT, '.tools', 'helm');
 
-export type Manifest = { apiVersion: string; kind: string; metadata: { name: string; namespace?: string; labels?: Record<string, string> }; [k: string]: unknown };
+export type Manifest = {
+  apiVersion: string;
+  kind: string;
+  metadata: { name: string; namespace?: string; labels?: Record<string, string> };
+  [k: string]: unknown;
+};
 
 let helmChecked = false;
 /** Path of a working helm 3 binary, extracting it on first use. */
@@ -31,10 +36,19 @@ export function helmPath(): string {
   return HELM;
 }
 
-export interface HelmResult { status: number; stdout: string; stderr: string }
+export interface HelmResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+}
 export function helm(args: string[]): HelmResult {
   // An empty HOME-like config keeps the user's repositories and plugins out of the test.
-  const env = { ...process.env, HELM_CACHE_HOME: '/tmp/hybridserve-helm/cache', HELM_CONFIG_HOME: '/tmp/hybridserve-helm/config', HELM_DATA_HOME: '/tmp/hybridserve-helm/data' };
+  const env = {
+    ...process.env,
+    HELM_CACHE_HOME: '/tmp/hybridserve-helm/cache',
+    HELM_CONFIG_HOME: '/tmp/hybridserve-helm/config',
+    HELM_DATA_HOME: '/tmp/hybridserve-helm/data',
+  };
   const r = spawnSync(helmPath(), args, { encoding: 'utf8', env, cwd: ROOT });
   if (r.error) throw r.error;
   return { status: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
@@ -42,30 +56,46 @@ export function helm(args: string[]): HelmResult {
 
 /** The values files the chart is tested with: the chart default (none) and every examples/values-*.yaml. */
 export function exampleValuesFiles(): string[] {
-  return readdirSync(EXAMPLES).filter((f) => /^values-.*\.ya?ml$/.test(f)).sort().map((f) => path.join(EXAMPLES, f));
+  return readdirSync(EXAMPLES)
+    .filter((f) => /^values-.*\.ya?ml$/.test(f))
+    .sort()
+    .map((f) => path.join(EXAMPLES, f));
 }
 
 /** Example HybridServeDeployments: every examples/*.yaml that is not a values file. */
 export function exampleHsdFiles(): string[] {
-  return readdirSync(EXAMPLES).filter((f) => /\.ya?ml$/.test(f) && !f.startsWith('values-')).sort().map((f) => path.join(EXAMPLES, f));
+  return readdirSync(EXAMPLES)
+    .filter((f) => /\.ya?ml$/.test(f) && !f.startsWith('values-'))
+    .sort()
+    .map((f) => path.join(EXAMPLES, f));
 }
 
 export function parseYamlDocs(text: string): Manifest[] {
-  return parseAllDocuments(text).map((d) => {
-    if (d.errors.length) throw new Error(`YAML error: ${d.errors[0].message}`);
-    return d.toJS() as Manifest | null;
-  }).filter((d): d is Manifest => d !== null && typeof d === 'object');
+  return parseAllDocuments(text)
+    .map((d) => {
+      if (d.errors.length) throw new Error(`YAML error: ${d.errors[0].message}`);
+      return d.toJS() as Manifest | null;
+    })
+    .filter((d): d is Manifest => d !== null && typeof d === 'object');
 }
 
 const renderCache = new Map<string, Manifest[]>();
 /** `helm template` with the given values files and --set flags; throws with helm's message on failure. */
-export function renderChart(opts: { values?: string[]; set?: string[]; includeCrds?: boolean; namespace?: string; release?: string } = {}): Manifest[] {
+export function renderChart(
+  opts: { values?: string[]; set?: string[]; includeCrds?: boolean; namespace?: string; release?: string } = {},
+): Manifest[] {
   const key = JSON.stringify(opts);
   if (!renderCache.has(key)) renderCache.set(key, renderUncached(opts));
   return structuredClone(renderCache.get(key) as Manifest[]);
 }
 
-function renderUncached(opts: { values?: string[]; set?: string[]; includeCrds?: boolean; namespace?: string; release?: string }): Manifest[] {
+function renderUncached(opts: {
+  values?: string[];
+  set?: string[];
+  includeCrds?: boolean;
+  namespace?: string;
+  release?: string;
+}): Manifest[] {
   const args = ['template', opts.release ?? 'hs', CHART, '--namespace', opts.namespace ?? 'hybridserve-system'];
   if (opts.includeCrds) args.push('--include-crds');
   for (const v of opts.values ?? []) args.push('--values', v);
@@ -85,9 +115,20 @@ export function renderNotes(set: string[] = [], namespace = 'hybridserve-system'
     const copy = path.join(dir, 'hybridserve');
     cpSync(CHART, copy, { recursive: true });
     cpSync(path.join(copy, 'templates', 'NOTES.txt'), path.join(copy, 'notes-under-test.txt'));
-    writeFileSync(path.join(copy, 'templates', 'zz-notes-under-test.yaml'),
-      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: notes }\ndata:\n  notes: {{ tpl (.Files.Get "notes-under-test.txt") . | quote }}\n');
-    const r = helm(['template', 'hs', copy, '--namespace', namespace, '--show-only', 'templates/zz-notes-under-test.yaml', ...set.flatMap((s) => ['--set', s])]);
+    writeFileSync(
+      path.join(copy, 'templates', 'zz-notes-under-test.yaml'),
+      'apiVersion: v1\nkind: ConfigMap\nmetadata: { name: notes }\ndata:\n  notes: {{ tpl (.Files.Get "notes-under-test.txt") . | quote }}\n',
+    );
+    const r = helm([
+      'template',
+      'hs',
+      copy,
+      '--namespace',
+      namespace,
+      '--show-only',
+      'templates/zz-notes-under-test.yaml',
+      ...set.flatMap((s) => ['--set', s]),
+    ]);
     if (r.status !== 0) throw new Error(`rendering NOTES.txt failed: ${r.stderr}`);
     return (parseYamlDocs(r.stdout)[0] as unknown as { data: { notes: string } }).data.notes;
   } finally {
@@ -130,13 +171,15 @@ function validateMonitoring(doc: Manifest): string[] {
     if (typeof spec.selector !== 'object') errs.push('spec.selector is required');
     const eps = spec[key];
     if (!Array.isArray(eps) || eps.length === 0) errs.push(`spec.${key} must be a non-empty array`);
-    else for (const ep of eps as Record<string, unknown>[]) if (typeof ep.port !== 'string') errs.push(`spec.${key}[].port must name a port`);
+    else
+      for (const ep of eps as Record<string, unknown>[]) if (typeof ep.port !== 'string') errs.push(`spec.${key}[].port must name a port`);
   } else if (doc.kind === 'PrometheusRule') {
     const groups = spec.groups as { name?: string; rules?: { alert?: string; record?: string; expr?: unknown }[] }[] | undefined;
     if (!Array.isArray(groups) || groups.length === 0) errs.push('spec.groups must be a non-empty array');
     for (const g of groups ?? []) {
       if (!g.name) errs.push('every rule group needs a name');
-      for (const r of g.rules ?? []) if (!(r.alert || r.record) || typeof r.expr !== 'string') errs.push(`rule ${r.alert ?? '?'} needs alert/record and a string expr`);
+      for (const r of g.rules ?? [])
+        if (!(r.alert || r.record) || typeof r.expr !== 'string') errs.push(`rule ${r.alert ?? '?'} needs alert/record and a string expr`);
     }
   } else errs.push(`no check for ${doc.kind}`);
   return errs;

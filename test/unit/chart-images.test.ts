@@ -8,11 +8,19 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { ROOT } from './chart-helm.js';
 
-interface Stage { from: string; name?: string; lines: { op: string; args: string }[] }
+interface Stage {
+  from: string;
+  name?: string;
+  lines: { op: string; args: string }[];
+}
 
 /** Splits a Dockerfile into stages of (instruction, arguments), joining continuation lines. */
 function parseDockerfile(text: string): Stage[] {
-  const logical = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+  const logical = text
+    .replace(/\\\n/g, ' ')
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l && !l.startsWith('#'));
   const stages: Stage[] = [];
   for (const line of logical) {
     const [op, ...rest] = line.split(/\s+/);
@@ -26,7 +34,11 @@ function parseDockerfile(text: string): Stage[] {
   return stages;
 }
 
-const images: [string, string][] = [['Dockerfile.server', 'server-cuda'], ['Dockerfile.server-cpu', 'server-cpu'], ['Dockerfile.operator', 'operator']];
+const images: [string, string][] = [
+  ['Dockerfile.server', 'server-cuda'],
+  ['Dockerfile.server-cpu', 'server-cpu'],
+  ['Dockerfile.operator', 'operator'],
+];
 
 describe.each(images)('docker/%s', (file, variant) => {
   const stages = parseDockerfile(readFileSync(path.join(ROOT, 'docker', file), 'utf8'));
@@ -75,7 +87,10 @@ describe.each(images)('docker/%s', (file, variant) => {
   test('its build context leaves out local builds, dependencies and tools', () => {
     const ignore = path.join(ROOT, 'docker', `${file}.dockerignore`);
     expect(existsSync(ignore)).toBe(true);
-    const patterns = readFileSync(ignore, 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'));
+    const patterns = readFileSync(ignore, 'utf8')
+      .split('\n')
+      .map((l) => l.trim())
+      .filter((l) => l && !l.startsWith('#'));
     expect(patterns).toEqual(expect.arrayContaining(['node_modules', 'dist', 'build', '.tools', '.git']));
   });
 });

@@ -33,7 +33,10 @@ describe('chart RBAC', () => {
 
   test('both are bound to the operator ServiceAccount, which the Deployment uses', () => {
     for (const kind of ['ClusterRoleBinding', 'RoleBinding']) {
-      const b = findOne(docs, kind) as unknown as { roleRef: { kind: string; name: string }; subjects: { kind: string; name: string; namespace: string }[] };
+      const b = findOne(docs, kind) as unknown as {
+        roleRef: { kind: string; name: string };
+        subjects: { kind: string; name: string; namespace: string }[];
+      };
       expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'ops' }]);
       expect(b.roleRef.kind).toBe(kind.replace('Binding', ''));
       expect(findOne(docs, b.roleRef.kind, b.roleRef.name)).toBeDefined();
@@ -65,7 +68,10 @@ describe('chart RBAC with watchNamespaces (issue 12 acceptance 4)', () => {
     for (const ns of ['team-a', 'team-b']) {
       const role = docs.find((d) => d.kind === 'Role' && d.metadata.namespace === ns)!;
       expect(rulesOf(role)).toEqual(namespacedRules);
-      const b = docs.find((d) => d.kind === 'RoleBinding' && d.metadata.namespace === ns) as unknown as { roleRef: { name: string }; subjects: unknown[] };
+      const b = docs.find((d) => d.kind === 'RoleBinding' && d.metadata.namespace === ns) as unknown as {
+        roleRef: { name: string };
+        subjects: unknown[];
+      };
       expect(b.roleRef.name).toBe(role.metadata.name);
       expect(b.subjects).toEqual([{ kind: 'ServiceAccount', name: sa.metadata.name, namespace: 'ops' }]);
     }
@@ -78,9 +84,10 @@ describe('chart RBAC with watchNamespaces (issue 12 acceptance 4)', () => {
 
 describe('chart hardening values (issue 12 item 9)', () => {
   type Env = { name: string; value?: string }[];
-  const envOf = (docs: Manifest[]) => (findOne(docs, 'Deployment').spec as { template: { spec: { containers: { env: Env }[] } } }).template.spec.containers[0].env;
+  const envOf = (docs: Manifest[]) =>
+    (findOne(docs, 'Deployment').spec as { template: { spec: { containers: { env: Env }[] } } }).template.spec.containers[0].env;
 
-  test('the HSD policy reaches the operator; by default only the project\'s server images', () => {
+  test("the HSD policy reaches the operator; by default only the project's server images", () => {
     const env = envOf(renderChart({ namespace: 'ops' }));
     expect(env.find((e) => e.name === 'HYBRIDSERVE_POLICY_ALLOWED_IMAGES')?.value).toBe(DEFAULT_ALLOWED_IMAGES.join(','));
     expect(env.find((e) => e.name === 'WATCH_NAMESPACES')).toBeUndefined();
@@ -91,8 +98,12 @@ describe('chart hardening values (issue 12 item 9)', () => {
   test('the operator NetworkPolicy admits only the metrics port and selects the operator pods', () => {
     expect(renderChart({ namespace: 'ops' }).filter((d) => d.kind === 'NetworkPolicy')).toEqual([]);
     const docs = renderChart({ namespace: 'ops', set: ['networkPolicy.enabled=true'] });
-    const np = findOne(docs, 'NetworkPolicy').spec as { podSelector: { matchLabels: Record<string, string> }; policyTypes: string[];
-      ingress: { ports: { port: number }[] }[]; egress: { ports: { port: number }[] }[] };
+    const np = findOne(docs, 'NetworkPolicy').spec as {
+      podSelector: { matchLabels: Record<string, string> };
+      policyTypes: string[];
+      ingress: { ports: { port: number }[] }[];
+      egress: { ports: { port: number }[] }[];
+    };
     const dep = findOne(docs, 'Deployment').spec as { selector: { matchLabels: Record<string, string> } };
     expect(np.podSelector.matchLabels).toEqual(dep.selector.matchLabels);
     expect(np.policyTypes).toEqual(['Ingress', 'Egress']);

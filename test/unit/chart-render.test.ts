@@ -11,14 +11,23 @@ import { CHART, exampleValuesFiles, findOne, helm, renderChart, renderNotes, val
 import type { Manifest } from './chart-helm.js';
 import { selectorLabels } from '../../operator/desired/objects.js';
 
-const cases: [string, string[]][] = [['default values', []], ...exampleValuesFiles().map((f): [string, string[]] => [path.basename(f), [f]])];
+const cases: [string, string[]][] = [
+  ['default values', []],
+  ...exampleValuesFiles().map((f): [string, string[]] => [path.basename(f), [f]]),
+];
 
-type Container = { name: string; args?: string[]; env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
-  securityContext?: Record<string, unknown>; resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
-  livenessProbe?: { httpGet?: { path: string; port: string | number } }; readinessProbe?: { httpGet?: { path: string; port: string | number } };
-  ports?: { name: string; containerPort: number }[] };
+type Container = {
+  name: string;
+  args?: string[];
+  env?: { name: string; value?: string; valueFrom?: { fieldRef?: { fieldPath: string } } }[];
+  securityContext?: Record<string, unknown>;
+  resources?: { requests?: Record<string, string>; limits?: Record<string, string> };
+  livenessProbe?: { httpGet?: { path: string; port: string | number } };
+  readinessProbe?: { httpGet?: { path: string; port: string | number } };
+  ports?: { name: string; containerPort: number }[];
+};
 type PodSpec = { securityContext?: Record<string, unknown>; containers: Container[]; serviceAccountName?: string };
-const podSpec = (d: Manifest) => ((d.spec as { template: { spec: PodSpec } }).template.spec);
+const podSpec = (d: Manifest) => (d.spec as { template: { spec: PodSpec } }).template.spec;
 
 describe('chart renders and validates', () => {
   test('there are example values files to test', () => {
@@ -43,10 +52,13 @@ describe('chart renders and validates', () => {
     expect(failures).toEqual([]);
     // Namespaced objects land in the release namespace (or the dashboards' own, or a watched
     // namespace's Role/RoleBinding), never elsewhere.
-    const watched = values.flatMap((v) => (parseYaml(readFileSync(v, 'utf8')) as { watchNamespaces?: string[] } | null)?.watchNamespaces ?? []);
+    const watched = values.flatMap(
+      (v) => (parseYaml(readFileSync(v, 'utf8')) as { watchNamespaces?: string[] } | null)?.watchNamespaces ?? [],
+    );
     for (const d of docs) {
       if (['ClusterRole', 'ClusterRoleBinding', 'CustomResourceDefinition'].includes(d.kind)) expect(d.metadata.namespace).toBeUndefined();
-      else if (['Role', 'RoleBinding'].includes(d.kind) && d.metadata.namespace !== 'hybridserve-system') expect(watched).toContain(d.metadata.namespace);
+      else if (['Role', 'RoleBinding'].includes(d.kind) && d.metadata.namespace !== 'hybridserve-system')
+        expect(watched).toContain(d.metadata.namespace);
       else if (d.kind !== 'ConfigMap') expect(d.metadata.namespace).toBe('hybridserve-system');
     }
   });
@@ -58,8 +70,14 @@ describe('chart renders and validates', () => {
       expect(r.status).toBe(0);
       const archive = path.join(dir, 'hybridserve-0.1.0.tgz');
       const list = spawnSync('tar', ['-tzf', archive], { encoding: 'utf8' }).stdout.split('\n');
-      expect(list).toEqual(expect.arrayContaining(['hybridserve/crds/hybridservedeployments.yaml', 'hybridserve/dashboards/hybridserve.json',
-        'hybridserve/values.schema.json', 'hybridserve/templates/NOTES.txt']));
+      expect(list).toEqual(
+        expect.arrayContaining([
+          'hybridserve/crds/hybridservedeployments.yaml',
+          'hybridserve/dashboards/hybridserve.json',
+          'hybridserve/values.schema.json',
+          'hybridserve/templates/NOTES.txt',
+        ]),
+      );
       // The packaged chart renders like the folder.
       expect(helm(['template', 'hs', archive]).status).toBe(0);
     } finally {
@@ -72,8 +90,15 @@ describe('chart renders and validates', () => {
     const dep = structuredClone(findOne(docs, 'Deployment')) as Manifest & { spec: { replicas: unknown } };
     dep.spec.replicas = 'two';
     expect((await validateManifest(dep)).join()).toMatch(/replicas must be integer/);
-    expect(await validateManifest({ apiVersion: 'example.com/v1', kind: 'Gadget', metadata: { name: 'x' } })).toEqual(['unknown kind example.com/v1 Gadget']);
-    const hsd = { apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', metadata: { name: 'x' }, spec: { model: { uri: 'synthetic:opt-tiny' }, replicas: -1 } };
+    expect(await validateManifest({ apiVersion: 'example.com/v1', kind: 'Gadget', metadata: { name: 'x' } })).toEqual([
+      'unknown kind example.com/v1 Gadget',
+    ]);
+    const hsd = {
+      apiVersion: 'hybridserve.io/v1alpha1',
+      kind: 'HybridServeDeployment',
+      metadata: { name: 'x' },
+      spec: { model: { uri: 'synthetic:opt-tiny' }, replicas: -1 },
+    };
     expect((await validateManifest(hsd)).join()).toMatch(/replicas/);
   });
 });
@@ -87,7 +112,12 @@ describe('operator pod', () => {
   test('runs as non-root with a read-only root filesystem, no privilege escalation and no capabilities', () => {
     expect(spec.securityContext).toMatchObject({ runAsNonRoot: true, seccompProfile: { type: 'RuntimeDefault' } });
     expect(spec.securityContext?.runAsUser).toBeGreaterThan(0);
-    expect(c.securityContext).toMatchObject({ runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
+    expect(c.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      capabilities: { drop: ['ALL'] },
+    });
     expect(c.securityContext).not.toHaveProperty('privileged', true);
     expect((c.securityContext?.capabilities as { add?: string[] }).add).toBeUndefined();
   });
@@ -116,7 +146,12 @@ describe('operator pod', () => {
   test('no HybridServeDeployment Service can select the operator pod, even one named like the release', () => {
     const podLabels = (dep.spec as { template: { metadata: { labels: Record<string, string> } } }).template.metadata.labels;
     // operator/desired/objects.ts: a Service for HSD "hs" (the release name here) selects these labels.
-    const hsdSelector = selectorLabels({ apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', metadata: { name: 'hs', namespace: 'hybridserve-system' }, spec: { model: { uri: 'synthetic:opt-tiny' } } });
+    const hsdSelector = selectorLabels({
+      apiVersion: 'hybridserve.io/v1alpha1',
+      kind: 'HybridServeDeployment',
+      metadata: { name: 'hs', namespace: 'hybridserve-system' },
+      spec: { model: { uri: 'synthetic:opt-tiny' } },
+    });
     expect(Object.entries(hsdSelector).every(([k, v]) => podLabels[k] === v)).toBe(false);
     const svc = findOne(docs, 'Service') as Manifest & { spec: { selector: Record<string, string> } };
     expect(Object.entries(svc.spec.selector).every(([k, v]) => podLabels[k] === v)).toBe(true);
@@ -134,20 +169,35 @@ describe('optional objects', () => {
   test('monitors, alerts and the HPA are off by default and rendered when enabled', () => {
     const kinds = (docs: Manifest[]) => docs.map((d) => d.kind).sort();
     expect(kinds(renderChart())).not.toEqual(expect.arrayContaining(['ServiceMonitor']));
-    const all = renderChart({ set: ['metrics.serviceMonitor.enabled=true', 'metrics.podMonitor.enabled=true', 'metrics.prometheusRule.enabled=true', 'autoscaling.enabled=true', 'autoscaling.target=demo'] });
+    const all = renderChart({
+      set: [
+        'metrics.serviceMonitor.enabled=true',
+        'metrics.podMonitor.enabled=true',
+        'metrics.prometheusRule.enabled=true',
+        'autoscaling.enabled=true',
+        'autoscaling.target=demo',
+      ],
+    });
     expect(kinds(all)).toEqual(expect.arrayContaining(['ServiceMonitor', 'PodMonitor', 'PrometheusRule', 'HorizontalPodAutoscaler']));
   });
 
   test('the HPA scales a HybridServeDeployment through its scale subresource on a Pods metric', () => {
-    const hpa = findOne(renderChart({ set: ['autoscaling.enabled=true', 'autoscaling.target=chat', 'autoscaling.maxReplicas=7'] }), 'HorizontalPodAutoscaler') as Manifest & { spec: Record<string, unknown> };
+    const hpa = findOne(
+      renderChart({ set: ['autoscaling.enabled=true', 'autoscaling.target=chat', 'autoscaling.maxReplicas=7'] }),
+      'HorizontalPodAutoscaler',
+    ) as Manifest & { spec: Record<string, unknown> };
     expect(hpa.apiVersion).toBe('autoscaling/v2');
     expect(hpa.spec.scaleTargetRef).toEqual({ apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', name: 'chat' });
     expect(hpa.spec.maxReplicas).toBe(7);
-    expect(hpa.spec.metrics).toEqual([{ type: 'Pods', pods: { metric: { name: 'hybridserve_queue_depth' }, target: { type: 'AverageValue', averageValue: '8' } } }]);
+    expect(hpa.spec.metrics).toEqual([
+      { type: 'Pods', pods: { metric: { name: 'hybridserve_queue_depth' }, target: { type: 'AverageValue', averageValue: '8' } } },
+    ]);
   });
 
   test('the PodMonitor selects the pods the operator manages in every namespace', () => {
-    const pm = findOne(renderChart({ set: ['metrics.podMonitor.enabled=true'] }), 'PodMonitor') as Manifest & { spec: Record<string, unknown> };
+    const pm = findOne(renderChart({ set: ['metrics.podMonitor.enabled=true'] }), 'PodMonitor') as Manifest & {
+      spec: Record<string, unknown>;
+    };
     expect(pm.spec.selector).toEqual({ matchLabels: { 'app.kubernetes.io/managed-by': 'hybridserve-operator' } });
     expect(pm.spec.namespaceSelector).toEqual({ any: true });
   });

@@ -11,7 +11,13 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const GENERATED = /^(dist|build|build-[\w-]+|node_modules|coverage|\.tools|\.gpu|gpu-out|\.hybridserve-cache)(\/|$)/;
 
 function docs(): string[] {
-  return ['README.md', 'native/README.md', ...readdirSync(path.join(ROOT, 'docs')).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  return [
+    'README.md',
+    'native/README.md',
+    ...readdirSync(path.join(ROOT, 'docs'))
+      .filter((f) => f.endsWith('.md'))
+      .map((f) => `docs/${f}`),
+  ];
 }
 
 /** Relative targets of Markdown links, without their #fragment. */
@@ -20,7 +26,7 @@ export function linkTargets(markdown: string): string[] {
   for (const m of markdown.matchAll(/\[[^\]]*\]\(([^)\s]+)(?:\s+"[^"]*")?\)/g)) {
     const target = m[1].split('#')[0];
     if (!target || /^[a-z][a-z0-9+.-]*:/i.test(target)) continue; // a fragment only, or a URL
-    if (!/^[\w./-]+$/.test(target)) continue;                      // a regular expression in prose, not a path
+    if (!/^[\w./-]+$/.test(target)) continue; // a regular expression in prose, not a path
     out.push(decodeURIComponent(target));
   }
   return out;
@@ -37,7 +43,7 @@ export function citedPaths(markdown: string, topLevel: Set<string>): string[] {
   const out: string[] = [];
   for (const m of markdown.matchAll(/`([^`\s]+)`/g)) {
     const p = m[1].replace(/[:,;]+$/, '').replace(/\.$/, '');
-    if (/[*<>{}$[\]"~@=]|\.\.\./.test(p)) continue;                  // a glob, placeholder, package or value
+    if (/[*<>{}$[\]"~@=]|\.\.\./.test(p)) continue; // a glob, placeholder, package or value
     if (p.startsWith('/') || /^[a-z][a-z0-9+.-]*:/i.test(p)) continue; // absolute, or a URL or SPEC
     if (p.includes('/') ? topLevel.has(p.split('/')[0]) || FILE_EXT.test(p) : FILE_EXT.test(p) && /^[A-Z]/.test(p)) out.push(p);
   }
@@ -53,7 +59,9 @@ describe('documentation cites only files that exist', () => {
     const text = readFileSync(path.join(ROOT, doc), 'utf8');
     const dir = path.dirname(path.join(ROOT, doc));
     const missing = [
-      ...linkTargets(text).filter((t) => !existsSync(path.resolve(dir, t))).map((t) => `link ${t}`),
+      ...linkTargets(text)
+        .filter((t) => !existsSync(path.resolve(dir, t)))
+        .map((t) => `link ${t}`),
       ...citedPaths(text, topLevel)
         .filter((p) => !GENERATED.test(p) && !existsSync(path.join(ROOT, p)) && !existsSync(path.resolve(dir, p)))
         .map((p) => `path ${p}`),
@@ -71,10 +79,17 @@ describe('documentation cites only files that exist', () => {
   });
 
   test('the checks see links and quoted paths (a broken one is reported)', () => {
-    const text = 'See [ops](operating.md#x), [web](https://example.com/a.md), `scripts/gen-crd.mjs`, `docs/nope.md`, `dist/cli/main.js`, ' +
+    const text =
+      'See [ops](operating.md#x), [web](https://example.com/a.md), `scripts/gen-crd.mjs`, `docs/nope.md`, `dist/cli/main.js`, ' +
       '`synthetic:opt-13b`, `nvidia.com/gpu.count`, `other/tool.py`, `/etc/x.json` and DESIGN.md §4.';
     expect(linkTargets(text)).toEqual(['operating.md']);
-    expect(citedPaths(text, new Set(['scripts', 'docs', 'dist']))).toEqual(
-      ['scripts/gen-crd.mjs', 'docs/nope.md', 'dist/cli/main.js', 'other/tool.py', 'operating.md', 'DESIGN.md']);
+    expect(citedPaths(text, new Set(['scripts', 'docs', 'dist']))).toEqual([
+      'scripts/gen-crd.mjs',
+      'docs/nope.md',
+      'dist/cli/main.js',
+      'other/tool.py',
+      'operating.md',
+      'DESIGN.md',
+    ]);
   });
 });

@@ -2,7 +2,16 @@
 // bounded load, rendezvous hashing, round-robin), outlier ejection and EndpointSlice parsing.
 import { describe, test, expect } from '@jest/globals';
 import {
-  DEFAULT_ROUTING, candidates, choosePod, loadCap, matchedOn, prefixHashes, promptOf, recordOutcome, HEALTHY, type EndpointView,
+  DEFAULT_ROUTING,
+  candidates,
+  choosePod,
+  loadCap,
+  matchedOn,
+  prefixHashes,
+  promptOf,
+  recordOutcome,
+  HEALTHY,
+  type EndpointView,
 } from '../../gateway/routing.js';
 import { podAddresses } from '../../gateway/endpoints.js';
 import { AffinityTable } from '../../gateway/proxy.js';
@@ -42,8 +51,19 @@ describe('promptOf', () => {
     expect(promptOf({ prompt: ['first', 'second'] })).toBe('first');
     expect(promptOf({ prompt: [1, 2, 3] })).toEqual([1, 2, 3]);
     expect(promptOf({ prompt: [[4, 5], [6]] })).toEqual([4, 5]);
-    const chat = promptOf({ messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'hi' }] }] }) as string;
-    const longer = promptOf({ messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }] }) as string;
+    const chat = promptOf({
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: [{ type: 'text', text: 'hi' }] },
+      ],
+    }) as string;
+    const longer = promptOf({
+      messages: [
+        { role: 'system', content: 'be brief' },
+        { role: 'user', content: 'hi' },
+        { role: 'assistant', content: 'yo' },
+      ],
+    }) as string;
     expect(longer.startsWith(chat)).toBe(true); // a conversation's next turn extends the previous prompt
     expect(promptOf({})).toBeUndefined();
     expect(promptOf(null)).toBeUndefined();
@@ -53,7 +73,10 @@ describe('promptOf', () => {
 describe('choosePod', () => {
   const h = prefixHashes('s'.repeat(64 * 8), 64, 16);
   test('sends a prompt to the pod that last saw its longest prefix', () => {
-    const aff = new Map<number, string>([[h[2], 'pod-0'], [h[5], 'pod-2']]);
+    const aff = new Map<number, string>([
+      [h[2], 'pod-0'],
+      [h[5], 'pod-2'],
+    ]);
     const d = choosePod(pods(3), h, aff, DEFAULT_ROUTING, 0)!;
     expect(d).toEqual({ id: 'pod-2', matchedBlocks: 6, reason: 'affinity' });
   });
@@ -63,7 +86,8 @@ describe('choosePod', () => {
     expect(d.reason).toBe('hash');
   });
   test('bounded load: a pod above the cap loses its affinity; the next one on the hash order takes it', () => {
-    const ps = pods(3); ps[2].inFlight = 10;
+    const ps = pods(3);
+    ps[2].inFlight = 10;
     const aff = new Map<number, string>([[h[7], 'pod-2']]);
     expect(loadCap(ps, 0.25)).toBe(5);
     const d = choosePod(ps, h, aff, DEFAULT_ROUTING, 0)!;
@@ -72,9 +96,11 @@ describe('choosePod', () => {
   });
   test('a saturated pod (queue at the limit, or no free block) is skipped', () => {
     const aff = new Map<number, string>([[h[7], 'pod-1']]);
-    const q = pods(3); q[1].queueDepth = DEFAULT_ROUTING.saturatedQueueDepth;
+    const q = pods(3);
+    q[1].queueDepth = DEFAULT_ROUTING.saturatedQueueDepth;
     expect(choosePod(q, h, aff, DEFAULT_ROUTING, 0)!.id).not.toBe('pod-1');
-    const f = pods(3); f[1].freeBlocks = 0;
+    const f = pods(3);
+    f[1].freeBlocks = 0;
     expect(choosePod(f, h, aff, DEFAULT_ROUTING, 0)!.id).not.toBe('pod-1');
   });
   test('rendezvous hashing: new prompts spread over pods, and removing a pod moves only its own prompts', () => {
@@ -83,15 +109,31 @@ describe('choosePod', () => {
     const counts = new Map<string, number>();
     for (const id of before) counts.set(id, (counts.get(id) ?? 0) + 1);
     for (const n of counts.values()) expect(n).toBeGreaterThan(60);
-    const after = keys.map((k) => choosePod(pods(3).filter((p) => p.id !== 'pod-1'), k, new Map(), DEFAULT_ROUTING, 0)!.id);
-    before.forEach((id, i) => { if (id !== 'pod-1') expect(after[i]).toBe(id); });
+    const after = keys.map(
+      (k) =>
+        choosePod(
+          pods(3).filter((p) => p.id !== 'pod-1'),
+          k,
+          new Map(),
+          DEFAULT_ROUTING,
+          0,
+        )!.id,
+    );
+    before.forEach((id, i) => {
+      if (id !== 'pod-1') expect(after[i]).toBe(id);
+    });
   });
   test('a prompt shorter than one block goes to the least loaded pod', () => {
-    const ps = pods(3); ps[0].inFlight = 2; ps[1].queueDepth = 1; ps[2].inFlight = 0;
+    const ps = pods(3);
+    ps[0].inFlight = 2;
+    ps[1].queueDepth = 1;
+    ps[2].inFlight = 0;
     expect(choosePod(ps, [], new Map(), DEFAULT_ROUTING, 0)).toEqual({ id: 'pod-2', matchedBlocks: 0, reason: 'load' });
   });
   test('excluded (already tried), unready and ejected pods are not chosen; none left → undefined', () => {
-    const ps = pods(3); ps[0].ready = false; ps[1].ejectedUntil = 1000;
+    const ps = pods(3);
+    ps[0].ready = false;
+    ps[1].ejectedUntil = 1000;
     expect(choosePod(ps, h, new Map(), DEFAULT_ROUTING, 500)!.id).toBe('pod-2');
     expect(choosePod(ps, h, new Map(), DEFAULT_ROUTING, 500, new Set(['pod-2']))).toBeUndefined();
     expect(choosePod(ps, h, new Map(), DEFAULT_ROUTING, 2000, new Set(['pod-2']))!.id).toBe('pod-1'); // ejection over
@@ -101,11 +143,16 @@ describe('choosePod', () => {
     expect(candidates(ps, 0).map((p) => p.id)).toEqual(['pod-0', 'pod-1']);
   });
   test('round-robin cycles over the ready pods whatever the prompt', () => {
-    const ids = [0, 1, 2, 3].map((i) => choosePod(pods(3), h, new Map([[h[7], 'pod-0']]), { ...DEFAULT_ROUTING, policy: 'round-robin' }, 0, new Set(), i)!.id);
+    const ids = [0, 1, 2, 3].map(
+      (i) => choosePod(pods(3), h, new Map([[h[7], 'pod-0']]), { ...DEFAULT_ROUTING, policy: 'round-robin' }, 0, new Set(), i)!.id,
+    );
     expect(ids).toEqual(['pod-0', 'pod-1', 'pod-2', 'pod-0']);
   });
   test('matchedOn counts the blocks whose longest remembered prefix lies on the pod', () => {
-    const aff = new Map<number, string>([[h[1], 'pod-0'], [h[4], 'pod-1']]);
+    const aff = new Map<number, string>([
+      [h[1], 'pod-0'],
+      [h[4], 'pod-1'],
+    ]);
     expect(matchedOn('pod-1', h, aff)).toBe(5);
     expect(matchedOn('pod-0', h, aff)).toBe(0);
   });
@@ -115,10 +162,12 @@ describe('outlier ejection', () => {
   const o = { consecutiveFailures: 3, baseEjectionMs: 1000, maxEjectionMs: 8000 };
   test('three failures in a row eject with exponential backoff; a success in between resets the run', () => {
     let s = HEALTHY;
-    s = recordOutcome(s, false, 0, o); s = recordOutcome(s, false, 0, o);
+    s = recordOutcome(s, false, 0, o);
+    s = recordOutcome(s, false, 0, o);
     expect(s.ejectedUntil).toBe(0);
     s = recordOutcome(s, true, 0, o);
-    s = recordOutcome(s, false, 0, o); s = recordOutcome(s, false, 0, o);
+    s = recordOutcome(s, false, 0, o);
+    s = recordOutcome(s, false, 0, o);
     expect(s.ejectedUntil).toBe(0);
     s = recordOutcome(s, false, 100, o);
     expect(s.ejectedUntil).toBe(1100);
@@ -132,9 +181,24 @@ describe('outlier ejection', () => {
 describe('EndpointSlices and stats', () => {
   test('podAddresses: one address per endpoint at the http port; not ready and terminating are kept as not ready', () => {
     const slices = [
-      { metadata: { name: 's1' }, addressType: 'IPv4', ports: [{ name: 'metrics', port: 9 }, { name: 'http', port: 8000 }],
-        endpoints: [{ addresses: ['10.0.0.1'], conditions: { ready: true }, targetRef: { name: 'a' } }, { addresses: ['10.0.0.2'], conditions: { ready: false }, targetRef: { name: 'b' } }] },
-      { metadata: { name: 's2' }, addressType: 'IPv6', ports: [{ port: 8001 }], endpoints: [{ addresses: ['fd00::3'], conditions: { ready: true, terminating: true } }] },
+      {
+        metadata: { name: 's1' },
+        addressType: 'IPv4',
+        ports: [
+          { name: 'metrics', port: 9 },
+          { name: 'http', port: 8000 },
+        ],
+        endpoints: [
+          { addresses: ['10.0.0.1'], conditions: { ready: true }, targetRef: { name: 'a' } },
+          { addresses: ['10.0.0.2'], conditions: { ready: false }, targetRef: { name: 'b' } },
+        ],
+      },
+      {
+        metadata: { name: 's2' },
+        addressType: 'IPv6',
+        ports: [{ port: 8001 }],
+        endpoints: [{ addresses: ['fd00::3'], conditions: { ready: true, terminating: true } }],
+      },
       { metadata: { name: 'fqdn' }, addressType: 'FQDN', ports: [{ port: 1 }], endpoints: [{ addresses: ['x.example'] }] },
     ];
     expect(podAddresses(slices)).toEqual([
@@ -144,13 +208,20 @@ describe('EndpointSlices and stats', () => {
     ]);
   });
   test('parseStats reads queue depth and free blocks; garbage is undefined', () => {
-    expect(parseStats(JSON.stringify({ queueDepth: 3, pools: { kvBlocksFree: 5, actBlocksFree: 2 } }), 7)).toEqual({ queueDepth: 3, freeBlocks: 7, at: 7 });
+    expect(parseStats(JSON.stringify({ queueDepth: 3, pools: { kvBlocksFree: 5, actBlocksFree: 2 } }), 7)).toEqual({
+      queueDepth: 3,
+      freeBlocks: 7,
+      at: 7,
+    });
     expect(parseStats('{"queueDepth":"x"}', 0)).toBeUndefined();
     expect(parseStats('not json', 0)).toBeUndefined();
   });
   test('AffinityTable forgets the least recently used prefixes beyond its size', () => {
     const t = new AffinityTable(3);
-    t.remember([1, 2], 'a'); t.remember([3], 'b'); t.remember([1], 'c'); t.remember([4], 'd');
+    t.remember([1, 2], 'a');
+    t.remember([3], 'b');
+    t.remember([1], 'c');
+    t.remember([4], 'd');
     expect([...t.keys()].sort()).toEqual([1, 3, 4]);
     expect(t.get(1)).toBe('c');
   });

@@ -13,15 +13,41 @@ const llamaJson = () => JSON.parse(readFileSync(path.join(LLAMA_REF, 'config.jso
 describe('parseHfConfig', () => {
   test('OPT fixture (transformers 5 config)', () => {
     expect(parseHfConfig(optJson(), 'opt-ref')).toEqual({
-      name: 'opt-ref', arch: 'opt', vocabSize: 272, hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 4, headDim: 16,
-      ffnSize: 128, maxPositions: 64, normEps: 1e-5, ropeTheta: 10000, tieEmbeddings: true, bosTokenId: 2, eosTokenId: 2,
+      name: 'opt-ref',
+      arch: 'opt',
+      vocabSize: 272,
+      hiddenSize: 64,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 4,
+      headDim: 16,
+      ffnSize: 128,
+      maxPositions: 64,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      tieEmbeddings: true,
+      bosTokenId: 2,
+      eosTokenId: 2,
     });
   });
 
   test('Llama fixture with GQA and rope_parameters', () => {
     expect(parseHfConfig(llamaJson(), 'llama-ref')).toEqual({
-      name: 'llama-ref', arch: 'llama', vocabSize: 272, hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16,
-      ffnSize: 96, maxPositions: 64, normEps: 1e-6, ropeTheta: 10000, tieEmbeddings: false, bosTokenId: 1, eosTokenId: 2,
+      name: 'llama-ref',
+      arch: 'llama',
+      vocabSize: 272,
+      hiddenSize: 64,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 16,
+      ffnSize: 96,
+      maxPositions: 64,
+      normEps: 1e-6,
+      ropeTheta: 10000,
+      tieEmbeddings: false,
+      bosTokenId: 1,
+      eosTokenId: 2,
     });
   });
 

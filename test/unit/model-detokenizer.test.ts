@@ -8,23 +8,31 @@ import { byteTokenizer } from './server-fake-engine.js';
 const decode = byteTokenizer.decode;
 const run = (d: Detokenizer, ids: number[]) => {
   let out = '';
-  for (const id of ids) { out += d.push(id); if (d.stopped) break; }
+  for (const id of ids) {
+    out += d.push(id);
+    if (d.stopped) break;
+  }
   return out + d.flush();
 };
 
 describe('incremental decoding', () => {
-  test.each([['window decoding', false], ['per-token fast path', true]])('%s never emits a broken character and loses nothing (property)', (_n, fast) => {
-    fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (text) => {
-      const dec = new Detokenizer({ decode, ...(fast ? { decodeToken: (id: number) => decode([id]) } : {}) });
-      let out = '';
-      for (const id of byteTokenizer.encode(text)) {
-        const d = dec.push(id);
-        expect(d).not.toContain('\uFFFD');
-        out += d;
-      }
-      out += dec.flush();
-      expect(out).toBe(text);
-    }));
+  test.each([
+    ['window decoding', false],
+    ['per-token fast path', true],
+  ])('%s never emits a broken character and loses nothing (property)', (_n, fast) => {
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (text) => {
+        const dec = new Detokenizer({ decode, ...(fast ? { decodeToken: (id: number) => decode([id]) } : {}) });
+        let out = '';
+        for (const id of byteTokenizer.encode(text)) {
+          const d = dec.push(id);
+          expect(d).not.toContain('\uFFFD');
+          out += d;
+        }
+        out += dec.flush();
+        expect(out).toBe(text);
+      }),
+    );
   });
 });
 
@@ -47,12 +55,18 @@ describe('stop strings', () => {
     expect(run(new Detokenizer({ decode, stopStrings: ['END'], includeStop: true }), byteTokenizer.encode('abc END more'))).toBe('abc END');
   });
   test('streamed output equals the full text cut at the earliest stop (property)', () => {
-    fc.assert(fc.property(fc.string({ maxLength: 30 }), fc.array(fc.string({ minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 3 }), (text, stops) => {
-      const out = run(new Detokenizer({ decode, stopStrings: stops }), byteTokenizer.encode(text));
-      const cuts = stops.map((s) => text.indexOf(s)).filter((i) => i >= 0);
-      const want = cuts.length ? text.slice(0, Math.min(...cuts)) : text;
-      expect(out).toBe(want);
-    }));
+    fc.assert(
+      fc.property(
+        fc.string({ maxLength: 30 }),
+        fc.array(fc.string({ minLength: 1, maxLength: 3 }), { minLength: 1, maxLength: 3 }),
+        (text, stops) => {
+          const out = run(new Detokenizer({ decode, stopStrings: stops }), byteTokenizer.encode(text));
+          const cuts = stops.map((s) => text.indexOf(s)).filter((i) => i >= 0);
+          const want = cuts.length ? text.slice(0, Math.min(...cuts)) : text;
+          expect(out).toBe(want);
+        },
+      ),
+    );
   });
 });
 

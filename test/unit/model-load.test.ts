@@ -52,11 +52,22 @@ describe('engine options', () => {
     const m = await loadModel('synthetic:opt-tiny?seed=3');
     const o = engineOptions(m, { tokenBudget: 64, actFraction: 0.25, blockTokens: 8, threads: 1 });
     expect(o).toEqual({
-      device: 'cpu', config: expect.objectContaining({ arch: 'opt', hiddenSize: 64, tieEmbeddings: true }),
-      weights: { kind: 'synthetic', seed: 3 }, blockTokens: 8, kvBlocks: 9, actBlocks: 9, actFraction: 0.25, threads: 1,
+      device: 'cpu',
+      config: expect.objectContaining({ arch: 'opt', hiddenSize: 64, tieEmbeddings: true }),
+      weights: { kind: 'synthetic', seed: 3 },
+      blockTokens: 8,
+      kvBlocks: 9,
+      actBlocks: 9,
+      actFraction: 0.25,
+      threads: 1,
     });
     expect(o.config).not.toHaveProperty('name');
-    expect(engineOptions(m, { tokenBudget: 64, kvBlocks: 3, actBlocks: 5 })).toMatchObject({ kvBlocks: 3, actBlocks: 5, blockTokens: 16, actFraction: 0 });
+    expect(engineOptions(m, { tokenBudget: 64, kvBlocks: 3, actBlocks: 5 })).toMatchObject({
+      kvBlocks: 3,
+      actBlocks: 5,
+      blockTokens: 16,
+      actFraction: 0,
+    });
     expect(() => engineOptions(m, { tokenBudget: 64, actFraction: 1.5 })).toThrow(/ACT fraction must be in \[0, 1\]/);
   });
 });

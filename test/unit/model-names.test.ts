@@ -10,7 +10,14 @@ import path from 'node:path';
 const cfgOf = (dir: string) => parseHfConfig(JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')), path.basename(dir));
 
 function fake(names: Array<[string, number[]]>): SafetensorsTensor[] {
-  return names.map(([name, shape], i) => ({ name, path: '/x', offset: i * 10, byteLength: 4 * shape.reduce((a, b) => a * b, 1), dtype: 'F32', shape }));
+  return names.map(([name, shape], i) => ({
+    name,
+    path: '/x',
+    offset: i * 10,
+    byteLength: 4 * shape.reduce((a, b) => a * b, 1),
+    dtype: 'F32',
+    shape,
+  }));
 }
 
 describe('canonical tensor names', () => {
@@ -43,7 +50,11 @@ describe('mapTensors on the fixtures', () => {
 
   test('Llama: sharded, lm_head kept', async () => {
     const refs = mapTensors(cfgOf(LLAMA_REF), await readCheckpointTensors(LLAMA_REF));
-    expect(refs.map((r) => r.name).sort()).toEqual(canonicalTensors(cfgOf(LLAMA_REF)).map((t) => t.name).sort());
+    expect(refs.map((r) => r.name).sort()).toEqual(
+      canonicalTensors(cfgOf(LLAMA_REF))
+        .map((t) => t.name)
+        .sort(),
+    );
     expect(refs.find((r) => r.name === 'layers.0.v_proj.weight')!.shape).toEqual([32, 64]);
   });
 
@@ -57,9 +68,20 @@ describe('mapTensors on the fixtures', () => {
   test('missing tensor and wrong shape are ModelErrors naming the checkpoint tensor', async () => {
     const cfg = cfgOf(LLAMA_REF);
     const ts = await readCheckpointTensors(LLAMA_REF);
-    expect(() => mapTensors(cfg, ts.filter((t) => t.name !== 'model.layers.1.mlp.up_proj.weight')))
-      .toThrow(/missing tensor 'model.layers.1.mlp.up_proj.weight' \(layers.1.up_proj.weight, shape \[96, 64\]\)/);
-    expect(() => mapTensors({ ...cfg, numKvHeads: 4 }, ts)).toThrow(/'model.layers.0.self_attn.k_proj.weight' has shape \[32, 64\] but config.json implies \[64, 64\]/);
-    expect(() => mapTensors({ ...cfg, tieEmbeddings: false }, ts.filter((t) => t.name !== 'lm_head.weight'))).toThrow(/missing tensor 'lm_head.weight'/);
+    expect(() =>
+      mapTensors(
+        cfg,
+        ts.filter((t) => t.name !== 'model.layers.1.mlp.up_proj.weight'),
+      ),
+    ).toThrow(/missing tensor 'model.layers.1.mlp.up_proj.weight' \(layers.1.up_proj.weight, shape \[96, 64\]\)/);
+    expect(() => mapTensors({ ...cfg, numKvHeads: 4 }, ts)).toThrow(
+      /'model.layers.0.self_attn.k_proj.weight' has shape \[32, 64\] but config.json implies \[64, 64\]/,
+    );
+    expect(() =>
+      mapTensors(
+        { ...cfg, tieEmbeddings: false },
+        ts.filter((t) => t.name !== 'lm_head.weight'),
+      ),
+    ).toThrow(/missing tensor 'lm_head.weight'/);
   });
 });

@@ -12,7 +12,14 @@ describe('readSafetensorsFile', () => {
   test('returns absolute offsets that point at the tensor data', async () => {
     const dir = tmp();
     const file = path.join(dir, 'a.safetensors');
-    writeFileSync(file, buildSafetensors([{ name: 'a', shape: [2, 3], fill: 1.5 }, { name: 'b', shape: [4], fill: -2 }, { name: 'h', dtype: 'F16', shape: [3] }]));
+    writeFileSync(
+      file,
+      buildSafetensors([
+        { name: 'a', shape: [2, 3], fill: 1.5 },
+        { name: 'b', shape: [4], fill: -2 },
+        { name: 'h', dtype: 'F16', shape: [3] },
+      ]),
+    );
     const ts = await readSafetensorsFile(file);
     const bytes = readFileSync(file);
     const b = ts.find((t) => t.name === 'b')!;
@@ -38,16 +45,48 @@ describe('readSafetensorsFile', () => {
   const bad: Array<[string, () => Buffer, RegExp]> = [
     ['empty file', () => Buffer.alloc(0), /truncated safetensors file \(0 bytes/],
     ['short length', () => Buffer.alloc(5), /truncated/],
-    ['huge header length', () => { const b = Buffer.alloc(16); b.writeBigUInt64LE(2n ** 60n); return b; }, /exceeds/],
-    ['header past the end', () => { const b = Buffer.alloc(16); b.writeBigUInt64LE(100n); return b; }, /truncated safetensors file \(header needs 100/],
+    [
+      'huge header length',
+      () => {
+        const b = Buffer.alloc(16);
+        b.writeBigUInt64LE(2n ** 60n);
+        return b;
+      },
+      /exceeds/,
+    ],
+    [
+      'header past the end',
+      () => {
+        const b = Buffer.alloc(16);
+        b.writeBigUInt64LE(100n);
+        return b;
+      },
+      /truncated safetensors file \(header needs 100/,
+    ],
     ['garbage JSON', () => withHeader('{"a": [', Buffer.alloc(0)), /malformed JSON/],
     ['JSON array', () => withHeader('[1,2]', Buffer.alloc(0)), /not a JSON object/],
     ['bad dtype', () => withHeader('{"a":{"dtype":"Q4","shape":[1],"data_offsets":[0,1]}}', Buffer.alloc(1)), /unknown dtype "Q4"/],
     ['int dtype', () => withHeader('{"a":{"dtype":"I64","shape":[1],"data_offsets":[0,8]}}', Buffer.alloc(8)), /only F32, F16, BF16/],
-    ['shape mismatch', () => withHeader('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', Buffer.alloc(8)), /needs 12 bytes but data_offsets span 8/],
+    [
+      'shape mismatch',
+      () => withHeader('{"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}}', Buffer.alloc(8)),
+      /needs 12 bytes but data_offsets span 8/,
+    ],
     ['negative dim', () => withHeader('{"a":{"dtype":"F32","shape":[-1],"data_offsets":[0,4]}}', Buffer.alloc(4)), /invalid shape/],
-    ['reversed offsets', () => withHeader('{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}', Buffer.alloc(4)), /end before they begin/],
-    ['overlap', () => withHeader('{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}', Buffer.alloc(12)), /overlap/],
+    [
+      'reversed offsets',
+      () => withHeader('{"a":{"dtype":"F32","shape":[0],"data_offsets":[4,0]}}', Buffer.alloc(4)),
+      /end before they begin/,
+    ],
+    [
+      'overlap',
+      () =>
+        withHeader(
+          '{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}',
+          Buffer.alloc(12),
+        ),
+      /overlap/,
+    ],
     ['bad metadata', () => withHeader('{"__metadata__":{"x":1}}', Buffer.alloc(0)), /__metadata__/],
   ];
   test.each(bad)('%s → ModelError', async (_name, make, message) => {
@@ -61,7 +100,9 @@ describe('readSafetensorsFile', () => {
     const file = path.join(tmp(), 'model.safetensors');
     const full = readFileSync(path.join(OPT_REF, 'model.safetensors'));
     writeFileSync(file, full.subarray(0, full.length - 100));
-    await expect(readSafetensorsFile(file)).rejects.toThrow(/ends at data byte \d+ but the file holds only \d+ data bytes \(truncated file\?\)/);
+    await expect(readSafetensorsFile(file)).rejects.toThrow(
+      /ends at data byte \d+ but the file holds only \d+ data bytes \(truncated file\?\)/,
+    );
   });
 });
 
@@ -75,13 +116,16 @@ describe('readCheckpointTensors', () => {
 
   test('index problems', async () => {
     const dir = tmp();
-    for (const f of ['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors']) copyFileSync(path.join(LLAMA_REF, f), path.join(dir, f));
+    for (const f of ['model-00001-of-00003.safetensors', 'model-00002-of-00003.safetensors'])
+      copyFileSync(path.join(LLAMA_REF, f), path.join(dir, f));
     copyFileSync(path.join(LLAMA_REF, 'model.safetensors.index.json'), path.join(dir, 'model.safetensors.index.json'));
     await expect(readCheckpointTensors(dir)).rejects.toThrow(/cannot open .*model-00003-of-00003/);
     writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"weight_map": {"a": "../x.safetensors"}}');
     await expect(readCheckpointTensors(dir)).rejects.toThrow(/must be a file name in the checkpoint directory/);
     writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"weight_map": {"nope": "model-00001-of-00003.safetensors"}}');
-    await expect(readCheckpointTensors(dir)).rejects.toThrow(/tensor 'nope' is mapped to model-00001-of-00003.safetensors but that file does not hold it/);
+    await expect(readCheckpointTensors(dir)).rejects.toThrow(
+      /tensor 'nope' is mapped to model-00001-of-00003.safetensors but that file does not hold it/,
+    );
     writeFileSync(path.join(dir, 'model.safetensors.index.json'), '{"weight_map": ');
     await expect(readCheckpointTensors(dir)).rejects.toThrow(/malformed JSON/);
   });

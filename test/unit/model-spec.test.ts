@@ -18,7 +18,12 @@ describe('parseModelSpec', () => {
   });
 
   test('bad seeds and parameters', () => {
-    for (const s of ['synthetic:opt-tiny?seed=-1', 'synthetic:opt-tiny?seed=x', 'synthetic:opt-tiny?seed=1.5', 'synthetic:opt-tiny?seed=99999999999']) {
+    for (const s of [
+      'synthetic:opt-tiny?seed=-1',
+      'synthetic:opt-tiny?seed=x',
+      'synthetic:opt-tiny?seed=1.5',
+      'synthetic:opt-tiny?seed=99999999999',
+    ]) {
       expect(() => parseModelSpec(s)).toThrow(/seed must be an integer/);
     }
     expect(() => parseModelSpec('synthetic:opt-tiny?temp=1')).toThrow(/unknown parameter 'temp'/);

@@ -31,7 +31,10 @@ describe('symbolic links in a checkpoint directory', () => {
   test('a link that leads outside is refused before anything is read, naming the link only', async () => {
     const dir = modelDir('escape');
     symlinkSync(outside, path.join(dir, 'config.json'));
-    const err = await loadModel(dir).then(() => null, (e: Error) => e);
+    const err = await loadModel(dir).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(err?.message).toMatch(/config\.json is a symbolic link that leads outside the model directory/);
     expect(err?.message).not.toContain('SECRET');
     expect(err?.message).not.toContain('root:x');
@@ -58,7 +61,11 @@ describe('symbolic links in a checkpoint directory', () => {
 describe('parse errors never echo file contents', () => {
   test('describeJsonError keeps only the position', () => {
     let err: unknown;
-    try { JSON.parse(SECRET); } catch (e) { err = e; }
+    try {
+      JSON.parse(SECRET);
+    } catch (e) {
+      err = e;
+    }
     expect(describeJsonError(err)).toMatch(/^malformed JSON( at position \d+)?$/);
   });
 
@@ -66,10 +73,16 @@ describe('parse errors never echo file contents', () => {
     const dir = modelDir('garbage');
     writeFileSync(path.join(dir, 'config.json'), SECRET);
     writeFileSync(path.join(dir, 'tokenizer.json'), SECRET);
-    const c = await readHfConfig(dir).then(() => null, (e: Error) => e);
+    const c = await readHfConfig(dir).then(
+      () => null,
+      (e: Error) => e,
+    );
     const exact = (file: string) => new RegExp(`^${file.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: malformed JSON( at position \\d+)?$`);
     expect(c?.message).toMatch(exact(path.join(dir, 'config.json')));
-    const t = await loadCheckpointTokenizer(dir, presetConfig('opt-125m')!).then(() => null, (e: Error) => e);
+    const t = await loadCheckpointTokenizer(dir, presetConfig('opt-125m')!).then(
+      () => null,
+      (e: Error) => e,
+    );
     expect(t?.message).toMatch(exact(path.join(dir, 'tokenizer.json')));
   });
 });

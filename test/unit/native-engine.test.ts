@@ -8,7 +8,13 @@ import type { NativeEngineOptions } from '../../native/ts/engine.js';
 
 const cfg = toNativeConfig(presetConfig('llama-tiny-gqa')!);
 const good: NativeEngineOptions = {
-  device: 'cpu', config: cfg, weights: { kind: 'synthetic', seed: 3 }, blockTokens: 16, kvBlocks: 8, actBlocks: 8, actFraction: 0.5,
+  device: 'cpu',
+  config: cfg,
+  weights: { kind: 'synthetic', seed: 3 },
+  blockTokens: 16,
+  kvBlocks: 8,
+  actBlocks: 8,
+  actFraction: 0.5,
 };
 
 describe('native/ts/engine', () => {
@@ -21,16 +27,31 @@ describe('native/ts/engine', () => {
 
   test('maps ModelConfig onto the addon config without the extra fields', () => {
     expect(cfg).toEqual({
-      arch: 'llama', vocabSize: 32000, hiddenSize: 64, numLayers: 2, numHeads: 4, numKvHeads: 2, headDim: 16, ffnSize: 176,
-      maxPositions: 2048, normEps: 1e-5, ropeTheta: 10000, tieEmbeddings: false,
+      arch: 'llama',
+      vocabSize: 32000,
+      hiddenSize: 64,
+      numLayers: 2,
+      numHeads: 4,
+      numKvHeads: 2,
+      headDim: 16,
+      ffnSize: 176,
+      maxPositions: 2048,
+      normEps: 1e-5,
+      ropeTheta: 10000,
+      tieEmbeddings: false,
     });
   });
 
   test('accepts good options and names every bad field', () => {
     expect(engineOptionErrors(good)).toEqual([]);
     const errs = engineOptionErrors({
-      ...good, device: 'gpu' as 'cpu', actFraction: 2, kvBlocks: -1, blockTokens: 1.5,
-      config: { ...cfg, numKvHeads: 3 }, weights: { kind: 'synthetic', seed: -1 },
+      ...good,
+      device: 'gpu' as 'cpu',
+      actFraction: 2,
+      kvBlocks: -1,
+      blockTokens: 1.5,
+      config: { ...cfg, numKvHeads: 3 },
+      weights: { kind: 'synthetic', seed: -1 },
     });
     expect(errs).toEqual([
       "device must be 'cpu' or 'cuda', got gpu",

@@ -10,19 +10,32 @@ import { ConflictError, NotFoundError } from '../../operator/k8s/errors.js';
 import { R } from '../../operator/k8s/resources.js';
 import { startHealthServer } from '../../operator/controller/http.js';
 
-let api: FakeApiServer; let client: KubeClient; let url: string;
+let api: FakeApiServer;
+let client: KubeClient;
+let url: string;
 const cm = (name: string, extra: Obj = {}) => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, ...extra }, data: { a: '1' } });
 const ref = (name: string) => ({ type: R.configMap, namespace: 'default', name });
 
-beforeEach(async () => { api = new FakeApiServer(); api.registerCrd(crdManifest()); api.bookmarkIntervalMs = 50; url = await api.start(); client = new KubeClient(loadKubeConfig({ server: url })); });
-afterEach(async () => { client.close(); await api.stop(); });
+beforeEach(async () => {
+  api = new FakeApiServer();
+  api.registerCrd(crdManifest());
+  api.bookmarkIntervalMs = 50;
+  url = await api.start();
+  client = new KubeClient(loadKubeConfig({ server: url }));
+});
+afterEach(async () => {
+  client.close();
+  await api.stop();
+});
 
 describe('API test double', () => {
   test('discovery, CRUD, 404, 409 AlreadyExists and Conflict on a stale resourceVersion, no-op writes keep the RV', async () => {
-    const groups = await (await fetch(`${url}/apis`)).json() as Obj;
+    const groups = (await (await fetch(`${url}/apis`)).json()) as Obj;
     expect(groups.groups.map((g: Obj) => g.name)).toEqual(expect.arrayContaining(['apps', 'hybridserve.io', 'coordination.k8s.io']));
-    const res = await (await fetch(`${url}/apis/hybridserve.io/v1alpha1`)).json() as Obj;
-    expect(res.resources.map((r: Obj) => r.name)).toEqual(expect.arrayContaining(['hybridservedeployments', 'hybridservedeployments/status', 'hybridservedeployments/scale']));
+    const res = (await (await fetch(`${url}/apis/hybridserve.io/v1alpha1`)).json()) as Obj;
+    expect(res.resources.map((r: Obj) => r.name)).toEqual(
+      expect.arrayContaining(['hybridservedeployments', 'hybridservedeployments/status', 'hybridservedeployments/scale']),
+    );
     const a = await client.create<Obj>({ type: R.configMap, namespace: 'default' }, cm('a'));
     await expect(client.create({ type: R.configMap, namespace: 'default' }, cm('a'))).rejects.toBeInstanceOf(ConflictError);
     await expect(client.get(ref('nope'))).rejects.toBeInstanceOf(NotFoundError);
@@ -30,14 +43,26 @@ describe('API test double', () => {
     await expect(client.replace(ref('a'), { ...a, data: { a: '3' } })).rejects.toThrow(/Conflict/);
     const same = await client.mergePatch<Obj>(ref('a'), { data: { a: '2' } });
     expect(same.metadata.resourceVersion).toBe(b.metadata.resourceVersion);
-    const applied = await client.apply<Obj>(ref('a'), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: 'default' }, data: { b: 'x' } }, 'me');
+    const applied = await client.apply<Obj>(
+      ref('a'),
+      { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: 'a', namespace: 'default' }, data: { b: 'x' } },
+      'me',
+    );
     expect(applied.data).toEqual({ a: '2', b: 'x' });
     expect(applied.metadata.managedFields).toContainEqual({ manager: 'me', operation: 'Apply' });
   });
 
   test('status and scale subresources; generation bumps on spec changes only', async () => {
-    const h = await client.create<Obj>({ type: R.hsd, namespace: 'default' }, { apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment',
-      metadata: { name: 'h' }, spec: { model: { uri: 'synthetic:opt-tiny' }, replicas: 2 }, status: { replicas: 99 } });
+    const h = await client.create<Obj>(
+      { type: R.hsd, namespace: 'default' },
+      {
+        apiVersion: 'hybridserve.io/v1alpha1',
+        kind: 'HybridServeDeployment',
+        metadata: { name: 'h' },
+        spec: { model: { uri: 'synthetic:opt-tiny' }, replicas: 2 },
+        status: { replicas: 99 },
+      },
+    );
     expect(h.status).toBeUndefined();
     const hr = { type: R.hsd, namespace: 'default', name: 'h' };
     const s = await client.mergePatch<Obj>({ ...hr, subresource: 'status' }, { status: { replicas: 2, selector: 'a=b' } });
@@ -53,7 +78,10 @@ describe('API test double', () => {
 
   test('finalizers hold deletion; ownerReference GC cascades', async () => {
     const owner = await client.create<Obj>({ type: R.configMap, namespace: 'default' }, cm('owner', { finalizers: ['x/y'] }));
-    await client.create({ type: R.configMap, namespace: 'default' }, cm('child', { ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata.uid, controller: true }] }));
+    await client.create(
+      { type: R.configMap, namespace: 'default' },
+      cm('child', { ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'owner', uid: owner.metadata.uid, controller: true }] }),
+    );
     await client.delete(ref('owner'));
     const held = await client.get<Obj>(ref('owner'));
     expect(held.metadata.deletionTimestamp).toBeTruthy();
@@ -68,8 +96,14 @@ describe('API test double', () => {
     const list = await client.list<Obj>({ type: R.configMap, namespace: 'default' });
     const seen: string[] = [];
     let done: unknown;
-    const ctl = await new k8s.Watch(kc).watch('/api/v1/namespaces/default/configmaps', { allowWatchBookmarks: true, resourceVersion: list.metadata.resourceVersion },
-      (type) => seen.push(type), (err) => { done = err ?? 'closed'; });
+    const ctl = await new k8s.Watch(kc).watch(
+      '/api/v1/namespaces/default/configmaps',
+      { allowWatchBookmarks: true, resourceVersion: list.metadata.resourceVersion },
+      (type) => seen.push(type),
+      (err) => {
+        done = err ?? 'closed';
+      },
+    );
     await client.create({ type: R.configMap, namespace: 'default' }, cm('w'));
     await new Promise((r) => setTimeout(r, 150));
     expect(seen).toContain('ADDED');
@@ -79,8 +113,14 @@ describe('API test double', () => {
     expect(done).toBeDefined();
     ctl.abort();
     const gone: Obj[] = [];
-    await new k8s.Watch(kc).watch('/api/v1/namespaces/default/configmaps', { resourceVersion: list.metadata.resourceVersion },
-      (type, obj) => { if (type === 'ERROR') gone.push(obj); }, () => undefined);
+    await new k8s.Watch(kc).watch(
+      '/api/v1/namespaces/default/configmaps',
+      { resourceVersion: list.metadata.resourceVersion },
+      (type, obj) => {
+        if (type === 'ERROR') gone.push(obj);
+      },
+      () => undefined,
+    );
     await new Promise((r) => setTimeout(r, 50));
     expect(gone[0]).toMatchObject({ code: 410, reason: 'Expired' });
     api.injectFault({ method: 'GET', status: 500, count: 1 });
@@ -101,6 +141,8 @@ describe('operator health endpoint', () => {
       expect((await fetch(`http://127.0.0.1:${h.port}/readyz`)).status).toBe(503);
       ready = true;
       expect((await fetch(`http://127.0.0.1:${h.port}/readyz`)).status).toBe(200);
-    } finally { await h.close(); }
+    } finally {
+      await h.close();
+    }
   });
 });

@@ -35,14 +35,27 @@ describe('CRD single source of truth', () => {
     const v = crd.spec.versions[0];
     expect(v.name).toBe('v1alpha1');
     expect(v.subresources.status).toEqual({});
-    expect(v.subresources.scale).toEqual({ specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' });
-    expect(v.additionalPrinterColumns.map((c: { name: string }) => c.name)).toEqual(['Model', 'Ready', 'Replicas', 'ACT fraction', 'Host memory', 'URL', 'Age']);
+    expect(v.subresources.scale).toEqual({
+      specReplicasPath: '.spec.replicas',
+      statusReplicasPath: '.status.replicas',
+      labelSelectorPath: '.status.selector',
+    });
+    expect(v.additionalPrinterColumns.map((c: { name: string }) => c.name)).toEqual([
+      'Model',
+      'Ready',
+      'Replicas',
+      'ACT fraction',
+      'Host memory',
+      'URL',
+      'Age',
+    ]);
     // Every printer column path points at a field the status schema declares.
     const status = (openApiSchema.properties as Record<string, S>).status.properties!;
     for (const c of v.additionalPrinterColumns as { jsonPath: string }[]) {
       const m = /^\.status\.(\w+)/.exec(c.jsonPath);
       if (m) expect(Object.keys(status)).toContain(m[1]);
-      if (c.jsonPath === '.spec.model.uri') expect(openApiSchema).toHaveProperty(['properties', 'spec', 'properties', 'model', 'properties', 'uri']);
+      if (c.jsonPath === '.spec.model.uri')
+        expect(openApiSchema).toHaveProperty(['properties', 'spec', 'properties', 'model', 'properties', 'uri']);
     }
   });
 
@@ -66,7 +79,8 @@ describe('defaults come from the schema, once (operator/api/defaults.ts)', () =>
     const walk = (s: S, path: string[]) => {
       if ('default' in s && path.length > 0 && !s.properties) {
         const v = path.reduce<unknown>((o, k) => (o as Record<string, unknown> | undefined)?.[k], r);
-        if (JSON.stringify(v) !== JSON.stringify(s.default)) missing.push(`${path.join('.')}=${JSON.stringify(v)} (schema ${JSON.stringify(s.default)})`);
+        if (JSON.stringify(v) !== JSON.stringify(s.default))
+          missing.push(`${path.join('.')}=${JSON.stringify(v)} (schema ${JSON.stringify(s.default)})`);
       }
       for (const [k, v] of Object.entries(s.properties ?? {})) if (!(v as S).required || path.length === 0) walk(v as S, [...path, k]);
     };

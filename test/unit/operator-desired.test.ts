@@ -10,12 +10,17 @@ import type { HybridServeDeployment } from '../../operator/api/types.js';
 
 const node = (name: string, product: string | undefined, memory: string, gpus = 1, extra: Partial<NodeLike> = {}): NodeLike => ({
   metadata: { name, labels: product ? { 'nvidia.com/gpu.product': product, 'nvidia.com/gpu.count': String(gpus) } : {} },
-  status: { allocatable: { memory, ...(product ? { 'nvidia.com/gpu': String(gpus) } : {}) }, conditions: [{ type: 'Ready', status: 'True' }] },
+  status: {
+    allocatable: { memory, ...(product ? { 'nvidia.com/gpu': String(gpus) } : {}) },
+    conditions: [{ type: 'Ready', status: 'True' }],
+  },
   ...extra,
 });
 const hsd = (spec: Partial<HybridServeDeployment['spec']> = {}, name = 'demo'): HybridServeDeployment => ({
-  apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment',
-  metadata: { name, namespace: 'ml', uid: 'uid-1', generation: 1 }, spec: { model: { uri: 'synthetic:opt-13b' }, ...spec },
+  apiVersion: 'hybridserve.io/v1alpha1',
+  kind: 'HybridServeDeployment',
+  metadata: { name, namespace: 'ml', uid: 'uid-1', generation: 1 },
+  spec: { model: { uri: 'synthetic:opt-13b' }, ...spec },
 });
 
 describe('quantities', () => {
@@ -31,44 +36,69 @@ describe('quantities', () => {
 describe('node groups', () => {
   test('group by product and allocatable GiB; skip CPU, unready, cordoned and too-small nodes', () => {
     const nodes = [
-      node('a', 'NVIDIA-H100-80GB-HBM3', '512Gi'), node('b', 'NVIDIA-H100-80GB-HBM3', `${512 * 1024 + 3}Mi`),
-      node('c', 'NVIDIA-H100-80GB-HBM3', '256Gi'), node('d', 'NVIDIA-L4', '128Gi'), node('cpu', undefined, '64Gi'),
+      node('a', 'NVIDIA-H100-80GB-HBM3', '512Gi'),
+      node('b', 'NVIDIA-H100-80GB-HBM3', `${512 * 1024 + 3}Mi`),
+      node('c', 'NVIDIA-H100-80GB-HBM3', '256Gi'),
+      node('d', 'NVIDIA-L4', '128Gi'),
+      node('cpu', undefined, '64Gi'),
       node('cordoned', 'NVIDIA-L4', '128Gi', 1, { spec: { unschedulable: true } }),
-      node('notready', 'NVIDIA-L4', '128Gi', 1, { status: { allocatable: { memory: '128Gi' }, conditions: [{ type: 'Ready', status: 'False' }] } }),
+      node('notready', 'NVIDIA-L4', '128Gi', 1, {
+        status: { allocatable: { memory: '128Gi' }, conditions: [{ type: 'Ready', status: 'False' }] },
+      }),
     ];
     const groups = groupNodes(nodes, {});
     expect(groups.map((g) => [g.gpuProduct, g.allocatableMemoryBytes / 2 ** 30, g.nodeNames])).toEqual(
-      expect.arrayContaining([['NVIDIA-H100-80GB-HBM3', 512, ['a', 'b']], ['NVIDIA-H100-80GB-HBM3', 256, ['c']], ['NVIDIA-L4', 128, ['d']]]));
+      expect.arrayContaining([
+        ['NVIDIA-H100-80GB-HBM3', 512, ['a', 'b']],
+        ['NVIDIA-H100-80GB-HBM3', 256, ['c']],
+        ['NVIDIA-L4', 128, ['d']],
+      ]),
+    );
     expect(groups).toHaveLength(3);
     expect(groupNodes(nodes, { gpusPerPod: 2 })).toHaveLength(0);
     expect(groupNodes(nodes, { nodeSelector: { 'nvidia.com/gpu.product': 'NVIDIA-L4' } }).map((g) => g.nodeNames)).toEqual([['d']]);
   });
 
   test('group ids are DNS labels and stable', () => {
-    fc.assert(fc.property(fc.string({ minLength: 1, maxLength: 80 }), fc.integer({ min: 0, max: 1 << 20 }), (p, m) => {
-      const id = groupId(p, m);
-      return /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(id) && id.length <= 40 && id === groupId(p, m);
-    }));
+    fc.assert(
+      fc.property(fc.string({ minLength: 1, maxLength: 80 }), fc.integer({ min: 0, max: 1 << 20 }), (p, m) => {
+        const id = groupId(p, m);
+        return /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(id) && id.length <= 40 && id === groupId(p, m);
+      }),
+    );
   });
 
   test('splitReplicas sums to the total, follows capacity and is stable', () => {
     expect(splitReplicas(5, [2, 2, 1])).toEqual([2, 2, 1]);
     expect(splitReplicas(3, [4, 2])).toEqual([2, 1]);
     expect(splitReplicas(0, [1, 1])).toEqual([0, 0]);
-    fc.assert(fc.property(fc.integer({ min: 0, max: 500 }), fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 8 }), (t, caps) => {
-      const s = splitReplicas(t, caps);
-      return s.reduce((a, b) => a + b, 0) === t && s.every((x) => x >= 0);
-    }));
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 500 }),
+        fc.array(fc.integer({ min: 0, max: 50 }), { minLength: 1, maxLength: 8 }),
+        (t, caps) => {
+          const s = splitReplicas(t, caps);
+          return s.reduce((a, b) => a + b, 0) === t && s.every((x) => x >= 0);
+        },
+      ),
+    );
   });
 });
 
 describe('desired objects', () => {
   const [group] = groupNodes([node('a', 'NVIDIA-H100-80GB-HBM3', '512Gi')], {});
-  const h = hsd({ replicas: 2, gpusPerPod: 1, tolerations: [{ key: 'gpu', operator: 'Exists' }], server: { apiKeySecretRef: { name: 's', key: 'k' } } });
+  const h = hsd({
+    replicas: 2,
+    gpusPerPod: 1,
+    tolerations: [{ key: 'gpu', operator: 'Exists' }],
+    server: { apiKeySecretRef: { name: 's', key: 'k' } },
+  });
   const plan = { memoryRequestBytes: 100 * 2 ** 30, memoryLimitBytes: 110 * 2 ** 30, hostMemoryBytes: 100 * 2 ** 30 };
 
   test('every child carries the managed-by label and one controller ownerReference', () => {
-    for (const o of [deployment(h, group, plan, 2), service(h), configMap(h, group, { actFraction: 0.5 }, 'x')] as { metadata: Record<string, unknown> }[]) {
+    for (const o of [deployment(h, group, plan, 2), service(h), configMap(h, group, { actFraction: 0.5 }, 'x')] as {
+      metadata: Record<string, unknown>;
+    }[]) {
       expect((o.metadata.labels as Record<string, string>)['app.kubernetes.io/managed-by']).toBe('hybridserve-operator');
       expect(o.metadata.ownerReferences).toEqual([ownerReference(h)]);
       expect(o.metadata.namespace).toBe('ml');
@@ -82,7 +112,9 @@ describe('desired objects', () => {
     expect(d.spec.replicas).toBe(3);
     const pod = d.spec.template.spec;
     expect(pod.nodeSelector['nvidia.com/gpu.product']).toBe('NVIDIA-H100-80GB-HBM3');
-    expect(pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].values).toEqual(['a']);
+    expect(pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].values).toEqual([
+      'a',
+    ]);
     expect(pod.containers[0].resources.requests.memory).toBe(String(plan.memoryRequestBytes));
     expect(pod.containers[0].resources.limits['nvidia.com/gpu']).toBe('1');
     expect(pod.containers[0].args).toEqual(expect.arrayContaining(['serve', '--plan', '/etc/hybridserve/plan.json']));
@@ -91,11 +123,23 @@ describe('desired objects', () => {
     // The API key is a read-only file from the Secret (--api-key-file), never an env var.
     const keyPod = withKey.spec.template.spec;
     expect(JSON.stringify(keyPod.containers[0].env)).not.toMatch(/secretKeyRef|API_KEYS/);
-    expect(keyPod.volumes).toContainEqual({ name: 'api-key', secret: { secretName: 's', items: [{ key: 'k', path: 'keys' }], defaultMode: 0o440 } });
-    expect(keyPod.containers[0].volumeMounts).toContainEqual({ name: 'api-key', mountPath: '/var/run/hybridserve/api-key', readOnly: true });
+    expect(keyPod.volumes).toContainEqual({
+      name: 'api-key',
+      secret: { secretName: 's', items: [{ key: 'k', path: 'keys' }], defaultMode: 0o440 },
+    });
+    expect(keyPod.containers[0].volumeMounts).toContainEqual({
+      name: 'api-key',
+      mountPath: '/var/run/hybridserve/api-key',
+      readOnly: true,
+    });
     expect(keyPod.containers[0].args.join(' ')).toContain('--api-key-file /var/run/hybridserve/api-key/keys');
     expect(withKey.spec.template.spec.tolerations).toEqual([{ key: 'gpu', operator: 'Exists' }]);
-    const limited = deployment(hsd({ server: { maxConcurrentRequests: 32, maxTokens: 4096 }, engine: { threads: 8 } }), group, plan, 1) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+    const limited = deployment(
+      hsd({ server: { maxConcurrentRequests: 32, maxTokens: 4096 }, engine: { threads: 8 } }),
+      group,
+      plan,
+      1,
+    ) as Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
     expect(limited.spec.template.spec.containers[0].args.join(' ')).toMatch(/--max-queue 32 --max-total-tokens 4096 --threads 8$/);
     expect(deploymentName(h, group)).toMatch(/^demo-h100/);
     const long = (n: string) => deploymentName(hsd({}, n), group);
@@ -117,7 +161,10 @@ describe('desired objects', () => {
     }
     const [odd] = groupNodes([node('x', 'ACME-9000', '64Gi')], {});
     expect(planGroup(h.spec, odd)).toMatchObject({ ok: false, reason: 'UnknownGpuProduct' });
-    expect(planGroup({ ...h.spec, cache: { hostMemory: { bytes: 2 ** 41 } } }, group)).toMatchObject({ ok: false, reason: 'HostMemoryExceedsNode' });
+    expect(planGroup({ ...h.spec, cache: { hostMemory: { bytes: 2 ** 41 } } }, group)).toMatchObject({
+      ok: false,
+      reason: 'HostMemoryExceedsNode',
+    });
     expect(planGroup({ ...h.spec, model: { uri: 'pvc://models/opt' } }, group)).toMatchObject({ ok: false, reason: 'InvalidModel' });
     expect(planGroup({ ...h.spec, model: { uri: 'pvc://models/opt', preset: 'opt-13b' } }, group).ok).toBe(true);
   });

@@ -17,33 +17,64 @@ const node: NodeLike = {
   status: { allocatable: { memory: '512Gi', 'nvidia.com/gpu': '8' }, conditions: [{ type: 'Ready', status: 'True' }] },
 };
 let body: (n: number) => string;
-let server: http.Server; let port = 0; let hits = 0;
+let server: http.Server;
+let port = 0;
+let hits = 0;
 
 beforeAll(async () => {
-  server = http.createServer((_req, res) => { hits++; res.writeHead(200, { 'content-type': 'application/json' }); res.end(body(hits)); });
+  server = http.createServer((_req, res) => {
+    hits++;
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(body(hits));
+  });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   port = (server.address() as AddressInfo).port;
 });
-afterAll(async () => { await new Promise((r) => server.close(r)); });
+afterAll(async () => {
+  await new Promise((r) => server.close(r));
+});
 
 // Transfer-bound steps: the retuner moves the fraction up.
-const stats = (n: number) => JSON.stringify({ actFraction: 0.3, planGeneration: 1, uptimeSeconds: n, queueDepth: 20, runningSequences: 4,
-  requestsTotal: n, generatedTokensTotal: n * 400, promptTokensTotal: 0,
-  counters: { steps: n * 100, transferSeconds: n * 0.9, computeSeconds: n * 0.2, recomputeSeconds: n * 0.05, idleSeconds: 0 } });
+const stats = (n: number) =>
+  JSON.stringify({
+    actFraction: 0.3,
+    planGeneration: 1,
+    uptimeSeconds: n,
+    queueDepth: 20,
+    runningSequences: 4,
+    requestsTotal: n,
+    generatedTokensTotal: n * 400,
+    promptTokensTotal: 0,
+    counters: { steps: n * 100, transferSeconds: n * 0.9, computeSeconds: n * 0.2, recomputeSeconds: n * 0.05, idleSeconds: 0 },
+  });
 
 function setup(spec: Partial<HybridServeDeployment['spec']> = {}) {
-  const hsd: HybridServeDeployment = { apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment',
-    metadata: { name: 'demo', namespace: 'ml', uid: 'u' }, spec: { model: { uri: 'synthetic:opt-13b' }, server: { port }, ...spec } };
+  const hsd: HybridServeDeployment = {
+    apiVersion: 'hybridserve.io/v1alpha1',
+    kind: 'HybridServeDeployment',
+    metadata: { name: 'demo', namespace: 'ml', uid: 'u' },
+    spec: { model: { uri: 'synthetic:opt-13b' }, server: { port }, ...spec },
+  };
   const [group] = groupNodes([node], hsd.spec);
-  const pod: PodLike = { metadata: { name: 'p1', uid: 'p1', labels: { 'hybridserve.io/node-group': group.id } },
+  const pod: PodLike = {
+    metadata: { name: 'p1', uid: 'p1', labels: { 'hybridserve.io/node-group': group.id } },
     spec: { containers: [{ ports: [{ name: 'http', containerPort: port }] }] },
-    status: { podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'True' }] } };
+    status: { podIP: '127.0.0.1', conditions: [{ type: 'Ready', status: 'True' }] },
+  };
   const state = new RuntimeState();
-  const logs: string[] = []; const enqueued: string[] = [];
+  const logs: string[] = [];
+  const enqueued: string[] = [];
   let now = 0;
   const deps: FeedbackDeps = {
-    state, metrics: new OperatorMetrics(), hsds: () => [hsd], nodes: () => [node], pods: () => [pod],
-    enqueue: (k) => enqueued.push(k), log: (m) => logs.push(m), intervalMsOverride: 0, now: () => (now += 1000),
+    state,
+    metrics: new OperatorMetrics(),
+    hsds: () => [hsd],
+    nodes: () => [node],
+    pods: () => [pod],
+    enqueue: (k) => enqueued.push(k),
+    log: (m) => logs.push(m),
+    intervalMsOverride: 0,
+    now: () => (now += 1000),
   };
   return { hsd, group, state, deps, logs, enqueued };
 }
@@ -72,15 +103,17 @@ describe('feedback records, reconcile writes', () => {
     body = stats;
     const { group, state, deps } = setup();
     state.group('ml/demo', group.id).applied = { inputHash: 'older-input', actFraction: 0.3, generation: 1 };
-    await feedbackTick(deps); await feedbackTick(deps);
+    await feedbackTick(deps);
+    await feedbackTick(deps);
     expect(state.group('ml/demo', group.id).measured).toBeDefined();
     expect(state.group('ml/demo', group.id).proposal).toBeUndefined();
   });
 
-  test('autoscaling: the decision goes to state with a note for reconcile\'s Event', async () => {
+  test("autoscaling: the decision goes to state with a note for reconcile's Event", async () => {
     body = stats;
     const { state, deps } = setup({ autoscaling: { enabled: true, maxReplicas: 5, target: 4 } });
-    await feedbackTick(deps); await feedbackTick(deps);
+    await feedbackTick(deps);
+    await feedbackTick(deps);
     expect(state.get('ml/demo')).toMatchObject({ desiredReplicas: 5, autoscaleMetric: { metric: 'queueDepth', value: 20 } });
     expect(state.get('ml/demo').scaleNote).toMatch(/replicas 1 -> 5/);
   });
@@ -102,7 +135,9 @@ describe('failures are logged and counted', () => {
   test('a failure of the pass itself is logged and counted, not swallowed', async () => {
     body = stats;
     const { deps, logs } = setup();
-    deps.nodes = () => { throw new Error('cache gone'); };
+    deps.nodes = () => {
+      throw new Error('cache gone');
+    };
     await feedbackTick(deps);
     expect(await count(deps.metrics.feedbackErrors)).toBe(1);
     expect(logs).toEqual(['Feedback for HybridServeDeployment ml/demo failed: cache gone']);

@@ -23,12 +23,20 @@ import { validateManifest, type Manifest } from './chart-helm.js';
 type Obj = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const node = (name: string, product: string | undefined, memory: string, gpus = 1): NodeLike => ({
-  metadata: { name, labels: product ? { 'nvidia.com/gpu.product': product, 'nvidia.com/gpu.count': String(gpus) } : { 'kubernetes.io/hostname': name } },
-  status: { allocatable: { memory, cpu: '8', ...(product ? { 'nvidia.com/gpu': String(gpus) } : {}) }, conditions: [{ type: 'Ready', status: 'True' }] },
+  metadata: {
+    name,
+    labels: product ? { 'nvidia.com/gpu.product': product, 'nvidia.com/gpu.count': String(gpus) } : { 'kubernetes.io/hostname': name },
+  },
+  status: {
+    allocatable: { memory, cpu: '8', ...(product ? { 'nvidia.com/gpu': String(gpus) } : {}) },
+    conditions: [{ type: 'Ready', status: 'True' }],
+  },
 });
 const hsd = (spec: Partial<HybridServeDeployment['spec']> = {}): HybridServeDeployment => ({
-  apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment',
-  metadata: { name: 'demo', namespace: 'ml', uid: 'uid-1', generation: 1 }, spec: { model: { uri: 'synthetic:opt-13b' }, ...spec },
+  apiVersion: 'hybridserve.io/v1alpha1',
+  kind: 'HybridServeDeployment',
+  metadata: { name: 'demo', namespace: 'ml', uid: 'uid-1', generation: 1 },
+  spec: { model: { uri: 'synthetic:opt-13b' }, ...spec },
 });
 const H100 = 'NVIDIA-H100-80GB-HBM3';
 
@@ -57,8 +65,18 @@ describe('serving pods are locked down (restricted Pod Security Standard)', () =
   test('pod and container securityContext, read-only root with an emptyDir at /tmp', () => {
     for (const h of [hsd(), hsd({ gpusPerPod: 0 }), hsd({ model: { uri: 'pvc://weights/opt-13b', preset: 'opt-13b' } })]) {
       const { pod, container } = podOf(h, [node('a', H100, '512Gi'), node('c', undefined, '64Gi')]);
-      expect(pod.securityContext).toEqual({ runAsNonRoot: true, runAsUser: 65532, runAsGroup: 65532, fsGroup: 65532, seccompProfile: { type: 'RuntimeDefault' } });
-      expect(container.securityContext).toMatchObject({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
+      expect(pod.securityContext).toEqual({
+        runAsNonRoot: true,
+        runAsUser: 65532,
+        runAsGroup: 65532,
+        fsGroup: 65532,
+        seccompProfile: { type: 'RuntimeDefault' },
+      });
+      expect(container.securityContext).toMatchObject({
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+      });
       expect(container.securityContext.privileged).toBeUndefined();
       expect(pod.automountServiceAccountToken).toBe(false);
       // Every place the server may write is a volume: /tmp (HOME in the images) is an emptyDir,
@@ -125,7 +143,10 @@ describe('pvc:// models', () => {
     // The resolved directory lies under a read-only mount of exactly that claim.
     const mount = container.volumeMounts.find((m: Obj) => spec.kind === 'checkpoint' && spec.dir.startsWith(m.mountPath + path.sep));
     expect(mount).toMatchObject({ mountPath: '/models/llm-weights', readOnly: true });
-    expect(pod.volumes.find((v: Obj) => v.name === mount.name)).toEqual({ name: mount.name, persistentVolumeClaim: { claimName: 'llm-weights', readOnly: true } });
+    expect(pod.volumes.find((v: Obj) => v.name === mount.name)).toEqual({
+      name: mount.name,
+      persistentVolumeClaim: { claimName: 'llm-weights', readOnly: true },
+    });
   });
 
   test('no model volume for synthetic models; a bad claim name is an InvalidModel plan, never a pod', () => {
@@ -146,7 +167,11 @@ describe('CPU-only clusters (gpusPerPod 0)', () => {
     expect(groupNodes(nodes, { gpusPerPod: 1 })).toHaveLength(0);
     const groups = groupNodes(nodes, { gpusPerPod: 0 });
     expect(groups.map((g) => [g.gpuProduct, g.cpu, g.allocatableMemoryBytes / 2 ** 30, g.nodeNames])).toEqual(
-      expect.arrayContaining([[CPU_PRODUCT, true, 64, ['k1', 'k2']], [CPU_PRODUCT, true, 16, ['k3']]]));
+      expect.arrayContaining([
+        [CPU_PRODUCT, true, 64, ['k1', 'k2']],
+        [CPU_PRODUCT, true, 16, ['k3']],
+      ]),
+    );
     expect(groups).toHaveLength(2);
     for (const g of groups) expect(g.id).toMatch(/^cpu-\d+gi-[0-9a-f]{6}$/);
     // A node labelled with the product "cpu" is not merged with unlabelled ones.
@@ -175,20 +200,29 @@ describe('CPU-only clusters (gpusPerPod 0)', () => {
     // An explicit budget wins, and one beyond the node is reported, not planned.
     const fixed = planGroup({ ...h.spec, cache: { hostMemory: { bytes: 4 * 2 ** 30 } } }, big);
     expect(fixed.ok && fixed.plan.hostMemoryBytes).toBe(4 * 2 ** 30);
-    expect(planGroup({ ...h.spec, cache: { hostMemory: { bytes: 2 ** 40 } } }, big)).toMatchObject({ ok: false, reason: 'HostMemoryExceedsNode' });
+    expect(planGroup({ ...h.spec, cache: { hostMemory: { bytes: 2 ** 40 } } }, big)).toMatchObject({
+      ok: false,
+      reason: 'HostMemoryExceedsNode',
+    });
     // The pod: no GPU product in its node selector (the nodes have none), pinned by node names.
     const d = deployment(h, big, pb.plan, 1) as Obj;
     expect(d.spec.template.spec.nodeSelector).toEqual({});
-    expect(d.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].values).toEqual(['k1', 'k2']);
+    expect(
+      d.spec.template.spec.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms[0].matchFields[0].values,
+    ).toEqual(['k1', 'k2']);
   });
 
   test('a cpu group counts as converged (it is never retuned); the message of no nodes fits the mode', () => {
     const h = hsd({ gpusPerPod: 0 });
     const groups = groupNodes(nodes, h.spec);
     const groupStatus = groups.map((g) => ({ name: g.id, measured: { steps: 1 } }) as unknown as NodeGroupStatus);
-    const converged = conditionsFor({ groups, failed: [], readyReplicas: 1, wanted: 1, rolling: false, groupStatus, spec: h.spec }).find((c) => c.type === 'PlanConverged');
+    const converged = conditionsFor({ groups, failed: [], readyReplicas: 1, wanted: 1, rolling: false, groupStatus, spec: h.spec }).find(
+      (c) => c.type === 'PlanConverged',
+    );
     expect(converged).toMatchObject({ status: 'True', reason: 'Stable' });
-    const none = conditionsFor({ groups: [], failed: [], readyReplicas: 0, wanted: 1, rolling: false, groupStatus: [], spec: h.spec }).find((c) => c.type === 'Degraded');
+    const none = conditionsFor({ groups: [], failed: [], readyReplicas: 0, wanted: 1, rolling: false, groupStatus: [], spec: h.spec }).find(
+      (c) => c.type === 'Degraded',
+    );
     expect(none?.message).not.toMatch(/gpu\.product/);
   });
 });
@@ -238,39 +272,73 @@ describe('every HSD server/engine setting reaches the server', () => {
 
 describe('simulated kubelet (test double) runs the pod as written, on this CPU machine', () => {
   test('localServeArgs keeps the operator flags and maps cuda to cpu; localEnv resolves secrets', () => {
-    const { container } = podOf(hsd({ server: { maxConcurrentRequests: 7, maxTokens: 1000 }, engine: { threads: 3 } }), [node('a', H100, '512Gi')]);
+    const { container } = podOf(hsd({ server: { maxConcurrentRequests: 7, maxTokens: 1000 }, engine: { threads: 3 } }), [
+      node('a', H100, '512Gi'),
+    ]);
     expect(container.args).toEqual(expect.arrayContaining(['--device', 'cuda']));
     const argv = localServeArgs(container.args, { model: 'synthetic:opt-tiny', port: 4321, planFile: '/w/plan.json' });
     const cfg = parseServeArgs(argv.slice(1), {});
     if (cfg === 'help') throw new Error('help');
-    expect(cfg).toMatchObject({ model: 'synthetic:opt-tiny', device: 'cpu', host: '127.0.0.1', port: 4321, planFile: '/w/plan.json', threads: 3 });
+    expect(cfg).toMatchObject({
+      model: 'synthetic:opt-tiny',
+      device: 'cpu',
+      host: '127.0.0.1',
+      port: 4321,
+      planFile: '/w/plan.json',
+      threads: 3,
+    });
     expect(cfg.hostMemoryBytes).toBeUndefined();
     expect(cfg.limits).toMatchObject({ maxQueue: 7, maxTotalTokens: 1000 });
-    expect(parseServeArgs(localServeArgs(['serve', '--device=cpu'], { model: 'm', port: 1, planFile: 'f' }).slice(1), {})).toMatchObject({ device: 'cpu', threads: 1 });
+    expect(parseServeArgs(localServeArgs(['serve', '--device=cpu'], { model: 'm', port: 1, planFile: 'f' }).slice(1), {})).toMatchObject({
+      device: 'cpu',
+      threads: 1,
+    });
 
-    const env = [{ name: 'A', value: '1' }, { name: 'HYBRIDSERVE_API_KEYS', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } }];
+    const env = [
+      { name: 'A', value: '1' },
+      { name: 'HYBRIDSERVE_API_KEYS', valueFrom: { secretKeyRef: { name: 's', key: 'k' } } },
+    ];
     const secret = { data: { k: Buffer.from('key-1').toString('base64') } };
-    expect(localEnv(env, '/w/plan.json', (n) => (n === 's' ? secret : undefined))).toEqual({ A: '1', HYBRIDSERVE_API_KEYS: 'key-1', HYBRIDSERVE_PLAN_FILE: '/w/plan.json' });
+    expect(localEnv(env, '/w/plan.json', (n) => (n === 's' ? secret : undefined))).toEqual({
+      A: '1',
+      HYBRIDSERVE_API_KEYS: 'key-1',
+      HYBRIDSERVE_PLAN_FILE: '/w/plan.json',
+    });
     expect(() => localEnv(env, '/w/plan.json', () => undefined)).toThrow(/CreateContainerConfigError/);
   });
 });
 
 describe('issue 13: limits, probes, affinity and pass-through reach the pod', () => {
-  test('acceptance 5: a zone nodeAffinity keeps the user\'s AND the group\'s terms; the pod has a startupProbe', () => {
+  test("acceptance 5: a zone nodeAffinity keeps the user's AND the group's terms; the pod has a startupProbe", () => {
     const zone = { key: 'topology.kubernetes.io/zone', operator: 'In', values: ['zone-a'] };
     const preferred = [{ weight: 1, preference: { matchExpressions: [{ key: 'ssd', operator: 'Exists' }] } }];
-    const h = hsd({ affinity: { nodeAffinity: {
-      requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [zone] }] },
-      preferredDuringSchedulingIgnoredDuringExecution: preferred,
-    }, podAntiAffinity: { x: 1 } } });
+    const h = hsd({
+      affinity: {
+        nodeAffinity: {
+          requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [zone] }] },
+          preferredDuringSchedulingIgnoredDuringExecution: preferred,
+        },
+        podAntiAffinity: { x: 1 },
+      },
+    });
     const { pod, container, group } = podOf(h, [node('a', H100, '512Gi')]);
     const terms = pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
     expect(terms).toEqual([{ matchExpressions: [zone], matchFields: [{ key: 'metadata.name', operator: 'In', values: group.nodeNames }] }]);
     expect(pod.affinity.nodeAffinity.preferredDuringSchedulingIgnoredDuringExecution).toEqual(preferred);
     expect(pod.affinity.podAntiAffinity).toEqual({ x: 1 });
     // Two user terms (ORed): each gets the group's requirement.
-    const two = podOf(hsd({ affinity: { nodeAffinity: { requiredDuringSchedulingIgnoredDuringExecution: { nodeSelectorTerms: [{ matchExpressions: [zone] }, { matchExpressions: [{ ...zone, values: ['zone-b'] }] }] } } } }),
-      [node('a', H100, '512Gi')]).pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
+    const two = podOf(
+      hsd({
+        affinity: {
+          nodeAffinity: {
+            requiredDuringSchedulingIgnoredDuringExecution: {
+              nodeSelectorTerms: [{ matchExpressions: [zone] }, { matchExpressions: [{ ...zone, values: ['zone-b'] }] }],
+            },
+          },
+        },
+      }),
+      [node('a', H100, '512Gi')],
+    ).pod.affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms;
     expect(two).toHaveLength(2);
     for (const t of two) expect(t.matchFields).toEqual([{ key: 'metadata.name', operator: 'In', values: group.nodeNames }]);
     // The startupProbe waits for the model load: opt-13b's ~26 GB at 100 MB/s plus 120 s.
@@ -290,23 +358,43 @@ describe('issue 13: limits, probes, affinity and pass-through reach the pod', ()
 
   test('CPU request, pull secrets, priority, runtime class, spread, env, pod labels and annotations pass through', () => {
     const spread = [{ maxSkew: 1, topologyKey: 'kubernetes.io/hostname', whenUnsatisfiable: 'ScheduleAnyway' }];
-    const h = hsd({ server: { cpuRequest: '2' }, pod: {
-      annotations: { 'a/b': 'c' }, labels: { team: 'ml', 'app.kubernetes.io/instance': 'hijack' }, imagePullSecrets: [{ name: 'reg' }],
-      priorityClassName: 'high', runtimeClassName: 'nvidia', topologySpreadConstraints: spread,
-      env: [{ name: 'FOO', value: 'bar' }, { name: 'HYBRIDSERVE_PLAN_FILE', value: '/evil' }],
-    } });
+    const h = hsd({
+      server: { cpuRequest: '2' },
+      pod: {
+        annotations: { 'a/b': 'c' },
+        labels: { team: 'ml', 'app.kubernetes.io/instance': 'hijack' },
+        imagePullSecrets: [{ name: 'reg' }],
+        priorityClassName: 'high',
+        runtimeClassName: 'nvidia',
+        topologySpreadConstraints: spread,
+        env: [
+          { name: 'FOO', value: 'bar' },
+          { name: 'HYBRIDSERVE_PLAN_FILE', value: '/evil' },
+        ],
+      },
+    });
     const [group] = groupNodes([node('a', H100, '512Gi')], h.spec);
     const p = planGroup(h.spec, group);
     if (!p.ok) throw new Error(p.message);
     const d = deployment(h, group, p.plan, 1) as Obj;
-    const pod = d.spec.template.spec; const c = pod.containers[0];
+    const pod = d.spec.template.spec;
+    const c = pod.containers[0];
     expect(c.resources.requests.cpu).toBe('2');
-    expect(pod).toMatchObject({ imagePullSecrets: [{ name: 'reg' }], priorityClassName: 'high', runtimeClassName: 'nvidia', topologySpreadConstraints: spread });
+    expect(pod).toMatchObject({
+      imagePullSecrets: [{ name: 'reg' }],
+      priorityClassName: 'high',
+      runtimeClassName: 'nvidia',
+      topologySpreadConstraints: spread,
+    });
     expect(c.env).toContainEqual({ name: 'FOO', value: 'bar' });
-    expect(c.env.filter((e: Obj) => e.name === 'HYBRIDSERVE_PLAN_FILE')).toEqual([{ name: 'HYBRIDSERVE_PLAN_FILE', value: '/etc/hybridserve/plan.json' }]);
+    expect(c.env.filter((e: Obj) => e.name === 'HYBRIDSERVE_PLAN_FILE')).toEqual([
+      { name: 'HYBRIDSERVE_PLAN_FILE', value: '/etc/hybridserve/plan.json' },
+    ]);
     expect(d.spec.template.metadata.annotations).toEqual({ 'a/b': 'c' });
     // The operator's labels win: a user label cannot move the pod out of the selector.
     expect(d.spec.template.metadata.labels).toMatchObject({ team: 'ml', 'app.kubernetes.io/instance': 'demo' });
-    expect(podOf(hsd({ gpusPerPod: 0, engine: { threads: 4 } }), [node('c', undefined, '64Gi')]).container.resources.requests.cpu).toBe('4');
+    expect(podOf(hsd({ gpusPerPod: 0, engine: { threads: 4 } }), [node('c', undefined, '64Gi')]).container.resources.requests.cpu).toBe(
+      '4',
+    );
   });
 });

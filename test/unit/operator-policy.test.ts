@@ -20,7 +20,10 @@ describe('HSD policy', () => {
     expect(policy).toEqual({ allowedImages: DEFAULT_ALLOWED_IMAGES, allowPvc: true, allowSecrets: true });
     expect(policyViolations(base, policy)).toEqual([]);
     const strict = parsePolicy({ allowedImages: 'registry.local/*', allowPvc: 'false', allowSecrets: 'false' });
-    const v = policyViolations(resolveSpec({ model: { uri: 'pvc://w/m', preset: 'opt-13b' }, server: { apiKeySecretRef: { name: 's', key: 'k' } } }), strict);
+    const v = policyViolations(
+      resolveSpec({ model: { uri: 'pvc://w/m', preset: 'opt-13b' }, server: { apiKeySecretRef: { name: 's', key: 'k' } } }),
+      strict,
+    );
     expect(v).toHaveLength(3);
     expect(v[0]).toMatch(/image 'ghcr\.io\/hybridserve\/hybridserve:0\.1\.0' matches none of the allowed patterns \(registry\.local\/\*\)/);
   });

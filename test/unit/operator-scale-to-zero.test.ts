@@ -5,9 +5,14 @@ import type { HybridServeDeployment } from '../../operator/api/types.js';
 import { advertisedGatewayUrl } from '../../operator/desired/gateway-url.js';
 
 const T0 = Date.parse('2026-01-01T00:00:00Z');
-function hsd(autoscaling: Record<string, unknown> | undefined, annotations: Record<string, string> = {}, measured?: Record<string, unknown>): HybridServeDeployment {
+function hsd(
+  autoscaling: Record<string, unknown> | undefined,
+  annotations: Record<string, string> = {},
+  measured?: Record<string, unknown>,
+): HybridServeDeployment {
   return {
-    apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment',
+    apiVersion: 'hybridserve.io/v1alpha1',
+    kind: 'HybridServeDeployment',
     metadata: { name: 'x', creationTimestamp: new Date(T0).toISOString(), annotations },
     spec: { model: { uri: 'synthetic:opt-tiny' }, autoscaling },
     ...(measured ? { status: { nodeGroups: [{ measured }] } } : {}),
@@ -15,7 +20,15 @@ function hsd(autoscaling: Record<string, unknown> | undefined, annotations: Reco
 }
 
 describe('parseDurationSeconds', () => {
-  test.each([[90, 90], ['90', 90], ['90s', 90], ['15m', 900], ['1h30m', 5400], ['500ms', 0.5], ['1.5s', 1.5]])('%p → %p', (v, s) => {
+  test.each([
+    [90, 90],
+    ['90', 90],
+    ['90s', 90],
+    ['15m', 900],
+    ['1h30m', 5400],
+    ['500ms', 0.5],
+    ['1.5s', 1.5],
+  ])('%p → %p', (v, s) => {
     expect(parseDurationSeconds(v)).toBe(s);
   });
   test.each([['15 minutes'], [''], ['m'], [-1], ['1d'], [null]])('%p is refused', (v) => {
@@ -54,7 +67,10 @@ describe('advertisedGatewayUrl', () => {
   test.each([
     ['http://chat-gateway.serving.svc:80', 'http://chat-gateway.serving.svc:80'],
     ['https://gw.example.com/', 'https://gw.example.com/'],
-    ['ftp://x', undefined], ['not a url', undefined], ['http://user:pw@x', undefined], [undefined, undefined],
+    ['ftp://x', undefined],
+    ['not a url', undefined],
+    ['http://user:pw@x', undefined],
+    [undefined, undefined],
   ])('%p → %p', (annotation, url) => {
     const h = hsd(undefined, annotation === undefined ? {} : { 'hybridserve.io/gateway-url': annotation });
     expect(advertisedGatewayUrl(h)).toBe(url);

@@ -10,7 +10,9 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 
-interface PackEntry { path: string }
+interface PackEntry {
+  path: string;
+}
 let files: string[] = [];
 
 beforeAll(() => {
@@ -24,7 +26,14 @@ beforeAll(() => {
 describe('npm pack', () => {
   test('ships the product, the native sources, the CRD, the chart and the license', () => {
     const pkg = JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string>; license: string };
-    for (const f of ['LICENSE', 'README.md', 'package.json', 'native/CMakeLists.txt', 'scripts/build-native.mjs', ...Object.values(pkg.bin)]) {
+    for (const f of [
+      'LICENSE',
+      'README.md',
+      'package.json',
+      'native/CMakeLists.txt',
+      'scripts/build-native.mjs',
+      ...Object.values(pkg.bin),
+    ]) {
       expect(files).toContain(f);
     }
     for (const dir of ['dist/server/', 'dist/operator/', 'dist/planning/', 'native/src/core/', 'crds/', 'charts/hybridserve/']) {
@@ -35,8 +44,13 @@ describe('npm pack', () => {
   });
 
   test('ships no tests, test doubles, benches, build info or TypeScript sources', () => {
-    const unwanted = files.filter((f) =>
-      /^dist\/(test|bench)\//.test(f) || /^(test|bench)\//.test(f) || /\.tsbuildinfo$/.test(f) || (/\.ts$/.test(f) && !/\.d\.ts$/.test(f)));
+    const unwanted = files.filter(
+      (f) =>
+        /^dist\/(test|bench)\//.test(f) ||
+        /^(test|bench)\//.test(f) ||
+        /\.tsbuildinfo$/.test(f) ||
+        (/\.ts$/.test(f) && !/\.d\.ts$/.test(f)),
+    );
     expect(unwanted).toEqual([]);
   });
 

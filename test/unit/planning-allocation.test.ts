@@ -2,8 +2,15 @@ import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
 import { presetConfig } from '../../model/presets.js';
 import {
-  PlanError, blocksPerSequence, fractionBoundsForPools, hostLayout, hostMemoryBudget, hostMemoryBudgetDetail, modelProfile,
-  splitCache, tokenCacheBytes,
+  PlanError,
+  blocksPerSequence,
+  fractionBoundsForPools,
+  hostLayout,
+  hostMemoryBudget,
+  hostMemoryBudgetDetail,
+  modelProfile,
+  splitCache,
+  tokenCacheBytes,
 } from '../../planning/index.js';
 
 const GiB = 2 ** 30;
@@ -52,22 +59,36 @@ describe('step 2: KV/ACT pools', () => {
   test('blocks per sequence round up and never lose a block', () => {
     expect(blocksPerSequence(0.3, 160, 16)).toEqual({ kv: 7, act: 3 });
     expect(blocksPerSequence(0.25, 161, 16)).toEqual({ kv: 9, act: 3 });
-    fc.assert(fc.property(fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 9000 }), fc.integer({ min: 1, max: 256 }), (a, s, bt) => {
-      const p = blocksPerSequence(a, s, bt);
-      expect((p.kv + p.act) * bt).toBeGreaterThanOrEqual(s);
-    }));
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 9000 }),
+        fc.integer({ min: 1, max: 256 }),
+        (a, s, bt) => {
+          const p = blocksPerSequence(a, s, bt);
+          expect((p.kv + p.act) * bt).toBeGreaterThanOrEqual(s);
+        },
+      ),
+    );
   });
   test('pools stay within the cache budget and hold maxBatch sequences', () => {
-    fc.assert(fc.property(fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 500 }), fc.constantFrom(1, 16, 64),
-      fc.integer({ min: 1, max: 2048 }), (a, gib, bt, seq) => {
-        const s = splitCache(mp, gib * GiB, a, bt, seq);
-        expect(s.usedBytes).toBeLessThanOrEqual(gib * GiB);
-        expect(s.maxBatch * s.kvBlocksPerSequence).toBeLessThanOrEqual(s.kvBlocks);
-        expect(s.maxBatch * s.actBlocksPerSequence).toBeLessThanOrEqual(s.actBlocks);
-        // no more than one more sequence would have fit the whole budget
-        const seqBytes = s.kvBlocksPerSequence * s.kvBlockBytes + s.actBlocksPerSequence * s.actBlockBytes;
-        expect((s.maxBatch + 2) * seqBytes).toBeGreaterThan(gib * GiB);
-      }));
+    fc.assert(
+      fc.property(
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 500 }),
+        fc.constantFrom(1, 16, 64),
+        fc.integer({ min: 1, max: 2048 }),
+        (a, gib, bt, seq) => {
+          const s = splitCache(mp, gib * GiB, a, bt, seq);
+          expect(s.usedBytes).toBeLessThanOrEqual(gib * GiB);
+          expect(s.maxBatch * s.kvBlocksPerSequence).toBeLessThanOrEqual(s.kvBlocks);
+          expect(s.maxBatch * s.actBlocksPerSequence).toBeLessThanOrEqual(s.actBlocks);
+          // no more than one more sequence would have fit the whole budget
+          const seqBytes = s.kvBlocksPerSequence * s.kvBlockBytes + s.actBlocksPerSequence * s.actBlockBytes;
+          expect((s.maxBatch + 2) * seqBytes).toBeGreaterThan(gib * GiB);
+        },
+      ),
+    );
   });
   test('retune bounds: fractions the fixed pools can serve at maxBatch', () => {
     const s = splitCache(mp, 100 * GiB, 0.5, 16, 640);

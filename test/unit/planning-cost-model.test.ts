@@ -1,7 +1,14 @@
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import {
-  PlanError, decodeStepCost, gpuLayout, hardwareProfile, modelProfile, predict, type GpuLayout, type HardwareProfile,
+  PlanError,
+  decodeStepCost,
+  gpuLayout,
+  hardwareProfile,
+  modelProfile,
+  predict,
+  type GpuLayout,
+  type HardwareProfile,
 } from '../../planning/index.js';
 
 const cfg = (name: string) => presetConfig(name)!;
@@ -41,7 +48,16 @@ function idealHardware(B: number, F: number): HardwareProfile {
   return { product: 'ideal', h2dBytesPerSecond: B, d2hBytesPerSecond: 1e30, gemmFlops: F, hbmBytes: 1e15, hbmBytesPerSecond: 1e30 };
 }
 function streamAll(): GpuLayout {
-  return { budgetBytes: 0, reserveBytes: 0, headBytes: 0, residentLayers: 0, layerBufferBytes: 0, cacheBufferBytes: 1e15, miniBatchTokens: 1e12, usedBytes: 0 };
+  return {
+    budgetBytes: 0,
+    reserveBytes: 0,
+    headBytes: 0,
+    residentLayers: 0,
+    layerBufferBytes: 0,
+    cacheBufferBytes: 1e15,
+    miniBatchTokens: 1e12,
+    usedBytes: 0,
+  };
 }
 
 describe('decode step cost', () => {
@@ -136,13 +152,26 @@ describe('decode step cost', () => {
 describe('calibration against the PyTorch stand-in measured on an H200 (docs/planning.md §10)', () => {
   // planning/calibration/overlap_probe.py, NVIDIA H200, PCIe Gen5 x16, PyTorch 2.11: batch 64, context 576.
   const measuredHw: HardwareProfile = {
-    product: 'NVIDIA-H200', h2dBytesPerSecond: 55.5e9, d2hBytesPerSecond: 55.4e9, gemmFlops: 700e12,
-    hbmBytes: 143771 * 2 ** 20, hbmBytesPerSecond: 4.29e12,
+    product: 'NVIDIA-H200',
+    h2dBytesPerSecond: 55.5e9,
+    d2hBytesPerSecond: 55.4e9,
+    gemmFlops: 700e12,
+    hbmBytes: 143771 * 2 ** 20,
+    hbmBytesPerSecond: 4.29e12,
   };
   const measuredMs: Array<[string, number, boolean, number]> = [
-    ['opt-13b', 0, false, 547], ['opt-13b', 0, true, 1001], ['opt-13b', 0.5, false, 414], ['opt-13b', 0.5, true, 867],
-    ['opt-13b', 1, false, 280], ['opt-13b', 1, true, 735], ['opt-30b', 0, false, 917], ['opt-30b', 0, true, 1987],
-    ['opt-30b', 0.5, false, 695], ['opt-30b', 0.5, true, 1763], ['opt-30b', 1, false, 600], ['opt-30b', 1, true, 1538],
+    ['opt-13b', 0, false, 547],
+    ['opt-13b', 0, true, 1001],
+    ['opt-13b', 0.5, false, 414],
+    ['opt-13b', 0.5, true, 867],
+    ['opt-13b', 1, false, 280],
+    ['opt-13b', 1, true, 735],
+    ['opt-30b', 0, false, 917],
+    ['opt-30b', 0, true, 1987],
+    ['opt-30b', 0.5, false, 695],
+    ['opt-30b', 0.5, true, 1763],
+    ['opt-30b', 1, false, 600],
+    ['opt-30b', 1, true, 1538],
   ];
   test('the H200 table entry carries the measured numbers', () => {
     const t = hardwareProfile('NVIDIA-H200')!;

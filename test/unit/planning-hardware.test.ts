@@ -4,9 +4,19 @@ import { KNOWN_PRODUCTS, PlanError, hardwareProfile, requireHardwareProfile, wit
 describe('hardware profiles', () => {
   test('every product the brief names resolves, with positive numbers', () => {
     const names = [
-      'NVIDIA-H100-80GB-HBM3', 'NVIDIA-H100-PCIe', 'NVIDIA-H100-NVL', 'NVIDIA-H200', 'NVIDIA-H200-141GB-HBM3e',
-      'NVIDIA-A100-SXM4-40GB', 'NVIDIA-A100-SXM4-80GB', 'NVIDIA-A100-80GB-PCIe', 'NVIDIA-L40S', 'NVIDIA-L4',
-      'NVIDIA-A10G', 'NVIDIA-GeForce-RTX-4090', 'Tesla-T4',
+      'NVIDIA-H100-80GB-HBM3',
+      'NVIDIA-H100-PCIe',
+      'NVIDIA-H100-NVL',
+      'NVIDIA-H200',
+      'NVIDIA-H200-141GB-HBM3e',
+      'NVIDIA-A100-SXM4-40GB',
+      'NVIDIA-A100-SXM4-80GB',
+      'NVIDIA-A100-80GB-PCIe',
+      'NVIDIA-L40S',
+      'NVIDIA-L4',
+      'NVIDIA-A10G',
+      'NVIDIA-GeForce-RTX-4090',
+      'Tesla-T4',
     ];
     for (const n of names) {
       const p = hardwareProfile(n);
@@ -20,7 +30,13 @@ describe('hardware profiles', () => {
 
   test('lookup tolerates case, spaces, missing vendor prefix and the SHARED suffix', () => {
     const canonical = hardwareProfile('NVIDIA-H100-80GB-HBM3')!;
-    for (const v of ['nvidia-h100-80gb-hbm3', 'NVIDIA H100 80GB HBM3', 'H100-80GB-HBM3', ' NVIDIA-H100-80GB-HBM3-SHARED ', 'H100-SXM5-80GB']) {
+    for (const v of [
+      'nvidia-h100-80gb-hbm3',
+      'NVIDIA H100 80GB HBM3',
+      'H100-80GB-HBM3',
+      ' NVIDIA-H100-80GB-HBM3-SHARED ',
+      'H100-SXM5-80GB',
+    ]) {
       expect(hardwareProfile(v)?.product).toBe(canonical.product);
     }
     expect(hardwareProfile('T4')?.product).toBe('Tesla-T4');
@@ -39,7 +55,7 @@ describe('hardware profiles', () => {
     const full = hardwareProfile('NVIDIA-A100-SXM4-40GB')!;
     const mig = hardwareProfile('NVIDIA-A100-SXM4-40GB-MIG-3g.20gb')!;
     expect(mig.hbmBytes).toBe(20e9);
-    expect(mig.gemmFlops).toBeCloseTo(full.gemmFlops * 3 / 7);
+    expect(mig.gemmFlops).toBeCloseTo((full.gemmFlops * 3) / 7);
     expect(mig.product).toBe('NVIDIA-A100-SXM4-40GB-MIG-3g.20gb');
   });
 

@@ -3,7 +3,15 @@
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import {
-  PlanError, decodeStepCost, hardwareProfile, hostLayout, modelProfile, placeNode, predict, tieredLayout, type PlacementInput,
+  PlanError,
+  decodeStepCost,
+  hardwareProfile,
+  hostLayout,
+  modelProfile,
+  placeNode,
+  predict,
+  tieredLayout,
+  type PlacementInput,
 } from '../../planning/index.js';
 
 const GiB = 2 ** 30;
@@ -13,8 +21,16 @@ const workload = { promptTokens: 512, genTokens: 32 };
 
 function input(over: Partial<PlacementInput> = {}): PlacementInput {
   return {
-    mp: mp13, hw: h200, gpuBudgetBytes: h200.hbmBytes, hostCacheBytes: hostLayout(mp13, 120 * GiB).cacheBytes, workload,
-    blockTokens: 16, maxBatchCap: 1024, actFraction: 'auto', actAllowed: true, ...over,
+    mp: mp13,
+    hw: h200,
+    gpuBudgetBytes: h200.hbmBytes,
+    hostCacheBytes: hostLayout(mp13, 120 * GiB).cacheBytes,
+    workload,
+    blockTokens: 16,
+    maxBatchCap: 1024,
+    actFraction: 'auto',
+    actAllowed: true,
+    ...over,
   };
 }
 
@@ -26,7 +42,7 @@ describe('the GPU KV tier in the cost model', () => {
     const host = decodeStepCost(mp13, h200, none, s);
     const gpu = decodeStepCost(mp13, h200, layout, s);
     expect(layout.gpuKvTokens!).toBeGreaterThan(128 * 528);
-    expect(gpu.h2dBytes).toBe(0);  // every layer resident, every token in HBM
+    expect(gpu.h2dBytes).toBe(0); // every layer resident, every token in HBM
     expect(gpu.d2hBytes).toBe(0);
     expect(gpu.recomputeSeconds).toBe(0);
     expect(host.h2dBytes).toBeCloseTo(40 * 128 * 528 * (0.5 * mp13.kvBytesPerToken + 0.5 * mp13.actBytesPerToken), -3);
@@ -49,7 +65,11 @@ describe('the GPU KV tier in the cost model', () => {
 
 describe('placeNode', () => {
   test('the ladder search is within 1% of an exhaustive search over every resident-layer count', () => {
-    for (const [hw, budget] of [[h200, h200.hbmBytes], [h200, 24 * GiB], [hardwareProfile('NVIDIA-L4')!, hardwareProfile('NVIDIA-L4')!.hbmBytes]] as const) {
+    for (const [hw, budget] of [
+      [h200, h200.hbmBytes],
+      [h200, 24 * GiB],
+      [hardwareProfile('NVIDIA-L4')!, hardwareProfile('NVIDIA-L4')!.hbmBytes],
+    ] as const) {
       const chosen = placeNode(input({ hw, gpuBudgetBytes: budget }));
       let best = 0;
       for (let r = 0; r <= 40; r++) {

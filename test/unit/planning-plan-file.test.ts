@@ -11,7 +11,7 @@ import { planGroup } from '../../operator/desired/plan.js';
 import { groupNodes } from '../../operator/desired/node-groups.js';
 
 describe('plan.json: one strict parser', () => {
-  test('the server uses planning\'s parser; what the operator writes parses back', () => {
+  test("the server uses planning's parser; what the operator writes parses back", () => {
     expect(serverParsePlan).toBe(parsePlan);
     const p = { actFraction: 0.25, kvBlocks: 10, actBlocks: 4, blockTokens: 16, maxBatch: 8, generation: 3, reason: 'r' };
     expect(parsePlan(serializePlan(p))).toEqual({ ok: true, plan: p });
@@ -27,7 +27,10 @@ describe('plan.json: one strict parser', () => {
     ] as const) {
       const r = validatePlan(raw);
       expect(r.ok).toBe(false);
-      if (!r.ok) { expect(r.error).toMatch(why); expect(r.error).not.toContain(secret); }
+      if (!r.ok) {
+        expect(r.error).toMatch(why);
+        expect(r.error).not.toContain(secret);
+      }
     }
     const r = parsePlan(`{"actFraction": "${secret}"`);
     expect(r).toEqual({ ok: false, error: 'not valid JSON' });
@@ -41,15 +44,32 @@ describe('CPU start plan: one function for server and operator', () => {
     expect(engineElementBytes('cuda')).toBe(2);
   });
 
-  test('the server\'s own CPU pools equal the operator\'s CPU group plan for the same budget', () => {
+  test("the server's own CPU pools equal the operator's CPU group plan for the same budget", () => {
     const cfg = presetConfig('opt-1.3b')!;
-    const [group] = groupNodes([{ metadata: { name: 'c' }, status: { allocatable: { memory: '64Gi' }, conditions: [{ type: 'Ready', status: 'True' }] } }], { gpusPerPod: 0 });
-    const op = planGroup({ model: { uri: 'synthetic:opt-1.3b' }, gpusPerPod: 0, cache: { hostMemory: '16Gi' }, engine: { promptTokens: 256, genTokens: 256 } }, group);
+    const [group] = groupNodes(
+      [{ metadata: { name: 'c' }, status: { allocatable: { memory: '64Gi' }, conditions: [{ type: 'Ready', status: 'True' }] } }],
+      { gpusPerPod: 0 },
+    );
+    const op = planGroup(
+      { model: { uri: 'synthetic:opt-1.3b' }, gpusPerPod: 0, cache: { hostMemory: '16Gi' }, engine: { promptTokens: 256, genTokens: 256 } },
+      group,
+    );
     if (!op.ok) throw new Error(op.message);
-    const direct = cpuStartPlan({ model: cfg, hostMemoryBytes: 16 * 2 ** 30, blockTokens: 16, promptTokens: 256, genTokens: 256, gpuProduct: 'cpu' });
+    const direct = cpuStartPlan({
+      model: cfg,
+      hostMemoryBytes: 16 * 2 ** 30,
+      blockTokens: 16,
+      promptTokens: 256,
+      genTokens: 256,
+      gpuProduct: 'cpu',
+    });
     expect(op.plan).toEqual(direct);
     expect(op.file.actFraction).toBe(0);
-    const server = choosePools({ model: 'x', device: 'cpu', actFraction: 0, hostMemoryBytes: 16 * 2 ** 30, maxBatch: 64, maxTotalTokens: 512 }, cfg, 0);
+    const server = choosePools(
+      { model: 'x', device: 'cpu', actFraction: 0, hostMemoryBytes: 16 * 2 ** 30, maxBatch: 64, maxTotalTokens: 512 },
+      cfg,
+      0,
+    );
     expect({ kv: server.kvBlocks, act: server.actBlocks }).toEqual({ kv: direct.kvBlocks, act: direct.actBlocks });
   });
 });

@@ -2,8 +2,18 @@ import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
 import { presetConfig } from '../../model/presets.js';
 import {
-  DEFAULT_RETUNE_OPTIONS, PlanError, decodeStepCost, gpuLayout, hardwareProfile, initialRetuneState, modelProfile, planNode, retune,
-  type PhaseTimes, type RetuneOptions, type RetuneState,
+  DEFAULT_RETUNE_OPTIONS,
+  PlanError,
+  decodeStepCost,
+  gpuLayout,
+  hardwareProfile,
+  initialRetuneState,
+  modelProfile,
+  planNode,
+  retune,
+  type PhaseTimes,
+  type RetuneOptions,
+  type RetuneState,
 } from '../../planning/index.js';
 
 const GiB = 2 ** 30;
@@ -40,8 +50,11 @@ function simulatedEngine(model: string, gpu: string, hostGiB: number, noise: num
   const measure = (a: number, steps = 8): PhaseTimes => {
     const c = exact(a);
     return {
-      transferSeconds: c.transferSeconds * steps * jitter(), computeSeconds: c.computeSeconds * steps * jitter(),
-      recomputeSeconds: c.recomputeSeconds * steps * jitter(), idleSeconds: c.idleSeconds * steps * jitter(), steps,
+      transferSeconds: c.transferSeconds * steps * jitter(),
+      computeSeconds: c.computeSeconds * steps * jitter(),
+      recomputeSeconds: c.recomputeSeconds * steps * jitter(),
+      idleSeconds: c.idleSeconds * steps * jitter(),
+      steps,
     };
   };
   // The best fraction at this batch, by the noise-free model (cached: it does not depend on the seed).
@@ -79,34 +92,41 @@ const SETUPS: Array<[string, string, number]> = [
 
 describe('retune on a simulated engine (cost model ± 10% noise)', () => {
   test('converges within 10 cycles from any start and stays there, without swinging between extremes', () => {
-    fc.assert(fc.property(fc.constantFrom(...SETUPS), fc.double({ min: 0, max: 1, noNaN: true }), fc.integer({ min: 1, max: 2 ** 30 }),
-      ([model, gpu, host], start, seed) => {
-        const sim = simulatedEngine(model, gpu, host, 0.1, seed);
-        const path = runLoop(sim, Math.round(start * 100) / 100, 30);
-        // From cycle 10 on, the (noise-free) step time stays near the best fraction's at this batch:
-        // on average within 6%, and never more than 20% off (±10% noise on each phase can fake a
-        // balanced reading up to ~20% away from balance; the dead band then holds).
-        const ratios = path.slice(10).map((a) => sim.exact(a).stepSeconds / sim.best.t);
-        for (const r of ratios) expect(r).toBeLessThanOrEqual(1.2);
-        expect(ratios.reduce((x, y) => x + y, 0) / ratios.length).toBeLessThanOrEqual(1.06);
-        // Never swings between extremes: moves are bounded by maxStep, and the path goes
-        // between the lower and the upper third of [0, 1] at most once (the initial approach).
-        let crossings = 0;
-        let side = 0;
-        for (let i = 1; i < path.length; i++) {
-          const d = Math.abs(path[i] - path[i - 1]);
-          expect(d).toBeLessThanOrEqual(DEFAULT_RETUNE_OPTIONS.maxStep + 1e-9);
-        }
-        for (const a of path) {
-          const s = a < 1 / 3 ? -1 : a > 2 / 3 ? 1 : 0;
-          if (s !== 0 && side !== 0 && s !== side) crossings++;
-          if (s !== 0) side = s;
-        }
-        expect(crossings).toBeLessThanOrEqual(1);
-        // Settled: the last 10 cycles stay within a narrow band.
-        const tail = path.slice(-10);
-        expect(Math.max(...tail) - Math.min(...tail)).toBeLessThanOrEqual(0.1);
-      }), { numRuns: 100 });
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...SETUPS),
+        fc.double({ min: 0, max: 1, noNaN: true }),
+        fc.integer({ min: 1, max: 2 ** 30 }),
+        ([model, gpu, host], start, seed) => {
+          const sim = simulatedEngine(model, gpu, host, 0.1, seed);
+          const path = runLoop(sim, Math.round(start * 100) / 100, 30);
+          // From cycle 10 on, the (noise-free) step time stays near the best fraction's at this batch:
+          // on average within 6%, and never more than 20% off (±10% noise on each phase can fake a
+          // balanced reading up to ~20% away from balance; the dead band then holds).
+          const ratios = path.slice(10).map((a) => sim.exact(a).stepSeconds / sim.best.t);
+          for (const r of ratios) expect(r).toBeLessThanOrEqual(1.2);
+          expect(ratios.reduce((x, y) => x + y, 0) / ratios.length).toBeLessThanOrEqual(1.06);
+          // Never swings between extremes: moves are bounded by maxStep, and the path goes
+          // between the lower and the upper third of [0, 1] at most once (the initial approach).
+          let crossings = 0;
+          let side = 0;
+          for (let i = 1; i < path.length; i++) {
+            const d = Math.abs(path[i] - path[i - 1]);
+            expect(d).toBeLessThanOrEqual(DEFAULT_RETUNE_OPTIONS.maxStep + 1e-9);
+          }
+          for (const a of path) {
+            const s = a < 1 / 3 ? -1 : a > 2 / 3 ? 1 : 0;
+            if (s !== 0 && side !== 0 && s !== side) crossings++;
+            if (s !== 0) side = s;
+          }
+          expect(crossings).toBeLessThanOrEqual(1);
+          // Settled: the last 10 cycles stay within a narrow band.
+          const tail = path.slice(-10);
+          expect(Math.max(...tail) - Math.min(...tail)).toBeLessThanOrEqual(0.1);
+        },
+      ),
+      { numRuns: 100 },
+    );
   });
 
   test('from the far side (fraction 0, strongly transfer-bound) it climbs monotonically at first', () => {
@@ -121,7 +141,13 @@ describe('retune on a simulated engine (cost model ± 10% noise)', () => {
 
 describe('retune rules', () => {
   const opts = DEFAULT_RETUNE_OPTIONS;
-  const phases = (t: number, c: number, r: number): PhaseTimes => ({ transferSeconds: t, computeSeconds: c, recomputeSeconds: r, idleSeconds: 0, steps: 1 });
+  const phases = (t: number, c: number, r: number): PhaseTimes => ({
+    transferSeconds: t,
+    computeSeconds: c,
+    recomputeSeconds: r,
+    idleSeconds: 0,
+    steps: 1,
+  });
 
   test('transfer-bound raises, recompute-bound lowers, balanced holds (dead band)', () => {
     const up = retune(initialRetuneState(0.5), phases(2, 0.2, 0.5), opts);

@@ -13,10 +13,10 @@ function preset(name: string): ModelConfig {
 describe('weight formats in the model profile', () => {
   test('bytes per weight element', () => {
     expect(weightElementBytes('fp16')).toBe(2);
-    expect(weightElementBytes('fp16', 4)).toBe(4);  // the CPU engine's native f32
+    expect(weightElementBytes('fp16', 4)).toBe(4); // the CPU engine's native f32
     expect(weightElementBytes('fp8')).toBe(1);
     expect(weightElementBytes('int8')).toBe(1);
-    expect(weightElementBytes('int4')).toBe(0.5 + 5 / 128);  // f32 scale + u8 zero point per 128
+    expect(weightElementBytes('int4')).toBe(0.5 + 5 / 128); // f32 scale + u8 zero point per 128
   });
 
   test.each(['opt-13b', 'llama3-8b'])('%s: only the layer GEMM weights shrink; KV, ACT and the head do not', (name) => {

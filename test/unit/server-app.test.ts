@@ -9,8 +9,18 @@ import { byteTokenizer, FakeEngine } from './server-fake-engine.js';
 
 let s: Serving;
 let base = '';
-interface Req { method?: string; url: string; headers?: Record<string, string>; payload?: string | Buffer }
-const body = (o: object): Req => ({ method: 'POST', url: '/v1/completions', headers: { 'content-type': 'application/json', authorization: 'Bearer k1' }, payload: JSON.stringify(o) });
+interface Req {
+  method?: string;
+  url: string;
+  headers?: Record<string, string>;
+  payload?: string | Buffer;
+}
+const body = (o: object): Req => ({
+  method: 'POST',
+  url: '/v1/completions',
+  headers: { 'content-type': 'application/json', authorization: 'Bearer k1' },
+  payload: JSON.stringify(o),
+});
 async function inject(r: Req) {
   const res = await fetch(base + r.url, { method: r.method ?? 'GET', headers: r.headers, body: r.payload });
   const text = await res.text();
@@ -25,8 +35,15 @@ const stats = async () => (await inject({ url: '/v1/hybridserve/stats', headers:
 
 beforeAll(async () => {
   s = await createServing({
-    modelName: 'fake', modelAliases: ['fake-alias'], device: 'cpu', engine: new FakeEngine({ kvBlocks: 500, actBlocks: 0, vocab: 120 }), tokenizer: byteTokenizer,
-    maxPositions: 256, limits: { maxPromptTokens: 64, maxTotalTokens: 128, bodyLimitBytes: 4096 }, apiKeys: ['k1'], processMetrics: false,
+    modelName: 'fake',
+    modelAliases: ['fake-alias'],
+    device: 'cpu',
+    engine: new FakeEngine({ kvBlocks: 500, actBlocks: 0, vocab: 120 }),
+    tokenizer: byteTokenizer,
+    maxPositions: 256,
+    limits: { maxPromptTokens: 64, maxTotalTokens: 128, bodyLimitBytes: 4096 },
+    apiKeys: ['k1'],
+    processMetrics: false,
   });
   base = await s.app.listen({ host: '127.0.0.1', port: 0 });
 });
@@ -43,9 +60,22 @@ describe('app', () => {
   });
 
   test('SSE stream ends with [DONE] and carries usage when asked', async () => {
-    const r = await inject({ ...body({ model: 'fake', messages: [{ role: 'user', content: 'hi' }], max_tokens: 4, stream: true, stream_options: { include_usage: true }, ignore_eos: true }), url: '/v1/chat/completions' });
+    const r = await inject({
+      ...body({
+        model: 'fake',
+        messages: [{ role: 'user', content: 'hi' }],
+        max_tokens: 4,
+        stream: true,
+        stream_options: { include_usage: true },
+        ignore_eos: true,
+      }),
+      url: '/v1/chat/completions',
+    });
     expect(r.headers['content-type']).toMatch(/text\/event-stream/);
-    const events = r.body.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+    const events = r.body
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => e.replace(/^data: /, ''));
     expect(events.at(-1)).toBe('[DONE]');
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
     expect(chunks.at(-1).usage.completion_tokens).toBe(4);
@@ -89,10 +119,20 @@ describe('app', () => {
     const before = await stats();
     expect((await inject(body({ model: 'fake', prompt: 'count me', max_tokens: 3, ignore_eos: true }))).statusCode).toBe(200);
     const m = (await inject({ url: '/metrics' })).body;
-    for (const name of ['hybridserve_requests_total', 'hybridserve_generated_tokens_total', 'hybridserve_prompt_tokens_total', 'hybridserve_queue_depth',
-      'hybridserve_running_sequences', 'hybridserve_time_to_first_token_seconds_bucket', 'hybridserve_time_per_output_token_seconds_bucket',
-      'hybridserve_cache_blocks{kind="kv",state="used"}', 'hybridserve_act_fraction', 'hybridserve_transfer_bytes_total{kind="weights",direction="h2d"}',
-      'hybridserve_step_phase_seconds_total{phase="recompute"}']) expect(m).toContain(name);
+    for (const name of [
+      'hybridserve_requests_total',
+      'hybridserve_generated_tokens_total',
+      'hybridserve_prompt_tokens_total',
+      'hybridserve_queue_depth',
+      'hybridserve_running_sequences',
+      'hybridserve_time_to_first_token_seconds_bucket',
+      'hybridserve_time_per_output_token_seconds_bucket',
+      'hybridserve_cache_blocks{kind="kv",state="used"}',
+      'hybridserve_act_fraction',
+      'hybridserve_transfer_bytes_total{kind="weights",direction="h2d"}',
+      'hybridserve_step_phase_seconds_total{phase="recompute"}',
+    ])
+      expect(m).toContain(name);
     const st = await stats();
     expect(st).toMatchObject({ model: 'fake', device: 'cpu', queueDepth: 0, runningSequences: 0 });
     expect(st.requestsTotal - before.requestsTotal).toBe(1);
@@ -114,8 +154,8 @@ describe('app', () => {
     const [r0, ok0] = [await series(rejected), await series(ok)];
     expect((await inject(body({ model: 'fake', prompt: 'x', max_tokens: -1 }))).statusCode).toBe(400);
     expect((await inject(body({ model: 'fake', prompt: 'y', max_tokens: 1 }))).statusCode).toBe(200);
-    expect(await series(rejected) - r0).toBe(1);
-    expect(await series(ok) - ok0).toBe(1);
+    expect((await series(rejected)) - r0).toBe(1);
+    expect((await series(ok)) - ok0).toBe(1);
   });
 
   test('the server keeps serving after bad input', async () => {
@@ -132,13 +172,24 @@ describe('limits', () => {
   let url = '';
   beforeAll(async () => {
     slow = await createServing({
-      modelName: 'fake', device: 'cpu', engine: new FakeEngine({ kvBlocks: 500, actBlocks: 0, vocab: 120, stepDelayMs: 20 }), tokenizer: byteTokenizer,
-      maxPositions: 256, limits: { maxQueue: 1, requestTimeoutMs: 300 }, maxBatch: 1, processMetrics: false,
+      modelName: 'fake',
+      device: 'cpu',
+      engine: new FakeEngine({ kvBlocks: 500, actBlocks: 0, vocab: 120, stepDelayMs: 20 }),
+      tokenizer: byteTokenizer,
+      maxPositions: 256,
+      limits: { maxQueue: 1, requestTimeoutMs: 300 },
+      maxBatch: 1,
+      processMetrics: false,
     });
     url = await slow.app.listen({ host: '127.0.0.1', port: 0 });
   });
   afterAll(() => slow.shutdown(1000));
-  const post = (o: object) => fetch(`${url}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'fake', prompt: 'hi', ignore_eos: true, ...o }) });
+  const post = (o: object) =>
+    fetch(`${url}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake', prompt: 'hi', ignore_eos: true, ...o }),
+    });
 
   test('a full queue answers 429 with Retry-After', async () => {
     const rs = await Promise.all([post({ max_tokens: 3 }), post({ max_tokens: 3 }), post({ max_tokens: 3 }), post({ max_tokens: 3 })]);

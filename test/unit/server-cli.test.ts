@@ -10,12 +10,34 @@ describe('hybridserve serve options', () => {
     expect(c).toMatchObject({ model: 'synthetic:opt-tiny', host: '0.0.0.0', port: 8000, device: 'cpu', actFraction: 'auto', maxBatch: 64 });
   });
   test('PORT / HOST / HYBRIDSERVE_PLAN_FILE from the environment; flags win', () => {
-    expect(parseServeArgs([], { PORT: '9001', HOST: '127.0.0.1', HYBRIDSERVE_PLAN_FILE: '/etc/plan/plan.json' }))
-      .toMatchObject({ port: 9001, host: '127.0.0.1', planFile: '/etc/plan/plan.json' });
-    expect(parseServeArgs(['--port', '7000', '--plan', 'p.json'], { PORT: '9001', HYBRIDSERVE_PLAN_FILE: 'x' })).toMatchObject({ port: 7000, planFile: 'p.json' });
+    expect(parseServeArgs([], { PORT: '9001', HOST: '127.0.0.1', HYBRIDSERVE_PLAN_FILE: '/etc/plan/plan.json' })).toMatchObject({
+      port: 9001,
+      host: '127.0.0.1',
+      planFile: '/etc/plan/plan.json',
+    });
+    expect(parseServeArgs(['--port', '7000', '--plan', 'p.json'], { PORT: '9001', HYBRIDSERVE_PLAN_FILE: 'x' })).toMatchObject({
+      port: 7000,
+      planFile: 'p.json',
+    });
   });
   test('values are parsed and checked', () => {
-    const c = parseServeArgs(['--act-fraction', '0.25', '--host-memory', '2GiB', '--device', 'cuda', '--max-queue', '3', '--request-timeout', '1.5', '--body-limit', '64KiB'], {});
+    const c = parseServeArgs(
+      [
+        '--act-fraction',
+        '0.25',
+        '--host-memory',
+        '2GiB',
+        '--device',
+        'cuda',
+        '--max-queue',
+        '3',
+        '--request-timeout',
+        '1.5',
+        '--body-limit',
+        '64KiB',
+      ],
+      {},
+    );
     expect(c).toMatchObject({ actFraction: 0.25, hostMemoryBytes: 2 * 2 ** 30, device: 'cuda' });
     if (c !== 'help') expect(c.limits).toMatchObject({ maxQueue: 3, requestTimeoutMs: 1500, bodyLimitBytes: 65536 });
     for (const bad of [['--act-fraction', '1.5'], ['--device', 'tpu'], ['--port', '70000'], ['--host-memory', 'lots'], ['--nope']]) {
@@ -37,7 +59,11 @@ describe('ACT fraction at start', () => {
     expect(chooseFraction({ actFraction: 0.3, device: 'cpu' }, cfg, '').fraction).toBe(0.3);
   });
   test('auto on a known GPU asks the planner', () => {
-    const r = chooseFraction({ actFraction: 'auto', device: 'cuda', hostMemoryBytes: 256 * 2 ** 30 }, presetConfig('opt-30b')!, 'NVIDIA-H100-80GB-HBM3');
+    const r = chooseFraction(
+      { actFraction: 'auto', device: 'cuda', hostMemoryBytes: 256 * 2 ** 30 },
+      presetConfig('opt-30b')!,
+      'NVIDIA-H100-80GB-HBM3',
+    );
     expect(r.fraction).toBeGreaterThanOrEqual(0);
     expect(r.fraction).toBeLessThanOrEqual(1);
     expect(r.reason).toMatch(/planning/);

@@ -7,9 +7,23 @@ import { byteTokenizer, FakeEngine } from './server-fake-engine.js';
 const logLines: string[] = [];
 async function serve(corsOrigins?: string[]): Promise<{ s: Serving; url: string }> {
   const s = await createServing({
-    modelName: 'fake', device: 'cpu', engine: new FakeEngine({ kvBlocks: 200, actBlocks: 0, vocab: 120 }), tokenizer: byteTokenizer,
-    maxPositions: 256, limits: { maxPromptTokens: 64, maxTotalTokens: 128 }, apiKeys: ['k1'], processMetrics: false, corsOrigins,
-    logger: { level: 'warn', stream: { write: (line: string) => { logLines.push(line); } } },
+    modelName: 'fake',
+    device: 'cpu',
+    engine: new FakeEngine({ kvBlocks: 200, actBlocks: 0, vocab: 120 }),
+    tokenizer: byteTokenizer,
+    maxPositions: 256,
+    limits: { maxPromptTokens: 64, maxTotalTokens: 128 },
+    apiKeys: ['k1'],
+    processMetrics: false,
+    corsOrigins,
+    logger: {
+      level: 'warn',
+      stream: {
+        write: (line: string) => {
+          logLines.push(line);
+        },
+      },
+    },
   });
   return { s, url: await s.app.listen({ host: '127.0.0.1', port: 0 }) };
 }
@@ -25,9 +39,11 @@ afterAll(async () => {
   await without.s.shutdown(500);
 });
 
-const preflight = (url: string, origin: string) => fetch(`${url}/v1/completions`, {
-  method: 'OPTIONS', headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
-});
+const preflight = (url: string, origin: string) =>
+  fetch(`${url}/v1/completions`, {
+    method: 'OPTIONS',
+    headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'authorization,content-type' },
+  });
 
 describe('CORS', () => {
   test('a configured origin gets the CORS headers (preflight needs no key); others do not', async () => {
@@ -51,10 +67,12 @@ describe('CORS', () => {
 
 describe('unknown fields', () => {
   test('are accepted and logged once per name', async () => {
-    const post = () => fetch(`${without.url}/v1/completions`, {
-      method: 'POST', headers: { 'content-type': 'application/json', authorization: 'Bearer k1' },
-      body: JSON.stringify({ model: 'fake', prompt: 'hi', max_tokens: 2, some_future_field: 1, another_one: 'x' }),
-    });
+    const post = () =>
+      fetch(`${without.url}/v1/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', authorization: 'Bearer k1' },
+        body: JSON.stringify({ model: 'fake', prompt: 'hi', max_tokens: 2, some_future_field: 1, another_one: 'x' }),
+      });
     expect((await post()).status).toBe(200);
     expect((await post()).status).toBe(200);
     const mentions = (name: string) => logLines.filter((l) => l.includes(`unknown request field '${name}'`)).length;

@@ -5,7 +5,13 @@
 // addon, it defers the removal of a sequence that the running step holds until that step returns
 // (test/unit/engine-contract.test.ts runs the same checks against both).
 import type {
-  NativeCounters, NativeEngine, NativeEngineInfo, NativePoolStats, NativeSequenceInfo, NativeSequenceOptions, NativeStepResult,
+  NativeCounters,
+  NativeEngine,
+  NativeEngineInfo,
+  NativePoolStats,
+  NativeSequenceInfo,
+  NativeSequenceOptions,
+  NativeStepResult,
 } from '../../native/ts/addon-types.js';
 import type { NativeErrorCode } from '../../native/ts/addon-types.js';
 import { accumulateCounters, zeroCounters as zero } from '../../native/ts/counters.js';
@@ -13,7 +19,13 @@ import { accumulateCounters, zeroCounters as zero } from '../../native/ts/counte
 /** Errors carry the addon's typed code, as the real engine's do. */
 const coded = <E extends Error>(err: E, code: NativeErrorCode): E => Object.assign(err, { code });
 
-interface FakeSeq { tokens: number[]; cached: number; kv: number; act: number; seed: number }
+interface FakeSeq {
+  tokens: number[];
+  cached: number;
+  kv: number;
+  act: number;
+  seed: number;
+}
 
 export class FakeEngine implements NativeEngine {
   private seqs = new Map<number, FakeSeq>();
@@ -28,30 +40,59 @@ export class FakeEngine implements NativeEngine {
   private total = zero();
   stepLog: number[][] = [];
 
-  constructor(private readonly opts: { kvBlocks: number; actBlocks: number; blockTokens?: number; vocab?: number; actFraction?: number; stepDelayMs?: number }) {
+  constructor(
+    private readonly opts: {
+      kvBlocks: number;
+      actBlocks: number;
+      blockTokens?: number;
+      vocab?: number;
+      actFraction?: number;
+      stepDelayMs?: number;
+    },
+  ) {
     this.kvFree = opts.kvBlocks;
     this.actFree = opts.actBlocks;
     this.fraction = opts.actFraction ?? 0;
   }
 
-  private get bt(): number { return this.opts.blockTokens ?? 4; }
+  private get bt(): number {
+    return this.opts.blockTokens ?? 4;
+  }
 
-  info(): NativeEngineInfo { return { device: 'cpu', deviceName: 'fake', weightBytes: 0, elementBytes: 4 }; }
+  info(): NativeEngineInfo {
+    return { device: 'cpu', deviceName: 'fake', weightBytes: 0, elementBytes: 4 };
+  }
 
   /** Takes one block; ACT when the fraction says so (falls back to the other pool). */
   private take(s: FakeSeq): boolean {
     const i = s.kv + s.act;
     const wantAct = Math.floor((i + 1) * this.fraction) > Math.floor(i * this.fraction);
-    if (wantAct && this.actFree > 0) { this.actFree--; s.act++; return true; }
-    if (this.kvFree > 0) { this.kvFree--; s.kv++; return true; }
-    if (this.actFree > 0) { this.actFree--; s.act++; return true; }
+    if (wantAct && this.actFree > 0) {
+      this.actFree--;
+      s.act++;
+      return true;
+    }
+    if (this.kvFree > 0) {
+      this.kvFree--;
+      s.kv++;
+      return true;
+    }
+    if (this.actFree > 0) {
+      this.actFree--;
+      s.act++;
+      return true;
+    }
     return false;
   }
 
   addSequence(tokens: Int32Array, options: NativeSequenceOptions): number {
     if (tokens.length === 0) throw coded(new TypeError('empty token list'), 'HS_INVALID_ARGUMENT');
     const need = Math.ceil(tokens.length / this.bt);
-    if (need > this.kvFree + this.actFree) throw coded(new RangeError(`out of cache blocks: need ${need} blocks, KV free ${this.kvFree}, ACT free ${this.actFree}`), 'HS_OUT_OF_BLOCKS');
+    if (need > this.kvFree + this.actFree)
+      throw coded(
+        new RangeError(`out of cache blocks: need ${need} blocks, KV free ${this.kvFree}, ACT free ${this.actFree}`),
+        'HS_OUT_OF_BLOCKS',
+      );
     const s: FakeSeq = { tokens: Array.from(tokens), cached: 0, kv: 0, act: 0, seed: options.sampling.seed };
     for (let i = 0; i < need; i++) this.take(s);
     const id = this.nextId++;
@@ -68,7 +109,10 @@ export class FakeEngine implements NativeEngine {
 
   removeSequence(id: number): void {
     this.find(id);
-    if (this.inStep.has(id)) { this.removeAfterStep.add(id); return; }
+    if (this.inStep.has(id)) {
+      this.removeAfterStep.add(id);
+      return;
+    }
     this.free(id);
   }
 
@@ -99,9 +143,14 @@ export class FakeEngine implements NativeEngine {
       ids.forEach((id, i) => {
         const s = this.seqs.get(id)!;
         // The new token needs a slot: a block when the sequence's blocks are full.
-        if (s.tokens.length + 1 > (s.kv + s.act) * this.bt && !this.take(s)) { status[i] = 1; tokens[i] = -1; return; }
+        if (s.tokens.length + 1 > (s.kv + s.act) * this.bt && !this.take(s)) {
+          status[i] = 1;
+          tokens[i] = -1;
+          return;
+        }
         const fresh = s.tokens.length - s.cached;
-        if (s.cached === 0 || fresh > 1) c.prefillTokens += fresh; else c.decodeTokens += fresh;
+        if (s.cached === 0 || fresh > 1) c.prefillTokens += fresh;
+        else c.decodeTokens += fresh;
         s.cached = s.tokens.length;
         let h = s.seed >>> 0;
         for (const t of s.tokens) h = (Math.imul(h ^ t, 2654435761) + 0x9e3779b9) >>> 0;
@@ -126,18 +175,29 @@ export class FakeEngine implements NativeEngine {
     this.fraction = f;
   }
 
-  actFraction(): number { return this.fraction; }
+  actFraction(): number {
+    return this.fraction;
+  }
 
   pools(): NativePoolStats {
     return {
-      blockTokens: this.bt, kvBlocksTotal: this.opts.kvBlocks, kvBlocksFree: this.kvFree, actBlocksTotal: this.opts.actBlocks, actBlocksFree: this.actFree,
-      kvBlockBytes: 1, actBlockBytes: 1,
+      blockTokens: this.bt,
+      kvBlocksTotal: this.opts.kvBlocks,
+      kvBlocksFree: this.kvFree,
+      actBlocksTotal: this.opts.actBlocks,
+      actBlocksFree: this.actFree,
+      kvBlockBytes: 1,
+      actBlockBytes: 1,
     };
   }
 
-  counters(): NativeCounters { return { ...this.total }; }
+  counters(): NativeCounters {
+    return { ...this.total };
+  }
 
-  async close(): Promise<void> { this.seqs.clear(); }
+  async close(): Promise<void> {
+    this.seqs.clear();
+  }
 }
 
 /** Byte-level tokenizer for the fake engine: byte b → id b + 3 (0/1/2 = unk/bos/eos), like the synthetic Llama one. */
@@ -146,5 +206,6 @@ export const byteTokenizer: import('../../server/request.js').ServerTokenizer = 
   vocabSize: 259,
   encode: (text: string) => Array.from(Buffer.from(text, 'utf8'), (b) => b + 3),
   decode: (ids: readonly number[]) => Buffer.from(ids.filter((t) => t >= 3).map((t) => t - 3)).toString('utf8'),
-  encodeChat: (msgs: Array<{ role: string; content: string }>) => byteTokenizer.encode(msgs.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:'),
+  encodeChat: (msgs: Array<{ role: string; content: string }>) =>
+    byteTokenizer.encode(msgs.map((m) => `${m.role}: ${m.content}\n`).join('') + 'assistant:'),
 };

@@ -51,7 +51,9 @@ describe('default cache sizing fits the host (issue 13)', () => {
     expect(choosePools({ ...base, freeMemoryBytes: 4096 * GiB }, opt13, 0).tokenBudget).toBe(64 * 2048);
   });
   test('not even one request fits: a message naming the flag', () => {
-    expect(() => choosePools({ ...base, freeMemoryBytes: 4 * GiB }, opt13, 0)).toThrow(/pass --host-memory SIZE, or lower --max-total-tokens/);
+    expect(() => choosePools({ ...base, freeMemoryBytes: 4 * GiB }, opt13, 0)).toThrow(
+      /pass --host-memory SIZE, or lower --max-total-tokens/,
+    );
   });
 });
 
@@ -59,22 +61,51 @@ describe('admission before tokenising (case 2)', () => {
   const limits = resolveLimits({ maxPromptTokens: 100, maxTotalTokens: 200 }, 2048);
   test('text over the character limit is refused without being encoded', () => {
     let encoded = 0;
-    const tok: ServerTokenizer = { ...byteTokenizer, encode: (t) => { encoded++; return byteTokenizer.encode(t); } };
+    const tok: ServerTokenizer = {
+      ...byteTokenizer,
+      encode: (t) => {
+        encoded++;
+        return byteTokenizer.encode(t);
+      },
+    };
     expect(limits.maxPromptChars).toBe(3200);
-    const err = (() => { try { completionToGeneration({ model: 'm', prompt: 'a'.repeat(3201) }, tok, limits); } catch (e) { return e; } })() as ApiError;
+    const err = (() => {
+      try {
+        completionToGeneration({ model: 'm', prompt: 'a'.repeat(3201) }, tok, limits);
+      } catch (e) {
+        return e;
+      }
+    })() as ApiError;
     expect(err).toBeInstanceOf(ApiError);
     expect(err.statusCode).toBe(400);
     expect(err.code).toBe('context_length_exceeded');
     expect(encoded).toBe(0);
-    expect(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'b'.repeat(3300) }] }, tok, limits)).toThrow(/3300 characters/);
+    expect(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'b'.repeat(3300) }] }, tok, limits)).toThrow(
+      /3300 characters/,
+    );
   });
 
   test('a chat template raise_exception is a 400 naming the template, not a 500 (case 5)', () => {
-    const tok: ServerTokenizer = { ...byteTokenizer, encodeChat: () => { throw new ChatTemplateError('chat template failed: Conversation roles must alternate'); } };
-    const err = (() => { try { chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }] }, tok, limits); } catch (e) { return e; } })() as ApiError;
+    const tok: ServerTokenizer = {
+      ...byteTokenizer,
+      encodeChat: () => {
+        throw new ChatTemplateError('chat template failed: Conversation roles must alternate');
+      },
+    };
+    const err = (() => {
+      try {
+        chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }] }, tok, limits);
+      } catch (e) {
+        return e;
+      }
+    })() as ApiError;
     expect(err).toBeInstanceOf(ApiError);
     expect(err.statusCode).toBe(400);
-    expect(err.body().error).toMatchObject({ code: 'chat_template_error', param: 'messages', message: 'chat template failed: Conversation roles must alternate' });
+    expect(err.body().error).toMatchObject({
+      code: 'chat_template_error',
+      param: 'messages',
+      message: 'chat template failed: Conversation roles must alternate',
+    });
   });
 });
 
@@ -83,18 +114,37 @@ describe('5xx are always logged with their cause (case 5)', () => {
   let base = '';
   const lines: Array<Record<string, unknown>> = [];
   beforeAll(async () => {
-    const stream = new Writable({ write(chunk, _enc, cb) { for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l)); cb(); } });
-    const broken: ServerTokenizer = { ...byteTokenizer, encode: () => { throw new Error('tokenizer state corrupt: cause-7731'); } };
+    const stream = new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const broken: ServerTokenizer = {
+      ...byteTokenizer,
+      encode: () => {
+        throw new Error('tokenizer state corrupt: cause-7731');
+      },
+    };
     s = await createServing({
-      modelName: 'fake', device: 'cpu', engine: new FakeEngine({ kvBlocks: 100, actBlocks: 0, vocab: 120 }), tokenizer: broken,
-      maxPositions: 256, processMetrics: false, logger: { level: 'info', stream },
+      modelName: 'fake',
+      device: 'cpu',
+      engine: new FakeEngine({ kvBlocks: 100, actBlocks: 0, vocab: 120 }),
+      tokenizer: broken,
+      maxPositions: 256,
+      processMetrics: false,
+      logger: { level: 'info', stream },
     });
     base = await s.app.listen({ host: '127.0.0.1', port: 0 });
   });
   afterAll(() => s.shutdown(1000));
 
   test('the client sees "internal server error"; the log has the cause and one request line', async () => {
-    const r = await fetch(`${base}/v1/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: 'fake', prompt: 'PROMPT-TEXT' }) });
+    const r = await fetch(`${base}/v1/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ model: 'fake', prompt: 'PROMPT-TEXT' }),
+    });
     expect(r.status).toBe(500);
     expect(JSON.stringify(await r.json())).not.toContain('cause-7731');
     await new Promise((res) => setTimeout(res, 50));
@@ -110,17 +160,23 @@ describe('5xx are always logged with their cause (case 5)', () => {
 });
 
 test('progress: plain lines for logs that are not a terminal, a bar on a terminal', () => {
-  expect(progressLine({ step: 1, steps: 2, stage: 'loading 13.2Mi of weights into the engine' })).toBe('[serve] loading 1/2: loading 13.2Mi of weights into the engine');
+  expect(progressLine({ step: 1, steps: 2, stage: 'loading 13.2Mi of weights into the engine' })).toBe(
+    '[serve] loading 1/2: loading 13.2Mi of weights into the engine',
+  );
   const plain = new PassThrough();
   let text = '';
-  plain.on('data', (d: Buffer) => { text += d.toString(); });
+  plain.on('data', (d: Buffer) => {
+    text += d.toString();
+  });
   const p = startProgress(plain as unknown as NodeJS.WriteStream, false);
   p({ step: 0, steps: 2, stage: 'reading x' });
   p({ step: 2, steps: 2, stage: 'ready' });
   expect(text).toBe('[serve] loading 0/2: reading x\n[serve] loading 2/2: ready\n');
   const tty = Object.assign(new PassThrough(), { isTTY: true, columns: 100 });
   let drawn = '';
-  tty.on('data', (d: Buffer) => { drawn += d.toString(); });
+  tty.on('data', (d: Buffer) => {
+    drawn += d.toString();
+  });
   const bar = startProgress(tty as unknown as NodeJS.WriteStream, true);
   bar({ step: 0, steps: 2, stage: 'reading x' });
   bar({ step: 2, steps: 2, stage: 'ready' });

@@ -6,8 +6,13 @@ import { parsePlan, watchPlanFile, type PlanFile } from '../../server/plan-file.
 
 describe('parsePlan', () => {
   test('accepts the contract example and ignores unknown fields', () => {
-    const r = parsePlan('{"actFraction":0.4,"kvBlocks":1200,"actBlocks":800,"blockTokens":16,"maxBatch":64,"generation":3,"reason":"transfer-bound: x","extra":1}');
-    expect(r).toEqual({ ok: true, plan: { actFraction: 0.4, kvBlocks: 1200, actBlocks: 800, blockTokens: 16, maxBatch: 64, generation: 3, reason: 'transfer-bound: x' } });
+    const r = parsePlan(
+      '{"actFraction":0.4,"kvBlocks":1200,"actBlocks":800,"blockTokens":16,"maxBatch":64,"generation":3,"reason":"transfer-bound: x","extra":1}',
+    );
+    expect(r).toEqual({
+      ok: true,
+      plan: { actFraction: 0.4, kvBlocks: 1200, actBlocks: 800, blockTokens: 16, maxBatch: 64, generation: 3, reason: 'transfer-bound: x' },
+    });
   });
   test.each([
     ['{', /not valid JSON/],
@@ -26,7 +31,9 @@ describe('parsePlan', () => {
 
 describe('watchPlanFile', () => {
   let dir = '';
-  afterEach(() => { if (dir) rmSync(dir, { recursive: true, force: true }); });
+  afterEach(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
 
   test('applies changes, keeps the last good plan on a bad file, and sees atomic replaces', async () => {
     dir = mkdtempSync(path.join(tmpdir(), 'hs-plan-'));
@@ -36,7 +43,9 @@ describe('watchPlanFile', () => {
     const errors: string[] = [];
     const w = await watchPlanFile(file, { pollMs: 50, onPlan: (p) => plans.push(p), onError: (e) => errors.push(e) });
     expect(plans.map((p) => p.actFraction)).toEqual([0.1]);
-    const waitFor = async (cond: () => boolean) => { for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 20)); };
+    const waitFor = async (cond: () => boolean) => {
+      for (let i = 0; i < 100 && !cond(); i++) await new Promise((r) => setTimeout(r, 20));
+    };
     writeFileSync(file, 'not json');
     await waitFor(() => errors.length > 0);
     expect(errors[0]).toMatch(/not valid JSON/);

@@ -8,7 +8,11 @@ import { byteTokenizer } from './server-fake-engine.js';
 const limits = resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 32, defaultMaxTokens: 8 }, 2048);
 
 function status(fn: () => unknown): number | undefined {
-  try { fn(); } catch (e) { return (e as ApiError).statusCode; }
+  try {
+    fn();
+  } catch (e) {
+    return (e as ApiError).statusCode;
+  }
   return undefined;
 }
 
@@ -19,25 +23,77 @@ describe('request mapping', () => {
     expect(g.maxTokens).toBe(32 - 5);
     expect(g.sampling.temperature).toBe(1);
     expect(Number.isInteger(g.sampling.seed)).toBe(true);
-    const long = completionToGeneration({ model: 'm', prompt: 'x'.repeat(20) }, byteTokenizer, resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 24, defaultMaxTokens: 8 }, 2048));
+    const long = completionToGeneration(
+      { model: 'm', prompt: 'x'.repeat(20) },
+      byteTokenizer,
+      resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 24, defaultMaxTokens: 8 }, 2048),
+    );
     expect(long.maxTokens).toBe(4);
   });
   test('logit processors map onto the native sampler; EOS joins the min_tokens suppression', () => {
-    const g = completionToGeneration({ model: 'm', prompt: 'hi', logit_bias: { 13: -100, 7: 2.5 }, presence_penalty: 0.5, frequency_penalty: -0.5,
-      repetition_penalty: 1.3, min_p: 0.1, min_tokens: 4, stop_token_ids: [9], top_k: -1, seed: -1, logprobs: 3 }, byteTokenizer, limits);
-    expect(g.sampling).toEqual({ temperature: 1, topP: 1, topK: 0, seed: 2 ** 53 - 1, minP: 0.1, presencePenalty: 0.5, frequencyPenalty: -0.5,
-      repetitionPenalty: 1.3, logitBias: [[7, 2.5], [13, -100]], minTokens: 4, stopTokenIds: [9, byteTokenizer.eosTokenId], logprobs: 3 });
+    const g = completionToGeneration(
+      {
+        model: 'm',
+        prompt: 'hi',
+        logit_bias: { 13: -100, 7: 2.5 },
+        presence_penalty: 0.5,
+        frequency_penalty: -0.5,
+        repetition_penalty: 1.3,
+        min_p: 0.1,
+        min_tokens: 4,
+        stop_token_ids: [9],
+        top_k: -1,
+        seed: -1,
+        logprobs: 3,
+      },
+      byteTokenizer,
+      limits,
+    );
+    expect(g.sampling).toEqual({
+      temperature: 1,
+      topP: 1,
+      topK: 0,
+      seed: 2 ** 53 - 1,
+      minP: 0.1,
+      presencePenalty: 0.5,
+      frequencyPenalty: -0.5,
+      repetitionPenalty: 1.3,
+      logitBias: [
+        [7, 2.5],
+        [13, -100],
+      ],
+      minTokens: 4,
+      stopTokenIds: [9, byteTokenizer.eosTokenId],
+      logprobs: 3,
+    });
     expect(g).toMatchObject({ stopTokenIds: [9], logprobs: 3, includeStop: false, skipSpecialTokens: true });
     // Defaults leave every processor off (no row copy in the engine).
-    expect(Object.keys(completionToGeneration({ model: 'm', prompt: 'hi' }, byteTokenizer, limits).sampling).sort()).toEqual(['seed', 'temperature', 'topK', 'topP']);
-    const chat = chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 2, min_tokens: 1, ignore_eos: true }, byteTokenizer, limits);
+    expect(Object.keys(completionToGeneration({ model: 'm', prompt: 'hi' }, byteTokenizer, limits).sampling).sort()).toEqual([
+      'seed',
+      'temperature',
+      'topK',
+      'topP',
+    ]);
+    const chat = chatToGeneration(
+      { model: 'm', messages: [{ role: 'user', content: 'x' }], logprobs: true, top_logprobs: 2, min_tokens: 1, ignore_eos: true },
+      byteTokenizer,
+      limits,
+    );
     expect(chat.logprobs).toBe(2);
     expect(chat.sampling.stopTokenIds).toEqual([]);
   });
   test('refused parameters and invalid combinations are 400s naming the parameter', () => {
-    const param = (fn: () => unknown) => { try { fn(); } catch (e) { return (e as ApiError).param; } return undefined; };
+    const param = (fn: () => unknown) => {
+      try {
+        fn();
+      } catch (e) {
+        return (e as ApiError).param;
+      }
+      return undefined;
+    };
     const c = (extra: object) => param(() => completionToGeneration({ model: 'm', prompt: 'hi', ...extra }, byteTokenizer, limits));
-    const ch = (extra: object) => param(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }], ...extra }, byteTokenizer, limits));
+    const ch = (extra: object) =>
+      param(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }], ...extra }, byteTokenizer, limits));
     expect(c({ suffix: 'x' })).toBe('suffix');
     expect(c({ echo: true })).toBe('echo');
     expect(c({ best_of: 2 })).toBe('best_of');
@@ -67,7 +123,11 @@ describe('request mapping', () => {
     expect(unknownFields({ model: 'm', messages: [], top_logprobs: 1, bar: 2 }, 'chat')).toEqual(['bar']);
   });
   test('stop, stream options, token-id prompts', () => {
-    const g = completionToGeneration({ model: 'm', prompt: [5, 6], stop: 'x', stream: true, stream_options: { include_usage: true }, seed: 3, temperature: 0 }, byteTokenizer, limits);
+    const g = completionToGeneration(
+      { model: 'm', prompt: [5, 6], stop: 'x', stream: true, stream_options: { include_usage: true }, seed: 3, temperature: 0 },
+      byteTokenizer,
+      limits,
+    );
     expect(g).toMatchObject({ promptTokens: [5, 6], stop: ['x'], stream: true, includeUsage: true, sampling: { seed: 3, temperature: 0 } });
   });
   test('bad input is a 400', () => {
@@ -80,7 +140,19 @@ describe('request mapping', () => {
   });
   test('chat renders the template and prefers max_completion_tokens', () => {
     const wide = resolveLimits({ maxPromptTokens: 100, maxTotalTokens: 128 }, 2048);
-    const g = chatToGeneration({ model: 'm', messages: [{ role: 'system', content: 'be brief' }, { role: 'user', content: [{ type: 'text', text: 'hi' }] }], max_completion_tokens: 3, max_tokens: 5 }, byteTokenizer, wide);
+    const g = chatToGeneration(
+      {
+        model: 'm',
+        messages: [
+          { role: 'system', content: 'be brief' },
+          { role: 'user', content: [{ type: 'text', text: 'hi' }] },
+        ],
+        max_completion_tokens: 3,
+        max_tokens: 5,
+      },
+      byteTokenizer,
+      wide,
+    );
     expect(byteTokenizer.decode(g.promptTokens)).toBe('system: be brief\nuser: hi\nassistant:');
     expect(g.maxTokens).toBe(3);
   });
@@ -88,7 +160,10 @@ describe('request mapping', () => {
     expect(resolveLimits({}, 512)).toMatchObject({ maxTotalTokens: 512, maxPromptTokens: 511 });
     // The defaults are the model's window (issue 13: llama3-8b serves 8,192 tokens, not a fixed 2,048).
     expect(resolveLimits({}, 8192)).toMatchObject({ maxTotalTokens: 8192, maxPromptTokens: 8191, maxPromptChars: 8191 * 32 });
-    expect(resolveLimits({ maxTotalTokens: 1000, maxPromptTokens: undefined }, 8192)).toMatchObject({ maxTotalTokens: 1000, maxPromptTokens: 999 });
+    expect(resolveLimits({ maxTotalTokens: 1000, maxPromptTokens: undefined }, 8192)).toMatchObject({
+      maxTotalTokens: 1000,
+      maxPromptTokens: 999,
+    });
     expect(resolveLimits({}, 8192).maxQueue).toBe(DEFAULT_LIMITS.maxQueue);
   });
 });
@@ -96,9 +171,17 @@ describe('request mapping', () => {
 describe('errors and auth', () => {
   test('Fastify errors map to OpenAI-shaped 4xx; our own faults hide their message', () => {
     expect(toApiError({ code: 'FST_ERR_CTP_BODY_TOO_LARGE', statusCode: 413, message: 'x' }).statusCode).toBe(413);
-    const v = toApiError({ statusCode: 400, message: 'x', validation: [{ instancePath: '/max_tokens', message: 'must be >= 1', keyword: 'minimum' }] });
+    const v = toApiError({
+      statusCode: 400,
+      message: 'x',
+      validation: [{ instancePath: '/max_tokens', message: 'must be >= 1', keyword: 'minimum' }],
+    });
     expect(v.body().error).toMatchObject({ param: 'max_tokens', type: 'invalid_request_error' });
-    const m = toApiError({ statusCode: 400, message: 'x', validation: [{ instancePath: '', keyword: 'required', params: { missingProperty: 'model' } }] });
+    const m = toApiError({
+      statusCode: 400,
+      message: 'x',
+      validation: [{ instancePath: '', keyword: 'required', params: { missingProperty: 'model' } }],
+    });
     expect(m.param).toBe('model');
     const internal = toApiError(new Error('secret detail'));
     expect(internal.statusCode).toBe(500);

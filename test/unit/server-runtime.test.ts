@@ -6,7 +6,14 @@ import { presetConfig } from '../../model/presets.js';
 import { chooseFraction, choosePools, type RuntimeOptions } from '../../server/runtime.js';
 
 const cfg = presetConfig('opt-13b')!;
-const issue: RuntimeOptions & { maxTotalTokens: number } = { model: 'synthetic:opt-13b', device: 'cuda', actFraction: 'auto', hostMemoryBytes: 96 * 2 ** 30, maxBatch: 128, maxTotalTokens: 2048 };
+const issue: RuntimeOptions & { maxTotalTokens: number } = {
+  model: 'synthetic:opt-13b',
+  device: 'cuda',
+  actFraction: 'auto',
+  hostMemoryBytes: 96 * 2 ** 30,
+  maxBatch: 128,
+  maxTotalTokens: 2048,
+};
 
 describe('server runtime: fraction and pools agree', () => {
   test('with the device known, auto picks ACT and the ACT pool gets blocks for it', () => {

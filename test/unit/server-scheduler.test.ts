@@ -9,11 +9,19 @@ const greedy = { temperature: 0, topP: 1, topK: 0, seed: 7 };
 function run(s: Scheduler, prompt: number[], maxTokens: number, extra: { seed?: number; stopAt?: number } = {}) {
   const tokens: number[] = [];
   let resolve!: (r: { reason: FinishReason; tokens: number[]; error?: Error }) => void;
-  const done = new Promise<{ reason: FinishReason; tokens: number[]; error?: Error }>((r) => { resolve = r; });
+  const done = new Promise<{ reason: FinishReason; tokens: number[]; error?: Error }>((r) => {
+    resolve = r;
+  });
   // submit() throws synchronously (429, 503, 400): let that reach the caller.
   const handle = s.submit({
-    prompt, maxTokens, sampling: { ...greedy, seed: extra.seed ?? 7 }, ignoreEos: true,
-    onToken: (t) => { tokens.push(t); return extra.stopAt !== undefined && tokens.length >= extra.stopAt; },
+    prompt,
+    maxTokens,
+    sampling: { ...greedy, seed: extra.seed ?? 7 },
+    ignoreEos: true,
+    onToken: (t) => {
+      tokens.push(t);
+      return extra.stopAt !== undefined && tokens.length >= extra.stopAt;
+    },
     onDone: (reason, error) => resolve({ reason, tokens, error }),
   });
   return { done, handle };
@@ -93,7 +101,11 @@ describe('scheduler', () => {
   test('a sequence cancelled mid-step ends at once; the engine frees its blocks when that step returns', async () => {
     const engine = new FakeEngine({ kvBlocks: 50, actBlocks: 0, stepDelayMs: 30 });
     const released: number[] = [];
-    const s = new Scheduler(engine, { maxBatch: 8, maxQueue: 10, eosTokenId: 2, burstWindowMs: 0 }, { onCancelReleased: (n) => released.push(n) });
+    const s = new Scheduler(
+      engine,
+      { maxBatch: 8, maxQueue: 10, eosTokenId: 2, burstWindowMs: 0 },
+      { onCancelReleased: (n) => released.push(n) },
+    );
     const a = run(s, Array(12).fill(5), 100);
     const b = run(s, [5, 6], 3);
     while (engine.stepLog.length < 2) await new Promise((r) => setTimeout(r, 1));
@@ -129,7 +141,7 @@ describe('scheduler', () => {
     const [stopped, other] = await Promise.all([run(s, [5, 6], 12, { stopAt: 4 }).done, run(s, [7], 12).done]);
     expect(stopped.reason).toBe('stop');
     expect(stopped.tokens).toEqual(full.slice(0, 4));
-    expect(other.error?.message ?? other.reason).toBe("length");
+    expect(other.error?.message ?? other.reason).toBe('length');
     expect(other.tokens).toHaveLength(12);
     expect(engine.pools().kvBlocksFree).toBe(40);
     await Promise.all([s.stop(), solo.stop()]);
@@ -141,7 +153,14 @@ describe('scheduler', () => {
     // maxBatch 1: one runs, one waits (maxQueue 1), the next is refused.
     let err: unknown;
     let accepted = 0;
-    try { for (let i = 0; i < 5; i++) { run(s, [1], 3); accepted++; } } catch (e) { err = e; }
+    try {
+      for (let i = 0; i < 5; i++) {
+        run(s, [1], 3);
+        accepted++;
+      }
+    } catch (e) {
+      err = e;
+    }
     expect(accepted).toBe(2);
     expect(err).toBeInstanceOf(ApiError);
     expect((err as ApiError).statusCode).toBe(429);
@@ -159,7 +178,15 @@ describe('scheduler', () => {
 });
 
 describe('scheduling policy', () => {
-  const pools = { blockTokens: 4, kvBlocksTotal: 10, kvBlocksFree: 4, actBlocksTotal: 10, actBlocksFree: 2, kvBlockBytes: 1, actBlockBytes: 1 };
+  const pools = {
+    blockTokens: 4,
+    kvBlocksTotal: 10,
+    kvBlocksFree: 4,
+    actBlocksTotal: 10,
+    actBlocksFree: 2,
+    kvBlockBytes: 1,
+    actBlockBytes: 1,
+  };
   test('admission keeps one free block per running sequence', () => {
     expect(canAdmit(pools, 7, 0)).toBe(true);
     expect(canAdmit(pools, 7, 4)).toBe(true); // 2 blocks + 4 reserved = 6 free
@@ -169,7 +196,10 @@ describe('scheduling policy', () => {
     const seqs = Array.from({ length: 10 }, (_, i) => ({ contextTokens: i, engineId: i }));
     const b = formBatches(seqs, 4);
     expect(b.map((g) => g.length)).toEqual([4, 4, 2]);
-    const split = formBatches(seqs, 3, (s) => [s.map((_, i) => i).filter((i) => i % 2 === 0), s.map((_, i) => i).filter((i) => i % 2 === 1)]);
+    const split = formBatches(seqs, 3, (s) => [
+      s.map((_, i) => i).filter((i) => i % 2 === 0),
+      s.map((_, i) => i).filter((i) => i % 2 === 1),
+    ]);
     expect(split.flat().length).toBe(10);
     expect(Math.max(...split.map((g) => g.length))).toBeLessThanOrEqual(3);
     // A splitter that loses sequences is not trusted.

@@ -1,7 +1,14 @@
 // Encoding stays linear in the prompt's length: long runs without whitespace are split (issue 12, case 2).
 import { describe, expect, test } from '@jest/globals';
 import fc from 'fast-check';
-import { ByteTokenizer, ChatTemplateError, Gpt2Tokenizer, MAX_WORD_CHARS, renderChatTemplate, splitLongWords } from '../../model/tokenizer.js';
+import {
+  ByteTokenizer,
+  ChatTemplateError,
+  Gpt2Tokenizer,
+  MAX_WORD_CHARS,
+  renderChatTemplate,
+  splitLongWords,
+} from '../../model/tokenizer.js';
 
 describe('splitLongWords', () => {
   test('text without long runs stays whole', () => {
@@ -15,14 +22,16 @@ describe('splitLongWords', () => {
   });
 
   test('never splits a surrogate pair; property: concatenation is the input, no piece has a long run', () => {
-    fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 400 }), fc.integer({ min: 1, max: 40 }), (s, cap) => {
-      const pieces = splitLongWords(s, cap);
-      expect(pieces.join('')).toBe(s);
-      for (const p of pieces) {
-        expect(p).not.toMatch(new RegExp(`\\S{${cap + 1}}`, 'u'));
-        expect(p).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
-      }
-    }));
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 400 }), fc.integer({ min: 1, max: 40 }), (s, cap) => {
+        const pieces = splitLongWords(s, cap);
+        expect(pieces.join('')).toBe(s);
+        for (const p of pieces) {
+          expect(p).not.toMatch(new RegExp(`\\S{${cap + 1}}`, 'u'));
+          expect(p).not.toMatch(/[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/);
+        }
+      }),
+    );
   });
 });
 

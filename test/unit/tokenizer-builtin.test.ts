@@ -31,13 +31,16 @@ describe('GPT-2 tokenizer (synthetic OPT)', () => {
   });
 
   test('round trip and streaming never split a character', () => {
-    fc.assert(fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => {
-      const ids = tok.encode(s);
-      expect(tok.decode(ids)).toBe(s);
-      const pieces = streamed(tok, ids);
-      expect(pieces.join('')).toBe(s);
-      for (const p of pieces) expect(p).not.toContain('\uFFFD');
-    }), { numRuns: 300, seed: 5 });
+    fc.assert(
+      fc.property(fc.string({ unit: 'grapheme', maxLength: 40 }), (s) => {
+        const ids = tok.encode(s);
+        expect(tok.decode(ids)).toBe(s);
+        const pieces = streamed(tok, ids);
+        expect(pieces.join('')).toBe(s);
+        for (const p of pieces) expect(p).not.toContain('\uFFFD');
+      }),
+      { numRuns: 300, seed: 5 },
+    );
   });
 
   test('a multi-byte character split over tokens is held back until complete', () => {
@@ -80,14 +83,26 @@ describe('incremental decoder', () => {
   test('neighbour-dependent decoding (a leading-space rule) stays right', () => {
     // A toy sentencepiece-like decode: the first piece loses its leading space.
     const vocab = ['▁Hello', '▁world', '!'];
-    const decode = (ids: readonly number[]) => ids.map((i) => vocab[i]).join('').replace(/▁/g, ' ').replace(/^ /, '');
+    const decode = (ids: readonly number[]) =>
+      ids
+        .map((i) => vocab[i])
+        .join('')
+        .replace(/▁/g, ' ')
+        .replace(/^ /, '');
     const d = new Detokenizer({ decode });
     expect([d.push(0), d.push(1), d.push(2), d.flush()].join('')).toBe('Hello world!');
   });
 });
 
 test('plain chat template', () => {
-  expect(plainChatPrompt([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }]))
-    .toBe('system: Be brief.\nuser: Hi\nassistant:');
-  expect(new ByteTokenizer().encodeChat([{ role: 'user', content: 'x' }])).toEqual([1, ...Buffer.from('user: x\nassistant:').map((b) => b + 3)]);
+  expect(
+    plainChatPrompt([
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: 'Hi' },
+    ]),
+  ).toBe('system: Be brief.\nuser: Hi\nassistant:');
+  expect(new ByteTokenizer().encodeChat([{ role: 'user', content: 'x' }])).toEqual([
+    1,
+    ...Buffer.from('user: x\nassistant:').map((b) => b + 3),
+  ]);
 });

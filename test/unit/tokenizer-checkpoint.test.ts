@@ -10,7 +10,8 @@ import { loadCheckpointTokenizer, renderChatTemplate } from '../../model/tokeniz
 import { LLAMA_REF, OPT_REF } from '../fixtures/helpers.js';
 
 const cfgOf = (dir: string) => parseHfConfig(JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')), path.basename(dir));
-const refOf = (dir: string) => JSON.parse(readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { tokenizer: { text: string; ids: number[] } };
+const refOf = (dir: string) =>
+  JSON.parse(readFileSync(path.join(dir, 'reference.json'), 'utf8')) as { tokenizer: { text: string; ids: number[] } };
 
 describe.each([
   ['vocab.json+merges.txt', OPT_REF],
@@ -42,23 +43,35 @@ describe('special tokens and templates', () => {
 
   test('tokenizer_config.json chat template rendered with jinja', async () => {
     const tok = await loadCheckpointTokenizer(LLAMA_REF, cfgOf(LLAMA_REF));
-    const msgs = [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }, { role: 'user', content: 'the end' }];
+    const msgs = [
+      { role: 'user', content: 'hi' },
+      { role: 'assistant', content: 'yo' },
+      { role: 'user', content: 'the end' },
+    ];
     expect(tok.applyChatTemplate(msgs)).toBe('<|user|>hi\n<|assistant|>yo\n<|user|>the end\n<|assistant|>');
     expect(tok.applyChatTemplate(msgs, { addGenerationPrompt: false })).toBe('<|user|>hi\n<|assistant|>yo\n<|user|>the end\n');
     expect(tok.encodeChat(msgs)).toEqual(tok.encode(tok.applyChatTemplate(msgs), { addSpecialTokens: false }));
   });
 
   test('templates get bos/eos strings and raise_exception gives a ModelError', () => {
-    expect(renderChatTemplate('{{ bos_token }}{{ messages[0].content }}{{ eos_token }}', [{ role: 'user', content: 'x' }], { bos_token: '<s>', eos_token: '</s>' }))
-      .toBe('<s>x</s>');
-    expect(() => renderChatTemplate("{{ raise_exception('roles must alternate') }}", [], {})).toThrow(/chat template failed: .*roles must alternate/);
+    expect(
+      renderChatTemplate('{{ bos_token }}{{ messages[0].content }}{{ eos_token }}', [{ role: 'user', content: 'x' }], {
+        bos_token: '<s>',
+        eos_token: '</s>',
+      }),
+    ).toBe('<s>x</s>');
+    expect(() => renderChatTemplate("{{ raise_exception('roles must alternate') }}", [], {})).toThrow(
+      /chat template failed: .*roles must alternate/,
+    );
     expect(() => renderChatTemplate('{% for %}', [], {})).toThrow(ModelError);
   });
 
   test('missing or malformed tokenizer files', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'hs-tok-'));
     copyFileSync(path.join(OPT_REF, 'config.json'), path.join(dir, 'config.json'));
-    await expect(loadCheckpointTokenizer(dir, cfgOf(OPT_REF))).rejects.toThrow(/no tokenizer \(expected tokenizer.json, or vocab.json \+ merges.txt\)/);
+    await expect(loadCheckpointTokenizer(dir, cfgOf(OPT_REF))).rejects.toThrow(
+      /no tokenizer \(expected tokenizer.json, or vocab.json \+ merges.txt\)/,
+    );
     writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": ');
     await expect(loadCheckpointTokenizer(dir, cfgOf(OPT_REF))).rejects.toThrow(/tokenizer.json: malformed JSON/);
     writeFileSync(path.join(dir, 'tokenizer.json'), '{"model": {"type": "Nope"}}');

@@ -34,7 +34,8 @@ Napi::Value Probe(const Napi::CallbackInfo& info) {
   try {
     if (!info[0].IsString()) throw ArgTypeError(env, "device must be a string");
     const std::string device = info[0].As<Napi::String>().Utf8Value();
-    if (device != "cpu" && device != "cuda") throw ArgRangeError(env, "device must be 'cpu' or 'cuda', got '" + device + "'");
+    if (device != "cpu" && device != "cuda")
+      throw ArgRangeError(env, "device must be 'cpu' or 'cuda', got '" + device + "'");
     int threads = 0;
     if (info.Length() > 1 && !info[1].IsUndefined()) threads = (int)ToInteger(env, info[1], "threads", 0, 1024);
     auto* worker = new ProbeWorker(env, device, threads);

@@ -35,11 +35,12 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, Poo
   }
 #ifdef HS_WITH_CUDA
   if (dev.device == "cuda") {
-    if (!hs::cuda::DeviceAvailable()) throw std::invalid_argument("device 'cuda' requested but no CUDA GPU is available");
+    if (!hs::cuda::DeviceAvailable())
+      throw std::invalid_argument("device 'cuda' requested but no CUDA GPU is available");
     pc.dtype = DType::F16;
     parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
-    parts.pools = std::make_unique<CachePools>(cfg, pc, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree, hs::cuda::DeviceAlloc,
-                                               hs::cuda::DeviceFree);
+    parts.pools = std::make_unique<CachePools>(cfg, pc, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree,
+                                               hs::cuda::DeviceAlloc, hs::cuda::DeviceFree);
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;

@@ -20,7 +20,8 @@ bool DeviceSupported(const std::string& device);  // built in and present
 std::vector<std::string> AvailableDevices();
 
 // Loads the weights, allocates the pools and builds the backend for `dev.device`.
-EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, PoolConfig pools, const DeviceOptions& dev);
+EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, PoolConfig pools,
+                            const DeviceOptions& dev);
 
 struct ProbeResult {
   double gemm_flops = 0, h2d_bytes_per_second = 0, d2h_bytes_per_second = 0;

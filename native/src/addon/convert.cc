@@ -47,7 +47,9 @@ ModelConfig ParseConfig(Napi::Env env, Napi::Value v) {
     c.arch = Arch::LLAMA;
   else
     throw ArgRangeError(env, "config.arch must be 'opt' or 'llama', got '" + arch + "'");
-  auto pos = [&](const char* key) { return (int)ToInteger(env, Field(o, key), std::string("config.") + key, 1, kMaxInt); };
+  auto pos = [&](const char* key) {
+    return (int)ToInteger(env, Field(o, key), std::string("config.") + key, 1, kMaxInt);
+  };
   c.vocab_size = pos("vocabSize");
   c.hidden_size = pos("hiddenSize");
   c.num_layers = pos("numLayers");
@@ -62,13 +64,14 @@ ModelConfig ParseConfig(Napi::Env env, Napi::Value v) {
   if (!(c.norm_eps > 0)) throw ArgRangeError(env, "config.normEps must be > 0");
   if (!(c.rope_theta > 0)) throw ArgRangeError(env, "config.ropeTheta must be > 0");
   if (c.num_heads % c.num_kv_heads)
-    throw ArgRangeError(env, "config.numHeads (" + std::to_string(c.num_heads) + ") must be a multiple of config.numKvHeads (" +
-                                         std::to_string(c.num_kv_heads) + ")");
+    throw ArgRangeError(env, "config.numHeads (" + std::to_string(c.num_heads) +
+                                 ") must be a multiple of config.numKvHeads (" + std::to_string(c.num_kv_heads) + ")");
   if (c.arch == Arch::OPT && c.num_heads != c.num_kv_heads)
     throw ArgRangeError(env, "config.numKvHeads must equal config.numHeads for OPT");
   if (c.arch == Arch::LLAMA && c.head_dim % 2) throw ArgRangeError(env, "config.headDim must be even for RoPE");
   const std::string products = ConfigProductsProblem(c);
-  if (!products.empty()) throw ArgRangeError(env, "config: " + products + " (the engine's int arithmetic would overflow)");
+  if (!products.empty())
+    throw ArgRangeError(env, "config: " + products + " (the engine's int arithmetic would overflow)");
   return c;
 }
 
@@ -98,7 +101,8 @@ WeightSource ParseWeights(Napi::Env env, Napi::Value v) {
     Napi::Value sv = Field(t, "shape");
     if (!sv.IsArray()) throw ArgTypeError(env, at + ".shape must be an array");
     Napi::Array sa = sv.As<Napi::Array>();
-    for (uint32_t k = 0; k < sa.Length(); ++k) r.shape.push_back(ToInteger(env, sa.Get(k), at + ".shape[" + std::to_string(k) + "]", 0, kMaxSafe));
+    for (uint32_t k = 0; k < sa.Length(); ++k)
+      r.shape.push_back(ToInteger(env, sa.Get(k), at + ".shape[" + std::to_string(k) + "]", 0, kMaxSafe));
     w.tensors.push_back(std::move(r));
   }
   return w;
@@ -115,14 +119,17 @@ void ParseLogitProcessors(Napi::Env env, Napi::Object sp, SamplingParams& p) {
   num("repetitionPenalty", p.repetition_penalty);
   if (!(p.min_p >= 0 && p.min_p <= 1)) throw ArgRangeError(env, "sampling.minP must be in [0, 1]");
   if (!(p.repetition_penalty > 0)) throw ArgRangeError(env, "sampling.repetitionPenalty must be > 0");
-  if (Present(Field(sp, "minTokens"))) p.min_tokens = (int)ToInteger(env, Field(sp, "minTokens"), "sampling.minTokens", 0, kMaxInt);
-  if (Present(Field(sp, "logprobs"))) p.logprobs = (int)ToInteger(env, Field(sp, "logprobs"), "sampling.logprobs", -1, kMaxLogprobs);
+  if (Present(Field(sp, "minTokens")))
+    p.min_tokens = (int)ToInteger(env, Field(sp, "minTokens"), "sampling.minTokens", 0, kMaxInt);
+  if (Present(Field(sp, "logprobs")))
+    p.logprobs = (int)ToInteger(env, Field(sp, "logprobs"), "sampling.logprobs", -1, kMaxLogprobs);
   Napi::Value stops = Field(sp, "stopTokenIds");
   if (Present(stops)) {
     if (!stops.IsArray()) throw ArgTypeError(env, "sampling.stopTokenIds must be an array");
     Napi::Array a = stops.As<Napi::Array>();
     for (uint32_t i = 0; i < a.Length(); ++i)
-      p.stop_token_ids.push_back((int32_t)ToInteger(env, a.Get(i), "sampling.stopTokenIds[" + std::to_string(i) + "]", 0, kMaxInt));
+      p.stop_token_ids.push_back(
+          (int32_t)ToInteger(env, a.Get(i), "sampling.stopTokenIds[" + std::to_string(i) + "]", 0, kMaxInt));
   }
   Napi::Value bias = Field(sp, "logitBias");
   if (Present(bias)) {  // [[tokenId, bias], ...]
@@ -131,9 +138,11 @@ void ParseLogitProcessors(Napi::Env env, Napi::Object sp, SamplingParams& p) {
     for (uint32_t i = 0; i < a.Length(); ++i) {
       const std::string at = "sampling.logitBias[" + std::to_string(i) + "]";
       Napi::Value pair = a.Get(i);
-      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2) throw ArgTypeError(env, at + " must be a [tokenId, bias] pair");
+      if (!pair.IsArray() || pair.As<Napi::Array>().Length() != 2)
+        throw ArgTypeError(env, at + " must be a [tokenId, bias] pair");
       Napi::Array pa = pair.As<Napi::Array>();
-      p.logit_bias.emplace_back((int32_t)ToInteger(env, pa.Get(0u), at + "[0]", 0, kMaxInt), (float)ToNumber(env, pa.Get(1u), at + "[1]"));
+      p.logit_bias.emplace_back((int32_t)ToInteger(env, pa.Get(0u), at + "[0]", 0, kMaxInt),
+                                (float)ToNumber(env, pa.Get(1u), at + "[1]"));
     }
   }
 }
@@ -151,7 +160,8 @@ int64_t ToInteger(Napi::Env env, Napi::Value v, const std::string& what, int64_t
   const double d = ToNumber(env, v, what);
   if (d != std::floor(d)) throw ArgRangeError(env, what + " must be an integer, got " + std::to_string(d));
   if (d < (double)lo || d > (double)hi)
-    throw ArgRangeError(env, what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + std::to_string((int64_t)d));
+    throw ArgRangeError(env, what + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " +
+                                 std::to_string((int64_t)d));
   return (int64_t)d;
 }
 
@@ -178,10 +188,12 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
   c.act_fraction = ToNumber(env, Field(o, "actFraction"), "options.actFraction");
   if (c.act_fraction < 0 || c.act_fraction > 1)
     throw ArgRangeError(env, "options.actFraction must be in [0, 1], got " + std::to_string(c.act_fraction));
-  if (Present(Field(o, "threads"))) c.device.threads = (int)ToInteger(env, Field(o, "threads"), "options.threads", 0, 1024);
+  if (Present(Field(o, "threads")))
+    c.device.threads = (int)ToInteger(env, Field(o, "threads"), "options.threads", 0, 1024);
   if (Present(Field(o, "gpuMemoryBytes")))
     c.device.gpu_memory_bytes = ToInteger(env, Field(o, "gpuMemoryBytes"), "options.gpuMemoryBytes", 0, kMaxSafe);
-  if (Present(Field(o, "prefixCaching"))) c.prefix_caching = ToBool(env, Field(o, "prefixCaching"), "options.prefixCaching");
+  if (Present(Field(o, "prefixCaching")))
+    c.prefix_caching = ToBool(env, Field(o, "prefixCaching"), "options.prefixCaching");
   if (Present(Field(o, "residentLayers")))
     c.device.resident_layers = (int)ToInteger(env, Field(o, "residentLayers"), "options.residentLayers", -1, kMaxInt);
   return c;

@@ -84,9 +84,11 @@ Napi::Value StepWorker::Resolve() {
     Napi::Float32Array lp = Napi::Float32Array::New(env, n);
     std::memcpy(lp.Data(), result_.logprobs.data(), n * sizeof(float));
     Napi::Int32Array ids = Napi::Int32Array::New(env, result_.top_ids.size());
-    if (!result_.top_ids.empty()) std::memcpy(ids.Data(), result_.top_ids.data(), result_.top_ids.size() * sizeof(int32_t));
+    if (!result_.top_ids.empty())
+      std::memcpy(ids.Data(), result_.top_ids.data(), result_.top_ids.size() * sizeof(int32_t));
     Napi::Float32Array lps = Napi::Float32Array::New(env, result_.top_logprobs.size());
-    if (!result_.top_logprobs.empty()) std::memcpy(lps.Data(), result_.top_logprobs.data(), result_.top_logprobs.size() * sizeof(float));
+    if (!result_.top_logprobs.empty())
+      std::memcpy(lps.Data(), result_.top_logprobs.data(), result_.top_logprobs.size() * sizeof(float));
     o.Set("logprobs", lp);
     o.Set("topN", result_.top_n);
     o.Set("topTokenIds", ids);

@@ -75,7 +75,8 @@ class CloseWorker : public PromiseWorker {
 
 class ProbeWorker : public PromiseWorker {
  public:
-  ProbeWorker(Napi::Env env, std::string device, int threads) : PromiseWorker(env), device_(std::move(device)), threads_(threads) {}
+  ProbeWorker(Napi::Env env, std::string device, int threads)
+      : PromiseWorker(env), device_(std::move(device)), threads_(threads) {}
   void Execute() override;
 
  protected:

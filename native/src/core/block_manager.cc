@@ -54,7 +54,8 @@ void BlockManager::Forget(BlockRef b) {
 }
 
 int32_t BlockManager::Allocate(PoolId p) {
-  int32_t idx = p == PoolId::DeviceKv ? pools_.AllocateDevice() : pools_.Allocate(p == PoolId::HostKv ? CacheKind::KV : CacheKind::ACT);
+  int32_t idx = p == PoolId::DeviceKv ? pools_.AllocateDevice()
+                                      : pools_.Allocate(p == PoolId::HostKv ? CacheKind::KV : CacheKind::ACT);
   if (idx < 0) {
     auto& idle = idle_[P(p)];
     if (idle.empty()) return -1;

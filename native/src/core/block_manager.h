@@ -103,9 +103,9 @@ class BlockManager {
 
   CachePools& pools_;
   bool prefix_caching_;
-  std::vector<Slot> slots_[kNumPools];          // per pool, by block index
+  std::vector<Slot> slots_[kNumPools];  // per pool, by block index
   std::unordered_map<uint64_t, BlockRef> by_hash_;
-  std::list<BlockRef> idle_[kNumPools];         // least recently released at the front
+  std::list<BlockRef> idle_[kNumPools];  // least recently released at the front
   int cached_count_[kNumPools] = {0, 0, 0};
   PrefixCacheStats stats_;
 };

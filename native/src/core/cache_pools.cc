@@ -12,11 +12,15 @@ void* DefaultAlloc(size_t bytes) { return std::malloc(bytes); }
 void DefaultFree(void* p) { std::free(p); }
 }  // namespace
 
-CachePools::CachePools(const ModelConfig& cfg, const PoolConfig& pc, AllocFn alloc, FreeFn release, AllocFn device_alloc,
-                       FreeFn device_release)
-    : cfg_(cfg), pc_(pc), release_(release ? release : DefaultFree), device_release_(device_release ? device_release : DefaultFree) {
+CachePools::CachePools(const ModelConfig& cfg, const PoolConfig& pc, AllocFn alloc, FreeFn release,
+                       AllocFn device_alloc, FreeFn device_release)
+    : cfg_(cfg),
+      pc_(pc),
+      release_(release ? release : DefaultFree),
+      device_release_(device_release ? device_release : DefaultFree) {
   if (pc.block_tokens <= 0) throw std::invalid_argument("blockTokens must be positive");
-  if (pc.kv_blocks < 0 || pc.act_blocks < 0 || pc.gpu_kv_blocks < 0) throw std::invalid_argument("block counts must be >= 0");
+  if (pc.kv_blocks < 0 || pc.act_blocks < 0 || pc.gpu_kv_blocks < 0)
+    throw std::invalid_argument("block counts must be >= 0");
   if (!alloc) alloc = DefaultAlloc;
   if (!device_alloc) device_alloc = DefaultAlloc;
   const size_t e = dtype_size(pc.dtype);
@@ -34,8 +38,8 @@ CachePools::CachePools(const ModelConfig& cfg, const PoolConfig& pc, AllocFn all
     if (kv_.base) release_(kv_.base);
     if (act_.base) release_(act_.base);
     if (gpu_kv_.base) device_release_(gpu_kv_.base);
-    throw std::runtime_error("cannot allocate cache pools (host " + std::to_string(bytes(kv_) + bytes(act_)) + " bytes, device " +
-                             std::to_string(bytes(gpu_kv_)) + " bytes)");
+    throw std::runtime_error("cannot allocate cache pools (host " + std::to_string(bytes(kv_) + bytes(act_)) +
+                             " bytes, device " + std::to_string(bytes(gpu_kv_)) + " bytes)");
   }
   for (Pool* p : {&kv_, &act_, &gpu_kv_}) {
     // Push in reverse so that block 0 is handed out first.
@@ -95,14 +99,17 @@ void CachePools::CopyBlock(CacheKind kind, int32_t src, int32_t dst) {
 }
 
 size_t CachePools::block_elems_per_layer(CacheKind kind) const {
-  return kind == CacheKind::KV ? (size_t)2 * pc_.block_tokens * cfg_.kv_dim() : (size_t)pc_.block_tokens * cfg_.hidden_size;
+  return kind == CacheKind::KV ? (size_t)2 * pc_.block_tokens * cfg_.kv_dim()
+                               : (size_t)pc_.block_tokens * cfg_.hidden_size;
 }
 
 size_t CachePools::block_bytes_all_layers(CacheKind kind) const {
   return block_elems_per_layer(kind) * dtype_size(pc_.dtype) * cfg_.num_layers;
 }
 
-uint8_t* CachePools::layer_base(CacheKind kind, int layer) const { return Base(kind == CacheKind::KV ? kv_ : act_, layer); }
+uint8_t* CachePools::layer_base(CacheKind kind, int layer) const {
+  return Base(kind == CacheKind::KV ? kv_ : act_, layer);
+}
 uint8_t* CachePools::device_layer_base(int layer) const { return Base(gpu_kv_, layer); }
 
 uint8_t* CachePools::block_ptr(CacheKind kind, int layer, int32_t index) const {

@@ -18,10 +18,10 @@ namespace hs {
 
 struct PoolConfig {
   int block_tokens = 16;
-  int kv_blocks = 0;      // host tier
-  int act_blocks = 0;     // host tier
+  int kv_blocks = 0;         // host tier
+  int act_blocks = 0;        // host tier
   DType dtype = DType::F32;  // element type of the stored cache (F32 on CPU, F16 for CUDA)
-  int gpu_kv_blocks = 0;  // device tier (always KV); last, so that {bt, kv, act, dtype} still reads
+  int gpu_kv_blocks = 0;     // device tier (always KV); last, so that {bt, kv, act, dtype} still reads
 };
 
 class CachePools {

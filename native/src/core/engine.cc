@@ -32,7 +32,8 @@ void Engine::SetActFraction(double f) {
 
 Sequence& Engine::Find(int64_t id) {
   auto it = seqs_.find(id);
-  if (it == seqs_.end() || it->second->remove_after_step) throw RangeErrorEx("unknown sequence id " + std::to_string(id), ErrorCode::UnknownSequence);
+  if (it == seqs_.end() || it->second->remove_after_step)
+    throw RangeErrorEx("unknown sequence id " + std::to_string(id), ErrorCode::UnknownSequence);
   return *it->second;
 }
 
@@ -137,14 +138,17 @@ static void CheckSamplingExtras(const SamplingParams& sp, int n, int prompt_toke
   };
   finite(sp.presence_penalty, "presencePenalty");
   finite(sp.frequency_penalty, "frequencyPenalty");
-  if (!(sp.repetition_penalty > 0) || !std::isfinite(sp.repetition_penalty)) throw RangeErrorEx("repetitionPenalty must be > 0");
+  if (!(sp.repetition_penalty > 0) || !std::isfinite(sp.repetition_penalty))
+    throw RangeErrorEx("repetitionPenalty must be > 0");
   if (!(sp.min_p >= 0 && sp.min_p <= 1)) throw RangeErrorEx("minP must be in [0, 1]");
   if (sp.min_tokens < 0) throw RangeErrorEx("minTokens must be >= 0");
-  if (sp.logprobs < -1 || sp.logprobs > kMaxLogprobs) throw RangeErrorEx("logprobs must be in [-1, " + std::to_string(kMaxLogprobs) + "]");
+  if (sp.logprobs < -1 || sp.logprobs > kMaxLogprobs)
+    throw RangeErrorEx("logprobs must be in [-1, " + std::to_string(kMaxLogprobs) + "]");
   if (prompt_tokens > n) throw RangeErrorEx("promptTokens must be <= the number of tokens");
   auto in_vocab = [vocab](int32_t id, const char* what) {
     if (id < 0 || id >= vocab)
-      throw RangeErrorEx(std::string(what) + " token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ")");
+      throw RangeErrorEx(std::string(what) + " token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                         std::to_string(vocab) + ")");
   };
   for (int32_t id : sp.stop_token_ids) in_vocab(id, "stopTokenIds");
   for (const auto& [id, bias] : sp.logit_bias) {
@@ -156,15 +160,17 @@ static void CheckSamplingExtras(const SamplingParams& sp, int n, int prompt_toke
 int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions& opts) {
   if (n <= 0) throw RangeErrorEx("token list is empty");
   if (n > cfg_.max_positions)
-    throw RangeErrorEx("prompt has " + std::to_string(n) + " tokens, more than maxPositions (" + std::to_string(cfg_.max_positions) + ")");
+    throw RangeErrorEx("prompt has " + std::to_string(n) + " tokens, more than maxPositions (" +
+                       std::to_string(cfg_.max_positions) + ")");
   for (int i = 0; i < n; ++i)
     if (tokens[i] < 0 || tokens[i] >= cfg_.vocab_size)
-      throw RangeErrorEx("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) + " is outside the vocabulary [0, " +
-                         std::to_string(cfg_.vocab_size) + ")");
+      throw RangeErrorEx("token id " + std::to_string(tokens[i]) + " at index " + std::to_string(i) +
+                         " is outside the vocabulary [0, " + std::to_string(cfg_.vocab_size) + ")");
   if (opts.act_fraction >= 0 && opts.act_fraction > 1)
     throw RangeErrorEx("actFraction must be in [0, 1], got " + std::to_string(opts.act_fraction));
   const SamplingParams& sp = opts.sampling;
-  if (!(sp.temperature >= 0) || !std::isfinite(sp.temperature)) throw RangeErrorEx("temperature must be a finite number >= 0");
+  if (!(sp.temperature >= 0) || !std::isfinite(sp.temperature))
+    throw RangeErrorEx("temperature must be a finite number >= 0");
   if (sp.top_k < 0) throw RangeErrorEx("topK must be >= 0");
   if (!(sp.top_p > 0 && sp.top_p <= 1)) throw RangeErrorEx("topP must be in (0, 1]");
   CheckSamplingExtras(sp, n, opts.prompt_tokens, cfg_.vocab_size);
@@ -179,8 +185,9 @@ int64_t Engine::AddSequence(const int32_t* tokens, int n, const SequenceOptions&
   const int kv_free = blocks_->available(PoolId::HostKv), act_free = blocks_->available(PoolId::HostAct);
   const int gpu_free = blocks_->available(PoolId::DeviceKv);
   if (need > kv_free + act_free + gpu_free - idle_matched)
-    throw RangeErrorEx("out of cache blocks: need " + std::to_string(need) + " blocks, KV free " + std::to_string(kv_free) + ", ACT free " +
-                       std::to_string(act_free) + (pools.total_device_blocks() ? ", GPU KV free " + std::to_string(gpu_free) : ""),
+    throw RangeErrorEx("out of cache blocks: need " + std::to_string(need) + " blocks, KV free " +
+                           std::to_string(kv_free) + ", ACT free " + std::to_string(act_free) +
+                           (pools.total_device_blocks() ? ", GPU KV free " + std::to_string(gpu_free) : ""),
                        ErrorCode::OutOfBlocks);
   auto seq = std::make_unique<Sequence>();
   seq->id = next_id_++;
@@ -234,7 +241,8 @@ void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {
     for (int k = 0; k < i; ++k)
       if (ids[k] == ids[i]) throw RangeErrorEx("sequence id " + std::to_string(ids[i]) + " appears twice in one step");
     if (s.length() > cfg_.max_positions)
-      throw RangeErrorEx("sequence " + std::to_string(ids[i]) + " has reached maxPositions (" + std::to_string(cfg_.max_positions) + ")");
+      throw RangeErrorEx("sequence " + std::to_string(ids[i]) + " has reached maxPositions (" +
+                         std::to_string(cfg_.max_positions) + ")");
   }
   j.run.clear();
   j.run_index.clear();
@@ -292,7 +300,9 @@ void Engine::RunStep() {
     j.sampled[r] = SampleNext(row, cfg_.vocab_size, s.sampling, seq, s.rng, j.sampler);
     if (s.sampling.logprobs >= 0) {
       const size_t at = r * (size_t)j.top_n;
-      j.logprob[r] = ComputeLogprobs(row, cfg_.vocab_size, j.sampled[r], s.sampling.logprobs, j.top_ids.data() + at, j.top_lps.data() + at, j.sampler).logprob;
+      j.logprob[r] = ComputeLogprobs(row, cfg_.vocab_size, j.sampled[r], s.sampling.logprobs, j.top_ids.data() + at,
+                                     j.top_lps.data() + at, j.sampler)
+                         .logprob;
     }
   }
   j.counters.steps = 1;

@@ -33,15 +33,15 @@ struct SequenceInfo {
   int length = 0;
   int cached_tokens = 0;
   int prefix_hit_tokens = 0;  // prompt tokens whose cache came from the prefix cache
-  int kv_blocks = 0;      // host tier
-  int act_blocks = 0;     // host tier
-  int gpu_kv_blocks = 0;  // device tier
+  int kv_blocks = 0;          // host tier
+  int act_blocks = 0;         // host tier
+  int gpu_kv_blocks = 0;      // device tier
 };
 
 struct StepResult {
   std::vector<int32_t> tokens;  // per id passed; -1 when not Ok
   std::vector<int32_t> status;
-  std::vector<float> logits;    // [n, vocab] when asked (zeros for rows that did not run)
+  std::vector<float> logits;  // [n, vocab] when asked (zeros for rows that did not run)
   // When a sequence in the step asked for logprobs (top_n >= 0): the sampled token's logprob per
   // id (NaN where none) and top_n (id, logprob) pairs per id, padded with -1 / NaN.
   int top_n = -1;
@@ -115,19 +115,19 @@ class Engine {
   // The step in flight (one at a time); buffers are reused across steps.
   struct Job {
     std::vector<int64_t> ids;
-    std::vector<Sequence*> run;        // sequences that run, in plan order
-    std::vector<int> run_index;        // their index in ids
-    std::vector<int32_t> status;       // per id
-    std::vector<int32_t> sampled;      // per run sequence
+    std::vector<Sequence*> run;    // sequences that run, in plan order
+    std::vector<int> run_index;    // their index in ids
+    std::vector<int32_t> status;   // per id
+    std::vector<int32_t> sampled;  // per run sequence
     BatchPlan plan;
-    std::vector<float> logits;         // [run, vocab]
+    std::vector<float> logits;  // [run, vocab]
     bool want_logits = false;
     StepCounters counters;
     SamplerScratch sampler;
-    int top_n = -1;                    // logprob columns this step (-1: none asked)
-    std::vector<float> logprob;        // per run sequence
-    std::vector<int32_t> top_ids;      // [run, top_n]
-    std::vector<float> top_lps;        // [run, top_n]
+    int top_n = -1;                // logprob columns this step (-1: none asked)
+    std::vector<float> logprob;    // per run sequence
+    std::vector<int32_t> top_ids;  // [run, top_n]
+    std::vector<float> top_lps;    // [run, top_n]
   } job_;
 };
 

@@ -13,12 +13,18 @@ enum class ErrorCode { InvalidArgument, OutOfBlocks, UnknownSequence, Busy, Clos
 
 inline const char* ErrorCodeName(ErrorCode c) {
   switch (c) {
-    case ErrorCode::InvalidArgument: return "HS_INVALID_ARGUMENT";
-    case ErrorCode::OutOfBlocks: return "HS_OUT_OF_BLOCKS";
-    case ErrorCode::UnknownSequence: return "HS_UNKNOWN_SEQUENCE";
-    case ErrorCode::Busy: return "HS_BUSY";
-    case ErrorCode::Closed: return "HS_CLOSED";
-    case ErrorCode::Internal: return "HS_INTERNAL";
+    case ErrorCode::InvalidArgument:
+      return "HS_INVALID_ARGUMENT";
+    case ErrorCode::OutOfBlocks:
+      return "HS_OUT_OF_BLOCKS";
+    case ErrorCode::UnknownSequence:
+      return "HS_UNKNOWN_SEQUENCE";
+    case ErrorCode::Busy:
+      return "HS_BUSY";
+    case ErrorCode::Closed:
+      return "HS_CLOSED";
+    case ErrorCode::Internal:
+      return "HS_INTERNAL";
   }
   return "HS_INTERNAL";
 }

@@ -39,8 +39,8 @@ inline uint16_t f32_to_f16(float f) {
   const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
   const uint32_t absx = x & 0x7fffffffu;
   if (absx >= 0x7f800000u) return sign | (absx > 0x7f800000u ? 0x7e00 : 0x7c00);  // NaN / inf
-  if (absx >= 0x477ff000u) return sign | 0x7c00;                                   // overflow
-  if (absx < 0x38800000u) {                                                        // subnormal or zero
+  if (absx >= 0x477ff000u) return sign | 0x7c00;                                  // overflow
+  if (absx < 0x38800000u) {                                                       // subnormal or zero
     if (absx < 0x33000000u) return sign;
     const uint32_t e = absx >> 23;
     const uint32_t m = (absx & 0x7fffff) | 0x800000;

@@ -13,7 +13,8 @@ constexpr size_t kAlign = 64;  // scales and zeros start on a cache line
 size_t AlignUp(size_t n) { return (n + kAlign - 1) / kAlign * kAlign; }
 
 void CheckShape(WeightFormat f, int64_t rows, int64_t cols) {
-  if (f == WeightFormat::Native) throw std::invalid_argument("quantised layout asked for the native (unquantised) format");
+  if (f == WeightFormat::Native)
+    throw std::invalid_argument("quantised layout asked for the native (unquantised) format");
   if (rows < 0 || cols < 0) throw std::invalid_argument("quantised matrix has a negative shape");
 }
 
@@ -71,26 +72,39 @@ void QuantizeRowInt4(const float* w, int64_t cols, uint8_t* codes, float* scales
 }  // namespace
 
 bool ParseWeightFormat(const std::string& s, WeightFormat* out) {
-  if (s == "fp16" || s == "native") *out = WeightFormat::Native;
-  else if (s == "fp8") *out = WeightFormat::FP8;
-  else if (s == "int8") *out = WeightFormat::INT8;
-  else if (s == "int4") *out = WeightFormat::INT4;
-  else return false;
+  if (s == "fp16" || s == "native")
+    *out = WeightFormat::Native;
+  else if (s == "fp8")
+    *out = WeightFormat::FP8;
+  else if (s == "int8")
+    *out = WeightFormat::INT8;
+  else if (s == "int4")
+    *out = WeightFormat::INT4;
+  else
+    return false;
   return true;
 }
 
 const char* WeightFormatName(WeightFormat f) {
   switch (f) {
-    case WeightFormat::FP8: return "fp8";
-    case WeightFormat::INT8: return "int8";
-    case WeightFormat::INT4: return "int4";
-    default: return "fp16";
+    case WeightFormat::FP8:
+      return "fp8";
+    case WeightFormat::INT8:
+      return "int8";
+    case WeightFormat::INT4:
+      return "int4";
+    default:
+      return "fp16";
   }
 }
 
-size_t CodeStride(WeightFormat f, int64_t cols) { return f == WeightFormat::INT4 ? (size_t)(cols + 1) / 2 : (size_t)cols; }
+size_t CodeStride(WeightFormat f, int64_t cols) {
+  return f == WeightFormat::INT4 ? (size_t)(cols + 1) / 2 : (size_t)cols;
+}
 
-int64_t ScaleGroups(WeightFormat f, int64_t cols) { return f == WeightFormat::INT4 ? (cols + kInt4Group - 1) / kInt4Group : 1; }
+int64_t ScaleGroups(WeightFormat f, int64_t cols) {
+  return f == WeightFormat::INT4 ? (cols + kInt4Group - 1) / kInt4Group : 1;
+}
 
 size_t ScalesOffset(WeightFormat f, int64_t rows, int64_t cols) {
   CheckShape(f, rows, cols);

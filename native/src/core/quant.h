@@ -22,14 +22,14 @@ namespace hs {
 // Native = the store dtype of the engine (F32 on the CPU, F16 on CUDA): no quantisation.
 enum class WeightFormat : uint8_t { Native = 0, FP8 = 1, INT8 = 2, INT4 = 3 };
 
-constexpr int kInt4Group = 128;     // columns per int4 scale/zero group
-constexpr float kFp8Max = 448.f;    // largest finite e4m3fn value
+constexpr int kInt4Group = 128;   // columns per int4 scale/zero group
+constexpr float kFp8Max = 448.f;  // largest finite e4m3fn value
 
 // "fp16" (and "native") → Native, "fp8", "int8", "int4". Returns false for anything else.
 bool ParseWeightFormat(const std::string& s, WeightFormat* out);
 const char* WeightFormatName(WeightFormat f);  // "fp16", "fp8", "int8", "int4"
 
-size_t CodeStride(WeightFormat f, int64_t cols);  // bytes of codes per row
+size_t CodeStride(WeightFormat f, int64_t cols);    // bytes of codes per row
 int64_t ScaleGroups(WeightFormat f, int64_t cols);  // scales per row
 size_t ScalesOffset(WeightFormat f, int64_t rows, int64_t cols);
 size_t ZerosOffset(WeightFormat f, int64_t rows, int64_t cols);

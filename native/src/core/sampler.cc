@@ -129,14 +129,16 @@ int SampleToken(const float* logits, int vocab, const SamplingParams& p, Rng& rn
   return s.idx[n - 1];
 }
 
-int SampleNext(const float* raw, int vocab, const SamplingParams& p, const SeqTokens& seq, Rng& rng, SamplerScratch& s) {
+int SampleNext(const float* raw, int vocab, const SamplingParams& p, const SeqTokens& seq, Rng& rng,
+               SamplerScratch& s) {
   if (!p.processes_logits()) return SampleToken(raw, vocab, p, rng, s);
   s.row.assign(raw, raw + vocab);
   ProcessLogits(s.row.data(), vocab, p, seq, s);
   return SampleToken(s.row.data(), vocab, p, rng, s);
 }
 
-TokenLogprobs ComputeLogprobs(const float* raw, int vocab, int chosen, int n, int32_t* top_ids, float* top_lps, SamplerScratch& s) {
+TokenLogprobs ComputeLogprobs(const float* raw, int vocab, int chosen, int n, int32_t* top_ids, float* top_lps,
+                              SamplerScratch& s) {
   const float top = raw[ArgMax(raw, vocab)];
   double sum = 0;
   for (int i = 0; i < vocab; ++i) sum += std::exp((double)raw[i] - top);

@@ -18,16 +18,17 @@ struct SamplingParams {
   float top_p = 1.f;        // 1: no cut
   float min_p = 0.f;        // 0: no cut; else drop tokens with p < min_p · p_max
   uint64_t seed = 0;
-  float presence_penalty = 0.f;    // subtracted once from tokens generated so far
-  float frequency_penalty = 0.f;   // subtracted per occurrence in the generated tokens
-  float repetition_penalty = 1.f;  // tokens in prompt or output: positive logits ÷, negative ×
-  int min_tokens = 0;              // until this many are generated, stop ids cannot be sampled
-  std::vector<int32_t> stop_token_ids;  // suppressed while below min_tokens (EOS included by the caller)
+  float presence_penalty = 0.f;                       // subtracted once from tokens generated so far
+  float frequency_penalty = 0.f;                      // subtracted per occurrence in the generated tokens
+  float repetition_penalty = 1.f;                     // tokens in prompt or output: positive logits ÷, negative ×
+  int min_tokens = 0;                                 // until this many are generated, stop ids cannot be sampled
+  std::vector<int32_t> stop_token_ids;                // suppressed while below min_tokens (EOS included by the caller)
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logit of each token id
-  int logprobs = -1;               // -1: none; 0: the sampled token's only; N: also the top N
+  int logprobs = -1;                                  // -1: none; 0: the sampled token's only; N: also the top N
 
   bool processes_logits() const {
-    return presence_penalty != 0.f || frequency_penalty != 0.f || repetition_penalty != 1.f || min_tokens > 0 || !logit_bias.empty();
+    return presence_penalty != 0.f || frequency_penalty != 0.f || repetition_penalty != 1.f || min_tokens > 0 ||
+           !logit_bias.empty();
   }
 };
 
@@ -58,9 +59,9 @@ int ArgMax(const float* logits, int n);
 struct SamplerScratch {
   std::vector<int> idx;
   std::vector<float> prob;
-  std::vector<float> row;     // processed copy of a logits row
-  std::vector<int32_t> count; // per-vocab occurrence counts, all zero between calls
-  std::vector<int32_t> seen;  // ids whose count was touched
+  std::vector<float> row;      // processed copy of a logits row
+  std::vector<int32_t> count;  // per-vocab occurrence counts, all zero between calls
+  std::vector<int32_t> seen;   // ids whose count was touched
 };
 
 // Applies the logit processors of `p` to `row` in place (vocab entries), given the sequence's tokens.
@@ -70,7 +71,8 @@ void ProcessLogits(float* row, int vocab, const SamplingParams& p, const SeqToke
 int SampleToken(const float* logits, int vocab, const SamplingParams& p, Rng& rng, SamplerScratch& scratch);
 
 // Processes a copy of `raw` when any processor is on, then samples. `raw` is left untouched.
-int SampleNext(const float* raw, int vocab, const SamplingParams& p, const SeqTokens& seq, Rng& rng, SamplerScratch& scratch);
+int SampleNext(const float* raw, int vocab, const SamplingParams& p, const SeqTokens& seq, Rng& rng,
+               SamplerScratch& scratch);
 
 // Log-probabilities under log_softmax(raw): the chosen token's, and the top `n` (id, logprob)
 // pairs in descending order (ids ascending on ties) written to top_ids / top_lps.
@@ -78,6 +80,7 @@ struct TokenLogprobs {
   float logprob = 0.f;
   int n = 0;
 };
-TokenLogprobs ComputeLogprobs(const float* raw, int vocab, int chosen, int n, int32_t* top_ids, float* top_lps, SamplerScratch& scratch);
+TokenLogprobs ComputeLogprobs(const float* raw, int vocab, int chosen, int n, int32_t* top_ids, float* top_lps,
+                              SamplerScratch& scratch);
 
 }  // namespace hs

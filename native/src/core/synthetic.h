@@ -20,7 +20,9 @@ inline uint64_t fnv1a64(const std::string& s) {
 }
 
 // The per-tensor key; element values are UniformAt(key, i).
-inline uint64_t TensorKey(uint64_t seed, const std::string& name) { return splitmix64(seed ^ splitmix64(fnv1a64(name))); }
+inline uint64_t TensorKey(uint64_t seed, const std::string& name) {
+  return splitmix64(seed ^ splitmix64(fnv1a64(name)));
+}
 
 // Uniform in [-1, 1) from 24 random bits (exactly representable in float).
 inline float UniformAt(uint64_t key, uint64_t i) {

@@ -26,7 +26,10 @@ std::string ConfigProductsProblem(const ModelConfig& c) {
   constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
   const int64_t h = c.hidden_size, heads = c.num_heads, kv_heads = c.num_kv_heads, d = c.head_dim, f = c.ffn_size;
   const int64_t q = heads * d, kv = kv_heads * d;
-  struct Product { const char* what; int64_t value; };
+  struct Product {
+    const char* what;
+    int64_t value;
+  };
   const Product products[] = {
       {"numHeads x headDim", q},
       {"numKvHeads x headDim", kv},
@@ -35,7 +38,8 @@ std::string ConfigProductsProblem(const ModelConfig& c) {
       {"4 x hiddenSize", 4 * h},
   };
   for (const Product& p : products) {
-    if (p.value > kIntMax) return std::string(p.what) + " = " + std::to_string(p.value) + " exceeds " + std::to_string(kIntMax);
+    if (p.value > kIntMax)
+      return std::string(p.what) + " = " + std::to_string(p.value) + " exceeds " + std::to_string(kIntMax);
   }
   return "";
 }

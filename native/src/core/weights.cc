@@ -128,7 +128,9 @@ void PreadAll(int fd, const std::string& path, uint8_t* dst, size_t len, uint64_
       if (errno == EINTR) continue;
       throw std::invalid_argument("cannot read " + path + ": " + std::strerror(errno));
     }
-    if (r == 0) throw std::invalid_argument("file " + path + " is truncated (read past its end at byte " + std::to_string(off) + ")");
+    if (r == 0)
+      throw std::invalid_argument("file " + path + " is truncated (read past its end at byte " + std::to_string(off) +
+                                  ")");
     dst += r;
     len -= (size_t)r;
     off += (uint64_t)r;
@@ -185,7 +187,8 @@ struct FdCache {
 };
 
 // Fills a quantised tensor: its F32 values go through a scratch of one tensor, then Quantize.
-void LoadQuantized(HostTensor& t, const std::string& name, const WeightSource& src, const TensorRef* ref, FdCache& files) {
+void LoadQuantized(HostTensor& t, const std::string& name, const WeightSource& src, const TensorRef* ref,
+                   FdCache& files) {
   std::vector<float> scratch(t.numel());
   HostTensor f32 = t;
   f32.dtype = DType::F32;
@@ -202,8 +205,9 @@ void LoadQuantized(HostTensor& t, const std::string& name, const WeightSource& s
 }  // namespace
 
 bool QuantizedTensor(const std::string& name) {
-  static const char* kLeaves[] = {".q_proj.weight", ".k_proj.weight", ".v_proj.weight", ".o_proj.weight", ".fc1.weight",
-                                  ".fc2.weight", ".gate_proj.weight", ".up_proj.weight", ".down_proj.weight"};
+  static const char* kLeaves[] = {".q_proj.weight",    ".k_proj.weight",  ".v_proj.weight",
+                                  ".o_proj.weight",    ".fc1.weight",     ".fc2.weight",
+                                  ".gate_proj.weight", ".up_proj.weight", ".down_proj.weight"};
   if (name.compare(0, 7, "layers.") != 0) return false;
   for (const char* leaf : kLeaves)
     if (EndsWith(name, leaf)) return true;
@@ -237,7 +241,8 @@ HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType 
   std::map<std::string, bool> known;
   for (const auto& s : specs) known[s.name] = true;
   for (const auto& [name, _] : refs)
-    if (!known.count(name)) throw std::invalid_argument("unexpected tensor '" + name + "' (not used by this architecture)");
+    if (!known.count(name))
+      throw std::invalid_argument("unexpected tensor '" + name + "' (not used by this architecture)");
 
   FdCache files;
   try {
@@ -249,7 +254,8 @@ HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType 
         auto it = refs.find(spec.name);
         if (it == refs.end()) {
           if (spec.optional) continue;
-          throw std::invalid_argument("missing tensor '" + spec.name + "' (expected shape " + ShapeStr(spec.shape) + ")");
+          throw std::invalid_argument("missing tensor '" + spec.name + "' (expected shape " + ShapeStr(spec.shape) +
+                                      ")");
         }
         ref = it->second;
         if (ref->shape != spec.shape)
@@ -258,9 +264,9 @@ HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType 
         size_t numel = 1;
         for (int64_t d : spec.shape) numel *= (size_t)d;
         if (ref->byte_length != numel * dtype_size(ref->dtype))
-          throw std::invalid_argument("tensor '" + spec.name + "' has " + std::to_string(ref->byte_length) + " bytes, expected " +
-                                      std::to_string(numel * dtype_size(ref->dtype)) + " for " + DTypeName(ref->dtype) + " " +
-                                      ShapeStr(spec.shape));
+          throw std::invalid_argument("tensor '" + spec.name + "' has " + std::to_string(ref->byte_length) +
+                                      " bytes, expected " + std::to_string(numel * dtype_size(ref->dtype)) + " for " +
+                                      DTypeName(ref->dtype) + " " + ShapeStr(spec.shape));
       }
       HostTensor t;
       t.shape = spec.shape;
@@ -268,7 +274,8 @@ HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType 
       t.format = src.format != WeightFormat::Native && QuantizedTensor(spec.name) ? src.format : WeightFormat::Native;
       t.bytes = t.quantized() ? QuantizedBytes(t.format, t.shape[0], t.shape[1]) : t.numel() * dtype_size(dtype);
       t.data = static_cast<uint8_t*>(alloc(t.bytes));
-      if (!t.data) throw std::runtime_error("cannot allocate " + std::to_string(t.bytes) + " bytes for '" + spec.name + "'");
+      if (!t.data)
+        throw std::runtime_error("cannot allocate " + std::to_string(t.bytes) + " bytes for '" + spec.name + "'");
       tensors_[spec.name] = t;  // owned from here on: the destructor path frees it on a later throw
       total_bytes_ += t.bytes;
       if (t.quantized())

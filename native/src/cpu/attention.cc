@@ -29,7 +29,9 @@ __attribute__((always_inline)) inline v8f Load8(const float* p) {
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-__attribute__((always_inline)) inline float Sum8(const v8f& v) { return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7])); }
+__attribute__((always_inline)) inline float Sum8(const v8f& v) {
+  return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
+}
 
 // One (sequence, head): scores over the causal window, softmax, weighted sum of V.
 // D > 0 fixes the head dimension at compile time (fully unrolled loops); D = 0 reads it.
@@ -101,11 +103,21 @@ void Attention(const AttnSeq* seqs, int num_seqs, const AttnShape& sh, ThreadPoo
         const int h = it % sh.num_heads;
         float* sc = scratch.scores[c].data();
         switch (sh.head_dim) {
-          case 64: HeadAttention<64>(sq, h, sh, sc); break;
-          case 128: HeadAttention<128>(sq, h, sh, sc); break;
-          case 16: HeadAttention<16>(sq, h, sh, sc); break;
-          case 32: HeadAttention<32>(sq, h, sh, sc); break;
-          default: HeadAttention<0>(sq, h, sh, sc); break;
+          case 64:
+            HeadAttention<64>(sq, h, sh, sc);
+            break;
+          case 128:
+            HeadAttention<128>(sq, h, sh, sc);
+            break;
+          case 16:
+            HeadAttention<16>(sq, h, sh, sc);
+            break;
+          case 32:
+            HeadAttention<32>(sq, h, sh, sc);
+            break;
+          default:
+            HeadAttention<0>(sq, h, sh, sc);
+            break;
         }
       }
     }

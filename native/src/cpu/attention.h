@@ -11,8 +11,8 @@ class ThreadPool;
 struct AttnSeq {
   int num_new = 0;  // query tokens at positions [start, start + num_new)
   int start = 0;
-  const float* q = nullptr;     // [num_new, num_heads * head_dim]
-  float* out = nullptr;         // [num_new, num_heads * head_dim]
+  const float* q = nullptr;         // [num_new, num_heads * head_dim]
+  float* out = nullptr;             // [num_new, num_heads * head_dim]
   const float* const* k = nullptr;  // start + num_new pointers to rows [num_kv_heads * head_dim]
   const float* const* v = nullptr;
 };

@@ -49,9 +49,10 @@ CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools&
     lm_head_ = embed_;
     add_bytes("embed_tokens.weight");
   }
-  static const char* kLeaves[] = {"attn_norm.weight", "attn_norm.bias", "q_proj.weight", "q_proj.bias", "k_proj.weight",
-                                  "k_proj.bias", "v_proj.weight", "v_proj.bias", "o_proj.weight", "o_proj.bias",
-                                  "ffn_norm.weight", "ffn_norm.bias", "fc1.weight", "fc1.bias", "fc2.weight", "fc2.bias",
+  static const char* kLeaves[] = {"attn_norm.weight", "attn_norm.bias", "q_proj.weight",   "q_proj.bias",
+                                  "k_proj.weight",    "k_proj.bias",    "v_proj.weight",   "v_proj.bias",
+                                  "o_proj.weight",    "o_proj.bias",    "ffn_norm.weight", "ffn_norm.bias",
+                                  "fc1.weight",       "fc1.bias",       "fc2.weight",      "fc2.bias",
                                   "gate_proj.weight", "up_proj.weight", "down_proj.weight"};
   layers_.resize(cfg.num_layers);
   for (int l = 0; l < cfg.num_layers; ++l) {
@@ -94,7 +95,8 @@ BackendInfo CpuBackend::Info() const {
 #else
   const char* arch = "cpu";
 #endif
-  return {"cpu", std::string(arch) + " (" + std::to_string(pool_->size()) + " threads, gemm " + gemm_kernel_name() + ")"};
+  return {"cpu",
+          std::string(arch) + " (" + std::to_string(pool_->size()) + " threads, gemm " + gemm_kernel_name() + ")"};
 }
 
 void CpuBackend::Norm(const float* x, float* out, int rows, const float* w, const float* b) const {

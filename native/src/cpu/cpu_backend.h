@@ -1,6 +1,6 @@
 // The fp32 CPU backend: runs OPT or Llama over a BatchPlan, reading and writing the cache pools
-// directly (the device tier is emulated in host memory; only host-tier blocks count as PCIe bytes) (KV rows as cached; K/V of ACT-cached positions recomputed from ACT rows with one
-// GEMM per layer over every ACT token of the step).
+// directly (the device tier is emulated in host memory; only host-tier blocks count as PCIe bytes) (KV rows as cached;
+// K/V of ACT-cached positions recomputed from ACT rows with one GEMM per layer over every ACT token of the step).
 #pragma once
 #include <memory>
 #include <vector>
@@ -38,9 +38,9 @@ class CpuBackend : public Backend {
   };
   // Where a cached (past) position's K/V comes from, resolved once per step.
   struct PastRow {
-    BlockRef block;  // host KV, host ACT or device KV (the emulated device tier: read in place)
-    int32_t offset;  // row within the block
-    int32_t act_row; // row in the recompute buffers when kind == ACT
+    BlockRef block;   // host KV, host ACT or device KV (the emulated device tier: read in place)
+    int32_t offset;   // row within the block
+    int32_t act_row;  // row in the recompute buffers when kind == ACT
   };
 
   // C[M,N] = beta·C + A·Wᵀ (+ bias): gemm_nt or, for a quantised W, gemm_nt_q (one branch per GEMM).
@@ -64,7 +64,7 @@ class CpuBackend : public Backend {
   std::vector<float> h_, x_, q_, k_, v_, attn_, ff_, ff2_, act_in_, kr_, vr_, last_;
   std::vector<int32_t> tok_pos_;
   std::vector<BlockRef> tok_block_;
-  std::vector<PastRow> past_;          // per sequence, positions [0, start)
+  std::vector<PastRow> past_;  // per sequence, positions [0, start)
   std::vector<int> past_off_, tok_off_;
   std::vector<const float*> kptr_, vptr_;
   std::vector<AttnSeq> attn_seqs_;

@@ -176,8 +176,8 @@ void gemm_force_kernel(const char* name) {
   if (!k) {
     std::string have;
     for (const Kernel* s : Supported()) have += std::string(have.empty() ? "" : ", ") + s->name;
-    throw std::invalid_argument(std::string("gemm kernel '") + name + "' is unknown or not supported by this CPU (supported: " +
-                                have + ")");
+    throw std::invalid_argument(std::string("gemm kernel '") + name +
+                                "' is unknown or not supported by this CPU (supported: " + have + ")");
   }
   Current().store(k);
 }

@@ -16,8 +16,8 @@ class ThreadPool;
 // lda/ldb/ldc are row strides in elements. beta is 0 or 1. Runs on `pool` (nullptr = caller thread).
 // Throws std::invalid_argument for negative sizes, strides smaller than a row, or null pointers
 // where data is needed.
-void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
-             float beta, const float* bias, ThreadPool* pool);
+void gemm_nt(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc, float beta,
+             const float* bias, ThreadPool* pool);
 
 // The same product over a quantised B (core/quant.h, B.rows = N, B.cols = K): each thread
 // dequantises a panel of B's rows into an L2-sized f32 buffer and runs gemm_nt's kernel on it,
@@ -27,8 +27,8 @@ void gemm_nt_q(int M, int N, int K, const float* A, int lda, const QuantView& B,
                const float* bias, ThreadPool* pool);
 
 // The plain triple loop, kept as the reference for tests.
-void gemm_nt_reference(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C,
-                       int ldc, float beta, const float* bias);
+void gemm_nt_reference(int M, int N, int K, const float* A, int lda, const float* B, int ldb, float* C, int ldc,
+                       float beta, const float* bias);
 
 // Which kernel gemm_nt dispatches to on this machine ("avx512", "avx2", "scalar").
 // The environment variable HYBRIDSERVE_GEMM_KERNEL (one of those names) forces a kernel at start-up,

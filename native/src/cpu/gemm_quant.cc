@@ -25,12 +25,13 @@ constexpr int kMinPanelRows = 96;
 constexpr int64_t kMinParallelElems = 1 << 16;
 
 int PanelRows(int N, int K) {
-  const int64_t rows = std::max<int64_t>(kMinPanelRows, kPanelFloats / std::max(K, 1) / kPanelRowQuantum * kPanelRowQuantum);
+  const int64_t rows =
+      std::max<int64_t>(kMinPanelRows, kPanelFloats / std::max(K, 1) / kPanelRowQuantum * kPanelRowQuantum);
   return (int)std::min<int64_t>(rows, N);
 }
 
-void RunPanels(int M, int K, const float* A, int lda, const QuantView& B, float* C, int ldc, float beta, const float* bias,
-               int rows, int p0, int p1) {
+void RunPanels(int M, int K, const float* A, int lda, const QuantView& B, float* C, int ldc, float beta,
+               const float* bias, int rows, int p0, int p1) {
   static thread_local std::vector<float> panel;
   for (int p = p0; p < p1; ++p) {
     const int n0 = p * rows, n1 = std::min<int>((int)B.rows, n0 + rows);
@@ -46,8 +47,8 @@ void gemm_nt_q(int M, int N, int K, const float* A, int lda, const QuantView& B,
                const float* bias, ThreadPool* pool) {
   if (B.format == WeightFormat::Native) throw std::invalid_argument("gemm_nt_q: B is not quantised");
   if (B.rows != N || B.cols != K)
-    throw std::invalid_argument("gemm_nt_q: B is [" + std::to_string(B.rows) + ", " + std::to_string(B.cols) + "], expected [" +
-                                std::to_string(N) + ", " + std::to_string(K) + "]");
+    throw std::invalid_argument("gemm_nt_q: B is [" + std::to_string(B.rows) + ", " + std::to_string(B.cols) +
+                                "], expected [" + std::to_string(N) + ", " + std::to_string(K) + "]");
   if (M < 0 || N < 0 || K < 0 || lda < K || ldc < N || (M > 0 && N > 0 && (!C || (K > 0 && (!A || !B.codes)))))
     return gemm_nt(M, N, K, A, lda, nullptr, K, C, ldc, beta, bias, nullptr);  // raises gemm_nt's own error
   if (M == 0 || N == 0) return;

@@ -67,7 +67,9 @@ struct ThreadPool::Impl {
   void Worker(int index) {
     uint64_t seen = 0;
     for (;;) {
-      auto fresh = [&] { return generation.load(std::memory_order_acquire) != seen || stop.load(std::memory_order_acquire); };
+      auto fresh = [&] {
+        return generation.load(std::memory_order_acquire) != seen || stop.load(std::memory_order_acquire);
+      };
       if (!SpinUntil(fresh)) {
         std::unique_lock<std::mutex> lk(mu);
         work_cv.wait(lk, fresh);

@@ -82,9 +82,12 @@ MiniBatchLayout BuildLayout(const BatchPlan& plan, const std::vector<int>& seq_i
         continue;
       }
       L.page_table.push_back(-1);
-      if (cached == 0) fresh.push_back({s, b});
-      else if (br.kind == CacheKind::KV) kv_loads.push_back({br.index, s, b, cached});
-      else act_loads.push_back({br.index, s, b, cached});
+      if (cached == 0)
+        fresh.push_back({s, b});
+      else if (br.kind == CacheKind::KV)
+        kv_loads.push_back({br.index, s, b, cached});
+      else
+        act_loads.push_back({br.index, s, b, cached});
     }
   }
   // Pages: loaded KV blocks, then recomputed ACT blocks, then fresh blocks.

@@ -1,8 +1,8 @@
 // Pure host-side layout of one mini-batch for a step: which rows (new tokens) it computes, which
-// GPU page holds each of its blocks (a staging page, or the block itself when it is in the GPU tier), which host blocks to load (merged into runs of consecutive
-// block ids, so one layer's cache for the mini-batch moves in few large copies), which ACT blocks to
-// recompute, and where each new token's cache row goes in the host pools. The same layout serves
-// every layer, because a block id addresses the same slot in every layer. No CUDA here.
+// GPU page holds each of its blocks (a staging page, or the block itself when it is in the GPU tier), which host blocks
+// to load (merged into runs of consecutive block ids, so one layer's cache for the mini-batch moves in few large
+// copies), which ACT blocks to recompute, and where each new token's cache row goes in the host pools. The same layout
+// serves every layer, because a block id addresses the same slot in every layer. No CUDA here.
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -34,7 +34,7 @@ struct MiniBatchLayout {
   // Per sequence (mini-batch local).
   std::vector<int> seq_pt_off, seq_row0, seq_new, seq_start;
   std::vector<int> page_table;
-  int pages = 0;             // staging pages (GPU-tier blocks need none)
+  int pages = 0;                // staging pages (GPU-tier blocks need none)
   int64_t gpu_tier_tokens = 0;  // cached positions read in place from the GPU tier
   // Loads.
   std::vector<CopyRun> kv_runs, act_runs;

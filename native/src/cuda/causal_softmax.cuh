@@ -8,7 +8,6 @@
 namespace hs::cuda {
 
 // scores/probs: [heads * n, ctx] row-major.
-void LaunchCausalSoftmax(const float* scores, __half* probs, int heads, int n, int ctx, int start,
-                         cudaStream_t stream);
+void LaunchCausalSoftmax(const float* scores, __half* probs, int heads, int n, int ctx, int start, cudaStream_t stream);
 
 }  // namespace hs::cuda

@@ -73,7 +73,8 @@ HostCache CacheView(const ModelConfig& cfg, CachePools& p) {
   c.kv_blocks = p.total_blocks(CacheKind::KV);
   c.act_blocks = p.total_blocks(CacheKind::ACT);
   c.gpu_kv_blocks = p.total_device_blocks();
-  c.gpu_kv_bytes = static_cast<int64_t>(c.gpu_kv_blocks) * static_cast<int64_t>(p.block_bytes_all_layers(CacheKind::KV));
+  c.gpu_kv_bytes =
+      static_cast<int64_t>(c.gpu_kv_blocks) * static_cast<int64_t>(p.block_bytes_all_layers(CacheKind::KV));
   for (int l = 0; l < cfg.num_layers; ++l) {
     c.kv_layer_base.push_back(p.layer_base(CacheKind::KV, l));
     c.act_layer_base.push_back(p.layer_base(CacheKind::ACT, l));
@@ -85,7 +86,8 @@ HostCache CacheView(const ModelConfig& cfg, CachePools& p) {
 class CudaBackend : public Backend {
  public:
   CudaBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, const CudaOptions& o)
-      : engine_(ModelView(cfg, w), CacheView(cfg, pools), EngineOptions{o.device, o.gpu_memory_bytes, o.resident_layers}) {}
+      : engine_(ModelView(cfg, w), CacheView(cfg, pools),
+                EngineOptions{o.device, o.gpu_memory_bytes, o.resident_layers}) {}
   void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) override {
     engine_.Forward(plan, logits, counters);
   }

@@ -9,17 +9,16 @@
 namespace hs::cuda {
 
 [[noreturn]] inline void ThrowCuda(const char* what, const char* file, int line, const std::string& msg) {
-  throw std::runtime_error(std::string("CUDA error in ") + what + " at " + file + ":" + std::to_string(line) +
-                           ": " + msg);
+  throw std::runtime_error(std::string("CUDA error in ") + what + " at " + file + ":" + std::to_string(line) + ": " +
+                           msg);
 }
 
 }  // namespace hs::cuda
 
-#define HS_CUDA_CHECK(expr)                                                          \
-  do {                                                                               \
-    cudaError_t hs_err_ = (expr);                                                    \
-    if (hs_err_ != cudaSuccess)                                                      \
-      ::hs::cuda::ThrowCuda(#expr, __FILE__, __LINE__, cudaGetErrorString(hs_err_)); \
+#define HS_CUDA_CHECK(expr)                                                                                    \
+  do {                                                                                                         \
+    cudaError_t hs_err_ = (expr);                                                                              \
+    if (hs_err_ != cudaSuccess) ::hs::cuda::ThrowCuda(#expr, __FILE__, __LINE__, cudaGetErrorString(hs_err_)); \
   } while (0)
 
 // After every kernel launch: catches bad launch configurations at the launch site.

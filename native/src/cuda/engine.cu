@@ -174,15 +174,15 @@ struct CudaEngine::Impl {
   std::vector<void*> device_allocs;
   std::vector<void*> registered;
 
-  cudaEvent_t ev_w_ready[kSlots], ev_slot_free[kSlots], ev_load[kSets], ev_comp[kSets], ev_store[kSets], ev_start, ev_end,
-      ev_join[3];
+  cudaEvent_t ev_w_ready[kSlots], ev_slot_free[kSlots], ev_load[kSets], ev_comp[kSets], ev_store[kSets], ev_start,
+      ev_end, ev_join[3];
   bool first_prefetched = false;
   std::vector<cudaEvent_t> tev;
   size_t tev_used = 0;
   std::vector<Interval> ivs;
 
-  Buf h_all, pages[kSets], act_stage[kSets], xset[kSets], qkv, attn, x2, rkv, ffn_buf, scores, probs, kg, vg, last_h, last_x,
-      logits_d, meta_i, meta_l;
+  Buf h_all, pages[kSets], act_stage[kSets], xset[kSets], qkv, attn, x2, rkv, ffn_buf, scores, probs, kg, vg, last_h,
+      last_x, logits_d, meta_i, meta_l;
 
   // ---- memory ------------------------------------------------------------------------------------
   void* Alloc(size_t bytes) {
@@ -222,7 +222,8 @@ struct CudaEngine::Impl {
     const uintptr_t page = 4096;
     auto a = reinterpret_cast<uintptr_t>(lo) & ~(page - 1);
     auto b = (reinterpret_cast<uintptr_t>(hi) + page - 1) & ~(page - 1);
-    HS_CUDA_CHECK(cudaHostRegister(reinterpret_cast<void*>(a), b - a, cudaHostRegisterPortable | cudaHostRegisterMapped));
+    HS_CUDA_CHECK(
+        cudaHostRegister(reinterpret_cast<void*>(a), b - a, cudaHostRegisterPortable | cudaHostRegisterMapped));
     registered.push_back(reinterpret_cast<void*>(a));
   }
 
@@ -238,7 +239,8 @@ struct CudaEngine::Impl {
     return e;
   }
 
-  Impl(const HostModel& model, const HostCache& cache, const EngineOptions& o) : m(model), c(cache), opt(o), cfg(model.cfg) {
+  Impl(const HostModel& model, const HostCache& cache, const EngineOptions& o)
+      : m(model), c(cache), opt(o), cfg(model.cfg) {
     sl = MakeSlotLayout(cfg);
     llama = cfg.arch == Arch::LLAMA;
     L = cfg.num_layers;
@@ -259,11 +261,13 @@ struct CudaEngine::Impl {
     cudaDeviceProp prop{};
     HS_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
     name = prop.name;
-    for (cudaStream_t* s : {&s_w, &s_c, &s_st, &s_x}) HS_CUDA_CHECK(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
+    for (cudaStream_t* s : {&s_w, &s_c, &s_st, &s_x})
+      HS_CUDA_CHECK(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
     if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cuda backend: cublasCreate failed");
     cublasSetStream(blas, s_x);
     for (int i = 0; i < kSlots; ++i)
-      for (cudaEvent_t* e : {&ev_w_ready[i], &ev_slot_free[i]}) HS_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+      for (cudaEvent_t* e : {&ev_w_ready[i], &ev_slot_free[i]})
+        HS_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
     for (int i = 0; i < kSets; ++i)
       for (cudaEvent_t* e : {&ev_load[i], &ev_comp[i], &ev_store[i]})
         HS_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
@@ -275,9 +279,11 @@ struct CudaEngine::Impl {
     HS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     const int64_t usable = static_cast<int64_t>(free_b) - kGiB / 2;
     // The GPU cache tier was allocated with the pools (free memory already excludes it); a given cap covers it too.
-    if (static_cast<int>(c.gpu_kv_layer_base.size()) != (c.gpu_kv_blocks > 0 ? L : static_cast<int>(c.gpu_kv_layer_base.size())))
+    if (static_cast<int>(c.gpu_kv_layer_base.size()) !=
+        (c.gpu_kv_blocks > 0 ? L : static_cast<int>(c.gpu_kv_layer_base.size())))
       throw std::invalid_argument("cuda backend: GPU cache tier layer count mismatch");
-    budget = opt.gpu_memory_bytes > 0 ? std::min<int64_t>(opt.gpu_memory_bytes - c.gpu_kv_bytes, usable) : usable - kGiB / 2;
+    budget =
+        opt.gpu_memory_bytes > 0 ? std::min<int64_t>(opt.gpu_memory_bytes - c.gpu_kv_bytes, usable) : usable - kGiB / 2;
     if (budget <= 0)
       throw std::invalid_argument("cuda backend: the GPU cache tier (" + std::to_string(c.gpu_kv_bytes >> 20) +
                                   " MiB) leaves nothing of the GPU memory cap for weights and buffers");
@@ -287,7 +293,9 @@ struct CudaEngine::Impl {
     if (m.pos_embed) pos_d = Upload(m.pos_embed, static_cast<size_t>(m.pos_rows) * h);
     fnorm_w = Upload(m.final_norm_w, h);
     if (m.final_norm_b) fnorm_b = Upload(m.final_norm_b, h);
-    lm_head_d = (m.lm_head == nullptr || m.lm_head == m.embed) ? embed_d : Upload(m.lm_head, static_cast<size_t>(cfg.vocab_size) * h);
+    lm_head_d = (m.lm_head == nullptr || m.lm_head == m.embed)
+                    ? embed_d
+                    : Upload(m.lm_head, static_cast<size_t>(cfg.vocab_size) * h);
 
     for (int l = 0; l < L; ++l) {
       copies.push_back(LayerCopies(cfg, sl, m.layers[l]));
@@ -300,13 +308,16 @@ struct CudaEngine::Impl {
       resident = std::min(opt.resident_layers, L);
     } else {
       const int64_t avail = budget - held - budget / 4;
-      resident = avail >= L * slot_bytes ? L : static_cast<int>(std::max<int64_t>(0, (avail - kSlots * slot_bytes) / slot_bytes));
+      resident = avail >= L * slot_bytes
+                     ? L
+                     : static_cast<int>(std::max<int64_t>(0, (avail - kSlots * slot_bytes) / slot_bytes));
     }
     for (int l = 0; l < resident; ++l) {
       auto* d = static_cast<__half*>(Alloc(slot_bytes));
       device_allocs.push_back(d);
       resident_slot.push_back(d);
-      for (const Copy& cp : copies[l]) HS_CUDA_CHECK(cudaMemcpy(d + cp.dst, cp.src, cp.elems * 2, cudaMemcpyHostToDevice));
+      for (const Copy& cp : copies[l])
+        HS_CUDA_CHECK(cudaMemcpy(d + cp.dst, cp.src, cp.elems * 2, cudaMemcpyHostToDevice));
     }
     if (resident < L)
       for (auto& s : stream_slot) {
@@ -334,8 +345,8 @@ struct CudaEngine::Impl {
 
   ~Impl() {
     if (s_x) cudaDeviceSynchronize();
-    for (Buf* b : {&h_all, &qkv, &attn, &x2, &rkv, &ffn_buf, &scores, &probs, &kg, &vg, &last_h, &last_x, &logits_d, &meta_i,
-                   &meta_l})
+    for (Buf* b : {&h_all, &qkv, &attn, &x2, &rkv, &ffn_buf, &scores, &probs, &kg, &vg, &last_h, &last_x, &logits_d,
+                   &meta_i, &meta_l})
       if (b->p) cudaFree(b->p);
     for (int s = 0; s < kSets; ++s)
       for (Buf* b : {&pages[s], &act_stage[s], &xset[s]})
@@ -411,8 +422,8 @@ struct CudaEngine::Impl {
     Linear(blas, rows, ldqkv, h, x, h, W + sl.wqkv, h, qkv.p, false, ldqkv);
     cudaEvent_t e1 = Mark(s_x);
     if (mb.act_slots > 0) {  // K/V of ACT-cached tokens: [A] · [W_K; W_V]ᵀ, then bias/RoPE into pages
-      Linear(blas, mb.act_slots * bt, 2 * kv, h, act_stage[set].as<__half>(), h, W + sl.wqkv + static_cast<size_t>(q) * h,
-             h, rkv.p, false, 2 * kv);
+      Linear(blas, mb.act_slots * bt, 2 * kv, h, act_stage[set].as<__half>(), h,
+             W + sl.wqkv + static_cast<size_t>(q) * h, h, rkv.p, false, 2 * kv);
       LaunchRecomputePost(rkv.as<__half>(), mb.act_slots, hd, bqkv ? bqkv + q : nullptr, bqkv ? bqkv + q + kv : nullptr,
                           d.act_page, d.act_pos0, d.act_valid, geom, llama, cfg.rope_theta, s_x);
     }
@@ -427,8 +438,9 @@ struct CudaEngine::Impl {
       if (row0 < mb.paged_rows) continue;
       const int ctx = mb.seq_start[s] + n;
       LaunchGatherPages(d.page_table + mb.seq_pt_off[s], ctx, geom, kg.as<__half>(), vg.as<__half>(), s_x);
-      AttentionScores(blas, n, ctx, cfg.num_heads, cfg.num_kv_heads, hd, qkv.as<__half>() + static_cast<size_t>(row0) * ldqkv,
-                      ldqkv, kg.as<__half>(), scale, scores.as<float>());
+      AttentionScores(blas, n, ctx, cfg.num_heads, cfg.num_kv_heads, hd,
+                      qkv.as<__half>() + static_cast<size_t>(row0) * ldqkv, ldqkv, kg.as<__half>(), scale,
+                      scores.as<float>());
       LaunchCausalSoftmax(scores.as<float>(), probs.as<__half>(), cfg.num_heads, n, ctx, mb.seq_start[s], s_x);
       AttentionOutput(blas, n, ctx, cfg.num_heads, cfg.num_kv_heads, hd, probs.as<__half>(), vg.as<__half>(),
                       att + static_cast<size_t>(row0) * q, q);
@@ -470,8 +482,8 @@ struct CudaEngine::Impl {
       cudaEvent_t a = Mark(s_st);
       LaunchRowCopy(pages[set].as<__half>(), d.kv_src, reinterpret_cast<__half*>(c.kv_layer_base[l]), d.kv_dst, nkv, kv,
                     s_st);
-      LaunchRowCopy(xset[set].as<__half>(), d.act_src, reinterpret_cast<__half*>(c.act_layer_base[l]), d.act_dst, nact, h,
-                    s_st);
+      LaunchRowCopy(xset[set].as<__half>(), d.act_src, reinterpret_cast<__half*>(c.act_layer_base[l]), d.act_dst, nact,
+                    h, s_st);
       ivs.push_back({a, Mark(s_st), kTransfer});
       ctr.kv_bytes_d2h += int64_t{nkv} * kv * 2;
       ctr.act_bytes_d2h += int64_t{nact} * h * 2;
@@ -528,7 +540,6 @@ struct CudaEngine::Impl {
     Ensure(logits_d, nseq * static_cast<size_t>(cfg.vocab_size) * 4);
     Ensure(meta_i, ni * 4);
     Ensure(meta_l, std::max<size_t>(nl, 1) * 8);
-
   }
 
   // Lays out every mini-batch's metadata (host copies in hi/hl, device pointers into meta_i/meta_l).
@@ -576,12 +587,13 @@ struct CudaEngine::Impl {
 
   // Embedding, the zig-zag over (layer, mini-batch) items with triple-buffered weights and cache, and
   // the logits of each sequence's last token; returns when the step's work has finished on the GPU.
-  void RunPipeline(const std::vector<MiniBatchLayout>& lay, const std::vector<MbDev>& dev, size_t nseq, StepCounters& ctr) {
+  void RunPipeline(const std::vector<MiniBatchLayout>& lay, const std::vector<MbDev>& dev, size_t nseq,
+                   StepCounters& ctr) {
     {
       cudaEvent_t a = Mark(s_x);
       for (size_t k = 0; k < lay.size(); ++k)
-        LaunchEmbed(dev[k].tokens, dev[k].pos, embed_d, pos_d, m.pos_offset, h_all.as<float>() + static_cast<size_t>(dev[k].row_base) * h,
-                    lay[k].rows, h, s_x);
+        LaunchEmbed(dev[k].tokens, dev[k].pos, embed_d, pos_d, m.pos_offset,
+                    h_all.as<float>() + static_cast<size_t>(dev[k].row_base) * h, lay[k].rows, h, s_x);
       ivs.push_back({a, Mark(s_x), kCompute});
     }
 
@@ -613,7 +625,8 @@ struct CudaEngine::Impl {
                          last_h.as<float>() + off * h, static_cast<int>(lay[k].seqs.size()), h, s_x);
         off += lay[k].seqs.size();
       }
-      LaunchNorm(last_h.as<float>(), last_x.as<__half>(), static_cast<int>(nseq), h, fnorm_w, fnorm_b, cfg.norm_eps, llama, s_x);
+      LaunchNorm(last_h.as<float>(), last_x.as<__half>(), static_cast<int>(nseq), h, fnorm_w, fnorm_b, cfg.norm_eps,
+                 llama, s_x);
       Linear(blas, static_cast<int>(nseq), cfg.vocab_size, h, last_x.as<__half>(), h, lm_head_d, h, logits_d.p, true,
              cfg.vocab_size);
       ivs.push_back({a, Mark(s_x), kCompute});
@@ -625,7 +638,6 @@ struct CudaEngine::Impl {
     HS_CUDA_CHECK(cudaEventRecord(ev_end, s_x));
     HS_CUDA_CHECK(cudaEventSynchronize(ev_end));
     HS_CUDA_CHECK(cudaGetLastError());
-
   }
 
   // Logits rows back to the host, in BatchPlan order.
@@ -641,7 +653,6 @@ struct CudaEngine::Impl {
           ++off;
         }
     }
-
   }
 
   // Phase times from the step's events (ms relative to the step start) and the token counts.
@@ -663,7 +674,6 @@ struct CudaEngine::Impl {
     ctr.idle_seconds += std::max(0.0, wall_ms - busy_ms) / 1e3;
     // Steps and prefill/decode tokens are the core's to count (core/backend.h), not the backend's.
     for (const auto& mb : lay) ctr.recomputed_tokens += mb.recomputed_tokens;
-
   }
 
   void Forward(const BatchPlan& plan, float* logits, StepCounters& ctr) {

@@ -30,12 +30,11 @@ void AttentionScores(cublasHandle_t h, int n, int ctx, int heads, int kv_heads, 
   const int kv_dim = kv_heads * head_dim;
   const float beta = 0.f;
   for (int r = 0; r < group; ++r) {
-    Check(cublasGemmStridedBatchedEx(h, CUBLAS_OP_T, CUBLAS_OP_N, ctx, n, head_dim, &scale, K, CUDA_R_16F, kv_dim,
-                                     head_dim, Q + r * head_dim, CUDA_R_16F, ldq,
-                                     static_cast<long long>(group) * head_dim, &beta,
-                                     scores + static_cast<size_t>(r) * n * ctx, CUDA_R_32F, ctx,
-                                     static_cast<long long>(group) * n * ctx, kv_heads, CUBLAS_COMPUTE_32F,
-                                     CUBLAS_GEMM_DEFAULT),
+    Check(cublasGemmStridedBatchedEx(
+              h, CUBLAS_OP_T, CUBLAS_OP_N, ctx, n, head_dim, &scale, K, CUDA_R_16F, kv_dim, head_dim, Q + r * head_dim,
+              CUDA_R_16F, ldq, static_cast<long long>(group) * head_dim, &beta,
+              scores + static_cast<size_t>(r) * n * ctx, CUDA_R_32F, ctx, static_cast<long long>(group) * n * ctx,
+              kv_heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
           "AttentionScores");
   }
 }

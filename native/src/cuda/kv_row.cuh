@@ -10,8 +10,8 @@ namespace hs::cuda::dev {
 
 // k_in/v_in: the projection outputs (kv_dim each). k_out/v_out: destination rows in the page.
 __device__ __forceinline__ void WriteKvRow(const __half* k_in, const __half* v_in, const __half* bk, const __half* bv,
-                                           __half* k_out, __half* v_out, int kv_dim, int head_dim, bool rope,
-                                           int pos, float theta) {
+                                           __half* k_out, __half* v_out, int kv_dim, int head_dim, bool rope, int pos,
+                                           float theta) {
   if (rope) {
     const int half_dim = head_dim / 2;
     for (int p = threadIdx.x; p < kv_dim / 2; p += blockDim.x) {

@@ -32,8 +32,8 @@ __global__ void norm_kernel(const float* __restrict__ in, __half* __restrict__ o
 
 }  // namespace
 
-void LaunchNorm(const float* in, __half* out, int rows, int cols, const __half* w, const __half* b, float eps,
-                bool rms, cudaStream_t stream) {
+void LaunchNorm(const float* in, __half* out, int rows, int cols, const __half* w, const __half* b, float eps, bool rms,
+                cudaStream_t stream) {
   if (rows <= 0) return;
   norm_kernel<<<rows, 256, 0, stream>>>(in, out, cols, w, b, eps, rms);
   HS_KERNEL_CHECK();

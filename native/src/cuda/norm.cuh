@@ -6,7 +6,7 @@
 namespace hs::cuda {
 
 // out[r] = norm(in[r]) * w (+ b). rms: RMSNorm (b ignored), else LayerNorm. Row strides = cols.
-void LaunchNorm(const float* in, __half* out, int rows, int cols, const __half* w, const __half* b, float eps,
-                bool rms, cudaStream_t stream);
+void LaunchNorm(const float* in, __half* out, int rows, int cols, const __half* w, const __half* b, float eps, bool rms,
+                cudaStream_t stream);
 
 }  // namespace hs::cuda

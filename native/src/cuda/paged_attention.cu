@@ -84,8 +84,8 @@ constexpr int kLanesPerKey = 8;
 constexpr int kGroups = kWarps * 32 / kLanesPerKey;
 
 template <int DPL>  // dims per lane: head_dim / 8
-__global__ void paged_attention_vec_kernel(const __half* __restrict__ q, int ldq, __half* __restrict__ out, int ldo, int group,
-                                           float scale, AttnRows meta, PageGeom geom) {
+__global__ void paged_attention_vec_kernel(const __half* __restrict__ q, int ldq, __half* __restrict__ out, int ldo,
+                                           int group, float scale, AttnRows meta, PageGeom geom) {
   constexpr int head_dim = DPL * kLanesPerKey;
   const int r = blockIdx.x, head = blockIdx.y;
   const int g = threadIdx.x / kLanesPerKey, gl = threadIdx.x % kLanesPerKey;

@@ -10,10 +10,10 @@
 namespace hs::cuda {
 
 struct AttnRows {
-  const int* row_seq = nullptr;      // mini-batch-local sequence of each row
-  const int* row_pos = nullptr;      // position of each row's token
-  const int* seq_pt_off = nullptr;   // per sequence: offset of its page list in page_table
-  const int* page_table = nullptr;   // page index of each of a sequence's blocks, in order
+  const int* row_seq = nullptr;     // mini-batch-local sequence of each row
+  const int* row_pos = nullptr;     // position of each row's token
+  const int* seq_pt_off = nullptr;  // per sequence: offset of its page list in page_table
+  const int* page_table = nullptr;  // page index of each of a sequence's blocks, in order
 };
 
 constexpr int kMaxHeadDim = 256;

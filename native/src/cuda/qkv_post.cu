@@ -25,7 +25,8 @@ __global__ void qkv_post_kernel(__half* qkv, int ld, int q_dim, int head_dim, co
       row[b] = __float2half(x2);
     }
   } else if (bqkv) {
-    for (int c = threadIdx.x; c < q_dim; c += blockDim.x) row[c] = __float2half(__half2float(row[c]) + __half2float(bqkv[c]));
+    for (int c = threadIdx.x; c < q_dim; c += blockDim.x)
+      row[c] = __float2half(__half2float(row[c]) + __half2float(bqkv[c]));
   }
   __half* base = geom.page_ptr(page[r]);
   __half* k_out = base + static_cast<size_t>(slot[r]) * kv_dim;

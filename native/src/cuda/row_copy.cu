@@ -9,8 +9,8 @@ __global__ void row_copy_kernel(const __half* src_base, const int64_t* src_off, 
                                 const int64_t* dst_off, int row_elems) {
   const __half* src = src_base + src_off[blockIdx.x];
   __half* dst = dst_base + dst_off[blockIdx.x];
-  const bool vec = ((reinterpret_cast<uintptr_t>(src) | reinterpret_cast<uintptr_t>(dst)) & 15) == 0 &&
-                   (row_elems % 8) == 0;
+  const bool vec =
+      ((reinterpret_cast<uintptr_t>(src) | reinterpret_cast<uintptr_t>(dst)) & 15) == 0 && (row_elems % 8) == 0;
   if (vec) {
     const uint4* s = reinterpret_cast<const uint4*>(src);
     uint4* d = reinterpret_cast<uint4*>(dst);

@@ -74,22 +74,32 @@ int main(int argc, char** argv) {
   const int bt = 16;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--model") model = v;
-    else if (k == "--batch") batch = std::stoi(v);
-    else if (k == "--context") context = std::stoi(v);
-    else if (k == "--max-tokens") max_tokens = std::stoi(v);
-    else if (k == "--fractions") fractions = v;
-    else if (k == "--steps") steps = std::stoi(v);
-    else if (k == "--warmup") warmup = std::stoi(v);
-    else if (k == "--mini-batches") mini = std::stoi(v);
+    if (k == "--model")
+      model = v;
+    else if (k == "--batch")
+      batch = std::stoi(v);
+    else if (k == "--context")
+      context = std::stoi(v);
+    else if (k == "--max-tokens")
+      max_tokens = std::stoi(v);
+    else if (k == "--fractions")
+      fractions = v;
+    else if (k == "--steps")
+      steps = std::stoi(v);
+    else if (k == "--warmup")
+      warmup = std::stoi(v);
+    else if (k == "--mini-batches")
+      mini = std::stoi(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
     }
   }
   try {
-    if (batch <= 0 || steps <= 0 || warmup < 0 || context < 1) throw std::invalid_argument("bad batch/steps/warmup/context");
-    if (context + warmup + steps > max_tokens) throw std::invalid_argument("--max-tokens must cover context + warmup + steps");
+    if (batch <= 0 || steps <= 0 || warmup < 0 || context < 1)
+      throw std::invalid_argument("bad batch/steps/warmup/context");
+    if (context + warmup + steps > max_tokens)
+      throw std::invalid_argument("--max-tokens must cover context + warmup + steps");
     const auto groups = ParseGroups(fractions);
     const ModelConfig cfg = cudatest::Preset(model);
     const cuda::CudaProbe probe = cuda::ProbeDevice(0);
@@ -100,7 +110,8 @@ int main(int argc, char** argv) {
     src.synthetic = true;
     src.seed = 1;
     HostWeights w(cfg, src, DType::F16, cuda::PinnedAlloc, cuda::PinnedFree);
-    std::fprintf(stderr, "[calib] %s weights: %.1f GB pinned in %.1f s\n", model.c_str(), w.total_bytes() / 1e9, Seconds(t0));
+    std::fprintf(stderr, "[calib] %s weights: %.1f GB pinned in %.1f s\n", model.c_str(), w.total_bytes() / 1e9,
+                 Seconds(t0));
 
     const int bps = (max_tokens + bt - 1) / bt;
     // Random token ids; only position start_pos is read in a decode step.
@@ -125,7 +136,8 @@ int main(int argc, char** argv) {
       t0 = std::chrono::steady_clock::now();
       std::unique_ptr<CachePools> pools_ptr;
       try {
-        pools_ptr = std::make_unique<CachePools>(cfg, PoolConfig{bt, max_kv, max_act, DType::F16}, cuda::PinnedAlloc, cuda::PinnedFree);
+        pools_ptr = std::make_unique<CachePools>(cfg, PoolConfig{bt, max_kv, max_act, DType::F16}, cuda::PinnedAlloc,
+                                                 cuda::PinnedFree);
       } catch (const std::runtime_error& e) {
         if (group.size() < 2) throw;
         std::fprintf(stderr, "[calib] %s: splitting the group\n", e.what());
@@ -171,9 +183,11 @@ int main(int argc, char** argv) {
           const auto ts = std::chrono::steady_clock::now();
           be->Forward(plan, logits.data(), c);
           const double dt = Seconds(ts);
-          std::fprintf(stderr, "[calib] %s a=%.2f step %d (ctx %d): %.4f s (transfer %.3f compute %.3f recompute %.3f idle %.3f)%s\n",
-                       model.c_str(), a, step, context + step, dt, c.transfer_seconds, c.compute_seconds,
-                       c.recompute_seconds, c.idle_seconds, step < warmup ? " warmup" : "");
+          std::fprintf(
+              stderr,
+              "[calib] %s a=%.2f step %d (ctx %d): %.4f s (transfer %.3f compute %.3f recompute %.3f idle %.3f)%s\n",
+              model.c_str(), a, step, context + step, dt, c.transfer_seconds, c.compute_seconds, c.recompute_seconds,
+              c.idle_seconds, step < warmup ? " warmup" : "");
           if (step >= warmup) {
             times.push_back(dt);
             dec += c;
@@ -184,18 +198,21 @@ int main(int argc, char** argv) {
         mean /= times.size();
         const double n = steps;
         std::printf(
-            "{\"model\":\"synthetic:%s\",\"card\":\"%s\",\"batch\":%d,\"context\":%d,\"meanContext\":%.1f,\"actFraction\":%.4f,"
-            "\"kvBlocks\":%d,\"actBlocks\":%d,\"blocksPerSeq\":%d,\"blockTokens\":%d,\"residentLayers\":0,\"miniBatches\":%d,"
+            "{\"model\":\"synthetic:%s\",\"card\":\"%s\",\"batch\":%d,\"context\":%d,\"meanContext\":%.1f,"
+            "\"actFraction\":%.4f,"
+            "\"kvBlocks\":%d,\"actBlocks\":%d,\"blocksPerSeq\":%d,\"blockTokens\":%d,\"residentLayers\":0,"
+            "\"miniBatches\":%d,"
             "\"steps\":%d,\"meanDecodeStepSeconds\":%.5f,\"minDecodeStepSeconds\":%.5f,\"maxDecodeStepSeconds\":%.5f,"
             "\"decodeTokensPerSecond\":%.2f,\"bytesPerDecodeStep\":{\"weightsH2D\":%.0f,\"kvH2D\":%.0f,\"actH2D\":%.0f,"
             "\"kvD2H\":%.0f,\"actD2H\":%.0f},\"decodePhaseSecondsPerStep\":{\"transfer\":%.4f,\"compute\":%.4f,"
-            "\"recompute\":%.4f,\"idle\":%.4f},\"recomputedTokensPerStep\":%.0f,\"probedH2DGBps\":%.2f,\"probedD2HGBps\":%.2f,"
+            "\"recompute\":%.4f,\"idle\":%.4f},\"recomputedTokensPerStep\":%.0f,\"probedH2DGBps\":%.2f,"
+            "\"probedD2HGBps\":%.2f,"
             "\"probedGemmTflops\":%.1f,\"poolPinSeconds\":%.1f,\"driver\":\"calibrate\"}\n",
             model.c_str(), card.c_str(), batch, context, context + warmup + (steps - 1) / 2.0, a, nkv, nact, bps, bt, K,
             steps, mean, mn, mx, batch / mean, dec.weight_bytes_h2d / n, dec.kv_bytes_h2d / n, dec.act_bytes_h2d / n,
             dec.kv_bytes_d2h / n, dec.act_bytes_d2h / n, dec.transfer_seconds / n, dec.compute_seconds / n,
-            dec.recompute_seconds / n, dec.idle_seconds / n, dec.recomputed_tokens / n, probe.h2d_bytes_per_second / 1e9,
-            probe.d2h_bytes_per_second / 1e9, probe.gemm_flops / 1e12, pool_s);
+            dec.recompute_seconds / n, dec.idle_seconds / n, dec.recomputed_tokens / n,
+            probe.h2d_bytes_per_second / 1e9, probe.d2h_bytes_per_second / 1e9, probe.gemm_flops / 1e12, pool_s);
         std::fflush(stdout);
       }
     };

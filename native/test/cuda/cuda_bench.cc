@@ -39,9 +39,12 @@ int64_t ParseSize(const std::string& s) {
   double v = std::strtod(s.c_str(), &end);
   std::string u(end);
   for (auto& ch : u) ch = static_cast<char>(std::toupper(ch));
-  if (u == "G" || u == "GB" || u == "GI" || u == "GIB") v *= 1024.0 * 1024 * 1024;
-  else if (u == "M" || u == "MB" || u == "MI" || u == "MIB") v *= 1024.0 * 1024;
-  else if (!u.empty()) throw std::invalid_argument("bad size '" + s + "'");
+  if (u == "G" || u == "GB" || u == "GI" || u == "GIB")
+    v *= 1024.0 * 1024 * 1024;
+  else if (u == "M" || u == "MB" || u == "MI" || u == "MIB")
+    v *= 1024.0 * 1024;
+  else if (!u.empty())
+    throw std::invalid_argument("bad size '" + s + "'");
   return static_cast<int64_t>(v);
 }
 
@@ -70,17 +73,28 @@ int main(int argc, char** argv) {
   double hbm_gbps = 4800;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--model") model = v;
-    else if (k == "--batch") batch = std::stoi(v);
-    else if (k == "--prompt") prompt = std::stoi(v);
-    else if (k == "--gen") gen = std::stoi(v);
-    else if (k == "--act-fraction") fractions = v;
-    else if (k == "--gpu-memory") gpu_mem = ParseSize(v);
-    else if (k == "--resident-layers") resident = std::stoi(v);
-    else if (k == "--mini-batches") mini = std::stoi(v);
-    else if (k == "--host-cache") host_cache = ParseSize(v);
-    else if (k == "--gpu-cache-blocks") gpu_cache = v;
-    else if (k == "--hbm-gbps") hbm_gbps = std::stod(v);
+    if (k == "--model")
+      model = v;
+    else if (k == "--batch")
+      batch = std::stoi(v);
+    else if (k == "--prompt")
+      prompt = std::stoi(v);
+    else if (k == "--gen")
+      gen = std::stoi(v);
+    else if (k == "--act-fraction")
+      fractions = v;
+    else if (k == "--gpu-memory")
+      gpu_mem = ParseSize(v);
+    else if (k == "--resident-layers")
+      resident = std::stoi(v);
+    else if (k == "--mini-batches")
+      mini = std::stoi(v);
+    else if (k == "--host-cache")
+      host_cache = ParseSize(v);
+    else if (k == "--gpu-cache-blocks")
+      gpu_cache = v;
+    else if (k == "--hbm-gbps")
+      hbm_gbps = std::stod(v);
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -96,13 +110,15 @@ int main(int argc, char** argv) {
     src.synthetic = true;
     src.seed = 1;
     HostWeights w(cfg, src, DType::F16, cuda::PinnedAlloc, cuda::PinnedFree);
-    std::fprintf(stderr, "[bench] %s weights: %.1f GB pinned in %.1f s\n", model.c_str(), w.total_bytes() / 1e9, Seconds(t0));
+    std::fprintf(stderr, "[bench] %s weights: %.1f GB pinned in %.1f s\n", model.c_str(), w.total_bytes() / 1e9,
+                 Seconds(t0));
 
     std::stringstream fs(fractions);
     std::string spec;
     while (std::getline(fs, spec, ',')) {
       const int bps = (prompt + gen + bt - 1) / bt;
-      const double kv_block = 2.0 * bt * cfg.kv_dim() * 2 * cfg.num_layers, act_block = 1.0 * bt * cfg.hidden_size * 2 * cfg.num_layers;
+      const double kv_block = 2.0 * bt * cfg.kv_dim() * 2 * cfg.num_layers,
+                   act_block = 1.0 * bt * cfg.hidden_size * 2 * cfg.num_layers;
       auto fit_batch = [&](double a) {
         int kv = 0, act = 0;
         for (int b = 0; b < bps; ++b) (KindOf(b, a) == CacheKind::KV ? kv : act)++;
@@ -138,8 +154,8 @@ int main(int argc, char** argv) {
         }
       }
       t0 = std::chrono::steady_clock::now();
-      CachePools pools(cfg, PoolConfig{bt, nkv, nact, DType::F16, ndev}, cuda::PinnedAlloc, cuda::PinnedFree, cuda::DeviceAlloc,
-                       cuda::DeviceFree);
+      CachePools pools(cfg, PoolConfig{bt, nkv, nact, DType::F16, ndev}, cuda::PinnedAlloc, cuda::PinnedFree,
+                       cuda::DeviceAlloc, cuda::DeviceFree);
       const double pool_s = Seconds(t0);
       cuda::CudaOptions o;
       o.gpu_memory_bytes = gpu_mem;
@@ -187,25 +203,29 @@ int main(int argc, char** argv) {
           decode_s += dt;
           dec += c;
         }
-        std::fprintf(stderr, "[bench] a=%.2f step %d: %.3f s (transfer %.3f compute %.3f recompute %.3f idle %.3f)\n", a,
-                     step, dt, c.transfer_seconds, c.compute_seconds, c.recompute_seconds, c.idle_seconds);
+        std::fprintf(stderr, "[bench] a=%.2f step %d: %.3f s (transfer %.3f compute %.3f recompute %.3f idle %.3f)\n",
+                     a, step, dt, c.transfer_seconds, c.compute_seconds, c.recompute_seconds, c.idle_seconds);
       }
       const int dsteps = std::max(1, gen - 1);
       const double h2d = static_cast<double>(dec.weight_bytes_h2d + dec.kv_bytes_h2d + dec.act_bytes_h2d) / dsteps;
       const double d2h = static_cast<double>(dec.kv_bytes_d2h + dec.act_bytes_d2h) / dsteps;
       const double step_s = decode_s / dsteps;
       const double lower = std::max(h2d / probe.h2d_bytes_per_second, d2h / probe.d2h_bytes_per_second);
-      const double hbm_step_bytes = static_cast<double>(w.total_bytes()) +
-                                    static_cast<double>(B) * (prompt + gen / 2.0) * 2.0 * cfg.kv_dim() * 2 * cfg.num_layers;
+      const double hbm_step_bytes = static_cast<double>(w.total_bytes()) + static_cast<double>(B) *
+                                                                               (prompt + gen / 2.0) * 2.0 *
+                                                                               cfg.kv_dim() * 2 * cfg.num_layers;
       const double hbm_bound = B / (hbm_step_bytes / (hbm_gbps * 1e9));
       std::fprintf(stderr, "[bench] gpu cache blocks %d, hbm bound %.0f decode tokens/s\n", ndev, hbm_bound);
       std::printf(
           "{\"model\":\"synthetic:%s\",\"card\":\"%s\",\"batch\":%d,\"prompt\":%d,\"gen\":%d,\"actFraction\":%.4f,"
           "\"actFractionSpec\":\"%s\",\"residentLayers\":%d,\"miniBatches\":%d,\"kvBlocks\":%d,\"actBlocks\":%d,"
-          "\"hostCacheBytes\":%.0f,\"totalTokensPerSecond\":%.2f,\"decodeTokensPerSecond\":%.2f,\"prefillSeconds\":%.3f,"
-          "\"decodeSeconds\":%.3f,\"meanDecodeStepSeconds\":%.4f,\"bytesPerDecodeStep\":{\"weightsH2D\":%.0f,\"kvH2D\":%.0f,"
+          "\"hostCacheBytes\":%.0f,\"totalTokensPerSecond\":%.2f,\"decodeTokensPerSecond\":%.2f,\"prefillSeconds\":%."
+          "3f,"
+          "\"decodeSeconds\":%.3f,\"meanDecodeStepSeconds\":%.4f,\"bytesPerDecodeStep\":{\"weightsH2D\":%.0f,\"kvH2D\":"
+          "%.0f,"
           "\"actH2D\":%.0f,\"kvD2H\":%.0f,\"actD2H\":%.0f},\"effectivePcieGBps\":%.2f,\"probedH2DGBps\":%.2f,"
-          "\"probedD2HGBps\":%.2f,\"probedGemmTflops\":%.1f,\"gpuBusyFraction\":%.3f,\"transferLowerBoundSeconds\":%.4f,"
+          "\"probedD2HGBps\":%.2f,\"probedGemmTflops\":%.1f,\"gpuBusyFraction\":%.3f,\"transferLowerBoundSeconds\":%."
+          "4f,"
           "\"stepOverLowerBound\":%.3f,\"decodePhaseSeconds\":{\"transfer\":%.3f,\"compute\":%.3f,\"recompute\":%.3f,"
           "\"idle\":%.3f},\"recomputedTokensPerStep\":%.0f,\"poolPinSeconds\":%.1f,\"gpuKvBlocks\":%d,"
           "\"hbmBoundDecodeTokensPerSecond\":%.1f,\"driver\":\"native\"}\n",
@@ -216,7 +236,8 @@ int main(int argc, char** argv) {
           static_cast<double>(dec.act_bytes_h2d) / dsteps, static_cast<double>(dec.kv_bytes_d2h) / dsteps,
           static_cast<double>(dec.act_bytes_d2h) / dsteps, (h2d + d2h) / step_s / 1e9, probe.h2d_bytes_per_second / 1e9,
           probe.d2h_bytes_per_second / 1e9, probe.gemm_flops / 1e12,
-          (dec.compute_seconds + dec.recompute_seconds) / std::max(1e-9, dec.compute_seconds + dec.recompute_seconds + dec.idle_seconds),
+          (dec.compute_seconds + dec.recompute_seconds) /
+              std::max(1e-9, dec.compute_seconds + dec.recompute_seconds + dec.idle_seconds),
           lower, step_s / lower, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds, dec.idle_seconds,
           static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s, ndev, hbm_bound);
       std::fflush(stdout);

@@ -12,24 +12,24 @@
 
 #include "../test.h"
 #include "core/quant.h"
+#include "cuda/add_bias.cuh"
+#include "cuda/bias_relu.cuh"
 #include "cuda/causal_softmax.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/dequant_fp8.cuh"
 #include "cuda/dequant_int4.cuh"
 #include "cuda/dequant_int8.cuh"
+#include "cuda/embed.cuh"
 #include "cuda/gather_pages.cuh"
+#include "cuda/gather_rows.cuh"
 #include "cuda/gemm.h"
 #include "cuda/norm.cuh"
-#include "cuda/add_bias.cuh"
-#include "cuda/bias_relu.cuh"
-#include "cuda/embed.cuh"
-#include "cuda/gather_rows.cuh"
-#include "cuda/silu_mul.cuh"
 #include "cuda/paged_attention.cuh"
 #include "cuda/qkv_post.cuh"
 #include "cuda/recompute_post.cuh"
 #include "cuda/row_copy.cuh"
+#include "cuda/silu_mul.cuh"
 
 namespace hs::cudatest {
 namespace {
@@ -176,7 +176,8 @@ void CheckAttention(int heads, int kv_heads, int hd, int start, int n) {
   for (int i = 0; i < n; ++i) row_pos[i] = start + i;
   int *d_rs = ToDev(row_seq), *d_rp = ToDev(row_pos), *d_off = ToDev(pt_off), *d_tab = ToDev(table);
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_tab}, geom, 0);
+  cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_tab}, geom,
+                             0);
   HS_CHECK(MaxDiff(FromDevHalf(dout, static_cast<size_t>(n) * q_dim), ref) < 1e-2);
   // A page table spanning tiers: odd blocks come from a second buffer (the GPU tier) by kDevicePage + id.
   {
@@ -185,13 +186,16 @@ void CheckAttention(int heads, int kv_heads, int hd, int start, int n) {
     __half* dtier = ToDevHalf(pages);
     HS_CUDA_CHECK(cudaMemset(dp, 0xff, npages * page_elems * 2));  // staging copies of odd blocks now poison (NaN)
     for (int b = 0; b < nblocks; b += 2)
-      HS_CUDA_CHECK(cudaMemcpy(dp + table[b] * page_elems, dtier + table[b] * page_elems, page_elems * 2, cudaMemcpyDeviceToDevice));
+      HS_CUDA_CHECK(cudaMemcpy(dp + table[b] * page_elems, dtier + table[b] * page_elems, page_elems * 2,
+                               cudaMemcpyDeviceToDevice));
     cuda::PageGeom tiers{dp, bt, kv_dim, dtier};
     int* d_mixed = ToDev(mixed);
     HS_CUDA_CHECK(cudaMemset(dout, 0, static_cast<size_t>(n) * q_dim * 2));
-    cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_mixed}, tiers, 0);
+    cuda::LaunchPagedAttention(dq, q_dim, dout, q_dim, n, heads, kv_heads, hd, scale, {d_rs, d_rp, d_off, d_mixed},
+                               tiers, 0);
     HS_CHECK(MaxDiff(FromDevHalf(dout, static_cast<size_t>(n) * q_dim), ref) < 1e-2);
-    HS_CUDA_CHECK(cudaMemcpy(dp, dtier, npages * page_elems * 2, cudaMemcpyDeviceToDevice));  // restore for the GEMM path
+    HS_CUDA_CHECK(
+        cudaMemcpy(dp, dtier, npages * page_elems * 2, cudaMemcpyDeviceToDevice));  // restore for the GEMM path
     cudaFree(dtier);
     cudaFree(d_mixed);
   }
@@ -309,7 +313,8 @@ HS_TEST(kernel_row_copy_into_pinned_host) {
   HS_CUDA_CHECK(cudaDeviceSynchronize());
   double err = 0;
   for (int r = 0; r < rows; ++r)
-    for (int e = 0; e < elems; ++e) err = std::max(err, static_cast<double>(std::fabs(__half2float(host[dof[r] + e]) - src[so[r] + e])));
+    for (int e = 0; e < elems; ++e)
+      err = std::max(err, static_cast<double>(std::fabs(__half2float(host[dof[r] + e]) - src[so[r] + e])));
   HS_CHECK(err == 0.0);
   HS_CHECK(__half2float(host[499]) == 0.f);
   cuda::PinnedFree(host);
@@ -369,8 +374,9 @@ HS_TEST(kernel_embed_matches_reference) {
     std::vector<float> ref(static_cast<size_t>(rows) * cols);
     for (int r = 0; r < rows; ++r)
       for (int c = 0; c < cols; ++c)
-        ref[static_cast<size_t>(r) * cols + c] = e[static_cast<size_t>(tokens[r]) * cols + c] +
-                                                 (learned ? p[static_cast<size_t>(positions[r] + offset) * cols + c] : 0.f);
+        ref[static_cast<size_t>(r) * cols + c] =
+            e[static_cast<size_t>(tokens[r]) * cols + c] +
+            (learned ? p[static_cast<size_t>(positions[r] + offset) * cols + c] : 0.f);
     HS_CHECK(MaxDiff(FromDevF32(dh, ref.size()), ref) < 1e-6);
   }
   for (void* q : {(void*)dt, (void*)dp, (void*)de, (void*)dpe, (void*)dh}) cudaFree(q);
@@ -387,7 +393,8 @@ HS_TEST(kernel_gather_rows_matches_reference) {
   HS_CUDA_CHECK(cudaMalloc(&dout, static_cast<size_t>(rows) * cols * 4));
   cuda::LaunchGatherRows(din, di, dout, rows, cols, 0);
   std::vector<float> ref;
-  for (int r : index) ref.insert(ref.end(), in.begin() + static_cast<size_t>(r) * cols, in.begin() + static_cast<size_t>(r + 1) * cols);
+  for (int r : index)
+    ref.insert(ref.end(), in.begin() + static_cast<size_t>(r) * cols, in.begin() + static_cast<size_t>(r + 1) * cols);
   HS_CHECK(MaxDiff(FromDevF32(dout, ref.size()), ref) == 0);
   for (void* q : {(void*)din, (void*)di, (void*)dout}) cudaFree(q);
 }
@@ -417,7 +424,7 @@ HS_TEST(kernel_silu_mul_matches_reference) {
 struct DeviceQuant {
   std::vector<uint8_t> host;  // the quantised buffer (codes | scales | zeros)
   uint8_t* dev = nullptr;
-  QuantView view;             // host view
+  QuantView view;  // host view
   ~DeviceQuant() { cudaFree(dev); }
 };
 
@@ -436,9 +443,15 @@ __half* DequantOnDevice(const DeviceQuant& q, int64_t rows, int64_t cols) {
   HS_CUDA_CHECK(cudaMalloc(&out, rows * cols * 2));
   const auto* scales = reinterpret_cast<const float*>(q.dev + ScalesOffset(q.view.format, rows, cols));
   switch (q.view.format) {
-    case WeightFormat::FP8: cuda::LaunchDequantFp8(q.dev, scales, rows, cols, out, 0); break;
-    case WeightFormat::INT8: cuda::LaunchDequantInt8(reinterpret_cast<const int8_t*>(q.dev), scales, rows, cols, out, 0); break;
-    default: cuda::LaunchDequantInt4(q.dev, scales, q.dev + ZerosOffset(q.view.format, rows, cols), rows, cols, out, 0); break;
+    case WeightFormat::FP8:
+      cuda::LaunchDequantFp8(q.dev, scales, rows, cols, out, 0);
+      break;
+    case WeightFormat::INT8:
+      cuda::LaunchDequantInt8(reinterpret_cast<const int8_t*>(q.dev), scales, rows, cols, out, 0);
+      break;
+    default:
+      cuda::LaunchDequantInt4(q.dev, scales, q.dev + ZerosOffset(q.view.format, rows, cols), rows, cols, out, 0);
+      break;
   }
   HS_CUDA_CHECK(cudaDeviceSynchronize());
   return out;

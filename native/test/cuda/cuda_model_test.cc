@@ -67,7 +67,8 @@ Side MakeGpu(const ModelConfig& cfg, int blocks, int resident, int gpu_blocks = 
   src.seed = 7;
   s.w = std::make_unique<HostWeights>(cfg, src, DType::F16, cuda::PinnedAlloc, cuda::PinnedFree);
   PoolConfig pc{kBlockTokens, blocks, blocks, DType::F16, gpu_blocks};
-  s.pools = std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree, cuda::DeviceAlloc, cuda::DeviceFree);
+  s.pools =
+      std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree, cuda::DeviceAlloc, cuda::DeviceFree);
   cuda::CudaOptions o;
   o.resident_layers = resident;
   s.be = cuda::MakeCudaBackend(cfg, *s.w, *s.pools, o);
@@ -222,9 +223,9 @@ void CheckTiers(const char* preset) {
       RunLockstep(cfg, a, cpu, {&g1, &g2}, {{{0, 2}, {1}}, {}}, st, gpu_blocks);
       for (size_t g = 0; g < st.size(); ++g) {
         const Stats& S = st[g];
-        std::printf("  %s tiers gpu_blocks=%d act=%.1f %s: max|diff| %.4g, argmax agree %d/%d, mismatches %d\n", preset, gpu_blocks,
-                    a, g == 0 ? "2 mini-batches, streamed" : "1 mini-batch, resident", S.max_diff, S.agree, S.total,
-                    S.hard_mismatch);
+        std::printf("  %s tiers gpu_blocks=%d act=%.1f %s: max|diff| %.4g, argmax agree %d/%d, mismatches %d\n", preset,
+                    gpu_blocks, a, g == 0 ? "2 mini-batches, streamed" : "1 mini-batch, resident", S.max_diff, S.agree,
+                    S.total, S.hard_mismatch);
         HS_CHECK(S.max_diff <= kTolerance);
         HS_CHECK_EQ(S.hard_mismatch, 0);
       }
