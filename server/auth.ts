@@ -4,9 +4,9 @@
 // Prometheus and the operator need no secret (they carry no request content).
 // Fail closed: keys configured but none found is a start-up error, and a key file that reloads to
 // zero keys keeps every protected request refused (never an open server).
-import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
+import { watchMountedFile } from './mounted-file.js';
 import { timingSafeEqual } from 'node:crypto';
 
 export const OPEN_PATHS = new Set(['/healthz', '/readyz', '/metrics', '/v1/hybridserve/stats', '/health', '/version', '/openapi.json']);
@@ -116,55 +116,23 @@ export async function watchKeyFile(
   pollMs = 1000,
 ): Promise<KeyFileWatcher> {
   let last: string | null | undefined; // undefined: not read yet; null: unreadable
-  let reading: Promise<void> | null = null;
-  let closed = false;
-  const check = (): Promise<void> => {
-    reading ??= (async () => {
-      let text: string | null;
-      let why = '';
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        text = null;
-        why = (err as NodeJS.ErrnoException).code ?? 'error';
-      }
-      if (closed || text === last) return;
-      const first = last === undefined;
-      last = text;
-      const fileKeys = text === null ? [] : parseKeyFile(text);
-      set.required = true;
-      set.keys = [...new Set([...envKeys, ...fileKeys])];
-      if (text === null) log.error(`API key file ${file} is unreadable (${why}); refusing requests that need a key until it is back`);
-      else if (fileKeys.length === 0) log.error(`API key file ${file} holds no key; refusing requests that need a key until it has one`);
-      else if (!first) log.info(`API key file reloaded: ${fileKeys.length} key(s)`);
-    })().finally(() => {
-      reading = null;
-    });
-    return reading;
-  };
-  await check();
-  let watcher: FSWatcher | null = null;
-  try {
-    watcher = watch(path.dirname(file), { persistent: false }, () => {
-      void check();
-    });
-    watcher.on('error', () => {
-      watcher?.close();
-      watcher = null;
-    });
-  } catch {
-    watcher = null; // polling alone
-  }
-  const timer = setInterval(() => {
-    void check();
-  }, pollMs);
-  timer.unref();
-  return {
-    check,
-    close() {
-      closed = true;
-      clearInterval(timer);
-      watcher?.close();
-    },
-  };
+  return watchMountedFile(file, pollMs, async (closed) => {
+    let text: string | null;
+    let why = '';
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      text = null;
+      why = (err as NodeJS.ErrnoException).code ?? 'error';
+    }
+    if (closed() || text === last) return;
+    const first = last === undefined;
+    last = text;
+    const fileKeys = text === null ? [] : parseKeyFile(text);
+    set.required = true;
+    set.keys = [...new Set([...envKeys, ...fileKeys])];
+    if (text === null) log.error(`API key file ${file} is unreadable (${why}); refusing requests that need a key until it is back`);
+    else if (fileKeys.length === 0) log.error(`API key file ${file} holds no key; refusing requests that need a key until it has one`);
+    else if (!first) log.info(`API key file reloaded: ${fileKeys.length} key(s)`);
+  });
 }

@@ -2,9 +2,8 @@
 // planning/plan-file.ts). watchPlanFile is the side-effect layer: fs.watch on the file's directory (a ConfigMap update swaps
 // a symlink, so watching the file itself misses it) plus polling as a fallback, both of which
 // only trigger a re-read whose content is compared with the last one applied.
-import { watch, type FSWatcher } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
+import { watchMountedFile } from './mounted-file.js';
 
 // The type and the strict parser are planning's (one owner, shared with the operator that writes it).
 import { parsePlan, type PlanFile } from '../planning/plan-file.js';
@@ -29,58 +28,25 @@ export interface WatchOptions {
 export async function watchPlanFile(file: string, opts: WatchOptions): Promise<PlanWatcher> {
   let last: string | null = null;
   let lastError: string | null = null;
-  let closed = false;
-  let reading: Promise<void> | null = null;
-  const check = (): Promise<void> => {
-    if (reading) return reading;
-    reading = (async () => {
-      let text: string;
-      try {
-        text = await readFile(file, 'utf8');
-      } catch (err) {
-        const msg = `cannot read plan file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
-        if (msg !== lastError) opts.onError(msg);
-        lastError = msg;
-        return;
-      }
-      if (closed || text === last) return;
-      last = text;
-      const parsed = parsePlan(text);
-      if (!parsed.ok) {
-        lastError = parsed.error;
-        opts.onError(`plan file ${file} ignored: ${parsed.error}`);
-        return;
-      }
-      lastError = null;
-      opts.onPlan(parsed.plan);
-    })().finally(() => {
-      reading = null;
-    });
-    return reading;
-  };
-  await check();
-  let watcher: FSWatcher | null = null;
-  try {
-    watcher = watch(path.dirname(file), { persistent: false }, () => {
-      void check();
-    });
-    watcher.on('error', () => {
-      watcher?.close();
-      watcher = null;
-    });
-  } catch {
-    watcher = null; // polling alone
-  }
-  const timer = setInterval(() => {
-    void check();
-  }, opts.pollMs ?? 1000);
-  timer.unref();
-  return {
-    check,
-    close() {
-      closed = true;
-      clearInterval(timer);
-      watcher?.close();
-    },
-  };
+  return watchMountedFile(file, opts.pollMs ?? 1000, async (closed) => {
+    let text: string;
+    try {
+      text = await readFile(file, 'utf8');
+    } catch (err) {
+      const msg = `cannot read plan file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`;
+      if (msg !== lastError) opts.onError(msg);
+      lastError = msg;
+      return;
+    }
+    if (closed() || text === last) return;
+    last = text;
+    const parsed = parsePlan(text);
+    if (!parsed.ok) {
+      lastError = parsed.error;
+      opts.onError(`plan file ${file} ignored: ${parsed.error}`);
+      return;
+    }
+    lastError = null;
+    opts.onPlan(parsed.plan);
+  });
 }
