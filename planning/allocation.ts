@@ -70,11 +70,12 @@ export interface HostLayout {
 }
 
 /** Step 1b: what of the pod's budget is left for the cache. */
-export function hostLayout(mp: ModelProfile, hostMemoryBytes: number): HostLayout {
+/** `runtimeReserve`: keep back the process's own memory (a pod's limit); false when the budget is the weights and cache alone. */
+export function hostLayout(mp: ModelProfile, hostMemoryBytes: number, runtimeReserve = true): HostLayout {
   if (!(Number.isFinite(hostMemoryBytes) && hostMemoryBytes > 0)) {
     throw new PlanError(`host memory must be a positive number of bytes, got ${hostMemoryBytes}`);
   }
-  const runtimeBytes = runtimeOverheadBytes(hostMemoryBytes);
+  const runtimeBytes = runtimeReserve ? runtimeOverheadBytes(hostMemoryBytes) : 0;
   const cacheBytes = Math.floor(hostMemoryBytes - mp.weightBytes - runtimeBytes);
   if (cacheBytes <= 0) {
     throw new PlanError(

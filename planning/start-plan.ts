@@ -37,12 +37,14 @@ export interface StartPoolsInput {
   maxBatch?: number;
   /** Layer weight format: the host holds the quantised bytes. */
   weightDtype?: WeightDtype;
+  /** Keep back the runtime reserve (a pod's whole memory; default). False: the budget is weights + cache (serve --host-memory). */
+  runtimeReserve?: boolean;
 }
 
 /** Pool sizes from a host-memory budget: weights and runtime first, the rest split at the fraction. */
 export function startPools(i: StartPoolsInput) {
   const mp = modelProfile(i.model, engineElementBytes(i.device), i.weightDtype);
-  const layout = hostLayout(mp, i.hostMemoryBytes);
+  const layout = hostLayout(mp, i.hostMemoryBytes, i.runtimeReserve ?? true);
   const split = splitCache(mp, layout.cacheBytes, i.actFraction, i.blockTokens, Math.min(i.seqTokens, i.model.maxPositions), i.maxBatch);
   return { profile: mp, layout, split };
 }

@@ -140,6 +140,8 @@ export function choosePools(
       blockTokens,
       seqTokens: Math.min(o.maxTotalTokens, cfg.maxPositions),
       weightDtype: o.weightDtype,
+      // --host-memory is the weights and the cache; the process's own memory is not in it.
+      runtimeReserve: false,
     });
     return {
       kvBlocks: split.kvBlocks,
