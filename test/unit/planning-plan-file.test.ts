@@ -4,7 +4,7 @@
 import { describe, test, expect } from '@jest/globals';
 import { parsePlan, serializePlan, validatePlan } from '../../planning/plan-file.js';
 import { parsePlan as serverParsePlan } from '../../server/plan-file.js';
-import { cpuStartFraction, cpuStartPlan, engineElementBytes } from '../../planning/start-plan.js';
+import { cpuStartFraction, cpuStartPlan, engineElementBytes, startPools } from '../../planning/start-plan.js';
 import { choosePools } from '../../server/runtime.js';
 import { presetConfig } from '../../model/presets.js';
 import { planGroup } from '../../operator/desired/plan.js';
@@ -70,6 +70,18 @@ describe('CPU start plan: one function for server and operator', () => {
       cfg,
       0,
     );
-    expect({ kv: server.kvBlocks, act: server.actBlocks }).toEqual({ kv: direct.kvBlocks, act: direct.actBlocks });
+    // A hand-started server's --host-memory is weights + cache (no runtime reserve): the same split
+    // as the operator's, over the budget without the reserve.
+    const { split } = startPools({
+      model: cfg,
+      device: 'cpu',
+      hostMemoryBytes: 16 * 2 ** 30,
+      actFraction: 0,
+      blockTokens: 16,
+      seqTokens: 512,
+      runtimeReserve: false,
+    });
+    expect({ kv: server.kvBlocks, act: server.actBlocks }).toEqual({ kv: split.kvBlocks, act: split.actBlocks });
+    expect(server.kvBlocks).toBeGreaterThan(direct.kvBlocks); // the operator's pod keeps the reserve back
   });
 });
