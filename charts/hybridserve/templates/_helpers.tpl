@@ -102,6 +102,8 @@ app.kubernetes.io/component: operator
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
+{{- end }}
+
 {{/* The gateway's labels: component gateway, so neither the operator's nor an HSD's selector matches it. */}}
 {{- define "hybridserve.gatewaySelectorLabels" -}}
 app.kubernetes.io/name: {{ include "hybridserve.name" . }}-gateway
