@@ -12,8 +12,10 @@ import { groupNodes, type NodeLike } from '../../operator/desired/node-groups.js
 import { planGroup } from '../../operator/desired/plan.js';
 import type { HybridServeDeployment } from '../../operator/api/types.js';
 
+// An L4: its plan streams layers and keeps a host KV/ACT tier, so the ACT fraction has room to move
+// (on an H100 the whole batch fits the GPU tier and the retune range collapses to 0).
 const node: NodeLike = {
-  metadata: { name: 'n1', labels: { 'nvidia.com/gpu.product': 'NVIDIA-H100-80GB-HBM3', 'nvidia.com/gpu.count': '8' } },
+  metadata: { name: 'n1', labels: { 'nvidia.com/gpu.product': 'NVIDIA-L4', 'nvidia.com/gpu.count': '8' } },
   status: { allocatable: { memory: '512Gi', 'nvidia.com/gpu': '8' }, conditions: [{ type: 'Ready', status: 'True' }] },
 };
 let body: (n: number) => string;
