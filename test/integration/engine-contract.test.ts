@@ -59,8 +59,8 @@ describe.each(makers)('engine contract: %s', (_name, make) => {
     // Deferred: the running step still reads a's blocks.
     expect(free(e)).toBe(held);
     // (By message: the addon's RangeError comes from another realm than jest's.)
-    expect(() => e.sequence(a)).toThrow(/unknown sequence id/);
-    expect(() => e.removeSequence(a)).toThrow(/unknown sequence id/);
+    expect(() => e.sequence(a)).toThrow(/unknown sequence/);
+    expect(() => e.removeSequence(a)).toThrow(/unknown sequence/);
     const r = await stepping;
     expect(Array.from(r.status)).toEqual([0, 0]); // the step ran both; a's token is the caller's to drop
     // Freed by the time the step's promise resolves; b ran on (its 2 blocks hold its 6 tokens).

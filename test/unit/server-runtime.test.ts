@@ -17,7 +17,9 @@ const issue: RuntimeOptions & { maxTotalTokens: number } = {
 
 describe('server runtime: fraction and pools agree', () => {
   test('with the device known, auto picks ACT and the ACT pool gets blocks for it', () => {
-    const { fraction } = chooseFraction(issue, cfg, 'NVIDIA H200');
+    // An L4: the tiered plan streams layers and keeps a host KV/ACT tier there, so auto picks ACT
+    // (on an H200 with this host budget the cache goes to the GPU tier at fraction 0).
+    const { fraction } = chooseFraction(issue, cfg, 'NVIDIA L4');
     expect(fraction).toBeGreaterThan(0);
     const pools = choosePools(issue, cfg, fraction);
     expect(pools.actBlocks).toBeGreaterThan(0);
