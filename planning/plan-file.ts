@@ -9,6 +9,9 @@ export interface PlanFile {
   actBlocks?: number;
   blockTokens?: number;
   maxBatch?: number;
+  /** GPU placement (cuda pods): layers kept in GPU memory and blocks of the GPU KV cache tier. */
+  residentLayers?: number;
+  gpuKvBlocks?: number;
   generation?: number;
   reason?: string;
 }
@@ -21,6 +24,8 @@ const INT_FIELDS = [
   ['actBlocks', 0],
   ['blockTokens', 1],
   ['maxBatch', 1],
+  ['residentLayers', 0],
+  ['gpuKvBlocks', 0],
   ['generation', 0],
 ] as const;
 /** Longest reason kept: it is logged and published in status, never a place for large text. */
@@ -69,6 +74,31 @@ export function parsePlan(text: string): PlanParse {
     return { ok: false, error: 'not valid JSON' };
   }
   return validatePlan(raw);
+}
+
+/** The file for a plan, at generation 1 (what a node group's ConfigMap carries first). */
+export function planFileOf(plan: {
+  actFraction: number;
+  kvBlocks: number;
+  actBlocks: number;
+  blockTokens: number;
+  maxBatch: number;
+  residentLayers?: number;
+  gpuKvBlocks?: number;
+  reason: string;
+}): PlanFile {
+  const file: PlanFile = {
+    actFraction: plan.actFraction,
+    kvBlocks: plan.kvBlocks,
+    actBlocks: plan.actBlocks,
+    blockTokens: plan.blockTokens,
+    maxBatch: plan.maxBatch,
+    generation: 1,
+    reason: plan.reason,
+  };
+  if (plan.residentLayers !== undefined) file.residentLayers = plan.residentLayers;
+  if (plan.gpuKvBlocks !== undefined) file.gpuKvBlocks = plan.gpuKvBlocks;
+  return file;
 }
 
 /** The plan file's text (what the operator writes; parsePlan(serializePlan(p)) round-trips). */

@@ -6,7 +6,7 @@ import { parseModelSpec } from '../../model/spec.js';
 import { presetConfig, PRESET_NAMES } from '../../model/presets.js';
 import type { ModelConfig } from '../../model/types.js';
 import { hardwareProfile, hostMemoryBudgetDetail, planNode, KNOWN_PRODUCTS, type Plan } from '../../planning/index.js';
-import type { PlanFile } from '../../planning/plan-file.js';
+import { planFileOf, type PlanFile } from '../../planning/plan-file.js';
 import { cpuStartPlan } from '../../planning/start-plan.js';
 import type { HsdSpec } from '../api/types.js';
 import { resolveSpec, type ResolvedSpec } from '../api/defaults.js';
@@ -117,15 +117,7 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
   }
   if (spec.engine.maxBatch !== undefined) plan = { ...plan, maxBatch: Math.min(plan.maxBatch, spec.engine.maxBatch) };
   const inputHash = hashInput({ ...input, model: model.name, hardware: hardware.product, maxBatch: spec.engine.maxBatch });
-  const file: PlanFile = {
-    actFraction: plan.actFraction,
-    kvBlocks: plan.kvBlocks,
-    actBlocks: plan.actBlocks,
-    blockTokens: plan.blockTokens,
-    maxBatch: plan.maxBatch,
-    generation: 1,
-    reason: plan.reason,
-  };
+  const file = planFileOf(plan);
   return { ok: true, plan, file, inputHash, retuneBounds: plan.retuneBounds ?? { min: 0, max: 1 } };
 }
 
@@ -147,15 +139,7 @@ function planCpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
     return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };
   }
   const inputHash = hashInput({ ...input, cpu: true, model: model.name });
-  const file: PlanFile = {
-    actFraction: plan.actFraction,
-    kvBlocks: plan.kvBlocks,
-    actBlocks: plan.actBlocks,
-    blockTokens: plan.blockTokens,
-    maxBatch: plan.maxBatch,
-    generation: 1,
-    reason: plan.reason,
-  };
+  const file = planFileOf(plan);
   return { ok: true, plan, file, inputHash, retuneBounds: { min: 0, max: 0 } };
 }
 

@@ -5,7 +5,7 @@ import { describe, test, expect } from '@jest/globals';
 import { parsePlan, serializePlan, validatePlan } from '../../planning/plan-file.js';
 import { parsePlan as serverParsePlan } from '../../server/plan-file.js';
 import { cpuStartFraction, cpuStartPlan, engineElementBytes, startPools } from '../../planning/start-plan.js';
-import { choosePools } from '../../server/runtime.js';
+import { choosePools, chooseTiers } from '../../server/runtime.js';
 import { presetConfig } from '../../model/presets.js';
 import { planGroup } from '../../operator/desired/plan.js';
 import { groupNodes } from '../../operator/desired/node-groups.js';
@@ -83,5 +83,30 @@ describe('CPU start plan: one function for server and operator', () => {
     });
     expect({ kv: server.kvBlocks, act: server.actBlocks }).toEqual({ kv: split.kvBlocks, act: split.actBlocks });
     expect(server.kvBlocks).toBeGreaterThan(direct.kvBlocks); // the operator's pod keeps the reserve back
+  });
+});
+
+describe('plan.json carries the GPU placement to the pods', () => {
+  test("a GPU group's file holds residentLayers and gpuKvBlocks, and the server applies them on cuda", () => {
+    const [group] = groupNodes(
+      [
+        {
+          metadata: { name: 'g', labels: { 'nvidia.com/gpu.product': 'NVIDIA-H100-80GB-HBM3', 'nvidia.com/gpu.count': '1' } },
+          status: { allocatable: { memory: '256Gi', 'nvidia.com/gpu': '1' }, conditions: [{ type: 'Ready', status: 'True' }] },
+        },
+      ],
+      { gpusPerPod: 1 },
+    );
+    const op = planGroup({ model: { uri: 'synthetic:opt-13b' }, gpusPerPod: 1 }, group);
+    if (!op.ok) throw new Error(op.message);
+    expect(op.file.residentLayers).toBe(op.plan.residentLayers);
+    expect(op.file.gpuKvBlocks).toBeGreaterThan(0);
+    const parsed = serverParsePlan(serializePlan(op.file));
+    if (!parsed.ok) throw new Error(parsed.error);
+    expect(chooseTiers({ device: 'cuda', plan: parsed.plan })).toEqual({
+      residentLayers: op.plan.residentLayers,
+      gpuKvBlocks: op.file.gpuKvBlocks,
+    });
+    expect(chooseTiers({ device: 'cpu', plan: parsed.plan })).toEqual({});
   });
 });
