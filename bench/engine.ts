@@ -26,6 +26,7 @@ import { cacheBytesPerTokenPerLayer } from '../model/types.js';
 import { parseWeightDtype, planNode, type HardwareProfile } from '../planning/index.js';
 import { addCounters, zeroCounters } from '../native/ts/counters.js';
 import { createEngine, loadAddon, toNativeConfig, type NativeCounters, type NativeProbeResult } from '../native/ts/engine.js';
+import { runIfEntryPoint } from './run-main.js';
 
 const BLOCK_TOKENS = 16;
 
@@ -276,15 +277,4 @@ async function main(): Promise<number> {
   return 0;
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (invokedDirectly) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`bench:engine failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfEntryPoint(import.meta.url, 'bench:engine', main);

@@ -33,6 +33,7 @@ import {
   type ServerDelta,
   type StatsSnapshot,
 } from './serving-workload.js';
+import { runIfEntryPoint } from './run-main.js';
 
 const OPTIONS = {
   model: { type: 'string' },
@@ -335,15 +336,4 @@ async function main(): Promise<number> {
   }
 }
 
-const invokedDirectly = process.argv[1] !== undefined && import.meta.url === new URL(`file://${process.argv[1]}`).href;
-if (invokedDirectly) {
-  main().then(
-    (code) => {
-      process.exitCode = code;
-    },
-    (err: unknown) => {
-      process.stderr.write(`bench:serving failed: ${err instanceof Error ? err.message : String(err)}\n`);
-      process.exitCode = 1;
-    },
-  );
-}
+runIfEntryPoint(import.meta.url, 'bench:serving', main);
