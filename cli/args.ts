@@ -45,3 +45,25 @@ export function capThreads(requested: number | undefined, cores: number): { thre
   if (requested <= cores) return { threads: requested };
   return { threads: cores, note: `--threads ${requested} exceeds the ${cores} cores; using ${cores}` };
 }
+
+/** Largest --resident-layers / --gpu-cache-blocks the parser takes (the model's own bound is checked at start). */
+const MAX_PLACEMENT_COUNT = 2 ** 31 - 1;
+
+/**
+ * `--resident-layers N` and `--gpu-cache-blocks N` (serve, generate): whole counts >= 0, errors
+ * naming the flag. Only what was given is returned.
+ */
+export function parsePlacementFlags(
+  residentLayers: string | undefined,
+  gpuCacheBlocks: string | undefined,
+  command: string,
+): { residentLayers?: number; gpuKvBlocks?: number } {
+  return {
+    ...(residentLayers !== undefined
+      ? { residentLayers: parseIntOption(residentLayers, `${command}: --resident-layers`, 0, MAX_PLACEMENT_COUNT, 0) }
+      : {}),
+    ...(gpuCacheBlocks !== undefined
+      ? { gpuKvBlocks: parseIntOption(gpuCacheBlocks, `${command}: --gpu-cache-blocks`, 0, MAX_PLACEMENT_COUNT, 0) }
+      : {}),
+  };
+}

@@ -2,13 +2,14 @@
 // Bad input (options, model, files) ends as a one-line CliError; the sequence and engine are
 // always released.
 import { availableParallelism } from 'node:os';
-import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
+import { capThreads, parseCli, parseIntOption, parseNumberOption, parsePlacementFlags, parseSize } from './args.js';
 import { CliError } from './errors.js';
 import { ModelError } from '../model/errors.js';
 import { checkRequest, generate, type GenerateParams } from '../model/generate.js';
 import { loadModel, openEngine } from '../model/load.js';
 import type { NativeDevice } from '../native/ts/addon-types.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
+import { startPlacement } from '../planning/start-plan.js';
 
 const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
 
@@ -27,6 +28,10 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
   --device cpu|cuda     engine backend (default cpu)
   --threads N           CPU worker threads (default: all cores)
   --gpu-memory SIZE     cap on the GPU memory the engine uses (cuda; default: the free memory)
+  --resident-layers N   decoder layers kept in GPU memory, 0..layers (cuda default: as many as fit;
+                        cpu: accepted, every layer is in memory)
+  --gpu-cache-blocks N  cache blocks of the GPU tier, the rest in host memory (default 0; the cpu
+                        backend emulates the tier)
   --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
@@ -45,6 +50,8 @@ const OPTIONS = {
   'block-tokens': { type: 'string' },
   threads: { type: 'string' },
   'gpu-memory': { type: 'string' },
+  'resident-layers': { type: 'string' },
+  'gpu-cache-blocks': { type: 'string' },
   'weight-dtype': { type: 'string' },
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
@@ -60,6 +67,9 @@ export interface GenerateCommand {
   blockTokens: number;
   threads: number | undefined;
   gpuMemoryBytes?: number;
+  /** --resident-layers / --gpu-cache-blocks, applied through planning/start-plan.ts startPlacement. */
+  residentLayers?: number;
+  gpuKvBlocks?: number;
   weightDtype: WeightDtype;
   json: boolean;
   params: Omit<GenerateParams, 'actFraction'>;
@@ -88,6 +98,7 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
     blockTokens: parseIntOption(v['block-tokens'], 'generate: --block-tokens', 1, 1024, 16),
     threads: v.threads === undefined ? undefined : parseIntOption(v.threads, 'generate: --threads', 0, 1024, 0),
     ...(v['gpu-memory'] !== undefined ? { gpuMemoryBytes: parseSize(v['gpu-memory'], 'generate: --gpu-memory') } : {}),
+    ...parsePlacementFlags(v['resident-layers'], v['gpu-cache-blocks'], 'generate'),
     weightDtype,
     json: v.json ?? false,
     params: {
@@ -122,6 +133,19 @@ export async function run(argv: string[]): Promise<number> {
   }
 }
 
+/** The flags through the one placement rule (no plan file here); a bad count is a CliError naming the flag. */
+function placementFor(cmd: GenerateCommand, numLayers: number) {
+  const flags = {
+    ...(cmd.residentLayers !== undefined ? { residentLayers: cmd.residentLayers } : {}),
+    ...(cmd.gpuKvBlocks !== undefined ? { gpuKvBlocks: cmd.gpuKvBlocks } : {}),
+  };
+  try {
+    return startPlacement({ numLayers, flags });
+  } catch (err) {
+    throw new CliError(`generate: ${(err as Error).message}`);
+  }
+}
+
 async function execute(cmd: GenerateCommand): Promise<number> {
   const t0 = performance.now();
   const model = await loadModel(cmd.model);
@@ -130,6 +154,7 @@ async function execute(cmd: GenerateCommand): Promise<number> {
   checkRequest(model.config, promptIds, cmd.params);
   const threads = capThreads(cmd.threads, availableParallelism());
   if (threads.note) console.error(`hybridserve: generate: ${threads.note}`);
+  const placement = placementFor(cmd, model.config.numLayers);
   const engine = await openEngine(model, {
     device: cmd.device,
     actFraction: cmd.actFraction,
@@ -137,6 +162,8 @@ async function execute(cmd: GenerateCommand): Promise<number> {
     tokenBudget: promptIds.length + cmd.params.maxTokens,
     ...(threads.threads !== undefined ? { threads: threads.threads } : {}),
     ...(cmd.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: cmd.gpuMemoryBytes } : {}),
+    ...(placement.residentLayers !== undefined ? { residentLayers: placement.residentLayers } : {}),
+    ...(placement.gpuKvBlocks !== undefined ? { gpuKvBlocks: placement.gpuKvBlocks } : {}),
     weightDtype: cmd.weightDtype,
   });
   const loadSeconds = (performance.now() - t0) / 1000;
@@ -157,6 +184,7 @@ async function execute(cmd: GenerateCommand): Promise<number> {
           finishReason: r.finishReason,
           timings: { loadSeconds, ...r.timings },
           counters: r.counters,
+          gpuCacheBlocks: engine.pools().gpuKvBlocksTotal ?? 0,
         }),
       );
     } else {

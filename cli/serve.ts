@@ -4,7 +4,7 @@
 // PORT / HOST / HYBRIDSERVE_PLAN_FILE / HYBRIDSERVE_API_KEYS are read from the environment.
 import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
+import { capThreads, parseCli, parseIntOption, parseNumberOption, parsePlacementFlags as placementFlags, parseSize } from './args.js';
 import { CliError } from './errors.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
@@ -26,6 +26,11 @@ const USAGE = `usage: hybridserve serve [options]
   --host-memory SIZE       host memory for weights + cache, e.g. 64GiB (default: size the cache
                            for max-batch requests of max-total-tokens)
   --gpu-memory SIZE        cap on the GPU memory the engine uses (cuda; default: the free memory)
+  --resident-layers N      decoder layers kept in GPU memory, 0..layers; the rest stream from host
+                           memory every step (cuda default: as many as fit; cpu: accepted, all in memory)
+  --gpu-cache-blocks N     cache blocks of the GPU tier (KV, read in place); the rest in host memory
+                           (default 0; the cpu backend emulates the tier). A plan file's
+                           residentLayers / gpuKvBlocks win over these flags
   --plan FILE              plan file (JSON) from the operator; reloaded live (default $HYBRIDSERVE_PLAN_FILE)
   --api-key-file F         require Bearer keys listed in F, one per line, whole-line # comments; re-read
                            when it changes (also $HYBRIDSERVE_API_KEYS, comma-separated)
@@ -53,6 +58,8 @@ const OPTIONS = {
   'act-fraction': { type: 'string' },
   'host-memory': { type: 'string' },
   'gpu-memory': { type: 'string' },
+  'resident-layers': { type: 'string' },
+  'gpu-cache-blocks': { type: 'string' },
   plan: { type: 'string' },
   'api-key-file': { type: 'string' },
   'max-batch': { type: 'string' },
@@ -81,6 +88,9 @@ export interface ServeConfig {
   actFraction: number | 'auto';
   hostMemoryBytes?: number;
   gpuMemoryBytes?: number;
+  /** --resident-layers / --gpu-cache-blocks (planning/start-plan.ts startPlacement applies them). */
+  residentLayers?: number;
+  gpuKvBlocks?: number;
   planFile?: string;
   apiKeyFile?: string;
   maxBatch: number;
@@ -129,6 +139,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     actFraction: frac === 'auto' ? 'auto' : parseNumberOption(frac, '--act-fraction', 0, 1, 0),
     hostMemoryBytes: v['host-memory'] ? parseSize(v['host-memory'], '--host-memory') : undefined,
     gpuMemoryBytes: v['gpu-memory'] ? parseSize(v['gpu-memory'], '--gpu-memory') : undefined,
+    ...placementFlags(v['resident-layers'], v['gpu-cache-blocks'], 'serve'),
     planFile: v.plan ?? (env.HYBRIDSERVE_PLAN_FILE || undefined),
     apiKeyFile: v['api-key-file'],
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
@@ -202,6 +213,8 @@ export async function run(argv: string[]): Promise<number> {
       actFraction: cfg.actFraction,
       hostMemoryBytes: cfg.hostMemoryBytes,
       gpuMemoryBytes: cfg.gpuMemoryBytes,
+      residentLayers: cfg.residentLayers,
+      gpuKvBlocks: cfg.gpuKvBlocks,
       plan,
       maxBatch: cfg.maxBatch,
       maxTotalTokens: cfg.limits.maxTotalTokens,
@@ -222,6 +235,7 @@ export async function run(argv: string[]): Promise<number> {
   log.info(
     `cache pools: ${pools.kvBlocksTotal} KV + ${pools.actBlocksTotal} ACT blocks of ${pools.blockTokens} tokens (${rt.poolsReason})`,
   );
+  log.info(`placement: ${rt.placementReason}`);
   if (apiKeys.length)
     log.info(
       `API keys required (${apiKeys.length} configured${cfg.apiKeyFile ? ', key file re-read when it changes' : ''}); /healthz, /readyz and /metrics stay open`,

@@ -115,3 +115,53 @@ export function cpuStartPlan(i: CpuPlanInput): Plan {
     sweep: [],
   };
 }
+
+/** Where the engine keeps weights and cache: resident layers and blocks of the GPU cache tier. */
+export interface Placement {
+  residentLayers?: number;
+  gpuKvBlocks?: number;
+}
+
+export interface PlacementInput {
+  /** Layers in the model (a resident count above it is refused). */
+  numLayers: number;
+  /** From the command line (`--resident-layers`, `--gpu-cache-blocks`). */
+  flags?: Placement;
+  /** From the plan file (plan.json's residentLayers, gpuKvBlocks). */
+  plan?: Placement | null;
+}
+
+/**
+ * The placement an engine starts with. ONE owner for flags and plan file: each field comes from the
+ * plan file when it carries it (as the plan's ACT fraction and pool sizes win over the flags: the
+ * operator plans the node as a whole), else from the flag, else it is left to the engine (cuda: as
+ * many layers as fit, no GPU cache tier; the CPU backend keeps every layer in memory and emulates
+ * the tier). Both devices take the same input. Throws RangeError naming the flag for a bad flag value. Pure.
+ */
+export function startPlacement(i: PlacementInput): Placement & { source: string } {
+  const flags = i.flags ?? {};
+  checkCount(flags.residentLayers, '--resident-layers', i.numLayers);
+  checkCount(flags.gpuKvBlocks, '--gpu-cache-blocks', Number.MAX_SAFE_INTEGER);
+  const plan = i.plan ?? {};
+  const pick = (key: keyof Placement): [number | undefined, string] => {
+    const fromPlan = wholeCount(plan[key]);
+    if (fromPlan !== undefined) return [fromPlan, 'plan file'];
+    return flags[key] !== undefined ? [flags[key], 'flag'] : [undefined, 'engine default'];
+  };
+  const [residentLayers, rSource] = pick('residentLayers');
+  const [gpuKvBlocks, gSource] = pick('gpuKvBlocks');
+  return {
+    ...(residentLayers !== undefined ? { residentLayers } : {}),
+    ...(gpuKvBlocks !== undefined ? { gpuKvBlocks } : {}),
+    source: `resident layers: ${rSource}; GPU cache blocks: ${gSource}`,
+  };
+}
+
+function wholeCount(v: unknown): number | undefined {
+  return typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined;
+}
+
+function checkCount(v: number | undefined, flag: string, max: number): void {
+  if (v === undefined) return;
+  if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`${flag} must be an integer between 0 and ${max}, got ${v}`);
+}

@@ -9,7 +9,7 @@ import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
 import { hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
-import { cpuStartFraction, engineElementBytes, startPools } from '../planning/start-plan.js';
+import { cpuStartFraction, engineElementBytes, startPlacement, startPools } from '../planning/start-plan.js';
 import type { PlanFile } from '../planning/plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
 import type { MiniBatcher } from './scheduler/policy.js';
@@ -27,6 +27,9 @@ export interface RuntimeOptions {
   hostMemoryBytes?: number;
   /** Cap on the GPU memory the engine uses (cuda). */
   gpuMemoryBytes?: number;
+  /** `--resident-layers` / `--gpu-cache-blocks`; the plan file's values win (planning/start-plan.ts startPlacement). */
+  residentLayers?: number;
+  gpuKvBlocks?: number;
   /** The plan file's content at start: its pool sizes and fraction win. */
   plan?: PlanFile | null;
   maxBatch: number;
@@ -61,6 +64,8 @@ export interface Runtime {
   fractionReason: string;
   /** How the pools were sized (logged at start). */
   poolsReason: string;
+  /** Resident layers and GPU cache blocks asked of the engine, and where each came from (logged at start). */
+  placementReason: string;
   /** On CUDA with a known GPU budget: planning's mini-batch split, bounding each step's working set. */
   miniBatcher?: MiniBatcher;
 }
@@ -176,25 +181,36 @@ export function choosePools(
   };
 }
 
-/**
- * The GPU side of the plan (cuda only): the plan file's GPU cache tier and resident layers when it
- * carries them (planning's planFile writes both), and the --gpu-memory cap. Pure.
- */
-export function chooseTiers(o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes'>): {
-  gpuKvBlocks?: number;
-  residentLayers?: number;
-  gpuMemoryBytes?: number;
-} {
-  if (o.device !== 'cuda') return {};
-  const plan = (o.plan ?? {}) as { gpuKvBlocks?: unknown; residentLayers?: unknown };
-  const int = (v: unknown) => (typeof v === 'number' && Number.isInteger(v) && v >= 0 ? v : undefined);
-  const gpuKvBlocks = int(plan.gpuKvBlocks),
-    residentLayers = int(plan.residentLayers);
-  return {
-    ...(gpuKvBlocks !== undefined ? { gpuKvBlocks } : {}),
-    ...(residentLayers !== undefined ? { residentLayers } : {}),
-    ...(o.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: o.gpuMemoryBytes } : {}),
+/** The flags and the plan file's placement through startPlacement (planning/start-plan.ts). Pure. */
+export function placementOf(o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 'gpuKvBlocks'>, numLayers: number) {
+  const flags = {
+    ...(o.residentLayers !== undefined ? { residentLayers: o.residentLayers } : {}),
+    ...(o.gpuKvBlocks !== undefined ? { gpuKvBlocks: o.gpuKvBlocks } : {}),
   };
+  return startPlacement({ numLayers, flags, plan: o.plan });
+}
+
+/**
+ * What the engine is opened with for placement: resident layers and the GPU cache tier (placementOf;
+ * the CPU backend takes the same and emulates the tier), and the --gpu-memory cap (cuda only).
+ * Pure; throws RangeError naming a bad flag.
+ */
+export function chooseTiers(
+  o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes' | 'residentLayers' | 'gpuKvBlocks'>,
+  numLayers = Number.MAX_SAFE_INTEGER,
+): { gpuKvBlocks?: number; residentLayers?: number; gpuMemoryBytes?: number } {
+  const p = placementOf(o, numLayers);
+  return {
+    ...(p.residentLayers !== undefined ? { residentLayers: p.residentLayers } : {}),
+    ...(p.gpuKvBlocks !== undefined ? { gpuKvBlocks: p.gpuKvBlocks } : {}),
+    ...(o.device === 'cuda' && o.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: o.gpuMemoryBytes } : {}),
+  };
+}
+
+function describePlacement(p: { residentLayers?: number; gpuKvBlocks?: number; source: string }, device: NativeDevice): string {
+  const layers = p.residentLayers ?? (device === 'cuda' ? 'as many as fit' : 'all');
+  const tier = `GPU cache tier ${p.gpuKvBlocks ?? 0} blocks${device === 'cpu' ? ' (emulated on cpu)' : ''}`;
+  return `resident layers ${layers}, ${tier} (${p.source})`;
 }
 
 /**
@@ -236,7 +252,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (needName ? await cudaDeviceName() : '');
   const { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
-  const tiers = chooseTiers(o);
+  const tiers = chooseTiers(o, model.config.numLayers);
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2, o.weightDtype).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
   const engine = await openEngine(model, {
@@ -270,6 +286,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     tokenizer: adaptTokenizer(model.tokenizer, model.config, thread),
     fractionReason: reason,
     poolsReason: pools.reason,
+    placementReason: describePlacement(placementOf(o, model.config.numLayers), o.device),
     miniBatcher,
   };
 }

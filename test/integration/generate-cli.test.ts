@@ -22,6 +22,7 @@ interface GenerateJson {
   finishReason: string;
   timings: Record<string, number>;
   counters: Record<string, number>;
+  gpuCacheBlocks: number;
 }
 
 function json(args: string[]): GenerateJson {
@@ -33,6 +34,26 @@ function json(args: string[]): GenerateJson {
 }
 
 describe('hybridserve generate --json', () => {
+  test('--gpu-cache-blocks and --resident-layers apply on cpu (the tier is emulated): same tokens', () => {
+    const base = [
+      '--model',
+      'synthetic:opt-tiny',
+      '--prompt',
+      'Placement flags',
+      '--max-tokens',
+      '5',
+      '--block-tokens',
+      '4',
+      '--threads',
+      '1',
+    ];
+    const host = json(base);
+    const tiered = json([...base, '--gpu-cache-blocks', '3', '--resident-layers', '0']);
+    expect(host.gpuCacheBlocks).toBe(0);
+    expect(tiered.gpuCacheBlocks).toBe(3);
+    expect(tiered.tokens).toEqual(host.tokens);
+  });
+
   test('synthetic Llama at ACT fractions 0 and 1: one JSON object, same tokens', () => {
     const base = [
       '--model',
@@ -141,6 +162,13 @@ describe('bad input: one line on stderr, non-zero exit, no stack trace', () => {
       /stop token id 99999999 is outside the vocabulary/,
     ],
     ['bad pvc claim', ['--prompt', 'x', '--model', 'pvc://UPPER/x'], /not a valid PersistentVolumeClaim name/],
+    ['negative resident layers', ['--prompt', 'x', '--resident-layers=-1'], /--resident-layers must be between 0 and/],
+    [
+      'resident layers past the model',
+      ['--prompt', 'x', '--resident-layers', '3'],
+      /--resident-layers must be an integer between 0 and 2, got 3/,
+    ],
+    ['fractional GPU cache blocks', ['--prompt', 'x', '--gpu-cache-blocks', '1.5'], /--gpu-cache-blocks must be an integer, got '1.5'/],
   ];
   test.each(inProcess)('%s (in-process)', async (_name, args, message) => {
     const err = await run(args).then(

@@ -107,6 +107,10 @@ describe('plan.json carries the GPU placement to the pods', () => {
       residentLayers: op.plan.residentLayers,
       gpuKvBlocks: op.file.gpuKvBlocks,
     });
-    expect(chooseTiers({ device: 'cpu', plan: parsed.plan })).toEqual({});
+    // The same placement input on both devices (planning/start-plan.ts startPlacement).
+    expect(chooseTiers({ device: 'cpu', plan: parsed.plan })).toEqual({
+      residentLayers: op.plan.residentLayers,
+      gpuKvBlocks: op.file.gpuKvBlocks,
+    });
   });
 });
