@@ -79,6 +79,35 @@ describe('bench:serving', () => {
     expect(level.server).toMatchObject({ prefillTokens: 8 * 16, decodeTokens: 8 * 3, preemptions: 0 });
     expect(level.server.engineSteps).toBeGreaterThanOrEqual(4);
     expect(level.server.engineSteps).toBeLessThanOrEqual(8 * 4);
+    // Every field of the JSON line, top level and per level, is there with its type.
+    expect(Object.keys(j).sort()).toEqual(
+      [
+        'bench',
+        'model',
+        'device',
+        'serverArgs',
+        'mode',
+        'stream',
+        'promptTokens',
+        'maxTokens',
+        'ignoreEos',
+        'actFraction',
+        'pools',
+        'serverStartSeconds',
+        'levels',
+      ].sort(),
+    );
+    expect(j).toMatchObject({ serverArgs: ['--threads', '2'], ignoreEos: true, actFraction: 0 });
+    expect(j.promptTokens).toEqual({ min: 16, max: 16, kind: 'ids', sharedPrefix: 0 });
+    expect(j.pools.kvBlocksTotal).toBeGreaterThan(0);
+    expect(j.serverStartSeconds).toBeGreaterThan(0);
+    expect(Object.keys(level).sort()).toEqual([...SUMMARY_FIELDS, 'concurrency', 'requests', 'server'].sort());
+    expect(Object.keys(level.server).sort()).toEqual(
+      ['engineSteps', 'prefillTokens', 'decodeTokens', 'meanBatch', 'preemptions', 'engineBusyFraction'].sort(),
+    );
+    expect(level.server.meanBatch).toBeCloseTo((8 * 4) / level.server.engineSteps, 6);
+    expect(level.server.engineBusyFraction).toBeGreaterThan(0);
+    expect(level.server.engineBusyFraction).toBeLessThanOrEqual(1.05);
   });
 
   test('open loop (a burst at rate inf), not streaming, text prompts sharing a prefix', () => {

@@ -3,10 +3,11 @@
 //  - removing a sequence that the running step holds is deferred by the ENGINE: the step still
 //    returns its token, its blocks are freed when the step returns, and the id is unknown at once;
 //  - the core counts tokens and steps once (issue 11: the CUDA backend counted them a second time):
-//    a step's prefillTokens/decodeTokens are its new tokens, and the totals are the sum of the steps.
+//    a step's prefillTokens/decodeTokens are its new tokens, and the totals are the sum of the steps
+//    (the scripted mix below is bench/engine-contract-steps.ts, which the GPU host runs without jest).
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
-import { addCounters, zeroCounters } from '../../native/ts/counters.js';
+import { checkTokenContract, compareTokenCounts, runTokenContract } from '../../bench/engine-contract-steps.js';
 import { createEngine, loadAddon, toNativeConfig, type NativeEngine } from '../../native/ts/engine.js';
 import { FakeEngine } from '../unit/server-fake-engine.js';
 
@@ -78,20 +79,74 @@ describe.each(makers)('engine contract: %s', (_name, make) => {
       e.addSequence(prompt(9, 30), { sampling: greedy }),
     ];
     const idArr = Int32Array.from(ids);
-    let sum = zeroCounters();
     const prefill = await e.step(idArr);
     expect(prefill.counters).toMatchObject({ steps: 1, prefillTokens: 5 + 7 + 9, decodeTokens: 0 });
-    sum = addCounters(sum, prefill.counters);
-    for (let s = 0; s < 3; s++) {
-      const d = await e.step(idArr);
-      expect(d.counters).toMatchObject({ steps: 1, prefillTokens: 0, decodeTokens: 3 });
-      sum = addCounters(sum, d.counters);
-    }
-    const after = e.counters();
-    expect(after.steps - before.steps).toBe(4);
-    expect(after.prefillTokens - before.prefillTokens).toBe(sum.prefillTokens);
-    expect(after.decodeTokens - before.decodeTokens).toBe(sum.decodeTokens);
-    expect(sum.wallSeconds).toBeGreaterThanOrEqual(0);
+    const d = await e.step(idArr);
+    expect(d.counters).toMatchObject({ steps: 1, prefillTokens: 0, decodeTokens: 3 });
+    expect(e.counters().steps - before.steps).toBe(2);
     for (const id of ids) e.removeSequence(id);
+  });
+});
+
+// The scripted mix of prefill, mixed and decode steps that `node dist/bench/engine-contract.js` also
+// runs on the GPU host (bench/engine-contract-steps.ts): per-step counts as expected, totals equal
+// to the sum of the steps and to the generated tokens, ACT fractions 0, 0.5 and 1, prefix caching on
+// for the addon (the FakeEngine has none).
+const contractMakers: Array<[string, boolean, (f: number) => Promise<NativeEngine>]> = [
+  ['FakeEngine', false, async (f) => new FakeEngine({ kvBlocks: BLOCKS, actBlocks: BLOCKS, blockTokens: 16, vocab: 200, actFraction: f })],
+  ...loadAddon()
+    .devices()
+    .map((device): [string, boolean, (f: number) => Promise<NativeEngine>] => [
+      `addon (${device})`,
+      true,
+      (f) =>
+        createEngine({
+          device,
+          config: toNativeConfig(presetConfig('opt-tiny')!),
+          weights: { kind: 'synthetic', seed: 0 },
+          blockTokens: 16,
+          kvBlocks: BLOCKS,
+          actBlocks: BLOCKS,
+          actFraction: f,
+          prefixCaching: true,
+          threads: 2,
+        }),
+    ]),
+];
+
+describe.each(contractMakers)('token-count contract script: %s', (_name, prefixCaching, make) => {
+  test.each([0, 0.5, 1])('ACT fraction %s: every step counts as expected', async (actFraction) => {
+    const e = await make(actFraction);
+    try {
+      const run = await runTokenContract(e, { blockTokens: 16, vocab: 200, actFraction, prefixCaching });
+      expect(checkTokenContract(run, { blockTokens: 16, prefixCaching })).toEqual([]);
+      expect(run.steps.map((s) => [s.counted.prefillTokens, s.counted.decodeTokens])).toEqual([
+        [58, 0],
+        [prefixCaching ? 9 : 41, 2],
+        [0, 3],
+        [19, 2],
+        [0, 3],
+        [0, 3],
+      ]);
+      expect(run.generatedTokens).toBe(2 + 3 + 3 + 3 + 3 + 3);
+    } finally {
+      await e.close();
+    }
+  });
+});
+
+describe('the contract checker catches what a double-counting backend reports', () => {
+  test('a step counted twice, and runs that disagree', async () => {
+    const e = new FakeEngine({ kvBlocks: BLOCKS, actBlocks: BLOCKS, blockTokens: 16, vocab: 200 });
+    const run = await runTokenContract(e, { blockTokens: 16, vocab: 200, actFraction: 0, prefixCaching: false });
+    const doubled = structuredClone(run);
+    doubled.steps[1].counted.decodeTokens *= 2;
+    doubled.totals.decodeTokens += 2;
+    doubled.stepSum.decodeTokens += 2;
+    const bad = checkTokenContract(doubled, { blockTokens: 16, prefixCaching: false });
+    expect(bad.join('\n')).toMatch(/step 2 .*decodeTokens 4, expected 2/);
+    expect(bad.join('\n')).toMatch(/generated tokens/);
+    expect(compareTokenCounts(run, doubled, ['cpu', 'cuda'])).toHaveLength(1);
+    expect(compareTokenCounts(run, structuredClone(run), ['cpu', 'cuda'])).toEqual([]);
   });
 });
