@@ -11,8 +11,9 @@
 #   table     docs/performance.md rows: opt-6.7b, opt-30b, llama-7b (batch sized to the host)
 #   node      bench/engine.ts through the addon (needs the Node bundle and dist/)
 #   serving   issue 11: the server (bench/serving.ts) against bench:engine on OPT-13B, batch 128,
-#             prompt 512, gen 32, all-on-host and default placement, printing served ÷ engine
-#             tokens/s; then Poisson rate sweeps (opt-13b, opt-1.3b). Also as two halves:
+#             prompt 512, gen 32, default placement and all-on-host (--resident-layers 0
+#             --gpu-cache-blocks 0 on both sides), printing served ÷ engine tokens/s, engine steps
+#             and an `acceptance1` verdict line; then Poisson rate sweeps (opt-13b, opt-1.3b). Also as two halves:
 #             serving_burst and serving_sweep (each fits one 10-minute call more easily).
 #             Needs the Node bundle, dist/, build/hybridserve.node and node_modules holding what
 #             `dist/cli/main.js serve` loads (docs/server.md, "Serving benchmark", lists them).
@@ -20,6 +21,7 @@
 #             engine with every layer resident and the whole cache in the GPU tier, OPT-13B batch 128
 #             (acceptance 1); a 24 GiB budget (acceptance 2); everything on the host (acceptance 3)
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
+#   contract  issue 11 acceptance 3: node dist/bench/engine-contract.js (token counts, cpu vs cuda)
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -90,6 +92,9 @@ stage_node() {
 # ---- serving (issue 11) ------------------------------------------------------------------------------
 SERVE_PORT=18411
 SERVING_DEVICE=${SERVING_DEVICE:-cuda}  # cpu only to try the stage's plumbing on a machine without a GPU
+# The comparison's model and host memory (only to try the plumbing with a small model; the acceptance is OPT-13B).
+SERVING_MODEL=${SERVING_MODEL:-synthetic:opt-13b}
+SERVING_HOST_MEMORY=${SERVING_HOST_MEMORY:-96GiB}
 SERVE_URL=http://127.0.0.1:$SERVE_PORT
 SERVE_PID=""
 
@@ -116,53 +121,82 @@ serve_stop() {
   SERVE_PID=""
 }
 
-# Whether `serve` takes a flag (placement flags come with the memory-tiers work).
-serve_has() { node dist/cli/main.js serve --help 2>&1 | grep -q -- "$1"; }
-
 # One placement: bench:engine first (its JSON gives the ACT fraction), then the server at that same
-# fraction answering 128 concurrent 512/32 ignore_eos requests, then the ratio of the two.
-serving_compare() {  # $1 = tag (host|default), $2 = resident layers for bench:engine, $3.. = placement flags for serve
-  local tag=$1 resident=$2; shift 2
+# fraction and the same batch (--max-batch 128, 128 concurrent 512/32 ignore_eos requests), then the
+# ratio of the two and the engine-step comparison. The placement flags go to both sides verbatim.
+serving_compare() {  # $1 = tag (host|default), $2 = bench:engine placement flags, $3 = serve placement flags
+  local tag=$1 engine_flags=$2 serve_flags=$3
   SERVE_TAG="opt13b-$tag"
-  node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
-    --host-memory 96GiB --resident-layers "$resident" --device $SERVING_DEVICE 2>>"$OUT/serving-stderr.log" | tail -1 >"$OUT/engine-$tag.json"
+  # shellcheck disable=SC2086  # the flag lists are meant to split
+  node dist/bench/engine.js --model $SERVING_MODEL --batch 128 --prompt 512 --gen 32 --act-fraction auto \
+    --host-memory $SERVING_HOST_MEMORY $engine_flags --device $SERVING_DEVICE 2>>"$OUT/serving-stderr.log" | tail -1 >"$OUT/engine-$tag.json"
   cat "$OUT/engine-$tag.json" | tee -a "$OUT/serving.jsonl"
   local frac
   frac=$(node -e "try{console.log(JSON.parse(require('fs').readFileSync('$OUT/engine-$tag.json','utf8')).actFraction)}catch{console.log('auto')}")
-  serve_start --model synthetic:opt-13b --max-batch 128 --host-memory 96GiB --act-fraction "$frac" "$@" || { serve_stop; return 1; }
-  node dist/bench/serving.js --url $SERVE_URL --model synthetic:opt-13b --concurrency 128 --requests 128 --prompt-tokens 512 \
+  # shellcheck disable=SC2086
+  serve_start --model $SERVING_MODEL --max-batch 128 --host-memory $SERVING_HOST_MEMORY --act-fraction "$frac" $serve_flags || { serve_stop; return 1; }
+  grep -E "placement:|cache pools:|ACT fraction" "$OUT/serve-$SERVE_TAG.log" | tee -a "$OUT/gpu-run.log"
+  node dist/bench/serving.js --url $SERVE_URL --model $SERVING_MODEL --concurrency 128 --requests 128 --prompt-tokens 512 \
     --max-tokens 32 --warmup 1 2>>"$OUT/serving-stderr.log" | tee "$OUT/serving-$tag.txt" | tail -1 >"$OUT/serving-$tag.json"
   cat "$OUT/serving-$tag.txt"; tail -1 "$OUT/serving-$tag.json" >>"$OUT/serving.jsonl"
   serve_stop
+  # engineSteps: bench:engine takes 1 prefill step of all 128 prompts + 31 decode steps = 32, with
+  # 65536 prefill tokens in its first step; the server must take the same (stepsEqual). statsTruth:
+  # the server's /v1/hybridserve/stats counters against what the clients received (acceptance 3 on cuda).
   node -e "
     const fs=require('fs');
-    const e=JSON.parse(fs.readFileSync('$OUT/engine-$tag.json','utf8')), s=JSON.parse(fs.readFileSync('$OUT/serving-$tag.json','utf8')).levels[0];
+    const e=JSON.parse(fs.readFileSync('$OUT/engine-$tag.json','utf8')), j=JSON.parse(fs.readFileSync('$OUT/serving-$tag.json','utf8')), s=j.levels[0];
+    const srv=s.server||{}, engineSteps=1+(e.gen-1);
     const r={ratio:'$tag', servedTokensPerSecond:s.output_throughput, engineTokensPerSecond:e.totalTokensPerSecond,
-      servedOverEngine:s.output_throughput/e.totalTokensPerSecond, engineSteps:s.server&&s.server.engineSteps, meanBatch:s.server&&s.server.meanBatch,
-      engineBusyFraction:s.server&&s.server.engineBusyFraction, actFraction:e.actFraction};
-    console.log(JSON.stringify(r));" | tee -a "$OUT/serving.jsonl" "$OUT/gpu-run.log"
+      servedOverEngine:s.output_throughput/e.totalTokensPerSecond, actFraction:e.actFraction, serverActFraction:j.actFraction,
+      residentLayers:e.residentLayers, gpuKvBlocks:e.gpuKvBlocks, batch:e.batch, serverConcurrency:s.concurrency,
+      engineSteps, serverEngineSteps:srv.engineSteps, stepsEqual:srv.engineSteps===engineSteps,
+      enginePrefillTokensPerStep:e.batch*e.prompt, serverPrefillTokens:srv.prefillTokens,
+      meanBatch:srv.meanBatch, engineBusyFraction:srv.engineBusyFraction,
+      statsTruth:srv.decodeTokens+s.completed===s.total_output_tokens && srv.prefillTokens===s.total_input_tokens && s.failed===0};
+    console.log(JSON.stringify(r));" | tee -a "$OUT/serving.jsonl" "$OUT/gpu-run.log" "$OUT/ratios.jsonl"
+}
+
+# Acceptance 1: both placements in one call, then one verdict line (met: served >= 0.90 x engine in both).
+serving_acceptance() {
+  node -e "
+    const rows=require('fs').readFileSync('$OUT/ratios.jsonl','utf8').trim().split('\\n').map(JSON.parse);
+    const by=Object.fromEntries(rows.map(r=>[r.ratio,r]));
+    const ok=t=>by[t]&&by[t].servedOverEngine>=0.9;
+    console.log(JSON.stringify({acceptance1:'served >= 0.90 x bench:engine, OPT-13B batch 128 512/32',
+      host:by.host&&by.host.servedOverEngine, default:by.default&&by.default.servedOverEngine, met:ok('host')&&ok('default')}));
+  " | tee -a "$OUT/serving.jsonl" "$OUT/gpu-run.log"
 }
 
 stage_serving_burst() {
   node_ready || return 1
-  # Default placement: every layer resident (the CUDA engine's default), the cache in host memory.
-  serving_compare default 40
+  rm -f "$OUT/ratios.jsonl"
+  # Default placement: serve's defaults (every layer resident: the CUDA engine fits all 40 of OPT-13B;
+  # no GPU cache tier), and bench:engine told the same explicitly.
+  serving_compare default "--resident-layers 40 --gpu-cache-blocks 0" ""
+  # All on host: nothing resident, no GPU cache tier, on both sides.
+  serving_compare host "--resident-layers 0 --gpu-cache-blocks 0" "--resident-layers 0 --gpu-cache-blocks 0"
+  serving_acceptance
   # The issue's own command line (ACT fraction auto, no product label): the pools must come out
   # split at the fraction the server reports (pools.actBlocksTotal > 0 when it is > 0).
+  [ -n "${SERVING_SKIP_ISSUE:-}" ] && return 0
   SERVE_TAG=opt13b-issue
   serve_start --model synthetic:opt-13b --max-batch 128 --host-memory 96GiB && \
     node dist/bench/serving.js --url $SERVE_URL --model synthetic:opt-13b --concurrency 128 --requests 128 --prompt-tokens 512 \
       --max-tokens 32 2>>"$OUT/serving-stderr.log" | tee "$OUT/serving-issue.txt" | tail -1 >>"$OUT/serving.jsonl"
   serve_stop
   cat "$OUT/serving-issue.txt" 2>/dev/null
-  # All on host: nothing resident; needs a serve flag for it.
-  if serve_has --resident-layers; then
-    serving_compare host 0 --resident-layers 0
-  else
-    log "serve has no --resident-layers: all-on-host server run skipped (bench:engine alone follows)"
-    node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto --host-memory 96GiB \
-      --resident-layers 0 --device $SERVING_DEVICE 2>>"$OUT/serving-stderr.log" | tail -1 | tee -a "$OUT/serving.jsonl"
-  fi
+}
+
+# Acceptance 3 on cuda without jest: the token-count contract (bench/engine-contract-steps.ts) on cpu
+# and cuda, ACT fractions 0/0.5/1, prefix caching on; exits non-zero on any mismatch.
+stage_contract() {
+  node_ready || return 1
+  node dist/bench/engine-contract.js --model synthetic:opt-125m --devices "${CONTRACT_DEVICES:-cpu,cuda}" 2>>"$OUT/contract-stderr.log" | tee "$OUT/contract.json"
+  local rc=${PIPESTATUS[0]}
+  grep MISMATCH "$OUT/contract-stderr.log" | head -20
+  node -e "const j=JSON.parse(require('fs').readFileSync('$OUT/contract.json','utf8'));console.log(JSON.stringify({acceptance3:'token counts cpu vs cuda',ok:j.ok,devicesAgree:j.devicesAgree,mismatches:j.mismatches,exit:$rc}))" | tee -a "$OUT/gpu-run.log"
+  return "$rc"
 }
 
 stage_serving_sweep() {

@@ -87,7 +87,8 @@ export interface SchedulerOptions {
   miniBatcher?: MiniBatcher;
   /**
    * How long (ms) the first step after an idle spell may wait for a burst of requests to finish
-   * arriving (default 200; 0 turns gathering off). It waits only while requests keep arriving: a
+   * arriving (default 200, stretched to the engine's recent step time when that is longer; 0 turns
+   * gathering off). It waits only while requests keep arriving: a
    * gap with no new request ends it. That gap is the engine's recent step time (a late arrival
    * would cost everyone about one extra step), at least burstQuietMs (default 10) and at most the
    * window; so a lone request loses at most that much time to first token, and a burst is
@@ -311,8 +312,14 @@ export class Scheduler {
    * a millisecond at a time while requests keep coming, there is room, and the window lasts.
    */
   private async gatherBurst(): Promise<void> {
-    const windowMs = this.opts.burstWindowMs ?? 200;
-    const quietMs = Math.min(windowMs, Math.max(this.opts.burstQuietMs ?? 10, this.stepMsAverage));
+    const baseMs = this.opts.burstWindowMs ?? 200;
+    if (baseMs <= 0) return;
+    const quietMs = Math.min(baseMs, Math.max(this.opts.burstQuietMs ?? 10, this.stepMsAverage));
+    // While arrivals keep coming (each within the quiet gap), gather for up to one engine step: a
+    // straggler left out costs everyone about a step (its prefill is a step of its own, and with
+    // layers streamed from host memory every step re-reads all the weights: ~1 s for OPT-13B), so
+    // waiting longer than that never pays, and a lone request still waits only the quiet gap.
+    const windowMs = Math.max(baseMs, this.stepMsAverage);
     const until = performance.now() + windowMs;
     let seen = this.submitted;
     while (!this.stopped && this.running.length < this.maxBatch && this.waiting.length === 0) {

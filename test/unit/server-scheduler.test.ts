@@ -89,6 +89,24 @@ describe('scheduler', () => {
     await s.stop();
   });
 
+  test('with slow steps (layers streamed from the host), a burst longer than the base window is still one prefill step', async () => {
+    // Steps of 120 ms; the base window is 20 ms but arrivals go on for ~60 ms, each within the quiet gap.
+    const engine = new FakeEngine({ kvBlocks: 400, actBlocks: 0, stepDelayMs: 120 });
+    const s = new Scheduler(engine, { maxBatch: 64, maxQueue: 100, eosTokenId: 2, burstQuietMs: 20, burstWindowMs: 20 });
+    await run(s, [7, 7], 2).done; // warm-up: the scheduler learns the step time
+    const warm = engine.stepLog.length;
+    const runs = [run(s, [1, 2, 3], 4)];
+    const t0 = performance.now();
+    for (let i = 1; performance.now() - t0 < 60; i++) {
+      await new Promise((r) => setTimeout(r, 3));
+      runs.push(run(s, [1, 2, 3, i], 4, { seed: i }));
+    }
+    await Promise.all(runs.map((r) => r.done));
+    const n = runs.length;
+    expect(engine.stepLog.slice(warm).map((ids) => ids.length)).toEqual([n, n, n, n]);
+    await s.stop();
+  });
+
   test('gathering ends at the first quiet gap: a lone request is not held for the whole window', async () => {
     const engine = new FakeEngine({ kvBlocks: 40, actBlocks: 0 });
     const s = new Scheduler(engine, { maxBatch: 8, maxQueue: 10, eosTokenId: 2, burstQuietMs: 5, burstWindowMs: 5000 });
