@@ -282,6 +282,26 @@ describe('start failures (issue 13)', () => {
     expect(code).toBe(1);
     expect(p.output()).toMatch(/^hybridserve: serve: cannot listen on 127\.0\.0\.1:\d+: the address is already in use \(EADDRINUSE\)$/m);
   }, 30_000);
+
+  test('--gpu-cache-blocks and --resident-layers apply on cpu: the pools carry the emulated tier, the log says where they came from', async () => {
+    const p = await runServe(['--gpu-cache-blocks', '5', '--resident-layers', '0', '--host-memory', '14MiB'], {});
+    try {
+      const stats = (await (await fetch(`${p.url}/v1/hybridserve/stats`)).json()) as { pools: Record<string, number> };
+      expect(stats.pools.gpuKvBlocksTotal).toBe(5);
+      expect(p.output()).toMatch(
+        /placement: resident layers 0, GPU cache tier 5 blocks \(emulated on cpu\) \(resident layers: flag; GPU cache blocks: flag\)/,
+      );
+    } finally {
+      await stop(p);
+    }
+  }, 40_000);
+
+  test('more resident layers than the model has: non-zero exit, one line naming the flag, no server', async () => {
+    const p = await runServe(['--resident-layers', '99'], {}, { waitListening: false });
+    expect(await p.exited).toBe(1);
+    expect(p.output()).toMatch(/^hybridserve: serve: --resident-layers must be an integer between 0 and 2, got 99$/m);
+    expect(p.output()).not.toMatch(/listening/);
+  }, 30_000);
 });
 
 describe('the key file is re-read when Kubernetes swaps the Secret symlink', () => {
