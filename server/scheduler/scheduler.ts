@@ -326,6 +326,9 @@ export class Scheduler {
       const left = until - performance.now();
       if (left <= 0) return;
       await sleep(Math.min(quietMs, left));
+      // Timers run before the poll phase: a sleep that ended late (a busy host) must not call the
+      // burst over before the requests that reached the sockets meanwhile are read.
+      await yieldToEventLoop();
       if (this.submitted === seen) return; // quiet: the burst is in
       seen = this.submitted;
       this.admit();
