@@ -15,10 +15,13 @@ last-position logits by full recomputation, in float32 from the saved fp16 weigh
               decode inputs: in-distribution prompts, unlike random ids)
   training    steps, final train / held-out loss (nats per token), corpus tokens, seconds
 Weights are saved as fp16: the 16-bit model of the issue; the engine's CPU backend runs it in f32.
-Each checkpoint stays under 2 MB.
+Each checkpoint stays under 2 MB. The corpus is the docs as they are when the script runs, so a
+re-run on later docs gives a similar, not an identical, checkpoint (training.corpusTokens records it);
+the committed fixtures are the ones the tests and docs/performance.md figures refer to.
 
 Run (torch + transformers, CPU, no network; ~1-2 min per model on 2 cores):
     python3 scripts/train_fixture.py --out test/fixtures [--arch opt|llama|both] [--steps N]
+    python3 scripts/train_fixture.py --out test/fixtures --reference-only   # reference.json again
 """
 import argparse
 import glob
@@ -31,7 +34,7 @@ import time
 import torch
 import transformers
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
+from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from make_fixtures import VOCAB, byte_level_vocab  # noqa: E402  (one vocab for every fixture)
@@ -140,9 +143,7 @@ def save(arch: str, model, out: str, prompts: list, training: dict, tk: Tokenize
     name = f'{arch}-trained'
     d = os.path.join(out, name)
     os.makedirs(d, exist_ok=True)
-    model = model.half()
-    model.save_pretrained(d, safe_serialization=True)
-    model = model.float()  # the reference is computed from exactly the saved fp16 values
+    model.half().save_pretrained(d, safe_serialization=True)
     vocab, merges = byte_level_vocab()
     if arch == 'opt':
         with open(os.path.join(d, 'vocab.json'), 'w') as f:
@@ -151,6 +152,15 @@ def save(arch: str, model, out: str, prompts: list, training: dict, tk: Tokenize
             f.write('#version: 0.2\n' + ''.join(f'{a} {b}\n' for a, b in merges))
     else:
         tk.save(os.path.join(d, 'tokenizer.json'))
+    write_reference(arch, d, prompts, training, tk)
+
+
+def write_reference(arch: str, d: str, prompts: list, training: dict, tk: Tokenizer) -> None:
+    """reference.json from the checkpoint as saved, reloaded in f32. Not from the trained module cast
+    to fp16 and back: that also rounds buffers the checkpoint does not hold (Llama's RoPE inv_freq),
+    which moved the logits by ~1e-3."""
+    name = os.path.basename(d)
+    model = AutoModelForCausalLM.from_pretrained(d, dtype=torch.float32).eval()
     picked = None
     for p in prompts:
         logits, tokens, margin = greedy_reference(model, p)
@@ -177,14 +187,23 @@ def main() -> None:
     ap.add_argument('--out', required=True)
     ap.add_argument('--arch', choices=['opt', 'llama', 'both'], default='both')
     ap.add_argument('--steps', type=int, default=400)
+    ap.add_argument('--reference-only', action='store_true',
+                    help="rewrite OUT/<arch>-trained/reference.json from the saved checkpoint (keeps its prompts)")
     args = ap.parse_args()
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     tk = tokenizer()
+    archs = ['opt', 'llama'] if args.arch == 'both' else [args.arch]
+    if args.reference_only:
+        for arch in archs:
+            d = os.path.join(args.out, f'{arch}-trained')
+            old = json.load(open(os.path.join(d, 'reference.json')))
+            write_reference(arch, d, old['prompts'], old['training'], tk)
+        return
     ids = torch.tensor(tk.encode(corpus_text()).ids, dtype=torch.long)
     cut = int(len(ids) * 0.9)
     train_ids, held_ids = ids[:cut], ids[cut:]
     print(f'corpus {len(ids)} tokens ({cut} train, {len(held_ids)} held out)')
-    for arch in (['opt', 'llama'] if args.arch == 'both' else [args.arch]):
+    for arch in archs:
         model, bos = make_model(arch)
         model = model.float()
         training = train(model, train_ids, held_ids, bos, args.steps)
