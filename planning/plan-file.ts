@@ -2,6 +2,8 @@
 // start and whenever it changes. ONE type and ONE strict parser for both sides, so the writer
 // and the reader can never disagree on what a valid plan is. Pure.
 
+import { WEIGHT_DTYPES, type WeightDtype } from './model-profile.js';
+
 /** The plan the server applies (shared contract; unknown keys are ignored for forward compatibility). */
 export interface PlanFile {
   actFraction: number;
@@ -12,6 +14,11 @@ export interface PlanFile {
   /** GPU placement (cuda pods): layers kept in GPU memory and blocks of the GPU KV cache tier. */
   residentLayers?: number;
   gpuKvBlocks?: number;
+  /**
+   * The layer weight format the placement was sized for (absent: fp16). The server loads the format
+   * its --weight-dtype names (a load-time choice, never reloaded live); this records what the plan counted.
+   */
+  weightDtype?: WeightDtype;
   generation?: number;
   reason?: string;
 }
@@ -59,6 +66,9 @@ export function validatePlan(raw: unknown): PlanParse {
     if (typeof v === 'string') return { ok: false, error: v };
     if (v !== undefined) plan[key] = v;
   }
+  if (o.weightDtype !== undefined && !(WEIGHT_DTYPES as readonly unknown[]).includes(o.weightDtype))
+    return { ok: false, error: `weightDtype must be one of ${WEIGHT_DTYPES.join(', ')}, got ${describe(o.weightDtype)}` };
+  if (o.weightDtype !== undefined) plan.weightDtype = o.weightDtype as WeightDtype;
   if (o.reason !== undefined && typeof o.reason !== 'string')
     return { ok: false, error: `reason must be a string, got ${describe(o.reason)}` };
   if (typeof o.reason === 'string') plan.reason = o.reason.slice(0, MAX_REASON_CHARS);
@@ -85,6 +95,7 @@ export function planFileOf(plan: {
   maxBatch: number;
   residentLayers?: number;
   gpuKvBlocks?: number;
+  weightDtype?: WeightDtype;
   reason: string;
 }): PlanFile {
   const file: PlanFile = {
@@ -98,6 +109,8 @@ export function planFileOf(plan: {
   };
   if (plan.residentLayers !== undefined) file.residentLayers = plan.residentLayers;
   if (plan.gpuKvBlocks !== undefined) file.gpuKvBlocks = plan.gpuKvBlocks;
+  // fp16 is the default: its files stay as they were (no ConfigMap change for existing deployments).
+  if (plan.weightDtype !== undefined && plan.weightDtype !== 'fp16') file.weightDtype = plan.weightDtype;
   return file;
 }
 

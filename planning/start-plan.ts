@@ -59,6 +59,8 @@ export interface CpuPlanInput {
   maxBatch?: number;
   /** The group's product name, for the record (CPU groups: 'cpu'). */
   gpuProduct: string;
+  /** Layer weight format (spec.engine.weightDtype): the pool holds its bytes. Default fp16. */
+  weightDtype?: WeightDtype;
 }
 
 /** The whole plan of a CPU-engine pod: fraction 0, fp32 pools from the host budget, retune range [0, 0]. */
@@ -77,9 +79,11 @@ export function cpuStartPlan(i: CpuPlanInput): Plan {
     blockTokens: i.blockTokens,
     seqTokens: i.promptTokens + i.genTokens,
     maxBatch,
+    weightDtype: i.weightDtype,
   });
   const res = podMemoryResources(i.hostMemoryBytes);
-  const reason = `${cpuStartFraction().reason}; ${formatBytes(i.hostMemoryBytes)} host memory, batch up to ${split.maxBatch}`;
+  const format = mp.weightDtype === 'fp16' ? '' : `; ${mp.weightDtype} weights (${formatBytes(layout.weightBytes)})`;
+  const reason = `${cpuStartFraction().reason}; ${formatBytes(i.hostMemoryBytes)} host memory, batch up to ${split.maxBatch}${format}`;
   return {
     actFraction: fraction,
     hostMemoryBytes: i.hostMemoryBytes,
@@ -93,6 +97,7 @@ export function cpuStartPlan(i: CpuPlanInput): Plan {
     memoryRequestBytes: res.requestBytes,
     memoryLimitBytes: res.limitBytes,
     weightBytes: layout.weightBytes,
+    weightDtype: mp.weightDtype,
     cacheBytes: layout.cacheBytes,
     model: mp.name,
     gpuProduct: i.gpuProduct,

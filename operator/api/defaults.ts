@@ -4,6 +4,7 @@
 // predate a new default and sub-objects the API server leaves absent (e.g. autoscaling). Pure.
 import { openApiSchema } from './schema.js';
 import type { HsdSpec, HybridServeDeployment } from './types.js';
+import type { WeightDtype } from '../../planning/model-profile.js';
 
 type Schema = Record<string, unknown> & { properties?: Record<string, Schema>; default?: unknown; required?: string[] };
 
@@ -24,7 +25,12 @@ export interface ResolvedSpec extends HsdSpec {
       maxStep: number;
     };
   };
-  engine: NonNullable<HsdSpec['engine']> & { elementBytes: number; promptTokens: number; genTokens: number };
+  engine: NonNullable<HsdSpec['engine']> & {
+    elementBytes: number;
+    promptTokens: number;
+    genTokens: number;
+    weightDtype: WeightDtype;
+  };
   server: NonNullable<HsdSpec['server']> & { port: number };
   autoscaling: NonNullable<HsdSpec['autoscaling']> & {
     enabled: boolean;

@@ -1,5 +1,6 @@
 // The HybridServeDeployment CRD, written once as data. crds/hybridservedeployments.yaml is GENERATED
 // from crdManifest() by scripts/gen-crd.mjs; a unit test fails when the committed YAML differs.
+import { WEIGHT_DTYPES } from '../../planning/model-profile.js';
 import { GROUP, KIND, PLURAL, SHORT_NAME, SINGULAR, VERSION } from './types.js';
 
 type Schema = Record<string, unknown>;
@@ -143,6 +144,12 @@ const specSchema: Schema = obj(
         default: 128,
       }),
       threads: int({ description: 'CPU engine threads (server --threads; default all cores).', minimum: 1, maximum: 256 }),
+      weightDtype: str({
+        description:
+          'Layer weight format (server --weight-dtype): fp16, fp8 (e4m3, per-channel scale), int8 (per-channel scale) or int4 (group 128). The plan counts its bytes: host and GPU hold the quantised weights.',
+        enum: [...WEIGHT_DTYPES],
+        default: 'fp16',
+      }),
     }),
     slo: obj({
       tpotSeconds: num({
@@ -282,6 +289,7 @@ const statusSchema: Schema = obj({
   url: str({ description: 'In-cluster URL of the Service.' }),
   actFraction: str(),
   hostMemory: str(),
+  weightDtype: str({ description: 'Layer weight format the pods load (spec.engine.weightDtype).' }),
   conditions: { type: 'array', items: conditionSchema, 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['type'] },
   nodeGroups: {
     type: 'array',
@@ -347,6 +355,7 @@ export function crdManifest(): Record<string, unknown> {
           },
           additionalPrinterColumns: [
             { name: 'Model', type: 'string', jsonPath: '.spec.model.uri' },
+            { name: 'Weights', type: 'string', jsonPath: '.status.weightDtype', description: 'Layer weight format the pods load' },
             { name: 'Ready', type: 'string', jsonPath: '.status.conditions[?(@.type=="Ready")].status' },
             { name: 'Replicas', type: 'integer', jsonPath: '.status.replicas', description: 'Serving pods wanted across node groups' },
             { name: 'ACT fraction', type: 'string', jsonPath: '.status.actFraction' },

@@ -1,6 +1,8 @@
 // TypeScript types of the HybridServeDeployment custom resource. The CRD's openAPIV3Schema is
 // written in ./schema.ts; test/unit/operator-crd.test.ts checks that every field named here exists
 // in the schema and the other way round, so the two cannot drift apart silently.
+import type { WeightDtype } from '../../planning/model-profile.js';
+
 export const GROUP = 'hybridserve.io';
 export const VERSION = 'v1alpha1';
 export const API_VERSION = `${GROUP}/${VERSION}`;
@@ -59,7 +61,15 @@ export interface HsdSpec {
       maxStep?: number;
     };
   };
-  engine?: { maxBatch?: number; elementBytes?: number; promptTokens?: number; genTokens?: number; threads?: number };
+  engine?: {
+    maxBatch?: number;
+    elementBytes?: number;
+    promptTokens?: number;
+    genTokens?: number;
+    threads?: number;
+    /** Layer weight format the server loads (planning's WeightDtype); the plan counts its bytes. */
+    weightDtype?: WeightDtype;
+  };
   slo?: { tpotSeconds?: number };
   limits?: { maxPromptTokens?: number; maxTotalTokens?: number };
   server?: {
@@ -156,6 +166,8 @@ export interface HsdStatus {
   /** Printer columns: a one-line summary of the groups' fractions and host memory. */
   actFraction?: string;
   hostMemory?: string;
+  /** Printer column: the layer weight format the pods load (spec.engine.weightDtype, defaulted). */
+  weightDtype?: string;
   conditions?: Condition[];
   nodeGroups?: NodeGroupStatus[];
   autoscaler?: { desiredReplicas: number; metric: string; value: number; lastScaleTime?: string };
@@ -194,6 +206,7 @@ export const SPEC_FIELD_PATHS: readonly string[] = [
   'engine.promptTokens',
   'engine.genTokens',
   'engine.threads',
+  'engine.weightDtype',
   'slo.tpotSeconds',
   'limits.maxPromptTokens',
   'limits.maxTotalTokens',

@@ -232,6 +232,7 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     url: advertisedGatewayUrl(hsd) ?? serviceUrl(hsd),
     actFraction: summarise(groupStatus.map((g) => g.actFraction.toFixed(2))),
     hostMemory: summarise(groupStatus.map((g) => formatBytes(g.hostMemoryBytes))),
+    weightDtype: spec.engine.weightDtype,
     conditions: setConditions(hsd.status?.conditions, conds, deps.now().toISOString(), generation),
     nodeGroups: groupStatus,
     ...(spec.autoscaling.enabled

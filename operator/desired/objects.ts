@@ -181,6 +181,8 @@ export function deployment(hsd: HybridServeDeployment, group: NodeGroup, plan: D
     ...(spec.limits?.maxPromptTokens ? ['--max-prompt-tokens', String(spec.limits.maxPromptTokens)] : []),
     ...(maxTotal ? ['--max-total-tokens', String(maxTotal)] : []),
     ...(spec.engine.threads ? ['--threads', String(spec.engine.threads)] : []),
+    // The format the plan counted; fp16 (the server's default) is left out so existing pods keep their template.
+    ...(spec.engine.weightDtype !== 'fp16' ? ['--weight-dtype', spec.engine.weightDtype] : []),
     ...(apiKey ? ['--api-key-file', `${API_KEY_MOUNT}/${API_KEY_FILE}`] : []),
   ];
   const cpu = spec.server.cpuRequest ?? (device === 'cpu' && spec.engine.threads ? spec.engine.threads : 1);

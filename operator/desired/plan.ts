@@ -105,6 +105,9 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
     promptTokens: spec.engine.promptTokens,
     genTokens: spec.engine.genTokens,
     elementBytes: spec.engine.elementBytes,
+    // The layer weight format: the host (and GPU) hold its bytes, so the resident layers and the
+    // batch follow it. Only when quantised, so an fp16 HSD keeps the input hash it had before.
+    ...(spec.engine.weightDtype !== 'fp16' ? { weightDtype: spec.engine.weightDtype } : {}),
     // Planning's SLO input (planNode's sloTpotSeconds); carried in the input either way so that a
     // change of the SLO makes a new plan.
     ...(spec.slo?.tpotSeconds !== undefined ? { sloTpotSeconds: spec.slo.tpotSeconds } : {}),
@@ -131,6 +134,7 @@ function planCpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
     genTokens: spec.engine.genTokens,
     maxBatch: spec.engine.maxBatch,
     gpuProduct: group.gpuProduct,
+    ...(spec.engine.weightDtype !== 'fp16' ? { weightDtype: spec.engine.weightDtype } : {}),
   };
   let plan: Plan;
   try {

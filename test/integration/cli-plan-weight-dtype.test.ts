@@ -1,9 +1,10 @@
 // Issue 14, acceptance 4: `hybridserve plan --weight-dtype fp8|int8|int4 --json` counts the layer
 // weights in the format: fewer weight bytes, more resident layers or a larger batch, and the reason
-// names the format. Through cli/plan.ts run(), as cli-plan.test.ts.
+// names the format. Through cli/plan.ts run(), as cli-plan.test.ts, and once through the built bin.
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
 import { run } from '../../cli/plan.js';
 import { CliError } from '../../cli/errors.js';
+import { runCli } from '../fixtures/helpers.js';
 
 let out: string[] = [];
 beforeEach(() => {
@@ -63,6 +64,38 @@ describe('hybridserve plan --weight-dtype', () => {
     expect(int4.residentLayers).toBeGreaterThanOrEqual(fp8.residentLayers);
     expect(int4.reason).toMatch(/int4 weights/);
   });
+
+  test('acceptance 4 through the bin: `hybridserve plan --model synthetic:opt-13b ... --weight-dtype fp8 --json`, weights on the host', () => {
+    // The issue's all-on-host regime (H200, a 4 GiB GPU budget): fp8 halves the streamed layers, so
+    // more of them fit the GPU and the host budget holds a larger batch.
+    const args = [
+      'plan',
+      '--model',
+      'synthetic:opt-13b',
+      '--gpu',
+      'NVIDIA-H200',
+      '--host-memory',
+      '64GiB',
+      '--gpu-memory',
+      '4GiB',
+      '--json',
+    ];
+    const once = (...extra: string[]): PlanJson => {
+      const r = runCli([...args, ...extra]);
+      expect(r.stderr).toBe('');
+      expect(r.code).toBe(0);
+      return JSON.parse(r.stdout) as PlanJson;
+    };
+    const fp16 = once();
+    const fp8 = once('--weight-dtype', 'fp8');
+    expect(fp8.weightDtype).toBe('fp8');
+    expect(fp8.weightBytes).toBeLessThan(0.55 * fp16.weightBytes);
+    expect(fp8.residentLayers).toBeGreaterThan(fp16.residentLayers);
+    expect(fp8.maxBatch).toBeGreaterThan(fp16.maxBatch);
+    expect(fp8.predictedTokensPerSecond).toBeGreaterThan(1.3 * fp16.predictedTokensPerSecond);
+    expect(fp8.reason).toMatch(/fp8 weights \(12\.2 GiB, 1\.00 bytes per layer weight\)/);
+    expect(fp16.reason).not.toMatch(/fp8/);
+  }, 120_000);
 
   test('an unknown format is a CliError naming the accepted ones', async () => {
     await expect(run([...BASE, '--weight-dtype', 'int3'])).rejects.toThrow(CliError);

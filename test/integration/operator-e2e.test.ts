@@ -66,6 +66,7 @@ describe('HybridServeDeployment end to end with real servers', () => {
     expect(table.columnDefinitions.map((c: Obj) => c.name)).toEqual([
       'Name',
       'Model',
+      'Weights',
       'Ready',
       'Replicas',
       'ACT fraction',
@@ -73,8 +74,9 @@ describe('HybridServeDeployment end to end with real servers', () => {
       'URL',
       'Age',
     ]);
-    const [name, model, ready, replicas, act, mem, url, age] = table.rows[0].cells;
+    const [name, model, weights, ready, replicas, act, mem, url, age] = table.rows[0].cells;
     expect(model).toMatch(/^synthetic:/);
+    expect(weights).toBe('fp16');
     expect(url).toBe(`http://demo.${NS}.svc:8000`);
     expect([name, ready, replicas]).toEqual(['demo', 'True', 1]);
     expect(act).toMatch(/^\d\.\d\d$/);

@@ -4,15 +4,19 @@
 // greedy steps in one batch; a position is compared while the quantised sequence's history still
 // equals the f32 one (same context), so ≥ 256 positions are compared per model and format.
 // The issue asks fp8 and int8 for top-1 agreement ≥ 99% where the f32 top-2 margin exceeds 0.05.
-// On these random-weight models int8 reaches it on two of the four (the synthetic presets; 98.3%
-// and 98.9% on the fixtures) and fp8 on none (e4m3's three mantissa bits give ~4x int8's error on
-// uniformly distributed weights; see docs/performance.md), so the assertions are the measured floors, a regression guard a little under the figures, and
-// the 99% target is asserted where it holds (int8 on the synthetic presets). Figures for
-// docs/performance.md: HYBRIDSERVE_REPORT=1.
+// On the random-weight models (the make_fixtures.py fixtures and the synthetic presets) int8 reaches
+// it on the two presets only (98.3% and 98.9% on the fixtures) and fp8 on none (e4m3's three mantissa
+// bits give ~4x int8's error on uniformly distributed weights, and random logits swing by whole
+// units; see docs/performance.md): their assertions are the measured floors, a regression guard a
+// little under the figures. The trained checkpoints (scripts/train_fixture.py: a tiny OPT and Llama
+// trained on the repo's docs, prompts from held-out text) are the honest test of the target, and
+// there fp8 and int8 are asserted at ≥ 99%. Figures for docs/performance.md: HYBRIDSERVE_REPORT=1.
 import { describe, expect, test } from '@jest/globals';
 import { loadModel, openEngine, type LoadedModel } from '../../model/load.js';
 import type { NativeEngineOptions } from '../../native/ts/addon-types.js';
-import { LLAMA_REF, OPT_REF } from '../fixtures/helpers.js';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { FIXTURES, LLAMA_REF, OPT_REF } from '../fixtures/helpers.js';
 
 type Dtype = NonNullable<NativeEngineOptions['weightDtype']>;
 
@@ -39,19 +43,27 @@ function prompts(vocab: number, seqs: number): Int32Array[] {
   return out;
 }
 
-async function decode(model: LoadedModel, weightDtype: Dtype, seqs: number): Promise<Run> {
-  const vocab = model.config.vocabSize;
+/** The trained fixture's own prompts (held-out text; scripts/train_fixture.py), if it is there. */
+function trainedPrompts(dir: string): Int32Array[] | undefined {
+  const file = path.join(dir, 'reference.json');
+  if (!existsSync(file)) return undefined;
+  const ref = JSON.parse(readFileSync(file, 'utf8')) as { prompts: number[][] };
+  return ref.prompts.map((p) => Int32Array.from(p));
+}
+
+async function decode(model: LoadedModel, weightDtype: Dtype, inputs: Int32Array[]): Promise<Run> {
+  const seqs = inputs.length;
+  const longest = Math.max(...inputs.map((p) => p.length));
   const engine = await openEngine(model, {
     weightDtype,
     blockTokens: 16,
-    tokenBudget: seqs * (PROMPT + STEPS),
+    tokenBudget: seqs * (longest + STEPS),
     maxSequences: seqs,
     threads: 2,
   });
   try {
-    const ids = Int32Array.from(
-      prompts(vocab, seqs).map((p, s) => engine.addSequence(p, { sampling: { temperature: 0, topK: 0, topP: 1, seed: s } })),
-    );
+    const vocab = model.config.vocabSize;
+    const ids = Int32Array.from(inputs.map((p, s) => engine.addSequence(p, { sampling: { temperature: 0, topK: 0, topP: 1, seed: s } })));
     const run: Run = { tokens: Array.from(ids, () => []), logits: Array.from(ids, () => []) };
     for (let t = 0; t < STEPS; t++) {
       const r = await engine.step(ids, { logits: true });
@@ -124,22 +136,40 @@ type Floors = Record<Dtype, number>;
 const FIXTURE_FLOORS: Floors = { fp16: 1, fp8: 0.86, int8: 0.96, int4: 0.6 };
 const PRESET_FLOORS: Floors = { fp16: 1, fp8: 0.88, int8: 0.99, int4: 0.64 };
 
-// name, spec, sequences (fewer for opt-125m: its f32 engine is the slow part), floors
-const MODELS: [string, string, number, Floors][] = [
-  ['opt-ref', OPT_REF, 128, FIXTURE_FLOORS],
-  ['llama-ref', LLAMA_REF, 128, FIXTURE_FLOORS],
-  ['opt-125m', 'synthetic:opt-125m', 64, PRESET_FLOORS],
-  ['llama-tiny', 'synthetic:llama-tiny', 128, PRESET_FLOORS],
-];
+// The trained checkpoints (scripts/train_fixture.py: trained on the repo's docs, saved fp16) are
+// the honest case for the issue's target: fp8 and int8 at or above 99% on confident positions.
+const TRAINED_FLOORS: Floors = { fp16: 1, fp8: 0.99, int8: 0.99, int4: 0.95 };
+const OPT_TRAINED = path.join(FIXTURES, 'opt-trained');
+const LLAMA_TRAINED = path.join(FIXTURES, 'llama-trained');
 
-describe.each(MODELS)('%s: quantised weights against the f32 model', (name, spec, seqs, floors) => {
+// name, spec, prompts (random ids; fewer sequences for opt-125m: its f32 engine is the slow part), floors
+type Subject = [string, string, (vocab: number) => Int32Array[], Floors];
+const MODELS: Subject[] = [
+  ['opt-ref', OPT_REF, (v) => prompts(v, 128), FIXTURE_FLOORS],
+  ['llama-ref', LLAMA_REF, (v) => prompts(v, 128), FIXTURE_FLOORS],
+  ['opt-125m', 'synthetic:opt-125m', (v) => prompts(v, 64), PRESET_FLOORS],
+  ['llama-tiny', 'synthetic:llama-tiny', (v) => prompts(v, 128), PRESET_FLOORS],
+];
+for (const [name, dir] of [
+  ['opt-trained', OPT_TRAINED],
+  ['llama-trained', LLAMA_TRAINED],
+] as const) {
+  const trained = trainedPrompts(dir);
+  if (trained) MODELS.push([name, dir, () => trained, TRAINED_FLOORS]);
+}
+
+test('the trained OPT fixture is present (scripts/train_fixture.py)', () => {
+  expect(MODELS.map((m) => m[0])).toContain('opt-trained');
+});
+
+describe.each(MODELS)('%s: quantised weights against the 16-bit model', (name, spec, inputs, floors) => {
   test('top-1 agreement on confident positions at or above the format floor; logits close', async () => {
     const model = await loadModel(spec);
-    const ref = await decode(model, 'fp16', seqs);
+    const ref = await decode(model, 'fp16', inputs(model.config.vocabSize));
     const rows: string[] = [];
     const figures: [Dtype, Figures][] = [];
     for (const dtype of ['fp8', 'int8', 'int4'] as const) {
-      const f = compare(ref, await decode(model, dtype, seqs));
+      const f = compare(ref, await decode(model, dtype, inputs(model.config.vocabSize)));
       figures.push([dtype, f]);
       rows.push(
         `| ${name} | ${dtype} | ${f.positions} | ${((100 * f.agree) / f.positions).toFixed(1)}% | ` +

@@ -1,12 +1,12 @@
 // Acceptance 2: the engine's logits for the fixture checkpoints (random init in transformers, fp32,
-// see scripts/make_fixtures.py) match transformers' within 1e-3 max abs error over the prompt and
+// see scripts/make_fixtures.py; and the trained fp16 ones of scripts/train_fixture.py) match transformers' within 1e-3 max abs error over the prompt and
 // 8 greedy steps, at ACT fractions 0 (KV only), 1 (ACT only) and a mix, loading through
 // model/load.ts exactly as the CLI and the server do.
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, test } from '@jest/globals';
 import { loadModel, openEngine } from '../../model/load.js';
-import { LLAMA_REF, OPT_REF } from '../fixtures/helpers.js';
+import { FIXTURES, LLAMA_REF, OPT_REF } from '../fixtures/helpers.js';
 
 interface Reference {
   prompt: number[];
@@ -17,10 +17,12 @@ interface Reference {
 
 const TOLERANCE = 1e-3;
 
-describe.each([
-  ['opt-ref', OPT_REF],
-  ['llama-ref', LLAMA_REF],
-])('%s matches transformers', (_name, dir) => {
+// The trained fixtures (scripts/train_fixture.py: fp16 weights, reference in f32 from them) too, when present.
+const TRAINED = ['opt-trained', 'llama-trained']
+  .map((name) => [name, path.join(FIXTURES, name)])
+  .filter(([, dir]) => existsSync(path.join(dir, 'reference.json')));
+
+describe.each([['opt-ref', OPT_REF], ['llama-ref', LLAMA_REF], ...TRAINED])('%s matches transformers', (_name, dir) => {
   const ref = JSON.parse(readFileSync(path.join(dir, 'reference.json'), 'utf8')) as Reference;
 
   test.each([0, 0.5, 1])('ACT fraction %s: logits within 1e-3 and the same greedy tokens', async (fraction) => {

@@ -42,6 +42,7 @@ describe('CRD single source of truth', () => {
     });
     expect(v.additionalPrinterColumns.map((c: { name: string }) => c.name)).toEqual([
       'Model',
+      'Weights',
       'Ready',
       'Replicas',
       'ACT fraction',

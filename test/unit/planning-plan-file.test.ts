@@ -2,7 +2,7 @@
 // serve both the operator that writes it and the server that reads it; the CPU start plan
 // (planning/start-plan.ts) sizes the server's own pools and the operator's CPU groups alike.
 import { describe, test, expect } from '@jest/globals';
-import { parsePlan, serializePlan, validatePlan } from '../../planning/plan-file.js';
+import { parsePlan, planFileOf, serializePlan, validatePlan } from '../../planning/plan-file.js';
 import { parsePlan as serverParsePlan } from '../../server/plan-file.js';
 import { cpuStartFraction, cpuStartPlan, engineElementBytes, startPools } from '../../planning/start-plan.js';
 import { choosePools, chooseTiers } from '../../server/runtime.js';
@@ -23,6 +23,7 @@ describe('plan.json: one strict parser', () => {
       [{ actFraction: secret }, /actFraction must be a number in \[0, 1\], got a string of 18 characters/],
       [{ actFraction: 0.5, reason: 7 }, /reason must be a string/],
       [{ actFraction: 0.5, kvBlocks: -1 }, /kvBlocks must be an integer >= 0/],
+      [{ actFraction: 0.5, weightDtype: secret }, /weightDtype must be one of fp16, fp8, int8, int4, got a string of 18 characters/],
       [{}, /actFraction .* got nothing/],
     ] as const) {
       const r = validatePlan(raw);
@@ -34,6 +35,14 @@ describe('plan.json: one strict parser', () => {
     }
     const r = parsePlan(`{"actFraction": "${secret}"`);
     expect(r).toEqual({ ok: false, error: 'not valid JSON' });
+  });
+
+  test('weightDtype (issue 14) round-trips; fp16, the default, is left out of the file', () => {
+    const plan = { actFraction: 0, kvBlocks: 1, actBlocks: 0, blockTokens: 16, maxBatch: 1, reason: 'r' };
+    const fp8 = planFileOf({ ...plan, weightDtype: 'fp8' });
+    expect(fp8.weightDtype).toBe('fp8');
+    expect(parsePlan(serializePlan(fp8))).toEqual({ ok: true, plan: fp8 });
+    expect(planFileOf({ ...plan, weightDtype: 'fp16' })).not.toHaveProperty('weightDtype');
   });
 });
 
