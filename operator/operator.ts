@@ -298,7 +298,10 @@ export class Operator {
     for (const v of ['add', 'update', 'delete'] as const) lws.on(v, enqueueOwner);
     const retry = () => {
       if (this.stopped || this.informers !== inf) return;
-      this.timers.push(setTimeout(() => this.informers === inf && !this.stopped && void lws.start().catch(retry), LWS_WATCH_RETRY_MS));
+      const again = () => {
+        if (this.informers === inf && !this.stopped) lws.start().catch(retry);
+      };
+      this.timers.push(setTimeout(again, this.o.lwsWatchRetryMs ?? LWS_WATCH_RETRY_MS));
     };
     lws.on('error', retry);
     void lws.start().catch(retry);
