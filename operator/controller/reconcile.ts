@@ -163,9 +163,10 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   const zero = scaleToZero(hsd, wantedReplicas(spec, runtime.desiredReplicas, owned), deps.now().getTime()); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
   const wanted = zero.replicas;
   runtime.appliedReplicas = wanted;
+  // LWS groups take parallelism.nodes pods each: a node group holds capacity ÷ nodes of them.
   const split = splitReplicas(
     wanted,
-    ok.map((p) => groupCapacity(p.group, spec.gpusPerPod)),
+    ok.map((p) => Math.floor(groupCapacity(p.group, spec.gpusPerPod) / spec.parallelism.nodes)),
   );
 
   // Apply children. ConfigMap first so that new pods start with their plan.
