@@ -1,7 +1,8 @@
 // Issue 15, acceptance 3, against the API TEST DOUBLE (test/k8s/apiserver.ts) with a running
 // operator: an HSD with parallelism.nodes 2 yields a LeaderWorkerSet (size, resources, env); its
 // status follows the group's readiness (not ready → ready → a worker fails); a cluster without
-// the LWS API gives Degraded LeaderWorkerSetMissing without a retry storm; the CRD's minimal object
+// the LWS API gives Degraded LeaderWorkerSetMissing without a retry storm; a node group that stops
+// matching loses its LWS; the verbs used equal the RBAC granted; the CRD's minimal object
 // still runs as a Deployment; the operator policy applies to LWS pods too. No LWS controller runs
 // here: the test writes the LWS status as that controller would.
 import { describe, test, expect, beforeAll, afterAll } from '@jest/globals';
@@ -38,8 +39,10 @@ const sumOf = (e: [string, number][]) => e.reduce((a, [, n]) => a + n, 0);
 beforeAll(async () => {
   c = await new TestCluster().start(
     [
-      { name: 'n1', product: H100, memory: '512Gi', gpus: 8 },
-      { name: 'n2', product: H100, memory: '512Gi', gpus: 8 },
+      { name: 'n1', product: H100, memory: '512Gi', gpus: 8, labels: { pool: 'a' } },
+      { name: 'n2', product: H100, memory: '512Gi', gpus: 8, labels: { pool: 'a' } },
+      { name: 'n3', product: H100, memory: '256Gi', gpus: 8, labels: { pool: 'b' } },
+      { name: 'n4', product: H100, memory: '256Gi', gpus: 8, labels: { pool: 'b' } },
     ],
     { mode: 'fake' },
   );
@@ -64,7 +67,7 @@ describe('parallelism.nodes on the API test double', () => {
   test('without the LWS API: Degraded LeaderWorkerSetMissing, no Deployment, no retry storm, no reconcile error', async () => {
     await client.create(
       { type: R.hsd, namespace: NS },
-      hsd('big', { model: { uri: 'synthetic:opt-13b' }, replicas: 2, parallelism: { nodes: 2 } }),
+      hsd('big', { model: { uri: 'synthetic:opt-13b' }, replicas: 2, parallelism: { nodes: 2 }, nodeSelector: { pool: 'a' } }),
     );
     const h = await untilCond('big', 'Degraded', (d) => d?.reason === 'LeaderWorkerSetMissing');
     expect(cond(h, 'Degraded')?.message).toMatch(/leaderworkerset\.x-k8s\.io\/v1/);
@@ -141,6 +144,17 @@ describe('parallelism.nodes on the API test double', () => {
     expect(cond(h, 'Ready')?.message).toBe('1/2 replicas ready');
   });
 
+  test('a node group that no longer matches loses its LeaderWorkerSet and plan; the new group gets them', async () => {
+    const old = lwsList('big')[0].metadata.name;
+    await client.mergePatch({ type: R.hsd, namespace: NS, name: 'big' }, { spec: { nodeSelector: { pool: 'b' } } });
+    const [l] = await waitFor('the LWS of the new group', () => {
+      const ls = lwsList('big');
+      return ls.length === 1 && ls[0].metadata.name !== old && ls;
+    });
+    expect(l.metadata.name).toMatch(/-256gi-/);
+    expect(c.api.get(c.api.def('', 'v1', 'configmaps'), NS, `${old}-plan`)).toBeUndefined();
+  });
+
   test('the operator used exactly the LWS verbs its RBAC grants', () => {
     const verbs = new Set<string>();
     for (const [k] of c.api.requestCounts) {
@@ -153,9 +167,7 @@ describe('parallelism.nodes on the API test double', () => {
       else verbs.add(method === 'DELETE' ? 'delete' : method === 'POST' ? 'create' : 'update');
     }
     const granted = clusterRules.find((r) => r.resources.includes('leaderworkersets'))!.verbs;
-    expect([...verbs].every((v) => granted.includes(v))).toBe(true);
-    // delete is used for node groups that vanish, which this cluster never has.
-    expect(granted.filter((v) => !verbs.has(v))).toEqual(['delete']);
+    expect([...verbs].sort()).toEqual([...granted].sort());
   });
 
   test('the policy applies to LWS pods too: a denied image gets no LeaderWorkerSet', async () => {
@@ -168,11 +180,16 @@ describe('parallelism.nodes on the API test double', () => {
     expect(lwsList('miner')).toHaveLength(0);
   });
 
-  test("the CRD's minimal object still runs as a Deployment, Ready, with no LeaderWorkerSet", async () => {
-    await client.create({ type: R.hsd, namespace: NS }, hsd('small', { model: { uri: 'synthetic:opt-13b' } }));
+  test("the CRD's minimal object still runs as Deployments (one per node group), Ready, with no LeaderWorkerSet", async () => {
+    await client.create(
+      { type: R.hsd, namespace: NS },
+      hsd('small', { model: { uri: 'synthetic:opt-13b' }, replicas: 2, cache: { actFraction: 'auto' } }),
+    );
     const h = await untilCond('small', 'Ready', (r) => r?.status === 'True');
     expect(h.spec.parallelism).toEqual({ nodes: 1 });
-    expect(deps('small')).toHaveLength(1);
+    // DESIGN.md §4's smallest object: one Deployment per node group (pools a and b), as before.
+    expect(deps('small')).toHaveLength(2);
+    expect(h.status.readyReplicas).toBe(2);
     expect(lwsList('small')).toHaveLength(0);
     expect(c.api.get(c.api.def('', 'v1', 'services'), NS, 'small')!.spec.selector).toEqual({
       'app.kubernetes.io/name': 'hybridserve',
