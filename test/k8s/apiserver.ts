@@ -45,6 +45,8 @@ export interface ResourceDef {
   kind: string;
   namespaced: boolean;
   status?: boolean;
+  /** Drop .status on create as a real API server does (custom resources always; builtins here keep it for the kubelet double). */
+  statusOnlyThroughSubresource?: boolean;
   scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath?: string };
   validator?: CustomResourceValidator;
   printerColumns?: { name: string; type: string; jsonPath: string }[];
@@ -112,6 +114,7 @@ export const LEADER_WORKER_SET: ResourceDef = {
   kind: 'LeaderWorkerSet',
   namespaced: true,
   status: true,
+  statusOnlyThroughSubresource: true,
   scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' },
 };
 
@@ -583,7 +586,7 @@ export class FakeApiServer {
     };
     if (d.namespaced) obj.metadata.namespace = namespace ?? body.metadata.namespace ?? 'default';
     delete obj.metadata.deletionTimestamp;
-    if (d.status && d.validator) delete obj.status; // status is written only through /status
+    if (d.status && (d.validator || d.statusOnlyThroughSubresource)) delete obj.status; // status is written only through /status
     this.admit(d, obj);
     store.set(k, obj);
     this.emit(d, 'ADDED', obj);
