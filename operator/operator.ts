@@ -134,6 +134,10 @@ export class Operator {
             nodes: () => this.informers?.nodes.list() ?? [],
             deployments: (ns, name) => (this.informers?.deps.list(ns) ?? []).filter((d) => d.metadata.labels?.[LABEL_INSTANCE] === name),
             configMap: (ns, name) => this.informers?.cms.get(name, ns),
+            leaderWorkerSets: (ns, name) =>
+              (this.lwsInformer?.list(ns) ?? []).filter(
+                (l) => (l.metadata as { labels?: Record<string, string> }).labels?.[LABEL_INSTANCE] === name,
+              ),
             progressRequeueMs: o.progressRequeueMs,
           });
           this.metrics.reconciles.inc({ result: 'success' });

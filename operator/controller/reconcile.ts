@@ -72,6 +72,8 @@ export interface ReconcileDeps {
    * A stale cache at worst re-applies the same plan: every write is a server-side apply.
    */
   configMap?(namespace: string, name: string): ConfigMapLike | undefined;
+  /** Owned LeaderWorkerSets of the HSD from the (optional) LWS informer: their replicas after a restart. */
+  leaderWorkerSets?(namespace: string, hsdName: string): readonly LeaderWorkerSetLike[];
   state: RuntimeState;
   events: EventRecorder;
   now(): Date;
@@ -160,7 +162,11 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   const ok = plans.filter((p): p is PlanGroupOk => p.plan.ok);
   const failed = plans.filter((p) => !p.plan.ok) as PlanGroupFailed[];
 
-  const zero = scaleToZero(hsd, wantedReplicas(spec, runtime.desiredReplicas, owned), deps.now().getTime()); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
+  const zero = scaleToZero(
+    hsd,
+    wantedReplicas(spec, runtime.desiredReplicas, [...owned, ...(deps.leaderWorkerSets?.(namespace, name) ?? [])]),
+    deps.now().getTime(),
+  ); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
   const wanted = zero.replicas;
   runtime.appliedReplicas = wanted;
   // LWS groups take parallelism.nodes pods each: a node group holds capacity ÷ nodes of them.
@@ -366,9 +372,14 @@ const DEFAULT_OPERATOR_PEER = { namespaceSelector: {}, podSelector: { matchLabel
 
 /**
  * Replicas wanted across groups. With the operator's autoscaler: its decision, else (after a
- * restart) what the children run now, else spec.replicas; always within [min, max]. Pure.
+ * restart) what the children (Deployments or LeaderWorkerSets) run now, else spec.replicas;
+ * always within [min, max]. Pure.
  */
-export function wantedReplicas(spec: ResolvedSpec, decided: number | undefined, owned: readonly DeploymentLike[]): number {
+export function wantedReplicas(
+  spec: ResolvedSpec,
+  decided: number | undefined,
+  owned: readonly { spec?: { replicas?: number } }[],
+): number {
   if (!spec.autoscaling.enabled) return spec.replicas;
   const running = owned.length > 0 ? owned.reduce((a, d) => a + (d.spec?.replicas ?? 0), 0) : undefined;
   return clamp(decided ?? running ?? spec.replicas, spec.autoscaling.minReplicas, spec.autoscaling.maxReplicas);
