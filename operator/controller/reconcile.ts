@@ -16,7 +16,6 @@ import {
   LABEL_GROUP,
   LABEL_INSTANCE,
   LABEL_MANAGED_BY,
-  PLAN_KEY,
   configMap,
   configMapName,
   deployment,
@@ -28,6 +27,7 @@ import {
   serviceName,
   serviceUrl,
 } from '../desired/objects.js';
+import { PLAN_KEY } from '../desired/pod.js';
 import {
   leaderWorkerSet,
   leaderWorkerSetName,

@@ -1,28 +1,13 @@
 // Desired child objects of a HybridServeDeployment (pure; no I/O). One Deployment (or, with
 // parallelism.nodes > 1, a LeaderWorkerSet: ./lws.ts) and one ConfigMap (the plan) per node group,
-// one Service across all groups. Every child carries the
-// managed-by label and a controller ownerReference, so deletion of the HSD garbage-collects them.
+// one Service across all groups; the pod template is ./pod.ts. Every child carries the managed-by
+// label and a controller ownerReference, so deletion of the HSD garbage-collects them.
 import { createHash } from 'node:crypto';
 import { API_VERSION, KIND, MANAGED_BY, type HybridServeDeployment, type OwnerReference } from '../api/types.js';
 import type { NodeGroup } from './node-groups.js';
 import type { PlanFile } from './plan.js';
 import { resolveSpec } from '../api/defaults.js';
 import { LWS_WORKER_INDEX_LABEL, PLAN_KEY, podTemplate, usesLeaderWorkerSet, type PodPlan } from './pod.js';
-
-export {
-  API_KEY_FILE,
-  API_KEY_MOUNT,
-  CONTAINER_SECURITY_CONTEXT,
-  MODEL_ROOT,
-  PLAN_KEY,
-  PLAN_MOUNT,
-  POD_SECURITY_CONTEXT,
-  SERVER_UID,
-  TMP_SIZE_LIMIT,
-  pvcClaim,
-  serverDevice,
-  type PodPlan as DeploymentPlan,
-} from './pod.js';
 
 export const LABEL_NAME = 'app.kubernetes.io/name';
 export const LABEL_INSTANCE = 'app.kubernetes.io/instance';
