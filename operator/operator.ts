@@ -18,6 +18,7 @@ import { feedbackTick, type PodLike } from './controller/feedback.js';
 import { LeaderElector } from './controller/leader.js';
 import { startHealthServer } from './controller/http.js';
 import { parsePolicy, type HsdPolicy } from './desired/policy.js';
+import { servesHttp } from './desired/lws.js';
 
 export interface OperatorOptions {
   /** API server URL for a plain loopback config (tests); otherwise in-cluster or KUBECONFIG. */
@@ -48,6 +49,8 @@ export interface OperatorOptions {
   watchNamespaces?: readonly string[];
   /** The HSD policy; default from $HYBRIDSERVE_POLICY_ALLOWED_IMAGES, _ALLOW_PVC, _ALLOW_SECRETS (unset: open). */
   policy?: HsdPolicy;
+  /** Retry period of the LeaderWorkerSet watch while that API is missing (default 60 s). */
+  lwsWatchRetryMs?: number;
   /** NetworkPolicy peer selecting the operator's pods; default from $POD_NAMESPACE and the chart's labels. */
   operatorPeer?: Record<string, unknown>;
 }
@@ -65,6 +68,8 @@ export function parseNamespaces(v: string | undefined): string[] {
 }
 
 type Key = string;
+/** Retry period of the LeaderWorkerSet watch while its API is missing or failing. */
+const LWS_WATCH_RETRY_MS = 60_000;
 
 export class Operator {
   readonly client: KubeClient;
@@ -82,6 +87,8 @@ export class Operator {
         cms: ScopedInformer<ConfigMapLike>;
       }
     | undefined;
+  /** Optional: wakes reconciles on LeaderWorkerSet changes where the LWS API exists. */
+  private lwsInformer?: Informer<KubeObject>;
   private readonly namespaces: string[];
   private readonly policy: HsdPolicy;
   private timers: NodeJS.Timeout[] = [];
@@ -127,6 +134,10 @@ export class Operator {
             nodes: () => this.informers?.nodes.list() ?? [],
             deployments: (ns, name) => (this.informers?.deps.list(ns) ?? []).filter((d) => d.metadata.labels?.[LABEL_INSTANCE] === name),
             configMap: (ns, name) => this.informers?.cms.get(name, ns),
+            leaderWorkerSets: (ns, name) =>
+              (this.lwsInformer?.list(ns) ?? []).filter(
+                (l) => (l.metadata as { labels?: Record<string, string> }).labels?.[LABEL_INSTANCE] === name,
+              ),
             progressRequeueMs: o.progressRequeueMs,
           });
           this.metrics.reconciles.inc({ result: 'success' });
@@ -215,6 +226,7 @@ export class Operator {
       cms: scoped(ns, (n) => this.client.informer<ConfigMapLike>({ type: R.configMap, namespace: n }, sel)),
     };
     this.informers = inf;
+    this.watchLeaderWorkerSets(inf);
     const enqueueHsd = (o: KubeObject) => this.queue.add(keyOf(o));
     const enqueueOwner = (o: KubeObject & { metadata: { labels?: Record<string, string> } }) => {
       const owner = o.metadata.labels?.[LABEL_INSTANCE];
@@ -255,7 +267,8 @@ export class Operator {
           log: this.log,
           hsds: () => inf.hsd.list(),
           nodes: () => inf.nodes.list(),
-          pods: (ns, name) => inf.pods.list(ns).filter((p) => p.metadata.labels?.[LABEL_INSTANCE] === name),
+          // LWS workers run a stage and answer /healthz only: the leaders carry the stats.
+          pods: (ns, name) => inf.pods.list(ns).filter((p) => p.metadata.labels?.[LABEL_INSTANCE] === name && servesHttp(p)),
           enqueue: (k) => this.queue.add(k),
           intervalMsOverride: this.o.feedbackIntervalMsOverride,
         })
@@ -273,9 +286,37 @@ export class Operator {
     );
   }
 
+  /**
+   * LeaderWorkerSet changes (a group becoming ready or failing) wake the owner's reconcile. LWS is an
+   * add-on: without its CRD the list fails, and this watch retries once a minute, apart from the
+   * informers the operator needs to sync (reconcile reads each LWS itself and reports the missing API).
+   */
+  private watchLeaderWorkerSets(inf: NonNullable<Operator['informers']>): void {
+    const sel = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+    const lws = scoped(this.namespaces, (n) => this.client.informer<KubeObject>({ type: R.leaderWorkerSet, namespace: n }, sel));
+    this.lwsInformer = lws;
+    const enqueueOwner = (o: KubeObject & { metadata: { labels?: Record<string, string> } }) => {
+      const owner = o.metadata.labels?.[LABEL_INSTANCE];
+      if (owner) this.queue.add(`${o.metadata.namespace ?? 'default'}/${owner}`);
+    };
+    for (const v of ['add', 'update', 'delete'] as const) lws.on(v, enqueueOwner);
+    const retry = () => {
+      if (this.stopped || this.informers !== inf) return;
+      const again = () => {
+        if (this.informers === inf && !this.stopped) lws.start().catch(retry);
+      };
+      this.timers.push(setTimeout(again, this.o.lwsWatchRetryMs ?? LWS_WATCH_RETRY_MS));
+    };
+    lws.on('error', retry);
+    void lws.start().catch(retry);
+  }
+
   private async stopControllers(): Promise<void> {
     const inf = this.informers;
     this.informers = undefined;
+    const lws = this.lwsInformer;
+    this.lwsInformer = undefined;
+    await lws?.stop().catch(() => undefined);
     this.synced = false;
     for (const t of this.timers) {
       clearTimeout(t);

@@ -6,6 +6,8 @@
 //   deployments, services, configmaps: server-side apply = patch (+ create for the first apply),
 //     get/list/watch (informers, plan reads), delete (stale node groups)
 //   poddisruptionbudgets, networkpolicies: server-side apply (create/patch), delete when disabled
+//   leaderworkersets (parallelism.nodes > 1): get (readiness), list/watch (stale groups; an optional informer
+//     that wakes reconcile on group readiness), create/patch (server-side apply), delete (stale node groups)
 //   pods: get/list/watch (feedback loop finds ready pods and their IPs)
 //   nodes: get/list/watch (node groups; cluster-scoped)
 //   events.k8s.io events: create/patch (Events on retunes, scaling, failures)
@@ -28,6 +30,11 @@ export const namespacedRules: readonly PolicyRule[] = [
   { apiGroups: [''], resources: ['services', 'configmaps'], verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'] },
   { apiGroups: ['policy'], resources: ['poddisruptionbudgets'], verbs: ['create', 'patch', 'delete'] },
   { apiGroups: ['networking.k8s.io'], resources: ['networkpolicies'], verbs: ['create', 'patch', 'delete'] },
+  {
+    apiGroups: ['leaderworkerset.x-k8s.io'],
+    resources: ['leaderworkersets'],
+    verbs: ['get', 'list', 'watch', 'create', 'patch', 'delete'],
+  },
   { apiGroups: [''], resources: ['pods'], verbs: ['get', 'list', 'watch'] },
   { apiGroups: ['events.k8s.io'], resources: ['events'], verbs: ['create', 'patch'] },
 ];

@@ -13,6 +13,7 @@ export interface ResolvedSpec extends HsdSpec {
   image: string;
   replicas: number;
   gpusPerPod: number;
+  parallelism: { nodes: number };
   cache: NonNullable<HsdSpec['cache']> & {
     actFraction: 'auto' | number;
     blockTokens: number;

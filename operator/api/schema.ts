@@ -62,6 +62,19 @@ const specSchema: Schema = obj(
       'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'gpusPerPod is immutable' }],
     }),
     nodeSelector: { type: 'object', additionalProperties: { type: 'string' }, description: 'Extra node selector for every group.' },
+    parallelism: obj(
+      {
+        nodes: int({
+          description:
+            'Pods (on separate nodes) that one replica spreads the model over, each with gpusPerPod GPUs: the layers split into nodes × gpusPerPod pipeline stages. > 1 renders a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1, which must be installed) instead of a Deployment.',
+          minimum: 1,
+          maximum: 64,
+          default: 1,
+          'x-kubernetes-validations': [{ rule: 'self == oldSelf', message: 'parallelism.nodes is immutable' }],
+        }),
+      },
+      { default: {} },
+    ),
     tolerations: { type: 'array', items: freeObject('A core/v1 Toleration.') },
     affinity: freeObject('A core/v1 Affinity, merged with the node group affinity.'),
     cache: obj(

@@ -42,6 +42,8 @@ export interface HsdSpec {
   image?: string;
   replicas?: number;
   gpusPerPod?: number;
+  /** Pods per replica (a LeaderWorkerSet group when > 1); each runs gpusPerPod pipeline stages. */
+  parallelism?: { nodes?: number };
   nodeSelector?: Record<string, string>;
   tolerations?: Record<string, unknown>[];
   affinity?: Record<string, unknown>;
@@ -188,6 +190,7 @@ export const SPEC_FIELD_PATHS: readonly string[] = [
   'image',
   'replicas',
   'gpusPerPod',
+  'parallelism.nodes',
   'nodeSelector',
   'tolerations',
   'affinity',

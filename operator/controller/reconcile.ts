@@ -16,7 +16,6 @@ import {
   LABEL_GROUP,
   LABEL_INSTANCE,
   LABEL_MANAGED_BY,
-  PLAN_KEY,
   configMap,
   configMapName,
   deployment,
@@ -28,6 +27,14 @@ import {
   serviceName,
   serviceUrl,
 } from '../desired/objects.js';
+import { PLAN_KEY } from '../desired/pod.js';
+import {
+  leaderWorkerSet,
+  leaderWorkerSetName,
+  leaderWorkerSetReadiness,
+  usesLeaderWorkerSet,
+  type LeaderWorkerSetLike,
+} from '../desired/lws.js';
 import { planGroupCached as planGroup, type GroupPlan, type PlanFile } from '../desired/plan.js';
 import { OPEN_POLICY, policyViolations, type HsdPolicy } from '../desired/policy.js';
 import { parsePlan } from '../../planning/plan-file.js';
@@ -65,6 +72,8 @@ export interface ReconcileDeps {
    * A stale cache at worst re-applies the same plan: every write is a server-side apply.
    */
   configMap?(namespace: string, name: string): ConfigMapLike | undefined;
+  /** Owned LeaderWorkerSets of the HSD from the (optional) LWS informer: their replicas after a restart. */
+  leaderWorkerSets?(namespace: string, hsdName: string): readonly LeaderWorkerSetLike[];
   state: RuntimeState;
   events: EventRecorder;
   now(): Date;
@@ -153,33 +162,40 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
   const ok = plans.filter((p): p is PlanGroupOk => p.plan.ok);
   const failed = plans.filter((p) => !p.plan.ok) as PlanGroupFailed[];
 
-  const zero = scaleToZero(hsd, wantedReplicas(spec, runtime.desiredReplicas, owned), deps.now().getTime()); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
+  const zero = scaleToZero(
+    hsd,
+    wantedReplicas(spec, runtime.desiredReplicas, [...owned, ...(deps.leaderWorkerSets?.(namespace, name) ?? [])]),
+    deps.now().getTime(),
+  ); // idle → 0; not idle → ≥ 1 (operator/desired/scale-to-zero.ts)
   const wanted = zero.replicas;
   runtime.appliedReplicas = wanted;
+  // LWS groups take parallelism.nodes pods each: a node group holds capacity ÷ nodes of them.
   const split = splitReplicas(
     wanted,
-    ok.map((p) => groupCapacity(p.group, spec.gpusPerPod)),
+    ok.map((p) => Math.floor(groupCapacity(p.group, spec.gpusPerPod) / spec.parallelism.nodes)),
   );
 
   // Apply children. ConfigMap first so that new pods start with their plan.
+  const lwsMode = usesLeaderWorkerSet(hsd);
   const groupStatus: NodeGroupStatus[] = [];
+  const groupRolling: boolean[] = [];
+  let lwsMissing: string | undefined;
   for (const [i, { group, plan }] of ok.entries()) {
     const grt = deps.state.group(key, group.id);
     const file = await applyPlan(deps, hsd, group, plan, grt);
-    const depName = deploymentName(hsd, group);
-    const dep = owned.find((d) => d.metadata.name === depName);
-    const desired = withDesiredHash(deployment(hsd, group, plan.plan, split[i]));
-    // Unchanged since our last apply (same desired hash, replicas as wanted): skip the write.
-    if (!(dep?.metadata.annotations?.[ANNOTATION_DESIRED_HASH] === desiredHash(desired) && dep.spec?.replicas === split[i])) {
-      await client.apply({ type: R.deployment, namespace, name: depName }, desired, FIELD_MANAGER);
-    }
+    const seen = lwsMode
+      ? await applyLeaderWorkerSet(deps, hsd, group, plan.plan, split[i])
+      : await applyDeployment(deps, hsd, owned, group, plan.plan, split[i]);
+    if ('missing' in seen) lwsMissing = seen.missing;
+    const observed = 'missing' in seen ? { readyReplicas: 0, rolling: false } : seen;
+    groupRolling.push(observed.rolling);
     groupStatus.push({
       name: group.id,
       gpuProduct: group.gpuProduct,
       nodes: group.nodeNames.length,
       allocatableMemoryBytes: group.allocatableMemoryBytes,
       replicas: split[i],
-      readyReplicas: Math.min(split[i], dep?.status?.readyReplicas ?? 0),
+      readyReplicas: observed.readyReplicas,
       actFraction: file.actFraction,
       hostMemoryBytes: plan.plan.hostMemoryBytes,
       kvBlocks: plan.plan.kvBlocks,
@@ -218,12 +234,13 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
     }
   }
 
+  if (lwsMode && lwsMissing === undefined) {
+    await deleteStaleLeaderWorkerSets(deps, hsd, new Set(ok.map((p) => leaderWorkerSetName(hsd, p.group))));
+  }
+
   const readyReplicas = groupStatus.reduce((a, g) => a + g.readyReplicas, 0);
-  const rolling = ok.some(({ group }) => {
-    const d = owned.find((x) => x.metadata.name === deploymentName(hsd, group));
-    return !d || (d.status?.observedGeneration ?? 0) < (d.metadata.generation ?? 1);
-  });
-  const conds = conditionsFor({ groups, failed, readyReplicas, wanted, rolling, groupStatus, spec });
+  const rolling = groupRolling.some(Boolean);
+  const conds = conditionsFor({ groups, failed, readyReplicas, wanted, rolling, groupStatus, spec, lwsMissing });
   const status: HsdStatus = {
     observedGeneration: generation,
     replicas: wanted,
@@ -256,10 +273,87 @@ export async function reconcile(key: string, deps: ReconcileDeps): Promise<Recon
 
   // Waiting for pods: poll slowly as a safety net (child events normally wake us first). A spec
   // that cannot be planned is terminal: no requeue until the HSD or a Node changes.
+  // No LeaderWorkerSet API: nothing changes until someone installs it; the periodic resync (or a
+  // change of the HSD) looks again, so a missing add-on costs one request per resync, not a retry storm.
+  if (lwsMissing !== undefined) return {};
   const ready = condition(status.conditions, 'Ready')?.status === 'True';
   const recheck = zero.recheckAfterMs ?? Infinity; // wake up when the idle window ends
   if (ready || ok.length === 0) return Number.isFinite(recheck) && ok.length > 0 ? { requeueAfterMs: recheck } : {};
   return { requeueAfterMs: Math.min(deps.progressRequeueMs ?? 10_000, recheck) };
+}
+
+/** What reconcile sees of a group's workload after applying it. */
+type Observed = { readyReplicas: number; rolling: boolean } | { missing: string };
+
+/** The group's Deployment (skipped when unchanged since our last apply) and its readiness. */
+async function applyDeployment(
+  deps: ReconcileDeps,
+  hsd: HybridServeDeployment,
+  owned: readonly DeploymentLike[],
+  group: NodeGroup,
+  plan: Parameters<typeof deployment>[2],
+  replicas: number,
+): Promise<Observed> {
+  const name = deploymentName(hsd, group);
+  const dep = owned.find((d) => d.metadata.name === name);
+  const desired = withDesiredHash(deployment(hsd, group, plan, replicas));
+  // Unchanged since our last apply (same desired hash, replicas as wanted): skip the write.
+  if (!(dep?.metadata.annotations?.[ANNOTATION_DESIRED_HASH] === desiredHash(desired) && dep.spec?.replicas === replicas)) {
+    await deps.client.apply({ type: R.deployment, namespace: hsd.metadata.namespace, name }, desired, FIELD_MANAGER);
+  }
+  return {
+    readyReplicas: Math.min(replicas, dep?.status?.readyReplicas ?? 0),
+    rolling: !dep || (dep.status?.observedGeneration ?? 0) < (dep.metadata.generation ?? 1),
+  };
+}
+
+/**
+ * The group's LeaderWorkerSet, read then applied when it differs. A 404 on the apply (server-side
+ * apply creates missing objects, so only a missing API answers 404) means LWS is not installed.
+ */
+async function applyLeaderWorkerSet(
+  deps: ReconcileDeps,
+  hsd: HybridServeDeployment,
+  group: NodeGroup,
+  plan: Parameters<typeof leaderWorkerSet>[2],
+  replicas: number,
+): Promise<Observed> {
+  const ref = { type: R.leaderWorkerSet, namespace: hsd.metadata.namespace, name: leaderWorkerSetName(hsd, group) };
+  let current: LeaderWorkerSetLike | undefined;
+  try {
+    current = await deps.client.get<LeaderWorkerSetLike>(ref);
+  } catch (e) {
+    if (!isNotFound(e)) throw e;
+  }
+  const desired = withDesiredHash(leaderWorkerSet(hsd, group, plan, replicas));
+  if (!(current?.metadata.annotations?.[ANNOTATION_DESIRED_HASH] === desiredHash(desired) && current.spec?.replicas === replicas)) {
+    try {
+      current = await deps.client.apply<LeaderWorkerSetLike>(ref, desired, FIELD_MANAGER);
+    } catch (e) {
+      if (!isNotFound(e)) throw e;
+      return {
+        missing:
+          'spec.parallelism.nodes > 1 needs the LeaderWorkerSet API (leaderworkerset.x-k8s.io/v1), which this cluster does not serve: install LeaderWorkerSet (https://lws.sigs.k8s.io) and the HSD is picked up at the next resync',
+      };
+    }
+  }
+  return leaderWorkerSetReadiness(current, replicas);
+}
+
+/** Deletes our LeaderWorkerSets of node groups that no longer plan (by owner uid, like Deployments). */
+async function deleteStaleLeaderWorkerSets(deps: ReconcileDeps, hsd: HybridServeDeployment, keep: ReadonlySet<string>): Promise<void> {
+  const namespace = hsd.metadata.namespace;
+  const list = await deps.client.list<LeaderWorkerSetLike>(
+    { type: R.leaderWorkerSet, namespace },
+    `${LABEL_INSTANCE}=${hsd.metadata.name},${LABEL_MANAGED_BY}=${MANAGED_BY}`,
+  );
+  for (const l of list.items) {
+    const ours = (l.metadata.ownerReferences ?? []).some((r) => r.uid === hsd.metadata.uid);
+    if (ours && !keep.has(l.metadata.name)) {
+      await deleteIgnoringMissing(deps.client, { type: R.leaderWorkerSet, namespace, name: l.metadata.name });
+      await deleteIgnoringMissing(deps.client, { type: R.configMap, namespace, name: `${l.metadata.name}-plan` });
+    }
+  }
 }
 
 /** Hash of the desired Deployment, kept in an annotation so that an unchanged one is not re-applied. */
@@ -279,9 +373,14 @@ const DEFAULT_OPERATOR_PEER = { namespaceSelector: {}, podSelector: { matchLabel
 
 /**
  * Replicas wanted across groups. With the operator's autoscaler: its decision, else (after a
- * restart) what the children run now, else spec.replicas; always within [min, max]. Pure.
+ * restart) what the children (Deployments or LeaderWorkerSets) run now, else spec.replicas;
+ * always within [min, max]. Pure.
  */
-export function wantedReplicas(spec: ResolvedSpec, decided: number | undefined, owned: readonly DeploymentLike[]): number {
+export function wantedReplicas(
+  spec: ResolvedSpec,
+  decided: number | undefined,
+  owned: readonly { spec?: { replicas?: number } }[],
+): number {
   if (!spec.autoscaling.enabled) return spec.replicas;
   const running = owned.length > 0 ? owned.reduce((a, d) => a + (d.spec?.replicas ?? 0), 0) : undefined;
   return clamp(decided ?? running ?? spec.replicas, spec.autoscaling.minReplicas, spec.autoscaling.maxReplicas);
@@ -384,14 +483,17 @@ interface CondInput {
   rolling: boolean;
   groupStatus: NodeGroupStatus[];
   spec: HybridServeDeployment['spec'];
+  /** Why the LeaderWorkerSet API is unusable (not installed), when it is. */
+  lwsMissing?: string;
 }
 
 /** Conditions from the observed state (pure). */
 export function conditionsFor(c: CondInput): ConditionInput[] {
   const memFail = c.failed.filter((f) => f.plan.reason === 'HostMemoryExceedsNode');
   const planned = c.groupStatus.length > 0;
-  const degraded: ConditionInput =
-    c.groups.length === 0
+  const degraded: ConditionInput = c.lwsMissing
+    ? { type: 'Degraded', status: 'True', reason: 'LeaderWorkerSetMissing', message: c.lwsMissing }
+    : c.groups.length === 0
       ? {
           type: 'Degraded',
           status: 'True',
@@ -435,16 +537,17 @@ export function conditionsFor(c: CondInput): ConditionInput[] {
     c.rolling || c.readyReplicas < c.wanted
       ? { type: 'Progressing', status: 'True', reason: 'RollingOut', message: `${c.readyReplicas}/${c.wanted} replicas ready` }
       : { type: 'Progressing', status: 'False', reason: 'Complete', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
-  const ready: ConditionInput = !planned
-    ? { type: 'Ready', status: 'False', reason: degraded.reason, message: degraded.message }
-    : c.readyReplicas >= c.wanted && !c.rolling
-      ? {
-          type: 'Ready',
-          status: 'True',
-          reason: c.wanted === 0 ? 'ScaledToZero' : 'AllReplicasReady',
-          message: `${c.readyReplicas}/${c.wanted} replicas ready`,
-        }
-      : { type: 'Ready', status: 'False', reason: 'ReplicasNotReady', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
+  const ready: ConditionInput =
+    !planned || c.lwsMissing
+      ? { type: 'Ready', status: 'False', reason: degraded.reason, message: degraded.message }
+      : c.readyReplicas >= c.wanted && !c.rolling
+        ? {
+            type: 'Ready',
+            status: 'True',
+            reason: c.wanted === 0 ? 'ScaledToZero' : 'AllReplicasReady',
+            message: `${c.readyReplicas}/${c.wanted} replicas ready`,
+          }
+        : { type: 'Ready', status: 'False', reason: 'ReplicasNotReady', message: `${c.readyReplicas}/${c.wanted} replicas ready` };
   const auto = retuneEnabled(c.spec);
   const measured = c.groupStatus.filter((g) => g.measured);
   // CPU groups are never retuned (fraction 0, see planCpuGroup), so they count as settled.

@@ -8,6 +8,7 @@ import type { ModelConfig } from '../../model/types.js';
 import { hardwareProfile, hostMemoryBudgetDetail, planNode, KNOWN_PRODUCTS, type Plan } from '../../planning/index.js';
 import { planFileOf, type PlanFile } from '../../planning/plan-file.js';
 import { cpuStartPlan } from '../../planning/start-plan.js';
+import { planPodStages } from '../../planning/stage-plan.js';
 import type { HsdSpec } from '../api/types.js';
 import { resolveSpec, type ResolvedSpec } from '../api/defaults.js';
 import { isCpuGroup, type NodeGroup } from './node-groups.js';
@@ -112,14 +113,26 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
     // change of the SLO makes a new plan.
     ...(spec.slo?.tpotSeconds !== undefined ? { sloTpotSeconds: spec.slo.tpotSeconds } : {}),
   } as const;
+  const shape = pipelineShape(spec, group);
   let plan: Plan;
   try {
-    plan = planNode(input as Parameters<typeof planNode>[0]);
+    plan = planPodStages({
+      model,
+      ...shape,
+      podHostMemoryBytes: hostMemoryBytes,
+      planStage: (m, bytes) => planNode({ ...input, model: m, hostMemoryBytes: bytes } as Parameters<typeof planNode>[0]),
+    }).pod;
   } catch (e) {
     return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };
   }
   if (spec.engine.maxBatch !== undefined) plan = { ...plan, maxBatch: Math.min(plan.maxBatch, spec.engine.maxBatch) };
-  const inputHash = hashInput({ ...input, model: model.name, hardware: hardware.product, maxBatch: spec.engine.maxBatch });
+  const inputHash = hashInput({
+    ...input,
+    model: model.name,
+    hardware: hardware.product,
+    maxBatch: spec.engine.maxBatch,
+    ...stagesKey(shape),
+  });
   const file = planFileOf(plan);
   return { ok: true, plan, file, inputHash, retuneBounds: plan.retuneBounds ?? { min: 0, max: 1 } };
 }
@@ -136,15 +149,31 @@ function planCpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
     gpuProduct: group.gpuProduct,
     ...(spec.engine.weightDtype !== 'fp16' ? { weightDtype: spec.engine.weightDtype } : {}),
   };
+  const shape = pipelineShape(spec, group);
   let plan: Plan;
   try {
-    plan = cpuStartPlan(input);
+    plan = planPodStages({
+      model,
+      ...shape,
+      podHostMemoryBytes: hostMemoryBytes,
+      planStage: (m, bytes) => cpuStartPlan({ ...input, model: m, hostMemoryBytes: bytes }),
+    }).pod;
   } catch (e) {
     return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };
   }
-  const inputHash = hashInput({ ...input, cpu: true, model: model.name });
+  const inputHash = hashInput({ ...input, cpu: true, model: model.name, ...stagesKey(shape) });
   const file = planFileOf(plan);
   return { ok: true, plan, file, inputHash, retuneBounds: { min: 0, max: 0 } };
+}
+
+/** Pods per replica and pipeline stages per pod: a CPU pod runs one stage, a GPU pod one per GPU. */
+export function pipelineShape(spec: ResolvedSpec, group: NodeGroup): { pods: number; stagesPerPod: number } {
+  return { pods: spec.parallelism.nodes, stagesPerPod: isCpuGroup(group) ? 1 : Math.max(1, spec.gpusPerPod) };
+}
+
+/** Hashed only for a pipeline, so that the plans of single-stage pods keep their hash (and generation). */
+function stagesKey(shape: { pods: number; stagesPerPod: number }): Record<string, number> {
+  return shape.pods * shape.stagesPerPod > 1 ? { pods: shape.pods, stagesPerPod: shape.stagesPerPod } : {};
 }
 
 function hashInput(v: unknown): string {
@@ -165,6 +194,7 @@ export function planGroupCached(spec: HsdSpec, group: NodeGroup): GroupPlan {
     spec.engine,
     spec.slo,
     spec.gpusPerPod,
+    spec.parallelism,
     group.gpuProduct,
     group.allocatableMemoryBytes,
     group.gpusPerNode,

@@ -3,7 +3,7 @@
 // Secret of its namespace. A violating HSD gets Degraded (reason PolicyViolation) and no children.
 // Fail closed: without configuration only the project's images run; a bad boolean stops the operator.
 import type { HsdSpec } from '../api/types.js';
-import { pvcClaim } from './objects.js';
+import { pvcClaim } from './pod.js';
 
 export interface HsdPolicy {
   /** Image patterns; `*` matches any run of characters (e.g. "ghcr.io/hybridserve/*"). */

@@ -27,6 +27,8 @@ export const R = {
   event: t('events.k8s.io', 'v1', 'events'),
   lease: t('coordination.k8s.io', 'v1', 'leases'),
   endpointSlice: t('discovery.k8s.io', 'v1', 'endpointslices'),
+  /** An add-on API (sigs.k8s.io/lws): a 404 on it means the LeaderWorkerSet CRD is not installed. */
+  leaderWorkerSet: t('leaderworkerset.x-k8s.io', 'v1', 'leaderworkersets'),
 } as const;
 
 export function resourcePath(ref: ResourceRef): string {

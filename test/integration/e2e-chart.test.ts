@@ -335,7 +335,7 @@ describe('the Helm chart, end to end on the API test double', () => {
   }, 120_000);
 
   // Issue 7 acceptance 5 also asks this of the serving pods; their pod template is written by
-  // operator/desired/objects.ts (restricted Pod Security Standard, read-only root, /tmp an emptyDir).
+  // operator/desired/pod.ts (restricted Pod Security Standard, read-only root, /tmp an emptyDir).
   test('serving pods created by the operator run as non-root with no privilege escalation and all capabilities dropped', async () => {
     const deps = api.list(api.def('apps', 'v1', 'deployments'), APP_NS, 'app.kubernetes.io/instance=tiny');
     expect(deps.length).toBeGreaterThan(0);

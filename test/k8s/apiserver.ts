@@ -4,7 +4,8 @@
 //   - discovery: /version, /api, /api/v1, /apis, /apis/<group>/<version> (APIResourceLists, with a
 //     registered CRD's shortNames and categories, so `kubectl get hsd` and `kubectl get all` resolve);
 //   - CRUD on a fixed table of resources (pods, services, configmaps, secrets, nodes, PDBs, NetworkPolicies, events (core and
-//     events.k8s.io), deployments, leases, endpointslices, hybridservedeployments), with uid, creationTimestamp,
+//     events.k8s.io), deployments, leases, endpointslices, hybridservedeployments, and leaderworkersets once
+//     installLeaderWorkerSet() is called), with uid, creationTimestamp,
 //     generation (bumped on spec changes), one global resourceVersion counter;
 //   - 404 NotFound, 409 AlreadyExists, 409 Conflict on a stale resourceVersion (PUT, or a patch
 //     carrying metadata.resourceVersion), Kubernetes Status bodies;
@@ -44,6 +45,8 @@ export interface ResourceDef {
   kind: string;
   namespaced: boolean;
   status?: boolean;
+  /** Drop .status on create as a real API server does (custom resources always; builtins here keep it for the kubelet double). */
+  statusOnlyThroughSubresource?: boolean;
   scale?: { specReplicasPath: string; statusReplicasPath: string; labelSelectorPath?: string };
   validator?: CustomResourceValidator;
   printerColumns?: { name: string; type: string; jsonPath: string }[];
@@ -98,6 +101,22 @@ const BUILTIN: ResourceDef[] = [
   { group: 'networking.k8s.io', version: 'v1', plural: 'networkpolicies', kind: 'NetworkPolicy', namespaced: true },
   { group: 'discovery.k8s.io', version: 'v1', plural: 'endpointslices', kind: 'EndpointSlice', namespaced: true },
 ];
+
+/**
+ * LeaderWorkerSet (sigs.k8s.io/lws): an add-on API, served only after installLeaderWorkerSet(), as in a
+ * cluster where LWS is installed; before that its paths answer 404 like a real API server's. Stored and
+ * watched like any resource with a status subresource; no LWS controller runs (tests write its status).
+ */
+export const LEADER_WORKER_SET: ResourceDef = {
+  group: 'leaderworkerset.x-k8s.io',
+  version: 'v1',
+  plural: 'leaderworkersets',
+  kind: 'LeaderWorkerSet',
+  namespaced: true,
+  status: true,
+  statusOnlyThroughSubresource: true,
+  scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' },
+};
 
 const resKey = (d: { group: string; version: string; plural: string }) => `${d.group}/${d.version}/${d.plural}`;
 // JSON round trip, not structuredClone: under jest the latter makes objects of another realm, which
@@ -256,6 +275,11 @@ export class FakeApiServer {
     this.store.set(resKey(def), this.store.get(resKey(def)) ?? new Map());
   }
 
+  /** Serves the LeaderWorkerSet API (as if its CRD were installed). */
+  installLeaderWorkerSet(): void {
+    this.register(LEADER_WORKER_SET);
+  }
+
   /** Registers a CRD object (apiextensions.k8s.io/v1) as a served resource with its schema and CEL rules. */
   registerCrd(crd: Obj): void {
     const spec = crd.spec;
@@ -361,7 +385,11 @@ export class FakeApiServer {
     const path = url.pathname;
     if (this.discovery(path, res)) return;
     const route = this.route(path);
-    if (!route) throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${path})`);
+    if (!route) {
+      // Counted too (by path): tests check that a missing add-on API is not hammered.
+      this.requestCounts.set(`${method} ${path} unserved`, (this.requestCounts.get(`${method} ${path} unserved`) ?? 0) + 1);
+      throw new HttpError(404, 'NotFound', `the server could not find the requested resource (${path})`);
+    }
     const { def: d, namespace, name, sub } = route;
     const count = `${method} ${d.plural}${sub ? '/' + sub : ''}${name ? '' : url.searchParams.get('watch') === 'true' ? ' watch' : ' list'}`;
     this.requestCounts.set(count, (this.requestCounts.get(count) ?? 0) + 1);
@@ -558,7 +586,7 @@ export class FakeApiServer {
     };
     if (d.namespaced) obj.metadata.namespace = namespace ?? body.metadata.namespace ?? 'default';
     delete obj.metadata.deletionTimestamp;
-    if (d.status && d.validator) delete obj.status; // status is written only through /status
+    if (d.status && (d.validator || d.statusOnlyThroughSubresource)) delete obj.status; // status is written only through /status
     this.admit(d, obj);
     store.set(k, obj);
     this.emit(d, 'ADDED', obj);

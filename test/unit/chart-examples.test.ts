@@ -65,7 +65,7 @@ const hsd = (spec: object): Manifest =>
   ({ apiVersion: 'hybridserve.io/v1alpha1', kind: 'HybridServeDeployment', metadata: { name: 'x' }, spec }) as Manifest;
 
 describe('examples', () => {
-  test('cover a synthetic model, a PVC checkpoint, fixed and auto ratio and autoscaling', () => {
+  test('cover a synthetic model, a PVC checkpoint, fixed and auto ratio, autoscaling and a model over two nodes', () => {
     const specs = files
       .flatMap((f) => parseYamlDocs(readFileSync(f, 'utf8')))
       .filter((d) => d.kind === 'HybridServeDeployment')
@@ -75,6 +75,7 @@ describe('examples', () => {
     expect(specs.some((s) => typeof s.cache?.actFraction === 'number')).toBe(true);
     expect(specs.some((s) => s.cache?.actFraction === 'auto')).toBe(true);
     expect(specs.some((s) => s.autoscaling?.enabled === true)).toBe(true);
+    expect(specs.some((s) => (s as { parallelism?: { nodes?: number } }).parallelism?.nodes === 2)).toBe(true);
   });
 
   test.each(files.map((f) => [path.basename(f), f]))('%s is valid against the CRD schema and its CEL rules', async (_name, file) => {
@@ -112,6 +113,7 @@ describe('examples', () => {
     ],
     ['a missing model', { replicas: 1 }, /model/],
     ['negative replicas', { model: { uri: 'synthetic:opt-tiny' }, replicas: -1 }, /replicas/],
+    ['zero pods per replica', { model: { uri: 'synthetic:opt-tiny' }, parallelism: { nodes: 0 } }, /nodes/],
   ])('the checks reject %s', async (_what, spec, message) => {
     expect((await problems(hsd(spec))).join('\n')).toMatch(message);
   });

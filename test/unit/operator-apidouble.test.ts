@@ -76,6 +76,30 @@ describe('API test double', () => {
     expect([after.spec.replicas, after.metadata.generation]).toEqual([5, 2]);
   });
 
+  test('leaderworkersets: 404 until installed, then CRUD, server-side apply, status only through /status', async () => {
+    const lr = { type: R.leaderWorkerSet, namespace: 'default', name: 'g' };
+    const body = {
+      apiVersion: 'leaderworkerset.x-k8s.io/v1',
+      kind: 'LeaderWorkerSet',
+      metadata: { name: 'g', namespace: 'default' },
+      spec: { replicas: 1, leaderWorkerTemplate: { size: 2 } },
+      status: { readyReplicas: 9 },
+    };
+    await expect(client.apply(lr, body, 'me')).rejects.toBeInstanceOf(NotFoundError);
+    await expect(client.list({ type: R.leaderWorkerSet, namespace: 'default' })).rejects.toBeInstanceOf(NotFoundError);
+    api.installLeaderWorkerSet();
+    const created = await client.apply<Obj>(lr, body, 'me');
+    expect(created.status).toBeUndefined();
+    expect(created.spec.leaderWorkerTemplate.size).toBe(2);
+    const s = await client.mergePatch<Obj>({ ...lr, subresource: 'status' }, { status: { readyReplicas: 1, replicas: 1 } });
+    expect(s.status.readyReplicas).toBe(1);
+    const ignored = await client.mergePatch<Obj>(lr, { spec: { replicas: 2 }, status: { readyReplicas: 5 } });
+    expect([ignored.spec.replicas, ignored.status.readyReplicas, ignored.metadata.generation]).toEqual([2, 1, 2]);
+    expect((await client.list<Obj>({ type: R.leaderWorkerSet, namespace: 'default' })).items).toHaveLength(1);
+    await client.delete(lr);
+    await expect(client.get(lr)).rejects.toBeInstanceOf(NotFoundError);
+  });
+
   test('finalizers hold deletion; ownerReference GC cascades', async () => {
     const owner = await client.create<Obj>({ type: R.configMap, namespace: 'default' }, cm('owner', { finalizers: ['x/y'] }));
     await client.create(

@@ -6,6 +6,7 @@
 import { describe, test, expect } from '@jest/globals';
 import path from 'node:path';
 import { parseServeArgs } from '../../cli/serve.js';
+import { withoutPendingPipelineFlags } from './pipeline-flags.js';
 import { loadApiKeys } from '../../server/auth.js';
 import { resolveLimits } from '../../server/options.js';
 import { parseModelSpec } from '../../model/spec.js';
@@ -110,7 +111,9 @@ describe('the Deployment is a valid apps/v1 Deployment (kubernetes-models schema
 describe('the engine device follows gpusPerPod', () => {
   test('GPU groups run --device cuda with nvidia.com/gpu; gpusPerPod 0 runs --device cpu without it', () => {
     const gpu = podOf(hsd({ gpusPerPod: 2 }), [node('a', H100, '512Gi', 8)]);
-    const cfg = parseServeArgs(gpu.container.args.slice(1), envOf(gpu.container));
+    // gpusPerPod 2: one pod runs a two-stage pipeline over its GPUs.
+    expect(gpu.container.args.join(' ')).toContain('--gpus 2');
+    const cfg = parseServeArgs(withoutPendingPipelineFlags(gpu.container.args.slice(1)), envOf(gpu.container));
     expect(cfg !== 'help' && cfg.device).toBe('cuda');
     expect(gpu.container.resources.limits['nvidia.com/gpu']).toBe('2');
     expect(gpu.container.resources.requests['nvidia.com/gpu']).toBe('2');

@@ -88,6 +88,10 @@ app.kubernetes.io/component: operator
 - apiGroups: ["networking.k8s.io"]
   resources: ["networkpolicies"]
   verbs: ["create", "patch", "delete"]
+# spec.parallelism.nodes > 1: one LeaderWorkerSet per node group (server-side apply, readiness, informer, stale groups).
+- apiGroups: ["leaderworkerset.x-k8s.io"]
+  resources: ["leaderworkersets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # The feedback loop finds ready pods and scrapes their stats by pod IP.
 - apiGroups: [""]
   resources: ["pods"]
