@@ -27,7 +27,7 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
   --device cpu|cuda     engine backend (default cpu)
   --threads N           CPU worker threads (default: all cores)
   --gpu-memory SIZE     cap on the GPU memory the engine uses (cuda; default: the free memory)
-  --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
+  --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
 const OPTIONS = {
