@@ -5,7 +5,7 @@
 //   node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 \
 //        --act-fraction 0|x|auto [--gpu-memory SIZE] [--host-memory SIZE] [--resident-layers N] [--device cuda]
 //        [--gpu-cache-blocks N|all]   (blocks of the GPU cache tier; `all`: the whole batch's cache; default 0)
-//        [--weight-dtype fp16|fp8|int8|int4]   (quantised layer weights; cpu only until the CUDA staging is wired)
+//        [--weight-dtype fp16|fp8|int8|int4]   (quantised layer weights, both devices)
 //
 // It adds `batch` sequences with a synthetic prompt, runs one prefill step (the first generated
 // token) and gen − 1 decode steps, and prints ONE JSON line. Throughput is counted as the

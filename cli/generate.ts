@@ -32,7 +32,7 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
                         cpu: accepted, every layer is in memory)
   --gpu-cache-blocks N  cache blocks of the GPU tier, the rest in host memory (default 0; the cpu
                         backend emulates the tier)
-  --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
+  --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
 const OPTIONS = {

@@ -46,7 +46,7 @@ const USAGE = `usage: hybridserve serve [options]
   --max-connections N      open connections at once (default ${DEFAULT_LIMITS.maxConnections})
   --shutdown-grace S       seconds in-flight requests get on SIGTERM (default ${DEFAULT_LIMITS.shutdownGraceMs / 1000})
   --threads N              CPU engine threads, at most the cores (default: all cores)
-  --weight-dtype D         layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
+  --weight-dtype D         layer weight format: fp16 (default), fp8, int8 or int4
   --prefix-caching on|off  reuse the cache of prompt blocks shared with earlier requests (default on)
   --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)`;
 

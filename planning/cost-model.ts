@@ -56,6 +56,17 @@ export const HOST_SECONDS_PER_SEQUENCE = 61e-6;
 export const MIN_MINIBATCH_TOKENS = 8192;
 
 /**
+ * GPU bytes of the layer buffers, counted as two layers (the engine's third slot falls in the
+ * reserve). fp16: two slots when any layer streams, none when all are resident. Quantised weights
+ * (issue 14) are dequantised into fp16 slots before the GEMMs, resident ones too, so two fp16 slots
+ * always, plus, when layers stream, two staging areas of the quantised bytes that PCIe carries.
+ */
+export function layerBuffers(mp: ModelProfile, streams: boolean): number {
+  if (mp.weightDtype === 'fp16') return streams ? 2 * mp.layerBytes : 0;
+  return 2 * mp.slotLayerBytes + (streams ? 2 * mp.layerBytes : 0);
+}
+
+/**
  * Lays out the GPU budget: fixed reserve and head first, then as many resident layers as fit next to
  * the cache working buffers for at least max(seqTokens, MIN_MINIBATCH_TOKENS) tokens; what is left
  * grows the cache buffers. Throws PlanError when not even one streamed layer fits.
@@ -71,33 +82,33 @@ export function gpuLayout(mp: ModelProfile, gpuBudgetBytes: number, seqTokens: n
   const L = mp.numLayers;
 
   let residentLayers: number;
-  let layerBufferBytes: number;
-  if (fixed + L * mp.layerBytes + minCache <= gpuBudgetBytes) {
+  let buffers: number;
+  if (fixed + L * mp.layerBytes + layerBuffers(mp, false) + minCache <= gpuBudgetBytes) {
     residentLayers = L;
-    layerBufferBytes = 0;
+    buffers = layerBuffers(mp, false);
   } else {
-    layerBufferBytes = 2 * mp.layerBytes;
-    const avail = gpuBudgetBytes - fixed - layerBufferBytes - minCache;
+    buffers = layerBuffers(mp, true);
+    const avail = gpuBudgetBytes - fixed - buffers - minCache;
     if (avail < 0) {
       throw new PlanError(
         `GPU memory ${fmtGiB(gpuBudgetBytes)} is too small for ${mp.name}: needs at least ` +
-          `${fmtGiB(fixed + layerBufferBytes + minCache)} (reserve ${fmtGiB(reserveBytes)} + embeddings/lm_head ` +
-          `${fmtGiB(mp.headBytes)} + two layer buffers ${fmtGiB(layerBufferBytes)} + cache buffers ${fmtGiB(minCache)})`,
+          `${fmtGiB(fixed + buffers + minCache)} (reserve ${fmtGiB(reserveBytes)} + embeddings/lm_head ` +
+          `${fmtGiB(mp.headBytes)} + layer buffers ${fmtGiB(buffers)} + cache buffers ${fmtGiB(minCache)})`,
       );
     }
     residentLayers = Math.min(L - 1, Math.floor(avail / mp.layerBytes));
   }
-  const cacheBufferBytes = gpuBudgetBytes - fixed - layerBufferBytes - residentLayers * mp.layerBytes;
+  const cacheBufferBytes = gpuBudgetBytes - fixed - buffers - residentLayers * mp.layerBytes;
   const miniBatchTokens = Math.floor(cacheBufferBytes / perTokenBuf);
   return {
     budgetBytes: gpuBudgetBytes,
     reserveBytes,
     headBytes: mp.headBytes,
     residentLayers,
-    layerBufferBytes,
+    layerBufferBytes: buffers,
     cacheBufferBytes,
     miniBatchTokens,
-    usedBytes: reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + cacheBufferBytes,
+    usedBytes: reserveBytes + mp.headBytes + buffers + residentLayers * mp.layerBytes + cacheBufferBytes,
   };
 }
 

@@ -53,6 +53,11 @@ export interface ModelProfile {
   layerMatmulParams: number;
   /** One layer's weights: GEMM weights in weightDtype, norms and biases in elementBytes. */
   layerBytes: number;
+  /**
+   * One layer as the GPU's GEMMs read it, all in elementBytes: the fp16 slot a quantised layer is
+   * dequantised into (equal to layerBytes for fp16).
+   */
+  slotLayerBytes: number;
   /** Embeddings, positions, final norm and (untied) lm_head: kept on the GPU, always 16-bit. */
   headBytes: number;
   weightBytes: number;
@@ -130,6 +135,7 @@ export function modelProfile(cfg: ModelConfig, elementBytes = 2, weightDtype: We
     layerParams,
     layerMatmulParams,
     layerBytes: layerBytes(layerMatmulParams, layerExtra),
+    slotLayerBytes: layerParams * elementBytes,
     headBytes: headParams * elementBytes,
     weightBytes: layers * layerBytes(layerMatmulParams, layerExtra) + headParams * elementBytes,
     kvBytesPerToken: 2 * kvDim * elementBytes,

@@ -9,7 +9,16 @@
 import type { HardwareProfile } from './hardware.js';
 import type { ModelProfile } from './model-profile.js';
 import { PlanError } from './errors.js';
-import { MIN_MINIBATCH_TOKENS, fmtGiB, gpuLayout, predict, type GpuLayout, type Prediction, type WorkloadShape } from './cost-model.js';
+import {
+  MIN_MINIBATCH_TOKENS,
+  fmtGiB,
+  gpuLayout,
+  layerBuffers,
+  predict,
+  type GpuLayout,
+  type Prediction,
+  type WorkloadShape,
+} from './cost-model.js';
 import { capacitySequences } from './allocation.js';
 import { grid } from './solver.js';
 
@@ -22,7 +31,7 @@ export function gpuKvBlockBytes(mp: ModelProfile, blockTokens: number): number {
 
 /**
  * Lays out the GPU budget for a given number of resident layers: reserve and head, the resident
- * layers, two layer buffers when any layer streams, staging buffers for one mini-batch of host-tier
+ * layers, the layer buffers (layerBuffers), staging buffers for one mini-batch of host-tier
  * cache, and the rest as GPU KV blocks. Undefined when the parts do not fit.
  */
 export function tieredLayout(
@@ -35,7 +44,7 @@ export function tieredLayout(
   const L = mp.numLayers;
   if (!(Number.isInteger(residentLayers) && residentLayers >= 0 && residentLayers <= L)) return undefined;
   const reserveBytes = Math.max(GiB, 0.03 * budgetBytes);
-  const layerBufferBytes = residentLayers < L ? 2 * mp.layerBytes : 0;
+  const layerBufferBytes = layerBuffers(mp, residentLayers < L);
   const perTokenBuf = 2 * (mp.kvBytesPerToken + mp.actBytesPerToken);
   const cacheBufferBytes = perTokenBuf * Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
   const fixed = reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + cacheBufferBytes;

@@ -22,6 +22,11 @@
 #             (acceptance 1); a 24 GiB budget (acceptance 2); everything on the host (acceptance 3)
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
 #   contract  issue 11 acceptance 3: node dist/bench/engine-contract.js (token counts, cpu vs cuda)
+#   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
+#             then int4 weights in one process (ACT fraction auto, solved with each format's layer
+#             bytes), printing fp8/fp16 and int4/fp16 total tokens/s; then the 24 GiB row (default
+#             placement, 28 GPU cache blocks) in fp16 and fp8. Also as halves: quant_host, quant_24g.
+#             (test and sanitize cover the quantised CUDA-vs-CPU model tests: *_quantized_matches_cpu_*.)
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -241,6 +246,41 @@ stage_tiertest() {
   compute-sanitizer --tool memcheck --error-exitcode 3 $B/hs_cuda_tests tiers_match_cpu_opt_tiny >"$OUT/sanitize-tiers.log" 2>&1
   tail -4 "$OUT/sanitize-tiers.log" | tee -a "$OUT/gpu-run.log"
 }
+
+quant_json() { $B/hs_cuda_bench "$@" 2>>"$OUT/quant-stderr.log" | tee -a "$OUT/quant.jsonl"; }
+
+# Total tokens/s of each format over fp16 among the quant.jsonl rows of one regime.
+quant_ratios() {
+  python3 - "$OUT/quant.jsonl" "$1" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+regime = sys.argv[2]
+pick = [r for r in rows if (r["gpuKvBlocks"] == 0 and r["residentLayers"] == 0) == (regime == "host")]
+by = {r["weightDtype"]: r for r in pick}
+base = by.get("fp16")
+for d, r in by.items():
+    ratio = r["totalTokensPerSecond"] / base["totalTokensPerSecond"] if base else float("nan")
+    print(f"[quant {regime}] {d}: total {r['totalTokensPerSecond']:.1f} tok/s, decode {r['decodeTokensPerSecond']:.1f}, "
+          f"a={r['actFraction']:.3f}, weights h2d/step {r['bytesPerDecodeStep']['weightsH2D']/1e9:.2f} GB, "
+          f"step {r['meanDecodeStepSeconds']:.3f} s; {d}/fp16 = {ratio:.3f}")
+PY
+}
+
+stage_quant_host() {
+  # Acceptance 3: all on the host (no resident layer, no GPU cache), fp16, fp8, int4 in one process.
+  quant_json --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto --resident-layers 0 \
+    --gpu-cache-blocks 0 --weight-dtype fp16,fp8,int4 || return 1
+  quant_ratios host | tee -a "$OUT/gpu-run.log"
+}
+
+stage_quant_24g() {
+  # The memory-tiers 24 GiB row: resident layers as the engine fits them (fp8 keeps them quantised).
+  quant_json --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto --gpu-memory 24G \
+    --resident-layers -1 --gpu-cache-blocks 28 --weight-dtype fp16,fp8 || return 1
+  quant_ratios 24g | tee -a "$OUT/gpu-run.log"
+}
+
+stage_quant() { stage_quant_host; local rc=$?; stage_quant_24g || rc=1; return $rc; }
 
 for s in "$@"; do
   log "stage $s"

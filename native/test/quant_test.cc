@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -103,6 +104,34 @@ HS_TEST(quant_layout_sizes) {
   HS_CHECK(ParseWeightFormat("int4", &f) && f == WeightFormat::INT4);
   HS_CHECK(ParseWeightFormat("fp16", &f) && f == WeightFormat::Native);
   HS_CHECK(!ParseWeightFormat("int3", &f));
+}
+
+// A matrix large enough for Quantize to split its rows over threads gives, byte for byte, what
+// quantising each row alone gives (the serial path).
+HS_TEST(quant_threaded_matches_row_by_row) {
+  const int64_t rows = 1024, cols = 4160;  // 4.26M elements (threaded); int4: a partial last group
+  std::vector<float> w(static_cast<size_t>(rows * cols));
+  uint32_t x = 17;
+  for (float& v : w) {
+    x = x * 1664525u + 1013904223u;
+    v = static_cast<float>(static_cast<int32_t>(x >> 8) - (1 << 23)) / (1 << 23) * 0.7f;
+  }
+  for (WeightFormat f : {WeightFormat::FP8, WeightFormat::INT8, WeightFormat::INT4}) {
+    std::vector<uint8_t> all(QuantizedBytes(f, rows, cols)), one(QuantizedBytes(f, 1, cols));
+    Quantize(w.data(), rows, cols, f, all.data());
+    const QuantView a = ViewQuantized(f, rows, cols, all.data());
+    const size_t stride = CodeStride(f, cols);
+    const int64_t groups = ScaleGroups(f, cols);
+    int bad = 0;
+    for (int64_t r = 0; r < rows; ++r) {
+      Quantize(w.data() + r * cols, 1, cols, f, one.data());
+      const QuantView o = ViewQuantized(f, 1, cols, one.data());
+      bad += std::memcmp(a.codes + r * stride, o.codes, stride) != 0;
+      bad += std::memcmp(a.scales + r * groups, o.scales, groups * sizeof(float)) != 0;
+      if (f == WeightFormat::INT4) bad += std::memcmp(a.zeros + r * groups, o.zeros, groups) != 0;
+    }
+    HS_CHECK_EQ(bad, 0);
+  }
 }
 
 HS_TEST(quant_round_trip_within_format_bound) {

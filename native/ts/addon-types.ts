@@ -67,8 +67,8 @@ export interface NativeEngineOptions {
    * Storage of the decoder layers' GEMM weights (issue 14), quantised at load from the checkpoint
    * or synthetic f32 values: 'fp16' (default: the store dtype, f32 on the CPU), 'fp8' (e4m3,
    * per-output-channel scale), 'int8' (per-channel scale), 'int4' (groups of 128, scale + zero
-   * point). Embeddings, norms, biases and lm_head stay unquantised. CPU only for now: the cuda
-   * device refuses anything but 'fp16' until its staging path dequantises.
+   * point). Embeddings, norms, biases and lm_head stay unquantised. Both devices: the cuda
+   * device streams the quantised bytes and dequantises them into its fp16 layer slot.
    */
   weightDtype?: 'fp16' | 'fp8' | 'int8' | 'int4';
 }

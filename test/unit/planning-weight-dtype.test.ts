@@ -1,6 +1,7 @@
 // Issue 14: planning counts the layer GEMM weights in their format and nothing else.
 import { describe, expect, test } from '@jest/globals';
 import { PlanError, modelProfile, parseWeightDtype, weightElementBytes } from '../../planning/index.js';
+import { gpuLayout, layerBuffers } from '../../planning/cost-model.js';
 import { parseModelSpec } from '../../model/spec.js';
 import type { ModelConfig } from '../../model/types.js';
 
@@ -40,5 +41,29 @@ describe('weight formats in the model profile', () => {
   test('unknown formats are a PlanError', () => {
     expect(() => parseWeightDtype('int3')).toThrow(PlanError);
     expect(() => modelProfile(preset('opt-tiny'), 2, 'bf16' as never)).toThrow(/weight dtype must be one of fp16, fp8, int8, int4/);
+  });
+});
+
+describe('GPU layer buffers follow the CUDA engine (dequantise into fp16 slots)', () => {
+  const GiB = 2 ** 30;
+  test('fp16 streams through two fp16 slots; quantised layers always need fp16 slots, plus staging when streaming', () => {
+    const cfg = preset('opt-13b');
+    const fp16 = modelProfile(cfg, 2);
+    const fp8 = modelProfile(cfg, 2, 'fp8');
+    expect(fp8.slotLayerBytes).toBe(fp16.layerBytes);
+    expect(layerBuffers(fp16, false)).toBe(0);
+    expect(layerBuffers(fp16, true)).toBe(2 * fp16.layerBytes);
+    expect(layerBuffers(fp8, false)).toBe(2 * fp16.layerBytes);
+    expect(layerBuffers(fp8, true)).toBe(2 * fp16.layerBytes + 2 * fp8.layerBytes);
+    // Every layer resident on a large card: the quantised layout still holds the two fp16 slots.
+    const big = gpuLayout(fp8, 120 * GiB, 8192);
+    expect(big.residentLayers).toBe(40);
+    expect(big.layerBufferBytes).toBe(2 * fp16.layerBytes);
+    // 24 GiB: what the layout uses adds up to the budget with the buffers counted.
+    const small = gpuLayout(fp8, 24 * GiB, 8192);
+    expect(small.usedBytes).toBeCloseTo(24 * GiB, -3);
+    expect(small.reserveBytes + small.headBytes + small.layerBufferBytes + small.residentLayers * fp8.layerBytes).toBeLessThanOrEqual(
+      24 * GiB,
+    );
   });
 });

@@ -173,12 +173,10 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
     throw ArgRangeError(env, "options.device must be 'cpu' or 'cuda', got '" + c.device.device + "'");
   c.config = ParseConfig(env, Field(o, "config"));
   c.weights = ParseWeights(env, Field(o, "weights"));
-  if (Present(Field(o, "weightDtype"))) {  // issue 14; the CUDA staging path does not read quantised weights yet
+  if (Present(Field(o, "weightDtype"))) {  // issue 14: both backends read every format
     const std::string f = ToString(env, Field(o, "weightDtype"), "options.weightDtype");
     if (!ParseWeightFormat(f, &c.weights.format))
       throw Napi::RangeError::New(env, "options.weightDtype must be 'fp16', 'fp8', 'int8' or 'int4', got '" + f + "'");
-    if (c.device.device == "cuda" && c.weights.format != WeightFormat::Native)
-      throw Napi::RangeError::New(env, "options.weightDtype '" + f + "' is not supported on the cuda device yet");
   }
   c.pools.block_tokens = (int)ToInteger(env, Field(o, "blockTokens"), "options.blockTokens", 1, 4096);
   c.pools.kv_blocks = (int)ToInteger(env, Field(o, "kvBlocks"), "options.kvBlocks", 0, kMaxInt);

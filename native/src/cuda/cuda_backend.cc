@@ -22,6 +22,14 @@ HostModel ModelView(const ModelConfig& cfg, const HostWeights& w) {
     return t ? t->f16() : nullptr;
   };
   auto req = [&](const std::string& n) -> const half_bits* { return w.get(n).f16(); };
+  // A GEMM weight: fp16 into `f16`, or (issue 14) the quantised buffer's view into `qv`.
+  auto mat = [&](const std::string& n, const half_bits*& f16, HostQuant& qv) {
+    const HostTensor& t = w.get(n);
+    if (t.quantized())
+      qv = HostQuant{t.quant(), t.bytes};
+    else
+      f16 = t.f16();
+  };
   const bool is_opt = cfg.arch == Arch::OPT;
   HostModel m;
   m.cfg = cfg;
@@ -40,10 +48,10 @@ HostModel ModelView(const ModelConfig& cfg, const HostWeights& w) {
     auto L = [i](const char* leaf) { return HostWeights::layer_name(i, leaf); };
     HostLayer l;
     l.attn_norm_w = req(L("attn_norm.weight"));
-    l.wq = req(L("q_proj.weight"));
-    l.wk = req(L("k_proj.weight"));
-    l.wv = req(L("v_proj.weight"));
-    l.wo = req(L("o_proj.weight"));
+    mat(L("q_proj.weight"), l.wq, l.qq);
+    mat(L("k_proj.weight"), l.wk, l.qk);
+    mat(L("v_proj.weight"), l.wv, l.qv);
+    mat(L("o_proj.weight"), l.wo, l.qo);
     l.ffn_norm_w = req(L("ffn_norm.weight"));
     if (is_opt) {
       l.attn_norm_b = req(L("attn_norm.bias"));
@@ -52,14 +60,14 @@ HostModel ModelView(const ModelConfig& cfg, const HostWeights& w) {
       l.bv = req(L("v_proj.bias"));
       l.bo = req(L("o_proj.bias"));
       l.ffn_norm_b = req(L("ffn_norm.bias"));
-      l.w1 = req(L("fc1.weight"));
+      mat(L("fc1.weight"), l.w1, l.q1);
       l.b1 = req(L("fc1.bias"));
-      l.w2 = req(L("fc2.weight"));
+      mat(L("fc2.weight"), l.w2, l.q2);
       l.b2 = req(L("fc2.bias"));
     } else {
-      l.w1 = req(L("gate_proj.weight"));
-      l.w3 = req(L("up_proj.weight"));
-      l.w2 = req(L("down_proj.weight"));
+      mat(L("gate_proj.weight"), l.w1, l.q1);
+      mat(L("up_proj.weight"), l.w3, l.q3);
+      mat(L("down_proj.weight"), l.w2, l.q2);
     }
     m.layers.push_back(l);
   }

@@ -17,6 +17,9 @@
 #include "cuda/bias_relu.cuh"
 #include "cuda/causal_softmax.cuh"
 #include "cuda/cuda_check.h"
+#include "cuda/dequant_fp8.cuh"
+#include "cuda/dequant_int4.cuh"
+#include "cuda/dequant_int8.cuh"
 #include "cuda/embed.cuh"
 #include "cuda/gather_pages.cuh"
 #include "cuda/gather_rows.cuh"
@@ -75,36 +78,84 @@ SlotLayout MakeSlotLayout(const ModelConfig& c) {
   return s;
 }
 
+// One tensor of a layer. fp16 tensors are copied as they are; a quantised GEMM weight (issue 14)
+// travels as its quantised buffer (`bytes` of core/quant.h's layout) into the layer's raw area at
+// byte `raw` (a stream slot's staging area, or a resident layer's device copy) and is then
+// dequantised into the fp16 slot at `dst`, so the GEMMs read the same slot layout either way.
 struct Copy {
   size_t dst;  // element offset in the slot
-  const half_bits* src;
-  size_t elems;
+  const void* src;
+  size_t bytes;  // host bytes: elems * 2 for fp16, QuantizedBytes for a quantised weight
+  size_t raw;    // byte offset in the layer's raw area (256-byte aligned: the scales are floats)
+  WeightFormat format;
+  int64_t rows, cols;  // quantised weights only
+  bool quantized() const { return format != WeightFormat::Native; }
 };
 
-std::vector<Copy> LayerCopies(const ModelConfig& c, const SlotLayout& s, const HostLayer& w) {
-  const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), f = c.ffn_size;
+struct LayerCopyList {
   std::vector<Copy> v;
+  size_t raw_bytes = 0;  // size of the raw area that holds every tensor of the layer
+  bool quantized = false;
+};
+
+LayerCopyList LayerCopies(const ModelConfig& c, const SlotLayout& s, const HostLayer& w) {
+  const size_t h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), f = c.ffn_size;
+  LayerCopyList out;
+  auto put = [&](Copy cp) {
+    cp.raw = out.raw_bytes;
+    out.raw_bytes = (out.raw_bytes + cp.bytes + 255) / 256 * 256;
+    out.quantized = out.quantized || cp.quantized();
+    out.v.push_back(cp);
+  };
   auto add = [&](size_t dst, const half_bits* src, size_t n) {
-    if (src) v.push_back({dst, src, n});
+    if (src) put({dst, src, n * 2, 0, WeightFormat::Native, 0, 0});
+  };
+  // A GEMM weight [rows, cols]: fp16, or quantised when the adapter handed its buffer.
+  auto mat = [&](size_t dst, const half_bits* src, const HostQuant& hq, size_t rows, size_t cols) {
+    if (hq.empty()) return add(dst, src, rows * cols);
+    if (hq.q.rows != static_cast<int64_t>(rows) || hq.q.cols != static_cast<int64_t>(cols) ||
+        hq.bytes != QuantizedBytes(hq.q.format, hq.q.rows, hq.q.cols))
+      throw std::invalid_argument("cuda backend: a quantised weight's shape does not match the model config");
+    put({dst, hq.q.codes, hq.bytes, 0, hq.q.format, hq.q.rows, hq.q.cols});
   };
   add(s.norm1_w, w.attn_norm_w, h);
   add(s.norm1_b, w.attn_norm_b, h);
-  add(s.wqkv, w.wq, q * h);
-  add(s.wqkv + q * h, w.wk, kv * h);
-  add(s.wqkv + (q + kv) * h, w.wv, kv * h);
+  mat(s.wqkv, w.wq, w.qq, q, h);
+  mat(s.wqkv + q * h, w.wk, w.qk, kv, h);
+  mat(s.wqkv + (q + kv) * h, w.wv, w.qv, kv, h);
   add(s.bqkv, w.bq, q);
   add(s.bqkv + q, w.bk, kv);
   add(s.bqkv + q + kv, w.bv, kv);
-  add(s.wo, w.wo, h * q);
+  mat(s.wo, w.wo, w.qo, h, q);
   add(s.bo, w.bo, h);
   add(s.norm2_w, w.ffn_norm_w, h);
   add(s.norm2_b, w.ffn_norm_b, h);
-  add(s.w1, w.w1, f * h);
-  add(s.w1 + f * h, w.w3, f * h);
+  mat(s.w1, w.w1, w.q1, f, h);
+  mat(s.w1 + f * h, w.w3, w.q3, f, h);
   add(s.b1, w.b1, f);
-  add(s.w2, w.w2, h * f);
+  mat(s.w2, w.w2, w.q2, h, f);
   add(s.b2, w.b2, h);
-  return v;
+  return out;
+}
+
+// Dequantises one weight from its raw buffer (device) into the fp16 slot.
+void LaunchDequant(const Copy& cp, const uint8_t* raw, __half* slot, cudaStream_t st) {
+  const uint8_t* b = raw + cp.raw;
+  const auto* scales = reinterpret_cast<const float*>(b + ScalesOffset(cp.format, cp.rows, cp.cols));
+  __half* out = slot + cp.dst;
+  switch (cp.format) {
+    case WeightFormat::FP8:
+      LaunchDequantFp8(b, scales, cp.rows, cp.cols, out, st);
+      break;
+    case WeightFormat::INT8:
+      LaunchDequantInt8(reinterpret_cast<const int8_t*>(b), scales, cp.rows, cp.cols, out, st);
+      break;
+    case WeightFormat::INT4:
+      LaunchDequantInt4(b, scales, b + ZerosOffset(cp.format, cp.rows, cp.cols), cp.rows, cp.cols, out, st);
+      break;
+    case WeightFormat::Native:
+      break;
+  }
 }
 
 enum Phase { kTransfer = 0, kCompute = 1, kRecompute = 2 };
@@ -160,22 +211,31 @@ struct CudaEngine::Impl {
   int L, h, q, kv, hd, ffn, bt;
   float scale;
 
-  cudaStream_t s_w = nullptr, s_c = nullptr, s_st = nullptr, s_x = nullptr;
+  // s_dq dequantises quantised weights (issue 14) after s_w copied them, so that the next layer's
+  // copy need not wait for the previous layer's dequantisation.
+  cudaStream_t s_w = nullptr, s_c = nullptr, s_st = nullptr, s_x = nullptr, s_dq = nullptr;
   cublasHandle_t blas = nullptr;
   int64_t budget = 0, held = 0;
   int resident = 0;
+  // Quantised weights: every layer computes from a stream slot, resident ones dequantised there from
+  // their quantised device copy; staged0 is the first layer that goes through the slots.
+  bool quant = false;
+  int staged0 = 0;
   std::string name;
 
   __half *embed_d = nullptr, *pos_d = nullptr, *fnorm_w = nullptr, *fnorm_b = nullptr, *lm_head_d = nullptr;
   std::vector<__half*> resident_slot;
   __half* stream_slot[kSlots] = {};
-  std::vector<std::vector<Copy>> copies;
-  std::vector<int64_t> layer_bytes;
+  std::vector<LayerCopyList> copies;
+  std::vector<int64_t> layer_bytes;    // host bytes of a layer (quantised bytes for quantised weights)
+  std::vector<uint8_t*> resident_raw;  // quantised resident layers' raw areas
+  uint8_t* stage_raw[kSlots] = {};     // per slot: the streamed layer's quantised buffers
+  size_t max_raw = 0;
   std::vector<void*> device_allocs;
   std::vector<void*> registered;
 
-  cudaEvent_t ev_w_ready[kSlots], ev_slot_free[kSlots], ev_load[kSets], ev_comp[kSets], ev_store[kSets], ev_start,
-      ev_end, ev_join[3];
+  cudaEvent_t ev_w_ready[kSlots], ev_slot_free[kSlots], ev_raw[kSlots], ev_load[kSets], ev_comp[kSets], ev_store[kSets],
+      ev_start, ev_end, ev_join[4];
   bool first_prefetched = false;
   std::vector<cudaEvent_t> tev;
   size_t tev_used = 0;
@@ -211,7 +271,8 @@ struct CudaEngine::Impl {
     HS_CUDA_CHECK(cudaMemcpy(d, src, elems * 2, cudaMemcpyHostToDevice));
     return d;
   }
-  __half* Slot(int l) const { return l < resident ? resident_slot[l] : stream_slot[(l - resident) % kSlots]; }
+  int SlotIndex(int l) const { return (l - staged0) % kSlots; }
+  __half* Slot(int l) const { return l < staged0 ? resident_slot[l] : stream_slot[SlotIndex(l)]; }
 
   // Pools must be page-locked and mapped: loads are async copies and stores are kernel writes.
   void EnsurePinned(uint8_t* lo, uint8_t* hi) {
@@ -261,12 +322,12 @@ struct CudaEngine::Impl {
     cudaDeviceProp prop{};
     HS_CUDA_CHECK(cudaGetDeviceProperties(&prop, opt.device));
     name = prop.name;
-    for (cudaStream_t* s : {&s_w, &s_c, &s_st, &s_x})
+    for (cudaStream_t* s : {&s_w, &s_c, &s_st, &s_x, &s_dq})
       HS_CUDA_CHECK(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
     if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cuda backend: cublasCreate failed");
     cublasSetStream(blas, s_x);
     for (int i = 0; i < kSlots; ++i)
-      for (cudaEvent_t* e : {&ev_w_ready[i], &ev_slot_free[i]})
+      for (cudaEvent_t* e : {&ev_w_ready[i], &ev_slot_free[i], &ev_raw[i]})
         HS_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
     for (int i = 0; i < kSets; ++i)
       for (cudaEvent_t* e : {&ev_load[i], &ev_comp[i], &ev_store[i]})
@@ -300,30 +361,12 @@ struct CudaEngine::Impl {
     for (int l = 0; l < L; ++l) {
       copies.push_back(LayerCopies(cfg, sl, m.layers[l]));
       int64_t b = 0;
-      for (const Copy& cp : copies.back()) b += cp.elems * 2;
+      for (const Copy& cp : copies.back().v) b += cp.bytes;
       layer_bytes.push_back(b);
+      quant = quant || copies.back().quantized;
+      max_raw = std::max(max_raw, copies.back().raw_bytes);
     }
-    const int64_t slot_bytes = static_cast<int64_t>(sl.total) * 2;
-    if (opt.resident_layers >= 0) {
-      resident = std::min(opt.resident_layers, L);
-    } else {
-      const int64_t avail = budget - held - budget / 4;
-      resident = avail >= L * slot_bytes
-                     ? L
-                     : static_cast<int>(std::max<int64_t>(0, (avail - kSlots * slot_bytes) / slot_bytes));
-    }
-    for (int l = 0; l < resident; ++l) {
-      auto* d = static_cast<__half*>(Alloc(slot_bytes));
-      device_allocs.push_back(d);
-      resident_slot.push_back(d);
-      for (const Copy& cp : copies[l])
-        HS_CUDA_CHECK(cudaMemcpy(d + cp.dst, cp.src, cp.elems * 2, cudaMemcpyHostToDevice));
-    }
-    if (resident < L)
-      for (auto& s : stream_slot) {
-        s = static_cast<__half*>(Alloc(slot_bytes));
-        device_allocs.push_back(s);
-      }
+    PlaceLayers();
 
     const CacheGeometry g = Geometry();
     uint8_t *kv_lo = nullptr, *kv_hi = nullptr, *act_lo = nullptr, *act_hi = nullptr;
@@ -355,15 +398,57 @@ struct CudaEngine::Impl {
     for (void* p : registered) cudaHostUnregister(p);
     for (cudaEvent_t e : tev) cudaEventDestroy(e);
     for (int i = 0; i < kSlots; ++i)
-      for (cudaEvent_t e : {ev_w_ready[i], ev_slot_free[i]}) cudaEventDestroy(e);
+      for (cudaEvent_t e : {ev_w_ready[i], ev_slot_free[i], ev_raw[i]}) cudaEventDestroy(e);
     for (int i = 0; i < kSets; ++i)
       for (cudaEvent_t e : {ev_load[i], ev_comp[i], ev_store[i]}) cudaEventDestroy(e);
     for (cudaEvent_t e : ev_join) cudaEventDestroy(e);
     cudaEventDestroy(ev_start);
     cudaEventDestroy(ev_end);
     if (blas) cublasDestroy(blas);
-    for (cudaStream_t s : {s_w, s_c, s_st, s_x})
+    for (cudaStream_t s : {s_w, s_c, s_st, s_x, s_dq})
       if (s) cudaStreamDestroy(s);
+  }
+
+  // Resident layers and the stream slots. fp16: a resident layer lives in its own fp16 slot.
+  // Quantised (issue 14): a resident layer stays quantised (its raw area, as planning counts it) and
+  // is dequantised into a stream slot when used, so every layer goes through the slots.
+  void PlaceLayers() {
+    const int64_t slot_bytes = static_cast<int64_t>(sl.total) * 2;
+    const int64_t per_layer = quant ? static_cast<int64_t>(max_raw) : slot_bytes;
+    const int64_t buffers = quant ? kSlots * (slot_bytes + static_cast<int64_t>(max_raw)) : kSlots * slot_bytes;
+    if (opt.resident_layers >= 0) {
+      resident = std::min(opt.resident_layers, L);
+    } else {
+      const int64_t avail = budget - held - budget / 4;
+      const int64_t all = L * per_layer + (quant ? kSlots * slot_bytes : 0);
+      resident = avail >= all ? L : static_cast<int>(std::max<int64_t>(0, (avail - buffers) / per_layer));
+    }
+    staged0 = quant ? 0 : resident;
+    for (int l = 0; l < resident; ++l) {
+      if (quant) {
+        auto* d = static_cast<uint8_t*>(Alloc(copies[l].raw_bytes));
+        device_allocs.push_back(d);
+        resident_raw.push_back(d);
+        for (const Copy& cp : copies[l].v)
+          HS_CUDA_CHECK(cudaMemcpy(d + cp.raw, cp.src, cp.bytes, cudaMemcpyHostToDevice));
+        continue;
+      }
+      auto* d = static_cast<__half*>(Alloc(slot_bytes));
+      device_allocs.push_back(d);
+      resident_slot.push_back(d);
+      for (const Copy& cp : copies[l].v)
+        HS_CUDA_CHECK(cudaMemcpy(d + cp.dst, cp.src, cp.bytes, cudaMemcpyHostToDevice));
+    }
+    if (staged0 < L)
+      for (auto& s : stream_slot) {
+        s = static_cast<__half*>(Alloc(slot_bytes));
+        device_allocs.push_back(s);
+      }
+    if (quant && resident < L)
+      for (auto& s : stage_raw) {
+        s = static_cast<uint8_t*>(Alloc(max_raw));
+        device_allocs.push_back(s);
+      }
   }
 
   CacheGeometry Geometry() const { return CacheGeometry{bt, h, kv}; }
@@ -372,15 +457,39 @@ struct CudaEngine::Impl {
   }
 
   // ---- weights -------------------------------------------------------------------------------------
+  // Layer l into its stream slot: a streamed layer's bytes over PCIe (quantised weights into the
+  // slot's staging area), then, for quantised layers, the dequantisation on s_dq (a resident one's
+  // from its device copy) before the slot's ready event.
   void LoadWeights(int l, bool timed, StepCounters& ctr) {
-    const int slot = (l - resident) % kSlots;
+    const int slot = SlotIndex(l);
+    const bool on_host = l >= resident;
+    __half* dst = stream_slot[slot];
     HS_CUDA_CHECK(cudaStreamWaitEvent(s_w, ev_slot_free[slot], 0));
-    cudaEvent_t a = timed ? Mark(s_w) : nullptr;
-    for (const Copy& cp : copies[l])
-      HS_CUDA_CHECK(cudaMemcpyAsync(stream_slot[slot] + cp.dst, cp.src, cp.elems * 2, cudaMemcpyHostToDevice, s_w));
-    if (timed) ivs.push_back({a, Mark(s_w), kTransfer});
-    HS_CUDA_CHECK(cudaEventRecord(ev_w_ready[slot], s_w));
-    ctr.weight_bytes_h2d += layer_bytes[l];
+    if (on_host) {
+      cudaEvent_t a = timed ? Mark(s_w) : nullptr;
+      for (const Copy& cp : copies[l].v)
+        HS_CUDA_CHECK(cudaMemcpyAsync(
+            cp.quantized() ? static_cast<void*>(stage_raw[slot] + cp.raw) : static_cast<void*>(dst + cp.dst), cp.src,
+            cp.bytes, cudaMemcpyHostToDevice, s_w));
+      if (timed) ivs.push_back({a, Mark(s_w), kTransfer});
+      ctr.weight_bytes_h2d += layer_bytes[l];
+    }
+    if (!quant) {
+      HS_CUDA_CHECK(cudaEventRecord(ev_w_ready[slot], s_w));
+      return;
+    }
+    HS_CUDA_CHECK(cudaEventRecord(ev_raw[slot], s_w));
+    HS_CUDA_CHECK(cudaStreamWaitEvent(s_dq, ev_raw[slot], 0));
+    cudaEvent_t a = timed ? Mark(s_dq) : nullptr;
+    const uint8_t* raw = on_host ? stage_raw[slot] : resident_raw[l];
+    for (const Copy& cp : copies[l].v) {
+      if (cp.quantized())
+        LaunchDequant(cp, raw, dst, s_dq);
+      else if (!on_host)
+        HS_CUDA_CHECK(cudaMemcpyAsync(dst + cp.dst, raw + cp.raw, cp.bytes, cudaMemcpyDeviceToDevice, s_dq));
+    }
+    if (timed) ivs.push_back({a, Mark(s_dq), kCompute});
+    HS_CUDA_CHECK(cudaEventRecord(ev_w_ready[slot], s_dq));
   }
 
   // ---- cache loads -------------------------------------------------------------------------------
@@ -600,20 +709,20 @@ struct CudaEngine::Impl {
     // Zig-zag over (layer, mini-batch) items with triple-buffered weights and cache.
     const int K = static_cast<int>(lay.size());
     const int items = L * K;
-    if (resident < L && !first_prefetched) LoadWeights(resident, true, ctr);
+    if (staged0 < L && !first_prefetched) LoadWeights(staged0, true, ctr);
     first_prefetched = false;
     if (items > 0) LoadCache(0, lay[0], 0, ctr);
     for (int i = 0; i < items; ++i) {
       const int l = i / K, k = i % K, set = i % kSets;
       if (k == 0) {
-        if (l + 1 < L && l + 1 > resident) LoadWeights(l + 1, true, ctr);
-        if (l >= resident) HS_CUDA_CHECK(cudaStreamWaitEvent(s_x, ev_w_ready[(l - resident) % kSlots], 0));
+        if (l + 1 < L && l + 1 > staged0) LoadWeights(l + 1, true, ctr);
+        if (l >= staged0) HS_CUDA_CHECK(cudaStreamWaitEvent(s_x, ev_w_ready[SlotIndex(l)], 0));
       }
       if (i + 1 < items) LoadCache((i + 1) / K, lay[(i + 1) % K], (i + 1) % kSets, ctr);
       HS_CUDA_CHECK(cudaStreamWaitEvent(s_x, ev_load[set], 0));
       Compute(l, lay[k], dev[k], set);
       Store(l, lay[k], dev[k], set, ctr);
-      if (k == K - 1 && l >= resident) HS_CUDA_CHECK(cudaEventRecord(ev_slot_free[(l - resident) % kSlots], s_x));
+      if (k == K - 1 && l >= staged0) HS_CUDA_CHECK(cudaEventRecord(ev_slot_free[SlotIndex(l)], s_x));
     }
 
     // Logits of each sequence's last token.
@@ -634,6 +743,7 @@ struct CudaEngine::Impl {
     HS_CUDA_CHECK(cudaEventRecord(ev_join[0], s_st));
     HS_CUDA_CHECK(cudaEventRecord(ev_join[1], s_c));
     HS_CUDA_CHECK(cudaEventRecord(ev_join[2], s_w));
+    HS_CUDA_CHECK(cudaEventRecord(ev_join[3], s_dq));
     for (cudaEvent_t e : ev_join) HS_CUDA_CHECK(cudaStreamWaitEvent(s_x, e, 0));
     HS_CUDA_CHECK(cudaEventRecord(ev_end, s_x));
     HS_CUDA_CHECK(cudaEventSynchronize(ev_end));
@@ -709,8 +819,8 @@ struct CudaEngine::Impl {
     AccountPhases(lay, ctr);
 
     // Prefetch the first streamed layer of the next step (everything is idle now).
-    if (resident < L) {
-      LoadWeights(resident, false, ctr);
+    if (staged0 < L) {
+      LoadWeights(staged0, false, ctr);
       first_prefetched = true;
     }
     ctr.wall_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();

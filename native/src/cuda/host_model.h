@@ -1,16 +1,25 @@
-// Plain host-side views of what the CUDA engine streams: fp16 weights and the layer-major cache
-// pools. No CUDA types here, so that the adapter (cuda_backend.cc) and test drivers can fill them
-// from HostWeights/CachePools or from their own buffers.
+// Plain host-side views of what the CUDA engine streams: fp16 (or quantised, issue 14) weights and
+// the layer-major cache pools. No CUDA types here, so that the adapter (cuda_backend.cc) and test
+// drivers can fill them from HostWeights/CachePools or from their own buffers.
 #pragma once
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "core/quant.h"
 #include "core/types.h"
 
 namespace hs::cuda {
 
 using half_bits = uint16_t;  // fp16 bit pattern in host memory
+
+// One quantised GEMM weight in pinned host memory: the whole buffer of core/quant.h's layout
+// (q.codes is its first byte, `bytes` long). Empty (format Native) for an fp16 matrix.
+struct HostQuant {
+  QuantView q;
+  size_t bytes = 0;
+  bool empty() const { return q.format == WeightFormat::Native; }
+};
 
 // One decoder layer. Biases are null for Llama. OPT: w1/b1 = fc1, w2/b2 = fc2, w3 unused.
 // Llama: w1 = gate_proj, w3 = up_proj, w2 = down_proj. Shapes follow PyTorch Linear: [out, in].
@@ -32,6 +41,9 @@ struct HostLayer {
   const half_bits* w2 = nullptr;  // [h, ffn]
   const half_bits* b2 = nullptr;
   const half_bits* w3 = nullptr;  // [ffn, h] (Llama up_proj)
+  // Quantised layers (issue 14): the GEMM weights in their format instead of wq..w3 (left null);
+  // norms and biases stay fp16 above. The engine dequantises them into the fp16 layer slot.
+  HostQuant qq, qk, qv, qo, q1, q2, q3;
 };
 
 struct HostModel {
