@@ -71,6 +71,13 @@ export interface NativeEngineOptions {
    * device refuses anything but 'fp16' until its staging path dequantises.
    */
   weightDtype?: 'fp16' | 'fp8' | 'int8' | 'int4';
+  /**
+   * Pipeline (issue 15): the layers split into contiguous stages that run at once on different
+   * steps in flight. `stages`: CPU stages in this process (default 1); `gpus`: CUDA stages, one
+   * per GPU (default 1). Each must be in [1, numLayers].
+   */
+  stages?: number;
+  gpus?: number;
 }
 
 export interface NativeSamplingParams {
@@ -142,6 +149,12 @@ export const enum NativeSeqStatus {
 export interface NativeStepOptions {
   /** Return the logits of the last position of each sequence ([n, vocab] row-major). */
   logits?: boolean;
+  /**
+   * The step's slot, in [0, maxStepsInFlight) (default 0). Steps in different slots may be in
+   * flight at once on disjoint sequences (a pipeline runs them on different stages at once); a slot
+   * holds one step at a time (HS_BUSY otherwise).
+   */
+  slot?: number;
 }
 
 export interface NativeStepResult {
@@ -243,6 +256,8 @@ export interface NativeEngineInfo {
   /** Bytes of weights held in host memory. */
   weightBytes: number;
   elementBytes: number;
+  /** How many steps may be in flight at once (slots of step()); the addon always says, test doubles may not (then 1). */
+  maxStepsInFlight?: number;
 }
 
 export interface NativeProbeResult {

@@ -93,6 +93,8 @@ export function engineOptionErrors(opts: NativeEngineOptions): string[] {
     errs.push(`actFraction must be a number in [0, 1], got ${String(opts.actFraction)}`);
   }
   if (opts.threads !== undefined) int(opts.threads, 'threads', 0);
+  if (opts.stages !== undefined) int(opts.stages, 'stages', 1);
+  if (opts.gpus !== undefined) int(opts.gpus, 'gpus', 1);
   const w = opts.weights;
   if (!w || (w.kind !== 'synthetic' && w.kind !== 'files')) errs.push("weights.kind must be 'synthetic' or 'files'");
   else if (w.kind === 'synthetic') int(w.seed, 'weights.seed', 0);

@@ -4,6 +4,7 @@
 
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
+#include "pipeline/cpu_pipeline.h"
 #ifdef HS_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #endif
@@ -30,7 +31,10 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, Poo
     pc.dtype = DType::F32;
     parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
     parts.pools = std::make_unique<CachePools>(cfg, pc);
-    parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, dev.threads);
+    if (dev.stages > 1)
+      parts.backend = pipeline::MakeCpuPipeline(cfg, *parts.weights, *parts.pools, dev.threads, dev.stages);
+    else
+      parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, dev.threads);
     return parts;
   }
 #ifdef HS_WITH_CUDA

@@ -14,6 +14,8 @@ struct DeviceOptions {
   int threads = 0;
   int64_t gpu_memory_bytes = 0;
   int resident_layers = -1;
+  int stages = 1;  // cpu: pipeline stages in this process (a LoopbackTransport between them)
+  int gpus = 1;    // cuda: pipeline stages, one per GPU (NCCL between them)
 };
 
 bool DeviceSupported(const std::string& device);  // built in and present

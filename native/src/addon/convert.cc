@@ -1,5 +1,6 @@
 #include "addon/convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -165,6 +166,18 @@ int64_t ToInteger(Napi::Env env, Napi::Value v, const std::string& what, int64_t
   return (int64_t)d;
 }
 
+// Pipeline stages (issue 15): `stages` in-process CPU stages, `gpus` CUDA stages (one per GPU).
+static void ParsePipeline(Napi::Env env, Napi::Object o, CreateOptions& c) {
+  const int layers = c.config.num_layers;
+  if (Present(Field(o, "stages")))
+    c.device.stages = (int)ToInteger(env, Field(o, "stages"), "options.stages", 1, std::max(1, layers));
+  if (Present(Field(o, "gpus")))
+    c.device.gpus = (int)ToInteger(env, Field(o, "gpus"), "options.gpus", 1, std::max(1, std::min(layers, 64)));
+  if (c.device.stages > 1 && c.device.device != "cpu")
+    throw ArgRangeError(env, "options.stages is for the cpu device; use options.gpus on cuda");
+  if (c.device.gpus > 1 && c.device.device != "cuda") throw ArgRangeError(env, "options.gpus is for the cuda device");
+}
+
 CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
   Napi::Object o = ToObject(env, v, "options");
   CreateOptions c;
@@ -196,6 +209,7 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
     c.prefix_caching = ToBool(env, Field(o, "prefixCaching"), "options.prefixCaching");
   if (Present(Field(o, "residentLayers")))
     c.device.resident_layers = (int)ToInteger(env, Field(o, "residentLayers"), "options.residentLayers", -1, kMaxInt);
+  ParsePipeline(env, o, c);
   return c;
 }
 

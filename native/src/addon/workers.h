@@ -46,7 +46,7 @@ class CreateEngineWorker : public PromiseWorker {
 
 class StepWorker : public PromiseWorker {
  public:
-  StepWorker(Napi::Env env, Napi::Object wrap_obj, Engine* engine);
+  StepWorker(Napi::Env env, Napi::Object wrap_obj, Engine* engine, int slot);
   ~StepWorker() override;
   void Execute() override;
 
@@ -57,6 +57,7 @@ class StepWorker : public PromiseWorker {
  private:
   Napi::ObjectReference wrap_;
   Engine* engine_;
+  int slot_;
   bool finished_ = false;
   StepResult result_;
 };
