@@ -20,6 +20,10 @@
 #             engine with every layer resident and the whole cache in the GPU tier, OPT-13B batch 128
 #             (acceptance 1); a 24 GiB budget (acceptance 2); everything on the host (acceptance 3)
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
+#   pipeline  issue 15 (the 2-GPU host kind, after build): the NCCL pipeline's test executable
+#             (hs_cuda_pipeline_tests: 2-GPU logits == 1-GPU logits, steps in flight) and OPT-30B batch 128
+#             (per group) prompt 512 gen 32 all-on-host at 1 and 2 GPUs in one process, with the ratio
+#   pipeline66  OPT-66B batch 64 (per group) at 1 and 2 GPUs, ACT 1 (the smallest cache), where it fits
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -206,6 +210,39 @@ stage_tiertest() {
   $B/hs_cuda_tests tiers 2>&1 | tee "$OUT/tiertests.log"
   compute-sanitizer --tool memcheck --error-exitcode 3 $B/hs_cuda_tests tiers_match_cpu_opt_tiny >"$OUT/sanitize-tiers.log" 2>&1
   tail -4 "$OUT/sanitize-tiers.log" | tee -a "$OUT/gpu-run.log"
+}
+
+# ---- pipeline (issue 15) -------------------------------------------------------------------------------
+# Builds hs_pipeline_cuda (CMake finds NCCL in the build stage), the pipeline tests and an NCCL build of
+# the bench (hs_cuda_bench_nccl: the same source with HS_WITH_NCCL, so that --gpus 2 is available).
+pipeline_build() {
+  [ -f $B/libhs_pipeline_cuda.a ] && [ -x $B/hs_cuda_bench_nccl ] && return 0
+  grep -q "NCCL pipeline .*nccl" "$OUT/cmake.log" 2>/dev/null || log "cmake did not report NCCL (see cmake.log)"
+  cmake --build $B --target hs_pipeline_cuda -j 16 >"$OUT/pipeline-build.log" 2>&1 || { grep -E "error" -A3 "$OUT/pipeline-build.log" | head -40; return 1; }
+  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread"
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_pipeline_tests \
+    native/test/cuda/cuda_pipeline_test.cc native/test/test_main.cc $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_bench_nccl native/test/cuda/cuda_bench.cc \
+    $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
+  log "pipeline build ok"
+}
+
+stage_pipeline() {
+  nvidia-smi -L | tee -a "$OUT/gpu-run.log"
+  pipeline_build || return 1
+  local rc=0
+  $B/hs_cuda_pipeline_tests pipeline_cuda 2>&1 | tee "$OUT/pipeline-tests.log" || rc=1
+  # Acceptance 2: 2 GPUs >= 1.8x the 1-GPU total tokens/s (the summary line's ratio). --batch is per
+  # group: 1 GPU runs one group of 128, 2 GPUs two groups of 128 in flight (FlexGen's schedule).
+  timeout 450 $B/hs_cuda_bench_nccl --model opt-30b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
+    --resident-layers 0 --gpu-cache-blocks 0 --gpus 1,2 2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl" || rc=1
+  return $rc
+}
+
+stage_pipeline66() {
+  pipeline_build || return 1
+  timeout 560 $B/hs_cuda_bench_nccl --model opt-66b --batch 64 --prompt 512 --gen 32 --act-fraction 1 \
+    --resident-layers 0 --gpu-cache-blocks 0 --gpus 1,2 2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl"
 }
 
 for s in "$@"; do

@@ -8,6 +8,9 @@
 #ifdef HS_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #endif
+#ifdef HS_WITH_NCCL
+#include "pipeline/cuda/cuda_stage.h"
+#endif
 
 namespace hs::addon {
 
@@ -48,7 +51,15 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, Poo
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;
-    parts.backend = hs::cuda::MakeCudaBackend(cfg, *parts.weights, *parts.pools, o);
+    if (dev.gpus > 1) {
+#ifdef HS_WITH_NCCL
+      parts.backend = pipeline::MakeCudaPipeline(cfg, *parts.weights, *parts.pools, o, dev.gpus);
+#else
+      throw std::invalid_argument("gpus > 1 needs a build with NCCL (the GPU pipeline)");
+#endif
+    } else {
+      parts.backend = hs::cuda::MakeCudaBackend(cfg, *parts.weights, *parts.pools, o);
+    }
     return parts;
   }
 #endif

@@ -13,7 +13,6 @@
 #include "cuda/host_model.h"
 
 namespace hs::cuda {
-namespace {
 
 HostModel ModelView(const ModelConfig& cfg, const HostWeights& w) {
   if (w.dtype() != DType::F16) throw std::invalid_argument("cuda backend: weights must be stored as F16");
@@ -82,6 +81,8 @@ HostCache CacheView(const ModelConfig& cfg, CachePools& p) {
   }
   return c;
 }
+
+namespace {
 
 class CudaBackend : public Backend {
  public:
