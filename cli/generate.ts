@@ -4,6 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
+import { PIPELINE_OPTIONS, parsePipelineArgs } from './pipeline-args.js';
 import { ModelError } from '../model/errors.js';
 import { checkRequest, generate, type GenerateParams } from '../model/generate.js';
 import { loadModel, openEngine } from '../model/load.js';
@@ -28,6 +29,8 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
   --threads N           CPU worker threads (default: all cores)
   --gpu-memory SIZE     cap on the GPU memory the engine uses (cuda; default: the free memory)
   --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
+  --gpus N              cuda: pipeline stages, one per GPU (default 1)
+  --stages N            cpu: pipeline stages in this process (default 1)
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
 const OPTIONS = {
@@ -46,6 +49,8 @@ const OPTIONS = {
   threads: { type: 'string' },
   'gpu-memory': { type: 'string' },
   'weight-dtype': { type: 'string' },
+  gpus: PIPELINE_OPTIONS.gpus,
+  stages: PIPELINE_OPTIONS.stages,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -61,6 +66,9 @@ export interface GenerateCommand {
   threads: number | undefined;
   gpuMemoryBytes?: number;
   weightDtype: WeightDtype;
+  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu. */
+  gpus: number;
+  stages: number;
   json: boolean;
   params: Omit<GenerateParams, 'actFraction'>;
 }
@@ -89,6 +97,7 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
     threads: v.threads === undefined ? undefined : parseIntOption(v.threads, 'generate: --threads', 0, 1024, 0),
     ...(v['gpu-memory'] !== undefined ? { gpuMemoryBytes: parseSize(v['gpu-memory'], 'generate: --gpu-memory') } : {}),
     weightDtype,
+    ...pipelineStages(v, device),
     json: v.json ?? false,
     params: {
       maxTokens: parseIntOption(v['max-tokens'], 'generate: --max-tokens', 1, MAX_TOKENS_LIMIT, 32),
@@ -100,6 +109,11 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
       ignoreEos: v['ignore-eos'] ?? false,
     },
   };
+}
+
+function pipelineStages(v: { gpus?: string; stages?: string }, device: string): { gpus: number; stages: number } {
+  const p = parsePipelineArgs({ gpus: v.gpus, stages: v.stages }, {}, device, 'generate');
+  return { gpus: p.gpus, stages: p.stages };
 }
 
 function topP(text: string | undefined): number {
@@ -138,6 +152,8 @@ async function execute(cmd: GenerateCommand): Promise<number> {
     ...(threads.threads !== undefined ? { threads: threads.threads } : {}),
     ...(cmd.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: cmd.gpuMemoryBytes } : {}),
     weightDtype: cmd.weightDtype,
+    ...(cmd.gpus > 1 ? { gpus: cmd.gpus } : {}),
+    ...(cmd.stages > 1 ? { stages: cmd.stages } : {}),
   });
   const loadSeconds = (performance.now() - t0) / 1000;
   try {

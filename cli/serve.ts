@@ -6,6 +6,7 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
+import { PIPELINE_OPTIONS, PIPELINE_USAGE, parsePipelineArgs, unsupportedPipeline, type PipelineConfig } from './pipeline-args.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
 import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
@@ -43,7 +44,8 @@ const USAGE = `usage: hybridserve serve [options]
   --threads N              CPU engine threads, at most the cores (default: all cores)
   --weight-dtype D         layer weight format: fp16 (default), fp8, int8 or int4 (cpu only for now)
   --prefix-caching on|off  reuse the cache of prompt blocks shared with earlier requests (default on)
-  --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)`;
+  --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)
+${PIPELINE_USAGE}`;
 
 const OPTIONS = {
   model: { type: 'string' },
@@ -70,6 +72,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'weight-dtype': { type: 'string' },
   'prefix-caching': { type: 'string' },
+  ...PIPELINE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -87,6 +90,8 @@ export interface ServeConfig {
   threads?: number;
   weightDtype?: WeightDtype;
   prefixCaching: boolean;
+  /** Pipeline stages (issue 15): --gpus / --stages, and rank / world size / leader address. */
+  pipeline: PipelineConfig;
   /** Only what was set; the rest comes from the model's window and DEFAULT_LIMITS (resolveLimits). */
   limits: Partial<ServerLimits>;
   logLevel: string;
@@ -135,6 +140,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     threads: v.threads ? parseIntOption(v.threads, '--threads', 0, 1024, 0) : undefined,
     weightDtype: v['weight-dtype'] === undefined ? undefined : weightDtypeOption(v['weight-dtype']),
     prefixCaching: onOff(v['prefix-caching'], '--prefix-caching', true),
+    pipeline: parsePipelineArgs(v, env, device, 'serve'),
     limits,
     logLevel,
   };
@@ -191,6 +197,8 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof ApiKeyError) throw new CliError(`serve: ${err.message}; refusing to start without the keys`);
     throw err;
   }
+  const notYet = unsupportedPipeline(cfg.pipeline, 'serve');
+  if (notYet) throw new CliError(notYet);
   const plan = readStartPlan(cfg.planFile, log);
   const threads = capThreads(cfg.threads, availableParallelism());
   if (threads.note) log.warn(threads.note);
@@ -208,6 +216,8 @@ export async function run(argv: string[]): Promise<number> {
       threads: threads.threads,
       weightDtype: cfg.weightDtype,
       prefixCaching: cfg.prefixCaching,
+      ...(cfg.pipeline.gpus > 1 ? { gpus: cfg.pipeline.gpus } : {}),
+      ...(cfg.pipeline.stages > 1 ? { stages: cfg.pipeline.stages } : {}),
       onProgress: startProgress(),
     });
   } catch (err) {

@@ -42,6 +42,9 @@ export interface RuntimeOptions {
   weightDtype?: WeightDtype;
   /** Reuse the cache of prompt blocks shared with earlier requests (default true). */
   prefixCaching?: boolean;
+  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu (default 1). */
+  gpus?: number;
+  stages?: number;
 }
 
 export interface LoadProgress {
@@ -251,6 +254,8 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     ...tiers,
     weightDtype: o.weightDtype,
     prefixCaching: o.prefixCaching ?? true,
+    ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
+    ...(o.stages !== undefined ? { stages: o.stages } : {}),
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;

@@ -3,11 +3,12 @@
 // 0, 0.5 and 1, over a batched prefill of prompts of different lengths and the decode steps after
 // it; also with the driver that keeps several steps in flight (each group of sequences in its own
 // slot, so that the stages run different groups' steps at once).
-import { afterAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import { runInFlight, splitGroups } from '../../bench/in-flight.js';
 import { createEngine, toNativeConfig, type NativeEngine } from '../../native/ts/engine.js';
 import { greedy, prompt, relError } from './engine-helpers.js';
+import { builtCli, runCli } from '../fixtures/helpers.js';
 
 const LAYERS = 5;
 const STEPS = 6;
@@ -137,5 +138,34 @@ describe('pipeline options and slots', () => {
     expect(bad?.message).toMatch(/slot/);
     e.removeSequence(id);
     expect(e.pools().kvBlocksFree).toBe(e.pools().kvBlocksTotal);
+  });
+});
+
+// The flag through the built CLI: `generate --stages 2` gives one stage's tokens.
+describe('hybridserve generate --stages', () => {
+  beforeAll(() => {
+    builtCli();
+  }, 300_000);
+
+  test('2 stages: the same greedy tokens as 1', () => {
+    const run = (stages: string): number[] => {
+      const r = runCli([
+        'generate',
+        '--model',
+        'synthetic:opt-tiny',
+        '--prompt',
+        'pipeline',
+        '--max-tokens',
+        '6',
+        '--stages',
+        stages,
+        '--json',
+      ]);
+      expect({ code: r.code, stderr: r.stderr }).toEqual({ code: 0, stderr: '' });
+      return (JSON.parse(r.stdout) as { tokens: number[] }).tokens;
+    };
+    const one = run('1');
+    expect(one).toHaveLength(6);
+    expect(run('2')).toEqual(one);
   });
 });
