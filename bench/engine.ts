@@ -8,7 +8,8 @@
 //        [--weight-dtype fp16|fp8|int8|int4]   (quantised layer weights; cpu only until the CUDA staging is wired)
 //        [--gpus N | --stages N]   (pipeline stages: one per GPU on cuda, in-process CPU stages on cpu; issue 15)
 //        [--in-flight S]   (S groups of sequences, each stepping in its own slot, all in flight at once;
-//                           default: the number of stages. `batch` stays the total over the groups)
+//                           default: the number of stages. `batch` is per group: S × batch sequences in all,
+//                           as hs_cuda_bench --gpus, so that 1 and N stages compare per group)
 //
 // It adds `batch` sequences with a synthetic prompt, runs one prefill step (the first generated
 // token) and gen − 1 decode steps, and prints ONE JSON line. Throughput is counted as the
@@ -157,7 +158,8 @@ async function main(): Promise<number> {
   const weightDtype = parseWeightDtype(values['weight-dtype'], '--weight-dtype');
   const stages = intArg(device === 'cuda' ? values.gpus : values.stages, device === 'cuda' ? 'gpus' : 'stages', 1, 1);
   const inFlight = intArg(values['in-flight'], 'in-flight', 1, stages);
-  if (inFlight > Math.min(batch, 8)) throw new Error(`--in-flight must be at most min(batch, 8), got ${inFlight}`);
+  if (inFlight > 8) throw new Error(`--in-flight must be at most 8 (the engine's step slots), got ${inFlight}`);
+  const total = batch * inFlight;
   if (prompt + gen > cfg.maxPositions) throw new Error(`prompt + gen exceeds ${cfg.maxPositions} positions`);
 
   const addon = loadAddon();
@@ -202,10 +204,10 @@ async function main(): Promise<number> {
       throw new Error(`--act-fraction must be 0..1 or auto, got '${fracText}'`);
   }
 
-  const { kvBlocks, actBlocks } = poolBlocks(batch, prompt + gen, actFraction);
+  const { kvBlocks, actBlocks } = poolBlocks(total, prompt + gen, actFraction);
   const gpuKvBlocks =
     values['gpu-cache-blocks'] === 'all'
-      ? batch * Math.ceil((prompt + gen) / BLOCK_TOKENS)
+      ? total * Math.ceil((prompt + gen) / BLOCK_TOKENS)
       : intArg(values['gpu-cache-blocks'], 'gpu-cache-blocks', 0, 0);
   const per = cacheBytesPerTokenPerLayer(cfg, 2);
   const cacheBytes = (kvBlocks * per.kv + actBlocks * per.act) * BLOCK_TOKENS * cfg.numLayers;
@@ -234,7 +236,7 @@ async function main(): Promise<number> {
   );
   try {
     const ids: number[] = [];
-    for (let i = 0; i < batch; ++i) {
+    for (let i = 0; i < total; ++i) {
       ids.push(
         engine.addSequence(promptTokens(prompt, i + 1, cfg.vocabSize), { sampling: { temperature: 0, topK: 0, topP: 1, seed: i + 1 } }),
       );
@@ -243,7 +245,7 @@ async function main(): Promise<number> {
     // in its own slot, all in flight (bench/in-flight.ts); the decode time ends with the last group.
     const run = await runInFlight(engine, splitGroups(ids, inFlight), gen);
     const { prefillSeconds, decodeSeconds, decode: dec } = run;
-    const m = engineMetrics(batch, gen, { prefillSeconds, decodeSeconds, decodeSteps: gen - 1 }, dec, probe);
+    const m = engineMetrics(total, gen, { prefillSeconds, decodeSeconds, decodeSteps: gen - 1 }, dec, probe);
     console.log(
       JSON.stringify({
         model: spec.spec,
@@ -251,7 +253,8 @@ async function main(): Promise<number> {
         weightDtype,
         card: info.deviceName,
         batch,
-        batchMeaning: inFlight > 1 ? `total sequences over ${inFlight} groups stepping at once` : 'sequences per step',
+        batchMeaning: 'sequences per group; inFlight groups step at once, totalSequences = batch x inFlight',
+        totalSequences: total,
         stages,
         inFlight,
         groupSizes: splitGroups(ids, inFlight).map((g) => g.length),
