@@ -13,7 +13,7 @@ struct PipelineBackend::Job {
   int tokens = 0;
   std::vector<StepCounters> counters;  // per stage, summed by the caller (no shared writes)
   std::atomic<bool> failed{false};
-  std::exception_ptr error;  // the first failure, set before `failed`
+  std::exception_ptr error;  // the first failure (under mu), set before `failed`
   std::mutex mu;
   std::condition_variable cv;
   bool done = false;
@@ -21,11 +21,12 @@ struct PipelineBackend::Job {
 
 PipelineBackend::PipelineBackend(std::vector<std::unique_ptr<Stage>> stages,
                                  std::vector<std::unique_ptr<Transport>> endpoints, std::shared_ptr<void> keep_alive,
-                                 std::function<void()> on_close)
+                                 std::function<void()> on_close, std::unique_ptr<RemoteRanks> remote)
     : keep_alive_(std::move(keep_alive)),
       stages_(std::move(stages)),
       endpoints_(std::move(endpoints)),
-      on_close_(std::move(on_close)) {
+      on_close_(std::move(on_close)),
+      remote_(std::move(remote)) {
   if (stages_.empty() || stages_.size() != endpoints_.size())
     throw std::invalid_argument("a pipeline needs one transport endpoint per stage");
   int next = 0;
@@ -35,8 +36,11 @@ PipelineBackend::PipelineBackend(std::vector<std::unique_ptr<Stage>> stages,
       throw std::invalid_argument("pipeline stage " + std::to_string(s) + " does not continue the layer split");
     next = r.last;
   }
-  if (!stages_.back()->last()) throw std::invalid_argument("the pipeline's last stage does not end the model");
-  for (size_t s = 0; s < stages_.size(); ++s) {
+  if (stages_.back()->last() == (remote_ != nullptr))
+    throw std::invalid_argument(remote_ ? "a pipeline with remote ranks cannot hold its last stage locally"
+                                        : "the pipeline's last stage does not end the model");
+  const size_t threads = stages_.size() + (remote_ ? 1 : 0);
+  for (size_t s = 0; s < threads; ++s) {
     workers_.push_back(std::make_unique<Worker>());
     workers_.back()->thread = std::thread([this, s] { RunWorker((int)s); });
   }
@@ -67,6 +71,7 @@ void PipelineBackend::Forward(const BatchPlan& plan, float* logits, StepCounters
   job.counters.resize(stages_.size());
   {
     std::lock_guard<std::mutex> order(submit_mu_);
+    if (remote_) remote_->Submit(plan);  // throws before any stage took the job
     for (auto& w : workers_) {
       std::lock_guard<std::mutex> lock(w->mu);
       w->queue.push_back(&job);
@@ -92,7 +97,10 @@ void PipelineBackend::RunWorker(int s) {
       w.queue.pop_front();
     }
     if (!job) return;
-    RunJob(s, *job);
+    if (s == (int)stages_.size())
+      Collect(*job);
+    else
+      RunJob(s, *job);
   }
 }
 
@@ -102,12 +110,7 @@ void PipelineBackend::RunJob(int s, Job& job) {
   Stage& stage = *stages_[s];
   Transport& tr = *endpoints_[s];
   const size_t bytes = stage.hidden_bytes(job.tokens);
-  auto fail = [&job] {
-    if (!job.failed.load()) {
-      job.error = std::current_exception();
-      job.failed.store(true);
-    }
-  };
+  auto fail = [&job] { Fail(job); };
   try {
     if (!stage.first()) tr.Recv(s - 1, stage.hidden_in(job.tokens), bytes, stage.stream());
     if (!job.failed.load()) stage.RunStage(*job.plan, stage.last() ? job.logits : nullptr, job.counters[s]);
@@ -123,6 +126,27 @@ void PipelineBackend::RunJob(int s, Job& job) {
     }
     return;
   }
+  Complete(job);
+}
+
+// The leader's collector: the last (remote) rank's logits, in step order.
+void PipelineBackend::Collect(Job& job) {
+  try {
+    remote_->CollectLogits(*job.plan, job.logits);
+  } catch (...) {
+    Fail(job);
+  }
+  Complete(job);
+}
+
+// Keeps the first error (the collector and a local stage may fail at once).
+void PipelineBackend::Fail(Job& job) {
+  std::lock_guard<std::mutex> lock(job.mu);
+  if (!job.error) job.error = std::current_exception();
+  job.failed.store(true);
+}
+
+void PipelineBackend::Complete(Job& job) {
   std::lock_guard<std::mutex> lock(job.mu);
   job.done = true;
   job.cv.notify_all();

@@ -23,13 +23,27 @@
 
 namespace hs::pipeline {
 
+// The ranks of a pipeline that run in other processes, seen from the leader (pipeline/remote.h).
+class RemoteRanks {
+ public:
+  virtual ~RemoteRanks() = default;
+  // Sends the step's plan to every other rank; called in submission order.
+  virtual void Submit(const BatchPlan& plan) = 0;
+  // Receives the step's logits ([seqs, vocab]) from the last rank; called in submission order, from
+  // one thread. Throws when that rank reports a failed step.
+  virtual void CollectLogits(const BatchPlan& plan, float* logits) = 0;
+};
+
 class PipelineBackend : public Backend {
  public:
   // stages[i] talks through endpoints[i] (rank i); their layer ranges must tile [0, numLayers) in
   // order. `keep_alive` holds what the endpoints need (e.g. the LoopbackHub); `on_close` runs
   // before the threads are joined (e.g. closing the hub so that no Recv blocks forever).
+  // With `remote`, the local stages are the first ranks only (the leader's); the later ranks run in
+  // other processes, and a collector thread takes each step's logits from the last of them.
   PipelineBackend(std::vector<std::unique_ptr<Stage>> stages, std::vector<std::unique_ptr<Transport>> endpoints,
-                  std::shared_ptr<void> keep_alive = nullptr, std::function<void()> on_close = nullptr);
+                  std::shared_ptr<void> keep_alive = nullptr, std::function<void()> on_close = nullptr,
+                  std::unique_ptr<RemoteRanks> remote = nullptr);
   ~PipelineBackend() override;
   void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) override;
   bool concurrent_forward() const override { return true; }
@@ -44,13 +58,17 @@ class PipelineBackend : public Backend {
     std::deque<Job*> queue;  // nullptr: stop
     std::thread thread;
   };
-  void RunWorker(int s);
+  void RunWorker(int s);  // s == stages_.size(): the collector
   void RunJob(int s, Job& job);
+  void Collect(Job& job);
+  static void Complete(Job& job);
+  static void Fail(Job& job);  // call from a catch block
 
   std::shared_ptr<void> keep_alive_;  // first: outlives the endpoints
   std::vector<std::unique_ptr<Stage>> stages_;
   std::vector<std::unique_ptr<Transport>> endpoints_;
   std::function<void()> on_close_;
+  std::unique_ptr<RemoteRanks> remote_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::mutex submit_mu_;  // one submission order for every stage
 };
