@@ -21,7 +21,8 @@
 #             (acceptance 1); a 24 GiB budget (acceptance 2); everything on the host (acceptance 3)
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
 #   pipeline  issue 15 (the 2-GPU host kind, after build): the NCCL pipeline's test executable
-#             (hs_cuda_pipeline_tests: 2-GPU logits == 1-GPU logits, steps in flight) and OPT-30B batch 128
+#             (hs_cuda_pipeline_tests: 2-GPU logits == 1-GPU logits, steps in flight), 2 processes x 1 GPU
+#             through the rendezvous == 1 process x 2 GPUs (hs_cuda_pipeline_ranks), and OPT-30B batch 128
 #             (per group) prompt 512 gen 32 all-on-host at 1 and 2 GPUs in one process, with the ratio
 #   pipeline66  OPT-66B batch 64 (per group) at 1 and 2 GPUs, ACT 1 (the smallest cache), where it fits
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
@@ -224,6 +225,8 @@ pipeline_build() {
     native/test/cuda/cuda_pipeline_test.cc native/test/test_main.cc $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_bench_nccl native/test/cuda/cuda_bench.cc \
     $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_pipeline_ranks \
+    native/test/cuda/cuda_pipeline_ranks.cc $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
   log "pipeline build ok"
 }
 
@@ -232,6 +235,11 @@ stage_pipeline() {
   pipeline_build || return 1
   local rc=0
   $B/hs_cuda_pipeline_tests pipeline_cuda 2>&1 | tee "$OUT/pipeline-tests.log" || rc=1
+  # 2 processes x 1 GPU through the rendezvous == 1 process x 2 GPUs (rank 0 prints "ranks: PASS").
+  local at=127.0.0.1:29511
+  timeout 120 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 >"$OUT/ranks-1.log" 2>&1 &
+  timeout 120 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 2>&1 | tee "$OUT/ranks-0.log" || rc=1
+  wait $! || { rc=1; tail -5 "$OUT/ranks-1.log"; }
   # Acceptance 2: 2 GPUs >= 1.8x the 1-GPU total tokens/s (the summary line's ratio). --batch is per
   # group: 1 GPU runs one group of 128, 2 GPUs two groups of 128 in flight (FlexGen's schedule).
   timeout 450 $B/hs_cuda_bench_nccl --model opt-30b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
