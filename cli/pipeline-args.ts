@@ -44,6 +44,9 @@ export function parsePipelineArgs(v: PipelineValues, env: NodeJS.ProcessEnv, dev
   if (leaderAddress !== undefined) checkHostPort(leaderAddress, command);
   if (worldSize > 1 && leaderAddress === undefined)
     throw new CliError(`${command}: --world-size ${worldSize} needs --leader-address HOST:PORT (or HYBRIDSERVE_LEADER_ADDRESS)`);
+  if (worldSize > 1 && device !== 'cuda')
+    throw new CliError(`${command}: stages in several processes (--world-size ${worldSize}) need --device cuda`);
+  if (worldSize > 1 && gpus > 1) throw new CliError(`${command}: --world-size ${worldSize} runs one GPU per process: drop --gpus`);
   return { gpus, stages, rank, worldSize, ...(leaderAddress !== undefined ? { leaderAddress } : {}) };
 }
 
@@ -51,14 +54,4 @@ function checkHostPort(text: string, command: string): void {
   const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
   const port = m ? Number(m[2]) : 0;
   if (!m || port < 1 || port > 65535) throw new CliError(`${command}: --leader-address must be HOST:PORT, got '${text}'`);
-}
-
-/**
- * Pipeline stages in several processes (world size > 1) need the engine's rendezvous, which this
- * build does not have yet: refuse clearly instead of serving from a partial model.
- */
-export function unsupportedPipeline(p: PipelineConfig, command: string): string | undefined {
-  if (p.worldSize > 1)
-    return `${command}: stages in several processes (--world-size ${p.worldSize}) are not supported by this engine build yet; run one process with --gpus N`;
-  return undefined;
 }

@@ -6,7 +6,10 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { capThreads, parseCli, parseIntOption, parseNumberOption, parseSize } from './args.js';
 import { CliError } from './errors.js';
-import { PIPELINE_OPTIONS, PIPELINE_USAGE, parsePipelineArgs, unsupportedPipeline, type PipelineConfig } from './pipeline-args.js';
+import { PIPELINE_OPTIONS, PIPELINE_USAGE, parsePipelineArgs, type PipelineConfig } from './pipeline-args.js';
+import { engineOptions, loadModel } from '../model/load.js';
+import { runRank } from '../native/ts/engine.js';
+import { listenRankHealth } from '../server/rank-server.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
 import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
@@ -161,6 +164,40 @@ function weightDtypeOption(text: string): WeightDtype {
   }
 }
 
+function leaderOf(p: PipelineConfig): { rank: number; worldSize: number; leaderAddress: string } {
+  return { rank: p.rank, worldSize: p.worldSize, leaderAddress: p.leaderAddress! };
+}
+
+/**
+ * A pipeline rank >= 1 (issue 15): loads the model, joins rank 0 at --leader-address and runs its
+ * stage until rank 0 stops; meanwhile it answers /healthz only. Pool sizes come from rank 0.
+ */
+async function runPipelineRank(cfg: ServeConfig, log: Log): Promise<number> {
+  const p = cfg.pipeline;
+  const model = await loadModel(cfg.model).catch((err: Error) => {
+    throw new CliError(`serve: ${err.message}`, 1);
+  });
+  const health = await listenRankHealth(cfg.host, cfg.port, p.rank);
+  log.info(`pipeline rank ${p.rank} of ${p.worldSize}: joining rank 0 at ${p.leaderAddress}; /healthz on ${health.address}`);
+  try {
+    const opts = engineOptions(model, {
+      device: cfg.device,
+      tokenBudget: 1,
+      kvBlocks: 0,
+      actBlocks: 0,
+      ...(cfg.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: cfg.gpuMemoryBytes } : {}),
+      weightDtype: cfg.weightDtype,
+    });
+    await runRank({ ...opts, ...leaderOf(p) });
+    log.info(`pipeline rank ${p.rank}: rank 0 stopped`);
+    return 0;
+  } catch (err) {
+    throw new CliError(`serve: pipeline rank ${p.rank}: ${(err as Error).message}`, 1);
+  } finally {
+    await health.close();
+  }
+}
+
 function readStartPlan(file: string | undefined, log: Log): PlanFile | null {
   if (!file) return null;
   let text: string;
@@ -197,8 +234,7 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof ApiKeyError) throw new CliError(`serve: ${err.message}; refusing to start without the keys`);
     throw err;
   }
-  const notYet = unsupportedPipeline(cfg.pipeline, 'serve');
-  if (notYet) throw new CliError(notYet);
+  if (cfg.pipeline.rank > 0) return runPipelineRank(cfg, log);
   const plan = readStartPlan(cfg.planFile, log);
   const threads = capThreads(cfg.threads, availableParallelism());
   if (threads.note) log.warn(threads.note);
@@ -218,6 +254,7 @@ export async function run(argv: string[]): Promise<number> {
       prefixCaching: cfg.prefixCaching,
       ...(cfg.pipeline.gpus > 1 ? { gpus: cfg.pipeline.gpus } : {}),
       ...(cfg.pipeline.stages > 1 ? { stages: cfg.pipeline.stages } : {}),
+      ...(cfg.pipeline.worldSize > 1 ? leaderOf(cfg.pipeline) : {}),
       onProgress: startProgress(),
     });
   } catch (err) {

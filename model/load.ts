@@ -119,6 +119,10 @@ export interface EngineSizing {
   /** Pipeline stages (issue 15): engine options gpus (cuda) and stages (cpu). */
   gpus?: number;
   stages?: number;
+  /** Stages in several processes (engine options rank, worldSize, leaderAddress). */
+  rank?: number;
+  worldSize?: number;
+  leaderAddress?: string;
 }
 
 /**
@@ -163,6 +167,9 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.weightDtype !== undefined && sizing.weightDtype !== 'fp16' ? { weightDtype: sizing.weightDtype } : {}),
     ...(sizing.gpus !== undefined && sizing.gpus > 1 ? { gpus: sizing.gpus } : {}),
     ...(sizing.stages !== undefined && sizing.stages > 1 ? { stages: sizing.stages } : {}),
+    ...(sizing.worldSize !== undefined && sizing.worldSize > 1
+      ? { rank: sizing.rank ?? 0, worldSize: sizing.worldSize, leaderAddress: sizing.leaderAddress }
+      : {}),
   };
 }
 

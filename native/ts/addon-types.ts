@@ -78,6 +78,14 @@ export interface NativeEngineOptions {
    */
   stages?: number;
   gpus?: number;
+  /**
+   * Stages in several processes (cuda, one GPU each; needs a build with NCCL): this process's rank
+   * in [0, worldSize) and rank 0's rendezvous address HOST:PORT. Rank 0 creates the engine (it
+   * waits for the other ranks to join); every other rank calls runRank with the same options.
+   */
+  rank?: number;
+  worldSize?: number;
+  leaderAddress?: string;
 }
 
 export interface NativeSamplingParams {
@@ -292,6 +300,11 @@ export interface NativeEngine {
 
 export interface NativeAddon {
   createEngine(options: NativeEngineOptions): Promise<NativeEngine>;
+  /**
+   * A rank >= 1 of a pipeline over processes: loads the weights, joins rank 0, runs its stage until
+   * rank 0 stops (resolves) or fails (rejects). Pool sizes come from rank 0.
+   */
+  runRank(options: NativeEngineOptions): Promise<void>;
   /** Measures the device's GEMM rate (and PCIe bandwidth on CUDA). */
   probe(device: NativeDevice, threads?: number): Promise<NativeProbeResult>;
   /** Devices this build supports ('cpu' always; 'cuda' when built with CUDA and a GPU is present). */

@@ -169,3 +169,18 @@ describe('hybridserve generate --stages', () => {
     expect(run('2')).toEqual(one);
   });
 });
+
+// A rank >= 1 without a GPU pipeline in this build (CI: no CUDA, no NCCL) fails at once with a clear,
+// one-line error and a non-zero exit, never a hang or a stack trace.
+describe('hybridserve serve --rank 1', () => {
+  test('refused clearly where the engine cannot run stages over processes', () => {
+    const r = runCli(['serve', '--device', 'cuda', '--port', '0', '--host', '127.0.0.1'], {
+      HYBRIDSERVE_RANK: '1',
+      HYBRIDSERVE_WORLD_SIZE: '2',
+      HYBRIDSERVE_LEADER_ADDRESS: '127.0.0.1:1',
+    });
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(/serve: pipeline rank 1: .*(cuda|NCCL)/);
+    expect(r.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  }, 60_000);
+});

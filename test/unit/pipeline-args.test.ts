@@ -1,7 +1,7 @@
 // The pipeline flags of serve and generate (issue 15): defaults, flags over environment, and clear
 // errors for combinations that cannot run.
 import { describe, expect, test } from '@jest/globals';
-import { parsePipelineArgs, unsupportedPipeline } from '../../cli/pipeline-args.js';
+import { parsePipelineArgs } from '../../cli/pipeline-args.js';
 import { parseServeArgs } from '../../cli/serve.js';
 import { parseGenerateArgs } from '../../cli/generate.js';
 
@@ -21,8 +21,8 @@ describe('parsePipelineArgs', () => {
 
   test('flags, and the environment where a flag is absent; flags win', () => {
     const env = { HYBRIDSERVE_RANK: '1', HYBRIDSERVE_WORLD_SIZE: '2', HYBRIDSERVE_LEADER_ADDRESS: 'lead.ns.svc:29500' };
-    expect(parsePipelineArgs({ gpus: '2' }, env, 'cuda', 'serve')).toEqual({
-      gpus: 2,
+    expect(parsePipelineArgs({}, env, 'cuda', 'serve')).toEqual({
+      gpus: 1,
       stages: 1,
       rank: 1,
       worldSize: 2,
@@ -34,6 +34,7 @@ describe('parsePipelineArgs', () => {
       leaderAddress: '[::1]:7000',
     });
     expect(parsePipelineArgs({ stages: '3' }, {}, 'cpu', 'serve').stages).toBe(3);
+    expect(parsePipelineArgs({ gpus: '2' }, {}, 'cuda', 'serve').gpus).toBe(2);
   });
 
   test.each([
@@ -45,23 +46,19 @@ describe('parsePipelineArgs', () => {
     [{ 'leader-address': 'no-port' }, {}, 'cuda', /HOST:PORT/],
     [{ 'leader-address': 'h:70000' }, {}, 'cuda', /HOST:PORT/],
     [{}, { HYBRIDSERVE_RANK: 'x' }, 'cuda', /--rank must be an integer/],
+    [{ 'world-size': '2', 'leader-address': 'a:1' }, {}, 'cpu', /several processes .* need --device cuda/],
+    [{ 'world-size': '2', 'leader-address': 'a:1', gpus: '2' }, {}, 'cuda', /one GPU per process/],
   ])('%p %p on %s is refused', (v, env, device, re) => {
     expect(msg(() => parsePipelineArgs(v, env as NodeJS.ProcessEnv, device, 'serve'))).toMatch(re);
-  });
-
-  test('several processes are refused until the engine has the rendezvous; one process is fine', () => {
-    expect(unsupportedPipeline({ gpus: 2, stages: 1, rank: 0, worldSize: 1 }, 'serve')).toBeUndefined();
-    expect(unsupportedPipeline({ gpus: 1, stages: 1, rank: 1, worldSize: 2, leaderAddress: 'a:1' }, 'serve')).toMatch(/several processes/);
   });
 });
 
 describe('serve and generate carry the flags', () => {
-  test('serve --device cuda --gpus 2 (and the rank from the environment)', () => {
-    const cfg = parseServeArgs(['--device', 'cuda', '--gpus', '2', '--leader-address', 'l:29500'], {
-      HYBRIDSERVE_RANK: '0',
-      HYBRIDSERVE_WORLD_SIZE: '2',
-    });
-    expect(cfg !== 'help' && cfg.pipeline).toEqual({ gpus: 2, stages: 1, rank: 0, worldSize: 2, leaderAddress: 'l:29500' });
+  test('serve --device cuda --gpus 2; a rank from the environment', () => {
+    const one = parseServeArgs(['--device', 'cuda', '--gpus', '2'], {});
+    expect(one !== 'help' && one.pipeline).toEqual({ gpus: 2, stages: 1, rank: 0, worldSize: 1 });
+    const cfg = parseServeArgs(['--device', 'cuda', '--leader-address', 'l:29500'], { HYBRIDSERVE_RANK: '1', HYBRIDSERVE_WORLD_SIZE: '2' });
+    expect(cfg !== 'help' && cfg.pipeline).toEqual({ gpus: 1, stages: 1, rank: 1, worldSize: 2, leaderAddress: 'l:29500' });
   });
 
   test('generate --stages 2 on cpu; --gpus on cpu is an error', () => {

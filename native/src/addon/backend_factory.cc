@@ -9,6 +9,7 @@
 #include "cuda/cuda_backend.h"
 #endif
 #ifdef HS_WITH_NCCL
+#include "pipeline/cuda/cuda_ranks.h"
 #include "pipeline/cuda/cuda_stage.h"
 #endif
 
@@ -28,8 +29,21 @@ std::vector<std::string> AvailableDevices() {
   return out;
 }
 
+#ifdef HS_WITH_NCCL
+static pipeline::RankOptions RankOf(const DeviceOptions& dev) {
+  pipeline::RankOptions r;
+  r.rank = dev.rank;
+  r.world_size = dev.world_size;
+  r.leader_address = dev.leader_address;
+  return r;
+}
+#endif
+
 EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, PoolConfig pc, const DeviceOptions& dev) {
   EngineParts parts;
+  if (dev.world_size > 1 && dev.rank != 0)
+    throw std::invalid_argument("rank " + std::to_string(dev.rank) +
+                                " serves its stage (runRank); only rank 0 has an engine");
   if (dev.device == "cpu") {
     pc.dtype = DType::F32;
     parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
@@ -51,11 +65,14 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, Poo
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;
-    if (dev.gpus > 1) {
+    if (dev.gpus > 1 || dev.world_size > 1) {
 #ifdef HS_WITH_NCCL
-      parts.backend = pipeline::MakeCudaPipeline(cfg, *parts.weights, *parts.pools, o, dev.gpus);
+      if (dev.world_size > 1)
+        parts.backend = pipeline::MakeCudaLeader(cfg, *parts.weights, *parts.pools, o, RankOf(dev));
+      else
+        parts.backend = pipeline::MakeCudaPipeline(cfg, *parts.weights, *parts.pools, o, dev.gpus);
 #else
-      throw std::invalid_argument("gpus > 1 needs a build with NCCL (the GPU pipeline)");
+      throw std::invalid_argument("a pipeline over GPUs (gpus > 1 or worldSize > 1) needs a build with NCCL");
 #endif
     } else {
       parts.backend = hs::cuda::MakeCudaBackend(cfg, *parts.weights, *parts.pools, o);
@@ -65,6 +82,24 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, Poo
 #endif
   throw std::invalid_argument("device '" + dev.device + "' is not available in this build (available: cpu" +
                               std::string(DeviceSupported("cuda") ? ", cuda" : "") + ")");
+}
+
+void RunRank(const ModelConfig& cfg, const WeightSource& src, const DeviceOptions& dev) {
+  if (dev.world_size < 2 || dev.rank < 1) throw std::invalid_argument("runRank is for ranks 1.. of worldSize > 1");
+#ifdef HS_WITH_NCCL
+  if (dev.device == "cuda" && hs::cuda::DeviceAvailable()) {
+    HostWeights w(cfg, src, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
+    hs::cuda::CudaOptions o;
+    o.gpu_memory_bytes = dev.gpu_memory_bytes;
+    o.resident_layers = dev.resident_layers;
+    pipeline::RunCudaRank(cfg, w, o, RankOf(dev));
+    return;
+  }
+#else
+  (void)cfg;
+  (void)src;
+#endif
+  throw std::invalid_argument("stages in several processes need the cuda device and a build with NCCL");
 }
 
 ProbeResult ProbeDevice(const std::string& device, int threads) {

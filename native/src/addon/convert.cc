@@ -176,6 +176,17 @@ static void ParsePipeline(Napi::Env env, Napi::Object o, CreateOptions& c) {
   if (c.device.stages > 1 && c.device.device != "cpu")
     throw ArgRangeError(env, "options.stages is for the cpu device; use options.gpus on cuda");
   if (c.device.gpus > 1 && c.device.device != "cuda") throw ArgRangeError(env, "options.gpus is for the cuda device");
+  if (Present(Field(o, "worldSize")))
+    c.device.world_size = (int)ToInteger(env, Field(o, "worldSize"), "options.worldSize", 1, std::max(1, layers));
+  if (Present(Field(o, "rank")))
+    c.device.rank = (int)ToInteger(env, Field(o, "rank"), "options.rank", 0, c.device.world_size - 1);
+  if (Present(Field(o, "leaderAddress")))
+    c.device.leader_address = ToString(env, Field(o, "leaderAddress"), "options.leaderAddress");
+  if (c.device.world_size > 1) {
+    if (c.device.device != "cuda") throw ArgRangeError(env, "options.worldSize > 1 is for the cuda device");
+    if (c.device.gpus > 1) throw ArgRangeError(env, "options.worldSize > 1 runs one GPU per process (gpus 1)");
+    if (c.device.leader_address.empty()) throw ArgRangeError(env, "options.worldSize > 1 needs options.leaderAddress");
+  }
 }
 
 CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {

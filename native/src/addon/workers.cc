@@ -98,6 +98,15 @@ Napi::Value StepWorker::Resolve() {
   return o;
 }
 
+// ---- runRank -----------------------------------------------------------------------------------
+void RankWorker::Execute() {
+  try {
+    RunRank(opts_.config, opts_.weights, opts_.device);
+  } catch (const std::exception& e) {
+    Fail(e);
+  }
+}
+
 // ---- close -------------------------------------------------------------------------------------
 void CloseWorker::Execute() {
   try {

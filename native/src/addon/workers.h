@@ -74,6 +74,19 @@ class CloseWorker : public PromiseWorker {
   std::unique_ptr<Engine> engine_;
 };
 
+// runRank: a rank > 0 of a pipeline over processes, until the leader stops.
+class RankWorker : public PromiseWorker {
+ public:
+  RankWorker(Napi::Env env, CreateOptions opts) : PromiseWorker(env), opts_(std::move(opts)) {}
+  void Execute() override;
+
+ protected:
+  Napi::Value Resolve() override { return Env().Undefined(); }
+
+ private:
+  CreateOptions opts_;
+};
+
 class ProbeWorker : public PromiseWorker {
  public:
   ProbeWorker(Napi::Env env, std::string device, int threads)

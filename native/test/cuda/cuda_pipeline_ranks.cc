@@ -98,7 +98,7 @@ int main(int argc, char** argv) {
     o.device = device;
     o.resident_layers = 0;
     if (r.rank > 0) {
-      pipeline::RunCudaRank(cfg, w, pools, o, r);
+      pipeline::RunCudaRank(cfg, w, o, r);
       std::printf("rank %d: leader stopped\n", r.rank);
       return 0;
     }

@@ -57,10 +57,16 @@ class NcclLogits : public LogitsChannel {
   size_t cap_ = 0;
 };
 
-std::vector<uint8_t> IdsBlob(const NcclId& a, const NcclId& b) {
-  std::vector<uint8_t> v(2 * kNcclIdBytes);
-  std::memcpy(v.data(), a.data(), kNcclIdBytes);
-  std::memcpy(v.data() + kNcclIdBytes, b.data(), kNcclIdBytes);
+// The rendezvous reply: the pool sizes, then the two NCCL ids.
+struct Joined {
+  int32_t block_tokens, kv_blocks, act_blocks;
+  NcclId acts, logits;
+};
+
+std::vector<uint8_t> JoinBlob(const PoolConfig& pc, const NcclId& a, const NcclId& b) {
+  Joined j{pc.block_tokens, pc.kv_blocks, pc.act_blocks, a, b};
+  std::vector<uint8_t> v(sizeof j);
+  std::memcpy(v.data(), &j, sizeof j);
   return v;
 }
 
@@ -81,7 +87,7 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   auto stage = MakeCudaStage(cfg, weights, pools, mine, o);  // before the rendezvous: fail early, alone
   auto link = LeaderLink::Listen(r.leader_address, r.world_size);
   const NcclId acts = NcclNewUniqueId(), logits = NcclNewUniqueId();
-  link->AcceptRanks(IdsBlob(acts, logits), r.timeout_s);
+  link->AcceptRanks(JoinBlob(pools.config(), acts, logits), r.timeout_s);
   auto tr = NcclRankEndpoint(acts, 0, r.world_size, o.device);
   auto ltr = NcclRankEndpoint(logits, 0, r.world_size, o.device);
   auto remote = std::make_unique<LinkedRemoteRanks>(
@@ -93,20 +99,22 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   return std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
 }
 
-void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools, const cuda::CudaOptions& o,
-                 const RankOptions& r) {
+void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r) {
   CheckRank(cfg, r);
   if (r.rank == 0) throw std::invalid_argument("rank 0 leads: use MakeCudaLeader");
+  std::vector<uint8_t> blob;
+  auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &blob);
+  Joined j;
+  if (blob.size() != sizeof j) throw std::runtime_error("rendezvous: the leader's reply is not a pipeline join");
+  std::memcpy(&j, blob.data(), sizeof j);
+  if (j.block_tokens < 1 || j.kv_blocks < 0 || j.act_blocks < 0)
+    throw std::runtime_error("rendezvous: the leader sent impossible pool sizes");
+  CachePools pools(cfg, PoolConfig{j.block_tokens, j.kv_blocks, j.act_blocks, DType::F16, 0}, cuda::PinnedAlloc,
+                   cuda::PinnedFree);
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
   auto stage = MakeCudaStage(cfg, weights, pools, mine, o);
-  std::vector<uint8_t> ids;
-  auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &ids);
-  if (ids.size() != 2 * kNcclIdBytes) throw std::runtime_error("rendezvous: the leader sent no NCCL ids");
-  NcclId acts, logits;
-  std::memcpy(acts.data(), ids.data(), kNcclIdBytes);
-  std::memcpy(logits.data(), ids.data() + kNcclIdBytes, kNcclIdBytes);
-  auto tr = NcclRankEndpoint(acts, r.rank, r.world_size, o.device);
-  auto ltr = NcclRankEndpoint(logits, r.rank, r.world_size, o.device);
+  auto tr = NcclRankEndpoint(j.acts, r.rank, r.world_size, o.device);
+  auto ltr = NcclRankEndpoint(j.logits, r.rank, r.world_size, o.device);
   std::unique_ptr<LogitsChannel> out;
   if (stage->last()) out = std::make_unique<NcclLogits>(std::move(ltr), 0, o.device);
   ServeRank(*stage, *tr, *link, out.get(), cfg.vocab_size);

@@ -1,11 +1,12 @@
 // Stages in several processes on GPUs: one stage (one GPU) per process, rank r running layers
-// SplitLayers(numLayers, world)[r]. Every rank holds the same pool sizes (the leader's block
-// indices address the same slots everywhere) and touches only its layers' regions.
+// SplitLayers(numLayers, world)[r]. Every rank holds pools of the leader's sizes (sent over the
+// rendezvous, so the leader's block indices address the same slots everywhere) and touches only
+// its layers' regions.
 //   rank 0: MakeCudaLeader returns the Backend for the engine core (its stage, the rendezvous link
 //           and the logits collector);
 //   rank r > 0: RunCudaRank serves its stage until the leader stops.
-// The rendezvous hands out two NCCL ids: communicator A carries the activations (rank r to r+1),
-// communicator B the last rank's logits to the leader.
+// The rendezvous hands out the pool sizes and two NCCL ids: communicator A carries the activations
+// (rank r to r+1), communicator B the last rank's logits to the leader.
 #pragma once
 #include <memory>
 #include <string>
@@ -26,7 +27,7 @@ struct RankOptions {
 
 std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
                                         const cuda::CudaOptions& o, const RankOptions& r);
-void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools, const cuda::CudaOptions& o,
-                 const RankOptions& r);
+// Allocates its pools (pinned) at the leader's sizes once it has joined.
+void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r);
 
 }  // namespace hs::pipeline
