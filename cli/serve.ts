@@ -235,6 +235,7 @@ export async function run(argv: string[]): Promise<number> {
     throw err;
   }
   if (cfg.pipeline.rank > 0) return runPipelineRank(cfg, log);
+  if (cfg.pipeline.worldSize > 1 && cfg.prefixCaching) log.info('prefix caching is off: stages run in several processes');
   const plan = readStartPlan(cfg.planFile, log);
   const threads = capThreads(cfg.threads, availableParallelism());
   if (threads.note) log.warn(threads.note);
@@ -251,7 +252,9 @@ export async function run(argv: string[]): Promise<number> {
       maxTotalTokens: cfg.limits.maxTotalTokens,
       threads: threads.threads,
       weightDtype: cfg.weightDtype,
-      prefixCaching: cfg.prefixCaching,
+      // Over processes the other ranks hold their own pools: the core's copy-on-write of a shared
+      // prompt block (prefix caching) would copy rank 0's layers only, so it stays off there.
+      prefixCaching: cfg.prefixCaching && cfg.pipeline.worldSize === 1,
       ...(cfg.pipeline.gpus > 1 ? { gpus: cfg.pipeline.gpus } : {}),
       ...(cfg.pipeline.stages > 1 ? { stages: cfg.pipeline.stages } : {}),
       ...(cfg.pipeline.worldSize > 1 ? leaderOf(cfg.pipeline) : {}),

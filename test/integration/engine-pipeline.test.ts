@@ -119,6 +119,24 @@ describe('pipeline options and slots', () => {
     expect(err?.message).toMatch(/stages/);
   });
 
+  test('stages over processes: cuda only, with a leader address, without prefix caching', async () => {
+    const base = {
+      device: 'cuda' as const,
+      config: toNativeConfig(presetConfig('opt-tiny')!),
+      weights: { kind: 'synthetic' as const, seed: 1 },
+    };
+    const pools = { blockTokens: 4, kvBlocks: 4, actBlocks: 4, actFraction: 0 };
+    const failure = (over: object): Promise<Error | null> =>
+      createEngine({ ...base, ...pools, ...over }).then(
+        () => null,
+        (e: Error) => e,
+      );
+    expect((await failure({ device: 'cpu', worldSize: 2, leaderAddress: 'h:1' }))?.message).toMatch(/worldSize > 1 is for the cuda device/);
+    expect((await failure({ worldSize: 2 }))?.message).toMatch(/needs leaderAddress/);
+    expect((await failure({ worldSize: 2, leaderAddress: 'h:1', prefixCaching: true }))?.message).toMatch(/prefixCaching/);
+    expect((await failure({ worldSize: 2, rank: 2, leaderAddress: 'h:1' }))?.message).toMatch(/options.rank must be in \[0, 1\]/);
+  });
+
   test('a sequence cannot be in two steps in flight; slots are bounded', async () => {
     const e = await engineOf('opt-tiny', 2, 0);
     engines.push(e);

@@ -186,6 +186,8 @@ static void ParsePipeline(Napi::Env env, Napi::Object o, CreateOptions& c) {
     if (c.device.device != "cuda") throw ArgRangeError(env, "options.worldSize > 1 is for the cuda device");
     if (c.device.gpus > 1) throw ArgRangeError(env, "options.worldSize > 1 runs one GPU per process (gpus 1)");
     if (c.device.leader_address.empty()) throw ArgRangeError(env, "options.worldSize > 1 needs options.leaderAddress");
+    // The core's copy-on-write of a shared prompt block copies this process's pools only.
+    if (c.prefix_caching) throw ArgRangeError(env, "options.prefixCaching is not supported with worldSize > 1 yet");
   }
 }
 
