@@ -128,7 +128,8 @@ HS_TEST(pipeline_rendezvous_refuses_bad_ranks_and_times_out) {
 }
 
 // The leader (stage 0 in a PipelineBackend with LinkedRemoteRanks) and rank 1 (a thread running
-// ServeRank with its own rendezvous link) give the single backend's logits, with two steps in flight.
+// ServeRank with its own rendezvous link, and only its layers' weights and cache) give the single
+// backend's logits, with two steps in flight.
 HS_TEST(pipeline_remote_rank_matches_one_backend) {
   ModelConfig cfg = test::TinyLlama(2);
   cfg.num_layers = 4;
@@ -144,10 +145,23 @@ HS_TEST(pipeline_remote_rank_matches_one_backend) {
   auto acts = std::make_shared<LoopbackHub>(2), logits_hub = std::make_shared<LoopbackHub>(2);
   auto link = LeaderLink::Listen("127.0.0.1:0", 2);
   const std::string at = "127.0.0.1:" + std::to_string(link->port());
+  // Rank 1 holds only its layers' weights and cache, as a pod of a multi-node group does.
+  WeightSource src1 = src;
+  src1.first_layer = split[1].first;
+  src1.last_layer = split[1].last;
+  HostWeights w1(cfg, src1, DType::F32);
+  PoolConfig pc1 = pc;
+  pc1.first_layer = split[1].first;
+  pc1.last_layer = split[1].last;
+  CachePools pools1(cfg, pc1);
+  HS_CHECK(w1.find("layers.0.q_proj.weight") == nullptr && w1.find("layers.3.q_proj.weight") != nullptr);
+  HS_CHECK(w1.total_bytes() < w.total_bytes());
+  HS_CHECK(pools1.layer_base(CacheKind::KV, 0) == nullptr && pools1.layer_base(CacheKind::KV, 2) != nullptr);
+  HS_CHECK_EQ(2 * pools1.block_bytes_all_layers(CacheKind::KV), pools.block_bytes_all_layers(CacheKind::KV));
   std::thread rank1([&] {
     std::vector<uint8_t> hello;
     auto wl = WorkerLink::Connect(at, 1, 2, 5.0, &hello);
-    cpu::CpuBackend stage(cfg, w, pools, 1, split[1]);
+    cpu::CpuBackend stage(cfg, w1, pools1, 1, split[1]);
     auto tr = acts->Endpoint(1);
     auto out = HostLogitsChannel(logits_hub->Endpoint(1), 0);
     ServeRank(stage, *tr, *wl, out.get(), cfg.vocab_size);
@@ -164,6 +178,7 @@ HS_TEST(pipeline_remote_rank_matches_one_backend) {
 
   // Two sequences in two groups; each group steps in its own thread on the pipeline.
   const int32_t ta[4] = {5, 6, 7, 8}, tb[2] = {40, 41};
+  // The leader allocates; rank 1's pools have the same ids (its allocator is not used).
   const BlockRef ba{CacheKind::KV, pools.Allocate(CacheKind::KV), Tier::Host};
   const BlockRef bb{CacheKind::ACT, pools.Allocate(CacheKind::ACT), Tier::Host};
   BatchPlan pa, pb;

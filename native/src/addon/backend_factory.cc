@@ -5,6 +5,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
 #include "pipeline/cpu_pipeline.h"
+#include "pipeline/layer_split.h"
 #ifdef HS_WITH_CUDA
 #include "cuda/cuda_backend.h"
 #endif
@@ -39,8 +40,15 @@ static pipeline::RankOptions RankOf(const DeviceOptions& dev) {
 }
 #endif
 
-EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, PoolConfig pc, const DeviceOptions& dev) {
+EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& source, PoolConfig pc,
+                            const DeviceOptions& dev) {
   EngineParts parts;
+  WeightSource src = source;
+  if (dev.world_size > 1) {  // rank 0 of stages over processes holds only its stage's layers
+    const pipeline::LayerRange mine = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[0];
+    src.first_layer = pc.first_layer = mine.first;
+    src.last_layer = pc.last_layer = mine.last;
+  }
   if (dev.world_size > 1 && dev.rank != 0)
     throw std::invalid_argument("rank " + std::to_string(dev.rank) +
                                 " serves its stage (runRank); only rank 0 has an engine");
@@ -88,7 +96,11 @@ void RunRank(const ModelConfig& cfg, const WeightSource& src, const DeviceOption
   if (dev.world_size < 2 || dev.rank < 1) throw std::invalid_argument("runRank is for ranks 1.. of worldSize > 1");
 #ifdef HS_WITH_NCCL
   if (dev.device == "cuda" && hs::cuda::DeviceAvailable()) {
-    HostWeights w(cfg, src, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
+    WeightSource mine = src;  // only this rank's layers
+    const pipeline::LayerRange r = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[dev.rank];
+    mine.first_layer = r.first;
+    mine.last_layer = r.last;
+    HostWeights w(cfg, mine, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;

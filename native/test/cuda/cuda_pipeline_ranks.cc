@@ -91,6 +91,11 @@ int main(int argc, char** argv) {
     cfg.num_layers = 4;
     WeightSource src;
     src.seed = 7;
+    if (r.rank > 0) {  // only its stage's layers, as a pod of a multi-node group holds
+      const pipeline::LayerRange mine = pipeline::SplitLayers(cfg.num_layers, r.world_size)[r.rank];
+      src.first_layer = mine.first;
+      src.last_layer = mine.last;
+    }
     HostWeights w(cfg, src, DType::F16, cuda::PinnedAlloc, cuda::PinnedFree);
     CachePools pools(cfg, PoolConfig{kBt, 16, 16, DType::F16, 0}, cuda::PinnedAlloc, cuda::PinnedFree,
                      cuda::DeviceAlloc, cuda::DeviceFree);

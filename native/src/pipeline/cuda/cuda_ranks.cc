@@ -109,9 +109,10 @@ void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda:
   std::memcpy(&j, blob.data(), sizeof j);
   if (j.block_tokens < 1 || j.kv_blocks < 0 || j.act_blocks < 0)
     throw std::runtime_error("rendezvous: the leader sent impossible pool sizes");
-  CachePools pools(cfg, PoolConfig{j.block_tokens, j.kv_blocks, j.act_blocks, DType::F16, 0}, cuda::PinnedAlloc,
-                   cuda::PinnedFree);
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
+  // Only this rank's layers' cache (the block ids are the leader's).
+  CachePools pools(cfg, PoolConfig{j.block_tokens, j.kv_blocks, j.act_blocks, DType::F16, 0, mine.first, mine.last},
+                   cuda::PinnedAlloc, cuda::PinnedFree);
   auto stage = MakeCudaStage(cfg, weights, pools, mine, o);
   auto tr = NcclRankEndpoint(j.acts, r.rank, r.world_size, o.device);
   auto ltr = NcclRankEndpoint(j.logits, r.rank, r.world_size, o.device);

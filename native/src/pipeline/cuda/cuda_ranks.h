@@ -27,7 +27,8 @@ struct RankOptions {
 
 std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
                                         const cuda::CudaOptions& o, const RankOptions& r);
-// Allocates its pools (pinned) at the leader's sizes once it has joined.
+// `weights` may hold only this rank's layers (WeightSource::first_layer/last_layer); the pools
+// (pinned, its layers only) are allocated at the leader's sizes once it has joined.
 void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r);
 
 }  // namespace hs::pipeline
