@@ -217,7 +217,7 @@ stage_tiertest() {
 # Builds hs_pipeline_cuda (CMake finds NCCL in the build stage), the pipeline tests and an NCCL build of
 # the bench (hs_cuda_bench_nccl: the same source with HS_WITH_NCCL, so that --gpus 2 is available).
 pipeline_build() {
-  [ -f $B/libhs_pipeline_cuda.a ] && [ -x $B/hs_cuda_bench_nccl ] && return 0
+  [ -f $B/libhs_pipeline_cuda.a ] && [ -x $B/hs_cuda_bench_nccl ] && [ -x $B/hs_cuda_pipeline_ranks ] && return 0
   grep -q "NCCL pipeline .*nccl" "$OUT/cmake.log" 2>/dev/null || log "cmake did not report NCCL (see cmake.log)"
   cmake --build $B --target hs_pipeline_cuda -j 16 >"$OUT/pipeline-build.log" 2>&1 || { grep -E "error" -A3 "$OUT/pipeline-build.log" | head -40; return 1; }
   local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread"
