@@ -6,6 +6,10 @@
 //        --act-fraction 0|x|auto [--gpu-memory SIZE] [--host-memory SIZE] [--resident-layers N] [--device cuda]
 //        [--gpu-cache-blocks N|all]   (blocks of the GPU cache tier; `all`: the whole batch's cache; default 0)
 //        [--weight-dtype fp16|fp8|int8|int4]   (quantised layer weights, both devices)
+//        [--gpus N | --stages N]   (pipeline stages: one per GPU on cuda, in-process CPU stages on cpu; issue 15)
+//        [--in-flight S]   (S groups of sequences, each stepping in its own slot, all in flight at once;
+//                           default: the number of stages. `batch` is per group: S × batch sequences in all,
+//                           as hs_cuda_bench --gpus, so that 1 and N stages compare per group)
 //
 // It adds `batch` sequences with a synthetic prompt, runs one prefill step (the first generated
 // token) and gen − 1 decode steps, and prints ONE JSON line. Throughput is counted as the
@@ -24,8 +28,8 @@ import { parseModelSpec } from '../model/spec.js';
 import type { ModelConfig } from '../model/types.js';
 import { cacheBytesPerTokenPerLayer } from '../model/types.js';
 import { parseWeightDtype, planNode, type HardwareProfile } from '../planning/index.js';
-import { addCounters, zeroCounters } from '../native/ts/counters.js';
 import { createEngine, loadAddon, toNativeConfig, type NativeCounters, type NativeProbeResult } from '../native/ts/engine.js';
+import { runInFlight, splitGroups } from './in-flight.js';
 import { runIfEntryPoint } from './run-main.js';
 
 const BLOCK_TOKENS = 16;
@@ -135,6 +139,9 @@ async function main(): Promise<number> {
       device: { type: 'string', default: 'cuda' },
       'gpu-cache-blocks': { type: 'string' },
       'weight-dtype': { type: 'string', default: 'fp16' },
+      gpus: { type: 'string' },
+      stages: { type: 'string' },
+      'in-flight': { type: 'string' },
     },
     strict: true,
   });
@@ -149,6 +156,10 @@ async function main(): Promise<number> {
   const hostMemoryBytes = values['host-memory'] ? parseSize(values['host-memory'], '--host-memory') : undefined;
   const device = values.device === 'cpu' ? 'cpu' : 'cuda';
   const weightDtype = parseWeightDtype(values['weight-dtype'], '--weight-dtype');
+  const stages = intArg(device === 'cuda' ? values.gpus : values.stages, device === 'cuda' ? 'gpus' : 'stages', 1, 1);
+  const inFlight = intArg(values['in-flight'], 'in-flight', 1, stages);
+  if (inFlight > 8) throw new Error(`--in-flight must be at most 8 (the engine's step slots), got ${inFlight}`);
+  const total = batch * inFlight;
   if (prompt + gen > cfg.maxPositions) throw new Error(`prompt + gen exceeds ${cfg.maxPositions} positions`);
 
   const addon = loadAddon();
@@ -193,10 +204,10 @@ async function main(): Promise<number> {
       throw new Error(`--act-fraction must be 0..1 or auto, got '${fracText}'`);
   }
 
-  const { kvBlocks, actBlocks } = poolBlocks(batch, prompt + gen, actFraction);
+  const { kvBlocks, actBlocks } = poolBlocks(total, prompt + gen, actFraction);
   const gpuKvBlocks =
     values['gpu-cache-blocks'] === 'all'
-      ? batch * Math.ceil((prompt + gen) / BLOCK_TOKENS)
+      ? total * Math.ceil((prompt + gen) / BLOCK_TOKENS)
       : intArg(values['gpu-cache-blocks'], 'gpu-cache-blocks', 0, 0);
   const per = cacheBytesPerTokenPerLayer(cfg, 2);
   const cacheBytes = (kvBlocks * per.kv + actBlocks * per.act) * BLOCK_TOKENS * cfg.numLayers;
@@ -213,6 +224,7 @@ async function main(): Promise<number> {
     gpuMemoryBytes,
     residentLayers: resident,
     ...(weightDtype !== 'fp16' ? { weightDtype } : {}),
+    ...(stages > 1 ? (device === 'cuda' ? { gpus: stages } : { stages }) : {}),
   });
   const info = engine.info();
   if (hostMemoryBytes !== undefined && info.weightBytes + cacheBytes > hostMemoryBytes) {
@@ -224,20 +236,16 @@ async function main(): Promise<number> {
   );
   try {
     const ids: number[] = [];
-    for (let i = 0; i < batch; ++i) {
+    for (let i = 0; i < total; ++i) {
       ids.push(
         engine.addSequence(promptTokens(prompt, i + 1, cfg.vocabSize), { sampling: { temperature: 0, topK: 0, topP: 1, seed: i + 1 } }),
       );
     }
-    const idArr = Int32Array.from(ids);
-    let ts = performance.now();
-    await engine.step(idArr);
-    const prefillSeconds = (performance.now() - ts) / 1e3;
-    let dec = zeroCounters();
-    ts = performance.now();
-    for (let s = 1; s < gen; ++s) dec = addCounters(dec, (await engine.step(idArr)).counters);
-    const decodeSeconds = (performance.now() - ts) / 1e3;
-    const m = engineMetrics(batch, gen, { prefillSeconds, decodeSeconds, decodeSteps: gen - 1 }, dec, probe);
+    // One group: the batch steps as one (prefill, then gen − 1 decode steps). Several: each group
+    // in its own slot, all in flight (bench/in-flight.ts); the decode time ends with the last group.
+    const run = await runInFlight(engine, splitGroups(ids, inFlight), gen);
+    const { prefillSeconds, decodeSeconds, decode: dec } = run;
+    const m = engineMetrics(total, gen, { prefillSeconds, decodeSeconds, decodeSteps: gen - 1 }, dec, probe);
     console.log(
       JSON.stringify({
         model: spec.spec,
@@ -245,6 +253,11 @@ async function main(): Promise<number> {
         weightDtype,
         card: info.deviceName,
         batch,
+        batchMeaning: 'sequences per group; inFlight groups step at once, totalSequences = batch x inFlight',
+        totalSequences: total,
+        stages,
+        inFlight,
+        groupSizes: splitGroups(ids, inFlight).map((g) => g.length),
         prompt,
         gen,
         actFraction,

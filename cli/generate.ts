@@ -4,6 +4,7 @@
 import { availableParallelism } from 'node:os';
 import { capThreads, parseCli, parseIntOption, parseNumberOption, parsePlacementFlags, parseSize } from './args.js';
 import { CliError } from './errors.js';
+import { PIPELINE_OPTIONS, parsePipelineArgs } from './pipeline-args.js';
 import { ModelError } from '../model/errors.js';
 import { checkRequest, generate, type GenerateParams } from '../model/generate.js';
 import { loadModel, openEngine } from '../model/load.js';
@@ -33,6 +34,8 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
   --gpu-cache-blocks N  cache blocks of the GPU tier, the rest in host memory (default 0; the cpu
                         backend emulates the tier)
   --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4
+  --gpus N              cuda: pipeline stages, one per GPU (default 1)
+  --stages N            cpu: pipeline stages in this process (default 1)
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
 const OPTIONS = {
@@ -53,6 +56,8 @@ const OPTIONS = {
   'resident-layers': { type: 'string' },
   'gpu-cache-blocks': { type: 'string' },
   'weight-dtype': { type: 'string' },
+  gpus: PIPELINE_OPTIONS.gpus,
+  stages: PIPELINE_OPTIONS.stages,
   json: { type: 'boolean' },
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -71,6 +76,9 @@ export interface GenerateCommand {
   residentLayers?: number;
   gpuKvBlocks?: number;
   weightDtype: WeightDtype;
+  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu. */
+  gpus: number;
+  stages: number;
   json: boolean;
   params: Omit<GenerateParams, 'actFraction'>;
 }
@@ -100,6 +108,7 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
     ...(v['gpu-memory'] !== undefined ? { gpuMemoryBytes: parseSize(v['gpu-memory'], 'generate: --gpu-memory') } : {}),
     ...parsePlacementFlags(v['resident-layers'], v['gpu-cache-blocks'], 'generate'),
     weightDtype,
+    ...pipelineStages(v, device),
     json: v.json ?? false,
     params: {
       maxTokens: parseIntOption(v['max-tokens'], 'generate: --max-tokens', 1, MAX_TOKENS_LIMIT, 32),
@@ -111,6 +120,11 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
       ignoreEos: v['ignore-eos'] ?? false,
     },
   };
+}
+
+function pipelineStages(v: { gpus?: string; stages?: string }, device: string): { gpus: number; stages: number } {
+  const p = parsePipelineArgs({ gpus: v.gpus, stages: v.stages }, {}, device, 'generate');
+  return { gpus: p.gpus, stages: p.stages };
 }
 
 function topP(text: string | undefined): number {
@@ -165,6 +179,8 @@ async function execute(cmd: GenerateCommand): Promise<number> {
     ...(placement.residentLayers !== undefined ? { residentLayers: placement.residentLayers } : {}),
     ...(placement.gpuKvBlocks !== undefined ? { gpuKvBlocks: placement.gpuKvBlocks } : {}),
     weightDtype: cmd.weightDtype,
+    ...(cmd.gpus > 1 ? { gpus: cmd.gpus } : {}),
+    ...(cmd.stages > 1 ? { stages: cmd.stages } : {}),
   });
   const loadSeconds = (performance.now() - t0) / 1000;
   try {

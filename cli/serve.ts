@@ -6,6 +6,10 @@ import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { capThreads, parseCli, parseIntOption, parseNumberOption, parsePlacementFlags as placementFlags, parseSize } from './args.js';
 import { CliError } from './errors.js';
+import { PIPELINE_OPTIONS, PIPELINE_USAGE, parsePipelineArgs, type PipelineConfig } from './pipeline-args.js';
+import { engineOptions, loadModel } from '../model/load.js';
+import { runRank } from '../native/ts/engine.js';
+import { listenRankHealth } from '../server/rank-server.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
 import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
@@ -48,7 +52,8 @@ const USAGE = `usage: hybridserve serve [options]
   --threads N              CPU engine threads, at most the cores (default: all cores)
   --weight-dtype D         layer weight format: fp16 (default), fp8, int8 or int4
   --prefix-caching on|off  reuse the cache of prompt blocks shared with earlier requests (default on)
-  --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)`;
+  --log-level L            request log level: fatal, error, warn, info, debug, silent (default info)
+${PIPELINE_USAGE}`;
 
 const OPTIONS = {
   model: { type: 'string' },
@@ -77,6 +82,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'weight-dtype': { type: 'string' },
   'prefix-caching': { type: 'string' },
+  ...PIPELINE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
 
@@ -97,6 +103,8 @@ export interface ServeConfig {
   threads?: number;
   weightDtype?: WeightDtype;
   prefixCaching: boolean;
+  /** Pipeline stages (issue 15): --gpus / --stages, and rank / world size / leader address. */
+  pipeline: PipelineConfig;
   /** Only what was set; the rest comes from the model's window and DEFAULT_LIMITS (resolveLimits). */
   limits: Partial<ServerLimits>;
   logLevel: string;
@@ -146,6 +154,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     threads: v.threads ? parseIntOption(v.threads, '--threads', 0, 1024, 0) : undefined,
     weightDtype: v['weight-dtype'] === undefined ? undefined : weightDtypeOption(v['weight-dtype']),
     prefixCaching: onOff(v['prefix-caching'], '--prefix-caching', true),
+    pipeline: parsePipelineArgs(v, env, device, 'serve'),
     limits,
     logLevel,
   };
@@ -163,6 +172,40 @@ function weightDtypeOption(text: string): WeightDtype {
     return parseWeightDtype(text, '--weight-dtype');
   } catch (err) {
     throw new CliError(`serve: ${(err as Error).message}`);
+  }
+}
+
+function leaderOf(p: PipelineConfig): { rank: number; worldSize: number; leaderAddress: string } {
+  return { rank: p.rank, worldSize: p.worldSize, leaderAddress: p.leaderAddress! };
+}
+
+/**
+ * A pipeline rank >= 1 (issue 15): loads the model, joins rank 0 at --leader-address and runs its
+ * stage until rank 0 stops; meanwhile it answers /healthz only. Pool sizes come from rank 0.
+ */
+async function runPipelineRank(cfg: ServeConfig, log: Log): Promise<number> {
+  const p = cfg.pipeline;
+  const model = await loadModel(cfg.model).catch((err: Error) => {
+    throw new CliError(`serve: ${err.message}`, 1);
+  });
+  const health = await listenRankHealth(cfg.host, cfg.port, p.rank);
+  log.info(`pipeline rank ${p.rank} of ${p.worldSize}: joining rank 0 at ${p.leaderAddress}; /healthz on ${health.address}`);
+  try {
+    const opts = engineOptions(model, {
+      device: cfg.device,
+      tokenBudget: 1,
+      kvBlocks: 0,
+      actBlocks: 0,
+      ...(cfg.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: cfg.gpuMemoryBytes } : {}),
+      weightDtype: cfg.weightDtype,
+    });
+    await runRank({ ...opts, ...leaderOf(p) });
+    log.info(`pipeline rank ${p.rank}: rank 0 stopped`);
+    return 0;
+  } catch (err) {
+    throw new CliError(`serve: pipeline rank ${p.rank}: ${(err as Error).message}`, 1);
+  } finally {
+    await health.close();
   }
 }
 
@@ -202,6 +245,8 @@ export async function run(argv: string[]): Promise<number> {
     if (err instanceof ApiKeyError) throw new CliError(`serve: ${err.message}; refusing to start without the keys`);
     throw err;
   }
+  if (cfg.pipeline.rank > 0) return runPipelineRank(cfg, log);
+  if (cfg.pipeline.worldSize > 1 && cfg.prefixCaching) log.info('prefix caching is off: stages run in several processes');
   const plan = readStartPlan(cfg.planFile, log);
   const threads = capThreads(cfg.threads, availableParallelism());
   if (threads.note) log.warn(threads.note);
@@ -220,7 +265,12 @@ export async function run(argv: string[]): Promise<number> {
       maxTotalTokens: cfg.limits.maxTotalTokens,
       threads: threads.threads,
       weightDtype: cfg.weightDtype,
-      prefixCaching: cfg.prefixCaching,
+      // Over processes the other ranks hold their own pools: the core's copy-on-write of a shared
+      // prompt block (prefix caching) would copy rank 0's layers only, so it stays off there.
+      prefixCaching: cfg.prefixCaching && cfg.pipeline.worldSize === 1,
+      ...(cfg.pipeline.gpus > 1 ? { gpus: cfg.pipeline.gpus } : {}),
+      ...(cfg.pipeline.stages > 1 ? { stages: cfg.pipeline.stages } : {}),
+      ...(cfg.pipeline.worldSize > 1 ? leaderOf(cfg.pipeline) : {}),
       onProgress: startProgress(),
     });
   } catch (err) {

@@ -116,6 +116,13 @@ export interface EngineSizing {
   gpuKvBlocks?: number;
   /** Storage of the layers' GEMM weights (default fp16: the engine's native dtype). */
   weightDtype?: NativeEngineOptions['weightDtype'];
+  /** Pipeline stages (issue 15): engine options gpus (cuda) and stages (cpu). */
+  gpus?: number;
+  stages?: number;
+  /** Stages in several processes (engine options rank, worldSize, leaderAddress). */
+  rank?: number;
+  worldSize?: number;
+  leaderAddress?: string;
 }
 
 /**
@@ -158,6 +165,11 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.gpuKvBlocks !== undefined ? { gpuKvBlocks: sizing.gpuKvBlocks } : {}),
     ...(sizing.prefixCaching !== undefined ? { prefixCaching: sizing.prefixCaching } : {}),
     ...(sizing.weightDtype !== undefined && sizing.weightDtype !== 'fp16' ? { weightDtype: sizing.weightDtype } : {}),
+    ...(sizing.gpus !== undefined && sizing.gpus > 1 ? { gpus: sizing.gpus } : {}),
+    ...(sizing.stages !== undefined && sizing.stages > 1 ? { stages: sizing.stages } : {}),
+    ...(sizing.worldSize !== undefined && sizing.worldSize > 1
+      ? { rank: sizing.rank ?? 0, worldSize: sizing.worldSize, leaderAddress: sizing.leaderAddress }
+      : {}),
   };
 }
 

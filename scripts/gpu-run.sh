@@ -27,6 +27,11 @@
 #             bytes), printing fp8/fp16 and int4/fp16 total tokens/s; then the 24 GiB row (default
 #             placement, 28 GPU cache blocks) in fp16 and fp8. Also as halves: quant_host, quant_24g.
 #             (test and sanitize cover the quantised CUDA-vs-CPU model tests: *_quantized_matches_cpu_*.)
+#   pipeline  issue 15 (the 2-GPU host kind, after build): the NCCL pipeline's test executable
+#             (hs_cuda_pipeline_tests: 2-GPU logits == 1-GPU logits, steps in flight), 2 processes x 1 GPU
+#             through the rendezvous == 1 process x 2 GPUs (hs_cuda_pipeline_ranks), and OPT-30B batch 128
+#             (per group) prompt 512 gen 32 all-on-host at 1 and 2 GPUs in one process, with the ratio
+#   pipeline66  OPT-66B batch 64 (per group) at 1 and 2 GPUs, ACT 1 (the smallest cache), where it fits
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -281,6 +286,52 @@ stage_quant_24g() {
 }
 
 stage_quant() { stage_quant_host; local rc=$?; stage_quant_24g || rc=1; return $rc; }
+
+# ---- pipeline (issue 15) -------------------------------------------------------------------------------
+# Builds hs_pipeline_cuda (CMake finds NCCL in the build stage), the pipeline tests and an NCCL build of
+# the bench (hs_cuda_bench_nccl: the same source with HS_WITH_NCCL, so that --gpus 2 is available).
+pipeline_build() {
+  [ -f $B/libhs_pipeline_cuda.a ] && [ -x $B/hs_cuda_bench_nccl ] && [ -x $B/hs_cuda_pipeline_ranks ] && return 0
+  grep -q "NCCL pipeline .*nccl" "$OUT/cmake.log" 2>/dev/null || log "cmake did not report NCCL (see cmake.log)"
+  cmake --build $B --target hs_pipeline_cuda -j 16 >"$OUT/pipeline-build.log" 2>&1 || { grep -E "error" -A3 "$OUT/pipeline-build.log" | head -40; return 1; }
+  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread"
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_pipeline_tests \
+    native/test/cuda/cuda_pipeline_test.cc native/test/test_main.cc $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_bench_nccl native/test/cuda/cuda_bench.cc \
+    $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_pipeline_ranks \
+    native/test/cuda/cuda_pipeline_ranks.cc $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
+  log "pipeline build ok"
+}
+
+stage_pipeline() {
+  nvidia-smi -L | tee -a "$OUT/gpu-run.log"
+  pipeline_build || return 1
+  local rc=0
+  $B/hs_cuda_pipeline_tests pipeline_cuda 2>&1 | tee "$OUT/pipeline-tests.log" || rc=1
+  # 2 processes x 1 GPU through the rendezvous == 1 process x 2 GPUs (rank 0 prints "ranks: PASS").
+  local at=127.0.0.1:29511
+  timeout 120 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 >"$OUT/ranks-1.log" 2>&1 &
+  timeout 120 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 2>&1 | tee "$OUT/ranks-0.log" || rc=1
+  wait $! || { rc=1; tail -5 "$OUT/ranks-1.log"; }
+  # Acceptance 2: 2 GPUs >= 1.8x the 1-GPU total tokens/s (the summary line's ratio). --batch is per
+  # group: 1 GPU runs one group of 128, 2 GPUs two groups of 128 in flight (FlexGen's schedule).
+  timeout 450 $B/hs_cuda_bench_nccl --model opt-30b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
+    --resident-layers 0 --gpu-cache-blocks 0 --gpus 1,2 2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl" || rc=1
+  return $rc
+}
+
+stage_pipeline66() {
+  pipeline_build || return 1
+  # 131 GB of weights: 1 GPU with one group of 64, 2 GPUs with two groups of 64 (213 GB pinned in all);
+  # should the two groups not fit, 2 GPUs with two groups of 32 (the same 64 sequences in total).
+  timeout 400 $B/hs_cuda_bench_nccl --model opt-66b --batch 64 --prompt 512 --gen 32 --act-fraction 1 \
+    --resident-layers 0 --gpu-cache-blocks 0 --gpus 1,2 2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl"
+  grep -q '"model":"synthetic:opt-66b".*"summary":"pipeline"' "$OUT/pipeline.jsonl" && return 0
+  log "opt-66b: two groups of 64 did not fit; two groups of 32"
+  timeout 300 $B/hs_cuda_bench_nccl --model opt-66b --batch 32 --prompt 512 --gen 32 --act-fraction 1 \
+    --resident-layers 0 --gpu-cache-blocks 0 --gpus 2 2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl"
+}
 
 for s in "$@"; do
   log "stage $s"

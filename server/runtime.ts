@@ -45,6 +45,13 @@ export interface RuntimeOptions {
   weightDtype?: WeightDtype;
   /** Reuse the cache of prompt blocks shared with earlier requests (default true). */
   prefixCaching?: boolean;
+  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu (default 1). */
+  gpus?: number;
+  stages?: number;
+  /** Rank 0 of stages in several processes: the engine waits for the other ranks to join. */
+  rank?: number;
+  worldSize?: number;
+  leaderAddress?: string;
 }
 
 export interface LoadProgress {
@@ -267,6 +274,9 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     ...tiers,
     weightDtype: o.weightDtype,
     prefixCaching: o.prefixCaching ?? true,
+    ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
+    ...(o.stages !== undefined ? { stages: o.stages } : {}),
+    ...(o.worldSize !== undefined && o.worldSize > 1 ? { rank: o.rank ?? 0, worldSize: o.worldSize, leaderAddress: o.leaderAddress } : {}),
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;

@@ -71,6 +71,21 @@ export interface NativeEngineOptions {
    * device streams the quantised bytes and dequantises them into its fp16 layer slot.
    */
   weightDtype?: 'fp16' | 'fp8' | 'int8' | 'int4';
+  /**
+   * Pipeline (issue 15): the layers split into contiguous stages that run at once on different
+   * steps in flight. `stages`: CPU stages in this process (default 1); `gpus`: CUDA stages, one
+   * per GPU (default 1). Each must be in [1, numLayers].
+   */
+  stages?: number;
+  gpus?: number;
+  /**
+   * Stages in several processes (cuda, one GPU each; needs a build with NCCL): this process's rank
+   * in [0, worldSize) and rank 0's rendezvous address HOST:PORT. Rank 0 creates the engine (it
+   * waits for the other ranks to join); every other rank calls runRank with the same options.
+   */
+  rank?: number;
+  worldSize?: number;
+  leaderAddress?: string;
 }
 
 export interface NativeSamplingParams {
@@ -142,6 +157,12 @@ export const enum NativeSeqStatus {
 export interface NativeStepOptions {
   /** Return the logits of the last position of each sequence ([n, vocab] row-major). */
   logits?: boolean;
+  /**
+   * The step's slot, in [0, maxStepsInFlight) (default 0). Steps in different slots may be in
+   * flight at once on disjoint sequences (a pipeline runs them on different stages at once); a slot
+   * holds one step at a time (HS_BUSY otherwise).
+   */
+  slot?: number;
 }
 
 export interface NativeStepResult {
@@ -243,6 +264,8 @@ export interface NativeEngineInfo {
   /** Bytes of weights held in host memory. */
   weightBytes: number;
   elementBytes: number;
+  /** How many steps may be in flight at once (slots of step()); the addon always says, test doubles may not (then 1). */
+  maxStepsInFlight?: number;
 }
 
 export interface NativeProbeResult {
@@ -277,6 +300,11 @@ export interface NativeEngine {
 
 export interface NativeAddon {
   createEngine(options: NativeEngineOptions): Promise<NativeEngine>;
+  /**
+   * A rank >= 1 of a pipeline over processes: loads the weights, joins rank 0, runs its stage until
+   * rank 0 stops (resolves) or fails (rejects). Pool sizes come from rank 0.
+   */
+  runRank(options: NativeEngineOptions): Promise<void>;
   /** Measures the device's GEMM rate (and PCIe bandwidth on CUDA). */
   probe(device: NativeDevice, threads?: number): Promise<NativeProbeResult>;
   /** Devices this build supports ('cpu' always; 'cuda' when built with CUDA and a GPU is present). */

@@ -93,10 +93,24 @@ export function engineOptionErrors(opts: NativeEngineOptions): string[] {
     errs.push(`actFraction must be a number in [0, 1], got ${String(opts.actFraction)}`);
   }
   if (opts.threads !== undefined) int(opts.threads, 'threads', 0);
+  if (opts.stages !== undefined) int(opts.stages, 'stages', 1);
+  if (opts.gpus !== undefined) int(opts.gpus, 'gpus', 1);
+  if (opts.worldSize !== undefined) int(opts.worldSize, 'worldSize', 1);
+  if (opts.rank !== undefined) int(opts.rank, 'rank', 0);
+  if ((opts.worldSize ?? 1) > 1 && !opts.leaderAddress) errs.push('worldSize > 1 needs leaderAddress');
   const w = opts.weights;
   if (!w || (w.kind !== 'synthetic' && w.kind !== 'files')) errs.push("weights.kind must be 'synthetic' or 'files'");
   else if (w.kind === 'synthetic') int(w.seed, 'weights.seed', 0);
   return errs;
+}
+
+/** A rank >= 1 of a pipeline over processes (see NativeAddon.runRank); validates like createEngine. */
+export async function runRank(opts: NativeEngineOptions): Promise<void> {
+  const errs = engineOptionErrors(opts);
+  if (errs.length > 0) {
+    throw Object.assign(new RangeError(`invalid engine options: ${errs.join('; ')}`), { code: NativeErrorCode.InvalidArgument });
+  }
+  return loadAddon().runRank(opts);
 }
 
 /** Validates in JS, then builds the engine off the main thread. Rejects with RangeError on bad options. */

@@ -1,4 +1,4 @@
-// Registers the addon's exports: createEngine, probe, devices, version (see native/ts/addon-types.ts).
+// Registers the addon's exports: createEngine, runRank, probe, devices, version (see native/ts/addon-types.ts).
 #include <napi.h>
 
 #include "addon/backend_factory.h"
@@ -21,6 +21,23 @@ Napi::Value CreateEngine(const Napi::CallbackInfo& info) {
   try {
     CreateOptions opts = ParseCreateOptions(env, info[0]);
     auto* worker = new CreateEngineWorker(env, std::move(opts));
+    Napi::Promise p = worker->Promise();
+    worker->Queue();
+    return p;
+  } catch (const Napi::Error& err) {
+    return Rejected(env, err);
+  }
+}
+
+// runRank(options): a rank > 0 of a pipeline over processes (options as createEngine's, with rank,
+// worldSize and leaderAddress; the pools come from the leader). Resolves when the leader stops.
+Napi::Value RunRank(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  try {
+    CreateOptions opts = ParseCreateOptions(env, info[0]);
+    if (opts.device.world_size < 2 || opts.device.rank < 1)
+      throw ArgRangeError(env, "runRank needs options.rank >= 1 of options.worldSize >= 2");
+    auto* worker = new RankWorker(env, std::move(opts));
     Napi::Promise p = worker->Promise();
     worker->Queue();
     return p;
@@ -61,6 +78,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   EngineWrap::Init(env, data);
   exports.Set("createEngine", Napi::Function::New(env, CreateEngine, "createEngine"));
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
+  exports.Set("runRank", Napi::Function::New(env, RunRank, "runRank"));
   exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
   exports.Set("version", Napi::String::New(env, hs::kVersion));
   return exports;

@@ -4,8 +4,14 @@
 
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
+#include "pipeline/cpu_pipeline.h"
+#include "pipeline/layer_split.h"
 #ifdef HS_WITH_CUDA
 #include "cuda/cuda_backend.h"
+#endif
+#ifdef HS_WITH_NCCL
+#include "pipeline/cuda/cuda_ranks.h"
+#include "pipeline/cuda/cuda_stage.h"
 #endif
 
 namespace hs::addon {
@@ -24,13 +30,36 @@ std::vector<std::string> AvailableDevices() {
   return out;
 }
 
-EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, PoolConfig pc, const DeviceOptions& dev) {
+#ifdef HS_WITH_NCCL
+static pipeline::RankOptions RankOf(const DeviceOptions& dev) {
+  pipeline::RankOptions r;
+  r.rank = dev.rank;
+  r.world_size = dev.world_size;
+  r.leader_address = dev.leader_address;
+  return r;
+}
+#endif
+
+EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& source, PoolConfig pc,
+                            const DeviceOptions& dev) {
   EngineParts parts;
+  WeightSource src = source;
+  if (dev.world_size > 1) {  // rank 0 of stages over processes holds only its stage's layers
+    const pipeline::LayerRange mine = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[0];
+    src.first_layer = pc.first_layer = mine.first;
+    src.last_layer = pc.last_layer = mine.last;
+  }
+  if (dev.world_size > 1 && dev.rank != 0)
+    throw std::invalid_argument("rank " + std::to_string(dev.rank) +
+                                " serves its stage (runRank); only rank 0 has an engine");
   if (dev.device == "cpu") {
     pc.dtype = DType::F32;
     parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
     parts.pools = std::make_unique<CachePools>(cfg, pc);
-    parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, dev.threads);
+    if (dev.stages > 1)
+      parts.backend = pipeline::MakeCpuPipeline(cfg, *parts.weights, *parts.pools, dev.threads, dev.stages);
+    else
+      parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, dev.threads);
     return parts;
   }
 #ifdef HS_WITH_CUDA
@@ -44,12 +73,45 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& src, Poo
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;
-    parts.backend = hs::cuda::MakeCudaBackend(cfg, *parts.weights, *parts.pools, o);
+    if (dev.gpus > 1 || dev.world_size > 1) {
+#ifdef HS_WITH_NCCL
+      if (dev.world_size > 1)
+        parts.backend = pipeline::MakeCudaLeader(cfg, *parts.weights, *parts.pools, o, RankOf(dev));
+      else
+        parts.backend = pipeline::MakeCudaPipeline(cfg, *parts.weights, *parts.pools, o, dev.gpus);
+#else
+      throw std::invalid_argument("a pipeline over GPUs (gpus > 1 or worldSize > 1) needs a build with NCCL");
+#endif
+    } else {
+      parts.backend = hs::cuda::MakeCudaBackend(cfg, *parts.weights, *parts.pools, o);
+    }
     return parts;
   }
 #endif
   throw std::invalid_argument("device '" + dev.device + "' is not available in this build (available: cpu" +
                               std::string(DeviceSupported("cuda") ? ", cuda" : "") + ")");
+}
+
+void RunRank(const ModelConfig& cfg, const WeightSource& src, const DeviceOptions& dev) {
+  if (dev.world_size < 2 || dev.rank < 1) throw std::invalid_argument("runRank is for ranks 1.. of worldSize > 1");
+#ifdef HS_WITH_NCCL
+  if (dev.device == "cuda" && hs::cuda::DeviceAvailable()) {
+    WeightSource mine = src;  // only this rank's layers
+    const pipeline::LayerRange r = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[dev.rank];
+    mine.first_layer = r.first;
+    mine.last_layer = r.last;
+    HostWeights w(cfg, mine, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
+    hs::cuda::CudaOptions o;
+    o.gpu_memory_bytes = dev.gpu_memory_bytes;
+    o.resident_layers = dev.resident_layers;
+    pipeline::RunCudaRank(cfg, w, o, RankOf(dev));
+    return;
+  }
+#else
+  (void)cfg;
+  (void)src;
+#endif
+  throw std::invalid_argument("stages in several processes need the cuda device and a build with NCCL");
 }
 
 ProbeResult ProbeDevice(const std::string& device, int threads) {

@@ -1,5 +1,6 @@
 #include "addon/convert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -165,6 +166,31 @@ int64_t ToInteger(Napi::Env env, Napi::Value v, const std::string& what, int64_t
   return (int64_t)d;
 }
 
+// Pipeline stages (issue 15): `stages` in-process CPU stages, `gpus` CUDA stages (one per GPU).
+static void ParsePipeline(Napi::Env env, Napi::Object o, CreateOptions& c) {
+  const int layers = c.config.num_layers;
+  if (Present(Field(o, "stages")))
+    c.device.stages = (int)ToInteger(env, Field(o, "stages"), "options.stages", 1, std::max(1, layers));
+  if (Present(Field(o, "gpus")))
+    c.device.gpus = (int)ToInteger(env, Field(o, "gpus"), "options.gpus", 1, std::max(1, std::min(layers, 64)));
+  if (c.device.stages > 1 && c.device.device != "cpu")
+    throw ArgRangeError(env, "options.stages is for the cpu device; use options.gpus on cuda");
+  if (c.device.gpus > 1 && c.device.device != "cuda") throw ArgRangeError(env, "options.gpus is for the cuda device");
+  if (Present(Field(o, "worldSize")))
+    c.device.world_size = (int)ToInteger(env, Field(o, "worldSize"), "options.worldSize", 1, std::max(1, layers));
+  if (Present(Field(o, "rank")))
+    c.device.rank = (int)ToInteger(env, Field(o, "rank"), "options.rank", 0, c.device.world_size - 1);
+  if (Present(Field(o, "leaderAddress")))
+    c.device.leader_address = ToString(env, Field(o, "leaderAddress"), "options.leaderAddress");
+  if (c.device.world_size > 1) {
+    if (c.device.device != "cuda") throw ArgRangeError(env, "options.worldSize > 1 is for the cuda device");
+    if (c.device.gpus > 1) throw ArgRangeError(env, "options.worldSize > 1 runs one GPU per process (gpus 1)");
+    if (c.device.leader_address.empty()) throw ArgRangeError(env, "options.worldSize > 1 needs options.leaderAddress");
+    // The core's copy-on-write of a shared prompt block copies this process's pools only.
+    if (c.prefix_caching) throw ArgRangeError(env, "options.prefixCaching is not supported with worldSize > 1 yet");
+  }
+}
+
 CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
   Napi::Object o = ToObject(env, v, "options");
   CreateOptions c;
@@ -194,6 +220,7 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
     c.prefix_caching = ToBool(env, Field(o, "prefixCaching"), "options.prefixCaching");
   if (Present(Field(o, "residentLayers")))
     c.device.resident_layers = (int)ToInteger(env, Field(o, "residentLayers"), "options.residentLayers", -1, kMaxInt);
+  ParsePipeline(env, o, c);
   return c;
 }
 

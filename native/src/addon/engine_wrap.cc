@@ -68,6 +68,7 @@ Napi::Value EngineWrap::Info(const Napi::CallbackInfo& info) {
   o.Set("deviceName", bi.device_name);
   o.Set("weightBytes", (double)e.weights().total_bytes());
   o.Set("elementBytes", (double)dtype_size(e.pools().config().dtype));
+  o.Set("maxStepsInFlight", Engine::kMaxSlots);
   return o;
 }
 
@@ -110,6 +111,7 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
     Engine& e = engine();
     Napi::Int32Array ids32 = ToInt32Array(env, info[0], "ids");
     bool want_logits = false;
+    int slot = 0;
     if (info.Length() > 1 && !info[1].IsUndefined()) {
       if (!info[1].IsObject()) throw ArgTypeError(env, "step options must be an object");
       Napi::Value lv = info[1].As<Napi::Object>().Get("logits");
@@ -117,11 +119,13 @@ Napi::Value EngineWrap::Step(const Napi::CallbackInfo& info) {
         if (!lv.IsBoolean()) throw ArgTypeError(env, "options.logits must be a boolean");
         want_logits = lv.As<Napi::Boolean>().Value();
       }
+      Napi::Value sv = info[1].As<Napi::Object>().Get("slot");
+      if (!sv.IsUndefined()) slot = (int)ToInteger(env, sv, "options.slot", 0, Engine::kMaxSlots - 1);
     }
     std::vector<int64_t> ids(ids32.ElementLength());
     for (size_t i = 0; i < ids.size(); ++i) ids[i] = ids32[i];
-    Guard(env, [&] { e.PrepareStep(ids.data(), (int)ids.size(), want_logits); });
-    auto* worker = new StepWorker(env, Value(), &e);
+    Guard(env, [&] { e.PrepareStep(ids.data(), (int)ids.size(), want_logits, slot); });
+    auto* worker = new StepWorker(env, Value(), &e, slot);
     Napi::Promise p = worker->Promise();
     worker->Queue();
     return p;

@@ -43,27 +43,27 @@ void CreateEngineWorker::Execute() {
 Napi::Value CreateEngineWorker::Resolve() { return EngineWrap::New(Env(), std::move(engine_)); }
 
 // ---- step --------------------------------------------------------------------------------------
-StepWorker::StepWorker(Napi::Env env, Napi::Object wrap_obj, Engine* engine)
-    : PromiseWorker(env), wrap_(Napi::Persistent(wrap_obj)), engine_(engine) {}
+StepWorker::StepWorker(Napi::Env env, Napi::Object wrap_obj, Engine* engine, int slot)
+    : PromiseWorker(env), wrap_(Napi::Persistent(wrap_obj)), engine_(engine), slot_(slot) {}
 
 StepWorker::~StepWorker() = default;
 
 void StepWorker::Execute() {
   try {
-    engine_->RunStep();
+    engine_->RunStep(slot_);
   } catch (const std::exception& e) {
     Fail(e);
   }
 }
 
 void StepWorker::Cleanup() {
-  if (!finished_) engine_->FinishStep(false);
+  if (!finished_) engine_->FinishStep(false, slot_);
   finished_ = true;
 }
 
 Napi::Value StepWorker::Resolve() {
   Napi::Env env = Env();
-  result_ = engine_->FinishStep(true);
+  result_ = engine_->FinishStep(true, slot_);
   finished_ = true;
   const size_t n = result_.tokens.size();
   Napi::Object o = Napi::Object::New(env);
@@ -96,6 +96,15 @@ Napi::Value StepWorker::Resolve() {
   }
   o.Set("counters", CountersToJs(env, result_.counters));
   return o;
+}
+
+// ---- runRank -----------------------------------------------------------------------------------
+void RankWorker::Execute() {
+  try {
+    RunRank(opts_.config, opts_.weights, opts_.device);
+  } catch (const std::exception& e) {
+    Fail(e);
+  }
 }
 
 // ---- close -------------------------------------------------------------------------------------

@@ -46,7 +46,7 @@ class CreateEngineWorker : public PromiseWorker {
 
 class StepWorker : public PromiseWorker {
  public:
-  StepWorker(Napi::Env env, Napi::Object wrap_obj, Engine* engine);
+  StepWorker(Napi::Env env, Napi::Object wrap_obj, Engine* engine, int slot);
   ~StepWorker() override;
   void Execute() override;
 
@@ -57,6 +57,7 @@ class StepWorker : public PromiseWorker {
  private:
   Napi::ObjectReference wrap_;
   Engine* engine_;
+  int slot_;
   bool finished_ = false;
   StepResult result_;
 };
@@ -71,6 +72,19 @@ class CloseWorker : public PromiseWorker {
 
  private:
   std::unique_ptr<Engine> engine_;
+};
+
+// runRank: a rank > 0 of a pipeline over processes, until the leader stops.
+class RankWorker : public PromiseWorker {
+ public:
+  RankWorker(Napi::Env env, CreateOptions opts) : PromiseWorker(env), opts_(std::move(opts)) {}
+  void Execute() override;
+
+ protected:
+  Napi::Value Resolve() override { return Env().Undefined(); }
+
+ private:
+  CreateOptions opts_;
 };
 
 class ProbeWorker : public PromiseWorker {

@@ -52,6 +52,9 @@ class Backend {
   // test/integration/engine-contract.test.ts checks the token counts on every device.
   virtual void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) = 0;
   virtual BackendInfo Info() const = 0;
+  // True when Forward may be called from several threads at once, for steps on disjoint sequences
+  // (pipeline/pipeline_backend.h); otherwise the engine core runs one Forward at a time.
+  virtual bool concurrent_forward() const { return false; }
 };
 
 }  // namespace hs

@@ -21,6 +21,10 @@ CachePools::CachePools(const ModelConfig& cfg, const PoolConfig& pc, AllocFn all
   if (pc.block_tokens <= 0) throw std::invalid_argument("blockTokens must be positive");
   if (pc.kv_blocks < 0 || pc.act_blocks < 0 || pc.gpu_kv_blocks < 0)
     throw std::invalid_argument("block counts must be >= 0");
+  first_layer_ = pc.first_layer;
+  layers_ = (pc.last_layer < 0 ? cfg.num_layers : pc.last_layer) - pc.first_layer;
+  if (first_layer_ < 0 || layers_ <= 0 || first_layer_ + layers_ > cfg.num_layers)
+    throw std::invalid_argument("the cache pools' layer range is not inside the model");
   if (!alloc) alloc = DefaultAlloc;
   if (!device_alloc) device_alloc = DefaultAlloc;
   const size_t e = dtype_size(pc.dtype);
@@ -29,7 +33,7 @@ CachePools::CachePools(const ModelConfig& cfg, const PoolConfig& pc, AllocFn all
   gpu_kv_.blocks = pc.gpu_kv_blocks;
   kv_.block_bytes = gpu_kv_.block_bytes = block_elems_per_layer(CacheKind::KV) * e;
   act_.block_bytes = block_elems_per_layer(CacheKind::ACT) * e;
-  auto bytes = [&](const Pool& p) { return (size_t)cfg.num_layers * p.blocks * p.block_bytes; };
+  auto bytes = [&](const Pool& p) { return (size_t)layers_ * p.blocks * p.block_bytes; };
   // Zero-sized pools still get a non-null base so that pointer arithmetic stays defined.
   kv_.base = static_cast<uint8_t*>(alloc(bytes(kv_) ? bytes(kv_) : 64));
   act_.base = static_cast<uint8_t*>(alloc(bytes(act_) ? bytes(act_) : 64));
@@ -95,7 +99,8 @@ void CachePools::Release(const BlockRef& b) {
 
 void CachePools::CopyBlock(CacheKind kind, int32_t src, int32_t dst) {
   const size_t bytes = block_elems_per_layer(kind) * dtype_size(pc_.dtype);
-  for (int l = 0; l < cfg_.num_layers; ++l) std::memcpy(block_ptr(kind, l, dst), block_ptr(kind, l, src), bytes);
+  for (int l = first_layer_; l < first_layer_ + layers_; ++l)
+    std::memcpy(block_ptr(kind, l, dst), block_ptr(kind, l, src), bytes);
 }
 
 size_t CachePools::block_elems_per_layer(CacheKind kind) const {
@@ -104,13 +109,13 @@ size_t CachePools::block_elems_per_layer(CacheKind kind) const {
 }
 
 size_t CachePools::block_bytes_all_layers(CacheKind kind) const {
-  return block_elems_per_layer(kind) * dtype_size(pc_.dtype) * cfg_.num_layers;
+  return block_elems_per_layer(kind) * dtype_size(pc_.dtype) * layers_;
 }
 
 uint8_t* CachePools::layer_base(CacheKind kind, int layer) const {
-  return Base(kind == CacheKind::KV ? kv_ : act_, layer);
+  return Holds(layer) ? Base(kind == CacheKind::KV ? kv_ : act_, layer) : nullptr;
 }
-uint8_t* CachePools::device_layer_base(int layer) const { return Base(gpu_kv_, layer); }
+uint8_t* CachePools::device_layer_base(int layer) const { return Holds(layer) ? Base(gpu_kv_, layer) : nullptr; }
 
 uint8_t* CachePools::block_ptr(CacheKind kind, int layer, int32_t index) const {
   const Pool& p = kind == CacheKind::KV ? kv_ : act_;

@@ -22,6 +22,11 @@ struct PoolConfig {
   int act_blocks = 0;        // host tier
   DType dtype = DType::F32;  // element type of the stored cache (F32 on CPU, F16 for CUDA)
   int gpu_kv_blocks = 0;     // device tier (always KV); last, so that {bt, kv, act, dtype} still reads
+  // The decoder layers whose cache this process holds, [first_layer, last_layer) (-1: to the end):
+  // a pipeline rank in its own process holds only its stage's (issue 15); layer_base() of another
+  // layer is null. Block ids are the same on every rank.
+  int first_layer = 0;
+  int last_layer = -1;
 };
 
 class CachePools {
@@ -58,7 +63,7 @@ class CachePools {
   // Copies one host block's cache, every layer, into another block of the same kind (host memory).
   void CopyBlock(CacheKind kind, int32_t src, int32_t dst);
 
-  // Elements of one block in one layer, and bytes of one block across all layers (device KV
+  // Elements of one block in one layer, and bytes of one block across the layers held (device KV
   // blocks have the KV size).
   size_t block_elems_per_layer(CacheKind kind) const;
   size_t block_bytes_all_layers(CacheKind kind) const;
@@ -81,11 +86,13 @@ class CachePools {
   };
   int32_t Take(Pool& p);
   void Give(Pool& p, int32_t index, const char* name);
-  uint8_t* Base(const Pool& p, int layer) const { return p.base + p.block_bytes * p.blocks * layer; }
+  uint8_t* Base(const Pool& p, int layer) const { return p.base + p.block_bytes * p.blocks * (layer - first_layer_); }
+  bool Holds(int layer) const { return layer >= first_layer_ && layer < first_layer_ + layers_; }
 
   ModelConfig cfg_;
   PoolConfig pc_;
   FreeFn release_, device_release_;
+  int first_layer_ = 0, layers_ = 0;  // the layers held
   Pool kv_, act_, gpu_kv_;
 };
 

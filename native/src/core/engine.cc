@@ -231,9 +231,17 @@ SequenceInfo Engine::GetSequence(int64_t id) const {
   return info;
 }
 
-void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {
-  if (busy_) throw BusyError();
-  Job& j = job_;
+bool Engine::busy() const {
+  for (const Job& j : jobs_)
+    if (j.busy) return true;
+  return false;
+}
+
+void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits, int slot) {
+  if (slot < 0 || slot >= kMaxSlots)
+    throw RangeErrorEx("step slot must be in [0, " + std::to_string(kMaxSlots) + "), got " + std::to_string(slot));
+  Job& j = jobs_[slot];
+  if (j.busy) throw BusyError();
   j.ids.assign(ids, ids + n);
   // Validate every id before touching any state, so a bad call changes nothing.
   for (int i = 0; i < n; ++i) {
@@ -243,6 +251,7 @@ void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {
     if (s.length() > cfg_.max_positions)
       throw RangeErrorEx("sequence " + std::to_string(ids[i]) + " has reached maxPositions (" +
                          std::to_string(cfg_.max_positions) + ")");
+    if (s.in_step) throw RangeErrorEx("sequence " + std::to_string(ids[i]) + " is in another step in flight");
   }
   j.run.clear();
   j.run_index.clear();
@@ -286,13 +295,21 @@ void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits) {
     j.top_ids.assign(j.run.size() * (size_t)j.top_n, -1);
     j.top_lps.assign(j.run.size() * (size_t)j.top_n, std::nanf(""));
   }
-  busy_ = true;
+  j.busy = true;
 }
 
-void Engine::RunStep() {
-  Job& j = job_;
+void Engine::RunStep(int slot) {
+  Job& j = jobs_.at(slot);
   const auto t0 = std::chrono::steady_clock::now();
-  if (!j.run.empty()) parts_.backend->Forward(j.plan, j.logits.data(), j.counters);
+  if (!j.run.empty()) {
+    Backend& b = *parts_.backend;
+    if (b.concurrent_forward()) {
+      b.Forward(j.plan, j.logits.data(), j.counters);
+    } else {
+      std::lock_guard<std::mutex> one_at_a_time(forward_mu_);
+      b.Forward(j.plan, j.logits.data(), j.counters);
+    }
+  }
   for (size_t r = 0; r < j.run.size(); ++r) {
     Sequence& s = *j.run[r];
     const float* row = j.logits.data() + r * cfg_.vocab_size;
@@ -309,8 +326,8 @@ void Engine::RunStep() {
   j.counters.wall_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-StepResult Engine::FinishStep(bool ran_ok) {
-  Job& j = job_;
+StepResult Engine::FinishStep(bool ran_ok, int slot) {
+  Job& j = jobs_.at(slot);
   StepResult out;
   const int n = (int)j.ids.size();
   out.tokens.assign(n, -1);
@@ -351,7 +368,7 @@ StepResult Engine::FinishStep(bool ran_ok) {
     totals_ += j.counters;
   }
   j.run.clear();
-  busy_ = false;
+  j.busy = false;
   return out;
 }
 

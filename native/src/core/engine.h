@@ -6,9 +6,16 @@
 // and sampling; touches only the plan's sequences' RNGs and the step buffers) → FinishStep
 // (owner: appends tokens, counters, deferred removals). Sequences may be added or removed while a
 // step runs; removing one that is in the step is deferred until FinishStep.
+//
+// Steps in flight: up to kMaxSlots steps, one per slot, may be prepared and run at once on disjoint
+// sequence sets (a sequence is in at most one step). Their RunSteps may run on different threads;
+// the backend's Forward runs concurrently when it says so (a pipeline: step g on stage s while step
+// g+1 is on stage s-1), else one at a time. Block allocation stays on the owner thread.
 #pragma once
+#include <array>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -71,7 +78,9 @@ class Engine {
   const HostWeights& weights() const { return *parts_.weights; }
   BackendInfo backend_info() const { return parts_.backend->Info(); }
   const StepCounters& totals() const { return totals_; }
-  bool busy() const { return busy_; }
+  static constexpr int kMaxSlots = 8;
+  bool busy() const;  // any slot
+  bool busy(int slot) const { return jobs_.at(slot).busy; }
 
   // Reserves blocks for the prompt. Throws RangeErrorEx for an empty list, ids outside the vocab,
   // a prompt longer than maxPositions, a fraction outside [0, 1], or too few free blocks.
@@ -83,10 +92,12 @@ class Engine {
   void SetActFraction(double f);  // RangeErrorEx outside [0, 1]
   double act_fraction() const { return act_fraction_; }
 
-  // The three phases of one step (see the header comment), and all three at once.
-  void PrepareStep(const int64_t* ids, int n, bool want_logits);
-  void RunStep();
-  StepResult FinishStep(bool ran_ok);
+  // The three phases of one step in `slot` (see the header comment), and all three at once in slot
+  // 0. PrepareStep throws BusyError when the slot is busy, RangeErrorEx for a slot outside
+  // [0, kMaxSlots) or a sequence that is in another slot's step.
+  void PrepareStep(const int64_t* ids, int n, bool want_logits, int slot = 0);
+  void RunStep(int slot = 0);
+  StepResult FinishStep(bool ran_ok, int slot = 0);
   StepResult Step(const std::vector<int64_t>& ids, bool want_logits = false);
 
  private:
@@ -110,10 +121,11 @@ class Engine {
   int64_t next_id_ = 1;
   std::map<int64_t, std::unique_ptr<Sequence>> seqs_;
   StepCounters totals_;
-  bool busy_ = false;
+  std::mutex forward_mu_;  // serialises Forward for backends that are not concurrent
 
-  // The step in flight (one at a time); buffers are reused across steps.
+  // The steps in flight, one per slot; buffers are reused across steps.
   struct Job {
+    bool busy = false;
     std::vector<int64_t> ids;
     std::vector<Sequence*> run;    // sequences that run, in plan order
     std::vector<int> run_index;    // their index in ids
@@ -128,7 +140,8 @@ class Engine {
     std::vector<float> logprob;    // per run sequence
     std::vector<int32_t> top_ids;  // [run, top_n]
     std::vector<float> top_lps;    // [run, top_n]
-  } job_;
+  };
+  std::array<Job, kMaxSlots> jobs_;
 };
 
 }  // namespace hs

@@ -204,6 +204,14 @@ void LoadQuantized(HostTensor& t, const std::string& name, const WeightSource& s
 
 }  // namespace
 
+// Whether `name` is a tensor this source loads: every non-layer tensor, and layers in its range.
+static bool InLayerRange(const std::string& name, const WeightSource& src) {
+  if (src.first_layer == 0 && src.last_layer < 0) return true;
+  if (name.compare(0, 7, "layers.") != 0) return true;
+  const int layer = std::atoi(name.c_str() + 7);
+  return layer >= src.first_layer && (src.last_layer < 0 || layer < src.last_layer);
+}
+
 bool QuantizedTensor(const std::string& name) {
   static const char* kLeaves[] = {".q_proj.weight",    ".k_proj.weight",  ".v_proj.weight",
                                   ".o_proj.weight",    ".fc1.weight",     ".fc2.weight",
@@ -247,6 +255,7 @@ HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType 
   FdCache files;
   try {
     for (const auto& spec : specs) {
+      if (!InLayerRange(spec.name, src)) continue;  // another pipeline rank's layer
       const TensorRef* ref = nullptr;
       if (src.synthetic) {
         if (spec.optional) continue;  // e.g. lm_head when tied: the engine uses embed_tokens

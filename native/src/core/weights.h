@@ -30,6 +30,10 @@ struct WeightSource {
   // Storage of the decoder layers' projection matrices (QuantizedTensor names them); every other
   // tensor (embeddings, positions, norms, biases, lm_head) keeps the store dtype.
   WeightFormat format = WeightFormat::Native;
+  // The decoder layers to load, [first_layer, last_layer) (-1: to the end): a pipeline rank in its
+  // own process loads only its stage's (issue 15). Embeddings, norms and the head always load.
+  int first_layer = 0;
+  int last_layer = -1;
 };
 
 // True for the tensors a quantised format applies to: the GEMM weights of a decoder layer.

@@ -22,11 +22,14 @@ const float* Opt(const HostWeights& w, const std::string& name) {
 }  // namespace
 
 CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, int threads)
-    : cfg_(cfg), pools_(pools), pool_(std::make_unique<ThreadPool>(threads)) {
-  auto mat = [&](const std::string& name) {
-    const HostTensor& t = w.get(name);
-    return t.quantized() ? Matrix{nullptr, t.quant()} : Matrix{t.f32(), {}};
-  };
+    : CpuBackend(cfg, w, pools, threads, pipeline::LayerRange{0, cfg.num_layers}) {}
+
+CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, int threads,
+                       pipeline::LayerRange range)
+    : cfg_(cfg), range_(range), pools_(pools), pool_(std::make_unique<ThreadPool>(threads)) {
+  if (range.first < 0 || range.last > cfg.num_layers || range.first >= range.last)
+    throw std::invalid_argument("layer range [" + std::to_string(range.first) + ", " + std::to_string(range.last) +
+                                ") is not inside [0, " + std::to_string(cfg.num_layers) + ")");
   if (w.dtype() != DType::F32) throw std::invalid_argument("the CPU backend needs F32 weights");
   if (pools.config().dtype != DType::F32) throw std::invalid_argument("the CPU backend needs F32 cache pools");
   if (cfg.num_heads <= 0 || cfg.num_kv_heads <= 0 || cfg.num_heads % cfg.num_kv_heads)
@@ -37,6 +40,10 @@ CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools&
   };
   embed_ = w.get("embed_tokens.weight").f32();
   if (opt) pos_embed_ = w.get("embed_positions.weight").f32();
+  layers_.resize(cfg.num_layers);  // indexed by model layer; only the range's entries are filled
+  LoadLayers(w);
+  if (!opt) rope_ = RopeTable(cfg.max_positions, cfg.head_dim, cfg.rope_theta);
+  if (!last()) return;  // the final norm and LM head belong to the last stage
   final_w_ = w.get("final_norm.weight").f32();
   final_b_ = Opt(w, "final_norm.bias");
   add_bytes("final_norm.weight");
@@ -49,13 +56,23 @@ CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools&
     lm_head_ = embed_;
     add_bytes("embed_tokens.weight");
   }
+}
+
+// The decoder layers of the range: their weights and the bytes a forward pass reads from them.
+void CpuBackend::LoadLayers(const HostWeights& w) {
+  auto mat = [&](const std::string& name) {
+    const HostTensor& t = w.get(name);
+    return t.quantized() ? Matrix{nullptr, t.quant()} : Matrix{t.f32(), {}};
+  };
+  auto add_bytes = [&](const std::string& name) {
+    if (const HostTensor* t = w.find(name)) weight_bytes_per_forward_ += (int64_t)t->bytes;
+  };
   static const char* kLeaves[] = {"attn_norm.weight", "attn_norm.bias", "q_proj.weight",   "q_proj.bias",
                                   "k_proj.weight",    "k_proj.bias",    "v_proj.weight",   "v_proj.bias",
                                   "o_proj.weight",    "o_proj.bias",    "ffn_norm.weight", "ffn_norm.bias",
                                   "fc1.weight",       "fc1.bias",       "fc2.weight",      "fc2.bias",
                                   "gate_proj.weight", "up_proj.weight", "down_proj.weight"};
-  layers_.resize(cfg.num_layers);
-  for (int l = 0; l < cfg.num_layers; ++l) {
+  for (int l = range_.first; l < range_.last; ++l) {
     auto N = [l](const char* leaf) { return HostWeights::layer_name(l, leaf); };
     LayerWeights& lw = layers_[l];
     lw.attn_norm_w = w.get(N("attn_norm.weight")).f32();
@@ -70,7 +87,7 @@ CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools&
     lw.bo = Opt(w, N("o_proj.bias"));
     lw.ffn_norm_w = w.get(N("ffn_norm.weight")).f32();
     lw.ffn_norm_b = Opt(w, N("ffn_norm.bias"));
-    if (opt) {
+    if (cfg_.arch == Arch::OPT) {
       lw.w1 = mat(N("fc1.weight"));
       lw.b1 = Opt(w, N("fc1.bias"));
       lw.w2 = mat(N("fc2.weight"));
@@ -82,7 +99,6 @@ CpuBackend::CpuBackend(const ModelConfig& cfg, const HostWeights& w, CachePools&
     }
     for (const char* leaf : kLeaves) add_bytes(N(leaf));
   }
-  if (!opt) rope_ = RopeTable(cfg.max_positions, cfg.head_dim, cfg.rope_theta);
 }
 
 CpuBackend::~CpuBackend() = default;
@@ -129,6 +145,16 @@ void CpuBackend::Ffn(int T, const LayerWeights& lw) {
 }
 
 void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) {
+  if (!first() || !last()) throw std::logic_error("a pipeline stage runs through PipelineBackend, not Forward");
+  RunStage(plan, logits, c);
+}
+
+void* CpuBackend::hidden_in(int tokens) {
+  Reserve(h_, (size_t)tokens * cfg_.hidden_size);
+  return h_.data();
+}
+
+void CpuBackend::RunStage(const BatchPlan& plan, float* logits, StepCounters& c) {
   const auto t_start = Clock::now();
   double recompute_s = 0;
   const int S = (int)plan.seqs.size();
@@ -188,6 +214,7 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
       tok_pos_[t] = pos;
       tok_block_[t] = sp.blocks[pos / bt];
       if (tok_block_[t].tier == Tier::Host) (tok_block_[t].kind == CacheKind::ACT ? new_act : new_kv)++;
+      if (!first()) continue;  // h_ holds the previous stage's hidden state
       // Embedding (+ OPT's learned position, offset 2).
       float* hr = h_.data() + (size_t)t * H;
       std::memcpy(hr, embed_ + (size_t)tok * H, sizeof(float) * H);
@@ -202,7 +229,7 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
   Reserve(vr_, (size_t)R * KVD);
 
   const AttnShape shape{cfg_.num_heads, cfg_.num_kv_heads, cfg_.head_dim, 1.f / std::sqrt((float)cfg_.head_dim)};
-  for (int l = 0; l < cfg_.num_layers; ++l) {
+  for (int l = range_.first; l < range_.last; ++l) {
     const LayerWeights& lw = layers_[l];
     Norm(h_.data(), x_.data(), T, lw.attn_norm_w, lw.attn_norm_b);
     // The ACT of a new token is exactly this post-norm x.
@@ -282,18 +309,20 @@ void CpuBackend::Forward(const BatchPlan& plan, float* logits, StepCounters& c) 
     Norm(h_.data(), x_.data(), T, lw.ffn_norm_w, lw.ffn_norm_b);
     Ffn(T, lw);
   }
-  // Logits of each sequence's last new token only.
-  for (int s = 0; s < S; ++s)
-    Norm(h_.data() + (size_t)(tok_off_[s + 1] - 1) * H, last_.data() + (size_t)s * H, 1, final_w_, final_b_);
-  gemm_nt(S, V, H, last_.data(), H, lm_head_, H, logits, V, 0.f, nullptr, p);
+  // Logits of each sequence's last new token only (the last stage).
+  if (last()) {
+    for (int s = 0; s < S; ++s)
+      Norm(h_.data() + (size_t)(tok_off_[s + 1] - 1) * H, last_.data() + (size_t)s * H, 1, final_w_, final_b_);
+    gemm_nt(S, V, H, last_.data(), H, lm_head_, H, logits, V, 0.f, nullptr, p);
+  }
 
-  const int64_t L = cfg_.num_layers, e = 4;
+  const int64_t L = range_.count(), e = 4;
   c.weight_bytes_h2d += weight_bytes_per_forward_;
   c.kv_bytes_h2d += (int64_t)past_kv * 2 * KVD * e * L;
   c.act_bytes_h2d += (int64_t)R * H * e * L;
   c.kv_bytes_d2h += (int64_t)new_kv * 2 * KVD * e * L;
   c.act_bytes_d2h += (int64_t)new_act * H * e * L;
-  c.recomputed_tokens += R;
+  if (first()) c.recomputed_tokens += R;  // tokens, not token-layers: counted once per step
   c.recompute_seconds += recompute_s;
   c.compute_seconds += Since(t_start) - recompute_s;
 }

@@ -1,6 +1,8 @@
 // The fp32 CPU backend: runs OPT or Llama over a BatchPlan, reading and writing the cache pools
 // directly (the device tier is emulated in host memory; only host-tier blocks count as PCIe bytes) (KV rows as cached;
 // K/V of ACT-cached positions recomputed from ACT rows with one GEMM per layer over every ACT token of the step).
+// It is also a pipeline Stage: built for a layer range, it runs only those layers, taking the hidden
+// state from the previous stage (unless it is the first) and handing it on (unless it is the last).
 #pragma once
 #include <memory>
 #include <vector>
@@ -9,16 +11,28 @@
 #include "cpu/attention.h"
 #include "cpu/gemm.h"
 #include "cpu/rope.h"
+#include "pipeline/stage.h"
 
 namespace hs::cpu {
 
-class CpuBackend : public Backend {
+class CpuBackend : public Backend, public pipeline::Stage {
  public:
   // `weights` and `pools` must outlive the backend and be F32. threads <= 0: hardware concurrency.
   CpuBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools, int threads);
+  // A stage of layers [range.first, range.last) (std::invalid_argument for an empty or outside range).
+  CpuBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools, int threads,
+             pipeline::LayerRange range);
   ~CpuBackend() override;
   void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) override;
   BackendInfo Info() const override;
+
+  // pipeline::Stage: the hidden state is h_ itself (F32 rows), so nothing is copied on either side.
+  pipeline::LayerRange layers() const override { return range_; }
+  bool last() const override { return range_.last == cfg_.num_layers; }
+  size_t hidden_bytes(int tokens) const override { return sizeof(float) * (size_t)tokens * cfg_.hidden_size; }
+  void* hidden_in(int tokens) override;
+  const void* hidden_out() const override { return h_.data(); }
+  void RunStage(const BatchPlan& plan, float* logits, StepCounters& counters) override;
   ThreadPool* pool() { return pool_.get(); }
 
  private:
@@ -43,6 +57,7 @@ class CpuBackend : public Backend {
     int32_t act_row;  // row in the recompute buffers when kind == ACT
   };
 
+  void LoadLayers(const HostWeights& w);
   // C[M,N] = beta·C + A·Wᵀ (+ bias): gemm_nt or, for a quantised W, gemm_nt_q (one branch per GEMM).
   void Linear(int M, int N, int K, const float* A, const Matrix& w, float* C, float beta, const float* bias);
   void Norm(const float* x, float* out, int rows, const float* w, const float* b) const;
@@ -53,6 +68,7 @@ class CpuBackend : public Backend {
   }
 
   ModelConfig cfg_;
+  pipeline::LayerRange range_;
   CachePools& pools_;
   std::unique_ptr<ThreadPool> pool_;
   std::vector<LayerWeights> layers_;

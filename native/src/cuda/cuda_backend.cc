@@ -13,7 +13,6 @@
 #include "cuda/host_model.h"
 
 namespace hs::cuda {
-namespace {
 
 HostModel ModelView(const ModelConfig& cfg, const HostWeights& w) {
   if (w.dtype() != DType::F16) throw std::invalid_argument("cuda backend: weights must be stored as F16");
@@ -45,6 +44,10 @@ HostModel ModelView(const ModelConfig& cfg, const HostWeights& w) {
   m.lm_head = opt("lm_head.weight");
   if (!m.lm_head) m.lm_head = m.embed;
   for (int i = 0; i < cfg.num_layers; ++i) {
+    if (!w.find(HostWeights::layer_name(i, "attn_norm.weight"))) {  // another pipeline rank's layer
+      m.layers.emplace_back();
+      continue;
+    }
     auto L = [i](const char* leaf) { return HostWeights::layer_name(i, leaf); };
     HostLayer l;
     l.attn_norm_w = req(L("attn_norm.weight"));
@@ -90,6 +93,8 @@ HostCache CacheView(const ModelConfig& cfg, CachePools& p) {
   }
   return c;
 }
+
+namespace {
 
 class CudaBackend : public Backend {
  public:

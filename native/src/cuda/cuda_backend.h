@@ -5,6 +5,7 @@
 #include <memory>
 
 #include "core/backend.h"
+#include "cuda/host_model.h"
 
 namespace hs::cuda {
 
@@ -21,6 +22,11 @@ void PinnedFree(void* ptr);
 void* DeviceAlloc(size_t bytes);
 void DeviceFree(void* ptr);
 bool DeviceAvailable();
+
+// The engine's plain views of the weights (F16) and pools (F16), every layer; a pipeline stage
+// takes its layers' slice (pipeline/cuda/cuda_stage.cc).
+HostModel ModelView(const ModelConfig& cfg, const HostWeights& weights);
+HostCache CacheView(const ModelConfig& cfg, CachePools& pools);
 
 std::unique_ptr<Backend> MakeCudaBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
                                          const CudaOptions& opts);

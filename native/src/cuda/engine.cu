@@ -349,14 +349,15 @@ struct CudaEngine::Impl {
       throw std::invalid_argument("cuda backend: the GPU cache tier (" + std::to_string(c.gpu_kv_bytes >> 20) +
                                   " MiB) leaves nothing of the GPU memory cap for weights and buffers");
 
-    // Globals stay resident: embeddings, positions, final norm, lm_head.
-    embed_d = Upload(m.embed, static_cast<size_t>(cfg.vocab_size) * h);
-    if (m.pos_embed) pos_d = Upload(m.pos_embed, static_cast<size_t>(m.pos_rows) * h);
-    fnorm_w = Upload(m.final_norm_w, h);
-    if (m.final_norm_b) fnorm_b = Upload(m.final_norm_b, h);
-    lm_head_d = (m.lm_head == nullptr || m.lm_head == m.embed)
-                    ? embed_d
-                    : Upload(m.lm_head, static_cast<size_t>(cfg.vocab_size) * h);
+    // Globals stay resident: embeddings, positions, final norm, lm_head (each on the stage that uses it).
+    const bool tied = m.lm_head == nullptr || m.lm_head == m.embed;
+    if (opt.embed || (opt.head && tied)) embed_d = Upload(m.embed, static_cast<size_t>(cfg.vocab_size) * h);
+    if (opt.embed && m.pos_embed) pos_d = Upload(m.pos_embed, static_cast<size_t>(m.pos_rows) * h);
+    if (opt.head) {
+      fnorm_w = Upload(m.final_norm_w, h);
+      if (m.final_norm_b) fnorm_b = Upload(m.final_norm_b, h);
+      lm_head_d = tied ? embed_d : Upload(m.lm_head, static_cast<size_t>(cfg.vocab_size) * h);
+    }
 
     for (int l = 0; l < L; ++l) {
       copies.push_back(LayerCopies(cfg, sl, m.layers[l]));
@@ -698,7 +699,7 @@ struct CudaEngine::Impl {
   // the logits of each sequence's last token; returns when the step's work has finished on the GPU.
   void RunPipeline(const std::vector<MiniBatchLayout>& lay, const std::vector<MbDev>& dev, size_t nseq,
                    StepCounters& ctr) {
-    {
+    if (opt.embed) {  // a later pipeline stage received h_all instead
       cudaEvent_t a = Mark(s_x);
       for (size_t k = 0; k < lay.size(); ++k)
         LaunchEmbed(dev[k].tokens, dev[k].pos, embed_d, pos_d, m.pos_offset,
@@ -725,8 +726,8 @@ struct CudaEngine::Impl {
       if (k == K - 1 && l >= staged0) HS_CUDA_CHECK(cudaEventRecord(ev_slot_free[SlotIndex(l)], s_x));
     }
 
-    // Logits of each sequence's last token.
-    {
+    // Logits of each sequence's last token (the last pipeline stage).
+    if (opt.head) {
       cudaEvent_t a = Mark(s_x);
       size_t off = 0;
       for (size_t k = 0; k < lay.size(); ++k) {
@@ -783,7 +784,9 @@ struct CudaEngine::Impl {
     ctr.recompute_seconds += UnionLength(by[kRecompute]) / 1e3;
     ctr.idle_seconds += std::max(0.0, wall_ms - busy_ms) / 1e3;
     // Steps and prefill/decode tokens are the core's to count (core/backend.h), not the backend's.
-    for (const auto& mb : lay) ctr.recomputed_tokens += mb.recomputed_tokens;
+    // Tokens, not token-layers: the first pipeline stage counts them, once per step.
+    if (opt.embed)
+      for (const auto& mb : lay) ctr.recomputed_tokens += mb.recomputed_tokens;
   }
 
   void Forward(const BatchPlan& plan, float* logits, StepCounters& ctr) {
@@ -815,7 +818,7 @@ struct CudaEngine::Impl {
     if (!hl.empty()) HS_CUDA_CHECK(cudaMemcpyAsync(meta_l.p, hl.data(), hl.size() * 8, cudaMemcpyHostToDevice, s_x));
 
     RunPipeline(lay, dev, plan.seqs.size(), ctr);
-    if (logits) CopyLogits(lay, plan.seqs.size(), logits);
+    if (logits && opt.head) CopyLogits(lay, plan.seqs.size(), logits);
     AccountPhases(lay, ctr);
 
     // Prefetch the first streamed layer of the next step (everything is idle now).
@@ -839,6 +842,13 @@ void CudaEngine::Forward(const BatchPlan& plan, float* logits, StepCounters& cou
     throw;
   }
 }
+
+float* CudaEngine::HiddenBuffer(int rows) {
+  HS_CUDA_CHECK(cudaSetDevice(impl_->opt.device));
+  impl_->Ensure(impl_->h_all, static_cast<size_t>(std::max(rows, 1)) * impl_->h * 4);
+  return impl_->h_all.as<float>();
+}
+void* CudaEngine::compute_stream() const { return impl_->s_x; }
 
 std::string CudaEngine::device_name() const { return impl_->name; }
 int CudaEngine::resident_layers() const { return impl_->resident; }

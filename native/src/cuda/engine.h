@@ -22,6 +22,12 @@ struct EngineOptions {
   int device = 0;
   int64_t gpu_memory_bytes = 0;  // 0: free memory minus a margin
   int resident_layers = -1;      // -1: as many as fit after buffers (a quarter of the budget kept for work)
+  // Pipeline stages (issue 15): the model's layers are the stage's range (HostModel::layers and the
+  // HostCache layer bases hold only those). `embed`: the stage embeds the tokens (the first); else
+  // the hidden state comes in through HiddenBuffer. `head`: the stage runs the final norm and LM
+  // head (the last); else Forward writes no logits and leaves the hidden state in HiddenBuffer.
+  bool embed = true;
+  bool head = true;
 };
 
 class CudaEngine {
@@ -33,6 +39,12 @@ class CudaEngine {
 
   // See Backend::Forward. Logits of each sequence's last new token go to logits[i * vocab].
   void Forward(const BatchPlan& plan, float* logits, StepCounters& counters);
+
+  // The hidden state [rows, hidden] (fp32, device memory, rows in the step's mini-batch layout
+  // order, the same on every stage for the same plan), grown to hold `rows`; and the stream the
+  // engine computes on, to which transfers of that buffer are ordered.
+  float* HiddenBuffer(int rows);
+  void* compute_stream() const;
 
   std::string device_name() const;
   int resident_layers() const;

@@ -5,9 +5,15 @@
 //   total  = batch × gen ÷ (prefill + decode time)       decode = batch × (gen − 1) ÷ decode time
 // Usage: hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 0,auto
 //        [--gpu-memory 40G] [--resident-layers 0] [--mini-batches 4] [--host-cache 48G]
-//        [--gpu-cache-blocks N|all] [--hbm-gbps 4800] [--weight-dtype fp16,fp8,int8,int4]
+//        [--gpu-cache-blocks N|all] [--hbm-gbps 4800] [--gpus 1,2] [--in-flight S]
+//        [--weight-dtype fp16,fp8,int8,int4]
 // --weight-dtype (issue 14) is a list: each format's pinned weights are built in turn (the previous
 // freed first) and every --act-fraction entry runs for each; the JSON line names the format.
+// --gpus LIST runs each fraction once per GPU count (a pipeline over that many GPUs, issue 15) and,
+// for a list, prints a summary line with the ratio of the last to the first total tokens/s. With a
+// pipeline, S groups of --batch sequences each (--in-flight, default one per GPU) step at once, each
+// in its own thread (FlexGen's schedule: group g on stage s while group g+1 is on stage s-1); so
+// --batch is per group and the JSON's totalSequences = batch x inFlight.
 // --gpu-cache-blocks puts the first N blocks allocated (sequence by sequence, as the engine does) in
 // the GPU cache tier (read in place, never streamed); `all` holds every sequence's cache there.
 // The JSON adds hbmBoundDecodeTokensPerSecond: batch ÷ (bytes a decode step must read from HBM
@@ -25,13 +31,18 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/cache_pools.h"
 #include "core/weights.h"
 #include "cuda/cuda_backend.h"
+#ifdef HS_WITH_NCCL
+#include "pipeline/cuda/cuda_stage.h"
+#endif
 #include "presets.h"
 
 namespace {
@@ -79,13 +90,185 @@ double AutoFraction(const ModelConfig& c, int batch, int prompt, int gen, double
   return std::clamp(num / den, 0.0, 1.0);
 }
 
+// One measured run: `groups` groups of `batch` sequences each (one group unless a pipeline keeps
+// several steps in flight), every group stepping in its own thread; `gpus` pipeline stages.
+struct Run {
+  double a;
+  std::string spec;
+  int batch, gpus, groups, prompt, gen, bt, resident, mini;
+  int64_t gpu_mem;
+  std::string gpu_cache;
+  double hbm_gbps;
+  WeightFormat fmt;
+};
+
+struct Group {
+  std::vector<std::vector<BlockRef>> tables;
+  std::vector<std::vector<int32_t>> toks;
+  std::vector<float> logits;
+  StepCounters pre{}, dec{};
+};
+
+std::unique_ptr<Backend> MakeBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, const Run& r) {
+  cuda::CudaOptions o;
+  o.gpu_memory_bytes = r.gpu_mem;
+  o.resident_layers = r.resident;
+  if (r.gpus == 1) return cuda::MakeCudaBackend(cfg, w, pools, o);
+#ifdef HS_WITH_NCCL
+  return pipeline::MakeCudaPipeline(cfg, w, pools, o, r.gpus);
+#else
+  throw std::invalid_argument("--gpus > 1 needs a build with NCCL");
+#endif
+}
+
+// The step of one group: prefill (step 0) or one decode token per sequence; greedy next tokens.
+void GroupStep(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& one_at_a_time, Group& g, int step) {
+  const int B = static_cast<int>(g.toks.size()), K = std::max(1, std::min(r.mini, B));
+  const int bps = static_cast<int>(g.tables[0].size());
+  BatchPlan plan;
+  plan.mini_batches.assign(K, {});
+  for (int s = 0; s < B; ++s) {
+    SeqPlan sp;
+    sp.id = s;
+    sp.start_pos = step == 0 ? 0 : r.prompt + step - 1;
+    sp.num_new = step == 0 ? r.prompt : 1;
+    sp.tokens = g.toks[s].data() + sp.start_pos;
+    sp.blocks = g.tables[s].data();
+    sp.num_blocks = bps;
+    plan.seqs.push_back(sp);
+    plan.mini_batches[static_cast<size_t>(s) * K / B].push_back(s);
+  }
+  StepCounters c{};
+  auto ts = std::chrono::steady_clock::now();
+  if (be.concurrent_forward()) {
+    be.Forward(plan, g.logits.data(), c);
+  } else {
+    std::lock_guard<std::mutex> lock(one_at_a_time);
+    be.Forward(plan, g.logits.data(), c);
+  }
+  for (int s = 0; s < B; ++s) {
+    const float* l = g.logits.data() + static_cast<size_t>(s) * cfg.vocab_size;
+    g.toks[s].push_back(static_cast<int32_t>(std::max_element(l, l + cfg.vocab_size) - l));
+  }
+  (step == 0 ? g.pre : g.dec) += c;
+  std::fprintf(stderr, "[bench] a=%.2f gpus %d step %d: %.3f s (transfer %.3f compute %.3f recompute %.3f idle %.3f)\n",
+               r.a, r.gpus, step, Seconds(ts), c.transfer_seconds, c.compute_seconds, c.recompute_seconds,
+               c.idle_seconds);
+}
+
+void RunOne(const ModelConfig& cfg, const HostWeights& w, const cuda::CudaProbe& probe, const Run& r,
+            const std::string& model, std::vector<std::pair<int, double>>* results) {
+  const int bt = r.bt, B = r.batch, G = r.groups, prompt = r.prompt, gen = r.gen;
+  const double a = r.a;
+  const int bps = (prompt + gen + bt - 1) / bt;
+  const double kv_block = 2.0 * bt * cfg.kv_dim() * 2 * cfg.num_layers,
+               act_block = 1.0 * bt * cfg.hidden_size * 2 * cfg.num_layers;
+  // Block tables: each sequence's blocks, kinds spread evenly by the fraction.
+  std::vector<Group> groups(G);
+  const int gpu_blocks = r.gpu_cache == "all" ? G * B * bps : std::stoi(r.gpu_cache);
+  int nkv = 0, nact = 0, ndev = 0;
+  uint32_t rng = 99;
+  for (Group& g : groups) {
+    g.tables.resize(B);
+    g.toks.resize(B);
+    g.logits.resize(static_cast<size_t>(B) * cfg.vocab_size);
+    for (int s = 0; s < B; ++s) {
+      int host_index = 0;
+      for (int b = 0; b < bps; ++b) {
+        if (ndev < gpu_blocks) {
+          g.tables[s].push_back({CacheKind::KV, ndev++, Tier::Device});
+          continue;
+        }
+        const CacheKind k = KindOf(host_index++, a);
+        g.tables[s].push_back({k, k == CacheKind::KV ? nkv++ : nact++});
+      }
+      for (int i = 0; i < prompt; ++i) {
+        rng = rng * 1664525u + 1013904223u;
+        g.toks[s].push_back(static_cast<int32_t>((rng >> 8) % cfg.vocab_size));
+      }
+    }
+  }
+  auto t0 = std::chrono::steady_clock::now();
+  CachePools pools(cfg, PoolConfig{bt, nkv, nact, DType::F16, ndev}, cuda::PinnedAlloc, cuda::PinnedFree,
+                   cuda::DeviceAlloc, cuda::DeviceFree);
+  const double pool_s = Seconds(t0);
+  std::fprintf(stderr, "[bench] gpus %d: %d groups of %d sequences, host cache %.1f GB pinned in %.1f s\n", r.gpus, G,
+               B, (nkv * kv_block + nact * act_block) / 1e9, pool_s);
+  auto be = MakeBackend(cfg, w, pools, r);
+  const std::string card = be->Info().device_name;
+  std::mutex one_at_a_time;
+
+  // Prefill: every group's first step in flight; then each group's decode steps back to back.
+  auto phase = [&](int from, int to) {
+    const auto ts = std::chrono::steady_clock::now();
+    std::vector<std::thread> threads;
+    std::vector<std::string> errors(G);
+    for (int gi = 0; gi < G; ++gi)
+      threads.emplace_back([&, gi] {
+        try {
+          for (int step = from; step < to; ++step) GroupStep(cfg, r, *be, one_at_a_time, groups[gi], step);
+        } catch (const std::exception& e) {
+          errors[gi] = e.what();
+        }
+      });
+    for (auto& t : threads) t.join();
+    for (const auto& e : errors)
+      if (!e.empty()) throw std::runtime_error(e);
+    return Seconds(ts);
+  };
+  const double prefill_s = phase(0, 1);
+  const double decode_s = phase(1, gen);
+  StepCounters dec{};
+  for (const Group& g : groups) dec += g.dec;
+  const int total = G * B;
+  const int dsteps = std::max(1, gen - 1);  // steps of the whole batch (each group's steps summed: G per step)
+  const double group_steps = static_cast<double>(dsteps) * G;
+  const double h2d = static_cast<double>(dec.weight_bytes_h2d + dec.kv_bytes_h2d + dec.act_bytes_h2d) / group_steps;
+  const double d2h = static_cast<double>(dec.kv_bytes_d2h + dec.act_bytes_d2h) / group_steps;
+  const double step_s = decode_s / dsteps;
+  const double lower = std::max(h2d / probe.h2d_bytes_per_second, d2h / probe.d2h_bytes_per_second);
+  const double hbm_step_bytes = static_cast<double>(w.total_bytes()) +
+                                static_cast<double>(B) * (prompt + gen / 2.0) * 2.0 * cfg.kv_dim() * 2 * cfg.num_layers;
+  const double hbm_bound = B / (hbm_step_bytes / (r.hbm_gbps * 1e9));
+  const double total_tps = static_cast<double>(total) * gen / (prefill_s + decode_s);
+  std::fprintf(stderr, "[bench] gpus %d: %.1f total tokens/s\n", r.gpus, total_tps);
+  std::printf(
+      "{\"model\":\"synthetic:%s\",\"card\":\"%s\",\"weightDtype\":\"%s\",\"weightBytes\":%zu,\"gpus\":%d,\"inFlight\":"
+      "%d,\"batch\":%d,\"totalSequences\":%d,"
+      "\"batchMeaning\":\"sequences per group; %d groups step at once, total = batch x inFlight\","
+      "\"prompt\":%d,\"gen\":%d,\"actFraction\":%.4f,"
+      "\"actFractionSpec\":\"%s\",\"residentLayers\":%d,\"miniBatches\":%d,\"kvBlocks\":%d,\"actBlocks\":%d,"
+      "\"hostCacheBytes\":%.0f,\"totalTokensPerSecond\":%.2f,\"decodeTokensPerSecond\":%.2f,\"prefillSeconds\":%.3f,"
+      "\"decodeSeconds\":%.3f,\"meanDecodeStepSeconds\":%.4f,\"bytesPerDecodeStep\":{\"weightsH2D\":%.0f,"
+      "\"kvH2D\":%.0f,\"actH2D\":%.0f,\"kvD2H\":%.0f,\"actD2H\":%.0f},\"effectivePcieGBps\":%.2f,\"probedH2DGBps\":%."
+      "2f,"
+      "\"probedD2HGBps\":%.2f,\"probedGemmTflops\":%.1f,\"gpuBusyFraction\":%.3f,\"transferLowerBoundSeconds\":%.4f,"
+      "\"stepOverLowerBound\":%.3f,\"decodePhaseSeconds\":{\"transfer\":%.3f,\"compute\":%.3f,\"recompute\":%.3f,"
+      "\"idle\":%.3f},\"recomputedTokensPerStep\":%.0f,\"poolPinSeconds\":%.1f,\"gpuKvBlocks\":%d,"
+      "\"hbmBoundDecodeTokensPerSecond\":%.1f,\"driver\":\"native\"}\n",
+      model.c_str(), card.c_str(), WeightFormatName(r.fmt), w.total_bytes(), r.gpus, G, B, total, G, prompt, gen, a,
+      r.spec.c_str(), r.resident, std::max(1, std::min(r.mini, B)), nkv, nact, nkv * kv_block + nact * act_block,
+      total_tps, static_cast<double>(total) * (gen - 1) / decode_s, prefill_s, decode_s, step_s,
+      static_cast<double>(dec.weight_bytes_h2d) / group_steps, static_cast<double>(dec.kv_bytes_h2d) / group_steps,
+      static_cast<double>(dec.act_bytes_h2d) / group_steps, static_cast<double>(dec.kv_bytes_d2h) / group_steps,
+      static_cast<double>(dec.act_bytes_d2h) / group_steps, (h2d + d2h) * G / step_s / 1e9,
+      probe.h2d_bytes_per_second / 1e9, probe.d2h_bytes_per_second / 1e9, probe.gemm_flops / 1e12,
+      (dec.compute_seconds + dec.recompute_seconds) /
+          std::max(1e-9, dec.compute_seconds + dec.recompute_seconds + dec.idle_seconds),
+      lower, step_s / lower, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds, dec.idle_seconds,
+      static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s, ndev, hbm_bound);
+  std::fflush(stdout);
+  results->push_back({r.gpus, total_tps});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   std::string model = "opt-13b", fractions = "0,auto";
   int batch = 128, prompt = 512, gen = 32, resident = 0, mini = 4, bt = 16;
   int64_t gpu_mem = 0, host_cache = 0;
-  std::string gpu_cache = "0", dtypes = "fp16";
+  std::string gpu_cache = "0", gpus_list = "1", dtypes = "fp16";
+  int in_flight = 0;  // 0: one group per GPU
   double hbm_gbps = 4800;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -111,6 +294,10 @@ int main(int argc, char** argv) {
       gpu_cache = v;
     else if (k == "--hbm-gbps")
       hbm_gbps = std::stod(v);
+    else if (k == "--gpus")
+      gpus_list = v;
+    else if (k == "--in-flight")
+      in_flight = std::stoi(v);
     else if (k == "--weight-dtype")
       dtypes = v;
     else {
@@ -146,6 +333,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "[bench] %s %s weights: %.1f GB pinned in %.1f s\n", model.c_str(), WeightFormatName(fmt),
                    w.total_bytes() / 1e9, Seconds(t0));
 
+      std::vector<int> gpu_counts;
+      {
+        std::stringstream gs(gpus_list);
+        for (std::string x; std::getline(gs, x, ',');) gpu_counts.push_back(std::stoi(x));
+      }
+      std::vector<std::pair<int, double>> results;  // (gpus, total tokens/s) of this fraction's runs
       std::stringstream fs(fractions);
       std::string spec;
       while (std::getline(fs, spec, ',')) {
@@ -171,111 +364,19 @@ int main(int argc, char** argv) {
         }
         if (cap) B = fit_batch(a);
         if (B <= 0) throw std::invalid_argument("host cache budget holds no sequence");
-        // Block tables: each sequence's blocks, kinds spread evenly by the fraction.
-        std::vector<std::vector<BlockRef>> tables(B);
-        const int gpu_blocks = gpu_cache == "all" ? B * bps : std::stoi(gpu_cache);
-        int nkv = 0, nact = 0, ndev = 0;
-        for (int s = 0; s < B; ++s) {
-          int host_index = 0;
-          for (int b = 0; b < bps; ++b) {
-            if (ndev < gpu_blocks) {
-              tables[s].push_back({CacheKind::KV, ndev++, Tier::Device});
-              continue;
-            }
-            const CacheKind k = KindOf(host_index++, a);
-            tables[s].push_back({k, k == CacheKind::KV ? nkv++ : nact++});
-          }
+        for (int gpus : gpu_counts) {
+          const int S = in_flight > 0 ? in_flight : gpus;  // groups of B sequences, all in flight
+          RunOne(cfg, w, probe,
+                 Run{a, spec, B, gpus, S, prompt, gen, bt, resident, mini, gpu_mem, gpu_cache, hbm_gbps, fmt}, model,
+                 &results);
         }
-        t0 = std::chrono::steady_clock::now();
-        CachePools pools(cfg, PoolConfig{bt, nkv, nact, DType::F16, ndev}, cuda::PinnedAlloc, cuda::PinnedFree,
-                         cuda::DeviceAlloc, cuda::DeviceFree);
-        const double pool_s = Seconds(t0);
-        cuda::CudaOptions o;
-        o.gpu_memory_bytes = gpu_mem;
-        o.resident_layers = resident;
-        auto be = cuda::MakeCudaBackend(cfg, w, pools, o);
-        const std::string card = be->Info().device_name;
-
-        std::vector<std::vector<int32_t>> toks(B);
-        uint32_t rng = 99;
-        for (auto& t : toks)
-          for (int i = 0; i < prompt; ++i) {
-            rng = rng * 1664525u + 1013904223u;
-            t.push_back(static_cast<int32_t>((rng >> 8) % cfg.vocab_size));
-          }
-        std::vector<float> logits(static_cast<size_t>(B) * cfg.vocab_size);
-        const int K = std::max(1, std::min(mini, B));
-        double prefill_s = 0, decode_s = 0;
-        StepCounters dec{}, pre{};
-        for (int step = 0; step < gen; ++step) {
-          BatchPlan plan;
-          plan.mini_batches.assign(K, {});
-          for (int s = 0; s < B; ++s) {
-            SeqPlan sp;
-            sp.id = s;
-            sp.start_pos = step == 0 ? 0 : prompt + step - 1;
-            sp.num_new = step == 0 ? prompt : 1;
-            sp.tokens = toks[s].data() + sp.start_pos;
-            sp.blocks = tables[s].data();
-            sp.num_blocks = bps;
-            plan.seqs.push_back(sp);
-            plan.mini_batches[static_cast<size_t>(s) * K / B].push_back(s);
-          }
-          StepCounters c{};
-          auto ts = std::chrono::steady_clock::now();
-          be->Forward(plan, logits.data(), c);
-          const double dt = Seconds(ts);
-          for (int s = 0; s < B; ++s) {
-            const float* l = logits.data() + static_cast<size_t>(s) * cfg.vocab_size;
-            toks[s].push_back(static_cast<int32_t>(std::max_element(l, l + cfg.vocab_size) - l));
-          }
-          if (step == 0) {
-            prefill_s += dt;
-            pre += c;
-          } else {
-            decode_s += dt;
-            dec += c;
-          }
-          std::fprintf(stderr, "[bench] a=%.2f step %d: %.3f s (transfer %.3f compute %.3f recompute %.3f idle %.3f)\n",
-                       a, step, dt, c.transfer_seconds, c.compute_seconds, c.recompute_seconds, c.idle_seconds);
-        }
-        const int dsteps = std::max(1, gen - 1);
-        const double h2d = static_cast<double>(dec.weight_bytes_h2d + dec.kv_bytes_h2d + dec.act_bytes_h2d) / dsteps;
-        const double d2h = static_cast<double>(dec.kv_bytes_d2h + dec.act_bytes_d2h) / dsteps;
-        const double step_s = decode_s / dsteps;
-        const double lower = std::max(h2d / probe.h2d_bytes_per_second, d2h / probe.d2h_bytes_per_second);
-        const double hbm_step_bytes = static_cast<double>(w.total_bytes()) + static_cast<double>(B) *
-                                                                                 (prompt + gen / 2.0) * 2.0 *
-                                                                                 cfg.kv_dim() * 2 * cfg.num_layers;
-        const double hbm_bound = B / (hbm_step_bytes / (hbm_gbps * 1e9));
-        std::fprintf(stderr, "[bench] gpu cache blocks %d, hbm bound %.0f decode tokens/s\n", ndev, hbm_bound);
-        std::printf(
-            "{\"model\":\"synthetic:%s\",\"card\":\"%s\",\"weightDtype\":\"%s\",\"weightBytes\":%zu,\"batch\":%d,"
-            "\"prompt\":%d,\"gen\":%d,\"actFraction\":%.4f,"
-            "\"actFractionSpec\":\"%s\",\"residentLayers\":%d,\"miniBatches\":%d,\"kvBlocks\":%d,\"actBlocks\":%d,"
-            "\"hostCacheBytes\":%.0f,\"totalTokensPerSecond\":%.2f,\"decodeTokensPerSecond\":%.2f,\"prefillSeconds\":%."
-            "3f,"
-            "\"decodeSeconds\":%.3f,\"meanDecodeStepSeconds\":%.4f,\"bytesPerDecodeStep\":{\"weightsH2D\":%.0f,"
-            "\"kvH2D\":"
-            "%.0f,"
-            "\"actH2D\":%.0f,\"kvD2H\":%.0f,\"actD2H\":%.0f},\"effectivePcieGBps\":%.2f,\"probedH2DGBps\":%.2f,"
-            "\"probedD2HGBps\":%.2f,\"probedGemmTflops\":%.1f,\"gpuBusyFraction\":%.3f,\"transferLowerBoundSeconds\":%."
-            "4f,"
-            "\"stepOverLowerBound\":%.3f,\"decodePhaseSeconds\":{\"transfer\":%.3f,\"compute\":%.3f,\"recompute\":%.3f,"
-            "\"idle\":%.3f},\"recomputedTokensPerStep\":%.0f,\"poolPinSeconds\":%.1f,\"gpuKvBlocks\":%d,"
-            "\"hbmBoundDecodeTokensPerSecond\":%.1f,\"driver\":\"native\"}\n",
-            model.c_str(), card.c_str(), WeightFormatName(fmt), w.total_bytes(), B, prompt, gen, a, spec.c_str(),
-            resident, K, nkv, nact, nkv * kv_block + nact * act_block,
-            static_cast<double>(B) * gen / (prefill_s + decode_s), static_cast<double>(B) * (gen - 1) / decode_s,
-            prefill_s, decode_s, step_s, static_cast<double>(dec.weight_bytes_h2d) / dsteps,
-            static_cast<double>(dec.kv_bytes_h2d) / dsteps, static_cast<double>(dec.act_bytes_h2d) / dsteps,
-            static_cast<double>(dec.kv_bytes_d2h) / dsteps, static_cast<double>(dec.act_bytes_d2h) / dsteps,
-            (h2d + d2h) / step_s / 1e9, probe.h2d_bytes_per_second / 1e9, probe.d2h_bytes_per_second / 1e9,
-            probe.gemm_flops / 1e12,
-            (dec.compute_seconds + dec.recompute_seconds) /
-                std::max(1e-9, dec.compute_seconds + dec.recompute_seconds + dec.idle_seconds),
-            lower, step_s / lower, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds, dec.idle_seconds,
-            static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s, ndev, hbm_bound);
+        if (results.size() > 1)
+          std::printf(
+              "{\"model\":\"synthetic:%s\",\"weightDtype\":\"%s\",\"actFractionSpec\":\"%s\",\"gpus\":[%d,%d],"
+              "\"totalTokensPerSecond\":[%.2f,%.2f],\"ratio\":%.3f,\"summary\":\"pipeline\"}\n",
+              model.c_str(), WeightFormatName(fmt), spec.c_str(), results.front().first, results.back().first,
+              results.front().second, results.back().second, results.back().second / results.front().second);
+        results.clear();
         std::fflush(stdout);
       }
     }

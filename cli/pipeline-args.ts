@@ -1,0 +1,57 @@
+// The pipeline flags of `serve` and `generate` (issue 15), one parser for both. Pure.
+//   --gpus N                 cuda: pipeline stages, one per GPU of this process (default 1)
+//   --stages N               cpu: pipeline stages in this process (default 1; tests, NUMA hosts)
+//   --rank R --world-size W --leader-address HOST:PORT
+//                            stages in several processes (env HYBRIDSERVE_RANK, HYBRIDSERVE_WORLD_SIZE,
+//                            HYBRIDSERVE_LEADER_ADDRESS); rank 0 leads: it owns the engine core
+import { parseIntOption } from './args.js';
+import { CliError } from './errors.js';
+
+export const PIPELINE_OPTIONS = {
+  gpus: { type: 'string' },
+  stages: { type: 'string' },
+  rank: { type: 'string' },
+  'world-size': { type: 'string' },
+  'leader-address': { type: 'string' },
+} as const;
+
+export const PIPELINE_USAGE = `  --gpus N                 cuda: pipeline stages, one per GPU (default 1)
+  --stages N               cpu: pipeline stages in this process (default 1)
+  --rank R                 this process's stage when stages span processes (default $HYBRIDSERVE_RANK or 0)
+  --world-size W           processes in the pipeline (default $HYBRIDSERVE_WORLD_SIZE or 1)
+  --leader-address H:P     rank 0's rendezvous address (default $HYBRIDSERVE_LEADER_ADDRESS)`;
+
+export interface PipelineConfig {
+  gpus: number;
+  stages: number;
+  rank: number;
+  worldSize: number;
+  leaderAddress?: string;
+}
+
+type PipelineValues = { [K in keyof typeof PIPELINE_OPTIONS]?: string };
+
+/** Flags win over the environment; `command` prefixes the messages. Throws CliError. */
+export function parsePipelineArgs(v: PipelineValues, env: NodeJS.ProcessEnv, device: string, command: string): PipelineConfig {
+  const gpus = parseIntOption(v.gpus, `${command}: --gpus`, 1, 64, 1);
+  const stages = parseIntOption(v.stages, `${command}: --stages`, 1, 1024, 1);
+  if (gpus > 1 && device !== 'cuda') throw new CliError(`${command}: --gpus is for --device cuda (use --stages on cpu)`);
+  if (stages > 1 && device !== 'cpu') throw new CliError(`${command}: --stages is for --device cpu (use --gpus on cuda)`);
+  const worldSize = parseIntOption(v['world-size'] ?? (env.HYBRIDSERVE_WORLD_SIZE || undefined), `${command}: --world-size`, 1, 1024, 1);
+  const rank = parseIntOption(v.rank ?? (env.HYBRIDSERVE_RANK || undefined), `${command}: --rank`, 0, 1023, 0);
+  if (rank >= worldSize) throw new CliError(`${command}: --rank ${rank} must be below --world-size ${worldSize}`);
+  const leaderAddress = v['leader-address'] ?? (env.HYBRIDSERVE_LEADER_ADDRESS || undefined);
+  if (leaderAddress !== undefined) checkHostPort(leaderAddress, command);
+  if (worldSize > 1 && leaderAddress === undefined)
+    throw new CliError(`${command}: --world-size ${worldSize} needs --leader-address HOST:PORT (or HYBRIDSERVE_LEADER_ADDRESS)`);
+  if (worldSize > 1 && device !== 'cuda')
+    throw new CliError(`${command}: stages in several processes (--world-size ${worldSize}) need --device cuda`);
+  if (worldSize > 1 && gpus > 1) throw new CliError(`${command}: --world-size ${worldSize} runs one GPU per process: drop --gpus`);
+  return { gpus, stages, rank, worldSize, ...(leaderAddress !== undefined ? { leaderAddress } : {}) };
+}
+
+function checkHostPort(text: string, command: string): void {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d{1,5})$/.exec(text);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) throw new CliError(`${command}: --leader-address must be HOST:PORT, got '${text}'`);
+}

@@ -1,0 +1,124 @@
+#include "pipeline/cuda/cuda_ranks.h"
+
+#include <cuda_runtime.h>
+
+#include <cstring>
+#include <stdexcept>
+#include <string>
+
+#include "pipeline/cuda/cuda_stage.h"
+#include "pipeline/cuda/nccl_transport.h"
+#include "pipeline/remote.h"
+
+namespace hs::pipeline {
+namespace {
+
+void Check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) throw std::runtime_error(std::string("cuda ranks: ") + what + ": " + cudaGetErrorString(e));
+}
+
+// Logits through NCCL: host → a device staging buffer → ncclSend; ncclRecv → staging → host.
+class NcclLogits : public LogitsChannel {
+ public:
+  NcclLogits(std::unique_ptr<Transport> tr, int peer, int device) : tr_(std::move(tr)), peer_(peer), device_(device) {
+    Check(cudaSetDevice(device_), "cudaSetDevice");
+    Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
+  }
+  ~NcclLogits() override {
+    cudaSetDevice(device_);
+    if (buf_) cudaFree(buf_);
+    cudaStreamDestroy(stream_);
+  }
+  void Send(const float* host, size_t floats) override {
+    Grow(floats);
+    Check(cudaMemcpyAsync(buf_, host, floats * 4, cudaMemcpyHostToDevice, stream_), "logits to device");
+    tr_->Send(peer_, buf_, floats * 4, stream_);  // ordered after the copy on the same stream
+  }
+  void Recv(float* host, size_t floats) override {
+    Grow(floats);
+    tr_->Recv(peer_, buf_, floats * 4, stream_);
+    Check(cudaMemcpyAsync(host, buf_, floats * 4, cudaMemcpyDeviceToHost, stream_), "logits to host");
+    Check(cudaStreamSynchronize(stream_), "logits");
+  }
+
+ private:
+  void Grow(size_t floats) {
+    Check(cudaSetDevice(device_), "cudaSetDevice");
+    if (floats <= cap_) return;
+    if (buf_) Check(cudaFree(buf_), "cudaFree");
+    buf_ = nullptr;
+    Check(cudaMalloc(reinterpret_cast<void**>(&buf_), floats * 4), "cudaMalloc logits");
+    cap_ = floats;
+  }
+  std::unique_ptr<Transport> tr_;
+  int peer_, device_;
+  cudaStream_t stream_ = nullptr;
+  float* buf_ = nullptr;
+  size_t cap_ = 0;
+};
+
+// The rendezvous reply: the pool sizes, then the two NCCL ids.
+struct Joined {
+  int32_t block_tokens, kv_blocks, act_blocks;
+  NcclId acts, logits;
+};
+
+std::vector<uint8_t> JoinBlob(const PoolConfig& pc, const NcclId& a, const NcclId& b) {
+  Joined j{pc.block_tokens, pc.kv_blocks, pc.act_blocks, a, b};
+  std::vector<uint8_t> v(sizeof j);
+  std::memcpy(v.data(), &j, sizeof j);
+  return v;
+}
+
+void CheckRank(const ModelConfig& cfg, const RankOptions& r) {
+  if (r.world_size < 2 || r.rank < 0 || r.rank >= r.world_size)
+    throw std::invalid_argument("rank " + std::to_string(r.rank) + " of world size " + std::to_string(r.world_size) +
+                                " is not a rank of a pipeline over processes");
+  if (r.world_size > cfg.num_layers) throw std::invalid_argument("more pipeline ranks than layers");
+}
+
+}  // namespace
+
+std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
+                                        const cuda::CudaOptions& o, const RankOptions& r) {
+  CheckRank(cfg, r);
+  if (r.rank != 0) throw std::invalid_argument("the leader is rank 0");
+  const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[0];
+  auto stage = MakeCudaStage(cfg, weights, pools, mine, o);  // before the rendezvous: fail early, alone
+  auto link = LeaderLink::Listen(r.leader_address, r.world_size);
+  const NcclId acts = NcclNewUniqueId(), logits = NcclNewUniqueId();
+  link->AcceptRanks(JoinBlob(pools.config(), acts, logits), r.timeout_s);
+  auto tr = NcclRankEndpoint(acts, 0, r.world_size, o.device);
+  auto ltr = NcclRankEndpoint(logits, 0, r.world_size, o.device);
+  auto remote = std::make_unique<LinkedRemoteRanks>(
+      std::move(link), std::make_unique<NcclLogits>(std::move(ltr), r.world_size - 1, o.device), cfg.vocab_size);
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::move(stage));
+  std::vector<std::unique_ptr<Transport>> eps;
+  eps.push_back(std::move(tr));
+  return std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
+}
+
+void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r) {
+  CheckRank(cfg, r);
+  if (r.rank == 0) throw std::invalid_argument("rank 0 leads: use MakeCudaLeader");
+  std::vector<uint8_t> blob;
+  auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &blob);
+  Joined j;
+  if (blob.size() != sizeof j) throw std::runtime_error("rendezvous: the leader's reply is not a pipeline join");
+  std::memcpy(&j, blob.data(), sizeof j);
+  if (j.block_tokens < 1 || j.kv_blocks < 0 || j.act_blocks < 0)
+    throw std::runtime_error("rendezvous: the leader sent impossible pool sizes");
+  const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
+  // Only this rank's layers' cache (the block ids are the leader's).
+  CachePools pools(cfg, PoolConfig{j.block_tokens, j.kv_blocks, j.act_blocks, DType::F16, 0, mine.first, mine.last},
+                   cuda::PinnedAlloc, cuda::PinnedFree);
+  auto stage = MakeCudaStage(cfg, weights, pools, mine, o);
+  auto tr = NcclRankEndpoint(j.acts, r.rank, r.world_size, o.device);
+  auto ltr = NcclRankEndpoint(j.logits, r.rank, r.world_size, o.device);
+  std::unique_ptr<LogitsChannel> out;
+  if (stage->last()) out = std::make_unique<NcclLogits>(std::move(ltr), 0, o.device);
+  ServeRank(*stage, *tr, *link, out.get(), cfg.vocab_size);
+}
+
+}  // namespace hs::pipeline

@@ -1,0 +1,34 @@
+// Stages in several processes on GPUs: one stage (one GPU) per process, rank r running layers
+// SplitLayers(numLayers, world)[r]. Every rank holds pools of the leader's sizes (sent over the
+// rendezvous, so the leader's block indices address the same slots everywhere) and touches only
+// its layers' regions.
+//   rank 0: MakeCudaLeader returns the Backend for the engine core (its stage, the rendezvous link
+//           and the logits collector);
+//   rank r > 0: RunCudaRank serves its stage until the leader stops.
+// The rendezvous hands out the pool sizes and two NCCL ids: communicator A carries the activations
+// (rank r to r+1), communicator B the last rank's logits to the leader.
+#pragma once
+#include <memory>
+#include <string>
+
+#include "core/backend.h"
+#include "core/cache_pools.h"
+#include "core/weights.h"
+#include "cuda/cuda_backend.h"
+
+namespace hs::pipeline {
+
+struct RankOptions {
+  int rank = 0;
+  int world_size = 1;
+  std::string leader_address;  // HOST:PORT
+  double timeout_s = 600;      // for the rendezvous (pods of a group may start minutes apart)
+};
+
+std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
+                                        const cuda::CudaOptions& o, const RankOptions& r);
+// `weights` may hold only this rank's layers (WeightSource::first_layer/last_layer); the pools
+// (pinned, its layers only) are allocated at the leader's sizes once it has joined.
+void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r);
+
+}  // namespace hs::pipeline

@@ -1,0 +1,72 @@
+#include "pipeline/remote.h"
+
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "pipeline/plan_codec.h"
+
+namespace hs::pipeline {
+namespace {
+
+class HostChannel : public LogitsChannel {
+ public:
+  HostChannel(std::unique_ptr<Transport> tr, int peer) : tr_(std::move(tr)), peer_(peer) {}
+  void Send(const float* host, size_t floats) override { tr_->Send(peer_, host, floats * sizeof(float)); }
+  void Recv(float* host, size_t floats) override { tr_->Recv(peer_, host, floats * sizeof(float)); }
+
+ private:
+  std::unique_ptr<Transport> tr_;
+  int peer_;
+};
+
+}  // namespace
+
+std::unique_ptr<LogitsChannel> HostLogitsChannel(std::unique_ptr<Transport> tr, int peer) {
+  return std::make_unique<HostChannel>(std::move(tr), peer);
+}
+
+LinkedRemoteRanks::LinkedRemoteRanks(std::unique_ptr<LeaderLink> link, std::unique_ptr<LogitsChannel> logits, int vocab)
+    : link_(std::move(link)), logits_(std::move(logits)), vocab_(vocab) {}
+
+void LinkedRemoteRanks::Submit(const BatchPlan& plan) { link_->Broadcast(EncodePlan(plan)); }
+
+void LinkedRemoteRanks::CollectLogits(const BatchPlan& plan, float* logits) {
+  const size_t n = plan.seqs.size() * (size_t)vocab_;
+  buf_.resize(n + 1);
+  logits_->Recv(buf_.data(), n + 1);
+  if (buf_[n] != 0.f) throw std::runtime_error("the pipeline's last rank failed this step (see its log)");
+  if (logits) std::memcpy(logits, buf_.data(), n * sizeof(float));
+}
+
+void ServeRank(Stage& stage, Transport& tr, WorkerLink& link, LogitsChannel* logits_out, int vocab) {
+  const int rank = tr.rank();
+  if (rank == 0) throw std::invalid_argument("rank 0 is the leader: it does not serve a rank");
+  if (stage.last() != (logits_out != nullptr)) throw std::invalid_argument("the last rank sends logits, no other");
+  std::vector<uint8_t> frame;
+  std::vector<float> logits;
+  while (link.Receive(&frame)) {
+    const auto owned = DecodePlan(frame.data(), frame.size());
+    const BatchPlan& plan = owned->plan;
+    const int tokens = PlanTokens(plan);
+    const size_t bytes = stage.hidden_bytes(tokens);
+    tr.Recv(rank - 1, stage.hidden_in(tokens), bytes, stage.stream());
+    StepCounters c;
+    if (!stage.last()) {
+      stage.RunStage(plan, nullptr, c);  // a failure ends this rank (see the header)
+      tr.Send(rank + 1, stage.hidden_out(), bytes, stage.stream());
+      continue;
+    }
+    const size_t n = plan.seqs.size() * (size_t)vocab;
+    logits.assign(n + 1, 0.f);
+    try {
+      stage.RunStage(plan, logits.data(), c);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "[pipeline rank %d] step failed: %s\n", rank, e.what());
+      logits[n] = 1.f;
+    }
+    logits_out->Send(logits.data(), n + 1);
+  }
+}
+
+}  // namespace hs::pipeline
