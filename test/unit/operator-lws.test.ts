@@ -145,7 +145,9 @@ describe('the LeaderWorkerSet of a node group', () => {
       // Leaders answer /readyz and listen for the rendezvous; workers serve /healthz only.
       expect(c.readinessProbe.httpGet.path).toBe(role === 'leader' ? '/readyz' : '/healthz');
       expect(c.ports.some((p: Obj) => p.name === 'rendezvous')).toBe(role === 'leader');
-      const cfg = parseServeArgs(withoutPendingPipelineFlags(c.args.slice(1)), { HYBRIDSERVE_WORLD_SIZE: '4', HYBRIDSERVE_RANK: '0' });
+      // The kubelet expands $(VAR) in args from the container's env (LWS injects LWS_LEADER_ADDRESS).
+      const args = (c.args as string[]).slice(1).map((a) => a.replace('$(LWS_LEADER_ADDRESS)', 'demo-0.demo.ns'));
+      const cfg = parseServeArgs(withoutPendingPipelineFlags(args), { HYBRIDSERVE_WORLD_SIZE: '4', HYBRIDSERVE_RANK: '0' });
       expect(cfg !== 'help' && cfg.device).toBe('cuda');
     }
     // Leader and worker templates differ in nothing else.

@@ -9,7 +9,7 @@ import { parseServeArgs } from '../../cli/serve.js';
 export function withoutPendingPipelineFlags(args: string[]): string[] {
   let known = true;
   try {
-    parseServeArgs(['--model', 'synthetic:opt-125m', '--gpus', '2'], {});
+    parseServeArgs(['--model', 'synthetic:opt-125m', '--device', 'cuda', '--gpus', '2'], {});
   } catch {
     known = false;
   }
