@@ -189,12 +189,14 @@ export function choosePools(
 }
 
 /** The flags and the plan file's placement through startPlacement (planning/start-plan.ts). Pure. */
-export function placementOf(o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 'gpuKvBlocks'>, numLayers: number) {
+export function placementOf(o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 'gpuKvBlocks' | 'device'>, numLayers: number) {
   const flags = {
     ...(o.residentLayers !== undefined ? { residentLayers: o.residentLayers } : {}),
     ...(o.gpuKvBlocks !== undefined ? { gpuKvBlocks: o.gpuKvBlocks } : {}),
   };
-  return startPlacement({ numLayers, flags, plan: o.plan });
+  // A plan file's placement sizes a GPU (its GPU cache blocks are counted in that GPU's memory and that
+  // model's block size); the CPU engine takes only the flags for its emulated tier.
+  return startPlacement({ numLayers, flags, plan: o.device === 'cuda' ? o.plan : null });
 }
 
 /**
