@@ -33,14 +33,15 @@ describe('GPU cache tier (CPU backend, emulated)', () => {
     await expect(presetEngine('opt-tiny', { gpuKvBlocks: 1.5 })).rejects.toThrow(RangeError);
   });
 
-  test('the server applies the plan file tier sizes on both devices (the CPU emulates the tier) and --gpu-memory on cuda only', () => {
+  test('the server applies the plan file tier sizes and --gpu-memory on cuda only (a plan sizes a GPU; the CPU tier takes flags)', () => {
     const plan = { actFraction: 0, gpuKvBlocks: 100, residentLayers: 40 } as unknown as { actFraction: number };
     expect(chooseTiers({ device: 'cuda', plan, gpuMemoryBytes: 2 ** 34 })).toEqual({
       gpuKvBlocks: 100,
       residentLayers: 40,
       gpuMemoryBytes: 2 ** 34,
     });
-    expect(chooseTiers({ device: 'cpu', plan, gpuMemoryBytes: 2 ** 34 })).toEqual({ gpuKvBlocks: 100, residentLayers: 40 });
+    expect(chooseTiers({ device: 'cpu', plan, gpuMemoryBytes: 2 ** 34 })).toEqual({});
+    expect(chooseTiers({ device: 'cpu', plan, gpuKvBlocks: 8 })).toEqual({ gpuKvBlocks: 8 });
     expect(chooseTiers({ device: 'cuda', plan: { actFraction: 0 } })).toEqual({});
   });
 });

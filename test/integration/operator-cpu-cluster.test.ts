@@ -132,8 +132,8 @@ describe('CPU-only cluster, no node labels', () => {
     expect(byShort.stderr).toBe('');
     expect(byShort.status).toBe(0);
     // URL has priority 1: only with -o wide.
-    expect(byShort.stdout).toMatch(/^NAME\s+MODEL\s+READY\s+REPLICAS\s+ACT FRACTION\s+HOST MEMORY\s+AGE/);
-    expect(byShort.stdout).toMatch(/\ntrial\s+synthetic:opt-tiny\s+True\s+1\s/);
+    expect(byShort.stdout).toMatch(/^NAME\s+MODEL\s+WEIGHTS\s+READY\s+REPLICAS\s+ACT FRACTION\s+HOST MEMORY\s+AGE/);
+    expect(byShort.stdout).toMatch(/\ntrial\s+synthetic:opt-tiny\s+fp16\s+True\s+1\s/);
     const byCategory = await kubectl(['get', 'all', '-o', 'name']);
     expect(byCategory.status).toBe(0);
     expect(byCategory.stdout).toContain('hybridservedeployment.hybridserve.io/trial');
