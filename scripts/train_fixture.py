@@ -37,14 +37,13 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers
 from transformers import AutoModelForCausalLM, LlamaConfig, LlamaForCausalLM, OPTConfig, OPTForCausalLM
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_fixtures import VOCAB, byte_level_vocab  # noqa: E402  (one vocab for every fixture)
+from make_fixtures import STEPS, VOCAB, byte_level_vocab, greedy_reference  # noqa: E402  (one vocab and one reference for every fixture)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SEQ = 128            # training context; max_position_embeddings covers it
 BATCH = 16
 PROMPT_TOKENS = 16   # the accuracy test's prompt length
 N_PROMPTS = 128
-STEPS_REF = 8        # greedy steps in the reference (as make_fixtures.py)
 MIN_MARGIN = 0.05
 
 
@@ -116,22 +115,6 @@ def train(model, train_ids, held_ids, bos, steps):
             'seconds': round(time.time() - t0, 1)}
 
 
-def greedy_reference(model, prompt):
-    """Logits of the last position for the prompt and after each greedy token, by full recomputation."""
-    ids = list(prompt)
-    logits_out, tokens, margins = [], [], []
-    with torch.no_grad():
-        for _ in range(STEPS_REF + 1):
-            last = model(torch.tensor([ids]), use_cache=False).logits[0, -1].float()
-            top2 = torch.topk(last, 2).values
-            margins.append(float(top2[0] - top2[1]))
-            tok = int(torch.argmax(last))
-            logits_out.append([round(float(x), 6) for x in last])
-            tokens.append(tok)
-            ids.append(tok)
-    return logits_out, tokens, min(margins)
-
-
 def prompts_from(held_ids: torch.Tensor, bos: int) -> list:
     """N_PROMPTS prompts (BOS + PROMPT_TOKENS - 1 tokens) at evenly spaced places of the held-out text."""
     n = PROMPT_TOKENS - 1
@@ -171,7 +154,7 @@ def write_reference(arch: str, d: str, prompts: list, training: dict, tk: Tokeni
         raise SystemExit(f'{name}: no prompt with a greedy path free of near-ties')
     p, logits, tokens, margin = picked
     ref = {'arch': arch, 'transformers': transformers.__version__, 'torch': torch.__version__,
-           'prompt': p, 'steps': STEPS_REF, 'tokens': tokens, 'minTopMargin': round(margin, 4), 'logits': logits,
+           'prompt': p, 'steps': STEPS, 'tokens': tokens, 'minTopMargin': round(margin, 4), 'logits': logits,
            'prompts': prompts, 'training': training,
            'sample': tk.decode(p + tokens)}
     with open(os.path.join(d, 'reference.json'), 'w') as f:
