@@ -2,7 +2,8 @@
 // Builds the native engine (native/) with CMake. Runs on `npm ci` (install script) and by hand.
 // The CPU backend is always built; the CUDA backend only when HYBRIDSERVE_CUDA=on, or when
 // HYBRIDSERVE_CUDA=auto (the default) and CMake finds a CUDA toolkit with cuBLAS.
-// Usage: node scripts/build-native.mjs [--force] [--sanitize] [--build-dir DIR] [--tests]
+// Usage: node scripts/build-native.mjs [--force] [--sanitize | --tsan] [--build-dir DIR] [--tests]
+//   --sanitize: ASan + UBSan (build-sanitize/); --tsan: ThreadSanitizer (build-tsan/). Both imply --tests.
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -12,9 +13,11 @@ import { fileURLToPath } from 'node:url';
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const sanitize = args.includes('--sanitize');
-const tests = args.includes('--tests') || sanitize;
+const tsan = args.includes('--tsan');
+if (sanitize && tsan) throw new Error('--sanitize and --tsan cannot be combined');
+const tests = args.includes('--tests') || sanitize || tsan;
 const dirFlag = args.indexOf('--build-dir');
-const buildDir = path.resolve(root, dirFlag >= 0 ? args[dirFlag + 1] : sanitize ? 'build-sanitize' : 'build');
+const buildDir = path.resolve(root, dirFlag >= 0 ? args[dirFlag + 1] : sanitize ? 'build-sanitize' : tsan ? 'build-tsan' : 'build');
 const require = createRequire(import.meta.url);
 
 function nodeApiInclude() {
@@ -42,10 +45,11 @@ const cmakeArgs = [
   '-B',
   buildDir,
   ...(haveNinja ? ['-G', 'Ninja'] : []),
-  `-DCMAKE_BUILD_TYPE=${sanitize ? 'Debug' : 'Release'}`,
+  `-DCMAKE_BUILD_TYPE=${sanitize ? 'Debug' : tsan ? 'RelWithDebInfo' : 'Release'}`,
   `-DNODE_API_INCLUDE_DIR=${nodeApiInclude()}`,
   `-DNODE_ADDON_API_DIR=${path.dirname(require.resolve('node-addon-api/package.json'))}`,
-  `-DHYBRIDSERVE_CUDA=${process.env.HYBRIDSERVE_CUDA ?? (sanitize ? 'off' : 'auto')}`,
+  `-DHYBRIDSERVE_CUDA=${process.env.HYBRIDSERVE_CUDA ?? (sanitize || tsan ? 'off' : 'auto')}`,
+  `-DHYBRIDSERVE_TSAN=${tsan ? 'ON' : 'OFF'}`,
   `-DHYBRIDSERVE_SANITIZE=${sanitize ? 'ON' : 'OFF'}`,
   `-DHYBRIDSERVE_TESTS=${tests ? 'ON' : 'OFF'}`,
   `-DHYBRIDSERVE_WERROR=${process.env.HYBRIDSERVE_WERROR === '1' ? 'ON' : 'OFF'}`,

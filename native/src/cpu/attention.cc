@@ -11,8 +11,9 @@ namespace hs::cpu {
 namespace {
 
 // x86-64 builds carry AVX-512 / AVX2 clones picked at load time (no -march needed); elsewhere
-// the plain build. The loops are written so each clone vectorises them.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// the plain build. The loops are written so each clone vectorises them. Not under ThreadSanitizer:
+// the clones' ifunc resolvers run before its runtime starts and would crash the process.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define HS_ATTN_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define HS_ATTN_CLONES

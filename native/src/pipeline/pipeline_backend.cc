@@ -39,11 +39,11 @@ PipelineBackend::PipelineBackend(std::vector<std::unique_ptr<Stage>> stages,
   if (stages_.back()->last() == (remote_ != nullptr))
     throw std::invalid_argument(remote_ ? "a pipeline with remote ranks cannot hold its last stage locally"
                                         : "the pipeline's last stage does not end the model");
+  // Every Worker exists before any thread starts: a running thread reads workers_, which must not
+  // be reallocated under it.
   const size_t threads = stages_.size() + (remote_ ? 1 : 0);
-  for (size_t s = 0; s < threads; ++s) {
-    workers_.push_back(std::make_unique<Worker>());
-    workers_.back()->thread = std::thread([this, s] { RunWorker((int)s); });
-  }
+  for (size_t s = 0; s < threads; ++s) workers_.push_back(std::make_unique<Worker>());
+  for (size_t s = 0; s < threads; ++s) workers_[s]->thread = std::thread([this, s] { RunWorker((int)s); });
 }
 
 PipelineBackend::~PipelineBackend() {
