@@ -457,8 +457,9 @@ __half* DequantOnDevice(const DeviceQuant& q, int64_t rows, int64_t cols) {
   return out;
 }
 
-void CheckDequant(WeightFormat f) {
-  const int64_t rows = 37, cols = 301;  // odd: a half-filled int4 byte, a partial last group
+// Default shape odd: a half-filled int4 byte, a partial last group, fp8's per-element path; cols a
+// multiple of 16 takes fp8's vector path.
+void CheckDequant(WeightFormat f, int64_t rows = 37, int64_t cols = 301) {
   DeviceQuant q;
   QuantizeToDevice(f, rows, cols, 40 + static_cast<uint32_t>(f), q);
   __half* d = DequantOnDevice(q, rows, cols);
@@ -472,7 +473,11 @@ void CheckDequant(WeightFormat f) {
   cudaFree(d);
 }
 
-HS_TEST(kernel_dequant_fp8_matches_cpu) { CheckDequant(WeightFormat::FP8); }
+HS_TEST(kernel_dequant_fp8_matches_cpu) {
+  CheckDequant(WeightFormat::FP8);
+  CheckDequant(WeightFormat::FP8, 37, 320);
+  CheckDequant(WeightFormat::FP8, 3, 16);
+}
 HS_TEST(kernel_dequant_int8_matches_cpu) { CheckDequant(WeightFormat::INT8); }
 HS_TEST(kernel_dequant_int4_matches_cpu) { CheckDequant(WeightFormat::INT4); }
 
