@@ -205,4 +205,21 @@ describe('parallelism.nodes on the API test double', () => {
       client.create({ type: R.hsd, namespace: NS }, hsd('zero', { model: { uri: 'synthetic:opt-13b' }, parallelism: { nodes: 0 } })),
     ).rejects.toThrow(/nodes/);
   });
+
+  test('parallelism.nodes > 1 with gpusPerPod other than 1 is refused at admission (the pods could not start)', async () => {
+    for (const gpusPerPod of [0, 2]) {
+      await expect(
+        client.create(
+          { type: R.hsd, namespace: NS },
+          hsd(`multi-${gpusPerPod}`, { model: { uri: 'synthetic:opt-13b' }, gpusPerPod, parallelism: { nodes: 2 } }),
+        ),
+      ).rejects.toThrow(/parallelism.nodes > 1 needs gpusPerPod 1/);
+    }
+    // gpusPerPod 2 with one node stays valid (a multi-GPU pipeline in one pod).
+    await client.create(
+      { type: R.hsd, namespace: NS },
+      hsd('one-pod-two-gpus', { model: { uri: 'synthetic:opt-13b' }, gpusPerPod: 2, parallelism: { nodes: 1 } }),
+    );
+    await client.delete({ type: R.hsd, namespace: NS, name: 'one-pod-two-gpus' });
+  });
 });

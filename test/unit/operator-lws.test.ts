@@ -98,7 +98,7 @@ describe('the LeaderWorkerSet of a node group', () => {
   const nodes = [node('a', '512Gi', 8), node('b', '512Gi', 8)];
 
   test('size = nodes, replicas = groups, LeaderCreated, resources and host memory from the stage plan', () => {
-    const h = hsd({ parallelism: { nodes: 2 }, gpusPerPod: 2 });
+    const h = hsd({ parallelism: { nodes: 2 }, gpusPerPod: 1 });
     const { p } = planned(h, nodes);
     if (!p.ok) throw new Error(p.message);
     const l = lwsOf(h, nodes, 3);
@@ -110,11 +110,12 @@ describe('the LeaderWorkerSet of a node group', () => {
     expect(l.spec.leaderWorkerTemplate.restartPolicy).toBe('RecreateGroupOnPodRestart');
     for (const t of [l.spec.leaderWorkerTemplate.leaderTemplate, l.spec.leaderWorkerTemplate.workerTemplate]) {
       const c = t.spec.containers[0];
-      expect(c.resources.requests['nvidia.com/gpu']).toBe('2');
-      expect(c.resources.limits['nvidia.com/gpu']).toBe('2');
+      expect(c.resources.requests['nvidia.com/gpu']).toBe('1');
+      expect(c.resources.limits['nvidia.com/gpu']).toBe('1');
       const hm = Number(c.args[c.args.indexOf('--host-memory') + 1]);
       expect(hm).toBe(p.plan.hostMemoryBytes);
-      expect(c.args.join(' ')).toContain('--gpus 2');
+      // One GPU per rank: no --gpus (the server refuses --gpus with --world-size > 1).
+      expect(c.args).not.toContain('--gpus');
       // The pods of one group are spread over nodes.
       expect(t.spec.topologySpreadConstraints.at(-1)).toMatchObject({
         topologyKey: 'kubernetes.io/hostname',
