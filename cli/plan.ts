@@ -16,6 +16,7 @@ import {
   type MeasuredValues,
   type Plan,
 } from '../planning/index.js';
+import { planPodStages, type StageRange } from '../planning/stage-plan.js';
 
 /** Default pod host memory when --host-memory is not given: a common 2-socket GPU server share. */
 export const DEFAULT_HOST_MEMORY = '256GiB';
@@ -37,6 +38,8 @@ options:
   --max-batch N           upper bound on the batch (default 1024)
   --slo-tpot SECONDS      target time per output token: maximise throughput with the predicted decode step ≤ it
   --weight-dtype D        layer weight format: fp16 (default), fp8, int8 or int4
+  --gpus N                pipeline stages in the pod, one per GPU (default 1); --host-memory is the pod's
+  --nodes N               pods of one replica (a LeaderWorkerSet of N pods, one GPU each; default 1)
   --h2d-gbps X            measured pinned host-to-device bandwidth, GB/s (overrides the table)
   --d2h-gbps X            measured pinned device-to-host bandwidth, GB/s
   --gemm-tflops X         measured fp16 GEMM rate, TFLOP/s
@@ -55,6 +58,8 @@ const OPTIONS = {
   'max-batch': { type: 'string' },
   'slo-tpot': { type: 'string' },
   'weight-dtype': { type: 'string' },
+  gpus: { type: 'string' },
+  nodes: { type: 'string' },
   'h2d-gbps': { type: 'string' },
   'd2h-gbps': { type: 'string' },
   'gemm-tflops': { type: 'string' },
@@ -106,29 +111,47 @@ export async function run(argv: string[]): Promise<number> {
   const blockTokens = parseIntOption(o['block-tokens'], '--block-tokens', 1, 4096, 16);
   const maxBatchCap = parseIntOption(o['max-batch'], '--max-batch', 1, 1 << 20, 1024);
   const sloTpotSeconds = o['slo-tpot'] !== undefined ? parseNumberOption(o['slo-tpot'], '--slo-tpot', 1e-6, 3600, 0) : undefined;
+  const stagesPerPod = parseIntOption(o.gpus, '--gpus', 1, 64, 1);
+  const pods = parseIntOption(o.nodes, '--nodes', 1, 64, 1);
+  // The operator's rule (CRD): stages over several pods run one GPU per pod.
+  if (pods > 1 && stagesPerPod > 1) throw new CliError('plan: --nodes > 1 runs one GPU per pod: drop --gpus');
   const model = await loadModel(o.model);
 
   let plan: Plan;
+  let stages: StageRange[];
   try {
     const weightDtype = parseWeightDtype(o['weight-dtype'] ?? 'fp16', '--weight-dtype');
-    plan = planNode({
+    // One stage, or each stage of a pipeline planned as a model of its own layers, as the operator does.
+    const pipeline = planPodStages({
       model,
-      hardware,
-      hostMemoryBytes,
-      gpuMemoryBytes,
-      actFraction,
-      promptTokens,
-      genTokens,
-      blockTokens,
-      maxBatchCap,
-      sloTpotSeconds,
-      weightDtype,
+      pods,
+      stagesPerPod,
+      podHostMemoryBytes: hostMemoryBytes,
+      planStage: (m, bytes, placement) =>
+        planNode({
+          ...placement,
+          model: m,
+          hardware,
+          hostMemoryBytes: bytes,
+          gpuMemoryBytes,
+          actFraction,
+          promptTokens,
+          genTokens,
+          blockTokens,
+          maxBatchCap,
+          sloTpotSeconds,
+          weightDtype,
+        }),
     });
+    plan = pipeline.pod;
+    stages = pipeline.ranges;
   } catch (err) {
     if (err instanceof PlanError) throw new CliError(`plan: ${err.message}`);
     throw err;
   }
-  console.log(o.json ? JSON.stringify({ ...plan, hardware }) : formatPlan(plan));
+  // `stages` only for a pipeline, so that a one-GPU plan's JSON stays as it was.
+  const shape = stages.length > 1 ? { pods, stagesPerPod, stages } : {};
+  console.log(o.json ? JSON.stringify({ ...plan, hardware, ...shape }) : formatPlan(plan, stages));
   return 0;
 }
 
@@ -137,8 +160,10 @@ const gib = (b: number) => `${(b / GiB).toFixed(1)} GiB`;
 const mib = (b: number) => `${(b / 2 ** 20).toFixed(1)} MiB`;
 const secs = (s: number) => (s < 1 ? `${(s * 1e3).toFixed(1)} ms` : `${s.toFixed(2)} s`);
 
-/** The human-readable plan. */
-export function formatPlan(p: Plan): string {
+const stageRow = (r: StageRange) => `    stage ${r.stage}: layers ${r.firstLayer}..${r.firstLayer + r.layerCount - 1}`;
+
+/** The human-readable plan (with the layer split of a pipeline's stages, when there are several). */
+export function formatPlan(p: Plan, stages: readonly StageRange[] = []): string {
   const row = (k: string, v: string) => `  ${k.padEnd(20)}${v}`;
   const lines = [
     `plan for ${p.model} on ${p.gpuProduct}`,
@@ -170,6 +195,7 @@ export function formatPlan(p: Plan): string {
       `${p.predictedTokensPerSecond.toFixed(1)} generated tokens/s incl. prefill ` +
         `(${p.predictedDecodeTokensPerSecond.toFixed(1)} during decode)`,
     ),
+    ...(stages.length > 1 ? [`  pipeline stages (each planned alone; pools per stage, memory per pod):`, ...stages.map(stageRow)] : []),
     '  sweep (fraction: batch, tokens/s):',
     ...p.sweep.map((s) => `    ${s.actFraction.toFixed(1)}: ${String(s.maxBatch).padStart(5)}  ${s.predictedTokensPerSecond.toFixed(1)}`),
   ];

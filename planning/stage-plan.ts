@@ -46,8 +46,17 @@ export interface PodStagesInput {
   stagesPerPod: number;
   /** The pod's host memory budget, shared equally by its stages. */
   podHostMemoryBytes: number;
-  /** Plans one stage (planNode or cpuStartPlan with the caller's other inputs). */
-  planStage(model: ModelConfig, hostMemoryBytes: number): Plan;
+  /**
+   * Plans one stage (planNode or cpuStartPlan with the caller's other inputs); `placement` holds
+   * what the pipeline forces on the stage's placement, to be passed on to planNode.
+   */
+  planStage(model: ModelConfig, hostMemoryBytes: number, placement: StagePlacement): Plan;
+}
+
+/** Placement forced on every stage of a pipeline. */
+export interface StagePlacement {
+  /** 0 with more than one stage: the engine's pipeline stages do not run the GPU cache tier yet. */
+  gpuKvBlocks?: number;
 }
 
 export interface PodStagesPlan {
@@ -66,7 +75,10 @@ export function planPodStages(i: PodStagesInput): PodStagesPlan {
   const stages = i.pods * i.stagesPerPod;
   const ranges = splitLayers(i.model.numLayers, stages);
   const stageBytes = Math.floor(i.podHostMemoryBytes / i.stagesPerPod);
-  const stage = i.planStage(stageModel(i.model, ranges[0].layerCount), stageBytes);
+  // native/src/pipeline/cuda/cuda_stage.cc refuses a GPU cache tier on a stage that is not the whole
+  // model: a plan with one would stop the server at start.
+  const placement: StagePlacement = stages > 1 ? { gpuKvBlocks: 0 } : {};
+  const stage = i.planStage(stageModel(i.model, ranges[0].layerCount), stageBytes, placement);
   if (stages === 1) return { ranges, stage, pod: stage };
   const n = i.stagesPerPod;
   const pod: Plan = {
@@ -78,7 +90,7 @@ export function planPodStages(i: PodStagesInput): PodStagesPlan {
     cacheBytes: stage.cacheBytes * n,
     reason:
       `pipeline of ${stages} stages (${i.pods} pod(s) × ${n}), up to ${ranges[0].layerCount} of ${i.model.numLayers} layers and ` +
-      `${Math.round(stageBytes / 2 ** 30)} GiB of host memory per stage: ${stage.reason}`,
+      `${Math.round(stageBytes / 2 ** 30)} GiB of host memory per stage, no GPU cache tier (not run by pipeline stages yet): ${stage.reason}`,
   };
   return { ranges, stage, pod };
 }

@@ -120,7 +120,8 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
       model,
       ...shape,
       podHostMemoryBytes: hostMemoryBytes,
-      planStage: (m, bytes) => planNode({ ...input, model: m, hostMemoryBytes: bytes } as Parameters<typeof planNode>[0]),
+      planStage: (m, bytes, placement) =>
+        planNode({ ...input, model: m, hostMemoryBytes: bytes, ...placement } as Parameters<typeof planNode>[0]),
     }).pod;
   } catch (e) {
     return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };

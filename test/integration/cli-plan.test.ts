@@ -171,6 +171,41 @@ describe('hybridserve plan', () => {
     }
   });
 
+  // Issue 15: a plan for G GPUs. OPT-66B's 131 GB of fp16 weights need the two-H200 host's memory.
+  test('--gpus 2: the layers split into two stages, each planned alone, the pod sized for both, no GPU cache tier', async () => {
+    const args = ['--model', 'synthetic:opt-66b', '--gpu', 'NVIDIA-H200', '--host-memory', '240GiB', '--prompt', '512', '--gen', '32'];
+    const p = await planJson(...args, '--gpus', '2', '--max-batch', '64');
+    expect(p.stages).toEqual([
+      { stage: 0, firstLayer: 0, layerCount: 32 },
+      { stage: 1, firstLayer: 32, layerCount: 32 },
+    ]);
+    expect({ pods: p.pods, stagesPerPod: p.stagesPerPod }).toEqual({ pods: 1, stagesPerPod: 2 });
+    // Each stage holds half the layers; the pod holds both stages' weights and the whole budget.
+    expect(p.numLayers).toBe(32);
+    expect(p.weightBytes as number).toBeGreaterThan(130e9);
+    expect(p.hostMemoryBytes as number).toBeLessThanOrEqual(240 * 2 ** 30);
+    expect(p.hostMemoryBytes as number).toBeGreaterThan(200 * 2 ** 30);
+    // A stage that is not the whole model runs no GPU cache tier (the engine would refuse the plan).
+    expect(p.gpuKvBlocks).toBe(0);
+    expect(String(p.reason)).toMatch(/^pipeline of 2 stages \(1 pod\(s\) × 2\), up to 32 of 64 layers/);
+    expect(String(p.reason)).toMatch(/no GPU cache tier/);
+    out = [];
+    expect(await run([...args, '--gpus', '2'])).toBe(0);
+    expect(out.join('\n')).toMatch(/stage 1: layers 32\.\.63/);
+    // One GPU: the plan as before (no pipeline keys), all 64 layers in one stage.
+    out = [];
+    const whole = await planJson(...args, '--max-batch', '64');
+    expect(whole).not.toHaveProperty('stages');
+    expect(whole.numLayers).toBe(64);
+    expect(Math.abs((whole.weightBytes as number) - (p.weightBytes as number)) / (p.weightBytes as number)).toBeLessThan(0.02);
+    out = [];
+    const one = await planJson('--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H200', '--host-memory', '120GiB');
+    expect(one).not.toHaveProperty('stages');
+    expect(one.gpuKvBlocks as number).toBeGreaterThan(0);
+    await expect(run([...args, '--gpus', '2', '--nodes', '2'])).rejects.toThrow(/--nodes > 1 runs one GPU per pod/);
+    await expect(run([...args, '--gpus', '0'])).rejects.toThrow(CliError);
+  });
+
   test('errors: unknown GPU lists the known products (exit 2); bad input is a clear CliError', async () => {
     const err = await run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-B9000']).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(CliError);

@@ -54,20 +54,36 @@ describe('stage split (planning/stage-plan.ts)', () => {
 
   test('each stage gets its share of the pod memory and plans its own layers; the pod adds its stages up', () => {
     const model = presetConfig('opt-13b')!;
-    const seen: { layers: number; bytes: number }[] = [];
-    const planStage = (m: typeof model, bytes: number) => {
-      seen.push({ layers: m.numLayers, bytes });
+    const seen: { layers: number; bytes: number; placement: object }[] = [];
+    const planStage = (m: typeof model, bytes: number, placement: object) => {
+      seen.push({ layers: m.numLayers, bytes, placement });
       return cpuStartPlan({ model: m, hostMemoryBytes: bytes, blockTokens: 16, promptTokens: 512, genTokens: 128, gpuProduct: 'cpu' });
     };
     const whole = planPodStages({ model, pods: 1, stagesPerPod: 1, podHostMemoryBytes: 64 * 2 ** 30, planStage });
     const split = planPodStages({ model, pods: 2, stagesPerPod: 2, podHostMemoryBytes: 64 * 2 ** 30, planStage });
-    expect(seen[1]).toEqual({ layers: 10, bytes: 32 * 2 ** 30 }); // 40 layers / 4 stages; 64 GiB / 2 stages per pod
+    // 40 layers / 4 stages; 64 GiB / 2 stages per pod; no GPU cache tier on a stage of a pipeline (the
+    // engine's stages refuse one), and the one-stage pod's placement left to the planner.
+    expect(seen[1]).toEqual({ layers: 10, bytes: 32 * 2 ** 30, placement: { gpuKvBlocks: 0 } });
+    expect(seen[0].placement).toEqual({});
     expect(split.pod.hostMemoryBytes).toBe(2 * split.stage.hostMemoryBytes);
     expect(split.pod.memoryRequestBytes).toBe(2 * split.stage.memoryRequestBytes);
     // A pod holds half the layers (2 of 4 stages): its weights are about half the model's.
     expect(split.pod.weightBytes / whole.pod.weightBytes).toBeGreaterThan(0.45);
     expect(split.pod.weightBytes / whole.pod.weightBytes).toBeLessThan(0.62);
     expect(split.pod.reason).toMatch(/^pipeline of 4 stages \(2 pod\(s\) × 2\)/);
+  });
+});
+
+describe('a pod with several GPUs (gpusPerPod 2) plans per stage', () => {
+  test('no GPU cache tier in its plan file, where one GPU per pod gets one (the engine refuses it on a stage)', () => {
+    const nodes = [node('a', '512Gi', 8)];
+    const one = planned(hsd({ gpusPerPod: 1 }), nodes).p;
+    const two = planned(hsd({ gpusPerPod: 2 }), nodes).p;
+    if (!one.ok || !two.ok) throw new Error('plan failed');
+    expect(one.plan.gpuKvBlocks).toBeGreaterThan(0);
+    expect(two.plan.gpuKvBlocks).toBe(0);
+    expect(two.file.gpuKvBlocks).toBe(0);
+    expect(two.plan.reason).toMatch(/no GPU cache tier/);
   });
 });
 
