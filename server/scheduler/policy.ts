@@ -57,15 +57,11 @@ export function needsPreemption(freeBlocks: number, needy: number, running: numb
   return needy > freeBlocks && running > 1;
 }
 
-/**
- * The preemption victim among the running sequences: the newest admitted (it loses the least work)
- * that is not in a step in flight. A sequence in another lane's running step would give its blocks
- * back only when that step returns, so it cannot make room now. -1 when there is none.
- */
-export function preemptionVictim(running: ReadonlyArray<{ admittedRank: number; inFlight: boolean }>): number {
+/** The preemption victim among the running sequences: the newest admitted (it loses the least work); -1 when none. */
+export function preemptionVictim(running: ReadonlyArray<{ admittedRank: number }>): number {
   let best = -1;
   running.forEach((s, i) => {
-    if (!s.inFlight && (best < 0 || s.admittedRank > running[best].admittedRank)) best = i;
+    if (best < 0 || s.admittedRank > running[best].admittedRank) best = i;
   });
   return best;
 }

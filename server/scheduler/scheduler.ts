@@ -129,8 +129,8 @@ interface Lane {
   slot: number;
   inStep: Set<Seq>;
   wake: (() => void) | null;
-  /** Its last step left sequences without blocks that only another lane's step in flight can free. */
-  blocked: boolean;
+  /** Sequences it preempted out of other lanes' steps in flight: their blocks come back when those steps end. */
+  awaitedVictims: Seq[];
 }
 
 export class Scheduler {
@@ -149,7 +149,7 @@ export class Scheduler {
   private gathering: Promise<void> | null = null;
   /** The first lane failure: every lane stops, then every request ends with it. */
   private failure: unknown = null;
-  /** Lanes waiting for another lane's step to end (they need its sequences' blocks). */
+  /** Lanes waiting for another lane's step to end (they need blocks its sequences give back). */
   private stepEndWaiters: Array<() => void> = [];
   /** busySeconds counts the union of the lanes' busy spells: lanes busy now, since when, last end. */
   private busyLanes = 0;
@@ -183,7 +183,7 @@ export class Scheduler {
     this.maxBatch = opts.maxBatch;
     const info = engine.info();
     const count = chooseLanes(info, pipelineStagesOf(info.deviceName), opts.lanes);
-    this.lanes = Array.from({ length: count }, (_, slot) => ({ slot, inStep: new Set<Seq>(), wake: null, blocked: false }));
+    this.lanes = Array.from({ length: count }, (_, slot) => ({ slot, inStep: new Set<Seq>(), wake: null, awaitedVictims: [] }));
     this.totals.laneSteps = this.lanes.map(() => 0);
   }
 
@@ -380,6 +380,10 @@ export class Scheduler {
       }
       if (this.gathering) await this.gathering;
       if (this.laneSequences(lane).length === 0) {
+        // Requests that came while this lane awaited the burst of another: take them now rather
+        // than after that lane's step (with one lane, nothing can have come: a no-op).
+        this.admit();
+        if (this.laneSequences(lane).length > 0) continue;
         this.deliverPending();
         if (this.stopped || this.failure !== null) break;
         await new Promise<void>((r) => {
@@ -412,13 +416,12 @@ export class Scheduler {
       this.deliverPending();
       await yieldToEventLoop();
     }
-    // Sequences short of blocks that only another lane's running step can free: stepping again
-    // before that step ends would only spin on empty steps.
-    if (lane.blocked) {
-      lane.blocked = false;
-      if (this.lanes.some((l) => l !== lane && l.inStep.size > 0)) {
-        await new Promise<void>((r) => this.stepEndWaiters.push(r));
-      }
+    // Victims taken out of another lane's running step free their blocks when that step ends:
+    // stepping before then would find the pools still short and preempt again.
+    const victims = lane.awaitedVictims;
+    lane.awaitedVictims = [];
+    while (!this.stopped && this.failure === null && victims.some((v) => this.inFlight(v))) {
+      await new Promise<void>((r) => this.stepEndWaiters.push(r));
     }
   }
 
@@ -590,7 +593,7 @@ export class Scheduler {
       else if (seq.generated.length === 1) this.deliver(seq);
       else this.pending.push(seq);
     }
-    if (needy.length > 0 && !this.preempt(needy)) lane.blocked = true;
+    if (needy.length > 0) this.preempt(needy, lane);
     const loopSeconds = (performance.now() - t0) / 1000;
     this.totals.steps++;
     this.totals.laneSteps[lane.slot]++;
@@ -627,21 +630,30 @@ export class Scheduler {
     if (stop) this.finish(seq, 'stop');
   }
 
+  /** Whether a sequence is in a step in flight (of any lane). */
+  private inFlight(seq: Seq): boolean {
+    return this.lanes.some((l) => l.inStep.has(seq));
+  }
+
   /**
-   * Frees blocks for sequences that could not grow: preempt the newest until they fit. False when
-   * they still do not fit and only sequences in other lanes' steps in flight were left to preempt.
+   * Frees blocks for sequences that could not grow: preempt the newest until they fit. A victim in
+   * another lane's step in flight gives its blocks back when that step ends (the engine defers the
+   * removal): they are counted as free now, and `lane` waits for that step before stepping again.
    */
-  private preempt(needy: Seq[]): boolean {
+  private preempt(needy: Seq[], lane: Lane): void {
     const stillNeedy = new Set(needy.filter((s) => !s.done));
+    let deferredBlocks = 0;
     const free = () => {
       const p = this.engine.pools();
-      return p.kvBlocksFree + p.actBlocksFree;
+      return p.kvBlocksFree + p.actBlocksFree + deferredBlocks;
     };
-    const inFlight = (s: Seq) => this.lanes.some((l) => l.inStep.has(s));
     while (needsPreemption(free(), stillNeedy.size, this.running.length)) {
-      const at = preemptionVictim(this.running.map((s) => ({ admittedRank: s.admittedRank, inFlight: inFlight(s) })));
-      if (at < 0) return false;
-      const victim = this.running[at];
+      const victim = this.running[preemptionVictim(this.running)];
+      if (this.inFlight(victim) && victim.engineId !== null) {
+        const held = this.engine.sequence(victim.engineId);
+        deferredBlocks += held.kvBlocks + held.actBlocks;
+        lane.awaitedVictims.push(victim);
+      }
       this.release(victim);
       stillNeedy.delete(victim);
       // Back to the front of the queue: it resumes by recomputing its prompt and generated tokens.
@@ -653,7 +665,6 @@ export class Scheduler {
       // Alone and still no room: the pools are too small for this sequence to continue.
       for (const s of stillNeedy) this.finish(s, 'length');
     }
-    return true;
   }
 
   /** Counters for /v1/hybridserve/stats. */

@@ -59,6 +59,8 @@ export class FakeEngine implements NativeEngine {
       stepDelayMs?: number;
       /** Steps in flight at once (info().maxStepsInFlight); without it one slot and no such field, as before. */
       slots?: number;
+      /** Per slot, a step time that replaces stepDelayMs. */
+      slotDelayMs?: number[];
     },
   ) {
     this.kvFree = opts.kvBlocks;
@@ -164,7 +166,8 @@ export class FakeEngine implements NativeEngine {
     this.stepSlots.push(slot);
     this.events.push([slot, 'start', Array.from(ids)]);
     try {
-      await new Promise((r) => setTimeout(r, this.opts.stepDelayMs ?? 0));
+      const delayMs = this.opts.slotDelayMs?.[slot] ?? this.opts.stepDelayMs ?? 0;
+      await new Promise((r) => setTimeout(r, delayMs));
       const tokens = new Int32Array(ids.length);
       const status = new Int32Array(ids.length);
       const c = zero();
@@ -187,7 +190,7 @@ export class FakeEngine implements NativeEngine {
         s.tokens.push(tok);
         tokens[i] = tok;
       });
-      c.wallSeconds = (this.opts.stepDelayMs ?? 0) / 1000;
+      c.wallSeconds = delayMs / 1000;
       c.computeSeconds = c.wallSeconds;
       accumulateCounters(this.total, c);
       return { tokens, status, counters: c };
