@@ -5,6 +5,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { Scheduler, type FinishReason, type SchedulerOptions } from '../../server/scheduler/scheduler.js';
 import { chooseLanes, laneCap, pickLane, pipelineStagesOf, preemptionVictim } from '../../server/scheduler/policy.js';
+import { parseServeArgs, servingLanes, type ServeConfig } from '../../cli/serve.js';
 import { FakeEngine } from './server-fake-engine.js';
 import { traceScenario } from './server-inflight-trace.js';
 
@@ -255,5 +256,31 @@ describe('lane policy', () => {
   test('the preemption victim is the newest admitted', () => {
     expect(preemptionVictim([{ admittedRank: 3 }, { admittedRank: 9 }, { admittedRank: 5 }])).toBe(1);
     expect(preemptionVictim([])).toBe(-1);
+  });
+});
+
+describe('serve --steps-in-flight', () => {
+  const parse = (...argv: string[]) => parseServeArgs(argv, {}) as ServeConfig;
+  const engine = { device: 'cpu' as const, deviceName: 'cpu x 2 pipeline stages', weightBytes: 0, elementBytes: 4, maxStepsInFlight: 8 };
+  test('parsed as an integer ≥ 1; absent means the default', () => {
+    expect(parse('--steps-in-flight', '3').stepsInFlight).toBe(3);
+    expect(parse().stepsInFlight).toBeUndefined();
+    expect(() => parse('--steps-in-flight', '0')).toThrow(/--steps-in-flight must be between 1 and 1024, got 0/);
+    expect(() => parse('--steps-in-flight', 'two')).toThrow(/--steps-in-flight must be an integer/);
+  });
+  test('checked against the engine: exit 2 beyond maxStepsInFlight; stages over processes count the world size', () => {
+    expect(servingLanes(parse('--stages', '2'), engine)).toBe(2);
+    expect(servingLanes(parse('--stages', '2', '--steps-in-flight', '1'), engine)).toBe(1);
+    expect(servingLanes(parse(), { ...engine, deviceName: 'cpu' })).toBe(1);
+    let err: unknown;
+    try {
+      servingLanes(parse('--steps-in-flight', '9'), engine);
+    } catch (e) {
+      err = e;
+    }
+    expect((err as Error).message).toMatch(/serve: --steps-in-flight: steps in flight must be an integer in \[1, 8\]/);
+    expect((err as { exitCode: number }).exitCode).toBe(2);
+    const leader = { ...parse(), pipeline: { gpus: 1, stages: 1, rank: 0, worldSize: 3, leaderAddress: 'h:1' } };
+    expect(servingLanes(leader, { ...engine, deviceName: 'NVIDIA H200 x 1 pipeline stages' })).toBe(3);
   });
 });
