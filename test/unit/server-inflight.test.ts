@@ -181,6 +181,44 @@ describe('two lanes', () => {
     await s.stop();
   });
 
+  test("preempting a sequence in the other lane's step in flight: its blocks count once that step ends, and the lane waits for it", async () => {
+    // 4 blocks of 4 tokens. a (fast slot 0) grows to 15 tokens = 4 blocks; b (slow slot 1) holds one
+    // block while its 400 ms step runs. a's 13th token finds no block: b (the newest) is preempted
+    // in flight; a must wait for b's step to return its block rather than end alone for want of one.
+    const engine = new FakeEngine({ kvBlocks: 4, actBlocks: 0, slots: 2, slotDelayMs: [5, 400] });
+    const s = new Scheduler(engine, { ...base, lanes: 2, burstWindowMs: 0 });
+    const a = run(s, [5, 6, 7], 12, 1);
+    const b = run(s, [8, 9, 10], 6, 2);
+    const [ra, rb] = await Promise.all([a.done, b.done]);
+    expect(ra.reason).toBe('length');
+    expect(ra.tokens).toHaveLength(12);
+    expect(rb.reason).toBe('length');
+    expect(rb.tokens).toHaveLength(6);
+    expect(s.totals.preemptions).toBe(1);
+    // b's first step (slot 1) was in flight when it was preempted: slot 0 stepped no more than
+    // a's 10 steps to 13 tokens, the one that found no block, and none after it until b's step ended.
+    const bEnd = engine.events.findIndex(([slot, kind]) => slot === 1 && kind === 'end');
+    expect(engine.events.slice(0, bEnd).filter(([slot, kind]) => slot === 0 && kind === 'start').length).toBeLessThanOrEqual(11);
+    expect(engine.pools().kvBlocksFree).toBe(4);
+    await s.stop();
+  });
+
+  test("a failed step in one lane ends every request once, after the other lane's step; the next request runs", async () => {
+    const engine = new FakeEngine({ kvBlocks: 100, actBlocks: 0, slots: 2, stepDelayMs: 5 });
+    const step = engine.step.bind(engine);
+    let calls = 0;
+    engine.step = (ids, o) => (++calls === 7 ? Promise.reject(new Error('engine failed')) : step(ids, o));
+    const s = new Scheduler(engine, { ...base, lanes: 2, burstWindowMs: 0 });
+    const ends = await Promise.all(prompts.slice(0, 4).map((p, i) => run(s, p, 50, i).done));
+    expect(ends.map((e) => e.reason)).toEqual(['error', 'error', 'error', 'error']);
+    expect(s.runningCount).toBe(0);
+    const after = await run(s, [4, 5, 6], 5).done;
+    expect(after.reason).toBe('length');
+    // The other lane's step was let finish: no block is left held.
+    expect(engine.pools().kvBlocksFree).toBe(100);
+    await s.stop();
+  });
+
   test('a burst onto idle lanes is gathered before the first step of either lane', async () => {
     const engine = new FakeEngine({ kvBlocks: 400, actBlocks: 0, slots: 2, stepDelayMs: 2 });
     const s = new Scheduler(engine, { ...base, maxBatch: 64, lanes: 2, burstQuietMs: 8, burstWindowMs: 500 });
