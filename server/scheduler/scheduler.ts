@@ -405,6 +405,7 @@ export class Scheduler {
     let stepped = false;
     const cap = laneCap(this.maxBatch, this.lanes.length);
     for (const batch of formBatches(this.laneSequences(lane), cap, this.opts.miniBatcher)) {
+      if (this.failure !== null) return; // another lane failed: stop after the step in flight
       if (await this.step(batch, lane)) stepped = true;
     }
     // No explicit yield between steps: awaiting a step already hands the event loop a full turn
