@@ -16,6 +16,8 @@ import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../ser
 import { startProgress } from './progress.js';
 import { parsePlan, type PlanFile } from '../server/plan-file.js';
 import { openRuntime } from '../server/runtime.js';
+import { chooseLanes, pipelineStagesOf } from '../server/scheduler/policy.js';
+import type { NativeEngineInfo } from '../native/ts/addon-types.js';
 import { closeOnSignals, listen } from '../server/server.js';
 import { createServing, type Log } from '../server/serving.js';
 
@@ -38,7 +40,10 @@ const USAGE = `usage: hybridserve serve [options]
   --plan FILE              plan file (JSON) from the operator; reloaded live (default $HYBRIDSERVE_PLAN_FILE)
   --api-key-file F         require Bearer keys listed in F, one per line, whole-line # comments; re-read
                            when it changes (also $HYBRIDSERVE_API_KEYS, comma-separated)
-  --max-batch N            sequences per engine step (default 64)
+  --max-batch N            sequences in the engine's steps at once, over all steps in flight (default 64)
+  --steps-in-flight N      engine steps kept in flight at once, 1..the engine's maxStepsInFlight; the
+                           running sequences split over them (default: one per pipeline stage of
+                           --stages / --gpus / --world-size, else 1)
   --max-prompt-tokens N    (default: the context window less one)
   --max-total-tokens N     prompt + generated tokens per request (default: the model's context window)
   --max-prompt-chars N     longest prompt text before tokenising (default ${CHARS_PER_TOKEN_LIMIT} × max-prompt-tokens)
@@ -82,6 +87,7 @@ const OPTIONS = {
   'log-level': { type: 'string' },
   'weight-dtype': { type: 'string' },
   'prefix-caching': { type: 'string' },
+  'steps-in-flight': { type: 'string' },
   ...PIPELINE_OPTIONS,
   help: { type: 'boolean', short: 'h' },
 } as const;
@@ -100,6 +106,8 @@ export interface ServeConfig {
   planFile?: string;
   apiKeyFile?: string;
   maxBatch: number;
+  /** --steps-in-flight (checked against the engine's maxStepsInFlight once it is open); default per pipeline stage. */
+  stepsInFlight?: number;
   threads?: number;
   weightDtype?: WeightDtype;
   prefixCaching: boolean;
@@ -151,6 +159,9 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     planFile: v.plan ?? (env.HYBRIDSERVE_PLAN_FILE || undefined),
     apiKeyFile: v['api-key-file'],
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
+    ...(v['steps-in-flight'] !== undefined
+      ? { stepsInFlight: parseIntOption(v['steps-in-flight'], 'serve: --steps-in-flight', 1, 1024, 1) }
+      : {}),
     threads: v.threads ? parseIntOption(v.threads, '--threads', 0, 1024, 0) : undefined,
     weightDtype: v['weight-dtype'] === undefined ? undefined : weightDtypeOption(v['weight-dtype']),
     prefixCaching: onOff(v['prefix-caching'], '--prefix-caching', true),
@@ -172,6 +183,20 @@ function weightDtypeOption(text: string): WeightDtype {
     return parseWeightDtype(text, '--weight-dtype');
   } catch (err) {
     throw new CliError(`serve: ${(err as Error).message}`);
+  }
+}
+
+/**
+ * The scheduler's lanes: --steps-in-flight within the engine's maxStepsInFlight (CliError, exit 2,
+ * otherwise), else one per pipeline stage. Stages over processes: the leader's engine names only
+ * its own stage, so the world size counts them.
+ */
+export function servingLanes(cfg: Pick<ServeConfig, 'stepsInFlight' | 'pipeline'>, info: NativeEngineInfo): number {
+  const stages = cfg.pipeline.worldSize > 1 ? cfg.pipeline.worldSize : pipelineStagesOf(info.deviceName);
+  try {
+    return chooseLanes(info, stages, cfg.stepsInFlight);
+  } catch (err) {
+    throw new CliError(`serve: --steps-in-flight: ${(err as Error).message}`);
   }
 }
 
@@ -277,6 +302,13 @@ export async function run(argv: string[]): Promise<number> {
     throw new CliError(`serve: ${(err as Error).message}`, 1);
   }
   const info = rt.engine.info();
+  let stepsInFlight: number;
+  try {
+    stepsInFlight = servingLanes(cfg, info);
+  } catch (err) {
+    await rt.engine.close();
+    throw err;
+  }
   log.info(
     `model ${rt.model.spec} (${rt.model.config.arch}, ${rt.model.config.numLayers} layers, hidden ${rt.model.config.hiddenSize}) on ${info.device} (${info.deviceName})`,
   );
@@ -286,6 +318,7 @@ export async function run(argv: string[]): Promise<number> {
     `cache pools: ${pools.kvBlocksTotal} KV + ${pools.actBlocksTotal} ACT blocks of ${pools.blockTokens} tokens (${rt.poolsReason})`,
   );
   log.info(`placement: ${rt.placementReason}`);
+  log.info(`steps in flight: ${stepsInFlight}${cfg.stepsInFlight !== undefined ? ' (--steps-in-flight)' : ' (one per pipeline stage)'}`);
   if (apiKeys.length)
     log.info(
       `API keys required (${apiKeys.length} configured${cfg.apiKeyFile ? ', key file re-read when it changes' : ''}); /healthz, /readyz and /metrics stay open`,
@@ -302,6 +335,7 @@ export async function run(argv: string[]): Promise<number> {
     maxBatch: cfg.maxBatch,
     planFile: cfg.planFile,
     miniBatcher: rt.miniBatcher,
+    stepsInFlight,
     log,
     apiKeyFile: cfg.apiKeyFile ? { file: cfg.apiKeyFile, envKeys: parseEnvKeys(process.env.HYBRIDSERVE_API_KEYS ?? '') } : undefined,
     logger: { level: cfg.logLevel },

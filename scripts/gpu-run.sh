@@ -32,6 +32,10 @@
 #             through the rendezvous == 1 process x 2 GPUs (hs_cuda_pipeline_ranks), and OPT-30B batch 128
 #             (per group) prompt 512 gen 32 all-on-host at 1 and 2 GPUs in one process, with the ratio
 #   pipeline66  OPT-66B batch 64 (per group) at 1 and 2 GPUs, ACT 1 (the smallest cache), where it fits
+#   serve_inflight  the server on a 2-GPU pipeline (the x2 kind, after build; the addon needs NCCL):
+#             OPT-13B all on the host, 128 concurrent 512/32 requests, --steps-in-flight 1 then the
+#             default (one lane per stage); prints both served tokens/s, their ratio and each run's
+#             /v1/hybridserve/stats server.laneSteps (the default must step in both slots)
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -331,6 +335,39 @@ stage_pipeline66() {
   log "opt-66b: two groups of 64 did not fit; two groups of 32"
   timeout 300 $B/hs_cuda_bench_nccl --model opt-66b --batch 32 --prompt 512 --gen 32 --act-fraction 1 \
     --resident-layers 0 --gpu-cache-blocks 0 --gpus 2 2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl"
+}
+
+# ---- server steps in flight (issue 15 gap) ---------------------------------------------------------------
+# The same requests through `serve --gpus 2` with one step in flight (--steps-in-flight 1: one step of
+# 128) and with the default (a lane per stage: two steps of 64 in flight, stage s on one while stage
+# s-1 runs the other). Expected: the default well above one lane (bench:engine's pipeline ratio).
+stage_serve_inflight() {
+  node_ready || return 1
+  # The overrides only try the plumbing on a machine without GPUs (SERVING_DEVICE=cpu, INFLIGHT_PIPELINE="--stages 2").
+  local m=${INFLIGHT_MODEL:-synthetic:opt-13b} mem=${INFLIGHT_HOST_MEMORY:-96GiB} pipe=${INFLIGHT_PIPELINE:---gpus 2}
+  local n=${INFLIGHT_REQUESTS:-128} prompt=${INFLIGHT_PROMPT:-512} tag
+  for tag in one default; do
+    SERVE_TAG=inflight-$tag
+    local lanes=""
+    [ $tag = one ] && lanes="--steps-in-flight 1"
+    # shellcheck disable=SC2086  # $pipe and $lanes are meant to split
+    serve_start --model $m $pipe --max-batch $n --host-memory $mem --resident-layers 0 --gpu-cache-blocks 0 $lanes || { serve_stop; return 1; }
+    grep -E "steps in flight|placement:|cache pools:|ACT fraction|on cuda" "$OUT/serve-$SERVE_TAG.log" | tee -a "$OUT/gpu-run.log"
+    node dist/bench/serving.js --url $SERVE_URL --model $m --concurrency $n --requests $n --prompt-tokens $prompt \
+      --max-tokens 32 --warmup 1 2>>"$OUT/serving-stderr.log" | tee "$OUT/inflight-$tag.txt" | tail -1 >"$OUT/inflight-$tag.json"
+    node -e "fetch('$SERVE_URL/v1/hybridserve/stats').then(r=>r.json()).then(s=>console.log(JSON.stringify(s.server)))" \
+      >"$OUT/inflight-$tag-stats.json"
+    serve_stop
+  done
+  node -e "
+    const fs=require('fs'), read=f=>JSON.parse(fs.readFileSync('$OUT/'+f,'utf8'));
+    const one=read('inflight-one.json').levels[0], def=read('inflight-default.json').levels[0];
+    const s1=read('inflight-one-stats.json'), s2=read('inflight-default-stats.json');
+    console.log(JSON.stringify({serveInFlight:'$m $pipe, $n x $prompt/32, all on host',
+      oneLaneTokensPerSecond:one.output_throughput, defaultTokensPerSecond:def.output_throughput,
+      ratio:def.output_throughput/one.output_throughput, oneLaneSteps:s1.laneSteps, defaultLaneSteps:s2.laneSteps,
+      failed:one.failed+def.failed, bothSlotsUsed:s2.laneSteps.length===2&&s2.laneSteps.every(n=>n>0)}));
+  " | tee -a "$OUT/gpu-run.log" "$OUT/inflight.jsonl"
 }
 
 for s in "$@"; do

@@ -33,6 +33,8 @@ export interface ServingOptions {
   planFile?: string;
   planPollMs?: number;
   miniBatcher?: MiniBatcher;
+  /** Engine steps kept in flight (scheduler lanes; default: one per pipeline stage, see scheduler/policy.ts chooseLanes). */
+  stepsInFlight?: number;
   logger?: FastifyServerOptions['logger'];
   processMetrics?: boolean;
   log?: Log;
@@ -55,7 +57,13 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
   const metrics = createMetrics({ processMetrics: o.processMetrics, modelName: o.modelName });
   const scheduler = new Scheduler(
     o.engine,
-    { maxBatch: o.maxBatch ?? 64, maxQueue: limits.maxQueue, eosTokenId: o.tokenizer.eosTokenId, miniBatcher: o.miniBatcher },
+    {
+      maxBatch: o.maxBatch ?? 64,
+      maxQueue: limits.maxQueue,
+      eosTokenId: o.tokenizer.eosTokenId,
+      miniBatcher: o.miniBatcher,
+      ...(o.stepsInFlight !== undefined ? { lanes: o.stepsInFlight } : {}),
+    },
     {
       log,
       onFirstToken: (s) => metrics.ttft.observe(s),

@@ -1,6 +1,7 @@
-// Pure scheduling decisions: admission, batch formation, preemption victims, Retry-After.
-// The scheduler (scheduler.ts) applies them to the engine; these functions only compute.
-import type { NativePoolStats } from '../../native/ts/addon-types.js';
+// Pure scheduling decisions: admission, lanes (steps in flight), batch formation, preemption
+// victims, Retry-After. The scheduler (scheduler.ts) applies them to the engine; these functions
+// only compute.
+import type { NativeEngineInfo, NativePoolStats } from '../../native/ts/addon-types.js';
 
 export function blocksFor(tokens: number, blockTokens: number): number {
   return Math.ceil(tokens / blockTokens);
@@ -54,6 +55,56 @@ export function formBatches<T extends { contextTokens: number; engineId: number 
  */
 export function needsPreemption(freeBlocks: number, needy: number, running: number): boolean {
   return needy > freeBlocks && running > 1;
+}
+
+/** The preemption victim among the running sequences: the newest admitted (it loses the least work); -1 when none. */
+export function preemptionVictim(running: ReadonlyArray<{ admittedRank: number }>): number {
+  let best = -1;
+  running.forEach((s, i) => {
+    if (best < 0 || s.admittedRank > running[best].admittedRank) best = i;
+  });
+  return best;
+}
+
+/** Sequences one lane may hold: the total maxBatch shared evenly, rounded up (at least 1). */
+export function laneCap(maxBatch: number, lanes: number): number {
+  return Math.ceil(Math.max(1, maxBatch) / Math.max(1, lanes));
+}
+
+/**
+ * The lane a newly admitted sequence joins: the one with the fewest sequences, ties to the fewest
+ * context tokens, then the lowest slot; lanes at `cap` are full. -1 when every lane is full.
+ */
+export function pickLane(lanes: ReadonlyArray<{ sequences: number; tokens: number }>, cap: number): number {
+  let best = -1;
+  lanes.forEach((l, i) => {
+    if (l.sequences >= cap) return;
+    const b = best < 0 ? null : lanes[best];
+    if (!b || l.sequences < b.sequences || (l.sequences === b.sequences && l.tokens < b.tokens)) best = i;
+  });
+  return best;
+}
+
+/** Pipeline stages of an engine, from its device name (the addon appends " x N pipeline stages"); 1 when it has none. */
+export function pipelineStagesOf(deviceName: string): number {
+  const m = / x (\d+) pipeline stages$/.exec(deviceName);
+  return m ? Number(m[1]) : 1;
+}
+
+/**
+ * Lanes (steps in flight) the scheduler runs. `requested` (--steps-in-flight) must be an integer in
+ * [1, maxStepsInFlight]; else RangeError. By default one lane per pipeline stage when the engine
+ * can keep several steps in flight (a pipeline pays only then: step g on stage s while step g+1 is
+ * on stage s-1), else 1: on a single-stage engine steps in flight would only take turns.
+ */
+export function chooseLanes(info: Pick<NativeEngineInfo, 'maxStepsInFlight'>, stages: number, requested?: number): number {
+  const most = Math.max(1, info.maxStepsInFlight ?? 1);
+  if (requested !== undefined) {
+    if (!Number.isInteger(requested) || requested < 1 || requested > most)
+      throw new RangeError(`steps in flight must be an integer in [1, ${most}] (the engine's maxStepsInFlight), got ${requested}`);
+    return requested;
+  }
+  return most > 1 && stages > 1 ? Math.min(stages, most) : 1;
 }
 
 /** Seconds a client should wait before retrying when the queue is full (at least 1, at most 60). */

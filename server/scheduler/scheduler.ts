@@ -9,6 +9,11 @@
 // bench:engine runs them: about 1 + max_tokens steps, not one extra step per arrival wave.
 // engine.step() is async (an AsyncWorker), so the event loop keeps serving HTTP while it runs, and
 // the tokens of one step reach their requests (SSE writes) while the next step computes.
+// Steps in flight (issue 15): the running sequences are split over L lanes, each owning one engine
+// slot and looping on its own (step its sequences, process the result, step again). On a pipeline
+// engine lane g's step runs on stage s while lane g+1's runs on stage s-1; there is no barrier
+// between lanes, since one would leave a pipeline bubble every iteration. A sequence belongs to
+// one lane at a time, so two steps in flight never share a sequence. L = 1 is the single loop.
 import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import {
   isNativeError,
@@ -21,7 +26,19 @@ import {
 } from '../../native/ts/addon-types.js';
 import { ApiError } from '../errors.js';
 import type { SamplingRequest } from '../request.js';
-import { canAdmit, fitsEmptyPools, formBatches, needsPreemption, retryAfterSeconds, type MiniBatcher } from './policy.js';
+import {
+  canAdmit,
+  chooseLanes,
+  fitsEmptyPools,
+  formBatches,
+  laneCap,
+  needsPreemption,
+  pickLane,
+  pipelineStagesOf,
+  preemptionVictim,
+  retryAfterSeconds,
+  type MiniBatcher,
+} from './policy.js';
 
 const STATUS_OK = 0; // NativeSeqStatus.Ok (a const enum, so not importable at runtime)
 
@@ -69,6 +86,8 @@ interface Seq {
   req: SequenceRequest;
   generated: number[];
   engineId: number | null;
+  /** The lane (engine slot) that steps it while it runs; -1 while it waits. */
+  lane: number;
   admittedRank: number;
   enqueuedAt: number;
   lastTokenAt: number;
@@ -97,20 +116,45 @@ export interface SchedulerOptions {
    */
   burstWindowMs?: number;
   burstQuietMs?: number;
+  /**
+   * Lanes: steps kept in flight at once, each in its own engine slot (policy.ts chooseLanes: in
+   * [1, maxStepsInFlight]; default one per pipeline stage of the engine when it can run steps
+   * concurrently, else 1).
+   */
+  lanes?: number;
+}
+
+/** One lane: an engine slot, the sequences of its step in flight, and how to wake it when idle. */
+interface Lane {
+  slot: number;
+  inStep: Set<Seq>;
+  wake: (() => void) | null;
+  /** Sequences it preempted out of other lanes' steps in flight: their blocks come back when those steps end. */
+  awaitedVictims: Seq[];
 }
 
 export class Scheduler {
   private readonly waiting: Seq[] = [];
+  /** Running sequences of every lane, in admission order. */
   private readonly running: Seq[] = [];
-  private inStep = new Set<Seq>();
+  private readonly lanes: Lane[];
   /** Requests submitted so far (gatherBurst watches it grow). */
   private submitted = 0;
   /** Moving average of the engine's step wall time (ms): what one more step would cost. */
   private stepMsAverage = 0;
   /** Sequences whose last token goes to its request once the next step is queued (see step()). */
   private pending: Seq[] = [];
-  private wake: (() => void) | null = null;
   private loopPromise: Promise<void> | null = null;
+  /** The burst gathering in progress: no lane steps before it ends. */
+  private gathering: Promise<void> | null = null;
+  /** The first lane failure: every lane stops, then every request ends with it. */
+  private failure: unknown = null;
+  /** Lanes waiting for another lane's step to end (they need blocks its sequences give back). */
+  private stepEndWaiters: Array<() => void> = [];
+  /** busySeconds counts the union of the lanes' busy spells: lanes busy now, since when, last end. */
+  private busyLanes = 0;
+  private busyFrom = 0;
+  private busyEnd = 0;
   private stopped = false;
   private draining = false;
   private rank = 0;
@@ -127,6 +171,8 @@ export class Scheduler {
     busySeconds: 0,
     preemptions: 0,
     overlapSeconds: 0,
+    /** Steps per lane (index = engine slot); they sum to `steps`. */
+    laneSteps: [] as number[],
   };
 
   constructor(
@@ -135,6 +181,15 @@ export class Scheduler {
     private readonly hooks: SchedulerHooks = {},
   ) {
     this.maxBatch = opts.maxBatch;
+    const info = engine.info();
+    const count = chooseLanes(info, pipelineStagesOf(info.deviceName), opts.lanes);
+    this.lanes = Array.from({ length: count }, (_, slot) => ({ slot, inStep: new Set<Seq>(), wake: null, awaitedVictims: [] }));
+    this.totals.laneSteps = this.lanes.map(() => 0);
+  }
+
+  /** Steps kept in flight at once. */
+  get laneCount(): number {
+    return this.lanes.length;
   }
 
   get queueDepth(): number {
@@ -176,6 +231,7 @@ export class Scheduler {
       req,
       generated: [],
       engineId: null,
+      lane: -1,
       admittedRank: 0,
       enqueuedAt: now,
       lastTokenAt: now,
@@ -203,7 +259,7 @@ export class Scheduler {
   async stop(): Promise<void> {
     this.stopped = true;
     for (const s of [...this.waiting, ...this.running]) this.cancel(s);
-    this.wake?.();
+    this.wakeAll();
     await this.loopPromise;
   }
 
@@ -216,8 +272,8 @@ export class Scheduler {
   private cancel(seq: Seq): void {
     if (seq.done) return;
     const wasRunning = seq.engineId !== null;
-    // In the step being computed, the engine frees its blocks when that step returns.
-    const stepsToRelease = this.inStep.has(seq) ? 1 : 0;
+    // In a step being computed, the engine frees its blocks when that step returns.
+    const stepsToRelease = this.lanes.some((l) => l.inStep.has(seq)) ? 1 : 0;
     this.finish(seq, 'cancelled');
     if (wasRunning) this.hooks.onCancelReleased?.(stepsToRelease);
   }
@@ -245,6 +301,7 @@ export class Scheduler {
   private release(seq: Seq): void {
     const ri = this.running.indexOf(seq);
     if (ri >= 0) this.running.splice(ri, 1);
+    seq.lane = -1;
     if (seq.engineId === null) return;
     // Also for a sequence in the step being computed: the engine defers its removal to that step's end.
     try {
@@ -255,14 +312,30 @@ export class Scheduler {
     seq.engineId = null;
   }
 
+  /** Wakes a lane waiting for work. */
+  private wakeLane(lane: Lane): void {
+    const w = lane.wake;
+    lane.wake = null;
+    w?.();
+  }
+
+  /** Wakes every idle lane, and every lane waiting for another's step to end. */
+  private wakeAll(): void {
+    for (const l of this.lanes) this.wakeLane(l);
+    this.signalStepEnd();
+  }
+
+  private signalStepEnd(): void {
+    const list = this.stepEndWaiters;
+    this.stepEndWaiters = [];
+    for (const w of list) w();
+  }
+
   private ensureLoop(): void {
-    if (this.wake) {
-      const w = this.wake;
-      this.wake = null;
-      w();
-    }
+    // Idle lanes admit the newcomer at once (one of them takes it; the others go back to sleep).
+    for (const l of this.lanes) this.wakeLane(l);
     if (!this.loopPromise) {
-      this.loopPromise = this.loop()
+      this.loopPromise = this.runLanes()
         .catch((err) => {
           this.hooks.log?.error(`engine loop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
           for (const s of [...this.waiting, ...this.running]) this.finish(s, 'error', err as Error);
@@ -273,38 +346,98 @@ export class Scheduler {
     }
   }
 
-  private async loop(): Promise<void> {
-    while (!this.stopped) {
+  /** Runs every lane's loop; the first failure stops them all (after their steps in flight) and is thrown. */
+  private async runLanes(): Promise<void> {
+    this.failure = null;
+    this.busyLanes = 0;
+    await Promise.all(
+      this.lanes.map((lane) =>
+        this.laneLoop(lane).catch((err: unknown) => {
+          this.failure ??= err;
+          this.wakeAll();
+        }),
+      ),
+    );
+    if (this.failure !== null) throw this.failure;
+  }
+
+  /** The running sequences of one lane, in admission order. */
+  private laneSequences(lane: Lane): Seq[] {
+    return this.running.filter((s) => s.lane === lane.slot);
+  }
+
+  private async laneLoop(lane: Lane): Promise<void> {
+    while (!this.stopped && this.failure === null) {
       const t0 = performance.now();
       this.expire();
       const wasIdle = this.running.length === 0;
       this.admit();
-      if (wasIdle && this.running.length > 0) await this.gatherBurst();
-      if (this.running.length === 0) {
+      // The first step after an idle spell waits for the burst, in every lane.
+      if (wasIdle && this.running.length > 0) {
+        this.gathering = this.gatherBurst().finally(() => {
+          this.gathering = null;
+        });
+      }
+      if (this.gathering) await this.gathering;
+      if (this.laneSequences(lane).length === 0) {
+        // Requests that came while this lane awaited the burst of another: take them now rather
+        // than after that lane's step (with one lane, nothing can have come: a no-op).
+        this.admit();
+        if (this.laneSequences(lane).length > 0) continue;
         this.deliverPending();
-        if (this.stopped) break;
+        if (this.stopped || this.failure !== null) break;
         await new Promise<void>((r) => {
-          this.wake = r;
+          lane.wake = r;
         });
         continue;
       }
-      let stepped = false;
-      for (const batch of formBatches(this.running.slice(), this.maxBatch, this.opts.miniBatcher)) {
-        if (await this.step(batch)) stepped = true;
+      this.busyBegin(t0);
+      try {
+        await this.laneIteration(lane);
+      } finally {
+        this.busyFinish();
       }
-      // No explicit yield between steps: awaiting a step already hands the event loop a full turn
-      // (new requests, disconnects, timers) while the engine computes, and the SSE writes of a
-      // step's tokens (http flushes them on process.nextTick) go out once the next step is queued,
-      // so the engine does not sit idle while the server talks to sockets. Yield only when no step
-      // was awaited, so the loop can never spin on microtasks alone.
-      if (!stepped) {
-        this.deliverPending();
-        await yieldToEventLoop();
-      }
-      // Wall time while there was work: engine steps plus everything the server did around them
-      // (expiry and admission included).
-      this.totals.busySeconds += (performance.now() - t0) / 1000;
     }
+  }
+
+  /** One pass of a lane: its sequences' steps (one per mini-batch), then whatever they left to wait for. */
+  private async laneIteration(lane: Lane): Promise<void> {
+    let stepped = false;
+    const cap = laneCap(this.maxBatch, this.lanes.length);
+    for (const batch of formBatches(this.laneSequences(lane), cap, this.opts.miniBatcher)) {
+      if (this.failure !== null) return; // another lane failed: stop after the step in flight
+      if (await this.step(batch, lane)) stepped = true;
+    }
+    // No explicit yield between steps: awaiting a step already hands the event loop a full turn
+    // (new requests, disconnects, timers) while the engine computes, and the SSE writes of a
+    // step's tokens (http flushes them on process.nextTick) go out once the next step is queued,
+    // so the engine does not sit idle while the server talks to sockets. Yield only when no step
+    // was awaited, so the loop can never spin on microtasks alone.
+    if (!stepped) {
+      this.deliverPending();
+      await yieldToEventLoop();
+    }
+    // Victims taken out of another lane's running step free their blocks when that step ends:
+    // stepping before then would find the pools still short and preempt again.
+    const victims = lane.awaitedVictims;
+    lane.awaitedVictims = [];
+    while (!this.stopped && this.failure === null && victims.some((v) => this.inFlight(v))) {
+      await new Promise<void>((r) => this.stepEndWaiters.push(r));
+    }
+  }
+
+  /**
+   * Wall time while there was work (busySeconds): engine steps plus everything the server did
+   * around them (expiry and admission included), counted once while several lanes are busy.
+   */
+  private busyBegin(t0: number): void {
+    if (this.busyLanes++ === 0) this.busyFrom = Math.max(t0, this.busyEnd);
+  }
+
+  private busyFinish(): void {
+    if (--this.busyLanes > 0) return;
+    this.busyEnd = performance.now();
+    this.totals.busySeconds += (this.busyEnd - this.busyFrom) / 1000;
   }
 
   /**
@@ -342,8 +475,20 @@ export class Scheduler {
     }
   }
 
+  /** Sequences and context tokens per lane, for pickLane. */
+  private laneLoads(): Array<{ sequences: number; tokens: number }> {
+    const loads = this.lanes.map(() => ({ sequences: 0, tokens: 0 }));
+    for (const s of this.running) {
+      loads[s.lane].sequences++;
+      loads[s.lane].tokens += s.contextTokens;
+    }
+    return loads;
+  }
+
   private admit(): void {
     while (this.waiting.length > 0 && this.running.length < this.maxBatch) {
+      const lane = pickLane(this.laneLoads(), laneCap(this.maxBatch, this.lanes.length));
+      if (lane < 0) return;
       const seq = this.waiting[0];
       const tokens = seq.req.prompt.length + seq.generated.length;
       if (!canAdmit(this.engine.pools(), tokens, this.running.length)) return;
@@ -384,21 +529,25 @@ export class Scheduler {
         seq.req.onAdmitted?.(Math.min(this.engine.sequence(seq.engineId).prefixHitTokens ?? 0, seq.req.prompt.length));
       seq.admittedRank = ++this.rank;
       seq.contextTokens = tokens;
+      seq.lane = lane;
       this.running.push(seq);
+      this.wakeLane(this.lanes[lane]);
     }
   }
 
-  /** Runs one engine step for the batch; false when nothing in it could run (no step awaited). */
-  private async step(batch: Seq[]): Promise<boolean> {
-    const live = batch.filter((s) => !s.done && s.engineId !== null);
+  /** Runs one engine step for the batch in the lane's slot; false when nothing in it could run (no step awaited). */
+  private async step(batch: Seq[], lane: Lane): Promise<boolean> {
+    // A sequence may have left the lane (preempted by another lane) since the batch was formed.
+    const live = batch.filter((s) => !s.done && s.engineId !== null && s.lane === lane.slot);
     if (live.length === 0) return false;
     const t0 = performance.now();
     const ids = Int32Array.from(live.map((s) => s.engineId as number));
-    this.inStep = new Set(live);
+    lane.inStep = new Set(live);
     let result: NativeStepResult;
     const a0 = performance.now();
     try {
-      const stepped = this.engine.step(ids);
+      // One lane: the call is exactly the single loop's (slot 0 is the default).
+      const stepped = this.lanes.length === 1 ? this.engine.step(ids) : this.engine.step(ids, { slot: lane.slot });
       // The previous step's tokens go to their requests (detokenizing, SSE chunks, socket writes)
       // while this step computes: only what decides the next step's batch (end of sequence,
       // max_tokens, blocks) is done between steps. A stop string seen now ends its sequence after
@@ -408,7 +557,7 @@ export class Scheduler {
       this.totals.overlapSeconds += (performance.now() - d0) / 1000;
       result = await stepped;
     } finally {
-      this.inStep = new Set();
+      lane.inStep = new Set();
     }
     // Time the event loop waited for the step (engine work plus the addon's thread hand-off).
     this.totals.awaitSeconds += (performance.now() - a0) / 1000;
@@ -418,6 +567,7 @@ export class Scheduler {
     for (let i = 0; i < live.length; i++) {
       const seq = live[i];
       if (seq.done) continue; // ended while the step ran (cancelled, a stop string): its token is dropped
+      if (seq.engineId !== ids[i]) continue; // left the engine while the step ran: its token is dropped
       // Normally delivered while this step ran; if not, it goes first so onToken stays in order.
       if (seq.pendingToken >= 0) {
         this.deliver(seq);
@@ -444,15 +594,17 @@ export class Scheduler {
       else if (seq.generated.length === 1) this.deliver(seq);
       else this.pending.push(seq);
     }
-    if (needy.length > 0) this.preempt(needy);
+    if (needy.length > 0) this.preempt(needy, lane);
     const loopSeconds = (performance.now() - t0) / 1000;
     this.totals.steps++;
+    this.totals.laneSteps[lane.slot]++;
     this.totals.tokens += tokens;
     this.totals.loopSeconds += loopSeconds;
     this.totals.engineSeconds += result.counters.wallSeconds;
     const stepMs = result.counters.wallSeconds * 1000;
     this.stepMsAverage = this.stepMsAverage === 0 ? stepMs : 0.8 * this.stepMsAverage + 0.2 * stepMs;
     this.hooks.onStep?.({ batchSize: live.length, tokens, result, loopSeconds });
+    this.signalStepEnd();
     return true;
   }
 
@@ -479,15 +631,30 @@ export class Scheduler {
     if (stop) this.finish(seq, 'stop');
   }
 
-  /** Frees blocks for sequences that could not grow: preempt the newest until they fit. */
-  private preempt(needy: Seq[]): void {
+  /** Whether a sequence is in a step in flight (of any lane). */
+  private inFlight(seq: Seq): boolean {
+    return this.lanes.some((l) => l.inStep.has(seq));
+  }
+
+  /**
+   * Frees blocks for sequences that could not grow: preempt the newest until they fit. A victim in
+   * another lane's step in flight gives its blocks back when that step ends (the engine defers the
+   * removal): they are counted as free now, and `lane` waits for that step before stepping again.
+   */
+  private preempt(needy: Seq[], lane: Lane): void {
     const stillNeedy = new Set(needy.filter((s) => !s.done));
+    let deferredBlocks = 0;
     const free = () => {
       const p = this.engine.pools();
-      return p.kvBlocksFree + p.actBlocksFree;
+      return p.kvBlocksFree + p.actBlocksFree + deferredBlocks;
     };
     while (needsPreemption(free(), stillNeedy.size, this.running.length)) {
-      const victim = this.running.reduce((a, b) => (b.admittedRank > a.admittedRank ? b : a));
+      const victim = this.running[preemptionVictim(this.running)];
+      if (this.inFlight(victim) && victim.engineId !== null) {
+        const held = this.engine.sequence(victim.engineId);
+        deferredBlocks += held.kvBlocks + held.actBlocks;
+        lane.awaitedVictims.push(victim);
+      }
       this.release(victim);
       stillNeedy.delete(victim);
       // Back to the front of the queue: it resumes by recomputing its prompt and generated tokens.

@@ -41,6 +41,8 @@ export const Stats = Type.Object({
     loopSeconds: Num,
     preemptions: Num,
     overlapSeconds: Num,
+    /** Engine steps per lane (steps in flight; index = engine slot); they sum to `steps`. */
+    laneSteps: Type.Array(Type.Integer()),
   }),
   pools: Type.Record(Type.String(), Num),
 });

@@ -3,7 +3,9 @@
 // per sequence) and generates a deterministic token from each sequence's own history and seed,
 // so batch composition never changes results, like the real engine's per-sequence RNG. Like the
 // addon, it defers the removal of a sequence that the running step holds until that step returns
-// (test/unit/engine-contract.test.ts runs the same checks against both).
+// (test/integration/engine-contract.test.ts runs the same checks against both). With `slots` it
+// keeps that many steps in flight at once on disjoint sequences, and refuses a sequence that is in
+// another step in flight, as the addon does.
 import type {
   NativeCounters,
   NativeEngine,
@@ -11,6 +13,7 @@ import type {
   NativePoolStats,
   NativeSequenceInfo,
   NativeSequenceOptions,
+  NativeStepOptions,
   NativeStepResult,
 } from '../../native/ts/addon-types.js';
 import type { NativeErrorCode } from '../../native/ts/addon-types.js';
@@ -33,12 +36,18 @@ export class FakeEngine implements NativeEngine {
   private fraction: number;
   private kvFree: number;
   private actFree: number;
-  private busy = false;
-  /** Sequences of the running step, and those of them removed while it runs (freed when it returns). */
+  private busySlots = new Set<number>();
+  /** Sequences of the running steps, and those of them removed while one runs (freed when it returns). */
   private inStep = new Set<number>();
   private removeAfterStep = new Set<number>();
   private total = zero();
   stepLog: number[][] = [];
+  /** The slot of each step of stepLog. */
+  stepSlots: number[] = [];
+  /** Every step's start and end, in order: [slot, 'start' | 'end', sequence ids]. */
+  events: Array<[number, 'start' | 'end', number[]]> = [];
+  /** The most steps that were in flight at once. */
+  maxInFlight = 0;
 
   constructor(
     private readonly opts: {
@@ -48,6 +57,10 @@ export class FakeEngine implements NativeEngine {
       vocab?: number;
       actFraction?: number;
       stepDelayMs?: number;
+      /** Steps in flight at once (info().maxStepsInFlight); without it one slot and no such field, as before. */
+      slots?: number;
+      /** Per slot, a step time that replaces stepDelayMs. */
+      slotDelayMs?: number[];
     },
   ) {
     this.kvFree = opts.kvBlocks;
@@ -60,7 +73,14 @@ export class FakeEngine implements NativeEngine {
   }
 
   info(): NativeEngineInfo {
-    return { device: 'cpu', deviceName: 'fake', weightBytes: 0, elementBytes: 4 };
+    const slots = this.opts.slots;
+    return {
+      device: 'cpu',
+      deviceName: 'fake',
+      weightBytes: 0,
+      elementBytes: 4,
+      ...(slots !== undefined ? { maxStepsInFlight: slots } : {}),
+    };
   }
 
   /** Takes one block; ACT when the fraction says so (falls back to the other pool). */
@@ -128,14 +148,26 @@ export class FakeEngine implements NativeEngine {
     return { id, length: s.tokens.length, cachedTokens: s.cached, kvBlocks: s.kv, actBlocks: s.act };
   }
 
-  async step(ids: Int32Array): Promise<NativeStepResult> {
-    if (this.busy) throw coded(new Error('engine busy'), 'HS_BUSY');
-    for (const id of ids) this.find(id); // like PrepareStep: every id checked before the step starts
-    this.busy = true;
-    this.inStep = new Set(ids);
+  async step(ids: Int32Array, options: NativeStepOptions = {}): Promise<NativeStepResult> {
+    const slot = options.slot ?? 0;
+    const slots = this.opts.slots ?? 1;
+    if (!Number.isInteger(slot) || slot < 0 || slot >= slots)
+      throw coded(new RangeError(`step slot must be in [0, ${slots}), got ${slot}`), 'HS_INVALID_ARGUMENT');
+    if (this.busySlots.has(slot)) throw coded(new Error('engine busy'), 'HS_BUSY');
+    // Like PrepareStep: every id checked before the step starts.
+    for (const id of ids) {
+      this.find(id);
+      if (this.inStep.has(id)) throw coded(new RangeError(`sequence ${id} is in another step in flight`), 'HS_INVALID_ARGUMENT');
+    }
+    this.busySlots.add(slot);
+    this.maxInFlight = Math.max(this.maxInFlight, this.busySlots.size);
+    for (const id of ids) this.inStep.add(id);
     this.stepLog.push(Array.from(ids));
+    this.stepSlots.push(slot);
+    this.events.push([slot, 'start', Array.from(ids)]);
     try {
-      await new Promise((r) => setTimeout(r, this.opts.stepDelayMs ?? 0));
+      const delayMs = this.opts.slotDelayMs?.[slot] ?? this.opts.stepDelayMs ?? 0;
+      await new Promise((r) => setTimeout(r, delayMs));
       const tokens = new Int32Array(ids.length);
       const status = new Int32Array(ids.length);
       const c = zero();
@@ -158,15 +190,17 @@ export class FakeEngine implements NativeEngine {
         s.tokens.push(tok);
         tokens[i] = tok;
       });
-      c.wallSeconds = (this.opts.stepDelayMs ?? 0) / 1000;
+      c.wallSeconds = delayMs / 1000;
       c.computeSeconds = c.wallSeconds;
       accumulateCounters(this.total, c);
       return { tokens, status, counters: c };
     } finally {
-      this.busy = false;
-      this.inStep.clear();
-      for (const id of this.removeAfterStep) this.free(id);
-      this.removeAfterStep.clear();
+      this.busySlots.delete(slot);
+      this.events.push([slot, 'end', Array.from(ids)]);
+      for (const id of ids) {
+        this.inStep.delete(id);
+        if (this.removeAfterStep.delete(id)) this.free(id);
+      }
     }
   }
 
