@@ -191,7 +191,9 @@ export function formatPlan(p: Plan, stages: readonly StageRange[] = []): string 
     ),
     row('prefill', secs(p.predictedPrefillSeconds)),
     row(
-      'throughput',
+      // A pipeline's figures are one stage's with one group of sequences in flight; what the whole
+      // pipeline gives with several groups in flight is not predicted yet.
+      stages.length > 1 ? 'stage throughput' : 'throughput',
       `${p.predictedTokensPerSecond.toFixed(1)} generated tokens/s incl. prefill ` +
         `(${p.predictedDecodeTokensPerSecond.toFixed(1)} during decode)`,
     ),

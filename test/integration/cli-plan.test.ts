@@ -192,6 +192,7 @@ describe('hybridserve plan', () => {
     out = [];
     expect(await run([...args, '--gpus', '2'])).toBe(0);
     expect(out.join('\n')).toMatch(/stage 1: layers 32\.\.63/);
+    expect(out.join('\n')).toMatch(/stage throughput\s+[\d.]+ generated tokens\/s/);
     // One GPU: the plan as before (no pipeline keys), all 64 layers in one stage.
     out = [];
     const whole = await planJson(...args, '--max-batch', '64');
