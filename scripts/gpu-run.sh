@@ -20,6 +20,11 @@
 #   tiers     issue 10: the GPU cache tier. transformers generate() (bench/hf_generate.py) and the
 #             engine with every layer resident and the whole cache in the GPU tier, OPT-13B batch 128
 #             (acceptance 1); a 24 GiB budget (acceptance 2); everything on the host (acceptance 3)
+#   flexgen24 issue 10 acceptance 2: FlexGen (bench/flexgen_run.py on .gpu/flexgen, made by
+#             scripts/fetch-flexgen.sh; carry .gpu) at OPT-13B batch 128 prompt 512 gen 32 with the
+#             --percent policies of FLEXGEN_POLICIES (each marked withinBudget when its GPU peak stays
+#             under 24 GiB), then the engine's 24 GiB row in the same call; prints the best
+#             within-budget FlexGen figure and the ratio
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
 #   contract  issue 11 acceptance 3: node dist/bench/engine-contract.js (token counts, cpu vs cuda)
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
@@ -248,6 +253,38 @@ stage_tiers() {
   bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction 1,auto --gpu-memory 24G --resident-layers -1 --gpu-cache-blocks 28
   # Everything on the host (no regression).
   bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction auto --resident-layers 0 --gpu-cache-blocks 0
+}
+
+# "weights-gpu weights-cpu cache-gpu cache-cpu act-gpu act-cpu gpu-batch num-gpu-batches" per policy.
+# OPT-13B's 24 GB of fp16 weights and 57 GB of KV at batch 128 leave a 24 GiB GPU room for part of
+# the weights only: the cache stays on the CPU. The first is the one of the notes (47.0 tok/s).
+FLEXGEN_POLICIES=${FLEXGEN_POLICIES:-"0 100 0 100 0 100 64 2;0 100 0 100 100 0 64 2;30 70 0 100 100 0 64 2;50 50 0 100 100 0 32 4"}
+
+stage_flexgen24() {
+  [ -f .gpu/flexgen/flexllmgen/flex_opt.py ] || { log "no .gpu/flexgen: run scripts/fetch-flexgen.sh here and carry .gpu"; return 1; }
+  local pol rc=0
+  IFS=';' read -ra pols <<<"$FLEXGEN_POLICIES"
+  for pol in "${pols[@]}"; do
+    read -r w1 w2 c1 c2 a1 a2 gb nb <<<"$pol"
+    log "flexgen --percent $w1 $w2 $c1 $c2 $a1 $a2, gpu batch $gb x $nb"
+    PYTHONPATH=$PWD/.gpu/flexgen${PYTHONPATH:+:$PYTHONPATH} timeout 420 python3 bench/flexgen_run.py --model facebook/opt-13b \
+      --percent $w1 $w2 $c1 $c2 $a1 $a2 --gpu-batch-size $gb --num-gpu-batches $nb --gpu-budget-gib 24 \
+      2>>"$OUT/flexgen-stderr.log" | tee -a "$OUT/flexgen.jsonl" || { log "flexgen policy failed (flexgen-stderr.log)"; rc=1; }
+  done
+  bench_json --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto --gpu-memory 24G --resident-layers -1 --gpu-cache-blocks 28
+  python3 - "$OUT/flexgen.jsonl" "$OUT/tiers.jsonl" <<'PY' | tee -a "$OUT/gpu-run.log"
+import json, sys
+fg = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+ok = [r for r in fg if r.get("withinBudget")]
+ours = [json.loads(l) for l in open(sys.argv[2]) if l.startswith("{")][-1]
+best = max(ok, key=lambda r: r["totalTokensPerSecond"]) if ok else None
+for r in fg:
+    print(f"[flexgen] percent {r['percent']} batch {r['gpuBatchSize']}x{r['numGpuBatches']}: {r['totalTokensPerSecond']:.1f} tok/s, "
+          f"GPU peak {r['gpuPeakBytes'] / 2**30:.1f} GiB, within 24 GiB: {r['withinBudget']}")
+print(f"[flexgen24] hybridserve 24 GiB: {ours['totalTokensPerSecond']:.1f} tok/s; best FlexGen within budget: "
+      + (f"{best['totalTokensPerSecond']:.1f} ({best['percent']}); ratio {ours['totalTokensPerSecond'] / best['totalTokensPerSecond']:.2f}" if best else "none"))
+PY
+  return $rc
 }
 
 stage_tiertest() {
