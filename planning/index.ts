@@ -63,3 +63,12 @@ export { type SolveInput, type Candidate, type Solution, solveActFraction, evalu
 export { type NodePlanInput, type Plan, type SweepPoint, planNode, planFile } from './plan.js';
 export { type RunningSequence, type MiniBatchOptions, type MiniBatch, formMiniBatches, sequenceWorkingBytes } from './minibatch.js';
 export { type PhaseTimes, type RetuneState, type RetuneOptions, DEFAULT_RETUNE_OPTIONS, initialRetuneState, retune } from './retune.js';
+export {
+  type PipelineCostInput,
+  type PipelineInput,
+  type PipelinePrediction,
+  pipelineCost,
+  predictPipeline,
+  layoutOfPlan,
+} from './pipeline-predict.js';
+export { type GpuCountInput, type GpuCountCandidate, type GpuCountChoice, TIE_MARGIN, chooseGpuCount } from './gpu-count.js';
