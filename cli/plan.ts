@@ -16,7 +16,9 @@ import {
   type MeasuredValues,
   type Plan,
 } from '../planning/index.js';
-import { planPodStages, type StageRange } from '../planning/stage-plan.js';
+import { planPodStages, type PodStagesPlan, type StageRange } from '../planning/stage-plan.js';
+import { predictPipeline, type PipelinePrediction } from '../planning/pipeline-predict.js';
+import { chooseGpuCount, type GpuCountChoice } from '../planning/gpu-count.js';
 
 /** Default pod host memory when --host-memory is not given: a common 2-socket GPU server share. */
 export const DEFAULT_HOST_MEMORY = '256GiB';
@@ -38,7 +40,11 @@ options:
   --max-batch N           upper bound on the batch (default 1024)
   --slo-tpot SECONDS      target time per output token: maximise throughput with the predicted decode step ≤ it
   --weight-dtype D        layer weight format: fp16 (default), fp8, int8 or int4
-  --gpus N                pipeline stages in the pod, one per GPU (default 1); --host-memory is the pod's
+  --gpus N|auto           pipeline stages in the pod, one per GPU (default 1); --host-memory is the pod's.
+                          With N > 1 the pipeline's own prediction (N groups in flight) is printed too.
+                          auto: the count of 1..--visible-gpus with the most predicted tokens/s
+                          (a prediction only: not yet checked against a 2-GPU measurement)
+  --visible-gpus N        GPUs to choose from with --gpus auto
   --nodes N               pods of one replica (a LeaderWorkerSet of N pods, one GPU each; default 1)
   --h2d-gbps X            measured pinned host-to-device bandwidth, GB/s (overrides the table)
   --d2h-gbps X            measured pinned device-to-host bandwidth, GB/s
@@ -59,6 +65,7 @@ const OPTIONS = {
   'slo-tpot': { type: 'string' },
   'weight-dtype': { type: 'string' },
   gpus: { type: 'string' },
+  'visible-gpus': { type: 'string' },
   nodes: { type: 'string' },
   'h2d-gbps': { type: 'string' },
   'd2h-gbps': { type: 'string' },
@@ -111,48 +118,96 @@ export async function run(argv: string[]): Promise<number> {
   const blockTokens = parseIntOption(o['block-tokens'], '--block-tokens', 1, 4096, 16);
   const maxBatchCap = parseIntOption(o['max-batch'], '--max-batch', 1, 1 << 20, 1024);
   const sloTpotSeconds = o['slo-tpot'] !== undefined ? parseNumberOption(o['slo-tpot'], '--slo-tpot', 1e-6, 3600, 0) : undefined;
-  const stagesPerPod = parseIntOption(o.gpus, '--gpus', 1, 64, 1);
+  const gpus = parseGpus(o.gpus, o['visible-gpus']);
   const pods = parseIntOption(o.nodes, '--nodes', 1, 64, 1);
   // The operator's rule (CRD): stages over several pods run one GPU per pod.
-  if (pods > 1 && stagesPerPod > 1) throw new CliError('plan: --nodes > 1 runs one GPU per pod: drop --gpus');
+  if (pods > 1 && gpus !== 1) throw new CliError('plan: --nodes > 1 runs one GPU per pod: drop --gpus');
   const model = await loadModel(o.model);
 
-  let plan: Plan;
-  let stages: StageRange[];
+  let pipeline: PodStagesPlan;
+  let predicted: PipelinePrediction | undefined;
+  let choice: GpuCountChoice | undefined;
   try {
     const weightDtype = parseWeightDtype(o['weight-dtype'] ?? 'fp16', '--weight-dtype');
     // One stage, or each stage of a pipeline planned as a model of its own layers, as the operator does.
-    const pipeline = planPodStages({
-      model,
-      pods,
-      stagesPerPod,
-      podHostMemoryBytes: hostMemoryBytes,
-      planStage: (m, bytes, placement) =>
-        planNode({
-          ...placement,
-          model: m,
-          hardware,
-          hostMemoryBytes: bytes,
-          gpuMemoryBytes,
-          actFraction,
-          promptTokens,
-          genTokens,
-          blockTokens,
-          maxBatchCap,
-          sloTpotSeconds,
-          weightDtype,
-        }),
-    });
-    plan = pipeline.pod;
-    stages = pipeline.ranges;
+    const planFor = (stagesPerPod: number) =>
+      planPodStages({
+        model,
+        pods,
+        stagesPerPod,
+        podHostMemoryBytes: hostMemoryBytes,
+        planStage: (m, bytes, placement) =>
+          planNode({
+            ...placement,
+            model: m,
+            hardware,
+            hostMemoryBytes: bytes,
+            gpuMemoryBytes,
+            actFraction,
+            promptTokens,
+            genTokens,
+            blockTokens,
+            maxBatchCap,
+            sloTpotSeconds,
+            weightDtype,
+          }),
+      });
+    if (typeof gpus === 'number') {
+      pipeline = planFor(gpus);
+      if (pipeline.ranges.length > 1) predicted = predictPipeline({ model, hardware, plan: pipeline, groups: groupsOf(pipeline) });
+    } else {
+      choice = chooseGpuCount({ visible: gpus.visible, model, hardware, planFor });
+      pipeline = choice.plan;
+      if (choice.gpus > 1) predicted = choice.prediction;
+    }
   } catch (err) {
     if (err instanceof PlanError) throw new CliError(`plan: ${err.message}`);
     throw err;
   }
-  // `stages` only for a pipeline, so that a one-GPU plan's JSON stays as it was.
-  const shape = stages.length > 1 ? { pods, stagesPerPod, stages } : {};
-  console.log(o.json ? JSON.stringify({ ...plan, hardware, ...shape }) : formatPlan(plan, stages));
+  const plan = pipeline.pod;
+  const stages = pipeline.ranges;
+  // `stages` and `pipeline` only for a pipeline, so that a one-GPU plan's JSON stays as it was.
+  const shape = stages.length > 1 ? { pods, stagesPerPod: stages.length / pods, stages } : {};
+  const pipe = predicted ? { pipeline: pipelineFigures(predicted) } : {};
+  const chosen = choice ? { gpuChoice: choiceFigures(choice) } : {};
+  console.log(o.json ? JSON.stringify({ ...plan, hardware, ...shape, ...pipe, ...chosen }) : formatPlan(plan, stages, predicted, choice));
   return 0;
+}
+
+/** --gpus N, or auto with the --visible-gpus to choose from. */
+function parseGpus(text: string | undefined, visible: string | undefined): number | { visible: number } {
+  if (text?.trim().toLowerCase() === 'auto') {
+    if (visible === undefined) throw new CliError('plan: --gpus auto needs --visible-gpus N (the GPUs to choose from)');
+    return { visible: parseIntOption(visible, '--visible-gpus', 1, 64, 1) };
+  }
+  if (visible !== undefined) throw new CliError('plan: --visible-gpus is for --gpus auto');
+  return parseIntOption(text, '--gpus', 1, 64, 1);
+}
+
+/** One group in flight per stage, as the server's lanes; fewer when the batch is smaller. */
+function groupsOf(p: PodStagesPlan): number {
+  return Math.min(p.ranges.length, Math.max(1, Math.floor(p.stage.maxBatch)));
+}
+
+function pipelineFigures(p: PipelinePrediction) {
+  return {
+    groups: p.groups,
+    roundSeconds: p.roundSeconds,
+    tokensPerSecond: p.tokensPerSecond,
+    decodeTokensPerSecond: p.decodeTokensPerSecond,
+    prefillSeconds: p.prefillSeconds,
+    bubble: p.bubble,
+  };
+}
+
+function choiceFigures(c: GpuCountChoice) {
+  return {
+    gpus: c.gpus,
+    reason: c.reason,
+    candidates: c.candidates.map((x) =>
+      x.prediction ? { gpus: x.gpus, tokensPerSecond: x.prediction.tokensPerSecond } : { gpus: x.gpus, error: x.error },
+    ),
+  };
 }
 
 const GiB = 2 ** 30;
@@ -163,7 +218,7 @@ const secs = (s: number) => (s < 1 ? `${(s * 1e3).toFixed(1)} ms` : `${s.toFixed
 const stageRow = (r: StageRange) => `    stage ${r.stage}: layers ${r.firstLayer}..${r.firstLayer + r.layerCount - 1}`;
 
 /** The human-readable plan (with the layer split of a pipeline's stages, when there are several). */
-export function formatPlan(p: Plan, stages: readonly StageRange[] = []): string {
+export function formatPlan(p: Plan, stages: readonly StageRange[] = [], pipeline?: PipelinePrediction, choice?: GpuCountChoice): string {
   const row = (k: string, v: string) => `  ${k.padEnd(20)}${v}`;
   const lines = [
     `plan for ${p.model} on ${p.gpuProduct}`,
@@ -191,12 +246,24 @@ export function formatPlan(p: Plan, stages: readonly StageRange[] = []): string 
     ),
     row('prefill', secs(p.predictedPrefillSeconds)),
     row(
-      // A pipeline's figures are one stage's with one group of sequences in flight; what the whole
-      // pipeline gives with several groups in flight is not predicted yet.
+      // A pipeline's plan figures are one stage's with one group of sequences in flight; the
+      // 'pipeline' row is the whole pipeline's with its groups in flight (planning/pipeline-predict.ts).
       stages.length > 1 ? 'stage throughput' : 'throughput',
       `${p.predictedTokensPerSecond.toFixed(1)} generated tokens/s incl. prefill ` +
         `(${p.predictedDecodeTokensPerSecond.toFixed(1)} during decode)`,
     ),
+    ...(pipeline
+      ? [
+          row(
+            'pipeline',
+            `${pipeline.tokensPerSecond.toFixed(1)} generated tokens/s incl. prefill (${pipeline.decodeTokensPerSecond.toFixed(1)} ` +
+              `during decode): ${pipeline.groups} group(s) of ${pipeline.groupBatch.toFixed(1)} in flight, round ` +
+              `${secs(pipeline.roundSeconds)}, prefill ${secs(pipeline.prefillSeconds)}` +
+              (pipeline.bubble > 0 ? `, ${(pipeline.bubble * 100).toFixed(0)}% bubble` : ''),
+          ),
+        ]
+      : []),
+    ...(choice ? [row('GPUs', choice.reason)] : []),
     ...(stages.length > 1 ? [`  pipeline stages (each planned alone; pools per stage, memory per pod):`, ...stages.map(stageRow)] : []),
     '  sweep (fraction: batch, tokens/s):',
     ...p.sweep.map((s) => `    ${s.actFraction.toFixed(1)}: ${String(s.maxBatch).padStart(5)}  ${s.predictedTokensPerSecond.toFixed(1)}`),

@@ -1,0 +1,116 @@
+// `hybridserve plan --gpus N` prints the pipeline's own prediction, and `--gpus auto` the planner's
+// GPU count and why (issue 15), through run() with real presets and the real hardware table.
+import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
+import { run } from '../../cli/plan.js';
+import { CliError } from '../../cli/errors.js';
+import { presetConfig } from '../../model/presets.js';
+import { hardwareProfile, planNode } from '../../planning/index.js';
+import { planPodStages } from '../../planning/stage-plan.js';
+import { predictPipeline } from '../../planning/pipeline-predict.js';
+
+let out: string[] = [];
+beforeEach(() => {
+  out = [];
+  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
+    out.push(args.map(String).join(' '));
+  });
+});
+afterEach(() => {
+  jest.restoreAllMocks();
+});
+
+async function planJson(...argv: string[]): Promise<Record<string, unknown>> {
+  out = [];
+  expect(await run([...argv, '--json'])).toBe(0);
+  expect(out).toHaveLength(1);
+  return JSON.parse(out[0]) as Record<string, unknown>;
+}
+
+const GiB = 2 ** 30;
+// OPT-66B with an 80 GiB GPU share: one H200 streams about 26 of its 64 layers every step.
+const OPT66 = ['--model', 'synthetic:opt-66b', '--gpu', 'NVIDIA-H200', '--host-memory', '400GiB', '--gpu-memory', '80GiB'];
+
+describe('plan --gpus N: the pipeline block', () => {
+  test('JSON: pipeline { groups, roundSeconds, tokensPerSecond, decodeTokensPerSecond, prefillSeconds } beside the stage fields', async () => {
+    const p = await planJson(...OPT66, '--gpus', '2');
+    expect(p.stages).toHaveLength(2);
+    expect(p).toHaveProperty('predictedTokensPerSecond');
+    const pipe = p.pipeline as Record<string, number>;
+    expect(Object.keys(pipe).sort()).toEqual([
+      'bubble',
+      'decodeTokensPerSecond',
+      'groups',
+      'prefillSeconds',
+      'roundSeconds',
+      'tokensPerSecond',
+    ]);
+    expect(pipe.groups).toBe(2);
+    expect(pipe.bubble).toBe(0);
+    // The same figures as predictPipeline on the same stage plan.
+    const model = presetConfig('opt-66b')!;
+    const hardware = hardwareProfile('NVIDIA-H200')!;
+    const plan = planPodStages({
+      model,
+      pods: 1,
+      stagesPerPod: 2,
+      podHostMemoryBytes: 400 * GiB,
+      planStage: (m, bytes, placement) =>
+        planNode({ ...placement, model: m, hardware, hostMemoryBytes: bytes, gpuMemoryBytes: 80 * GiB, actFraction: 'auto' }),
+    });
+    const want = predictPipeline({ model, hardware, plan });
+    expect(pipe.roundSeconds).toBeCloseTo(want.roundSeconds, 12);
+    expect(pipe.tokensPerSecond).toBeCloseTo(want.tokensPerSecond, 9);
+    expect(pipe.prefillSeconds).toBeCloseTo(want.prefillSeconds, 12);
+    // Two groups of half the batch in flight: each stage works two group-steps per round.
+    expect(pipe.decodeTokensPerSecond).toBeCloseTo((p.maxBatch as number) / pipe.roundSeconds, 9);
+    // Text: the stage's figures and the pipeline's.
+    out = [];
+    expect(await run([...OPT66, '--gpus', '2'])).toBe(0);
+    const text = out.join('\n');
+    expect(text).toMatch(/stage throughput\s+[\d.]+ generated tokens\/s/);
+    expect(text).toMatch(
+      /pipeline\s+[\d.]+ generated tokens\/s incl\. prefill \([\d.]+ during decode\): 2 group\(s\) of [\d.]+ in flight, round /,
+    );
+    // One GPU: no pipeline block.
+    expect(await planJson(...OPT66)).not.toHaveProperty('pipeline');
+  });
+});
+
+describe('plan --gpus auto --visible-gpus N', () => {
+  test('OPT-66B on two H200s with its weights on the host: 2, and why', async () => {
+    const p = await planJson(...OPT66, '--gpus', 'auto', '--visible-gpus', '2');
+    const c = p.gpuChoice as { gpus: number; reason: string; candidates: { gpus: number; tokensPerSecond: number }[] };
+    expect(c.gpus).toBe(2);
+    expect(c.candidates.map((x) => x.gpus)).toEqual([1, 2]);
+    expect(c.candidates[1].tokensPerSecond).toBeGreaterThan(c.candidates[0].tokensPerSecond);
+    expect(c.reason).toContain(`2 GPU(s) ${c.candidates[1].tokensPerSecond.toFixed(1)} tokens/s`);
+    expect(p.stages).toHaveLength(2);
+    expect((p.pipeline as { tokensPerSecond: number }).tokensPerSecond).toBeCloseTo(c.candidates[1].tokensPerSecond, 9);
+    out = [];
+    expect(await run([...OPT66, '--gpus', 'auto', '--visible-gpus', '2'])).toBe(0);
+    expect(out.join('\n')).toMatch(/GPUs\s+2 of 2 visible GPU\(s\): the most predicted tokens\/s/);
+  });
+
+  test('OPT-13B on eight H100s: 1 (its GPU cache tier beats any pipeline), no pipeline block', async () => {
+    const p = await planJson('--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H100-80GB-HBM3', '--gpus', 'auto', '--visible-gpus', '8');
+    const c = p.gpuChoice as { gpus: number; reason: string; candidates: unknown[] };
+    expect(c.gpus).toBe(1);
+    expect(c.candidates).toHaveLength(8);
+    expect(c.reason).toMatch(/^1 of 8 visible GPU\(s\): no pipeline beats one GPU/);
+    expect(p).not.toHaveProperty('stages');
+    expect(p).not.toHaveProperty('pipeline');
+    expect(p.gpuKvBlocks as number).toBeGreaterThan(0);
+  });
+
+  test.each([
+    [['--gpus', 'auto'], /--gpus auto needs --visible-gpus N/],
+    [['--visible-gpus', '2'], /--visible-gpus is for --gpus auto/],
+    [['--gpus', 'auto', '--visible-gpus', '0'], /--visible-gpus must be between 1 and 64/],
+    [['--gpus', 'auto', '--visible-gpus', '2', '--nodes', '2'], /--nodes > 1 runs one GPU per pod/],
+  ])('%p is a CliError (exit 2)', async (extra, re) => {
+    const err = await run([...OPT66, ...extra]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(CliError);
+    expect((err as CliError).exitCode).toBe(2);
+    expect((err as CliError).message).toMatch(re);
+  });
+});
