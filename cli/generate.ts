@@ -9,6 +9,9 @@ import { ModelError } from '../model/errors.js';
 import { checkRequest, generate, type GenerateParams } from '../model/generate.js';
 import { loadModel, openEngine } from '../model/load.js';
 import type { NativeDevice } from '../native/ts/addon-types.js';
+import { visibleGpuCount } from '../native/ts/engine.js';
+import type { ModelConfig } from '../model/types.js';
+import { chooseGpus, cudaDeviceName } from '../server/runtime.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { startPlacement } from '../planning/start-plan.js';
 
@@ -34,7 +37,8 @@ const USAGE = `usage: hybridserve generate --model SPEC --prompt TEXT [options]
   --gpu-cache-blocks N  cache blocks of the GPU tier, the rest in host memory (default 0; the cpu
                         backend emulates the tier)
   --weight-dtype D      layer weight format: fp16 (default), fp8, int8 or int4
-  --gpus N              cuda: pipeline stages, one per GPU (default 1)
+  --gpus N|auto         cuda: pipeline stages, one per GPU (default 1); auto: the planner's count of
+                        the visible GPUs for this one request (a prediction, opt-in)
   --stages N            cpu: pipeline stages in this process (default 1)
   --json                print one JSON object: tokens, text, actFraction, promptTokens, timings, ...`;
 
@@ -76,8 +80,8 @@ export interface GenerateCommand {
   residentLayers?: number;
   gpuKvBlocks?: number;
   weightDtype: WeightDtype;
-  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu. */
-  gpus: number;
+  /** Pipeline stages (issue 15): one per GPU on cuda ('auto': chosen at start), in-process stages on cpu. */
+  gpus: number | 'auto';
   stages: number;
   json: boolean;
   params: Omit<GenerateParams, 'actFraction'>;
@@ -122,7 +126,7 @@ export function parseGenerateArgs(argv: string[]): GenerateCommand | 'help' {
   };
 }
 
-function pipelineStages(v: { gpus?: string; stages?: string }, device: string): { gpus: number; stages: number } {
+function pipelineStages(v: { gpus?: string; stages?: string }, device: string): { gpus: number | 'auto'; stages: number } {
   const p = parsePipelineArgs({ gpus: v.gpus, stages: v.stages }, {}, device, 'generate');
   return { gpus: p.gpus, stages: p.stages };
 }
@@ -160,6 +164,18 @@ function placementFor(cmd: GenerateCommand, numLayers: number) {
   }
 }
 
+/** --gpus auto: the planner's count for this one request (server/runtime.ts chooseGpus); the reason goes to stderr. */
+async function autoGpus(cmd: GenerateCommand, cfg: ModelConfig, totalTokens: number): Promise<number> {
+  const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (await cudaDeviceName());
+  try {
+    const c = chooseGpus({ ...cmd, maxBatch: 1 }, cfg, product, visibleGpuCount(), totalTokens);
+    console.error(`hybridserve: generate: GPUs: ${c.gpus} (${c.reason})`);
+    return c.gpus;
+  } catch (err) {
+    throw new CliError(`generate: ${(err as Error).message}`, 1);
+  }
+}
+
 async function execute(cmd: GenerateCommand): Promise<number> {
   const t0 = performance.now();
   const model = await loadModel(cmd.model);
@@ -169,6 +185,7 @@ async function execute(cmd: GenerateCommand): Promise<number> {
   const threads = capThreads(cmd.threads, availableParallelism());
   if (threads.note) console.error(`hybridserve: generate: ${threads.note}`);
   const placement = placementFor(cmd, model.config.numLayers);
+  const gpus = cmd.gpus === 'auto' ? await autoGpus(cmd, model.config, promptIds.length + cmd.params.maxTokens) : cmd.gpus;
   const engine = await openEngine(model, {
     device: cmd.device,
     actFraction: cmd.actFraction,
@@ -179,7 +196,7 @@ async function execute(cmd: GenerateCommand): Promise<number> {
     ...(placement.residentLayers !== undefined ? { residentLayers: placement.residentLayers } : {}),
     ...(placement.gpuKvBlocks !== undefined ? { gpuKvBlocks: placement.gpuKvBlocks } : {}),
     weightDtype: cmd.weightDtype,
-    ...(cmd.gpus > 1 ? { gpus: cmd.gpus } : {}),
+    ...(gpus > 1 ? { gpus } : {}),
     ...(cmd.stages > 1 ? { stages: cmd.stages } : {}),
   });
   const loadSeconds = (performance.now() - t0) / 1000;

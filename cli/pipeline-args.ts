@@ -1,5 +1,6 @@
 // The pipeline flags of `serve` and `generate` (issue 15), one parser for both. Pure.
-//   --gpus N                 cuda: pipeline stages, one per GPU of this process (default 1)
+//   --gpus N|auto            cuda: pipeline stages, one per GPU of this process (default 1); auto:
+//                            the planner's count of the visible GPUs (planning/gpu-count.ts)
 //   --stages N               cpu: pipeline stages in this process (default 1; tests, NUMA hosts)
 //   --rank R --world-size W --leader-address HOST:PORT
 //                            stages in several processes (env HYBRIDSERVE_RANK, HYBRIDSERVE_WORLD_SIZE,
@@ -15,14 +16,17 @@ export const PIPELINE_OPTIONS = {
   'leader-address': { type: 'string' },
 } as const;
 
-export const PIPELINE_USAGE = `  --gpus N                 cuda: pipeline stages, one per GPU (default 1)
+export const PIPELINE_USAGE = `  --gpus N|auto            cuda: pipeline stages, one per GPU (default 1). auto: as many of the
+                           visible GPUs as the planner predicts best (a prediction not yet
+                           checked against a 2-GPU measurement, so opt-in)
   --stages N               cpu: pipeline stages in this process (default 1)
   --rank R                 this process's stage when stages span processes (default $HYBRIDSERVE_RANK or 0)
   --world-size W           processes in the pipeline (default $HYBRIDSERVE_WORLD_SIZE or 1)
   --leader-address H:P     rank 0's rendezvous address (default $HYBRIDSERVE_LEADER_ADDRESS)`;
 
 export interface PipelineConfig {
-  gpus: number;
+  /** 'auto': chosen at start from the visible GPUs (server/runtime.ts chooseGpus). */
+  gpus: number | 'auto';
   stages: number;
   rank: number;
   worldSize: number;
@@ -33,9 +37,8 @@ type PipelineValues = { [K in keyof typeof PIPELINE_OPTIONS]?: string };
 
 /** Flags win over the environment; `command` prefixes the messages. Throws CliError. */
 export function parsePipelineArgs(v: PipelineValues, env: NodeJS.ProcessEnv, device: string, command: string): PipelineConfig {
-  const gpus = parseIntOption(v.gpus, `${command}: --gpus`, 1, 64, 1);
+  const gpus = parseGpus(v.gpus, device, command);
   const stages = parseIntOption(v.stages, `${command}: --stages`, 1, 1024, 1);
-  if (gpus > 1 && device !== 'cuda') throw new CliError(`${command}: --gpus is for --device cuda (use --stages on cpu)`);
   if (stages > 1 && device !== 'cpu') throw new CliError(`${command}: --stages is for --device cpu (use --gpus on cuda)`);
   const worldSize = parseIntOption(v['world-size'] ?? (env.HYBRIDSERVE_WORLD_SIZE || undefined), `${command}: --world-size`, 1, 1024, 1);
   const rank = parseIntOption(v.rank ?? (env.HYBRIDSERVE_RANK || undefined), `${command}: --rank`, 0, 1023, 0);
@@ -46,8 +49,18 @@ export function parsePipelineArgs(v: PipelineValues, env: NodeJS.ProcessEnv, dev
     throw new CliError(`${command}: --world-size ${worldSize} needs --leader-address HOST:PORT (or HYBRIDSERVE_LEADER_ADDRESS)`);
   if (worldSize > 1 && device !== 'cuda')
     throw new CliError(`${command}: stages in several processes (--world-size ${worldSize}) need --device cuda`);
-  if (worldSize > 1 && gpus > 1) throw new CliError(`${command}: --world-size ${worldSize} runs one GPU per process: drop --gpus`);
+  if (worldSize > 1 && gpus !== 1) throw new CliError(`${command}: --world-size ${worldSize} runs one GPU per process: drop --gpus`);
   return { gpus, stages, rank, worldSize, ...(leaderAddress !== undefined ? { leaderAddress } : {}) };
+}
+
+function parseGpus(text: string | undefined, device: string, command: string): number | 'auto' {
+  if (text?.trim().toLowerCase() === 'auto') {
+    if (device !== 'cuda') throw new CliError(`${command}: --gpus auto counts the visible GPUs: it is for --device cuda`);
+    return 'auto';
+  }
+  const gpus = parseIntOption(text, `${command}: --gpus`, 1, 64, 1);
+  if (gpus > 1 && device !== 'cuda') throw new CliError(`${command}: --gpus is for --device cuda (use --stages on cpu)`);
+  return gpus;
 }
 
 function checkHostPort(text: string, command: string): void {

@@ -293,7 +293,7 @@ export async function run(argv: string[]): Promise<number> {
       // Over processes the other ranks hold their own pools: the core's copy-on-write of a shared
       // prompt block (prefix caching) would copy rank 0's layers only, so it stays off there.
       prefixCaching: cfg.prefixCaching && cfg.pipeline.worldSize === 1,
-      ...(cfg.pipeline.gpus > 1 ? { gpus: cfg.pipeline.gpus } : {}),
+      ...(cfg.pipeline.gpus === 'auto' || cfg.pipeline.gpus > 1 ? { gpus: cfg.pipeline.gpus } : {}),
       ...(cfg.pipeline.stages > 1 ? { stages: cfg.pipeline.stages } : {}),
       ...(cfg.pipeline.worldSize > 1 ? leaderOf(cfg.pipeline) : {}),
       onProgress: startProgress(),
@@ -318,6 +318,7 @@ export async function run(argv: string[]): Promise<number> {
     `cache pools: ${pools.kvBlocksTotal} KV + ${pools.actBlocksTotal} ACT blocks of ${pools.blockTokens} tokens (${rt.poolsReason})`,
   );
   log.info(`placement: ${rt.placementReason}`);
+  if (rt.gpusReason) log.info(`GPUs: ${pipelineStagesOf(info.deviceName)} (${rt.gpusReason})`);
   log.info(`steps in flight: ${stepsInFlight}${cfg.stepsInFlight !== undefined ? ' (--steps-in-flight)' : ' (one per pipeline stage)'}`);
   if (apiKeys.length)
     log.info(

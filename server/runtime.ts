@@ -6,9 +6,10 @@ import { formatBytes } from '../planning/quantity.js';
 import { loadModel, openEngine, type LoadedModel } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
-import { createEngine, toNativeConfig } from '../native/ts/engine.js';
+import { createEngine, toNativeConfig, visibleGpuCount } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
-import { hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
+import { chooseGpuCount, hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
+import { planPodStages } from '../planning/stage-plan.js';
 import { cpuStartFraction, engineElementBytes, startPlacement, startPools } from '../planning/start-plan.js';
 import type { PlanFile } from '../planning/plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
@@ -45,8 +46,10 @@ export interface RuntimeOptions {
   weightDtype?: WeightDtype;
   /** Reuse the cache of prompt blocks shared with earlier requests (default true). */
   prefixCaching?: boolean;
-  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu (default 1). */
-  gpus?: number;
+  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu (default 1); 'auto': chooseGpus. */
+  gpus?: number | 'auto';
+  /** GPUs this process sees, for gpus 'auto' (default: the addon's count); a parameter so tests can pin it. */
+  visibleGpus?: number;
   stages?: number;
   /** Rank 0 of stages in several processes: the engine waits for the other ranks to join. */
   rank?: number;
@@ -75,6 +78,8 @@ export interface Runtime {
   placementReason: string;
   /** On CUDA with a known GPU budget: planning's mini-batch split, bounding each step's working set. */
   miniBatcher?: MiniBatcher;
+  /** With --gpus auto: the GPUs chosen and why (logged at start). */
+  gpusReason?: string;
 }
 
 /** Tokenizer kinds whose decoding is a plain concatenation of per-token text. */
@@ -123,6 +128,59 @@ export function chooseFraction(
   } catch (err) {
     return { fraction: 0, reason: `auto: planning failed (${(err as Error).message}), so 0` };
   }
+}
+
+/** The workload shape the start-up planning assumes: 512 + 128 tokens, shortened to fit the window. */
+export function startWorkload(maxTotalTokens: number): { promptTokens: number; genTokens: number } {
+  const genTokens = Math.max(1, Math.min(128, Math.floor(maxTotalTokens / 5)));
+  return { genTokens, promptTokens: Math.max(1, Math.min(512, maxTotalTokens - genTokens)) };
+}
+
+/**
+ * `--gpus auto` (issue 15): the planner's GPU count (planning/gpu-count.ts) among the visible GPUs,
+ * from the same inputs as the start-up fraction (the product's hardware profile, --host-memory or
+ * 64 GiB, --gpu-memory, --max-batch, the weight format). Pure; throws Error with a clear message
+ * when there is nothing to plan with.
+ */
+export function chooseGpus(
+  o: Pick<RuntimeOptions, 'hostMemoryBytes' | 'gpuMemoryBytes' | 'actFraction' | 'weightDtype' | 'maxBatch' | 'blockTokens' | 'plan'>,
+  cfg: ModelConfig,
+  product: string,
+  visible: number,
+  maxTotalTokens: number,
+): { gpus: number; reason: string } {
+  if (!(visible >= 1)) throw new Error('--gpus auto: no GPU is visible to this process');
+  if (visible === 1) return { gpus: 1, reason: 'auto: one GPU visible' };
+  const hardware = hardwareProfile(product);
+  if (!hardware) throw new Error(`--gpus auto: no hardware profile for '${product || 'this GPU'}' to plan with; pass --gpus N`);
+  const actFraction = o.plan ? o.plan.actFraction : o.actFraction;
+  const workload = startWorkload(Math.min(maxTotalTokens, cfg.maxPositions));
+  const choice = chooseGpuCount({
+    visible,
+    model: cfg,
+    hardware,
+    planFor: (stagesPerPod) =>
+      planPodStages({
+        model: cfg,
+        pods: 1,
+        stagesPerPod,
+        podHostMemoryBytes: o.hostMemoryBytes ?? 64 * 2 ** 30,
+        planStage: (m, bytes, placement) =>
+          planNode({
+            ...placement,
+            model: m,
+            hardware,
+            hostMemoryBytes: bytes,
+            gpuMemoryBytes: o.gpuMemoryBytes,
+            actFraction,
+            ...workload,
+            blockTokens: o.plan?.blockTokens ?? o.blockTokens ?? 16,
+            maxBatchCap: o.maxBatch,
+            weightDtype: o.weightDtype,
+          }),
+      }),
+  });
+  return { gpus: choice.gpus, reason: `auto (planning for ${hardware.product}): ${choice.reason}` };
 }
 
 /** Pool sizes at start: the plan file's, else a split of the host-memory cache budget, else a token budget. */
@@ -226,7 +284,7 @@ function describePlacement(p: { residentLayers?: number; gpuKvBlocks?: number; s
  * The CUDA device's name, '' if it cannot be had. The addon tells it only through an engine, so a
  * throwaway engine of the tiny preset (a 256 MiB GPU budget) is opened and closed.
  */
-async function cudaDeviceName(): Promise<string> {
+export async function cudaDeviceName(): Promise<string> {
   try {
     const e = await createEngine({
       device: 'cuda',
@@ -257,8 +315,11 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // needed BEFORE the pools are split: split at another fraction than the engine then uses, an
   // ACT fraction finds an empty ACT pool and every block falls back to KV (issue 11: the server
   // ran KV-only where bench:engine's auto ran at fraction 1, about half the tokens/s).
-  const needName = o.device === 'cuda' && o.actFraction === 'auto' && !o.plan && !process.env.HYBRIDSERVE_GPU_PRODUCT;
+  const needName =
+    o.device === 'cuda' && ((o.actFraction === 'auto' && !o.plan) || o.gpus === 'auto') && !process.env.HYBRIDSERVE_GPU_PRODUCT;
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (needName ? await cudaDeviceName() : '');
+  const auto = o.gpus === 'auto' ? chooseGpus(o, model.config, product, o.visibleGpus ?? visibleGpuCount(), o.maxTotalTokens) : undefined;
+  const gpus = auto ? auto.gpus : o.gpus === 'auto' ? undefined : o.gpus;
   const { fraction, reason } = chooseFraction(o, model.config, product);
   const pools = choosePools(o, model.config, fraction);
   const tiers = chooseTiers(o, model.config.numLayers);
@@ -276,7 +337,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     ...tiers,
     weightDtype: o.weightDtype,
     prefixCaching: o.prefixCaching ?? true,
-    ...(o.gpus !== undefined ? { gpus: o.gpus } : {}),
+    ...(gpus !== undefined ? { gpus } : {}),
     ...(o.stages !== undefined ? { stages: o.stages } : {}),
     ...(o.worldSize !== undefined && o.worldSize > 1 ? { rank: o.rank ?? 0, worldSize: o.worldSize, leaderAddress: o.leaderAddress } : {}),
   });
@@ -300,5 +361,6 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     poolsReason: pools.reason,
     placementReason: describePlacement(placementOf(o, model.config.numLayers), o.device),
     miniBatcher,
+    ...(auto ? { gpusReason: auto.reason } : {}),
   };
 }

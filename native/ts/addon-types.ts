@@ -309,5 +309,7 @@ export interface NativeAddon {
   probe(device: NativeDevice, threads?: number): Promise<NativeProbeResult>;
   /** Devices this build supports ('cpu' always; 'cuda' when built with CUDA and a GPU is present). */
   devices(): NativeDevice[];
+  /** GPUs this process sees (cudaGetDeviceCount, after CUDA_VISIBLE_DEVICES); 0 in a build without CUDA. */
+  gpuCount(): number;
   version: string;
 }

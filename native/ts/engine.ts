@@ -48,6 +48,11 @@ export function loadAddon(): NativeAddon {
   return cached;
 }
 
+/** GPUs this process sees (the addon's cudaGetDeviceCount; 0 in a build without CUDA). */
+export function visibleGpuCount(): number {
+  return loadAddon().gpuCount();
+}
+
 /** The addon's view of a model config. */
 export function toNativeConfig(cfg: ModelConfig): NativeModelConfig {
   return {

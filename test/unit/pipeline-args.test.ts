@@ -4,6 +4,7 @@ import { describe, expect, test } from '@jest/globals';
 import { parsePipelineArgs } from '../../cli/pipeline-args.js';
 import { parseServeArgs } from '../../cli/serve.js';
 import { parseGenerateArgs } from '../../cli/generate.js';
+import { CliError } from '../../cli/errors.js';
 
 const msg = (fn: () => unknown): string => {
   try {
@@ -65,5 +66,42 @@ describe('serve and generate carry the flags', () => {
     const cmd = parseGenerateArgs(['--prompt', 'hi', '--stages', '2']);
     expect(cmd !== 'help' && [cmd.stages, cmd.gpus]).toEqual([2, 1]);
     expect(msg(() => parseGenerateArgs(['--prompt', 'hi', '--gpus', '2']))).toMatch(/generate: --gpus is for --device cuda/);
+  });
+
+  test('--gpus auto (cuda only): serve and generate carry it; the count is chosen at start', () => {
+    const serve = parseServeArgs(['--device', 'cuda', '--gpus', 'auto'], {});
+    expect(serve !== 'help' && serve.pipeline).toEqual({ gpus: 'auto', stages: 1, rank: 0, worldSize: 1 });
+    const gen = parseGenerateArgs(['--prompt', 'hi', '--device', 'cuda', '--gpus', 'AUTO']);
+    expect(gen !== 'help' && gen.gpus).toBe('auto');
+    // The default stays one GPU.
+    const one = parseServeArgs(['--device', 'cuda'], {});
+    expect(one !== 'help' && one.pipeline.gpus).toBe(1);
+  });
+});
+
+describe('--gpus auto', () => {
+  test.each([
+    [{ gpus: 'auto' }, {}, 'cpu', /^serve: --gpus auto counts the visible GPUs: it is for --device cuda$/],
+    [{ gpus: 'auto', 'world-size': '2', 'leader-address': 'a:1' }, {}, 'cuda', /one GPU per process: drop --gpus/],
+    [{ gpus: 'some' }, {}, 'cuda', /--gpus must be an integer/],
+  ])('%p %p on %s is refused', (v, env, device, re) => {
+    expect(msg(() => parsePipelineArgs(v, env as NodeJS.ProcessEnv, device, 'serve'))).toMatch(re);
+  });
+
+  test('on cpu: a CliError with exit code 2 from serve and generate', () => {
+    for (const parse of [
+      () => parseServeArgs(['--device', 'cpu', '--gpus', 'auto'], {}),
+      () => parseGenerateArgs(['--prompt', 'hi', '--gpus', 'auto']),
+    ]) {
+      let err: unknown;
+      try {
+        parse();
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(CliError);
+      expect((err as CliError).exitCode).toBe(2);
+      expect((err as CliError).message).toMatch(/--gpus auto counts the visible GPUs: it is for --device cuda/);
+    }
   });
 });

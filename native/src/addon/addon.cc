@@ -1,4 +1,5 @@
-// Registers the addon's exports: createEngine, runRank, probe, devices, version (see native/ts/addon-types.ts).
+// Registers the addon's exports: createEngine, runRank, probe, devices, gpuCount, version (see
+// native/ts/addon-types.ts).
 #include <napi.h>
 
 #include "addon/backend_factory.h"
@@ -6,6 +7,9 @@
 #include "addon/engine_wrap.h"
 #include "addon/workers.h"
 #include "core/version.h"
+#ifdef HS_WITH_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 namespace hs::addon {
 namespace {
@@ -72,6 +76,16 @@ Napi::Value Devices(const Napi::CallbackInfo& info) {
   return a;
 }
 
+// gpuCount(): the GPUs this process sees (cudaGetDeviceCount); 0 in a build without CUDA. Cheap
+// (no context is created), so synchronous.
+Napi::Value GpuCount(const Napi::CallbackInfo& info) {
+#ifdef HS_WITH_CUDA
+  return Napi::Number::New(info.Env(), hs::cuda::DeviceCount());
+#else
+  return Napi::Number::New(info.Env(), 0);
+#endif
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   auto* data = new AddonData();
   env.SetInstanceData(data);  // deleted by node-addon-api at environment teardown
@@ -80,6 +94,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("probe", Napi::Function::New(env, Probe, "probe"));
   exports.Set("runRank", Napi::Function::New(env, RunRank, "runRank"));
   exports.Set("devices", Napi::Function::New(env, Devices, "devices"));
+  exports.Set("gpuCount", Napi::Function::New(env, GpuCount, "gpuCount"));
   exports.Set("version", Napi::String::New(env, hs::kVersion));
   return exports;
 }

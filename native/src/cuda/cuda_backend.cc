@@ -138,14 +138,16 @@ void DeviceFree(void* ptr) {
   if (ptr) cudaFree(ptr);
 }
 
-bool DeviceAvailable() {
+int DeviceCount() {
   int n = 0;
   if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
+    cudaGetLastError();  // no driver or no device: clear the sticky error, report none
+    return 0;
   }
-  return n > 0;
+  return n;
 }
+
+bool DeviceAvailable() { return DeviceCount() > 0; }
 
 std::unique_ptr<Backend> MakeCudaBackend(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
                                          const CudaOptions& opts) {

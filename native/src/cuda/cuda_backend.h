@@ -22,6 +22,8 @@ void PinnedFree(void* ptr);
 void* DeviceAlloc(size_t bytes);
 void DeviceFree(void* ptr);
 bool DeviceAvailable();
+// GPUs this process sees (CUDA_VISIBLE_DEVICES applies); 0 when there is no driver or device.
+int DeviceCount();
 
 // The engine's plain views of the weights (F16) and pools (F16), every layer; a pipeline stage
 // takes its layers' slice (pipeline/cuda/cuda_stage.cc).
