@@ -41,6 +41,11 @@
 #             OPT-13B all on the host, 128 concurrent 512/32 requests, --steps-in-flight 1 then the
 #             default (one lane per stage); prints both served tokens/s, their ratio and each run's
 #             /v1/hybridserve/stats server.laneSteps (the default must step in both slots)
+#   gpus_auto  --gpus auto (the x2 kind, after build): the addon's gpuCount() with both GPUs and with
+#             CUDA_VISIBLE_DEVICES=0; then per case (OPT-13B 96 GiB host, the GPU's memory / a 16 GiB
+#             share) `plan --gpus auto --visible-gpus 2` next to `serve --gpus auto` (its 'GPUs:' line)
+#             and 64 served 512/32 requests: a gpusAuto JSON line with the planned and served GPU
+#             counts and the predicted and served tokens/s (the prediction's first 2-GPU check)
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -405,6 +410,41 @@ stage_serve_inflight() {
       ratio:def.output_throughput/one.output_throughput, oneLaneSteps:s1.laneSteps, defaultLaneSteps:s2.laneSteps,
       failed:one.failed+def.failed, bothSlotsUsed:s2.laneSteps.length===2&&s2.laneSteps.every(n=>n>0)}));
   " | tee -a "$OUT/gpu-run.log" "$OUT/inflight.jsonl"
+}
+
+# ---- --gpus auto (issue 15) -------------------------------------------------------------------------------
+stage_gpus_auto() {
+  node_ready || return 1
+  local rc=0 all one
+  all=$(node -e "console.log(require('./build/hybridserve.node').gpuCount())")
+  one=$(CUDA_VISIBLE_DEVICES=0 node -e "console.log(require('./build/hybridserve.node').gpuCount())")
+  log "gpuCount: $all visible, $one with CUDA_VISIBLE_DEVICES=0 (nvidia-smi: $(nvidia-smi -L | wc -l))"
+  [ "$one" = 1 ] && [ "$all" = "$(nvidia-smi -L | wc -l)" ] || rc=1
+  local case gm m=synthetic:opt-13b
+  for case in full 16GiB; do
+    gm=""
+    [ $case = 16GiB ] && gm="--gpu-memory 16GiB"
+    SERVE_TAG=gpus-auto-$case
+    # shellcheck disable=SC2086  # $gm is meant to split
+    node dist/cli/main.js plan --model $m --gpu "${GPUS_AUTO_PRODUCT:-NVIDIA-H200}" --host-memory 96GiB $gm --max-batch 64 \
+      --prompt 512 --gen 32 --gpus auto --visible-gpus "$all" --json >"$OUT/gpus-auto-plan-$case.json" || rc=1
+    # shellcheck disable=SC2086
+    serve_start --model $m --gpus auto --max-batch 64 --host-memory 96GiB $gm || { serve_stop; rc=1; continue; }
+    grep -E "GPUs:|steps in flight|placement:|on cuda" "$OUT/serve-$SERVE_TAG.log" | tee -a "$OUT/gpu-run.log"
+    node dist/bench/serving.js --url $SERVE_URL --model $m --concurrency 64 --requests 64 --prompt-tokens 512 \
+      --max-tokens 32 --warmup 1 2>>"$OUT/serving-stderr.log" | tail -1 >"$OUT/gpus-auto-$case.json"
+    serve_stop
+    node -e "
+      const fs=require('fs'), plan=JSON.parse(fs.readFileSync('$OUT/gpus-auto-plan-$case.json','utf8'));
+      const lvl=JSON.parse(fs.readFileSync('$OUT/gpus-auto-$case.json','utf8')).levels[0];
+      const line=(fs.readFileSync('$OUT/serve-$SERVE_TAG.log','utf8').match(/GPUs: (\\d+)/)||[])[1];
+      const pred=plan.pipeline?plan.pipeline.tokensPerSecond:plan.predictedTokensPerSecond;
+      console.log(JSON.stringify({gpusAuto:'$m 96GiB $gm', plannedGpus:plan.gpuChoice.gpus, servedGpus:Number(line),
+        predictedTokensPerSecond:pred, servedTokensPerSecond:lvl.output_throughput, failed:lvl.failed,
+        candidates:plan.gpuChoice.candidates}));
+    " | tee -a "$OUT/gpu-run.log" "$OUT/gpus-auto.jsonl" || rc=1
+  done
+  return $rc
 }
 
 for s in "$@"; do
