@@ -1,6 +1,8 @@
 // `hybridserve plan --gpus N` prints the pipeline's own prediction, and `--gpus auto` the planner's
 // GPU count and why (issue 15), through run() with real presets and the real hardware table.
 import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
+import { spawnSync } from 'node:child_process';
+import path from 'node:path';
 import { run } from '../../cli/plan.js';
 import { CliError } from '../../cli/errors.js';
 import { presetConfig } from '../../model/presets.js';
@@ -112,5 +114,18 @@ describe('plan --gpus auto --visible-gpus N', () => {
     expect(err).toBeInstanceOf(CliError);
     expect((err as CliError).exitCode).toBe(2);
     expect((err as CliError).message).toMatch(re);
+  });
+});
+
+// The built bin (npm run build first): `serve --gpus auto` on cpu stops at once with one clear line.
+describe('serve / generate --gpus auto --device cpu', () => {
+  test.each([
+    [['serve', '--device', 'cpu', '--gpus', 'auto', '--port', '0'], 'serve'],
+    [['generate', '--prompt', 'hi', '--gpus', 'auto'], 'generate'],
+  ])('%p exits 2 with one line', (argv, command) => {
+    const r = spawnSync(process.execPath, [path.resolve('dist/cli/main.js'), ...argv], { encoding: 'utf8', timeout: 30_000 });
+    expect(r.status).toBe(2);
+    expect(r.stdout).toBe('');
+    expect(r.stderr.trim().split('\n')).toEqual([`hybridserve: ${command}: --gpus auto counts the visible GPUs: it is for --device cuda`]);
   });
 });
