@@ -41,7 +41,7 @@ const secs = (s: number) => (s < 1 ? `${(s * 1e3).toFixed(1)} ms` : `${s.toFixed
 function candidate(i: GpuCountInput, gpus: number): { c: GpuCountCandidate; plan?: PodStagesPlan } {
   try {
     const plan = i.planFor(gpus);
-    const groups = Math.min(gpus, Math.max(1, Math.floor(plan.stage.maxBatch)));
+    const groups = Math.min(plan.ranges.length, Math.max(1, Math.floor(plan.stage.maxBatch)));
     return { c: { gpus, prediction: predictPipeline({ model: i.model, hardware: i.hardware, plan, groups }) }, plan };
   } catch (err) {
     if (err instanceof PlanError) return { c: { gpus, error: err.message } };

@@ -129,3 +129,16 @@ describe('serve / generate --gpus auto --device cpu', () => {
     expect(r.stderr.trim().split('\n')).toEqual([`hybridserve: ${command}: --gpus auto counts the visible GPUs: it is for --device cuda`]);
   });
 });
+
+// The count --gpus auto starts from (build/hybridserve.node): cudaGetDeviceCount in a CUDA build, 0 without.
+describe('addon gpuCount()', () => {
+  test('a non-negative integer; 0 where the build has no usable CUDA device', async () => {
+    const { loadAddon, visibleGpuCount } = await import('../../native/ts/engine.js');
+    const addon = loadAddon();
+    const n = addon.gpuCount();
+    expect(Number.isInteger(n) && n >= 0).toBe(true);
+    expect(visibleGpuCount()).toBe(n);
+    if (!addon.devices().includes('cuda')) expect(n).toBe(0);
+    else expect(n).toBeGreaterThan(0);
+  });
+});
