@@ -41,6 +41,10 @@
 #             OPT-13B all on the host, 128 concurrent 512/32 requests, --steps-in-flight 1 then the
 #             default (one lane per stage); prints both served tokens/s, their ratio and each run's
 #             /v1/hybridserve/stats server.laneSteps (the default must step in both slots)
+#   numa      issue 15 (the x2 kind, after build): each GPU's NUMA node; pinned H2D GB/s of a 1 GiB buffer
+#             on each host node (near = the GPU's node, far = another) per GPU; both GPUs at once with
+#             their buffers near vs all on node 0; then the placement check (a tiny 2-stage model's pools
+#             and tensors on the nodes asked for, pinned) — hs_numa_bench, JSON lines in numa.jsonl
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -405,6 +409,19 @@ stage_serve_inflight() {
       ratio:def.output_throughput/one.output_throughput, oneLaneSteps:s1.laneSteps, defaultLaneSteps:s2.laneSteps,
       failed:one.failed+def.failed, bothSlotsUsed:s2.laneSteps.length===2&&s2.laneSteps.every(n=>n>0)}));
   " | tee -a "$OUT/gpu-run.log" "$OUT/inflight.jsonl"
+}
+
+# ---- NUMA placement (issue 15) ----------------------------------------------------------------------------
+stage_numa() {
+  pipeline_build || return 1
+  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread"
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_numa_bench native/test/cuda/numa_bench.cc \
+    $libs >"$OUT/numa-build.log" 2>&1 || { tail -30 "$OUT/numa-build.log"; return 1; }
+  { lscpu | grep -i numa; nvidia-smi topo -m; } 2>&1 | tee -a "$OUT/numa.log"
+  timeout 300 $B/hs_numa_bench 2>>"$OUT/numa.log" | tee "$OUT/numa.jsonl"
+  local rc=$?
+  grep -E "ok  |FAIL" "$OUT/numa.log"
+  return $rc
 }
 
 for s in "$@"; do

@@ -1,11 +1,11 @@
 // NUMA placement of a pipeline's host memory (pipeline/numa.h): the sysfs parse, the placement
 // decision, the per-stage byte ranges of a layer-major pool, the tensor → stage rule, and a real
 // mbind on this machine's node 0.
+#include <unistd.h>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
 #include <string>
-#include <unistd.h>
 
 #include "pipeline/numa.h"
 #include "test.h"
@@ -67,11 +67,11 @@ HS_TEST(numa_plan_places_each_stage_on_its_gpu_node) {
 
 HS_TEST(numa_plan_keeps_todays_path_when_nothing_to_place) {
   const auto split = SplitLayers(48, 2);
-  HS_CHECK(PlanPlacement(split, {0, 0}, 1, 2).empty());                 // one NUMA node
-  HS_CHECK(PlanPlacement({LayerRange{0, 48}}, {1}, 2, 1).empty());      // one stage
-  HS_CHECK(PlanPlacement(split, {-1, -1}, 2, 2).empty());               // no NUMA information
-  HS_CHECK(PlanPlacement(split, {3, 5}, 2, 2).empty());                 // nodes the host does not have
-  HS_CHECK(PlanPlacement(split, {0}, 2, 2).empty());                    // mismatched lists
+  HS_CHECK(PlanPlacement(split, {0, 0}, 1, 2).empty());             // one NUMA node
+  HS_CHECK(PlanPlacement({LayerRange{0, 48}}, {1}, 2, 1).empty());  // one stage
+  HS_CHECK(PlanPlacement(split, {-1, -1}, 2, 2).empty());           // no NUMA information
+  HS_CHECK(PlanPlacement(split, {3, 5}, 2, 2).empty());             // nodes the host does not have
+  HS_CHECK(PlanPlacement(split, {0}, 2, 2).empty());                // mismatched lists
 }
 
 // The exact byte span of stage s's layers in a pool of `held` layers from `first`.

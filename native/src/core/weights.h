@@ -67,8 +67,7 @@ class HostWeights {
   // The same with storage that depends on the tensor: `alloc` gets its canonical name (a pipeline
   // pins each tensor near its stage's GPU, pipeline/cuda/numa_placement.h); null is a failure.
   using NamedAllocFn = std::function<void*(const std::string& name, size_t bytes)>;
-  HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, const NamedAllocFn& alloc,
-              FreeFn release);
+  HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, const NamedAllocFn& alloc, FreeFn release);
   ~HostWeights();
   HostWeights(const HostWeights&) = delete;
   HostWeights& operator=(const HostWeights&) = delete;

@@ -62,8 +62,8 @@ std::unique_ptr<HostWeights> PlacedWeights(const ModelConfig& cfg, const WeightS
 
 std::unique_ptr<CachePools> PlacedPools(const ModelConfig& cfg, const PoolConfig& pc,
                                         const std::vector<numa::StagePlacement>& placement) {
-  auto pools = std::make_unique<CachePools>(cfg, pc, cuda::HostMapAlloc, cuda::HostMapFree, cuda::DeviceAlloc,
-                                            cuda::DeviceFree);
+  auto pools =
+      std::make_unique<CachePools>(cfg, pc, cuda::HostMapAlloc, cuda::HostMapFree, cuda::DeviceAlloc, cuda::DeviceFree);
   const int first = pc.first_layer, held = (pc.last_layer < 0 ? cfg.num_layers : pc.last_layer) - first;
   const std::vector<LayerRange> ranges = Ranges(placement);
   for (CacheKind kind : {CacheKind::KV, CacheKind::ACT}) {
