@@ -31,21 +31,24 @@ void LogPlacement(const std::vector<numa::StagePlacement>& placement, const std:
 }  // namespace
 
 std::vector<numa::StagePlacement> GpuPlacement(int num_layers, int first_device, int gpus) {
-  if (gpus < 2) return {};
+  // Nothing to place (and no CUDA call, no error of its own: MakeCudaPipeline reports bad counts).
+  const int host_nodes = numa::CountNumaNodes();
+  if (gpus < 2 || gpus > num_layers || host_nodes < 2) return {};
   std::vector<int> devices, nodes;
   for (int s = 0; s < gpus; ++s) {
     devices.push_back(first_device + s);
     nodes.push_back(cuda::DeviceNumaNode(first_device + s));
   }
-  auto placement = numa::PlanPlacement(SplitLayers(num_layers, gpus), nodes, numa::CountNumaNodes(), gpus);
+  auto placement = numa::PlanPlacement(SplitLayers(num_layers, gpus), nodes, host_nodes, gpus);
   LogPlacement(placement, devices, "stage", 0);
   return placement;
 }
 
 std::vector<numa::StagePlacement> RankPlacement(int num_layers, int device, int rank, int world) {
-  if (world < 2 || rank < 0 || rank >= world) return {};
+  const int host_nodes = numa::CountNumaNodes();
+  if (world < 2 || world > num_layers || rank < 0 || rank >= world || host_nodes < 2) return {};
   const LayerRange mine = SplitLayers(num_layers, world)[rank];
-  auto placement = numa::PlanPlacement({mine}, {cuda::DeviceNumaNode(device)}, numa::CountNumaNodes(), world);
+  auto placement = numa::PlanPlacement({mine}, {cuda::DeviceNumaNode(device)}, host_nodes, world);
   LogPlacement(placement, {device}, "rank", rank);
   return placement;
 }
