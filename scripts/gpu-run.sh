@@ -44,7 +44,8 @@
 #   numa      issue 15 (the x2 kind, after build): each GPU's NUMA node; pinned H2D GB/s of a 1 GiB buffer
 #             on each host node (near = the GPU's node, far = another) per GPU; both GPUs at once with
 #             their buffers near vs all on node 0; then the placement check (a tiny 2-stage model's pools
-#             and tensors on the nodes asked for, pinned) — hs_numa_bench, JSON lines in numa.jsonl
+#             and tensors on the nodes asked for, pinned; its 2-GPU pipeline over them == 1 GPU's logits)
+#             — hs_numa_bench, JSON lines in numa.jsonl, the checks' ok/FAIL lines in numa.log
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."

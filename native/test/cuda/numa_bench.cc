@@ -5,11 +5,13 @@
 //     pipeline gets without placement when the loader runs on socket 0).
 //  4. The placement itself on a tiny 2-stage model: PlacedPools/PlacedWeights put each stage's
 //     pool range and tensors on the node asked for (the GPUs' nodes, or node 0 on a one-node host)
-//     and leave the pools pinned. Exits non-zero if a check fails.
+//     and leave the pools pinned; and a 2-GPU pipeline over placed weights and pools (the addon's
+//     path) gives the 1-GPU engine's logits over unplaced ones. Exits non-zero if a check fails.
 // One JSON line per measurement on stdout; prose on stderr.
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -17,6 +19,7 @@
 #include <vector>
 
 #include "cuda/cuda_backend.h"
+#include "pipeline/cuda/cuda_stage.h"
 #include "pipeline/cuda/numa_placement.h"
 #include "pipeline/numa.h"
 
@@ -91,6 +94,77 @@ ModelConfig TinyOpt() {
   return c;
 }
 
+// Logits of a prefill of 3 sequences then 6 greedy decode steps (ACT every other block).
+std::vector<float> Run(const ModelConfig& cfg, Backend& be) {
+  constexpr int kBt = 16, kSteps = 6;
+  std::vector<std::vector<int32_t>> toks;
+  std::vector<std::vector<BlockRef>> tables;
+  int next[2] = {0, 0};
+  uint32_t seed = 12345;
+  for (int n : {5, 19, 40}) {
+    std::vector<int32_t> t;
+    for (int i = 0; i < n; ++i)
+      t.push_back(static_cast<int32_t>(((seed = seed * 1664525u + 1013904223u) >> 8) % cfg.vocab_size));
+    toks.push_back(t);
+    std::vector<BlockRef> tab;
+    for (int b = 0; b * kBt < n + kSteps; ++b) {
+      const CacheKind k = b % 2 ? CacheKind::ACT : CacheKind::KV;
+      tab.push_back({k, next[b % 2]++});
+    }
+    tables.push_back(tab);
+  }
+  std::vector<float> all;
+  std::vector<int> cached(toks.size(), 0);
+  for (int step = 0; step < kSteps; ++step) {
+    BatchPlan plan;
+    for (size_t s = 0; s < toks.size(); ++s) {
+      SeqPlan sp;
+      sp.id = (int64_t)s;
+      sp.start_pos = cached[s];
+      sp.num_new = (int)toks[s].size() - cached[s];
+      sp.tokens = toks[s].data() + cached[s];
+      sp.blocks = tables[s].data();
+      sp.num_blocks = (int)tables[s].size();
+      plan.seqs.push_back(sp);
+    }
+    std::vector<float> logits(toks.size() * cfg.vocab_size);
+    StepCounters c;
+    be.Forward(plan, logits.data(), c);
+    for (size_t s = 0; s < toks.size(); ++s) {
+      cached[s] = (int)toks[s].size();
+      const float* l = logits.data() + s * cfg.vocab_size;
+      toks[s].push_back((int32_t)(std::max_element(l, l + cfg.vocab_size) - l));
+    }
+    all.insert(all.end(), logits.begin(), logits.end());
+  }
+  return all;
+}
+
+// max |logit difference| of the 2-GPU pipeline over placed memory vs 1 GPU over cudaHostAlloc; -1 on error.
+double PlacedPipelineDiff(const ModelConfig& cfg, const std::vector<numa::StagePlacement>& placement) {
+  try {
+    WeightSource src;
+    src.seed = 7;
+    const PoolConfig pc{16, 64, 64, DType::F16};
+    cuda::CudaOptions o;
+    o.resident_layers = 0;  // streamed from the placed host memory
+    HostWeights w1(cfg, src, DType::F16, cuda::PinnedAlloc, cuda::PinnedFree);
+    CachePools p1(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree, cuda::DeviceAlloc, cuda::DeviceFree);
+    std::vector<float> a = Run(cfg, *cuda::MakeCudaBackend(cfg, w1, p1, o));
+    auto w2 = pipeline::PlacedWeights(cfg, src, DType::F16, placement);
+    auto p2 = pipeline::PlacedPools(cfg, pc, placement);
+    auto be = pipeline::MakeCudaPipeline(cfg, *w2, *p2, o, 2, placement);
+    std::fprintf(stderr, "  placed pipeline: %s\n", be->Info().device_name.c_str());
+    std::vector<float> b = Run(cfg, *be);
+    double d = a.size() == b.size() ? 0 : 1e9;
+    for (size_t i = 0; i < a.size() && i < b.size(); ++i) d = std::max(d, (double)std::fabs(a[i] - b[i]));
+    return d;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "  placed pipeline failed: %s\n", e.what());
+    return -1;
+  }
+}
+
 // 4: the placement on a 2-stage split of a tiny model.
 int CheckPlacement(const std::vector<int>& gpu_nodes) {
   const ModelConfig cfg = TinyOpt();
@@ -128,6 +202,10 @@ int CheckPlacement(const std::vector<int>& gpu_nodes) {
             std::string(kind == CacheKind::KV ? "KV" : "ACT") + " pool, stage " + std::to_string(s) + ": pinned " +
                 (pinned ? "yes" : "no") + ", node " + std::to_string(numa::NodeOfPage(mid)));
     }
+  if (int gpus = 0; cudaGetDeviceCount(&gpus) == cudaSuccess && gpus >= 2) {
+    const double d = PlacedPipelineDiff(cfg, placement);
+    check(d >= 0 && d <= 1e-3, "2-GPU pipeline over placed memory vs 1 GPU: max|diff| " + std::to_string(d));
+  }
   std::printf("{\"numaPlacementCheck\":%s,\"failed\":%d}\n", bad ? "false" : "true", bad);
   return bad;
 }
