@@ -46,6 +46,11 @@
 #             share) `plan --gpus auto --visible-gpus 2` next to `serve --gpus auto` (its 'GPUs:' line)
 #             and 64 served 512/32 requests: a gpusAuto JSON line with the planned and served GPU
 #             counts and the predicted and served tokens/s (the prediction's first 2-GPU check)
+#   numa      issue 15 (the x2 kind, after build): each GPU's NUMA node; pinned H2D GB/s of a 1 GiB buffer
+#             on each host node (near = the GPU's node, far = another) per GPU; both GPUs at once with
+#             their buffers near vs all on node 0; then the placement check (a tiny 2-stage model's pools
+#             and tensors on the nodes asked for, pinned; its 2-GPU pipeline over them == 1 GPU's logits)
+#             — hs_numa_bench, JSON lines in numa.jsonl, the checks' ok/FAIL lines in numa.log
 # Logs and JSON lines go to $OUT (or ./gpu-out when OUT is unset).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -444,6 +449,19 @@ stage_gpus_auto() {
         candidates:plan.gpuChoice.candidates}));
     " | tee -a "$OUT/gpu-run.log" "$OUT/gpus-auto.jsonl" || rc=1
   done
+  return $rc
+}
+
+# ---- NUMA placement (issue 15) ----------------------------------------------------------------------------
+stage_numa() {
+  pipeline_build || return 1
+  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread"
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_numa_bench native/test/cuda/numa_bench.cc \
+    $libs >"$OUT/numa-build.log" 2>&1 || { tail -30 "$OUT/numa-build.log"; return 1; }
+  { lscpu | grep -i numa; nvidia-smi topo -m; } 2>&1 | tee -a "$OUT/numa.log"
+  timeout 300 $B/hs_numa_bench 2>>"$OUT/numa.log" | tee "$OUT/numa.jsonl"
+  local rc=$?
+  grep -E "ok  |FAIL" "$OUT/numa.log"
   return $rc
 }
 

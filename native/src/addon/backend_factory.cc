@@ -12,6 +12,7 @@
 #ifdef HS_WITH_NCCL
 #include "pipeline/cuda/cuda_ranks.h"
 #include "pipeline/cuda/cuda_stage.h"
+#include "pipeline/cuda/numa_placement.h"
 #endif
 
 namespace hs::addon {
@@ -67,18 +68,32 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& source, 
     if (!hs::cuda::DeviceAvailable())
       throw std::invalid_argument("device 'cuda' requested but no CUDA GPU is available");
     pc.dtype = DType::F16;
-    parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
-    parts.pools = std::make_unique<CachePools>(cfg, pc, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree,
-                                               hs::cuda::DeviceAlloc, hs::cuda::DeviceFree);
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;
+#ifdef HS_WITH_NCCL
+    // A pipeline's stages keep their host memory near their GPUs (issue 15); empty: today's path.
+    const auto placement = dev.world_size > 1 ? pipeline::RankPlacement(cfg.num_layers, o.device, 0, dev.world_size)
+                           : dev.gpus > 1     ? pipeline::GpuPlacement(cfg.num_layers, o.device, dev.gpus)
+                                              : std::vector<pipeline::numa::StagePlacement>{};
+    if (!placement.empty()) {
+      parts.weights = pipeline::PlacedWeights(cfg, src, DType::F16, placement);
+      parts.pools = pipeline::PlacedPools(cfg, pc, placement);
+    }
+#endif
+    if (!parts.weights) {
+      parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
+      parts.pools = std::make_unique<CachePools>(cfg, pc, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree,
+                                                 hs::cuda::DeviceAlloc, hs::cuda::DeviceFree);
+    }
     if (dev.gpus > 1 || dev.world_size > 1) {
 #ifdef HS_WITH_NCCL
-      if (dev.world_size > 1)
+      if (dev.world_size > 1) {
+        if (!placement.empty()) o.numa_node = placement[0].node;
         parts.backend = pipeline::MakeCudaLeader(cfg, *parts.weights, *parts.pools, o, RankOf(dev));
-      else
-        parts.backend = pipeline::MakeCudaPipeline(cfg, *parts.weights, *parts.pools, o, dev.gpus);
+      } else {
+        parts.backend = pipeline::MakeCudaPipeline(cfg, *parts.weights, *parts.pools, o, dev.gpus, placement);
+      }
 #else
       throw std::invalid_argument("a pipeline over GPUs (gpus > 1 or worldSize > 1) needs a build with NCCL");
 #endif
@@ -100,11 +115,16 @@ void RunRank(const ModelConfig& cfg, const WeightSource& src, const DeviceOption
     const pipeline::LayerRange r = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[dev.rank];
     mine.first_layer = r.first;
     mine.last_layer = r.last;
-    HostWeights w(cfg, mine, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree);
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;
-    pipeline::RunCudaRank(cfg, w, o, RankOf(dev));
+    // This rank's weights and pools near its GPU (issue 15); empty: today's path.
+    const auto placement = pipeline::RankPlacement(cfg.num_layers, o.device, dev.rank, dev.world_size);
+    std::unique_ptr<HostWeights> w =
+        placement.empty()
+            ? std::make_unique<HostWeights>(cfg, mine, DType::F16, hs::cuda::PinnedAlloc, hs::cuda::PinnedFree)
+            : pipeline::PlacedWeights(cfg, mine, DType::F16, placement);
+    pipeline::RunCudaRank(cfg, *w, o, RankOf(dev), placement);
     return;
   }
 #else

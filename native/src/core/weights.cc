@@ -236,9 +236,16 @@ SyntheticLaw SyntheticLawFor(const std::string& name, int64_t rows, int64_t cols
 }
 
 HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, AllocFn alloc, FreeFn release)
+    : HostWeights(cfg, src, dtype,
+                  NamedAllocFn([alloc = alloc ? alloc : DefaultAlloc](const std::string&, size_t bytes) {
+                    return alloc(bytes);
+                  }),
+                  release) {}
+
+HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, const NamedAllocFn& alloc,
+                         FreeFn release)
     : dtype_(dtype), format_(src.format), release_(release ? release : DefaultFree) {
   if (dtype == DType::BF16) throw std::invalid_argument("weights cannot be stored as BF16 (use F32 or F16)");
-  if (!alloc) alloc = DefaultAlloc;
   std::map<std::string, const TensorRef*> refs;
   if (!src.synthetic) {
     for (const auto& r : src.tensors) {
@@ -282,7 +289,7 @@ HostWeights::HostWeights(const ModelConfig& cfg, const WeightSource& src, DType 
       t.dtype = dtype;
       t.format = src.format != WeightFormat::Native && QuantizedTensor(spec.name) ? src.format : WeightFormat::Native;
       t.bytes = t.quantized() ? QuantizedBytes(t.format, t.shape[0], t.shape[1]) : t.numel() * dtype_size(dtype);
-      t.data = static_cast<uint8_t*>(alloc(t.bytes));
+      t.data = static_cast<uint8_t*>(alloc(spec.name, t.bytes));
       if (!t.data)
         throw std::runtime_error("cannot allocate " + std::to_string(t.bytes) + " bytes for '" + spec.name + "'");
       tensors_[spec.name] = t;  // owned from here on: the destructor path frees it on a later throw

@@ -5,6 +5,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <string>
 #include <vector>
@@ -63,6 +64,10 @@ class HostWeights {
   // Throws std::invalid_argument with a readable message for missing/mis-shaped tensors.
   HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, AllocFn alloc = nullptr,
               FreeFn release = nullptr);
+  // The same with storage that depends on the tensor: `alloc` gets its canonical name (a pipeline
+  // pins each tensor near its stage's GPU, pipeline/cuda/numa_placement.h); null is a failure.
+  using NamedAllocFn = std::function<void*(const std::string& name, size_t bytes)>;
+  HostWeights(const ModelConfig& cfg, const WeightSource& src, DType dtype, const NamedAllocFn& alloc, FreeFn release);
   ~HostWeights();
   HostWeights(const HostWeights&) = delete;
   HostWeights& operator=(const HostWeights&) = delete;

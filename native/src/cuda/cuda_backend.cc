@@ -11,6 +11,7 @@
 #include "core/weights.h"
 #include "cuda/engine.h"
 #include "cuda/host_model.h"
+#include "pipeline/numa.h"
 
 namespace hs::cuda {
 
@@ -123,6 +124,40 @@ void* PinnedAlloc(size_t bytes) {
 
 void PinnedFree(void* ptr) {
   if (ptr) cudaFreeHost(ptr);
+}
+
+int DeviceNumaNode(int device) {
+  char bus_id[32] = {};
+  if (cudaDeviceGetPCIBusId(bus_id, sizeof bus_id, device) != cudaSuccess) {
+    cudaGetLastError();
+    return -1;
+  }
+  return pipeline::numa::ReadNumaNode(pipeline::numa::PciNumaNodePath(bus_id));
+}
+
+void* HostMapAlloc(size_t bytes) { return pipeline::numa::MapUntouched(bytes); }
+
+bool PinHostMap(void* ptr) {
+  if (cudaHostRegister(ptr, pipeline::numa::MappedBytes(ptr), cudaHostRegisterPortable | cudaHostRegisterMapped) ==
+      cudaSuccess)
+    return true;
+  cudaGetLastError();
+  return false;
+}
+
+void* NodePinnedAlloc(size_t bytes, int node) {
+  void* p = HostMapAlloc(bytes);
+  if (!p) return nullptr;
+  if (node >= 0) pipeline::numa::PreferNodeOrWarn(p, pipeline::numa::MappedBytes(p), node);
+  if (PinHostMap(p)) return p;
+  pipeline::numa::Unmap(p);
+  return nullptr;
+}
+
+void HostMapFree(void* ptr) {
+  if (!ptr) return;
+  if (cudaHostUnregister(ptr) != cudaSuccess) cudaGetLastError();  // never pinned (a failed placement)
+  pipeline::numa::Unmap(ptr);
 }
 
 void* DeviceAlloc(size_t bytes) {

@@ -13,11 +13,24 @@ struct CudaOptions {
   int device = 0;
   int64_t gpu_memory_bytes = 0;  // 0: use free memory minus a margin
   int resident_layers = -1;      // -1: as many as fit in the budget after buffers
+  int numa_node = -1;            // the stage's host memory was bound to this NUMA node (Info says so)
 };
 
 // Pinned host allocation for weights and cache pools (cudaHostAlloc / cudaFreeHost).
 void* PinnedAlloc(size_t bytes);
 void PinnedFree(void* ptr);
+// NUMA placement (issue 15; pipeline/numa.h). The node of a GPU's PCIe root (sysfs through its PCI
+// bus id), -1 when the host says nothing.
+int DeviceNumaNode(int device);
+// Pinned host memory whose pages prefer `node` (-1: anywhere): an untouched mapping, bound, then
+// registered (Portable|Mapped), so that its pages are faulted in on the node. Free with HostMapFree.
+void* NodePinnedAlloc(size_t bytes, int node);
+// Unpinned, untouched host memory: a placement binds parts of it to nodes, then pins it (PinHostMap).
+void* HostMapAlloc(size_t bytes);
+// Registers a whole HostMapAlloc mapping (Portable|Mapped); false when CUDA refuses.
+bool PinHostMap(void* ptr);
+// Frees NodePinnedAlloc / HostMapAlloc memory, pinned or not.
+void HostMapFree(void* ptr);
 // Device allocation for the GPU cache tier (cudaMalloc / cudaFree); null on failure.
 void* DeviceAlloc(size_t bytes);
 void DeviceFree(void* ptr);

@@ -8,6 +8,7 @@
 
 #include "pipeline/cuda/cuda_stage.h"
 #include "pipeline/cuda/nccl_transport.h"
+#include "pipeline/cuda/numa_placement.h"
 #include "pipeline/remote.h"
 
 namespace hs::pipeline {
@@ -99,7 +100,8 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   return std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
 }
 
-void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r) {
+void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r,
+                 const std::vector<numa::StagePlacement>& placement) {
   CheckRank(cfg, r);
   if (r.rank == 0) throw std::invalid_argument("rank 0 leads: use MakeCudaLeader");
   std::vector<uint8_t> blob;
@@ -111,9 +113,13 @@ void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda:
     throw std::runtime_error("rendezvous: the leader sent impossible pool sizes");
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
   // Only this rank's layers' cache (the block ids are the leader's).
-  CachePools pools(cfg, PoolConfig{j.block_tokens, j.kv_blocks, j.act_blocks, DType::F16, 0, mine.first, mine.last},
-                   cuda::PinnedAlloc, cuda::PinnedFree);
-  auto stage = MakeCudaStage(cfg, weights, pools, mine, o);
+  const PoolConfig pc{j.block_tokens, j.kv_blocks, j.act_blocks, DType::F16, 0, mine.first, mine.last};
+  std::unique_ptr<CachePools> pools = placement.empty()
+                                          ? std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree)
+                                          : PlacedPools(cfg, pc, placement);
+  cuda::CudaOptions so = o;
+  if (!placement.empty()) so.numa_node = placement[0].node;
+  auto stage = MakeCudaStage(cfg, weights, *pools, mine, so);
   auto tr = NcclRankEndpoint(j.acts, r.rank, r.world_size, o.device);
   auto ltr = NcclRankEndpoint(j.logits, r.rank, r.world_size, o.device);
   std::unique_ptr<LogitsChannel> out;

@@ -15,6 +15,7 @@
 #include "core/cache_pools.h"
 #include "core/weights.h"
 #include "cuda/cuda_backend.h"
+#include "pipeline/numa.h"
 
 namespace hs::pipeline {
 
@@ -28,7 +29,9 @@ struct RankOptions {
 std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
                                         const cuda::CudaOptions& o, const RankOptions& r);
 // `weights` may hold only this rank's layers (WeightSource::first_layer/last_layer); the pools
-// (pinned, its layers only) are allocated at the leader's sizes once it has joined.
-void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r);
+// (pinned, its layers only) are allocated at the leader's sizes once it has joined, near the rank's
+// GPU when `placement` (pipeline/cuda/numa_placement.h RankPlacement) is not empty.
+void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r,
+                 const std::vector<numa::StagePlacement>& placement = {});
 
 }  // namespace hs::pipeline

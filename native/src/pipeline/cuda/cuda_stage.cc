@@ -20,8 +20,8 @@ std::vector<T> Slice(const std::vector<T>& v, LayerRange r) {
 class CudaStage : public Stage {
  public:
   CudaStage(const ModelConfig& cfg, cuda::HostModel model, cuda::HostCache cache, LayerRange range,
-            const cuda::EngineOptions& eo)
-      : cfg_(cfg), range_(range), device_(eo.device), engine_(model, cache, eo) {}
+            const cuda::EngineOptions& eo, int numa_node)
+      : cfg_(cfg), range_(range), device_(eo.device), numa_node_(numa_node), engine_(model, cache, eo) {}
   // The engine's streams, events and buffers belong to its device: free them from there.
   ~CudaStage() override { cudaSetDevice(device_); }
   LayerRange layers() const override { return range_; }
@@ -34,12 +34,16 @@ class CudaStage : public Stage {
     out_ = engine_.HiddenBuffer(PlanTokens(plan));  // sized by Forward already: no reallocation
   }
   void* stream() override { return engine_.compute_stream(); }
-  BackendInfo Info() const override { return {"cuda", engine_.device_name()}; }
+  BackendInfo Info() const override {
+    const std::string name = engine_.device_name();
+    return {"cuda", numa_node_ < 0 ? name : name + " (host memory on NUMA node " + std::to_string(numa_node_) + ")"};
+  }
 
  private:
   ModelConfig cfg_;
   LayerRange range_;
   int device_;
+  int numa_node_;  // -1: not placed
   cuda::CudaEngine engine_;
   const float* out_ = nullptr;
 };
@@ -63,11 +67,12 @@ std::unique_ptr<Stage> MakeCudaStage(const ModelConfig& cfg, const HostWeights& 
   cuda::EngineOptions eo{o.device, o.gpu_memory_bytes, o.resident_layers};
   eo.embed = range.first == 0;
   eo.head = range.last == cfg.num_layers;
-  return std::make_unique<CudaStage>(cfg, std::move(m), std::move(c), range, eo);
+  return std::make_unique<CudaStage>(cfg, std::move(m), std::move(c), range, eo, o.numa_node);
 }
 
 std::unique_ptr<Backend> MakeCudaPipeline(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
-                                          const cuda::CudaOptions& o, int gpus) {
+                                          const cuda::CudaOptions& o, int gpus,
+                                          const std::vector<numa::StagePlacement>& placement) {
   int visible = 0;
   if (cudaGetDeviceCount(&visible) != cudaSuccess) visible = 0;
   if (o.device + gpus > visible)
@@ -79,6 +84,7 @@ std::unique_ptr<Backend> MakeCudaPipeline(const ModelConfig& cfg, const HostWeig
   for (int s = 0; s < gpus; ++s) {
     cuda::CudaOptions so = o;
     so.device = o.device + s;
+    if ((size_t)s < placement.size()) so.numa_node = placement[s].node;
     devices.push_back(so.device);
     stages.push_back(MakeCudaStage(cfg, weights, pools, split[s], so));
   }

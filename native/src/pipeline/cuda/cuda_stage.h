@@ -7,6 +7,7 @@
 #include "core/cache_pools.h"
 #include "core/weights.h"
 #include "cuda/cuda_backend.h"
+#include "pipeline/numa.h"
 #include "pipeline/stage.h"
 
 namespace hs::pipeline {
@@ -16,8 +17,10 @@ namespace hs::pipeline {
 std::unique_ptr<Stage> MakeCudaStage(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
                                      LayerRange range, const cuda::CudaOptions& o);
 
-// `gpus` stages on devices 0..gpus-1 in this process, joined by NCCL (ncclCommInitAll).
+// `gpus` stages on devices 0..gpus-1 in this process, joined by NCCL (ncclCommInitAll). `placement`
+// (GpuPlacement, when the weights and pools were placed by it) only labels each stage's Info.
 std::unique_ptr<Backend> MakeCudaPipeline(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
-                                          const cuda::CudaOptions& o, int gpus);
+                                          const cuda::CudaOptions& o, int gpus,
+                                          const std::vector<numa::StagePlacement>& placement = {});
 
 }  // namespace hs::pipeline
