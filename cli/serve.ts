@@ -324,6 +324,7 @@ export async function run(argv: string[]): Promise<number> {
     log.info(
       `API keys required (${apiKeys.length} configured${cfg.apiKeyFile ? ', key file re-read when it changes' : ''}); /healthz, /readyz and /metrics stay open`,
     );
+  let fatal: ((err: Error) => void) | null = null;
   const serving = await createServing({
     modelName: rt.model.spec,
     modelAliases: [rt.model.name],
@@ -340,6 +341,7 @@ export async function run(argv: string[]): Promise<number> {
     log,
     apiKeyFile: cfg.apiKeyFile ? { file: cfg.apiKeyFile, envKeys: parseEnvKeys(process.env.HYBRIDSERVE_API_KEYS ?? '') } : undefined,
     logger: { level: cfg.logLevel },
+    onFatal: (err) => fatal?.(err),
   });
   const limits = serving.ctx.limits;
   log.info(
@@ -355,18 +357,38 @@ export async function run(argv: string[]): Promise<number> {
     const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
     throw new CliError(`serve: cannot listen on ${cfg.host}:${cfg.port}: ${why}${code ? ` (${code})` : ''}`, 1);
   }
-  const closed = new Promise<void>((resolve) => {
+  const closed = new Promise<number>((resolve) => {
     closeOnSignals(
       serving,
       async () => {
         await rt.engine.close();
-        resolve();
+        resolve(0);
       },
       log,
     );
+    fatal = (err) => {
+      // Nothing can be served any more: exit non-zero so that the pod (and its group) restarts.
+      log.error(`the engine cannot serve any more: ${err.message}; exiting`);
+      void serving
+        .shutdown(0)
+        .then(() => closeWithin(rt.engine, ENGINE_CLOSE_AFTER_FATAL_MS))
+        .finally(() => resolve(1));
+    };
   });
   const shown = cfg.host === '0.0.0.0' || cfg.host === '::' ? url.replace(/\/\/[^:/]+|\/\/\[[^\]]+\]/, '//localhost') : url;
   console.log(`HybridServe listening on ${shown} (model ${rt.model.spec}; try: curl ${shown}/v1/models)`);
-  await closed;
-  return 0;
+  return await closed;
+}
+
+/** After a fatal engine error the process exits anyway: closing the engine may not wait for ever. */
+const ENGINE_CLOSE_AFTER_FATAL_MS = 10_000;
+
+async function closeWithin(engine: { close(): Promise<void> }, ms: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<void>((resolve) => {
+    timer = setTimeout(resolve, ms);
+    timer.unref();
+  });
+  await Promise.race([engine.close().catch(() => undefined), late]);
+  clearTimeout(timer);
 }

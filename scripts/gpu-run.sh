@@ -365,6 +365,11 @@ stage_pipeline() {
   timeout 120 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 >"$OUT/ranks-1.log" 2>&1 &
   timeout 120 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 2>&1 | tee "$OUT/ranks-0.log" || rc=1
   wait $! || { rc=1; tail -5 "$OUT/ranks-1.log"; }
+  # A lost rank: rank 1 ends its process 10 s in, with steps in flight; rank 0's step must fail with
+  # HS_PEER_LOST (its NCCL transfers aborted by the link watch), not hang ("loss: PASS").
+  timeout 120 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 --die-after-s 10 >"$OUT/loss-1.log" 2>&1 &
+  timeout 120 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 --expect-loss 2>&1 | tee "$OUT/loss-0.log" || rc=1
+  wait $! 2>/dev/null
   # Acceptance 2: 2 GPUs >= 1.8x the 1-GPU total tokens/s (the summary line's ratio). --batch is per
   # group: 1 GPU runs one group of 128, 2 GPUs two groups of 128 in flight (FlexGen's schedule).
   timeout 450 $B/hs_cuda_bench_nccl --model opt-30b --batch 128 --prompt 512 --gen 32 --act-fraction auto \

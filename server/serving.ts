@@ -38,6 +38,8 @@ export interface ServingOptions {
   logger?: FastifyServerOptions['logger'];
   processMetrics?: boolean;
   log?: Log;
+  /** The engine can never step again (HS_PEER_LOST): health fails and requests get 503 from then on; the caller should exit. */
+  onFatal?: (err: Error) => void;
   /** CORS origins (default: HYBRIDSERVE_CORS_ORIGINS, comma-separated; none = CORS off). */
   corsOrigins?: string[];
 }
@@ -71,6 +73,7 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
       onPreempt: () => metrics.preemptions.inc(),
       onCancelReleased: (steps) => metrics.cancelReleaseSteps.observe(steps),
       onStep: (r) => metrics.addStep(r.result.counters),
+      onFatal: (err) => o.onFatal?.(err),
     },
   );
   const ctx: ServingContext = {

@@ -131,6 +131,8 @@ export const NativeErrorCode = {
   UnknownSequence: 'HS_UNKNOWN_SEQUENCE',
   Busy: 'HS_BUSY',
   Closed: 'HS_CLOSED',
+  /** A rank of a pipeline over processes is gone: the engine cannot step again (the server exits so that the group restarts). */
+  PeerLost: 'HS_PEER_LOST',
   Internal: 'HS_INTERNAL',
 } as const;
 export type NativeErrorCode = (typeof NativeErrorCode)[keyof typeof NativeErrorCode];

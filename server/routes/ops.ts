@@ -13,17 +13,25 @@ export function refreshGauges(ctx: ServingContext): void {
 }
 
 export const opsRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { ctx }) => {
-  app.get('/healthz', { schema: { response: { 200: Health, 503: Health } } }, async () => ({ status: 'ok' }));
+  // Liveness fails once the engine cannot serve any more (a pipeline rank is gone), so that the
+  // kubelet restarts the pod even if the process were slow to exit by itself.
+  app.get('/healthz', { schema: { response: { 200: Health, 503: Health } } }, async (_req, reply) => {
+    const fatal = ctx.scheduler.fatalReason;
+    if (fatal === null) return { status: 'ok' };
+    reply.code(503);
+    return { status: 'failing', reason: fatal };
+  });
 
-  // vLLM's liveness route: 200 with an empty body while the process serves.
-  app.get('/health', async (_req, reply) => reply.code(200).send());
+  // vLLM's liveness route: 200 with an empty body while the process serves (503 once it cannot).
+  app.get('/health', async (_req, reply) => reply.code(ctx.scheduler.fatalReason === null ? 200 : 503).send());
 
   app.get('/version', { schema: { response: { 200: Version } } }, async () => ({ version: packageVersion() }));
 
   app.get('/readyz', { schema: { response: { 200: Health, 503: Health } } }, async (_req, reply) => {
-    if (ctx.ready && !ctx.draining) return { status: 'ready' };
+    const fatal = ctx.scheduler.fatalReason;
+    if (ctx.ready && !ctx.draining && fatal === null) return { status: 'ready' };
     reply.code(503);
-    return { status: 'not ready', reason: ctx.draining ? 'shutting down' : 'starting' };
+    return { status: 'not ready', reason: fatal ?? (ctx.draining ? 'shutting down' : 'starting') };
   });
 
   app.get('/metrics', async (_req, reply) => {

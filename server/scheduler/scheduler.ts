@@ -79,6 +79,8 @@ export interface SchedulerHooks {
   /** A cancelled sequence's blocks were freed, this many engine steps after cancel() (0 or 1). */
   onCancelReleased?(steps: number): void;
   onFinish?(reason: FinishReason, promptTokens: number, generatedTokens: number): void;
+  /** The engine can never step again (a pipeline rank is gone): the process should exit so that it restarts. Called once. */
+  onFatal?(err: Error): void;
   log?: { info(msg: string): void; warn(msg: string): void; error(msg: string): void };
 }
 
@@ -133,6 +135,19 @@ interface Lane {
   awaitedVictims: Seq[];
 }
 
+/** What a request gets once the engine cannot step again (a fresh error each time: metrics mark it counted). */
+function fatalApiError(cause: Error): ApiError {
+  const api = new ApiError(
+    503,
+    `the engine cannot serve any more (${cause.message}); the server is restarting`,
+    'service_unavailable',
+    null,
+    'engine_unavailable',
+  );
+  api.cause = cause;
+  return api;
+}
+
 export class Scheduler {
   private readonly waiting: Seq[] = [];
   /** Running sequences of every lane, in admission order. */
@@ -149,6 +164,8 @@ export class Scheduler {
   private gathering: Promise<void> | null = null;
   /** The first lane failure: every lane stops, then every request ends with it. */
   private failure: unknown = null;
+  /** Set when a step failed in a way the engine cannot recover from (HS_PEER_LOST): every request is refused. */
+  private fatal: Error | null = null;
   /** Lanes waiting for another lane's step to end (they need blocks its sequences give back). */
   private stepEndWaiters: Array<() => void> = [];
   /** busySeconds counts the union of the lanes' busy spells: lanes busy now, since when, last end. */
@@ -201,9 +218,14 @@ export class Scheduler {
   get idle(): boolean {
     return this.waiting.length === 0 && this.running.length === 0;
   }
+  /** Why the engine cannot serve any more (null while it can). */
+  get fatalReason(): string | null {
+    return this.fatal ? fatalApiError(this.fatal).message : null;
+  }
 
   /** Queues a request. Throws ApiError 429 when the queue is full and 503 while draining. */
   submit(req: SequenceRequest): SequenceHandle {
+    if (this.fatal) throw fatalApiError(this.fatal);
     if (this.draining || this.stopped) throw new ApiError(503, 'server is shutting down', 'service_unavailable', null, 'shutting_down');
     if (this.waiting.length >= this.opts.maxQueue) {
       const retry = retryAfterSeconds(this.waiting.length, this.recentFinishRate());
@@ -338,7 +360,10 @@ export class Scheduler {
       this.loopPromise = this.runLanes()
         .catch((err) => {
           this.hooks.log?.error(`engine loop failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
-          for (const s of [...this.waiting, ...this.running]) this.finish(s, 'error', err as Error);
+          if (isNativeError(err, NativeErrorCode.PeerLost)) this.fatal = err;
+          for (const s of [...this.waiting, ...this.running])
+            this.finish(s, 'error', this.fatal ? fatalApiError(this.fatal) : (err as Error));
+          if (this.fatal) this.hooks.onFatal?.(this.fatal); // after every request got its answer
         })
         .finally(() => {
           this.loopPromise = null;

@@ -48,6 +48,8 @@ export class FakeEngine implements NativeEngine {
   events: Array<[number, 'start' | 'end', number[]]> = [];
   /** The most steps that were in flight at once. */
   maxInFlight = 0;
+  /** When set, every step fails with this addon error after its delay (a lost pipeline rank: HS_PEER_LOST). */
+  failSteps: { code: NativeErrorCode; message: string } | null = null;
 
   constructor(
     private readonly opts: {
@@ -168,6 +170,7 @@ export class FakeEngine implements NativeEngine {
     try {
       const delayMs = this.opts.slotDelayMs?.[slot] ?? this.opts.stepDelayMs ?? 0;
       await new Promise((r) => setTimeout(r, delayMs));
+      if (this.failSteps) throw coded(new Error(this.failSteps.message), this.failSteps.code);
       const tokens = new Int32Array(ids.length);
       const status = new Int32Array(ids.length);
       const c = zero();

@@ -9,7 +9,7 @@
 
 namespace hs {
 
-enum class ErrorCode { InvalidArgument, OutOfBlocks, UnknownSequence, Busy, Closed, Internal };
+enum class ErrorCode { InvalidArgument, OutOfBlocks, UnknownSequence, Busy, Closed, PeerLost, Internal };
 
 inline const char* ErrorCodeName(ErrorCode c) {
   switch (c) {
@@ -23,6 +23,8 @@ inline const char* ErrorCodeName(ErrorCode c) {
       return "HS_BUSY";
     case ErrorCode::Closed:
       return "HS_CLOSED";
+    case ErrorCode::PeerLost:
+      return "HS_PEER_LOST";
     case ErrorCode::Internal:
       return "HS_INTERNAL";
   }
@@ -41,6 +43,12 @@ struct RangeErrorEx : EngineError {
 
 struct BusyError : EngineError {
   BusyError() : EngineError("engine busy", ErrorCode::Busy) {}
+};
+
+// A rank of a pipeline over processes is gone (its process exited, its pod or node went away) or
+// the transport to it was aborted for that reason. Fatal for the engine: the group must restart.
+struct PeerLostError : EngineError {
+  explicit PeerLostError(const std::string& msg) : EngineError(msg, ErrorCode::PeerLost) {}
 };
 
 // The code of any exception the engine or a backend may throw.

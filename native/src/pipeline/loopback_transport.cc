@@ -1,5 +1,7 @@
 #include "pipeline/loopback_transport.h"
 
+#include "core/errors.h"
+
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -13,6 +15,7 @@ class LoopbackEndpoint : public Transport {
   int world_size() const override { return hub_.world_size(); }
   void Send(int peer, const void* buf, size_t bytes, void*) override { hub_.Push(rank_, Check(peer), buf, bytes); }
   void Recv(int peer, void* buf, size_t bytes, void*) override { hub_.Pop(Check(peer), rank_, buf, bytes); }
+  void Abort(const std::string& why) override { hub_.Abort(why); }
 
  private:
   int Check(int peer) const {
@@ -40,11 +43,23 @@ void LoopbackHub::Close() {
   cv_.notify_all();
 }
 
+void LoopbackHub::Abort(const std::string& why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  closed_ = true;
+  if (abort_why_.empty()) abort_why_ = why.empty() ? "a pipeline rank is gone" : why;
+  cv_.notify_all();
+}
+
+void LoopbackHub::ThrowClosed() const {
+  if (!abort_why_.empty()) throw PeerLostError(abort_why_);
+  throw std::runtime_error("loopback transport is closed");
+}
+
 void LoopbackHub::Push(int from, int to, const void* buf, size_t bytes) {
   std::vector<uint8_t> msg(bytes);
   if (bytes) std::memcpy(msg.data(), buf, bytes);
   std::lock_guard<std::mutex> lock(mu_);
-  if (closed_) throw std::runtime_error("loopback transport is closed");
+  if (closed_) ThrowClosed();
   At(from, to).messages.push_back(std::move(msg));
   cv_.notify_all();
 }
@@ -53,7 +68,7 @@ void LoopbackHub::Pop(int from, int to, void* buf, size_t bytes) {
   std::unique_lock<std::mutex> lock(mu_);
   Channel& ch = At(from, to);
   cv_.wait(lock, [&] { return closed_ || !ch.messages.empty(); });
-  if (ch.messages.empty()) throw std::runtime_error("loopback transport is closed");
+  if (ch.messages.empty() || !abort_why_.empty()) ThrowClosed();
   std::vector<uint8_t> msg = std::move(ch.messages.front());
   ch.messages.pop_front();
   lock.unlock();

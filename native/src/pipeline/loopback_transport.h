@@ -6,6 +6,7 @@
 #include <deque>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <vector>
 
 #include "pipeline/transport.h"
@@ -20,6 +21,8 @@ class LoopbackHub {
   std::unique_ptr<Transport> Endpoint(int rank);
   // Wakes every blocked Recv with an error (used when the pipeline shuts down).
   void Close();
+  // Close, as a lost rank does it: every blocked and later Send/Recv throws PeerLostError(why).
+  void Abort(const std::string& why);
 
  private:
   friend class LoopbackEndpoint;
@@ -29,11 +32,13 @@ class LoopbackHub {
   Channel& At(int from, int to) { return channels_[(size_t)from * world_size_ + to]; }
   void Push(int from, int to, const void* buf, size_t bytes);
   void Pop(int from, int to, void* buf, size_t bytes);
+  [[noreturn]] void ThrowClosed() const;  // under mu_
 
   int world_size_;
   std::mutex mu_;
   std::condition_variable cv_;
   bool closed_ = false;
+  std::string abort_why_;  // non-empty once aborted
   std::vector<Channel> channels_;
 };
 

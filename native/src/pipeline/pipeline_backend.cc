@@ -44,6 +44,11 @@ PipelineBackend::PipelineBackend(std::vector<std::unique_ptr<Stage>> stages,
   const size_t threads = stages_.size() + (remote_ ? 1 : 0);
   for (size_t s = 0; s < threads; ++s) workers_.push_back(std::make_unique<Worker>());
   for (size_t s = 0; s < threads; ++s) workers_[s]->thread = std::thread([this, s] { RunWorker((int)s); });
+  // remote_ is destroyed before endpoints_ (declaration order), and its watch with it.
+  if (remote_)
+    remote_->Watch([this](const std::string& why) {
+      for (auto& e : endpoints_) e->Abort(why);
+    });
 }
 
 PipelineBackend::~PipelineBackend() {

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -32,6 +33,10 @@ class RemoteRanks {
   // Receives the step's logits ([seqs, vocab]) from the last rank; called in submission order, from
   // one thread. Throws when that rank reports a failed step.
   virtual void CollectLogits(const BatchPlan& plan, float* logits) = 0;
+  // Starts watching the other ranks. When one is gone, `abort_local(why)` runs (on the watch's
+  // thread: it aborts the local stages' transports) and Submit/CollectLogits fail with
+  // PeerLostError from then on, so that no step waits forever for a rank that is not there.
+  virtual void Watch(std::function<void(const std::string& why)> abort_local) = 0;
 };
 
 class PipelineBackend : public Backend {

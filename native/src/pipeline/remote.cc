@@ -4,6 +4,7 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "core/errors.h"
 #include "pipeline/plan_codec.h"
 
 namespace hs::pipeline {
@@ -14,6 +15,7 @@ class HostChannel : public LogitsChannel {
   HostChannel(std::unique_ptr<Transport> tr, int peer) : tr_(std::move(tr)), peer_(peer) {}
   void Send(const float* host, size_t floats) override { tr_->Send(peer_, host, floats * sizeof(float)); }
   void Recv(float* host, size_t floats) override { tr_->Recv(peer_, host, floats * sizeof(float)); }
+  void Abort(const std::string& why) override { tr_->Abort(why); }
 
  private:
   std::unique_ptr<Transport> tr_;
@@ -29,9 +31,31 @@ std::unique_ptr<LogitsChannel> HostLogitsChannel(std::unique_ptr<Transport> tr, 
 LinkedRemoteRanks::LinkedRemoteRanks(std::unique_ptr<LeaderLink> link, std::unique_ptr<LogitsChannel> logits, int vocab)
     : link_(std::move(link)), logits_(std::move(logits)), vocab_(vocab) {}
 
-void LinkedRemoteRanks::Submit(const BatchPlan& plan) { link_->Broadcast(EncodePlan(plan)); }
+void LinkedRemoteRanks::Watch(std::function<void(const std::string& why)> abort_local) {
+  if (watch_) throw std::logic_error("the remote ranks are watched already");
+  watch_ = link_->Watch([this, abort_local](const std::string& why) {
+    {
+      std::lock_guard<std::mutex> lock(lost_mu_);
+      lost_ = why;
+    }
+    std::fprintf(stderr, "[pipeline rank 0] %s: aborting the pipeline's transfers\n", why.c_str());
+    abort_local(why);
+    logits_->Abort(why);
+  });
+}
+
+void LinkedRemoteRanks::ThrowIfLost() {
+  std::lock_guard<std::mutex> lock(lost_mu_);
+  if (!lost_.empty()) throw PeerLostError(lost_);
+}
+
+void LinkedRemoteRanks::Submit(const BatchPlan& plan) {
+  ThrowIfLost();
+  link_->Broadcast(EncodePlan(plan));
+}
 
 void LinkedRemoteRanks::CollectLogits(const BatchPlan& plan, float* logits) {
+  ThrowIfLost();
   const size_t n = plan.seqs.size() * (size_t)vocab_;
   buf_.resize(n + 1);
   logits_->Recv(buf_.data(), n + 1);
@@ -43,6 +67,11 @@ void ServeRank(Stage& stage, Transport& tr, WorkerLink& link, LogitsChannel* log
   const int rank = tr.rank();
   if (rank == 0) throw std::invalid_argument("rank 0 is the leader: it does not serve a rank");
   if (stage.last() != (logits_out != nullptr)) throw std::invalid_argument("the last rank sends logits, no other");
+  // Stopped when ServeRank returns, while `tr` and `logits_out` (the caller's) still exist.
+  const auto watch = link.Watch([&tr, logits_out](const std::string& why) {
+    tr.Abort(why);
+    if (logits_out) logits_out->Abort(why);
+  });
   std::vector<uint8_t> frame;
   std::vector<float> logits;
   while (link.Receive(&frame)) {

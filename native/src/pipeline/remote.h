@@ -6,6 +6,8 @@
 // rank runs ServeRank until the leader stops.
 #pragma once
 #include <memory>
+#include <mutex>
+#include <string>
 #include <vector>
 
 #include "pipeline/pipeline_backend.h"
@@ -22,6 +24,8 @@ class LogitsChannel {
   virtual ~LogitsChannel() = default;
   virtual void Send(const float* host, size_t floats) = 0;
   virtual void Recv(float* host, size_t floats) = 0;
+  // Aborts the transport under it (Transport::Abort).
+  virtual void Abort(const std::string& why) = 0;
 };
 
 // Over a Transport of host memory (the loopback), to/from `peer`.
@@ -32,19 +36,26 @@ class LinkedRemoteRanks : public RemoteRanks {
   LinkedRemoteRanks(std::unique_ptr<LeaderLink> link, std::unique_ptr<LogitsChannel> logits, int vocab);
   void Submit(const BatchPlan& plan) override;
   void CollectLogits(const BatchPlan& plan, float* logits) override;
+  void Watch(std::function<void(const std::string& why)> abort_local) override;
 
  private:
+  void ThrowIfLost();
   std::unique_ptr<LeaderLink> link_;
   std::unique_ptr<LogitsChannel> logits_;
   int vocab_;
   std::vector<float> buf_;
+  std::mutex lost_mu_;
+  std::string lost_;                  // why, once a rank is gone
+  std::unique_ptr<LinkWatch> watch_;  // last: stopped before the link and channel it uses go
 };
 
 // A rank other than the leader: for each plan from the leader, receive the hidden state from rank
 // r-1, run the stage, and hand on the hidden state to rank r+1 or (the last rank) the logits to the
 // leader. Returns when the leader stops. A step that fails on the last rank is reported to the
 // leader; on a middle rank it ends the rank (rethrown: its neighbours cannot be kept in step
-// without a status on the activations), which the leader sees as a lost rank.
+// without a status on the activations), which the leader sees as a lost rank. While it runs it
+// watches the leader's connection: when the leader is gone, `tr` and `logits_out` are aborted and
+// ServeRank throws PeerLostError instead of waiting forever.
 void ServeRank(Stage& stage, Transport& tr, WorkerLink& link, LogitsChannel* logits_out, int vocab);
 
 }  // namespace hs::pipeline

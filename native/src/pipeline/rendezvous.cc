@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -13,6 +14,8 @@
 #include <cstring>
 #include <stdexcept>
 #include <thread>
+
+#include "core/errors.h"
 
 namespace hs::pipeline {
 namespace {
@@ -66,6 +69,15 @@ void SendFrame(int fd, uint32_t type, const std::vector<uint8_t>& payload) {
   WriteAll(fd, &type, sizeof type);
   WriteAll(fd, &n, sizeof n);
   if (n) WriteAll(fd, payload.data(), n);
+}
+
+// Lets the kernel notice a peer whose node vanished (no FIN ever comes): see rendezvous.h.
+void KeepAlive(int fd) {
+  int one = 1, idle = kKeepAliveIdleS, interval = kKeepAliveIntervalS, probes = kKeepAliveProbes;
+  ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof idle);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof interval);
+  ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &probes, sizeof probes);
 }
 
 // Waits until fd is readable (accept or hello) or the deadline passes.
@@ -158,6 +170,7 @@ void LeaderLink::AcceptRanks(const std::vector<uint8_t>& reply, double timeout_s
       if (rank < 1 || rank >= world_size || fds_[rank - 1] >= 0)
         throw RankError("rank " + std::to_string(rank) + " is out of range or joined twice");
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      KeepAlive(fd);
       SendFrame(fd, kData, reply);
       fds_[rank - 1] = fd;
       ++joined;
@@ -185,7 +198,63 @@ LeaderLink::~LeaderLink() {
 }
 
 void LeaderLink::Broadcast(const std::vector<uint8_t>& frame) {
-  for (int fd : fds_) SendFrame(fd, kData, frame);
+  for (size_t i = 0; i < fds_.size(); ++i) {
+    try {
+      SendFrame(fds_[i], kData, frame);
+    } catch (const std::runtime_error& e) {
+      throw PeerLostError("pipeline rank " + std::to_string(i + 1) + " is gone (" + e.what() + ")");
+    }
+  }
+}
+
+std::unique_ptr<LinkWatch> LeaderLink::Watch(LinkWatch::OnLost on_lost) {
+  if (listen_fd_ >= 0) throw std::logic_error("rendezvous: watch the ranks after accepting them");
+  std::vector<std::string> names;
+  for (size_t i = 0; i < fds_.size(); ++i) names.push_back("pipeline rank " + std::to_string(i + 1));
+  const std::vector<int> fds = fds_;
+  return std::make_unique<LinkWatch>(fds, names, POLLIN | POLLRDHUP, [fds, on_lost](const std::string& why) {
+    on_lost(why);
+    for (int fd : fds) ::shutdown(fd, SHUT_RDWR);  // the other ranks see the leader go
+  });
+}
+
+LinkWatch::LinkWatch(std::vector<int> fds, std::vector<std::string> names, short events, OnLost on_lost)
+    : fds_(std::move(fds)), names_(std::move(names)), events_(events), on_lost_(std::move(on_lost)) {
+  if (names_.size() != fds_.size()) throw std::invalid_argument("link watch: one name per connection");
+  wake_fd_ = ::eventfd(0, EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw std::runtime_error(std::string("link watch: eventfd failed: ") + std::strerror(errno));
+  thread_ = std::thread([this] { Run(); });
+}
+
+LinkWatch::~LinkWatch() {
+  const uint64_t one = 1;
+  while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+  thread_.join();
+  ::close(wake_fd_);
+}
+
+void LinkWatch::Run() {
+  std::vector<pollfd> p;
+  for (int fd : fds_) p.push_back({fd, events_, 0});
+  p.push_back({wake_fd_, POLLIN, 0});
+  for (;;) {
+    for (pollfd& x : p) x.revents = 0;
+    if (::poll(p.data(), p.size(), -1) < 0) {
+      if (errno == EINTR) continue;
+      on_lost_(std::string("link watch: poll failed: ") + std::strerror(errno));
+      return;
+    }
+    if (p.back().revents) return;  // stopped
+    for (size_t i = 0; i + 1 < p.size(); ++i) {
+      if (!p[i].revents) continue;
+      int err = 0;
+      socklen_t len = sizeof err;
+      ::getsockopt(p[i].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+      on_lost_(names_[i] + (err ? std::string(" is unreachable (") + std::strerror(err) + ")" : " disconnected"));
+      return;
+    }
+  }
 }
 
 std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int rank, int world_size, double timeout_s,
@@ -216,13 +285,18 @@ std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int 
   }
   int one = 1;
   ::setsockopt(link->fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  KeepAlive(link->fd_);
   const uint32_t magic = kHelloMagic;
   const int32_t r = rank, w = world_size;
   WriteAll(link->fd_, &magic, sizeof magic);
   WriteAll(link->fd_, &r, sizeof r);
   WriteAll(link->fd_, &w, sizeof w);
-  if (!Readable(link->fd_, deadline) || !link->Receive(reply))
-    throw std::runtime_error("rendezvous: the leader did not answer rank " + std::to_string(rank));
+  bool answered = false;
+  try {
+    answered = Readable(link->fd_, deadline) && link->Receive(reply);
+  } catch (const PeerLostError&) {  // the leader dropped this hello
+  }
+  if (!answered) throw std::runtime_error("rendezvous: the leader did not answer rank " + std::to_string(rank));
   return link;
 }
 
@@ -230,9 +304,15 @@ WorkerLink::~WorkerLink() {
   if (fd_ >= 0) ::close(fd_);
 }
 
+std::unique_ptr<LinkWatch> WorkerLink::Watch(LinkWatch::OnLost on_lost) {
+  return std::make_unique<LinkWatch>(std::vector<int>{fd_}, std::vector<std::string>{"pipeline rank 0 (the leader)"},
+                                     POLLRDHUP, std::move(on_lost));
+}
+
 bool WorkerLink::Receive(std::vector<uint8_t>* frame) {
   uint32_t type = 0;
-  if (!ReadAll(fd_, &type, sizeof type)) return false;
+  if (!ReadAll(fd_, &type, sizeof type))
+    throw PeerLostError("pipeline rank 0 (the leader) disconnected without stopping the pipeline");
   const uint64_t n = Read<uint64_t>(fd_);
   if (type == kStop) return false;
   if (type != kData || n > kMaxFrameBytes) throw std::runtime_error("rendezvous: malformed frame from the leader");

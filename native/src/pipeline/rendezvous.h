@@ -4,15 +4,44 @@
 // as the control channel: the leader sends each step's plan as a frame, in step order, to every
 // rank. Only plans and ids go over the socket; activations go over NCCL.
 // Bounded: connecting and accepting give up after `timeout_s`; frames are at most kMaxFrameBytes.
+// A lost rank is noticed on these connections (LinkWatch): a process that exits closes them at
+// once; a node that vanishes is found by TCP keepalive (kKeepAliveIdleS + kKeepAliveProbes ×
+// kKeepAliveIntervalS, about 25 s).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace hs::pipeline {
 
 constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
+constexpr int kKeepAliveIdleS = 10, kKeepAliveIntervalS = 5, kKeepAliveProbes = 3;
+
+// Watches control connections from a thread of its own and runs `on_lost(why)` once, on that
+// thread, when one of them ends. Destroying the watch stops the thread (joined), so whatever
+// on_lost touches only needs to outlive the watch.
+class LinkWatch {
+ public:
+  using OnLost = std::function<void(const std::string& why)>;
+  // fds[i] is named names[i] in `why`; `events` is what counts as the end of a connection besides
+  // POLLHUP/POLLERR (POLLRDHUP; plus POLLIN where the peer never sends).
+  LinkWatch(std::vector<int> fds, std::vector<std::string> names, short events, OnLost on_lost);
+  ~LinkWatch();
+  LinkWatch(const LinkWatch&) = delete;
+  LinkWatch& operator=(const LinkWatch&) = delete;
+
+ private:
+  void Run();
+  std::vector<int> fds_;
+  std::vector<std::string> names_;
+  short events_;
+  OnLost on_lost_;
+  int wake_fd_ = -1;
+  std::thread thread_;
+};
 
 // "host:port" or "[v6]:port"; throws std::invalid_argument otherwise.
 void SplitHostPort(const std::string& address, std::string* host, int* port);
@@ -26,8 +55,12 @@ class LeaderLink {
   // out-of-range rank, or a rank with another world size.
   void AcceptRanks(const std::vector<uint8_t>& reply, double timeout_s);
   ~LeaderLink();  // sends every rank the stop frame
-  // Sends `frame` to every rank (rank order). Throws std::runtime_error when a rank is gone.
+  // Sends `frame` to every rank (rank order). Throws PeerLostError when a rank is gone.
   void Broadcast(const std::vector<uint8_t>& frame);
+  // Watches every rank's connection (they send nothing after their hello, so any input is the end
+  // of one). When one ends, on_lost("pipeline rank N ...") runs and every other rank's connection
+  // is shut down, so that the whole group learns at once. After AcceptRanks only.
+  std::unique_ptr<LinkWatch> Watch(LinkWatch::OnLost on_lost);
   int port() const { return port_; }
 
  private:
@@ -44,8 +77,12 @@ class WorkerLink {
   static std::unique_ptr<WorkerLink> Connect(const std::string& address, int rank, int world_size, double timeout_s,
                                              std::vector<uint8_t>* reply);
   ~WorkerLink();
-  // The next frame; false once the leader stopped (stop frame or closed connection).
+  // The next frame; false once the leader stopped (its stop frame). A connection that ends without
+  // one is a lost leader: PeerLostError.
   bool Receive(std::vector<uint8_t>* frame);
+  // Watches the leader's connection: on_lost("pipeline rank 0 ...") runs when it ends. It also
+  // ends after a normal stop, so on_lost must be harmless once this rank's steps are over.
+  std::unique_ptr<LinkWatch> Watch(LinkWatch::OnLost on_lost);
 
  private:
   WorkerLink() = default;

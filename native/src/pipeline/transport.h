@@ -5,6 +5,7 @@
 //   NcclTransport (nccl_transport.h): ncclSend/ncclRecv over one communicator, for GPU stages.
 #pragma once
 #include <cstddef>
+#include <string>
 
 namespace hs::pipeline {
 
@@ -18,6 +19,10 @@ class Transport {
   // A size mismatch between a Send and its Recv throws std::logic_error.
   virtual void Send(int peer, const void* buf, size_t bytes, void* stream = nullptr) = 0;
   virtual void Recv(int peer, void* buf, size_t bytes, void* stream = nullptr) = 0;
+  // Ends this endpoint because a rank is gone: a Send or Recv blocked in it returns with
+  // PeerLostError(why) (core/errors.h), and so does every later one. Safe from any thread (the link
+  // watch of pipeline/rendezvous.h calls it); later calls keep the first reason.
+  virtual void Abort(const std::string& why) = 0;
 };
 
 }  // namespace hs::pipeline

@@ -6,15 +6,25 @@
 // through the 2-process pipeline, stops it (rank 1 exits), runs the same batch through the 1-process
 // 2-GPU pipeline and prints "ranks: PASS" (exit 0) when the logits agree within 1e-3 and the tokens
 // are equal, "ranks: FAIL ..." (exit 1) otherwise.
+//
+// A lost rank: with `--die-after-s S` rank 1 ends its process S seconds after it started (steps in
+// flight, NCCL transfers blocked on it); with `--expect-loss` rank 0 keeps generating until a step
+// fails and prints "loss: PASS" (exit 0) when that failure is PeerLostError within 30 s of the
+// rank's end, "loss: FAIL ..." otherwise (a hang ends at the caller's timeout).
 #include <cuda_runtime.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include "core/errors.h"
 
 #include "core/cache_pools.h"
 #include "core/weights.h"
@@ -69,14 +79,44 @@ std::vector<float> Generate(const ModelConfig& cfg, Backend& be) {
   return all;
 }
 
+// Rank 0 of --expect-loss: steps until one fails; the failure must be a lost peer, in time.
+int ExpectLoss(const ModelConfig& cfg, Backend& be, double die_after_s) {
+  const auto t0 = std::chrono::steady_clock::now();
+  int rounds = 0;
+  try {
+    for (;; ++rounds) {
+      Generate(cfg, be);
+      if (std::chrono::steady_clock::now() - t0 > std::chrono::seconds(120)) break;
+    }
+    std::printf("loss: FAIL (no step failed in 120 s)\n");
+    return 1;
+  } catch (const std::exception& e) {
+    const double at = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const bool ok = CodeOf(e) == ErrorCode::PeerLost && at < die_after_s + 30;
+    std::printf("loss: %s (after %d rounds, %.1f s, %s: %s)\n", ok ? "PASS" : "FAIL", rounds, at,
+                ErrorCodeName(CodeOf(e)), e.what());
+    return ok ? 0 : 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   pipeline::RankOptions r;
   int device = 0;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string k = argv[i], v = argv[i + 1];
-    if (k == "--rank")
+  double die_after_s = 0;
+  bool expect_loss = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string k = argv[i];
+    if (k == "--expect-loss") {
+      expect_loss = true;
+      continue;
+    }
+    if (i + 1 >= argc) break;
+    const std::string v = argv[++i];
+    if (k == "--die-after-s")
+      die_after_s = std::atof(v.c_str());
+    else if (k == "--rank")
       r.rank = std::atoi(v.c_str());
     else if (k == "--world-size")
       r.world_size = std::atoi(v.c_str());
@@ -103,9 +143,19 @@ int main(int argc, char** argv) {
     o.device = device;
     o.resident_layers = 0;
     if (r.rank > 0) {
+      if (die_after_s > 0)
+        std::thread([die_after_s] {
+          std::this_thread::sleep_for(std::chrono::duration<double>(die_after_s));
+          std::fprintf(stderr, "rank: ending this process now (--die-after-s)\n");
+          _exit(9);
+        }).detach();
       pipeline::RunCudaRank(cfg, w, o, r);
       std::printf("rank %d: leader stopped\n", r.rank);
       return 0;
+    }
+    if (expect_loss) {
+      auto be = pipeline::MakeCudaLeader(cfg, w, pools, o, r);
+      return ExpectLoss(cfg, *be, 10);
     }
     std::vector<float> multi;
     {

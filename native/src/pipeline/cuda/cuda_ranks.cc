@@ -41,6 +41,7 @@ class NcclLogits : public LogitsChannel {
     Check(cudaMemcpyAsync(host, buf_, floats * 4, cudaMemcpyDeviceToHost, stream_), "logits to host");
     Check(cudaStreamSynchronize(stream_), "logits");
   }
+  void Abort(const std::string& why) override { tr_->Abort(why); }
 
  private:
   void Grow(size_t floats) {
