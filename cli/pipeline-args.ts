@@ -3,8 +3,9 @@
 //                            the planner's count of the visible GPUs (planning/gpu-count.ts)
 //   --stages N               cpu: pipeline stages in this process (default 1; tests, NUMA hosts)
 //   --rank R --world-size W --leader-address HOST:PORT
-//                            stages in several processes (env HYBRIDSERVE_RANK, HYBRIDSERVE_WORLD_SIZE,
-//                            HYBRIDSERVE_LEADER_ADDRESS); rank 0 leads: it owns the engine core
+//                            stages in several processes, one each (env HYBRIDSERVE_RANK,
+//                            HYBRIDSERVE_WORLD_SIZE, HYBRIDSERVE_LEADER_ADDRESS); rank 0 leads: it owns
+//                            the engine core. cuda: NCCL between the GPUs; cpu: TCP between the processes
 import { parseIntOption } from './args.js';
 import { CliError } from './errors.js';
 
@@ -47,9 +48,8 @@ export function parsePipelineArgs(v: PipelineValues, env: NodeJS.ProcessEnv, dev
   if (leaderAddress !== undefined) checkHostPort(leaderAddress, command);
   if (worldSize > 1 && leaderAddress === undefined)
     throw new CliError(`${command}: --world-size ${worldSize} needs --leader-address HOST:PORT (or HYBRIDSERVE_LEADER_ADDRESS)`);
-  if (worldSize > 1 && device !== 'cuda')
-    throw new CliError(`${command}: stages in several processes (--world-size ${worldSize}) need --device cuda`);
   if (worldSize > 1 && gpus !== 1) throw new CliError(`${command}: --world-size ${worldSize} runs one GPU per process: drop --gpus`);
+  if (worldSize > 1 && stages !== 1) throw new CliError(`${command}: --world-size ${worldSize} runs one stage per process: drop --stages`);
   return { gpus, stages, rank, worldSize, ...(leaderAddress !== undefined ? { leaderAddress } : {}) };
 }
 

@@ -11,6 +11,7 @@
 
 #include "core/errors.h"
 #include "cpu/cpu_backend.h"
+#include "pipeline/cpu_ranks.h"
 #include "pipeline/layer_split.h"
 #include "pipeline/loopback_transport.h"
 #include "pipeline/plan_codec.h"
@@ -374,4 +375,80 @@ HS_TEST(pipeline_serve_rank_ends_when_the_group_loses_a_rank) {
   HS_CHECK(rank1_code == ErrorCode::PeerLost);
   HS_CHECK(rank1_why.find("pipeline rank 0") != std::string::npos);
   watch.reset();
+}
+
+// CPU stages in three "processes" (threads here; test/integration/pipeline-processes.test.ts runs
+// real ones) over the socket transport: the rendezvous hands out the data listeners, every rank
+// loads only its layers, and the leader's logits equal one backend's; stopping the leader ends
+// every rank without an error.
+HS_TEST(pipeline_cpu_ranks_over_sockets_match_one_backend) {
+  ModelConfig cfg = test::TinyLlama(2);
+  cfg.num_layers = 5;
+  WeightSource src;
+  src.seed = 11;
+  PoolConfig pc;
+  pc.block_tokens = 4;
+  pc.kv_blocks = 16;
+  pc.act_blocks = 16;
+  HostWeights all(cfg, src, DType::F32);
+  CachePools one_pools(cfg, pc);
+  cpu::CpuBackend one(cfg, all, one_pools, 1);
+
+  auto probe = LeaderLink::Listen("127.0.0.1:0", 2);  // a free port for the leader
+  const int port = probe->port();
+  probe.reset();
+  RankOptions ro;
+  ro.world_size = 3;
+  ro.leader_address = "127.0.0.1:" + std::to_string(port);
+  ro.timeout_s = 10;
+  const auto split = SplitLayers(cfg.num_layers, 3);
+  ErrorCode rank_code[3] = {ErrorCode::Internal, ErrorCode::Internal, ErrorCode::Internal};
+  auto rank_thread = [&](int r) {
+    WeightSource mine = src;
+    mine.first_layer = split[r].first;
+    mine.last_layer = split[r].last;
+    HostWeights w(cfg, mine, DType::F32);
+    RankOptions me = ro;
+    me.rank = r;
+    try {
+      RunCpuRank(cfg, w, 1, me);
+    } catch (const std::exception& e) {
+      rank_code[r] = CodeOf(e);
+      std::fprintf(stderr, "rank %d: %s\n", r, e.what());  // shown when the test fails
+    }
+  };
+  std::thread rank1(rank_thread, 1), rank2(rank_thread, 2);
+  WeightSource mine0 = src;
+  mine0.first_layer = split[0].first;
+  mine0.last_layer = split[0].last;
+  HostWeights w0(cfg, mine0, DType::F32);
+  PoolConfig pc0 = pc;
+  pc0.first_layer = split[0].first;
+  pc0.last_layer = split[0].last;
+  CachePools pools0(cfg, pc0);
+  RankOptions lead = ro;  // the rank threads read `ro`
+  lead.rank = 0;
+  auto leader = MakeCpuLeader(cfg, w0, pools0, 1, lead);
+
+  const int32_t toks[4] = {9, 8, 7, 6};
+  const BlockRef b0{CacheKind::KV, pools0.Allocate(CacheKind::KV), Tier::Host};
+  const BlockRef b1{CacheKind::KV, one_pools.Allocate(CacheKind::KV), Tier::Host};
+  HS_CHECK_EQ(b0.index, b1.index);
+  BatchPlan p;
+  p.seqs.push_back({1, toks, 4, 0, &b0, 1});
+  std::vector<float> got(cfg.vocab_size), want(cfg.vocab_size);
+  StepCounters c;
+  std::string failed;
+  try {
+    leader->Forward(p, got.data(), c);
+  } catch (const std::exception& e) {
+    failed = e.what();
+  }
+  HS_CHECK(failed.empty());
+  one.Forward(p, want.data(), c);
+  HS_CHECK(test::RelError(got.data(), want.data(), want.size()) < 1e-6);
+  leader.reset();  // a normal stop: every rank returns
+  rank1.join();
+  rank2.join();
+  HS_CHECK(rank_code[1] == ErrorCode::Internal && rank_code[2] == ErrorCode::Internal);  // no error at all
 }

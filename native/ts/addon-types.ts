@@ -79,9 +79,10 @@ export interface NativeEngineOptions {
   stages?: number;
   gpus?: number;
   /**
-   * Stages in several processes (cuda, one GPU each; needs a build with NCCL): this process's rank
-   * in [0, worldSize) and rank 0's rendezvous address HOST:PORT. Rank 0 creates the engine (it
-   * waits for the other ranks to join); every other rank calls runRank with the same options.
+   * Stages in several processes, one stage each (cuda: one GPU each, NCCL between them, a build
+   * with NCCL; cpu: TCP between them): this process's rank in [0, worldSize) and rank 0's
+   * rendezvous address HOST:PORT. Rank 0 creates the engine (it waits for the other ranks to
+   * join); every other rank calls runRank with the same options.
    */
   rank?: number;
   worldSize?: number;

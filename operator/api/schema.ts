@@ -66,7 +66,7 @@ const specSchema: Schema = obj(
       {
         nodes: int({
           description:
-            'Pods (on separate nodes) that one replica spreads the model over: the layers split into one pipeline stage per pod. > 1 renders a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1, which must be installed) instead of a Deployment, and needs gpusPerPod 1 (the engine runs one GPU per process when its stages span processes).',
+            'Pods (on separate nodes) that one replica spreads the model over: the layers split into one pipeline stage per pod. > 1 renders a LeaderWorkerSet (leaderworkerset.x-k8s.io/v1, which must be installed) instead of a Deployment, and needs gpusPerPod 1 (the engine runs one GPU per process when its stages span processes) or 0 (CPU stages, TCP between the pods).',
           minimum: 1,
           maximum: 64,
           default: 1,
@@ -271,9 +271,9 @@ const specSchema: Schema = obj(
     required: ['model'],
     'x-kubernetes-validations': [
       {
-        // The engine runs one rank per process with one GPU when stages span processes (cli/pipeline-args.ts).
-        rule: '!has(self.parallelism) || !has(self.parallelism.nodes) || self.parallelism.nodes <= 1 || !has(self.gpusPerPod) || self.gpusPerPod == 1',
-        message: 'parallelism.nodes > 1 needs gpusPerPod 1 (one GPU per pod: one pipeline stage per process)',
+        // The engine runs one stage per process when stages span processes (cli/pipeline-args.ts): one GPU, or the CPU.
+        rule: '!has(self.parallelism) || !has(self.parallelism.nodes) || self.parallelism.nodes <= 1 || !has(self.gpusPerPod) || self.gpusPerPod <= 1',
+        message: 'parallelism.nodes > 1 needs gpusPerPod 1, or 0 for CPU pods (one pipeline stage per process)',
       },
     ],
   },

@@ -119,7 +119,7 @@ describe('pipeline options and slots', () => {
     expect(err?.message).toMatch(/stages/);
   });
 
-  test('stages over processes: cuda only, with a leader address, without prefix caching', async () => {
+  test('stages over processes: one stage each, with a leader address, without prefix caching', async () => {
     const base = {
       device: 'cuda' as const,
       config: toNativeConfig(presetConfig('opt-tiny')!),
@@ -131,7 +131,7 @@ describe('pipeline options and slots', () => {
         () => null,
         (e: Error) => e,
       );
-    expect((await failure({ device: 'cpu', worldSize: 2, leaderAddress: 'h:1' }))?.message).toMatch(/worldSize > 1 is for the cuda device/);
+    expect((await failure({ device: 'cpu', stages: 2, worldSize: 2, leaderAddress: 'h:1' }))?.message).toMatch(/one stage per process/);
     expect((await failure({ worldSize: 2 }))?.message).toMatch(/needs leaderAddress/);
     expect((await failure({ worldSize: 2, leaderAddress: 'h:1', prefixCaching: true }))?.message).toMatch(/prefixCaching/);
     expect((await failure({ worldSize: 2, rank: 2, leaderAddress: 'h:1' }))?.message).toMatch(/options.rank must be in \[0, 1\]/);

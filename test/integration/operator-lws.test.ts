@@ -206,15 +206,21 @@ describe('parallelism.nodes on the API test double', () => {
     ).rejects.toThrow(/nodes/);
   });
 
-  test('parallelism.nodes > 1 with gpusPerPod other than 1 is refused at admission (the pods could not start)', async () => {
-    for (const gpusPerPod of [0, 2]) {
+  test('parallelism.nodes > 1 with several GPUs per pod is refused at admission (the pods could not start)', async () => {
+    for (const gpusPerPod of [2, 8]) {
       await expect(
         client.create(
           { type: R.hsd, namespace: NS },
           hsd(`multi-${gpusPerPod}`, { model: { uri: 'synthetic:opt-13b' }, gpusPerPod, parallelism: { nodes: 2 } }),
         ),
-      ).rejects.toThrow(/parallelism.nodes > 1 needs gpusPerPod 1/);
+      ).rejects.toThrow(/parallelism.nodes > 1 needs gpusPerPod 1, or 0 for CPU pods/);
     }
+    // CPU pods over nodes are valid: their stages talk TCP (native/src/pipeline/cpu_ranks.h).
+    await client.create(
+      { type: R.hsd, namespace: NS },
+      hsd('cpu-groups', { model: { uri: 'synthetic:opt-13b' }, gpusPerPod: 0, parallelism: { nodes: 2 } }),
+    );
+    await client.delete({ type: R.hsd, namespace: NS, name: 'cpu-groups' });
     // gpusPerPod 2 with one node stays valid (a multi-GPU pipeline in one pod).
     await client.create(
       { type: R.hsd, namespace: NS },

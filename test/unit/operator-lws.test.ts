@@ -175,6 +175,25 @@ describe('the LeaderWorkerSet of a node group', () => {
     expect(strip(l.spec.leaderWorkerTemplate.workerTemplate)).toEqual(strip(l.spec.leaderWorkerTemplate.leaderTemplate));
   });
 
+  test('CPU pods (gpusPerPod 0) over nodes: --device cpu, no GPU resources, the same wiring; the server accepts it', () => {
+    const cpuNode = (name: string): NodeLike => ({
+      metadata: { name, labels: {} },
+      status: { allocatable: { memory: '256Gi', cpu: '64' }, conditions: [{ type: 'Ready', status: 'True' }] },
+    });
+    const h = hsd({ gpusPerPod: 0, parallelism: { nodes: 2 } });
+    const l = lwsOf(h, [cpuNode('c1'), cpuNode('c2')], 1);
+    expect(l.spec.leaderWorkerTemplate.size).toBe(2);
+    for (const t of [l.spec.leaderWorkerTemplate.leaderTemplate, l.spec.leaderWorkerTemplate.workerTemplate]) {
+      const c = t.spec.containers[0];
+      expect(c.args[c.args.indexOf('--device') + 1]).toBe('cpu');
+      expect(JSON.stringify(c.resources)).not.toContain('nvidia.com/gpu');
+      expect(envOf(c).HYBRIDSERVE_WORLD_SIZE).toBe('2');
+      const args = (c.args as string[]).slice(1).map((a) => a.replace('$(LWS_LEADER_ADDRESS)', 'demo-0.demo.ns'));
+      const cfg = parseServeArgs(args, { HYBRIDSERVE_WORLD_SIZE: '2', HYBRIDSERVE_RANK: '1' });
+      expect(cfg !== 'help' && [cfg.device, cfg.pipeline.worldSize, cfg.pipeline.rank]).toEqual(['cpu', 2, 1]);
+    }
+  });
+
   test('nodes 1 keeps the Deployment path: no pipeline wiring, the Service selects every pod', () => {
     const h = hsd();
     const { group, p } = planned(h, nodes);

@@ -35,6 +35,8 @@ describe('parsePipelineArgs', () => {
       leaderAddress: '[::1]:7000',
     });
     expect(parsePipelineArgs({ stages: '3' }, {}, 'cpu', 'serve').stages).toBe(3);
+    // CPU stages over processes talk TCP (native/src/pipeline/socket_transport.h).
+    expect(parsePipelineArgs({ 'world-size': '2', 'leader-address': 'a:1' }, {}, 'cpu', 'serve')).toMatchObject({ worldSize: 2 });
     expect(parsePipelineArgs({ gpus: '2' }, {}, 'cuda', 'serve').gpus).toBe(2);
   });
 
@@ -47,7 +49,7 @@ describe('parsePipelineArgs', () => {
     [{ 'leader-address': 'no-port' }, {}, 'cuda', /HOST:PORT/],
     [{ 'leader-address': 'h:70000' }, {}, 'cuda', /HOST:PORT/],
     [{}, { HYBRIDSERVE_RANK: 'x' }, 'cuda', /--rank must be an integer/],
-    [{ 'world-size': '2', 'leader-address': 'a:1' }, {}, 'cpu', /several processes .* need --device cuda/],
+    [{ 'world-size': '2', 'leader-address': 'a:1', stages: '2' }, {}, 'cpu', /one stage per process/],
     [{ 'world-size': '2', 'leader-address': 'a:1', gpus: '2' }, {}, 'cuda', /one GPU per process/],
   ])('%p %p on %s is refused', (v, env, device, re) => {
     expect(msg(() => parsePipelineArgs(v, env as NodeJS.ProcessEnv, device, 'serve'))).toMatch(re);

@@ -5,6 +5,7 @@
 #include "cpu/cpu_backend.h"
 #include "cpu/gemm.h"
 #include "pipeline/cpu_pipeline.h"
+#include "pipeline/cpu_ranks.h"
 #include "pipeline/layer_split.h"
 #ifdef HS_WITH_CUDA
 #include "cuda/cuda_backend.h"
@@ -31,7 +32,6 @@ std::vector<std::string> AvailableDevices() {
   return out;
 }
 
-#ifdef HS_WITH_NCCL
 static pipeline::RankOptions RankOf(const DeviceOptions& dev) {
   pipeline::RankOptions r;
   r.rank = dev.rank;
@@ -39,25 +39,35 @@ static pipeline::RankOptions RankOf(const DeviceOptions& dev) {
   r.leader_address = dev.leader_address;
   return r;
 }
-#endif
+
+// This rank's slice of the checkpoint (a rank of a pipeline over processes loads only its layers).
+static WeightSource RankWeights(const ModelConfig& cfg, const WeightSource& src, const DeviceOptions& dev) {
+  WeightSource mine = src;
+  const pipeline::LayerRange r = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[dev.rank];
+  mine.first_layer = r.first;
+  mine.last_layer = r.last;
+  return mine;
+}
 
 EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& source, PoolConfig pc,
                             const DeviceOptions& dev) {
   EngineParts parts;
-  WeightSource src = source;
-  if (dev.world_size > 1) {  // rank 0 of stages over processes holds only its stage's layers
-    const pipeline::LayerRange mine = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[0];
-    src.first_layer = pc.first_layer = mine.first;
-    src.last_layer = pc.last_layer = mine.last;
-  }
   if (dev.world_size > 1 && dev.rank != 0)
     throw std::invalid_argument("rank " + std::to_string(dev.rank) +
                                 " serves its stage (runRank); only rank 0 has an engine");
+  // Rank 0 of stages over processes holds only its stage's layers.
+  const WeightSource src = dev.world_size > 1 ? RankWeights(cfg, source, dev) : source;
+  if (dev.world_size > 1) {
+    pc.first_layer = src.first_layer;
+    pc.last_layer = src.last_layer;
+  }
   if (dev.device == "cpu") {
     pc.dtype = DType::F32;
     parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
     parts.pools = std::make_unique<CachePools>(cfg, pc);
-    if (dev.stages > 1)
+    if (dev.world_size > 1)
+      parts.backend = pipeline::MakeCpuLeader(cfg, *parts.weights, *parts.pools, dev.threads, RankOf(dev));
+    else if (dev.stages > 1)
       parts.backend = pipeline::MakeCpuPipeline(cfg, *parts.weights, *parts.pools, dev.threads, dev.stages);
     else
       parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, dev.threads);
@@ -109,12 +119,14 @@ EngineParts MakeEngineParts(const ModelConfig& cfg, const WeightSource& source, 
 
 void RunRank(const ModelConfig& cfg, const WeightSource& src, const DeviceOptions& dev) {
   if (dev.world_size < 2 || dev.rank < 1) throw std::invalid_argument("runRank is for ranks 1.. of worldSize > 1");
+  const WeightSource mine = RankWeights(cfg, src, dev);  // only this rank's layers
+  if (dev.device == "cpu") {
+    HostWeights w(cfg, mine, DType::F32);
+    pipeline::RunCpuRank(cfg, w, dev.threads, RankOf(dev));
+    return;
+  }
 #ifdef HS_WITH_NCCL
   if (dev.device == "cuda" && hs::cuda::DeviceAvailable()) {
-    WeightSource mine = src;  // only this rank's layers
-    const pipeline::LayerRange r = pipeline::SplitLayers(cfg.num_layers, dev.world_size)[dev.rank];
-    mine.first_layer = r.first;
-    mine.last_layer = r.last;
     hs::cuda::CudaOptions o;
     o.gpu_memory_bytes = dev.gpu_memory_bytes;
     o.resident_layers = dev.resident_layers;
@@ -127,11 +139,8 @@ void RunRank(const ModelConfig& cfg, const WeightSource& src, const DeviceOption
     pipeline::RunCudaRank(cfg, *w, o, RankOf(dev), placement);
     return;
   }
-#else
-  (void)cfg;
-  (void)src;
 #endif
-  throw std::invalid_argument("stages in several processes need the cuda device and a build with NCCL");
+  throw std::invalid_argument("stages in several processes run on cpu, or on cuda in a build with NCCL");
 }
 
 ProbeResult ProbeDevice(const std::string& device, int threads) {

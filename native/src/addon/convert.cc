@@ -183,7 +183,7 @@ static void ParsePipeline(Napi::Env env, Napi::Object o, CreateOptions& c) {
   if (Present(Field(o, "leaderAddress")))
     c.device.leader_address = ToString(env, Field(o, "leaderAddress"), "options.leaderAddress");
   if (c.device.world_size > 1) {
-    if (c.device.device != "cuda") throw ArgRangeError(env, "options.worldSize > 1 is for the cuda device");
+    if (c.device.stages > 1) throw ArgRangeError(env, "options.worldSize > 1 runs one stage per process (stages 1)");
     if (c.device.gpus > 1) throw ArgRangeError(env, "options.worldSize > 1 runs one GPU per process (gpus 1)");
     if (c.device.leader_address.empty()) throw ArgRangeError(env, "options.worldSize > 1 needs options.leaderAddress");
     // The core's copy-on-write of a shared prompt block copies this process's pools only.

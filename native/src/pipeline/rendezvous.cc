@@ -20,7 +20,7 @@
 namespace hs::pipeline {
 namespace {
 
-constexpr uint32_t kHelloMagic = 0x31525348;  // "HSR1"
+constexpr uint32_t kHelloMagic = 0x32525348;  // "HSR2": magic, rank, world size, data port
 enum Frame : uint32_t { kData = 1, kStop = 2 };
 
 using Clock = std::chrono::steady_clock;
@@ -139,7 +139,24 @@ std::unique_ptr<LeaderLink> LeaderLink::Listen(const std::string& address, int w
   return link;
 }
 
+// The peer's numeric address ("10.0.0.7", "::1"; IPv4-mapped IPv6 shown as IPv4).
+std::string PeerHost(int fd) {
+  sockaddr_storage a{};
+  socklen_t len = sizeof a;
+  if (::getpeername(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) return "";
+  char host[NI_MAXHOST] = {0};
+  if (::getnameinfo(reinterpret_cast<sockaddr*>(&a), len, host, sizeof host, nullptr, 0, NI_NUMERICHOST) != 0)
+    return "";
+  std::string h = host;
+  if (h.rfind("::ffff:", 0) == 0 && h.find('.') != std::string::npos) h = h.substr(7);
+  return h;
+}
+
 void LeaderLink::AcceptRanks(const std::vector<uint8_t>& reply, double timeout_s) {
+  AcceptRanksReplying([&reply](const std::vector<RankHello>&, int) { return reply; }, timeout_s);
+}
+
+void LeaderLink::AcceptRanksReplying(const ReplyFor& reply_for, double timeout_s) {
   const int world_size = world_size_, lfd = listen_fd_, one = 1;
   if (lfd < 0) throw std::logic_error("rendezvous: ranks were accepted already");
   const auto deadline =
@@ -150,6 +167,7 @@ void LeaderLink::AcceptRanks(const std::vector<uint8_t>& reply, double timeout_s
     throw std::runtime_error("rendezvous: " + why);
   };
   int joined = 0;
+  std::vector<RankHello> hellos(world_size - 1);
   while (joined < world_size - 1) {
     if (!Readable(lfd, deadline))
       fail("timed out with " + std::to_string(joined) + " of " + std::to_string(world_size - 1) + " ranks joined");
@@ -159,19 +177,22 @@ void LeaderLink::AcceptRanks(const std::vector<uint8_t>& reply, double timeout_s
     // on. A rank that contradicts the group (world size, duplicate, range) ends the rendezvous.
     try {
       if (!Readable(fd, deadline)) throw std::runtime_error("no hello");
-      timeval tv{1, 0};  // a hello is 12 bytes: a peer that stalls inside it is dropped, not waited for
+      timeval tv{1, 0};  // a hello is 16 bytes: a peer that stalls inside it is dropped, not waited for
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       const uint32_t magic = Read<uint32_t>(fd);
-      const int32_t rank = Read<int32_t>(fd), world = Read<int32_t>(fd);
       if (magic != kHelloMagic) throw std::runtime_error("not a rank");
+      const int32_t rank = Read<int32_t>(fd), world = Read<int32_t>(fd), data_port = Read<int32_t>(fd);
       if (world != world_size)
         throw RankError("rank " + std::to_string(rank) + " says world size " + std::to_string(world) +
                         ", the leader has " + std::to_string(world_size));
       if (rank < 1 || rank >= world_size || fds_[rank - 1] >= 0)
         throw RankError("rank " + std::to_string(rank) + " is out of range or joined twice");
+      if (data_port < 0 || data_port > 65535) throw std::runtime_error("not a rank");
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       KeepAlive(fd);
-      SendFrame(fd, kData, reply);
+      tv = timeval{0, 0};  // the hello is in: the connection blocks normally from now on
+      ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+      hellos[rank - 1] = RankHello{rank, PeerHost(fd), data_port};
       fds_[rank - 1] = fd;
       ++joined;
     } catch (const RankError& e) {
@@ -183,6 +204,7 @@ void LeaderLink::AcceptRanks(const std::vector<uint8_t>& reply, double timeout_s
   }
   ::close(listen_fd_);
   listen_fd_ = -1;
+  for (int r = 1; r < world_size; ++r) SendFrame(fds_[r - 1], kData, reply_for(hellos, r));
 }
 
 LeaderLink::~LeaderLink() {
@@ -258,7 +280,7 @@ void LinkWatch::Run() {
 }
 
 std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int rank, int world_size, double timeout_s,
-                                                std::vector<uint8_t>* reply) {
+                                                std::vector<uint8_t>* reply, int data_port) {
   std::string host;
   int port = 0;
   SplitHostPort(address, &host, &port);
@@ -287,10 +309,9 @@ std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int 
   ::setsockopt(link->fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   KeepAlive(link->fd_);
   const uint32_t magic = kHelloMagic;
-  const int32_t r = rank, w = world_size;
+  const int32_t hello[3] = {rank, world_size, data_port};
   WriteAll(link->fd_, &magic, sizeof magic);
-  WriteAll(link->fd_, &r, sizeof r);
-  WriteAll(link->fd_, &w, sizeof w);
+  WriteAll(link->fd_, hello, sizeof hello);
   bool answered = false;
   try {
     answered = Readable(link->fd_, deadline) && link->Receive(reply);

@@ -1,11 +1,11 @@
 // The small TCP rendezvous of a pipeline whose stages run in several processes (one per GPU or
 // pod). Rank 0, the leader, listens at --leader-address; every other rank connects, says who it is
-// (rank, world size) and gets a reply blob (the NCCL unique ids). The connections then stay open
-// as the control channel: the leader sends each step's plan as a frame, in step order, to every
-// rank. Only plans and ids go over the socket; activations go over NCCL.
-// Bounded: connecting and accepting give up after `timeout_s`; frames are at most kMaxFrameBytes.
-// A lost rank is noticed on these connections (LinkWatch): a process that exits closes them at
-// once; a node that vanishes is found by TCP keepalive (kKeepAliveIdleS + kKeepAliveProbes ×
+// (rank, world size, and the port of its own data listener, if it has one) and, once every rank
+// has joined, gets a reply blob (the NCCL unique ids, or the data addresses of the other ranks). The connections then
+// stay open as the control channel: the leader sends each step's plan as a frame, in step order, to every rank. Only
+// plans and ids go over the socket; activations go over NCCL. Bounded: connecting and accepting give up after
+// `timeout_s`; frames are at most kMaxFrameBytes. A lost rank is noticed on these connections (LinkWatch): a process
+// that exits closes them at once; a node that vanishes is found by TCP keepalive (kKeepAliveIdleS + kKeepAliveProbes ×
 // kKeepAliveIntervalS, about 25 s).
 #pragma once
 #include <cstdint>
@@ -46,13 +46,24 @@ class LinkWatch {
 // "host:port" or "[v6]:port"; throws std::invalid_argument otherwise.
 void SplitHostPort(const std::string& address, std::string* host, int* port);
 
+// What a rank said when it joined, and where the leader saw it come from.
+struct RankHello {
+  int rank = 0;
+  std::string host;   // the rank's address as the leader's socket sees it (numeric)
+  int data_port = 0;  // 0: none
+};
+
 class LeaderLink {
  public:
   // Listens on the address's port on all interfaces (port 0: one the kernel picks, see port()).
   static std::unique_ptr<LeaderLink> Listen(const std::string& address, int world_size);
-  // Accepts one connection per rank 1..world_size-1, each answered with `reply`. A connection that
-  // is not a rank's hello is dropped; throws std::runtime_error on timeout, a duplicate or
-  // out-of-range rank, or a rank with another world size.
+  // Accepts one connection per rank 1..world_size-1 and, once all have joined, answers rank r with
+  // reply_for(hellos, r) (hellos by rank - 1). A connection that is not a rank's hello is dropped;
+  // throws std::runtime_error on timeout, a duplicate or out-of-range rank, or a rank with another
+  // world size.
+  using ReplyFor = std::function<std::vector<uint8_t>(const std::vector<RankHello>& hellos, int rank)>;
+  void AcceptRanksReplying(const ReplyFor& reply_for, double timeout_s);
+  // The same reply for every rank.
   void AcceptRanks(const std::vector<uint8_t>& reply, double timeout_s);
   ~LeaderLink();  // sends every rank the stop frame
   // Sends `frame` to every rank (rank order). Throws PeerLostError when a rank is gone.
@@ -73,9 +84,10 @@ class LeaderLink {
 
 class WorkerLink {
  public:
-  // Connects to the leader (retrying until `timeout_s`), says hello, returns the leader's reply.
+  // Connects to the leader (retrying until `timeout_s`), says hello (with this rank's data
+  // listener port, 0 for none), returns the leader's reply.
   static std::unique_ptr<WorkerLink> Connect(const std::string& address, int rank, int world_size, double timeout_s,
-                                             std::vector<uint8_t>* reply);
+                                             std::vector<uint8_t>* reply, int data_port = 0);
   ~WorkerLink();
   // The next frame; false once the leader stopped (its stop frame). A connection that ends without
   // one is a lost leader: PeerLostError.

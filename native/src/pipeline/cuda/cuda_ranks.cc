@@ -59,24 +59,16 @@ class NcclLogits : public LogitsChannel {
   size_t cap_ = 0;
 };
 
-// The rendezvous reply: the pool sizes, then the two NCCL ids.
-struct Joined {
-  int32_t block_tokens, kv_blocks, act_blocks;
+// The transport part of the rendezvous reply: the two NCCL ids.
+struct NcclIds {
   NcclId acts, logits;
 };
 
-std::vector<uint8_t> JoinBlob(const PoolConfig& pc, const NcclId& a, const NcclId& b) {
-  Joined j{pc.block_tokens, pc.kv_blocks, pc.act_blocks, a, b};
-  std::vector<uint8_t> v(sizeof j);
-  std::memcpy(v.data(), &j, sizeof j);
+std::vector<uint8_t> IdsTail(const NcclId& a, const NcclId& b) {
+  const NcclIds ids{a, b};
+  std::vector<uint8_t> v(sizeof ids);
+  std::memcpy(v.data(), &ids, sizeof ids);
   return v;
-}
-
-void CheckRank(const ModelConfig& cfg, const RankOptions& r) {
-  if (r.world_size < 2 || r.rank < 0 || r.rank >= r.world_size)
-    throw std::invalid_argument("rank " + std::to_string(r.rank) + " of world size " + std::to_string(r.world_size) +
-                                " is not a rank of a pipeline over processes");
-  if (r.world_size > cfg.num_layers) throw std::invalid_argument("more pipeline ranks than layers");
 }
 
 }  // namespace
@@ -89,7 +81,7 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   auto stage = MakeCudaStage(cfg, weights, pools, mine, o);  // before the rendezvous: fail early, alone
   auto link = LeaderLink::Listen(r.leader_address, r.world_size);
   const NcclId acts = NcclNewUniqueId(), logits = NcclNewUniqueId();
-  link->AcceptRanks(JoinBlob(pools.config(), acts, logits), r.timeout_s);
+  link->AcceptRanks(EncodeJoin(pools.config(), IdsTail(acts, logits)), r.timeout_s);
   auto tr = NcclRankEndpoint(acts, 0, r.world_size, o.device);
   auto ltr = NcclRankEndpoint(logits, 0, r.world_size, o.device);
   auto remote = std::make_unique<LinkedRemoteRanks>(
@@ -105,16 +97,14 @@ void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda:
                  const std::vector<numa::StagePlacement>& placement) {
   CheckRank(cfg, r);
   if (r.rank == 0) throw std::invalid_argument("rank 0 leads: use MakeCudaLeader");
-  std::vector<uint8_t> blob;
+  std::vector<uint8_t> blob, tail;
   auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &blob);
-  Joined j;
-  if (blob.size() != sizeof j) throw std::runtime_error("rendezvous: the leader's reply is not a pipeline join");
-  std::memcpy(&j, blob.data(), sizeof j);
-  if (j.block_tokens < 1 || j.kv_blocks < 0 || j.act_blocks < 0)
-    throw std::runtime_error("rendezvous: the leader sent impossible pool sizes");
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
   // Only this rank's layers' cache (the block ids are the leader's).
-  const PoolConfig pc{j.block_tokens, j.kv_blocks, j.act_blocks, DType::F16, 0, mine.first, mine.last};
+  const PoolConfig pc = DecodeJoin(blob, mine, DType::F16, &tail);
+  NcclIds j;
+  if (tail.size() != sizeof j) throw std::runtime_error("rendezvous: the leader's reply is not a GPU pipeline join");
+  std::memcpy(&j, tail.data(), sizeof j);
   std::unique_ptr<CachePools> pools = placement.empty()
                                           ? std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree)
                                           : PlacedPools(cfg, pc, placement);

@@ -16,15 +16,9 @@
 #include "core/weights.h"
 #include "cuda/cuda_backend.h"
 #include "pipeline/numa.h"
+#include "pipeline/ranks.h"
 
 namespace hs::pipeline {
-
-struct RankOptions {
-  int rank = 0;
-  int world_size = 1;
-  std::string leader_address;  // HOST:PORT
-  double timeout_s = 600;      // for the rendezvous (pods of a group may start minutes apart)
-};
 
 std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,
                                         const cuda::CudaOptions& o, const RankOptions& r);
