@@ -17,11 +17,16 @@ export interface ProcessCluster {
   stop(): Promise<void>;
 }
 
-export async function startProcessCluster(nodes: NodeSpec[], prefix: string, namespace = 'default'): Promise<ProcessCluster> {
+export async function startProcessCluster(
+  nodes: NodeSpec[],
+  prefix: string,
+  namespace = 'default',
+  extras: { leaderWorkerSet?: boolean } = {},
+): Promise<ProcessCluster> {
   if (!existsSync(join(ROOT, 'dist/cli/main.js')))
     throw new Error('dist/cli/main.js is missing: run `npm run build` before the operator e2e tests');
   const work = mkdtempSync(join(tmpdir(), prefix));
-  const cluster = await new TestCluster().start(nodes, { mode: 'process', workDir: work, cwd: ROOT, readyTimeoutMs: 60_000 });
+  const cluster = await new TestCluster().start(nodes, { mode: 'process', workDir: work, cwd: ROOT, readyTimeoutMs: 60_000 }, extras);
   const op = new Operator({
     server: cluster.url,
     leaseNamespace: namespace,

@@ -347,6 +347,10 @@ export class FakeApiServer {
     if (!d) throw new Error(`unknown resource ${group}/${version}/${plural}`);
     return d;
   }
+  /** Whether the resource is served now (LeaderWorkerSet only after installLeaderWorkerSet()). */
+  served(d: ResourceDef): boolean {
+    return this.defs.has(resKey(d));
+  }
   get(d: ResourceDef, namespace: string | undefined, name: string): Obj | undefined {
     const o = this.store.get(resKey(d))!.get(this.key(d, namespace, name));
     return o && clone(o);

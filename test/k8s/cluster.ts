@@ -5,6 +5,7 @@ import { crdManifest } from '../../operator/api/schema.js';
 import { FakeApiServer, type Obj } from './apiserver.js';
 import { SimulatedKubelet, type KubeletOptions } from './kubelet.js';
 import { SimulatedEndpointSliceController } from './endpointslices.js';
+import { SimulatedLwsController } from './lws-controller.js';
 
 export interface NodeSpec {
   name: string;
@@ -35,10 +36,13 @@ export class TestCluster {
   readonly api = new FakeApiServer();
   kubelet?: SimulatedKubelet;
   endpoints?: SimulatedEndpointSliceController;
+  lws?: SimulatedLwsController;
   url = '';
 
-  async start(nodes: NodeSpec[], kubelet?: KubeletOptions): Promise<this> {
+  /** `leaderWorkerSet`: serve the LWS API and, with a 'process' kubelet, run its groups as real processes (./lws-controller.ts). */
+  async start(nodes: NodeSpec[], kubelet?: KubeletOptions, extras: { leaderWorkerSet?: boolean } = {}): Promise<this> {
     this.api.registerCrd(crdManifest());
+    if (extras.leaderWorkerSet) this.api.installLeaderWorkerSet();
     this.api.bookmarkIntervalMs = 200;
     this.url = await this.api.start();
     for (const n of nodes) this.api.create(this.api.def('', 'v1', 'nodes'), undefined, nodeObject(n));
@@ -50,11 +54,16 @@ export class TestCluster {
     if (kubelet?.mode === 'process') {
       this.endpoints = new SimulatedEndpointSliceController(this.api);
       this.endpoints.start();
+      if (extras.leaderWorkerSet) {
+        this.lws = new SimulatedLwsController(this.api, kubelet);
+        this.lws.start();
+      }
     }
     return this;
   }
 
   async stop(): Promise<void> {
+    await this.lws?.stop();
     this.endpoints?.stop();
     await this.kubelet?.stop();
     await this.api.stop();

@@ -107,17 +107,22 @@ export function localServeArgs(containerArgs: readonly string[], o: { model: str
 
 /**
  * The process environment for a container's env (pure apart from `secret`): plain values copied,
- * secretKeyRef values looked up (base64 `data` or `stringData`); HYBRIDSERVE_PLAN_FILE points at
- * the local plan file. Throws when a referenced Secret or key is missing (the pod does not start).
+ * secretKeyRef values looked up (base64 `data` or `stringData`), fieldRef values of the form
+ * metadata.labels['k'] taken from the pod's `labels` (the downward API); HYBRIDSERVE_PLAN_FILE
+ * points at the local plan file. Throws when a referenced Secret or key is missing (the pod does
+ * not start).
  */
 export function localEnv(
   containerEnv: readonly Obj[] | undefined,
   planFile: string,
   secret: (name: string) => Obj | undefined,
+  labels: Record<string, string> = {},
 ): Record<string, string> {
   const out: Record<string, string> = {};
   for (const e of containerEnv ?? []) {
     if (typeof e.value === 'string') out[e.name] = e.value;
+    const label = /^metadata\.labels\['([^']+)'\]$/.exec(String(e.valueFrom?.fieldRef?.fieldPath ?? ''))?.[1];
+    if (label !== undefined && labels[label] !== undefined) out[e.name] = labels[label];
     const ref = e.valueFrom?.secretKeyRef;
     if (ref) {
       const s = secret(ref.name);
@@ -183,6 +188,45 @@ export async function freePort(): Promise<number> {
       s.close(() => resolve(p));
     });
   });
+}
+
+/** Starts `node dist/cli/main.js ARGS` as a pod's server process, its output to `log` line-prefixed with the pod name. */
+export function spawnServer(args: string[], env: Record<string, string>, o: KubeletOptions, podName: string): ChildProcess {
+  // The host's environment (PATH, test settings) with the pod's env on top.
+  const proc = spawn(process.execPath, ['dist/cli/main.js', ...args], {
+    cwd: o.cwd ?? process.cwd(),
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const log = (b: Buffer) => o.log?.(`[${podName}] ${b.toString().trimEnd()}`);
+  proc.stdout?.on('data', log);
+  proc.stderr?.on('data', log);
+  return proc;
+}
+
+/** Polls http://127.0.0.1:port + path until it answers 200 (true), or `current()` turns false or the time is up (false). */
+export async function waitHttpReady(port: number, path: string, current: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline && current()) {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}${path}`, { signal: AbortSignal.timeout(1000) });
+      if (res.ok) return current();
+    } catch {
+      /* not listening yet */
+    }
+    await new Promise((s) => setTimeout(s, 100));
+  }
+  return false;
+}
+
+/** Stops a server process: SIGTERM, SIGKILL after 3 s; resolves once it exited. */
+export async function stopServer(p: ChildProcess | undefined): Promise<void> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return;
+  const done = new Promise<void>((res) => p.once('exit', () => res()));
+  p.kill('SIGTERM');
+  const t = setTimeout(() => p.kill('SIGKILL'), 3000);
+  await done;
+  clearTimeout(t);
 }
 
 export class SimulatedKubelet {
@@ -371,13 +415,10 @@ export class SimulatedKubelet {
     try {
       const secret = (n: string) => this.api.get(this.secrets, r.namespace, n);
       const mounts = localSecretVolumes(r.volumes, r.container, r.dir, secret);
-      args = [
-        'dist/cli/main.js',
-        ...localPaths(
-          localServeArgs(r.container.args ?? [], { model: this.o.model ?? 'synthetic:opt-tiny', port: r.port, planFile: r.planFile }),
-          mounts,
-        ),
-      ];
+      args = localPaths(
+        localServeArgs(r.container.args ?? [], { model: this.o.model ?? 'synthetic:opt-tiny', port: r.port, planFile: r.planFile }),
+        mounts,
+      );
       env = localEnv(r.container.env, r.planFile, secret);
     } catch (e) {
       // As a kubelet does: the container is not created; try again a little later.
@@ -387,16 +428,8 @@ export class SimulatedKubelet {
       }, 500);
       return;
     }
-    // The host's environment (PATH, test settings) with the pod's env on top.
-    const proc = spawn(process.execPath, args, {
-      cwd: this.o.cwd ?? process.cwd(),
-      env: { ...process.env, ...env },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
+    const proc = spawnServer(args, env, this.o, r.name);
     r.proc = proc;
-    const log = (b: Buffer) => this.o.log?.(`[${r.name}] ${b.toString().trimEnd()}`);
-    proc.stdout?.on('data', log);
-    proc.stderr?.on('data', log);
     proc.on('exit', (code, sig) => {
       if (r.stopping || this.stopped) return;
       this.o.log?.(`[${r.name}] exited (${code ?? sig}); restarting`);
@@ -410,19 +443,9 @@ export class SimulatedKubelet {
   }
 
   private async waitReady(r: RunningPod, proc: ChildProcess): Promise<void> {
-    const deadline = Date.now() + (this.o.readyTimeoutMs ?? 60_000);
-    while (Date.now() < deadline && !r.stopping && !this.stopped && r.proc === proc && proc.exitCode === null) {
-      try {
-        const res = await fetch(`http://127.0.0.1:${r.port}/readyz`, { signal: AbortSignal.timeout(1000) });
-        if (res.ok) {
-          this.setReady(r.namespace, r.name, true, r.restarts);
-          return;
-        }
-      } catch {
-        /* not listening yet */
-      }
-      await new Promise((s) => setTimeout(s, 100));
-    }
+    const current = () => !r.stopping && !this.stopped && r.proc === proc && proc.exitCode === null;
+    if (await waitHttpReady(r.port, '/readyz', current, this.o.readyTimeoutMs ?? 60_000))
+      this.setReady(r.namespace, r.name, true, r.restarts);
   }
 
   private setReady(ns: string, name: string, ready: boolean, restarts = 0): void {
@@ -460,14 +483,7 @@ export class SimulatedKubelet {
 
   private async killProcess(r: RunningPod): Promise<void> {
     r.stopping = true;
-    const p = r.proc;
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const done = new Promise<void>((res) => p.once('exit', () => res()));
-      p.kill('SIGTERM');
-      const t = setTimeout(() => p.kill('SIGKILL'), 3000);
-      await done;
-      clearTimeout(t);
-    }
+    await stopServer(r.proc);
     try {
       rmSync(join(r.planFile, '..'), { recursive: true, force: true });
     } catch {
@@ -498,7 +514,7 @@ export function cpuPlan(text: string): string {
   }
 }
 
-function writeAtomic(file: string, text: string): void {
+export function writeAtomic(file: string, text: string): void {
   const tmp = `${file}.${randomBytes(3).toString('hex')}.tmp`;
   writeFileSync(tmp, text);
   renameSync(tmp, file);
