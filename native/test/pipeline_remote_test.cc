@@ -48,6 +48,46 @@ std::string ErrorOf(F f) {
   return "";
 }
 
+// A tiny Llama of `layers` layers, its weight source and pools of `blocks` KV and ACT blocks of 4 tokens.
+struct Tiny {
+  ModelConfig cfg;
+  WeightSource src;
+  PoolConfig pc;
+};
+Tiny TinyModel(int layers, uint64_t seed, int blocks) {
+  Tiny t{test::TinyLlama(2), {}, {}};
+  t.cfg.num_layers = layers;
+  t.src.seed = seed;
+  t.pc.block_tokens = 4;
+  t.pc.kv_blocks = t.pc.act_blocks = blocks;
+  return t;
+}
+
+// Only `r`'s layers of the weights or the cache, as a pod of a multi-node group holds them.
+WeightSource SliceOf(WeightSource src, LayerRange r) {
+  src.first_layer = r.first;
+  src.last_layer = r.last;
+  return src;
+}
+PoolConfig SliceOf(PoolConfig pc, LayerRange r) {
+  pc.first_layer = r.first;
+  pc.last_layer = r.last;
+  return pc;
+}
+
+// Rank 0 of a 2-rank pipeline over the loopback hubs: its CPU stage and the remote rank 1.
+std::unique_ptr<PipelineBackend> LoopbackLeader(const Tiny& t, const HostWeights& w, CachePools& pools,
+                                                std::unique_ptr<LeaderLink> link, LoopbackHub& acts,
+                                                LoopbackHub& logits) {
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::make_unique<cpu::CpuBackend>(t.cfg, w, pools, 1, SplitLayers(t.cfg.num_layers, 2)[0]));
+  std::vector<std::unique_ptr<Transport>> eps;
+  eps.push_back(acts.Endpoint(0));
+  auto remote =
+      std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(logits.Endpoint(0), 1), t.cfg.vocab_size);
+  return std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
+}
+
 }  // namespace
 
 HS_TEST(pipeline_plan_codec_round_trip) {
@@ -135,29 +175,17 @@ HS_TEST(pipeline_rendezvous_refuses_bad_ranks_and_times_out) {
 // ServeRank with its own rendezvous link, and only its layers' weights and cache) give the single
 // backend's logits, with two steps in flight.
 HS_TEST(pipeline_remote_rank_matches_one_backend) {
-  ModelConfig cfg = test::TinyLlama(2);
-  cfg.num_layers = 4;
-  WeightSource src;
-  src.seed = 7;
-  PoolConfig pc;
-  pc.block_tokens = 4;
-  pc.kv_blocks = 16;
-  pc.act_blocks = 16;
-  HostWeights w(cfg, src, DType::F32);
-  CachePools pools(cfg, pc);
+  const Tiny t = TinyModel(4, 7, 16);
+  const ModelConfig& cfg = t.cfg;
+  HostWeights w(cfg, t.src, DType::F32);
+  CachePools pools(cfg, t.pc);
   const auto split = SplitLayers(cfg.num_layers, 2);
   auto acts = std::make_shared<LoopbackHub>(2), logits_hub = std::make_shared<LoopbackHub>(2);
   auto link = LeaderLink::Listen("127.0.0.1:0", 2);
   const std::string at = "127.0.0.1:" + std::to_string(link->port());
   // Rank 1 holds only its layers' weights and cache, as a pod of a multi-node group does.
-  WeightSource src1 = src;
-  src1.first_layer = split[1].first;
-  src1.last_layer = split[1].last;
-  HostWeights w1(cfg, src1, DType::F32);
-  PoolConfig pc1 = pc;
-  pc1.first_layer = split[1].first;
-  pc1.last_layer = split[1].last;
-  CachePools pools1(cfg, pc1);
+  HostWeights w1(cfg, SliceOf(t.src, split[1]), DType::F32);
+  CachePools pools1(cfg, SliceOf(t.pc, split[1]));
   HS_CHECK(w1.find("layers.0.q_proj.weight") == nullptr && w1.find("layers.3.q_proj.weight") != nullptr);
   HS_CHECK(w1.total_bytes() < w.total_bytes());
   HS_CHECK(pools1.layer_base(CacheKind::KV, 0) == nullptr && pools1.layer_base(CacheKind::KV, 2) != nullptr);
@@ -171,13 +199,7 @@ HS_TEST(pipeline_remote_rank_matches_one_backend) {
     ServeRank(stage, *tr, *wl, out.get(), cfg.vocab_size);
   });
   link->AcceptRanks({}, 5.0);
-  std::vector<std::unique_ptr<Stage>> stages;
-  stages.push_back(std::make_unique<cpu::CpuBackend>(cfg, w, pools, 1, split[0]));
-  std::vector<std::unique_ptr<Transport>> eps;
-  eps.push_back(acts->Endpoint(0));
-  auto remote = std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(logits_hub->Endpoint(0), 1),
-                                                    cfg.vocab_size);
-  auto pipe = std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
+  auto pipe = LoopbackLeader(t, w, pools, std::move(link), *acts, *logits_hub);
   cpu::CpuBackend one(cfg, w, pools, 1);
 
   // Two sequences in two groups; each group steps in its own thread on the pipeline.
@@ -274,17 +296,10 @@ HS_TEST(pipeline_link_watch_sees_a_rank_go) {
 // and then dying: the step in flight fails with PeerLostError naming rank 1 within seconds, the
 // next step fails at once, and the backend closes without hanging.
 HS_TEST(pipeline_remote_rank_loss_fails_the_step) {
-  ModelConfig cfg = test::TinyLlama(2);
-  cfg.num_layers = 2;
-  WeightSource src;
-  src.seed = 3;
-  PoolConfig pc;
-  pc.block_tokens = 4;
-  pc.kv_blocks = 8;
-  pc.act_blocks = 8;
-  HostWeights w(cfg, src, DType::F32);
-  CachePools pools(cfg, pc);
-  const auto split = SplitLayers(cfg.num_layers, 2);
+  const Tiny t = TinyModel(2, 3, 8);
+  const ModelConfig& cfg = t.cfg;
+  HostWeights w(cfg, t.src, DType::F32);
+  CachePools pools(cfg, t.pc);
   auto acts = std::make_shared<LoopbackHub>(2), logits_hub = std::make_shared<LoopbackHub>(2);
   auto link = LeaderLink::Listen("127.0.0.1:0", 2);
   const std::string at = "127.0.0.1:" + std::to_string(link->port());
@@ -297,13 +312,7 @@ HS_TEST(pipeline_remote_rank_loss_fails_the_step) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   });  // returns: its link closes as a dying process's would, with no logits sent
   link->AcceptRanks({}, 5.0);
-  std::vector<std::unique_ptr<Stage>> stages;
-  stages.push_back(std::make_unique<cpu::CpuBackend>(cfg, w, pools, 1, split[0]));
-  std::vector<std::unique_ptr<Transport>> eps;
-  eps.push_back(acts->Endpoint(0));
-  auto remote = std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(logits_hub->Endpoint(0), 1),
-                                                    cfg.vocab_size);
-  auto pipe = std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
+  auto pipe = LoopbackLeader(t, w, pools, std::move(link), *acts, *logits_hub);
   const int32_t toks[3] = {5, 6, 7};
   const BlockRef b{CacheKind::KV, pools.Allocate(CacheKind::KV), Tier::Host};
   BatchPlan p;
@@ -330,15 +339,10 @@ HS_TEST(pipeline_remote_rank_loss_fails_the_step) {
 // leader's watch shuts the group's connections, rank 1's watch aborts its transport, and
 // ServeRank throws PeerLostError instead of waiting forever.
 HS_TEST(pipeline_serve_rank_ends_when_the_group_loses_a_rank) {
-  ModelConfig cfg = test::TinyLlama(2);
-  cfg.num_layers = 3;
-  WeightSource src;
-  PoolConfig pc;
-  pc.block_tokens = 4;
-  pc.kv_blocks = 4;
-  pc.act_blocks = 4;
-  HostWeights w(cfg, src, DType::F32);
-  CachePools pools(cfg, pc);
+  const Tiny t = TinyModel(3, 0, 4);
+  const ModelConfig& cfg = t.cfg;
+  HostWeights w(cfg, t.src, DType::F32);
+  CachePools pools(cfg, t.pc);
   const auto split = SplitLayers(cfg.num_layers, 3);
   auto acts = std::make_shared<LoopbackHub>(3);
   auto leader = LeaderLink::Listen("127.0.0.1:0", 3);
@@ -382,16 +386,10 @@ HS_TEST(pipeline_serve_rank_ends_when_the_group_loses_a_rank) {
 // loads only its layers, and the leader's logits equal one backend's; stopping the leader ends
 // every rank without an error.
 HS_TEST(pipeline_cpu_ranks_over_sockets_match_one_backend) {
-  ModelConfig cfg = test::TinyLlama(2);
-  cfg.num_layers = 5;
-  WeightSource src;
-  src.seed = 11;
-  PoolConfig pc;
-  pc.block_tokens = 4;
-  pc.kv_blocks = 16;
-  pc.act_blocks = 16;
-  HostWeights all(cfg, src, DType::F32);
-  CachePools one_pools(cfg, pc);
+  const Tiny t = TinyModel(5, 11, 16);
+  const ModelConfig& cfg = t.cfg;
+  HostWeights all(cfg, t.src, DType::F32);
+  CachePools one_pools(cfg, t.pc);
   cpu::CpuBackend one(cfg, all, one_pools, 1);
 
   auto probe = LeaderLink::Listen("127.0.0.1:0", 2);  // a free port for the leader
@@ -404,10 +402,7 @@ HS_TEST(pipeline_cpu_ranks_over_sockets_match_one_backend) {
   const auto split = SplitLayers(cfg.num_layers, 3);
   ErrorCode rank_code[3] = {ErrorCode::Internal, ErrorCode::Internal, ErrorCode::Internal};
   auto rank_thread = [&](int r) {
-    WeightSource mine = src;
-    mine.first_layer = split[r].first;
-    mine.last_layer = split[r].last;
-    HostWeights w(cfg, mine, DType::F32);
+    HostWeights w(cfg, SliceOf(t.src, split[r]), DType::F32);
     RankOptions me = ro;
     me.rank = r;
     try {
@@ -418,14 +413,8 @@ HS_TEST(pipeline_cpu_ranks_over_sockets_match_one_backend) {
     }
   };
   std::thread rank1(rank_thread, 1), rank2(rank_thread, 2);
-  WeightSource mine0 = src;
-  mine0.first_layer = split[0].first;
-  mine0.last_layer = split[0].last;
-  HostWeights w0(cfg, mine0, DType::F32);
-  PoolConfig pc0 = pc;
-  pc0.first_layer = split[0].first;
-  pc0.last_layer = split[0].last;
-  CachePools pools0(cfg, pc0);
+  HostWeights w0(cfg, SliceOf(t.src, split[0]), DType::F32);
+  CachePools pools0(cfg, SliceOf(t.pc, split[0]));
   RankOptions lead = ro;  // the rank threads read `ro`
   lead.rank = 0;
   auto leader = MakeCpuLeader(cfg, w0, pools0, 1, lead);

@@ -190,6 +190,24 @@ export async function freePort(): Promise<number> {
   });
 }
 
+/** Writes an object's status through the status subresource unless it already reads so; an object gone meanwhile is fine. */
+export function writeStatus(api: FakeApiServer, def: ResourceDef, obj: Obj, status: Obj): void {
+  if (JSON.stringify(obj.status ?? {}) === JSON.stringify(status)) return;
+  try {
+    api.update(
+      def,
+      obj.metadata.namespace,
+      obj.metadata.name,
+      (o) => {
+        o.status = status;
+      },
+      'status',
+    );
+  } catch {
+    /* object went away meanwhile */
+  }
+}
+
 /** Starts `node dist/cli/main.js ARGS` as a pod's server process, its output to `log` line-prefixed with the pod name. */
 export function spawnServer(args: string[], env: Record<string, string>, o: KubeletOptions, podName: string): ChildProcess {
   // The host's environment (PATH, test settings) with the pod's env on top.
@@ -338,19 +356,7 @@ export class SimulatedKubelet {
         updatedReplicas: pods.length,
         observedGeneration: d.metadata.generation,
       };
-      if (JSON.stringify(d.status ?? {}) !== JSON.stringify(status)) {
-        this.safe(() =>
-          this.api.update(
-            this.deps,
-            ns,
-            d.metadata.name,
-            (o) => {
-              o.status = status;
-            },
-            'status',
-          ),
-        );
-      }
+      writeStatus(this.api, this.deps, d, status);
     }
   }
 

@@ -31,6 +31,7 @@ import {
   stopServer,
   waitHttpReady,
   writeAtomic,
+  writeStatus,
   type KubeletOptions,
 } from './kubelet.js';
 
@@ -148,7 +149,7 @@ export class SimulatedLwsController {
         seen.add(key);
         if (!this.groups.has(key)) await this.createGroup(lws, g, key);
       }
-      this.writeStatus(lws);
+      this.writeLwsStatus(lws);
     }
     for (const [key, g] of this.groups) {
       if (seen.has(key)) continue;
@@ -272,27 +273,18 @@ export class SimulatedLwsController {
 
   private setReady(g: Group, p: GroupPod, ready: boolean): void {
     p.ready = ready;
-    this.safe(() =>
-      this.api.update(
-        this.pods,
-        g.namespace,
-        p.name,
-        (o) => {
-          o.status = {
-            phase: 'Running',
-            podIP: '127.0.0.1',
-            conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
-            containerStatuses: [{ name: 'server', ready, restartCount: this.groupRestarts }],
-          };
-        },
-        'status',
-      ),
-    );
+    const status = {
+      phase: 'Running',
+      podIP: '127.0.0.1',
+      conditions: [{ type: 'Ready', status: ready ? 'True' : 'False' }],
+      containerStatuses: [{ name: 'server', ready, restartCount: this.groupRestarts }],
+    };
+    writeStatus(this.api, this.pods, { metadata: { namespace: g.namespace, name: p.name } }, status);
     const lws = this.api.get(this.lwsDef, g.namespace, g.lws);
-    if (lws) this.writeStatus(lws);
+    if (lws) this.writeLwsStatus(lws);
   }
 
-  private writeStatus(lws: Obj): void {
+  private writeLwsStatus(lws: Obj): void {
     const ns = lws.metadata.namespace;
     const replicas: number = lws.spec?.replicas ?? 1;
     const mine = [...this.groups.values()].filter((g) => g.namespace === ns && g.lws === lws.metadata.name && g.index < replicas);
@@ -305,18 +297,7 @@ export class SimulatedLwsController {
         { type: 'Progressing', status: ready >= replicas ? 'False' : 'True' },
       ],
     };
-    if (JSON.stringify(lws.status ?? {}) === JSON.stringify(status)) return;
-    this.safe(() =>
-      this.api.update(
-        this.lwsDef,
-        ns,
-        lws.metadata.name,
-        (o) => {
-          o.status = status;
-        },
-        'status',
-      ),
-    );
+    writeStatus(this.api, this.lwsDef, lws, status);
   }
 
   private syncPlanFiles(cm: Obj): void {
