@@ -15,6 +15,7 @@
 #include "pipeline/layer_split.h"
 #include "pipeline/loopback_transport.h"
 #include "pipeline/plan_codec.h"
+#include "pipeline/ranks.h"
 #include "pipeline/remote.h"
 #include "pipeline/rendezvous.h"
 #include "test.h"
@@ -150,16 +151,31 @@ HS_TEST(pipeline_rendezvous_hands_out_ids_and_frames) {
 }
 
 HS_TEST(pipeline_rendezvous_refuses_bad_ranks_and_times_out) {
-  // A rank with another world size ends the rendezvous with a message naming both.
-  auto leader = LeaderLink::Listen("127.0.0.1:0", 2);
-  const std::string at = "127.0.0.1:" + std::to_string(leader->port());
-  std::thread w([&] {
-    std::vector<uint8_t> r;
-    ErrorOf([&] { WorkerLink::Connect(at, 1, 3, 2.0, &r); });
-  });
-  const std::string e = ErrorOf([&] { leader->AcceptRanks({}, 2.0); });
-  w.join();
+  // A rank with another world size, or another model, ends the rendezvous with a message naming
+  // the difference, on the leader and on that rank.
+  const ModelConfig cfg = test::TinyLlama(2);
+  ModelConfig other = cfg;
+  other.ffn_size += 8;
+  const uint64_t key = ModelKey(cfg, WeightFormat::Native);
+  HS_CHECK(key != ModelKey(other, WeightFormat::Native) && key != ModelKey(cfg, WeightFormat::FP8));
+  auto refused = [&](int world, uint64_t worker_key) {
+    auto leader = LeaderLink::Listen("127.0.0.1:0", 2, key);
+    const std::string at = "127.0.0.1:" + std::to_string(leader->port());
+    std::string at_worker;
+    std::thread w([&] {
+      std::vector<uint8_t> r;
+      at_worker = ErrorOf([&] { WorkerLink::Connect(at, 1, world, 2.0, &r, 0, worker_key); });
+    });
+    const std::string at_leader = ErrorOf([&] { leader->AcceptRanks({}, 2.0); });
+    w.join();
+    return std::make_pair(at_leader, at_worker);
+  };
+  const auto [e, ew] = refused(3, key);
   HS_CHECK(e.find("world size 3") != std::string::npos);
+  HS_CHECK(ew.find("the leader refused this rank: rank 1 says world size 3") != std::string::npos);
+  const auto [m, mw] = refused(2, ModelKey(other, WeightFormat::Native));
+  HS_CHECK(m.find("rank 1 loaded another model than rank 0") != std::string::npos);
+  HS_CHECK(mw.find("refused this rank: rank 1 loaded another model") != std::string::npos);
   // Nobody joins: a timeout, within the bound.
   auto lonely = LeaderLink::Listen("127.0.0.1:0", 2);
   const auto t0 = std::chrono::steady_clock::now();

@@ -113,6 +113,22 @@ describe('serve --device cpu --world-size 2: two processes', () => {
     expect(leader.output()).toMatch(/the engine cannot serve any more: pipeline rank 1/);
   });
 
+  test('a rank that loaded another model is refused: both exit 1 and say why', async () => {
+    const at = `127.0.0.1:${await freePort()}`;
+    const pipeline = ['--device', 'cpu', '--world-size', '2', '--leader-address', at];
+    const rank1 = await runServe(
+      ['--model', 'synthetic:opt-tiny?seed=1', ...pipeline, '--rank', '1', '--weight-dtype', 'int8'],
+      {},
+      { waitListening: false },
+    );
+    const leader = await runServe(['--model', 'synthetic:opt-tiny', ...pipeline, '--rank', '0'], {}, { waitListening: false });
+    procs.push(rank1, leader);
+    expect(await exitWithin(leader, 30_000)).toBe(1);
+    expect(await exitWithin(rank1, 30_000)).toBe(1);
+    expect(leader.output()).toMatch(/rank 1 loaded another model than rank 0/);
+    expect(rank1.output()).toMatch(/the leader refused this rank: rank 1 loaded another model/);
+  });
+
   test('rank 0 killed: rank 1 exits 1 saying the leader is gone', async () => {
     const { leader, rank1 } = await startPair();
     expect(await tokensOf(leader.url, PROMPTS[2])).toHaveLength(12);

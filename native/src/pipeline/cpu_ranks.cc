@@ -67,7 +67,7 @@ std::unique_ptr<Backend> MakeCpuLeader(const ModelConfig& cfg, const HostWeights
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[0];
   auto stage = std::make_unique<cpu::CpuBackend>(cfg, weights, pools, threads, mine);
   DataListener data;  // the last rank's logits come here
-  auto link = LeaderLink::Listen(r.leader_address, r.world_size);
+  auto link = LeaderLink::Listen(r.leader_address, r.world_size, ModelKey(cfg, weights.format()));
   std::vector<RankHello> ranks;
   link->AcceptRanksReplying(
       [&](const std::vector<RankHello>& hellos, int) {
@@ -95,7 +95,8 @@ void RunCpuRank(const ModelConfig& cfg, const HostWeights& weights, int threads,
   if (r.rank == 0) throw std::invalid_argument("rank 0 leads: use MakeCpuLeader");
   DataListener data;  // rank r - 1's activations come here
   std::vector<uint8_t> blob, tail;
-  auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &blob, data.port());
+  auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &blob, data.port(),
+                                  ModelKey(cfg, weights.format()));
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
   const PoolConfig pc = DecodeJoin(blob, mine, DType::F32, &tail);
   const std::vector<DataAddress> at = DecodeAddresses(tail, r.world_size, LeaderHost(r));

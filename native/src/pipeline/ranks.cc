@@ -12,6 +12,26 @@ void CheckRank(const ModelConfig& cfg, const RankOptions& r) {
   if (r.world_size > cfg.num_layers) throw std::invalid_argument("more pipeline ranks than layers");
 }
 
+uint64_t ModelKey(const ModelConfig& cfg, WeightFormat format) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a, 64 bits
+  auto mix = [&h](uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  float eps = cfg.norm_eps, theta = cfg.rope_theta;
+  uint32_t eps_bits, theta_bits;
+  std::memcpy(&eps_bits, &eps, 4);
+  std::memcpy(&theta_bits, &theta, 4);
+  for (uint64_t v : {(uint64_t)cfg.arch, (uint64_t)cfg.vocab_size, (uint64_t)cfg.hidden_size, (uint64_t)cfg.num_layers,
+                     (uint64_t)cfg.num_heads, (uint64_t)cfg.num_kv_heads, (uint64_t)cfg.head_dim,
+                     (uint64_t)cfg.ffn_size, (uint64_t)cfg.max_positions, (uint64_t)eps_bits, (uint64_t)theta_bits,
+                     (uint64_t)cfg.tie_embeddings, (uint64_t)format})
+    mix(v);
+  return h == 0 ? 1 : h;
+}
+
 namespace {
 struct JoinSizes {
   int32_t block_tokens, kv_blocks, act_blocks;
@@ -20,9 +40,9 @@ struct JoinSizes {
 
 std::vector<uint8_t> EncodeJoin(const PoolConfig& leader, const std::vector<uint8_t>& tail) {
   const JoinSizes j{leader.block_tokens, leader.kv_blocks, leader.act_blocks};
-  std::vector<uint8_t> v(sizeof j);
+  std::vector<uint8_t> v(sizeof j + tail.size());
   std::memcpy(v.data(), &j, sizeof j);
-  v.insert(v.end(), tail.begin(), tail.end());
+  if (!tail.empty()) std::memcpy(v.data() + sizeof j, tail.data(), tail.size());
   return v;
 }
 

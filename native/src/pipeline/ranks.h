@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/cache_pools.h"
+#include "core/quant.h"
 #include "core/types.h"
 #include "pipeline/layer_split.h"
 
@@ -22,6 +23,10 @@ struct RankOptions {
 
 // Throws std::invalid_argument unless 0 <= rank < world_size, 2 <= world_size <= numLayers.
 void CheckRank(const ModelConfig& cfg, const RankOptions& r);
+
+// What the ranks of one group must agree on, as one number for the rendezvous hello: the model's
+// shape and the weight format (the weights themselves are not compared). Never 0.
+uint64_t ModelKey(const ModelConfig& cfg, WeightFormat format);
 
 // The leader's reply: its pool sizes, then `tail`.
 std::vector<uint8_t> EncodeJoin(const PoolConfig& leader, const std::vector<uint8_t>& tail);

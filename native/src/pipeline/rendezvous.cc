@@ -20,8 +20,8 @@
 namespace hs::pipeline {
 namespace {
 
-constexpr uint32_t kHelloMagic = 0x32525348;  // "HSR2": magic, rank, world size, data port
-enum Frame : uint32_t { kData = 1, kStop = 2 };
+constexpr uint32_t kHelloMagic = 0x33525348;  // "HSR3": magic, rank, world size, data port, model key
+enum Frame : uint32_t { kData = 1, kStop = 2, kRefused = 3 };
 
 using Clock = std::chrono::steady_clock;
 
@@ -111,7 +111,7 @@ void SplitHostPort(const std::string& address, std::string* host, int* port) {
   *port = v;
 }
 
-std::unique_ptr<LeaderLink> LeaderLink::Listen(const std::string& address, int world_size) {
+std::unique_ptr<LeaderLink> LeaderLink::Listen(const std::string& address, int world_size, uint64_t model_key) {
   std::string host;
   int port = 0;
   SplitHostPort(address, &host, &port);
@@ -134,6 +134,7 @@ std::unique_ptr<LeaderLink> LeaderLink::Listen(const std::string& address, int w
   std::unique_ptr<LeaderLink> link(new LeaderLink());
   link->listen_fd_ = lfd;
   link->world_size_ = world_size;
+  link->model_key_ = model_key;
   link->port_ = ntohs(a.sin6_port);
   link->fds_.assign(world_size - 1, -1);
   return link;
@@ -177,16 +178,21 @@ void LeaderLink::AcceptRanksReplying(const ReplyFor& reply_for, double timeout_s
     // on. A rank that contradicts the group (world size, duplicate, range) ends the rendezvous.
     try {
       if (!Readable(fd, deadline)) throw std::runtime_error("no hello");
-      timeval tv{1, 0};  // a hello is 16 bytes: a peer that stalls inside it is dropped, not waited for
+      timeval tv{1, 0};  // a hello is 24 bytes: a peer that stalls inside it is dropped, not waited for
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       const uint32_t magic = Read<uint32_t>(fd);
       if (magic != kHelloMagic) throw std::runtime_error("not a rank");
       const int32_t rank = Read<int32_t>(fd), world = Read<int32_t>(fd), data_port = Read<int32_t>(fd);
+      const uint64_t key = Read<uint64_t>(fd);
       if (world != world_size)
         throw RankError("rank " + std::to_string(rank) + " says world size " + std::to_string(world) +
                         ", the leader has " + std::to_string(world_size));
       if (rank < 1 || rank >= world_size || fds_[rank - 1] >= 0)
         throw RankError("rank " + std::to_string(rank) + " is out of range or joined twice");
+      if (model_key_ != 0 && key != model_key_)
+        throw RankError("rank " + std::to_string(rank) +
+                        " loaded another model than rank 0 (its model config differs: every rank needs the same "
+                        "model and weight format)");
       if (data_port < 0 || data_port > 65535) throw std::runtime_error("not a rank");
       ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       KeepAlive(fd);
@@ -196,6 +202,10 @@ void LeaderLink::AcceptRanksReplying(const ReplyFor& reply_for, double timeout_s
       fds_[rank - 1] = fd;
       ++joined;
     } catch (const RankError& e) {
+      try {
+        SendFrame(fd, kRefused, std::vector<uint8_t>(e.what(), e.what() + std::strlen(e.what())));
+      } catch (...) {  // the rank is gone already: it learns nothing, the leader still fails
+      }
       ::close(fd);
       fail(e.what());
     } catch (const std::runtime_error&) {
@@ -280,7 +290,7 @@ void LinkWatch::Run() {
 }
 
 std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int rank, int world_size, double timeout_s,
-                                                std::vector<uint8_t>* reply, int data_port) {
+                                                std::vector<uint8_t>* reply, int data_port, uint64_t model_key) {
   std::string host;
   int port = 0;
   SplitHostPort(address, &host, &port);
@@ -312,6 +322,7 @@ std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int 
   const int32_t hello[3] = {rank, world_size, data_port};
   WriteAll(link->fd_, &magic, sizeof magic);
   WriteAll(link->fd_, hello, sizeof hello);
+  WriteAll(link->fd_, &model_key, sizeof model_key);
   bool answered = false;
   try {
     answered = Readable(link->fd_, deadline) && link->Receive(reply);
@@ -336,6 +347,11 @@ bool WorkerLink::Receive(std::vector<uint8_t>* frame) {
     throw PeerLostError("pipeline rank 0 (the leader) disconnected without stopping the pipeline");
   const uint64_t n = Read<uint64_t>(fd_);
   if (type == kStop) return false;
+  if (type == kRefused && n <= 4096) {
+    std::string why(n, '\0');
+    if (n && !ReadAll(fd_, why.data(), n)) why = "(no reason)";
+    throw std::runtime_error("rendezvous: the leader refused this rank: " + why);
+  }
   if (type != kData || n > kMaxFrameBytes) throw std::runtime_error("rendezvous: malformed frame from the leader");
   frame->resize(n);
   if (n && !ReadAll(fd_, frame->data(), n)) throw std::runtime_error("rendezvous: connection closed mid-frame");

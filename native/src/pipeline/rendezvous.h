@@ -1,7 +1,9 @@
 // The small TCP rendezvous of a pipeline whose stages run in several processes (one per GPU or
 // pod). Rank 0, the leader, listens at --leader-address; every other rank connects, says who it is
-// (rank, world size, and the port of its own data listener, if it has one) and, once every rank
-// has joined, gets a reply blob (the NCCL unique ids, or the data addresses of the other ranks). The connections then
+// (rank, world size, the key of the model it loaded, and the port of its own data listener, if it
+// has one) and, once every rank has joined, gets a reply blob (the NCCL unique ids, or the data
+// addresses of the other ranks). A rank that contradicts the group is refused with a reason it
+// reports (another world size or model, a rank out of range or taken). The connections then
 // stay open as the control channel: the leader sends each step's plan as a frame, in step order, to every rank. Only
 // plans and ids go over the socket; activations go over NCCL. Bounded: connecting and accepting give up after
 // `timeout_s`; frames are at most kMaxFrameBytes. A lost rank is noticed on these connections (LinkWatch): a process
@@ -56,7 +58,8 @@ struct RankHello {
 class LeaderLink {
  public:
   // Listens on the address's port on all interfaces (port 0: one the kernel picks, see port()).
-  static std::unique_ptr<LeaderLink> Listen(const std::string& address, int world_size);
+  // `model_key` (pipeline/ranks.h ModelKey; 0: unchecked) must equal every rank's.
+  static std::unique_ptr<LeaderLink> Listen(const std::string& address, int world_size, uint64_t model_key = 0);
   // Accepts one connection per rank 1..world_size-1 and, once all have joined, answers rank r with
   // reply_for(hellos, r) (hellos by rank - 1). A connection that is not a rank's hello is dropped;
   // throws std::runtime_error on timeout, a duplicate or out-of-range rank, or a rank with another
@@ -78,16 +81,18 @@ class LeaderLink {
   LeaderLink() = default;
   int listen_fd_ = -1;
   int world_size_ = 1;
+  uint64_t model_key_ = 0;
   std::vector<int> fds_;  // by rank - 1
   int port_ = 0;
 };
 
 class WorkerLink {
  public:
-  // Connects to the leader (retrying until `timeout_s`), says hello (with this rank's data
-  // listener port, 0 for none), returns the leader's reply.
+  // Connects to the leader (retrying until `timeout_s`), says hello (with this rank's model key and
+  // data listener port, 0 for none), returns the leader's reply. Throws std::runtime_error with
+  // the leader's reason when it refuses this rank.
   static std::unique_ptr<WorkerLink> Connect(const std::string& address, int rank, int world_size, double timeout_s,
-                                             std::vector<uint8_t>* reply, int data_port = 0);
+                                             std::vector<uint8_t>* reply, int data_port = 0, uint64_t model_key = 0);
   ~WorkerLink();
   // The next frame; false once the leader stopped (its stop frame). A connection that ends without
   // one is a lost leader: PeerLostError.
