@@ -32,6 +32,8 @@ export interface PipelineConfig {
   rank: number;
   worldSize: number;
   leaderAddress?: string;
+  /** HYBRIDSERVE_PIPELINE_TOKEN (env only: never in a process's argv): the group's shared secret. */
+  token?: string;
 }
 
 type PipelineValues = { [K in keyof typeof PIPELINE_OPTIONS]?: string };
@@ -50,7 +52,16 @@ export function parsePipelineArgs(v: PipelineValues, env: NodeJS.ProcessEnv, dev
     throw new CliError(`${command}: --world-size ${worldSize} needs --leader-address HOST:PORT (or HYBRIDSERVE_LEADER_ADDRESS)`);
   if (worldSize > 1 && gpus !== 1) throw new CliError(`${command}: --world-size ${worldSize} runs one GPU per process: drop --gpus`);
   if (worldSize > 1 && stages !== 1) throw new CliError(`${command}: --world-size ${worldSize} runs one stage per process: drop --stages`);
-  return { gpus, stages, rank, worldSize, ...(leaderAddress !== undefined ? { leaderAddress } : {}) };
+  const token = worldSize > 1 ? pipelineToken(env, command) : undefined;
+  return { gpus, stages, rank, worldSize, ...(leaderAddress !== undefined ? { leaderAddress } : {}), ...(token ? { token } : {}) };
+}
+
+/** The group's shared secret from HYBRIDSERVE_PIPELINE_TOKEN; its value never appears in a message. */
+function pipelineToken(env: NodeJS.ProcessEnv, command: string): string | undefined {
+  const token = env.HYBRIDSERVE_PIPELINE_TOKEN;
+  if (token === undefined || token === '') return undefined;
+  if (Buffer.byteLength(token) > 256) throw new CliError(`${command}: HYBRIDSERVE_PIPELINE_TOKEN is longer than 256 bytes`);
+  return token;
 }
 
 function parseGpus(text: string | undefined, device: string, command: string): number | 'auto' {

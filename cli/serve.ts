@@ -200,8 +200,14 @@ export function servingLanes(cfg: Pick<ServeConfig, 'stepsInFlight' | 'pipeline'
   }
 }
 
-function leaderOf(p: PipelineConfig): { rank: number; worldSize: number; leaderAddress: string } {
-  return { rank: p.rank, worldSize: p.worldSize, leaderAddress: p.leaderAddress! };
+/** Without a token any peer that reaches the ports may join the pipeline: say so (the operator always sets one). */
+function warnIfOpen(p: PipelineConfig, log: Log): void {
+  if (!p.token)
+    log.warn('HYBRIDSERVE_PIPELINE_TOKEN is not set: any peer that reaches the rendezvous and data ports may join this pipeline');
+}
+
+function leaderOf(p: PipelineConfig): { rank: number; worldSize: number; leaderAddress: string; pipelineToken?: string } {
+  return { rank: p.rank, worldSize: p.worldSize, leaderAddress: p.leaderAddress!, ...(p.token ? { pipelineToken: p.token } : {}) };
 }
 
 /**
@@ -213,6 +219,7 @@ async function runPipelineRank(cfg: ServeConfig, log: Log): Promise<number> {
   const model = await loadModel(cfg.model).catch((err: Error) => {
     throw new CliError(`serve: ${err.message}`, 1);
   });
+  warnIfOpen(p, log);
   const health = await listenRankHealth(cfg.host, cfg.port, p.rank);
   log.info(`pipeline rank ${p.rank} of ${p.worldSize}: joining rank 0 at ${p.leaderAddress}; /healthz on ${health.address}`);
   try {
@@ -272,6 +279,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (cfg.pipeline.rank > 0) return runPipelineRank(cfg, log);
   if (cfg.pipeline.worldSize > 1 && cfg.prefixCaching) log.info('prefix caching is off: stages run in several processes');
+  if (cfg.pipeline.worldSize > 1) warnIfOpen(cfg.pipeline, log);
   const plan = readStartPlan(cfg.planFile, log);
   const threads = capThreads(cfg.threads, availableParallelism());
   if (threads.note) log.warn(threads.note);

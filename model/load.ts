@@ -119,10 +119,11 @@ export interface EngineSizing {
   /** Pipeline stages (issue 15): engine options gpus (cuda) and stages (cpu). */
   gpus?: number;
   stages?: number;
-  /** Stages in several processes (engine options rank, worldSize, leaderAddress). */
+  /** Stages in several processes (engine options rank, worldSize, leaderAddress, pipelineToken). */
   rank?: number;
   worldSize?: number;
   leaderAddress?: string;
+  pipelineToken?: string;
 }
 
 /**
@@ -168,7 +169,12 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.gpus !== undefined && sizing.gpus > 1 ? { gpus: sizing.gpus } : {}),
     ...(sizing.stages !== undefined && sizing.stages > 1 ? { stages: sizing.stages } : {}),
     ...(sizing.worldSize !== undefined && sizing.worldSize > 1
-      ? { rank: sizing.rank ?? 0, worldSize: sizing.worldSize, leaderAddress: sizing.leaderAddress }
+      ? {
+          rank: sizing.rank ?? 0,
+          worldSize: sizing.worldSize,
+          leaderAddress: sizing.leaderAddress,
+          ...(sizing.pipelineToken ? { pipelineToken: sizing.pipelineToken } : {}),
+        }
       : {}),
   };
 }

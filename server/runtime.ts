@@ -55,6 +55,7 @@ export interface RuntimeOptions {
   rank?: number;
   worldSize?: number;
   leaderAddress?: string;
+  pipelineToken?: string;
 }
 
 export interface LoadProgress {
@@ -339,7 +340,9 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     prefixCaching: o.prefixCaching ?? true,
     ...(gpus !== undefined ? { gpus } : {}),
     ...(o.stages !== undefined ? { stages: o.stages } : {}),
-    ...(o.worldSize !== undefined && o.worldSize > 1 ? { rank: o.rank ?? 0, worldSize: o.worldSize, leaderAddress: o.leaderAddress } : {}),
+    ...(o.worldSize !== undefined && o.worldSize > 1
+      ? { rank: o.rank ?? 0, worldSize: o.worldSize, leaderAddress: o.leaderAddress, pipelineToken: o.pipelineToken }
+      : {}),
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;

@@ -8,6 +8,9 @@
 #include <cstring>
 #include <mutex>
 #include <thread>
+#include <tuple>
+
+#include <unistd.h>
 
 #include "core/errors.h"
 #include "cpu/cpu_backend.h"
@@ -18,6 +21,7 @@
 #include "pipeline/ranks.h"
 #include "pipeline/remote.h"
 #include "pipeline/rendezvous.h"
+#include "pipeline/socket_transport.h"
 #include "test.h"
 #include "test_util.h"
 
@@ -158,15 +162,15 @@ HS_TEST(pipeline_rendezvous_refuses_bad_ranks_and_times_out) {
   other.ffn_size += 8;
   const uint64_t key = ModelKey(cfg, WeightFormat::Native);
   HS_CHECK(key != ModelKey(other, WeightFormat::Native) && key != ModelKey(cfg, WeightFormat::FP8));
-  auto refused = [&](int world, uint64_t worker_key) {
-    auto leader = LeaderLink::Listen("127.0.0.1:0", 2, key);
+  auto refused = [&](int world, uint64_t worker_key, const std::string& token = "s3cret") {
+    auto leader = LeaderLink::Listen("127.0.0.1:0", 2, GroupCheck{key, "s3cret"});
     const std::string at = "127.0.0.1:" + std::to_string(leader->port());
     std::string at_worker;
     std::thread w([&] {
       std::vector<uint8_t> r;
-      at_worker = ErrorOf([&] { WorkerLink::Connect(at, 1, world, 2.0, &r, 0, worker_key); });
+      at_worker = ErrorOf([&] { WorkerLink::Connect(at, 1, world, 2.0, &r, 0, GroupCheck{worker_key, token}); });
     });
-    const std::string at_leader = ErrorOf([&] { leader->AcceptRanks({}, 2.0); });
+    const std::string at_leader = ErrorOf([&] { leader->AcceptRanks({}, 0.5); });
     w.join();
     return std::make_pair(at_leader, at_worker);
   };
@@ -176,6 +180,12 @@ HS_TEST(pipeline_rendezvous_refuses_bad_ranks_and_times_out) {
   const auto [m, mw] = refused(2, ModelKey(other, WeightFormat::Native));
   HS_CHECK(m.find("rank 1 loaded another model than rank 0") != std::string::npos);
   HS_CHECK(mw.find("refused this rank: rank 1 loaded another model") != std::string::npos);
+  // A peer without the token is refused before anything else it says counts: its (wrong) world size
+  // does not end the rendezvous, which times out waiting for a real rank; the token is never echoed.
+  const auto [t, tw] = refused(3, key, "guess");
+  HS_CHECK(t.find("timed out with 0 of 1 ranks joined") != std::string::npos);
+  HS_CHECK(tw.find("wrong pipeline token") != std::string::npos);
+  HS_CHECK(tw.find("s3cret") == std::string::npos && t.find("s3cret") == std::string::npos);
   // Nobody joins: a timeout, within the bound.
   auto lonely = LeaderLink::Listen("127.0.0.1:0", 2);
   const auto t0 = std::chrono::steady_clock::now();
@@ -415,6 +425,7 @@ HS_TEST(pipeline_cpu_ranks_over_sockets_match_one_backend) {
   ro.world_size = 3;
   ro.leader_address = "127.0.0.1:" + std::to_string(port);
   ro.timeout_s = 10;
+  ro.token = "group-secret";  // the hellos and every data connection carry it
   const auto split = SplitLayers(cfg.num_layers, 3);
   ErrorCode rank_code[3] = {ErrorCode::Internal, ErrorCode::Internal, ErrorCode::Internal};
   auto rank_thread = [&](int r) {
@@ -456,4 +467,28 @@ HS_TEST(pipeline_cpu_ranks_over_sockets_match_one_backend) {
   rank1.join();
   rank2.join();
   HS_CHECK(rank_code[1] == ErrorCode::Internal && rank_code[2] == ErrorCode::Internal);  // no error at all
+}
+
+// A data listener takes only the expected peers with the group's token: a stranger's connection
+// (wrong token, or another rank or channel) is dropped and the real peer still gets in.
+HS_TEST(pipeline_data_listener_refuses_strangers) {
+  DataListener data;
+  std::thread peers([&] {
+    for (const auto& [rank, token, channel] :
+         std::vector<std::tuple<int, std::string, DataChannel>>{{1, "guess", DataChannel::Activations},
+                                                                {2, "tok", DataChannel::Activations},
+                                                                {1, "tok", DataChannel::Logits},
+                                                                {1, "tok", DataChannel::Activations}}) {
+      const int fd = DialPeer("127.0.0.1", data.port(), channel, rank, 2.0, token);
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      ::close(fd);  // its introduction is in the listener's socket already
+    }
+  });
+  const auto got = data.AcceptPeers(DataChannel::Activations, {1}, 5.0, "tok");
+  peers.join();
+  HS_CHECK_EQ(got.size(), (size_t)1);
+  HS_CHECK(got.count(1) == 1);
+  SocketTransport owner(0, 2, got);
+  HS_CHECK(ErrorOf([&] { data.AcceptPeers(DataChannel::Activations, {1}, 0.2, "tok"); }).find("timed out") !=
+           std::string::npos);
 }

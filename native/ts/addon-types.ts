@@ -87,6 +87,8 @@ export interface NativeEngineOptions {
   rank?: number;
   worldSize?: number;
   leaderAddress?: string;
+  /** The group's shared secret (at most 256 bytes): every rank's hello and data connection must carry it. Never echoed. */
+  pipelineToken?: string;
 }
 
 export interface NativeSamplingParams {

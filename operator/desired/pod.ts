@@ -150,6 +150,7 @@ const OPERATOR_ENV = new Set([
   'HYBRIDSERVE_RANK',
   'HYBRIDSERVE_WORLD_SIZE',
   'HYBRIDSERVE_LEADER_ADDRESS',
+  'HYBRIDSERVE_PIPELINE_TOKEN',
 ]);
 
 /**
@@ -157,11 +158,15 @@ const OPERATOR_ENV = new Set([
  * (downward API: set on every pod of the group, 0 on the leader); the world size is the group
  * size; the leader address is LWS_LEADER_ADDRESS (injected by LWS into every container), expanded
  * by the kubelet in args, where, unlike in env values, the order of the variables does not matter.
+ * The pipeline token is the HSD's uid: the ranks' rendezvous and data connections refuse a peer
+ * without it, which keeps out pods that cannot read this namespace's objects (networkPolicy keeps
+ * out the rest).
  */
-function pipelineEnv(p: PipelineRole): Obj[] {
+function pipelineEnv(hsd: HybridServeDeployment, p: PipelineRole): Obj[] {
   return [
     { name: 'HYBRIDSERVE_RANK', valueFrom: { fieldRef: { fieldPath: `metadata.labels['${LWS_WORKER_INDEX_LABEL}']` } } },
     { name: 'HYBRIDSERVE_WORLD_SIZE', value: String(p.worldSize) },
+    ...(hsd.metadata.uid ? [{ name: 'HYBRIDSERVE_PIPELINE_TOKEN', value: hsd.metadata.uid }] : []),
   ];
 }
 
@@ -181,7 +186,7 @@ export function podTemplate(hsd: HybridServeDeployment, group: NodeGroup, plan: 
     // Read by server/runtime.ts to pick the hardware profile; CPU pods use none.
     ...(isCpuGroup(group) ? [] : [{ name: 'HYBRIDSERVE_GPU_PRODUCT', value: group.gpuProduct }]),
     ...(claim ? [{ name: 'HYBRIDSERVE_MODEL_ROOT', value: MODEL_ROOT }] : []),
-    ...(o.pipeline ? pipelineEnv(o.pipeline) : []),
+    ...(o.pipeline ? pipelineEnv(hsd, o.pipeline) : []),
   ];
   const maxTotal = spec.limits?.maxTotalTokens ?? spec.server.maxTokens;
   // Settings go in as the server's own flags (cli/serve.ts parseServeArgs; test/unit/operator-pods.test.ts

@@ -22,12 +22,12 @@ afterEach(async () => {
 });
 
 /** Rank 1 (not waited for: it listens for /healthz only after it joined) and rank 0. */
-async function startPair(): Promise<{ leader: ServeProcess; rank1: ServeProcess }> {
+async function startPair(env: Record<string, string> = {}): Promise<{ leader: ServeProcess; rank1: ServeProcess }> {
   const at = `127.0.0.1:${await freePort()}`;
   const pipeline = ['--world-size', '2', '--leader-address', at];
-  const rank1 = await runServe([...MODEL, ...pipeline, '--rank', '1'], {}, { waitListening: false });
+  const rank1 = await runServe([...MODEL, ...pipeline, '--rank', '1'], env, { waitListening: false });
   procs.push(rank1);
-  const leader = await runServe([...MODEL, ...pipeline, '--rank', '0']);
+  const leader = await runServe([...MODEL, ...pipeline, '--rank', '0'], env);
   procs.push(leader);
   return { leader, rank1 };
 }
@@ -67,7 +67,7 @@ async function exitWithin(p: ServeProcess, ms: number): Promise<number | null | 
 
 describe('serve --device cpu --world-size 2: two processes', () => {
   test('give the tokens of one process, concurrently, and stop together', async () => {
-    const { leader, rank1 } = await startPair();
+    const { leader, rank1 } = await startPair({ HYBRIDSERVE_PIPELINE_TOKEN: 'pair-secret-1' });
     const single = await runServe(MODEL);
     procs.push(single);
     const [two, one] = await Promise.all([
@@ -82,6 +82,28 @@ describe('serve --device cpu --world-size 2: two processes', () => {
     expect(await exitWithin(leader, 30_000)).toBe(0);
     expect(await exitWithin(rank1, 30_000)).toBe(0); // the leader's stop ends rank 1
     expect(rank1.output()).toContain('rank 0 stopped');
+    expect(leader.output() + rank1.output()).not.toContain('pair-secret-1');
+    expect(leader.output()).not.toMatch(/HYBRIDSERVE_PIPELINE_TOKEN is not set/);
+  });
+
+  test('a rank without the group token is refused and says so; the token is never printed', async () => {
+    const at = `127.0.0.1:${await freePort()}`;
+    const pipeline = ['--world-size', '2', '--leader-address', at];
+    const leader = await runServe(
+      [...MODEL, ...pipeline, '--rank', '0'],
+      { HYBRIDSERVE_PIPELINE_TOKEN: 'right-secret' },
+      { waitListening: false },
+    );
+    const rank1 = await runServe(
+      [...MODEL, ...pipeline, '--rank', '1'],
+      { HYBRIDSERVE_PIPELINE_TOKEN: 'wrong-guess' },
+      { waitListening: false },
+    );
+    procs.push(leader, rank1);
+    expect(await exitWithin(rank1, 30_000)).toBe(1);
+    expect(rank1.output()).toMatch(/the leader refused this rank: wrong pipeline token/);
+    expect(leader.alive()).toBe(true); // a stranger does not end the rendezvous: it waits for the real rank
+    expect(leader.output() + rank1.output()).not.toMatch(/right-secret|wrong-guess/);
   });
 
   test('rank 1 killed mid-stream: the stream ends with engine_unavailable and rank 0 exits 1', async () => {
@@ -131,6 +153,7 @@ describe('serve --device cpu --world-size 2: two processes', () => {
 
   test('rank 0 killed: rank 1 exits 1 saying the leader is gone', async () => {
     const { leader, rank1 } = await startPair();
+    expect(leader.output()).toMatch(/HYBRIDSERVE_PIPELINE_TOKEN is not set/);
     expect(await tokensOf(leader.url, PROMPTS[2])).toHaveLength(12);
     leader.proc.kill('SIGKILL');
     expect(await exitWithin(rank1, 30_000)).toBe(1);

@@ -145,7 +145,15 @@ describe('the LeaderWorkerSet of a node group', () => {
   });
 
   test('rank from the worker index, world size = nodes, leader address from LWS; the server parses them', () => {
-    const h = hsd({ parallelism: { nodes: 4 }, pod: { env: [{ name: 'HYBRIDSERVE_RANK', value: '7' }] } });
+    const h = hsd({
+      parallelism: { nodes: 4 },
+      pod: {
+        env: [
+          { name: 'HYBRIDSERVE_RANK', value: '7' },
+          { name: 'HYBRIDSERVE_PIPELINE_TOKEN', value: 'mine' },
+        ],
+      },
+    });
     const l = lwsOf(h, nodes.concat([node('c', '512Gi', 8), node('d', '512Gi', 8)]));
     for (const [role, t] of [
       ['leader', l.spec.leaderWorkerTemplate.leaderTemplate],
@@ -157,6 +165,10 @@ describe('the LeaderWorkerSet of a node group', () => {
       expect((c.env as Obj[]).filter((e) => e.name === 'HYBRIDSERVE_RANK')).toHaveLength(1);
       expect(env.HYBRIDSERVE_RANK).toEqual({ fieldRef: { fieldPath: "metadata.labels['leaderworkerset.sigs.k8s.io/worker-index']" } });
       expect(env.HYBRIDSERVE_WORLD_SIZE).toBe('4');
+      // The group's shared secret is the HSD's uid, the same in every pod, not the user's.
+      expect((c.env as Obj[]).filter((e) => e.name === 'HYBRIDSERVE_PIPELINE_TOKEN')).toEqual([
+        { name: 'HYBRIDSERVE_PIPELINE_TOKEN', value: 'uid-1' },
+      ]);
       const i = c.args.indexOf('--leader-address');
       expect(c.args[i + 1]).toBe('$(LWS_LEADER_ADDRESS):29500');
       // Leaders answer /readyz and listen for the rendezvous; workers serve /healthz only.

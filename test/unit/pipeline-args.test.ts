@@ -37,6 +37,14 @@ describe('parsePipelineArgs', () => {
     expect(parsePipelineArgs({ stages: '3' }, {}, 'cpu', 'serve').stages).toBe(3);
     // CPU stages over processes talk TCP (native/src/pipeline/socket_transport.h).
     expect(parsePipelineArgs({ 'world-size': '2', 'leader-address': 'a:1' }, {}, 'cpu', 'serve')).toMatchObject({ worldSize: 2 });
+    // The group's token comes from the environment only, and only for a pipeline over processes.
+    const secret = { HYBRIDSERVE_PIPELINE_TOKEN: 'tok-123' };
+    expect(parsePipelineArgs({ 'world-size': '2', 'leader-address': 'a:1' }, secret, 'cpu', 'serve').token).toBe('tok-123');
+    expect(parsePipelineArgs({}, secret, 'cpu', 'serve').token).toBeUndefined();
+    const long = { HYBRIDSERVE_PIPELINE_TOKEN: 'x'.repeat(257) };
+    expect(msg(() => parsePipelineArgs({ 'world-size': '2', 'leader-address': 'a:1' }, long, 'cpu', 'serve'))).toMatch(
+      /HYBRIDSERVE_PIPELINE_TOKEN is longer than 256 bytes/,
+    );
     expect(parsePipelineArgs({ gpus: '2' }, {}, 'cuda', 'serve').gpus).toBe(2);
   });
 

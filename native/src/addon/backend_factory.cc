@@ -37,6 +37,7 @@ static pipeline::RankOptions RankOf(const DeviceOptions& dev) {
   r.rank = dev.rank;
   r.world_size = dev.world_size;
   r.leader_address = dev.leader_address;
+  r.token = dev.pipeline_token;
   return r;
 }
 

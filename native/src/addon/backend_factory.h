@@ -20,6 +20,7 @@ struct DeviceOptions {
   int rank = 0;
   int world_size = 1;
   std::string leader_address;
+  std::string pipeline_token;  // a secret: compared at the rendezvous, never echoed
 };
 
 bool DeviceSupported(const std::string& device);  // built in and present

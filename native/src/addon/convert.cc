@@ -182,6 +182,11 @@ static void ParsePipeline(Napi::Env env, Napi::Object o, CreateOptions& c) {
     c.device.rank = (int)ToInteger(env, Field(o, "rank"), "options.rank", 0, c.device.world_size - 1);
   if (Present(Field(o, "leaderAddress")))
     c.device.leader_address = ToString(env, Field(o, "leaderAddress"), "options.leaderAddress");
+  if (Present(Field(o, "pipelineToken"))) {
+    c.device.pipeline_token = ToString(env, Field(o, "pipelineToken"), "options.pipelineToken");
+    if (c.device.pipeline_token.size() > 256)
+      throw ArgRangeError(env, "options.pipelineToken is longer than 256 bytes");
+  }
   if (c.device.world_size > 1) {
     if (c.device.stages > 1) throw ArgRangeError(env, "options.worldSize > 1 runs one stage per process (stages 1)");
     if (c.device.gpus > 1) throw ArgRangeError(env, "options.worldSize > 1 runs one GPU per process (gpus 1)");

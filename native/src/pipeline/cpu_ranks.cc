@@ -67,7 +67,7 @@ std::unique_ptr<Backend> MakeCpuLeader(const ModelConfig& cfg, const HostWeights
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[0];
   auto stage = std::make_unique<cpu::CpuBackend>(cfg, weights, pools, threads, mine);
   DataListener data;  // the last rank's logits come here
-  auto link = LeaderLink::Listen(r.leader_address, r.world_size, ModelKey(cfg, weights.format()));
+  auto link = LeaderLink::Listen(r.leader_address, r.world_size, GroupCheck{ModelKey(cfg, weights.format()), r.token});
   std::vector<RankHello> ranks;
   link->AcceptRanksReplying(
       [&](const std::vector<RankHello>& hellos, int) {
@@ -77,10 +77,10 @@ std::unique_ptr<Backend> MakeCpuLeader(const ModelConfig& cfg, const HostWeights
       r.timeout_s);
   const int last = r.world_size - 1;
   std::map<int, int> to_next{
-      {1, DialPeer(ranks[0].host, ranks[0].data_port, DataChannel::Activations, 0, r.timeout_s)}};
+      {1, DialPeer(ranks[0].host, ranks[0].data_port, DataChannel::Activations, 0, r.timeout_s, r.token)}};
   auto tr = std::make_unique<SocketTransport>(0, r.world_size, std::move(to_next));
-  auto logits =
-      std::make_unique<SocketTransport>(0, r.world_size, data.AcceptPeers(DataChannel::Logits, {last}, r.timeout_s));
+  auto logits = std::make_unique<SocketTransport>(0, r.world_size,
+                                                  data.AcceptPeers(DataChannel::Logits, {last}, r.timeout_s, r.token));
   auto remote =
       std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(std::move(logits), last), cfg.vocab_size);
   std::vector<std::unique_ptr<Stage>> stages;
@@ -96,7 +96,7 @@ void RunCpuRank(const ModelConfig& cfg, const HostWeights& weights, int threads,
   DataListener data;  // rank r - 1's activations come here
   std::vector<uint8_t> blob, tail;
   auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &blob, data.port(),
-                                  ModelKey(cfg, weights.format()));
+                                  GroupCheck{ModelKey(cfg, weights.format()), r.token});
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
   const PoolConfig pc = DecodeJoin(blob, mine, DType::F32, &tail);
   const std::vector<DataAddress> at = DecodeAddresses(tail, r.world_size, LeaderHost(r));
@@ -106,13 +106,14 @@ void RunCpuRank(const ModelConfig& cfg, const HostWeights& weights, int threads,
   std::map<int, int> peers;
   if (!last)
     peers[r.rank + 1] =
-        DialPeer(at[r.rank + 1].host, at[r.rank + 1].port, DataChannel::Activations, r.rank, r.timeout_s);
+        DialPeer(at[r.rank + 1].host, at[r.rank + 1].port, DataChannel::Activations, r.rank, r.timeout_s, r.token);
   std::unique_ptr<LogitsChannel> out;
   if (last) {
-    const int fd = DialPeer(at[0].host, at[0].port, DataChannel::Logits, r.rank, r.timeout_s);
+    const int fd = DialPeer(at[0].host, at[0].port, DataChannel::Logits, r.rank, r.timeout_s, r.token);
     out = HostLogitsChannel(std::make_unique<SocketTransport>(r.rank, r.world_size, std::map<int, int>{{0, fd}}), 0);
   }
-  for (auto& [peer, fd] : data.AcceptPeers(DataChannel::Activations, {r.rank - 1}, r.timeout_s)) peers[peer] = fd;
+  for (auto& [peer, fd] : data.AcceptPeers(DataChannel::Activations, {r.rank - 1}, r.timeout_s, r.token))
+    peers[peer] = fd;
   SocketTransport tr(r.rank, r.world_size, std::move(peers));
   ServeRank(stage, tr, *link, out.get(), cfg.vocab_size);
 }

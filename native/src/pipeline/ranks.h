@@ -19,6 +19,7 @@ struct RankOptions {
   int world_size = 1;
   std::string leader_address;  // HOST:PORT
   double timeout_s = 600;      // for the rendezvous (pods of a group may start minutes apart)
+  std::string token;           // the group's shared secret (pipeline/token.h); empty: not checked
 };
 
 // Throws std::invalid_argument unless 0 <= rank < world_size, 2 <= world_size <= numLayers.

@@ -16,11 +16,13 @@
 #include <thread>
 
 #include "core/errors.h"
+#include "pipeline/token.h"
 
 namespace hs::pipeline {
 namespace {
 
-constexpr uint32_t kHelloMagic = 0x33525348;  // "HSR3": magic, rank, world size, data port, model key
+// "HSR4": magic, rank, world size, data port (i32 each), model key (u64), token length (u16), token.
+constexpr uint32_t kHelloMagic = 0x34525348;
 enum Frame : uint32_t { kData = 1, kStop = 2, kRefused = 3 };
 
 using Clock = std::chrono::steady_clock;
@@ -111,7 +113,7 @@ void SplitHostPort(const std::string& address, std::string* host, int* port) {
   *port = v;
 }
 
-std::unique_ptr<LeaderLink> LeaderLink::Listen(const std::string& address, int world_size, uint64_t model_key) {
+std::unique_ptr<LeaderLink> LeaderLink::Listen(const std::string& address, int world_size, GroupCheck check) {
   std::string host;
   int port = 0;
   SplitHostPort(address, &host, &port);
@@ -134,7 +136,7 @@ std::unique_ptr<LeaderLink> LeaderLink::Listen(const std::string& address, int w
   std::unique_ptr<LeaderLink> link(new LeaderLink());
   link->listen_fd_ = lfd;
   link->world_size_ = world_size;
-  link->model_key_ = model_key;
+  link->check_ = std::move(check);
   link->port_ = ntohs(a.sin6_port);
   link->fds_.assign(world_size - 1, -1);
   return link;
@@ -178,18 +180,28 @@ void LeaderLink::AcceptRanksReplying(const ReplyFor& reply_for, double timeout_s
     // on. A rank that contradicts the group (world size, duplicate, range) ends the rendezvous.
     try {
       if (!Readable(fd, deadline)) throw std::runtime_error("no hello");
-      timeval tv{1, 0};  // a hello is 24 bytes: a peer that stalls inside it is dropped, not waited for
+      timeval tv{1, 0};  // a hello is small: a peer that stalls inside it is dropped, not waited for
       ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
       const uint32_t magic = Read<uint32_t>(fd);
       if (magic != kHelloMagic) throw std::runtime_error("not a rank");
       const int32_t rank = Read<int32_t>(fd), world = Read<int32_t>(fd), data_port = Read<int32_t>(fd);
       const uint64_t key = Read<uint64_t>(fd);
+      const uint16_t token_bytes = Read<uint16_t>(fd);
+      if (token_bytes > kMaxTokenBytes) throw std::runtime_error("not a rank");
+      std::string token(token_bytes, '\0');
+      if (token_bytes && !ReadAll(fd, token.data(), token_bytes)) throw std::runtime_error("not a rank");
+      // First: what a stranger says must not count (it could end the rendezvous for everyone).
+      if (!SameToken(token, check_.token)) {
+        const std::string why = "wrong pipeline token (HYBRIDSERVE_PIPELINE_TOKEN differs from rank 0's)";
+        SendFrame(fd, kRefused, std::vector<uint8_t>(why.begin(), why.end()));
+        throw std::runtime_error(why);
+      }
       if (world != world_size)
         throw RankError("rank " + std::to_string(rank) + " says world size " + std::to_string(world) +
                         ", the leader has " + std::to_string(world_size));
       if (rank < 1 || rank >= world_size || fds_[rank - 1] >= 0)
         throw RankError("rank " + std::to_string(rank) + " is out of range or joined twice");
-      if (model_key_ != 0 && key != model_key_)
+      if (check_.model_key != 0 && key != check_.model_key)
         throw RankError("rank " + std::to_string(rank) +
                         " loaded another model than rank 0 (its model config differs: every rank needs the same "
                         "model and weight format)");
@@ -290,7 +302,7 @@ void LinkWatch::Run() {
 }
 
 std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int rank, int world_size, double timeout_s,
-                                                std::vector<uint8_t>* reply, int data_port, uint64_t model_key) {
+                                                std::vector<uint8_t>* reply, int data_port, const GroupCheck& check) {
   std::string host;
   int port = 0;
   SplitHostPort(address, &host, &port);
@@ -322,7 +334,12 @@ std::unique_ptr<WorkerLink> WorkerLink::Connect(const std::string& address, int 
   const int32_t hello[3] = {rank, world_size, data_port};
   WriteAll(link->fd_, &magic, sizeof magic);
   WriteAll(link->fd_, hello, sizeof hello);
-  WriteAll(link->fd_, &model_key, sizeof model_key);
+  if (check.token.size() > kMaxTokenBytes)
+    throw std::invalid_argument("the pipeline token is longer than " + std::to_string(kMaxTokenBytes) + " bytes");
+  const uint16_t token_bytes = (uint16_t)check.token.size();
+  WriteAll(link->fd_, &check.model_key, sizeof check.model_key);
+  WriteAll(link->fd_, &token_bytes, sizeof token_bytes);
+  if (token_bytes) WriteAll(link->fd_, check.token.data(), token_bytes);
   bool answered = false;
   try {
     answered = Readable(link->fd_, deadline) && link->Receive(reply);

@@ -49,6 +49,13 @@ class LinkWatch {
 void SplitHostPort(const std::string& address, std::string* host, int* port);
 
 // What a rank said when it joined, and where the leader saw it come from.
+// What the leader and every rank must agree on (0 / empty: not checked). The token is a secret:
+// it is compared, never logged or echoed.
+struct GroupCheck {
+  uint64_t model_key = 0;  // pipeline/ranks.h ModelKey
+  std::string token;       // pipeline/token.h
+};
+
 struct RankHello {
   int rank = 0;
   std::string host;   // the rank's address as the leader's socket sees it (numeric)
@@ -58,8 +65,9 @@ struct RankHello {
 class LeaderLink {
  public:
   // Listens on the address's port on all interfaces (port 0: one the kernel picks, see port()).
-  // `model_key` (pipeline/ranks.h ModelKey; 0: unchecked) must equal every rank's.
-  static std::unique_ptr<LeaderLink> Listen(const std::string& address, int world_size, uint64_t model_key = 0);
+  // Every rank's hello must carry `check`: a wrong token is refused (that connection only, so a
+  // stranger cannot end the rendezvous); another model key ends it.
+  static std::unique_ptr<LeaderLink> Listen(const std::string& address, int world_size, GroupCheck check = {});
   // Accepts one connection per rank 1..world_size-1 and, once all have joined, answers rank r with
   // reply_for(hellos, r) (hellos by rank - 1). A connection that is not a rank's hello is dropped;
   // throws std::runtime_error on timeout, a duplicate or out-of-range rank, or a rank with another
@@ -81,18 +89,19 @@ class LeaderLink {
   LeaderLink() = default;
   int listen_fd_ = -1;
   int world_size_ = 1;
-  uint64_t model_key_ = 0;
+  GroupCheck check_;
   std::vector<int> fds_;  // by rank - 1
   int port_ = 0;
 };
 
 class WorkerLink {
  public:
-  // Connects to the leader (retrying until `timeout_s`), says hello (with this rank's model key and
-  // data listener port, 0 for none), returns the leader's reply. Throws std::runtime_error with
+  // Connects to the leader (retrying until `timeout_s`), says hello (with this rank's data listener
+  // port, 0 for none, and its GroupCheck), returns the leader's reply. Throws std::runtime_error with
   // the leader's reason when it refuses this rank.
   static std::unique_ptr<WorkerLink> Connect(const std::string& address, int rank, int world_size, double timeout_s,
-                                             std::vector<uint8_t>* reply, int data_port = 0, uint64_t model_key = 0);
+                                             std::vector<uint8_t>* reply, int data_port = 0,
+                                             const GroupCheck& check = {});
   ~WorkerLink();
   // The next frame; false once the leader stopped (its stop frame). A connection that ends without
   // one is a lost leader: PeerLostError.

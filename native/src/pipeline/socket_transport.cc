@@ -16,6 +16,7 @@
 #include <thread>
 
 #include "core/errors.h"
+#include "pipeline/token.h"
 
 namespace hs::pipeline {
 namespace {
@@ -81,7 +82,20 @@ DataListener::~DataListener() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-std::map<int, int> DataListener::AcceptPeers(DataChannel channel, const std::vector<int>& peers, double timeout_s) {
+// The introduction: magic, channel, rank (i32 each), token length (u16), token.
+static bool ReadIntro(int fd, DataChannel channel, const std::vector<int>& peers, const std::string& token, int* rank) {
+  int32_t intro[3] = {0, 0, 0};
+  uint16_t n = 0;
+  if (!RecvAll(fd, intro, sizeof intro) || !RecvAll(fd, &n, sizeof n) || n > kMaxTokenBytes) return false;
+  std::string said(n, '\0');
+  if (n && !RecvAll(fd, said.data(), n)) return false;
+  *rank = intro[2];
+  return SameToken(said, token) && (uint32_t)intro[0] == kDataMagic && intro[1] == (int32_t)channel &&
+         std::find(peers.begin(), peers.end(), intro[2]) != peers.end();
+}
+
+std::map<int, int> DataListener::AcceptPeers(DataChannel channel, const std::vector<int>& peers, double timeout_s,
+                                             const std::string& token) {
   const auto deadline = Deadline(timeout_s);
   std::map<int, int> got;
   while (got.size() < peers.size()) {
@@ -94,25 +108,24 @@ std::map<int, int> DataListener::AcceptPeers(DataChannel channel, const std::vec
     }
     const int fd = ::accept4(fd_, nullptr, nullptr, SOCK_CLOEXEC);
     if (fd < 0) continue;
-    timeval tv{1, 0};  // the introduction is 12 bytes: a peer that stalls in it is dropped
+    timeval tv{1, 0};  // the introduction is small: a peer that stalls in it is dropped
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    int32_t intro[3] = {0, 0, 0};
-    const bool ok = RecvAll(fd, intro, sizeof intro) && (uint32_t)intro[0] == kDataMagic &&
-                    intro[1] == (int32_t)channel && std::find(peers.begin(), peers.end(), intro[2]) != peers.end() &&
-                    !got.count(intro[2]);
-    if (!ok) {
+    int rank = -1;
+    if (!ReadIntro(fd, channel, peers, token, &rank) || got.count(rank)) {
       ::close(fd);
       continue;
     }
     tv = timeval{0, 0};
     ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     TuneDataSocket(fd);
-    got[intro[2]] = fd;
+    got[rank] = fd;
   }
   return got;
 }
 
-int DialPeer(const std::string& host, int port, DataChannel channel, int from_rank, double timeout_s) {
+int DialPeer(const std::string& host, int port, DataChannel channel, int from_rank, double timeout_s,
+             const std::string& token) {
+  if (token.size() > kMaxTokenBytes) throw std::invalid_argument("the pipeline token is too long");
   const auto deadline = Deadline(timeout_s);
   for (;;) {
     addrinfo hints{}, *res = nullptr;
@@ -131,7 +144,8 @@ int DialPeer(const std::string& host, int port, DataChannel channel, int from_ra
     if (fd >= 0) {
       TuneDataSocket(fd);
       const int32_t intro[3] = {(int32_t)kDataMagic, (int32_t)channel, from_rank};
-      if (SendAll(fd, intro, sizeof intro)) return fd;
+      const uint16_t n = (uint16_t)token.size();
+      if (SendAll(fd, intro, sizeof intro) && SendAll(fd, &n, sizeof n) && SendAll(fd, token.data(), n)) return fd;
       ::close(fd);
     }
     if (Clock::now() >= deadline)

@@ -29,10 +29,11 @@ class DataListener {
   DataListener(const DataListener&) = delete;
   DataListener& operator=(const DataListener&) = delete;
   int port() const { return port_; }
-  // Accepts the connections of `peers` (each says its channel and rank first); a connection
-  // from anyone else is dropped. Returns peer rank → connected fd. Throws std::runtime_error on
-  // timeout.
-  std::map<int, int> AcceptPeers(DataChannel channel, const std::vector<int>& peers, double timeout_s);
+  // Accepts the connections of `peers` (each says its channel, rank and the pipeline token first,
+  // pipeline/token.h); a connection from anyone else is dropped. Returns peer rank → connected fd.
+  // Throws std::runtime_error on timeout.
+  std::map<int, int> AcceptPeers(DataChannel channel, const std::vector<int>& peers, double timeout_s,
+                                 const std::string& token);
 
  private:
   int fd_ = -1;
@@ -40,8 +41,9 @@ class DataListener {
 };
 
 // Connects to host:port (retrying until timeout_s) and introduces itself as `from_rank` on
-// `channel`. Returns the connected fd.
-int DialPeer(const std::string& host, int port, DataChannel channel, int from_rank, double timeout_s);
+// `channel` with the pipeline token. Returns the connected fd.
+int DialPeer(const std::string& host, int port, DataChannel channel, int from_rank, double timeout_s,
+             const std::string& token);
 
 class SocketTransport : public Transport {
  public:

@@ -79,7 +79,7 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   if (r.rank != 0) throw std::invalid_argument("the leader is rank 0");
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[0];
   auto stage = MakeCudaStage(cfg, weights, pools, mine, o);  // before the rendezvous: fail early, alone
-  auto link = LeaderLink::Listen(r.leader_address, r.world_size, ModelKey(cfg, weights.format()));
+  auto link = LeaderLink::Listen(r.leader_address, r.world_size, GroupCheck{ModelKey(cfg, weights.format()), r.token});
   const NcclId acts = NcclNewUniqueId(), logits = NcclNewUniqueId();
   link->AcceptRanks(EncodeJoin(pools.config(), IdsTail(acts, logits)), r.timeout_s);
   auto tr = NcclRankEndpoint(acts, 0, r.world_size, o.device);
@@ -99,7 +99,7 @@ void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda:
   if (r.rank == 0) throw std::invalid_argument("rank 0 leads: use MakeCudaLeader");
   std::vector<uint8_t> blob, tail;
   auto link = WorkerLink::Connect(r.leader_address, r.rank, r.world_size, r.timeout_s, &blob, 0,
-                                  ModelKey(cfg, weights.format()));
+                                  GroupCheck{ModelKey(cfg, weights.format()), r.token});
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
   // Only this rank's layers' cache (the block ids are the leader's).
   const PoolConfig pc = DecodeJoin(blob, mine, DType::F16, &tail);
