@@ -17,33 +17,12 @@
 #include <thread>
 #include <vector>
 
+#include "pipeline/link_watch.h"
+
 namespace hs::pipeline {
 
 constexpr uint64_t kMaxFrameBytes = uint64_t{1} << 30;
 constexpr int kKeepAliveIdleS = 10, kKeepAliveIntervalS = 5, kKeepAliveProbes = 3;
-
-// Watches control connections from a thread of its own and runs `on_lost(why)` once, on that
-// thread, when one of them ends. Destroying the watch stops the thread (joined), so whatever
-// on_lost touches only needs to outlive the watch.
-class LinkWatch {
- public:
-  using OnLost = std::function<void(const std::string& why)>;
-  // fds[i] is named names[i] in `why`; `events` is what counts as the end of a connection besides
-  // POLLHUP/POLLERR (POLLRDHUP; plus POLLIN where the peer never sends).
-  LinkWatch(std::vector<int> fds, std::vector<std::string> names, short events, OnLost on_lost);
-  ~LinkWatch();
-  LinkWatch(const LinkWatch&) = delete;
-  LinkWatch& operator=(const LinkWatch&) = delete;
-
- private:
-  void Run();
-  std::vector<int> fds_;
-  std::vector<std::string> names_;
-  short events_;
-  OnLost on_lost_;
-  int wake_fd_ = -1;
-  std::thread thread_;
-};
 
 // "host:port" or "[v6]:port"; throws std::invalid_argument otherwise.
 void SplitHostPort(const std::string& address, std::string* host, int* port);
