@@ -101,7 +101,9 @@ std::map<int, int> DataListener::AcceptPeers(DataChannel channel, const std::vec
   while (got.size() < peers.size()) {
     const double left = std::chrono::duration<double>(deadline - Clock::now()).count();
     pollfd p{fd_, POLLIN, 0};
-    if (left <= 0 || ::poll(&p, 1, (int)(left * 1000) + 1) <= 0) {
+    const int ready = left > 0 ? ::poll(&p, 1, (int)(left * 1000) + 1) : 0;
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready <= 0) {
       for (auto& [rank, fd] : got) ::close(fd);
       throw std::runtime_error("pipeline data connections: timed out with " + std::to_string(got.size()) + " of " +
                                std::to_string(peers.size()) + " peers connected");
