@@ -54,7 +54,7 @@ export interface Tokenizer {
   /** The prompt text for a conversation (with the assistant's turn opened). */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
   /** The prompt ids for a conversation: a Jinja template's output carries its own special tokens. */
-  encodeChat(messages: readonly ChatMessage[]): number[];
+  encodeChat(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): number[];
 }
 
 /**
@@ -143,8 +143,8 @@ abstract class BaseTokenizer implements Tokenizer {
     return renderChatTemplate(this.chatTemplate, messages, { add_generation_prompt: add, ...this.templateVars() });
   }
 
-  encodeChat(messages: readonly ChatMessage[]): number[] {
-    const text = this.applyChatTemplate(messages);
+  encodeChat(messages: readonly ChatMessage[], options: { addGenerationPrompt?: boolean } = {}): number[] {
+    const text = this.applyChatTemplate(messages, options);
     return this.encode(text, { addSpecialTokens: !this.chatTemplate });
   }
 }

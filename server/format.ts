@@ -63,9 +63,11 @@ export function logprobsObject(ep: Endpoint, entries: readonly LogprobEntry[], o
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
     // One object per token; tokens with the same text keep the best logprob (a JSON object has one key per text).
+    // The sampled token is always in it, so it has up to N + 1 entries (OpenAI's legacy API, as vLLM).
     top_logprobs: entries.map((e) => {
       const o: Record<string, number> = {};
       for (const [t, lp] of e.top) if (!(t in o)) o[t] = lp;
+      if (!(e.token in o)) o[e.token] = e.logprob;
       return o;
     }),
     text_offset: textOffset,

@@ -9,6 +9,7 @@ import type { CompletionRequestT } from './schemas/completions.js';
 import type { ChatRequestT } from './schemas/chat.js';
 import { ChatRequest } from './schemas/chat.js';
 import { CompletionRequest } from './schemas/completions.js';
+import type { TokenizeRequestT } from './schemas/ops.js';
 
 export interface ChatTurn {
   role: string;
@@ -17,14 +18,15 @@ export interface ChatTurn {
 
 /** The slice of a tokenizer the server uses; server/runtime.ts adapts model/tokenizer.ts to it. */
 export interface ServerTokenizer {
-  encode(text: string): number[];
+  /** addSpecialTokens (default true): the model's BOS, as Hugging Face tokenizers add it. */
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   /** Only for concatenative tokenizers (byte-level BPE, bytes): one token's text, cached. */
   decodeToken?(id: number): string;
   eosTokenId: number;
   vocabSize: number;
-  /** Prompt ids of a conversation ending with the assistant's turn to generate. */
-  encodeChat(messages: ChatTurn[]): number[];
+  /** Prompt ids of a conversation ending with the assistant's turn to generate (unless addGenerationPrompt is false). */
+  encodeChat(messages: ChatTurn[], options?: { addGenerationPrompt?: boolean }): number[];
   /** The same as encode / encodeChat, computed off the event loop (a worker thread), if available. */
   encodeAsync?(text: string): Promise<number[]>;
   encodeChatAsync?(messages: ChatTurn[]): Promise<number[]>;
@@ -109,7 +111,6 @@ const ACCEPTED: Record<string, (v: unknown) => boolean> = {
   spaces_between_special_tokens: (v) => isNull(v) || v === true,
   return_tokens_as_token_ids: (v) => isNull(v) || v === false,
   priority: (v) => isNull(v) || v === 0,
-  add_special_tokens: isNull,
   echo: (v) => isNull(v) || v === false,
   suffix: (v) => isNull(v) || v === '',
   tools: (v) => isNull(v) || (Array.isArray(v) && v.length === 0),
@@ -132,9 +133,15 @@ const ACCEPTED: Record<string, (v: unknown) => boolean> = {
   service_tier: (v) => isNull(v) || v === 'auto' || v === 'default',
 };
 
+/** Refused parameters whose default differs by endpoint (vLLM's: completions add BOS, chat leaves it to the template). */
+const ACCEPTED_BY_ENDPOINT: Record<'completions' | 'chat', Record<string, (v: unknown) => boolean>> = {
+  completions: { add_special_tokens: (v) => isNull(v) || v === true },
+  chat: { add_special_tokens: isNull },
+};
+
 /** Throws a 400 naming the first refused parameter the body asks for. Pure. */
-export function refuseUnsupported(body: Record<string, unknown>): void {
-  for (const [name, accepted] of Object.entries(ACCEPTED)) {
+export function refuseUnsupported(body: Record<string, unknown>, endpoint: 'completions' | 'chat'): void {
+  for (const [name, accepted] of Object.entries({ ...ACCEPTED, ...ACCEPTED_BY_ENDPOINT[endpoint] })) {
     if (name in body && !accepted(body[name])) {
       throw badRequest(`'${name}' is not supported by this server`, name, 'unsupported_parameter');
     }
@@ -275,14 +282,15 @@ export function completionToGeneration(
   limits: ServerLimits,
   encoded?: number[],
 ): GenerationRequest {
-  refuseUnsupported(req as Record<string, unknown>);
+  refuseUnsupported(req as Record<string, unknown>, 'completions');
   let ids: number[];
   const text = promptText(req);
   if (text !== undefined) {
     checkPromptChars(text.length, limits, 'prompt');
     ids = encoded ?? tok.encode(text);
   } else {
-    ids = req.prompt as number[];
+    // Token ids, or a batch of one list of them.
+    ids = (Array.isArray(req.prompt[0]) ? req.prompt[0] : req.prompt) as number[];
     const bad = ids.find((t) => t >= tok.vocabSize);
     if (bad !== undefined) throw badRequest(`token id ${bad} is outside the vocabulary (size ${tok.vocabSize})`, 'prompt', 'invalid_value');
   }
@@ -296,12 +304,17 @@ function messageText(content: ChatRequestT['messages'][number]['content']): stri
   return content.map((p) => p.text).join('');
 }
 
+/** The conversation as the template sees it: developer messages are system messages; text parts joined. Pure. */
+function turnsOf(messages: ChatRequestT['messages']): ChatTurn[] {
+  return messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+}
+
 function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
-  refuseUnsupported(req as Record<string, unknown>);
+  refuseUnsupported(req as Record<string, unknown>, 'chat');
   if (req.top_logprobs != null && req.logprobs !== true) {
     throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs', 'invalid_value');
   }
-  const turns = req.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  const turns = turnsOf(req.messages);
   if (turns.every((t) => t.content.trim() === '')) throw badRequest('messages have no content', 'messages', 'empty_messages');
   checkPromptChars(
     turns.reduce((n, t) => n + t.content.length, 0),
@@ -360,4 +373,51 @@ export async function chatToGenerationAsync(req: ChatRequestT, tok: ServerTokeni
     throw templateRefusal(err);
   }
   return chatToGeneration(req, tok, limits, ids);
+}
+
+// ---- /tokenize ------------------------------------------------------------------------------------
+/** What POST /tokenize is asked to encode: a prompt, or a conversation through the chat template. */
+export type TokenizeInput =
+  { kind: 'prompt'; text: string; addSpecialTokens: boolean } | { kind: 'chat'; turns: ChatTurn[]; addGenerationPrompt: boolean };
+
+/** vLLM's tokenize parameters this server does not implement, with the values that mean "not asked for". */
+const TOKENIZE_ACCEPTED: Record<string, (v: unknown) => boolean> = {
+  // vLLM returns the vocabulary's own token strings; this server's tokenizer interface has no such lookup.
+  return_token_strs: (v) => isNull(v) || v === false,
+  continue_final_message: ACCEPTED.continue_final_message!,
+  chat_template: ACCEPTED.chat_template!,
+  chat_template_kwargs: ACCEPTED.chat_template_kwargs!,
+  tools: ACCEPTED.tools!,
+  mm_processor_kwargs: isNull,
+};
+
+/** Checks a /tokenize body (exactly one of prompt and messages; refused fields) and says what to encode. Pure. */
+export function tokenizeInput(body: TokenizeRequestT): TokenizeInput {
+  for (const [name, accepted] of Object.entries(TOKENIZE_ACCEPTED)) {
+    if (name in body && !accepted((body as Record<string, unknown>)[name])) {
+      throw badRequest(`'${name}' is not supported by this server`, name, 'unsupported_parameter');
+    }
+  }
+  if ((body.prompt === undefined) === (body.messages === undefined)) {
+    throw badRequest('send either prompt or messages', body.prompt === undefined ? 'prompt' : 'messages', 'invalid_value');
+  }
+  if (body.prompt !== undefined) {
+    if (body.add_generation_prompt != null)
+      throw badRequest('add_generation_prompt applies to messages', 'add_generation_prompt', 'invalid_value');
+    return { kind: 'prompt', text: body.prompt, addSpecialTokens: body.add_special_tokens !== false };
+  }
+  // The chat template's output carries its own special tokens (vLLM's default for chat is false).
+  if (body.add_special_tokens != null)
+    throw badRequest("'add_special_tokens' is not supported with messages", 'add_special_tokens', 'unsupported_parameter');
+  return { kind: 'chat', turns: turnsOf(body.messages!), addGenerationPrompt: body.add_generation_prompt !== false };
+}
+
+/** The ids of a /tokenize request; a chat template's refusal is a 400. */
+export function tokenizeIds(input: TokenizeInput, tok: ServerTokenizer): number[] {
+  if (input.kind === 'prompt') return tok.encode(input.text, { addSpecialTokens: input.addSpecialTokens });
+  try {
+    return tok.encodeChat(input.turns, { addGenerationPrompt: input.addGenerationPrompt });
+  } catch (err) {
+    throw templateRefusal(err);
+  }
 }

@@ -35,6 +35,8 @@ export const ChatRequest = Type.Object(
     echo: Refused('null or false'),
     add_generation_prompt: Refused('null or true'),
     continue_final_message: Refused('null or false'),
+    // The template's output carries its own special tokens; the plain template's prompt gets the BOS.
+    add_special_tokens: Refused('null'),
     chat_template: Refused('null'),
     chat_template_kwargs: Refused('null'),
     documents: Refused('null'),

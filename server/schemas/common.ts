@@ -88,7 +88,6 @@ export const SamplingFields = {
   spaces_between_special_tokens: Refused('null or true'),
   return_tokens_as_token_ids: Refused('null or false'),
   priority: Refused('null or 0'),
-  add_special_tokens: Refused('null or the endpoint default'),
 };
 
 export const Usage = Type.Object({

@@ -1,0 +1,137 @@
+// Requests as the OpenAI and vLLM clients send them, on a listening server over the real engine
+// (CPU): a batch of one token-id prompt, add_special_tokens at the endpoint's default, the sampled
+// token in the completions top_logprobs, and /tokenize taking the messages /v1/chat/completions takes
+// (text parts, null content, developer role) with vLLM's tokenize options honoured or refused by name.
+import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { startServer, type TestServer } from './server-helpers.js';
+
+type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+const OPT = 'synthetic:opt-tiny';
+const LLAMA = 'synthetic:llama-tiny';
+let opt: TestServer;
+let llama: TestServer;
+
+async function post(srv: TestServer, path: string, body: object): Promise<{ status: number; json: Json }> {
+  const r = await fetch(`${srv.url}${path}`, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json' },
+  });
+  return { status: r.status, json: (await r.json()) as Json };
+}
+
+beforeAll(async () => {
+  opt = await startServer();
+  llama = await startServer({ model: LLAMA });
+});
+afterAll(async () => {
+  await opt.close();
+  await llama.close();
+});
+
+describe('completions as the clients send them', () => {
+  const base = { model: OPT, max_tokens: 6, temperature: 0, ignore_eos: true };
+
+  test('a batch of one token-id list is that prompt (the openai client sends number[][])', async () => {
+    const ids = opt.serving.ctx.tokenizer.encode('The quick brown fox');
+    const flat = await post(opt, '/v1/completions', { ...base, prompt: ids });
+    const nested = await post(opt, '/v1/completions', { ...base, prompt: [ids] });
+    expect(nested.status).toBe(200);
+    expect(nested.json.choices[0].text).toBe(flat.json.choices[0].text);
+    expect(nested.json.usage.prompt_tokens).toBe(ids.length);
+    const two = await post(opt, '/v1/completions', { ...base, prompt: [ids, ids] });
+    expect(two.status).toBe(400);
+    expect(two.json.error.param).toBe('prompt');
+  });
+
+  test('add_special_tokens: the endpoint default is accepted, anything else refused by name', async () => {
+    expect((await post(opt, '/v1/completions', { ...base, prompt: 'Hi', add_special_tokens: true })).status).toBe(200);
+    const chat = await post(opt, '/v1/chat/completions', {
+      ...base,
+      messages: [{ role: 'user', content: 'Hi' }],
+      add_special_tokens: true,
+    });
+    expect(chat.status).toBe(400);
+    expect(chat.json.error.param).toBe('add_special_tokens');
+  });
+
+  test('sampled: every top_logprobs object holds the sampled token (up to N + 1 entries)', async () => {
+    for (const n of [0, 2]) {
+      const r = await post(opt, '/v1/completions', { ...base, prompt: 'Hello', temperature: 1, seed: 7, logprobs: n });
+      const lp = r.json.choices[0].logprobs as Json;
+      lp.tokens.forEach((t: string, i: number) => {
+        const top = lp.top_logprobs[i] as Record<string, number>;
+        expect(top[t]).toBeCloseTo(lp.token_logprobs[i], 5);
+        expect(Object.keys(top).length).toBeLessThanOrEqual(n + 1);
+        if (n === 0) expect(Object.keys(top)).toEqual([t]);
+      });
+    }
+  });
+});
+
+describe('/tokenize (vLLM) takes what chat completions take', () => {
+  const messages = [
+    { role: 'developer', content: 'Be brief.' },
+    {
+      role: 'user',
+      content: [
+        { type: 'text', text: 'Hello ' },
+        { type: 'text', text: 'there' },
+      ],
+    },
+    { role: 'assistant', content: null },
+    { role: 'user', content: 'and?' },
+  ];
+
+  test('text parts, null content and developer messages: the ids the chat completion is prompted with', async () => {
+    const t = await post(opt, '/tokenize', { model: OPT, messages });
+    expect(t.status).toBe(200);
+    const chat = await post(opt, '/v1/chat/completions', { model: OPT, messages, max_tokens: 1 });
+    expect(chat.status).toBe(200);
+    expect(t.json.count).toBe(chat.json.usage.prompt_tokens);
+    expect(t.json.tokens).toEqual(
+      opt.serving.ctx.tokenizer.encode('system: Be brief.\nuser: Hello there\nassistant: \nuser: and?\nassistant:'),
+    );
+  });
+
+  test('add_generation_prompt: false leaves the assistant turn closed', async () => {
+    const t = await post(opt, '/tokenize', { messages: [{ role: 'user', content: 'x' }], add_generation_prompt: false });
+    expect(t.json.tokens).toEqual(opt.serving.ctx.tokenizer.encode('user: x\n'));
+  });
+
+  test('add_special_tokens on a prompt: the BOS is added by default and left out when false', async () => {
+    const bos = await post(llama, '/tokenize', { prompt: 'hi' });
+    const none = await post(llama, '/tokenize', { prompt: 'hi', add_special_tokens: false });
+    expect(bos.json.tokens).toEqual([1, ...none.json.tokens]);
+    expect(none.json.count).toBe(2);
+    const chat = await post(llama, '/tokenize', { messages: [{ role: 'user', content: 'x' }], add_special_tokens: true });
+    expect(chat.status).toBe(400);
+    expect(chat.json.error.param).toBe('add_special_tokens');
+  });
+
+  test.each([
+    [{ prompt: 'x', return_token_strs: true }, 'return_token_strs'],
+    [{ messages: [{ role: 'user', content: 'x' }], continue_final_message: true }, 'continue_final_message'],
+    [{ messages: [{ role: 'user', content: 'x' }], chat_template: '{{x}}' }, 'chat_template'],
+    [{ messages: [{ role: 'user', content: 'x' }], tools: [{ type: 'function' }] }, 'tools'],
+    [{ prompt: 'x', messages: [{ role: 'user', content: 'x' }] }, 'messages'],
+    [{}, 'prompt'],
+    [{ messages: [{ role: 'user', content: 5 }] }, 'messages.0.content'],
+    [{ prompt: 'x', add_generation_prompt: false }, 'add_generation_prompt'],
+  ])('%j → 400 naming %s', async (body, param) => {
+    const r = await post(opt, '/tokenize', body);
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ param, type: 'invalid_request_error' });
+  });
+
+  test('the defaults of the refused options are accepted', async () => {
+    const r = await post(opt, '/tokenize', {
+      messages: [{ role: 'user', content: 'x' }],
+      return_token_strs: false,
+      continue_final_message: false,
+      chat_template: null,
+      tools: [],
+    });
+    expect(r.status).toBe(200);
+  });
+});
