@@ -306,7 +306,26 @@ function messageText(content: ChatRequestT['messages'][number]['content']): stri
 
 /** The conversation as the template sees it: developer messages are system messages; text parts joined. Pure. */
 function turnsOf(messages: ChatRequestT['messages']): ChatTurn[] {
-  return messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  return messages.map((m, i) => {
+    refuseToolCalls(m as Record<string, unknown>, i);
+    return { role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) };
+  });
+}
+
+/**
+ * An assistant turn that called tools cannot be rendered without tool support (the turn would
+ * silently lose its calls), so it is refused like `tools` itself. Empty lists and null are no calls.
+ */
+function refuseToolCalls(m: Record<string, unknown>, i: number): void {
+  for (const name of ['tool_calls', 'function_call']) {
+    const v = m[name];
+    if (v == null || (Array.isArray(v) && v.length === 0)) continue;
+    throw badRequest(
+      `'messages[${i}].${name}' is not supported by this server (no tool calling)`,
+      `messages.${i}.${name}`,
+      'unsupported_parameter',
+    );
+  }
 }
 
 function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {

@@ -44,6 +44,31 @@ describe('completions as the clients send them', () => {
     expect(two.json.error.param).toBe('prompt');
   });
 
+  test('an assistant turn with tool calls is refused by name (its calls would be lost); an empty list is none', async () => {
+    const call = {
+      role: 'assistant',
+      content: null,
+      tool_calls: [{ id: 'c1', type: 'function', function: { name: 'f', arguments: '{}' } }],
+    };
+    const user = { role: 'user', content: 'Hi' };
+    const r = await post(opt, '/v1/chat/completions', {
+      ...base,
+      messages: [user, call, { role: 'tool', content: '1', tool_call_id: 'c1' }],
+    });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ param: 'messages.1.tool_calls', code: 'unsupported_parameter' });
+    const fn = await post(opt, '/v1/chat/completions', {
+      ...base,
+      messages: [user, { role: 'assistant', content: 'x', function_call: { name: 'f' } }],
+    });
+    expect(fn.json.error.param).toBe('messages.1.function_call');
+    const none = await post(opt, '/v1/chat/completions', {
+      ...base,
+      messages: [user, { role: 'assistant', content: 'x', tool_calls: [] }, user],
+    });
+    expect(none.status).toBe(200);
+  });
+
   test('add_special_tokens: the endpoint default is accepted, anything else refused by name', async () => {
     expect((await post(opt, '/v1/completions', { ...base, prompt: 'Hi', add_special_tokens: true })).status).toBe(200);
     const chat = await post(opt, '/v1/chat/completions', {
@@ -118,6 +143,7 @@ describe('/tokenize (vLLM) takes what chat completions take', () => {
     [{}, 'prompt'],
     [{ messages: [{ role: 'user', content: 5 }] }, 'messages.0.content'],
     [{ prompt: 'x', add_generation_prompt: false }, 'add_generation_prompt'],
+    [{ messages: [{ role: 'assistant', content: null, tool_calls: [{ id: '1', type: 'function' }] }] }, 'messages.0.tool_calls'],
   ])('%j → 400 naming %s', async (body, param) => {
     const r = await post(opt, '/tokenize', body);
     expect(r.status).toBe(400);
