@@ -110,8 +110,20 @@ export function fullResponse(
   };
 }
 
-/** One stream chunk carrying a text delta (and, for the last one, the finish reason). */
-export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, first: boolean, logprobs: Logprobs = null) {
+/**
+ * One stream chunk carrying a text delta (and, for the last one, the finish reason and vLLM's
+ * stop_reason). `first`: the stream's first chunk, which names the chat role.
+ */
+export function deltaChunk(
+  ep: Endpoint,
+  m: ResponseMeta,
+  text: string,
+  finish: OpenAIFinish,
+  first: boolean,
+  logprobs: Logprobs = null,
+  stopReason: StopReason = null,
+) {
+  const end = finish === null ? {} : { stop_reason: stopReason };
   if (ep === 'chat') {
     const delta: { role?: 'assistant'; content?: string } = first
       ? { role: 'assistant', content: text }
@@ -123,7 +135,7 @@ export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: 
       object: 'chat.completion.chunk',
       created: m.created,
       model: m.model,
-      choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+      choices: [{ index: 0, delta, logprobs, finish_reason: finish, ...end }],
     };
   }
   return {
@@ -131,7 +143,7 @@ export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: 
     object: 'text_completion',
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, text, logprobs, finish_reason: finish }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finish, ...end }],
   };
 }
 

@@ -193,10 +193,14 @@ export async function respond(
   };
   const event = deltaEventWriter(ep, meta);
   let firstTextMs: number | undefined;
+  // No text chunk yet: then the finish chunk is the first and names the role (clients that rebuild
+  // the message from the deltas, like the openai client's stream helpers, need it).
+  let noChunkYet = true;
   let offset = 0; // text_offset of the next chunk's first token
   // Throws before hijack() when admission refuses: the error handler answers with its status.
   const { handle, done } = submit(ctx, gen, (delta, first, lps) => {
     if (first) firstTextMs = Math.round(reply.elapsedTime);
+    noChunkYet = false;
     if (gen.logprobs === null) {
       write(event(delta, first));
       return;
@@ -235,7 +239,7 @@ export async function respond(
   if (!clientGone) {
     if (err) write(sseData(err.body()));
     else {
-      write(sseData(deltaChunk(ep, meta, '', openAIFinish(o.reason), false)));
+      write(sseData(deltaChunk(ep, meta, '', openAIFinish(o.reason), noChunkYet, null, o.stopReason)));
       if (gen.includeUsage) write(sseData(usageChunk(ep, meta, usage(gen.promptTokens.length, o.completionTokens, o.cachedTokens))));
     }
     write(SSE_DONE);

@@ -3,6 +3,7 @@
 // token in the completions top_logprobs, and /tokenize taking the messages /v1/chat/completions takes
 // (text parts, null content, developer role) with vLLM's tokenize options honoured or refused by name.
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import OpenAI from 'openai';
 import { startServer, type TestServer } from './server-helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
@@ -91,6 +92,47 @@ describe('completions as the clients send them', () => {
         if (n === 0) expect(Object.keys(top)).toEqual([t]);
       });
     }
+  });
+});
+
+describe('streams as the clients read them', () => {
+  const sse = async (body: object) => {
+    const r = await fetch(`${opt.url}/v1/chat/completions`, {
+      method: 'POST',
+      body: JSON.stringify(body),
+      headers: { 'content-type': 'application/json' },
+    });
+    return (await r.text())
+      .split('\n\n')
+      .filter((e) => e.startsWith('data: {'))
+      .map((e) => JSON.parse(e.slice(6)) as Json);
+  };
+
+  test('a stream that ends before any text still names the role, and its finish chunk the stop_reason', async () => {
+    const base = { model: OPT, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 4, temperature: 0, ignore_eos: true };
+    // The greedy first token's text, as a stop string: the stream ends before any text is sent.
+    const first = (await post(opt, '/v1/chat/completions', { ...base, max_tokens: 1 })).json.choices[0].message.content as string;
+    const chunks = await sse({ ...base, stop: [first], stream: true });
+    expect(chunks).toHaveLength(1);
+    expect(chunks[0].choices[0]).toMatchObject({ delta: { role: 'assistant', content: '' }, finish_reason: 'stop', stop_reason: first });
+    // The official client's stream helper rebuilds the message from the deltas (it needs the role).
+    const client = new OpenAI({ baseURL: `${opt.url}/v1`, apiKey: 'none' });
+    const stream = client.chat.completions.stream({
+      model: OPT,
+      messages: [{ role: 'user', content: 'Hi' }],
+      max_tokens: 4,
+      temperature: 0,
+      stop: [first],
+    });
+    const done = await stream.finalChatCompletion();
+    expect(done.choices[0]).toMatchObject({ message: { role: 'assistant' }, finish_reason: 'stop' });
+  });
+
+  test('the finish chunk of a stream with text carries stop_reason (null at the length limit)', async () => {
+    const chunks = await sse({ model: OPT, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, ignore_eos: true, stream: true });
+    const last = chunks[chunks.length - 1].choices[0];
+    expect(last).toMatchObject({ finish_reason: 'length', stop_reason: null, delta: {} });
+    expect(chunks.filter((c) => c.choices[0].delta.role === 'assistant')).toHaveLength(1);
   });
 });
 
