@@ -2,9 +2,10 @@
 // (CPU): a batch of one token-id prompt, add_special_tokens at the endpoint's default, the sampled
 // token in the completions top_logprobs, and /tokenize taking the messages /v1/chat/completions takes
 // (text parts, null content, developer role) with vLLM's tokenize options honoured or refused by name.
+import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
 import OpenAI from 'openai';
-import { startServer, type TestServer } from './server-helpers.js';
+import { metric, startServer, type TestServer } from './server-helpers.js';
 
 type Json = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const OPT = 'synthetic:opt-tiny';
@@ -21,8 +22,17 @@ async function post(srv: TestServer, path: string, body: object): Promise<{ stat
   return { status: r.status, json: (await r.json()) as Json };
 }
 
+/** The request log of the opt-tiny server, one parsed JSON line each. */
+const logLines: Json[] = [];
+const logStream = new Writable({
+  write(chunk: Buffer, _enc, cb) {
+    for (const l of chunk.toString().split('\n').filter(Boolean)) logLines.push(JSON.parse(l) as Json);
+    cb();
+  },
+});
+
 beforeAll(async () => {
-  opt = await startServer();
+  opt = await startServer({ logger: { level: 'info', stream: logStream } });
   llama = await startServer({ model: LLAMA });
 });
 afterAll(async () => {
@@ -133,6 +143,31 @@ describe('streams as the clients read them', () => {
     const last = chunks[chunks.length - 1].choices[0];
     expect(last).toMatchObject({ finish_reason: 'length', stop_reason: null, delta: {} });
     expect(chunks.filter((c) => c.choices[0].delta.role === 'assistant')).toHaveLength(1);
+  });
+});
+
+describe('a client that goes away', () => {
+  test('before a non-streamed answer: counted as cancelled, logged as the client closing, not as a 503 "shutting down"', async () => {
+    // The series appears with its first increment.
+    const cancelled = () => metric(opt.url, 'hybridserve_requests_total', 'endpoint="completions",outcome="cancelled"').catch(() => 0);
+    const before = await cancelled();
+    const abort = new AbortController();
+    const req = fetch(`${opt.url}/v1/completions`, {
+      method: 'POST',
+      body: JSON.stringify({ model: OPT, prompt: 'Hi', max_tokens: 400, ignore_eos: true }),
+      headers: { 'content-type': 'application/json' },
+      signal: abort.signal,
+    }).catch((e: unknown) => e);
+    await new Promise((r) => setTimeout(r, 150));
+    abort.abort();
+    await req;
+    for (let i = 0; i < 50 && (await cancelled()) === before; i++) await new Promise((r) => setTimeout(r, 20));
+    expect(await cancelled()).toBe(before + 1);
+    await new Promise((r) => setTimeout(r, 50));
+    expect(logLines.filter((l) => l.level >= 50)).toEqual([]);
+    expect(JSON.stringify(logLines)).not.toContain('shutting down');
+    const line = logLines.find((l) => l.msg === 'request' && l.outcome === 'cancelled');
+    expect(line).toMatchObject({ path: '/v1/completions', status: 400 });
   });
 });
 
