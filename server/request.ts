@@ -431,10 +431,19 @@ export function tokenizeInput(body: TokenizeRequestT): TokenizeInput {
   return { kind: 'chat', turns: turnsOf(body.messages!), addGenerationPrompt: body.add_generation_prompt !== false };
 }
 
-/** The ids of a /tokenize request; a chat template's refusal is a 400. */
-export function tokenizeIds(input: TokenizeInput, tok: ServerTokenizer): number[] {
-  if (input.kind === 'prompt') return tok.encode(input.text, { addSpecialTokens: input.addSpecialTokens });
+/**
+ * The ids of a /tokenize request; a chat template's refusal is a 400. Long text is tokenised off
+ * the event loop, as for generation, when the tokenizer can and the defaults apply (the thread
+ * encodes with them).
+ */
+export async function tokenizeIds(input: TokenizeInput, tok: ServerTokenizer): Promise<number[]> {
+  if (input.kind === 'prompt') {
+    if (input.text.length > OFF_LOOP_CHARS && tok.encodeAsync && input.addSpecialTokens) return tok.encodeAsync(input.text);
+    return tok.encode(input.text, { addSpecialTokens: input.addSpecialTokens });
+  }
+  const chars = input.turns.reduce((n, t) => n + t.content.length, 0);
   try {
+    if (chars > OFF_LOOP_CHARS && tok.encodeChatAsync && input.addGenerationPrompt) return await tok.encodeChatAsync(input.turns);
     return tok.encodeChat(input.turns, { addGenerationPrompt: input.addGenerationPrompt });
   } catch (err) {
     throw templateRefusal(err);

@@ -10,7 +10,7 @@ import { checkModel, errors } from './openai.js';
 export const tokenRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { ctx }) => {
   app.post('/tokenize', { schema: { body: TokenizeRequest, response: { 200: TokenizeResponse, ...errors } } }, async (req) => {
     if (req.body.model !== undefined) checkModel(ctx, req.body.model);
-    const tokens = tokenizeIds(tokenizeInput(req.body), ctx.tokenizer);
+    const tokens = await tokenizeIds(tokenizeInput(req.body), ctx.tokenizer);
     return { count: tokens.length, max_model_len: ctx.limits.maxTotalTokens, tokens };
   });
 
