@@ -25,9 +25,9 @@ export interface ServerTokenizer {
   decodeToken?(id: number): string;
   eosTokenId: number;
   vocabSize: number;
-  /** Prompt ids of a conversation ending with the assistant's turn to generate (unless addGenerationPrompt is false). */
-  encodeChat(messages: ChatTurn[], options?: { addGenerationPrompt?: boolean }): number[];
-  /** The same as encode / encodeChat, computed off the event loop (a worker thread), if available. */
+  /** Prompt ids of a conversation ending with the assistant's turn to generate (model/tokenizer.ts ChatEncodeOptions). */
+  encodeChat(messages: ChatTurn[], options?: { addGenerationPrompt?: boolean; addSpecialTokens?: boolean }): number[];
+  /** encode / encodeChat with their defaults, computed off the event loop (a worker thread), if available. */
   encodeAsync?(text: string): Promise<number[]>;
   encodeChatAsync?(messages: ChatTurn[]): Promise<number[]>;
 }
@@ -133,15 +133,9 @@ const ACCEPTED: Record<string, (v: unknown) => boolean> = {
   service_tier: (v) => isNull(v) || v === 'auto' || v === 'default',
 };
 
-/** Refused parameters whose default differs by endpoint (vLLM's: completions add BOS, chat leaves it to the template). */
-const ACCEPTED_BY_ENDPOINT: Record<'completions' | 'chat', Record<string, (v: unknown) => boolean>> = {
-  completions: { add_special_tokens: (v) => isNull(v) || v === true },
-  chat: { add_special_tokens: isNull },
-};
-
 /** Throws a 400 naming the first refused parameter the body asks for. Pure. */
-export function refuseUnsupported(body: Record<string, unknown>, endpoint: 'completions' | 'chat'): void {
-  for (const [name, accepted] of Object.entries({ ...ACCEPTED, ...ACCEPTED_BY_ENDPOINT[endpoint] })) {
+export function refuseUnsupported(body: Record<string, unknown>): void {
+  for (const [name, accepted] of Object.entries(ACCEPTED)) {
     if (name in body && !accepted(body[name])) {
       throw badRequest(`'${name}' is not supported by this server`, name, 'unsupported_parameter');
     }
@@ -275,6 +269,11 @@ function promptText(req: CompletionRequestT): string | undefined {
   return typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? (req.prompt[0] as string) : undefined;
 }
 
+/** add_special_tokens as encoder options: absent or null leaves the encoder's default. Pure. */
+function specialTokens(add: boolean | null | undefined): { addSpecialTokens: boolean } | undefined {
+  return add == null ? undefined : { addSpecialTokens: add };
+}
+
 /** `encoded`: the prompt's ids when they were computed elsewhere (off the event loop). */
 export function completionToGeneration(
   req: CompletionRequestT,
@@ -282,12 +281,12 @@ export function completionToGeneration(
   limits: ServerLimits,
   encoded?: number[],
 ): GenerationRequest {
-  refuseUnsupported(req as Record<string, unknown>, 'completions');
+  refuseUnsupported(req as Record<string, unknown>);
   let ids: number[];
   const text = promptText(req);
   if (text !== undefined) {
     checkPromptChars(text.length, limits, 'prompt');
-    ids = encoded ?? tok.encode(text);
+    ids = encoded ?? tok.encode(text, specialTokens(req.add_special_tokens));
   } else {
     // Token ids, or a batch of one list of them.
     ids = (Array.isArray(req.prompt[0]) ? req.prompt[0] : req.prompt) as number[];
@@ -329,7 +328,7 @@ function refuseToolCalls(m: Record<string, unknown>, i: number): void {
 }
 
 function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
-  refuseUnsupported(req as Record<string, unknown>, 'chat');
+  refuseUnsupported(req as Record<string, unknown>);
   if (req.top_logprobs != null && req.logprobs !== true) {
     throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs', 'invalid_value');
   }
@@ -352,7 +351,7 @@ export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits
   const turns = chatTurns(req, limits);
   let ids: number[];
   try {
-    ids = encoded ?? tok.encodeChat(turns);
+    ids = encoded ?? tok.encodeChat(turns, specialTokens(req.add_special_tokens));
   } catch (err) {
     throw templateRefusal(err);
   }
@@ -375,7 +374,15 @@ export async function completionToGenerationAsync(
   limits: ServerLimits,
 ): Promise<GenerationRequest> {
   const text = promptText(req);
-  if (text === undefined || text.length <= OFF_LOOP_CHARS || !tok.encodeAsync || req.echo || text.length > limits.maxPromptChars) {
+  // The thread encodes with the defaults: an explicit add_special_tokens is encoded here.
+  if (
+    text === undefined ||
+    text.length <= OFF_LOOP_CHARS ||
+    !tok.encodeAsync ||
+    req.echo ||
+    req.add_special_tokens != null ||
+    text.length > limits.maxPromptChars
+  ) {
     return completionToGeneration(req, tok, limits);
   }
   return completionToGeneration(req, tok, limits, await tok.encodeAsync(text));
@@ -384,7 +391,8 @@ export async function completionToGenerationAsync(
 /** chatToGeneration, with long conversations tokenised off the event loop when the tokenizer can. */
 export async function chatToGenerationAsync(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits): Promise<GenerationRequest> {
   const turns = chatTurns(req, limits);
-  if (turns.reduce((n, t) => n + t.content.length, 0) <= OFF_LOOP_CHARS || !tok.encodeChatAsync) return chatToGeneration(req, tok, limits);
+  const short = turns.reduce((n, t) => n + t.content.length, 0) <= OFF_LOOP_CHARS;
+  if (short || !tok.encodeChatAsync || req.add_special_tokens != null) return chatToGeneration(req, tok, limits);
   let ids: number[];
   try {
     ids = await tok.encodeChatAsync(turns);
@@ -397,7 +405,8 @@ export async function chatToGenerationAsync(req: ChatRequestT, tok: ServerTokeni
 // ---- /tokenize ------------------------------------------------------------------------------------
 /** What POST /tokenize is asked to encode: a prompt, or a conversation through the chat template. */
 export type TokenizeInput =
-  { kind: 'prompt'; text: string; addSpecialTokens: boolean } | { kind: 'chat'; turns: ChatTurn[]; addGenerationPrompt: boolean };
+  | { kind: 'prompt'; text: string; addSpecialTokens: boolean }
+  | { kind: 'chat'; turns: ChatTurn[]; addGenerationPrompt: boolean; addSpecialTokens?: boolean };
 
 /** vLLM's tokenize parameters this server does not implement, with the values that mean "not asked for". */
 const TOKENIZE_ACCEPTED: Record<string, (v: unknown) => boolean> = {
@@ -426,9 +435,12 @@ export function tokenizeInput(body: TokenizeRequestT): TokenizeInput {
     return { kind: 'prompt', text: body.prompt, addSpecialTokens: body.add_special_tokens !== false };
   }
   // The chat template's output carries its own special tokens (vLLM's default for chat is false).
-  if (body.add_special_tokens != null)
-    throw badRequest("'add_special_tokens' is not supported with messages", 'add_special_tokens', 'unsupported_parameter');
-  return { kind: 'chat', turns: turnsOf(body.messages!), addGenerationPrompt: body.add_generation_prompt !== false };
+  return {
+    kind: 'chat',
+    turns: turnsOf(body.messages!),
+    addGenerationPrompt: body.add_generation_prompt !== false,
+    ...specialTokens(body.add_special_tokens),
+  };
 }
 
 /**
@@ -443,8 +455,9 @@ export async function tokenizeIds(input: TokenizeInput, tok: ServerTokenizer): P
   }
   const chars = input.turns.reduce((n, t) => n + t.content.length, 0);
   try {
-    if (chars > OFF_LOOP_CHARS && tok.encodeChatAsync && input.addGenerationPrompt) return await tok.encodeChatAsync(input.turns);
-    return tok.encodeChat(input.turns, { addGenerationPrompt: input.addGenerationPrompt });
+    const defaults = input.addGenerationPrompt && input.addSpecialTokens === undefined;
+    if (chars > OFF_LOOP_CHARS && tok.encodeChatAsync && defaults) return await tok.encodeChatAsync(input.turns);
+    return tok.encodeChat(input.turns, { addGenerationPrompt: input.addGenerationPrompt, addSpecialTokens: input.addSpecialTokens });
   } catch (err) {
     throw templateRefusal(err);
   }

@@ -35,8 +35,13 @@ export const ChatRequest = Type.Object(
     echo: Refused('null or false'),
     add_generation_prompt: Refused('null or true'),
     continue_final_message: Refused('null or false'),
-    // The template's output carries its own special tokens; the plain template's prompt gets the BOS.
-    add_special_tokens: Refused('null'),
+    /** Extension (vLLM): add the model's special tokens on top of the template's output. */
+    add_special_tokens: Type.Optional(
+      Type.Union([
+        Type.Boolean({ description: "Default: false with the checkpoint's chat template, true with the plain one" }),
+        Type.Null(),
+      ]),
+    ),
     chat_template: Refused('null'),
     chat_template_kwargs: Refused('null'),
     documents: Refused('null'),

@@ -73,7 +73,7 @@ export const TokenizeRequest = Type.Object(
     model: Type.Optional(Type.String()),
     prompt: Type.Optional(Type.String()),
     messages: Type.Optional(Type.Array(ChatMessage, { minItems: 1 })),
-    /** Prompt: add the model's special tokens (its BOS; default true, as vLLM). */
+    /** Add the model's special tokens (its BOS): prompt default true; messages as chat completions. */
     add_special_tokens: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
     /** Messages: open the assistant's turn at the end (default true, as vLLM). */
     add_generation_prompt: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),

@@ -1,5 +1,5 @@
 // Requests as the OpenAI and vLLM clients send them, on a listening server over the real engine
-// (CPU): a batch of one token-id prompt, add_special_tokens at the endpoint's default, the sampled
+// (CPU): a batch of one token-id prompt, add_special_tokens honoured, the sampled
 // token in the completions top_logprobs, and /tokenize taking the messages /v1/chat/completions takes
 // (text parts, null content, developer role) with vLLM's tokenize options honoured or refused by name.
 import { Writable } from 'node:stream';
@@ -80,15 +80,20 @@ describe('completions as the clients send them', () => {
     expect(none.status).toBe(200);
   });
 
-  test('add_special_tokens: the endpoint default is accepted, anything else refused by name', async () => {
-    expect((await post(opt, '/v1/completions', { ...base, prompt: 'Hi', add_special_tokens: true })).status).toBe(200);
-    const chat = await post(opt, '/v1/chat/completions', {
-      ...base,
-      messages: [{ role: 'user', content: 'Hi' }],
-      add_special_tokens: true,
-    });
-    expect(chat.status).toBe(400);
-    expect(chat.json.error.param).toBe('add_special_tokens');
+  test('add_special_tokens is honoured on both endpoints (llama-tiny: a BOS tokenizer, the plain chat template)', async () => {
+    const usage = async (path: string, body: object) => {
+      const r = await post(llama, path, { model: LLAMA, max_tokens: 1, ignore_eos: true, ...body });
+      expect(r.status).toBe(200);
+      return r.json.usage.prompt_tokens as number;
+    };
+    const prompt = { prompt: 'Hi' };
+    expect(await usage('/v1/completions', prompt)).toBe(3); // BOS + 2 bytes
+    expect(await usage('/v1/completions', { ...prompt, add_special_tokens: true })).toBe(3);
+    expect(await usage('/v1/completions', { ...prompt, add_special_tokens: false })).toBe(2);
+    const chat = { messages: [{ role: 'user', content: 'Hi' }] };
+    const withBos = await usage('/v1/chat/completions', chat);
+    expect(await usage('/v1/chat/completions', { ...chat, add_special_tokens: true })).toBe(withBos);
+    expect(await usage('/v1/chat/completions', { ...chat, add_special_tokens: false })).toBe(withBos - 1);
   });
 
   test('sampled: every top_logprobs object holds the sampled token (up to N + 1 entries)', async () => {
@@ -201,14 +206,15 @@ describe('/tokenize (vLLM) takes what chat completions take', () => {
     expect(t.json.tokens).toEqual(opt.serving.ctx.tokenizer.encode('user: x\n'));
   });
 
-  test('add_special_tokens on a prompt: the BOS is added by default and left out when false', async () => {
+  test('add_special_tokens: the BOS is added by default and left out when false (prompt and messages)', async () => {
     const bos = await post(llama, '/tokenize', { prompt: 'hi' });
     const none = await post(llama, '/tokenize', { prompt: 'hi', add_special_tokens: false });
     expect(bos.json.tokens).toEqual([1, ...none.json.tokens]);
     expect(none.json.count).toBe(2);
-    const chat = await post(llama, '/tokenize', { messages: [{ role: 'user', content: 'x' }], add_special_tokens: true });
-    expect(chat.status).toBe(400);
-    expect(chat.json.error.param).toBe('add_special_tokens');
+    const messages = [{ role: 'user', content: 'x' }];
+    const chat = await post(llama, '/tokenize', { messages });
+    const chatNone = await post(llama, '/tokenize', { messages, add_special_tokens: false });
+    expect(chat.json.tokens).toEqual([1, ...chatNone.json.tokens]);
   });
 
   test.each([

@@ -5,6 +5,7 @@ import { DEFAULT_LIMITS, resolveLimits } from '../../server/options.js';
 import {
   chatToGeneration,
   completionToGeneration,
+  completionToGenerationAsync,
   engineSeed,
   OFF_LOOP_CHARS,
   tokenizeIds,
@@ -203,6 +204,14 @@ describe('/tokenize', () => {
     expect(await tokenizeIds(tokenizeInput({ prompt: 'short' }), offLoop)).toEqual(byteTokenizer.encode('short'));
     const messages = [{ role: 'user' as const, content: long }];
     expect(await tokenizeIds(tokenizeInput({ messages, add_generation_prompt: false }), offLoop)).toHaveLength(long.length + 7);
+    // Generation: an explicit add_special_tokens is encoded on the loop (the thread has only the defaults).
+    const big = resolveLimits(
+      { maxPromptTokens: 3 * OFF_LOOP_CHARS, maxTotalTokens: 4 * OFF_LOOP_CHARS, maxPromptChars: 2 * OFF_LOOP_CHARS },
+      4 * OFF_LOOP_CHARS,
+    );
+    const gen = await completionToGenerationAsync({ model: 'm', prompt: long, add_special_tokens: false, max_tokens: 1 }, offLoop, big);
+    expect(gen.promptTokens).toHaveLength(long.length);
+    expect((await completionToGenerationAsync({ model: 'm', prompt: long, max_tokens: 1 }, offLoop, big)).promptTokens).toEqual([7]);
     // A chat template's refusal off the loop is still a 400 naming messages.
     await expect(tokenizeIds(tokenizeInput({ messages }), offLoop)).rejects.toMatchObject({ statusCode: 400, param: 'messages' });
   });
