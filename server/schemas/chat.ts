@@ -45,6 +45,8 @@ export const ChatRequest = Type.Object(
     chat_template: Refused('null'),
     chat_template_kwargs: Refused('null'),
     documents: Refused('null'),
+    structural_tag: Refused('null'),
+    mm_processor_kwargs: Refused('null'),
     modalities: Refused("null or ['text']"),
     audio: Refused('null'),
     prediction: Refused('null'),

@@ -19,6 +19,7 @@ export const CompletionRequest = Type.Object(
     logprobs: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS }), Type.Null()])),
     echo: Refused('null or false'),
     suffix: Refused('null or empty'),
+    prompt_embeds: Refused('null'),
     /** Extension (vLLM): add the model's special tokens (its BOS) to the prompt text. */
     add_special_tokens: Type.Optional(Type.Union([Type.Boolean({ description: 'Default true' }), Type.Null()])),
   },

@@ -110,6 +110,29 @@ describe('completions as the clients send them', () => {
   });
 });
 
+describe("vLLM's other extra parameters", () => {
+  const completion = { model: OPT, prompt: 'Hi', max_tokens: 2 };
+  const chat = { model: OPT, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2 };
+  test.each([
+    ['/v1/completions', 'cache_salt', 'tenant-a'],
+    ['/v1/completions', 'logits_processors', ['my.Processor']],
+    ['/v1/completions', 'guided_decoding_backend', 'outlines'],
+    ['/v1/completions', 'guided_whitespace_pattern', ' *'],
+    ['/v1/completions', 'kv_transfer_params', {}],
+    ['/v1/completions', 'vllm_xargs', { a: 1 }],
+    ['/v1/completions', 'prompt_embeds', 'AAAA'],
+    ['/v1/chat/completions', 'cache_salt', 'tenant-a'],
+    ['/v1/chat/completions', 'structural_tag', '{}'],
+    ['/v1/chat/completions', 'mm_processor_kwargs', {}],
+  ])('%s: %s is refused by name (400), null accepted', async (path, name, value) => {
+    const body = path === '/v1/completions' ? completion : chat;
+    const r = await post(opt, path, { ...body, [name]: value });
+    expect(r.status).toBe(400);
+    expect(r.json.error).toMatchObject({ param: name, code: 'unsupported_parameter' });
+    expect((await post(opt, path, { ...body, [name]: null })).status).toBe(200);
+  });
+});
+
 describe('streams as the clients read them', () => {
   const sse = async (body: object) => {
     const r = await fetch(`${opt.url}/v1/chat/completions`, {
