@@ -14,7 +14,8 @@ While no pod is ready it holds requests and asks the HSD for a replica (scale fr
 
 options:
   --deployment NAME        the HybridServeDeployment (its Service has the same name unless --service)
-  --namespace NS           its namespace (default: POD_NAMESPACE, else the kubeconfig's)
+  --namespace NS           its namespace when POD_NAMESPACE is unset (POD_NAMESPACE wins; neither: the
+                           kubeconfig's)
   --service NAME           the Service whose EndpointSlices list the pods (default: the HSD's name)
   --port N                 listening port (default 8080; 0 picks a free port)
   --host H                 address to bind (default 0.0.0.0)

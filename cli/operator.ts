@@ -14,7 +14,8 @@ HYBRIDSERVE_POLICY_ALLOW_SECRETS (true|false, default true).
 options:
   --metrics-port N   port of /metrics, /healthz and /readyz (default 8080; 0 picks a free port)
   --metrics-host H   address to bind (default 0.0.0.0)
-  --namespace NS     namespace of the leader-election Lease (default: POD_NAMESPACE, else the kubeconfig's)
+  --namespace NS     namespace of the leader-election Lease when POD_NAMESPACE is unset (POD_NAMESPACE wins;
+                     neither: the kubeconfig's)
   --server URL       talk to this API server with no auth (testing against a local API double)
   -h, --help         show this help`;
 

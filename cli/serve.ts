@@ -150,7 +150,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
   return {
     model: v.model ?? 'synthetic:opt-tiny',
     host: v.host ?? env.HOST ?? '0.0.0.0',
-    port: parseIntOption(v.port ?? env.PORT, '--port', 0, 65535, 8000),
+    // The error names where the bad value came from: a PORT set by the platform is not a flag.
+    port: parseIntOption(v.port ?? env.PORT, v.port !== undefined ? '--port' : 'PORT', 0, 65535, 8000),
     device,
     actFraction: frac === 'auto' ? 'auto' : parseNumberOption(frac, '--act-fraction', 0, 1, 0),
     hostMemoryBytes: v['host-memory'] ? parseSize(v['host-memory'], '--host-memory') : undefined,

@@ -49,7 +49,8 @@ export class AffinityTable extends Map<number, string> {
 
 function openAiError(reply: FastifyReply, status: number, message: string, code: string) {
   reply.code(status);
-  return { error: { message, type: status >= 500 ? 'server_error' : 'invalid_request_error', param: null, code } };
+  const type = status >= 500 ? 'server_error' : status === 404 ? 'not_found_error' : 'invalid_request_error';
+  return { error: { message, type, param: null, code } };
 }
 
 const AnyObject = Type.Object({}, { additionalProperties: true });
@@ -198,9 +199,18 @@ export function buildProxy(o: ProxyOptions, d: ProxyDeps): FastifyInstance {
   app.post('/tokenize', inference, (req, reply) => forward(req, reply, false));
   app.post('/detokenize', inference, (req, reply) => forward(req, reply, false));
   app.get('/v1/models', (req, reply) => forward(req, reply, false));
-  app.get('/v1/models/:id', (req, reply) => forward(req, reply, false));
+  // A wildcard, as the server's route: model ids may hold slashes ("pvc://models/opt-125m").
+  app.get('/v1/models/*', (req, reply) => forward(req, reply, false));
+
+  // Clients of the OpenAI API read every error in its shape, an unknown route's too.
+  app.setNotFoundHandler((req, reply) => {
+    d.metrics.requests.inc({ code: '404' });
+    reply.send(openAiError(reply, 404, `no route ${req.method} ${req.url.split('?')[0]}`, 'not_found'));
+  });
 
   app.get('/healthz', async () => ({ status: 'ok' }));
+  // vLLM's liveness route, as the pods serve it: 200 with an empty body.
+  app.get('/health', async (_req, reply) => reply.code(200).send());
   app.get('/readyz', async () => ({ status: 'ready', readyPods: d.table.readyCount(), held: d.hold.size }));
   app.get('/metrics', async (_req, reply) => {
     const views = d.table.views();

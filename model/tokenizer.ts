@@ -22,6 +22,13 @@ export interface ChatMessage {
   content: string;
 }
 
+export interface ChatEncodeOptions {
+  /** Open the assistant's turn at the end. Default true. */
+  addGenerationPrompt?: boolean;
+  /** Add the model's special tokens on top of the template's. Default: only without a Jinja template. */
+  addSpecialTokens?: boolean;
+}
+
 export interface EncodeOptions {
   /** Add the model's special tokens (its BOS), as Hugging Face tokenizers do by default. Default true. */
   addSpecialTokens?: boolean;
@@ -53,8 +60,11 @@ export interface Tokenizer {
   decoder(): IncrementalDecoder;
   /** The prompt text for a conversation (with the assistant's turn opened). */
   applyChatTemplate(messages: readonly ChatMessage[], options?: { addGenerationPrompt?: boolean }): string;
-  /** The prompt ids for a conversation: a Jinja template's output carries its own special tokens. */
-  encodeChat(messages: readonly ChatMessage[]): number[];
+  /**
+   * The prompt ids for a conversation: a Jinja template's output carries its own special tokens, so
+   * only the plain template's prompt gets the BOS, unless options.addSpecialTokens says otherwise.
+   */
+  encodeChat(messages: readonly ChatMessage[], options?: ChatEncodeOptions): number[];
 }
 
 /**
@@ -143,9 +153,9 @@ abstract class BaseTokenizer implements Tokenizer {
     return renderChatTemplate(this.chatTemplate, messages, { add_generation_prompt: add, ...this.templateVars() });
   }
 
-  encodeChat(messages: readonly ChatMessage[]): number[] {
-    const text = this.applyChatTemplate(messages);
-    return this.encode(text, { addSpecialTokens: !this.chatTemplate });
+  encodeChat(messages: readonly ChatMessage[], options: ChatEncodeOptions = {}): number[] {
+    const text = this.applyChatTemplate(messages, options);
+    return this.encode(text, { addSpecialTokens: options.addSpecialTokens ?? !this.chatTemplate });
   }
 }
 

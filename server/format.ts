@@ -63,9 +63,11 @@ export function logprobsObject(ep: Endpoint, entries: readonly LogprobEntry[], o
     tokens: entries.map((e) => e.token),
     token_logprobs: entries.map((e) => e.logprob),
     // One object per token; tokens with the same text keep the best logprob (a JSON object has one key per text).
+    // The sampled token is always in it, so it has up to N + 1 entries (OpenAI's legacy API, as vLLM).
     top_logprobs: entries.map((e) => {
       const o: Record<string, number> = {};
       for (const [t, lp] of e.top) if (!(t in o)) o[t] = lp;
+      if (!(e.token in o)) o[e.token] = e.logprob;
       return o;
     }),
     text_offset: textOffset,
@@ -108,8 +110,20 @@ export function fullResponse(
   };
 }
 
-/** One stream chunk carrying a text delta (and, for the last one, the finish reason). */
-export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: OpenAIFinish, first: boolean, logprobs: Logprobs = null) {
+/**
+ * One stream chunk carrying a text delta (and, for the last one, the finish reason and vLLM's
+ * stop_reason). `first`: the stream's first chunk, which names the chat role.
+ */
+export function deltaChunk(
+  ep: Endpoint,
+  m: ResponseMeta,
+  text: string,
+  finish: OpenAIFinish,
+  first: boolean,
+  logprobs: Logprobs = null,
+  stopReason: StopReason = null,
+) {
+  const end = finish === null ? {} : { stop_reason: stopReason };
   if (ep === 'chat') {
     const delta: { role?: 'assistant'; content?: string } = first
       ? { role: 'assistant', content: text }
@@ -121,7 +135,7 @@ export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: 
       object: 'chat.completion.chunk',
       created: m.created,
       model: m.model,
-      choices: [{ index: 0, delta, logprobs, finish_reason: finish }],
+      choices: [{ index: 0, delta, logprobs, finish_reason: finish, ...end }],
     };
   }
   return {
@@ -129,7 +143,7 @@ export function deltaChunk(ep: Endpoint, m: ResponseMeta, text: string, finish: 
     object: 'text_completion',
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, text, logprobs, finish_reason: finish }],
+    choices: [{ index: 0, text, logprobs, finish_reason: finish, ...end }],
   };
 }
 

@@ -133,6 +133,10 @@ function outcomeError(o: Outcome): ApiError | null {
   return null;
 }
 
+function clientClosed(): ApiError {
+  return new ApiError(400, 'the client closed the request', 'invalid_request_error', null, 'client_closed');
+}
+
 function outcomeName(o: Outcome, err: ApiError | null, clientGone = false): string {
   if (clientGone) return 'cancelled';
   return err ? (o.reason === 'cancelled' ? 'cancelled' : o.reason === 'timeout' ? 'timeout' : 'error') : 'ok';
@@ -147,18 +151,22 @@ export async function respond(
 ): Promise<unknown> {
   const startedAt = performance.now(); // monotonic: latencies only
   // Tokenising may have awaited a worker thread: a client gone meanwhile gets no sequence.
-  if (req.raw.socket?.destroyed) throw new ApiError(400, 'the client closed the request', 'invalid_request_error', null, 'client_closed');
+  if (req.raw.socket?.destroyed) throw clientClosed();
   const meta: ResponseMeta = { id: newId(ep), created: Math.floor(Date.now() / 1000), model: ctx.modelName };
   if (!gen.stream) {
     const { handle, done } = submit(ctx, gen, () => {});
     // The response closes before we answer only when the client went away.
+    let clientGone = false;
     const onClose = () => {
-      if (!reply.raw.writableEnded) handle.cancel();
+      if (reply.raw.writableEnded) return;
+      clientGone = true;
+      handle.cancel();
     };
     reply.raw.once('close', onClose);
     const o = await done;
     reply.raw.off('close', onClose);
-    const err = outcomeError(o);
+    // A client that left is not the server shutting down (nor a 5xx to log as our fault).
+    const err = clientGone && o.reason === 'cancelled' ? clientClosed() : outcomeError(o);
     record(
       ctx,
       ep,
@@ -169,6 +177,8 @@ export async function respond(
       o.reason,
     );
     noteUsage(req, { promptTokens: gen.promptTokens.length, completionTokens: o.completionTokens, outcome: outcomeName(o, err) });
+    // No response will finish on a closed connection, so onResponse never writes this request's line.
+    if (clientGone && err) logRequest(req, err.statusCode, reply.elapsedTime);
     if (err) {
       err.counted = true;
       throw err;
@@ -193,10 +203,14 @@ export async function respond(
   };
   const event = deltaEventWriter(ep, meta);
   let firstTextMs: number | undefined;
+  // No text chunk yet: then the finish chunk is the first and names the role (clients that rebuild
+  // the message from the deltas, like the openai client's stream helpers, need it).
+  let noChunkYet = true;
   let offset = 0; // text_offset of the next chunk's first token
   // Throws before hijack() when admission refuses: the error handler answers with its status.
   const { handle, done } = submit(ctx, gen, (delta, first, lps) => {
     if (first) firstTextMs = Math.round(reply.elapsedTime);
+    noChunkYet = false;
     if (gen.logprobs === null) {
       write(event(delta, first));
       return;
@@ -235,7 +249,7 @@ export async function respond(
   if (!clientGone) {
     if (err) write(sseData(err.body()));
     else {
-      write(sseData(deltaChunk(ep, meta, '', openAIFinish(o.reason), false)));
+      write(sseData(deltaChunk(ep, meta, '', openAIFinish(o.reason), noChunkYet, null, o.stopReason)));
       if (gen.includeUsage) write(sseData(usageChunk(ep, meta, usage(gen.promptTokens.length, o.completionTokens, o.cachedTokens))));
     }
     write(SSE_DONE);

@@ -9,6 +9,7 @@ import type { CompletionRequestT } from './schemas/completions.js';
 import type { ChatRequestT } from './schemas/chat.js';
 import { ChatRequest } from './schemas/chat.js';
 import { CompletionRequest } from './schemas/completions.js';
+import type { TokenizeRequestT } from './schemas/ops.js';
 
 export interface ChatTurn {
   role: string;
@@ -17,15 +18,16 @@ export interface ChatTurn {
 
 /** The slice of a tokenizer the server uses; server/runtime.ts adapts model/tokenizer.ts to it. */
 export interface ServerTokenizer {
-  encode(text: string): number[];
+  /** addSpecialTokens (default true): the model's BOS, as Hugging Face tokenizers add it. */
+  encode(text: string, options?: { addSpecialTokens?: boolean }): number[];
   decode(ids: readonly number[], options?: { skipSpecialTokens?: boolean }): string;
   /** Only for concatenative tokenizers (byte-level BPE, bytes): one token's text, cached. */
   decodeToken?(id: number): string;
   eosTokenId: number;
   vocabSize: number;
-  /** Prompt ids of a conversation ending with the assistant's turn to generate. */
-  encodeChat(messages: ChatTurn[]): number[];
-  /** The same as encode / encodeChat, computed off the event loop (a worker thread), if available. */
+  /** Prompt ids of a conversation ending with the assistant's turn to generate (model/tokenizer.ts ChatEncodeOptions). */
+  encodeChat(messages: ChatTurn[], options?: { addGenerationPrompt?: boolean; addSpecialTokens?: boolean }): number[];
+  /** encode / encodeChat with their defaults, computed off the event loop (a worker thread), if available. */
   encodeAsync?(text: string): Promise<number[]>;
   encodeChatAsync?(messages: ChatTurn[]): Promise<number[]>;
 }
@@ -109,7 +111,15 @@ const ACCEPTED: Record<string, (v: unknown) => boolean> = {
   spaces_between_special_tokens: (v) => isNull(v) || v === true,
   return_tokens_as_token_ids: (v) => isNull(v) || v === false,
   priority: (v) => isNull(v) || v === 0,
-  add_special_tokens: isNull,
+  guided_decoding_backend: isNull,
+  guided_whitespace_pattern: isNull,
+  logits_processors: (v) => isNull(v) || (Array.isArray(v) && v.length === 0),
+  cache_salt: isNull,
+  kv_transfer_params: isNull,
+  vllm_xargs: isNull,
+  prompt_embeds: isNull,
+  structural_tag: isNull,
+  mm_processor_kwargs: isNull,
   echo: (v) => isNull(v) || v === false,
   suffix: (v) => isNull(v) || v === '',
   tools: (v) => isNull(v) || (Array.isArray(v) && v.length === 0),
@@ -268,6 +278,11 @@ function promptText(req: CompletionRequestT): string | undefined {
   return typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? (req.prompt[0] as string) : undefined;
 }
 
+/** add_special_tokens as encoder options: absent or null leaves the encoder's default. Pure. */
+function specialTokens(add: boolean | null | undefined): { addSpecialTokens: boolean } | undefined {
+  return add == null ? undefined : { addSpecialTokens: add };
+}
+
 /** `encoded`: the prompt's ids when they were computed elsewhere (off the event loop). */
 export function completionToGeneration(
   req: CompletionRequestT,
@@ -280,9 +295,10 @@ export function completionToGeneration(
   const text = promptText(req);
   if (text !== undefined) {
     checkPromptChars(text.length, limits, 'prompt');
-    ids = encoded ?? tok.encode(text);
+    ids = encoded ?? tok.encode(text, specialTokens(req.add_special_tokens));
   } else {
-    ids = req.prompt as number[];
+    // Token ids, or a batch of one list of them.
+    ids = (Array.isArray(req.prompt[0]) ? req.prompt[0] : req.prompt) as number[];
     const bad = ids.find((t) => t >= tok.vocabSize);
     if (bad !== undefined) throw badRequest(`token id ${bad} is outside the vocabulary (size ${tok.vocabSize})`, 'prompt', 'invalid_value');
   }
@@ -296,12 +312,36 @@ function messageText(content: ChatRequestT['messages'][number]['content']): stri
   return content.map((p) => p.text).join('');
 }
 
+/** The conversation as the template sees it: developer messages are system messages; text parts joined. Pure. */
+function turnsOf(messages: ChatRequestT['messages']): ChatTurn[] {
+  return messages.map((m, i) => {
+    refuseToolCalls(m as Record<string, unknown>, i);
+    return { role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) };
+  });
+}
+
+/**
+ * An assistant turn that called tools cannot be rendered without tool support (the turn would
+ * silently lose its calls), so it is refused like `tools` itself. Empty lists and null are no calls.
+ */
+function refuseToolCalls(m: Record<string, unknown>, i: number): void {
+  for (const name of ['tool_calls', 'function_call']) {
+    const v = m[name];
+    if (v == null || (Array.isArray(v) && v.length === 0)) continue;
+    throw badRequest(
+      `'messages[${i}].${name}' is not supported by this server (no tool calling)`,
+      `messages.${i}.${name}`,
+      'unsupported_parameter',
+    );
+  }
+}
+
 function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
   refuseUnsupported(req as Record<string, unknown>);
   if (req.top_logprobs != null && req.logprobs !== true) {
     throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs', 'invalid_value');
   }
-  const turns = req.messages.map((m) => ({ role: m.role === 'developer' ? 'system' : m.role, content: messageText(m.content) }));
+  const turns = turnsOf(req.messages);
   if (turns.every((t) => t.content.trim() === '')) throw badRequest('messages have no content', 'messages', 'empty_messages');
   checkPromptChars(
     turns.reduce((n, t) => n + t.content.length, 0),
@@ -320,7 +360,7 @@ export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits
   const turns = chatTurns(req, limits);
   let ids: number[];
   try {
-    ids = encoded ?? tok.encodeChat(turns);
+    ids = encoded ?? tok.encodeChat(turns, specialTokens(req.add_special_tokens));
   } catch (err) {
     throw templateRefusal(err);
   }
@@ -343,7 +383,15 @@ export async function completionToGenerationAsync(
   limits: ServerLimits,
 ): Promise<GenerationRequest> {
   const text = promptText(req);
-  if (text === undefined || text.length <= OFF_LOOP_CHARS || !tok.encodeAsync || req.echo || text.length > limits.maxPromptChars) {
+  // The thread encodes with the defaults: an explicit add_special_tokens is encoded here.
+  if (
+    text === undefined ||
+    text.length <= OFF_LOOP_CHARS ||
+    !tok.encodeAsync ||
+    req.echo ||
+    req.add_special_tokens != null ||
+    text.length > limits.maxPromptChars
+  ) {
     return completionToGeneration(req, tok, limits);
   }
   return completionToGeneration(req, tok, limits, await tok.encodeAsync(text));
@@ -352,7 +400,8 @@ export async function completionToGenerationAsync(
 /** chatToGeneration, with long conversations tokenised off the event loop when the tokenizer can. */
 export async function chatToGenerationAsync(req: ChatRequestT, tok: ServerTokenizer, limits: ServerLimits): Promise<GenerationRequest> {
   const turns = chatTurns(req, limits);
-  if (turns.reduce((n, t) => n + t.content.length, 0) <= OFF_LOOP_CHARS || !tok.encodeChatAsync) return chatToGeneration(req, tok, limits);
+  const short = turns.reduce((n, t) => n + t.content.length, 0) <= OFF_LOOP_CHARS;
+  if (short || !tok.encodeChatAsync || req.add_special_tokens != null) return chatToGeneration(req, tok, limits);
   let ids: number[];
   try {
     ids = await tok.encodeChatAsync(turns);
@@ -360,4 +409,65 @@ export async function chatToGenerationAsync(req: ChatRequestT, tok: ServerTokeni
     throw templateRefusal(err);
   }
   return chatToGeneration(req, tok, limits, ids);
+}
+
+// ---- /tokenize ------------------------------------------------------------------------------------
+/** What POST /tokenize is asked to encode: a prompt, or a conversation through the chat template. */
+export type TokenizeInput =
+  | { kind: 'prompt'; text: string; addSpecialTokens: boolean }
+  | { kind: 'chat'; turns: ChatTurn[]; addGenerationPrompt: boolean; addSpecialTokens?: boolean };
+
+/** vLLM's tokenize parameters this server does not implement, with the values that mean "not asked for". */
+const TOKENIZE_ACCEPTED: Record<string, (v: unknown) => boolean> = {
+  // vLLM returns the vocabulary's own token strings; this server's tokenizer interface has no such lookup.
+  return_token_strs: (v) => isNull(v) || v === false,
+  continue_final_message: ACCEPTED.continue_final_message!,
+  chat_template: ACCEPTED.chat_template!,
+  chat_template_kwargs: ACCEPTED.chat_template_kwargs!,
+  tools: ACCEPTED.tools!,
+  mm_processor_kwargs: isNull,
+};
+
+/** Checks a /tokenize body (exactly one of prompt and messages; refused fields) and says what to encode. Pure. */
+export function tokenizeInput(body: TokenizeRequestT): TokenizeInput {
+  for (const [name, accepted] of Object.entries(TOKENIZE_ACCEPTED)) {
+    if (name in body && !accepted((body as Record<string, unknown>)[name])) {
+      throw badRequest(`'${name}' is not supported by this server`, name, 'unsupported_parameter');
+    }
+  }
+  if ((body.prompt === undefined) === (body.messages === undefined)) {
+    throw badRequest('send either prompt or messages', body.prompt === undefined ? 'prompt' : 'messages', 'invalid_value');
+  }
+  if (body.prompt !== undefined) {
+    if (body.add_generation_prompt != null)
+      throw badRequest('add_generation_prompt applies to messages', 'add_generation_prompt', 'invalid_value');
+    return { kind: 'prompt', text: body.prompt, addSpecialTokens: body.add_special_tokens !== false };
+  }
+  // The chat template's output carries its own special tokens (vLLM's default for chat is false).
+  return {
+    kind: 'chat',
+    turns: turnsOf(body.messages!),
+    addGenerationPrompt: body.add_generation_prompt !== false,
+    ...specialTokens(body.add_special_tokens),
+  };
+}
+
+/**
+ * The ids of a /tokenize request; a chat template's refusal is a 400. Long text is tokenised off
+ * the event loop, as for generation, when the tokenizer can and the defaults apply (the thread
+ * encodes with them).
+ */
+export async function tokenizeIds(input: TokenizeInput, tok: ServerTokenizer): Promise<number[]> {
+  if (input.kind === 'prompt') {
+    if (input.text.length > OFF_LOOP_CHARS && tok.encodeAsync && input.addSpecialTokens) return tok.encodeAsync(input.text);
+    return tok.encode(input.text, { addSpecialTokens: input.addSpecialTokens });
+  }
+  const chars = input.turns.reduce((n, t) => n + t.content.length, 0);
+  try {
+    const defaults = input.addGenerationPrompt && input.addSpecialTokens === undefined;
+    if (chars > OFF_LOOP_CHARS && tok.encodeChatAsync && defaults) return await tok.encodeChatAsync(input.turns);
+    return tok.encodeChat(input.turns, { addGenerationPrompt: input.addGenerationPrompt, addSpecialTokens: input.addSpecialTokens });
+  } catch (err) {
+    throw templateRefusal(err);
+  }
 }

@@ -101,10 +101,10 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: Tokenize
   return {
     eosTokenId: t.eosTokenId,
     vocabSize: cfg.vocabSize,
-    encode: (text) => t.encode(text),
+    encode: (text, options) => t.encode(text, options),
     decode: (ids, options) => t.decode(ids, options),
     ...(CONCATENATIVE.has(t.kind) ? { decodeToken } : {}),
-    encodeChat: (messages) => t.encodeChat(messages),
+    encodeChat: (messages, options) => t.encodeChat(messages, options),
     ...(thread ? { encodeAsync: (text: string) => thread.encode(text), encodeChatAsync: (m: ChatTurn[]) => thread.encodeChat(m) } : {}),
   };
 }

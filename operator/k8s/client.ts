@@ -173,8 +173,45 @@ export class KubeClient {
 
   /** A list+watch cache (client-node ListWatch): relists on 410 Gone; stops on other errors (caller restarts). */
   informer<T extends KubeObject>(ref: Omit<ResourceRef, 'name'>, labelSelector?: string): Informer<T> {
-    const path = resourcePath(ref);
     const listFn = () => this.list<T>(ref, labelSelector) as unknown as Promise<k8s.KubernetesListObject<T & k8s.KubernetesObject>>;
-    return k8s.makeInformer<T & k8s.KubernetesObject>(this.kc, path, listFn, labelSelector) as unknown as Informer<T>;
+    return listWatch<T>(this.kc, resourcePath(ref), listFn, labelSelector);
   }
+}
+
+/**
+ * client-node's Watch, except that a watch which connects after its informer was stopped is
+ * aborted at once. ListWatch.stop() aborts only a watch already established; one still being set
+ * up (stop() during the list, or while the watch request connects) stayed open after stop() and
+ * held the process: a SIGTERM just after the operator took its Lease hung its shutdown until the
+ * forced exit 1, 20 s later.
+ */
+class StoppableWatch extends k8s.Watch {
+  stopped = false;
+  override async watch(...args: Parameters<k8s.Watch['watch']>): Promise<AbortController> {
+    const controller = await super.watch(...args);
+    if (this.stopped) controller.abort();
+    return controller;
+  }
+}
+
+/** A client-node ListWatch (not started) whose stop() also ends a watch still connecting. */
+export function listWatch<T extends KubeObject>(
+  kc: k8s.KubeConfig,
+  path: string,
+  listFn: () => Promise<k8s.KubernetesListObject<T & k8s.KubernetesObject>>,
+  labelSelector?: string,
+): Informer<T> {
+  const watch = new StoppableWatch(kc);
+  const lw = new k8s.ListWatch<T & k8s.KubernetesObject>(path, watch, listFn, false, labelSelector);
+  const start = lw.start.bind(lw);
+  const stop = lw.stop.bind(lw);
+  lw.start = () => {
+    watch.stopped = false;
+    return start();
+  };
+  lw.stop = () => {
+    watch.stopped = true;
+    return stop();
+  };
+  return lw as unknown as Informer<T>;
 }

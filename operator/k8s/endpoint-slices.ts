@@ -2,7 +2,7 @@
 // cache selected by the label kubernetes.io/service-name, through the same client-node informer
 // machinery as the operator's caches (relist on 410 Gone; the caller restarts it on other errors).
 import * as k8s from '@kubernetes/client-node';
-import type { Informer, KubeClient, KubeObject } from './client.js';
+import { listWatch, type Informer, type KubeClient, type KubeObject } from './client.js';
 import { resourcePath } from './resources.js';
 import { R } from './resources.js';
 
@@ -24,10 +24,5 @@ export function endpointSliceInformer(client: KubeClient, namespace: string, ser
   const selector = `${SERVICE_NAME_LABEL}=${service}`;
   const listFn = () =>
     client.list<EndpointSliceLike>(ref, selector) as unknown as Promise<k8s.KubernetesListObject<EndpointSliceLike & k8s.KubernetesObject>>;
-  return k8s.makeInformer<EndpointSliceLike & k8s.KubernetesObject>(
-    client.kc,
-    resourcePath(ref),
-    listFn,
-    selector,
-  ) as unknown as Informer<EndpointSliceLike>;
+  return listWatch<EndpointSliceLike>(client.kc, resourcePath(ref), listFn, selector);
 }

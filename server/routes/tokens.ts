@@ -3,14 +3,14 @@
 import type { TypedPlugin } from '../type-provider.js';
 import type { ServingContext } from '../context.js';
 import { badRequest } from '../errors.js';
+import { tokenizeIds, tokenizeInput } from '../request.js';
 import { DetokenizeRequest, DetokenizeResponse, TokenizeRequest, TokenizeResponse } from '../schemas/ops.js';
 import { checkModel, errors } from './openai.js';
 
 export const tokenRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { ctx }) => {
   app.post('/tokenize', { schema: { body: TokenizeRequest, response: { 200: TokenizeResponse, ...errors } } }, async (req) => {
-    const body = req.body;
-    if (body.model !== undefined) checkModel(ctx, body.model);
-    const tokens = 'prompt' in body ? ctx.tokenizer.encode(body.prompt) : ctx.tokenizer.encodeChat(body.messages);
+    if (req.body.model !== undefined) checkModel(ctx, req.body.model);
+    const tokens = await tokenizeIds(tokenizeInput(req.body), ctx.tokenizer);
     return { count: tokens.length, max_model_len: ctx.limits.maxTotalTokens, tokens };
   });
 

@@ -35,9 +35,18 @@ export const ChatRequest = Type.Object(
     echo: Refused('null or false'),
     add_generation_prompt: Refused('null or true'),
     continue_final_message: Refused('null or false'),
+    /** Extension (vLLM): add the model's special tokens on top of the template's output. */
+    add_special_tokens: Type.Optional(
+      Type.Union([
+        Type.Boolean({ description: "Default: false with the checkpoint's chat template, true with the plain one" }),
+        Type.Null(),
+      ]),
+    ),
     chat_template: Refused('null'),
     chat_template_kwargs: Refused('null'),
     documents: Refused('null'),
+    structural_tag: Refused('null'),
+    mm_processor_kwargs: Refused('null'),
     modalities: Refused("null or ['text']"),
     audio: Refused('null'),
     prediction: Refused('null'),

@@ -88,7 +88,13 @@ export const SamplingFields = {
   spaces_between_special_tokens: Refused('null or true'),
   return_tokens_as_token_ids: Refused('null or false'),
   priority: Refused('null or 0'),
-  add_special_tokens: Refused('null or the endpoint default'),
+  guided_decoding_backend: Refused('null'),
+  guided_whitespace_pattern: Refused('null'),
+  logits_processors: Refused('null or empty'),
+  // Salting the prefix cache isolates tenants; ignoring it would share their cached prefixes silently.
+  cache_salt: Refused('null'),
+  kv_transfer_params: Refused('null'),
+  vllm_xargs: Refused('null'),
 };
 
 export const Usage = Type.Object({

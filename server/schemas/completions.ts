@@ -1,20 +1,27 @@
 // POST /v1/completions request and response (OpenAI legacy completions; n = 1).
 import { Type, type Static } from '@sinclair/typebox';
-import { FinishReason, MAX_LOGPROBS, Refused, SamplingFields, Usage } from './common.js';
+import { FinishReason, INT32_MAX, MAX_LOGPROBS, Refused, SamplingFields, Usage } from './common.js';
+
+const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: INT32_MAX }), { minItems: 1 });
 
 export const CompletionRequest = Type.Object(
   {
     ...SamplingFields,
-    // A string, a list of one string, or token ids (one prompt per request).
+    // A string, a list of one string, token ids, or a list of one list of token ids (one prompt per
+    // request: the OpenAI clients send a batch of one as a nested list).
     prompt: Type.Union([
       Type.String(),
       Type.Array(Type.String(), { minItems: 1, maxItems: 1 }),
-      Type.Array(Type.Integer({ minimum: 0, maximum: 2147483647 }), { minItems: 1 }),
+      TokenIds,
+      Type.Array(TokenIds, { minItems: 1, maxItems: 1 }),
     ]),
     /** The sampled token's logprob and the top N alternatives per token (0 = only the sampled one's). */
     logprobs: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS }), Type.Null()])),
     echo: Refused('null or false'),
     suffix: Refused('null or empty'),
+    prompt_embeds: Refused('null'),
+    /** Extension (vLLM): add the model's special tokens (its BOS) to the prompt text. */
+    add_special_tokens: Type.Optional(Type.Union([Type.Boolean({ description: 'Default true' }), Type.Null()])),
   },
   { additionalProperties: true },
 );

@@ -1,5 +1,7 @@
 // Schemas of the operational routes: models, health, readiness, stats, version, tokenize.
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
+import { ChatMessage } from './chat.js';
+import { Refused } from './common.js';
 
 export const ModelList = Type.Object({
   object: Type.Literal('list'),
@@ -61,14 +63,30 @@ export const Version = Type.Object({ version: Type.String() });
 
 const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: 2147483647 }), { maxItems: 1_000_000 });
 
-/** POST /tokenize (vLLM): a prompt, or chat messages rendered with the chat template. */
-export const TokenizeRequest = Type.Union([
-  Type.Object({ model: Type.Optional(Type.String()), prompt: Type.String() }),
-  Type.Object({
+/**
+ * POST /tokenize (vLLM): a prompt, or chat messages (the same messages /v1/chat/completions takes)
+ * rendered with the chat template. One object with both optional rather than a union, so that a bad
+ * request's 400 names the field that is wrong, not the first branch's missing `prompt`.
+ */
+export const TokenizeRequest = Type.Object(
+  {
     model: Type.Optional(Type.String()),
-    messages: Type.Array(Type.Object({ role: Type.String(), content: Type.String() }), { minItems: 1 }),
-  }),
-]);
+    prompt: Type.Optional(Type.String()),
+    messages: Type.Optional(Type.Array(ChatMessage, { minItems: 1 })),
+    /** Add the model's special tokens (its BOS): prompt default true; messages as chat completions. */
+    add_special_tokens: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
+    /** Messages: open the assistant's turn at the end (default true, as vLLM). */
+    add_generation_prompt: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
+    return_token_strs: Refused('null or false'),
+    continue_final_message: Refused('null or false'),
+    chat_template: Refused('null'),
+    chat_template_kwargs: Refused('null'),
+    tools: Refused('null or empty'),
+    mm_processor_kwargs: Refused('null'),
+  },
+  { additionalProperties: true },
+);
+export type TokenizeRequestT = Static<typeof TokenizeRequest>;
 export const TokenizeResponse = Type.Object({ count: Type.Integer(), max_model_len: Type.Integer(), tokens: TokenIds });
 
 export const DetokenizeRequest = Type.Object({ model: Type.Optional(Type.String()), tokens: TokenIds });

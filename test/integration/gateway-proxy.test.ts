@@ -160,6 +160,26 @@ describe('gateway proxy', () => {
 });
 
 describe('hold queue', () => {
+  test('model ids with slashes reach the pod; an unknown route is a 404 in the OpenAI error shape; /health answers', async () => {
+    const paths: string[] = [];
+    const up = await stub((req, res) => {
+      paths.push(req.url ?? '');
+      json(res, 200, { id: 'm', object: 'model' });
+    });
+    const gw = await gateway([up]);
+    const base = `http://127.0.0.1:${gw.port}`;
+    expect((await fetch(`${base}/v1/models/pvc://models/opt-125m`)).status).toBe(200);
+    expect(paths).toEqual(['/v1/models/pvc://models/opt-125m']);
+    const missing = await fetch(`${base}/v1/nope`);
+    expect(missing.status).toBe(404);
+    expect(await missing.json()).toEqual({
+      error: { message: 'no route GET /v1/nope', type: 'not_found_error', param: null, code: 'not_found' },
+    });
+    const health = await fetch(`${base}/health`);
+    expect(health.status).toBe(200);
+    expect(await health.text()).toBe('');
+  });
+
   test('bounded in size and in time; release lets every waiter go', async () => {
     const q = new HoldQueue(2, 150);
     const a = q.wait();

@@ -94,6 +94,15 @@ describe('hybridserve generate --json', () => {
     expect(stopped.tokens).toEqual(full.tokens.slice(0, full.tokens.indexOf(stop) + 1));
   });
 
+  test('--seed with --temperature 1: the same seed gives the same tokens, another seed others', () => {
+    const sample = (seed: string) =>
+      json(['--model', 'synthetic:opt-tiny', '--prompt', 'hi', '--max-tokens', '8', '--temperature', '1', '--seed', seed]).tokens;
+    const a = sample('1');
+    expect(a).toHaveLength(8);
+    expect(sample('1')).toEqual(a);
+    expect(sample('2')).not.toEqual(a);
+  });
+
   test('plain output streams the text and prints a summary on stderr', () => {
     const r = runCli(['generate', '--model', 'synthetic:opt-tiny', '--prompt', 'Hi', '--max-tokens', '4', '--threads', '1']);
     expect(r.code).toBe(0);

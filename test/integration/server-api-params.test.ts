@@ -204,7 +204,6 @@ describe('refused parameters get a 400 naming them', () => {
     ['spaces_between_special_tokens', false],
     ['return_tokens_as_token_ids', true],
     ['priority', 1],
-    ['add_special_tokens', false],
     ['echo', true],
     ['suffix', 'tail'],
     ['n', 2],

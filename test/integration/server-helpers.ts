@@ -22,6 +22,8 @@ export async function startServer(
     kvBlocks?: number;
     actBlocks?: number;
     prefixCaching?: boolean;
+    /** Fastify's logger (e.g. { level: 'info', stream } to read the request log). */
+    logger?: ServingOptions['logger'];
   } = {},
 ): Promise<TestServer> {
   const limits = { maxPromptTokens: 256, maxTotalTokens: 512, ...o.limits };
@@ -47,6 +49,7 @@ export async function startServer(
     planPollMs: o.planPollMs,
     maxBatch: o.maxBatch ?? 64,
     processMetrics: false,
+    logger: o.logger,
   };
   const serving = await createServing(opts);
   const url = await serving.app.listen({ host: '127.0.0.1', port: 0 });

@@ -837,6 +837,11 @@ export class FakeApiServer {
     res.on('close', () => this.endWatch(w));
   }
 
+  /** Watch connections open now (a stopped informer must leave none). */
+  get openWatches(): number {
+    return this.watchers.size;
+  }
+
   private endWatch(w: Watcher): void {
     if (!this.watchers.delete(w)) return;
     if (w.timer) clearInterval(w.timer);

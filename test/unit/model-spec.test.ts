@@ -1,9 +1,20 @@
 import { describe, expect, test } from '@jest/globals';
 import { ModelError } from '../../model/errors.js';
-import { PRESET_NAMES } from '../../model/presets.js';
+import { PRESET_NAMES, presetConfig } from '../../model/presets.js';
 import { parseModelSpec } from '../../model/spec.js';
 
 describe('parseModelSpec', () => {
+  test('the presets DESIGN.md names exist, with their architecture and attention kind', () => {
+    const opt = ['opt-tiny', 'opt-125m', 'opt-1.3b', 'opt-6.7b', 'opt-13b', 'opt-30b', 'opt-66b'];
+    for (const p of opt) expect(parseModelSpec(`synthetic:${p}`)).toMatchObject({ kind: 'synthetic', preset: p, config: { arch: 'opt' } });
+    for (const p of ['llama-tiny', 'llama-7b', 'llama3-8b']) expect(presetConfig(p)).toMatchObject({ arch: 'llama' });
+    const mha = presetConfig('llama-7b')!;
+    expect(mha.numKvHeads).toBe(mha.numHeads);
+    // Grouped-query attention below half the heads: ACT is larger than KV there (the planner's case).
+    const gqa = presetConfig('llama3-8b')!;
+    expect(gqa.numKvHeads).toBeLessThan(gqa.numHeads / 2);
+  });
+
   test('synthetic presets, with and without a seed', () => {
     const a = parseModelSpec('synthetic:opt-125m');
     expect(a).toMatchObject({ kind: 'synthetic', preset: 'opt-125m', seed: 0 });

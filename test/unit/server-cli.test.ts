@@ -9,6 +9,11 @@ describe('hybridserve serve options', () => {
     const c = parseServeArgs([], {});
     expect(c).toMatchObject({ model: 'synthetic:opt-tiny', host: '0.0.0.0', port: 8000, device: 'cpu', actFraction: 'auto', maxBatch: 64 });
   });
+  test('a bad PORT in the environment is named as PORT, a bad --port as --port', () => {
+    expect(() => parseServeArgs([], { PORT: 'abc' })).toThrow(/^PORT must be an integer, got 'abc'/);
+    expect(() => parseServeArgs(['--port', '70000'], { PORT: '1' })).toThrow(/^--port must be between 0 and 65535/);
+  });
+
   test('PORT / HOST / HYBRIDSERVE_PLAN_FILE from the environment; flags win', () => {
     expect(parseServeArgs([], { PORT: '9001', HOST: '127.0.0.1', HYBRIDSERVE_PLAN_FILE: '/etc/plan/plan.json' })).toMatchObject({
       port: 9001,

@@ -2,7 +2,18 @@ import { describe, expect, test } from '@jest/globals';
 import { authorized, keySet, loadApiKeys } from '../../server/auth.js';
 import { ApiError, toApiError } from '../../server/errors.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../../server/options.js';
-import { chatToGeneration, completionToGeneration, engineSeed, unknownFields } from '../../server/request.js';
+import {
+  chatToGeneration,
+  completionToGeneration,
+  completionToGenerationAsync,
+  engineSeed,
+  OFF_LOOP_CHARS,
+  tokenizeIds,
+  tokenizeInput,
+  unknownFields,
+  type ServerTokenizer,
+} from '../../server/request.js';
+import { ChatTemplateError } from '../../model/tokenizer.js';
 import { byteTokenizer } from './server-fake-engine.js';
 
 const limits = resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 32, defaultMaxTokens: 8 }, 2048);
@@ -165,6 +176,44 @@ describe('request mapping', () => {
       maxPromptTokens: 999,
     });
     expect(resolveLimits({}, 8192).maxQueue).toBe(DEFAULT_LIMITS.maxQueue);
+  });
+});
+
+describe('/tokenize', () => {
+  // The event-loop encoders refuse long text: only the off-loop ones may see it.
+  const offLoop: ServerTokenizer = {
+    ...byteTokenizer,
+    encode: (text, o) => {
+      if (text.length > OFF_LOOP_CHARS && o?.addSpecialTokens !== false) throw new Error('long text on the event loop');
+      return byteTokenizer.encode(text);
+    },
+    encodeChat: (turns, o) => {
+      if (o?.addGenerationPrompt !== false) throw new Error('long chat on the event loop');
+      return byteTokenizer.encode(turns.map((t) => `${t.role}: ${t.content}\n`).join(''));
+    },
+    encodeAsync: async () => [7],
+    encodeChatAsync: async () => {
+      throw new ChatTemplateError('only user and assistant roles');
+    },
+  };
+  const long = 'x'.repeat(OFF_LOOP_CHARS + 1);
+
+  test('long text is tokenised off the event loop, unless an option the thread lacks is asked for', async () => {
+    expect(await tokenizeIds(tokenizeInput({ prompt: long }), offLoop)).toEqual([7]);
+    expect(await tokenizeIds(tokenizeInput({ prompt: long, add_special_tokens: false }), offLoop)).toHaveLength(long.length);
+    expect(await tokenizeIds(tokenizeInput({ prompt: 'short' }), offLoop)).toEqual(byteTokenizer.encode('short'));
+    const messages = [{ role: 'user' as const, content: long }];
+    expect(await tokenizeIds(tokenizeInput({ messages, add_generation_prompt: false }), offLoop)).toHaveLength(long.length + 7);
+    // Generation: an explicit add_special_tokens is encoded on the loop (the thread has only the defaults).
+    const big = resolveLimits(
+      { maxPromptTokens: 3 * OFF_LOOP_CHARS, maxTotalTokens: 4 * OFF_LOOP_CHARS, maxPromptChars: 2 * OFF_LOOP_CHARS },
+      4 * OFF_LOOP_CHARS,
+    );
+    const gen = await completionToGenerationAsync({ model: 'm', prompt: long, add_special_tokens: false, max_tokens: 1 }, offLoop, big);
+    expect(gen.promptTokens).toHaveLength(long.length);
+    expect((await completionToGenerationAsync({ model: 'm', prompt: long, max_tokens: 1 }, offLoop, big)).promptTokens).toEqual([7]);
+    // A chat template's refusal off the loop is still a 400 naming messages.
+    await expect(tokenizeIds(tokenizeInput({ messages }), offLoop)).rejects.toMatchObject({ statusCode: 400, param: 'messages' });
   });
 });
 
