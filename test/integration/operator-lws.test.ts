@@ -152,7 +152,8 @@ describe('parallelism.nodes on the API test double', () => {
       return ls.length === 1 && ls[0].metadata.name !== old && ls;
     });
     expect(l.metadata.name).toMatch(/-256gi-/);
-    expect(c.api.get(c.api.def('', 'v1', 'configmaps'), NS, `${old}-plan`)).toBeUndefined();
+    // The same reconcile deletes the old group's plan, one API call after its LWS.
+    await waitFor('the old plan deleted', () => c.api.get(c.api.def('', 'v1', 'configmaps'), NS, `${old}-plan`) === undefined);
   });
 
   test('the operator used exactly the LWS verbs its RBAC grants', () => {
