@@ -11,12 +11,11 @@ import {
   PlanError,
   hardwareProfile,
   parseWeightDtype,
-  planNode,
   withMeasured,
   type MeasuredValues,
   type Plan,
 } from '../planning/index.js';
-import { planPodStages, type PodStagesPlan, type StageRange } from '../planning/stage-plan.js';
+import { nodeStagePlanner, planPodStages, type PodStagesPlan, type StageRange } from '../planning/stage-plan.js';
 import { predictPipeline, type PipelinePrediction } from '../planning/pipeline-predict.js';
 import { chooseGpuCount, type GpuCountChoice } from '../planning/gpu-count.js';
 
@@ -136,21 +135,17 @@ export async function run(argv: string[]): Promise<number> {
         pods,
         stagesPerPod,
         podHostMemoryBytes: hostMemoryBytes,
-        planStage: (m, bytes, placement) =>
-          planNode({
-            ...placement,
-            model: m,
-            hardware,
-            hostMemoryBytes: bytes,
-            gpuMemoryBytes,
-            actFraction,
-            promptTokens,
-            genTokens,
-            blockTokens,
-            maxBatchCap,
-            sloTpotSeconds,
-            weightDtype,
-          }),
+        planStage: nodeStagePlanner({
+          hardware,
+          gpuMemoryBytes,
+          actFraction,
+          promptTokens,
+          genTokens,
+          blockTokens,
+          maxBatchCap,
+          sloTpotSeconds,
+          weightDtype,
+        }),
       });
     if (typeof gpus === 'number') {
       pipeline = planFor(gpus);

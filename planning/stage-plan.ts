@@ -5,7 +5,7 @@
 // every pod of a LeaderWorkerSet shares one template. Pure.
 import type { ModelConfig } from '../model/types.js';
 import { PlanError } from './errors.js';
-import type { Plan } from './plan.js';
+import { planNode, type NodePlanInput, type Plan } from './plan.js';
 
 /** One stage: a contiguous layer range [firstLayer, firstLayer + layerCount). */
 export interface StageRange {
@@ -65,6 +65,11 @@ export interface PodStagesPlan {
   stage: Plan;
   /** The pod's plan: the stage's pools, host memory, memory request and weights times stagesPerPod. */
   pod: Plan;
+}
+
+/** A planStage that plans each stage with planNode and the node's other inputs; the pipeline's placement wins. */
+export function nodeStagePlanner(node: Omit<NodePlanInput, 'model' | 'hostMemoryBytes'>): PodStagesInput['planStage'] {
+  return (model, hostMemoryBytes, placement) => planNode({ ...node, model, hostMemoryBytes, ...placement });
 }
 
 /** The stage plan and the pod plan of a pipeline of pods × stagesPerPod stages. */

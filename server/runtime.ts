@@ -9,7 +9,7 @@ import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig, visibleGpuCount } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
 import { chooseGpuCount, hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
-import { planPodStages } from '../planning/stage-plan.js';
+import { nodeStagePlanner, planPodStages } from '../planning/stage-plan.js';
 import { cpuStartFraction, engineElementBytes, startPlacement, startPools } from '../planning/start-plan.js';
 import type { PlanFile } from '../planning/plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
@@ -166,19 +166,15 @@ export function chooseGpus(
         pods: 1,
         stagesPerPod,
         podHostMemoryBytes: o.hostMemoryBytes ?? 64 * 2 ** 30,
-        planStage: (m, bytes, placement) =>
-          planNode({
-            ...placement,
-            model: m,
-            hardware,
-            hostMemoryBytes: bytes,
-            gpuMemoryBytes: o.gpuMemoryBytes,
-            actFraction,
-            ...workload,
-            blockTokens: o.plan?.blockTokens ?? o.blockTokens ?? 16,
-            maxBatchCap: o.maxBatch,
-            weightDtype: o.weightDtype,
-          }),
+        planStage: nodeStagePlanner({
+          hardware,
+          gpuMemoryBytes: o.gpuMemoryBytes,
+          actFraction,
+          ...workload,
+          blockTokens: o.plan?.blockTokens ?? o.blockTokens ?? 16,
+          maxBatchCap: o.maxBatch,
+          weightDtype: o.weightDtype,
+        }),
       }),
   });
   return { gpus: choice.gpus, reason: `auto (planning for ${hardware.product}): ${choice.reason}` };

@@ -5,10 +5,10 @@ import { createHash } from 'node:crypto';
 import { parseModelSpec } from '../../model/spec.js';
 import { presetConfig, PRESET_NAMES } from '../../model/presets.js';
 import type { ModelConfig } from '../../model/types.js';
-import { hardwareProfile, hostMemoryBudgetDetail, planNode, KNOWN_PRODUCTS, type Plan } from '../../planning/index.js';
+import { hardwareProfile, hostMemoryBudgetDetail, KNOWN_PRODUCTS, type Plan } from '../../planning/index.js';
 import { planFileOf, type PlanFile } from '../../planning/plan-file.js';
 import { cpuStartPlan } from '../../planning/start-plan.js';
-import { planPodStages } from '../../planning/stage-plan.js';
+import { nodeStagePlanner, planPodStages } from '../../planning/stage-plan.js';
 import type { HsdSpec } from '../api/types.js';
 import { resolveSpec, type ResolvedSpec } from '../api/defaults.js';
 import { isCpuGroup, type NodeGroup } from './node-groups.js';
@@ -120,8 +120,7 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
       model,
       ...shape,
       podHostMemoryBytes: hostMemoryBytes,
-      planStage: (m, bytes, placement) =>
-        planNode({ ...input, model: m, hostMemoryBytes: bytes, ...placement } as Parameters<typeof planNode>[0]),
+      planStage: nodeStagePlanner(input),
     }).pod;
   } catch (e) {
     return { ok: false, reason: 'PlanFailed', message: `node group ${group.id}: ${(e as Error).message}` };

@@ -135,15 +135,11 @@ interface Lane {
   awaitedVictims: Seq[];
 }
 
+const fatalMessage = (cause: Error) => `the engine cannot serve any more (${cause.message}); the server is restarting`;
+
 /** What a request gets once the engine cannot step again (a fresh error each time: metrics mark it counted). */
 function fatalApiError(cause: Error): ApiError {
-  const api = new ApiError(
-    503,
-    `the engine cannot serve any more (${cause.message}); the server is restarting`,
-    'service_unavailable',
-    null,
-    'engine_unavailable',
-  );
+  const api = new ApiError(503, fatalMessage(cause), 'service_unavailable', null, 'engine_unavailable');
   api.cause = cause;
   return api;
 }
@@ -220,7 +216,7 @@ export class Scheduler {
   }
   /** Why the engine cannot serve any more (null while it can). */
   get fatalReason(): string | null {
-    return this.fatal ? fatalApiError(this.fatal).message : null;
+    return this.fatal ? fatalMessage(this.fatal) : null;
   }
 
   /** Queues a request. Throws ApiError 429 when the queue is full and 503 while draining. */

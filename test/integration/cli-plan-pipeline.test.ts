@@ -1,28 +1,20 @@
 // `hybridserve plan --gpus N` prints the pipeline's own prediction, and `--gpus auto` the planner's
 // GPU count and why (issue 15), through run() with real presets and the real hardware table.
-import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
+import { describe, expect, test } from '@jest/globals';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { run } from '../../cli/plan.js';
+import { captureConsoleLog } from '../fixtures/helpers.js';
 import { CliError } from '../../cli/errors.js';
 import { presetConfig } from '../../model/presets.js';
 import { hardwareProfile, planNode } from '../../planning/index.js';
 import { planPodStages } from '../../planning/stage-plan.js';
 import { predictPipeline } from '../../planning/pipeline-predict.js';
 
-let out: string[] = [];
-beforeEach(() => {
-  out = [];
-  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-    out.push(args.map(String).join(' '));
-  });
-});
-afterEach(() => {
-  jest.restoreAllMocks();
-});
+const out = captureConsoleLog();
 
 async function planJson(...argv: string[]): Promise<Record<string, unknown>> {
-  out = [];
+  out.length = 0;
   expect(await run([...argv, '--json'])).toBe(0);
   expect(out).toHaveLength(1);
   return JSON.parse(out[0]) as Record<string, unknown>;
@@ -66,7 +58,7 @@ describe('plan --gpus N: the pipeline block', () => {
     // Two groups of half the batch in flight: each stage works two group-steps per round.
     expect(pipe.decodeTokensPerSecond).toBeCloseTo((p.maxBatch as number) / pipe.roundSeconds, 9);
     // Text: the stage's figures and the pipeline's.
-    out = [];
+    out.length = 0;
     expect(await run([...OPT66, '--gpus', '2'])).toBe(0);
     const text = out.join('\n');
     expect(text).toMatch(/stage throughput\s+[\d.]+ generated tokens\/s/);
@@ -88,7 +80,7 @@ describe('plan --gpus auto --visible-gpus N', () => {
     expect(c.reason).toContain(`2 GPU(s) ${c.candidates[1].tokensPerSecond.toFixed(1)} tokens/s`);
     expect(p.stages).toHaveLength(2);
     expect((p.pipeline as { tokensPerSecond: number }).tokensPerSecond).toBeCloseTo(c.candidates[1].tokensPerSecond, 9);
-    out = [];
+    out.length = 0;
     expect(await run([...OPT66, '--gpus', 'auto', '--visible-gpus', '2'])).toBe(0);
     expect(out.join('\n')).toMatch(/GPUs\s+2 of 2 visible GPU\(s\): the most predicted tokens\/s/);
   });

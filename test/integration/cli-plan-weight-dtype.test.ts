@@ -1,21 +1,12 @@
 // Issue 14, acceptance 4: `hybridserve plan --weight-dtype fp8|int8|int4 --json` counts the layer
 // weights in the format: fewer weight bytes, more resident layers or a larger batch, and the reason
 // names the format. Through cli/plan.ts run(), as cli-plan.test.ts, and once through the built bin.
-import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
+import { describe, expect, test } from '@jest/globals';
 import { run } from '../../cli/plan.js';
 import { CliError } from '../../cli/errors.js';
-import { runCli } from '../fixtures/helpers.js';
+import { captureConsoleLog, runCli } from '../fixtures/helpers.js';
 
-let out: string[] = [];
-beforeEach(() => {
-  out = [];
-  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-    out.push(args.map(String).join(' '));
-  });
-});
-afterEach(() => {
-  jest.restoreAllMocks();
-});
+const out = captureConsoleLog();
 
 interface PlanJson {
   weightBytes: number;
@@ -29,7 +20,7 @@ interface PlanJson {
 }
 
 async function planJson(...argv: string[]): Promise<PlanJson> {
-  out = [];
+  out.length = 0;
   expect(await run([...argv, '--json'])).toBe(0);
   return JSON.parse(out[0]) as PlanJson;
 }

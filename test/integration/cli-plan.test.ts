@@ -1,22 +1,14 @@
 // `hybridserve plan` end to end through its run() (the dispatcher in cli/main.ts only maps a
 // CliError to its exit code): real presets, real hardware table, real checkpoint config.json.
-import { afterEach, beforeEach, describe, expect, jest, test } from '@jest/globals';
+import { describe, expect, test } from '@jest/globals';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { run } from '../../cli/plan.js';
+import { captureConsoleLog } from '../fixtures/helpers.js';
 import { CliError } from '../../cli/errors.js';
 
-let out: string[] = [];
-beforeEach(() => {
-  out = [];
-  jest.spyOn(console, 'log').mockImplementation((...args: unknown[]) => {
-    out.push(args.map(String).join(' '));
-  });
-});
-afterEach(() => {
-  jest.restoreAllMocks();
-});
+const out = captureConsoleLog();
 
 async function planJson(...argv: string[]): Promise<Record<string, unknown>> {
   const code = await run([...argv, '--json']);
@@ -67,18 +59,18 @@ describe('hybridserve plan', () => {
     expect(h100.numLayers).toBe(40);
     expect(h100.gpuKvBlocks as number).toBeGreaterThan(0);
     expect(String(h100.placementReason)).toMatch(/all 40 layers resident/);
-    out = [];
+    out.length = 0;
     const l4 = await planJson('--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-L4', '--host-memory', '256GiB');
     expect(l4.residentLayers as number).toBeLessThan(40);
     expect(String(l4.placementReason)).toMatch(/stream over PCIe each step because all 40 layers \([\d.]+ GiB\) do not fit/);
-    out = [];
+    out.length = 0;
     expect(await run(['--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H100-80GB-HBM3'])).toBe(0);
     expect(out.join('\n')).toMatch(/GPU KV tier\s+\d+ blocks × 16 tokens/);
   });
 
   test('--slo-tpot bounds the predicted decode step and is carried in the JSON; an impossible target is a CliError', async () => {
     const free = await planJson('--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H200', '--host-memory', '120GiB', '--gen', '32');
-    out = [];
+    out.length = 0;
     const slo = await planJson(
       '--model',
       'synthetic:opt-13b',
@@ -115,13 +107,13 @@ describe('hybridserve plan', () => {
       'NVIDIA-H200',
       'NVIDIA-GeForce-RTX-4090',
     ]) {
-      out = [];
+      out.length = 0;
       const p = await planJson('--model', 'synthetic:opt-13b', '--gpu', gpu, '--host-memory', '128GiB', '--prompt', '256', '--gen', '64');
       expect(p.promptTokens).toBe(256);
       expect(p.genTokens).toBe(64);
       expect(p.maxBatch as number).toBeGreaterThan(0);
     }
-    out = [];
+    out.length = 0;
     expect(await run(['--model', 'synthetic:opt-6.7b', '--gpu', 'NVIDIA-L4', '--act-fraction', '0.5', '--host-memory', '64GiB'])).toBe(0);
     const text = out.join('\n');
     expect(text).toMatch(/ACT fraction\s+0\.50/);
@@ -134,7 +126,7 @@ describe('hybridserve plan', () => {
   test('measured bandwidth overrides the table and lowers the fraction when faster', async () => {
     const base = ['--model', 'synthetic:opt-30b', '--gpu', 'NVIDIA-A100-SXM4-80GB', '--gpu-memory', '24GiB'];
     const slow = await planJson(...base, '--h2d-gbps', '10', '--d2h-gbps', '10');
-    out = [];
+    out.length = 0;
     const fast = await planJson(...base, '--h2d-gbps', '200', '--d2h-gbps', '200');
     expect((fast.hardware as { measured: string[] }).measured).toEqual(['h2dBytesPerSecond', 'd2hBytesPerSecond']);
     expect(fast.actFraction as number).toBeLessThan(slow.actFraction as number);
@@ -189,17 +181,17 @@ describe('hybridserve plan', () => {
     expect(p.gpuKvBlocks).toBe(0);
     expect(String(p.reason)).toMatch(/^pipeline of 2 stages \(1 pod\(s\) × 2\), up to 32 of 64 layers/);
     expect(String(p.reason)).toMatch(/no GPU cache tier/);
-    out = [];
+    out.length = 0;
     expect(await run([...args, '--gpus', '2'])).toBe(0);
     expect(out.join('\n')).toMatch(/stage 1: layers 32\.\.63/);
     expect(out.join('\n')).toMatch(/stage throughput\s+[\d.]+ generated tokens\/s/);
     // One GPU: the plan as before (no pipeline keys), all 64 layers in one stage.
-    out = [];
+    out.length = 0;
     const whole = await planJson(...args, '--max-batch', '64');
     expect(whole).not.toHaveProperty('stages');
     expect(whole.numLayers).toBe(64);
     expect(Math.abs((whole.weightBytes as number) - (p.weightBytes as number)) / (p.weightBytes as number)).toBeLessThan(0.02);
-    out = [];
+    out.length = 0;
     const one = await planJson('--model', 'synthetic:opt-13b', '--gpu', 'NVIDIA-H200', '--host-memory', '120GiB');
     expect(one).not.toHaveProperty('stages');
     expect(one.gpuKvBlocks as number).toBeGreaterThan(0);

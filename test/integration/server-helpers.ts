@@ -22,6 +22,8 @@ export async function startServer(
     kvBlocks?: number;
     actBlocks?: number;
     prefixCaching?: boolean;
+    /** CPU pipeline stages (engine option stages): the scheduler keeps one step in flight per stage. */
+    stages?: number;
     /** Fastify's logger (e.g. { level: 'info', stream } to read the request log). */
     logger?: ServingOptions['logger'];
   } = {},
@@ -36,6 +38,7 @@ export async function startServer(
     maxTotalTokens: limits.maxTotalTokens,
     threads: 2,
     prefixCaching: o.prefixCaching,
+    ...(o.stages !== undefined && o.stages > 1 ? { stages: o.stages } : {}),
   });
   const opts: ServingOptions = {
     modelName: rt.model.spec,

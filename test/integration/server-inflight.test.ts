@@ -5,49 +5,16 @@
 // still completes every request with the tokens of roomy pools. The CLI's --steps-in-flight.
 // (dist/ must be built for the CLI test: `npm run build`.)
 import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
-import { openRuntime } from '../../server/runtime.js';
-import { createServing } from '../../server/serving.js';
 import { runServe, stop } from './serve-process.js';
-import { metric, stats } from './server-helpers.js';
+import { metric, startServer, stats, type TestServer } from './server-helpers.js';
 
 const MODEL = 'synthetic:opt-tiny';
 
-interface Server {
-  url: string;
-  close(): Promise<void>;
-}
+type Server = TestServer;
 
-async function start(o: { stages: number; kvBlocks?: number; maxBatch?: number }): Promise<Server> {
-  const limits = { maxPromptTokens: 256, maxTotalTokens: 512 };
-  const rt = await openRuntime({
-    model: MODEL,
-    device: 'cpu',
-    actFraction: 0,
-    plan: o.kvBlocks !== undefined ? { actFraction: 0, kvBlocks: o.kvBlocks, actBlocks: 0 } : null,
-    maxBatch: o.maxBatch ?? 16,
-    maxTotalTokens: limits.maxTotalTokens,
-    threads: 2,
-    ...(o.stages > 1 ? { stages: o.stages } : {}),
-  });
-  const serving = await createServing({
-    modelName: rt.model.spec,
-    device: 'cpu',
-    engine: rt.engine,
-    tokenizer: rt.tokenizer,
-    maxPositions: rt.model.config.maxPositions,
-    limits,
-    maxBatch: o.maxBatch ?? 16,
-    processMetrics: false,
-  });
-  const url = await serving.app.listen({ host: '127.0.0.1', port: 0 });
-  return {
-    url,
-    async close() {
-      await serving.shutdown(2000);
-      await rt.engine.close();
-    },
-  };
-}
+/** The real server on `stages` CPU stages; batches of 16 unless told. */
+const start = (o: { stages: number; kvBlocks?: number; maxBatch?: number }): Promise<Server> =>
+  startServer({ model: MODEL, maxBatch: 16, ...o });
 
 interface Completion {
   text: string;

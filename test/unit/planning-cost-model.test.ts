@@ -10,6 +10,7 @@ import {
   type GpuLayout,
   type HardwareProfile,
 } from '../../planning/index.js';
+import { streamAll } from './planning-layouts.js';
 
 const cfg = (name: string) => presetConfig(name)!;
 
@@ -46,18 +47,6 @@ describe('model profile', () => {
 // The notes' idealised model (§2): weights stream for every layer, no HBM limits, no write-back cost.
 function idealHardware(B: number, F: number): HardwareProfile {
   return { product: 'ideal', h2dBytesPerSecond: B, d2hBytesPerSecond: 1e30, gemmFlops: F, hbmBytes: 1e15, hbmBytesPerSecond: 1e30 };
-}
-function streamAll(): GpuLayout {
-  return {
-    budgetBytes: 0,
-    reserveBytes: 0,
-    headBytes: 0,
-    residentLayers: 0,
-    layerBufferBytes: 0,
-    cacheBufferBytes: 1e15,
-    miniBatchTokens: 1e12,
-    usedBytes: 0,
-  };
 }
 
 describe('decode step cost', () => {

@@ -13,6 +13,7 @@ import {
   type GpuLayout,
   type NodePlanInput,
 } from '../../planning/index.js';
+import { streamAll } from './planning-layouts.js';
 import { planPodStages, stageModel } from '../../planning/stage-plan.js';
 import { pipelineCost, predictPipeline } from '../../planning/pipeline-predict.js';
 import { chooseGpuCount, TIE_MARGIN } from '../../planning/gpu-count.js';
@@ -21,20 +22,7 @@ const opt13b = presetConfig('opt-13b')!;
 const h200 = hardwareProfile('NVIDIA-H200')!;
 const GiB = 2 ** 30;
 
-/** Every layer and every cached token on the host (no resident layer, no GPU cache tier). */
-function allOnHost(): GpuLayout {
-  return {
-    budgetBytes: 0,
-    reserveBytes: 0,
-    headBytes: 0,
-    residentLayers: 0,
-    layerBufferBytes: 0,
-    cacheBufferBytes: 1e15,
-    miniBatchTokens: 1e12,
-    usedBytes: 0,
-  };
-}
-const allResident = (layers: number): GpuLayout => ({ ...allOnHost(), residentLayers: layers });
+const allResident = (layers: number): GpuLayout => ({ ...streamAll(), residentLayers: layers });
 
 const workload = { promptTokens: 512, genTokens: 128 };
 const B = 64;
@@ -42,8 +30,8 @@ const B = 64;
 describe('pipelineCost', () => {
   test('S = 1, one group: exactly the one-GPU predict()', () => {
     const mp = modelProfile(opt13b);
-    const one = pipelineCost({ stage: mp, hw: h200, layout: allOnHost(), actFraction: 0.3, batch: B, stages: 1, groups: 1, workload });
-    const ref = predict(mp, h200, allOnHost(), 0.3, B, workload);
+    const one = pipelineCost({ stage: mp, hw: h200, layout: streamAll(), actFraction: 0.3, batch: B, stages: 1, groups: 1, workload });
+    const ref = predict(mp, h200, streamAll(), 0.3, B, workload);
     expect(one.roundSeconds).toBeCloseTo(ref.stepSeconds, 12);
     expect(one.prefillSeconds).toBeCloseTo(ref.prefillSeconds, 12);
     expect(one.tokensPerSecond).toBeCloseTo(ref.tokensPerSecond, 9);
@@ -64,18 +52,18 @@ describe('pipelineCost', () => {
     const ideal = (W + C) / (W + C / 2);
     expect(ideal).toBeGreaterThan(1.35);
     expect(ideal).toBeLessThan(1.4);
-    const one = predict(full, h200, allOnHost(), 0, B, workload);
-    const two = pipelineCost({ stage, hw: h200, layout: allOnHost(), actFraction: 0, batch: B, stages: 2, groups: 2, workload });
+    const one = predict(full, h200, streamAll(), 0, B, workload);
+    const two = pipelineCost({ stage, hw: h200, layout: streamAll(), actFraction: 0, batch: B, stages: 2, groups: 2, workload });
     expect(two.groupBatch).toBe(32);
     expect(two.bound).toBe('transfer');
     const gain = one.stepSeconds / two.roundSeconds;
     expect(Math.abs(gain / ideal - 1)).toBeLessThan(0.03);
     // The round is two group-steps of the stage at batch 32.
-    const t = decodeStepCost(stage, h200, allOnHost(), { actFraction: 0, batch: 32, contextTokens: 576 }).stepSeconds;
+    const t = decodeStepCost(stage, h200, streamAll(), { actFraction: 0, batch: 32, contextTokens: 576 }).stepSeconds;
     expect(two.roundSeconds).toBeCloseTo(2 * t, 12);
     expect(two.decodeTokensPerSecond).toBeCloseTo(B / (2 * t), 9);
     // Prefill: two groups pipelined through two stages, three group-prefill slots.
-    const p = prefillSeconds(stage, h200, allOnHost(), { actFraction: 0, batch: 32, promptTokens: 512 });
+    const p = prefillSeconds(stage, h200, streamAll(), { actFraction: 0, batch: 32, promptTokens: 512 });
     expect(two.prefillSeconds).toBeCloseTo(3 * p, 12);
     expect(two.tokensPerSecond).toBeCloseTo((B * 128) / (3 * p + 128 * 2 * t), 9);
   });
@@ -83,21 +71,21 @@ describe('pipelineCost', () => {
   test('groups < stages: the bubble; one group over two stages gains nothing over one GPU', () => {
     const full = modelProfile(opt13b);
     const stage = modelProfile(stageModel(opt13b, 20));
-    const one = predict(full, h200, allOnHost(), 0, B, workload);
-    const g1 = pipelineCost({ stage, hw: h200, layout: allOnHost(), actFraction: 0, batch: B, stages: 2, groups: 1, workload });
-    const g2 = pipelineCost({ stage, hw: h200, layout: allOnHost(), actFraction: 0, batch: B, stages: 2, groups: 2, workload });
+    const one = predict(full, h200, streamAll(), 0, B, workload);
+    const g1 = pipelineCost({ stage, hw: h200, layout: streamAll(), actFraction: 0, batch: B, stages: 2, groups: 1, workload });
+    const g2 = pipelineCost({ stage, hw: h200, layout: streamAll(), actFraction: 0, batch: B, stages: 2, groups: 2, workload });
     expect(g1.bubble).toBe(0.5);
     expect(g2.bubble).toBe(0);
     // One group of 64 waits for both stages each token: round = 2 × (W/2 + C/2)/BW ≈ the one-GPU step.
-    const t = decodeStepCost(stage, h200, allOnHost(), { actFraction: 0, batch: B, contextTokens: 576 }).stepSeconds;
+    const t = decodeStepCost(stage, h200, streamAll(), { actFraction: 0, batch: B, contextTokens: 576 }).stepSeconds;
     expect(g1.roundSeconds).toBeCloseTo(2 * t, 12);
     expect(Math.abs(one.stepSeconds / g1.roundSeconds - 1)).toBeLessThan(0.03);
     expect(g2.decodeTokensPerSecond).toBeGreaterThan(1.3 * g1.decodeTokensPerSecond);
     // Four groups on two stages: each stage runs 4 group-steps of 16 per round, no bubble.
-    const g4 = pipelineCost({ stage, hw: h200, layout: allOnHost(), actFraction: 0, batch: B, stages: 2, groups: 4, workload });
+    const g4 = pipelineCost({ stage, hw: h200, layout: streamAll(), actFraction: 0, batch: B, stages: 2, groups: 4, workload });
     expect(g4.bubble).toBe(0);
     expect(g4.roundSeconds).toBeCloseTo(
-      4 * decodeStepCost(stage, h200, allOnHost(), { actFraction: 0, batch: 16, contextTokens: 576 }).stepSeconds,
+      4 * decodeStepCost(stage, h200, streamAll(), { actFraction: 0, batch: 16, contextTokens: 576 }).stepSeconds,
       12,
     );
   });
@@ -119,7 +107,7 @@ describe('pipelineCost', () => {
 
   test('bad counts are PlanErrors', () => {
     const stage = modelProfile(stageModel(opt13b, 20));
-    const base = { stage, hw: h200, layout: allOnHost(), actFraction: 0, batch: 4, stages: 2, groups: 2, workload };
+    const base = { stage, hw: h200, layout: streamAll(), actFraction: 0, batch: 4, stages: 2, groups: 2, workload };
     expect(() => pipelineCost({ ...base, groups: 0 })).toThrow(PlanError);
     expect(() => pipelineCost({ ...base, stages: 1.5 })).toThrow(/pipeline stages must be an integer/);
     expect(() => pipelineCost({ ...base, batch: 1 })).toThrow(/cannot fill 2 groups/);
