@@ -89,7 +89,10 @@ async function runTrace(gw: Gateway, salt: string): Promise<RunFigures> {
   const requests = trace(salt, CONVERSATIONS, TURNS);
   for (let t = 0; t < TURNS; t++) {
     const round = requests.slice(t * CONVERSATIONS, (t + 1) * CONVERSATIONS);
-    const answers = await Promise.all(round.map((r) => complete(gw, r.prompt)));
+    // 16 tokens each, so that every request of a round is still in flight while the others are routed:
+    // the bounded-load cap then sees the same loads round after round (with 2-token answers some
+    // finished first, now and then, and the cap moved a conversation for timing, not for load).
+    const answers = await Promise.all(round.map((r) => complete(gw, r.prompt, 16)));
     // Routing-level hits, judged against the prefixes sent in earlier rounds.
     const hashesOf = round.map((r) => prefixHashes(r.prompt, 64, 16));
     round.forEach((r, i) => {
