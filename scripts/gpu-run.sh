@@ -6,6 +6,7 @@
 #   test      kernel tests and CUDA-vs-CPU model tests (hs_cuda_tests)
 #   sanitize  compute-sanitizer memcheck on the kernel tests and the tiny-model runs
 #   smoke     a short offloading bench (opt-1.3b) to check the pipeline end to end
+#   host13    the README's no-regression row: OPT-13B batch 128 512/32 fp16 all on the host, ACT auto
 #   bench13   OPT-13B, batch 128, prompt 512, gen 32: ACT fraction 0 and auto; then the host-capacity
 #             runs (fixed 48 GiB cache budget: largest batch at 0 and at auto)
 #   table     docs/performance.md rows: opt-6.7b, opt-30b, llama-7b (batch sized to the host)
@@ -35,7 +36,8 @@
 #   pipeline  issue 15 (the 2-GPU host kind, after build): the NCCL pipeline's test executable
 #             (hs_cuda_pipeline_tests: 2-GPU logits == 1-GPU logits, steps in flight), 2 processes x 1 GPU
 #             through the rendezvous == 1 process x 2 GPUs (hs_cuda_pipeline_ranks), and OPT-30B batch 128
-#             (per group) prompt 512 gen 32 all-on-host at 1 and 2 GPUs in one process, with the ratio
+#             (per group) prompt 512 gen 32 all-on-host at 1 and 2 GPUs in one process, with the ratio.
+#             Also as halves: pipeline_check (tests, ranks, lost rank) and pipeline30 (the OPT-30B rows)
 #   pipeline66  OPT-66B batch 64 (per group) at 1 and 2 GPUs, ACT 1 (the smallest cache), where it fits
 #   serve_inflight  the server on a 2-GPU pipeline (the x2 kind, after build; the addon needs NCCL):
 #             OPT-13B all on the host, 128 concurrent 512/32 requests, --steps-in-flight 1 then the
@@ -69,10 +71,13 @@ stage_build() {
     >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; return 1; }
   cmake --build $B --target hs_cuda hs_core -j 16 >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; return 1; }
   local libs="$B/libhs_cuda.a $B/libhs_core.a -lcublas -lpthread"
+  # The executables link in parallel (each nvcc is one process; device time is the scarce thing).
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_cuda_tests native/test/cuda/cuda_kernel_test.cu \
-    native/test/cuda/cuda_model_test.cc native/test/test_main.cc $libs >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }
+    native/test/cuda/cuda_model_test.cc native/test/test_main.cc $libs >"$OUT/build-tests.log" 2>&1 &
+  local tests=$!
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_cuda_bench native/test/cuda/cuda_bench.cc $libs \
-    >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; return 1; }
+    >"$OUT/build-bench.log" 2>&1 || { tail -40 "$OUT/build-bench.log"; return 1; }
+  wait $tests || { tail -40 "$OUT/build-tests.log"; return 1; }
   log "native CUDA build ok"
   if [ -n "$napi" ]; then
     if cmake --build $B -j 16 >"$OUT/addon-build.log" 2>&1; then
@@ -97,6 +102,13 @@ stage_sanitize() {
 
 stage_smoke() {
   $B/hs_cuda_bench --model opt-1.3b --batch 32 --prompt 128 --gen 8 --act-fraction 0,auto 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/bench.jsonl"
+}
+
+# The no-regression row (README): OPT-13B, batch 128, prompt 512, gen 32, fp16, everything on the host
+# (no resident layer, no GPU cache), ACT fraction auto, on the first GPU. Floor: docs/performance.md.
+stage_host13() {
+  CUDA_VISIBLE_DEVICES=${HOST13_GPU:-0} $B/hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
+    --resident-layers 0 --gpu-cache-blocks 0 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/host13.jsonl"
 }
 
 stage_bench13() {
@@ -342,34 +354,49 @@ stage_quant() { stage_quant_host; local rc=$?; stage_quant_24g || rc=1; return $
 # Builds hs_pipeline_cuda (CMake finds NCCL in the build stage), the pipeline tests and an NCCL build of
 # the bench (hs_cuda_bench_nccl: the same source with HS_WITH_NCCL, so that --gpus 2 is available).
 pipeline_build() {
-  [ -f $B/libhs_pipeline_cuda.a ] && [ -x $B/hs_cuda_bench_nccl ] && [ -x $B/hs_cuda_pipeline_ranks ] && return 0
+  [ -f $B/libhs_pipeline_cuda.a ] && [ -x $B/hs_cuda_pipeline_tests ] && [ -x $B/hs_cuda_bench_nccl ] && [ -x $B/hs_cuda_pipeline_ranks ] && return 0
   grep -q "NCCL pipeline .*nccl" "$OUT/cmake.log" 2>/dev/null || log "cmake did not report NCCL (see cmake.log)"
   cmake --build $B --target hs_pipeline_cuda -j 16 >"$OUT/pipeline-build.log" 2>&1 || { grep -E "error" -A3 "$OUT/pipeline-build.log" | head -40; return 1; }
-  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread"
-  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_pipeline_tests \
-    native/test/cuda/cuda_pipeline_test.cc native/test/test_main.cc $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
-  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_bench_nccl native/test/cuda/cuda_bench.cc \
-    $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
-  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_cuda_pipeline_ranks \
-    native/test/cuda/cuda_pipeline_ranks.cc $libs >>"$OUT/pipeline-build.log" 2>&1 || { tail -40 "$OUT/pipeline-build.log"; return 1; }
+  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread" exe src pids=() rc=0
+  for exe in hs_cuda_pipeline_tests:cuda_pipeline_test.cc hs_cuda_bench_nccl:cuda_bench.cc hs_cuda_pipeline_ranks:cuda_pipeline_ranks.cc; do
+    src=native/test/cuda/${exe#*:}
+    [ "${exe%%:*}" = hs_cuda_pipeline_tests ] && src="$src native/test/test_main.cc"
+    # shellcheck disable=SC2086  # $src and $libs are meant to split
+    nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/${exe%%:*} $src $libs \
+      >"$OUT/pipeline-build-${exe%%:*}.log" 2>&1 &
+    pids+=($!)
+  done
+  for exe in "${pids[@]}"; do wait "$exe" || rc=1; done
+  [ $rc = 0 ] || { tail -40 "$OUT"/pipeline-build-*.log; return 1; }
   log "pipeline build ok"
 }
 
-stage_pipeline() {
+stage_pipeline_build() { pipeline_build; }  # only the build (e.g. in the background while the tests run)
+
+stage_pipeline() { stage_pipeline_check; local rc=$?; stage_pipeline30 || rc=1; return $rc; }
+
+# The pipeline's correctness on two GPUs: the tests, the rendezvous and a lost rank.
+stage_pipeline_check() {
   nvidia-smi -L | tee -a "$OUT/gpu-run.log"
   pipeline_build || return 1
   local rc=0
-  $B/hs_cuda_pipeline_tests pipeline_cuda 2>&1 | tee "$OUT/pipeline-tests.log" || rc=1
+  timeout 240 $B/hs_cuda_pipeline_tests pipeline_cuda 2>&1 | tee "$OUT/pipeline-tests.log" || rc=1
   # 2 processes x 1 GPU through the rendezvous == 1 process x 2 GPUs (rank 0 prints "ranks: PASS").
   local at=127.0.0.1:29511
-  timeout 120 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 >"$OUT/ranks-1.log" 2>&1 &
-  timeout 120 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 2>&1 | tee "$OUT/ranks-0.log" || rc=1
+  timeout 90 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 >"$OUT/ranks-1.log" 2>&1 &
+  timeout 90 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 2>&1 | tee "$OUT/ranks-0.log" || rc=1
   wait $! || { rc=1; tail -5 "$OUT/ranks-1.log"; }
   # A lost rank: rank 1 ends its process 10 s in, with steps in flight; rank 0's step must fail with
   # HS_PEER_LOST (its NCCL transfers aborted by the link watch), not hang ("loss: PASS").
-  timeout 120 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 --die-after-s 10 >"$OUT/loss-1.log" 2>&1 &
-  timeout 120 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 --expect-loss 2>&1 | tee "$OUT/loss-0.log" || rc=1
+  timeout 90 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 --die-after-s 10 >"$OUT/loss-1.log" 2>&1 &
+  timeout 90 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 --expect-loss 2>&1 | tee "$OUT/loss-0.log" || rc=1
   wait $! 2>/dev/null
+  return $rc
+}
+
+stage_pipeline30() {
+  pipeline_build || return 1
+  local rc=0
   # Acceptance 2: 2 GPUs >= 1.8x the 1-GPU total tokens/s (the summary line's ratio). --batch is per
   # group: 1 GPU runs one group of 128, 2 GPUs two groups of 128 in flight (FlexGen's schedule).
   timeout 450 $B/hs_cuda_bench_nccl --model opt-30b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
