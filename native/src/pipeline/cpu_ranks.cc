@@ -51,13 +51,6 @@ std::vector<DataAddress> DecodeAddresses(const std::vector<uint8_t>& tail, int w
   return out;
 }
 
-std::string LeaderHost(const RankOptions& r) {
-  std::string host;
-  int port = 0;
-  SplitHostPort(r.leader_address, &host, &port);
-  return host;
-}
-
 }  // namespace
 
 std::unique_ptr<Backend> MakeCpuLeader(const ModelConfig& cfg, const HostWeights& weights, CachePools& pools,

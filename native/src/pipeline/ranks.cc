@@ -3,7 +3,16 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "pipeline/rendezvous.h"
+
 namespace hs::pipeline {
+
+std::string LeaderHost(const RankOptions& r) {
+  std::string host;
+  int port = 0;
+  SplitHostPort(r.leader_address, &host, &port);
+  return host;
+}
 
 void CheckRank(const ModelConfig& cfg, const RankOptions& r) {
   if (r.world_size < 2 || r.rank < 0 || r.rank >= r.world_size)

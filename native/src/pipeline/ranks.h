@@ -25,6 +25,9 @@ struct RankOptions {
 // Throws std::invalid_argument unless 0 <= rank < world_size, 2 <= world_size <= numLayers.
 void CheckRank(const ModelConfig& cfg, const RankOptions& r);
 
+// The host of --leader-address: where every rank reaches the leader's data listener too.
+std::string LeaderHost(const RankOptions& r);
+
 // What the ranks of one group must agree on, as one number for the rendezvous hello: the model's
 // shape and the weight format (the weights themselves are not compared). Never 0.
 uint64_t ModelKey(const ModelConfig& cfg, WeightFormat format);

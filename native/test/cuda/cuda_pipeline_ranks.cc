@@ -102,6 +102,7 @@ int ExpectLoss(const ModelConfig& cfg, Backend& be, double die_after_s) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // a run killed at the caller's timeout still shows where it was
   pipeline::RankOptions r;
   int device = 0;
   double die_after_s = 0;

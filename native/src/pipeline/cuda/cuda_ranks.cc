@@ -1,8 +1,7 @@
 #include "pipeline/cuda/cuda_ranks.h"
 
-#include <cuda_runtime.h>
-
 #include <cstring>
+#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -10,65 +9,35 @@
 #include "pipeline/cuda/nccl_transport.h"
 #include "pipeline/cuda/numa_placement.h"
 #include "pipeline/remote.h"
+#include "pipeline/socket_transport.h"
 
 namespace hs::pipeline {
 namespace {
 
-void Check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) throw std::runtime_error(std::string("cuda ranks: ") + what + ": " + cudaGetErrorString(e));
+// The transport part of the rendezvous reply: the activations' NCCL id and the port of the
+// leader's data listener, where the last rank sends its logits over TCP. Not a second NCCL
+// communicator: the leader's collector would wait in an NCCL kernel on rank 0's GPU while its stage
+// thread drives the other communicator on the same GPU, which NCCL's docs warn can deadlock (its
+// kernels block until the peer's data arrives, and a CUDA call that synchronises the device waits
+// for them); the first 2-process run on two H200 did hang, and a lost rank's abort hung with it.
+// The logits are host memory at both ends anyway.
+struct JoinTail {
+  NcclId acts;
+  uint16_t logits_port = 0;
+};
+
+std::vector<uint8_t> EncodeTail(const JoinTail& t) {
+  std::vector<uint8_t> v(sizeof t);
+  std::memcpy(v.data(), &t, sizeof t);
+  return v;
 }
 
-// Logits through NCCL: host → a device staging buffer → ncclSend; ncclRecv → staging → host.
-class NcclLogits : public LogitsChannel {
- public:
-  NcclLogits(std::unique_ptr<Transport> tr, int peer, int device) : tr_(std::move(tr)), peer_(peer), device_(device) {
-    Check(cudaSetDevice(device_), "cudaSetDevice");
-    Check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "stream");
-  }
-  ~NcclLogits() override {
-    cudaSetDevice(device_);
-    if (buf_) cudaFree(buf_);
-    cudaStreamDestroy(stream_);
-  }
-  void Send(const float* host, size_t floats) override {
-    Grow(floats);
-    Check(cudaMemcpyAsync(buf_, host, floats * 4, cudaMemcpyHostToDevice, stream_), "logits to device");
-    tr_->Send(peer_, buf_, floats * 4, stream_);  // ordered after the copy on the same stream
-  }
-  void Recv(float* host, size_t floats) override {
-    Grow(floats);
-    tr_->Recv(peer_, buf_, floats * 4, stream_);
-    Check(cudaMemcpyAsync(host, buf_, floats * 4, cudaMemcpyDeviceToHost, stream_), "logits to host");
-    Check(cudaStreamSynchronize(stream_), "logits");
-  }
-  void Abort(const std::string& why) override { tr_->Abort(why); }
-
- private:
-  void Grow(size_t floats) {
-    Check(cudaSetDevice(device_), "cudaSetDevice");
-    if (floats <= cap_) return;
-    if (buf_) Check(cudaFree(buf_), "cudaFree");
-    buf_ = nullptr;
-    Check(cudaMalloc(reinterpret_cast<void**>(&buf_), floats * 4), "cudaMalloc logits");
-    cap_ = floats;
-  }
-  std::unique_ptr<Transport> tr_;
-  int peer_, device_;
-  cudaStream_t stream_ = nullptr;
-  float* buf_ = nullptr;
-  size_t cap_ = 0;
-};
-
-// The transport part of the rendezvous reply: the two NCCL ids.
-struct NcclIds {
-  NcclId acts, logits;
-};
-
-std::vector<uint8_t> IdsTail(const NcclId& a, const NcclId& b) {
-  const NcclIds ids{a, b};
-  std::vector<uint8_t> v(sizeof ids);
-  std::memcpy(v.data(), &ids, sizeof ids);
-  return v;
+JoinTail DecodeTail(const std::vector<uint8_t>& tail) {
+  JoinTail t;
+  if (tail.size() != sizeof t) throw std::runtime_error("rendezvous: the leader's reply is not a GPU pipeline join");
+  std::memcpy(&t, tail.data(), sizeof t);
+  if (t.logits_port == 0) throw std::runtime_error("rendezvous: the leader's reply has no logits port");
+  return t;
 }
 
 }  // namespace
@@ -79,13 +48,16 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   if (r.rank != 0) throw std::invalid_argument("the leader is rank 0");
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[0];
   auto stage = MakeCudaStage(cfg, weights, pools, mine, o);  // before the rendezvous: fail early, alone
+  DataListener data;  // the last rank's logits come here
   auto link = LeaderLink::Listen(r.leader_address, r.world_size, GroupCheck{ModelKey(cfg, weights.format()), r.token});
-  const NcclId acts = NcclNewUniqueId(), logits = NcclNewUniqueId();
-  link->AcceptRanks(EncodeJoin(pools.config(), IdsTail(acts, logits)), r.timeout_s);
-  auto tr = NcclRankEndpoint(acts, 0, r.world_size, o.device);
-  auto ltr = NcclRankEndpoint(logits, 0, r.world_size, o.device);
-  auto remote = std::make_unique<LinkedRemoteRanks>(
-      std::move(link), std::make_unique<NcclLogits>(std::move(ltr), r.world_size - 1, o.device), cfg.vocab_size);
+  const JoinTail tail{NcclNewUniqueId(), static_cast<uint16_t>(data.port())};
+  link->AcceptRanks(EncodeJoin(pools.config(), EncodeTail(tail)), r.timeout_s);
+  auto tr = NcclRankEndpoint(tail.acts, 0, r.world_size, o.device);
+  const int last = r.world_size - 1;
+  auto logits = std::make_unique<SocketTransport>(0, r.world_size,
+                                                  data.AcceptPeers(DataChannel::Logits, {last}, r.timeout_s, r.token));
+  auto remote =
+      std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(std::move(logits), last), cfg.vocab_size);
   std::vector<std::unique_ptr<Stage>> stages;
   stages.push_back(std::move(stage));
   std::vector<std::unique_ptr<Transport>> eps;
@@ -103,9 +75,7 @@ void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda:
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[r.rank];
   // Only this rank's layers' cache (the block ids are the leader's).
   const PoolConfig pc = DecodeJoin(blob, mine, DType::F16, &tail);
-  NcclIds j;
-  if (tail.size() != sizeof j) throw std::runtime_error("rendezvous: the leader's reply is not a GPU pipeline join");
-  std::memcpy(&j, tail.data(), sizeof j);
+  const JoinTail j = DecodeTail(tail);
   std::unique_ptr<CachePools> pools = placement.empty()
                                           ? std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree)
                                           : PlacedPools(cfg, pc, placement);
@@ -113,9 +83,11 @@ void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda:
   if (!placement.empty()) so.numa_node = placement[0].node;
   auto stage = MakeCudaStage(cfg, weights, *pools, mine, so);
   auto tr = NcclRankEndpoint(j.acts, r.rank, r.world_size, o.device);
-  auto ltr = NcclRankEndpoint(j.logits, r.rank, r.world_size, o.device);
   std::unique_ptr<LogitsChannel> out;
-  if (stage->last()) out = std::make_unique<NcclLogits>(std::move(ltr), 0, o.device);
+  if (stage->last()) {
+    const int fd = DialPeer(LeaderHost(r), j.logits_port, DataChannel::Logits, r.rank, r.timeout_s, r.token);
+    out = HostLogitsChannel(std::make_unique<SocketTransport>(r.rank, r.world_size, std::map<int, int>{{0, fd}}), 0);
+  }
   ServeRank(*stage, *tr, *link, out.get(), cfg.vocab_size);
 }
 

@@ -5,8 +5,9 @@
 //   rank 0: MakeCudaLeader returns the Backend for the engine core (its stage, the rendezvous link
 //           and the logits collector);
 //   rank r > 0: RunCudaRank serves its stage until the leader stops.
-// The rendezvous hands out the pool sizes and two NCCL ids: communicator A carries the activations
-// (rank r to r+1), communicator B the last rank's logits to the leader.
+// The rendezvous hands out the pool sizes, the NCCL id of the communicator that carries the
+// activations (rank r to r+1) and the leader's data port: the last rank's logits go to the leader
+// over TCP (pipeline/socket_transport.h), one NCCL communicator per process (cuda_ranks.cc says why).
 #pragma once
 #include <memory>
 #include <string>
