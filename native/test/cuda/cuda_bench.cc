@@ -6,14 +6,21 @@
 // Usage: hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 0,auto
 //        [--gpu-memory 40G] [--resident-layers 0] [--mini-batches 4] [--host-cache 48G]
 //        [--gpu-cache-blocks N|all] [--hbm-gbps 4800] [--gpus 1,2] [--in-flight S]
-//        [--weight-dtype fp16,fp8,int8,int4]
+//        [--weight-dtype fp16,fp8,int8,int4] [--prefill-chunks C] [--numa-place on|off]
 // --weight-dtype (issue 14) is a list: each format's pinned weights are built in turn (the previous
 // freed first) and every --act-fraction entry runs for each; the JSON line names the format.
 // --gpus LIST runs each fraction once per GPU count (a pipeline over that many GPUs, issue 15) and,
 // for a list, prints a summary line with the ratio of the last to the first total tokens/s. With a
 // pipeline, S groups of --batch sequences each (--in-flight, default one per GPU) step at once, each
 // in its own thread (FlexGen's schedule: group g on stage s while group g+1 is on stage s-1); so
-// --batch is per group and the JSON's totalSequences = batch x inFlight.
+// --batch is per group and the JSON's totalSequences = batch x inFlight. Each group runs its steps
+// back to back (no barrier between the groups' prefill and decode). --prefill-chunks C splits each
+// group's prefill into C engine steps of batch/C sequences: in a pipeline the first stage starts the
+// next chunk while the later stages run this one, so the fill and drain cost one chunk instead of a
+// whole group's prefill; with one GPU it only splits compute-bound work (same options on both sides
+// of a comparison). --numa-place on (NCCL builds): a pipeline run's weights (rebuilt for the run)
+// and pools bound near each stage's GPU, as the addon places them, when the host has several NUMA
+// nodes (otherwise nothing changes).
 // --gpu-cache-blocks puts the first N blocks allocated (sequence by sequence, as the engine does) in
 // the GPU cache tier (read in place, never streamed); `all` holds every sequence's cache there.
 // The JSON adds hbmBoundDecodeTokensPerSecond: batch ÷ (bytes a decode step must read from HBM
@@ -42,6 +49,7 @@
 #include "cuda/cuda_backend.h"
 #ifdef HS_WITH_NCCL
 #include "pipeline/cuda/cuda_stage.h"
+#include "pipeline/cuda/numa_placement.h"
 #endif
 #include "presets.h"
 
@@ -100,6 +108,8 @@ struct Run {
   std::string gpu_cache;
   double hbm_gbps;
   WeightFormat fmt;
+  int prefill_chunks;
+  bool numa_place;  // --numa-place: a pipeline's weights and pools near each stage's GPU (several nodes only)
 };
 
 struct Group {
@@ -107,45 +117,103 @@ struct Group {
   std::vector<std::vector<int32_t>> toks;
   std::vector<float> logits;
   StepCounters pre{}, dec{};
+  double decode_forward_s = 0;  // inside Backend::Forward only (no plan building, no argmax)
+  double prefill_done_s = 0;    // since the run's start, when this group's prompts were all in
 };
 
-std::unique_ptr<Backend> MakeBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, const Run& r) {
+// Where a run's host memory goes: nowhere in particular (one GPU, one NUMA node, or no
+// --numa-place), or per stage near its GPU (pipeline/cuda/numa_placement.h, as the addon places it).
+struct HostPlacement {
+#ifdef HS_WITH_NCCL
+  std::vector<pipeline::numa::StagePlacement> stages;
+#endif
+  bool empty() const {
+#ifdef HS_WITH_NCCL
+    return stages.empty();
+#else
+    return true;
+#endif
+  }
+};
+
+HostPlacement PlaceRun(const ModelConfig& cfg, const Run& r) {
+  HostPlacement p;
+#ifdef HS_WITH_NCCL
+  if (r.numa_place && r.gpus > 1) p.stages = pipeline::GpuPlacement(cfg.num_layers, 0, r.gpus);
+#else
+  (void)cfg;
+  (void)r;
+#endif
+  return p;
+}
+
+std::unique_ptr<CachePools> MakePools(const ModelConfig& cfg, const PoolConfig& pc, const HostPlacement& where) {
+#ifdef HS_WITH_NCCL
+  if (!where.empty()) return pipeline::PlacedPools(cfg, pc, where.stages);
+#else
+  (void)where;
+#endif
+  return std::make_unique<CachePools>(cfg, pc, cuda::PinnedAlloc, cuda::PinnedFree, cuda::DeviceAlloc,
+                                      cuda::DeviceFree);
+}
+
+std::unique_ptr<Backend> MakeBackend(const ModelConfig& cfg, const HostWeights& w, CachePools& pools, const Run& r,
+                                     const HostPlacement& where) {
   cuda::CudaOptions o;
   o.gpu_memory_bytes = r.gpu_mem;
   o.resident_layers = r.resident;
   if (r.gpus == 1) return cuda::MakeCudaBackend(cfg, w, pools, o);
 #ifdef HS_WITH_NCCL
-  return pipeline::MakeCudaPipeline(cfg, w, pools, o, r.gpus);
+  return pipeline::MakeCudaPipeline(cfg, w, pools, o, r.gpus, where.stages);
 #else
+  (void)where;
   throw std::invalid_argument("--gpus > 1 needs a build with NCCL");
 #endif
 }
 
-// The step of one group: prefill (step 0) or one decode token per sequence; greedy next tokens.
-void GroupStep(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& one_at_a_time, Group& g, int step) {
-  const int B = static_cast<int>(g.toks.size()), K = std::max(1, std::min(r.mini, B));
-  const int bps = static_cast<int>(g.tables[0].size());
+// Sequences [first, last) of a group at `step`: the prompts (step 0) or one decode token each.
+BatchPlan GroupPlan(const Run& r, Group& g, int step, int first, int last) {
+  const int n = last - first, K = std::max(1, std::min(r.mini, n));
   BatchPlan plan;
   plan.mini_batches.assign(K, {});
-  for (int s = 0; s < B; ++s) {
+  for (int s = first; s < last; ++s) {
     SeqPlan sp;
     sp.id = s;
     sp.start_pos = step == 0 ? 0 : r.prompt + step - 1;
     sp.num_new = step == 0 ? r.prompt : 1;
     sp.tokens = g.toks[s].data() + sp.start_pos;
     sp.blocks = g.tables[s].data();
-    sp.num_blocks = bps;
+    sp.num_blocks = static_cast<int>(g.tables[s].size());
     plan.seqs.push_back(sp);
-    plan.mini_batches[static_cast<size_t>(s) * K / B].push_back(s);
+    plan.mini_batches[static_cast<size_t>(s - first) * K / n].push_back(static_cast<int>(plan.seqs.size()) - 1);
   }
+  return plan;
+}
+
+// The step of one group: prefill (step 0, in --prefill-chunks parts of the group's sequences, each
+// its own engine step) or one decode token per sequence; greedy next tokens.
+void GroupStep(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& one_at_a_time, Group& g, int step) {
+  const int B = static_cast<int>(g.toks.size());
+  const int parts = step == 0 ? std::clamp(r.prefill_chunks, 1, B) : 1;
   StepCounters c{};
   auto ts = std::chrono::steady_clock::now();
-  if (be.concurrent_forward()) {
-    be.Forward(plan, g.logits.data(), c);
-  } else {
-    std::lock_guard<std::mutex> lock(one_at_a_time);
-    be.Forward(plan, g.logits.data(), c);
+  double forward_s = 0;
+  for (int part = 0; part < parts; ++part) {
+    const int first = part * B / parts, last = (part + 1) * B / parts;
+    const BatchPlan plan = GroupPlan(r, g, step, first, last);
+    float* logits = g.logits.data() + static_cast<size_t>(first) * cfg.vocab_size;
+    if (be.concurrent_forward()) {
+      const auto tf = std::chrono::steady_clock::now();
+      be.Forward(plan, logits, c);
+      forward_s += Seconds(tf);
+    } else {
+      std::lock_guard<std::mutex> lock(one_at_a_time);
+      const auto tf = std::chrono::steady_clock::now();
+      be.Forward(plan, logits, c);
+      forward_s += Seconds(tf);
+    }
   }
+  if (step > 0) g.decode_forward_s += forward_s;
   for (int s = 0; s < B; ++s) {
     const float* l = g.logits.data() + static_cast<size_t>(s) * cfg.vocab_size;
     g.toks[s].push_back(static_cast<int32_t>(std::max_element(l, l + cfg.vocab_size) - l));
@@ -156,7 +224,7 @@ void GroupStep(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& on
                c.idle_seconds);
 }
 
-void RunOne(const ModelConfig& cfg, const HostWeights& w, const cuda::CudaProbe& probe, const Run& r,
+void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& src, const cuda::CudaProbe& probe, const Run& r,
             const std::string& model, std::vector<std::pair<int, double>>* results) {
   const int bt = r.bt, B = r.batch, G = r.groups, prompt = r.prompt, gen = r.gen;
   const double a = r.a;
@@ -189,24 +257,44 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const cuda::CudaProbe&
     }
   }
   auto t0 = std::chrono::steady_clock::now();
-  CachePools pools(cfg, PoolConfig{bt, nkv, nact, DType::F16, ndev}, cuda::PinnedAlloc, cuda::PinnedFree,
-                   cuda::DeviceAlloc, cuda::DeviceFree);
+  const HostPlacement where = PlaceRun(cfg, r);
+  // Placed weights are built for this run (the shared ones stay where they were faulted in).
+  std::unique_ptr<HostWeights> placed_w;
+#ifdef HS_WITH_NCCL
+  if (!where.empty()) {
+    const auto tw = std::chrono::steady_clock::now();
+    placed_w = pipeline::PlacedWeights(cfg, src, DType::F16, where.stages);
+    std::fprintf(stderr, "[bench] gpus %d: weights placed per stage in %.1f s\n", r.gpus, Seconds(tw));
+  }
+#else
+  (void)src;
+#endif
+  const HostWeights& run_w = placed_w ? *placed_w : w;
+  auto pools_p = MakePools(cfg, PoolConfig{bt, nkv, nact, DType::F16, ndev}, where);
+  CachePools& pools = *pools_p;
   const double pool_s = Seconds(t0);
   std::fprintf(stderr, "[bench] gpus %d: %d groups of %d sequences, host cache %.1f GB pinned in %.1f s\n", r.gpus, G,
                B, (nkv * kv_block + nact * act_block) / 1e9, pool_s);
-  auto be = MakeBackend(cfg, w, pools, r);
+  auto be = MakeBackend(cfg, run_w, pools, r, where);
   const std::string card = be->Info().device_name;
   std::mutex one_at_a_time;
 
-  // Prefill: every group's first step in flight; then each group's decode steps back to back.
-  auto phase = [&](int from, int to) {
-    const auto ts = std::chrono::steady_clock::now();
+  // Every group runs all its steps back to back in its own thread, with no barrier between the
+  // prefill and the decode: in a pipeline a group decodes while the next group's prompts are still
+  // in a later stage, as a serving engine's steps would. prefill = until the last group's prompts
+  // were all in; decode = the rest of the run (so with several groups the decode figure includes
+  // decode steps that overlapped other groups' prefill). One group: the two phases as before.
+  const auto t_run = std::chrono::steady_clock::now();
+  {
     std::vector<std::thread> threads;
     std::vector<std::string> errors(G);
     for (int gi = 0; gi < G; ++gi)
       threads.emplace_back([&, gi] {
         try {
-          for (int step = from; step < to; ++step) GroupStep(cfg, r, *be, one_at_a_time, groups[gi], step);
+          for (int step = 0; step < gen; ++step) {
+            GroupStep(cfg, r, *be, one_at_a_time, groups[gi], step);
+            if (step == 0) groups[gi].prefill_done_s = Seconds(t_run);
+          }
         } catch (const std::exception& e) {
           errors[gi] = e.what();
         }
@@ -214,12 +302,17 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const cuda::CudaProbe&
     for (auto& t : threads) t.join();
     for (const auto& e : errors)
       if (!e.empty()) throw std::runtime_error(e);
-    return Seconds(ts);
-  };
-  const double prefill_s = phase(0, 1);
-  const double decode_s = phase(1, gen);
+  }
+  const double run_s = Seconds(t_run);
+  double prefill_s = 0;
+  for (const Group& g : groups) prefill_s = std::max(prefill_s, g.prefill_done_s);
+  const double decode_s = run_s - prefill_s;
   StepCounters dec{};
-  for (const Group& g : groups) dec += g.dec;
+  double forward_s = 0;
+  for (const Group& g : groups) {
+    dec += g.dec;
+    forward_s += g.decode_forward_s;
+  }
   const int total = G * B;
   const int dsteps = std::max(1, gen - 1);  // steps of the whole batch (each group's steps summed: G per step)
   const double group_steps = static_cast<double>(dsteps) * G;
@@ -231,22 +324,26 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const cuda::CudaProbe&
                                 static_cast<double>(B) * (prompt + gen / 2.0) * 2.0 * cfg.kv_dim() * 2 * cfg.num_layers;
   const double hbm_bound = B / (hbm_step_bytes / (r.hbm_gbps * 1e9));
   const double total_tps = static_cast<double>(total) * gen / (prefill_s + decode_s);
+  // JSON has no infinity: with nothing streamed (all resident) there is no transfer bound.
+  char over[32] = "null";
+  if (lower > 0) std::snprintf(over, sizeof over, "%.3f", step_s / lower);
   std::fprintf(stderr, "[bench] gpus %d: %.1f total tokens/s\n", r.gpus, total_tps);
   std::printf(
       "{\"model\":\"synthetic:%s\",\"card\":\"%s\",\"weightDtype\":\"%s\",\"weightBytes\":%zu,\"gpus\":%d,\"inFlight\":"
       "%d,\"batch\":%d,\"totalSequences\":%d,"
       "\"batchMeaning\":\"sequences per group; %d groups step at once, total = batch x inFlight\","
-      "\"prompt\":%d,\"gen\":%d,\"actFraction\":%.4f,"
+      "\"prompt\":%d,\"gen\":%d,\"prefillChunks\":%d,\"actFraction\":%.4f,"
       "\"actFractionSpec\":\"%s\",\"residentLayers\":%d,\"miniBatches\":%d,\"kvBlocks\":%d,\"actBlocks\":%d,"
       "\"hostCacheBytes\":%.0f,\"totalTokensPerSecond\":%.2f,\"decodeTokensPerSecond\":%.2f,\"prefillSeconds\":%.3f,"
       "\"decodeSeconds\":%.3f,\"meanDecodeStepSeconds\":%.4f,\"bytesPerDecodeStep\":{\"weightsH2D\":%.0f,"
       "\"kvH2D\":%.0f,\"actH2D\":%.0f,\"kvD2H\":%.0f,\"actD2H\":%.0f},\"effectivePcieGBps\":%.2f,\"probedH2DGBps\":%."
       "2f,"
       "\"probedD2HGBps\":%.2f,\"probedGemmTflops\":%.1f,\"gpuBusyFraction\":%.3f,\"transferLowerBoundSeconds\":%.4f,"
-      "\"stepOverLowerBound\":%.3f,\"decodePhaseSeconds\":{\"transfer\":%.3f,\"compute\":%.3f,\"recompute\":%.3f,"
+      "\"stepOverLowerBound\":%s,\"meanDecodeForwardSeconds\":%.4f,\"decodePhaseSeconds\":{\"transfer\":%.3f,\"compute\":%.3f,\"recompute\":%.3f,"
       "\"idle\":%.3f},\"recomputedTokensPerStep\":%.0f,\"poolPinSeconds\":%.1f,\"gpuKvBlocks\":%d,"
       "\"hbmBoundDecodeTokensPerSecond\":%.1f,\"driver\":\"native\"}\n",
-      model.c_str(), card.c_str(), WeightFormatName(r.fmt), w.total_bytes(), r.gpus, G, B, total, G, prompt, gen, a,
+      model.c_str(), card.c_str(), WeightFormatName(r.fmt), w.total_bytes(), r.gpus, G, B, total, G, prompt, gen,
+      std::clamp(r.prefill_chunks, 1, B), a,
       r.spec.c_str(), r.resident, std::max(1, std::min(r.mini, B)), nkv, nact, nkv * kv_block + nact * act_block,
       total_tps, static_cast<double>(total) * (gen - 1) / decode_s, prefill_s, decode_s, step_s,
       static_cast<double>(dec.weight_bytes_h2d) / group_steps, static_cast<double>(dec.kv_bytes_h2d) / group_steps,
@@ -255,7 +352,7 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const cuda::CudaProbe&
       probe.h2d_bytes_per_second / 1e9, probe.d2h_bytes_per_second / 1e9, probe.gemm_flops / 1e12,
       (dec.compute_seconds + dec.recompute_seconds) /
           std::max(1e-9, dec.compute_seconds + dec.recompute_seconds + dec.idle_seconds),
-      lower, step_s / lower, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds, dec.idle_seconds,
+      lower, over, forward_s / group_steps, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds, dec.idle_seconds,
       static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s, ndev, hbm_bound);
   std::fflush(stdout);
   results->push_back({r.gpus, total_tps});
@@ -269,6 +366,8 @@ int main(int argc, char** argv) {
   int64_t gpu_mem = 0, host_cache = 0;
   std::string gpu_cache = "0", gpus_list = "1", dtypes = "fp16";
   int in_flight = 0;  // 0: one group per GPU
+  int prefill_chunks = 1;
+  bool numa_place = false;
   double hbm_gbps = 4800;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -300,6 +399,10 @@ int main(int argc, char** argv) {
       in_flight = std::stoi(v);
     else if (k == "--weight-dtype")
       dtypes = v;
+    else if (k == "--prefill-chunks")
+      prefill_chunks = std::stoi(v);
+    else if (k == "--numa-place")
+      numa_place = v == "on";
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -366,8 +469,8 @@ int main(int argc, char** argv) {
         if (B <= 0) throw std::invalid_argument("host cache budget holds no sequence");
         for (int gpus : gpu_counts) {
           const int S = in_flight > 0 ? in_flight : gpus;  // groups of B sequences, all in flight
-          RunOne(cfg, w, probe,
-                 Run{a, spec, B, gpus, S, prompt, gen, bt, resident, mini, gpu_mem, gpu_cache, hbm_gbps, fmt}, model,
+          RunOne(cfg, w, src, probe,
+                 Run{a, spec, B, gpus, S, prompt, gen, bt, resident, mini, gpu_mem, gpu_cache, hbm_gbps, fmt, prefill_chunks, numa_place}, model,
                  &results);
         }
         if (results.size() > 1)

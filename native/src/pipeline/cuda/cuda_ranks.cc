@@ -19,8 +19,8 @@ namespace {
 // communicator: the leader's collector would wait in an NCCL kernel on rank 0's GPU while its stage
 // thread drives the other communicator on the same GPU, which NCCL's docs warn can deadlock (its
 // kernels block until the peer's data arrives, and a CUDA call that synchronises the device waits
-// for them); the first 2-process run on two H200 did hang, and a lost rank's abort hung with it.
-// The logits are host memory at both ends anyway.
+// for them). The first 2-process run on two H200, with two communicators, hung (and so did a lost
+// rank's abort). The logits are host memory at both ends anyway.
 struct JoinTail {
   NcclId acts;
   uint16_t logits_port = 0;
