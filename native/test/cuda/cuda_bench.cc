@@ -224,8 +224,8 @@ void GroupStep(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& on
                c.idle_seconds);
 }
 
-void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& src, const cuda::CudaProbe& probe, const Run& r,
-            const std::string& model, std::vector<std::pair<int, double>>* results) {
+void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& src, const cuda::CudaProbe& probe,
+            const Run& r, const std::string& model, std::vector<std::pair<int, double>>* results) {
   const int bt = r.bt, B = r.batch, G = r.groups, prompt = r.prompt, gen = r.gen;
   const double a = r.a;
   const int bps = (prompt + gen + bt - 1) / bt;
@@ -339,21 +339,22 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& sr
       "\"kvH2D\":%.0f,\"actH2D\":%.0f,\"kvD2H\":%.0f,\"actD2H\":%.0f},\"effectivePcieGBps\":%.2f,\"probedH2DGBps\":%."
       "2f,"
       "\"probedD2HGBps\":%.2f,\"probedGemmTflops\":%.1f,\"gpuBusyFraction\":%.3f,\"transferLowerBoundSeconds\":%.4f,"
-      "\"stepOverLowerBound\":%s,\"meanDecodeForwardSeconds\":%.4f,\"decodePhaseSeconds\":{\"transfer\":%.3f,\"compute\":%.3f,\"recompute\":%.3f,"
+      "\"stepOverLowerBound\":%s,\"meanDecodeForwardSeconds\":%.4f,\"decodePhaseSeconds\":{\"transfer\":%.3f,"
+      "\"compute\":%.3f,\"recompute\":%.3f,"
       "\"idle\":%.3f},\"recomputedTokensPerStep\":%.0f,\"poolPinSeconds\":%.1f,\"gpuKvBlocks\":%d,"
       "\"hbmBoundDecodeTokensPerSecond\":%.1f,\"driver\":\"native\"}\n",
       model.c_str(), card.c_str(), WeightFormatName(r.fmt), w.total_bytes(), r.gpus, G, B, total, G, prompt, gen,
-      std::clamp(r.prefill_chunks, 1, B), a,
-      r.spec.c_str(), r.resident, std::max(1, std::min(r.mini, B)), nkv, nact, nkv * kv_block + nact * act_block,
-      total_tps, static_cast<double>(total) * (gen - 1) / decode_s, prefill_s, decode_s, step_s,
-      static_cast<double>(dec.weight_bytes_h2d) / group_steps, static_cast<double>(dec.kv_bytes_h2d) / group_steps,
-      static_cast<double>(dec.act_bytes_h2d) / group_steps, static_cast<double>(dec.kv_bytes_d2h) / group_steps,
-      static_cast<double>(dec.act_bytes_d2h) / group_steps, (h2d + d2h) * G / step_s / 1e9,
-      probe.h2d_bytes_per_second / 1e9, probe.d2h_bytes_per_second / 1e9, probe.gemm_flops / 1e12,
+      std::clamp(r.prefill_chunks, 1, B), a, r.spec.c_str(), r.resident, std::max(1, std::min(r.mini, B)), nkv, nact,
+      nkv * kv_block + nact * act_block, total_tps, static_cast<double>(total) * (gen - 1) / decode_s, prefill_s,
+      decode_s, step_s, static_cast<double>(dec.weight_bytes_h2d) / group_steps,
+      static_cast<double>(dec.kv_bytes_h2d) / group_steps, static_cast<double>(dec.act_bytes_h2d) / group_steps,
+      static_cast<double>(dec.kv_bytes_d2h) / group_steps, static_cast<double>(dec.act_bytes_d2h) / group_steps,
+      (h2d + d2h) * G / step_s / 1e9, probe.h2d_bytes_per_second / 1e9, probe.d2h_bytes_per_second / 1e9,
+      probe.gemm_flops / 1e12,
       (dec.compute_seconds + dec.recompute_seconds) /
           std::max(1e-9, dec.compute_seconds + dec.recompute_seconds + dec.idle_seconds),
-      lower, over, forward_s / group_steps, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds, dec.idle_seconds,
-      static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s, ndev, hbm_bound);
+      lower, over, forward_s / group_steps, dec.transfer_seconds, dec.compute_seconds, dec.recompute_seconds,
+      dec.idle_seconds, static_cast<double>(dec.recomputed_tokens) / dsteps, pool_s, ndev, hbm_bound);
   std::fflush(stdout);
   results->push_back({r.gpus, total_tps});
 }
@@ -470,8 +471,9 @@ int main(int argc, char** argv) {
         for (int gpus : gpu_counts) {
           const int S = in_flight > 0 ? in_flight : gpus;  // groups of B sequences, all in flight
           RunOne(cfg, w, src, probe,
-                 Run{a, spec, B, gpus, S, prompt, gen, bt, resident, mini, gpu_mem, gpu_cache, hbm_gbps, fmt, prefill_chunks, numa_place}, model,
-                 &results);
+                 Run{a, spec, B, gpus, S, prompt, gen, bt, resident, mini, gpu_mem, gpu_cache, hbm_gbps, fmt,
+                     prefill_chunks, numa_place},
+                 model, &results);
         }
         if (results.size() > 1)
           std::printf(

@@ -48,7 +48,7 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   if (r.rank != 0) throw std::invalid_argument("the leader is rank 0");
   const LayerRange mine = SplitLayers(cfg.num_layers, r.world_size)[0];
   auto stage = MakeCudaStage(cfg, weights, pools, mine, o);  // before the rendezvous: fail early, alone
-  DataListener data;  // the last rank's logits come here
+  DataListener data;                                         // the last rank's logits come here
   auto link = LeaderLink::Listen(r.leader_address, r.world_size, GroupCheck{ModelKey(cfg, weights.format()), r.token});
   const JoinTail tail{NcclNewUniqueId(), static_cast<uint16_t>(data.port())};
   link->AcceptRanks(EncodeJoin(pools.config(), EncodeTail(tail)), r.timeout_s);
