@@ -382,7 +382,9 @@ stage_pipeline_check() {
   local rc=0
   timeout 240 $B/hs_cuda_pipeline_tests pipeline_cuda 2>&1 | tee "$OUT/pipeline-tests.log" || rc=1
   # 2 processes x 1 GPU through the rendezvous == 1 process x 2 GPUs (rank 0 prints "ranks: PASS").
+  # NCCL's warnings go to the rank logs (the first run here hung without a word).
   local at=127.0.0.1:29511
+  export NCCL_DEBUG=${NCCL_DEBUG:-WARN}
   timeout 90 $B/hs_cuda_pipeline_ranks --rank 1 --world-size 2 --leader-address $at --device 1 >"$OUT/ranks-1.log" 2>&1 &
   timeout 90 $B/hs_cuda_pipeline_ranks --rank 0 --world-size 2 --leader-address $at --device 0 2>&1 | tee "$OUT/ranks-0.log" || rc=1
   wait $! || { rc=1; tail -5 "$OUT/ranks-1.log"; }

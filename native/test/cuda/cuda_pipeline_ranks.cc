@@ -37,6 +37,7 @@ namespace {
 
 using namespace hs;
 constexpr int kBt = 16, kSteps = 8;
+bool g_progress = false;  // rank 0 says each step (not in the loss check, which loops for seconds)
 
 CacheKind KindOf(int b, double a) {
   return std::floor((b + 1) * a + 1e-9) > std::floor(b * a + 1e-9) ? CacheKind::ACT : CacheKind::KV;
@@ -69,6 +70,7 @@ std::vector<float> Generate(const ModelConfig& cfg, Backend& be) {
     std::vector<float> logits(3 * static_cast<size_t>(cfg.vocab_size));
     StepCounters c;
     be.Forward(plan, logits.data(), c);
+    if (g_progress) std::fprintf(stderr, "rank 0: step %d done\n", step);  // where a hang is, in the log
     for (int s = 0; s < 3; ++s) {
       cached[s] = static_cast<int>(toks[s].size());
       const float* l = logits.data() + static_cast<size_t>(s) * cfg.vocab_size;
@@ -161,6 +163,8 @@ int main(int argc, char** argv) {
     std::vector<float> multi;
     {
       auto be = pipeline::MakeCudaLeader(cfg, w, pools, o, r);
+      std::fprintf(stderr, "rank 0: the group joined\n");
+      g_progress = true;
       multi = Generate(cfg, *be);
     }
     o.device = 0;
