@@ -7,6 +7,8 @@
 //        [--gpu-cache-blocks N|all]   (blocks of the GPU cache tier; `all`: the whole batch's cache; default 0)
 //        [--weight-dtype fp16|fp8|int8|int4]   (quantised layer weights, both devices)
 //        [--gpus N | --stages N]   (pipeline stages: one per GPU on cuda, in-process CPU stages on cpu; issue 15)
+//        [--mini-batch-tokens N]   (each step split into mini-batches of ≤ N staged tokens inside the
+//                           engine: the zig-zag schedule, weights streamed once per step; default 0: one)
 //        [--in-flight S]   (S groups of sequences, each stepping in its own slot, all in flight at once;
 //                           default: the number of stages. `batch` is per group: S × batch sequences in all,
 //                           as hs_cuda_bench --gpus, so that 1 and N stages compare per group)
@@ -142,6 +144,7 @@ async function main(): Promise<number> {
       gpus: { type: 'string' },
       stages: { type: 'string' },
       'in-flight': { type: 'string' },
+      'mini-batch-tokens': { type: 'string' },
     },
     strict: true,
   });
@@ -158,6 +161,7 @@ async function main(): Promise<number> {
   const weightDtype = parseWeightDtype(values['weight-dtype'], '--weight-dtype');
   const stages = intArg(device === 'cuda' ? values.gpus : values.stages, device === 'cuda' ? 'gpus' : 'stages', 1, 1);
   const inFlight = intArg(values['in-flight'], 'in-flight', 1, stages);
+  const miniBatchTokens = intArg(values['mini-batch-tokens'], 'mini-batch-tokens', 0, 0);
   if (inFlight > 8) throw new Error(`--in-flight must be at most 8 (the engine's step slots), got ${inFlight}`);
   const total = batch * inFlight;
   if (prompt + gen > cfg.maxPositions) throw new Error(`prompt + gen exceeds ${cfg.maxPositions} positions`);
@@ -223,6 +227,7 @@ async function main(): Promise<number> {
     actFraction,
     gpuMemoryBytes,
     residentLayers: resident,
+    miniBatchTokens,
     ...(weightDtype !== 'fp16' ? { weightDtype } : {}),
     ...(stages > 1 ? (device === 'cuda' ? { gpus: stages } : { stages }) : {}),
   });
@@ -263,6 +268,7 @@ async function main(): Promise<number> {
         actFraction,
         actFractionSource: fractionSource,
         residentLayers: resident,
+        miniBatchTokens,
         gpuMemoryBytes,
         gpuKvBlocks,
         kvBlocks,

@@ -28,6 +28,7 @@
 #             within-budget FlexGen figure and the ratio
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
 #   contract  issue 11 acceptance 3: node dist/bench/engine-contract.js (token counts, cpu vs cuda)
+#   minibatch bench:engine all on host with 1 and 4 in-step mini-batches (--mini-batch-tokens; needs node)
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
 #             then int4 weights in one process (ACT fraction auto, solved with each format's layer
 #             bytes), printing fp8/fp16 and int4/fp16 total tokens/s; then the 24 GiB row (default
@@ -349,6 +350,20 @@ stage_quant_24g() {
 }
 
 stage_quant() { stage_quant_host; local rc=$?; stage_quant_24g || rc=1; return $rc; }
+
+# ---- in-step mini-batches through the engine core -----------------------------------------------------
+# bench:engine (the addon and engine core, as the server runs them) on OPT-13B all on host, one
+# mini-batch per step (today's server) and 4 (--mini-batch-tokens 17408 = 128 x 544 / 4: the
+# zig-zag schedule hs_cuda_bench --mini-batches 4 measures for the no-regression row).
+stage_minibatch() {
+  node_ready || return 1
+  local n
+  for n in 0 17408; do
+    node dist/bench/engine.js --model synthetic:opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction auto \
+      --host-memory 96GiB --resident-layers 0 --gpu-cache-blocks 0 --mini-batch-tokens $n --device cuda \
+      2>>"$OUT/minibatch-stderr.log" | tail -1 | tee -a "$OUT/minibatch.jsonl"
+  done
+}
 
 # ---- pipeline (issue 15) -------------------------------------------------------------------------------
 # Builds hs_pipeline_cuda (CMake finds NCCL in the build stage), the pipeline tests and an NCCL build of

@@ -119,15 +119,7 @@ ModelConfig FiveLayers(ModelConfig c) {
 }
 
 std::unique_ptr<Engine> MakePipelineEngine(const ModelConfig& cfg, int stages, double fraction) {
-  EngineParts parts;
-  WeightSource src;
-  src.seed = 7;
-  PoolConfig pc;
-  pc.block_tokens = 4;
-  pc.kv_blocks = 64;
-  pc.act_blocks = 64;
-  parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
-  parts.pools = std::make_unique<CachePools>(cfg, pc);
+  EngineParts parts = test::TinyParts(cfg);
   parts.backend = MakeCpuPipeline(cfg, *parts.weights, *parts.pools, 2, stages);
   return std::make_unique<Engine>(cfg, std::move(parts), fraction);
 }

@@ -268,15 +268,7 @@ HS_TEST(quant_loader_quantises_only_layer_matrices) {
 namespace {
 
 std::unique_ptr<Engine> QuantEngine(const ModelConfig& cfg, WeightFormat f, double act_fraction) {
-  EngineParts parts;
-  WeightSource src{true, 7, {}};
-  src.format = f;
-  PoolConfig pc;
-  pc.block_tokens = 4;
-  pc.kv_blocks = 64;
-  pc.act_blocks = 64;
-  parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
-  parts.pools = std::make_unique<CachePools>(cfg, pc);
+  EngineParts parts = test::TinyParts(cfg, f);
   parts.backend = std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, 2);
   return std::make_unique<Engine>(cfg, std::move(parts), act_fraction);
 }

@@ -40,6 +40,22 @@ inline ModelConfig TinyLlama(int kv_heads = 2) {
   return c;
 }
 
+// Synthetic f32 weights (seed 7, `format`) and 4-token pools of 64 KV and 64 ACT blocks: the parts
+// of a tiny engine, for a test that brings its own backend over them.
+inline EngineParts TinyParts(const ModelConfig& cfg, WeightFormat format = WeightFormat::Native) {
+  EngineParts parts;
+  WeightSource src;
+  src.seed = 7;
+  src.format = format;
+  PoolConfig pc;
+  pc.block_tokens = 4;
+  pc.kv_blocks = 64;
+  pc.act_blocks = 64;
+  parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
+  parts.pools = std::make_unique<CachePools>(cfg, pc);
+  return parts;
+}
+
 inline std::unique_ptr<Engine> MakeCpuEngine(const ModelConfig& cfg, int kv_blocks, int act_blocks, double fraction,
                                              int block_tokens = 4, uint64_t seed = 7, int threads = 2,
                                              int gpu_kv_blocks = 0, bool prefix_caching = false) {

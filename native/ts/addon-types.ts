@@ -60,6 +60,12 @@ export interface NativeEngineOptions {
   threads?: number;
   /** Reuse the cache of full blocks shared with earlier prompts (prefix caching; default false). */
   prefixCaching?: boolean;
+  /**
+   * Split each step into mini-batches of at most this many staged tokens (new tokens plus cached
+   * tokens in host-tier blocks; native/src/core/mini_batches.h): the size the plan laid the GPU's
+   * staging memory out for (Plan.miniBatchTokens). 0 (default): one mini-batch per step.
+   */
+  miniBatchTokens?: number;
   /** CUDA only: GPU memory budget in bytes (0 = all free memory) and resident layers (-1 = as many as fit). */
   gpuMemoryBytes?: number;
   residentLayers?: number;

@@ -98,6 +98,7 @@ export function engineOptionErrors(opts: NativeEngineOptions): string[] {
     errs.push(`actFraction must be a number in [0, 1], got ${String(opts.actFraction)}`);
   }
   if (opts.threads !== undefined) int(opts.threads, 'threads', 0);
+  if (opts.miniBatchTokens !== undefined) int(opts.miniBatchTokens, 'miniBatchTokens', 0);
   if (opts.stages !== undefined) int(opts.stages, 'stages', 1);
   if (opts.gpus !== undefined) int(opts.gpus, 'gpus', 1);
   if (opts.worldSize !== undefined) int(opts.worldSize, 'worldSize', 1);

@@ -42,6 +42,10 @@ describe('engine argument errors', () => {
       type('config.hiddenSize must be a number'),
     );
     expect((await rejectionOf(addon.createEngine({ ...base, config: { ...tiny, numKvHeads: 3 } }))).name).toBe('RangeError');
+    expect((await rejectionOf(createEngine({ ...base, miniBatchTokens: -1 }))).message).toMatch(/miniBatchTokens must be an integer >= 0/);
+    expect((await rejectionOf(addon.createEngine({ ...base, miniBatchTokens: 1.5 }))).name).toBe('RangeError');
+    const split = await createEngine({ ...base, miniBatchTokens: 8 }); // accepted (the CPU backend runs mini-batches as one)
+    await split.close();
     const missing = await rejectionOf(addon.createEngine({ ...base, weights: { kind: 'files', tensors: [] } }));
     expect(missing.message).toMatch(/missing tensor 'embed_tokens.weight'/);
     expect(missing.code).toMatch(/^HS_(INVALID_ARGUMENT|INTERNAL)$/);

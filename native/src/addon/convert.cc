@@ -225,6 +225,8 @@ CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v) {
     c.prefix_caching = ToBool(env, Field(o, "prefixCaching"), "options.prefixCaching");
   if (Present(Field(o, "residentLayers")))
     c.device.resident_layers = (int)ToInteger(env, Field(o, "residentLayers"), "options.residentLayers", -1, kMaxInt);
+  if (Present(Field(o, "miniBatchTokens")))
+    c.mini_batch_tokens = (int)ToInteger(env, Field(o, "miniBatchTokens"), "options.miniBatchTokens", 0, kMaxInt);
   ParsePipeline(env, o, c);
   return c;
 }

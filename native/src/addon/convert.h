@@ -20,6 +20,7 @@ struct CreateOptions {
   DeviceOptions device;
   double act_fraction = 0;
   bool prefix_caching = false;
+  int mini_batch_tokens = 0;  // Engine::SetMiniBatchTokens
 };
 
 CreateOptions ParseCreateOptions(Napi::Env env, Napi::Value v);

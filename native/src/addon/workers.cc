@@ -35,6 +35,7 @@ void CreateEngineWorker::Execute() {
   try {
     EngineParts parts = MakeEngineParts(opts_.config, opts_.weights, opts_.pools, opts_.device);
     engine_ = std::make_unique<Engine>(opts_.config, std::move(parts), opts_.act_fraction, opts_.prefix_caching);
+    engine_->SetMiniBatchTokens(opts_.mini_batch_tokens);
   } catch (const std::exception& e) {
     Fail(e);
   }

@@ -8,6 +8,7 @@
 
 #include "core/block_plan.h"
 #include "core/errors.h"
+#include "core/mini_batches.h"
 
 namespace hs {
 
@@ -28,6 +29,11 @@ Engine::~Engine() {
 void Engine::SetActFraction(double f) {
   if (!(f >= 0 && f <= 1)) throw RangeErrorEx("actFraction must be in [0, 1], got " + std::to_string(f));
   act_fraction_ = f;
+}
+
+void Engine::SetMiniBatchTokens(int tokens) {
+  if (tokens < 0) throw RangeErrorEx("miniBatchTokens must be >= 0, got " + std::to_string(tokens));
+  mini_batch_tokens_ = tokens;
 }
 
 Sequence& Engine::Find(int64_t id) {
@@ -284,6 +290,7 @@ void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits, int slot) 
     else
       j.counters.decode_tokens += sp.num_new;
   }
+  j.plan.mini_batches = PackMiniBatches(j.plan, parts_.pools->block_tokens(), mini_batch_tokens_);
   const size_t need = j.run.size() * (size_t)cfg_.vocab_size;
   if (j.logits.size() < need) j.logits.resize(need);
   j.sampled.assign(j.run.size(), -1);

@@ -92,6 +92,12 @@ class Engine {
   void SetActFraction(double f);  // RangeErrorEx outside [0, 1]
   double act_fraction() const { return act_fraction_; }
 
+  // Steps are split into mini-batches of at most this many staged tokens (core/mini_batches.h), the
+  // size the plan's GPU memory was laid out for; 0 (the default): one mini-batch per step.
+  // RangeErrorEx when negative.
+  void SetMiniBatchTokens(int tokens);
+  int mini_batch_tokens() const { return mini_batch_tokens_; }
+
   // The three phases of one step in `slot` (see the header comment), and all three at once in slot
   // 0. PrepareStep throws BusyError when the slot is busy, RangeErrorEx for a slot outside
   // [0, kMaxSlots) or a sequence that is in another slot's step.
@@ -118,6 +124,7 @@ class Engine {
   EngineParts parts_;
   std::unique_ptr<BlockManager> blocks_;
   double act_fraction_;
+  int mini_batch_tokens_ = 0;
   int64_t next_id_ = 1;
   std::map<int64_t, std::unique_ptr<Sequence>> seqs_;
   StepCounters totals_;

@@ -21,6 +21,8 @@
 // of a comparison). --numa-place on (NCCL builds): a pipeline run's weights (rebuilt for the run)
 // and pools bound near each stage's GPU, as the addon places them, when the host has several NUMA
 // nodes (otherwise nothing changes).
+// --resident-layers and --gpu-cache-blocks take lists too: every combination runs in the one process
+// (the weights are built once), a placement sweep (scripts/gpu-run.sh placement_sweep).
 // --gpu-cache-blocks puts the first N blocks allocated (sequence by sequence, as the engine does) in
 // the GPU cache tier (read in place, never streamed); `all` holds every sequence's cache there.
 // The JSON adds hbmBoundDecodeTokensPerSecond: batch ÷ (bytes a decode step must read from HBM
@@ -70,6 +72,14 @@ int64_t ParseSize(const std::string& s) {
   else if (!u.empty())
     throw std::invalid_argument("bad size '" + s + "'");
   return static_cast<int64_t>(v);
+}
+
+// "a,b,c" → {"a", "b", "c"}.
+std::vector<std::string> Split(const std::string& list) {
+  std::vector<std::string> out;
+  std::stringstream ss(list);
+  for (std::string x; std::getline(ss, x, ',');) out.push_back(x);
+  return out;
 }
 
 double Seconds(std::chrono::steady_clock::time_point a) {
@@ -364,9 +374,9 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& sr
 
 int main(int argc, char** argv) {
   std::string model = "opt-13b", fractions = "0,auto";
-  int batch = 128, prompt = 512, gen = 32, resident = 0, mini = 4, bt = 16;
+  int batch = 128, prompt = 512, gen = 32, mini = 4, bt = 16;
   int64_t gpu_mem = 0, host_cache = 0;
-  std::string gpu_cache = "0", gpus_list = "1", dtypes = "fp16";
+  std::string resident_list = "0", gpu_cache_list = "0", gpus_list = "1", dtypes = "fp16";
   int in_flight = 0;  // 0: one group per GPU
   int prefill_chunks = 1;
   bool numa_place = false;
@@ -386,13 +396,13 @@ int main(int argc, char** argv) {
     else if (k == "--gpu-memory")
       gpu_mem = ParseSize(v);
     else if (k == "--resident-layers")
-      resident = std::stoi(v);
+      resident_list = v;
     else if (k == "--mini-batches")
       mini = std::stoi(v);
     else if (k == "--host-cache")
       host_cache = ParseSize(v);
     else if (k == "--gpu-cache-blocks")
-      gpu_cache = v;
+      gpu_cache_list = v;
     else if (k == "--hbm-gbps")
       hbm_gbps = std::stod(v);
     else if (k == "--gpus")
@@ -439,10 +449,7 @@ int main(int argc, char** argv) {
                    w.total_bytes() / 1e9, Seconds(t0));
 
       std::vector<int> gpu_counts;
-      {
-        std::stringstream gs(gpus_list);
-        for (std::string x; std::getline(gs, x, ',');) gpu_counts.push_back(std::stoi(x));
-      }
+      for (const std::string& x : Split(gpus_list)) gpu_counts.push_back(std::stoi(x));
       std::vector<std::pair<int, double>> results;  // (gpus, total tokens/s) of this fraction's runs
       std::stringstream fs(fractions);
       std::string spec;
@@ -469,20 +476,33 @@ int main(int argc, char** argv) {
         }
         if (cap) B = fit_batch(a);
         if (B <= 0) throw std::invalid_argument("host cache budget holds no sequence");
-        for (int gpus : gpu_counts) {
-          const int S = in_flight > 0 ? in_flight : gpus;  // groups of B sequences, all in flight
-          RunOne(cfg, w, src, probe,
-                 Run{a, spec, B, gpus, S, prompt, gen, bt, resident, mini, gpu_mem, gpu_cache, hbm_gbps, fmt,
-                     prefill_chunks, numa_place},
-                 model, &results);
-        }
-        if (results.size() > 1)
-          std::printf(
-              "{\"model\":\"synthetic:%s\",\"weightDtype\":\"%s\",\"actFractionSpec\":\"%s\",\"gpus\":[%d,%d],"
-              "\"totalTokensPerSecond\":[%.2f,%.2f],\"ratio\":%.3f,\"summary\":\"pipeline\"}\n",
-              model.c_str(), WeightFormatName(fmt), spec.c_str(), results.front().first, results.back().first,
-              results.front().second, results.back().second, results.back().second / results.front().second);
-        results.clear();
+        for (const std::string& res : Split(resident_list))
+          for (const std::string& blocks : Split(gpu_cache_list)) {
+            for (int gpus : gpu_counts) {
+              const int S = in_flight > 0 ? in_flight : gpus;  // groups of B sequences, all in flight
+              const Run run{a,    spec,    B,      gpus,     S,   prompt,         gen,       bt, std::stoi(res),
+                            mini, gpu_mem, blocks, hbm_gbps, fmt, prefill_chunks, numa_place};
+              try {
+                RunOne(cfg, w, src, probe, run, model, &results);
+              } catch (const std::exception& e) {
+                // One placement that does not fit ends that run only (a sweep goes on); said as JSON.
+                std::fprintf(stderr, "hs_cuda_bench: resident %s, gpu cache %s, gpus %d: %s\n", res.c_str(),
+                             blocks.c_str(), gpus, e.what());
+                std::printf(
+                    "{\"model\":\"synthetic:%s\",\"residentLayers\":%s,\"gpuCacheBlocks\":\"%s\",\"gpus\":%d,"
+                    "\"failed\":true}\n",
+                    model.c_str(), res.c_str(), blocks.c_str(), gpus);
+                std::fflush(stdout);
+              }
+            }
+            if (results.size() > 1)
+              std::printf(
+                  "{\"model\":\"synthetic:%s\",\"weightDtype\":\"%s\",\"actFractionSpec\":\"%s\",\"gpus\":[%d,%d],"
+                  "\"totalTokensPerSecond\":[%.2f,%.2f],\"ratio\":%.3f,\"summary\":\"pipeline\"}\n",
+                  model.c_str(), WeightFormatName(fmt), spec.c_str(), results.front().first, results.back().first,
+                  results.front().second, results.back().second, results.back().second / results.front().second);
+            results.clear();
+          }
         std::fflush(stdout);
       }
     }
