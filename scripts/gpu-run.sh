@@ -28,6 +28,7 @@
 #             within-budget FlexGen figure and the ratio
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
 #   contract  issue 11 acceptance 3: node dist/bench/engine-contract.js (token counts, cpu vs cuda)
+#   placement_sweep  issue 10 acceptance 4: resident layers swept at 24 GiB (bench/placement-sweep.ts compares)
 #   minibatch bench:engine all on host with 1 and 4 in-step mini-batches (--mini-batch-tokens; needs node)
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
 #             then int4 weights in one process (ACT fraction auto, solved with each format's layer
@@ -350,6 +351,19 @@ stage_quant_24g() {
 }
 
 stage_quant() { stage_quant_host; local rc=$?; stage_quant_24g || rc=1; return $rc; }
+
+# ---- placement sweep (issue 10 acceptance 4) ---------------------------------------------------------------
+# OPT-13B batch 128 512/32 at a 24 GiB budget, ACT 1, 28 GPU cache blocks: the engine's own fit (-1)
+# and resident layer counts around it up to the planner's choice (35 on 2026-12-01), one process.
+# Compare here afterwards (or there, with node): node dist/bench/placement-sweep.js sweep.jsonl --gpu-memory 24GiB
+stage_placement_sweep() {
+  $B/hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 1 --gpu-memory 24G \
+    --resident-layers "${SWEEP_RESIDENT:--1,20,24,26,28,30,32,35}" --gpu-cache-blocks 28 \
+    2>>"$OUT/sweep-stderr.log" | tee -a "$OUT/sweep.jsonl"
+  command -v node >/dev/null && [ -f dist/bench/placement-sweep.js ] &&
+    node dist/bench/placement-sweep.js "$OUT/sweep.jsonl" --gpu-memory 24GiB | tee -a "$OUT/gpu-run.log"
+  return 0
+}
 
 # ---- in-step mini-batches through the engine core -----------------------------------------------------
 # bench:engine (the addon and engine core, as the server runs them) on OPT-13B all on host, one

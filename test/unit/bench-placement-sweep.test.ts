@@ -1,0 +1,93 @@
+// bench/placement-sweep.ts: the resident layers a line ran (from the streamed weight bytes), the
+// planner's prediction per placement, and the planner's choice against the best measured one.
+import { describe, expect, test } from '@jest/globals';
+
+import { compareSweep, parseSweep, residentRun, type SweepLine } from '../../bench/placement-sweep.js';
+import { presetConfig } from '../../model/presets.js';
+import { modelProfile, placeNode, predict, requireHardwareProfile, tieredLayout, withMeasured } from '../../planning/index.js';
+
+const GiB = 2 ** 30;
+const mp = modelProfile(presetConfig('opt-13b')!);
+const hw = withMeasured(requireHardwareProfile('NVIDIA-H200'), { h2dBytesPerSecond: 55e9, d2hBytesPerSecond: 55e9, gemmFlops: 9e14 });
+const budget = 24 * GiB;
+const hostCacheBytes = 28e9;
+
+/** A measured line for `resident` layers whose step is the planner's × `slow`. */
+function line(resident: number, slow: number): SweepLine {
+  const layout = tieredLayout(mp, budget, 544, 16, resident)!;
+  const step = predict(mp, hw, { ...layout, gpuKvBlocks: 28, gpuKvTokens: 28 * 16 }, 1, 128, {
+    promptTokens: 512,
+    genTokens: 32,
+  }).stepSeconds;
+  return {
+    model: 'synthetic:opt-13b',
+    batch: 128,
+    prompt: 512,
+    gen: 32,
+    actFraction: 1,
+    residentLayers: -1,
+    gpuKvBlocks: 28,
+    hostCacheBytes,
+    totalTokensPerSecond: (128 * 32) / (3.5 + 31 * step * slow),
+    meanDecodeStepSeconds: step * slow + 0.02,
+    meanDecodeForwardSeconds: step * slow,
+    bytesPerDecodeStep: { weightsH2D: (mp.numLayers - resident) * mp.layerBytes },
+    probedH2DGBps: 55,
+    probedD2HGBps: 55,
+    probedGemmTflops: 900,
+  };
+}
+
+describe('placement sweep vs the planner', () => {
+  const choice = placeNode({
+    mp,
+    hw,
+    gpuBudgetBytes: budget,
+    hostCacheBytes,
+    workload: { promptTokens: 512, genTokens: 32 },
+    blockTokens: 16,
+    maxBatchCap: 128,
+    actFraction: 1,
+    actAllowed: true,
+  });
+
+  test('a line ran the layers its streamed bytes leave resident', () => {
+    expect(residentRun(mp, line(26, 1))).toBe(26);
+    expect(residentRun(mp, line(0, 1))).toBe(0);
+  });
+
+  test('errors per placement, the best measured, and the choice measured against it', () => {
+    const r = choice.layout.residentLayers;
+    // 20 resident layers run 3% slower than predicted, the choice 2%, 26 as predicted.
+    const lines = [line(20, 1.03), line(26, 1.0), line(r, 1.02)];
+    const rep = compareSweep(lines, budget);
+    expect(rep.rows.map((x) => x.residentLayers)).toEqual([20, 26, r]);
+    expect(rep.rows[1].errorPct).toBeCloseTo(0, 6); // the engine's own time (Forward), not the bench's step
+    expect(rep.rows[2].errorPct).toBeCloseTo((1 / 1.02 - 1) * 100, 6);
+    expect(rep.choice.residentLayers).toBe(r);
+    expect(rep.best.residentLayers).toBe(r); // more resident layers stream less
+    expect(rep.chosen?.residentLayers).toBe(r);
+    expect(rep.shortfallPct).toBeCloseTo(0, 9);
+    // Without the choice in the sweep there is no shortfall to report.
+    const partial = compareSweep([line(20, 1), line(26, 1)], budget);
+    expect(partial.chosen).toBeUndefined();
+    expect(partial.shortfallPct).toBeUndefined();
+    expect(partial.best.residentLayers).toBe(26);
+  });
+
+  test('a placement the planner says does not fit has no prediction', () => {
+    const all = { ...line(26, 1), bytesPerDecodeStep: { weightsH2D: 0 } }; // 40 resident in 24 GiB
+    expect(compareSweep([all], budget).rows[0].predictedStepSeconds).toBeUndefined();
+  });
+
+  test('failed placements and summary lines are not measurements', () => {
+    const text = [
+      JSON.stringify(line(26, 1)),
+      '{"model":"synthetic:opt-13b","residentLayers":35,"gpuCacheBlocks":"28","gpus":1,"failed":true}',
+      '{"model":"synthetic:opt-13b","gpus":[1,2],"totalTokensPerSecond":[1,2],"ratio":2,"summary":"pipeline"}',
+      '[bench] a log line',
+    ].join('\n');
+    expect(parseSweep(text)).toHaveLength(1);
+    expect(() => compareSweep([], budget)).toThrow(/no measured placements/);
+  });
+});
