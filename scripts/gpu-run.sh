@@ -16,8 +16,8 @@
 #             --gpu-cache-blocks 0 on both sides), printing served ÷ engine tokens/s, engine steps
 #             and an `acceptance1` verdict line; then Poisson rate sweeps (opt-13b, opt-1.3b). Also as two halves:
 #             serving_burst and serving_sweep (each fits one 10-minute call more easily).
-#             Needs the Node bundle, dist/, build/hybridserve.node and node_modules holding what
-#             `dist/cli/main.js serve` loads (docs/server.md, "Serving benchmark", lists them).
+#             Needs Node and its packages (scripts/pack-gpu-node.sh here, carry .gpu and dist: the
+#             build stage unpacks the packages first, so that it builds build/hybridserve.node too).
 #   tiers     issue 10: the GPU cache tier. transformers generate() (bench/hf_generate.py) and the
 #             engine with every layer resident and the whole cache in the GPU tier, OPT-13B batch 128
 #             (acceptance 1); a 24 GiB budget (acceptance 2); everything on the host (acceptance 3)
@@ -64,7 +64,13 @@ B=build-gpu
 export CUDAARCHS=${CUDAARCHS:-90}
 log() { echo "[gpu-run $(date -u +%H:%M:%S)] $*" | tee -a "$OUT/gpu-run.log"; }
 
+# Node's packages for the addon build and the Node stages (scripts/pack-gpu-node.sh made the tarball).
+unpack_node_modules() {
+  [ -d node_modules/fastify ] || [ ! -f .gpu/node-modules.tar.xz ] || tar xJf .gpu/node-modules.tar.xz
+}
+
 stage_build() {
+  unpack_node_modules
   nvidia-smi --query-gpu=name,memory.total,driver_version,pcie.link.gen.max,pcie.link.width.max --format=csv | tee -a "$OUT/gpu-run.log"
   free -g | tee -a "$OUT/gpu-run.log"
   local napi=""
@@ -143,6 +149,7 @@ SERVE_PID=""
 
 node_ready() {
   [ -f .gpu/node-bundle.tar.xz ] && ! command -v node >/dev/null && tar xJf .gpu/node-bundle.tar.xz -C / 2>/dev/null
+  unpack_node_modules
   command -v node >/dev/null || { log "no node: unpack .gpu/node-bundle.tar.xz (tools/pack-node.sh)"; return 1; }
   [ -f dist/bench/serving.js ] && [ -f build/hybridserve.node ] || { log "dist/ or build/hybridserve.node missing"; return 1; }
 }
