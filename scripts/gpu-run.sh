@@ -330,7 +330,7 @@ quant_json() { $B/hs_cuda_bench "$@" 2>>"$OUT/quant-stderr.log" | tee -a "$OUT/q
 quant_ratios() {
   python3 - "$OUT/quant.jsonl" "$1" <<'PY'
 import json, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")]
+rows = [r for r in (json.loads(l) for l in open(sys.argv[1]) if l.startswith("{")) if not r.get("failed")]
 regime = sys.argv[2]
 pick = [r for r in rows if (r["gpuKvBlocks"] == 0 and r["residentLayers"] == 0) == (regime == "host")]
 by = {r["weightDtype"]: r for r in pick}
@@ -452,11 +452,14 @@ stage_pipeline66() {
   # should the two groups not fit, 2 GPUs with two groups of 32 (the same 64 sequences in total).
   # PIPELINE66_GPUS=2 (only the pipeline) and PIPELINE66_TIMEOUT fit it into what is left of a call.
   # (No --numa-place: placed weights are a second copy, and two of 131 GB do not fit 256 GiB.)
-  timeout "${PIPELINE66_TIMEOUT:-400}" $B/hs_cuda_bench_nccl --model opt-66b --batch 64 --prompt 512 --gen 32 --act-fraction 1 \
+  timeout "${PIPELINE66_TIMEOUT:-540}" $B/hs_cuda_bench_nccl --model opt-66b --batch 64 --prompt 512 --gen 32 --act-fraction 1 \
     --resident-layers 0 --gpu-cache-blocks 0 --gpus "${PIPELINE66_GPUS:-1,2}" --prefill-chunks 4 \
     2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl"
   [ -n "${PIPELINE66_GPUS:-}" ] && return 0
   grep -q '"model":"synthetic:opt-66b".*"summary":"pipeline"' "$OUT/pipeline.jsonl" && return 0
+  # Only when two groups of 64 failed (the bench's "failed" line), not when time ran out: a second
+  # try would not fit the call.
+  grep -q '"model":"synthetic:opt-66b".*"gpus":2,"failed":true' "$OUT/pipeline.jsonl" || return 1
   log "opt-66b: two groups of 64 did not fit; two groups of 32"
   timeout 300 $B/hs_cuda_bench_nccl --model opt-66b --batch 32 --prompt 512 --gen 32 --act-fraction 1 \
     --resident-layers 0 --gpu-cache-blocks 0 --gpus 2 2>>"$OUT/pipeline-stderr.log" | tee -a "$OUT/pipeline.jsonl"
