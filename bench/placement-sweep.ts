@@ -21,6 +21,7 @@ import {
   predict,
   requireHardwareProfile,
   tieredLayout,
+  withGpuBlocks,
   withMeasured,
   type HardwareProfile,
   type ModelProfile,
@@ -87,10 +88,11 @@ export function residentRun(mp: ModelProfile, l: SweepLine): number {
   return mp.numLayers - Math.round(l.bytesPerDecodeStep.weightsH2D / mp.layerBytes);
 }
 
+/** The planner's step for the placement a line ran (undefined when the planner says it does not fit). */
 function predictedStep(mp: ModelProfile, hw: HardwareProfile, l: SweepLine, resident: number, budget: number): number | undefined {
   const layout = tieredLayout(mp, budget, l.prompt + l.gen, BLOCK_TOKENS, resident);
-  if (!layout || (layout.gpuKvBlocks ?? 0) < l.gpuKvBlocks) return undefined;
-  const forced = { ...layout, gpuKvBlocks: l.gpuKvBlocks, gpuKvTokens: l.gpuKvBlocks * BLOCK_TOKENS };
+  const forced = layout && withGpuBlocks(layout, l.gpuKvBlocks, mp, BLOCK_TOKENS);
+  if (!forced) return undefined;
   return predict(mp, hw, forced, l.actFraction, l.batch, { promptTokens: l.prompt, genTokens: l.gen }).stepSeconds;
 }
 

@@ -38,6 +38,7 @@ export {
   type Placement,
   placeNode,
   tieredLayout,
+  withGpuBlocks,
   gpuKvBlockBytes,
   batchCandidates,
   explainPlacement,

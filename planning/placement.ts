@@ -124,7 +124,8 @@ function mostResident(mp: ModelProfile, budgetBytes: number, seq: number, blockT
   return 0;
 }
 
-function withGpuBlocks(l: GpuLayout, blocks: number, mp: ModelProfile, blockTokens: number): GpuLayout | undefined {
+/** `l` with its GPU tier cut to `blocks` (the bench's --gpu-cache-blocks); undefined when more than fit. */
+export function withGpuBlocks(l: GpuLayout, blocks: number, mp: ModelProfile, blockTokens: number): GpuLayout | undefined {
   const have = l.gpuKvBlocks ?? 0;
   if (blocks > have) return undefined;
   const freed = (have - blocks) * gpuKvBlockBytes(mp, blockTokens);

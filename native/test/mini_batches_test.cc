@@ -91,6 +91,8 @@ HS_TEST(mini_batches_engine_splits_steps_and_keeps_the_tokens) {
   std::vector<std::vector<std::vector<int>>> whole, split;
   const auto ref = run(0, &whole);
   const auto got = run(20, &split);
+  // The CPU backend runs a step's mini-batches as one, so equal tokens say only that the split
+  // drops or repeats no sequence; the CUDA tests check the zig-zag's numbers.
   HS_CHECK(got == ref);
   for (const auto& mb : whole) HS_CHECK(mb.empty());
   // Prefill: 9 new tokens each, two fit 20. Then 9 cached + 1 new = 10 each (two still fit), then

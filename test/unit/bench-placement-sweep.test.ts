@@ -4,7 +4,15 @@ import { describe, expect, test } from '@jest/globals';
 
 import { compareSweep, parseSweep, residentRun, type SweepLine } from '../../bench/placement-sweep.js';
 import { presetConfig } from '../../model/presets.js';
-import { modelProfile, placeNode, predict, requireHardwareProfile, tieredLayout, withMeasured } from '../../planning/index.js';
+import {
+  modelProfile,
+  placeNode,
+  predict,
+  requireHardwareProfile,
+  tieredLayout,
+  withGpuBlocks,
+  withMeasured,
+} from '../../planning/index.js';
 
 const GiB = 2 ** 30;
 const mp = modelProfile(presetConfig('opt-13b')!);
@@ -14,11 +22,8 @@ const hostCacheBytes = 28e9;
 
 /** A measured line for `resident` layers whose step is the planner's × `slow`. */
 function line(resident: number, slow: number): SweepLine {
-  const layout = tieredLayout(mp, budget, 544, 16, resident)!;
-  const step = predict(mp, hw, { ...layout, gpuKvBlocks: 28, gpuKvTokens: 28 * 16 }, 1, 128, {
-    promptTokens: 512,
-    genTokens: 32,
-  }).stepSeconds;
+  const layout = withGpuBlocks(tieredLayout(mp, budget, 544, 16, resident)!, 28, mp, 16)!;
+  const step = predict(mp, hw, layout, 1, 128, { promptTokens: 512, genTokens: 32 }).stepSeconds;
   return {
     model: 'synthetic:opt-13b',
     batch: 128,

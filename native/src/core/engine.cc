@@ -263,7 +263,6 @@ void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits, int slot) 
   j.run_index.clear();
   j.status.assign(n, (int32_t)SeqStatus::Ok);
   j.plan.seqs.clear();
-  j.plan.mini_batches.clear();
   j.want_logits = want_logits;
   j.counters = StepCounters{};
   for (int i = 0; i < n; ++i) {

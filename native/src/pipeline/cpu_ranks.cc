@@ -68,19 +68,11 @@ std::unique_ptr<Backend> MakeCpuLeader(const ModelConfig& cfg, const HostWeights
         return EncodeJoin(pools.config(), AddressTail(data.port(), hellos));
       },
       r.timeout_s);
-  const int last = r.world_size - 1;
   std::map<int, int> to_next{
       {1, DialPeer(ranks[0].host, ranks[0].data_port, DataChannel::Activations, 0, r.timeout_s, r.token)}};
   auto tr = std::make_unique<SocketTransport>(0, r.world_size, std::move(to_next));
-  auto logits = std::make_unique<SocketTransport>(0, r.world_size,
-                                                  data.AcceptPeers(DataChannel::Logits, {last}, r.timeout_s, r.token));
-  auto remote =
-      std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(std::move(logits), last), cfg.vocab_size);
-  std::vector<std::unique_ptr<Stage>> stages;
-  stages.push_back(std::move(stage));
-  std::vector<std::unique_ptr<Transport>> eps;
-  eps.push_back(std::move(tr));
-  return std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
+  auto remote = RemoteRanksWithSocketLogits(std::move(link), data, r, cfg.vocab_size);
+  return LeaderBackend(std::move(stage), std::move(tr), std::move(remote));
 }
 
 void RunCpuRank(const ModelConfig& cfg, const HostWeights& weights, int threads, const RankOptions& r) {
@@ -101,10 +93,7 @@ void RunCpuRank(const ModelConfig& cfg, const HostWeights& weights, int threads,
     peers[r.rank + 1] =
         DialPeer(at[r.rank + 1].host, at[r.rank + 1].port, DataChannel::Activations, r.rank, r.timeout_s, r.token);
   std::unique_ptr<LogitsChannel> out;
-  if (last) {
-    const int fd = DialPeer(at[0].host, at[0].port, DataChannel::Logits, r.rank, r.timeout_s, r.token);
-    out = HostLogitsChannel(std::make_unique<SocketTransport>(r.rank, r.world_size, std::map<int, int>{{0, fd}}), 0);
-  }
+  if (last) out = DialSocketLogits(at[0].host, at[0].port, r);
   for (auto& [peer, fd] : data.AcceptPeers(DataChannel::Activations, {r.rank - 1}, r.timeout_s, r.token))
     peers[peer] = fd;
   SocketTransport tr(r.rank, r.world_size, std::move(peers));

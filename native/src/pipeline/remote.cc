@@ -28,6 +28,15 @@ std::unique_ptr<LogitsChannel> HostLogitsChannel(std::unique_ptr<Transport> tr, 
   return std::make_unique<HostChannel>(std::move(tr), peer);
 }
 
+std::unique_ptr<Backend> LeaderBackend(std::unique_ptr<Stage> stage, std::unique_ptr<Transport> to_next,
+                                       std::unique_ptr<RemoteRanks> remote) {
+  std::vector<std::unique_ptr<Stage>> stages;
+  stages.push_back(std::move(stage));
+  std::vector<std::unique_ptr<Transport>> eps;
+  eps.push_back(std::move(to_next));
+  return std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
+}
+
 LinkedRemoteRanks::LinkedRemoteRanks(std::unique_ptr<LeaderLink> link, std::unique_ptr<LogitsChannel> logits, int vocab)
     : link_(std::move(link)), logits_(std::move(logits)), vocab_(vocab) {}
 

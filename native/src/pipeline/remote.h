@@ -1,9 +1,9 @@
 // Stages in several processes (one per GPU or pod). The leader (rank 0) runs the engine core and
 // its own stage inside a PipelineBackend whose RemoteRanks is a LinkedRemoteRanks: each step's plan
 // goes to the other ranks over the rendezvous link (pipeline/rendezvous.h), the activations between
-// ranks over the Transport (NCCL), and the last rank's logits back over a LogitsChannel (NCCL on a
-// second communicator, so that the leader's stage and its collector never share one). Every other
-// rank runs ServeRank until the leader stops.
+// ranks over the Transport (NCCL between GPUs, TCP between CPU stages), and the last rank's logits
+// back over a LogitsChannel (TCP in both cases: pipeline/socket_transport.h; cuda_ranks.cc says why
+// not a second NCCL communicator). Every other rank runs ServeRank until the leader stops.
 #pragma once
 #include <memory>
 #include <mutex>
@@ -48,6 +48,10 @@ class LinkedRemoteRanks : public RemoteRanks {
   std::string lost_;                  // why, once a rank is gone
   std::unique_ptr<LinkWatch> watch_;  // last: stopped before the link and channel it uses go
 };
+
+// The leader's backend: its own stage (the first), its transport to rank 1, and the other ranks.
+std::unique_ptr<Backend> LeaderBackend(std::unique_ptr<Stage> stage, std::unique_ptr<Transport> to_next,
+                                       std::unique_ptr<RemoteRanks> remote);
 
 // A rank other than the leader: for each plan from the leader, receive the hidden state from rank
 // r-1, run the stage, and hand on the hidden state to rank r+1 or (the last rank) the logits to the

@@ -200,4 +200,17 @@ void SocketTransport::Abort(const std::string& why) {
   for (auto& [peer, fd] : peers_) ::shutdown(fd, SHUT_RDWR);
 }
 
+std::unique_ptr<LinkedRemoteRanks> RemoteRanksWithSocketLogits(std::unique_ptr<LeaderLink> link, DataListener& data,
+                                                               const RankOptions& r, int vocab) {
+  const int last = r.world_size - 1;
+  auto logits = std::make_unique<SocketTransport>(0, r.world_size,
+                                                  data.AcceptPeers(DataChannel::Logits, {last}, r.timeout_s, r.token));
+  return std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(std::move(logits), last), vocab);
+}
+
+std::unique_ptr<LogitsChannel> DialSocketLogits(const std::string& host, int port, const RankOptions& r) {
+  const int fd = DialPeer(host, port, DataChannel::Logits, r.rank, r.timeout_s, r.token);
+  return HostLogitsChannel(std::make_unique<SocketTransport>(r.rank, r.world_size, std::map<int, int>{{0, fd}}), 0);
+}
+
 }  // namespace hs::pipeline

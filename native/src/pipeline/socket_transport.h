@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include "pipeline/ranks.h"
+#include "pipeline/remote.h"
 #include "pipeline/transport.h"
 
 namespace hs::pipeline {
@@ -44,6 +46,13 @@ class DataListener {
 // `channel` with the pipeline token. Returns the connected fd.
 int DialPeer(const std::string& host, int port, DataChannel channel, int from_rank, double timeout_s,
              const std::string& token);
+
+// The last rank's logits, host memory at both ends, over one TCP connection (the CPU and the GPU
+// ranks alike). The leader: the other ranks behind `link`, their logits accepted on `data` from the
+// last rank. The last rank: its channel to the leader's data listener at host:port.
+std::unique_ptr<LinkedRemoteRanks> RemoteRanksWithSocketLogits(std::unique_ptr<LeaderLink> link, DataListener& data,
+                                                               const RankOptions& r, int vocab);
+std::unique_ptr<LogitsChannel> DialSocketLogits(const std::string& host, int port, const RankOptions& r);
 
 class SocketTransport : public Transport {
  public:

@@ -1,7 +1,6 @@
 #include "pipeline/cuda/cuda_ranks.h"
 
 #include <cstring>
-#include <map>
 #include <stdexcept>
 #include <string>
 
@@ -53,16 +52,8 @@ std::unique_ptr<Backend> MakeCudaLeader(const ModelConfig& cfg, const HostWeight
   const JoinTail tail{NcclNewUniqueId(), static_cast<uint16_t>(data.port())};
   link->AcceptRanks(EncodeJoin(pools.config(), EncodeTail(tail)), r.timeout_s);
   auto tr = NcclRankEndpoint(tail.acts, 0, r.world_size, o.device);
-  const int last = r.world_size - 1;
-  auto logits = std::make_unique<SocketTransport>(0, r.world_size,
-                                                  data.AcceptPeers(DataChannel::Logits, {last}, r.timeout_s, r.token));
-  auto remote =
-      std::make_unique<LinkedRemoteRanks>(std::move(link), HostLogitsChannel(std::move(logits), last), cfg.vocab_size);
-  std::vector<std::unique_ptr<Stage>> stages;
-  stages.push_back(std::move(stage));
-  std::vector<std::unique_ptr<Transport>> eps;
-  eps.push_back(std::move(tr));
-  return std::make_unique<PipelineBackend>(std::move(stages), std::move(eps), nullptr, nullptr, std::move(remote));
+  auto remote = RemoteRanksWithSocketLogits(std::move(link), data, r, cfg.vocab_size);
+  return LeaderBackend(std::move(stage), std::move(tr), std::move(remote));
 }
 
 void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda::CudaOptions& o, const RankOptions& r,
@@ -84,10 +75,7 @@ void RunCudaRank(const ModelConfig& cfg, const HostWeights& weights, const cuda:
   auto stage = MakeCudaStage(cfg, weights, *pools, mine, so);
   auto tr = NcclRankEndpoint(j.acts, r.rank, r.world_size, o.device);
   std::unique_ptr<LogitsChannel> out;
-  if (stage->last()) {
-    const int fd = DialPeer(LeaderHost(r), j.logits_port, DataChannel::Logits, r.rank, r.timeout_s, r.token);
-    out = HostLogitsChannel(std::make_unique<SocketTransport>(r.rank, r.world_size, std::map<int, int>{{0, fd}}), 0);
-  }
+  if (stage->last()) out = DialSocketLogits(LeaderHost(r), j.logits_port, r);
   ServeRank(*stage, *tr, *link, out.get(), cfg.vocab_size);
 }
 
