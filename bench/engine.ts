@@ -172,6 +172,10 @@ async function main(): Promise<number> {
     `[bench:engine] probe: h2d ${(probe.h2dBytesPerSecond / 1e9).toFixed(1)} GB/s, gemm ${(probe.gemmFlops / 1e12).toFixed(0)} TFLOP/s\n`,
   );
 
+  const gpuKvBlocks =
+    values['gpu-cache-blocks'] === 'all'
+      ? total * Math.ceil((prompt + gen) / BLOCK_TOKENS)
+      : intArg(values['gpu-cache-blocks'], 'gpu-cache-blocks', 0, 0);
   const fracText = values['act-fraction']!;
   let actFraction: number;
   let fractionSource = 'given';
@@ -195,6 +199,10 @@ async function main(): Promise<number> {
         genTokens: gen,
         maxBatchCap: batch,
         weightDtype,
+        // The placement this run forces: the fraction is the best for it, not for the planner's own
+        // placement (which would keep the cache in HBM and call the step compute-bound).
+        residentLayers: resident,
+        gpuKvBlocks,
       });
       actFraction = plan.actFraction;
       fractionSource = `planNode: ${plan.reason}`;
@@ -209,10 +217,6 @@ async function main(): Promise<number> {
   }
 
   const { kvBlocks, actBlocks } = poolBlocks(total, prompt + gen, actFraction);
-  const gpuKvBlocks =
-    values['gpu-cache-blocks'] === 'all'
-      ? total * Math.ceil((prompt + gen) / BLOCK_TOKENS)
-      : intArg(values['gpu-cache-blocks'], 'gpu-cache-blocks', 0, 0);
   const per = cacheBytesPerTokenPerLayer(cfg, 2);
   const cacheBytes = (kvBlocks * per.kv + actBlocks * per.act) * BLOCK_TOKENS * cfg.numLayers;
   const t0 = performance.now();

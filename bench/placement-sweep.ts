@@ -16,6 +16,7 @@ import { parseArgs } from 'node:util';
 import { presetConfig } from '../model/presets.js';
 import { parseSize } from '../cli/args.js';
 import {
+  gpuReserveBytes,
   modelProfile,
   placeNode,
   predict,
@@ -37,6 +38,8 @@ export interface SweepLine {
   actFraction: number;
   residentLayers: number;
   gpuKvBlocks: number;
+  /** The bench's equal split of the batch (hs_cuda_bench --mini-batches; absent: 1). */
+  miniBatches?: number;
   hostCacheBytes: number;
   totalTokensPerSecond: number;
   meanDecodeStepSeconds: number;
@@ -50,11 +53,14 @@ export interface SweepLine {
 export interface SweepRow {
   residentLayers: number;
   gpuKvBlocks: number;
+  miniBatches: number;
   measuredStepSeconds: number;
   totalTokensPerSecond: number;
-  /** undefined when the planner says this placement does not fit the budget. */
+  /** The planner's step for this placement (undefined when it does not fit even the budget plus the reserve). */
   predictedStepSeconds?: number;
   errorPct?: number;
+  /** The placement ran, but the planner's layout keeps a reserve (CUDA context, cuBLAS) that the engine's cap leaves out. */
+  beyondPlannerReserve?: boolean;
 }
 
 export interface SweepReport {
@@ -62,8 +68,15 @@ export interface SweepReport {
   gpuMemoryBytes: number;
   rows: SweepRow[];
   best: SweepRow;
-  choice: { residentLayers: number; gpuKvBlocks: number; predictedStepSeconds: number };
-  /** The measured row at the planner's choice (same resident layers and GPU blocks), if swept. */
+  choice: {
+    residentLayers: number;
+    gpuKvBlocks: number;
+    batch: number;
+    miniBatchTokens: number;
+    miniBatches: number;
+    predictedStepSeconds: number;
+  };
+  /** The measured row at the planner's choice (same resident layers and mini-batches), if swept. */
   chosen?: SweepRow;
   /** chosen ÷ best − 1 in total tokens/s (≤ 0); undefined when the choice was not swept. */
   shortfallPct?: number;
@@ -79,7 +92,6 @@ function hardwareOf(l: SweepLine): HardwareProfile {
   return withMeasured(requireHardwareProfile('NVIDIA-H200'), {
     h2dBytesPerSecond: l.probedH2DGBps * 1e9,
     d2hBytesPerSecond: l.probedD2HGBps * 1e9,
-    gemmFlops: l.probedGemmTflops * 1e12,
   });
 }
 
@@ -88,12 +100,29 @@ export function residentRun(mp: ModelProfile, l: SweepLine): number {
   return mp.numLayers - Math.round(l.bytesPerDecodeStep.weightsH2D / mp.layerBytes);
 }
 
-/** The planner's step for the placement a line ran (undefined when the planner says it does not fit). */
-function predictedStep(mp: ModelProfile, hw: HardwareProfile, l: SweepLine, resident: number, budget: number): number | undefined {
-  const layout = tieredLayout(mp, budget, l.prompt + l.gen, BLOCK_TOKENS, resident);
-  const forced = layout && withGpuBlocks(layout, l.gpuKvBlocks, mp, BLOCK_TOKENS);
+/** Mini-batches of a step at `batch` sequences, each of at most `miniBatchTokens` staged tokens of `seq`-token sequences. */
+export function miniBatchCount(batch: number, seq: number, miniBatchTokens: number): number {
+  return Math.ceil(batch / Math.max(1, Math.floor(miniBatchTokens / seq)));
+}
+
+/**
+ * The planner's step for the placement a line ran, and whether it fits the planner's own budget (its
+ * layout keeps gpuReserveBytes for the CUDA context and cuBLAS, which the engine's cap does not count,
+ * so a placement that ran may lie beyond it: then it is predicted with the reserve added back).
+ */
+function predictedStep(mp: ModelProfile, hw: HardwareProfile, l: SweepLine, resident: number, budget: number) {
+  // The bench splits the batch into l.miniBatches equal mini-batches: the workspace it ran with.
+  const perMiniBatch = Math.ceil(l.batch / Math.max(1, l.miniBatches ?? 1)) * (l.prompt + l.gen);
+  const run = { batch: l.batch, promptTokens: l.prompt, genTokens: l.gen, actFraction: l.actFraction, blockTokens: BLOCK_TOKENS };
+  const layoutIn = (b: number) => {
+    const layout = tieredLayout(mp, b, { ...run, miniBatchTokens: perMiniBatch }, resident);
+    return layout && withGpuBlocks(layout, l.gpuKvBlocks, mp, BLOCK_TOKENS);
+  };
+  const within = layoutIn(budget);
+  const forced = within ?? layoutIn(budget + gpuReserveBytes(budget));
   if (!forced) return undefined;
-  return predict(mp, hw, forced, l.actFraction, l.batch, { promptTokens: l.prompt, genTokens: l.gen }).stepSeconds;
+  const stepSeconds = predict(mp, hw, forced, l.actFraction, l.batch, { promptTokens: l.prompt, genTokens: l.gen }).stepSeconds;
+  return { stepSeconds, beyondPlannerReserve: !within };
 }
 
 export function compareSweep(lines: SweepLine[], gpuMemoryBytes: number): SweepReport {
@@ -108,9 +137,16 @@ export function compareSweep(lines: SweepLine[], gpuMemoryBytes: number): SweepR
     return {
       residentLayers: resident,
       gpuKvBlocks: l.gpuKvBlocks,
+      miniBatches: l.miniBatches ?? 1,
       measuredStepSeconds: measured,
       totalTokensPerSecond: l.totalTokensPerSecond,
-      ...(predicted !== undefined ? { predictedStepSeconds: predicted, errorPct: (predicted / measured - 1) * 100 } : {}),
+      ...(predicted
+        ? {
+            predictedStepSeconds: predicted.stepSeconds,
+            errorPct: (predicted.stepSeconds / measured - 1) * 100,
+            ...(predicted.beyondPlannerReserve ? { beyondPlannerReserve: true } : {}),
+          }
+        : {}),
     };
   });
   const best = rows.reduce((x, y) => (y.totalTokensPerSecond > x.totalTokensPerSecond ? y : x));
@@ -128,9 +164,13 @@ export function compareSweep(lines: SweepLine[], gpuMemoryBytes: number): SweepR
   const choice = {
     residentLayers: placed.layout.residentLayers,
     gpuKvBlocks: placed.layout.gpuKvBlocks ?? 0,
+    batch: placed.batch,
+    miniBatchTokens: placed.layout.miniBatchTokens,
+    miniBatches: miniBatchCount(placed.batch, l0.prompt + l0.gen, placed.layout.miniBatchTokens),
     predictedStepSeconds: placed.prediction.stepSeconds,
   };
-  const chosen = rows.find((r) => r.residentLayers === choice.residentLayers && r.gpuKvBlocks === choice.gpuKvBlocks);
+  // The GPU tier's size may differ by a few blocks from the swept one (each holds 16 of ~68,000 cached tokens).
+  const chosen = rows.find((r) => r.residentLayers === choice.residentLayers && r.miniBatches === choice.miniBatches);
   return {
     model: l0.model,
     gpuMemoryBytes,
@@ -172,21 +212,24 @@ function main(argv: string[]): number {
     return 0;
   }
   process.stdout.write(`${report.model}, GPU memory ${values['gpu-memory']}\n\n`);
-  process.stdout.write(
-    '| resident layers | GPU blocks | total tok/s | measured step | predicted step | error |\n|---|---|---|---|---|---|\n',
-  );
+  process.stdout.write('| resident layers | GPU blocks | mini-batches | total tok/s | measured step | predicted step | error |\n');
+  process.stdout.write('|---|---|---|---|---|---|---|\n');
   for (const r of report.rows) {
-    const p = r.predictedStepSeconds !== undefined ? `${(r.predictedStepSeconds * 1e3).toFixed(1)} ms` : 'does not fit (planner)';
+    const p =
+      r.predictedStepSeconds !== undefined
+        ? `${(r.predictedStepSeconds * 1e3).toFixed(1)} ms${r.beyondPlannerReserve ? " (beyond the planner's reserve)" : ''}`
+        : 'does not fit (planner)';
     process.stdout.write(
-      `| ${r.residentLayers} | ${r.gpuKvBlocks} | ${r.totalTokensPerSecond.toFixed(1)} | ${(r.measuredStepSeconds * 1e3).toFixed(1)} ms | ${p} | ${r.errorPct !== undefined ? pct(r.errorPct) : '—'} |\n`,
+      `| ${r.residentLayers} | ${r.gpuKvBlocks} | ${r.miniBatches} | ${r.totalTokensPerSecond.toFixed(1)} | ${(r.measuredStepSeconds * 1e3).toFixed(1)} ms | ${p} | ${r.errorPct !== undefined ? pct(r.errorPct) : '—'} |\n`,
     );
   }
   const c = report.choice;
   process.stdout.write(
-    `\nbest measured: ${report.best.residentLayers} resident, ${report.best.gpuKvBlocks} GPU blocks, ${report.best.totalTokensPerSecond.toFixed(1)} tok/s\n` +
-      `planner's choice: ${c.residentLayers} resident, ${c.gpuKvBlocks} GPU blocks (predicted step ${(c.predictedStepSeconds * 1e3).toFixed(1)} ms): ` +
+    `\nbest measured: ${report.best.residentLayers} resident, ${report.best.gpuKvBlocks} GPU blocks, ${report.best.miniBatches} mini-batches, ${report.best.totalTokensPerSecond.toFixed(1)} tok/s\n` +
+      `planner's choice: ${c.residentLayers} resident, ${c.gpuKvBlocks} GPU blocks, batch ${c.batch} in ${c.miniBatches} mini-batches ` +
+      `of ≤ ${c.miniBatchTokens} staged tokens (predicted step ${(c.predictedStepSeconds * 1e3).toFixed(1)} ms): ` +
       (report.chosen && report.shortfallPct !== undefined
-        ? `${report.chosen.totalTokensPerSecond.toFixed(1)} tok/s measured, ${pct(report.shortfallPct)} against the best\n`
+        ? `${report.chosen.totalTokensPerSecond.toFixed(1)} tok/s measured (at ${report.chosen.gpuKvBlocks} GPU blocks), ${pct(report.shortfallPct)} against the best\n`
         : 'not in the sweep\n'),
   );
   return 0;

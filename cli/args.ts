@@ -46,7 +46,7 @@ export function capThreads(requested: number | undefined, cores: number): { thre
   return { threads: cores, note: `--threads ${requested} exceeds the ${cores} cores; using ${cores}` };
 }
 
-/** Largest --resident-layers / --gpu-cache-blocks the parser takes (the model's own bound is checked at start). */
+/** Largest --resident-layers / --gpu-cache-blocks / --mini-batch-tokens the parser takes (the model's own bound is checked at start). */
 const MAX_PLACEMENT_COUNT = 2 ** 31 - 1;
 
 /**
@@ -57,8 +57,12 @@ export function parsePlacementFlags(
   residentLayers: string | undefined,
   gpuCacheBlocks: string | undefined,
   command: string,
-): { residentLayers?: number; gpuKvBlocks?: number } {
+  miniBatchTokens?: string,
+): { residentLayers?: number; gpuKvBlocks?: number; miniBatchTokens?: number } {
   return {
+    ...(miniBatchTokens !== undefined
+      ? { miniBatchTokens: parseIntOption(miniBatchTokens, `${command}: --mini-batch-tokens`, 0, MAX_PLACEMENT_COUNT, 0) }
+      : {}),
     ...(residentLayers !== undefined
       ? { residentLayers: parseIntOption(residentLayers, `${command}: --resident-layers`, 0, MAX_PLACEMENT_COUNT, 0) }
       : {}),

@@ -35,8 +35,11 @@ const USAGE = `usage: hybridserve serve [options]
   --resident-layers N      decoder layers kept in GPU memory, 0..layers; the rest stream from host
                            memory every step (cuda default: as many as fit; cpu: accepted, all in memory)
   --gpu-cache-blocks N     cache blocks of the GPU tier (KV, read in place); the rest in host memory
-                           (default 0; the cpu backend emulates the tier). A plan file's
-                           residentLayers / gpuKvBlocks win over these flags
+                           (default 0; the cpu backend emulates the tier)
+  --mini-batch-tokens N    split each engine step into mini-batches of at most N staged tokens (new +
+                           host-tier cached), the size the GPU workspace was planned for (hybridserve
+                           plan's miniBatchTokens; default 0: one mini-batch per step). A plan file's
+                           residentLayers / gpuKvBlocks / miniBatchTokens win over these flags
   --plan FILE              plan file (JSON) from the operator; reloaded live (default $HYBRIDSERVE_PLAN_FILE)
   --api-key-file F         require Bearer keys listed in F, one per line, whole-line # comments; re-read
                            when it changes (also $HYBRIDSERVE_API_KEYS, comma-separated)
@@ -70,6 +73,7 @@ const OPTIONS = {
   'gpu-memory': { type: 'string' },
   'resident-layers': { type: 'string' },
   'gpu-cache-blocks': { type: 'string' },
+  'mini-batch-tokens': { type: 'string' },
   plan: { type: 'string' },
   'api-key-file': { type: 'string' },
   'max-batch': { type: 'string' },
@@ -100,9 +104,10 @@ export interface ServeConfig {
   actFraction: number | 'auto';
   hostMemoryBytes?: number;
   gpuMemoryBytes?: number;
-  /** --resident-layers / --gpu-cache-blocks (planning/start-plan.ts startPlacement applies them). */
+  /** --resident-layers / --gpu-cache-blocks / --mini-batch-tokens (planning/start-plan.ts startPlacement applies them). */
   residentLayers?: number;
   gpuKvBlocks?: number;
+  miniBatchTokens?: number;
   planFile?: string;
   apiKeyFile?: string;
   maxBatch: number;
@@ -156,7 +161,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     actFraction: frac === 'auto' ? 'auto' : parseNumberOption(frac, '--act-fraction', 0, 1, 0),
     hostMemoryBytes: v['host-memory'] ? parseSize(v['host-memory'], '--host-memory') : undefined,
     gpuMemoryBytes: v['gpu-memory'] ? parseSize(v['gpu-memory'], '--gpu-memory') : undefined,
-    ...placementFlags(v['resident-layers'], v['gpu-cache-blocks'], 'serve'),
+    ...placementFlags(v['resident-layers'], v['gpu-cache-blocks'], 'serve', v['mini-batch-tokens']),
     planFile: v.plan ?? (env.HYBRIDSERVE_PLAN_FILE || undefined),
     apiKeyFile: v['api-key-file'],
     maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
@@ -294,6 +299,7 @@ export async function run(argv: string[]): Promise<number> {
       gpuMemoryBytes: cfg.gpuMemoryBytes,
       residentLayers: cfg.residentLayers,
       gpuKvBlocks: cfg.gpuKvBlocks,
+      miniBatchTokens: cfg.miniBatchTokens,
       plan,
       maxBatch: cfg.maxBatch,
       maxTotalTokens: cfg.limits.maxTotalTokens,

@@ -114,6 +114,8 @@ export interface EngineSizing {
   prefixCaching?: boolean;
   /** Blocks of the GPU cache tier (engine option gpuKvBlocks). */
   gpuKvBlocks?: number;
+  /** Staged tokens per in-step mini-batch (engine option miniBatchTokens; the plan's, which sized the GPU workspace for it). */
+  miniBatchTokens?: number;
   /** Storage of the layers' GEMM weights (default fp16: the engine's native dtype). */
   weightDtype?: NativeEngineOptions['weightDtype'];
   /** Pipeline stages (issue 15): engine options gpus (cuda) and stages (cpu). */
@@ -164,6 +166,7 @@ export function engineOptions(model: Pick<LoadedModel, 'config' | 'weights'>, si
     ...(sizing.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: sizing.gpuMemoryBytes } : {}),
     ...(sizing.residentLayers !== undefined ? { residentLayers: sizing.residentLayers } : {}),
     ...(sizing.gpuKvBlocks !== undefined ? { gpuKvBlocks: sizing.gpuKvBlocks } : {}),
+    ...(sizing.miniBatchTokens !== undefined ? { miniBatchTokens: sizing.miniBatchTokens } : {}),
     ...(sizing.prefixCaching !== undefined ? { prefixCaching: sizing.prefixCaching } : {}),
     ...(sizing.weightDtype !== undefined && sizing.weightDtype !== 'fp16' ? { weightDtype: sizing.weightDtype } : {}),
     ...(sizing.gpus !== undefined && sizing.gpus > 1 ? { gpus: sizing.gpus } : {}),

@@ -7,32 +7,43 @@
 //   transfer  = [W_l + N_host·((1−a)·KV + a·ACT)] / B_h2d  +  b_host·((1−a)·KV + a·ACT) / B_d2h
 //               (W_l = layer bytes when the layer streams, 0 when resident; write-back counted
 //                serially with H2D because concurrent D2H slows H2D on real links)
-//   compute   = max(2·P_l·b / F, m·W_l / HBM)            new-token GEMMs, m mini-batches each
-//               + max(4·qDim·N / F, N·KV / HBM)           reading the layer's weights from HBM; attention
+//   compute   = max(2·P_l·b / F, m·W_l / (HBM·e_w))       new-token GEMMs, m mini-batches each
+//               + max(4·qDim·N / F, N·KV / (HBM·e_a))     reading the layer's weights from HBM; attention
 //   recompute = a·N_host·4·h·kvDim / F                    K/V rebuilt from ACT
-//   layer     = max(transfer, compute + recompute)         copies overlap GPU work (separate streams)
+//   layer     = (transfer^p + gpu^p)^(1/p), gpu = compute + recompute
+//               copies overlap GPU work (separate streams); the power mean is the larger of the two
+//               when one dominates and up to 2^(1/p) more when they are even (the zig-zag's items
+//               then wait on each other)
 // step = Σ_l layer + lm_head (max(2·V·h·b / F, V·h·e / HBM)) + b·HOST_SECONDS_PER_SEQUENCE.
-// Attention's HBM reads run at ATTENTION_HBM_EFFICIENCY of the datasheet rate. Both constants were
-// fitted to the resident OPT-13B run on an H200 (docs/performance.md, memory tiers).
+// The constants e_w (GEMM_WEIGHT_READ_EFFICIENCY), e_a (ATTENTION_HBM_EFFICIENCY), p
+// (OVERLAP_SHARPNESS), HOST_SECONDS_PER_SEQUENCE and PREFILL_EFFICIENCY were fitted to OPT-13B runs on an H200
+// (docs/performance.md, "Planner against the sweep"): the resident run, the all-on-host run and a
+// 24 GiB sweep at 4 and 9 mini-batches.
 import type { HardwareProfile } from './hardware.js';
 import type { ModelProfile } from './model-profile.js';
 import { PlanError } from './errors.js';
+import { engineLayerBufferBytes } from './engine-workspace.js';
 
 const GiB = 2 ** 30;
 
 /** How the GPU budget is used. */
 export interface GpuLayout {
   budgetBytes: number;
-  /** CUDA context, cuBLAS workspace, logits and hidden states. */
+  /** gpuReserveBytes: the CUDA context, cuBLAS workspace, allocator slack. */
   reserveBytes: number;
   headBytes: number;
   residentLayers: number;
-  /** Two layer-sized buffers for streamed layers (0 when every layer is resident). */
+  /** The engine's layer slots (engineLayerBufferBytes; 0 for fp16 when every layer is resident). */
   layerBufferBytes: number;
   /** KV + ACT working buffers for one mini-batch of one layer, double-buffered. */
   cacheBufferBytes: number;
   /** Cached tokens one mini-batch may hold (cacheBufferBytes / (2·(KV + ACT))). */
   miniBatchTokens: number;
+  /**
+   * The engine's step workspace for the planned run (engine-workspace.ts), inside cacheBufferBytes'
+   * place in usedBytes; absent for gpuLayout's batch-independent layout.
+   */
+  workspaceBytes?: number;
   /** Sum of the parts; ≤ budgetBytes. */
   usedBytes: number;
   /** The GPU cache tier (placement.ts): KV blocks held in HBM and the tokens they hold (absent: none). */
@@ -41,29 +52,63 @@ export interface GpuLayout {
 }
 
 /**
- * Share of the datasheet HBM rate the paged-attention kernel reaches when it reads the cache
- * (measured: 25.9 ms of GPU work per resident OPT-13B decode step at batch 128 on an H200, of which
- * 5.9 ms are the weights at the table's 4.29 TB/s; the rest is attention and small kernels over 55 GB of KV).
+ * Share of the HBM rate the paged-attention kernel reaches when it reads the cache (H200, OPT-13B,
+ * batch 128, every block in the GPU tier: 26.4 ms of GPU work per decode step, of which 14.4 ms
+ * are attention over 55.4 GB of KV once the weights' reads below are taken out).
  */
-export const ATTENTION_HBM_EFFICIENCY = 0.65;
+export const ATTENTION_HBM_EFFICIENCY = 0.9;
+/**
+ * Share of the HBM rate at which a decode step's small GEMMs (a mini-batch's few rows against a
+ * layer) read the layer's weights, kernel launches included: each extra mini-batch added 12 ms to
+ * the compute phase of an OPT-13B step on the H200 (70 ms at 4 mini-batches, 130 ms at 9), the
+ * time to read 40 layers of 629 MB at 0.49 of 4.29 TB/s.
+ */
+export const GEMM_WEIGHT_READ_EFFICIENCY = 0.49;
+/**
+ * How sharply a layer's time goes from "GPU work and copies overlap" to "the larger one bounds it"
+ * (the power mean's exponent in the layer time above). Fitted: 24 GiB steps with GPU work at 0.78
+ * and at 0.94 of the copies took 1.00× and 1.09× the copies' time.
+ */
+export const OVERLAP_SHARPNESS = 8;
 /**
  * Host work per sequence per step outside the GPU's critical path estimate (block-table layouts,
- * metadata upload, the logits copy): 7.8 ms for 128 sequences on the H200 host.
+ * metadata upload, the logits copy): 4.8 ms for 128 sequences on the H200 host (decode forward
+ * 31.2 ms against 26.4 ms of GPU work).
  */
-export const HOST_SECONDS_PER_SEQUENCE = 61e-6;
+export const HOST_SECONDS_PER_SEQUENCE = 37e-6;
+/**
+ * Share of the GEMM rate a prefill reaches over a layer (its GEMMs, causal attention through score
+ * buffers, norms and the cache write): OPT-13B, 128 prompts of 512 tokens, took 3.3 s with every
+ * layer resident on the H200 against 2.4 s of GEMM work at the table's rate.
+ */
+export const PREFILL_EFFICIENCY = 0.72;
+
+/**
+ * Time of a layer whose copies (`transfer`) overlap its GPU work (`gpu`): their power mean with
+ * exponent `p` (Infinity: the larger of the two).
+ */
+export function overlapped(transfer: number, gpu: number, p = OVERLAP_SHARPNESS): number {
+  const hi = Math.max(transfer, gpu);
+  if (hi <= 0 || !Number.isFinite(p)) return hi;
+  const lo = Math.min(transfer, gpu) / hi;
+  return hi * Math.pow(1 + Math.pow(lo, p), 1 / p);
+}
 
 /** The smallest mini-batch working set we plan for, in tokens (a GEMM of fewer rows runs poorly). */
 export const MIN_MINIBATCH_TOKENS = 8192;
 
 /**
- * GPU bytes of the layer buffers, counted as two layers (the engine's third slot falls in the
- * reserve). fp16: two slots when any layer streams, none when all are resident. Quantised weights
- * (issue 14) are dequantised into fp16 slots before the GEMMs, resident ones too, so two fp16 slots
- * always, plus, when layers stream, two staging areas of the quantised bytes that PCIe carries.
+ * GPU memory a layout keeps back from the budget for what the engine does not allocate itself: the
+ * CUDA context, cuBLAS's workspace, allocator slack. (The engine's --gpu-memory cap counts only its
+ * own allocations, so a plan under a cap also fits a card of that size.)
  */
+export function gpuReserveBytes(budgetBytes: number): number {
+  return Math.max(GiB, 0.03 * budgetBytes);
+}
+
+/** GPU bytes of the engine's layer slots (engine-workspace.ts engineLayerBufferBytes). */
 export function layerBuffers(mp: ModelProfile, streams: boolean): number {
-  if (mp.weightDtype === 'fp16') return streams ? 2 * mp.layerBytes : 0;
-  return 2 * mp.slotLayerBytes + (streams ? 2 * mp.layerBytes : 0);
+  return engineLayerBufferBytes(mp, streams);
 }
 
 /**
@@ -76,7 +121,7 @@ export function gpuLayout(mp: ModelProfile, gpuBudgetBytes: number, seqTokens: n
     throw new PlanError(`GPU memory budget must be a positive number of bytes, got ${gpuBudgetBytes}`);
   }
   const perTokenBuf = 2 * (mp.kvBytesPerToken + mp.actBytesPerToken);
-  const reserveBytes = Math.max(GiB, 0.03 * gpuBudgetBytes);
+  const reserveBytes = gpuReserveBytes(gpuBudgetBytes);
   const fixed = reserveBytes + mp.headBytes;
   const minCache = perTokenBuf * Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
   const L = mp.numLayers;
@@ -124,7 +169,7 @@ export interface LayerTimes {
   transferSeconds: number;
   computeSeconds: number;
   recomputeSeconds: number;
-  /** max(transfer, compute + recompute). */
+  /** overlapped(transfer, compute + recompute). */
   seconds: number;
 }
 
@@ -144,6 +189,14 @@ export interface StepCost {
   bound: 'transfer' | 'compute' | 'recompute';
   h2dBytes: number;
   d2hBytes: number;
+}
+
+/**
+ * A quantised layer (resident or streamed) is dequantised into an fp16 slot once per step before
+ * its GEMMs read the slot: its bytes read and the slot's written at the HBM rate. 0 for fp16.
+ */
+function dequantiseSeconds(mp: ModelProfile, hw: HardwareProfile): number {
+  return mp.weightDtype === 'fp16' ? 0 : (mp.layerBytes + mp.slotLayerBytes) / hw.hbmBytesPerSecond;
 }
 
 function cacheBytesPerToken(mp: ModelProfile, a: number): number {
@@ -171,7 +224,11 @@ function layerTimes(
   const h2d = (streamed ? mp.layerBytes : 0) + nHost * perTok;
   const d2h = b * hostShare * perTok;
   const transferSeconds = h2d / hw.h2dBytesPerSecond + d2h / hw.d2hBytesPerSecond;
-  const gemm = Math.max((mp.layerFlopsPerToken * b) / hw.gemmFlops, (miniBatches * mp.layerBytes) / hw.hbmBytesPerSecond);
+  const gemm =
+    Math.max(
+      (mp.layerFlopsPerToken * b) / hw.gemmFlops,
+      (miniBatches * mp.slotLayerBytes) / (hw.hbmBytesPerSecond * GEMM_WEIGHT_READ_EFFICIENCY),
+    ) + dequantiseSeconds(mp, hw);
   const attention = Math.max(
     (mp.attentionFlopsPerPair * N) / hw.gemmFlops,
     (N * mp.kvBytesPerToken) / (hw.hbmBytesPerSecond * ATTENTION_HBM_EFFICIENCY),
@@ -182,7 +239,7 @@ function layerTimes(
     transferSeconds,
     computeSeconds,
     recomputeSeconds,
-    seconds: Math.max(transferSeconds, computeSeconds + recomputeSeconds),
+    seconds: overlapped(transferSeconds, computeSeconds + recomputeSeconds, hw.overlapSharpness),
     h2d,
     d2h,
   };
@@ -249,12 +306,13 @@ export function prefillSeconds(
   const T = s.batch * s.promptTokens;
   const perTok = cacheBytesPerToken(mp, s.actFraction);
   const chunks = Math.max(1, Math.ceil(T / Math.max(1, layout.miniBatchTokens)));
-  const gemm = Math.max((mp.layerFlopsPerToken * T) / hw.gemmFlops, (chunks * mp.layerBytes) / hw.hbmBytesPerSecond);
+  const gemm =
+    Math.max((mp.layerFlopsPerToken * T) / hw.gemmFlops, (chunks * mp.slotLayerBytes) / hw.hbmBytesPerSecond) + dequantiseSeconds(mp, hw);
   const attention = (mp.attentionFlopsPerPair * s.batch * s.promptTokens * s.promptTokens) / 2 / hw.gemmFlops;
-  const compute = gemm + attention;
+  const compute = (gemm + attention) / PREFILL_EFFICIENCY;
   const writeBack = (hostTierTokens(layout, T) * perTok) / hw.d2hBytesPerSecond;
-  const resident = Math.max(writeBack, compute);
-  const streamed = Math.max(mp.layerBytes / hw.h2dBytesPerSecond + writeBack, compute);
+  const resident = overlapped(writeBack, compute, hw.overlapSharpness);
+  const streamed = overlapped(mp.layerBytes / hw.h2dBytesPerSecond + writeBack, compute, hw.overlapSharpness);
   const head = Math.max((mp.headFlopsPerToken * s.batch) / hw.gemmFlops, mp.lmHeadBytes / hw.hbmBytesPerSecond);
   return layout.residentLayers * resident + (mp.numLayers - layout.residentLayers) * streamed + head;
 }

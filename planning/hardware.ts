@@ -34,6 +34,12 @@ export interface HardwareProfile {
   hbmBytesPerSecond: number;
   /** Host link, for display ("PCIe Gen5 x16"). */
   link?: string;
+  /**
+   * How sharply a layer's time goes from overlapped copies and GPU work to the larger of the two
+   * (cost-model.ts overlapped; default OVERLAP_SHARPNESS, fitted on an H200). Infinity: perfect
+   * overlap, the notes' idealised max().
+   */
+  overlapSharpness?: number;
   /** Which of the numbers came from a measurement (probe) rather than the table. */
   measured?: Array<keyof MeasuredValues>;
 }

@@ -31,13 +31,18 @@ export {
   prefillSeconds,
   predict,
   hostTierTokens,
+  gpuReserveBytes,
+  overlapped,
   MIN_MINIBATCH_TOKENS,
 } from './cost-model.js';
+export { type WorkspaceShape, engineWorkspaceBytes, engineLayerBufferBytes, ENGINE_LAYER_SLOTS } from './engine-workspace.js';
 export {
   type PlacementInput,
   type Placement,
+  type RunShape,
   placeNode,
   tieredLayout,
+  miniBatchCandidates,
   withGpuBlocks,
   gpuKvBlockBytes,
   batchCandidates,

@@ -38,11 +38,14 @@ export interface ModelProfile {
   arch: ModelConfig['arch'];
   numLayers: number;
   hiddenSize: number;
+  numHeads: number;
   /** numHeads · headDim (the query width). */
   qDim: number;
   /** numKvHeads · headDim (the width of K and of V). */
   kvDim: number;
   vocabSize: number;
+  /** The FFN's inner width (OPT fc1's outputs, Llama's gate/up outputs). */
+  ffnSize: number;
   /** Bytes of a cache (KV/ACT) and activation element, and of every non-GEMM weight (2: fp16). */
   elementBytes: number;
   /** Format of the layers' GEMM weights and its bytes per element (weightElementBytes). */
@@ -126,9 +129,11 @@ export function modelProfile(cfg: ModelConfig, elementBytes = 2, weightDtype: We
     arch: cfg.arch,
     numLayers: layers,
     hiddenSize: h,
+    numHeads: heads,
     qDim,
     kvDim,
     vocabSize: vocab,
+    ffnSize: ffn,
     elementBytes,
     weightDtype,
     weightElementBytes: wBytes,

@@ -13,6 +13,7 @@ import {
   MIN_MINIBATCH_TOKENS,
   fmtGiB,
   gpuLayout,
+  gpuReserveBytes,
   layerBuffers,
   predict,
   type GpuLayout,
@@ -20,36 +21,47 @@ import {
   type WorkloadShape,
 } from './cost-model.js';
 import { capacitySequences } from './allocation.js';
+import { engineWorkspaceBytes } from './engine-workspace.js';
 import { grid } from './solver.js';
-
-const GiB = 2 ** 30;
 
 /** Bytes of one GPU-tier KV block across all layers (the same as a host KV block). */
 export function gpuKvBlockBytes(mp: ModelProfile, blockTokens: number): number {
   return blockTokens * mp.numLayers * mp.kvBytesPerToken;
 }
 
+/** The run a GPU layout is for: the engine's workspace follows its batch, prompts and ACT fraction. */
+export interface RunShape extends WorkloadShape {
+  batch: number;
+  actFraction: number;
+  blockTokens: number;
+  /** Staged tokens per mini-batch (default max(sequence, MIN_MINIBATCH_TOKENS)); a bench's forced split. */
+  miniBatchTokens?: number;
+}
+
 /**
- * Lays out the GPU budget for a given number of resident layers: reserve and head, the resident
- * layers, the layer buffers (layerBuffers), staging buffers for one mini-batch of host-tier
- * cache, and the rest as GPU KV blocks. Undefined when the parts do not fit.
+ * Lays out the GPU budget for a given number of resident layers and a run: reserve and head, the
+ * resident layers, the engine's layer slots and its step workspace for this run (engine-workspace.ts,
+ * with mini-batches of max(sequence, MIN_MINIBATCH_TOKENS) staged tokens), and the rest as GPU KV
+ * blocks. Undefined when the parts do not fit.
  */
-export function tieredLayout(
-  mp: ModelProfile,
-  budgetBytes: number,
-  seqTokens: number,
-  blockTokens: number,
-  residentLayers: number,
-): GpuLayout | undefined {
+export function tieredLayout(mp: ModelProfile, budgetBytes: number, run: RunShape, residentLayers: number): GpuLayout | undefined {
   const L = mp.numLayers;
   if (!(Number.isInteger(residentLayers) && residentLayers >= 0 && residentLayers <= L)) return undefined;
-  const reserveBytes = Math.max(GiB, 0.03 * budgetBytes);
+  const seqTokens = run.promptTokens + run.genTokens;
+  const reserveBytes = gpuReserveBytes(budgetBytes);
   const layerBufferBytes = layerBuffers(mp, residentLayers < L);
-  const perTokenBuf = 2 * (mp.kvBytesPerToken + mp.actBytesPerToken);
-  const cacheBufferBytes = perTokenBuf * Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
-  const fixed = reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + cacheBufferBytes;
+  const miniBatchTokens = run.miniBatchTokens ?? Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
+  const workspaceBytes = engineWorkspaceBytes(mp, {
+    batch: Math.max(1, Math.ceil(run.batch)),
+    promptTokens: run.promptTokens,
+    seqTokens,
+    actFraction: run.actFraction,
+    blockTokens: run.blockTokens,
+    miniBatchTokens,
+  });
+  const fixed = reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + workspaceBytes;
   if (fixed > budgetBytes) return undefined;
-  const blockBytes = gpuKvBlockBytes(mp, blockTokens);
+  const blockBytes = gpuKvBlockBytes(mp, run.blockTokens);
   const gpuKvBlocks = Math.floor((budgetBytes - fixed) / blockBytes);
   return {
     budgetBytes,
@@ -57,11 +69,13 @@ export function tieredLayout(
     headBytes: mp.headBytes,
     residentLayers,
     layerBufferBytes,
-    cacheBufferBytes,
-    miniBatchTokens: Math.floor(cacheBufferBytes / perTokenBuf),
+    // What formMiniBatches may put in one mini-batch of one layer (double-buffered), inside the workspace.
+    cacheBufferBytes: 2 * (mp.kvBytesPerToken + mp.actBytesPerToken) * miniBatchTokens,
+    miniBatchTokens,
+    workspaceBytes,
     usedBytes: fixed + gpuKvBlocks * blockBytes,
     gpuKvBlocks,
-    gpuKvTokens: gpuKvBlocks * blockTokens,
+    gpuKvTokens: gpuKvBlocks * run.blockTokens,
   };
 }
 
@@ -106,21 +120,46 @@ export function batchCandidates(max: number): number[] {
   return out;
 }
 
+/** Mini-batch counts the planner tries for a step (the engine's zig-zag runs each per layer). */
+const MINI_BATCH_COUNTS = [1, 2, 3, 4, 6, 8, 12, 16];
+
+/**
+ * Staged tokens per mini-batch to try for a batch of `seq`-token sequences: the batch split into
+ * 1, 2, 3, 4, … mini-batches of whole sequences, none under MIN_MINIBATCH_TOKENS unless the whole
+ * step is (small GEMMs run poorly). Fewer mini-batches read each layer's weights fewer times; more
+ * need less workspace, which leaves GPU memory to resident layers and the GPU cache tier.
+ */
+export function miniBatchCandidates(batch: number, seq: number): number[] {
+  const b = Math.max(1, Math.ceil(batch));
+  const floor = Math.min(MIN_MINIBATCH_TOKENS, b * seq);
+  const out = new Set<number>();
+  for (const m of MINI_BATCH_COUNTS) {
+    const t = Math.ceil(b / m) * seq;
+    if (t >= floor) out.add(t);
+  }
+  return [...out];
+}
+
 /**
  * Resident-layer counts to try: all, then L−1, L−2, L−4, …, 0, and the most that fit with no GPU
- * cache. Each streamed layer costs a whole layer load per step and frees one layer of GPU cache, so
- * the optimum sits at an end (all resident, or as many as fit beside the staging buffers) or near
- * one; the ladder checks both ends and their neighbourhood in ~log2(L) tries.
+ * cache and its own ladder below (M−1, M−2, M−4, …). Each streamed layer costs a whole layer load
+ * per step and frees one layer of GPU cache, so the optimum sits at an end (all resident, or as many
+ * as fit beside the engine's buffers) or near one; the ladders check both ends and their
+ * neighbourhood in ~2·log2(L) tries.
  */
 export function residentCandidates(L: number, mostWithoutGpuCache: number): number[] {
-  const out = new Set<number>([L, 0, Math.max(0, Math.min(L, mostWithoutGpuCache))]);
-  for (let d = 1; d <= L; d *= 2) out.add(L - d);
+  const most = Math.max(0, Math.min(L, mostWithoutGpuCache));
+  const out = new Set<number>([L, 0, most]);
+  for (let d = 1; d <= L; d *= 2) {
+    out.add(L - d);
+    if (most - d >= 0) out.add(most - d);
+  }
   return [...out].sort((x, y) => y - x);
 }
 
-/** The most resident layers that fit next to the staging buffers (0 when none). */
-function mostResident(mp: ModelProfile, budgetBytes: number, seq: number, blockTokens: number): number {
-  for (let r = mp.numLayers; r > 0; r--) if (tieredLayout(mp, budgetBytes, seq, blockTokens, r)) return r;
+/** The most resident layers that fit next to the slots and the workspace of `run` (0 when none). */
+function mostResident(mp: ModelProfile, budgetBytes: number, run: RunShape): number {
+  for (let r = mp.numLayers; r > 0; r--) if (tieredLayout(mp, budgetBytes, run, r)) return r;
   return 0;
 }
 
@@ -137,30 +176,42 @@ export function placeNode(inp: PlacementInput): Placement {
   const { mp, hw, workload, blockTokens } = inp;
   const seq = workload.promptTokens + workload.genTokens;
   const L = mp.numLayers;
+  const fractions = !inp.actAllowed ? [0] : inp.actFraction === 'auto' ? grid(0.05) : [inp.actFraction];
+  // The workspace is sized for the largest fraction the server may retune to (the fraction changes
+  // live, the GPU layout only at start): 1 when ACT is allowed.
+  const workspaceFraction = inp.actAllowed ? 1 : 0;
+  const run = (batch: number): RunShape => ({ ...workload, batch, actFraction: workspaceFraction, blockTokens });
+  // The ladder's "most that fit" is for the largest run: the batch cap.
   const layers =
     inp.residentLayers !== undefined
       ? [Math.min(L, Math.max(0, inp.residentLayers))]
-      : residentCandidates(L, mostResident(mp, inp.gpuBudgetBytes, seq, blockTokens));
-  const fractions = !inp.actAllowed ? [0] : inp.actFraction === 'auto' ? grid(0.05) : [inp.actFraction];
+      : residentCandidates(L, mostResident(mp, inp.gpuBudgetBytes, run(inp.maxBatchCap)));
+  // The layout of one candidate: the workspace follows its batch and fraction, the GPU tier gets the rest.
+  const layoutFor = (r: number, b: number, miniBatchTokens?: number): GpuLayout | undefined => {
+    const l = tieredLayout(mp, inp.gpuBudgetBytes, { ...run(b), ...(miniBatchTokens ? { miniBatchTokens } : {}) }, r);
+    return l && inp.gpuKvBlocks !== undefined ? withGpuBlocks(l, inp.gpuKvBlocks, mp, blockTokens) : l;
+  };
+  const sequencesHeld = (l: GpuLayout, a: number) => (l.gpuKvTokens ?? 0) / seq + capacitySequences(mp, inp.hostCacheBytes, a, seq);
   let best: Placement | undefined;
   const perResident: Placement['perResident'] = [];
   let anyFit = false;
   let fastestStep = Infinity;
   let bestRejected = 0; // tokens/s of the best candidate the TPOT target ruled out
   for (const r of layers) {
-    let layout = tieredLayout(mp, inp.gpuBudgetBytes, seq, blockTokens, r);
-    if (layout && inp.gpuKvBlocks !== undefined) layout = withGpuBlocks(layout, inp.gpuKvBlocks, mp, blockTokens);
-    if (!layout) continue;
     let bestHere: Placement | undefined;
-    const gpuOnlyBatch = Math.floor((layout.gpuKvTokens ?? 0) / (workload.promptTokens + workload.genTokens / 2));
     for (const a of fractions) {
-      const gpuSeqs = (layout.gpuKvTokens ?? 0) / seq;
-      const capacity = gpuSeqs + capacitySequences(mp, inp.hostCacheBytes, a, seq);
-      const maxB = Math.floor(Math.min(inp.maxBatchCap, capacity));
-      if (maxB < 1) continue;
-      anyFit = true;
-      for (const b of batchCandidates(maxB)) {
+      // The smallest run leaves the GPU tier the most room: an upper bound on the batch.
+      const smallest = layoutFor(r, 1);
+      if (!smallest) continue;
+      const maxB = Math.floor(Math.min(inp.maxBatchCap, sequencesHeld(smallest, a)));
+      for (const [b, miniBatchTokens] of batchCandidates(maxB).flatMap((b) => miniBatchCandidates(b, seq).map((t) => [b, t] as const))) {
+        const layout = layoutFor(r, b, miniBatchTokens);
+        if (!layout) continue;
+        const capacity = sequencesHeld(layout, a);
+        if (b > capacity) continue;
+        anyFit = true;
         // A batch whose cache fits the GPU tier streams nothing: every fraction predicts the same.
+        const gpuOnlyBatch = Math.floor((layout.gpuKvTokens ?? 0) / (workload.promptTokens + workload.genTokens / 2));
         if (a > 0 && b <= gpuOnlyBatch) continue;
         const p = predict(mp, hw, layout, a, b, workload);
         fastestStep = Math.min(fastestStep, p.stepSeconds);
@@ -174,11 +225,15 @@ export function placeNode(inp: PlacementInput): Placement {
       }
     }
     if (!bestHere) continue;
-    perResident.push({ residentLayers: r, gpuKvBlocks: layout.gpuKvBlocks ?? 0, tokensPerSecond: bestHere.prediction.tokensPerSecond });
+    perResident.push({
+      residentLayers: r,
+      gpuKvBlocks: bestHere.layout.gpuKvBlocks ?? 0,
+      tokensPerSecond: bestHere.prediction.tokensPerSecond,
+    });
     if (!best || bestHere.prediction.tokensPerSecond > best.prediction.tokensPerSecond * (1 + 1e-9)) best = bestHere;
   }
   if (!best) {
-    if (inp.residentLayers === undefined && !tieredLayout(mp, inp.gpuBudgetBytes, seq, blockTokens, 0)) {
+    if (inp.residentLayers === undefined && !tieredLayout(mp, inp.gpuBudgetBytes, run(1), 0)) {
       gpuLayout(mp, inp.gpuBudgetBytes, seq); // throws its 'too small' PlanError naming the parts
     }
     if (!anyFit) {
@@ -216,7 +271,7 @@ export function explainPlacement(mp: ModelProfile, pl: Placement, gpuBudgetBytes
   const fitAll = pl.perResident.find((c) => c.residentLayers === full);
   const reason = fitAll
     ? `keeping all ${full} layers resident predicts ${tps(fitAll.tokensPerSecond)} (fewer GPU cache blocks)`
-    : `all ${full} layers (${fmtGiB(full * mp.layerBytes)}) do not fit ${fmtGiB(gpuBudgetBytes)} with the reserve, embeddings and staging buffers`;
+    : `all ${full} layers (${fmtGiB(full * mp.layerBytes)}) do not fit ${fmtGiB(gpuBudgetBytes)} with the reserve, embeddings, layer slots and the engine's workspace`;
   return (
     `placement: ${r}/${full} layers resident, ${full - r} stream over PCIe each step because ${reason}; ` +
     `${g} GPU cache blocks, batch ${pl.batch}${slo}`

@@ -14,6 +14,8 @@ export interface PlanFile {
   /** GPU placement (cuda pods): layers kept in GPU memory and blocks of the GPU KV cache tier. */
   residentLayers?: number;
   gpuKvBlocks?: number;
+  /** Staged tokens per in-step mini-batch: the engine's GPU workspace was planned for it (planning/engine-workspace.ts). */
+  miniBatchTokens?: number;
   /**
    * The layer weight format the placement was sized for (absent: fp16). The server loads the format
    * its --weight-dtype names (a load-time choice, never reloaded live); this records what the plan counted.
@@ -33,6 +35,7 @@ const INT_FIELDS = [
   ['maxBatch', 1],
   ['residentLayers', 0],
   ['gpuKvBlocks', 0],
+  ['miniBatchTokens', 0],
   ['generation', 0],
 ] as const;
 /** Longest reason kept: it is logged and published in status, never a place for large text. */
@@ -95,6 +98,7 @@ export function planFileOf(plan: {
   maxBatch: number;
   residentLayers?: number;
   gpuKvBlocks?: number;
+  miniBatchTokens?: number;
   weightDtype?: WeightDtype;
   reason: string;
 }): PlanFile {
@@ -109,6 +113,8 @@ export function planFileOf(plan: {
   };
   if (plan.residentLayers !== undefined) file.residentLayers = plan.residentLayers;
   if (plan.gpuKvBlocks !== undefined) file.gpuKvBlocks = plan.gpuKvBlocks;
+  // 0 (the CPU start plan): one mini-batch per step, the engine's default; left out.
+  if (plan.miniBatchTokens) file.miniBatchTokens = plan.miniBatchTokens;
   // fp16 is the default: its files stay as they were (no ConfigMap change for existing deployments).
   if (plan.weightDtype !== undefined && plan.weightDtype !== 'fp16') file.weightDtype = plan.weightDtype;
   return file;

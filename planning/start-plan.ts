@@ -121,18 +121,22 @@ export function cpuStartPlan(i: CpuPlanInput): Plan {
   };
 }
 
-/** Where the engine keeps weights and cache: resident layers and blocks of the GPU cache tier. */
+/**
+ * Where the engine keeps weights and cache: resident layers and blocks of the GPU cache tier; and
+ * the in-step mini-batch size the GPU workspace was planned for (engine-workspace.ts).
+ */
 export interface Placement {
   residentLayers?: number;
   gpuKvBlocks?: number;
+  miniBatchTokens?: number;
 }
 
 export interface PlacementInput {
   /** Layers in the model (a resident count above it is refused). */
   numLayers: number;
-  /** From the command line (`--resident-layers`, `--gpu-cache-blocks`). */
+  /** From the command line (`--resident-layers`, `--gpu-cache-blocks`, `--mini-batch-tokens`). */
   flags?: Placement;
-  /** From the plan file (plan.json's residentLayers, gpuKvBlocks). */
+  /** From the plan file (plan.json's residentLayers, gpuKvBlocks, miniBatchTokens). */
   plan?: Placement | null;
 }
 
@@ -147,6 +151,7 @@ export function startPlacement(i: PlacementInput): Placement & { source: string 
   const flags = i.flags ?? {};
   checkCount(flags.residentLayers, '--resident-layers', i.numLayers);
   checkCount(flags.gpuKvBlocks, '--gpu-cache-blocks', Number.MAX_SAFE_INTEGER);
+  checkCount(flags.miniBatchTokens, '--mini-batch-tokens', Number.MAX_SAFE_INTEGER);
   const plan = i.plan ?? {};
   const pick = (key: keyof Placement): [number | undefined, string] => {
     const fromPlan = wholeCount(plan[key]);
@@ -155,10 +160,12 @@ export function startPlacement(i: PlacementInput): Placement & { source: string 
   };
   const [residentLayers, rSource] = pick('residentLayers');
   const [gpuKvBlocks, gSource] = pick('gpuKvBlocks');
+  const [miniBatchTokens, mSource] = pick('miniBatchTokens');
   return {
     ...(residentLayers !== undefined ? { residentLayers } : {}),
     ...(gpuKvBlocks !== undefined ? { gpuKvBlocks } : {}),
-    source: `resident layers: ${rSource}; GPU cache blocks: ${gSource}`,
+    ...(miniBatchTokens !== undefined ? { miniBatchTokens } : {}),
+    source: `resident layers: ${rSource}; GPU cache blocks: ${gSource}; mini-batch tokens: ${mSource}`,
   };
 }
 

@@ -28,8 +28,10 @@
 #             within-budget FlexGen figure and the ratio
 #   tiertest  only the CUDA tier tests (CUDA vs CPU over mixed-tier block tables) and their memcheck
 #   contract  issue 11 acceptance 3: node dist/bench/engine-contract.js (token counts, cpu vs cuda)
-#   placement_sweep  issue 10 acceptance 4: resident layers swept at 24 GiB (bench/placement-sweep.ts compares)
+#   placement_sweep  issue 10 acceptance 4: resident layers swept at 24 GiB (bench/placement-sweep.ts compares);
+#             SWEEP_RESIDENT, SWEEP_GPU_BLOCKS, SWEEP_MINI_BATCHES, SWEEP_ACT run the planner's choice
 #   minibatch bench:engine all on host with 1 and 4 in-step mini-batches (--mini-batch-tokens; needs node)
+#   profile_prefill  issue 10: the resident OPT-13B prefill under nsys (kernel time summary, CSV)
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
 #             then int4 weights in one process (ACT fraction auto, solved with each format's layer
 #             bytes), printing fp8/fp16 and int4/fp16 total tokens/s; then the 24 GiB row (default
@@ -364,9 +366,9 @@ stage_quant() { stage_quant_host; local rc=$?; stage_quant_24g || rc=1; return $
 # and resident layer counts around it up to the planner's choice (35 on 2026-12-01), one process.
 # Compare here afterwards (or there, with node): node dist/bench/placement-sweep.js sweep.jsonl --gpu-memory 24GiB
 stage_placement_sweep() {
-  $B/hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 1 --gpu-memory 24G \
-    --resident-layers "${SWEEP_RESIDENT:--1,20,24,26,28,30,32,35}" --gpu-cache-blocks 28 \
-    2>>"$OUT/sweep-stderr.log" | tee -a "$OUT/sweep.jsonl"
+  $B/hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction "${SWEEP_ACT:-1}" --gpu-memory 24G \
+    --resident-layers "${SWEEP_RESIDENT:--1,20,24,26,28,30,32,35}" --gpu-cache-blocks "${SWEEP_GPU_BLOCKS:-28}" \
+    --mini-batches "${SWEEP_MINI_BATCHES:-4}" 2>>"$OUT/sweep-stderr.log" | tee -a "$OUT/sweep.jsonl"
   command -v node >/dev/null && [ -f dist/bench/placement-sweep.js ] &&
     node dist/bench/placement-sweep.js "$OUT/sweep.jsonl" --gpu-memory 24GiB | tee -a "$OUT/gpu-run.log"
   return 0
@@ -531,6 +533,26 @@ stage_gpus_auto() {
     " | tee -a "$OUT/gpu-run.log" "$OUT/gpus-auto.jsonl" || rc=1
   done
   return $rc
+}
+
+# ---- where the resident prefill goes (issue 10, acceptance 1) ---------------------------------------------
+# OPT-13B, batch 128, prompt 512, every layer resident and the cache in the GPU tier, 2 steps (the prefill
+# and one decode step) under Nsight Systems: the kernel summary says which kernels hold the 3.3 s prefill
+# (GEMMs at the probed 893 TFLOP/s would take 1.9 s of it); only the run is captured (HS_BENCH_PROFILE: the
+# bench brackets it with cudaProfilerStart/Stop), not the probes. Falls back to the phase timer without nsys.
+stage_profile_prefill() {
+  local args="--model opt-13b --batch 128 --prompt 512 --gen 2 --act-fraction 0 --resident-layers 40 --gpu-cache-blocks all --mini-batches 1"
+  if command -v nsys >/dev/null; then
+    # shellcheck disable=SC2086  # $args is meant to split
+    HS_BENCH_PROFILE=1 nsys profile --capture-range=cudaProfilerApi --capture-range-end=stop -o "$OUT/prefill" \
+      --force-overwrite true --stats=false $B/hs_cuda_bench $args >"$OUT/prefill-bench.log" 2>&1 || return 1
+    nsys stats --report cuda_gpu_kern_sum --format csv "$OUT/prefill.nsys-rep" 2>/dev/null | head -40 | tee "$OUT/prefill-kernels.csv"
+    rm -f "$OUT/prefill.nsys-rep" "$OUT/prefill.sqlite"
+  else
+    log "no nsys on this host: the bench's phase split only"
+    # shellcheck disable=SC2086
+    $B/hs_cuda_bench $args 2>&1 | tee "$OUT/prefill-bench.log" | tail -3
+  fi
 }
 
 # ---- NUMA placement (issue 15) ----------------------------------------------------------------------------

@@ -31,6 +31,8 @@ export interface RuntimeOptions {
   /** `--resident-layers` / `--gpu-cache-blocks`; the plan file's values win (planning/start-plan.ts startPlacement). */
   residentLayers?: number;
   gpuKvBlocks?: number;
+  /** `--mini-batch-tokens`: staged tokens per in-step mini-batch; the plan file's value wins. */
+  miniBatchTokens?: number;
   /** The plan file's content at start: its pool sizes and fraction win. */
   plan?: PlanFile | null;
   maxBatch: number;
@@ -244,10 +246,14 @@ export function choosePools(
 }
 
 /** The flags and the plan file's placement through startPlacement (planning/start-plan.ts). Pure. */
-export function placementOf(o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 'gpuKvBlocks' | 'device'>, numLayers: number) {
+export function placementOf(
+  o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens' | 'device'>,
+  numLayers: number,
+) {
   const flags = {
     ...(o.residentLayers !== undefined ? { residentLayers: o.residentLayers } : {}),
     ...(o.gpuKvBlocks !== undefined ? { gpuKvBlocks: o.gpuKvBlocks } : {}),
+    ...(o.miniBatchTokens !== undefined ? { miniBatchTokens: o.miniBatchTokens } : {}),
   };
   // A plan file's placement sizes a GPU (its GPU cache blocks are counted in that GPU's memory and that
   // model's block size); the CPU engine takes only the flags for its emulated tier.
@@ -260,21 +266,26 @@ export function placementOf(o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 
  * Pure; throws RangeError naming a bad flag.
  */
 export function chooseTiers(
-  o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes' | 'residentLayers' | 'gpuKvBlocks'>,
+  o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens'>,
   numLayers = Number.MAX_SAFE_INTEGER,
-): { gpuKvBlocks?: number; residentLayers?: number; gpuMemoryBytes?: number } {
+): { gpuKvBlocks?: number; residentLayers?: number; miniBatchTokens?: number; gpuMemoryBytes?: number } {
   const p = placementOf(o, numLayers);
   return {
     ...(p.residentLayers !== undefined ? { residentLayers: p.residentLayers } : {}),
     ...(p.gpuKvBlocks !== undefined ? { gpuKvBlocks: p.gpuKvBlocks } : {}),
+    ...(p.miniBatchTokens !== undefined ? { miniBatchTokens: p.miniBatchTokens } : {}),
     ...(o.device === 'cuda' && o.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: o.gpuMemoryBytes } : {}),
   };
 }
 
-function describePlacement(p: { residentLayers?: number; gpuKvBlocks?: number; source: string }, device: NativeDevice): string {
+function describePlacement(
+  p: { residentLayers?: number; gpuKvBlocks?: number; miniBatchTokens?: number; source: string },
+  device: NativeDevice,
+): string {
   const layers = p.residentLayers ?? (device === 'cuda' ? 'as many as fit' : 'all');
   const tier = `GPU cache tier ${p.gpuKvBlocks ?? 0} blocks${device === 'cpu' ? ' (emulated on cpu)' : ''}`;
-  return `resident layers ${layers}, ${tier} (${p.source})`;
+  const split = p.miniBatchTokens ? `mini-batches of ≤ ${p.miniBatchTokens} staged tokens` : 'one mini-batch per step';
+  return `resident layers ${layers}, ${tier}, ${split} (${p.source})`;
 }
 
 /**

@@ -289,7 +289,7 @@ describe('start failures (issue 13)', () => {
       const stats = (await (await fetch(`${p.url}/v1/hybridserve/stats`)).json()) as { pools: Record<string, number> };
       expect(stats.pools.gpuKvBlocksTotal).toBe(5);
       expect(p.output()).toMatch(
-        /placement: resident layers 0, GPU cache tier 5 blocks \(emulated on cpu\) \(resident layers: flag; GPU cache blocks: flag\)/,
+        /placement: resident layers 0, GPU cache tier 5 blocks \(emulated on cpu\), one mini-batch per step \(resident layers: flag; GPU cache blocks: flag; mini-batch tokens: engine default\)/,
       );
     } finally {
       await stop(p);

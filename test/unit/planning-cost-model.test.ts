@@ -1,6 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import {
+  ENGINE_LAYER_SLOTS,
   PlanError,
   decodeStepCost,
   gpuLayout,
@@ -46,7 +47,15 @@ describe('model profile', () => {
 
 // The notes' idealised model (§2): weights stream for every layer, no HBM limits, no write-back cost.
 function idealHardware(B: number, F: number): HardwareProfile {
-  return { product: 'ideal', h2dBytesPerSecond: B, d2hBytesPerSecond: 1e30, gemmFlops: F, hbmBytes: 1e15, hbmBytesPerSecond: 1e30 };
+  return {
+    product: 'ideal',
+    h2dBytesPerSecond: B,
+    d2hBytesPerSecond: 1e30,
+    gemmFlops: F,
+    hbmBytes: 1e15,
+    hbmBytesPerSecond: 1e30,
+    overlapSharpness: Infinity,
+  };
 }
 
 describe('decode step cost', () => {
@@ -113,12 +122,12 @@ describe('decode step cost', () => {
 
   test('GPU layout stays within the budget and rejects budgets that cannot hold a layer', () => {
     const mp = modelProfile(cfg('opt-66b'));
-    for (const gib of [8, 16, 24, 40, 80, 141]) {
+    for (const gib of [12, 16, 24, 40, 80, 141]) {
       const l = gpuLayout(mp, gib * 2 ** 30, 640);
       expect(l.usedBytes).toBeLessThanOrEqual(gib * 2 ** 30 + 1);
       expect(l.residentLayers).toBeGreaterThanOrEqual(0);
       expect(l.residentLayers).toBeLessThanOrEqual(mp.numLayers);
-      expect(l.layerBufferBytes).toBe(l.residentLayers < mp.numLayers ? 2 * mp.layerBytes : 0);
+      expect(l.layerBufferBytes).toBe(l.residentLayers < mp.numLayers ? ENGINE_LAYER_SLOTS * mp.layerBytes : 0);
     }
     expect(gpuLayout(mp, 24 * 2 ** 30, 640).residentLayers).toBeLessThan(gpuLayout(mp, 80 * 2 ** 30, 640).residentLayers);
     expect(gpuLayout(mp, 141 * 2 ** 30, 640).residentLayers).toBe(mp.numLayers);

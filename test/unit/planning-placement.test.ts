@@ -11,17 +11,27 @@ describe('startPlacement', () => {
     expect(startPlacement({ numLayers: 40, flags: { residentLayers: 0, gpuKvBlocks: 0 } })).toMatchObject({
       residentLayers: 0,
       gpuKvBlocks: 0,
-      source: 'resident layers: flag; GPU cache blocks: flag',
+      source: 'resident layers: flag; GPU cache blocks: flag; mini-batch tokens: engine default',
     });
     const both = startPlacement({ numLayers: 40, flags: { residentLayers: 0, gpuKvBlocks: 7 }, plan: { residentLayers: 40 } });
-    expect(both).toEqual({ residentLayers: 40, gpuKvBlocks: 7, source: 'resident layers: plan file; GPU cache blocks: flag' });
-    expect(startPlacement({ numLayers: 40 })).toEqual({ source: 'resident layers: engine default; GPU cache blocks: engine default' });
+    expect(both).toEqual({
+      residentLayers: 40,
+      gpuKvBlocks: 7,
+      source: 'resident layers: plan file; GPU cache blocks: flag; mini-batch tokens: engine default',
+    });
+    expect(startPlacement({ numLayers: 40 })).toEqual({
+      source: 'resident layers: engine default; GPU cache blocks: engine default; mini-batch tokens: engine default',
+    });
+    // The plan's mini-batch size (what its GPU workspace was sized for) wins over the flag.
+    expect(startPlacement({ numLayers: 40, flags: { miniBatchTokens: 4096 }, plan: { miniBatchTokens: 8704 } }).miniBatchTokens).toBe(8704);
+    expect(startPlacement({ numLayers: 40, flags: { miniBatchTokens: 4096 } }).miniBatchTokens).toBe(4096);
   });
 
   test('bad flag values are RangeErrors naming the flag', () => {
     expect(() => startPlacement({ numLayers: 40, flags: { residentLayers: 41 } })).toThrow(/--resident-layers .* between 0 and 40, got 41/);
     expect(() => startPlacement({ numLayers: 40, flags: { gpuKvBlocks: -1 } })).toThrow(/--gpu-cache-blocks/);
     expect(() => startPlacement({ numLayers: 40, flags: { gpuKvBlocks: 0.5 } })).toThrow(RangeError);
+    expect(() => startPlacement({ numLayers: 40, flags: { miniBatchTokens: -8 } })).toThrow(/--mini-batch-tokens/);
   });
 
   test('the server passes the same placement to both devices; --gpu-memory is cuda only', () => {
@@ -38,6 +48,9 @@ describe('serve --resident-layers / --gpu-cache-blocks', () => {
       residentLayers: 0,
       gpuKvBlocks: 128,
     });
+    expect(parseServeArgs(['--mini-batch-tokens', '8704'], {})).toMatchObject({ miniBatchTokens: 8704 });
+    expect(parseServeArgs([], {})).not.toHaveProperty('miniBatchTokens');
+    expect(() => parseServeArgs(['--mini-batch-tokens', 'lots'], {})).toThrow(/--mini-batch-tokens/);
     const c = parseServeArgs([], {});
     expect(c !== 'help' && 'residentLayers' in c).toBe(false);
   });

@@ -110,11 +110,15 @@ describe('plan.json carries the GPU placement to the pods', () => {
     if (!op.ok) throw new Error(op.message);
     expect(op.file.residentLayers).toBe(op.plan.residentLayers);
     expect(op.file.gpuKvBlocks).toBeGreaterThan(0);
+    // The in-step mini-batch size the plan sized the engine's GPU workspace for.
+    expect(op.file.miniBatchTokens).toBe(op.plan.miniBatchTokens);
+    expect(op.file.miniBatchTokens).toBeGreaterThan(0);
     const parsed = serverParsePlan(serializePlan(op.file));
     if (!parsed.ok) throw new Error(parsed.error);
     expect(chooseTiers({ device: 'cuda', plan: parsed.plan })).toEqual({
       residentLayers: op.plan.residentLayers,
       gpuKvBlocks: op.file.gpuKvBlocks,
+      miniBatchTokens: op.plan.miniBatchTokens,
     });
     // The GPU placement is for the GPU it was planned for: a CPU engine given the same file ignores it.
     expect(chooseTiers({ device: 'cpu', plan: parsed.plan })).toEqual({});

@@ -46,19 +46,19 @@ describe('weight formats in the model profile', () => {
 
 describe('GPU layer buffers follow the CUDA engine (dequantise into fp16 slots)', () => {
   const GiB = 2 ** 30;
-  test('fp16 streams through two fp16 slots; quantised layers always need fp16 slots, plus staging when streaming', () => {
+  test('fp16 streams through three fp16 slots (the engine kSlots); quantised layers always need fp16 slots, plus staging when streaming', () => {
     const cfg = preset('opt-13b');
     const fp16 = modelProfile(cfg, 2);
     const fp8 = modelProfile(cfg, 2, 'fp8');
     expect(fp8.slotLayerBytes).toBe(fp16.layerBytes);
     expect(layerBuffers(fp16, false)).toBe(0);
-    expect(layerBuffers(fp16, true)).toBe(2 * fp16.layerBytes);
-    expect(layerBuffers(fp8, false)).toBe(2 * fp16.layerBytes);
-    expect(layerBuffers(fp8, true)).toBe(2 * fp16.layerBytes + 2 * fp8.layerBytes);
-    // Every layer resident on a large card: the quantised layout still holds the two fp16 slots.
+    expect(layerBuffers(fp16, true)).toBe(3 * fp16.layerBytes);
+    expect(layerBuffers(fp8, false)).toBe(3 * fp16.layerBytes);
+    expect(layerBuffers(fp8, true)).toBe(3 * fp16.layerBytes + 3 * fp8.layerBytes);
+    // Every layer resident on a large card: the quantised layout still holds the three fp16 slots.
     const big = gpuLayout(fp8, 120 * GiB, 8192);
     expect(big.residentLayers).toBe(40);
-    expect(big.layerBufferBytes).toBe(2 * fp16.layerBytes);
+    expect(big.layerBufferBytes).toBe(3 * fp16.layerBytes);
     // 24 GiB: what the layout uses adds up to the budget with the buffers counted.
     const small = gpuLayout(fp8, 24 * GiB, 8192);
     expect(small.usedBytes).toBeCloseTo(24 * GiB, -3);

@@ -417,7 +417,8 @@ struct CudaEngine::Impl {
 
   // Resident layers and the stream slots. fp16: a resident layer lives in its own fp16 slot.
   // Quantised (issue 14): a resident layer stays quantised (its raw area, as planning counts it) and
-  // is dequantised into a stream slot when used, so every layer goes through the slots.
+  // is dequantised into a stream slot when used, so every layer goes through the slots. The slots are
+  // counted by planning/engine-workspace.ts engineLayerBufferBytes.
   void PlaceLayers() {
     const int64_t slot_bytes = static_cast<int64_t>(sl.total) * 2;
     const int64_t per_layer = quant ? static_cast<int64_t>(max_raw) : slot_bytes;
@@ -608,7 +609,8 @@ struct CudaEngine::Impl {
 
   // ---- the parts of a step ---------------------------------------------------------------------------
   // Checks tokens and positions, grows the step's device buffers for these layouts, and counts the
-  // metadata elements (ni ints, nl int64s) that PackMetadata will lay out.
+  // metadata elements (ni ints, nl int64s) that PackMetadata will lay out. The planner counts these
+  // buffers (planning/engine-workspace.ts) to lay out a GPU budget: keep the two in step.
   void SizeWorkspace(const std::vector<MiniBatchLayout>& lay, size_t nseq, size_t& ni, size_t& nl) {
     const CacheGeometry g = Geometry();
     size_t total_rows = 0, max_rows = 0, max_pages = 0, max_act = 0, max_scores = 0, max_ctx = 0;

@@ -46,6 +46,8 @@
 #include <thread>
 #include <vector>
 
+#include <cuda_profiler_api.h>
+
 #include "core/cache_pools.h"
 #include "core/sampler.h"
 #include "core/weights.h"
@@ -295,6 +297,10 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& sr
   // in a later stage, as a serving engine's steps would. prefill = until the last group's prompts
   // were all in; decode = the rest of the run (so with several groups the decode figure includes
   // decode steps that overlapped other groups' prefill). One group: the two phases as before.
+  // HS_BENCH_PROFILE=1: only the run is profiled (nsys --capture-range=cudaProfilerApi), not the
+  // probes or the weight uploads before it.
+  const bool profile = std::getenv("HS_BENCH_PROFILE") != nullptr;
+  if (profile) cudaProfilerStart();
   const auto t_run = std::chrono::steady_clock::now();
   {
     std::vector<std::thread> threads;
@@ -315,6 +321,7 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& sr
       if (!e.empty()) throw std::runtime_error(e);
   }
   const double run_s = Seconds(t_run);
+  if (profile) cudaProfilerStop();
   double prefill_s = 0;
   for (const Group& g : groups) prefill_s = std::max(prefill_s, g.prefill_done_s);
   const double decode_s = run_s - prefill_s;

@@ -1,0 +1,74 @@
+// planning/engine-workspace.ts: the CUDA engine's layer slots and step workspace as the planner
+// counts them, checked against which placements the engine could and could not hold on an H200
+// under a 24 GiB cap (bench/data/placement-sweep-opt13b-24g-h200.jsonl and its stderr: "GPU memory
+// budget exceeded" for 30, 32 and 35 resident layers in 4 mini-batches).
+import { describe, expect, test } from '@jest/globals';
+import { presetConfig } from '../../model/presets.js';
+import { engineLayerBufferBytes, engineWorkspaceBytes, gpuKvBlockBytes, modelProfile, type WorkspaceShape } from '../../planning/index.js';
+
+const GiB = 2 ** 30;
+const mp = modelProfile(presetConfig('opt-13b')!);
+const shape = (miniBatches: number, over: Partial<WorkspaceShape> = {}): WorkspaceShape => ({
+  batch: 128,
+  promptTokens: 512,
+  seqTokens: 544,
+  actFraction: 1,
+  blockTokens: 16,
+  miniBatchTokens: Math.ceil(128 / miniBatches) * 544,
+  ...over,
+});
+
+/** The engine's test under --gpu-memory: its allocations within the cap less the GPU cache tier (engine.cu). */
+function engineHolds(resident: number, miniBatches: number, gpuBlocks: number): boolean {
+  const budget = 24 * GiB - gpuBlocks * gpuKvBlockBytes(mp, 16);
+  const need =
+    mp.headBytes +
+    engineLayerBufferBytes(mp, resident < mp.numLayers) +
+    resident * mp.layerBytes +
+    engineWorkspaceBytes(mp, shape(miniBatches));
+  return need <= budget;
+}
+
+describe('engine workspace', () => {
+  test('classifies the measured 24 GiB placements as the engine did', () => {
+    const ran: Array<[number, number, number]> = [
+      [20, 4, 28],
+      [24, 4, 28],
+      [26, 4, 28],
+      [28, 4, 28],
+      [30, 9, 6],
+      [31, 9, 6],
+    ];
+    const failed: Array<[number, number, number]> = [
+      [30, 4, 28],
+      [32, 4, 28],
+      [35, 4, 28],
+    ];
+    for (const [r, m, g] of ran) expect([r, m, g, engineHolds(r, m, g)]).toEqual([r, m, g, true]);
+    for (const [r, m, g] of failed) expect([r, m, g, engineHolds(r, m, g)]).toEqual([r, m, g, false]);
+  });
+
+  test('the prefill holds every prompt row in fp32; the staging follows the mini-batch and the fraction', () => {
+    const base = engineWorkspaceBytes(mp, shape(4));
+    // Twice the batch at the same mini-batch size: the hidden states and the logits double, nothing else.
+    const twice = engineWorkspaceBytes(mp, shape(4, { batch: 256 }));
+    expect(twice - base).toBe(128 * 512 * mp.hiddenSize * 4 + 128 * (mp.hiddenSize * 6 + mp.vocabSize * 4));
+    expect(engineWorkspaceBytes(mp, shape(9))).toBeLessThan(base);
+    expect(engineWorkspaceBytes(mp, shape(4, { actFraction: 0 }))).toBeLessThan(base);
+    expect(engineWorkspaceBytes(mp, shape(1))).toBeGreaterThan(base);
+  });
+
+  test('a sequence longer than a mini-batch is a mini-batch of its own', () => {
+    const tiny = engineWorkspaceBytes(mp, shape(1, { miniBatchTokens: 1 }));
+    const one = engineWorkspaceBytes(mp, shape(128));
+    expect(tiny).toBe(one);
+  });
+
+  test('layer slots: three streamed fp16 slots, none when every layer is resident; quantised layers add fp16 slots', () => {
+    expect(engineLayerBufferBytes(mp, true)).toBe(3 * mp.layerBytes);
+    expect(engineLayerBufferBytes(mp, false)).toBe(0);
+    const fp8 = modelProfile(presetConfig('opt-13b')!, 2, 'fp8');
+    expect(engineLayerBufferBytes(fp8, false)).toBe(3 * fp8.slotLayerBytes);
+    expect(engineLayerBufferBytes(fp8, true)).toBe(3 * fp8.slotLayerBytes + 3 * fp8.layerBytes);
+  });
+});
