@@ -229,7 +229,8 @@ export function formatPlan(p: Plan, stages: readonly StageRange[] = [], pipeline
     row('max batch', `${p.maxBatch} sequences of ${p.promptTokens} + ${p.genTokens} tokens`),
     row(
       'GPU memory',
-      `${gib(p.gpuMemoryBytes)}: ${p.residentLayers}/${p.numLayers} layers resident, mini-batches up to ${p.miniBatchTokens} tokens`,
+      `${gib(p.gpuMemoryBytes)}: ${p.residentLayers}/${p.numLayers} layers resident, mini-batches up to ${p.miniBatchTokens} staged tokens` +
+        (p.gpuWorkspaceBytes !== undefined ? `, engine workspace ${gib(p.gpuWorkspaceBytes)}` : ''),
     ),
     row('GPU KV tier', `${p.gpuKvBlocks ?? 0} blocks × ${p.blockTokens} tokens (${mib(p.gpuKvBlockBytes ?? 0)} each), read in place`),
     row('placement', p.placementReason ?? ''),

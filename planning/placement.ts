@@ -171,6 +171,17 @@ export function withGpuBlocks(l: GpuLayout, blocks: number, mp: ModelProfile, bl
   return { ...l, gpuKvBlocks: blocks, gpuKvTokens: blocks * blockTokens, usedBytes: l.usedBytes - freed };
 }
 
+/**
+ * Whether a candidate at fraction `a` beats `than`: more predicted tokens/s; within 1e-9 of a tie,
+ * the smaller fraction (candidates come in ascending batch order, so an equal one keeps the smaller batch).
+ */
+function better(p: Prediction, a: number, than: Placement): boolean {
+  const x = p.tokensPerSecond;
+  const y = than.prediction.tokensPerSecond;
+  if (x > y * (1 + 1e-9)) return true;
+  return x >= y * (1 - 1e-9) && a < than.actFraction;
+}
+
 /** Chooses the placement; throws PlanError when nothing fits or the SLO cannot be met. */
 export function placeNode(inp: PlacementInput): Placement {
   const { mp, hw, workload, blockTokens } = inp;
@@ -199,28 +210,32 @@ export function placeNode(inp: PlacementInput): Placement {
   let bestRejected = 0; // tokens/s of the best candidate the TPOT target ruled out
   for (const r of layers) {
     let bestHere: Placement | undefined;
-    for (const a of fractions) {
-      // The smallest run leaves the GPU tier the most room: an upper bound on the batch.
-      const smallest = layoutFor(r, 1);
-      if (!smallest) continue;
-      const maxB = Math.floor(Math.min(inp.maxBatchCap, sequencesHeld(smallest, a)));
-      for (const [b, miniBatchTokens] of batchCandidates(maxB).flatMap((b) => miniBatchCandidates(b, seq).map((t) => [b, t] as const))) {
+    // The layout does not depend on the fraction (its workspace is sized for workspaceFraction), so
+    // each (batch, mini-batch size) is laid out once. The smallest run leaves the GPU tier the most
+    // room: its capacity at the most compact fraction bounds the batch.
+    const smallest = layoutFor(r, 1);
+    if (!smallest) continue;
+    const maxB = Math.floor(Math.min(inp.maxBatchCap, Math.max(...fractions.map((a) => sequencesHeld(smallest, a)))));
+    for (const b of batchCandidates(maxB)) {
+      for (const miniBatchTokens of miniBatchCandidates(b, seq)) {
         const layout = layoutFor(r, b, miniBatchTokens);
         if (!layout) continue;
-        const capacity = sequencesHeld(layout, a);
-        if (b > capacity) continue;
-        anyFit = true;
         // A batch whose cache fits the GPU tier streams nothing: every fraction predicts the same.
         const gpuOnlyBatch = Math.floor((layout.gpuKvTokens ?? 0) / (workload.promptTokens + workload.genTokens / 2));
-        if (a > 0 && b <= gpuOnlyBatch) continue;
-        const p = predict(mp, hw, layout, a, b, workload);
-        fastestStep = Math.min(fastestStep, p.stepSeconds);
-        if (inp.sloTpotSeconds !== undefined && p.stepSeconds > inp.sloTpotSeconds) {
-          bestRejected = Math.max(bestRejected, p.tokensPerSecond);
-          continue;
-        }
-        if (!bestHere || p.tokensPerSecond > bestHere.prediction.tokensPerSecond * (1 + 1e-9)) {
-          bestHere = { layout, actFraction: a, batch: b, prediction: p, capacity, perResident, sloLimited: false };
+        for (const a of fractions) {
+          if (a > 0 && b <= gpuOnlyBatch) continue;
+          const capacity = sequencesHeld(layout, a);
+          if (b > capacity) continue;
+          anyFit = true;
+          const p = predict(mp, hw, layout, a, b, workload);
+          fastestStep = Math.min(fastestStep, p.stepSeconds);
+          if (inp.sloTpotSeconds !== undefined && p.stepSeconds > inp.sloTpotSeconds) {
+            bestRejected = Math.max(bestRejected, p.tokensPerSecond);
+            continue;
+          }
+          if (!bestHere || better(p, a, bestHere)) {
+            bestHere = { layout, actFraction: a, batch: b, prediction: p, capacity, perResident, sloLimited: false };
+          }
         }
       }
     }

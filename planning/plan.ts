@@ -80,6 +80,8 @@ export interface Plan {
   /** Why this many layers are resident and this many blocks are in the GPU tier. */
   placementReason?: string;
   miniBatchTokens: number;
+  /** The CUDA engine's step workspace for this plan's batch and mini-batches (planning/engine-workspace.ts); absent when not laid out. */
+  gpuWorkspaceBytes?: number;
   /** Per-layer GPU working bytes of one mini-batch: the `maxBytes` for formMiniBatches. */
   miniBatchBytes: number;
   promptTokens: number;
@@ -215,6 +217,7 @@ export function planNode(input: NodePlanInput): Plan {
     ...(input.sloTpotSeconds !== undefined ? { sloTpotSeconds: input.sloTpotSeconds } : {}),
     placementReason,
     miniBatchTokens: layout.miniBatchTokens,
+    ...(layout.workspaceBytes !== undefined ? { gpuWorkspaceBytes: layout.workspaceBytes } : {}),
     miniBatchBytes: Math.floor(layout.cacheBufferBytes / 2),
     promptTokens,
     genTokens,

@@ -4,7 +4,15 @@
 // budget exceeded" for 30, 32 and 35 resident layers in 4 mini-batches).
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
-import { engineLayerBufferBytes, engineWorkspaceBytes, gpuKvBlockBytes, modelProfile, type WorkspaceShape } from '../../planning/index.js';
+import {
+  engineLayerBufferBytes,
+  engineWorkspaceBytes,
+  gpuKvBlockBytes,
+  modelProfile,
+  planNode,
+  requireHardwareProfile,
+  type WorkspaceShape,
+} from '../../planning/index.js';
 
 const GiB = 2 ** 30;
 const mp = modelProfile(presetConfig('opt-13b')!);
@@ -70,5 +78,28 @@ describe('engine workspace', () => {
     const fp8 = modelProfile(presetConfig('opt-13b')!, 2, 'fp8');
     expect(engineLayerBufferBytes(fp8, false)).toBe(3 * fp8.slotLayerBytes);
     expect(engineLayerBufferBytes(fp8, true)).toBe(3 * fp8.slotLayerBytes + 3 * fp8.layerBytes);
+  });
+
+  test("the planner's 24 GiB plan fits the engine as the engine counts it, with the reserve to spare", () => {
+    const plan = planNode({
+      model: presetConfig('opt-13b')!,
+      hardware: requireHardwareProfile('NVIDIA-H200'),
+      hostMemoryBytes: 120 * GiB,
+      gpuMemoryBytes: 24 * GiB,
+      promptTokens: 512,
+      genTokens: 32,
+      maxBatchCap: 128,
+      actFraction: 'auto',
+    });
+    const miniBatches = Math.ceil(plan.maxBatch / Math.floor(plan.miniBatchTokens / 544));
+    // The workspace the plan reports is the engine's for its batch and mini-batch size (at fraction 1: retunable).
+    expect(plan.gpuWorkspaceBytes).toBe(
+      engineWorkspaceBytes(mp, { ...shape(miniBatches), batch: plan.maxBatch, miniBatchTokens: plan.miniBatchTokens }),
+    );
+    const engineBudget = 24 * GiB - plan.gpuKvBlocks! * gpuKvBlockBytes(mp, 16);
+    const engineNeeds =
+      mp.headBytes + engineLayerBufferBytes(mp, plan.residentLayers < 40) + plan.residentLayers * mp.layerBytes + plan.gpuWorkspaceBytes!;
+    expect(engineNeeds).toBeLessThanOrEqual(engineBudget - GiB);
+    expect(plan.residentLayers).toBeGreaterThanOrEqual(26); // at least the engine's own fit
   });
 });
