@@ -33,9 +33,10 @@ const USAGE = `usage: hybridserve serve [options]
                            for max-batch requests of max-total-tokens)
   --gpu-memory SIZE        cap on the GPU memory the engine uses (cuda; default: the free memory)
   --resident-layers N      decoder layers kept in GPU memory, 0..layers; the rest stream from host
-                           memory every step (cuda default: as many as fit; cpu: accepted, all in memory)
+                           memory every step (cpu: accepted, all in memory)
   --gpu-cache-blocks N     cache blocks of the GPU tier (KV, read in place); the rest in host memory
-                           (default 0; the cpu backend emulates the tier)
+                           (the cpu backend emulates the tier). Cuda without a plan file: the three
+                           placement flags default to planning's start plan for this GPU
   --mini-batch-tokens N    split each engine step into mini-batches of at most N staged tokens (new +
                            host-tier cached), the size the GPU workspace was planned for (hybridserve
                            plan's miniBatchTokens; default 0: one mini-batch per step). A plan file's

@@ -66,7 +66,7 @@ export {
   fractionBoundsForPools,
 } from './allocation.js';
 export { type SolveInput, type Candidate, type Solution, solveActFraction, evaluate as evaluateFraction } from './solver.js';
-export { type NodePlanInput, type Plan, type SweepPoint, planNode, planFile } from './plan.js';
+export { type NodePlanInput, type LargestStep, type Plan, type SweepPoint, planNode, planFile } from './plan.js';
 export { type RunningSequence, type MiniBatchOptions, type MiniBatch, formMiniBatches, sequenceWorkingBytes } from './minibatch.js';
 export { type PhaseTimes, type RetuneState, type RetuneOptions, DEFAULT_RETUNE_OPTIONS, initialRetuneState, retune } from './retune.js';
 export {

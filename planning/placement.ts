@@ -22,6 +22,7 @@ import {
 } from './cost-model.js';
 import { capacitySequences } from './allocation.js';
 import { engineWorkspaceBytes } from './engine-workspace.js';
+import type { LargestStep } from './plan.js';
 import { grid } from './solver.js';
 
 /** Bytes of one GPU-tier KV block across all layers (the same as a host KV block). */
@@ -36,6 +37,8 @@ export interface RunShape extends WorkloadShape {
   blockTokens: number;
   /** Staged tokens per mini-batch (default max(sequence, MIN_MINIBATCH_TOKENS)); a bench's forced split. */
   miniBatchTokens?: number;
+  /** A larger step than `batch` prompts of `promptTokens` that the workspace must also hold. */
+  largestStep?: LargestStep;
 }
 
 /**
@@ -52,9 +55,9 @@ export function tieredLayout(mp: ModelProfile, budgetBytes: number, run: RunShap
   const layerBufferBytes = layerBuffers(mp, residentLayers < L);
   const miniBatchTokens = run.miniBatchTokens ?? Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
   const workspaceBytes = engineWorkspaceBytes(mp, {
-    batch: Math.max(1, Math.ceil(run.batch)),
-    promptTokens: run.promptTokens,
-    seqTokens,
+    batch: Math.max(1, Math.ceil(run.batch), run.largestStep?.sequences ?? 0),
+    promptTokens: Math.max(run.promptTokens, run.largestStep?.promptTokens ?? 0),
+    seqTokens: Math.max(seqTokens, run.largestStep?.seqTokens ?? 0),
     actFraction: run.actFraction,
     blockTokens: run.blockTokens,
     miniBatchTokens,
@@ -97,6 +100,8 @@ export interface PlacementInput {
   residentLayers?: number;
   /** Force the GPU tier's size in blocks (the bench's --gpu-cache-blocks); it must fit the budget. */
   gpuKvBlocks?: number;
+  /** The largest step a server may form (planning/plan.ts NodePlanInput.largestStep); the workspace holds it. */
+  largestStep?: LargestStep;
 }
 
 export interface Placement {
@@ -191,7 +196,13 @@ export function placeNode(inp: PlacementInput): Placement {
   // The workspace is sized for the largest fraction the server may retune to (the fraction changes
   // live, the GPU layout only at start): 1 when ACT is allowed.
   const workspaceFraction = inp.actAllowed ? 1 : 0;
-  const run = (batch: number): RunShape => ({ ...workload, batch, actFraction: workspaceFraction, blockTokens });
+  const run = (batch: number): RunShape => ({
+    ...workload,
+    batch,
+    actFraction: workspaceFraction,
+    blockTokens,
+    ...(inp.largestStep ? { largestStep: inp.largestStep } : {}),
+  });
   // The ladder's "most that fit" is for the largest run: the batch cap.
   const layers =
     inp.residentLayers !== undefined

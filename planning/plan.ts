@@ -33,6 +33,20 @@ export interface NodePlanInput {
   /** Force the placement (benches): resident layers and GPU cache blocks. */
   residentLayers?: number;
   gpuKvBlocks?: number;
+  /**
+   * The largest step the engine may be given, when a server may form larger steps than the planned
+   * batch of planned prompts (more sequences, longer prompts): the engine's workspace is laid out for
+   * it. Default: the candidate batch of the workload's prompts.
+   */
+  largestStep?: LargestStep;
+}
+
+/** The most sequences, the longest prompt and the longest sequence a step may hold (engine-workspace.ts sizes for them). */
+export interface LargestStep {
+  sequences: number;
+  promptTokens: number;
+  /** Prompt + generated tokens of the longest sequence. */
+  seqTokens: number;
 }
 
 export interface SweepPoint {
@@ -147,6 +161,7 @@ export function planNode(input: NodePlanInput): Plan {
     sloTpotSeconds: input.sloTpotSeconds,
     residentLayers: input.residentLayers,
     gpuKvBlocks: input.gpuKvBlocks,
+    ...(input.largestStep ? { largestStep: input.largestStep } : {}),
   });
   const { layout } = placement;
   const actFraction = placement.actFraction;

@@ -138,12 +138,15 @@ export interface PlacementInput {
   flags?: Placement;
   /** From the plan file (plan.json's residentLayers, gpuKvBlocks, miniBatchTokens). */
   plan?: Placement | null;
+  /** From planning at start (a cuda server without a plan file: server/runtime.ts startPlanOf); below the flags. */
+  planned?: Placement | null;
 }
 
 /**
- * The placement an engine starts with. ONE owner for flags and plan file: each field comes from the
- * plan file when it carries it (as the plan's ACT fraction and pool sizes win over the flags: the
- * operator plans the node as a whole), else from the flag, else it is left to the engine (cuda: as
+ * The placement an engine starts with. ONE owner for flags, plan file and start-up planning: each
+ * field comes from the plan file when it carries it (as the plan's ACT fraction and pool sizes win
+ * over the flags: the operator plans the node as a whole), else from the flag, else from the
+ * planner's start plan (a cuda server without a plan file), else it is left to the engine (cuda: as
  * many layers as fit, no GPU cache tier; the CPU backend keeps every layer in memory and emulates
  * the tier). Both devices take the same input. Throws RangeError naming the flag for a bad flag value. Pure.
  */
@@ -153,10 +156,13 @@ export function startPlacement(i: PlacementInput): Placement & { source: string 
   checkCount(flags.gpuKvBlocks, '--gpu-cache-blocks', Number.MAX_SAFE_INTEGER);
   checkCount(flags.miniBatchTokens, '--mini-batch-tokens', Number.MAX_SAFE_INTEGER);
   const plan = i.plan ?? {};
+  const planned = i.planned ?? {};
   const pick = (key: keyof Placement): [number | undefined, string] => {
     const fromPlan = wholeCount(plan[key]);
     if (fromPlan !== undefined) return [fromPlan, 'plan file'];
-    return flags[key] !== undefined ? [flags[key], 'flag'] : [undefined, 'engine default'];
+    if (flags[key] !== undefined) return [flags[key], 'flag'];
+    const fromPlanner = wholeCount(planned[key]);
+    return fromPlanner !== undefined ? [fromPlanner, 'planner'] : [undefined, 'engine default'];
   };
   const [residentLayers, rSource] = pick('residentLayers');
   const [gpuKvBlocks, gSource] = pick('gpuKvBlocks');

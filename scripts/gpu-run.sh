@@ -32,6 +32,7 @@
 #             SWEEP_RESIDENT, SWEEP_GPU_BLOCKS, SWEEP_MINI_BATCHES, SWEEP_ACT run the planner's choice
 #   minibatch bench:engine all on host with 1 and 4 in-step mini-batches (--mini-batch-tokens; needs node)
 #   profile_prefill  issue 10: the resident OPT-13B prefill under nsys (kernel time summary, CSV)
+#   serve_planned  issue 10: serve with no placement flags (the start plan), whole GPU and 24 GiB, 128 x 512/32
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
 #             then int4 weights in one process (ACT fraction auto, solved with each format's layer
 #             bytes), printing fp8/fp16 and int4/fp16 total tokens/s; then the 24 GiB row (default
@@ -223,9 +224,8 @@ serving_acceptance() {
 stage_serving_burst() {
   node_ready || return 1
   rm -f "$OUT/ratios.jsonl"
-  # Default placement: serve's defaults (every layer resident: the CUDA engine fits all 40 of OPT-13B;
-  # no GPU cache tier), and bench:engine told the same explicitly.
-  serving_compare default "--resident-layers 40 --gpu-cache-blocks 0" ""
+  # Every layer resident, no GPU cache tier (serve's defaults before its start plan), on both sides.
+  serving_compare default "--resident-layers 40 --gpu-cache-blocks 0" "--resident-layers 40 --gpu-cache-blocks 0"
   # All on host: nothing resident, no GPU cache tier, on both sides.
   serving_compare host "--resident-layers 0 --gpu-cache-blocks 0" "--resident-layers 0 --gpu-cache-blocks 0"
   serving_acceptance
@@ -238,6 +238,23 @@ stage_serving_burst() {
       --max-tokens 32 2>>"$OUT/serving-stderr.log" | tee "$OUT/serving-issue.txt" | tail -1 >>"$OUT/serving.jsonl"
   serve_stop
   cat "$OUT/serving-issue.txt" 2>/dev/null
+}
+
+# The server's start plan (issue 10; server/runtime.ts startPlanOf): `serve` with no placement flag and
+# no plan file, on the whole GPU and under --gpu-memory 24GiB: its placement line (from the planner)
+# and the served tokens/s of 128 concurrent 512/32 requests at --max-batch 128.
+stage_serve_planned() {
+  node_ready || return 1
+  local cap
+  for cap in "" 24GiB; do
+    SERVE_TAG="opt13b-planned${cap:+-$cap}"
+    # shellcheck disable=SC2086  # ${cap:+...} is meant to split
+    serve_start --model $SERVING_MODEL --max-batch 128 --host-memory $SERVING_HOST_MEMORY ${cap:+--gpu-memory $cap} || { serve_stop; continue; }
+    grep -E "placement:|cache pools:|ACT fraction" "$OUT/serve-$SERVE_TAG.log" | tee -a "$OUT/gpu-run.log"
+    node dist/bench/serving.js --url $SERVE_URL --model $SERVING_MODEL --concurrency 128 --requests 128 --prompt-tokens 512 \
+      --max-tokens 32 2>>"$OUT/serving-stderr.log" | tail -1 | tee -a "$OUT/serve-planned.jsonl"
+    serve_stop
+  done
 }
 
 # Acceptance 3 on cuda without jest: the token-count contract (bench/engine-contract-steps.ts) on cpu

@@ -8,7 +8,7 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig, visibleGpuCount } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
-import { chooseGpuCount, hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
+import { chooseGpuCount, hardwareProfile, modelProfile, planNode, type Plan, type WeightDtype } from '../planning/index.js';
 import { nodeStagePlanner, planPodStages } from '../planning/stage-plan.js';
 import { cpuStartFraction, engineElementBytes, startPlacement, startPools } from '../planning/start-plan.js';
 import type { PlanFile } from '../planning/plan-file.js';
@@ -111,11 +111,12 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: Tokenize
   };
 }
 
-/** The ACT fraction to start with and why. Pure. */
+/** The ACT fraction to start with and why (the start plan's when there is one: startPlanOf). Pure. */
 export function chooseFraction(
   o: Pick<RuntimeOptions, 'actFraction' | 'device' | 'plan' | 'hostMemoryBytes'>,
   cfg: ModelConfig,
   deviceName: string,
+  start?: StartPlan,
 ): { fraction: number; reason: string } {
   if (o.plan) return { fraction: o.plan.actFraction, reason: `from the plan file${o.plan.reason ? `: ${o.plan.reason}` : ''}` };
   if (o.actFraction !== 'auto') return { fraction: o.actFraction, reason: 'set by --act-fraction' };
@@ -123,6 +124,7 @@ export function chooseFraction(
     const cpu = cpuStartFraction();
     return { fraction: cpu.fraction, reason: `auto: ${cpu.reason}` };
   }
+  if (start?.plan) return { fraction: start.plan.actFraction, reason: `auto (${start.reason}): ${start.plan.reason}` };
   const hw = hardwareProfile(deviceName);
   if (!hw) return { fraction: 0, reason: `auto: no hardware profile for '${deviceName}', so 0 (pass --act-fraction or a plan file)` };
   try {
@@ -130,6 +132,68 @@ export function chooseFraction(
     return { fraction: plan.actFraction, reason: `auto (planning for ${hw.product}): ${plan.reason}` };
   } catch (err) {
     return { fraction: 0, reason: `auto: planning failed (${(err as Error).message}), so 0` };
+  }
+}
+
+/** Planning's placement for a cuda server started without a plan file, and what it was planned for. */
+export interface StartPlan {
+  plan?: Plan;
+  reason: string;
+}
+
+/**
+ * The plan a single-GPU cuda server starts with when no plan file is given (issue 10: the server
+ * uses the tiered plan, not only the operator): planNode for this GPU's product and --gpu-memory,
+ * --host-memory (else 64 GiB), --max-batch, --act-fraction, the weight format and the start
+ * workload, with any --resident-layers / --gpu-cache-blocks forced. The engine's workspace is laid
+ * out for the largest step the server may form: --max-batch sequences of the longest prompt the
+ * window allows. `plan` is absent (the engine's own defaults apply) on cpu, with a plan file, for a
+ * pipeline, for a product without a hardware profile, or when planning fails; `reason` says which. Pure.
+ */
+export function startPlanOf(
+  o: Pick<
+    RuntimeOptions,
+    | 'device'
+    | 'plan'
+    | 'actFraction'
+    | 'hostMemoryBytes'
+    | 'gpuMemoryBytes'
+    | 'maxBatch'
+    | 'blockTokens'
+    | 'weightDtype'
+    | 'residentLayers'
+    | 'gpuKvBlocks'
+    | 'stages'
+    | 'worldSize'
+  > & { gpus?: number | 'auto' },
+  cfg: ModelConfig,
+  product: string,
+  maxTotalTokens: number,
+): StartPlan {
+  if (o.device !== 'cuda' || o.plan) return { reason: o.plan ? 'the plan file places' : 'cpu' };
+  if (o.gpus === 'auto') return { reason: '--gpus auto is resolved before the start plan' };
+  if ((o.gpus ?? 1) > 1 || (o.stages ?? 1) > 1 || (o.worldSize ?? 1) > 1) return { reason: 'a pipeline: each stage places its own layers' };
+  const hardware = hardwareProfile(product);
+  if (!hardware) return { reason: `no hardware profile for '${product || 'this GPU'}': the engine's defaults` };
+  const window = Math.min(maxTotalTokens, cfg.maxPositions);
+  try {
+    const plan = planNode({
+      model: cfg,
+      hardware,
+      hostMemoryBytes: o.hostMemoryBytes ?? 64 * 2 ** 30,
+      gpuMemoryBytes: o.gpuMemoryBytes,
+      actFraction: o.actFraction,
+      ...startWorkload(window),
+      blockTokens: o.blockTokens ?? 16,
+      maxBatchCap: o.maxBatch,
+      weightDtype: o.weightDtype,
+      residentLayers: o.residentLayers,
+      gpuKvBlocks: o.gpuKvBlocks,
+      largestStep: { sequences: o.maxBatch, promptTokens: Math.max(1, window - 1), seqTokens: window },
+    });
+    return { plan, reason: `planning for ${hardware.product}` };
+  } catch (err) {
+    return { reason: `planning failed (${(err as Error).message}): the engine's defaults` };
   }
 }
 
@@ -249,6 +313,7 @@ export function choosePools(
 export function placementOf(
   o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens' | 'device'>,
   numLayers: number,
+  start?: StartPlan,
 ) {
   const flags = {
     ...(o.residentLayers !== undefined ? { residentLayers: o.residentLayers } : {}),
@@ -257,7 +322,7 @@ export function placementOf(
   };
   // A plan file's placement sizes a GPU (its GPU cache blocks are counted in that GPU's memory and that
   // model's block size); the CPU engine takes only the flags for its emulated tier.
-  return startPlacement({ numLayers, flags, plan: o.device === 'cuda' ? o.plan : null });
+  return startPlacement({ numLayers, flags, plan: o.device === 'cuda' ? o.plan : null, planned: start?.plan ?? null });
 }
 
 /**
@@ -268,8 +333,9 @@ export function placementOf(
 export function chooseTiers(
   o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens'>,
   numLayers = Number.MAX_SAFE_INTEGER,
+  start?: StartPlan,
 ): { gpuKvBlocks?: number; residentLayers?: number; miniBatchTokens?: number; gpuMemoryBytes?: number } {
-  const p = placementOf(o, numLayers);
+  const p = placementOf(o, numLayers, start);
   return {
     ...(p.residentLayers !== undefined ? { residentLayers: p.residentLayers } : {}),
     ...(p.gpuKvBlocks !== undefined ? { gpuKvBlocks: p.gpuKvBlocks } : {}),
@@ -323,14 +389,15 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // needed BEFORE the pools are split: split at another fraction than the engine then uses, an
   // ACT fraction finds an empty ACT pool and every block falls back to KV (issue 11: the server
   // ran KV-only where bench:engine's auto ran at fraction 1, about half the tokens/s).
-  const needName =
-    o.device === 'cuda' && ((o.actFraction === 'auto' && !o.plan) || o.gpus === 'auto') && !process.env.HYBRIDSERVE_GPU_PRODUCT;
+  // A cuda server without a plan file plans its own placement (startPlanOf) for this product.
+  const needName = o.device === 'cuda' && (!o.plan || o.gpus === 'auto') && !process.env.HYBRIDSERVE_GPU_PRODUCT;
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (needName ? await cudaDeviceName() : '');
   const auto = o.gpus === 'auto' ? chooseGpus(o, model.config, product, o.visibleGpus ?? visibleGpuCount(), o.maxTotalTokens) : undefined;
   const gpus = auto ? auto.gpus : o.gpus === 'auto' ? undefined : o.gpus;
-  const { fraction, reason } = chooseFraction(o, model.config, product);
+  const start = startPlanOf({ ...o, gpus }, model.config, product, o.maxTotalTokens);
+  const { fraction, reason } = chooseFraction(o, model.config, product, start);
   const pools = choosePools(o, model.config, fraction);
-  const tiers = chooseTiers(o, model.config.numLayers);
+  const tiers = chooseTiers(o, model.config.numLayers, start);
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2, o.weightDtype).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
   const engine = await openEngine(model, {
@@ -353,7 +420,9 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   });
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;
-  if (o.device === 'cuda' && hbm) {
+  // With in-step mini-batches (a planned miniBatchTokens) the engine core splits each step itself and
+  // streams the weights once; the server's split into separate steps (once per group) is for the rest.
+  if (o.device === 'cuda' && hbm && !tiers.miniBatchTokens) {
     try {
       miniBatcher = planningMiniBatcher(engine, model.config, hbm, o.maxTotalTokens);
     } catch {
@@ -369,7 +438,9 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     tokenizer: adaptTokenizer(model.tokenizer, model.config, thread),
     fractionReason: reason,
     poolsReason: pools.reason,
-    placementReason: describePlacement(placementOf(o, model.config.numLayers), o.device),
+    placementReason:
+      describePlacement(placementOf(o, model.config.numLayers, start), o.device) +
+      (o.device === 'cuda' && !o.plan && !start.plan ? `; not planned: ${start.reason}` : ''),
     miniBatcher,
     ...(auto ? { gpusReason: auto.reason } : {}),
   };

@@ -3,7 +3,8 @@
 // two decisions it chains, for the issue's command line on an H200.
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
-import { chooseFraction, choosePools, type RuntimeOptions } from '../../server/runtime.js';
+import { engineLayerBufferBytes, gpuKvBlockBytes, modelProfile } from '../../planning/index.js';
+import { chooseFraction, choosePools, chooseTiers, placementOf, startPlanOf, type RuntimeOptions } from '../../server/runtime.js';
 
 const cfg = presetConfig('opt-13b')!;
 const issue: RuntimeOptions & { maxTotalTokens: number } = {
@@ -33,5 +34,56 @@ describe('server runtime: fraction and pools agree', () => {
     expect(r.fraction).toBe(0);
     expect(r.reason).toMatch(/no hardware profile/);
     expect(choosePools(issue, cfg, r.fraction).actBlocks).toBe(0);
+  });
+});
+
+// Issue 10: a cuda server without a plan file places weights and cache by planning (startPlanOf),
+// as the operator's plan file would: all layers resident and the cache in the GPU tier where they
+// fit, fewer layers and a mini-batch split under a memory cap; flags and a plan file win.
+describe('server runtime: the start plan places a cuda server without a plan file', () => {
+  const GiB = 2 ** 30;
+  const serve = { ...issue, maxBatch: 64 };
+
+  test('an H200: every layer resident, the cache in the GPU tier, from the planner', () => {
+    const start = startPlanOf(serve, cfg, 'NVIDIA-H200', 2048);
+    expect(start.plan).toBeDefined();
+    const tiers = chooseTiers(serve, cfg.numLayers, start);
+    expect(tiers.residentLayers).toBe(40);
+    expect(tiers.gpuKvBlocks).toBeGreaterThan(0);
+    expect(placementOf(serve, cfg.numLayers, start).source).toMatch(/resident layers: planner; GPU cache blocks: planner/);
+    // The fraction comes from the same plan (the cache is in HBM: nothing to recompute).
+    expect(chooseFraction(serve, cfg, 'NVIDIA-H200', start).fraction).toBe(start.plan!.actFraction);
+  });
+
+  test('a 24 GiB cap: fewer layers, a mini-batch split, and a workspace for the largest step the server may form', () => {
+    const capped = { ...serve, gpuMemoryBytes: 24 * GiB };
+    const start = startPlanOf(capped, cfg, 'NVIDIA-H200', 2048);
+    const tiers = chooseTiers(capped, cfg.numLayers, start);
+    expect(tiers.residentLayers).toBeLessThan(40);
+    expect(tiers.miniBatchTokens).toBeGreaterThan(0);
+    expect(tiers.gpuMemoryBytes).toBe(24 * GiB);
+    // 64 prompts of 2047 tokens in one step: their fp32 hidden states alone are 2.7 GB of the workspace.
+    const mp = modelProfile(cfg);
+    expect(start.plan!.gpuWorkspaceBytes).toBeGreaterThan(64 * 2047 * mp.hiddenSize * 4);
+    const engineNeeds =
+      mp.headBytes + engineLayerBufferBytes(mp, true) + tiers.residentLayers! * mp.layerBytes + start.plan!.gpuWorkspaceBytes!;
+    expect(engineNeeds + tiers.gpuKvBlocks! * gpuKvBlockBytes(mp, 16)).toBeLessThanOrEqual(24 * GiB);
+  });
+
+  test('flags and a plan file win; cpu, pipelines and unknown GPUs are not planned', () => {
+    const flagged = { ...serve, residentLayers: 0 };
+    const start = startPlanOf(flagged, cfg, 'NVIDIA-H200', 2048);
+    const tiers = chooseTiers(flagged, cfg.numLayers, start);
+    expect(tiers.residentLayers).toBe(0); // the flag, and the planner planned around it
+    expect(start.plan!.residentLayers).toBe(0);
+    const withFile = { ...serve, plan: { actFraction: 0.5, residentLayers: 12 } };
+    expect(startPlanOf(withFile, cfg, 'NVIDIA-H200', 2048).plan).toBeUndefined();
+    expect(chooseTiers(withFile, cfg.numLayers).residentLayers).toBe(12);
+    expect(startPlanOf({ ...serve, device: 'cpu' }, cfg, '', 2048).plan).toBeUndefined();
+    expect(startPlanOf({ ...serve, gpus: 2 }, cfg, 'NVIDIA-H200', 2048).reason).toMatch(/pipeline/);
+    const unknown = startPlanOf(serve, cfg, 'Some GPU', 2048);
+    expect(unknown.plan).toBeUndefined();
+    expect(unknown.reason).toMatch(/no hardware profile for 'Some GPU'/);
+    expect(chooseTiers(serve, cfg.numLayers, unknown)).toEqual({});
   });
 });
