@@ -240,7 +240,7 @@ stage_serving_burst() {
   cat "$OUT/serving-issue.txt" 2>/dev/null
 }
 
-# The server's start plan (issue 10; server/runtime.ts startPlanOf): `serve` with no placement flag and
+# The server's start plan (issue 10; planning/start-plan.ts serverStartPlan): `serve` with no placement flag and
 # no plan file, on the whole GPU and under --gpu-memory 24GiB: its placement line (from the planner)
 # and the served tokens/s of 128 concurrent 512/32 requests at --max-batch 128.
 stage_serve_planned() {

@@ -8,9 +8,17 @@ import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig, visibleGpuCount } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
-import { chooseGpuCount, hardwareProfile, modelProfile, planNode, type Plan, type WeightDtype } from '../planning/index.js';
+import { chooseGpuCount, hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
 import { nodeStagePlanner, planPodStages } from '../planning/stage-plan.js';
-import { cpuStartFraction, engineElementBytes, startPlacement, startPools } from '../planning/start-plan.js';
+import {
+  cpuStartFraction,
+  engineElementBytes,
+  serverStartPlan,
+  startPlacement,
+  startPools,
+  startWorkload,
+  type StartPlan,
+} from '../planning/start-plan.js';
 import type { PlanFile } from '../planning/plan-file.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
 import type { MiniBatcher } from './scheduler/policy.js';
@@ -111,7 +119,7 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: Tokenize
   };
 }
 
-/** The ACT fraction to start with and why (the start plan's when there is one: startPlanOf). Pure. */
+/** The ACT fraction to start with and why (the start plan's when there is one: serverStartPlan). Pure. */
 export function chooseFraction(
   o: Pick<RuntimeOptions, 'actFraction' | 'device' | 'plan' | 'hostMemoryBytes'>,
   cfg: ModelConfig,
@@ -133,74 +141,6 @@ export function chooseFraction(
   } catch (err) {
     return { fraction: 0, reason: `auto: planning failed (${(err as Error).message}), so 0` };
   }
-}
-
-/** Planning's placement for a cuda server started without a plan file, and what it was planned for. */
-export interface StartPlan {
-  plan?: Plan;
-  reason: string;
-}
-
-/**
- * The plan a single-GPU cuda server starts with when no plan file is given (issue 10: the server
- * uses the tiered plan, not only the operator): planNode for this GPU's product and --gpu-memory,
- * --host-memory (else 64 GiB), --max-batch, --act-fraction, the weight format and the start
- * workload, with any --resident-layers / --gpu-cache-blocks forced. The engine's workspace is laid
- * out for the largest step the server may form: --max-batch sequences of the longest prompt the
- * window allows. `plan` is absent (the engine's own defaults apply) on cpu, with a plan file, for a
- * pipeline, for a product without a hardware profile, or when planning fails; `reason` says which. Pure.
- */
-export function startPlanOf(
-  o: Pick<
-    RuntimeOptions,
-    | 'device'
-    | 'plan'
-    | 'actFraction'
-    | 'hostMemoryBytes'
-    | 'gpuMemoryBytes'
-    | 'maxBatch'
-    | 'blockTokens'
-    | 'weightDtype'
-    | 'residentLayers'
-    | 'gpuKvBlocks'
-    | 'stages'
-    | 'worldSize'
-  > & { gpus?: number | 'auto' },
-  cfg: ModelConfig,
-  product: string,
-  maxTotalTokens: number,
-): StartPlan {
-  if (o.device !== 'cuda' || o.plan) return { reason: o.plan ? 'the plan file places' : 'cpu' };
-  if (o.gpus === 'auto') return { reason: '--gpus auto is resolved before the start plan' };
-  if ((o.gpus ?? 1) > 1 || (o.stages ?? 1) > 1 || (o.worldSize ?? 1) > 1) return { reason: 'a pipeline: each stage places its own layers' };
-  const hardware = hardwareProfile(product);
-  if (!hardware) return { reason: `no hardware profile for '${product || 'this GPU'}': the engine's defaults` };
-  const window = Math.min(maxTotalTokens, cfg.maxPositions);
-  try {
-    const plan = planNode({
-      model: cfg,
-      hardware,
-      hostMemoryBytes: o.hostMemoryBytes ?? 64 * 2 ** 30,
-      gpuMemoryBytes: o.gpuMemoryBytes,
-      actFraction: o.actFraction,
-      ...startWorkload(window),
-      blockTokens: o.blockTokens ?? 16,
-      maxBatchCap: o.maxBatch,
-      weightDtype: o.weightDtype,
-      residentLayers: o.residentLayers,
-      gpuKvBlocks: o.gpuKvBlocks,
-      largestStep: { sequences: o.maxBatch, promptTokens: Math.max(1, window - 1), seqTokens: window },
-    });
-    return { plan, reason: `planning for ${hardware.product}` };
-  } catch (err) {
-    return { reason: `planning failed (${(err as Error).message}): the engine's defaults` };
-  }
-}
-
-/** The workload shape the start-up planning assumes: 512 + 128 tokens, shortened to fit the window. */
-export function startWorkload(maxTotalTokens: number): { promptTokens: number; genTokens: number } {
-  const genTokens = Math.max(1, Math.min(128, Math.floor(maxTotalTokens / 5)));
-  return { genTokens, promptTokens: Math.max(1, Math.min(512, maxTotalTokens - genTokens)) };
 }
 
 /**
@@ -389,12 +329,12 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   // needed BEFORE the pools are split: split at another fraction than the engine then uses, an
   // ACT fraction finds an empty ACT pool and every block falls back to KV (issue 11: the server
   // ran KV-only where bench:engine's auto ran at fraction 1, about half the tokens/s).
-  // A cuda server without a plan file plans its own placement (startPlanOf) for this product.
+  // A cuda server without a plan file plans its own placement (serverStartPlan) for this product.
   const needName = o.device === 'cuda' && (!o.plan || o.gpus === 'auto') && !process.env.HYBRIDSERVE_GPU_PRODUCT;
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (needName ? await cudaDeviceName() : '');
   const auto = o.gpus === 'auto' ? chooseGpus(o, model.config, product, o.visibleGpus ?? visibleGpuCount(), o.maxTotalTokens) : undefined;
   const gpus = auto ? auto.gpus : o.gpus === 'auto' ? undefined : o.gpus;
-  const start = startPlanOf({ ...o, gpus }, model.config, product, o.maxTotalTokens);
+  const start = serverStartPlan({ ...o, gpus, model: model.config, product });
   const { fraction, reason } = chooseFraction(o, model.config, product, start);
   const pools = choosePools(o, model.config, fraction);
   const tiers = chooseTiers(o, model.config.numLayers, start);

@@ -2,7 +2,8 @@
 // (server/runtime.ts chooseGpus), pure; the visible count is a parameter here.
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
-import { chooseGpus, startWorkload } from '../../server/runtime.js';
+import { startWorkload } from '../../planning/start-plan.js';
+import { chooseGpus } from '../../server/runtime.js';
 
 const GiB = 2 ** 30;
 const serverDefaults = { actFraction: 'auto' as const, maxBatch: 64 };

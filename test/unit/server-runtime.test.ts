@@ -4,7 +4,8 @@
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import { engineLayerBufferBytes, gpuKvBlockBytes, modelProfile } from '../../planning/index.js';
-import { chooseFraction, choosePools, chooseTiers, placementOf, startPlanOf, type RuntimeOptions } from '../../server/runtime.js';
+import { serverStartPlan } from '../../planning/start-plan.js';
+import { chooseFraction, choosePools, chooseTiers, placementOf, type RuntimeOptions } from '../../server/runtime.js';
 
 const cfg = presetConfig('opt-13b')!;
 const issue: RuntimeOptions & { maxTotalTokens: number } = {
@@ -37,7 +38,7 @@ describe('server runtime: fraction and pools agree', () => {
   });
 });
 
-// Issue 10: a cuda server without a plan file places weights and cache by planning (startPlanOf),
+// Issue 10: a cuda server without a plan file places weights and cache by planning (serverStartPlan),
 // as the operator's plan file would: all layers resident and the cache in the GPU tier where they
 // fit, fewer layers and a mini-batch split under a memory cap; flags and a plan file win.
 describe('server runtime: the start plan places a cuda server without a plan file', () => {
@@ -45,7 +46,7 @@ describe('server runtime: the start plan places a cuda server without a plan fil
   const serve = { ...issue, maxBatch: 64 };
 
   test('an H200: every layer resident, the cache in the GPU tier, from the planner', () => {
-    const start = startPlanOf(serve, cfg, 'NVIDIA-H200', 2048);
+    const start = serverStartPlan({ ...serve, model: cfg, product: 'NVIDIA-H200' });
     expect(start.plan).toBeDefined();
     const tiers = chooseTiers(serve, cfg.numLayers, start);
     expect(tiers.residentLayers).toBe(40);
@@ -57,7 +58,7 @@ describe('server runtime: the start plan places a cuda server without a plan fil
 
   test('a 24 GiB cap: fewer layers, a mini-batch split, and a workspace for the largest step the server may form', () => {
     const capped = { ...serve, gpuMemoryBytes: 24 * GiB };
-    const start = startPlanOf(capped, cfg, 'NVIDIA-H200', 2048);
+    const start = serverStartPlan({ ...capped, model: cfg, product: 'NVIDIA-H200' });
     const tiers = chooseTiers(capped, cfg.numLayers, start);
     expect(tiers.residentLayers).toBeLessThan(40);
     expect(tiers.miniBatchTokens).toBeGreaterThan(0);
@@ -72,16 +73,16 @@ describe('server runtime: the start plan places a cuda server without a plan fil
 
   test('flags and a plan file win; cpu, pipelines and unknown GPUs are not planned', () => {
     const flagged = { ...serve, residentLayers: 0 };
-    const start = startPlanOf(flagged, cfg, 'NVIDIA-H200', 2048);
+    const start = serverStartPlan({ ...flagged, model: cfg, product: 'NVIDIA-H200' });
     const tiers = chooseTiers(flagged, cfg.numLayers, start);
     expect(tiers.residentLayers).toBe(0); // the flag, and the planner planned around it
     expect(start.plan!.residentLayers).toBe(0);
     const withFile = { ...serve, plan: { actFraction: 0.5, residentLayers: 12 } };
-    expect(startPlanOf(withFile, cfg, 'NVIDIA-H200', 2048).plan).toBeUndefined();
+    expect(serverStartPlan({ ...withFile, model: cfg, product: 'NVIDIA-H200' }).plan).toBeUndefined();
     expect(chooseTiers(withFile, cfg.numLayers).residentLayers).toBe(12);
-    expect(startPlanOf({ ...serve, device: 'cpu' }, cfg, '', 2048).plan).toBeUndefined();
-    expect(startPlanOf({ ...serve, gpus: 2 }, cfg, 'NVIDIA-H200', 2048).reason).toMatch(/pipeline/);
-    const unknown = startPlanOf(serve, cfg, 'Some GPU', 2048);
+    expect(serverStartPlan({ ...serve, device: 'cpu', model: cfg, product: '' }).plan).toBeUndefined();
+    expect(serverStartPlan({ ...serve, gpus: 2, model: cfg, product: 'NVIDIA-H200' }).reason).toMatch(/pipeline/);
+    const unknown = serverStartPlan({ ...serve, model: cfg, product: 'Some GPU' });
     expect(unknown.plan).toBeUndefined();
     expect(unknown.reason).toMatch(/no hardware profile for 'Some GPU'/);
     expect(chooseTiers(serve, cfg.numLayers, unknown)).toEqual({});
