@@ -11,7 +11,8 @@ import { loadModel, openEngine } from '../model/load.js';
 import type { NativeDevice } from '../native/ts/addon-types.js';
 import { visibleGpuCount } from '../native/ts/engine.js';
 import type { ModelConfig } from '../model/types.js';
-import { chooseGpus, cudaDeviceName } from '../server/runtime.js';
+import { chooseGpus } from '../planning/server-start.js';
+import { cudaDeviceName } from '../server/runtime.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { startPlacement } from '../planning/start-plan.js';
 
@@ -164,7 +165,7 @@ function placementFor(cmd: GenerateCommand, numLayers: number) {
   }
 }
 
-/** --gpus auto: the planner's count for this one request (server/runtime.ts chooseGpus); the reason goes to stderr. */
+/** --gpus auto: the planner's count for this one request (planning/server-start.ts chooseGpus); the reason goes to stderr. */
 async function autoGpus(cmd: GenerateCommand, cfg: ModelConfig, totalTokens: number): Promise<number> {
   const product = process.env.HYBRIDSERVE_GPU_PRODUCT || (await cudaDeviceName());
   try {

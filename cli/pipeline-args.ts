@@ -26,7 +26,7 @@ export const PIPELINE_USAGE = `  --gpus N|auto            cuda: pipeline stages,
   --leader-address H:P     rank 0's rendezvous address (default $HYBRIDSERVE_LEADER_ADDRESS)`;
 
 export interface PipelineConfig {
-  /** 'auto': chosen at start from the visible GPUs (server/runtime.ts chooseGpus). */
+  /** 'auto': chosen at start from the visible GPUs (planning/server-start.ts chooseGpus). */
   gpus: number | 'auto';
   stages: number;
   rank: number;

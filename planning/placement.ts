@@ -1,11 +1,13 @@
 // Placement over the memory hierarchy: how many layers stay resident in GPU memory, how many KV
-// blocks the GPU cache tier holds, the ACT fraction of the host tier and the batch. HBM is two
-// orders of magnitude faster than PCIe, so the GPU budget is the first tier; what does not fit
-// streams from host memory. The search runs over a ladder of resident-layer counts and a grid of fractions
-// and batches (about ten thousand cost-model evaluations), because the objective is not
-// monotone in any of them: a larger batch amortises streamed weights but, once the GPU tier is
-// full, streams its cache over PCIe every step. With a latency target (TPOT) only candidates whose
-// predicted decode step is within it count.
+// blocks the GPU cache tier holds, the ACT fraction of the host tier, the batch and the in-step
+// mini-batch size. HBM is two orders of magnitude faster than PCIe, so the GPU budget is the first
+// tier; what does not fit streams from host memory. The search runs over ladders of resident-layer
+// counts, batches, mini-batch sizes and a grid of fractions (tens of thousands of cost-model
+// evaluations, each layout computed once per batch and mini-batch size), because the objective is
+// not monotone in any of them: a larger batch amortises streamed weights but needs more workspace
+// and, once the GPU tier is full, streams its cache over PCIe every step; fewer mini-batches read
+// the weights fewer times but need more workspace. With a latency target (TPOT) only candidates
+// whose predicted decode step is within it count.
 import type { HardwareProfile } from './hardware.js';
 import type { ModelProfile } from './model-profile.js';
 import { PlanError } from './errors.js';
@@ -30,7 +32,7 @@ export function gpuKvBlockBytes(mp: ModelProfile, blockTokens: number): number {
   return blockTokens * mp.numLayers * mp.kvBytesPerToken;
 }
 
-/** The run a GPU layout is for: the engine's workspace follows its batch, prompts and ACT fraction. */
+/** The run a GPU layout is for: the engine's workspace follows its batch, prompts, ACT fraction and mini-batch size. */
 export interface RunShape extends WorkloadShape {
   batch: number;
   actFraction: number;

@@ -6,8 +6,7 @@
 import type { ModelConfig } from '../model/types.js';
 import { hostLayout, podMemoryResources, splitCache } from './allocation.js';
 import { modelProfile, type WeightDtype } from './model-profile.js';
-import { hardwareProfile } from './hardware.js';
-import { planNode, type Plan } from './plan.js';
+import type { Plan } from './plan.js';
 import { formatBytes } from './quantity.js';
 
 export type EngineDevice = 'cpu' | 'cuda';
@@ -184,79 +183,4 @@ function wholeCount(v: unknown): number | undefined {
 function checkCount(v: number | undefined, flag: string, max: number): void {
   if (v === undefined) return;
   if (!Number.isInteger(v) || v < 0 || v > max) throw new RangeError(`${flag} must be an integer between 0 and ${max}, got ${v}`);
-}
-
-/** The workload shape start-up planning assumes: 512 + 128 tokens, shortened to fit the window. */
-export function startWorkload(maxTotalTokens: number): { promptTokens: number; genTokens: number } {
-  const genTokens = Math.max(1, Math.min(128, Math.floor(maxTotalTokens / 5)));
-  return { genTokens, promptTokens: Math.max(1, Math.min(512, maxTotalTokens - genTokens)) };
-}
-
-/** Planning's placement for a cuda server started without a plan file, and what it was planned for. */
-export interface StartPlan {
-  plan?: Plan;
-  reason: string;
-}
-
-export interface ServerStartInput {
-  model: ModelConfig;
-  device: EngineDevice;
-  /** The GPU's product (nvidia.com/gpu.product or the device's name); '' when unknown. */
-  product: string;
-  /** The server's plan file, if any: it places, not this. */
-  plan?: object | null;
-  actFraction: number | 'auto';
-  /** --host-memory (default 64 GiB). */
-  hostMemoryBytes?: number;
-  gpuMemoryBytes?: number;
-  /** --max-batch: the most sequences a step may hold. */
-  maxBatch: number;
-  /** The window a sequence may fill (prompt + generated). */
-  maxTotalTokens: number;
-  blockTokens?: number;
-  weightDtype?: WeightDtype;
-  /** --resident-layers / --gpu-cache-blocks: forced, the rest planned around them. */
-  residentLayers?: number;
-  gpuKvBlocks?: number;
-  /** Pipeline stages (a resolved --gpus, --stages, --world-size): only a single GPU is planned here. */
-  gpus?: number | 'auto';
-  stages?: number;
-  worldSize?: number;
-}
-
-/**
- * The plan a single-GPU cuda server starts with when no plan file is given (issue 10: the server
- * uses the tiered plan, not only the operator): planNode for this GPU's product and memory cap, the
- * host memory, the batch cap, the fraction, the weight format and the start workload, with any forced
- * placement. The engine's workspace is laid out for the largest step the server may form: maxBatch
- * sequences of the longest prompt the window allows. `plan` is absent (the engine's own defaults
- * apply) on cpu, with a plan file, for a pipeline, for a product without a hardware profile, or when
- * planning fails; `reason` says which.
- */
-export function serverStartPlan(i: ServerStartInput): StartPlan {
-  if (i.device !== 'cuda' || i.plan) return { reason: i.plan ? 'the plan file places' : 'cpu' };
-  if (i.gpus === 'auto') return { reason: '--gpus auto is resolved before the start plan' };
-  if ((i.gpus ?? 1) > 1 || (i.stages ?? 1) > 1 || (i.worldSize ?? 1) > 1) return { reason: 'a pipeline: each stage places its own layers' };
-  const hardware = hardwareProfile(i.product);
-  if (!hardware) return { reason: `no hardware profile for '${i.product || 'this GPU'}': the engine's defaults` };
-  const window = Math.min(i.maxTotalTokens, i.model.maxPositions);
-  try {
-    const plan = planNode({
-      model: i.model,
-      hardware,
-      hostMemoryBytes: i.hostMemoryBytes ?? 64 * 2 ** 30,
-      gpuMemoryBytes: i.gpuMemoryBytes,
-      actFraction: i.actFraction,
-      ...startWorkload(window),
-      blockTokens: i.blockTokens ?? 16,
-      maxBatchCap: i.maxBatch,
-      weightDtype: i.weightDtype,
-      residentLayers: i.residentLayers,
-      gpuKvBlocks: i.gpuKvBlocks,
-      largestStep: { sequences: i.maxBatch, promptTokens: Math.max(1, window - 1), seqTokens: window },
-    });
-    return { plan, reason: `planning for ${hardware.product}` };
-  } catch (err) {
-    return { reason: `planning failed (${(err as Error).message}): the engine's defaults` };
-  }
 }

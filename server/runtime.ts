@@ -1,69 +1,44 @@
-// Model + engine + tokenizer for the server: loads the model spec (model/load.ts), decides the
-// ACT fraction and the pool sizes, opens the native engine, and adapts the tokenizer.
+// Model + engine + tokenizer for the server: loads the model spec (model/load.ts), gathers what the
+// start-up decisions need (the GPU's product, the free host memory), applies those decisions
+// (planning/server-start.ts: fraction, pools, GPU count, placement), opens the native engine, and
+// adapts the tokenizer.
 import { freemem } from 'node:os';
-import { cacheBytesPerTokenPerLayer, type ModelConfig } from '../model/types.js';
+import type { ModelConfig } from '../model/types.js';
 import { formatBytes } from '../planning/quantity.js';
 import { loadModel, openEngine, type LoadedModel } from '../model/load.js';
 import type { Tokenizer } from '../model/tokenizer.js';
 import type { NativeDevice, NativeEngine } from '../native/ts/addon-types.js';
 import { createEngine, toNativeConfig, visibleGpuCount } from '../native/ts/engine.js';
 import { presetConfig } from '../model/presets.js';
-import { chooseGpuCount, hardwareProfile, modelProfile, planNode, type WeightDtype } from '../planning/index.js';
-import { nodeStagePlanner, planPodStages } from '../planning/stage-plan.js';
+import { hardwareProfile, modelProfile } from '../planning/index.js';
 import {
-  cpuStartFraction,
-  engineElementBytes,
+  chooseFraction,
+  chooseGpus,
+  choosePools,
+  chooseTiers,
+  placementOf,
   serverStartPlan,
-  startPlacement,
-  startPools,
-  startWorkload,
-  type StartPlan,
-} from '../planning/start-plan.js';
-import type { PlanFile } from '../planning/plan-file.js';
+  type StartOptions,
+} from '../planning/server-start.js';
 import { planningMiniBatcher } from './scheduler/minibatch.js';
 import type { MiniBatcher } from './scheduler/policy.js';
 import type { ChatTurn, ServerTokenizer } from './request.js';
 import { startTokenizerThread, type TokenizerThread } from './tokenizer-thread.js';
 
-export interface RuntimeOptions {
+export interface RuntimeOptions extends StartOptions {
   model: string;
   device: NativeDevice;
-  actFraction: number | 'auto';
-  /**
-   * Host memory for weights + cache; without it the cache holds maxBatch × the window, capped to
-   * what fits in half the host's free memory (see choosePools).
-   */
-  hostMemoryBytes?: number;
-  /** Cap on the GPU memory the engine uses (cuda). */
-  gpuMemoryBytes?: number;
-  /** `--resident-layers` / `--gpu-cache-blocks`; the plan file's values win (planning/start-plan.ts startPlacement). */
-  residentLayers?: number;
-  gpuKvBlocks?: number;
-  /** `--mini-batch-tokens`: staged tokens per in-step mini-batch; the plan file's value wins. */
-  miniBatchTokens?: number;
-  /** The plan file's content at start: its pool sizes and fraction win. */
-  plan?: PlanFile | null;
-  maxBatch: number;
   /** Prompt + generated tokens per request; default (and at most) the model's window, maxPositions. */
   maxTotalTokens?: number;
-  blockTokens?: number;
   threads?: number;
   /** Called at each loading stage (the CLI draws a progress bar). */
   onProgress?: (p: LoadProgress) => void;
-  /** Free host memory in bytes (default os.freemem()); a parameter so tests can pin it. */
-  freeMemoryBytes?: number;
-  /** Layer weight format (issue 14); the host-memory split counts its bytes. */
-  weightDtype?: WeightDtype;
   /** Reuse the cache of prompt blocks shared with earlier requests (default true). */
   prefixCaching?: boolean;
-  /** Pipeline stages (issue 15): one per GPU on cuda, in-process stages on cpu (default 1); 'auto': chooseGpus. */
-  gpus?: number | 'auto';
   /** GPUs this process sees, for gpus 'auto' (default: the addon's count); a parameter so tests can pin it. */
   visibleGpus?: number;
-  stages?: number;
   /** Rank 0 of stages in several processes: the engine waits for the other ranks to join. */
   rank?: number;
-  worldSize?: number;
   leaderAddress?: string;
   pipelineToken?: string;
 }
@@ -73,9 +48,6 @@ export interface LoadProgress {
   steps: number;
   stage: string;
 }
-
-/** Share of the free host memory the default cache sizing may take (the rest: weights' copies, Node, the OS). */
-export const DEFAULT_CACHE_SHARE = 0.5;
 
 export interface Runtime {
   model: LoadedModel;
@@ -116,171 +88,6 @@ export function adaptTokenizer(t: Tokenizer, cfg: ModelConfig, thread?: Tokenize
     ...(CONCATENATIVE.has(t.kind) ? { decodeToken } : {}),
     encodeChat: (messages, options) => t.encodeChat(messages, options),
     ...(thread ? { encodeAsync: (text: string) => thread.encode(text), encodeChatAsync: (m: ChatTurn[]) => thread.encodeChat(m) } : {}),
-  };
-}
-
-/** The ACT fraction to start with and why (the start plan's when there is one: serverStartPlan). Pure. */
-export function chooseFraction(
-  o: Pick<RuntimeOptions, 'actFraction' | 'device' | 'plan' | 'hostMemoryBytes'>,
-  cfg: ModelConfig,
-  deviceName: string,
-  start?: StartPlan,
-): { fraction: number; reason: string } {
-  if (o.plan) return { fraction: o.plan.actFraction, reason: `from the plan file${o.plan.reason ? `: ${o.plan.reason}` : ''}` };
-  if (o.actFraction !== 'auto') return { fraction: o.actFraction, reason: 'set by --act-fraction' };
-  if (o.device === 'cpu') {
-    const cpu = cpuStartFraction();
-    return { fraction: cpu.fraction, reason: `auto: ${cpu.reason}` };
-  }
-  if (start?.plan) return { fraction: start.plan.actFraction, reason: `auto (${start.reason}): ${start.plan.reason}` };
-  const hw = hardwareProfile(deviceName);
-  if (!hw) return { fraction: 0, reason: `auto: no hardware profile for '${deviceName}', so 0 (pass --act-fraction or a plan file)` };
-  try {
-    const plan = planNode({ model: cfg, hardware: hw, hostMemoryBytes: o.hostMemoryBytes ?? 64 * 2 ** 30, actFraction: 'auto' });
-    return { fraction: plan.actFraction, reason: `auto (planning for ${hw.product}): ${plan.reason}` };
-  } catch (err) {
-    return { fraction: 0, reason: `auto: planning failed (${(err as Error).message}), so 0` };
-  }
-}
-
-/**
- * `--gpus auto` (issue 15): the planner's GPU count (planning/gpu-count.ts) among the visible GPUs,
- * from the same inputs as the start-up fraction (the product's hardware profile, --host-memory or
- * 64 GiB, --gpu-memory, --max-batch, the weight format). Pure; throws Error with a clear message
- * when there is nothing to plan with.
- */
-export function chooseGpus(
-  o: Pick<RuntimeOptions, 'hostMemoryBytes' | 'gpuMemoryBytes' | 'actFraction' | 'weightDtype' | 'maxBatch' | 'blockTokens' | 'plan'>,
-  cfg: ModelConfig,
-  product: string,
-  visible: number,
-  maxTotalTokens: number,
-): { gpus: number; reason: string } {
-  if (!(visible >= 1)) throw new Error('--gpus auto: no GPU is visible to this process');
-  if (visible === 1) return { gpus: 1, reason: 'auto: one GPU visible' };
-  const hardware = hardwareProfile(product);
-  if (!hardware) throw new Error(`--gpus auto: no hardware profile for '${product || 'this GPU'}' to plan with; pass --gpus N`);
-  const actFraction = o.plan ? o.plan.actFraction : o.actFraction;
-  const workload = startWorkload(Math.min(maxTotalTokens, cfg.maxPositions));
-  const choice = chooseGpuCount({
-    visible,
-    model: cfg,
-    hardware,
-    planFor: (stagesPerPod) =>
-      planPodStages({
-        model: cfg,
-        pods: 1,
-        stagesPerPod,
-        podHostMemoryBytes: o.hostMemoryBytes ?? 64 * 2 ** 30,
-        planStage: nodeStagePlanner({
-          hardware,
-          gpuMemoryBytes: o.gpuMemoryBytes,
-          actFraction,
-          ...workload,
-          blockTokens: o.plan?.blockTokens ?? o.blockTokens ?? 16,
-          maxBatchCap: o.maxBatch,
-          weightDtype: o.weightDtype,
-        }),
-      }),
-  });
-  return { gpus: choice.gpus, reason: `auto (planning for ${hardware.product}): ${choice.reason}` };
-}
-
-/** Pool sizes at start: the plan file's, else a split of the host-memory cache budget, else a token budget. */
-export function choosePools(
-  o: RuntimeOptions & { maxTotalTokens: number },
-  cfg: ModelConfig,
-  fraction: number,
-): { kvBlocks?: number; actBlocks?: number; blockTokens: number; tokenBudget: number; reason: string } {
-  const blockTokens = o.plan?.blockTokens ?? o.blockTokens ?? 16;
-  const wanted = o.maxBatch * o.maxTotalTokens;
-  if (o.plan?.kvBlocks !== undefined && o.plan.actBlocks !== undefined) {
-    return {
-      kvBlocks: o.plan.kvBlocks,
-      actBlocks: o.plan.actBlocks,
-      blockTokens,
-      tokenBudget: wanted,
-      reason: 'pool sizes from the plan file',
-    };
-  }
-  if (o.hostMemoryBytes !== undefined) {
-    // The same split the operator's CPU start plan uses (planning/start-plan.ts).
-    const { layout, split } = startPools({
-      model: cfg,
-      device: o.device,
-      hostMemoryBytes: o.hostMemoryBytes,
-      actFraction: fraction,
-      blockTokens,
-      seqTokens: Math.min(o.maxTotalTokens, cfg.maxPositions),
-      weightDtype: o.weightDtype,
-      // --host-memory is the weights and the cache; the process's own memory is not in it.
-      runtimeReserve: false,
-    });
-    return {
-      kvBlocks: split.kvBlocks,
-      actBlocks: split.actBlocks,
-      blockTokens,
-      tokenBudget: wanted,
-      reason: `host memory ${formatBytes(o.hostMemoryBytes)}: ${formatBytes(layout.cacheBytes)} of cache split at fraction ${fraction}`,
-    };
-  }
-  // Default: each pool holds maxBatch whole windows, unless that does not fit in a share of the
-  // free memory; then as many tokens as fit, and at least one whole request, else a clear error.
-  const elementBytes = engineElementBytes(o.device);
-  const perToken = cacheBytesPerTokenPerLayer(cfg, elementBytes);
-  const poolBytesPerToken = (perToken.kv + perToken.act) * cfg.numLayers;
-  const weightBytes = modelProfile(cfg, elementBytes).weightBytes;
-  const free = o.freeMemoryBytes ?? freemem();
-  const room = Math.max(0, free * DEFAULT_CACHE_SHARE - (o.device === 'cpu' ? weightBytes : 0));
-  const fits = Math.floor(room / poolBytesPerToken / blockTokens) * blockTokens - o.maxBatch * blockTokens;
-  const tokenBudget = Math.min(wanted, fits);
-  if (tokenBudget < o.maxTotalTokens) {
-    throw new RangeError(
-      `the default cache for one ${o.maxTotalTokens}-token request needs ${formatBytes(o.maxTotalTokens * poolBytesPerToken)} ` +
-        `but only ${formatBytes(room)} of the ${formatBytes(free)} free host memory is left for it; pass --host-memory SIZE, or lower --max-total-tokens`,
-    );
-  }
-  const capped =
-    tokenBudget < wanted ? `, capped from ${wanted} to fit ${DEFAULT_CACHE_SHARE * 100}% of the ${formatBytes(free)} free host memory` : '';
-  return {
-    blockTokens,
-    tokenBudget,
-    reason: `each pool holds ${tokenBudget} tokens (${formatBytes(tokenBudget * poolBytesPerToken)} of KV + ACT${capped})`,
-  };
-}
-
-/** The flags and the plan file's placement through startPlacement (planning/start-plan.ts). Pure. */
-export function placementOf(
-  o: Pick<RuntimeOptions, 'plan' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens' | 'device'>,
-  numLayers: number,
-  start?: StartPlan,
-) {
-  const flags = {
-    ...(o.residentLayers !== undefined ? { residentLayers: o.residentLayers } : {}),
-    ...(o.gpuKvBlocks !== undefined ? { gpuKvBlocks: o.gpuKvBlocks } : {}),
-    ...(o.miniBatchTokens !== undefined ? { miniBatchTokens: o.miniBatchTokens } : {}),
-  };
-  // A plan file's placement sizes a GPU (its GPU cache blocks are counted in that GPU's memory and that
-  // model's block size); the CPU engine takes only the flags for its emulated tier.
-  return startPlacement({ numLayers, flags, plan: o.device === 'cuda' ? o.plan : null, planned: start?.plan ?? null });
-}
-
-/**
- * What the engine is opened with for placement: resident layers and the GPU cache tier (placementOf;
- * the CPU backend takes the same and emulates the tier), and the --gpu-memory cap (cuda only).
- * Pure; throws RangeError naming a bad flag.
- */
-export function chooseTiers(
-  o: Pick<RuntimeOptions, 'device' | 'plan' | 'gpuMemoryBytes' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens'>,
-  numLayers = Number.MAX_SAFE_INTEGER,
-  start?: StartPlan,
-): { gpuKvBlocks?: number; residentLayers?: number; miniBatchTokens?: number; gpuMemoryBytes?: number } {
-  const p = placementOf(o, numLayers, start);
-  return {
-    ...(p.residentLayers !== undefined ? { residentLayers: p.residentLayers } : {}),
-    ...(p.gpuKvBlocks !== undefined ? { gpuKvBlocks: p.gpuKvBlocks } : {}),
-    ...(p.miniBatchTokens !== undefined ? { miniBatchTokens: p.miniBatchTokens } : {}),
-    ...(o.device === 'cuda' && o.gpuMemoryBytes !== undefined ? { gpuMemoryBytes: o.gpuMemoryBytes } : {}),
   };
 }
 
@@ -336,7 +143,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const gpus = auto ? auto.gpus : o.gpus === 'auto' ? undefined : o.gpus;
   const start = serverStartPlan({ ...o, gpus, model: model.config, product });
   const { fraction, reason } = chooseFraction(o, model.config, product, start);
-  const pools = choosePools(o, model.config, fraction);
+  const pools = choosePools({ ...o, freeMemoryBytes: o.freeMemoryBytes ?? freemem() }, model.config, fraction);
   const tiers = chooseTiers(o, model.config.numLayers, start);
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2, o.weightDtype).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });

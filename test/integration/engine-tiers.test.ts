@@ -3,7 +3,7 @@
 // backend against the CPU (skipped where addon.devices() lacks 'cuda').
 import { describe, expect, test } from '@jest/globals';
 import { loadAddon } from '../../native/ts/engine.js';
-import { chooseTiers } from '../../server/runtime.js';
+import { chooseTiers } from '../../planning/server-start.js';
 import { generate, greedy, presetEngine, relError } from './engine-helpers.js';
 
 const prompt = [5, 17, 99, 3, 250, 7, 41];

@@ -1,9 +1,8 @@
 // `serve --gpus auto` (issue 15): the server's own planning inputs through chooseGpuCount
-// (server/runtime.ts chooseGpus), pure; the visible count is a parameter here.
+// (planning/server-start.ts chooseGpus), pure; the visible count is a parameter here.
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
-import { startWorkload } from '../../planning/start-plan.js';
-import { chooseGpus } from '../../server/runtime.js';
+import { chooseGpus, startWorkload } from '../../planning/server-start.js';
 
 const GiB = 2 ** 30;
 const serverDefaults = { actFraction: 'auto' as const, maxBatch: 64 };

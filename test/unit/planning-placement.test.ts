@@ -4,7 +4,7 @@ import { describe, expect, test } from '@jest/globals';
 import { parseServeArgs } from '../../cli/serve.js';
 import { CliError } from '../../cli/errors.js';
 import { startPlacement } from '../../planning/start-plan.js';
-import { chooseTiers } from '../../server/runtime.js';
+import { chooseTiers } from '../../planning/server-start.js';
 
 describe('startPlacement', () => {
   test('flags apply when no plan file carries the field; the plan file wins per field', () => {

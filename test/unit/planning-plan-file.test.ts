@@ -5,7 +5,7 @@ import { describe, test, expect } from '@jest/globals';
 import { parsePlan, planFileOf, serializePlan, validatePlan } from '../../planning/plan-file.js';
 import { parsePlan as serverParsePlan } from '../../server/plan-file.js';
 import { cpuStartFraction, cpuStartPlan, engineElementBytes, startPools } from '../../planning/start-plan.js';
-import { choosePools, chooseTiers } from '../../server/runtime.js';
+import { choosePools, chooseTiers } from '../../planning/server-start.js';
 import { presetConfig } from '../../model/presets.js';
 import { planGroup } from '../../operator/desired/plan.js';
 import { groupNodes } from '../../operator/desired/node-groups.js';
@@ -74,11 +74,7 @@ describe('CPU start plan: one function for server and operator', () => {
     });
     expect(op.plan).toEqual(direct);
     expect(op.file.actFraction).toBe(0);
-    const server = choosePools(
-      { model: 'x', device: 'cpu', actFraction: 0, hostMemoryBytes: 16 * 2 ** 30, maxBatch: 64, maxTotalTokens: 512 },
-      cfg,
-      0,
-    );
+    const server = choosePools({ device: 'cpu', actFraction: 0, hostMemoryBytes: 16 * 2 ** 30, maxBatch: 64, maxTotalTokens: 512 }, cfg, 0);
     // A hand-started server's --host-memory is weights + cache (no runtime reserve): the same split
     // as the operator's, over the budget without the reserve.
     const { split } = startPools({

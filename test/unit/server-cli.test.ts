@@ -1,7 +1,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { parseServeArgs } from '../../cli/serve.js';
 import { CliError } from '../../cli/errors.js';
-import { chooseFraction } from '../../server/runtime.js';
+import { chooseFraction } from '../../planning/server-start.js';
 import { presetConfig } from '../../model/presets.js';
 
 describe('hybridserve serve options', () => {

@@ -11,7 +11,7 @@ import { ChatTemplateError } from '../../model/tokenizer.js';
 import { ApiError } from '../../server/errors.js';
 import { resolveLimits } from '../../server/options.js';
 import { chatToGeneration, completionToGeneration, type ServerTokenizer } from '../../server/request.js';
-import { choosePools } from '../../server/runtime.js';
+import { choosePools } from '../../planning/server-start.js';
 import { createServing, type Serving } from '../../server/serving.js';
 import { byteTokenizer, FakeEngine } from './server-fake-engine.js';
 

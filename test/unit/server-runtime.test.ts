@@ -4,8 +4,8 @@
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import { engineLayerBufferBytes, gpuKvBlockBytes, modelProfile } from '../../planning/index.js';
-import { serverStartPlan } from '../../planning/start-plan.js';
-import { chooseFraction, choosePools, chooseTiers, placementOf, type RuntimeOptions } from '../../server/runtime.js';
+import { chooseFraction, choosePools, chooseTiers, placementOf, serverStartPlan } from '../../planning/server-start.js';
+import type { RuntimeOptions } from '../../server/runtime.js';
 
 const cfg = presetConfig('opt-13b')!;
 const issue: RuntimeOptions & { maxTotalTokens: number } = {
