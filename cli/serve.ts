@@ -15,6 +15,7 @@ import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
 import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
 import { startProgress } from './progress.js';
 import { parsePlan, type PlanFile } from '../server/plan-file.js';
+import type { StartOptions } from '../planning/server-start.js';
 import { openRuntime } from '../server/runtime.js';
 import { chooseLanes, pipelineStagesOf } from '../server/scheduler/policy.js';
 import type { NativeEngineInfo } from '../native/ts/addon-types.js';
@@ -97,25 +98,24 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h' },
 } as const;
 
-export interface ServeConfig {
+/**
+ * The parsed command line. The start-up decisions' inputs (--act-fraction, --host-memory,
+ * --gpu-memory, --resident-layers, --gpu-cache-blocks, --mini-batch-tokens, --max-batch,
+ * --weight-dtype) have planning/server-start.ts's types.
+ */
+export interface ServeConfig extends Pick<
+  StartOptions,
+  'actFraction' | 'hostMemoryBytes' | 'gpuMemoryBytes' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens' | 'maxBatch' | 'weightDtype'
+> {
   model: string;
   host: string;
   port: number;
   device: 'cpu' | 'cuda';
-  actFraction: number | 'auto';
-  hostMemoryBytes?: number;
-  gpuMemoryBytes?: number;
-  /** --resident-layers / --gpu-cache-blocks / --mini-batch-tokens (planning/start-plan.ts startPlacement applies them). */
-  residentLayers?: number;
-  gpuKvBlocks?: number;
-  miniBatchTokens?: number;
   planFile?: string;
   apiKeyFile?: string;
-  maxBatch: number;
   /** --steps-in-flight (checked against the engine's maxStepsInFlight once it is open); default per pipeline stage. */
   stepsInFlight?: number;
   threads?: number;
-  weightDtype?: WeightDtype;
   prefixCaching: boolean;
   /** Pipeline stages (issue 15): --gpus / --stages, and rank / world size / leader address. */
   pipeline: PipelineConfig;
