@@ -7,8 +7,9 @@
 //   transfer  = [W_l + N_host·((1−a)·KV + a·ACT)] / B_h2d  +  b_host·((1−a)·KV + a·ACT) / B_d2h
 //               (W_l = layer bytes when the layer streams, 0 when resident; write-back counted
 //                serially with H2D because concurrent D2H slows H2D on real links)
-//   compute   = max(2·P_l·b / F, m·W_l / (HBM·e_w))       new-token GEMMs, m mini-batches each
-//               + max(4·qDim·N / F, N·KV / (HBM·e_a))     reading the layer's weights from HBM; attention
+//   compute   = max(2·P_l·b / F, m·S_l / (HBM·e_w))       new-token GEMMs, m mini-batches each
+//               + max(4·qDim·N / F, N·KV / (HBM·e_a))     reading the layer's fp16 slot (S_l) from HBM;
+//               + (W_l + S_l) / HBM for quantised weights  attention; the dequantisation into the slot
 //   recompute = a·N_host·4·h·kvDim / F                    K/V rebuilt from ACT
 //   layer     = (transfer^p + gpu^p)^(1/p), gpu = compute + recompute
 //               copies overlap GPU work (separate streams); the power mean is the larger of the two
