@@ -127,6 +127,29 @@ export async function cudaDeviceName(): Promise<string> {
   }
 }
 
+/** What chooseTiers gives the engine: resident layers, GPU cache blocks, mini-batch tokens, the GPU memory cap. */
+type Tiers = ReturnType<typeof chooseTiers>;
+
+/**
+ * Opens the engine with the planned placement; should that fail and a placement without the start
+ * plan be given (`unplanned`: what the flags and plan file alone say), once more with that and says
+ * why. The start plan counts on the card's memory (or the cap): on a GPU another process shares, its
+ * GPU cache tier may not be there to allocate; the server then starts as it would have without it.
+ */
+export async function openPlanned<E>(
+  open: (tiers: Tiers) => Promise<E>,
+  planned: Tiers,
+  unplanned: Tiers | undefined,
+): Promise<{ engine: E; tiers: Tiers; fellBack?: string }> {
+  try {
+    return { engine: await open(planned), tiers: planned };
+  } catch (err) {
+    if (!unplanned) throw err;
+    const why = err instanceof Error ? err.message : String(err);
+    return { engine: await open(unplanned), tiers: unplanned, fellBack: why };
+  }
+}
+
 export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const progress = opts.onProgress ?? (() => {});
   progress({ step: 0, steps: 2, stage: `reading ${opts.model}` });
@@ -144,27 +167,30 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const start = serverStartPlan({ ...o, gpus, model: model.config, product });
   const { fraction, reason } = chooseFraction(o, model.config, product, start);
   const pools = choosePools({ ...o, freeMemoryBytes: o.freeMemoryBytes ?? freemem() }, model.config, fraction);
-  const tiers = chooseTiers(o, model.config.numLayers, start);
+  const planned = chooseTiers(o, model.config.numLayers, start);
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2, o.weightDtype).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
-  const engine = await openEngine(model, {
-    device: o.device,
-    actFraction: fraction,
-    blockTokens: pools.blockTokens,
-    tokenBudget: pools.tokenBudget,
-    maxSequences: o.maxBatch,
-    kvBlocks: pools.kvBlocks,
-    actBlocks: pools.actBlocks,
-    threads: o.threads,
-    ...tiers,
-    weightDtype: o.weightDtype,
-    prefixCaching: o.prefixCaching ?? true,
-    ...(gpus !== undefined ? { gpus } : {}),
-    ...(o.stages !== undefined ? { stages: o.stages } : {}),
-    ...(o.worldSize !== undefined && o.worldSize > 1
-      ? { rank: o.rank ?? 0, worldSize: o.worldSize, leaderAddress: o.leaderAddress, pipelineToken: o.pipelineToken }
-      : {}),
-  });
+  const open = (tiers: Tiers) =>
+    openEngine(model, {
+      device: o.device,
+      actFraction: fraction,
+      blockTokens: pools.blockTokens,
+      tokenBudget: pools.tokenBudget,
+      maxSequences: o.maxBatch,
+      kvBlocks: pools.kvBlocks,
+      actBlocks: pools.actBlocks,
+      threads: o.threads,
+      ...tiers,
+      weightDtype: o.weightDtype,
+      prefixCaching: o.prefixCaching ?? true,
+      ...(gpus !== undefined ? { gpus } : {}),
+      ...(o.stages !== undefined ? { stages: o.stages } : {}),
+      ...(o.worldSize !== undefined && o.worldSize > 1
+        ? { rank: o.rank ?? 0, worldSize: o.worldSize, leaderAddress: o.leaderAddress, pipelineToken: o.pipelineToken }
+        : {}),
+    });
+  const opened = await openPlanned(open, planned, start.plan ? chooseTiers(o, model.config.numLayers) : undefined);
+  const { engine, tiers } = opened;
   let miniBatcher: MiniBatcher | undefined;
   const hbm = hardwareProfile(product)?.hbmBytes ?? hardwareProfile(engine.info().deviceName)?.hbmBytes;
   // With in-step mini-batches (a planned miniBatchTokens) the engine core splits each step itself and
@@ -186,8 +212,9 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
     fractionReason: reason,
     poolsReason: pools.reason,
     placementReason:
-      describePlacement(placementOf(o, model.config.numLayers, start), o.device) +
-      (o.device === 'cuda' && !o.plan && !start.plan ? `; not planned: ${start.reason}` : ''),
+      describePlacement(placementOf(o, model.config.numLayers, opened.fellBack ? undefined : start), o.device) +
+      (o.device === 'cuda' && !o.plan && !start.plan ? `; not planned: ${start.reason}` : '') +
+      (opened.fellBack ? `; the start plan's placement did not open (${opened.fellBack}), so without it` : ''),
     miniBatcher,
     ...(auto ? { gpusReason: auto.reason } : {}),
   };

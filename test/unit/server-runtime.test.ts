@@ -5,7 +5,7 @@ import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import { engineLayerBufferBytes, gpuKvBlockBytes, modelProfile } from '../../planning/index.js';
 import { chooseFraction, choosePools, chooseTiers, placementOf, serverStartPlan } from '../../planning/server-start.js';
-import type { RuntimeOptions } from '../../server/runtime.js';
+import { openPlanned, type RuntimeOptions } from '../../server/runtime.js';
 
 const cfg = presetConfig('opt-13b')!;
 const issue: RuntimeOptions & { maxTotalTokens: number } = {
@@ -86,5 +86,25 @@ describe('server runtime: the start plan places a cuda server without a plan fil
     expect(unknown.plan).toBeUndefined();
     expect(unknown.reason).toMatch(/no hardware profile for 'Some GPU'/);
     expect(chooseTiers(serve, cfg.numLayers, unknown)).toEqual({});
+  });
+});
+
+describe('server runtime: opening with the start plan', () => {
+  test('the planned placement opens; if it cannot, the unplanned one does and the reason is kept', async () => {
+    const planned = { residentLayers: 40, gpuKvBlocks: 8000, miniBatchTokens: 8704 };
+    const unplanned = {};
+    const opened: object[] = [];
+    const ok = await openPlanned(async (t) => (opened.push(t), 'engine'), planned, unplanned);
+    expect(ok).toEqual({ engine: 'engine', tiers: planned });
+    const failing = async (t: object) => {
+      opened.push(t);
+      if (t === planned) throw new Error('cannot start the engine: cuda backend: out of GPU memory');
+      return 'engine';
+    };
+    const fell = await openPlanned(failing, planned, unplanned);
+    expect(fell.tiers).toBe(unplanned);
+    expect(fell.fellBack).toMatch(/out of GPU memory/);
+    // No start plan (flags or a plan file placed it): the error is the caller's, unchanged.
+    await expect(openPlanned(failing, planned, undefined)).rejects.toThrow(/out of GPU memory/);
   });
 });
