@@ -41,8 +41,8 @@ export interface GpuLayout {
   /** Cached tokens one mini-batch may hold (cacheBufferBytes / (2·(KV + ACT))). */
   miniBatchTokens: number;
   /**
-   * The engine's step workspace for the planned run (engine-workspace.ts), inside cacheBufferBytes'
-   * place in usedBytes; absent for gpuLayout's batch-independent layout.
+   * The engine's step workspace for the planned run (engine-workspace.ts), counted in usedBytes (it
+   * holds the cacheBufferBytes of staging); absent for gpuLayout's batch-independent layout.
    */
   workspaceBytes?: number;
   /** Sum of the parts; ≤ budgetBytes. */
@@ -68,7 +68,7 @@ export const GEMM_WEIGHT_READ_EFFICIENCY = 0.49;
 /**
  * How sharply a layer's time goes from "GPU work and copies overlap" to "the larger one bounds it"
  * (the power mean's exponent in the layer time above). Fitted: 24 GiB steps with GPU work at 0.78
- * and at 0.94 of the copies took 1.00× and 1.09× the copies' time.
+ * and at 0.94 of the copies took 1.01× and 1.10× the copies' time.
  */
 export const OVERLAP_SHARPNESS = 8;
 /**
@@ -107,11 +107,6 @@ export function gpuReserveBytes(budgetBytes: number): number {
   return Math.max(GiB, 0.03 * budgetBytes);
 }
 
-/** GPU bytes of the engine's layer slots (engine-workspace.ts engineLayerBufferBytes). */
-export function layerBuffers(mp: ModelProfile, streams: boolean): number {
-  return engineLayerBufferBytes(mp, streams);
-}
-
 /**
  * Lays out the GPU budget: fixed reserve and head first, then as many resident layers as fit next to
  * the cache working buffers for at least max(seqTokens, MIN_MINIBATCH_TOKENS) tokens; what is left
@@ -129,11 +124,11 @@ export function gpuLayout(mp: ModelProfile, gpuBudgetBytes: number, seqTokens: n
 
   let residentLayers: number;
   let buffers: number;
-  if (fixed + L * mp.layerBytes + layerBuffers(mp, false) + minCache <= gpuBudgetBytes) {
+  if (fixed + L * mp.layerBytes + engineLayerBufferBytes(mp, false) + minCache <= gpuBudgetBytes) {
     residentLayers = L;
-    buffers = layerBuffers(mp, false);
+    buffers = engineLayerBufferBytes(mp, false);
   } else {
-    buffers = layerBuffers(mp, true);
+    buffers = engineLayerBufferBytes(mp, true);
     const avail = gpuBudgetBytes - fixed - buffers - minCache;
     if (avail < 0) {
       throw new PlanError(

@@ -12,7 +12,7 @@ export const ENGINE_LAYER_SLOTS = 3;
 const ENGINE_STAGING_SETS = 3;
 /** Rows of the FFN scratch (kFfnChunkRows): a large prefill runs its FFN in chunks of this many rows. */
 const FFN_CHUNK_ROWS = 8192;
-/** Sequences with more new tokens than this use GEMM attention with score buffers (kGemmAttentionMinTokens). */
+/** Sequences with at least this many new tokens use GEMM attention with score buffers (kGemmAttentionMinTokens). */
 const GEMM_ATTENTION_MIN_TOKENS = 17;
 
 /**

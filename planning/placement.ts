@@ -16,14 +16,13 @@ import {
   fmtGiB,
   gpuLayout,
   gpuReserveBytes,
-  layerBuffers,
   predict,
   type GpuLayout,
   type Prediction,
   type WorkloadShape,
 } from './cost-model.js';
 import { capacitySequences } from './allocation.js';
-import { engineWorkspaceBytes } from './engine-workspace.js';
+import { engineLayerBufferBytes, engineWorkspaceBytes } from './engine-workspace.js';
 import type { LargestStep } from './plan.js';
 import { grid } from './solver.js';
 
@@ -54,7 +53,7 @@ export function tieredLayout(mp: ModelProfile, budgetBytes: number, run: RunShap
   if (!(Number.isInteger(residentLayers) && residentLayers >= 0 && residentLayers <= L)) return undefined;
   const seqTokens = run.promptTokens + run.genTokens;
   const reserveBytes = gpuReserveBytes(budgetBytes);
-  const layerBufferBytes = layerBuffers(mp, residentLayers < L);
+  const layerBufferBytes = engineLayerBufferBytes(mp, residentLayers < L);
   const miniBatchTokens = run.miniBatchTokens ?? Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
   const workspaceBytes = engineWorkspaceBytes(mp, {
     batch: Math.max(1, Math.ceil(run.batch), run.largestStep?.sequences ?? 0),

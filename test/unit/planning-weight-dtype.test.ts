@@ -1,7 +1,8 @@
 // Issue 14: planning counts the layer GEMM weights in their format and nothing else.
 import { describe, expect, test } from '@jest/globals';
 import { PlanError, modelProfile, parseWeightDtype, weightElementBytes } from '../../planning/index.js';
-import { gpuLayout, layerBuffers } from '../../planning/cost-model.js';
+import { gpuLayout } from '../../planning/cost-model.js';
+import { engineLayerBufferBytes as layerBuffers } from '../../planning/engine-workspace.js';
 import { parseModelSpec } from '../../model/spec.js';
 import type { ModelConfig } from '../../model/types.js';
 
