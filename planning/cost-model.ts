@@ -60,11 +60,12 @@ export interface GpuLayout {
 export const ATTENTION_HBM_EFFICIENCY = 0.9;
 /**
  * Share of the HBM rate at which a decode step's small GEMMs (a mini-batch's few rows against a
- * layer) read the layer's weights, kernel launches included: each extra mini-batch added 12 ms to
- * the compute phase of an OPT-13B step on the H200 (70 ms at 4 mini-batches, 130 ms at 9), the
- * time to read 40 layers of 629 MB at 0.49 of 4.29 TB/s.
+ * layer) read the layer's weights, kernel launches included. H200, OPT-13B, batch 128: the four
+ * GEMMs of a layer took 0.235 ms alone (0.62 of 4.29 TB/s, hs_prefill_parts_bench), and each extra
+ * mini-batch added 12 ms to the compute phase of a 24 GiB step (0.49); 0.56 puts the resident step
+ * (24.8 ms) and the 4-, 8- and 9-mini-batch 24 GiB steps within ±3.5%.
  */
-export const GEMM_WEIGHT_READ_EFFICIENCY = 0.49;
+export const GEMM_WEIGHT_READ_EFFICIENCY = 0.56;
 /**
  * How sharply a layer's time goes from "GPU work and copies overlap" to "the larger one bounds it"
  * (the power mean's exponent in the layer time above). Fitted: 24 GiB steps with GPU work at 0.78
@@ -73,16 +74,18 @@ export const GEMM_WEIGHT_READ_EFFICIENCY = 0.49;
 export const OVERLAP_SHARPNESS = 8;
 /**
  * Host work per sequence per step outside the GPU's critical path estimate (block-table layouts,
- * metadata upload, the logits copy): 4.8 ms for 128 sequences on the H200 host (decode forward
- * 31.2 ms against 26.4 ms of GPU work).
+ * metadata upload, the tokens' copy): 0.3 ms for 128 sequences on the H200 host (decode forward
+ * 24.8 ms against 24.5 ms of GPU work), since greedy steps pick their tokens on the GPU; it was
+ * 4.8 ms while 25.7 MB of logits crossed to the host every step.
  */
-export const HOST_SECONDS_PER_SEQUENCE = 37e-6;
+export const HOST_SECONDS_PER_SEQUENCE = 2.5e-6;
 /**
  * Share of the GEMM rate a prefill reaches over a layer (its GEMMs, causal attention through score
- * buffers, norms and the cache write): OPT-13B, 128 prompts of 512 tokens, took 3.3 s with every
- * layer resident on the H200 against 2.4 s of GEMM work at the table's rate.
+ * buffers, norms and the cache write): OPT-13B, 128 prompts of 512 tokens, took 2.98 s with every
+ * layer resident and 3.31 s with every layer streamed on the H200, against 2.4 s of GEMM work at
+ * the table's rate; 0.76 predicts 3.13 s for both (±5%).
  */
-export const PREFILL_EFFICIENCY = 0.72;
+export const PREFILL_EFFICIENCY = 0.76;
 
 /**
  * Time of a layer whose copies (`transfer`) overlap its GPU work (`gpu`): their power mean with

@@ -32,6 +32,8 @@
 #             SWEEP_RESIDENT, SWEEP_GPU_BLOCKS, SWEEP_MINI_BATCHES, SWEEP_ACT run the planner's choice
 #   minibatch bench:engine all on host with 1 and 4 in-step mini-batches (--mini-batch-tokens; needs node)
 #   profile_prefill  issue 10: the resident OPT-13B prefill under nsys (kernel time summary, CSV)
+#   prefill_parts  issue 10: each operation of one OPT-13B prefill layer (128 x 512) timed on its own with
+#             random data, next to its variants (hs_prefill_parts_bench; JSON lines in prefill-parts.jsonl)
 #   serve_planned  issue 10: serve with no placement flags (the start plan), whole GPU and 24 GiB, 128 x 512/32
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
 #             then int4 weights in one process (ACT fraction auto, solved with each format's layer
@@ -570,6 +572,12 @@ stage_profile_prefill() {
     # shellcheck disable=SC2086
     $B/hs_cuda_bench $args 2>&1 | tee "$OUT/prefill-bench.log" | tail -3
   fi
+}
+
+stage_prefill_parts() {
+  nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_prefill_parts_bench native/test/cuda/prefill_parts_bench.cu \
+    $B/libhs_cuda.a $B/libhs_core.a -lcublas >"$OUT/prefill-parts-build.log" 2>&1 || { tail -30 "$OUT/prefill-parts-build.log"; return 1; }
+  $B/hs_prefill_parts_bench ${PARTS_ARGS:-} 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/prefill-parts.jsonl"
 }
 
 # ---- NUMA placement (issue 15) ----------------------------------------------------------------------------

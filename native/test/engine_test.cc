@@ -139,6 +139,66 @@ HS_TEST(sampling_depends_only_on_own_seed) {
   HS_CHECK(greedy.tokens != alone.tokens);
 }
 
+namespace {
+// The CPU backend, counting which entry point the core used.
+class CountingBackend : public Backend {
+ public:
+  explicit CountingBackend(std::unique_ptr<Backend> inner) : inner_(std::move(inner)) {}
+  void Forward(const BatchPlan& plan, float* logits, StepCounters& c) override {
+    ++forward;
+    inner_->Forward(plan, logits, c);
+  }
+  void ForwardGreedy(const BatchPlan& plan, int vocab, int32_t* tokens, std::vector<float>& scratch,
+                     StepCounters& c) override {
+    ++greedy;
+    inner_->ForwardGreedy(plan, vocab, tokens, scratch, c);
+  }
+  BackendInfo Info() const override { return inner_->Info(); }
+  int forward = 0, greedy = 0;
+
+ private:
+  std::unique_ptr<Backend> inner_;
+};
+}  // namespace
+
+// A step whose sequences are all plain greedy and that asks for no logits goes through
+// ForwardGreedy (where a GPU backend picks the tokens on the device); any logprobs, logit
+// processing, temperature or a logits request keeps the logits path. Tokens agree either way.
+HS_TEST(greedy_steps_let_the_backend_pick) {
+  const auto cfg = test::TinyOpt();
+  auto plain = test::MakeCpuEngine(cfg, 64, 64, 0.5);
+  EngineParts parts;
+  WeightSource src;
+  src.synthetic = true;
+  src.seed = 7;  // MakeCpuEngine's
+  PoolConfig pc;
+  pc.block_tokens = 4;
+  pc.kv_blocks = pc.act_blocks = 64;
+  parts.weights = std::make_unique<HostWeights>(cfg, src, DType::F32);
+  parts.pools = std::make_unique<CachePools>(cfg, pc);
+  auto owned =
+      std::make_unique<CountingBackend>(std::make_unique<cpu::CpuBackend>(cfg, *parts.weights, *parts.pools, 2));
+  CountingBackend* counting = owned.get();
+  parts.backend = std::move(owned);
+  auto e = std::make_unique<Engine>(cfg, std::move(parts), 0.5);
+  const auto p = test::Prompt(6, 3, cfg.vocab_size);
+  const int64_t a = e->AddSequence(p.data(), 6, {}), a2 = plain->AddSequence(p.data(), 6, {});
+  for (int s = 0; s < 4; ++s) HS_CHECK(e->Step({a}).tokens == plain->Step({a2}, true).tokens);
+  HS_CHECK_EQ(counting->greedy, 4);
+  HS_CHECK_EQ(counting->forward, 0);
+  e->Step({a}, true);  // logits asked
+  SequenceOptions lp;
+  lp.sampling.logprobs = 0;
+  const int64_t b = e->AddSequence(p.data(), 6, lp);
+  e->Step({a, b});  // one sequence wants logprobs
+  SequenceOptions biased;
+  biased.sampling.logit_bias = {{1, 0.5f}};
+  const int64_t c = e->AddSequence(p.data(), 6, biased);
+  e->Step({c});
+  HS_CHECK_EQ(counting->greedy, 4);
+  HS_CHECK_EQ(counting->forward, 3);
+}
+
 HS_TEST(out_of_blocks_is_a_status_not_a_crash) {
   const auto cfg = test::TinyOpt();
   auto e = test::MakeCpuEngine(cfg, 2, 1, 0.5, 4);

@@ -35,6 +35,29 @@ HS_TEST(sampler_greedy_and_ties) {
   HS_CHECK_EQ(ArgMax(tie, 3), 1);
 }
 
+// ArgMax runs two passes over lanes of 16: against the one-pass scan over rows of every length
+// around the lane width, with ties, infinities and NaNs anywhere (a NaN first logit gives 0).
+HS_TEST(argmax_matches_the_one_pass_scan) {
+  auto scan = [](const std::vector<float>& v) {
+    int best = 0;
+    for (int i = 1; i < (int)v.size(); ++i)
+      if (v[i] > v[best]) best = i;
+    return best;
+  };
+  Rng rng(11);
+  for (int n = 1; n <= 70; ++n)
+    for (int trial = 0; trial < 40; ++trial) {
+      std::vector<float> v(n);
+      for (float& x : v) x = (float)(int)(rng.Uniform() * 6) - 3.f;  // few values: many ties
+      const int k = (int)(rng.Uniform() * n);
+      if (trial % 5 == 1) v[k] = INFINITY;
+      if (trial % 5 == 2) v[k] = -INFINITY;
+      if (trial % 5 == 3) v[k] = NAN;
+      if (trial % 5 == 4) v[0] = NAN;
+      HS_CHECK_EQ(ArgMax(v.data(), n), scan(v));
+    }
+}
+
 HS_TEST(sampler_temperature_matches_softmax) {
   SamplingParams p;
   p.temperature = 0.7f;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "core/cache_pools.h"
+#include "core/sampler.h"
 #include "core/types.h"
 #include "core/weights.h"
 
@@ -51,6 +52,19 @@ class Backend {
   //    phase times (transfer/compute/recompute/idle_seconds) and recomputed_tokens.
   // test/integration/engine-contract.test.ts checks the token counts on every device.
   virtual void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) = 0;
+  // A greedy step (every sequence SamplingParams::plain_greedy, no logits asked): like Forward, but
+  // only each sequence's ArgMax token (core/sampler.h's: lowest index on ties) goes to tokens[i].
+  // This default runs Forward into `scratch` (grown to seqs × vocab) and picks on the host; a
+  // backend whose logits live in device memory overrides it, so that one int per sequence crosses
+  // to the host instead of a row of vocabulary logits.
+  virtual void ForwardGreedy(const BatchPlan& plan, int vocab, int32_t* tokens, std::vector<float>& scratch,
+                             StepCounters& counters) {
+    const size_t need = plan.seqs.size() * static_cast<size_t>(vocab);
+    if (scratch.size() < need) scratch.resize(need);
+    Forward(plan, scratch.data(), counters);
+    for (size_t i = 0; i < plan.seqs.size(); ++i)
+      tokens[i] = ArgMax(scratch.data() + i * static_cast<size_t>(vocab), vocab);
+  }
   virtual BackendInfo Info() const = 0;
   // True when Forward may be called from several threads at once, for steps on disjoint sequences
   // (pipeline/pipeline_backend.h); otherwise the engine core runs one Forward at a time.

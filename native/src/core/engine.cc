@@ -307,16 +307,21 @@ void Engine::PrepareStep(const int64_t* ids, int n, bool want_logits, int slot) 
 void Engine::RunStep(int slot) {
   Job& j = jobs_.at(slot);
   const auto t0 = std::chrono::steady_clock::now();
+  // Greedy steps (the throughput benchmarks' and most batch jobs') let the backend pick the tokens
+  // where the logits are: on a GPU, one int per sequence crosses to the host instead of a row of
+  // logits, and the host scans nothing.
+  bool greedy = !j.want_logits;
+  for (const Sequence* s : j.run) greedy = greedy && s->sampling.plain_greedy();
   if (!j.run.empty()) {
     Backend& b = *parts_.backend;
-    if (b.concurrent_forward()) {
+    std::unique_lock<std::mutex> one_at_a_time(forward_mu_, std::defer_lock);
+    if (!b.concurrent_forward()) one_at_a_time.lock();
+    if (greedy)
+      b.ForwardGreedy(j.plan, cfg_.vocab_size, j.sampled.data(), j.logits, j.counters);
+    else
       b.Forward(j.plan, j.logits.data(), j.counters);
-    } else {
-      std::lock_guard<std::mutex> one_at_a_time(forward_mu_);
-      b.Forward(j.plan, j.logits.data(), j.counters);
-    }
   }
-  for (size_t r = 0; r < j.run.size(); ++r) {
+  for (size_t r = 0; r < j.run.size() && !greedy; ++r) {
     Sequence& s = *j.run[r];
     const float* row = j.logits.data() + r * cfg_.vocab_size;
     const SeqTokens seq{s.tokens.data(), s.length(), s.prompt_len};

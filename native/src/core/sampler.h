@@ -26,6 +26,10 @@ struct SamplingParams {
   std::vector<std::pair<int32_t, float>> logit_bias;  // added to the logit of each token id
   int logprobs = -1;                                  // -1: none; 0: the sampled token's only; N: also the top N
 
+  // Greedy on the raw logits, no logprobs: the ArgMax of the row is all there is to sampling, so a
+  // backend may pick it where the logits are (Backend::ForwardGreedy).
+  bool plain_greedy() const { return temperature <= 0.f && !processes_logits() && logprobs < 0; }
+
   bool processes_logits() const {
     return presence_penalty != 0.f || frequency_penalty != 0.f || repetition_penalty != 1.f || min_tokens > 0 ||
            !logit_bias.empty();

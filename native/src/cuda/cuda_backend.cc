@@ -105,6 +105,10 @@ class CudaBackend : public Backend {
   void Forward(const BatchPlan& plan, float* logits, StepCounters& counters) override {
     engine_.Forward(plan, logits, counters);
   }
+  void ForwardGreedy(const BatchPlan& plan, int, int32_t* tokens, std::vector<float>&,
+                     StepCounters& counters) override {
+    engine_.ForwardGreedy(plan, tokens, counters);
+  }
   BackendInfo Info() const override { return BackendInfo{"cuda", engine_.device_name()}; }
 
  private:

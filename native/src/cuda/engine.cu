@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "cuda/add_bias.cuh"
+#include "cuda/argmax_rows.cuh"
 #include "cuda/batch_layout.h"
 #include "cuda/bias_relu.cuh"
 #include "cuda/causal_softmax.cuh"
@@ -242,11 +243,13 @@ struct CudaEngine::Impl {
   std::vector<Interval> ivs;
 
   Buf h_all, pages[kSets], act_stage[kSets], xset[kSets], qkv, attn, x2, rkv, ffn_buf, scores, probs, kg, vg, last_h,
-      last_x, logits_d, meta_i, meta_l;
+      last_x, logits_d, tokens_d, meta_i, meta_l;
   // The logits' host side: pinned and kept across steps, so the copy runs at link rate and no step
   // pays for a fresh 25 MB allocation and its page faults (OPT-13B at batch 128).
   float* logits_h = nullptr;
   size_t logits_h_floats = 0;
+  int* tokens_h = nullptr;  // pinned: a greedy step's tokens (one int per sequence)
+  size_t tokens_h_count = 0;
 
   // ---- memory ------------------------------------------------------------------------------------
   void* Alloc(size_t bytes) {
@@ -394,13 +397,14 @@ struct CudaEngine::Impl {
   ~Impl() {
     if (s_x) cudaDeviceSynchronize();
     for (Buf* b : {&h_all, &qkv, &attn, &x2, &rkv, &ffn_buf, &scores, &probs, &kg, &vg, &last_h, &last_x, &logits_d,
-                   &meta_i, &meta_l})
+                   &tokens_d, &meta_i, &meta_l})
       if (b->p) cudaFree(b->p);
     for (int s = 0; s < kSets; ++s)
       for (Buf* b : {&pages[s], &act_stage[s], &xset[s]})
         if (b->p) cudaFree(b->p);
     for (void* p : device_allocs) cudaFree(p);
     if (logits_h) cudaFreeHost(logits_h);
+    if (tokens_h) cudaFreeHost(tokens_h);
     for (void* p : registered) cudaHostUnregister(p);
     for (cudaEvent_t e : tev) cudaEventDestroy(e);
     for (int i = 0; i < kSlots; ++i)
@@ -655,6 +659,7 @@ struct CudaEngine::Impl {
     Ensure(last_h, nseq * h * 4);
     Ensure(last_x, nseq * h * 2);
     Ensure(logits_d, nseq * static_cast<size_t>(cfg.vocab_size) * 4);
+    Ensure(tokens_d, nseq * 4);
     Ensure(meta_i, ni * 4);
     Ensure(meta_l, std::max<size_t>(nl, 1) * 8);
   }
@@ -703,8 +708,9 @@ struct CudaEngine::Impl {
   }
 
   // Embedding, the zig-zag over (layer, mini-batch) items with triple-buffered weights and cache, and
-  // the logits of each sequence's last token; returns when the step's work has finished on the GPU.
-  void RunPipeline(const std::vector<MiniBatchLayout>& lay, const std::vector<MbDev>& dev, size_t nseq,
+  // the logits of each sequence's last token (and, for a greedy step, its ArgMax token); returns
+  // when the step's work has finished on the GPU.
+  void RunPipeline(const std::vector<MiniBatchLayout>& lay, const std::vector<MbDev>& dev, size_t nseq, bool greedy,
                    StepCounters& ctr) {
     if (opt.embed) {  // a later pipeline stage received h_all instead
       cudaEvent_t a = Mark(s_x);
@@ -746,6 +752,8 @@ struct CudaEngine::Impl {
                  llama, s_x);
       Linear(blas, static_cast<int>(nseq), cfg.vocab_size, h, last_x.as<__half>(), h, lm_head_d, h, logits_d.p, true,
              cfg.vocab_size);
+      if (greedy)
+        LaunchArgMaxRows(logits_d.as<float>(), static_cast<int>(nseq), cfg.vocab_size, tokens_d.as<int>(), s_x);
       ivs.push_back({a, Mark(s_x), kCompute});
     }
     HS_CUDA_CHECK(cudaEventRecord(ev_join[0], s_st));
@@ -778,6 +786,22 @@ struct CudaEngine::Impl {
       }
   }
 
+  // A greedy step's tokens back to the host (one int per sequence), in BatchPlan order.
+  void CopyTokens(const std::vector<MiniBatchLayout>& lay, size_t nseq, int32_t* tokens) {
+    if (tokens_h_count < nseq) {
+      if (tokens_h) HS_CUDA_CHECK(cudaFreeHost(tokens_h));
+      tokens_h = nullptr;
+      tokens_h_count = 0;
+      HS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&tokens_h), nseq * 4));
+      tokens_h_count = nseq;
+    }
+    HS_CUDA_CHECK(cudaMemcpyAsync(tokens_h, tokens_d.p, nseq * 4, cudaMemcpyDeviceToHost, s_x));
+    HS_CUDA_CHECK(cudaStreamSynchronize(s_x));
+    size_t off = 0;
+    for (const auto& mb : lay)
+      for (int pi : mb.last_plan_index) tokens[pi] = tokens_h[off++];
+  }
+
   // Phase times from the step's events (ms relative to the step start) and the token counts.
   void AccountPhases(const std::vector<MiniBatchLayout>& lay, StepCounters& ctr) {
     std::vector<std::pair<double, double>> by[3], busy;
@@ -801,7 +825,8 @@ struct CudaEngine::Impl {
       for (const auto& mb : lay) ctr.recomputed_tokens += mb.recomputed_tokens;
   }
 
-  void Forward(const BatchPlan& plan, float* logits, StepCounters& ctr) {
+  // Writes logits (when non-null) or, for a greedy step, each sequence's ArgMax token into `tokens`.
+  void Forward(const BatchPlan& plan, float* logits, int32_t* tokens, StepCounters& ctr) {
     const auto t_start = std::chrono::steady_clock::now();
     if (plan.seqs.empty()) return;
     HS_CUDA_CHECK(cudaSetDevice(opt.device));
@@ -829,7 +854,9 @@ struct CudaEngine::Impl {
     if (!hi.empty()) HS_CUDA_CHECK(cudaMemcpyAsync(meta_i.p, hi.data(), hi.size() * 4, cudaMemcpyHostToDevice, s_x));
     if (!hl.empty()) HS_CUDA_CHECK(cudaMemcpyAsync(meta_l.p, hl.data(), hl.size() * 8, cudaMemcpyHostToDevice, s_x));
 
-    RunPipeline(lay, dev, plan.seqs.size(), ctr);
+    const bool greedy = tokens && opt.head;
+    RunPipeline(lay, dev, plan.seqs.size(), greedy, ctr);
+    if (greedy) CopyTokens(lay, plan.seqs.size(), tokens);
     if (logits && opt.head) CopyLogits(lay, plan.seqs.size(), logits);
     AccountPhases(lay, ctr);
 
@@ -848,9 +875,18 @@ CudaEngine::~CudaEngine() = default;
 
 void CudaEngine::Forward(const BatchPlan& plan, float* logits, StepCounters& counters) {
   try {
-    impl_->Forward(plan, logits, counters);
+    impl_->Forward(plan, logits, nullptr, counters);
   } catch (...) {
     cudaDeviceSynchronize();  // leave no copy or kernel running into buffers the caller may free
+    throw;
+  }
+}
+
+void CudaEngine::ForwardGreedy(const BatchPlan& plan, int32_t* tokens, StepCounters& counters) {
+  try {
+    impl_->Forward(plan, nullptr, tokens, counters);
+  } catch (...) {
+    cudaDeviceSynchronize();
     throw;
   }
 }

@@ -39,6 +39,8 @@ class CudaEngine {
 
   // See Backend::Forward. Logits of each sequence's last new token go to logits[i * vocab].
   void Forward(const BatchPlan& plan, float* logits, StepCounters& counters);
+  // See Backend::ForwardGreedy: the ArgMax runs on the GPU and only the tokens come back.
+  void ForwardGreedy(const BatchPlan& plan, int32_t* tokens, StepCounters& counters);
 
   // The hidden state [rows, hidden] (fp32, device memory, rows in the step's mini-batch layout
   // order, the same on every stage for the same plan), grown to hold `rows`; and the stream the

@@ -6,28 +6,16 @@
 namespace hs::cuda {
 namespace {
 
+// One block per row. Q is finished in place and K/V written to the row's page slot by the same
+// helpers as recompute_post (kv_row.cuh), which take 16-byte accesses where the row allows.
 __global__ void qkv_post_kernel(__half* qkv, int ld, int q_dim, int head_dim, const __half* bqkv, const int* pos,
                                 const int* page, const int* slot, PageGeom geom, bool rope, float theta) {
   const int r = blockIdx.x;
   const int kv_dim = geom.kv_dim;
   __half* row = qkv + static_cast<size_t>(r) * ld;
   const int p = pos[r];
-  // Q in place.
-  if (rope) {
-    const int half_dim = head_dim / 2;
-    for (int t = threadIdx.x; t < q_dim / 2; t += blockDim.x) {
-      const int head = t / half_dim, i = t % half_dim;
-      const int a = head * head_dim + i, b = a + half_dim;
-      float x1 = __half2float(row[a]) + (bqkv ? __half2float(bqkv[a]) : 0.f);
-      float x2 = __half2float(row[b]) + (bqkv ? __half2float(bqkv[b]) : 0.f);
-      dev::RopePair(x1, x2, i, head_dim, p, theta);
-      row[a] = __float2half(x1);
-      row[b] = __float2half(x2);
-    }
-  } else if (bqkv) {
-    for (int c = threadIdx.x; c < q_dim; c += blockDim.x)
-      row[c] = __float2half(__half2float(row[c]) + __half2float(bqkv[c]));
-  }
+  // Q in place; with neither bias nor RoPE it stays as the GEMM wrote it.
+  if (rope || bqkv) dev::BiasRopeRow(row, bqkv, row, q_dim, head_dim, rope, p, theta);
   __half* base = geom.page_ptr(page[r]);
   __half* k_out = base + static_cast<size_t>(slot[r]) * kv_dim;
   __half* v_out = k_out + static_cast<size_t>(geom.block_tokens) * kv_dim;

@@ -49,7 +49,6 @@
 #include <cuda_profiler_api.h>
 
 #include "core/cache_pools.h"
-#include "core/sampler.h"
 #include "core/weights.h"
 #include "cuda/cuda_backend.h"
 #ifdef HS_WITH_NCCL
@@ -128,9 +127,10 @@ struct Run {
 struct Group {
   std::vector<std::vector<BlockRef>> tables;
   std::vector<std::vector<int32_t>> toks;
-  std::vector<float> logits;
+  std::vector<float> logits;  // scratch for backends that pick greedy tokens on the host
+  std::vector<int32_t> next;  // this step's greedy token per sequence
   StepCounters pre{}, dec{};
-  double decode_forward_s = 0;  // inside Backend::Forward only (no plan building, no argmax)
+  double decode_forward_s = 0;  // inside Backend::ForwardGreedy only (no plan building)
   double prefill_done_s = 0;    // since the run's start, when this group's prompts were all in
 };
 
@@ -214,23 +214,16 @@ void GroupStep(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& on
   for (int part = 0; part < parts; ++part) {
     const int first = part * B / parts, last = (part + 1) * B / parts;
     const BatchPlan plan = GroupPlan(r, g, step, first, last);
-    float* logits = g.logits.data() + static_cast<size_t>(first) * cfg.vocab_size;
-    if (be.concurrent_forward()) {
-      const auto tf = std::chrono::steady_clock::now();
-      be.Forward(plan, logits, c);
-      forward_s += Seconds(tf);
-    } else {
-      std::lock_guard<std::mutex> lock(one_at_a_time);
-      const auto tf = std::chrono::steady_clock::now();
-      be.Forward(plan, logits, c);
-      forward_s += Seconds(tf);
-    }
+    // The engine core's greedy step (what the server runs for greedy requests): the backend picks
+    // each sequence's ArgMax where the logits are (on the GPU for the CUDA engine).
+    std::unique_lock<std::mutex> lock(one_at_a_time, std::defer_lock);
+    if (!be.concurrent_forward()) lock.lock();
+    const auto tf = std::chrono::steady_clock::now();
+    be.ForwardGreedy(plan, cfg.vocab_size, g.next.data() + first, g.logits, c);
+    forward_s += Seconds(tf);
   }
   if (step > 0) g.decode_forward_s += forward_s;
-  // The engine core's greedy pick (what the server runs): std::max_element took ~25 ms over
-  // 128 × 50,272 logits on the dev VM, ArgMax ~2 ms, and the bench times it inside each step.
-  for (int s = 0; s < B; ++s)
-    g.toks[s].push_back(ArgMax(g.logits.data() + static_cast<size_t>(s) * cfg.vocab_size, cfg.vocab_size));
+  for (int s = 0; s < B; ++s) g.toks[s].push_back(g.next[s]);
   (step == 0 ? g.pre : g.dec) += c;
   std::fprintf(stderr, "[bench] a=%.2f gpus %d step %d: %.3f s (transfer %.3f compute %.3f recompute %.3f idle %.3f)\n",
                r.a, r.gpus, step, Seconds(ts), c.transfer_seconds, c.compute_seconds, c.recompute_seconds,
@@ -252,7 +245,7 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& sr
   for (Group& g : groups) {
     g.tables.resize(B);
     g.toks.resize(B);
-    g.logits.resize(static_cast<size_t>(B) * cfg.vocab_size);
+    g.next.resize(B);
     for (int s = 0; s < B; ++s) {
       int host_index = 0;
       for (int b = 0; b < bps; ++b) {

@@ -12,7 +12,9 @@
 
 #include "../test.h"
 #include "core/quant.h"
+#include "core/sampler.h"
 #include "cuda/add_bias.cuh"
+#include "cuda/argmax_rows.cuh"
 #include "cuda/bias_relu.cuh"
 #include "cuda/causal_softmax.cuh"
 #include "cuda/cuda_backend.h"
@@ -71,18 +73,20 @@ double MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
   return m;
 }
 
-HS_TEST(kernel_norm_layer_and_rms) {
-  const int rows = 5, cols = 771;
-  auto x = Rand(rows * cols, 1, 3.f), w = Rand(cols, 2), b = Rand(cols, 3);
+// out_off: elements by which the output pointer is moved off the allocation's alignment (1: the
+// scalar path; the vector path needs 8-byte-aligned fp16 output).
+void CheckNorm(int rows, int cols, int out_off = 0) {
+  auto x = Rand(static_cast<size_t>(rows) * cols, 1, 3.f), w = Rand(cols, 2), b = Rand(cols, 3);
+  for (auto& v : x) v += 0.5f;  // a non-zero mean
   float* dx = ToDev(x);
   __half *dw = ToDevHalf(w), *db = ToDevHalf(b), *dy = nullptr;
-  HS_CUDA_CHECK(cudaMalloc(&dy, rows * cols * 2));
+  HS_CUDA_CHECK(cudaMalloc(&dy, (static_cast<size_t>(rows) * cols + out_off) * 2));
   for (bool rms : {false, true}) {
-    cuda::LaunchNorm(dx, dy, rows, cols, dw, db, 1e-5f, rms, 0);
-    auto y = FromDevHalf(dy, rows * cols);
-    std::vector<float> ref(rows * cols);
+    cuda::LaunchNorm(dx, dy + out_off, rows, cols, dw, db, 1e-5f, rms, 0);
+    auto y = FromDevHalf(dy + out_off, static_cast<size_t>(rows) * cols);
+    std::vector<float> ref(static_cast<size_t>(rows) * cols);
     for (int r = 0; r < rows; ++r) {
-      const float* xr = &x[r * cols];
+      const float* xr = &x[static_cast<size_t>(r) * cols];
       double mean = 0, var = 0;
       if (!rms) {
         for (int c = 0; c < cols; ++c) mean += xr[c];
@@ -90,7 +94,8 @@ HS_TEST(kernel_norm_layer_and_rms) {
       }
       for (int c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
       const double rstd = 1.0 / std::sqrt(var / cols + 1e-5);
-      for (int c = 0; c < cols; ++c) ref[r * cols + c] = (xr[c] - mean) * rstd * w[c] + (rms ? 0 : b[c]);
+      for (int c = 0; c < cols; ++c)
+        ref[static_cast<size_t>(r) * cols + c] = (xr[c] - mean) * rstd * w[c] + (rms ? 0 : b[c]);
     }
     HS_CHECK(MaxDiff(y, ref) < 1e-2);
   }
@@ -98,6 +103,16 @@ HS_TEST(kernel_norm_layer_and_rms) {
   cudaFree(dw);
   cudaFree(db);
   cudaFree(dy);
+}
+
+HS_TEST(kernel_norm_layer_and_rms) {
+  CheckNorm(5, 771);      // odd cols: scalar path
+  CheckNorm(5, 5120);     // register path, 5 float4 per thread
+  CheckNorm(3, 64);       // register path, one warp
+  CheckNorm(4, 9216);     // register path, 9 float4 per thread (opt-66b)
+  CheckNorm(3, 1280);     // register path, 160 threads × 2
+  CheckNorm(2, 16388);    // cols % 4 == 0 but wider than the register path holds: scalar path
+  CheckNorm(3, 5120, 1);  // misaligned output: scalar path
 }
 
 HS_TEST(kernel_linear_matches_reference) {
@@ -231,25 +246,28 @@ HS_TEST(kernel_attention_decode_and_prefill) {
 }
 
 // qkv_post (new tokens) and recompute_post (ACT rows) must give identical K/V for the same input;
-// RoPE against the reference rotate-half formula.
-HS_TEST(kernel_qkv_post_and_recompute_agree) {
-  const int heads = 4, kv_heads = 2, hd = 16, q_dim = heads * hd, kv_dim = kv_heads * hd, bt = 16;
+// RoPE against the reference rotate-half formula. with_bias false: a null bias pointer (Llama).
+void CheckQkvPost(int heads, int kv_heads, int hd, bool rope, bool with_bias) {
+  const int q_dim = heads * hd, kv_dim = kv_heads * hd, bt = 16;
   const int rows = 3, ld = q_dim + 2 * kv_dim;
   auto qkv = Rand(rows * ld, 20), bias = Rand(ld, 21, 0.1f);
+  if (!with_bias) bias.assign(ld, 0.f);  // the reference adds zeros
   std::vector<int> pos{0, 7, 33}, page{0, 0, 1}, slot{0, 7, 1};
   cuda::PageGeom geom{nullptr, bt, kv_dim};
   const size_t pe = geom.page_elems();
   HS_CUDA_CHECK(cudaMalloc(&geom.pages, 2 * pe * 2));
   HS_CUDA_CHECK(cudaMemset(geom.pages, 0, 2 * pe * 2));
-  __half *dqkv = ToDevHalf(qkv), *db = ToDevHalf(bias);
+  __half *dqkv = ToDevHalf(qkv), *dbias = ToDevHalf(bias);
+  __half* db = with_bias ? dbias : nullptr;
   int *dpos = ToDev(pos), *dpage = ToDev(page), *dslot = ToDev(slot);
-  cuda::LaunchQkvPost(dqkv, rows, ld, q_dim, hd, db, dpos, dpage, dslot, geom, true, 10000.f, 0);
+  cuda::LaunchQkvPost(dqkv, rows, ld, q_dim, hd, db, dpos, dpage, dslot, geom, rope, 10000.f, 0);
   auto out = FromDevHalf(dqkv, rows * ld);
   auto pg = FromDevHalf(geom.pages, 2 * pe);
   // Reference for q and k of row r.
-  auto rope = [&](const float* in, const float* b, int p, int dim, std::vector<float>& o) {
+  auto rope_ref = [&](const float* in, const float* b, int p, int dim, std::vector<float>& o) {
     o.resize(dim);
     for (int c = 0; c < dim; ++c) o[c] = in[c] + b[c];
+    if (!rope) return;
     for (int hh = 0; hh < dim / hd; ++hh)
       for (int i = 0; i < hd / 2; ++i) {
         const double ang = p * std::pow(10000.0, -2.0 * i / hd);
@@ -261,8 +279,8 @@ HS_TEST(kernel_qkv_post_and_recompute_agree) {
   double err = 0;
   for (int r = 0; r < rows; ++r) {
     std::vector<float> rq, rk;
-    rope(&qkv[r * ld], &bias[0], pos[r], q_dim, rq);
-    rope(&qkv[r * ld + q_dim], &bias[q_dim], pos[r], kv_dim, rk);
+    rope_ref(&qkv[r * ld], &bias[0], pos[r], q_dim, rq);
+    rope_ref(&qkv[r * ld + q_dim], &bias[q_dim], pos[r], kv_dim, rk);
     for (int c = 0; c < q_dim; ++c) err = std::max(err, static_cast<double>(std::fabs(out[r * ld + c] - rq[c])));
     for (int c = 0; c < kv_dim; ++c) {
       err = std::max(err, static_cast<double>(std::fabs(pg[page[r] * pe + slot[r] * kv_dim + c] - rk[c])));
@@ -283,7 +301,8 @@ HS_TEST(kernel_qkv_post_and_recompute_agree) {
   HS_CUDA_CHECK(cudaMemset(g2.pages, 0, 2 * pe * 2));
   std::vector<int> sp{0, 1}, sp0{0, 32}, sv{8, 2};
   int *dsp = ToDev(sp), *dsp0 = ToDev(sp0), *dsv = ToDev(sv);
-  cuda::LaunchRecomputePost(dkv, 2, hd, db + q_dim, db + q_dim + kv_dim, dsp, dsp0, dsv, g2, true, 10000.f, 0);
+  cuda::LaunchRecomputePost(dkv, 2, hd, db ? db + q_dim : nullptr, db ? db + q_dim + kv_dim : nullptr, dsp, dsp0, dsv,
+                            g2, rope, 10000.f, 0);
   auto pg2 = FromDevHalf(g2.pages, 2 * pe);
   double diff = 0;
   for (int r = 0; r < rows; ++r)
@@ -295,9 +314,18 @@ HS_TEST(kernel_qkv_post_and_recompute_agree) {
   HS_CHECK(diff == 0.0);
   // Rows beyond `valid` stay untouched (slot 1 row 5 would be position 37).
   HS_CHECK(pg2[1 * pe + 5 * kv_dim] == 0.f);
-  for (void* p : {(void*)geom.pages, (void*)g2.pages, (void*)dqkv, (void*)db, (void*)dpos, (void*)dpage, (void*)dslot,
-                  (void*)dkv, (void*)dsp, (void*)dsp0, (void*)dsv})
+  for (void* p : {(void*)geom.pages, (void*)g2.pages, (void*)dqkv, (void*)dbias, (void*)dpos, (void*)dpage,
+                  (void*)dslot, (void*)dkv, (void*)dsp, (void*)dsp0, (void*)dsv})
     cudaFree(p);
+}
+
+HS_TEST(kernel_qkv_post_and_recompute_agree) {
+  CheckQkvPost(4, 2, 16, true, true);    // RoPE, GQA, 16-byte path (head_dim % 16 == 0)
+  CheckQkvPost(4, 2, 72, true, true);    // head_dim 72: RoPE pairs on the scalar path
+  CheckQkvPost(4, 1, 128, true, false);  // Llama: no bias, GQA 4:1
+  CheckQkvPost(4, 4, 16, false, true);   // OPT: bias only, 16-byte path
+  CheckQkvPost(3, 3, 20, false, true);   // kv_dim 60 (not a multiple of 8): scalar path
+  CheckQkvPost(2, 2, 16, false, false);  // neither bias nor RoPE: Q untouched, K/V copied
 }
 
 // Rows written by the row-copy kernel land in pinned host memory at the right offsets.
@@ -331,34 +359,122 @@ std::vector<float> FromDevF32(const float* d, size_t n) {
   return f;
 }
 
-HS_TEST(kernel_add_bias_matches_reference) {
-  const int rows = 7, cols = 333;
-  auto h = Rand(static_cast<size_t>(rows) * cols, 41), b = Rand(cols, 42);
+// h_off: elements by which the residual pointer is moved off its alignment (1: the scalar path).
+void CheckAddBias(int rows, int cols, int h_off = 0) {
+  auto h = Rand(static_cast<size_t>(rows) * cols + h_off, 41), b = Rand(cols, 42);
   float* dh = ToDev(h);
   __half* db = ToDevHalf(b);
-  cuda::LaunchAddBias(dh, rows, cols, db, 0);
+  cuda::LaunchAddBias(dh + h_off, rows, cols, db, 0);
   std::vector<float> ref = h;
   for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) ref[static_cast<size_t>(r) * cols + c] += b[c];
-  HS_CHECK(MaxDiff(FromDevF32(dh, h.size()), ref) < 1e-6);
+    for (int c = 0; c < cols; ++c) ref[h_off + static_cast<size_t>(r) * cols + c] += b[c];
+  HS_CHECK(MaxDiff(FromDevF32(dh, h.size()), ref) < 1e-6);  // also: nothing before h_off written
   cudaFree(dh);
   cudaFree(db);
 }
 
-HS_TEST(kernel_bias_relu_matches_reference) {
-  const int rows = 5, cols = 1000;
-  auto y = Rand(static_cast<size_t>(rows) * cols, 43), b = Rand(cols, 44);
+HS_TEST(kernel_add_bias_matches_reference) {
+  CheckAddBias(7, 333);      // odd cols: scalar path
+  CheckAddBias(7, 5120);     // float4 path
+  CheckAddBias(9, 64);       // float4 path, 16 threads' worth of columns per row
+  CheckAddBias(7, 5120, 1);  // misaligned residual: scalar path
+}
+
+void CheckBiasRelu(int rows, int cols, int y_off = 0) {
+  auto y = Rand(static_cast<size_t>(rows) * cols + y_off, 43), b = Rand(cols, 44);
   for (const bool with_bias : {true, false}) {
     __half* dy = ToDevHalf(y);
     __half* db = ToDevHalf(b);
-    cuda::LaunchBiasRelu(dy, rows, cols, with_bias ? db : nullptr, 0);
-    std::vector<float> ref(y.size());
-    for (size_t i = 0; i < y.size(); ++i)
-      ref[i] = std::max(0.f, __half2float(__float2half(y[i] + (with_bias ? b[i % cols] : 0.f))));
+    cuda::LaunchBiasRelu(dy + y_off, rows, cols, with_bias ? db : nullptr, 0);
+    std::vector<float> ref = y;  // the y_off elements before the rows stay as they are
+    for (size_t e = 0; e < static_cast<size_t>(rows) * cols; ++e)
+      ref[y_off + e] = std::max(0.f, __half2float(__float2half(y[y_off + e] + (with_bias ? b[e % cols] : 0.f))));
     HS_CHECK(MaxDiff(FromDevHalf(dy, y.size()), ref) < 1e-3);
     cudaFree(dy);
     cudaFree(db);
   }
+}
+
+HS_TEST(kernel_bias_relu_matches_reference) {
+  CheckBiasRelu(5, 1000);     // 16-byte path
+  CheckBiasRelu(5, 1001);     // odd cols: scalar path
+  CheckBiasRelu(37, 176);     // 16-byte path, narrow rows (several rows per block)
+  CheckBiasRelu(5, 1000, 1);  // misaligned: scalar path
+}
+
+// Causal softmax against a float64 reference: row i of each head keeps columns [0, start + i],
+// masked columns exactly 0. p_off: elements by which the output is moved off its alignment.
+void CheckCausalSoftmax(int heads, int n, int ctx, int start, int p_off = 0) {
+  const size_t m = static_cast<size_t>(heads) * n * ctx;
+  auto sc = Rand(m, 50, 4.f);
+  float* ds = ToDev(sc);
+  __half* dp = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&dp, (m + p_off) * 2));
+  cuda::LaunchCausalSoftmax(ds, dp + p_off, heads, n, ctx, start, 0);
+  const auto got = FromDevHalf(dp + p_off, m);
+  std::vector<float> ref(m, 0.f);
+  int nonzero_masked = 0;
+  for (size_t row = 0; row < static_cast<size_t>(heads) * n; ++row) {
+    const int limit = start + static_cast<int>(row % n) + 1;
+    const float* s = &sc[row * ctx];
+    double mx = -1e30, sum = 0;
+    for (int c = 0; c < limit; ++c) mx = std::max(mx, static_cast<double>(s[c]));
+    for (int c = 0; c < limit; ++c) sum += std::exp(s[c] - mx);
+    for (int c = 0; c < limit; ++c) ref[row * ctx + c] = static_cast<float>(std::exp(s[c] - mx) / sum);
+    for (int c = limit; c < ctx; ++c) nonzero_masked += got[row * ctx + c] != 0.f;
+  }
+  HS_CHECK(MaxDiff(got, ref) < 2e-3);
+  HS_CHECK_EQ(nonzero_masked, 0);
+  cudaFree(ds);
+  cudaFree(dp);
+}
+
+HS_TEST(kernel_causal_softmax_matches_reference) {
+  CheckCausalSoftmax(3, 37, 37, 0);       // ctx % 4 != 0: scalar warp path; limits not multiples of 32
+  CheckCausalSoftmax(2, 20, 532, 512);    // float4 warp path over a cached prefix
+  CheckCausalSoftmax(4, 1, 528, 527);     // decode: n = 1, start > 0
+  CheckCausalSoftmax(2, 1, 1, 0);         // a single column
+  CheckCausalSoftmax(2, 40, 1100, 1060);  // ctx > 1024: 16 float4 per lane
+  CheckCausalSoftmax(2, 64, 2047, 1983);  // longest scalar warp path: 64 scores per lane
+  CheckCausalSoftmax(2, 3, 2051, 2048);   // longer than the warp path holds: block per row
+  CheckCausalSoftmax(1, 2, 8194, 8192);   // a long prompt's rows
+  CheckCausalSoftmax(2, 9, 300, 291, 1);  // misaligned output: scalar warp path
+}
+
+// Paged K/V into contiguous buffers, blocks scattered over pages in reverse order, odd blocks from the
+// GPU tier. out_off: elements by which the outputs are moved off their alignment.
+void CheckGatherPages(int ctx, int kv_dim, int out_off = 0) {
+  const int bt = 16, nblocks = (ctx + bt - 1) / bt, npages = nblocks + 2;
+  const size_t pe = 2ull * bt * kv_dim;
+  auto staging = Rand(npages * pe, 51), tier = Rand(npages * pe, 52);
+  std::vector<int> table(nblocks);
+  for (int b = 0; b < nblocks; ++b) table[b] = (b % 2 ? cuda::kDevicePage : 0) + npages - 1 - b;
+  __half *dstage = ToDevHalf(staging), *dtier = ToDevHalf(tier), *dk = nullptr, *dv = nullptr;
+  int* dtab = ToDev(table);
+  const size_t n = static_cast<size_t>(ctx) * kv_dim;
+  HS_CUDA_CHECK(cudaMalloc(&dk, (n + out_off) * 2));
+  HS_CUDA_CHECK(cudaMalloc(&dv, (n + out_off) * 2));
+  cuda::LaunchGatherPages(dtab, ctx, cuda::PageGeom{dstage, bt, kv_dim, dtier}, dk + out_off, dv + out_off, 0);
+  std::vector<float> rk(n), rv(n);
+  for (int j = 0; j < ctx; ++j) {
+    const int b = j / bt;
+    const std::vector<float>& src = b % 2 ? tier : staging;
+    const size_t page = (npages - 1 - b) * pe;
+    for (int c = 0; c < kv_dim; ++c) {
+      rk[static_cast<size_t>(j) * kv_dim + c] = src[page + static_cast<size_t>(j % bt) * kv_dim + c];
+      rv[static_cast<size_t>(j) * kv_dim + c] = src[page + static_cast<size_t>(bt + j % bt) * kv_dim + c];
+    }
+  }
+  HS_CHECK(MaxDiff(FromDevHalf(dk + out_off, n), rk) == 0);
+  HS_CHECK(MaxDiff(FromDevHalf(dv + out_off, n), rv) == 0);
+  for (void* p : {(void*)dstage, (void*)dtier, (void*)dk, (void*)dv, (void*)dtab}) cudaFree(p);
+}
+
+HS_TEST(kernel_gather_pages_matches_reference) {
+  CheckGatherPages(37, 40);     // 16-byte path, a partial last block
+  CheckGatherPages(37, 12);     // kv_dim % 8 != 0: scalar path
+  CheckGatherPages(20, 5120);   // opt-13b's kv_dim: 5 units per thread
+  CheckGatherPages(37, 40, 1);  // misaligned outputs: scalar path
 }
 
 HS_TEST(kernel_embed_matches_reference) {
@@ -397,6 +513,34 @@ HS_TEST(kernel_gather_rows_matches_reference) {
     ref.insert(ref.end(), in.begin() + static_cast<size_t>(r) * cols, in.begin() + static_cast<size_t>(r + 1) * cols);
   HS_CHECK(MaxDiff(FromDevF32(dout, ref.size()), ref) == 0);
   for (void* q : {(void*)din, (void*)di, (void*)dout}) cudaFree(q);
+}
+
+// The GPU's greedy pick against the host's ArgMax: rows of vocabulary width and narrow ones, with
+// ties (lowest index wins), infinities, NaNs, and a NaN first logit (0, as the host gives).
+HS_TEST(kernel_argmax_rows_matches_host_argmax) {
+  for (const int cols : {1, 7, 300, 50272}) {
+    const int rows = 9;
+    std::vector<float> v(static_cast<size_t>(rows) * cols);
+    std::mt19937 rng(cols);
+    for (float& x : v) x = static_cast<float>(rng() % 5);  // few values: ties everywhere
+    auto at = [&](int r, int c) -> float& { return v[static_cast<size_t>(r) * cols + (c % cols)]; };
+    at(1, cols - 1) = 9.f;  // the last column wins
+    at(2, cols / 2) = INFINITY;
+    at(3, cols / 3) = NAN;
+    at(4, 0) = NAN;
+    for (int c = 0; c < cols; ++c) at(5, c) = -INFINITY;
+    at(6, cols - 1) = 7.f;  // a tie of two maxima: the lower index wins
+    at(6, cols / 2) = 7.f;
+    float* dv = ToDev(v);
+    int* dout = nullptr;
+    HS_CUDA_CHECK(cudaMalloc(&dout, rows * sizeof(int)));
+    cuda::LaunchArgMaxRows(dv, rows, cols, dout, 0);
+    std::vector<int> got(rows);
+    HS_CUDA_CHECK(cudaMemcpy(got.data(), dout, rows * sizeof(int), cudaMemcpyDeviceToHost));
+    for (int r = 0; r < rows; ++r) HS_CHECK_EQ(got[r], ArgMax(v.data() + static_cast<size_t>(r) * cols, cols));
+    cudaFree(dv);
+    cudaFree(dout);
+  }
 }
 
 HS_TEST(kernel_silu_mul_matches_reference) {

@@ -102,10 +102,11 @@ int Argmax(const float* v, int n) { return static_cast<int>(std::max_element(v, 
 // Runs prefill + decode on `cpu` and each of `gpus` in lockstep; gpus[i] uses mini_batches[i].
 // The first `gpu_blocks` blocks allocated (over all sequences) are GPU-tier KV blocks, as in the engine.
 // prefill_chunk > 0: prompts go in chunks of that many tokens, so that early steps mix one sequence's
-// prefill with the others' decode.
+// prefill with the others' decode. check_greedy: each GPU step runs again through ForwardGreedy (the
+// same cache writes again), whose tokens must be the ArgMax of the logits the GPU just gave.
 void RunLockstep(const ModelConfig& cfg, double fraction, Side& cpu, std::vector<Side*> gpus,
                  std::vector<std::vector<std::vector<int>>> mbs, std::vector<Stats>& st, int gpu_blocks = 0,
-                 int prefill_chunk = 0) {
+                 int prefill_chunk = 0, bool check_greedy = false) {
   const int V = cfg.vocab_size;
   std::vector<Seq> seqs(3);
   const int lens[3] = {5, 19, 40};
@@ -148,6 +149,13 @@ void RunLockstep(const ModelConfig& cfg, double fraction, Side& cpu, std::vector
       plan.mini_batches = mbs[g];
       StepCounters gc;
       gpus[g]->be->Forward(plan, lg.data(), gc);
+      if (check_greedy) {
+        int32_t picked[3] = {-1, -1, -1};
+        std::vector<float> unused;
+        gpus[g]->be->ForwardGreedy(plan, V, picked, unused, gc);
+        for (int i = 0; i < 3; ++i) HS_CHECK_EQ(picked[i], ArgMax(lg.data() + static_cast<size_t>(i) * V, V));
+        HS_CHECK(unused.empty());  // the CUDA backend picked on the GPU, not through the host default
+      }
       Stats& S = st[g];
       for (int i = 0; i < 3; ++i) {
         const float* a = lc.data() + static_cast<size_t>(i) * V;
@@ -183,7 +191,7 @@ void CheckModel(const char* preset, int resident) {
     Side g1 = MakeGpu(cfg, blocks, resident);
     Side g2 = MakeGpu(cfg, blocks, -1);
     std::vector<Stats> st;
-    RunLockstep(cfg, a, cpu, {&g1, &g2}, {{{0, 2}, {1}}, {}}, st);
+    RunLockstep(cfg, a, cpu, {&g1, &g2}, {{{0, 2}, {1}}, {}}, st, 0, 0, true);
     for (size_t g = 0; g < st.size(); ++g) {
       const Stats& S = st[g];
       std::printf("  %s act=%.1f %s: max|diff| %.4g (max|logit| %.3g), argmax agree %d/%d, ties %d, mismatches %d\n",

@@ -1,0 +1,300 @@
+// Where one prefill layer's time goes (issue 10, acceptance 1): times each operation the CUDA
+// engine's Compute runs for a prefill of B sequences × P prompt tokens of one preset (default
+// OPT-13B, 128 × 512), with random fp16 data, each on its own after a warm-up, and next to it the
+// variants worth considering (fp16 instead of fp32 residual output, whole-batch instead of chunked
+// FFN GEMMs). The engine's own kernels and GEMM wrappers are called, not copies of them.
+// Then the same for one decode step of the batch at --context cached tokens (default prompt + 16,
+// the mean context of a 32-token generation), the cache in the GPU tier: the GEMMs at batch rows and
+// the paged attention, with the bytes each must read and the HBM rate that gives.
+// Usage: hs_prefill_parts_bench [--model opt-13b] [--batch 128] [--prompt 512] [--context 528] [--reps 3]
+// One JSON line per operation ({"op", "ms", "tflops", "gbps"}: ms per layer, as the engine runs it),
+// then a summary line per phase with the engine's sum per layer and × layers.
+#include <cublas_v2.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "cuda/add_bias.cuh"
+#include "cuda/bias_relu.cuh"
+#include "cuda/causal_softmax.cuh"
+#include "cuda/cuda_check.h"
+#include "cuda/gather_pages.cuh"
+#include "cuda/gemm.h"
+#include "cuda/norm.cuh"
+#include "cuda/page_tier.h"
+#include "cuda/paged_attention.cuh"
+#include "cuda/qkv_post.cuh"
+#include "presets.h"
+
+namespace {
+
+using namespace hs;
+using namespace hs::cuda;
+
+__global__ void FillRandom(__half* p, size_t n, uint32_t seed, float amp) {
+  for (size_t i = blockIdx.x * size_t{blockDim.x} + threadIdx.x; i < n; i += size_t{gridDim.x} * blockDim.x) {
+    uint32_t x = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    x ^= x >> 13;
+    x *= 0x5bd1e995u;
+    x ^= x >> 15;
+    p[i] = __float2half(amp * (static_cast<float>(x & 0xffff) / 32768.f - 1.f));
+  }
+}
+
+template <typename T>
+T* DevAlloc(size_t elems) {
+  T* p = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&p, elems * sizeof(T)));
+  return p;
+}
+
+__half* RandomHalf(size_t elems, uint32_t seed, float amp) {
+  __half* p = DevAlloc<__half>(elems);
+  FillRandom<<<1024, 256>>>(p, elems, seed, amp);
+  return p;
+}
+
+struct Timer {
+  cudaStream_t s;
+  int reps;
+  double Ms(const std::function<void()>& op) {
+    op();  // warm-up (cuBLAS heuristics, clocks)
+    cudaEvent_t a, b;
+    HS_CUDA_CHECK(cudaEventCreate(&a));
+    HS_CUDA_CHECK(cudaEventCreate(&b));
+    HS_CUDA_CHECK(cudaEventRecord(a, s));
+    for (int i = 0; i < reps; ++i) op();
+    HS_CUDA_CHECK(cudaEventRecord(b, s));
+    HS_CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0;
+    HS_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return ms / reps;
+  }
+};
+
+void Print(const char* op, double ms, double flops, double bytes, bool in_engine) {
+  std::printf("{\"op\":\"%s\",\"ms\":%.3f,\"tflops\":%.1f,\"gbps\":%.0f,\"inEngine\":%s}\n", op, ms,
+              flops / (ms / 1e3) / 1e12, bytes / (ms / 1e3) / 1e9, in_engine ? "true" : "false");
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string model = "opt-13b";
+  int batch = 128, prompt = 512, reps = 3, context = -1;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string k = argv[i];
+    if (k == "--model")
+      model = argv[i + 1];
+    else if (k == "--batch")
+      batch = std::atoi(argv[i + 1]);
+    else if (k == "--prompt")
+      prompt = std::atoi(argv[i + 1]);
+    else if (k == "--reps")
+      reps = std::atoi(argv[i + 1]);
+    else if (k == "--context")
+      context = std::atoi(argv[i + 1]);
+    else {
+      std::fprintf(stderr, "unknown flag %s\n", k.c_str());
+      return 2;
+    }
+  }
+  const ModelConfig c = cudatest::Preset(model);
+  const bool llama = c.arch == Arch::LLAMA;
+  const int h = c.hidden_size, q = c.q_dim(), kv = c.kv_dim(), f = c.ffn_size, hd = c.head_dim;
+  const int rows = batch * prompt, ldqkv = q + 2 * kv, chunk = std::min(rows, 8192), bt = 16;
+  const int f1 = (llama ? 2 : 1) * f;
+  std::fprintf(stderr, "[parts] %s: %d rows (batch %d x prompt %d), hidden %d, ffn %d\n", model.c_str(), rows, batch,
+               prompt, h, f);
+
+  cudaStream_t s;
+  HS_CUDA_CHECK(cudaStreamCreate(&s));
+  cublasHandle_t blas;
+  if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) return 1;
+  cublasSetStream(blas, s);
+  Timer t{s, reps};
+
+  // Weights and activations of one layer, as the engine's buffers hold them.
+  __half* wqkv = RandomHalf(static_cast<size_t>(ldqkv) * h, 1, 0.02f);
+  __half* wo = RandomHalf(static_cast<size_t>(h) * q, 2, 0.02f);
+  __half* w1 = RandomHalf(static_cast<size_t>(f1) * h, 3, 0.02f);
+  __half* w2 = RandomHalf(static_cast<size_t>(h) * f, 4, 0.02f);
+  __half* vec = RandomHalf(static_cast<size_t>(ldqkv) + f1 + 4 * h, 5, 0.1f);
+  __half* x = RandomHalf(static_cast<size_t>(rows) * h, 6, 1.f);
+  __half* qkv = RandomHalf(static_cast<size_t>(rows) * ldqkv, 7, 1.f);
+  __half* att = RandomHalf(static_cast<size_t>(rows) * q, 8, 1.f);
+  __half* ffn = RandomHalf(static_cast<size_t>(rows) * f1, 9, 1.f);
+  __half* y16 = DevAlloc<__half>(static_cast<size_t>(rows) * h);
+  float* h_all = DevAlloc<float>(static_cast<size_t>(rows) * h);
+  HS_CUDA_CHECK(cudaMemset(h_all, 0, static_cast<size_t>(rows) * h * 4));
+  const int num_pages = rows / bt;
+  __half* pages = DevAlloc<__half>(static_cast<size_t>(num_pages) * 2 * bt * kv);
+  std::vector<int> hpos(rows), hpage(rows), hslot(rows), htable(num_pages);
+  for (int r = 0; r < rows; ++r) {
+    hpos[r] = r % prompt;
+    hpage[r] = r / bt;
+    hslot[r] = r % bt;
+  }
+  for (int p = 0; p < num_pages; ++p) htable[p] = p;
+  int* meta = DevAlloc<int>(static_cast<size_t>(rows) * 3 + num_pages);
+  HS_CUDA_CHECK(cudaMemcpy(meta, hpos.data(), rows * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(meta + rows, hpage.data(), rows * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(meta + 2 * rows, hslot.data(), rows * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(meta + 3 * rows, htable.data(), num_pages * 4, cudaMemcpyHostToDevice));
+  const PageGeom geom{pages, bt, kv, nullptr};
+  const size_t sc = static_cast<size_t>(c.num_heads) * prompt * prompt;
+  float* scores = DevAlloc<float>(sc);
+  __half* probs = DevAlloc<__half>(sc);
+  __half* kg = DevAlloc<__half>(static_cast<size_t>(prompt) * kv);
+  __half* vg = DevAlloc<__half>(static_cast<size_t>(prompt) * kv);
+  HS_CUDA_CHECK(cudaDeviceSynchronize());
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  const double mm = 2.0 * rows;  // flops per (output column × reduction) of a rows-high GEMM
+
+  double engine_ms = 0;
+  auto op_bytes = [&](const char* name, double flops, double bytes, bool in_engine, const std::function<void()>& fn) {
+    const double ms = t.Ms(fn);
+    if (in_engine) engine_ms += ms;
+    Print(name, ms, flops, bytes, in_engine);
+  };
+  auto op = [&](const char* name, double flops, bool in_engine, const std::function<void()>& fn) {
+    op_bytes(name, flops, 0, in_engine, fn);
+  };
+  {
+    const int n = 8192;
+    __half* a = RandomHalf(static_cast<size_t>(n) * n, 11, 1.f);
+    __half* b = RandomHalf(static_cast<size_t>(n) * n, 12, 1.f);
+    __half* o = DevAlloc<__half>(static_cast<size_t>(n) * n);
+    op("gemm8192_random", 2.0 * n * n * n, false, [&] { Linear(blas, n, n, n, a, n, b, n, o, false, n); });
+    cudaFree(a);
+    cudaFree(b);
+    cudaFree(o);
+  }
+  op("norm1", 0, true, [&] { LaunchNorm(h_all, x, rows, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s); });
+  op("qkv_gemm", mm * ldqkv * h, true, [&] { Linear(blas, rows, ldqkv, h, x, h, wqkv, h, qkv, false, ldqkv); });
+  op("qkv_post", 0, true, [&] {
+    LaunchQkvPost(qkv, rows, ldqkv, q, hd, llama ? nullptr : vec + 4 * h, meta, meta + rows, meta + 2 * rows, geom,
+                  llama, c.rope_theta, s);
+  });
+  const double attn_flops = 4.0 * batch * c.num_heads * double(prompt) * prompt * hd;
+  op("attention_gather", 0, true, [&] {
+    for (int b = 0; b < batch; ++b) LaunchGatherPages(meta + 3 * rows + b * (prompt / bt), prompt, geom, kg, vg, s);
+  });
+  op("attention_scores", attn_flops / 2, true, [&] {
+    for (int b = 0; b < batch; ++b)
+      AttentionScores(blas, prompt, prompt, c.num_heads, c.num_kv_heads, hd,
+                      qkv + static_cast<size_t>(b) * prompt * ldqkv, ldqkv, kg, scale, scores);
+  });
+  op("attention_softmax", 0, true, [&] {
+    for (int b = 0; b < batch; ++b) LaunchCausalSoftmax(scores, probs, c.num_heads, prompt, prompt, 0, s);
+  });
+  op("attention_output", attn_flops / 2, true, [&] {
+    for (int b = 0; b < batch; ++b)
+      AttentionOutput(blas, prompt, prompt, c.num_heads, c.num_kv_heads, hd, probs, vg,
+                      att + static_cast<size_t>(b) * prompt * q, q);
+  });
+  op("o_gemm_f32_residual", mm * h * q, true,
+     [&] { Linear(blas, rows, h, q, att, q, wo, q, h_all, true, h, 1.f, 1.f); });
+  op("o_gemm_f16_out", mm * h * q, false, [&] { Linear(blas, rows, h, q, att, q, wo, q, y16, false, h); });
+  op("add_bias_x2", 0, true, [&] {
+    if (llama) return;
+    LaunchAddBias(h_all, rows, h, vec, s);
+    LaunchAddBias(h_all, rows, h, vec, s);
+  });
+  op("norm2", 0, true, [&] { LaunchNorm(h_all, x, rows, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s); });
+  op("w1_gemm_chunked", mm * f1 * h, true, [&] {
+    for (int r0 = 0; r0 < rows; r0 += chunk)
+      Linear(blas, std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, false, f1);
+  });
+  op("w1_gemm_whole", mm * f1 * h, false, [&] { Linear(blas, rows, f1, h, x, h, w1, h, ffn, false, f1); });
+  op("bias_relu", 0, true, [&] {
+    for (int r0 = 0; r0 < rows; r0 += chunk) LaunchBiasRelu(ffn, std::min(chunk, rows - r0), f, vec, s);
+  });
+  op("w2_gemm_chunked_f32_residual", mm * h * f, true, [&] {
+    for (int r0 = 0; r0 < rows; r0 += chunk)
+      Linear(blas, std::min(chunk, rows - r0), h, f, ffn, f, w2, f, h_all + static_cast<size_t>(r0) * h, true, h, 1.f,
+             1.f);
+  });
+  op("w2_gemm_chunked_f16_out", mm * h * f, false, [&] {
+    for (int r0 = 0; r0 < rows; r0 += chunk)
+      Linear(blas, std::min(chunk, rows - r0), h, f, ffn, f, w2, f, y16 + static_cast<size_t>(r0) * h, false, h);
+  });
+  op("w2_gemm_whole_f32_residual", mm * h * f, false,
+     [&] { Linear(blas, rows, h, f, ffn, f, w2, f, h_all, true, h, 1.f, 1.f); });
+  const double gemm_flops = mm * h * (double(ldqkv) + q + f1 + f);
+  std::printf(
+      "{\"summary\":\"prefill layer\",\"model\":\"%s\",\"rows\":%d,\"engineOpsMsPerLayer\":%.2f,\"layers\":%d,"
+      "\"engineOpsSeconds\":%.3f,\"gemmFlopsPerLayer\":%.4g}\n",
+      model.c_str(), rows, engine_ms, c.num_layers, engine_ms * c.num_layers / 1e3, gemm_flops);
+
+  // ---- one decode step: batch rows, every sequence at `context` cached tokens in GPU-tier pages ----
+  if (context < 0) context = prompt + 16;
+  const int ctx_pages = (context + bt) / bt;  // the new token's slot included
+  cudaFree(pages);
+  __half* dev_pages = DevAlloc<__half>(static_cast<size_t>(batch) * ctx_pages * 2 * bt * kv);
+  FillRandom<<<1024, 256>>>(dev_pages, static_cast<size_t>(batch) * ctx_pages * 2 * bt * kv, 13, 1.f);
+  // Per row: its sequence, position, page-list offset, and the new token's page and slot.
+  std::vector<int> dseq(batch), dpos(batch, context), doff(batch), dpage(batch), dslot(batch, context % bt);
+  std::vector<int> dtable(static_cast<size_t>(batch) * ctx_pages);
+  for (int b = 0; b < batch; ++b) {
+    dseq[b] = b;
+    doff[b] = b * ctx_pages;
+    dpage[b] = kDevicePage + b * ctx_pages + context / bt;
+    for (int p = 0; p < ctx_pages; ++p)
+      dtable[static_cast<size_t>(b) * ctx_pages + p] = kDevicePage + b * ctx_pages + p;
+  }
+  int* dmeta = DevAlloc<int>(5 * static_cast<size_t>(batch) + dtable.size());
+  HS_CUDA_CHECK(cudaMemcpy(dmeta, dseq.data(), batch * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(dmeta + batch, dpos.data(), batch * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(dmeta + 2 * batch, doff.data(), batch * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(dmeta + 3 * batch, dpage.data(), batch * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(dmeta + 4 * batch, dslot.data(), batch * 4, cudaMemcpyHostToDevice));
+  HS_CUDA_CHECK(cudaMemcpy(dmeta + 5 * batch, dtable.data(), dtable.size() * 4, cudaMemcpyHostToDevice));
+  const PageGeom dgeom{nullptr, bt, kv, dev_pages};
+  const AttnRows rows_meta{dmeta, dmeta + batch, dmeta + 2 * batch, dmeta + 5 * batch};
+  HS_CUDA_CHECK(cudaDeviceSynchronize());
+  engine_ms = 0;
+  const double dm = 2.0 * batch;
+  const double wbytes = 2.0 * h * (double(ldqkv) + q + f1 + f);  // one layer's fp16 GEMM weights
+  op_bytes("decode_qkv_gemm", dm * ldqkv * h, 2.0 * ldqkv * h, true,
+           [&] { Linear(blas, batch, ldqkv, h, x, h, wqkv, h, qkv, false, ldqkv); });
+  op_bytes("decode_paged_attention", 4.0 * batch * c.num_heads * double(context + 1) * hd,
+           2.0 * 2 * batch * double(context + 1) * kv, true, [&] {
+             LaunchPagedAttention(qkv, ldqkv, att, q, batch, c.num_heads, c.num_kv_heads, hd, scale, rows_meta, dgeom,
+                                  s);
+           });
+  op_bytes("decode_o_gemm_f32_residual", dm * h * q, 2.0 * h * q, true,
+           [&] { Linear(blas, batch, h, q, att, q, wo, q, h_all, true, h, 1.f, 1.f); });
+  op_bytes("decode_w1_gemm", dm * f1 * h, 2.0 * f1 * h, true,
+           [&] { Linear(blas, batch, f1, h, x, h, w1, h, ffn, false, f1); });
+  op_bytes("decode_w2_gemm_f32_residual", dm * h * f, 2.0 * h * f, true,
+           [&] { Linear(blas, batch, h, f, ffn, f, w2, f, h_all, true, h, 1.f, 1.f); });
+  op("decode_small_kernels", 0, true, [&] {
+    LaunchNorm(h_all, x, batch, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s);
+    LaunchQkvPost(qkv, batch, ldqkv, q, hd, llama ? nullptr : vec + 4 * h, dmeta + batch, dmeta + 3 * batch,
+                  dmeta + 4 * batch, dgeom, llama, c.rope_theta, s);
+    LaunchNorm(h_all, x, batch, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s);
+    LaunchBiasRelu(ffn, batch, f, vec, s);
+    if (!llama) {
+      LaunchAddBias(h_all, batch, h, vec, s);
+      LaunchAddBias(h_all, batch, h, vec, s);
+    }
+  });
+  const double cache_bytes = 2.0 * 2 * batch * double(context + 1) * kv;
+  std::printf(
+      "{\"summary\":\"decode step layer\",\"model\":\"%s\",\"batch\":%d,\"context\":%d,\"engineOpsMsPerLayer\":%.3f,"
+      "\"layers\":%d,\"engineOpsSeconds\":%.4f,\"hbmBytesPerLayer\":%.4g,\"hbmBoundMsPerLayer@4.8TB/s\":%.3f}\n",
+      model.c_str(), batch, context, engine_ms, c.num_layers, engine_ms * c.num_layers / 1e3, wbytes + cache_bytes,
+      (wbytes + cache_bytes) / 4.8e12 * 1e3);
+  return 0;
+}
