@@ -15,7 +15,7 @@ import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
 import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
 import { startProgress } from './progress.js';
 import { parsePlan, type PlanFile } from '../server/plan-file.js';
-import type { StartOptions } from '../planning/server-start.js';
+import { chooseStepTokens, type StartOptions } from '../planning/server-start.js';
 import { openRuntime } from '../server/runtime.js';
 import { chooseLanes, pipelineStagesOf } from '../server/scheduler/policy.js';
 import type { NativeEngineInfo } from '../native/ts/addon-types.js';
@@ -42,6 +42,11 @@ const USAGE = `usage: hybridserve serve [options]
                            host-tier cached), the size the GPU workspace was planned for (hybridserve
                            plan's miniBatchTokens; default 0: one mini-batch per step). A plan file's
                            residentLayers / gpuKvBlocks / miniBatchTokens win over these flags
+  --max-step-tokens N      new tokens one engine step may compute (0: no cap, the default): a burst of
+                           prompts prefills over several steps of at most N tokens (a longer prompt
+                           runs alone), and a cuda start plan reserves GPU workspace for N rows instead
+                           of --max-batch prompts of the longest the window allows. Keep it ≥ --max-batch
+                           so that decode steps stay whole
   --plan FILE              plan file (JSON) from the operator; reloaded live (default $HYBRIDSERVE_PLAN_FILE)
   --api-key-file F         require Bearer keys listed in F, one per line, whole-line # comments; re-read
                            when it changes (also $HYBRIDSERVE_API_KEYS, comma-separated)
@@ -76,6 +81,7 @@ const OPTIONS = {
   'resident-layers': { type: 'string' },
   'gpu-cache-blocks': { type: 'string' },
   'mini-batch-tokens': { type: 'string' },
+  'max-step-tokens': { type: 'string' },
   plan: { type: 'string' },
   'api-key-file': { type: 'string' },
   'max-batch': { type: 'string' },
@@ -105,7 +111,15 @@ const OPTIONS = {
  */
 export interface ServeConfig extends Pick<
   StartOptions,
-  'actFraction' | 'hostMemoryBytes' | 'gpuMemoryBytes' | 'residentLayers' | 'gpuKvBlocks' | 'miniBatchTokens' | 'maxBatch' | 'weightDtype'
+  | 'actFraction'
+  | 'hostMemoryBytes'
+  | 'gpuMemoryBytes'
+  | 'residentLayers'
+  | 'gpuKvBlocks'
+  | 'miniBatchTokens'
+  | 'maxStepTokens'
+  | 'maxBatch'
+  | 'weightDtype'
 > {
   model: string;
   host: string;
@@ -151,6 +165,12 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     maxConnections: int('max-connections', 1, 1 << 20),
   };
   for (const k of Object.keys(limits) as (keyof ServerLimits)[]) if (limits[k] === undefined) delete limits[k];
+  const maxStep = v['max-step-tokens'] === undefined ? 0 : parseIntOption(v['max-step-tokens'], 'serve: --max-step-tokens', 0, 1 << 24, 0);
+  const maxBatch = parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64);
+  if (maxStep > 0 && maxStep < maxBatch)
+    throw new CliError(
+      `serve: --max-step-tokens ${maxStep} is below --max-batch ${maxBatch}: a decode step computes one token per sequence, so it could not hold the batch (use 0 for no cap)`,
+    );
   const logLevel = v['log-level'] ?? 'info';
   if (!LOG_LEVELS.includes(logLevel)) throw new CliError(`serve: --log-level must be one of ${LOG_LEVELS.join(', ')}, got '${logLevel}'`);
   return {
@@ -165,7 +185,8 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     ...placementFlags(v['resident-layers'], v['gpu-cache-blocks'], 'serve', v['mini-batch-tokens']),
     planFile: v.plan ?? (env.HYBRIDSERVE_PLAN_FILE || undefined),
     apiKeyFile: v['api-key-file'],
-    maxBatch: parseIntOption(v['max-batch'], '--max-batch', 1, 4096, 64),
+    maxBatch,
+    ...(v['max-step-tokens'] !== undefined ? { maxStepTokens: maxStep } : {}),
     ...(v['steps-in-flight'] !== undefined
       ? { stepsInFlight: parseIntOption(v['steps-in-flight'], 'serve: --steps-in-flight', 1, 1024, 1) }
       : {}),
@@ -301,6 +322,7 @@ export async function run(argv: string[]): Promise<number> {
       residentLayers: cfg.residentLayers,
       gpuKvBlocks: cfg.gpuKvBlocks,
       miniBatchTokens: cfg.miniBatchTokens,
+      ...(cfg.maxStepTokens ? { maxStepTokens: cfg.maxStepTokens } : {}),
       plan,
       maxBatch: cfg.maxBatch,
       maxTotalTokens: cfg.limits.maxTotalTokens,
@@ -335,6 +357,8 @@ export async function run(argv: string[]): Promise<number> {
   );
   log.info(`placement: ${rt.placementReason}`);
   if (rt.gpusReason) log.info(`GPUs: ${pipelineStagesOf(info.deviceName)} (${rt.gpusReason})`);
+  const stepCap = chooseStepTokens({ maxStepTokens: cfg.maxStepTokens, plan, device: cfg.device });
+  if (stepCap.maxStepTokens > 0) log.info(`steps of at most ${stepCap.maxStepTokens} new tokens (${stepCap.source})`);
   log.info(`steps in flight: ${stepsInFlight}${cfg.stepsInFlight !== undefined ? ' (--steps-in-flight)' : ' (one per pipeline stage)'}`);
   if (apiKeys.length)
     log.info(
@@ -353,6 +377,7 @@ export async function run(argv: string[]): Promise<number> {
     maxBatch: cfg.maxBatch,
     planFile: cfg.planFile,
     miniBatcher: rt.miniBatcher,
+    ...(stepCap.maxStepTokens > 0 ? { maxStepTokens: stepCap.maxStepTokens } : {}),
     stepsInFlight,
     log,
     apiKeyFile: cfg.apiKeyFile ? { file: cfg.apiKeyFile, envKeys: parseEnvKeys(process.env.HYBRIDSERVE_API_KEYS ?? '') } : undefined,

@@ -45,6 +45,8 @@ export interface GpuLayout {
    * holds the cacheBufferBytes of staging); absent for gpuLayout's batch-independent layout.
    */
   workspaceBytes?: number;
+  /** New tokens (rows) of the largest step that workspace holds (engine-workspace.ts workspaceStepRows). */
+  stepTokens?: number;
   /** Sum of the parts; ≤ budgetBytes. */
   usedBytes: number;
   /** The GPU cache tier (placement.ts): KV blocks held in HBM and the tokens they hold (absent: none). */

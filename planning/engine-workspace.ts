@@ -42,6 +42,11 @@ export interface WorkspaceShape {
    * sequences into mini-batches of at most this many (a longer sequence is one of its own).
    */
   miniBatchTokens: number;
+  /**
+   * New tokens a step computes at most (the server's --max-step-tokens: its scheduler splits larger
+   * steps; one prompt longer than this runs alone). Absent: the prefill step holds batch × promptTokens.
+   */
+  stepTokens?: number;
 }
 
 /** Sequences per mini-batch and their rows, pages and ACT slots, for a step whose sequences stage `perSeq` tokens. */
@@ -49,6 +54,17 @@ function miniBatchOf(s: WorkspaceShape, perSeq: number, newPerSeq: number) {
   const seqs = Math.max(1, Math.min(s.batch, Math.floor(s.miniBatchTokens / Math.max(1, perSeq))));
   const pages = seqs * Math.ceil(perSeq / s.blockTokens);
   return { seqs, rows: seqs * newPerSeq, pages, actSlots: Math.ceil(s.actFraction * pages) };
+}
+
+/**
+ * Rows (new tokens) of the largest step the workspace holds: the prefill's (under a step cap, up to
+ * the cap of shorter prompts, or one longest prompt) or a decode step's, one row per sequence. The
+ * engine keeps every row's fp32 hidden state for the whole step, so a server that keeps its steps
+ * within this many new tokens stays inside the planned workspace (PlanFile.maxStepTokens).
+ */
+export function workspaceStepRows(s: Pick<WorkspaceShape, 'batch' | 'promptTokens' | 'stepTokens'>): number {
+  const prefill = s.stepTokens ? Math.min(s.batch * s.promptTokens, Math.max(s.stepTokens, s.promptTokens)) : s.batch * s.promptTokens;
+  return Math.max(prefill, s.batch);
 }
 
 /**
@@ -61,12 +77,14 @@ function miniBatchOf(s: WorkspaceShape, perSeq: number, newPerSeq: number) {
 export function engineWorkspaceBytes(mp: ModelProfile, s: WorkspaceShape): number {
   const e = mp.elementBytes;
   const h = mp.hiddenSize;
-  const prefill = miniBatchOf(s, s.promptTokens, s.promptTokens);
+  // Prompts in the largest prefill step: all of the batch, or as many as the step cap allows (at least one).
+  const prefillSeqs = s.stepTokens ? Math.max(1, Math.min(s.batch, Math.floor(s.stepTokens / Math.max(1, s.promptTokens)))) : s.batch;
+  const prefill = miniBatchOf({ ...s, batch: prefillSeqs }, s.promptTokens, s.promptTokens);
   const decode = miniBatchOf(s, s.seqTokens, 1);
   const rows = Math.max(prefill.rows, decode.rows);
   const pages = Math.max(prefill.pages, decode.pages);
   const actSlots = Math.max(prefill.actSlots, decode.actSlots);
-  const hidden = s.batch * s.promptTokens * h * 4;
+  const hidden = workspaceStepRows(s) * h * 4;
   const perRow =
     ENGINE_STAGING_SETS * h * e + // staged inputs (xset)
     (mp.qDim + 2 * mp.kvDim) * e + // qkv

@@ -22,7 +22,7 @@ import {
   type WorkloadShape,
 } from './cost-model.js';
 import { capacitySequences } from './allocation.js';
-import { engineLayerBufferBytes, engineWorkspaceBytes } from './engine-workspace.js';
+import { engineLayerBufferBytes, engineWorkspaceBytes, workspaceStepRows, type WorkspaceShape } from './engine-workspace.js';
 import type { LargestStep } from './plan.js';
 import { grid } from './solver.js';
 
@@ -55,14 +55,16 @@ export function tieredLayout(mp: ModelProfile, budgetBytes: number, run: RunShap
   const reserveBytes = gpuReserveBytes(budgetBytes);
   const layerBufferBytes = engineLayerBufferBytes(mp, residentLayers < L);
   const miniBatchTokens = run.miniBatchTokens ?? Math.max(seqTokens, MIN_MINIBATCH_TOKENS);
-  const workspaceBytes = engineWorkspaceBytes(mp, {
+  const shape: WorkspaceShape = {
     batch: Math.max(1, Math.ceil(run.batch), run.largestStep?.sequences ?? 0),
     promptTokens: Math.max(run.promptTokens, run.largestStep?.promptTokens ?? 0),
     seqTokens: Math.max(seqTokens, run.largestStep?.seqTokens ?? 0),
     actFraction: run.actFraction,
     blockTokens: run.blockTokens,
     miniBatchTokens,
-  });
+    ...(run.largestStep?.stepTokens ? { stepTokens: run.largestStep.stepTokens } : {}),
+  };
+  const workspaceBytes = engineWorkspaceBytes(mp, shape);
   const fixed = reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + workspaceBytes;
   if (fixed > budgetBytes) return undefined;
   const blockBytes = gpuKvBlockBytes(mp, run.blockTokens);
@@ -77,6 +79,7 @@ export function tieredLayout(mp: ModelProfile, budgetBytes: number, run: RunShap
     cacheBufferBytes: 2 * (mp.kvBytesPerToken + mp.actBytesPerToken) * miniBatchTokens,
     miniBatchTokens,
     workspaceBytes,
+    stepTokens: workspaceStepRows(shape),
     usedBytes: fixed + gpuKvBlocks * blockBytes,
     gpuKvBlocks,
     gpuKvTokens: gpuKvBlocks * run.blockTokens,

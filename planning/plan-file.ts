@@ -17,6 +17,11 @@ export interface PlanFile {
   /** Staged tokens per in-step mini-batch: the engine's GPU workspace was planned for it (planning/engine-workspace.ts). */
   miniBatchTokens?: number;
   /**
+   * New tokens one step may compute: the GPU workspace holds that many rows (engine-workspace.ts
+   * workspaceStepRows), so the server splits larger steps (serve --max-step-tokens wins).
+   */
+  maxStepTokens?: number;
+  /**
    * The layer weight format the placement was sized for (absent: fp16). The server loads the format
    * its --weight-dtype names (a load-time choice, never reloaded live); this records what the plan counted.
    */
@@ -36,6 +41,7 @@ const INT_FIELDS = [
   ['residentLayers', 0],
   ['gpuKvBlocks', 0],
   ['miniBatchTokens', 0],
+  ['maxStepTokens', 0],
   ['generation', 0],
 ] as const;
 /** Longest reason kept: it is logged and published in status, never a place for large text. */
@@ -99,6 +105,7 @@ export function planFileOf(plan: {
   residentLayers?: number;
   gpuKvBlocks?: number;
   miniBatchTokens?: number;
+  maxStepTokens?: number;
   weightDtype?: WeightDtype;
   reason: string;
 }): PlanFile {
@@ -115,6 +122,7 @@ export function planFileOf(plan: {
   if (plan.gpuKvBlocks !== undefined) file.gpuKvBlocks = plan.gpuKvBlocks;
   // 0 (the CPU start plan): one mini-batch per step, the engine's default; left out.
   if (plan.miniBatchTokens) file.miniBatchTokens = plan.miniBatchTokens;
+  if (plan.maxStepTokens) file.maxStepTokens = plan.maxStepTokens;
   // fp16 is the default: its files stay as they were (no ConfigMap change for existing deployments).
   if (plan.weightDtype !== undefined && plan.weightDtype !== 'fp16') file.weightDtype = plan.weightDtype;
   return file;

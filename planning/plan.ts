@@ -47,6 +47,8 @@ export interface LargestStep {
   promptTokens: number;
   /** Prompt + generated tokens of the longest sequence. */
   seqTokens: number;
+  /** The most new tokens a step computes (the server's --max-step-tokens; absent: sequences × promptTokens). */
+  stepTokens?: number;
 }
 
 export interface SweepPoint {
@@ -96,6 +98,11 @@ export interface Plan {
   miniBatchTokens: number;
   /** The CUDA engine's step workspace for this plan's batch and mini-batches (planning/engine-workspace.ts); absent when not laid out. */
   gpuWorkspaceBytes?: number;
+  /**
+   * New tokens the largest step that workspace holds may compute (workspaceStepRows): a server keeps
+   * its steps within it (PlanFile.maxStepTokens); absent when not laid out.
+   */
+  maxStepTokens?: number;
   /** Per-layer GPU working bytes of one mini-batch: the `maxBytes` for formMiniBatches. */
   miniBatchBytes: number;
   promptTokens: number;
@@ -233,6 +240,7 @@ export function planNode(input: NodePlanInput): Plan {
     placementReason,
     miniBatchTokens: layout.miniBatchTokens,
     ...(layout.workspaceBytes !== undefined ? { gpuWorkspaceBytes: layout.workspaceBytes } : {}),
+    ...(layout.stepTokens !== undefined ? { maxStepTokens: layout.stepTokens } : {}),
     miniBatchBytes: Math.floor(layout.cacheBufferBytes / 2),
     promptTokens,
     genTokens,

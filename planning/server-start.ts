@@ -29,6 +29,11 @@ export interface StartOptions {
   gpuKvBlocks?: number;
   /** `--mini-batch-tokens`: staged tokens per in-step mini-batch; the plan file's value wins. */
   miniBatchTokens?: number;
+  /**
+   * `--max-step-tokens`: new tokens one step may compute (the scheduler splits larger steps), so
+   * the start plan's workspace holds that many rows instead of --max-batch longest prompts.
+   */
+  maxStepTokens?: number;
   /** The plan file's content at start: its pool sizes and fraction win. */
   plan?: PlanFile | null;
   /** --max-batch: the most sequences a step may hold. */
@@ -72,7 +77,8 @@ export interface ServerStartInput extends StartOptions {
  * uses the tiered plan, not only the operator): planNode for this GPU's product and memory cap, the
  * host memory, the batch cap, the fraction, the weight format and the start workload, with any forced
  * placement. The engine's workspace is laid out for the largest step the server may form: maxBatch
- * sequences of the longest prompt the window allows. `plan` is absent (the engine's own defaults
+ * sequences of the longest prompt the window allows, or at most maxStepTokens new tokens (and one
+ * longest prompt) when the scheduler caps a step's tokens. `plan` is absent (the engine's own defaults
  * apply) on cpu, with a plan file, for a pipeline, for a product without a hardware profile, or when
  * planning fails; `reason` says which.
  */
@@ -96,12 +102,29 @@ export function serverStartPlan(i: ServerStartInput): StartPlan {
       weightDtype: i.weightDtype,
       residentLayers: i.residentLayers,
       gpuKvBlocks: i.gpuKvBlocks,
-      largestStep: { sequences: i.maxBatch, promptTokens: Math.max(1, window - 1), seqTokens: window },
+      largestStep: {
+        sequences: i.maxBatch,
+        promptTokens: Math.max(1, window - 1),
+        seqTokens: window,
+        ...(i.maxStepTokens ? { stepTokens: i.maxStepTokens } : {}),
+      },
     });
     return { plan, reason: `planning for ${hardware.product}` };
   } catch (err) {
     return { reason: `planning failed (${(err as Error).message}): the engine's defaults` };
   }
+}
+
+/**
+ * New tokens one engine step may compute (the scheduler's cap; 0: none) and where it came from:
+ * `--max-step-tokens` (0 turns the cap off), else on cuda the plan file's maxStepTokens (the rows the
+ * GPU workspace was planned for: a burst of longer prompts than planned must not make a step the
+ * workspace cannot hold), else none. Read at start, like the placement. Pure.
+ */
+export function chooseStepTokens(o: Pick<StartOptions, 'maxStepTokens' | 'plan' | 'device'>): { maxStepTokens: number; source: string } {
+  if (o.maxStepTokens !== undefined) return { maxStepTokens: o.maxStepTokens, source: '--max-step-tokens' };
+  if (o.device === 'cuda' && o.plan?.maxStepTokens) return { maxStepTokens: o.plan.maxStepTokens, source: 'the plan file' };
+  return { maxStepTokens: 0, source: 'none' };
 }
 
 /** The ACT fraction to start with and why (the start plan's when there is one: serverStartPlan). Pure. */

@@ -35,6 +35,7 @@
 #   prefill_parts  issue 10: each operation of one OPT-13B prefill layer (128 x 512) timed on its own with
 #             random data, next to its variants (hs_prefill_parts_bench; JSON lines in prefill-parts.jsonl)
 #   serve_planned  issue 10: serve with no placement flags (the start plan), whole GPU and 24 GiB, 128 x 512/32
+#             (SERVE_PLANNED_ARGS: more serve flags, e.g. --max-step-tokens 16384)
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
 #             then int4 weights in one process (ACT fraction auto, solved with each format's layer
 #             bytes), printing fp8/fp16 and int4/fp16 total tokens/s; then the 24 GiB row (default
@@ -250,8 +251,8 @@ stage_serve_planned() {
   local cap
   for cap in "" 24GiB; do
     SERVE_TAG="opt13b-planned${cap:+-$cap}"
-    # shellcheck disable=SC2086  # ${cap:+...} is meant to split
-    serve_start --model $SERVING_MODEL --max-batch 128 --host-memory $SERVING_HOST_MEMORY ${cap:+--gpu-memory $cap} || { serve_stop; continue; }
+    # shellcheck disable=SC2086  # ${cap:+...} and SERVE_PLANNED_ARGS (e.g. --max-step-tokens 16384) are meant to split
+    serve_start --model $SERVING_MODEL --max-batch 128 --host-memory $SERVING_HOST_MEMORY ${cap:+--gpu-memory $cap} ${SERVE_PLANNED_ARGS:-} || { serve_stop; continue; }
     grep -E "placement:|cache pools:|ACT fraction" "$OUT/serve-$SERVE_TAG.log" | tee -a "$OUT/gpu-run.log"
     node dist/bench/serving.js --url $SERVE_URL --model $SERVING_MODEL --concurrency 128 --requests 128 --prompt-tokens 512 \
       --max-tokens 32 2>>"$OUT/serving-stderr.log" | tail -1 | tee -a "$OUT/serve-planned.jsonl"

@@ -33,6 +33,8 @@ export interface ServingOptions {
   planFile?: string;
   planPollMs?: number;
   miniBatcher?: MiniBatcher;
+  /** New tokens one engine step may compute (`serve --max-step-tokens`; 0 or absent: no cap). */
+  maxStepTokens?: number;
   /** Engine steps kept in flight (scheduler lanes; default: one per pipeline stage, see scheduler/policy.ts chooseLanes). */
   stepsInFlight?: number;
   logger?: FastifyServerOptions['logger'];
@@ -64,6 +66,7 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
       maxQueue: limits.maxQueue,
       eosTokenId: o.tokenizer.eosTokenId,
       miniBatcher: o.miniBatcher,
+      ...(o.maxStepTokens ? { maxStepTokens: o.maxStepTokens } : {}),
       ...(o.stepsInFlight !== undefined ? { lanes: o.stepsInFlight } : {}),
     },
     {

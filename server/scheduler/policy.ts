@@ -27,13 +27,58 @@ export function fitsEmptyPools(pools: NativePoolStats, tokens: number): boolean 
 /** A splitter (server/scheduler/minibatch.ts): running sequences → groups of indices, run as separate steps. */
 export type MiniBatcher = (seqs: Array<{ contextTokens: number; engineId: number | null }>) => number[][];
 
-/** Splits running sequences (in admission order) into steps of at most maxBatch. */
+/**
+ * A cap on the tokens one engine step computes (`serve --max-step-tokens`): the GPU engine holds
+ * every new token's hidden state for the whole step, so the cap bounds the workspace the start plan
+ * reserves (a burst of long prompts then prefills over several steps instead of one).
+ */
+export interface StepTokenCap<T> {
+  maxTokens: number;
+  /** Tokens the sequence computes in its next step (its uncached tokens: the prompt, or 1). */
+  newTokens: (s: T) => number;
+}
+
+/**
+ * Splits one step's sequences, in order, into steps of at most `cap.maxTokens` new tokens; a
+ * sequence with more than the cap alone gets a step of its own (a prompt is never split).
+ */
+export function splitByStepTokens<T>(group: T[], cap: StepTokenCap<T>): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let tokens = 0;
+  for (const s of group) {
+    const n = Math.max(1, cap.newTokens(s));
+    if (cur.length > 0 && tokens + n > cap.maxTokens) {
+      out.push(cur);
+      cur = [];
+      tokens = 0;
+    }
+    cur.push(s);
+    tokens += n;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
+}
+
+/**
+ * Splits running sequences (in admission order) into steps of at most maxBatch, then, with a
+ * `stepTokens` cap, into steps of at most that many new tokens.
+ */
 export function formBatches<T extends { contextTokens: number; engineId: number | null }>(
   running: T[],
   maxBatch: number,
   miniBatcher?: MiniBatcher,
+  stepTokens?: StepTokenCap<T>,
 ): T[][] {
-  const cap = Math.max(1, maxBatch);
+  const groups = groupsOf(running, Math.max(1, maxBatch), miniBatcher);
+  return stepTokens && stepTokens.maxTokens > 0 ? groups.flatMap((g) => splitByStepTokens(g, stepTokens)) : groups;
+}
+
+function groupsOf<T extends { contextTokens: number; engineId: number | null }>(
+  running: T[],
+  cap: number,
+  miniBatcher?: MiniBatcher,
+): T[][] {
   const groups: T[][] = [];
   if (miniBatcher && running.length > 0) {
     for (const idx of miniBatcher(running)) {

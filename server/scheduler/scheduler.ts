@@ -38,6 +38,7 @@ import {
   preemptionVictim,
   retryAfterSeconds,
   type MiniBatcher,
+  type StepTokenCap,
 } from './policy.js';
 
 const STATUS_OK = 0; // NativeSeqStatus.Ok (a const enum, so not importable at runtime)
@@ -106,6 +107,11 @@ export interface SchedulerOptions {
   maxQueue: number;
   eosTokenId: number;
   miniBatcher?: MiniBatcher;
+  /**
+   * New tokens one engine step may compute (0 or absent: no cap): a burst of prompts then prefills
+   * over several steps of at most this many tokens; a longer prompt runs in a step of its own.
+   */
+  maxStepTokens?: number;
   /**
    * How long (ms) the first step after an idle spell may wait for a burst of requests to finish
    * arriving (default 200, stretched to the engine's recent step time when that is longer; 0 turns
@@ -421,11 +427,25 @@ export class Scheduler {
     }
   }
 
+  /** The --max-step-tokens cap with each sequence's uncached tokens (undefined: no cap). */
+  private stepTokenCap(): StepTokenCap<Seq> | undefined {
+    const maxTokens = this.opts.maxStepTokens ?? 0;
+    if (maxTokens <= 0) return undefined;
+    return {
+      maxTokens,
+      newTokens: (s) => {
+        if (s.engineId === null) return s.contextTokens;
+        const info = this.engine.sequence(s.engineId);
+        return info.length - info.cachedTokens;
+      },
+    };
+  }
+
   /** One pass of a lane: its sequences' steps (one per mini-batch), then whatever they left to wait for. */
   private async laneIteration(lane: Lane): Promise<void> {
     let stepped = false;
     const cap = laneCap(this.maxBatch, this.lanes.length);
-    for (const batch of formBatches(this.laneSequences(lane), cap, this.opts.miniBatcher)) {
+    for (const batch of formBatches(this.laneSequences(lane), cap, this.opts.miniBatcher, this.stepTokenCap())) {
       if (this.failure !== null) return; // another lane failed: stop after the step in flight
       if (await this.step(batch, lane)) stepped = true;
     }

@@ -5,7 +5,7 @@ import { describe, test, expect } from '@jest/globals';
 import { parsePlan, planFileOf, serializePlan, validatePlan } from '../../planning/plan-file.js';
 import { parsePlan as serverParsePlan } from '../../server/plan-file.js';
 import { cpuStartFraction, cpuStartPlan, engineElementBytes, startPools } from '../../planning/start-plan.js';
-import { choosePools, chooseTiers } from '../../planning/server-start.js';
+import { choosePools, chooseStepTokens, chooseTiers } from '../../planning/server-start.js';
 import { presetConfig } from '../../model/presets.js';
 import { planGroup } from '../../operator/desired/plan.js';
 import { groupNodes } from '../../operator/desired/node-groups.js';
@@ -118,5 +118,14 @@ describe('plan.json carries the GPU placement to the pods', () => {
     });
     // The GPU placement is for the GPU it was planned for: a CPU engine given the same file ignores it.
     expect(chooseTiers({ device: 'cpu', plan: parsed.plan })).toEqual({});
+    // The step rows its workspace holds (batch × the planned prompt): the server caps its steps there.
+    expect(op.file.maxStepTokens).toBe(op.plan.maxStepTokens);
+    expect(op.file.maxStepTokens).toBeGreaterThanOrEqual(op.plan.maxBatch * op.plan.promptTokens);
+    expect(parsed.plan.maxStepTokens).toBe(op.file.maxStepTokens);
+    expect(chooseStepTokens({ device: 'cuda', plan: parsed.plan })).toEqual({
+      maxStepTokens: op.file.maxStepTokens,
+      source: 'the plan file',
+    });
+    expect(serverParsePlan(JSON.stringify({ actFraction: 0, maxStepTokens: -1 })).ok).toBe(false);
   });
 });

@@ -50,6 +50,13 @@ describe('hybridserve serve options', () => {
     }
     expect(parseServeArgs(['--help'], {})).toBe('help');
   });
+  test('--max-step-tokens: 0 or at least --max-batch (a decode step holds one token per sequence)', () => {
+    expect(parseServeArgs(['--max-step-tokens', '16384', '--max-batch', '128'], {})).toMatchObject({ maxStepTokens: 16384, maxBatch: 128 });
+    expect(parseServeArgs(['--max-step-tokens', '0'], {})).toMatchObject({ maxStepTokens: 0 }); // the cap off, even with a plan file's
+    expect(parseServeArgs([], {})).not.toHaveProperty('maxStepTokens');
+    expect(() => parseServeArgs(['--max-step-tokens', '100', '--max-batch', '128'], {})).toThrow(/below --max-batch 128/);
+    expect(() => parseServeArgs(['--max-step-tokens', 'many'], {})).toThrow(CliError);
+  });
 });
 
 describe('ACT fraction at start', () => {

@@ -4,7 +4,7 @@
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import { engineLayerBufferBytes, gpuKvBlockBytes, modelProfile } from '../../planning/index.js';
-import { chooseFraction, choosePools, chooseTiers, placementOf, serverStartPlan } from '../../planning/server-start.js';
+import { chooseFraction, choosePools, chooseStepTokens, chooseTiers, placementOf, serverStartPlan } from '../../planning/server-start.js';
 import { openPlanned, type RuntimeOptions } from '../../server/runtime.js';
 
 const cfg = presetConfig('opt-13b')!;
@@ -69,6 +69,32 @@ describe('server runtime: the start plan places a cuda server without a plan fil
     const engineNeeds =
       mp.headBytes + engineLayerBufferBytes(mp, true) + tiers.residentLayers! * mp.layerBytes + start.plan!.gpuWorkspaceBytes!;
     expect(engineNeeds + tiers.gpuKvBlocks! * gpuKvBlockBytes(mp, 16)).toBeLessThanOrEqual(24 * GiB);
+  });
+
+  test('--max-step-tokens under a 24 GiB cap: a workspace for that many rows, so more layers stay resident', () => {
+    const capped = { ...serve, maxBatch: 128, gpuMemoryBytes: 24 * GiB };
+    const whole = serverStartPlan({ ...capped, model: cfg, product: 'NVIDIA-H200' }).plan!;
+    const stepped = serverStartPlan({ ...capped, maxStepTokens: 16384, model: cfg, product: 'NVIDIA-H200' }).plan!;
+    const mp = modelProfile(cfg);
+    // 128 prompts of 2047 tokens: 5.4 GB of fp32 hidden states; under the cap at most 16,384 rows.
+    expect(whole.gpuWorkspaceBytes!).toBeGreaterThan(128 * 2047 * mp.hiddenSize * 4);
+    expect(stepped.gpuWorkspaceBytes!).toBeLessThan(whole.gpuWorkspaceBytes! - 3 * GiB);
+    expect(stepped.residentLayers).toBeGreaterThan(whole.residentLayers);
+    // The plans say what their workspace holds; the server keeps its steps within it.
+    expect(whole.maxStepTokens).toBe(128 * 2047);
+    expect(stepped.maxStepTokens).toBe(16384);
+    const engineNeeds =
+      mp.headBytes + engineLayerBufferBytes(mp, true) + stepped.residentLayers * mp.layerBytes + stepped.gpuWorkspaceBytes!;
+    expect(engineNeeds + stepped.gpuKvBlocks! * gpuKvBlockBytes(mp, 16)).toBeLessThanOrEqual(24 * GiB);
+  });
+
+  test('the step cap: the flag (0 turns it off), else on cuda the plan file’s workspace rows, else none', () => {
+    const plan = { actFraction: 0, maxStepTokens: 65536 };
+    expect(chooseStepTokens({ device: 'cuda', plan, maxStepTokens: 16384 })).toEqual({ maxStepTokens: 16384, source: '--max-step-tokens' });
+    expect(chooseStepTokens({ device: 'cuda', plan, maxStepTokens: 0 }).maxStepTokens).toBe(0);
+    expect(chooseStepTokens({ device: 'cuda', plan })).toEqual({ maxStepTokens: 65536, source: 'the plan file' });
+    expect(chooseStepTokens({ device: 'cpu', plan }).maxStepTokens).toBe(0); // no GPU workspace to protect
+    expect(chooseStepTokens({ device: 'cuda', plan: { actFraction: 0 } }).maxStepTokens).toBe(0);
   });
 
   test('flags and a plan file win; cpu, pipelines and unknown GPUs are not planned', () => {

@@ -1,6 +1,6 @@
 import { describe, expect, test } from '@jest/globals';
 import { Scheduler, type FinishReason } from '../../server/scheduler/scheduler.js';
-import { canAdmit, formBatches, needsPreemption, retryAfterSeconds } from '../../server/scheduler/policy.js';
+import { canAdmit, formBatches, needsPreemption, retryAfterSeconds, splitByStepTokens } from '../../server/scheduler/policy.js';
 import { ApiError } from '../../server/errors.js';
 import { FakeEngine } from './server-fake-engine.js';
 
@@ -87,6 +87,34 @@ describe('scheduler', () => {
     // As bench:engine runs it: 1 step prefilling all 20, then 5 decode steps of all 20.
     expect(engine.stepLog.map((ids) => ids.length)).toEqual([20, 20, 20, 20, 20, 20]);
     await s.stop();
+  });
+
+  test('--max-step-tokens: the burst prefills over steps of at most that many new tokens; the tokens do not change', async () => {
+    const burst = async (maxStepTokens?: number) => {
+      const engine = new FakeEngine({ kvBlocks: 400, actBlocks: 0, stepDelayMs: 2 });
+      const s = new Scheduler(engine, {
+        maxBatch: 64,
+        maxQueue: 100,
+        eosTokenId: 2,
+        burstQuietMs: 8,
+        burstWindowMs: 500,
+        ...(maxStepTokens ? { maxStepTokens } : {}),
+      });
+      const runs = [run(s, [1, 2, 3], 6)];
+      for (let i = 1; i < 20; i++) {
+        await new Promise((r) => setTimeout(r, 1));
+        runs.push(run(s, [1, 2, 3, i], 6, { seed: i }));
+      }
+      const tokens = (await Promise.all(runs.map((r) => r.done))).map((r) => r.tokens);
+      await s.stop();
+      return { tokens, steps: engine.stepLog.map((ids) => ids.length) };
+    };
+    const whole = await burst();
+    const capped = await burst(24);
+    // 3 + 5 × 4 = 23 tokens, then 6 × 4 = 24 twice, then the last 2 prompts; decode steps (20 tokens) stay whole.
+    expect(capped.steps).toEqual([6, 6, 6, 2, 20, 20, 20, 20, 20]);
+    expect(whole.steps).toEqual([20, 20, 20, 20, 20, 20]);
+    expect(capped.tokens).toEqual(whole.tokens);
   });
 
   test('with slow steps (layers streamed from the host), a burst longer than the base window is still one prefill step', async () => {
@@ -222,6 +250,17 @@ describe('scheduling policy', () => {
     expect(Math.max(...split.map((g) => g.length))).toBeLessThanOrEqual(3);
     // A splitter that loses sequences is not trusted.
     expect(formBatches(seqs, 4, () => [[0, 1]]).flat().length).toBe(10);
+  });
+  test('a step-token cap packs sequences in order and gives a prompt longer than the cap a step of its own', () => {
+    const cap = { maxTokens: 10, newTokens: (n: number) => n };
+    expect(splitByStepTokens([4, 4, 1, 1, 12, 3, 10, 1], cap)).toEqual([[4, 4, 1, 1], [12], [3], [10], [1]]);
+    expect(splitByStepTokens([], cap)).toEqual([]);
+    // A sequence with nothing new still counts one token (its decode row).
+    expect(splitByStepTokens([0, 0, 0], { maxTokens: 2, newTokens: (n: number) => n })).toEqual([[0, 0], [0]]);
+    const seqs = Array.from({ length: 6 }, (_, i) => ({ contextTokens: 5, engineId: i }));
+    const steps = formBatches(seqs, 4, undefined, { maxTokens: 10, newTokens: (x) => x.contextTokens });
+    expect(steps.map((g) => g.length)).toEqual([2, 2, 2]);
+    expect(formBatches(seqs, 4, undefined, { maxTokens: 0, newTokens: () => 1 }).map((g) => g.length)).toEqual([4, 2]);
   });
   test('preemption only while more sequences need blocks than are free, never the last one', () => {
     expect(needsPreemption(0, 2, 3)).toBe(true);
