@@ -47,6 +47,11 @@ export interface WorkspaceShape {
    * steps; one prompt longer than this runs alone). Absent: the prefill step holds batch × promptTokens.
    */
   stepTokens?: number;
+  /**
+   * The longest single prompt a step may hold when it is longer than `promptTokens` (a server's
+   * window less one): reserved as a step of its own, its rows and its score buffers.
+   */
+  longestPromptTokens?: number;
 }
 
 /** Sequences per mini-batch and their rows, pages and ACT slots, for a step whose sequences stage `perSeq` tokens. */
@@ -62,9 +67,9 @@ function miniBatchOf(s: WorkspaceShape, perSeq: number, newPerSeq: number) {
  * engine keeps every row's fp32 hidden state for the whole step, so a server that keeps its steps
  * within this many new tokens stays inside the planned workspace (PlanFile.maxStepTokens).
  */
-export function workspaceStepRows(s: Pick<WorkspaceShape, 'batch' | 'promptTokens' | 'stepTokens'>): number {
+export function workspaceStepRows(s: Pick<WorkspaceShape, 'batch' | 'promptTokens' | 'stepTokens' | 'longestPromptTokens'>): number {
   const prefill = s.stepTokens ? Math.min(s.batch * s.promptTokens, Math.max(s.stepTokens, s.promptTokens)) : s.batch * s.promptTokens;
-  return Math.max(prefill, s.batch);
+  return Math.max(prefill, s.longestPromptTokens ?? 0, s.batch);
 }
 
 /**
@@ -81,9 +86,12 @@ export function engineWorkspaceBytes(mp: ModelProfile, s: WorkspaceShape): numbe
   const prefillSeqs = s.stepTokens ? Math.max(1, Math.min(s.batch, Math.floor(s.stepTokens / Math.max(1, s.promptTokens)))) : s.batch;
   const prefill = miniBatchOf({ ...s, batch: prefillSeqs }, s.promptTokens, s.promptTokens);
   const decode = miniBatchOf(s, s.seqTokens, 1);
-  const rows = Math.max(prefill.rows, decode.rows);
-  const pages = Math.max(prefill.pages, decode.pages);
-  const actSlots = Math.max(prefill.actSlots, decode.actSlots);
+  // One longest prompt alone (a step of its own); the shape's own prompts when none is longer.
+  const longest = Math.max(s.promptTokens, s.longestPromptTokens ?? 0);
+  const alone = miniBatchOf({ ...s, batch: 1 }, longest, longest);
+  const rows = Math.max(prefill.rows, decode.rows, alone.rows);
+  const pages = Math.max(prefill.pages, decode.pages, alone.pages);
+  const actSlots = Math.max(prefill.actSlots, decode.actSlots, alone.actSlots);
   const hidden = workspaceStepRows(s) * h * 4;
   const perRow =
     ENGINE_STAGING_SETS * h * e + // staged inputs (xset)
@@ -91,8 +99,8 @@ export function engineWorkspaceBytes(mp: ModelProfile, s: WorkspaceShape): numbe
     mp.qDim * e + // attention output
     h * e; // x2
   const ffnScratch = Math.min(rows, FFN_CHUNK_ROWS) * mp.ffnSize * (mp.arch === 'opt' ? 1 : 3) * e;
-  const gemmAttention = s.promptTokens >= GEMM_ATTENTION_MIN_TOKENS;
-  const scores = gemmAttention ? mp.numHeads * s.promptTokens * s.promptTokens * (4 + e) + 2 * s.promptTokens * mp.kvDim * e : 0;
+  const gemmAttention = longest >= GEMM_ATTENTION_MIN_TOKENS;
+  const scores = gemmAttention ? mp.numHeads * longest * longest * (4 + e) + 2 * longest * mp.kvDim * e : 0;
   const staged =
     ENGINE_STAGING_SETS * pages * s.blockTokens * 2 * mp.kvDim * e + // KV pages (loaded or rebuilt)
     ENGINE_STAGING_SETS * actSlots * s.blockTokens * h * e + // ACT rows

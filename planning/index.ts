@@ -35,7 +35,13 @@ export {
   overlapped,
   MIN_MINIBATCH_TOKENS,
 } from './cost-model.js';
-export { type WorkspaceShape, engineWorkspaceBytes, engineLayerBufferBytes, ENGINE_LAYER_SLOTS } from './engine-workspace.js';
+export {
+  type WorkspaceShape,
+  engineWorkspaceBytes,
+  engineLayerBufferBytes,
+  workspaceStepRows,
+  ENGINE_LAYER_SLOTS,
+} from './engine-workspace.js';
 export {
   type PlacementInput,
   type Placement,

@@ -63,6 +63,7 @@ export function tieredLayout(mp: ModelProfile, budgetBytes: number, run: RunShap
     blockTokens: run.blockTokens,
     miniBatchTokens,
     ...(run.largestStep?.stepTokens ? { stepTokens: run.largestStep.stepTokens } : {}),
+    ...(run.largestStep?.longestPromptTokens ? { longestPromptTokens: run.largestStep.longestPromptTokens } : {}),
   };
   const workspaceBytes = engineWorkspaceBytes(mp, shape);
   const fixed = reserveBytes + mp.headBytes + layerBufferBytes + residentLayers * mp.layerBytes + workspaceBytes;

@@ -49,6 +49,8 @@ export interface LargestStep {
   seqTokens: number;
   /** The most new tokens a step computes (the server's --max-step-tokens; absent: sequences × promptTokens). */
   stepTokens?: number;
+  /** One prompt this long may come alone (a server's window less one), beyond the others' promptTokens. */
+  longestPromptTokens?: number;
 }
 
 export interface SweepPoint {

@@ -84,3 +84,8 @@ export function resolveSpec(spec: Partial<HsdSpec>): ResolvedSpec {
 export function withDefaults(hsd: HybridServeDeployment): HybridServeDeployment & { spec: ResolvedSpec } {
   return { ...hsd, spec: resolveSpec(hsd.spec) };
 }
+
+/** The server's --max-total-tokens from the spec (limits.maxTotalTokens, else its deprecated alias); undefined: the model's window. */
+export function maxTotalTokensOf(spec: Pick<HsdSpec, 'limits' | 'server'>): number | undefined {
+  return spec.limits?.maxTotalTokens ?? spec.server?.maxTokens;
+}

@@ -10,7 +10,7 @@ import { planFileOf, type PlanFile } from '../../planning/plan-file.js';
 import { cpuStartPlan } from '../../planning/start-plan.js';
 import { nodeStagePlanner, planPodStages } from '../../planning/stage-plan.js';
 import type { HsdSpec } from '../api/types.js';
-import { resolveSpec, type ResolvedSpec } from '../api/defaults.js';
+import { maxTotalTokensOf, resolveSpec, type ResolvedSpec } from '../api/defaults.js';
 import { isCpuGroup, type NodeGroup } from './node-groups.js';
 import { formatBytes, parseByteSize } from '../../planning/quantity.js';
 
@@ -97,6 +97,9 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
     };
   }
   const actFraction = spec.cache.actFraction === 'auto' ? 'auto' : Number(spec.cache.actFraction);
+  // The pod's server accepts prompts up to its window: the engine's workspace must hold one such
+  // prompt alone (its rows and score buffers), beyond the planned batch of planned prompts.
+  const window = Math.min(model.maxPositions, maxTotalTokensOf(spec) ?? model.maxPositions);
   const input = {
     model,
     hardware,
@@ -112,6 +115,7 @@ function planGpuGroup(spec: ResolvedSpec, group: NodeGroup, model: ModelConfig, 
     // Planning's SLO input (planNode's sloTpotSeconds); carried in the input either way so that a
     // change of the SLO makes a new plan.
     ...(spec.slo?.tpotSeconds !== undefined ? { sloTpotSeconds: spec.slo.tpotSeconds } : {}),
+    largestStep: { sequences: 0, promptTokens: 0, seqTokens: window, longestPromptTokens: Math.max(1, window - 1) },
   } as const;
   const shape = pipelineShape(spec, group);
   let plan: Plan;

@@ -3,7 +3,7 @@
 // and policy-relevant fields. Also the helpers it uses: merging the user's affinity with the node
 // group's, and a startupProbe sized for the model load.
 import type { HybridServeDeployment } from '../api/types.js';
-import { resolveSpec } from '../api/defaults.js';
+import { maxTotalTokensOf, resolveSpec } from '../api/defaults.js';
 import { bytesQuantity } from '../../planning/quantity.js';
 import { GPU_PRODUCT_LABEL, isCpuGroup, type NodeGroup } from './node-groups.js';
 
@@ -188,7 +188,7 @@ export function podTemplate(hsd: HybridServeDeployment, group: NodeGroup, plan: 
     ...(claim ? [{ name: 'HYBRIDSERVE_MODEL_ROOT', value: MODEL_ROOT }] : []),
     ...(o.pipeline ? pipelineEnv(hsd, o.pipeline) : []),
   ];
-  const maxTotal = spec.limits?.maxTotalTokens ?? spec.server.maxTokens;
+  const maxTotal = maxTotalTokensOf(spec);
   // Settings go in as the server's own flags (cli/serve.ts parseServeArgs; test/unit/operator-pods.test.ts
   // checks that the server parses each one back to the value in the spec). Unset limits are omitted:
   // the server then derives them from the model's context window.

@@ -127,5 +127,8 @@ describe('plan.json carries the GPU placement to the pods', () => {
       source: 'the plan file',
     });
     expect(serverParsePlan(JSON.stringify({ actFraction: 0, maxStepTokens: -1 })).ok).toBe(false);
+    // The pod's server takes prompts up to its window (2,048 for OPT-13B): the workspace holds one such
+    // prompt's score buffers (fp32 scores and fp16 probabilities per head), not only the planned 512's.
+    expect(op.plan.gpuWorkspaceBytes!).toBeGreaterThan(40 * 2047 * 2047 * 6);
   });
 });
