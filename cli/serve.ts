@@ -42,11 +42,12 @@ const USAGE = `usage: hybridserve serve [options]
                            host-tier cached), the size the GPU workspace was planned for (hybridserve
                            plan's miniBatchTokens; default 0: one mini-batch per step). A plan file's
                            residentLayers / gpuKvBlocks / miniBatchTokens win over these flags
-  --max-step-tokens N      new tokens one engine step may compute (0: no cap, the default): a burst of
-                           prompts prefills over several steps of at most N tokens (a longer prompt
-                           runs alone), and a cuda start plan reserves GPU workspace for N rows instead
-                           of --max-batch prompts of the longest the window allows. Keep it ≥ --max-batch
-                           so that decode steps stay whole
+  --max-step-tokens N      new tokens one engine step may compute (0: no cap): a burst of prompts
+                           prefills over several steps of at most N tokens (a longer prompt runs
+                           alone), and a cuda start plan reserves GPU workspace for N rows instead of
+                           --max-batch prompts of the longest the window allows. Keep it ≥ --max-batch
+                           so that decode steps stay whole. Default on cuda: the plan file's
+                           maxStepTokens, else 16384 (or --max-batch if larger); on cpu 0
   --plan FILE              plan file (JSON) from the operator; reloaded live (default $HYBRIDSERVE_PLAN_FILE)
   --api-key-file F         require Bearer keys listed in F, one per line, whole-line # comments; re-read
                            when it changes (also $HYBRIDSERVE_API_KEYS, comma-separated)
@@ -309,6 +310,7 @@ export async function run(argv: string[]): Promise<number> {
   if (cfg.pipeline.worldSize > 1 && cfg.prefixCaching) log.info('prefix caching is off: stages run in several processes');
   if (cfg.pipeline.worldSize > 1) warnIfOpen(cfg.pipeline, log);
   const plan = readStartPlan(cfg.planFile, log);
+  const stepCap = chooseStepTokens({ maxStepTokens: cfg.maxStepTokens, plan, device: cfg.device, maxBatch: cfg.maxBatch });
   const threads = capThreads(cfg.threads, availableParallelism());
   if (threads.note) log.warn(threads.note);
   let rt;
@@ -322,7 +324,7 @@ export async function run(argv: string[]): Promise<number> {
       residentLayers: cfg.residentLayers,
       gpuKvBlocks: cfg.gpuKvBlocks,
       miniBatchTokens: cfg.miniBatchTokens,
-      ...(cfg.maxStepTokens ? { maxStepTokens: cfg.maxStepTokens } : {}),
+      ...(stepCap.maxStepTokens > 0 ? { maxStepTokens: stepCap.maxStepTokens } : {}),
       plan,
       maxBatch: cfg.maxBatch,
       maxTotalTokens: cfg.limits.maxTotalTokens,
@@ -357,7 +359,6 @@ export async function run(argv: string[]): Promise<number> {
   );
   log.info(`placement: ${rt.placementReason}`);
   if (rt.gpusReason) log.info(`GPUs: ${pipelineStagesOf(info.deviceName)} (${rt.gpusReason})`);
-  const stepCap = chooseStepTokens({ maxStepTokens: cfg.maxStepTokens, plan, device: cfg.device });
   if (stepCap.maxStepTokens > 0) log.info(`steps of at most ${stepCap.maxStepTokens} new tokens (${stepCap.source})`);
   log.info(`steps in flight: ${stepsInFlight}${cfg.stepsInFlight !== undefined ? ' (--steps-in-flight)' : ' (one per pipeline stage)'}`);
   if (apiKeys.length)

@@ -122,7 +122,7 @@ describe('plan.json carries the GPU placement to the pods', () => {
     expect(op.file.maxStepTokens).toBe(op.plan.maxStepTokens);
     expect(op.file.maxStepTokens).toBeGreaterThanOrEqual(op.plan.maxBatch * op.plan.promptTokens);
     expect(parsed.plan.maxStepTokens).toBe(op.file.maxStepTokens);
-    expect(chooseStepTokens({ device: 'cuda', plan: parsed.plan })).toEqual({
+    expect(chooseStepTokens({ device: 'cuda', plan: parsed.plan, maxBatch: op.plan.maxBatch })).toEqual({
       maxStepTokens: op.file.maxStepTokens,
       source: 'the plan file',
     });

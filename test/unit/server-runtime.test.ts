@@ -4,7 +4,15 @@
 import { describe, expect, test } from '@jest/globals';
 import { presetConfig } from '../../model/presets.js';
 import { engineLayerBufferBytes, gpuKvBlockBytes, modelProfile } from '../../planning/index.js';
-import { chooseFraction, choosePools, chooseStepTokens, chooseTiers, placementOf, serverStartPlan } from '../../planning/server-start.js';
+import {
+  DEFAULT_CUDA_STEP_TOKENS,
+  chooseFraction,
+  choosePools,
+  chooseStepTokens,
+  chooseTiers,
+  placementOf,
+  serverStartPlan,
+} from '../../planning/server-start.js';
 import { openPlanned, type RuntimeOptions } from '../../server/runtime.js';
 
 const cfg = presetConfig('opt-13b')!;
@@ -88,13 +96,23 @@ describe('server runtime: the start plan places a cuda server without a plan fil
     expect(engineNeeds + stepped.gpuKvBlocks! * gpuKvBlockBytes(mp, 16)).toBeLessThanOrEqual(24 * GiB);
   });
 
-  test('the step cap: the flag (0 turns it off), else on cuda the plan file’s workspace rows, else none', () => {
+  test('the step cap: the flag (0 turns it off), else on cuda the plan file’s workspace rows, else the cuda default, none on cpu', () => {
     const plan = { actFraction: 0, maxStepTokens: 65536 };
-    expect(chooseStepTokens({ device: 'cuda', plan, maxStepTokens: 16384 })).toEqual({ maxStepTokens: 16384, source: '--max-step-tokens' });
-    expect(chooseStepTokens({ device: 'cuda', plan, maxStepTokens: 0 }).maxStepTokens).toBe(0);
-    expect(chooseStepTokens({ device: 'cuda', plan })).toEqual({ maxStepTokens: 65536, source: 'the plan file' });
-    expect(chooseStepTokens({ device: 'cpu', plan }).maxStepTokens).toBe(0); // no GPU workspace to protect
-    expect(chooseStepTokens({ device: 'cuda', plan: { actFraction: 0 } }).maxStepTokens).toBe(0);
+    const maxBatch = 128;
+    expect(chooseStepTokens({ device: 'cuda', plan, maxBatch, maxStepTokens: 16384 })).toEqual({
+      maxStepTokens: 16384,
+      source: '--max-step-tokens',
+    });
+    expect(chooseStepTokens({ device: 'cuda', plan, maxBatch, maxStepTokens: 0 }).maxStepTokens).toBe(0);
+    expect(chooseStepTokens({ device: 'cuda', plan, maxBatch })).toEqual({ maxStepTokens: 65536, source: 'the plan file' });
+    expect(chooseStepTokens({ device: 'cpu', plan, maxBatch }).maxStepTokens).toBe(0); // no GPU workspace to protect
+    expect(chooseStepTokens({ device: 'cpu', maxBatch }).maxStepTokens).toBe(0);
+    expect(chooseStepTokens({ device: 'cuda', plan: { actFraction: 0 }, maxBatch })).toEqual({
+      maxStepTokens: DEFAULT_CUDA_STEP_TOKENS,
+      source: 'the cuda default',
+    });
+    // A decode step holds one token per sequence: the default never splits one.
+    expect(chooseStepTokens({ device: 'cuda', maxBatch: 20000 }).maxStepTokens).toBe(20000);
   });
 
   test('flags and a plan file win; cpu, pipelines and unknown GPUs are not planned', () => {
