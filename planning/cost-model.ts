@@ -104,8 +104,9 @@ export function overlapped(transfer: number, gpu: number, p = OVERLAP_SHARPNESS)
 export const MIN_MINIBATCH_TOKENS = 8192;
 
 /**
- * GPU memory a layout keeps back from the budget for what the engine does not allocate itself: the
- * CUDA context, cuBLAS's workspace, allocator slack. (The engine's --gpu-memory cap counts only its
+ * GPU memory a layout keeps back from the budget for what it does not lay out: the CUDA context,
+ * cuBLAS's and cuBLASLt's workspaces (32 MiB), allocator slack, and small engine allocations such as
+ * the fp32 copies of the residual GEMMs' biases (1.6 MB for OPT-13B). (The engine's --gpu-memory cap counts only its
  * own allocations, so a plan under a cap also fits a card of that size.)
  */
 export function gpuReserveBytes(budgetBytes: number): number {

@@ -12,8 +12,14 @@ export const ENGINE_LAYER_SLOTS = 3;
 const ENGINE_STAGING_SETS = 3;
 /** Rows of the FFN scratch (kFfnChunkRows): a large prefill runs its FFN in chunks of this many rows. */
 const FFN_CHUNK_ROWS = 8192;
-/** Sequences with at least this many new tokens use GEMM attention with score buffers (kGemmAttentionMinTokens). */
+/** Sequences with at least this many new tokens use prompt attention (kGemmAttentionMinTokens) instead of the paged kernel. */
 const GEMM_ATTENTION_MIN_TOKENS = 17;
+/**
+ * Head dims the engine's fused prompt attention is built for (PrefillAttentionSupports): it reads K/V
+ * from the pages and needs no score buffers. Other head dims run it as GEMMs over gathered K/V and
+ * fp32 scores.
+ */
+const FUSED_PREFILL_HEAD_DIMS: readonly number[] = [64, 128];
 
 /**
  * GPU bytes of the layer slots. fp16: three layer-sized slots when any layer streams, none when all
@@ -76,7 +82,7 @@ export function workspaceStepRows(s: Pick<WorkspaceShape, 'batch' | 'promptToken
  * Bytes of the engine's step workspace for a run of this shape: the fp32 hidden states of every row
  * of the largest step, per mini-batch the staged inputs, QKV, attention output, FFN scratch, the
  * staged cache pages and ACT rows (three sets each) and the K/V rebuilt from ACT, the prefill's
- * score buffers, and the logits of the batch. Host-tier cache is counted for every cached token
+ * score buffers (only for head dims without the fused prompt attention), and the logits of the batch. Host-tier cache is counted for every cached token
  * (the GPU tier, read in place, needs no staging): an upper bound when part of it is in HBM.
  */
 export function engineWorkspaceBytes(mp: ModelProfile, s: WorkspaceShape): number {
@@ -99,7 +105,7 @@ export function engineWorkspaceBytes(mp: ModelProfile, s: WorkspaceShape): numbe
     mp.qDim * e + // attention output
     h * e; // x2
   const ffnScratch = Math.min(rows, FFN_CHUNK_ROWS) * mp.ffnSize * (mp.arch === 'opt' ? 1 : 3) * e;
-  const gemmAttention = longest >= GEMM_ATTENTION_MIN_TOKENS;
+  const gemmAttention = longest >= GEMM_ATTENTION_MIN_TOKENS && !FUSED_PREFILL_HEAD_DIMS.includes(mp.qDim / mp.numHeads);
   const scores = gemmAttention ? mp.numHeads * longest * longest * (4 + e) + 2 * longest * mp.kvDim * e : 0;
   const staged =
     ENGINE_STAGING_SETS * pages * s.blockTokens * 2 * mp.kvDim * e + // KV pages (loaded or rebuilt)

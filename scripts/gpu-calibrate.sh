@@ -29,7 +29,7 @@ if [ ! -x $B/hs_calibrate_bench ]; then
     >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; exit 1; }
   cmake --build $B --target hs_cuda hs_core -j 16 >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; exit 1; }
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_calibrate_bench native/test/cuda/calibrate_bench.cc \
-    $B/libhs_cuda.a $B/libhs_core.a -lcublas -lpthread >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
+    $B/libhs_cuda.a $B/libhs_core.a -lcublas -lcublasLt -lpthread >>"$OUT/build.log" 2>&1 || { tail -40 "$OUT/build.log"; exit 1; }
 fi
 log "build ok"
 

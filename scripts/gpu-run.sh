@@ -3,7 +3,7 @@
 # scarce: one call, many stages). Usage: scripts/gpu-run.sh STAGE... where STAGE is one of
 #   build     cmake (HYBRIDSERVE_CUDA=on) of hs_core + hs_cuda, then the native CUDA test and bench
 #             executables; then the Node addon (non-fatal: it also needs the other engineers' code)
-#   test      kernel tests and CUDA-vs-CPU model tests (hs_cuda_tests)
+#   test      kernel tests (cuda_kernel_test.cu, cuda_gemm_test.cu) and CUDA-vs-CPU model tests (hs_cuda_tests)
 #   sanitize  compute-sanitizer memcheck on the kernel tests and the tiny-model runs
 #   smoke     a short offloading bench (opt-1.3b) to check the pipeline end to end
 #   host13    the README's no-regression row: OPT-13B batch 128 512/32 fp16 all on the host, ACT auto
@@ -36,6 +36,8 @@
 #             random data, next to its variants (hs_prefill_parts_bench; JSON lines in prefill-parts.jsonl)
 #   serve_planned  issue 10: serve with no placement flags (the start plan), whole GPU and 24 GiB, 128 x 512/32
 #             (SERVE_PLANNED_ARGS: more serve flags, e.g. --max-step-tokens 16384)
+#   serve_operator_plan  issue 10: `serve --plan` with the operator's plan file for an OPT-13B HSD on this node
+#             (bench/operator-plan.ts), then 128 prompts of 1,024-2,000 tokens (longer than planned): all must finish
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
 #             then int4 weights in one process (ACT fraction auto, solved with each format's layer
 #             bytes), printing fp8/fp16 and int4/fp16 total tokens/s; then the 24 GiB row (default
@@ -84,10 +86,11 @@ stage_build() {
   cmake -S native -B $B -G Ninja -DCMAKE_BUILD_TYPE=Release -DHYBRIDSERVE_CUDA=on -DCMAKE_CUDA_ARCHITECTURES=$CUDAARCHS $napi \
     >"$OUT/cmake.log" 2>&1 || { tail -30 "$OUT/cmake.log"; return 1; }
   cmake --build $B --target hs_cuda hs_core -j 16 >"$OUT/build.log" 2>&1 || { grep -E "error|Error" -A3 "$OUT/build.log" | head -60; return 1; }
-  local libs="$B/libhs_cuda.a $B/libhs_core.a -lcublas -lpthread"
+  local libs="$B/libhs_cuda.a $B/libhs_core.a -lcublas -lcublasLt -lpthread"
   # The executables link in parallel (each nvcc is one process; device time is the scarce thing).
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_cuda_tests native/test/cuda/cuda_kernel_test.cu \
-    native/test/cuda/cuda_model_test.cc native/test/test_main.cc $libs >"$OUT/build-tests.log" 2>&1 &
+    native/test/cuda/cuda_gemm_test.cu native/test/cuda/cuda_model_test.cc native/test/test_main.cc $libs \
+    >"$OUT/build-tests.log" 2>&1 &
   local tests=$!
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_cuda_bench native/test/cuda/cuda_bench.cc $libs \
     >"$OUT/build-bench.log" 2>&1 || { tail -40 "$OUT/build-bench.log"; return 1; }
@@ -260,6 +263,36 @@ stage_serve_planned() {
   done
 }
 
+# The operator's plan file on a GPU (issue 10, plans sized for a window-long prompt): the plan an
+# operator writes for an OPT-13B HSD on this node (bench/operator-plan.ts), `serve --plan FILE` as a
+# pod starts, then a burst of 128 prompts of 1,024-2,000 tokens, longer than the 512 the HSD plans for:
+# the server must cap its steps at the plan's maxStepTokens and finish every request (no "GPU memory
+# budget exceeded"). Prints the plan, the serving line and an operatorPlan verdict line.
+stage_serve_operator_plan() {
+  node_ready || return 1
+  cat >"$OUT/hsd-opt13b.yaml" <<'YAML'
+spec:
+  model: { uri: "synthetic:opt-13b" }
+  gpusPerPod: 1
+  cache: { actFraction: auto, hostMemory: { bytes: 103079215104 } }
+  engine: { promptTokens: 512, genTokens: 32, maxBatch: 128 }
+YAML
+  local product
+  product=$(nvidia-smi --query-gpu=name --format=csv,noheader | head -1 | tr ' ' '-')
+  node dist/bench/operator-plan.js --hsd "$OUT/hsd-opt13b.yaml" --gpu-product "$product" --node-memory 128GiB \
+    --out "$OUT/operator-plan.json" 2>&1 | tee -a "$OUT/gpu-run.log" || return 1
+  SERVE_TAG="opt13b-operator-plan"
+  serve_start --model $SERVING_MODEL --max-batch 128 --plan "$OUT/operator-plan.json" || { serve_stop; return 1; }
+  grep -E "placement:|cache pools:|ACT fraction|steps of at most" "$OUT/serve-$SERVE_TAG.log" | tee -a "$OUT/gpu-run.log"
+  node dist/bench/serving.js --url $SERVE_URL --model $SERVING_MODEL --concurrency 128 --requests 128 --prompt-tokens 1024:2000 \
+    --max-tokens 16 2>>"$OUT/serving-stderr.log" | tail -1 | tee "$OUT/serve-operator-plan.json"
+  local alive=0
+  kill -0 "$SERVE_PID" 2>/dev/null && alive=1
+  serve_stop
+  node -e "const j=JSON.parse(require('fs').readFileSync('$OUT/serve-operator-plan.json','utf8'));const l=j.levels[0];console.log(JSON.stringify({operatorPlan:'128 prompts of 1024-2000 tokens against the operator plan file',completed:l.completed,failed:l.failed,serverAlive:$alive===1,outputTokensPerSecond:l.output_throughput}))" | tee -a "$OUT/gpu-run.log"
+  ! grep -q "budget exceeded" "$OUT/serve-$SERVE_TAG.log"
+}
+
 # Acceptance 3 on cuda without jest: the token-count contract (bench/engine-contract-steps.ts) on cpu
 # and cuda, ACT fractions 0/0.5/1, prefix caching on; exits non-zero on any mismatch.
 stage_contract() {
@@ -415,7 +448,7 @@ pipeline_build() {
   [ -f $B/libhs_pipeline_cuda.a ] && [ -x $B/hs_cuda_pipeline_tests ] && [ -x $B/hs_cuda_bench_nccl ] && [ -x $B/hs_cuda_pipeline_ranks ] && return 0
   grep -q "NCCL pipeline .*nccl" "$OUT/cmake.log" 2>/dev/null || log "cmake did not report NCCL (see cmake.log)"
   cmake --build $B --target hs_pipeline_cuda -j 16 >"$OUT/pipeline-build.log" 2>&1 || { grep -E "error" -A3 "$OUT/pipeline-build.log" | head -40; return 1; }
-  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread" exe src pids=() rc=0
+  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lcublasLt -lnccl -lpthread" exe src pids=() rc=0
   for exe in hs_cuda_pipeline_tests:cuda_pipeline_test.cc hs_cuda_bench_nccl:cuda_bench.cc hs_cuda_pipeline_ranks:cuda_pipeline_ranks.cc; do
     src=native/test/cuda/${exe#*:}
     [ "${exe%%:*}" = hs_cuda_pipeline_tests ] && src="$src native/test/test_main.cc"
@@ -577,14 +610,14 @@ stage_profile_prefill() {
 
 stage_prefill_parts() {
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_prefill_parts_bench native/test/cuda/prefill_parts_bench.cu \
-    $B/libhs_cuda.a $B/libhs_core.a -lcublas >"$OUT/prefill-parts-build.log" 2>&1 || { tail -30 "$OUT/prefill-parts-build.log"; return 1; }
+    $B/libhs_cuda.a $B/libhs_core.a -lcublas -lcublasLt >"$OUT/prefill-parts-build.log" 2>&1 || { tail -30 "$OUT/prefill-parts-build.log"; return 1; }
   $B/hs_prefill_parts_bench ${PARTS_ARGS:-} 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/prefill-parts.jsonl"
 }
 
 # ---- NUMA placement (issue 15) ----------------------------------------------------------------------------
 stage_numa() {
   pipeline_build || return 1
-  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lnccl -lpthread"
+  local libs="$B/libhs_pipeline_cuda.a $B/libhs_cuda.a $B/libhs_core.a -lcublas -lcublasLt -lnccl -lpthread"
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -DHS_WITH_NCCL -I native/src -o $B/hs_numa_bench native/test/cuda/numa_bench.cc \
     $libs >"$OUT/numa-build.log" 2>&1 || { tail -30 "$OUT/numa-build.log"; return 1; }
   { lscpu | grep -i numa; nvidia-smi topo -m; } 2>&1 | tee -a "$OUT/numa.log"

@@ -40,28 +40,35 @@ function engineHolds(resident: number, miniBatches: number, gpuBlocks: number): 
 }
 
 describe('engine workspace', () => {
-  test('a step cap bounds the hidden states; one window-long prompt reserves its rows and score buffers', () => {
+  test('a step cap bounds the hidden states; one window-long prompt reserves its rows (and score buffers without the fused attention)', () => {
     const base = engineWorkspaceBytes(mp, shape(4));
     // Under a cap of 16,384 new tokens, a batch of 2,047-token prompts holds 16,384 rows, not 128 × 2,047.
     const long = shape(4, { promptTokens: 2047, seqTokens: 2048 });
     const capped = engineWorkspaceBytes(mp, { ...long, stepTokens: 16384 });
     expect(engineWorkspaceBytes(mp, long) - capped).toBeGreaterThanOrEqual((128 * 2047 - 16384) * mp.hiddenSize * 4);
     expect(workspaceStepRows({ ...long, stepTokens: 16384 })).toBe(16384);
-    // One 2,047-token prompt alone on top of the 128 × 512 run: its fp32 scores and fp16 probabilities.
-    const withLong = engineWorkspaceBytes(mp, shape(4, { longestPromptTokens: 2047 }));
-    expect(withLong - base).toBeGreaterThanOrEqual(mp.numHeads * (2047 * 2047 - 512 * 512) * 6);
     expect(workspaceStepRows(shape(4, { longestPromptTokens: 2047 }))).toBe(128 * 512);
     expect(workspaceStepRows({ batch: 2, promptTokens: 512, longestPromptTokens: 2047 })).toBe(2047);
+    // OPT-13B (head dim 128) runs its prompts' attention fused, from the pages: one 2,047-token prompt
+    // next to the 128 × 512 run needs no score buffers (its rows and pages fit the run's).
+    const scoreBytes = (p: typeof mp) => p.numHeads * (2047 * 2047 - 512 * 512) * 6;
+    const withLong = engineWorkspaceBytes(mp, shape(4, { longestPromptTokens: 2047 }));
+    expect(withLong - base).toBeLessThan(scoreBytes(mp) / 10);
+    // A head dim the fused kernel is not built for (96) keeps the GEMM path: fp32 scores and fp16 probabilities.
+    const hd96 = modelProfile({ ...presetConfig('opt-13b')!, hiddenSize: 3072, numHeads: 32, numKvHeads: 32, headDim: 96, ffnSize: 12288 });
+    expect(hd96.qDim / hd96.numHeads).toBe(96);
+    const gemmLong = engineWorkspaceBytes(hd96, shape(4, { longestPromptTokens: 2047 })) - engineWorkspaceBytes(hd96, shape(4));
+    expect(gemmLong).toBeGreaterThanOrEqual(scoreBytes(hd96));
     // The placement lays out the GPU with it (a server's largest step), and says how many rows it holds.
     const run = { batch: 128, promptTokens: 512, genTokens: 32, actFraction: 1, blockTokens: 16, miniBatchTokens: 17408 };
-    const plain = tieredLayout(mp, 80 * GiB, run, 20)!;
+    const plain = tieredLayout(hd96, 80 * GiB, run, 20)!;
     const served = tieredLayout(
-      mp,
+      hd96,
       80 * GiB,
       { ...run, largestStep: { sequences: 0, promptTokens: 0, seqTokens: 2048, longestPromptTokens: 2047 } },
       20,
     )!;
-    expect(served.workspaceBytes! - plain.workspaceBytes!).toBeGreaterThanOrEqual(mp.numHeads * (2047 * 2047 - 512 * 512) * 6);
+    expect(served.workspaceBytes! - plain.workspaceBytes!).toBeGreaterThanOrEqual(scoreBytes(hd96));
     expect(served.gpuKvBlocks!).toBeLessThan(plain.gpuKvBlocks!);
     expect(plain.stepTokens).toBe(128 * 512);
   });

@@ -137,19 +137,4 @@ __device__ __forceinline__ void RopePair(float& x1, float& x2, int i, int head_d
   x2 = __fmaf_rn(b, c, __fmul_rn(a, s));
 }
 
-// Launch geometry of a kernel that walks rows × `units` V-wide column groups with one bias value per
-// column (add_bias, bias_relu): x threads cover a row's units (fewer for narrow rows, e.g. ffn 176,
-// so that a block keeps `threads` threads), y threads the rows, each thread about `rows_per_thread`
-// of them (its bias values are loaded once); the grid's y is capped at 65,535 and threads loop.
-struct RowGrid {
-  dim3 grid, block;
-};
-inline RowGrid RowBiasGrid(int units, int rows, int threads = 256, int rows_per_thread = 4) {
-  const int bx = std::min(threads, (units + 31) / 32 * 32);
-  const int by = threads / bx;
-  const int gx = (units + bx - 1) / bx;
-  const int gy = std::min((rows + by * rows_per_thread - 1) / (by * rows_per_thread), 65535);
-  return {dim3(gx, gy), dim3(bx, by)};
-}
-
 }  // namespace hs::cuda::dev

@@ -8,14 +8,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "cuda/add_bias.cuh"
+#include "core/half.h"
 #include "cuda/argmax_rows.cuh"
 #include "cuda/batch_layout.h"
-#include "cuda/bias_relu.cuh"
 #include "cuda/causal_softmax.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/dequant_fp8.cuh"
@@ -27,6 +27,7 @@
 #include "cuda/gemm.h"
 #include "cuda/norm.cuh"
 #include "cuda/paged_attention.cuh"
+#include "cuda/prefill_attention.cuh"
 #include "cuda/qkv_post.cuh"
 #include "cuda/recompute_post.cuh"
 #include "cuda/row_copy.cuh"
@@ -193,11 +194,45 @@ struct Buf {
   }
 };
 
+// A pinned host buffer kept across steps (grown, never shrunk): a step's results come back at link
+// rate, and no step pays for a fresh allocation and its page faults (25 MB of OPT-13B logits at batch
+// 128).
+template <class T>
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  ~PinnedBuffer() {
+    if (p_) cudaFreeHost(p_);
+  }
+  // n elements from device memory, after the stream's earlier work; waits for them.
+  const T* CopyFromDevice(const void* device, size_t n, cudaStream_t stream) {
+    if (n_ < n) {
+      if (p_) HS_CUDA_CHECK(cudaFreeHost(p_));
+      p_ = nullptr;
+      n_ = 0;
+      HS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&p_), n * sizeof(T)));
+      n_ = n;
+    }
+    HS_CUDA_CHECK(cudaMemcpyAsync(p_, device, n * sizeof(T), cudaMemcpyDeviceToHost, stream));
+    HS_CUDA_CHECK(cudaStreamSynchronize(stream));
+    return p_;
+  }
+
+ private:
+  T* p_ = nullptr;
+  size_t n_ = 0;
+};
+
 // Device-side metadata of one mini-batch (pointers into the step's metadata buffers).
 struct MbDev {
   int *tokens, *pos, *page, *slot, *row_seq, *seq_pt_off, *page_table, *act_page, *act_pos0, *act_valid, *last_row;
   int64_t *kv_src, *kv_dst, *act_src, *act_dst;
   int row_base;
+  // The prompt sequences (rows past paged_rows), for the fused prefill attention.
+  int *pf_row0, *pf_new, *pf_start, *pf_pt_off;
+  int pf_count, pf_max_new;
 };
 
 }  // namespace
@@ -211,6 +246,14 @@ struct CudaEngine::Impl {
   bool llama, has_bias;
   int L, h, q, kv, hd, ffn, bt;
   float scale;
+  // Prompt attention runs as one fused launch (prefill_attention.cu) for the head dims it is built for
+  // (64, 128: every real preset); else GemmPrefillAttention and its score buffers.
+  bool fused_prefill = false;
+  // GEMMs with their bias (and ReLU) in the epilogue (cuBLASLt), and the fp32 copies of the biases
+  // that land on the fp32 residual stream (out-proj, FFN down; null where a layer has none): cuBLASLt
+  // documents the bias in the output's type.
+  std::unique_ptr<LtGemm> lt;
+  std::vector<const float*> bias_o32, bias_down32;
 
   // s_dq dequantises quantised weights (issue 14) after s_w copied them, so that the next layer's
   // copy need not wait for the previous layer's dequantisation.
@@ -244,12 +287,8 @@ struct CudaEngine::Impl {
 
   Buf h_all, pages[kSets], act_stage[kSets], xset[kSets], qkv, attn, x2, rkv, ffn_buf, scores, probs, kg, vg, last_h,
       last_x, logits_d, tokens_d, meta_i, meta_l;
-  // The logits' host side: pinned and kept across steps, so the copy runs at link rate and no step
-  // pays for a fresh 25 MB allocation and its page faults (OPT-13B at batch 128).
-  float* logits_h = nullptr;
-  size_t logits_h_floats = 0;
-  int* tokens_h = nullptr;  // pinned: a greedy step's tokens (one int per sequence)
-  size_t tokens_h_count = 0;
+  PinnedBuffer<float> logits_h;  // a step's logits rows
+  PinnedBuffer<int> tokens_h;    // a greedy step's tokens (one int per sequence)
 
   // ---- memory ------------------------------------------------------------------------------------
   void* Alloc(size_t bytes) {
@@ -276,6 +315,16 @@ struct CudaEngine::Impl {
     auto* d = static_cast<__half*>(Alloc(elems * 2));
     device_allocs.push_back(d);
     HS_CUDA_CHECK(cudaMemcpy(d, src, elems * 2, cudaMemcpyHostToDevice));
+    return d;
+  }
+  // An fp16 host vector as fp32 on the device (null for null).
+  const float* UploadF32(const half_bits* src, size_t elems) {
+    if (!src) return nullptr;
+    std::vector<float> f(elems);
+    for (size_t i = 0; i < elems; ++i) f[i] = f16_to_f32(src[i]);
+    auto* d = static_cast<float*>(Alloc(elems * 4));
+    device_allocs.push_back(d);
+    HS_CUDA_CHECK(cudaMemcpy(d, f.data(), elems * 4, cudaMemcpyHostToDevice));
     return d;
   }
   int SlotIndex(int l) const { return (l - staged0) % kSlots; }
@@ -319,6 +368,7 @@ struct CudaEngine::Impl {
     ffn = cfg.ffn_size;
     bt = c.block_tokens;
     scale = 1.f / std::sqrt(static_cast<float>(hd));
+    fused_prefill = PrefillAttentionSupports(hd);
     if (static_cast<int>(m.layers.size()) != L) throw std::invalid_argument("cuda backend: layer count mismatch");
     has_bias = L > 0 && m.layers[0].bq != nullptr;
     if (hd > kMaxHeadDim) throw std::invalid_argument("cuda backend: head_dim > 256 is not supported");
@@ -333,6 +383,7 @@ struct CudaEngine::Impl {
       HS_CUDA_CHECK(cudaStreamCreateWithFlags(s, cudaStreamNonBlocking));
     if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("cuda backend: cublasCreate failed");
     cublasSetStream(blas, s_x);
+    lt = std::make_unique<LtGemm>(s_x);
     for (int i = 0; i < kSlots; ++i)
       for (cudaEvent_t* e : {&ev_w_ready[i], &ev_slot_free[i], &ev_raw[i]})
         HS_CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
@@ -356,6 +407,12 @@ struct CudaEngine::Impl {
       throw std::invalid_argument("cuda backend: the GPU cache tier (" + std::to_string(c.gpu_kv_bytes >> 20) +
                                   " MiB) leaves nothing of the GPU memory cap for weights and buffers");
 
+    bias_o32.assign(L, nullptr);
+    bias_down32.assign(L, nullptr);
+    for (int l = 0; l < L; ++l) {
+      bias_o32[l] = UploadF32(m.layers[l].bo, h);
+      bias_down32[l] = UploadF32(m.layers[l].b2, h);
+    }
     // Globals stay resident: embeddings, positions, final norm, lm_head (each on the stage that uses it).
     const bool tied = m.lm_head == nullptr || m.lm_head == m.embed;
     if (opt.embed || (opt.head && tied)) embed_d = Upload(m.embed, static_cast<size_t>(cfg.vocab_size) * h);
@@ -403,8 +460,6 @@ struct CudaEngine::Impl {
       for (Buf* b : {&pages[s], &act_stage[s], &xset[s]})
         if (b->p) cudaFree(b->p);
     for (void* p : device_allocs) cudaFree(p);
-    if (logits_h) cudaFreeHost(logits_h);
-    if (tokens_h) cudaFreeHost(tokens_h);
     for (void* p : registered) cudaHostUnregister(p);
     for (cudaEvent_t e : tev) cudaEventDestroy(e);
     for (int i = 0; i < kSlots; ++i)
@@ -414,6 +469,7 @@ struct CudaEngine::Impl {
     for (cudaEvent_t e : ev_join) cudaEventDestroy(e);
     cudaEventDestroy(ev_start);
     cudaEventDestroy(ev_end);
+    lt.reset();  // before its stream goes
     if (blas) cublasDestroy(blas);
     for (cudaStream_t s : {s_w, s_c, s_st, s_x, s_dq})
       if (s) cudaStreamDestroy(s);
@@ -529,6 +585,24 @@ struct CudaEngine::Impl {
   }
 
   // ---- one (layer, mini-batch) item on the compute stream ------------------------------------------
+  // The prompt sequences' attention for head dims the fused kernel is not built for: per sequence, its
+  // K/V gathered from the pages, then scores, causal softmax and output as batched GEMMs.
+  void GemmPrefillAttention(const MiniBatchLayout& mb, const MbDev& d, const PageGeom& geom, __half* att) {
+    const int ldqkv = q + 2 * kv;
+    for (size_t s = 0; s < mb.seqs.size(); ++s) {
+      const int row0 = mb.seq_row0[s], n = mb.seq_new[s];
+      if (row0 < mb.paged_rows) continue;
+      const int ctx = mb.seq_start[s] + n;
+      LaunchGatherPages(d.page_table + mb.seq_pt_off[s], ctx, geom, kg.as<__half>(), vg.as<__half>(), s_x);
+      AttentionScores(blas, n, ctx, cfg.num_heads, cfg.num_kv_heads, hd,
+                      qkv.as<__half>() + static_cast<size_t>(row0) * ldqkv, ldqkv, kg.as<__half>(), scale,
+                      scores.as<float>());
+      LaunchCausalSoftmax(scores.as<float>(), probs.as<__half>(), cfg.num_heads, n, ctx, mb.seq_start[s], s_x);
+      AttentionOutput(blas, n, ctx, cfg.num_heads, cfg.num_kv_heads, hd, probs.as<__half>(), vg.as<__half>(),
+                      att + static_cast<size_t>(row0) * q, q);
+    }
+  }
+
   void Compute(int l, const MiniBatchLayout& mb, const MbDev& d, int set) {
     const __half* W = Slot(l);
     const int rows = mb.rows, ldqkv = q + 2 * kv;
@@ -553,20 +627,16 @@ struct CudaEngine::Impl {
     if (mb.paged_rows > 0)
       LaunchPagedAttention(qkv.as<__half>(), ldqkv, att, q, mb.paged_rows, cfg.num_heads, cfg.num_kv_heads, hd, scale,
                            AttnRows{d.row_seq, d.pos, d.seq_pt_off, d.page_table}, geom, s_x);
-    for (size_t s = 0; s < mb.seqs.size(); ++s) {
-      const int row0 = mb.seq_row0[s], n = mb.seq_new[s];
-      if (row0 < mb.paged_rows) continue;
-      const int ctx = mb.seq_start[s] + n;
-      LaunchGatherPages(d.page_table + mb.seq_pt_off[s], ctx, geom, kg.as<__half>(), vg.as<__half>(), s_x);
-      AttentionScores(blas, n, ctx, cfg.num_heads, cfg.num_kv_heads, hd,
-                      qkv.as<__half>() + static_cast<size_t>(row0) * ldqkv, ldqkv, kg.as<__half>(), scale,
-                      scores.as<float>());
-      LaunchCausalSoftmax(scores.as<float>(), probs.as<__half>(), cfg.num_heads, n, ctx, mb.seq_start[s], s_x);
-      AttentionOutput(blas, n, ctx, cfg.num_heads, cfg.num_kv_heads, hd, probs.as<__half>(), vg.as<__half>(),
-                      att + static_cast<size_t>(row0) * q, q);
+    if (fused_prefill) {
+      if (d.pf_count > 0)
+        LaunchPrefillAttention(
+            qkv.as<__half>(), ldqkv, att, q, cfg.num_heads, cfg.num_kv_heads, hd, scale,
+            PrefillSeqs{d.pf_row0, d.pf_new, d.pf_start, d.pf_pt_off, d.page_table, d.pf_count, d.pf_max_new}, geom,
+            s_x);
+    } else {
+      GemmPrefillAttention(mb, d, geom, att);
     }
-    Linear(blas, rows, h, q, att, q, W + sl.wo, q, hmb, true, h, 1.f, 1.f);
-    if (has_bias) LaunchAddBias(hmb, rows, h, W + sl.bo, s_x);
+    lt->LinearBiasAccumulate(rows, h, q, att, q, W + sl.wo, q, bias_o32[l], hmb, h);
     __half* xn = x2.as<__half>();
     LaunchNorm(hmb, xn, rows, h, W + sl.norm2_w, llama ? nullptr : W + sl.norm2_b, cfg.norm_eps, llama, s_x);
     const int chunk = std::min(rows, kFfnChunkRows);
@@ -579,14 +649,12 @@ struct CudaEngine::Impl {
         __half* act = fb + static_cast<size_t>(chunk) * 2 * ffn;
         Linear(blas, cr, 2 * ffn, h, xin, h, W + sl.w1, h, fb, false, 2 * ffn);
         LaunchSiluMul(fb, act, cr, ffn, s_x);
-        Linear(blas, cr, h, ffn, act, ffn, W + sl.w2, ffn, hout, true, h, 1.f, 1.f);
+        lt->LinearBiasAccumulate(cr, h, ffn, act, ffn, W + sl.w2, ffn, bias_down32[l], hout, h);
       } else {
-        Linear(blas, cr, ffn, h, xin, h, W + sl.w1, h, fb, false, ffn);
-        LaunchBiasRelu(fb, cr, ffn, has_bias ? W + sl.b1 : nullptr, s_x);
-        Linear(blas, cr, h, ffn, fb, ffn, W + sl.w2, ffn, hout, true, h, 1.f, 1.f);
+        lt->LinearBiasRelu(cr, ffn, h, xin, h, W + sl.w1, h, has_bias ? W + sl.b1 : nullptr, fb, ffn);
+        lt->LinearBiasAccumulate(cr, h, ffn, fb, ffn, W + sl.w2, ffn, bias_down32[l], hout, h);
       }
     }
-    if (has_bias) LaunchAddBias(hmb, rows, h, W + sl.b2, s_x);
     cudaEvent_t e3 = Mark(s_x);
     ivs.push_back({e0, e1, kCompute});
     ivs.push_back({e1, e2, kRecompute});
@@ -632,12 +700,12 @@ struct CudaEngine::Impl {
       max_pages = std::max<size_t>(max_pages, mb.pages);
       max_act = std::max<size_t>(max_act, mb.act_slots);
       for (size_t s = 0; s < mb.seqs.size(); ++s)
-        if (mb.seq_row0[s] >= mb.paged_rows) {
+        if (!fused_prefill && mb.seq_row0[s] >= mb.paged_rows) {
           const size_t ctx = mb.seq_start[s] + mb.seq_new[s];
           max_scores = std::max(max_scores, static_cast<size_t>(cfg.num_heads) * mb.seq_new[s] * ctx);
           max_ctx = std::max(max_ctx, ctx);
         }
-      ni += 5 * mb.rows + 2 * mb.seqs.size() + mb.page_table.size() + 3 * mb.act_slots;
+      ni += 5 * mb.rows + 6 * mb.seqs.size() + mb.page_table.size() + 3 * mb.act_slots;
       nl += mb.kv_store_src.size() * 2 + mb.act_store_src.size() * 2;
     }
     const int chunk = static_cast<int>(std::min<size_t>(max_rows, kFfnChunkRows));
@@ -703,6 +771,20 @@ struct CudaEngine::Impl {
       d.act_dst = putl(mb.act_store_dst);
       d.row_base = row_base;
       row_base += mb.rows;
+      std::vector<int> pf_row0, pf_new, pf_start, pf_pt_off;  // the prompt sequences
+      for (size_t s = 0; s < mb.seqs.size(); ++s)
+        if (mb.seq_row0[s] >= mb.paged_rows) {
+          pf_row0.push_back(mb.seq_row0[s]);
+          pf_new.push_back(mb.seq_new[s]);
+          pf_start.push_back(mb.seq_start[s]);
+          pf_pt_off.push_back(mb.seq_pt_off[s]);
+        }
+      d.pf_row0 = put(pf_row0);
+      d.pf_new = put(pf_new);
+      d.pf_start = put(pf_start);
+      d.pf_pt_off = put(pf_pt_off);
+      d.pf_count = static_cast<int>(pf_row0.size());
+      d.pf_max_new = pf_new.empty() ? 0 : *std::max_element(pf_new.begin(), pf_new.end());
     }
     return dev;
   }
@@ -768,38 +850,20 @@ struct CudaEngine::Impl {
 
   // Logits rows back to the host, in BatchPlan order.
   void CopyLogits(const std::vector<MiniBatchLayout>& lay, size_t nseq, float* logits) {
-    const size_t vocab = static_cast<size_t>(cfg.vocab_size), floats = nseq * vocab;
-    if (logits_h_floats < floats) {
-      if (logits_h) HS_CUDA_CHECK(cudaFreeHost(logits_h));
-      logits_h = nullptr;
-      logits_h_floats = 0;
-      HS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&logits_h), floats * 4));
-      logits_h_floats = floats;
-    }
-    HS_CUDA_CHECK(cudaMemcpyAsync(logits_h, logits_d.p, floats * 4, cudaMemcpyDeviceToHost, s_x));
-    HS_CUDA_CHECK(cudaStreamSynchronize(s_x));
+    const size_t vocab = static_cast<size_t>(cfg.vocab_size);
+    const float* host = logits_h.CopyFromDevice(logits_d.p, nseq * vocab, s_x);
     size_t off = 0;
     for (const auto& mb : lay)
-      for (int pi : mb.last_plan_index) {
-        std::memcpy(logits + static_cast<size_t>(pi) * vocab, logits_h + off * vocab, vocab * 4);
-        ++off;
-      }
+      for (int pi : mb.last_plan_index)
+        std::memcpy(logits + static_cast<size_t>(pi) * vocab, host + off++ * vocab, vocab * 4);
   }
 
   // A greedy step's tokens back to the host (one int per sequence), in BatchPlan order.
   void CopyTokens(const std::vector<MiniBatchLayout>& lay, size_t nseq, int32_t* tokens) {
-    if (tokens_h_count < nseq) {
-      if (tokens_h) HS_CUDA_CHECK(cudaFreeHost(tokens_h));
-      tokens_h = nullptr;
-      tokens_h_count = 0;
-      HS_CUDA_CHECK(cudaMallocHost(reinterpret_cast<void**>(&tokens_h), nseq * 4));
-      tokens_h_count = nseq;
-    }
-    HS_CUDA_CHECK(cudaMemcpyAsync(tokens_h, tokens_d.p, nseq * 4, cudaMemcpyDeviceToHost, s_x));
-    HS_CUDA_CHECK(cudaStreamSynchronize(s_x));
+    const int* host = tokens_h.CopyFromDevice(tokens_d.p, nseq, s_x);
     size_t off = 0;
     for (const auto& mb : lay)
-      for (int pi : mb.last_plan_index) tokens[pi] = tokens_h[off++];
+      for (int pi : mb.last_plan_index) tokens[pi] = host[off++];
   }
 
   // Phase times from the step's events (ms relative to the step start) and the token counts.

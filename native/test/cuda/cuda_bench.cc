@@ -6,7 +6,11 @@
 // Usage: hs_cuda_bench --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 0,auto
 //        [--gpu-memory 40G] [--resident-layers 0] [--mini-batches 4] [--host-cache 48G]
 //        [--gpu-cache-blocks N|all] [--hbm-gbps 4800] [--gpus 1,2] [--in-flight S]
-//        [--weight-dtype fp16,fp8,int8,int4] [--prefill-chunks C] [--numa-place on|off]
+//        [--weight-dtype fp16,fp8,int8,int4] [--prefill-chunks C] [--numa-place on|off] [--warmup on|off]
+// --warmup on (the default) runs one small step pair before each timed run, as bench/hf_generate.py
+// warms up generate() (2 sequences x 16 tokens, 2 steps: kernels loaded, cuBLAS plans made), so that
+// neither side of a comparison times its first kernel launches; its K/V lands in blocks the run's
+// prefill then overwrites.
 // --weight-dtype (issue 14) is a list: each format's pinned weights are built in turn (the previous
 // freed first) and every --act-fraction entry runs for each; the JSON line names the format.
 // --gpus LIST runs each fraction once per GPU count (a pipeline over that many GPUs, issue 15) and,
@@ -122,6 +126,7 @@ struct Run {
   WeightFormat fmt;
   int prefill_chunks;
   bool numa_place;  // --numa-place: a pipeline's weights and pools near each stage's GPU (several nodes only)
+  bool warmup;      // --warmup: one small untimed step pair first
 };
 
 struct Group {
@@ -230,6 +235,26 @@ void GroupStep(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& on
                c.idle_seconds);
 }
 
+// Two steps of the group's first two sequences at a 16-token prompt (bench/hf_generate.py's warm-up
+// shape), untimed; their K/V goes to the first blocks of those sequences, which the timed prefill
+// rewrites before anything reads them.
+void WarmUp(const ModelConfig& cfg, const Run& r, Backend& be, std::mutex& one_at_a_time, const Group& g) {
+  const int n = std::min<int>(2, static_cast<int>(g.toks.size())), prompt = std::min(16, r.prompt);
+  if (n == 0 || prompt == 0) return;
+  Run wr = r;
+  wr.prompt = prompt;
+  wr.prefill_chunks = 1;
+  wr.mini = 1;
+  Group w;
+  for (int s = 0; s < n; ++s) {
+    w.tables.push_back(g.tables[s]);
+    w.toks.emplace_back(g.toks[s].begin(), g.toks[s].begin() + prompt);
+  }
+  w.next.resize(n);
+  std::fprintf(stderr, "[bench] warm-up: %d sequences x %d tokens, 2 steps (untimed)\n", n, prompt);
+  for (int step = 0; step < 2; ++step) GroupStep(cfg, wr, be, one_at_a_time, w, step);
+}
+
 void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& src, const cuda::CudaProbe& probe,
             const Run& r, const std::string& model, std::vector<std::pair<int, double>>* results) {
   const int bt = r.bt, B = r.batch, G = r.groups, prompt = r.prompt, gen = r.gen;
@@ -292,6 +317,7 @@ void RunOne(const ModelConfig& cfg, const HostWeights& w, const WeightSource& sr
   // decode steps that overlapped other groups' prefill). One group: the two phases as before.
   // HS_BENCH_PROFILE=1: only the run is profiled (nsys --capture-range=cudaProfilerApi), not the
   // probes or the weight uploads before it.
+  if (r.warmup) WarmUp(cfg, r, *be, one_at_a_time, groups[0]);
   const bool profile = std::getenv("HS_BENCH_PROFILE") != nullptr;
   if (profile) cudaProfilerStart();
   const auto t_run = std::chrono::steady_clock::now();
@@ -379,7 +405,7 @@ int main(int argc, char** argv) {
   std::string resident_list = "0", gpu_cache_list = "0", gpus_list = "1", dtypes = "fp16";
   int in_flight = 0;  // 0: one group per GPU
   int prefill_chunks = 1;
-  bool numa_place = false;
+  bool numa_place = false, warmup = true;
   double hbm_gbps = 4800;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
@@ -415,6 +441,8 @@ int main(int argc, char** argv) {
       prefill_chunks = std::stoi(v);
     else if (k == "--numa-place")
       numa_place = v == "on";
+    else if (k == "--warmup")
+      warmup = v != "off";
     else {
       std::fprintf(stderr, "unknown option %s\n", k.c_str());
       return 2;
@@ -480,8 +508,8 @@ int main(int argc, char** argv) {
           for (const std::string& blocks : Split(gpu_cache_list)) {
             for (int gpus : gpu_counts) {
               const int S = in_flight > 0 ? in_flight : gpus;  // groups of B sequences, all in flight
-              const Run run{a,    spec,    B,      gpus,     S,   prompt,         gen,       bt, std::stoi(res),
-                            mini, gpu_mem, blocks, hbm_gbps, fmt, prefill_chunks, numa_place};
+              const Run run{a,    spec,    B,      gpus,     S,   prompt,         gen,        bt,    std::stoi(res),
+                            mini, gpu_mem, blocks, hbm_gbps, fmt, prefill_chunks, numa_place, warmup};
               try {
                 RunOne(cfg, w, src, probe, run, model, &results);
               } catch (const std::exception& e) {

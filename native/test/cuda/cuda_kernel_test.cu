@@ -4,18 +4,18 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "../test.h"
 #include "core/quant.h"
 #include "core/sampler.h"
-#include "cuda/add_bias.cuh"
 #include "cuda/argmax_rows.cuh"
-#include "cuda/bias_relu.cuh"
 #include "cuda/causal_softmax.cuh"
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
@@ -28,6 +28,7 @@
 #include "cuda/gemm.h"
 #include "cuda/norm.cuh"
 #include "cuda/paged_attention.cuh"
+#include "cuda/prefill_attention.cuh"
 #include "cuda/qkv_post.cuh"
 #include "cuda/recompute_post.cuh"
 #include "cuda/row_copy.cuh"
@@ -245,6 +246,135 @@ HS_TEST(kernel_attention_decode_and_prefill) {
   CheckAttention(2, 2, 256, 45, 1);   // vector path, head_dim 256
 }
 
+// ---- fused prefill attention (prefill_attention.cu) -------------------------------------------------
+// Several prompt sequences of one mini-batch in one launch, against the float64 reference from the
+// same fp16 inputs. Rows: `gap` decode rows first (never written: they must keep their sentinel), then
+// each sequence's new tokens; Q inside fused QKV rows (ldq = q_dim + 2 kv_dim) as the engine has it.
+// Pages: a shuffled permutation of the page indices, every third block in the GPU tier (kDevicePage +
+// i); every page slot that no table entry names (the unused copy in the other tier, spare pages, rows
+// past a sequence's last key) is NaN, so a read of a wrong page or row shows as NaN.
+// Tolerance 1e-2 · max(1, max |ref|): P enters P·V rounded to fp16 (2^-11 relative per weight) and
+// the output is rounded to fp16, so a correct kernel is off by ~1e-3 of the output scale (a host
+// emulation of the kernel gave 4e-4 on these cases), while a fragment, mask or page error is O(0.1).
+// with_gemm_path: also run the old path (gather, scores, causal softmax, output) per sequence over
+// the same pages; the two must agree within the same tolerance.
+void CheckPrefillAttention(int heads, int kv_heads, int hd, const std::vector<int>& n_new,
+                           const std::vector<int>& start, int bt = 16, float q_amp = 1.f, bool with_gemm_path = false) {
+  const int nseq = static_cast<int>(n_new.size()), gap = 3;
+  const int q_dim = heads * hd, kv_dim = kv_heads * hd, ldq = q_dim + 2 * kv_dim, ldo = q_dim;
+  std::vector<int> row0(nseq), pt_off(nseq);
+  int rows = gap, blocks = 0, max_new = 0, max_ctx = 0;
+  for (int s = 0; s < nseq; ++s) {
+    row0[s] = rows;
+    rows += n_new[s];
+    pt_off[s] = blocks;
+    blocks += (start[s] + n_new[s] + bt - 1) / bt;
+    max_new = std::max(max_new, n_new[s]);
+    max_ctx = std::max(max_ctx, start[s] + n_new[s]);
+  }
+  const int npages = blocks + 3;
+  std::vector<int> perm(npages);
+  for (int i = 0; i < npages; ++i) perm[i] = i;
+  std::mt19937 rng(static_cast<uint32_t>(7 * heads + hd + nseq));
+  std::shuffle(perm.begin(), perm.end(), rng);
+  std::vector<int> table(blocks);
+  for (int b = 0; b < blocks; ++b) table[b] = (b % 3 == 1 ? cuda::kDevicePage : 0) + perm[b];
+  const size_t pe = 2ull * bt * kv_dim;
+  std::vector<float> staging(npages * pe, NAN), tier(npages * pe, NAN);
+  const auto q = Rand(static_cast<size_t>(rows) * ldq, 60, q_amp);
+  std::vector<float> expect(static_cast<size_t>(rows) * ldo, 7.f);  // gap rows keep the sentinel
+  double max_ref = 0;
+  for (int s = 0; s < nseq; ++s) {
+    const int ctx = start[s] + n_new[s];
+    const auto k = Rand(static_cast<size_t>(ctx) * kv_dim, 61 + s), v = Rand(static_cast<size_t>(ctx) * kv_dim, 71 + s);
+    for (int j = 0; j < ctx; ++j) {
+      const int page = table[pt_off[s] + j / bt];
+      std::vector<float>& dst = page >= cuda::kDevicePage ? tier : staging;
+      const size_t base = static_cast<size_t>(page % cuda::kDevicePage) * pe;
+      for (int c = 0; c < kv_dim; ++c) {
+        dst[base + static_cast<size_t>(j % bt) * kv_dim + c] = k[static_cast<size_t>(j) * kv_dim + c];
+        dst[base + static_cast<size_t>(bt + j % bt) * kv_dim + c] = v[static_cast<size_t>(j) * kv_dim + c];
+      }
+    }
+    std::vector<float> qs(static_cast<size_t>(n_new[s]) * q_dim);  // this sequence's Q, contiguous
+    for (int i = 0; i < n_new[s]; ++i)
+      for (int c = 0; c < q_dim; ++c)
+        qs[static_cast<size_t>(i) * q_dim + c] = q[static_cast<size_t>(row0[s] + i) * ldq + c];
+    const auto ref = RefAttention(qs, n_new[s], start[s], k, v, heads, kv_heads, hd);
+    for (int i = 0; i < n_new[s]; ++i)
+      for (int c = 0; c < q_dim; ++c) {
+        const float r = ref[static_cast<size_t>(i) * q_dim + c];
+        expect[static_cast<size_t>(row0[s] + i) * ldo + c] = r;
+        max_ref = std::max(max_ref, static_cast<double>(std::fabs(r)));
+      }
+  }
+  const double tol = 1e-2 * std::max(1.0, max_ref);
+  std::vector<int> meta;
+  for (const std::vector<int>* v :
+       std::initializer_list<const std::vector<int>*>{&row0, &n_new, &start, &pt_off, &table})
+    meta.insert(meta.end(), v->begin(), v->end());
+  int* dmeta = ToDev(meta);
+  const cuda::PrefillSeqs seqs{dmeta, dmeta + nseq, dmeta + 2 * nseq, dmeta + 3 * nseq, dmeta + 4 * nseq,
+                               nseq,  max_new};
+  __half *dq = ToDevHalf(q), *dstage = ToDevHalf(staging), *dtier = ToDevHalf(tier);
+  __half* dout = ToDevHalf(std::vector<float>(static_cast<size_t>(rows) * ldo, 7.f));
+  const cuda::PageGeom geom{dstage, bt, kv_dim, dtier};
+  const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  cuda::LaunchPrefillAttention(dq, ldq, dout, ldo, heads, kv_heads, hd, scale, seqs, geom, 0);
+  const auto got = FromDevHalf(dout, static_cast<size_t>(rows) * ldo);
+  HS_CHECK(MaxDiff(got, expect) < tol);
+  if (with_gemm_path) {
+    __half *kg, *vg, *probs, *dold = ToDevHalf(std::vector<float>(static_cast<size_t>(rows) * ldo, 7.f));
+    float* scores;
+    HS_CUDA_CHECK(cudaMalloc(&kg, static_cast<size_t>(max_ctx) * kv_dim * 2));
+    HS_CUDA_CHECK(cudaMalloc(&vg, static_cast<size_t>(max_ctx) * kv_dim * 2));
+    HS_CUDA_CHECK(cudaMalloc(&scores, static_cast<size_t>(heads) * max_new * max_ctx * 4));
+    HS_CUDA_CHECK(cudaMalloc(&probs, static_cast<size_t>(heads) * max_new * max_ctx * 2));
+    cublasHandle_t h;
+    cublasCreate(&h);
+    for (int s = 0; s < nseq; ++s) {
+      const int n = n_new[s], ctx = start[s] + n;
+      if (n == 0) continue;
+      cuda::LaunchGatherPages(dmeta + 4 * nseq + pt_off[s], ctx, geom, kg, vg, 0);
+      cuda::AttentionScores(h, n, ctx, heads, kv_heads, hd, dq + static_cast<size_t>(row0[s]) * ldq, ldq, kg, scale,
+                            scores);
+      cuda::LaunchCausalSoftmax(scores, probs, heads, n, ctx, start[s], 0);
+      cuda::AttentionOutput(h, n, ctx, heads, kv_heads, hd, probs, vg, dold + static_cast<size_t>(row0[s]) * ldo, ldo);
+    }
+    HS_CHECK(MaxDiff(FromDevHalf(dold, static_cast<size_t>(rows) * ldo), got) < tol);
+    cublasDestroy(h);
+    for (void* p : {(void*)kg, (void*)vg, (void*)probs, (void*)dold, (void*)scores}) cudaFree(p);
+  }
+  for (void* p : {(void*)dmeta, (void*)dq, (void*)dstage, (void*)dtier, (void*)dout}) cudaFree(p);
+}
+
+HS_TEST(kernel_prefill_attention_matches_reference) {
+  // Short, mid and multi-tile prompts (1, 37, 130 new tokens; the last over 21 cached ones), GQA 4:1,
+  // head_dim 128; the old gather + GEMM path over the same pages must agree.
+  CheckPrefillAttention(8, 2, 128, {1, 37, 130}, {0, 0, 21}, 16, 1.f, true);
+  CheckPrefillAttention(4, 4, 64, {1, 37, 130}, {0, 0, 21});  // MHA, head_dim 64
+  // Starts on and off the 64-key tile grid, a long cached prefix (keys far past the query tile).
+  CheckPrefillAttention(2, 1, 128, {64, 65, 200}, {64, 300, 5});
+  CheckPrefillAttention(2, 2, 64, {3, 129, 17}, {200, 63, 1}, 8);         // 8-token blocks
+  CheckPrefillAttention(2, 2, 128, {70}, {0}, 16, 6.f);                   // large scores: a sharp softmax
+  CheckPrefillAttention(4, 2, 128, {0, 5, 0, 64}, {3, 0, 0, 1});          // sequences without new tokens
+  CheckPrefillAttention(4, 4, 128, {512, 300}, {0, 700}, 16, 1.f, true);  // OPT-13B's prompt length
+}
+
+HS_TEST(kernel_prefill_attention_supports_head_dims) {
+  HS_CHECK(cuda::PrefillAttentionSupports(64));
+  HS_CHECK(cuda::PrefillAttentionSupports(128));
+  HS_CHECK(!cuda::PrefillAttentionSupports(96));
+  HS_CHECK(!cuda::PrefillAttentionSupports(80));
+  HS_CHECK(!cuda::PrefillAttentionSupports(256));
+  // The launcher refuses what it is not built for before touching memory (all pointers null here).
+  const cuda::PrefillSeqs one{nullptr, nullptr, nullptr, nullptr, nullptr, 1, 1};
+  HS_CHECK_THROWS(cuda::LaunchPrefillAttention(nullptr, 288, nullptr, 96, 1, 1, 96, 1.f, one, {nullptr, 16, 96}, 0),
+                  std::invalid_argument);
+  HS_CHECK_THROWS(cuda::LaunchPrefillAttention(nullptr, 132, nullptr, 64, 1, 1, 64, 1.f, one, {nullptr, 16, 64}, 0),
+                  std::invalid_argument);  // ldq not a multiple of 8
+}
+
 // qkv_post (new tokens) and recompute_post (ACT rows) must give identical K/V for the same input;
 // RoPE against the reference rotate-half formula. with_bias false: a null bias pointer (Llama).
 void CheckQkvPost(int heads, int kv_heads, int hd, bool rope, bool with_bias) {
@@ -357,49 +487,6 @@ std::vector<float> FromDevF32(const float* d, size_t n) {
   std::vector<float> f(n);
   HS_CUDA_CHECK(cudaMemcpy(f.data(), d, n * 4, cudaMemcpyDeviceToHost));
   return f;
-}
-
-// h_off: elements by which the residual pointer is moved off its alignment (1: the scalar path).
-void CheckAddBias(int rows, int cols, int h_off = 0) {
-  auto h = Rand(static_cast<size_t>(rows) * cols + h_off, 41), b = Rand(cols, 42);
-  float* dh = ToDev(h);
-  __half* db = ToDevHalf(b);
-  cuda::LaunchAddBias(dh + h_off, rows, cols, db, 0);
-  std::vector<float> ref = h;
-  for (int r = 0; r < rows; ++r)
-    for (int c = 0; c < cols; ++c) ref[h_off + static_cast<size_t>(r) * cols + c] += b[c];
-  HS_CHECK(MaxDiff(FromDevF32(dh, h.size()), ref) < 1e-6);  // also: nothing before h_off written
-  cudaFree(dh);
-  cudaFree(db);
-}
-
-HS_TEST(kernel_add_bias_matches_reference) {
-  CheckAddBias(7, 333);      // odd cols: scalar path
-  CheckAddBias(7, 5120);     // float4 path
-  CheckAddBias(9, 64);       // float4 path, 16 threads' worth of columns per row
-  CheckAddBias(7, 5120, 1);  // misaligned residual: scalar path
-}
-
-void CheckBiasRelu(int rows, int cols, int y_off = 0) {
-  auto y = Rand(static_cast<size_t>(rows) * cols + y_off, 43), b = Rand(cols, 44);
-  for (const bool with_bias : {true, false}) {
-    __half* dy = ToDevHalf(y);
-    __half* db = ToDevHalf(b);
-    cuda::LaunchBiasRelu(dy + y_off, rows, cols, with_bias ? db : nullptr, 0);
-    std::vector<float> ref = y;  // the y_off elements before the rows stay as they are
-    for (size_t e = 0; e < static_cast<size_t>(rows) * cols; ++e)
-      ref[y_off + e] = std::max(0.f, __half2float(__float2half(y[y_off + e] + (with_bias ? b[e % cols] : 0.f))));
-    HS_CHECK(MaxDiff(FromDevHalf(dy, y.size()), ref) < 1e-3);
-    cudaFree(dy);
-    cudaFree(db);
-  }
-}
-
-HS_TEST(kernel_bias_relu_matches_reference) {
-  CheckBiasRelu(5, 1000);     // 16-byte path
-  CheckBiasRelu(5, 1001);     // odd cols: scalar path
-  CheckBiasRelu(37, 176);     // 16-byte path, narrow rows (several rows per block)
-  CheckBiasRelu(5, 1000, 1);  // misaligned: scalar path
 }
 
 // Causal softmax against a float64 reference: row i of each head keeps columns [0, start + i],

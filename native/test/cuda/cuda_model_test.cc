@@ -183,7 +183,7 @@ void RunLockstep(const ModelConfig& cfg, double fraction, Side& cpu, std::vector
   }
 }
 
-void CheckModel(const char* preset, int resident) {
+void CheckModel(const char* preset, int resident, int prefill_chunk = 0) {
   const ModelConfig cfg = Preset(preset);
   const int blocks = 16;
   for (double a : {0.0, 0.5, 1.0}) {
@@ -191,7 +191,7 @@ void CheckModel(const char* preset, int resident) {
     Side g1 = MakeGpu(cfg, blocks, resident);
     Side g2 = MakeGpu(cfg, blocks, -1);
     std::vector<Stats> st;
-    RunLockstep(cfg, a, cpu, {&g1, &g2}, {{{0, 2}, {1}}, {}}, st, 0, 0, true);
+    RunLockstep(cfg, a, cpu, {&g1, &g2}, {{{0, 2}, {1}}, {}}, st, 0, prefill_chunk, true);
     for (size_t g = 0; g < st.size(); ++g) {
       const Stats& S = st[g];
       std::printf("  %s act=%.1f %s: max|diff| %.4g (max|logit| %.3g), argmax agree %d/%d, ties %d, mismatches %d\n",
@@ -208,6 +208,11 @@ HS_TEST(model_cuda_matches_cpu_opt125m) { CheckModel("opt-125m", 0); }
 HS_TEST(model_cuda_matches_cpu_llama_tiny) { CheckModel("llama-tiny", 1); }
 HS_TEST(model_cuda_matches_cpu_llama_tiny_gqa) { CheckModel("llama-tiny-gqa", 0); }
 HS_TEST(model_cuda_matches_cpu_opt_tiny) { CheckModel("opt-tiny", 0); }
+HS_TEST(model_cuda_matches_cpu_opt_small_hd128) { CheckModel("opt-small-hd128", 1); }
+HS_TEST(model_cuda_matches_cpu_llama_small_gqa_hd64) { CheckModel("llama-small-gqa-hd64", 0); }
+// Prompts in chunks of 20: the 40-token prompt's second chunk runs the fused prompt attention over 20
+// cached tokens of its own (start > 0), the 19-token one's first chunk over none.
+HS_TEST(model_cuda_chunked_prefill_matches_cpu_llama_small_gqa_hd64) { CheckModel("llama-small-gqa-hd64", 0, 20); }
 
 // A block table that does not cover the positions is a clear error, not a crash.
 HS_TEST(model_cuda_rejects_short_block_table_tiny) {
@@ -292,6 +297,7 @@ HS_TEST(model_cuda_quantized_matches_cpu_opt125m) { CheckQuantized("opt-125m", {
 
 HS_TEST(model_cuda_tiers_match_cpu_opt_tiny) { CheckTiers("opt-tiny"); }
 HS_TEST(model_cuda_tiers_match_cpu_llama_tiny_gqa) { CheckTiers("llama-tiny-gqa"); }
+HS_TEST(model_cuda_tiers_match_cpu_opt_small_hd128) { CheckTiers("opt-small-hd128"); }
 
 }  // namespace
 }  // namespace hs::cudatest

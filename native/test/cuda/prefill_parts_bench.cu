@@ -1,8 +1,12 @@
 // Where one prefill layer's time goes (issue 10, acceptance 1): times each operation the CUDA
 // engine's Compute runs for a prefill of B sequences × P prompt tokens of one preset (default
 // OPT-13B, 128 × 512), with random fp16 data, each on its own after a warm-up, and next to it the
-// variants worth considering (fp16 instead of fp32 residual output, whole-batch instead of chunked
-// FFN GEMMs). The engine's own kernels and GEMM wrappers are called, not copies of them.
+// variants worth considering or replaced (fp16 instead of fp32 residual output, whole-batch instead of
+// chunked FFN GEMMs; the gather/scores/softmax/output ops the fused prompt attention of
+// prefill_attention.cu replaced for head dims 64 and 128; plain cuBLAS GEMMs, which the cuBLASLt
+// epilogue GEMMs replaced together with the bias kernels: bench/data/prefill-parts-opt13b-h200-fused.jsonl
+// has those kernels' times). inEngine says which ops the engine runs now. The engine's own
+// kernels and GEMM wrappers are called, not copies of them.
 // Then the same for one decode step of the batch at --context cached tokens (default prompt + 16,
 // the mean context of a 32-token generation), the cache in the GPU tier: the GEMMs at batch rows and
 // the paged attention, with the bytes each must read and the HBM rate that gives.
@@ -21,8 +25,6 @@
 #include <string>
 #include <vector>
 
-#include "cuda/add_bias.cuh"
-#include "cuda/bias_relu.cuh"
 #include "cuda/causal_softmax.cuh"
 #include "cuda/cuda_check.h"
 #include "cuda/gather_pages.cuh"
@@ -30,6 +32,7 @@
 #include "cuda/norm.cuh"
 #include "cuda/page_tier.h"
 #include "cuda/paged_attention.cuh"
+#include "cuda/prefill_attention.cuh"
 #include "cuda/qkv_post.cuh"
 #include "presets.h"
 
@@ -123,6 +126,7 @@ int main(int argc, char** argv) {
   if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) return 1;
   cublasSetStream(blas, s);
   Timer t{s, reps};
+  LtGemm lt(s);
 
   // Weights and activations of one layer, as the engine's buffers hold them.
   __half* wqkv = RandomHalf(static_cast<size_t>(ldqkv) * h, 1, 0.02f);
@@ -159,6 +163,10 @@ int main(int argc, char** argv) {
   __half* vg = DevAlloc<__half>(static_cast<size_t>(prompt) * kv);
   HS_CUDA_CHECK(cudaDeviceSynchronize());
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  const bool fused = PrefillAttentionSupports(hd);
+  float* bias32 = DevAlloc<float>(static_cast<size_t>(h));  // the fp32 bias of the residual GEMMs' epilogue
+  HS_CUDA_CHECK(cudaMemset(bias32, 0, static_cast<size_t>(h) * 4));
+  const float* res_bias = llama ? nullptr : bias32;
   const double mm = 2.0 * rows;  // flops per (output column × reduction) of a rows-high GEMM
 
   double engine_ms = 0;
@@ -187,40 +195,64 @@ int main(int argc, char** argv) {
                   llama, c.rope_theta, s);
   });
   const double attn_flops = 4.0 * batch * c.num_heads * double(prompt) * prompt * hd;
-  op("attention_gather", 0, true, [&] {
+  op("attention_gather", 0, !fused, [&] {
     for (int b = 0; b < batch; ++b) LaunchGatherPages(meta + 3 * rows + b * (prompt / bt), prompt, geom, kg, vg, s);
   });
-  op("attention_scores", attn_flops / 2, true, [&] {
+  op("attention_scores", attn_flops / 2, !fused, [&] {
     for (int b = 0; b < batch; ++b)
       AttentionScores(blas, prompt, prompt, c.num_heads, c.num_kv_heads, hd,
                       qkv + static_cast<size_t>(b) * prompt * ldqkv, ldqkv, kg, scale, scores);
   });
-  op("attention_softmax", 0, true, [&] {
+  op("attention_softmax", 0, !fused, [&] {
     for (int b = 0; b < batch; ++b) LaunchCausalSoftmax(scores, probs, c.num_heads, prompt, prompt, 0, s);
   });
-  op("attention_output", attn_flops / 2, true, [&] {
+  op("attention_output", attn_flops / 2, !fused, [&] {
     for (int b = 0; b < batch; ++b)
       AttentionOutput(blas, prompt, prompt, c.num_heads, c.num_kv_heads, hd, probs, vg,
                       att + static_cast<size_t>(b) * prompt * q, q);
   });
-  op("o_gemm_f32_residual", mm * h * q, true,
+  // The fused kernel (prefill_attention.cu) over the same pages: all sequences in one launch, K/V read
+  // from the pages, no score buffer. Effective TFLOP/s on the causal half (the GEMM ops above do the
+  // full square); gbps: the Q, K/V and output bytes it must move at least.
+  if (fused) {
+    std::vector<int> fmeta(4 * static_cast<size_t>(batch));  // row0 | n_new | start | pt_off
+    for (int b = 0; b < batch; ++b) {
+      fmeta[b] = b * prompt;
+      fmeta[batch + b] = prompt;
+      fmeta[2 * batch + b] = 0;
+      fmeta[3 * batch + b] = b * (prompt / bt);
+    }
+    int* dfmeta = DevAlloc<int>(fmeta.size());
+    HS_CUDA_CHECK(cudaMemcpy(dfmeta, fmeta.data(), fmeta.size() * 4, cudaMemcpyHostToDevice));
+    const PrefillSeqs fseqs{dfmeta, dfmeta + batch, dfmeta + 2 * batch, dfmeta + 3 * batch, meta + 3 * rows,
+                            batch,  prompt};
+    op_bytes("attention_fused", attn_flops / 2, 2.0 * rows * (2.0 * q + 2.0 * kv), true, [&] {
+      LaunchPrefillAttention(qkv, ldqkv, att, q, c.num_heads, c.num_kv_heads, hd, scale, fseqs, geom, s);
+    });
+    cudaFree(dfmeta);
+  }
+  op("o_gemm_lt_bias_residual", mm * h * q, true,
+     [&] { lt.LinearBiasAccumulate(rows, h, q, att, q, wo, q, res_bias, h_all, h); });
+  op("o_gemm_f32_residual", mm * h * q, false,
      [&] { Linear(blas, rows, h, q, att, q, wo, q, h_all, true, h, 1.f, 1.f); });
   op("o_gemm_f16_out", mm * h * q, false, [&] { Linear(blas, rows, h, q, att, q, wo, q, y16, false, h); });
-  op("add_bias_x2", 0, true, [&] {
-    if (llama) return;
-    LaunchAddBias(h_all, rows, h, vec, s);
-    LaunchAddBias(h_all, rows, h, vec, s);
-  });
   op("norm2", 0, true, [&] { LaunchNorm(h_all, x, rows, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s); });
-  op("w1_gemm_chunked", mm * f1 * h, true, [&] {
+  if (!llama)
+    op("w1_gemm_lt_bias_relu_chunked", mm * f1 * h, true, [&] {
+      for (int r0 = 0; r0 < rows; r0 += chunk)
+        lt.LinearBiasRelu(std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, vec, ffn, f1);
+    });
+  op("w1_gemm_chunked", mm * f1 * h, llama, [&] {
     for (int r0 = 0; r0 < rows; r0 += chunk)
       Linear(blas, std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, false, f1);
   });
   op("w1_gemm_whole", mm * f1 * h, false, [&] { Linear(blas, rows, f1, h, x, h, w1, h, ffn, false, f1); });
-  op("bias_relu", 0, true, [&] {
-    for (int r0 = 0; r0 < rows; r0 += chunk) LaunchBiasRelu(ffn, std::min(chunk, rows - r0), f, vec, s);
+  op("w2_gemm_lt_bias_residual_chunked", mm * h * f, true, [&] {
+    for (int r0 = 0; r0 < rows; r0 += chunk)
+      lt.LinearBiasAccumulate(std::min(chunk, rows - r0), h, f, ffn, f, w2, f, res_bias,
+                              h_all + static_cast<size_t>(r0) * h, h);
   });
-  op("w2_gemm_chunked_f32_residual", mm * h * f, true, [&] {
+  op("w2_gemm_chunked_f32_residual", mm * h * f, false, [&] {
     for (int r0 = 0; r0 < rows; r0 += chunk)
       Linear(blas, std::min(chunk, rows - r0), h, f, ffn, f, w2, f, h_all + static_cast<size_t>(r0) * h, true, h, 1.f,
              1.f);
@@ -273,22 +305,24 @@ int main(int argc, char** argv) {
              LaunchPagedAttention(qkv, ldqkv, att, q, batch, c.num_heads, c.num_kv_heads, hd, scale, rows_meta, dgeom,
                                   s);
            });
-  op_bytes("decode_o_gemm_f32_residual", dm * h * q, 2.0 * h * q, true,
+  op_bytes("decode_o_gemm_lt_bias_residual", dm * h * q, 2.0 * h * q, true,
+           [&] { lt.LinearBiasAccumulate(batch, h, q, att, q, wo, q, res_bias, h_all, h); });
+  op_bytes("decode_o_gemm_f32_residual", dm * h * q, 2.0 * h * q, false,
            [&] { Linear(blas, batch, h, q, att, q, wo, q, h_all, true, h, 1.f, 1.f); });
-  op_bytes("decode_w1_gemm", dm * f1 * h, 2.0 * f1 * h, true,
+  if (!llama)
+    op_bytes("decode_w1_gemm_lt_bias_relu", dm * f1 * h, 2.0 * f1 * h, true,
+             [&] { lt.LinearBiasRelu(batch, f1, h, x, h, w1, h, vec, ffn, f1); });
+  op_bytes("decode_w1_gemm", dm * f1 * h, 2.0 * f1 * h, llama,
            [&] { Linear(blas, batch, f1, h, x, h, w1, h, ffn, false, f1); });
-  op_bytes("decode_w2_gemm_f32_residual", dm * h * f, 2.0 * h * f, true,
+  op_bytes("decode_w2_gemm_lt_bias_residual", dm * h * f, 2.0 * h * f, true,
+           [&] { lt.LinearBiasAccumulate(batch, h, f, ffn, f, w2, f, res_bias, h_all, h); });
+  op_bytes("decode_w2_gemm_f32_residual", dm * h * f, 2.0 * h * f, false,
            [&] { Linear(blas, batch, h, f, ffn, f, w2, f, h_all, true, h, 1.f, 1.f); });
   op("decode_small_kernels", 0, true, [&] {
     LaunchNorm(h_all, x, batch, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s);
     LaunchQkvPost(qkv, batch, ldqkv, q, hd, llama ? nullptr : vec + 4 * h, dmeta + batch, dmeta + 3 * batch,
                   dmeta + 4 * batch, dgeom, llama, c.rope_theta, s);
     LaunchNorm(h_all, x, batch, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s);
-    LaunchBiasRelu(ffn, batch, f, vec, s);
-    if (!llama) {
-      LaunchAddBias(h_all, batch, h, vec, s);
-      LaunchAddBias(h_all, batch, h, vec, s);
-    }
   });
   const double cache_bytes = 2.0 * 2 * batch * double(context + 1) * kv;
   std::printf(

@@ -42,6 +42,9 @@ inline ModelConfig Llama(int h, int layers, int heads, int kv_heads, int ffn, in
 inline ModelConfig Preset(const std::string& name) {
   if (name == "opt-tiny") return Opt(64, 2, 4);
   if (name == "opt-125m") return Opt(768, 12, 12);
+  // Small models with the head dims of the real ones (128; 64 with GQA), so that the model tests run
+  // the fused prompt attention (prefill_attention.cu is built for head dims 64 and 128 only).
+  if (name == "opt-small-hd128") return Opt(512, 2, 4);
   if (name == "opt-1.3b") return Opt(2048, 24, 32);
   if (name == "opt-6.7b") return Opt(4096, 32, 32);
   if (name == "opt-13b") return Opt(5120, 40, 40);
@@ -49,6 +52,7 @@ inline ModelConfig Preset(const std::string& name) {
   if (name == "opt-66b") return Opt(9216, 64, 72);
   if (name == "llama-tiny") return Llama(64, 2, 4, 4, 176, 32000, 2048, 10000);
   if (name == "llama-tiny-gqa") return Llama(64, 2, 4, 2, 176, 32000, 2048, 10000);
+  if (name == "llama-small-gqa-hd64") return Llama(256, 2, 4, 2, 704, 32000, 2048, 10000);
   if (name == "llama-7b") return Llama(4096, 32, 32, 32, 11008, 32000, 4096, 10000);
   if (name == "llama3-8b") return Llama(4096, 32, 32, 8, 14336, 128256, 8192, 500000);
   throw std::invalid_argument("unknown preset '" + name + "'");
