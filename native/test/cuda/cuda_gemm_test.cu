@@ -29,38 +29,12 @@
 #include "../test.h"
 #include "cuda/cuda_check.h"
 #include "cuda/gemm.h"
+#include "device_vectors.cuh"
 
 namespace hs::cudatest {
 namespace {
 
 constexpr double kTolF16 = 1e-3, kTolF32 = 2e-4;
-
-std::vector<float> RandHalf(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = __half2float(__float2half(u(g)));  // exactly representable in fp16
-  return v;
-}
-
-template <class T>
-T* Upload(const std::vector<T>& v) {
-  T* d = nullptr;
-  HS_CUDA_CHECK(cudaMalloc(&d, std::max<size_t>(v.size(), 1) * sizeof(T)));
-  HS_CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
-}
-__half* UploadHalf(const std::vector<float>& v) {
-  std::vector<__half> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2half(v[i]);
-  return Upload(h);
-}
-template <class T>
-std::vector<T> Download(const T* d, size_t n) {
-  std::vector<T> h(n);
-  HS_CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
-  return h;
-}
 
 // G[m][n] = Σ_k X[m][k] · W[n][k] in float64 (X: [M, K], W: [N, K], both dense).
 std::vector<double> RefGemm(const std::vector<float>& x, const std::vector<float>& w, int M, int N, int K) {
@@ -87,18 +61,18 @@ struct Stream {
 
 // fp16 Y = relu(X·Wᵀ + b) with ldy = N + 8 over a NaN-poisoned Y, with and without a bias.
 void CheckBiasRelu(cuda::LtGemm& lt, const Stream& st, int M, int N, int K, uint32_t seed) {
-  const auto x = RandHalf(static_cast<size_t>(M) * K, seed), w = RandHalf(static_cast<size_t>(N) * K, seed + 1),
-             b = RandHalf(N, seed + 2, 2.f);
+  const auto x = Rand(static_cast<size_t>(M) * K, seed), w = Rand(static_cast<size_t>(N) * K, seed + 1),
+             b = Rand(N, seed + 2, 2.f);
   const auto g = RefGemm(x, w, M, N, K);
   const int ldy = N + 8;
   const size_t y_elems = static_cast<size_t>(M) * ldy;
-  __half *dx = UploadHalf(x), *dw = UploadHalf(w), *db = UploadHalf(b), *dy = nullptr;
+  __half *dx = ToDevHalf(x), *dw = ToDevHalf(w), *db = ToDevHalf(b), *dy = nullptr;
   HS_CUDA_CHECK(cudaMalloc(&dy, y_elems * 2));
   for (const bool with_bias : {true, false}) {
     HS_CUDA_CHECK(cudaMemset(dy, 0xff, y_elems * 2));  // fp16 0xffff: NaN, so unwritten or C-read shows
     lt.LinearBiasRelu(M, N, K, dx, K, dw, K, with_bias ? db : nullptr, dy, ldy);
     st.Sync();
-    const auto y = Download(dy, y_elems);
+    const auto y = FromDev(dy, y_elems);
     size_t bad = 0, not_zero = 0, negative = 0, pad_touched = 0;
     double worst = 0;
     for (int m = 0; m < M; ++m) {
@@ -137,19 +111,19 @@ HS_TEST(kernel_lt_linear_bias_relu_matches_reference) {
 // fp32 Y += X·Wᵀ + b over a non-zero Y (the residual stream), ldy = N + 4, with an fp32 bias and
 // with none; then a second call on the result (beta = 1 twice, from the cached plan).
 void CheckBiasAccumulate(cuda::LtGemm& lt, const Stream& st, int M, int N, int K, uint32_t seed) {
-  const auto x = RandHalf(static_cast<size_t>(M) * K, seed), w = RandHalf(static_cast<size_t>(N) * K, seed + 1),
-             b = RandHalf(N, seed + 2);
+  const auto x = Rand(static_cast<size_t>(M) * K, seed), w = Rand(static_cast<size_t>(N) * K, seed + 1),
+             b = Rand(N, seed + 2);
   const auto g = RefGemm(x, w, M, N, K);
   const int ldy = N + 4;
-  const auto y0 = RandHalf(static_cast<size_t>(M) * ldy, seed + 3, 8.f);
-  __half *dx = UploadHalf(x), *dw = UploadHalf(w);
-  float* db = Upload(b);  // fp32 copies of fp16 values, as the engine would keep them
+  const auto y0 = Rand(static_cast<size_t>(M) * ldy, seed + 3, 8.f);
+  __half *dx = ToDevHalf(x), *dw = ToDevHalf(w);
+  float* db = ToDev(b);  // fp32 copies of fp16 values, as the engine would keep them
   for (const bool with_bias : {true, false}) {
-    float* dy = Upload(y0);
+    float* dy = ToDev(y0);
     for (int calls = 1; calls <= 2; ++calls) {
       lt.LinearBiasAccumulate(M, N, K, dx, K, dw, K, with_bias ? db : nullptr, dy, ldy);
       st.Sync();
-      const auto y = Download(dy, y0.size());
+      const auto y = FromDev(dy, y0.size());
       size_t bad = 0, pad_touched = 0;
       double worst = 0;
       for (int m = 0; m < M; ++m) {
@@ -187,12 +161,11 @@ HS_TEST(kernel_lt_linear_chunks_and_plan_cache) {
   const int M = 37, N = 200, K = 72, chunk = 13;  // chunks of 13, 13, 11 rows
   Stream st;
   cuda::LtGemm lt(st.s);
-  const auto x = RandHalf(static_cast<size_t>(M) * K, 61), w = RandHalf(static_cast<size_t>(N) * K, 62),
-             b = RandHalf(N, 63);
+  const auto x = Rand(static_cast<size_t>(M) * K, 61), w = Rand(static_cast<size_t>(N) * K, 62), b = Rand(N, 63);
   const auto g = RefGemm(x, w, M, N, K);
-  const auto y0 = RandHalf(static_cast<size_t>(M) * N, 64, 4.f);
-  __half *dx = UploadHalf(x), *dw = UploadHalf(w), *db16 = UploadHalf(b), *dy16 = nullptr;
-  float *db = Upload(b), *dy = Upload(y0);
+  const auto y0 = Rand(static_cast<size_t>(M) * N, 64, 4.f);
+  __half *dx = ToDevHalf(x), *dw = ToDevHalf(w), *db16 = ToDevHalf(b), *dy16 = nullptr;
+  float *db = ToDev(b), *dy = ToDev(y0);
   HS_CUDA_CHECK(cudaMalloc(&dy16, static_cast<size_t>(M) * N * 2));
   for (int r0 = 0; r0 < M; r0 += chunk) {
     const int cr = std::min(chunk, M - r0);
@@ -202,8 +175,8 @@ HS_TEST(kernel_lt_linear_chunks_and_plan_cache) {
                       N);
   }
   st.Sync();
-  const auto y = Download(dy, y0.size());
-  const auto y16 = Download(dy16, y0.size());
+  const auto y = FromDev(dy, y0.size());
+  const auto y16 = FromDev(dy16, y0.size());
   size_t bad = 0, bad16 = 0;
   for (int m = 0; m < M; ++m)
     for (int n = 0; n < N; ++n) {
@@ -248,10 +221,9 @@ HS_TEST(kernel_lt_linear_rejects_bad_shapes) {
 // library does and fails only if it accepts the combination and then computes it wrongly.
 HS_TEST(kernel_lt_probe_fp16_bias_with_fp32_output) {
   const int M = 37, N = 200, K = 72;
-  const auto x = RandHalf(static_cast<size_t>(M) * K, 71), w = RandHalf(static_cast<size_t>(N) * K, 72),
-             b = RandHalf(N, 73);
+  const auto x = Rand(static_cast<size_t>(M) * K, 71), w = Rand(static_cast<size_t>(N) * K, 72), b = Rand(N, 73);
   const auto g = RefGemm(x, w, M, N, K);
-  __half *dx = UploadHalf(x), *dw = UploadHalf(w), *db = UploadHalf(b);
+  __half *dx = ToDevHalf(x), *dw = ToDevHalf(w), *db = ToDevHalf(b);
   float* dy = nullptr;
   HS_CUDA_CHECK(cudaMalloc(&dy, static_cast<size_t>(M) * N * 4));
   HS_CUDA_CHECK(cudaMemset(dy, 0, static_cast<size_t>(M) * N * 4));
@@ -287,7 +259,7 @@ HS_TEST(kernel_lt_probe_fp16_bias_with_fp32_output) {
           CUBLAS_STATUS_SUCCESS;
     if (ran) {
       HS_CUDA_CHECK(cudaDeviceSynchronize());
-      const auto y = Download(dy, static_cast<size_t>(M) * N);
+      const auto y = FromDev(dy, static_cast<size_t>(M) * N);
       for (int m = 0; m < M; ++m)
         for (int n = 0; n < N; ++n) {
           const size_t i = static_cast<size_t>(m) * N + n;

@@ -33,37 +33,11 @@
 #include "cuda/recompute_post.cuh"
 #include "cuda/row_copy.cuh"
 #include "cuda/silu_mul.cuh"
+#include "device_vectors.cuh"
 
 namespace hs::cudatest {
 namespace {
 
-std::vector<float> Rand(size_t n, uint32_t seed, float scale = 1.f) {
-  std::mt19937 g(seed);
-  std::uniform_real_distribution<float> u(-scale, scale);
-  std::vector<float> v(n);
-  for (auto& x : v) x = __half2float(__float2half(u(g)));  // exactly representable in fp16
-  return v;
-}
-
-template <class T>
-T* ToDev(const std::vector<T>& v) {
-  T* d = nullptr;
-  HS_CUDA_CHECK(cudaMalloc(&d, std::max<size_t>(v.size(), 1) * sizeof(T)));
-  HS_CUDA_CHECK(cudaMemcpy(d, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
-  return d;
-}
-__half* ToDevHalf(const std::vector<float>& v) {
-  std::vector<__half> h(v.size());
-  for (size_t i = 0; i < v.size(); ++i) h[i] = __float2half(v[i]);
-  return ToDev(h);
-}
-std::vector<float> FromDevHalf(const __half* d, size_t n) {
-  std::vector<__half> h(n);
-  HS_CUDA_CHECK(cudaMemcpy(h.data(), d, n * 2, cudaMemcpyDeviceToHost));
-  std::vector<float> f(n);
-  for (size_t i = 0; i < n; ++i) f[i] = __half2float(h[i]);
-  return f;
-}
 double MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
   double m = 0;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -483,12 +457,6 @@ HS_TEST(kernel_row_copy_into_pinned_host) {
 
 // ---- issue 17: a CPU reference for each small launcher (odd shapes: cols not a multiple of the block) ----
 
-std::vector<float> FromDevF32(const float* d, size_t n) {
-  std::vector<float> f(n);
-  HS_CUDA_CHECK(cudaMemcpy(f.data(), d, n * 4, cudaMemcpyDeviceToHost));
-  return f;
-}
-
 // Causal softmax against a float64 reference: row i of each head keeps columns [0, start + i],
 // masked columns exactly 0. p_off: elements by which the output is moved off its alignment.
 void CheckCausalSoftmax(int heads, int n, int ctx, int start, int p_off = 0) {
@@ -580,7 +548,7 @@ HS_TEST(kernel_embed_matches_reference) {
         ref[static_cast<size_t>(r) * cols + c] =
             e[static_cast<size_t>(tokens[r]) * cols + c] +
             (learned ? p[static_cast<size_t>(positions[r] + offset) * cols + c] : 0.f);
-    HS_CHECK(MaxDiff(FromDevF32(dh, ref.size()), ref) < 1e-6);
+    HS_CHECK(MaxDiff(FromDev(dh, ref.size()), ref) < 1e-6);
   }
   for (void* q : {(void*)dt, (void*)dp, (void*)de, (void*)dpe, (void*)dh}) cudaFree(q);
 }
@@ -598,7 +566,7 @@ HS_TEST(kernel_gather_rows_matches_reference) {
   std::vector<float> ref;
   for (int r : index)
     ref.insert(ref.end(), in.begin() + static_cast<size_t>(r) * cols, in.begin() + static_cast<size_t>(r + 1) * cols);
-  HS_CHECK(MaxDiff(FromDevF32(dout, ref.size()), ref) == 0);
+  HS_CHECK(MaxDiff(FromDev(dout, ref.size()), ref) == 0);
   for (void* q : {(void*)din, (void*)di, (void*)dout}) cudaFree(q);
 }
 
