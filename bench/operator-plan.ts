@@ -26,11 +26,14 @@ async function main(): Promise<number> {
   if (!v.hsd || !v.out) throw new Error('--hsd FILE and --out FILE are required');
   const doc = parse(readFileSync(v.hsd, 'utf8')) as { spec?: HsdSpec };
   if (!doc?.spec) throw new Error(`${v.hsd}: no spec`);
+  const gpusPerNode = Number(v['gpus-per-node']);
+  if (!Number.isInteger(gpusPerNode) || gpusPerNode < 1)
+    throw new Error(`--gpus-per-node: a whole number ≥ 1, got '${v['gpus-per-node']}'`);
   const group = {
     id: 'bench',
     gpuProduct: v['gpu-product']!,
     allocatableMemoryBytes: parseSize(v['node-memory']!, '--node-memory'),
-    gpusPerNode: Number(v['gpus-per-node']),
+    gpusPerNode,
     nodeNames: ['bench-node'],
   };
   const planned = planGroup(doc.spec, group);

@@ -119,9 +119,10 @@ export function serverStartPlan(i: ServerStartInput): StartPlan {
  * A cuda server's step cap when neither a flag nor a plan file gives one: 16,384 new tokens (or
  * --max-batch when that is larger). Prefill GEMMs of 16,384 rows already run at the full rate (the
  * H200's 8,192-row GEMM: 758 TFLOP/s), while the workspace a step needs shrinks from --max-batch
- * window-long prompts to these rows: OPT-13B served under --gpu-memory 24GiB keeps 29 instead of 21
+ * window-long prompts to these rows: OPT-13B served under --gpu-memory 24GiB kept 29 instead of 21
  * layers resident, 156.1 → 172.6 output tokens/s on the H200 (whole GPU: 1,064.7 → 1,080.5;
- * bench/data/serve-planned-stepcap-opt13b-h200.jsonl).
+ * bench/data/serve-planned-stepcap-opt13b-h200.jsonl); with the fused prompt attention, 31 layers and
+ * 181.3 (bench/data/serve-planned-default-24g-opt13b-h200.jsonl).
  */
 export const DEFAULT_CUDA_STEP_TOKENS = 16384;
 

@@ -35,7 +35,7 @@
 #   prefill_parts  issue 10: each operation of one OPT-13B prefill layer (128 x 512) timed on its own with
 #             random data, next to its variants (hs_prefill_parts_bench; JSON lines in prefill-parts.jsonl)
 #   serve_planned  issue 10: serve with no placement flags (the start plan), whole GPU and 24 GiB, 128 x 512/32
-#             (SERVE_PLANNED_ARGS: more serve flags, e.g. --max-step-tokens 16384)
+#             (SERVE_PLANNED_ARGS: more serve flags, e.g. --max-step-tokens 0 for steps without the default cap)
 #   serve_operator_plan  issue 10: `serve --plan` with the operator's plan file for an OPT-13B HSD on this node
 #             (bench/operator-plan.ts), then 128 prompts of 1,024-2,000 tokens (longer than planned): all must finish
 #   quant     issue 14: OPT-13B batch 128, prompt 512, gen 32, everything on the host, fp16 then fp8
@@ -254,7 +254,7 @@ stage_serve_planned() {
   local cap
   for cap in "" 24GiB; do
     SERVE_TAG="opt13b-planned${cap:+-$cap}"
-    # shellcheck disable=SC2086  # ${cap:+...} and SERVE_PLANNED_ARGS (e.g. --max-step-tokens 16384) are meant to split
+    # shellcheck disable=SC2086  # ${cap:+...} and SERVE_PLANNED_ARGS (e.g. --max-step-tokens 0) are meant to split
     serve_start --model $SERVING_MODEL --max-batch 128 --host-memory $SERVING_HOST_MEMORY ${cap:+--gpu-memory $cap} ${SERVE_PLANNED_ARGS:-} || { serve_stop; continue; }
     grep -E "placement:|cache pools:|ACT fraction" "$OUT/serve-$SERVE_TAG.log" | tee -a "$OUT/gpu-run.log"
     node dist/bench/serving.js --url $SERVE_URL --model $SERVING_MODEL --concurrency 128 --requests 128 --prompt-tokens 512 \
