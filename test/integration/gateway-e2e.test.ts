@@ -5,8 +5,11 @@
 //     conversation on one pod (≥ 90%) and reaches ≥ 2x the prefix hit rate of round-robin on the
 //     same trace. The hit rate is the servers' own (usage.prompt_tokens_details.cached_tokens over
 //     prompt_tokens) when they report cached tokens; otherwise the routing-level rate: the fraction
-//     of requests whose longest block-aligned prefix was last sent to the same pod;
-//   - killing a pod while requests run on it loses none that had not started streaming;
+//     of requests whose longest block-aligned prefix was last sent to the same pod. Each round is
+//     routed while the pods are frozen (SIGSTOP), one request after the other, so the gateway sees
+//     the same in-flight loads in every round however slow the machine;
+//   - killing a pod while requests wait on it (frozen, so none can have finished) loses none that
+//     had not started streaming;
 //   - scale from zero: an HSD idle for scaleToZeroAfter goes to zero pods; a request through the
 //     gateway is held, wakes it, and completes; after the window the HSD is back at zero.
 import { describe, test, expect, beforeAll, afterAll } from '@jest/globals';
@@ -54,6 +57,39 @@ async function complete(gw: Gateway, prompt: string, maxTokens = 2): Promise<Ans
   return { status: res.status, pod: res.headers.get('x-hybridserve-pod') ?? undefined, body: (await res.json()) as Obj };
 }
 
+const inFlight = (gw: Gateway) => gw.table.views().reduce((a, v) => a + v.inFlight, 0);
+
+/**
+ * Sends `prompts` as concurrent requests, routed as if they had arrived at once and none had
+ * finished yet: the gateway's pods are frozen (SIGSTOP) while it routes them, and each request
+ * leaves once the one before it has been routed. The gateway so sees n, n + 1, n + 2, ... requests
+ * in flight, in the order given, however slow the machine; a pod that answered before the rest of
+ * the round was routed would lower the bounded-load cap mid-round and move a conversation for
+ * timing, not for load. `routed` runs once they are all routed, before the pods are continued.
+ * Resolves the answers, in the order given.
+ */
+async function sendFrozen(
+  gw: Gateway,
+  prompts: readonly string[],
+  maxTokens: number,
+  routed: () => void = () => undefined,
+): Promise<Answer[]> {
+  const pods = gw.table.all().map((p) => p.id);
+  const base = inFlight(gw);
+  const pending: Promise<Answer>[] = [];
+  for (const id of pods) expect(cluster.kubelet!.freeze(id, true)).toBe(true);
+  try {
+    for (const [i, prompt] of prompts.entries()) {
+      pending.push(complete(gw, prompt, maxTokens));
+      await waitFor(`request ${i + 1} of ${prompts.length} routed`, () => inFlight(gw) === base + i + 1, 20_000, 1);
+    }
+    routed();
+  } finally {
+    for (const id of pods) cluster.kubelet!.freeze(id, false);
+  }
+  return Promise.all(pending);
+}
+
 /** A chat trace: `conversations` transcripts of `turns` turns, sent turn by turn across conversations. */
 function trace(salt: string, conversations: number, turns: number): { conv: number; prompt: string }[] {
   const system = `[${salt}] You are a helpful assistant of the HybridServe project. Answer briefly and precisely.\n`;
@@ -75,7 +111,10 @@ interface RunFigures {
   source: 'cached_tokens' | 'routing';
   pods: Set<string>;
 }
-/** Sends the trace round by round; the conversations of one round run at once (users chat concurrently). */
+/**
+ * Sends the trace round by round; the conversations of one round run at once (users chat
+ * concurrently), routed in the same order and at the same loads in every round (sendFrozen).
+ */
 async function runTrace(gw: Gateway, salt: string): Promise<RunFigures> {
   const lastPodOfPrefix = new Map<number, string>();
   const firstPod = new Map<number, string>();
@@ -89,10 +128,17 @@ async function runTrace(gw: Gateway, salt: string): Promise<RunFigures> {
   const requests = trace(salt, CONVERSATIONS, TURNS);
   for (let t = 0; t < TURNS; t++) {
     const round = requests.slice(t * CONVERSATIONS, (t + 1) * CONVERSATIONS);
-    // 16 tokens each, so that every request of a round is still in flight while the others are routed:
-    // the bounded-load cap then sees the same loads round after round (with 2-token answers some
-    // finished first, now and then, and the cap moved a conversation for timing, not for load).
-    const answers = await Promise.all(round.map((r) => complete(gw, r.prompt, 16)));
+    // Every round starts from an idle gateway and is routed with all of its requests in flight: the
+    // bounded-load cap then sees the same loads round after round. (Sent plainly, on a loaded
+    // 2-core machine some answers came back while the rest of the round was still being routed;
+    // one finished request lowers the cap, a conversation's pod went over it and the conversation
+    // moved, for timing, not for load: same pod fell to 80-92.5%.)
+    await waitFor('an idle gateway', () => inFlight(gw) === 0, 10_000, 5);
+    const answers = await sendFrozen(
+      gw,
+      round.map((r) => r.prompt),
+      16,
+    );
     // Routing-level hits, judged against the prefixes sent in earlier rounds.
     const hashesOf = round.map((r) => prefixHashes(r.prompt, 64, 16));
     round.forEach((r, i) => {
@@ -176,11 +222,18 @@ describe('gateway over three real server pods', () => {
 
     // Kill a pod that has requests in flight: none of them had started streaming (non-streaming
     // responses send nothing before they finish), so every one must be retried elsewhere and succeed.
+    // The pods are frozen until the kill, so no request can have finished on the victim before it.
     const retriesBefore = (await prefix.metrics.retries.get()).values[0]?.value ?? 0;
-    const inflight = Array.from({ length: 12 }, (_, i) => complete(prefix, `kill test ${i} `.repeat(12), 24));
-    const victim = await waitFor('a pod with requests in flight', () => prefix.table.views().find((v) => v.inFlight >= 2)?.id, 10_000, 5);
-    expect(cluster.kubelet!.crash(victim)).toBe(true);
-    const answers = await Promise.all(inflight);
+    let victim = '';
+    const answers = await sendFrozen(
+      prefix,
+      Array.from({ length: 12 }, (_, i) => `kill test ${i} `.repeat(12)),
+      24,
+      () => {
+        victim = prefix.table.views().find((v) => v.inFlight >= 2)!.id;
+        expect(cluster.kubelet!.crash(victim)).toBe(true);
+      },
+    );
     expect(answers.map((a) => a.status)).toEqual(Array(12).fill(200));
     expect(answers.some((a) => a.pod === victim)).toBe(false);
     const retriesAfter = (await prefix.metrics.retries.get()).values[0]?.value ?? 0;

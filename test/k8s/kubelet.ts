@@ -299,6 +299,17 @@ export class SimulatedKubelet {
     return true;
   }
 
+  /**
+   * Stops (SIGSTOP) or continues (SIGCONT) a pod's server process. A frozen pod still accepts
+   * connections (the kernel queues them) but answers nothing until it is continued; no probe runs
+   * after readiness, so it stays Ready. A frozen process can still be crashed.
+   */
+  freeze(podName: string, frozen: boolean): boolean {
+    const r = [...this.running.values()].find((x) => x.name === podName);
+    if (!r?.proc || r.proc.exitCode !== null || r.proc.signalCode !== null) return false;
+    return r.proc.kill(frozen ? 'SIGSTOP' : 'SIGCONT');
+  }
+
   runningPods(): { name: string; namespace: string; port: number; planFile: string }[] {
     return [...this.running.values()].map(({ name, namespace, port, planFile }) => ({ name, namespace, port, planFile }));
   }

@@ -94,6 +94,41 @@ describe('choosePod', () => {
     expect(d.id).not.toBe('pod-2');
     expect(d.reason).toBe('hash');
   });
+  test('bounded load counts what is in flight now: a request finished on another pod lowers the cap and moves a pinned prompt', () => {
+    // The gateway e2e test's CI failure, in pure form: 7 of a round's requests in flight (2/3/2),
+    // the next one pinned to pod-1 stays; if one of pod-0's requests ends first it moves.
+    const ps = pods(3);
+    [ps[0].inFlight, ps[1].inFlight, ps[2].inFlight] = [2, 3, 2];
+    const aff = new Map<number, string>([[h[7], 'pod-1']]);
+    expect(loadCap(ps, 0.25)).toBe(4); // ⌈1.25 × 8 / 3⌉
+    expect(choosePod(ps, h, aff, DEFAULT_ROUTING, 0)).toEqual({ id: 'pod-1', matchedBlocks: 8, reason: 'affinity' });
+    ps[0].inFlight = 1;
+    expect(loadCap(ps, 0.25)).toBe(3); // ⌈1.25 × 7 / 3⌉: pod-1 would hold 4
+    expect(choosePod(ps, h, aff, DEFAULT_ROUTING, 0)!.id).not.toBe('pod-1');
+  });
+  test('a burst of conversations routed again in the same order at the same loads lands on the same pods', () => {
+    // What the gateway e2e test relies on: its rounds are routed one request after the other, none finishing.
+    const system = 'You are a helpful assistant of the HybridServe project. Answer briefly and precisely.\n';
+    const history = Array.from({ length: 10 }, () => system);
+    const aff = new Map<number, string>();
+    const rounds: string[][] = [];
+    for (let t = 0; t < 5; t++) {
+      const ps = pods(3);
+      const round: { id: string; hashes: number[] }[] = [];
+      for (let c = 0; c < history.length; c++) {
+        history[c] += `User ${c}: question ${t} about topic ${(c * 7 + t * 3) % 11}, please explain it.\n`;
+        const hashes = prefixHashes(history[c], 64, 16);
+        const d = choosePod(ps, hashes, aff, DEFAULT_ROUTING, 0)!;
+        ps.find((p) => p.id === d.id)!.inFlight++;
+        round.push({ id: d.id, hashes });
+        history[c] += `Assistant: answer ${t} for conversation ${c}.\n`;
+      }
+      for (const r of round) for (const x of r.hashes) aff.set(x, r.id);
+      rounds.push(round.map((r) => r.id));
+    }
+    expect(new Set(rounds[0]).size).toBe(3); // the cap spread the first burst over every pod
+    for (const r of rounds.slice(1)) expect(r).toEqual(rounds[0]);
+  });
   test('a saturated pod (queue at the limit, or no free block) is skipped', () => {
     const aff = new Map<number, string>([[h[7], 'pod-1']]);
     const q = pods(3);
