@@ -32,6 +32,8 @@
 #             SWEEP_RESIDENT, SWEEP_GPU_BLOCKS, SWEEP_MINI_BATCHES, SWEEP_ACT run the planner's choice
 #   minibatch bench:engine all on host with 1 and 4 in-step mini-batches (--mini-batch-tokens; needs node)
 #   profile_prefill  issue 10: the resident OPT-13B prefill under nsys (kernel time summary, CSV)
+#   clocks13  issue 10: the resident OPT-13B row with the SM clock and power logged (clocks-hbm13.csv);
+#             CLOCKS=1 logs prefill_parts the same way (clocks-parts.csv)
 #   prefill_parts  issue 10: each operation of one OPT-13B prefill layer (128 x 512) timed on its own with
 #             random data, next to its variants (hs_prefill_parts_bench; JSON lines in prefill-parts.jsonl)
 #   serve_planned  issue 10: serve with no placement flags (the start plan), whole GPU and 24 GiB, 128 x 512/32
@@ -608,10 +610,41 @@ stage_profile_prefill() {
   fi
 }
 
+# The GPU's SM clock, power and clock-event reasons every 100 ms into $OUT/clocks-NAME.csv, in the
+# background; prints the logger's pid (kill it after). Falls back to the fields every driver has.
+clock_log() {
+  local f="$OUT/clocks-$1.csv" q=timestamp,clocks.sm,clocks.mem,power.draw,temperature.gpu
+  nvidia-smi --query-gpu=$q,clocks_event_reasons.active --format=csv -lms 100 >"$f" 2>&1 &
+  local pid=$!
+  sleep 0.5
+  if ! kill -0 $pid 2>/dev/null; then
+    nvidia-smi --query-gpu=$q --format=csv -lms 100 >"$f" 2>&1 &
+    pid=$!
+  fi
+  echo $pid
+}
+
+# clocks13: the resident OPT-13B row (as tiers runs it, without generate()) with the clocks logged, to
+# see whether the 2.6 s prefill runs at lower SM clocks than its operations timed alone (prefill_parts,
+# logged the same way when run after this stage with CLOCKS=1).
+stage_clocks13() {
+  local pid
+  pid=$(clock_log hbm13)
+  bench_json --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 0 --resident-layers 40 --gpu-cache-blocks all --mini-batches 1
+  local rc=$?
+  kill "$pid" 2>/dev/null
+  return $rc
+}
+
 stage_prefill_parts() {
   nvcc -std=c++17 -O2 -arch=sm_$CUDAARCHS -I native/src -o $B/hs_prefill_parts_bench native/test/cuda/prefill_parts_bench.cu \
     $B/libhs_cuda.a $B/libhs_core.a -lcublas -lcublasLt >"$OUT/prefill-parts-build.log" 2>&1 || { tail -30 "$OUT/prefill-parts-build.log"; return 1; }
+  local pid=""
+  [ -z "${CLOCKS:-}" ] || pid=$(clock_log parts)
   $B/hs_prefill_parts_bench ${PARTS_ARGS:-} 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/prefill-parts.jsonl"
+  local rc=${PIPESTATUS[0]}
+  [ -z "$pid" ] || kill "$pid" 2>/dev/null
+  return $rc
 }
 
 # ---- NUMA placement (issue 15) ----------------------------------------------------------------------------

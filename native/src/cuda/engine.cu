@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -230,6 +231,7 @@ struct MbDev {
   int *tokens, *pos, *page, *slot, *row_seq, *seq_pt_off, *page_table, *act_page, *act_pos0, *act_valid, *last_row;
   int64_t *kv_src, *kv_dst, *act_src, *act_dst;
   int row_base;
+  int seq_base;  // the mini-batch's first sequence among the step's (its rows of last_h, logits)
   // The prompt sequences (rows past paged_rows), for the fused prefill attention.
   int *pf_row0, *pf_new, *pf_start, *pf_pt_off;
   int pf_count, pf_max_new;
@@ -249,11 +251,15 @@ struct CudaEngine::Impl {
   // Prompt attention runs as one fused launch (prefill_attention.cu) for the head dims it is built for
   // (64, 128: every real preset); else GemmPrefillAttention and its score buffers.
   bool fused_prefill = false;
-  // GEMMs with their bias (and ReLU) in the epilogue (cuBLASLt), and the fp32 copies of the biases
-  // that land on the fp32 residual stream (out-proj, FFN down; null where a layer has none): cuBLASLt
-  // documents the bias in the output's type.
+  // GEMMs with their bias (and ReLU) in the epilogue (cuBLASLt). The biases that land on the fp32
+  // residual stream are fp32 (cuBLASLt documents the bias in the output's type), and both ride in
+  // the out-projection's epilogue: bias_res32 = out-proj bias + FFN-down bias. FFN down then runs as
+  // a plain cuBLAS GEMM accumulating into the residual, with no bias pass of its own (cuBLASLt's
+  // choice for that shape ran 11-18% slower on the H200: docs/performance.md, seventh session), and
+  // the norm between them subtracts bias_down32 (norm.cuh's shift), so that it sees the residual
+  // without the bias FFN down has not added yet. Null where a layer has no bias.
   std::unique_ptr<LtGemm> lt;
-  std::vector<const float*> bias_o32, bias_down32;
+  std::vector<const float*> bias_res32, bias_down32;
 
   // s_dq dequantises quantised weights (issue 14) after s_w copied them, so that the next layer's
   // copy need not wait for the previous layer's dequantisation.
@@ -317,11 +323,16 @@ struct CudaEngine::Impl {
     HS_CUDA_CHECK(cudaMemcpy(d, src, elems * 2, cudaMemcpyHostToDevice));
     return d;
   }
-  // An fp16 host vector as fp32 on the device (null for null).
-  const float* UploadF32(const half_bits* src, size_t elems) {
-    if (!src) return nullptr;
-    std::vector<float> f(elems);
-    for (size_t i = 0; i < elems; ++i) f[i] = f16_to_f32(src[i]);
+  // The sum of fp16 host vectors (null ones left out) as fp32 on the device; null if all are null.
+  const float* UploadF32(std::initializer_list<const half_bits*> srcs, size_t elems) {
+    std::vector<float> f(elems, 0.f);
+    bool any = false;
+    for (const half_bits* src : srcs) {
+      if (!src) continue;
+      any = true;
+      for (size_t i = 0; i < elems; ++i) f[i] += f16_to_f32(src[i]);
+    }
+    if (!any) return nullptr;
     auto* d = static_cast<float*>(Alloc(elems * 4));
     device_allocs.push_back(d);
     HS_CUDA_CHECK(cudaMemcpy(d, f.data(), elems * 4, cudaMemcpyHostToDevice));
@@ -407,11 +418,11 @@ struct CudaEngine::Impl {
       throw std::invalid_argument("cuda backend: the GPU cache tier (" + std::to_string(c.gpu_kv_bytes >> 20) +
                                   " MiB) leaves nothing of the GPU memory cap for weights and buffers");
 
-    bias_o32.assign(L, nullptr);
+    bias_res32.assign(L, nullptr);
     bias_down32.assign(L, nullptr);
     for (int l = 0; l < L; ++l) {
-      bias_o32[l] = UploadF32(m.layers[l].bo, h);
-      bias_down32[l] = UploadF32(m.layers[l].b2, h);
+      bias_res32[l] = UploadF32({m.layers[l].bo, m.layers[l].b2}, h);
+      bias_down32[l] = UploadF32({m.layers[l].b2}, h);
     }
     // Globals stay resident: embeddings, positions, final norm, lm_head (each on the stage that uses it).
     const bool tied = m.lm_head == nullptr || m.lm_head == m.embed;
@@ -603,6 +614,24 @@ struct CudaEngine::Impl {
     }
   }
 
+  // The rows a layer's out-projection and FFN run on: all of the mini-batch's, in place in the
+  // residual stream; or, in the last layer of the stage with the LM head, each sequence's last row,
+  // gathered (see Compute).
+  struct Tail {
+    int rows;
+    const __half* att;
+    float* res;
+  };
+  bool LastRowsOnly(int l) const { return opt.head && L > 0 && l == L - 1; }
+  Tail LayerTail(int l, const MiniBatchLayout& mb, const MbDev& d, float* hmb, const __half* att) {
+    if (!LastRowsOnly(l)) return {mb.rows, att, hmb};
+    const int n = static_cast<int>(mb.seqs.size());
+    float* res = last_h.as<float>() + static_cast<size_t>(d.seq_base) * h;
+    LaunchGatherRows(hmb, d.last_row, res, n, h, s_x);
+    LaunchGatherRows(att, d.last_row, qkv.as<__half>(), n, q, s_x);
+    return {n, qkv.as<__half>(), res};
+  }
+
   void Compute(int l, const MiniBatchLayout& mb, const MbDev& d, int set) {
     const __half* W = Slot(l);
     const int rows = mb.rows, ldqkv = q + 2 * kv;
@@ -613,11 +642,11 @@ struct CudaEngine::Impl {
 
     cudaEvent_t e0 = Mark(s_x);
     LaunchNorm(hmb, x, rows, h, W + sl.norm1_w, llama ? nullptr : W + sl.norm1_b, cfg.norm_eps, llama, s_x);
-    Linear(blas, rows, ldqkv, h, x, h, W + sl.wqkv, h, qkv.p, false, ldqkv);
+    lt->LinearHalf(rows, ldqkv, h, x, h, W + sl.wqkv, h, qkv.as<__half>(), ldqkv);
     cudaEvent_t e1 = Mark(s_x);
     if (mb.act_slots > 0) {  // K/V of ACT-cached tokens: [A] · [W_K; W_V]ᵀ, then bias/RoPE into pages
-      Linear(blas, mb.act_slots * bt, 2 * kv, h, act_stage[set].as<__half>(), h,
-             W + sl.wqkv + static_cast<size_t>(q) * h, h, rkv.p, false, 2 * kv);
+      lt->LinearHalf(mb.act_slots * bt, 2 * kv, h, act_stage[set].as<__half>(), h,
+                     W + sl.wqkv + static_cast<size_t>(q) * h, h, rkv.as<__half>(), 2 * kv);
       LaunchRecomputePost(rkv.as<__half>(), mb.act_slots, hd, bqkv ? bqkv + q : nullptr, bqkv ? bqkv + q + kv : nullptr,
                           d.act_page, d.act_pos0, d.act_valid, geom, llama, cfg.rope_theta, s_x);
     }
@@ -636,23 +665,30 @@ struct CudaEngine::Impl {
     } else {
       GemmPrefillAttention(mb, d, geom, att);
     }
-    lt->LinearBiasAccumulate(rows, h, q, att, q, W + sl.wo, q, bias_o32[l], hmb, h);
+    // Past the attention, a token's row only feeds its own next layer. So in the model's last layer,
+    // on the stage that runs the LM head, only each sequence's last row matters (its logits): those
+    // rows go on compactly (residual into last_h, where the head reads them; attention output into
+    // the qkv buffer, free once attention has read it) and the other rows' out-projection and FFN
+    // are skipped — 1/40 of an OPT-13B prefill's GEMMs.
+    const Tail t = LayerTail(l, mb, d, hmb, att);
+    lt->LinearBiasAccumulate(t.rows, h, q, t.att, q, W + sl.wo, q, bias_res32[l], t.res, h);
     __half* xn = x2.as<__half>();
-    LaunchNorm(hmb, xn, rows, h, W + sl.norm2_w, llama ? nullptr : W + sl.norm2_b, cfg.norm_eps, llama, s_x);
-    const int chunk = std::min(rows, kFfnChunkRows);
+    LaunchNorm(t.res, xn, t.rows, h, W + sl.norm2_w, llama ? nullptr : W + sl.norm2_b, cfg.norm_eps, llama, s_x,
+               bias_down32[l]);
+    const int chunk = std::min(t.rows, kFfnChunkRows);
     __half* fb = ffn_buf.as<__half>();
-    for (int r0 = 0; r0 < rows; r0 += chunk) {
-      const int cr = std::min(chunk, rows - r0);
+    for (int r0 = 0; r0 < t.rows; r0 += chunk) {
+      const int cr = std::min(chunk, t.rows - r0);
       const __half* xin = xn + static_cast<size_t>(r0) * h;
-      float* hout = hmb + static_cast<size_t>(r0) * h;
+      float* hout = t.res + static_cast<size_t>(r0) * h;
       if (llama) {
         __half* act = fb + static_cast<size_t>(chunk) * 2 * ffn;
-        Linear(blas, cr, 2 * ffn, h, xin, h, W + sl.w1, h, fb, false, 2 * ffn);
+        lt->LinearHalf(cr, 2 * ffn, h, xin, h, W + sl.w1, h, fb, 2 * ffn);
         LaunchSiluMul(fb, act, cr, ffn, s_x);
-        lt->LinearBiasAccumulate(cr, h, ffn, act, ffn, W + sl.w2, ffn, bias_down32[l], hout, h);
+        Linear(blas, cr, h, ffn, act, ffn, W + sl.w2, ffn, hout, true, h, 1.f, 1.f);
       } else {
         lt->LinearBiasRelu(cr, ffn, h, xin, h, W + sl.w1, h, has_bias ? W + sl.b1 : nullptr, fb, ffn);
-        lt->LinearBiasAccumulate(cr, h, ffn, fb, ffn, W + sl.w2, ffn, bias_down32[l], hout, h);
+        Linear(blas, cr, h, ffn, fb, ffn, W + sl.w2, ffn, hout, true, h, 1.f, 1.f);
       }
     }
     cudaEvent_t e3 = Mark(s_x);
@@ -738,7 +774,7 @@ struct CudaEngine::Impl {
     hi.reserve(ni);
     hl.reserve(nl);
     std::vector<MbDev> dev(lay.size());
-    int row_base = 0;
+    int row_base = 0, seq_base = 0;
     int* bi = meta_i.as<int>();
     int64_t* bl = meta_l.as<int64_t>();
     auto put = [&](const std::vector<int>& v) {
@@ -771,6 +807,8 @@ struct CudaEngine::Impl {
       d.act_dst = putl(mb.act_store_dst);
       d.row_base = row_base;
       row_base += mb.rows;
+      d.seq_base = seq_base;
+      seq_base += static_cast<int>(mb.seqs.size());
       std::vector<int> pf_row0, pf_new, pf_start, pf_pt_off;  // the prompt sequences
       for (size_t s = 0; s < mb.seqs.size(); ++s)
         if (mb.seq_row0[s] >= mb.paged_rows) {
@@ -824,12 +862,11 @@ struct CudaEngine::Impl {
     // Logits of each sequence's last token (the last pipeline stage).
     if (opt.head) {
       cudaEvent_t a = Mark(s_x);
-      size_t off = 0;
-      for (size_t k = 0; k < lay.size(); ++k) {
-        LaunchGatherRows(h_all.as<float>() + static_cast<size_t>(dev[k].row_base) * h, dev[k].last_row,
-                         last_h.as<float>() + off * h, static_cast<int>(lay[k].seqs.size()), h, s_x);
-        off += lay[k].seqs.size();
-      }
+      if (!LastRowsOnly(L - 1))  // a stage without layers: the last rows are still in h_all
+        for (size_t k = 0; k < lay.size(); ++k)
+          LaunchGatherRows(h_all.as<float>() + static_cast<size_t>(dev[k].row_base) * h, dev[k].last_row,
+                           last_h.as<float>() + static_cast<size_t>(dev[k].seq_base) * h,
+                           static_cast<int>(lay[k].seqs.size()), h, s_x);
       LaunchNorm(last_h.as<float>(), last_x.as<__half>(), static_cast<int>(nseq), h, fnorm_w, fnorm_b, cfg.norm_eps,
                  llama, s_x);
       Linear(blas, static_cast<int>(nseq), cfg.vocab_size, h, last_x.as<__half>(), h, lm_head_d, h, logits_d.p, true,

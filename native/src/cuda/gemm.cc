@@ -250,6 +250,11 @@ void LtGemm::LinearBiasRelu(int M, int N, int K, const __half* X, int ldx, const
              bias ? CUBLASLT_EPILOGUE_RELU_BIAS : CUBLASLT_EPILOGUE_RELU, 0.f);
 }
 
+void LtGemm::LinearHalf(int M, int N, int K, const __half* X, int ldx, const __half* W, int ldw, __half* Y, int ldy) {
+  impl_->Run("LinearHalf", M, N, K, X, ldx, W, ldw, nullptr, CUDA_R_16F, Y, CUDA_R_16F, ldy, CUBLASLT_EPILOGUE_DEFAULT,
+             0.f);
+}
+
 void LtGemm::LinearBiasAccumulate(int M, int N, int K, const __half* X, int ldx, const __half* W, int ldw,
                                   const float* bias, float* Y, int ldy) {
   impl_->Run("LinearBiasAccumulate", M, N, K, X, ldx, W, ldw, bias, CUDA_R_32F, Y, CUDA_R_32F, ldy,

@@ -18,6 +18,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -213,6 +214,38 @@ HS_TEST(kernel_lt_linear_rejects_bad_shapes) {
   st.Sync();
   cudaFree(dx);
   cudaFree(dy);
+}
+
+// fp16 Y = X·Wᵀ (LinearHalf: no epilogue) with ldy = N + 8 over a NaN-poisoned Y: every output
+// within the fp16 tolerance, no pad column touched, and no C read (beta 0: a NaN read would show).
+HS_TEST(kernel_lt_linear_half_matches_reference) {
+  Stream st;
+  cuda::LtGemm lt(st.s);
+  for (const auto& [M, N, K] : {std::array<int, 3>{37, 200, 72}, {128, 768, 256}, {1, 200, 72}}) {
+    const auto x = Rand(static_cast<size_t>(M) * K, 81 + M), w = Rand(static_cast<size_t>(N) * K, 82 + M);
+    const auto g = RefGemm(x, w, M, N, K);
+    const int ldy = N + 8;
+    const size_t y_elems = static_cast<size_t>(M) * ldy;
+    __half *dx = ToDevHalf(x), *dw = ToDevHalf(w), *dy = nullptr;
+    HS_CUDA_CHECK(cudaMalloc(&dy, y_elems * 2));
+    HS_CUDA_CHECK(cudaMemset(dy, 0xff, y_elems * 2));
+    lt.LinearHalf(M, N, K, dx, K, dw, K, dy, ldy);
+    st.Sync();
+    const auto y = FromDev(dy, y_elems);
+    size_t bad = 0, pad_touched = 0;
+    for (int m = 0; m < M; ++m) {
+      for (int n = 0; n < N; ++n)
+        bad += !Near(__half2float(y[static_cast<size_t>(m) * ldy + n]), g[static_cast<size_t>(m) * N + n], kTolF16);
+      for (int n = N; n < ldy; ++n) {
+        uint16_t bits;
+        std::memcpy(&bits, &y[static_cast<size_t>(m) * ldy + n], 2);
+        pad_touched += bits != 0xffff;
+      }
+    }
+    HS_CHECK_EQ(bad, size_t{0});
+    HS_CHECK_EQ(pad_touched, size_t{0});
+    for (void* p : {(void*)dx, (void*)dw, (void*)dy}) cudaFree(p);
+  }
 }
 
 // Not a check of LtGemm: whether this cuBLASLt takes an fp16 bias with an fp32 D for fp16 A/B and

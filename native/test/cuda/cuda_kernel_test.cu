@@ -50,34 +50,39 @@ double MaxDiff(const std::vector<float>& a, const std::vector<float>& b) {
 
 // out_off: elements by which the output pointer is moved off the allocation's alignment (1: the
 // scalar path; the vector path needs 8-byte-aligned fp16 output).
+// With a shift, each row is normalised after subtracting it (the engine's FFN-down bias, added to the
+// residual ahead of time); the shift here is large against the rows, so ignoring it fails the check.
 void CheckNorm(int rows, int cols, int out_off = 0) {
-  auto x = Rand(static_cast<size_t>(rows) * cols, 1, 3.f), w = Rand(cols, 2), b = Rand(cols, 3);
+  auto x = Rand(static_cast<size_t>(rows) * cols, 1, 3.f), w = Rand(cols, 2), b = Rand(cols, 3),
+       shift = Rand(cols, 4, 4.f);
   for (auto& v : x) v += 0.5f;  // a non-zero mean
-  float* dx = ToDev(x);
+  float *dx = ToDev(x), *dshift = ToDev(shift);
   __half *dw = ToDevHalf(w), *db = ToDevHalf(b), *dy = nullptr;
   HS_CUDA_CHECK(cudaMalloc(&dy, (static_cast<size_t>(rows) * cols + out_off) * 2));
-  for (bool rms : {false, true}) {
-    cuda::LaunchNorm(dx, dy + out_off, rows, cols, dw, db, 1e-5f, rms, 0);
-    auto y = FromDevHalf(dy + out_off, static_cast<size_t>(rows) * cols);
-    std::vector<float> ref(static_cast<size_t>(rows) * cols);
-    for (int r = 0; r < rows; ++r) {
-      const float* xr = &x[static_cast<size_t>(r) * cols];
-      double mean = 0, var = 0;
-      if (!rms) {
-        for (int c = 0; c < cols; ++c) mean += xr[c];
-        mean /= cols;
+  for (bool shifted : {false, true}) {
+    std::vector<float> xs = x;  // what the norm must see
+    if (shifted)
+      for (size_t i = 0; i < xs.size(); ++i) xs[i] -= shift[i % cols];
+    for (bool rms : {false, true}) {
+      cuda::LaunchNorm(dx, dy + out_off, rows, cols, dw, db, 1e-5f, rms, 0, shifted ? dshift : nullptr);
+      auto y = FromDevHalf(dy + out_off, static_cast<size_t>(rows) * cols);
+      std::vector<float> ref(static_cast<size_t>(rows) * cols);
+      for (int r = 0; r < rows; ++r) {
+        const float* xr = &xs[static_cast<size_t>(r) * cols];
+        double mean = 0, var = 0;
+        if (!rms) {
+          for (int c = 0; c < cols; ++c) mean += xr[c];
+          mean /= cols;
+        }
+        for (int c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
+        const double rstd = 1.0 / std::sqrt(var / cols + 1e-5);
+        for (int c = 0; c < cols; ++c)
+          ref[static_cast<size_t>(r) * cols + c] = (xr[c] - mean) * rstd * w[c] + (rms ? 0 : b[c]);
       }
-      for (int c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-      const double rstd = 1.0 / std::sqrt(var / cols + 1e-5);
-      for (int c = 0; c < cols; ++c)
-        ref[static_cast<size_t>(r) * cols + c] = (xr[c] - mean) * rstd * w[c] + (rms ? 0 : b[c]);
+      HS_CHECK(MaxDiff(y, ref) < 1e-2);
     }
-    HS_CHECK(MaxDiff(y, ref) < 1e-2);
   }
-  cudaFree(dx);
-  cudaFree(dw);
-  cudaFree(db);
-  cudaFree(dy);
+  for (void* p : {(void*)dx, (void*)dshift, (void*)dw, (void*)db, (void*)dy}) cudaFree(p);
 }
 
 HS_TEST(kernel_norm_layer_and_rms) {
@@ -567,7 +572,13 @@ HS_TEST(kernel_gather_rows_matches_reference) {
   for (int r : index)
     ref.insert(ref.end(), in.begin() + static_cast<size_t>(r) * cols, in.begin() + static_cast<size_t>(r + 1) * cols);
   HS_CHECK(MaxDiff(FromDev(dout, ref.size()), ref) == 0);
-  for (void* q : {(void*)din, (void*)di, (void*)dout}) cudaFree(q);
+  // fp16 rows (the last layer's attention output): the same rows, bit for bit.
+  __half* din16 = ToDevHalf(in);
+  __half* dout16 = nullptr;
+  HS_CUDA_CHECK(cudaMalloc(&dout16, static_cast<size_t>(rows) * cols * 2));
+  cuda::LaunchGatherRows(din16, di, dout16, rows, cols, 0);
+  HS_CHECK(MaxDiff(FromDevHalf(dout16, ref.size()), ref) == 0);
+  for (void* q : {(void*)din, (void*)di, (void*)dout, (void*)din16, (void*)dout16}) cudaFree(q);
 }
 
 // The GPU's greedy pick against the host's ArgMax: rows of vocabulary width and narrow ones, with

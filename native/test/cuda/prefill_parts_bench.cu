@@ -3,10 +3,11 @@
 // OPT-13B, 128 × 512), with random fp16 data, each on its own after a warm-up, and next to it the
 // variants worth considering or replaced (fp16 instead of fp32 residual output, whole-batch instead of
 // chunked FFN GEMMs; the gather/scores/softmax/output ops the fused prompt attention of
-// prefill_attention.cu replaced for head dims 64 and 128; plain cuBLAS GEMMs, which the cuBLASLt
-// epilogue GEMMs replaced together with the bias kernels: bench/data/prefill-parts-opt13b-h200-fused.jsonl
-// has those kernels' times). inEngine says which ops the engine runs now. The engine's own
-// kernels and GEMM wrappers are called, not copies of them.
+// prefill_attention.cu replaced for head dims 64 and 128; cuBLAS against cuBLASLt for each GEMM: the
+// engine takes cuBLASLt for QKV, out-projection and FFN up, cuBLAS for FFN down, whose bias rides in
+// the out-projection's epilogue). inEngine says which ops the engine runs now. The engine's own
+// kernels and GEMM wrappers are called, not copies of them. --reps 20 or more times each op under the
+// card's sustained power limit, as the engine's 2.6 s prefill runs (a few reps run at boost clocks).
 // Then the same for one decode step of the batch at --context cached tokens (default prompt + 16,
 // the mean context of a 32-token generation), the cache in the GPU tier: the GEMMs at batch rows and
 // the paged attention, with the bytes each must read and the HBM rate that gives.
@@ -189,7 +190,14 @@ int main(int argc, char** argv) {
     cudaFree(o);
   }
   op("norm1", 0, true, [&] { LaunchNorm(h_all, x, rows, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s); });
-  op("qkv_gemm", mm * ldqkv * h, true, [&] { Linear(blas, rows, ldqkv, h, x, h, wqkv, h, qkv, false, ldqkv); });
+  op("qkv_gemm_lt", mm * ldqkv * h, true, [&] { lt.LinearHalf(rows, ldqkv, h, x, h, wqkv, h, qkv, ldqkv); });
+  op("qkv_gemm", mm * ldqkv * h, false, [&] { Linear(blas, rows, ldqkv, h, x, h, wqkv, h, qkv, false, ldqkv); });
+  // In the FFN's row chunks: its chunked GEMMs ran 8-10% faster than whole ones under the power cap.
+  op("qkv_gemm_lt_chunked", mm * ldqkv * h, false, [&] {
+    for (int r0 = 0; r0 < rows; r0 += chunk)
+      lt.LinearHalf(std::min(chunk, rows - r0), ldqkv, h, x + static_cast<size_t>(r0) * h, h, wqkv, h,
+                    qkv + static_cast<size_t>(r0) * ldqkv, ldqkv);
+  });
   op("qkv_post", 0, true, [&] {
     LaunchQkvPost(qkv, rows, ldqkv, q, hd, llama ? nullptr : vec + 4 * h, meta, meta + rows, meta + 2 * rows, geom,
                   llama, c.rope_theta, s);
@@ -233,26 +241,37 @@ int main(int argc, char** argv) {
   }
   op("o_gemm_lt_bias_residual", mm * h * q, true,
      [&] { lt.LinearBiasAccumulate(rows, h, q, att, q, wo, q, res_bias, h_all, h); });
+  op("o_gemm_lt_bias_residual_chunked", mm * h * q, false, [&] {
+    for (int r0 = 0; r0 < rows; r0 += chunk)
+      lt.LinearBiasAccumulate(std::min(chunk, rows - r0), h, q, att + static_cast<size_t>(r0) * q, q, wo, q, res_bias,
+                              h_all + static_cast<size_t>(r0) * h, h);
+  });
   op("o_gemm_f32_residual", mm * h * q, false,
      [&] { Linear(blas, rows, h, q, att, q, wo, q, h_all, true, h, 1.f, 1.f); });
   op("o_gemm_f16_out", mm * h * q, false, [&] { Linear(blas, rows, h, q, att, q, wo, q, y16, false, h); });
-  op("norm2", 0, true, [&] { LaunchNorm(h_all, x, rows, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s); });
+  op("norm2", 0, true,
+     [&] { LaunchNorm(h_all, x, rows, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s, res_bias); });
   if (!llama)
     op("w1_gemm_lt_bias_relu_chunked", mm * f1 * h, true, [&] {
       for (int r0 = 0; r0 < rows; r0 += chunk)
         lt.LinearBiasRelu(std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, vec, ffn, f1);
     });
-  op("w1_gemm_chunked", mm * f1 * h, llama, [&] {
+  if (llama)
+    op("w1_gemm_lt_chunked", mm * f1 * h, true, [&] {
+      for (int r0 = 0; r0 < rows; r0 += chunk)
+        lt.LinearHalf(std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, f1);
+    });
+  op("w1_gemm_chunked", mm * f1 * h, false, [&] {
     for (int r0 = 0; r0 < rows; r0 += chunk)
       Linear(blas, std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, false, f1);
   });
   op("w1_gemm_whole", mm * f1 * h, false, [&] { Linear(blas, rows, f1, h, x, h, w1, h, ffn, false, f1); });
-  op("w2_gemm_lt_bias_residual_chunked", mm * h * f, true, [&] {
+  op("w2_gemm_lt_bias_residual_chunked", mm * h * f, false, [&] {
     for (int r0 = 0; r0 < rows; r0 += chunk)
       lt.LinearBiasAccumulate(std::min(chunk, rows - r0), h, f, ffn, f, w2, f, res_bias,
                               h_all + static_cast<size_t>(r0) * h, h);
   });
-  op("w2_gemm_chunked_f32_residual", mm * h * f, false, [&] {
+  op("w2_gemm_chunked_f32_residual", mm * h * f, true, [&] {
     for (int r0 = 0; r0 < rows; r0 += chunk)
       Linear(blas, std::min(chunk, rows - r0), h, f, ffn, f, w2, f, h_all + static_cast<size_t>(r0) * h, true, h, 1.f,
              1.f);
@@ -298,7 +317,9 @@ int main(int argc, char** argv) {
   engine_ms = 0;
   const double dm = 2.0 * batch;
   const double wbytes = 2.0 * h * (double(ldqkv) + q + f1 + f);  // one layer's fp16 GEMM weights
-  op_bytes("decode_qkv_gemm", dm * ldqkv * h, 2.0 * ldqkv * h, true,
+  op_bytes("decode_qkv_gemm_lt", dm * ldqkv * h, 2.0 * ldqkv * h, true,
+           [&] { lt.LinearHalf(batch, ldqkv, h, x, h, wqkv, h, qkv, ldqkv); });
+  op_bytes("decode_qkv_gemm", dm * ldqkv * h, 2.0 * ldqkv * h, false,
            [&] { Linear(blas, batch, ldqkv, h, x, h, wqkv, h, qkv, false, ldqkv); });
   op_bytes("decode_paged_attention", 4.0 * batch * c.num_heads * double(context + 1) * hd,
            2.0 * 2 * batch * double(context + 1) * kv, true, [&] {
@@ -312,17 +333,20 @@ int main(int argc, char** argv) {
   if (!llama)
     op_bytes("decode_w1_gemm_lt_bias_relu", dm * f1 * h, 2.0 * f1 * h, true,
              [&] { lt.LinearBiasRelu(batch, f1, h, x, h, w1, h, vec, ffn, f1); });
-  op_bytes("decode_w1_gemm", dm * f1 * h, 2.0 * f1 * h, llama,
+  if (llama)
+    op_bytes("decode_w1_gemm_lt", dm * f1 * h, 2.0 * f1 * h, true,
+             [&] { lt.LinearHalf(batch, f1, h, x, h, w1, h, ffn, f1); });
+  op_bytes("decode_w1_gemm", dm * f1 * h, 2.0 * f1 * h, false,
            [&] { Linear(blas, batch, f1, h, x, h, w1, h, ffn, false, f1); });
-  op_bytes("decode_w2_gemm_lt_bias_residual", dm * h * f, 2.0 * h * f, true,
+  op_bytes("decode_w2_gemm_lt_bias_residual", dm * h * f, 2.0 * h * f, false,
            [&] { lt.LinearBiasAccumulate(batch, h, f, ffn, f, w2, f, res_bias, h_all, h); });
-  op_bytes("decode_w2_gemm_f32_residual", dm * h * f, 2.0 * h * f, false,
+  op_bytes("decode_w2_gemm_f32_residual", dm * h * f, 2.0 * h * f, true,
            [&] { Linear(blas, batch, h, f, ffn, f, w2, f, h_all, true, h, 1.f, 1.f); });
   op("decode_small_kernels", 0, true, [&] {
     LaunchNorm(h_all, x, batch, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s);
     LaunchQkvPost(qkv, batch, ldqkv, q, hd, llama ? nullptr : vec + 4 * h, dmeta + batch, dmeta + 3 * batch,
                   dmeta + 4 * batch, dgeom, llama, c.rope_theta, s);
-    LaunchNorm(h_all, x, batch, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s);
+    LaunchNorm(h_all, x, batch, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s, res_bias);
   });
   const double cache_bytes = 2.0 * 2 * batch * double(context + 1) * kv;
   std::printf(
