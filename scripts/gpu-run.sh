@@ -327,14 +327,18 @@ stage_serving() { stage_serving_burst; local rc=$?; stage_serving_sweep || rc=1;
 trap serve_stop EXIT
 
 bench_json() { $B/hs_cuda_bench "$@" 2>>"$OUT/bench-stderr.log" | tee -a "$OUT/tiers.jsonl"; }
+# The default placement on the H200 for model $1 (hybridserve plan: every layer resident, the batch's
+# cache in the GPU tier), batch 128, 512/32.
+resident_row() {
+  bench_json --model "$1" --batch 128 --prompt 512 --gen 32 --act-fraction 0 --resident-layers 40 --gpu-cache-blocks all --mini-batches 1
+}
 
 stage_tiers() {
   local m=${TIER_MODEL:-opt-13b}
   # The yardstick first, alone on the GPU: plain generate() with everything in HBM (TIER_SKIP_HF=1
   # when the caller ran it already, e.g. beside the build).
   [ -n "${TIER_SKIP_HF:-}" ] || python3 bench/hf_generate.py --model $m --batch 128 --prompt 512 --gen 32 2>>"$OUT/hf-stderr.log" | tee -a "$OUT/tiers.jsonl"
-  # Default placement on the H200 (hybridserve plan: all layers resident, the batch's cache in the GPU tier).
-  bench_json --model $m --batch 128 --prompt 512 --gen 32 --act-fraction 0 --resident-layers 40 --gpu-cache-blocks all --mini-batches 1
+  resident_row $m
   # TIER_ONLY_HBM=1: only the resident pair (the figures for opt-6.7b and llama-7b, or a rerun).
   [ "$m" = opt-13b ] && [ -z "${TIER_ONLY_HBM:-}" ] || return 0
   # A 24 GiB budget: resident layers as the engine fits them, the plan's 28 GPU cache blocks, host overflow.
@@ -630,7 +634,7 @@ clock_log() {
 stage_clocks13() {
   local pid
   pid=$(clock_log hbm13)
-  bench_json --model opt-13b --batch 128 --prompt 512 --gen 32 --act-fraction 0 --resident-layers 40 --gpu-cache-blocks all --mini-batches 1
+  resident_row opt-13b
   local rc=$?
   kill "$pid" 2>/dev/null
   return $rc

@@ -176,6 +176,10 @@ int main(int argc, char** argv) {
     if (in_engine) engine_ms += ms;
     Print(name, ms, flops, bytes, in_engine);
   };
+  // fn(first row, rows) over the FFN's row chunks, as the engine's Compute loops over them.
+  auto for_chunks = [&](const std::function<void(int, int)>& fn) {
+    for (int r0 = 0; r0 < rows; r0 += chunk) fn(r0, std::min(chunk, rows - r0));
+  };
   auto op = [&](const char* name, double flops, bool in_engine, const std::function<void()>& fn) {
     op_bytes(name, flops, 0, in_engine, fn);
   };
@@ -194,9 +198,10 @@ int main(int argc, char** argv) {
   op("qkv_gemm", mm * ldqkv * h, false, [&] { Linear(blas, rows, ldqkv, h, x, h, wqkv, h, qkv, false, ldqkv); });
   // In the FFN's row chunks: its chunked GEMMs ran 8-10% faster than whole ones under the power cap.
   op("qkv_gemm_lt_chunked", mm * ldqkv * h, false, [&] {
-    for (int r0 = 0; r0 < rows; r0 += chunk)
-      lt.LinearHalf(std::min(chunk, rows - r0), ldqkv, h, x + static_cast<size_t>(r0) * h, h, wqkv, h,
-                    qkv + static_cast<size_t>(r0) * ldqkv, ldqkv);
+    for_chunks([&](int r0, int cr) {
+      lt.LinearHalf(cr, ldqkv, h, x + static_cast<size_t>(r0) * h, h, wqkv, h, qkv + static_cast<size_t>(r0) * ldqkv,
+                    ldqkv);
+    });
   });
   op("qkv_post", 0, true, [&] {
     LaunchQkvPost(qkv, rows, ldqkv, q, hd, llama ? nullptr : vec + 4 * h, meta, meta + rows, meta + 2 * rows, geom,
@@ -242,9 +247,10 @@ int main(int argc, char** argv) {
   op("o_gemm_lt_bias_residual", mm * h * q, true,
      [&] { lt.LinearBiasAccumulate(rows, h, q, att, q, wo, q, res_bias, h_all, h); });
   op("o_gemm_lt_bias_residual_chunked", mm * h * q, false, [&] {
-    for (int r0 = 0; r0 < rows; r0 += chunk)
-      lt.LinearBiasAccumulate(std::min(chunk, rows - r0), h, q, att + static_cast<size_t>(r0) * q, q, wo, q, res_bias,
+    for_chunks([&](int r0, int cr) {
+      lt.LinearBiasAccumulate(cr, h, q, att + static_cast<size_t>(r0) * q, q, wo, q, res_bias,
                               h_all + static_cast<size_t>(r0) * h, h);
+    });
   });
   op("o_gemm_f32_residual", mm * h * q, false,
      [&] { Linear(blas, rows, h, q, att, q, wo, q, h_all, true, h, 1.f, 1.f); });
@@ -253,32 +259,32 @@ int main(int argc, char** argv) {
      [&] { LaunchNorm(h_all, x, rows, h, vec, llama ? nullptr : vec + h, 1e-5f, llama, s, res_bias); });
   if (!llama)
     op("w1_gemm_lt_bias_relu_chunked", mm * f1 * h, true, [&] {
-      for (int r0 = 0; r0 < rows; r0 += chunk)
-        lt.LinearBiasRelu(std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, vec, ffn, f1);
+      for_chunks([&](int r0, int cr) {
+        lt.LinearBiasRelu(cr, f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, vec, ffn, f1);
+      });
     });
   if (llama)
     op("w1_gemm_lt_chunked", mm * f1 * h, true, [&] {
-      for (int r0 = 0; r0 < rows; r0 += chunk)
-        lt.LinearHalf(std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, f1);
+      for_chunks([&](int r0, int cr) { lt.LinearHalf(cr, f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, f1); });
     });
   op("w1_gemm_chunked", mm * f1 * h, false, [&] {
-    for (int r0 = 0; r0 < rows; r0 += chunk)
-      Linear(blas, std::min(chunk, rows - r0), f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, false, f1);
+    for_chunks(
+        [&](int r0, int cr) { Linear(blas, cr, f1, h, x + static_cast<size_t>(r0) * h, h, w1, h, ffn, false, f1); });
   });
   op("w1_gemm_whole", mm * f1 * h, false, [&] { Linear(blas, rows, f1, h, x, h, w1, h, ffn, false, f1); });
   op("w2_gemm_lt_bias_residual_chunked", mm * h * f, false, [&] {
-    for (int r0 = 0; r0 < rows; r0 += chunk)
-      lt.LinearBiasAccumulate(std::min(chunk, rows - r0), h, f, ffn, f, w2, f, res_bias,
-                              h_all + static_cast<size_t>(r0) * h, h);
+    for_chunks([&](int r0, int cr) {
+      lt.LinearBiasAccumulate(cr, h, f, ffn, f, w2, f, res_bias, h_all + static_cast<size_t>(r0) * h, h);
+    });
   });
   op("w2_gemm_chunked_f32_residual", mm * h * f, true, [&] {
-    for (int r0 = 0; r0 < rows; r0 += chunk)
-      Linear(blas, std::min(chunk, rows - r0), h, f, ffn, f, w2, f, h_all + static_cast<size_t>(r0) * h, true, h, 1.f,
-             1.f);
+    for_chunks([&](int r0, int cr) {
+      Linear(blas, cr, h, f, ffn, f, w2, f, h_all + static_cast<size_t>(r0) * h, true, h, 1.f, 1.f);
+    });
   });
   op("w2_gemm_chunked_f16_out", mm * h * f, false, [&] {
-    for (int r0 = 0; r0 < rows; r0 += chunk)
-      Linear(blas, std::min(chunk, rows - r0), h, f, ffn, f, w2, f, y16 + static_cast<size_t>(r0) * h, false, h);
+    for_chunks(
+        [&](int r0, int cr) { Linear(blas, cr, h, f, ffn, f, w2, f, y16 + static_cast<size_t>(r0) * h, false, h); });
   });
   op("w2_gemm_whole_f32_residual", mm * h * f, false,
      [&] { Linear(blas, rows, h, f, ffn, f, w2, f, h_all, true, h, 1.f, 1.f); });
