@@ -181,29 +181,49 @@ export function compareSweep(lines: SweepLine[], gpuMemoryBytes: number): SweepR
   };
 }
 
-/** The bench's result lines (a placement that failed to run prints `failed: true` and is left out). */
+/**
+ * The engine's result lines (a placement that failed to run prints `failed: true` and is left out, as
+ * are summary lines and other drivers' lines, e.g. `generate()`'s in a `tiers` file: no bytes per step).
+ */
 export function parseSweep(text: string): SweepLine[] {
   return text
     .split('\n')
     .map((l) => l.trim())
     .filter((l) => l.startsWith('{'))
     .map((l) => JSON.parse(l) as SweepLine & { failed?: boolean; summary?: string })
-    .filter((l) => !l.failed && !l.summary && typeof l.totalTokensPerSecond === 'number');
+    .filter((l) => !l.failed && !l.summary && typeof l.totalTokensPerSecond === 'number' && l.bytesPerDecodeStep !== undefined);
 }
 
 function pct(x: number): string {
   return `${x >= 0 ? '+' : '−'}${Math.abs(x).toFixed(1)}%`;
 }
 
+const USAGE = 'usage: node dist/bench/placement-sweep.js FILE.jsonl --gpu-memory SIZE [--json]\n';
+
 function main(argv: string[]): number {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { 'gpu-memory': { type: 'string' }, json: { type: 'boolean', default: false } },
-    allowPositionals: true,
-    strict: true,
-  });
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      options: {
+        'gpu-memory': { type: 'string' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      allowPositionals: true,
+      strict: true,
+    });
+  } catch (e) {
+    process.stderr.write(`placement-sweep: ${(e as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
   if (positionals.length !== 1 || !values['gpu-memory']) {
-    process.stderr.write('usage: node dist/bench/placement-sweep.js FILE.jsonl --gpu-memory SIZE [--json]\n');
+    process.stderr.write(USAGE);
     return 2;
   }
   const report = compareSweep(parseSweep(readFileSync(positionals[0], 'utf8')), parseSize(values['gpu-memory'], '--gpu-memory'));

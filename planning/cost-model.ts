@@ -62,12 +62,14 @@ export interface GpuLayout {
 export const ATTENTION_HBM_EFFICIENCY = 0.9;
 /**
  * Share of the HBM rate at which a decode step's small GEMMs (a mini-batch's few rows against a
- * layer) read the layer's weights, kernel launches included. H200, OPT-13B, batch 128: the four
- * GEMMs of a layer took 0.235 ms alone (0.62 of 4.29 TB/s, hs_prefill_parts_bench), and each extra
- * mini-batch added 12 ms to the compute phase of a 24 GiB step (0.49); 0.56 puts the resident step
- * (24.8 ms) and the 4-, 8- and 9-mini-batch 24 GiB steps within ±3.5%.
+ * layer) read the layer's weights, kernel launches and the step's small kernels included. H200,
+ * OPT-13B, batch 128 (2026-12-01, after the cuBLASLt QKV and the fused epilogues): the four GEMMs of
+ * a layer take 0.198 ms alone (0.76 of 4.29 TB/s, hs_prefill_parts_bench) and the norms and bias
+ * kernels 0.016 ms more; 0.7 puts the resident step (23.0 ms measured) at +0.7% and every 24 GiB row
+ * (4, 6, 8 and 9 mini-batches, this and earlier sessions) within −6.3% … +0.6%, where the
+ * copies dominate and this constant moves the prediction by under 1%.
  */
-export const GEMM_WEIGHT_READ_EFFICIENCY = 0.56;
+export const GEMM_WEIGHT_READ_EFFICIENCY = 0.7;
 /**
  * How sharply a layer's time goes from "GPU work and copies overlap" to "the larger one bounds it"
  * (the power mean's exponent in the layer time above). Fitted: 24 GiB steps with GPU work at 0.78

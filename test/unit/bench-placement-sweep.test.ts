@@ -2,6 +2,7 @@
 // planner's prediction per placement, and the planner's choice against the best measured one.
 import { describe, expect, test } from '@jest/globals';
 
+import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { compareSweep, miniBatchCount, parseSweep, residentRun, type SweepLine } from '../../bench/placement-sweep.js';
 import { presetConfig } from '../../model/presets.js';
@@ -107,6 +108,32 @@ describe('placement sweep vs the planner', () => {
     expect(rep.rows.length).toBeGreaterThanOrEqual(7);
     for (const row of rep.rows) expect(Math.abs(row.errorPct!)).toBeLessThan(10);
     expect(rep.best.residentLayers).toBe(28);
+  });
+
+  test("the eighth session's rows, one call: resident, 24 GiB and all on host each predicted within ±7% (acceptance 4 asks ±10%)", () => {
+    const lines = parseSweep(
+      readFileSync('bench/data/tiers-h200-2026-12-01g.jsonl', 'utf8') +
+        readFileSync('bench/data/placement-choice-opt13b-24g-h200-2026-12-01g.jsonl', 'utf8'),
+    );
+    expect(lines).toHaveLength(5); // generate()'s line is not the engine's
+    const resident = lines.filter((l) => l.residentLayers === 40);
+    const streamed = lines.filter((l) => l.residentLayers !== 40);
+    const rows = [...compareSweep(resident, 139 * GiB).rows, ...streamed.map((l) => compareSweep([l], budget).rows[0])];
+    expect(rows.map((r) => r.residentLayers)).toEqual([40, 26, 26, 0, 29]);
+    // Acceptance 4 asks ±10%; ±7% guards the refit (GEMM_WEIGHT_READ_EFFICIENCY 0.56 put the resident row at +9.8%).
+    for (const row of rows) expect(Math.abs(row.errorPct!)).toBeLessThan(7);
+  });
+
+  test('the command line: --help prints the usage, a bad option says so without a stack trace', () => {
+    const run = (...args: string[]) => spawnSync(process.execPath, ['dist/bench/placement-sweep.js', ...args], { encoding: 'utf8' });
+    const help = run('--help');
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^usage: /);
+    const bad = run('--bogus');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toMatch(/placement-sweep: Unknown option '--bogus'/);
+    expect(bad.stderr).not.toMatch(/\n\s+at /);
+    expect(run('x.jsonl').status).toBe(2); // no --gpu-memory
   });
 
   test('failed placements and summary lines are not measurements', () => {

@@ -8,24 +8,15 @@
 #include "cuda/cuda_backend.h"
 #include "cuda/cuda_check.h"
 #include "cuda/gemm.h"
+#include "cuda/stream_timing.h"
 
 namespace hs::cuda {
 namespace {
 
-double TimeCopies(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s, int reps) {
-  cudaEvent_t a, b;
-  HS_CUDA_CHECK(cudaEventCreate(&a));
-  HS_CUDA_CHECK(cudaEventCreate(&b));
-  HS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));  // warm-up
-  HS_CUDA_CHECK(cudaEventRecord(a, s));
-  for (int i = 0; i < reps; ++i) HS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s));
-  HS_CUDA_CHECK(cudaEventRecord(b, s));
-  HS_CUDA_CHECK(cudaEventSynchronize(b));
-  float ms = 0;
-  HS_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return static_cast<double>(bytes) * reps / (ms / 1e3);
+// Bytes per second of `reps` copies of `bytes`.
+double CopyRate(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t s, int reps) {
+  const double ms = MeanMsOnStream(s, reps, [&] { HS_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, kind, s)); });
+  return static_cast<double>(bytes) / (ms / 1e3);
 }
 
 }  // namespace
@@ -40,8 +31,8 @@ CudaProbe ProbeDevice(int device) {
   void* dev = nullptr;
   if (!host) throw std::runtime_error("probe: cannot allocate pinned memory");
   HS_CUDA_CHECK(cudaMalloc(&dev, bytes));
-  r.h2d_bytes_per_second = TimeCopies(dev, host, bytes, cudaMemcpyHostToDevice, s, 8);
-  r.d2h_bytes_per_second = TimeCopies(host, dev, bytes, cudaMemcpyDeviceToHost, s, 8);
+  r.h2d_bytes_per_second = CopyRate(dev, host, bytes, cudaMemcpyHostToDevice, s, 8);
+  r.d2h_bytes_per_second = CopyRate(host, dev, bytes, cudaMemcpyDeviceToHost, s, 8);
   HS_CUDA_CHECK(cudaFree(dev));
   PinnedFree(host);
 
@@ -55,21 +46,9 @@ CudaProbe ProbeDevice(int device) {
   cublasHandle_t h;
   if (cublasCreate(&h) != CUBLAS_STATUS_SUCCESS) throw std::runtime_error("probe: cublasCreate failed");
   cublasSetStream(h, s);
-  Linear(h, n, n, n, a, n, b, n, c, false, n);
-  cudaEvent_t e0, e1;
-  HS_CUDA_CHECK(cudaEventCreate(&e0));
-  HS_CUDA_CHECK(cudaEventCreate(&e1));
-  const int reps = 10;
-  HS_CUDA_CHECK(cudaEventRecord(e0, s));
-  for (int i = 0; i < reps; ++i) Linear(h, n, n, n, a, n, b, n, c, false, n);
-  HS_CUDA_CHECK(cudaEventRecord(e1, s));
-  HS_CUDA_CHECK(cudaEventSynchronize(e1));
-  float ms = 0;
-  HS_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-  r.gemm_flops = 2.0 * n * n * static_cast<double>(n) * reps / (ms / 1e3);
+  const double ms = MeanMsOnStream(s, 10, [&] { Linear(h, n, n, n, a, n, b, n, c, false, n); });
+  r.gemm_flops = 2.0 * n * n * static_cast<double>(n) / (ms / 1e3);
   cublasDestroy(h);
-  cudaEventDestroy(e0);
-  cudaEventDestroy(e1);
   cudaFree(a);
   cudaFree(b);
   cudaFree(c);

@@ -35,6 +35,7 @@
 #include "cuda/paged_attention.cuh"
 #include "cuda/prefill_attention.cuh"
 #include "cuda/qkv_post.cuh"
+#include "cuda/stream_timing.h"
 #include "presets.h"
 
 namespace {
@@ -64,26 +65,6 @@ __half* RandomHalf(size_t elems, uint32_t seed, float amp) {
   FillRandom<<<1024, 256>>>(p, elems, seed, amp);
   return p;
 }
-
-struct Timer {
-  cudaStream_t s;
-  int reps;
-  double Ms(const std::function<void()>& op) {
-    op();  // warm-up (cuBLAS heuristics, clocks)
-    cudaEvent_t a, b;
-    HS_CUDA_CHECK(cudaEventCreate(&a));
-    HS_CUDA_CHECK(cudaEventCreate(&b));
-    HS_CUDA_CHECK(cudaEventRecord(a, s));
-    for (int i = 0; i < reps; ++i) op();
-    HS_CUDA_CHECK(cudaEventRecord(b, s));
-    HS_CUDA_CHECK(cudaEventSynchronize(b));
-    float ms = 0;
-    HS_CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
-    cudaEventDestroy(a);
-    cudaEventDestroy(b);
-    return ms / reps;
-  }
-};
 
 void Print(const char* op, double ms, double flops, double bytes, bool in_engine) {
   std::printf("{\"op\":\"%s\",\"ms\":%.3f,\"tflops\":%.1f,\"gbps\":%.0f,\"inEngine\":%s}\n", op, ms,
@@ -126,7 +107,6 @@ int main(int argc, char** argv) {
   cublasHandle_t blas;
   if (cublasCreate(&blas) != CUBLAS_STATUS_SUCCESS) return 1;
   cublasSetStream(blas, s);
-  Timer t{s, reps};
   LtGemm lt(s);
 
   // Weights and activations of one layer, as the engine's buffers hold them.
@@ -172,7 +152,7 @@ int main(int argc, char** argv) {
 
   double engine_ms = 0;
   auto op_bytes = [&](const char* name, double flops, double bytes, bool in_engine, const std::function<void()>& fn) {
-    const double ms = t.Ms(fn);
+    const double ms = MeanMsOnStream(s, reps, fn);
     if (in_engine) engine_ms += ms;
     Print(name, ms, flops, bytes, in_engine);
   };
