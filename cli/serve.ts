@@ -12,7 +12,7 @@ import { runRank } from '../native/ts/engine.js';
 import { listenRankHealth } from '../server/rank-server.js';
 import { parseWeightDtype, type WeightDtype } from '../planning/model-profile.js';
 import { ApiKeyError, loadApiKeys, parseEnvKeys } from '../server/auth.js';
-import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, type ServerLimits } from '../server/options.js';
+import { CHARS_PER_TOKEN_LIMIT, DEFAULT_LIMITS, SEQUENCES_PER_REQUEST_CAP, type ServerLimits } from '../server/options.js';
 import { startProgress } from './progress.js';
 import { parsePlan, type PlanFile } from '../server/plan-file.js';
 import { chooseStepTokens, type StartOptions } from '../planning/server-start.js';
@@ -59,6 +59,9 @@ const USAGE = `usage: hybridserve serve [options]
   --max-total-tokens N     prompt + generated tokens per request (default: the model's context window)
   --max-prompt-chars N     longest prompt text before tokenising (default ${CHARS_PER_TOKEN_LIMIT} × max-prompt-tokens)
   --max-queue N            waiting requests before 429 (default ${DEFAULT_LIMITS.maxQueue})
+  --max-sequences-per-request N
+                           engine sequences one request may create, prompts × n, 1..${SEQUENCES_PER_REQUEST_CAP};
+                           more is a 400 (default ${DEFAULT_LIMITS.maxSequencesPerRequest}, at most --max-queue)
   --body-limit SIZE        largest request body (default 1MiB)
   --request-timeout S      seconds a request may run (default ${DEFAULT_LIMITS.requestTimeoutMs / 1000})
   --headers-timeout S      seconds to receive a request's headers (default ${DEFAULT_LIMITS.headersTimeoutMs / 1000})
@@ -89,6 +92,7 @@ const OPTIONS = {
   'max-prompt-tokens': { type: 'string' },
   'max-total-tokens': { type: 'string' },
   'max-queue': { type: 'string' },
+  'max-sequences-per-request': { type: 'string' },
   'body-limit': { type: 'string' },
   'request-timeout': { type: 'string' },
   'shutdown-grace': { type: 'string' },
@@ -159,6 +163,7 @@ export function parseServeArgs(argv: string[], env: NodeJS.ProcessEnv): ServeCon
     maxPromptChars: int('max-prompt-chars', 1, 1 << 30),
     bodyLimitBytes: v['body-limit'] ? parseSize(v['body-limit'], '--body-limit') : undefined,
     maxQueue: int('max-queue', 0, 1 << 20),
+    maxSequencesPerRequest: int('max-sequences-per-request', 1, SEQUENCES_PER_REQUEST_CAP),
     requestTimeoutMs: seconds(v['request-timeout'], '--request-timeout', 0.001, 86400),
     shutdownGraceMs: seconds(v['shutdown-grace'], '--shutdown-grace', 0, 3600),
     headersTimeoutMs: seconds(v['headers-timeout'], '--headers-timeout', 0.1, 3600),

@@ -85,8 +85,9 @@ export function prefixHashes(prompt: string | readonly number[], blockChars: num
 
 /**
  * The text (or token ids) a request's prompt is made of, as the pods will see it: `prompt` of
- * /v1/completions (its first element when a batch), or the chat messages joined role by role.
- * Undefined when the body names neither (the pod answers 400 itself).
+ * /v1/completions, or the chat messages joined role by role. A batch of prompts goes to one pod
+ * whole, so its first prompt stands for it. Undefined when the body names neither (the pod answers
+ * 400 itself; a malformed prompt is routed by whatever it hashes to, and refused there too).
  */
 export function promptOf(body: unknown): string | readonly number[] | undefined {
   if (!body || typeof body !== 'object') return undefined;

@@ -79,24 +79,28 @@ type Logprobs = ReturnType<typeof logprobsObject> | null;
 /** vLLM's stop_reason: the stop string or stop token id that ended the text (null otherwise). */
 export type StopReason = string | number | null;
 
-export function fullResponse(
-  ep: Endpoint,
-  m: ResponseMeta,
-  text: string,
-  finish: OpenAIFinish,
-  u: Usage,
-  logprobs: Logprobs = null,
-  stopReason: StopReason = null,
-) {
+/** One choice of a whole response; its index is its place in the response's list. */
+export interface ChoiceResult {
+  text: string;
+  finish: OpenAIFinish;
+  logprobs: Logprobs;
+  stopReason: StopReason;
+}
+
+export function fullResponse(ep: Endpoint, m: ResponseMeta, choices: readonly ChoiceResult[], u: Usage) {
   if (ep === 'chat') {
     return {
       id: m.id,
       object: 'chat.completion' as const,
       created: m.created,
       model: m.model,
-      choices: [
-        { index: 0, message: { role: 'assistant' as const, content: text }, logprobs, finish_reason: finish, stop_reason: stopReason },
-      ],
+      choices: choices.map((c, index) => ({
+        index,
+        message: { role: 'assistant' as const, content: c.text },
+        logprobs: c.logprobs,
+        finish_reason: c.finish,
+        stop_reason: c.stopReason,
+      })),
       usage: u,
     };
   }
@@ -105,14 +109,14 @@ export function fullResponse(
     object: 'text_completion' as const,
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, text, logprobs, finish_reason: finish, stop_reason: stopReason }],
+    choices: choices.map((c, index) => ({ index, text: c.text, logprobs: c.logprobs, finish_reason: c.finish, stop_reason: c.stopReason })),
     usage: u,
   };
 }
 
 /**
- * One stream chunk carrying a text delta (and, for the last one, the finish reason and vLLM's
- * stop_reason). `first`: the stream's first chunk, which names the chat role.
+ * One stream chunk carrying a text delta of choice `index` (and, for its last one, the finish reason
+ * and vLLM's stop_reason). `first`: the choice's first chunk, which names the chat role.
  */
 export function deltaChunk(
   ep: Endpoint,
@@ -122,6 +126,7 @@ export function deltaChunk(
   first: boolean,
   logprobs: Logprobs = null,
   stopReason: StopReason = null,
+  index = 0,
 ) {
   const end = finish === null ? {} : { stop_reason: stopReason };
   if (ep === 'chat') {
@@ -135,7 +140,7 @@ export function deltaChunk(
       object: 'chat.completion.chunk',
       created: m.created,
       model: m.model,
-      choices: [{ index: 0, delta, logprobs, finish_reason: finish, ...end }],
+      choices: [{ index, delta, logprobs, finish_reason: finish, ...end }],
     };
   }
   return {
@@ -143,7 +148,7 @@ export function deltaChunk(
     object: 'text_completion',
     created: m.created,
     model: m.model,
-    choices: [{ index: 0, text, logprobs, finish_reason: finish, ...end }],
+    choices: [{ index, text, logprobs, finish_reason: finish, ...end }],
   };
 }
 
@@ -166,15 +171,16 @@ export function sseData(obj: unknown): string {
 export const SSE_DONE = 'data: [DONE]\n\n';
 
 /**
- * The SSE event for a text delta, built from pre-serialised parts: the hot path of streaming
- * (one call per generated token per stream) then only escapes the text. Same bytes as
- * sseData(deltaChunk(ep, m, text, null, first)).
+ * The SSE event for a text delta of choice `index`, built from pre-serialised parts: the hot path of
+ * streaming (one call per generated token per stream) then only escapes the text. Same bytes as
+ * sseData(deltaChunk(ep, m, text, null, first, null, null, index)).
  */
-export function deltaEventWriter(ep: Endpoint, m: ResponseMeta): (text: string, first: boolean) => string {
-  const head = `data: {"id":${JSON.stringify(m.id)},"object":${ep === 'chat' ? '"chat.completion.chunk"' : '"text_completion"'},"created":${m.created},"model":${JSON.stringify(m.model)},"choices":[{"index":0,`;
+export function deltaEventWriter(ep: Endpoint, m: ResponseMeta): (text: string, first: boolean, index?: number) => string {
+  const head = `data: {"id":${JSON.stringify(m.id)},"object":${ep === 'chat' ? '"chat.completion.chunk"' : '"text_completion"'},"created":${m.created},"model":${JSON.stringify(m.model)},"choices":[{"index":`;
   const tail = ',"logprobs":null,"finish_reason":null}]}\n\n';
   if (ep === 'chat') {
-    return (text, first) => `${head}"delta":{${first ? '"role":"assistant",' : ''}"content":${JSON.stringify(text)}}${tail}`;
+    return (text, first, index = 0) =>
+      `${head}${index},"delta":{${first ? '"role":"assistant",' : ''}"content":${JSON.stringify(text)}}${tail}`;
   }
-  return (text) => `${head}"text":${JSON.stringify(text)}${tail}`;
+  return (text, _first, index = 0) => `${head}${index},"text":${JSON.stringify(text)}${tail}`;
 }

@@ -17,6 +17,13 @@ export interface ServerLimits {
   bodyLimitBytes: number;
   /** Requests waiting for admission beyond this get 429 with Retry-After. */
   maxQueue: number;
+  /**
+   * Engine sequences one request may create: its prompts × n (each sample is its own sequence).
+   * More is a 400 before anything is tokenised. Never above maxQueue (at least 1): a request's
+   * sequences all wait in the queue at once, so more than it holds could never be admitted and
+   * would get a 429 that no retry can cure.
+   */
+  maxSequencesPerRequest: number;
   /** A request still generating after this long is ended (streams get an error event). */
   requestTimeoutMs: number;
   /** On SIGTERM, how long in-flight requests may take to finish before they are cut off. */
@@ -33,6 +40,9 @@ export interface ServerLimits {
   maxConnections: number;
 }
 
+/** The most maxSequencesPerRequest may be set to; also the schema's bound on a prompt batch's length. */
+export const SEQUENCES_PER_REQUEST_CAP = 1024;
+
 /** A token of any tokenizer we serve covers far fewer characters; the cap only stops abuse. */
 export const CHARS_PER_TOKEN_LIMIT = 32;
 
@@ -41,6 +51,8 @@ export const DEFAULT_LIMITS: Omit<ServerLimits, 'maxPromptTokens' | 'maxTotalTok
   defaultMaxTokens: 256,
   bodyLimitBytes: 1 << 20,
   maxQueue: 256,
+  // OpenAI accepts n up to 128; a request's sequences take batch slots and cache from everyone else.
+  maxSequencesPerRequest: 16,
   requestTimeoutMs: 600_000,
   shutdownGraceMs: 25_000,
   headersTimeoutMs: 10_000,
@@ -53,17 +65,20 @@ export const DEFAULT_LIMITS: Omit<ServerLimits, 'maxPromptTokens' | 'maxTotalTok
 
 /**
  * Fills in defaults and keeps the limits consistent with the model's window: the window is the
- * model's maxPositions unless maxTotalTokens is smaller; prompts default to the window less one. Pure.
+ * model's maxPositions unless maxTotalTokens is smaller; prompts default to the window less one;
+ * a request's sequences never outnumber the queue. Pure.
  */
 export function resolveLimits(partial: Partial<ServerLimits>, modelMaxPositions: number): ServerLimits {
   const defined = Object.fromEntries(Object.entries(partial).filter(([, v]) => v !== undefined)) as Partial<ServerLimits>;
   const window = Math.min(defined.maxTotalTokens ?? modelMaxPositions, modelMaxPositions);
   const maxPromptTokens = Math.min(defined.maxPromptTokens ?? window - 1, window - 1);
+  const maxQueue = defined.maxQueue ?? DEFAULT_LIMITS.maxQueue;
   return {
     ...DEFAULT_LIMITS,
     ...defined,
     maxTotalTokens: window,
     maxPromptTokens,
     maxPromptChars: defined.maxPromptChars ?? maxPromptTokens * CHARS_PER_TOKEN_LIMIT,
+    maxSequencesPerRequest: Math.min(defined.maxSequencesPerRequest ?? DEFAULT_LIMITS.maxSequencesPerRequest, Math.max(1, maxQueue)),
   };
 }

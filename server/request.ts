@@ -1,6 +1,7 @@
-// Turns a validated OpenAI request into what the scheduler needs, refusing what this server does
-// not implement (400 naming the parameter) and what the schema cannot express (n > 1, prompt too
-// long, max_tokens beyond the window, stream_options without stream). Pure: no I/O.
+// Turns a validated OpenAI request into what the scheduler needs (one GenerationRequest per prompt,
+// each sampled n times), refusing what this server does not implement (400 naming the parameter)
+// and what the schema cannot express (more sequences than the server allows one request, a prompt
+// too long, max_tokens beyond the window, stream_options without stream). Pure: no I/O.
 import { ChatTemplateError } from '../model/tokenizer.js';
 import type { NativeSamplingParams } from '../native/ts/addon-types.js';
 import { badRequest } from './errors.js';
@@ -42,10 +43,26 @@ export const OFF_LOOP_CHARS = 8192;
 /** What the native sampler gets for the sequence (temperature … logprobs), as the addon types it. */
 export type SamplingRequest = NativeSamplingParams;
 
+/**
+ * How errors name a prompt: the request's only one, or prompt[i] of a completions batch (its param
+ * `prompt.i`, as the schema's validation errors name elements).
+ */
+export interface PromptName {
+  text: string;
+  param: string;
+}
+export const THE_PROMPT: PromptName = { text: 'prompt', param: 'prompt' };
+const batchPrompt = (i: number): PromptName => ({ text: `prompt[${i}]`, param: `prompt.${i}` });
+
+/** One prompt of a request and how to generate from it; its n samples are sequences of their own. */
 export interface GenerationRequest {
   promptTokens: number[];
+  promptName: PromptName;
   maxTokens: number;
+  /** Sample 0's; sample j differs only in its seed (sampleSeed). */
   sampling: SamplingRequest;
+  /** Samples of this prompt: for prompt p of the request, choices p·n … p·n + n − 1. */
+  n: number;
   stop: string[];
   /** The request's stop_token_ids (EOS is handled by the scheduler unless ignoreEos). */
   stopTokenIds: number[];
@@ -92,11 +109,21 @@ export function engineSeed(seed: number): number {
   return Number(((BigInt(seed) % SEED_RANGE) + SEED_RANGE) % SEED_RANGE);
 }
 
+/**
+ * Sample j's engine seed: the prompt's seed + j (as vLLM's parallel sampling), so that the n samples
+ * differ while a repeated request repeats them, and sample 0 is what the request with n = 1 gives.
+ * The engine seeds its RNG through splitmix64, so neighbouring seeds give unrelated streams.
+ */
+export function sampleSeed(seed: number, j: number): number {
+  return Number((BigInt(seed) + BigInt(j)) % SEED_RANGE);
+}
+
 // ---- refused parameters -------------------------------------------------------------------------
 const isNull = (v: unknown) => v === undefined || v === null;
 /** For each refused parameter, the values that mean "not asked for" (anything else is a 400). */
-const ACCEPTED: Record<string, (v: unknown) => boolean> = {
-  best_of: (v) => isNull(v) || v === 1,
+const ACCEPTED: Record<string, (v: unknown, body?: Record<string, unknown>) => boolean> = {
+  // Every sample is returned: none is generated only to be ranked away.
+  best_of: (v, body) => isNull(v) || v === (body?.n ?? 1),
   use_beam_search: (v) => isNull(v) || v === false,
   length_penalty: (v) => isNull(v) || v === 1,
   prompt_logprobs: isNull,
@@ -142,13 +169,40 @@ const ACCEPTED: Record<string, (v: unknown) => boolean> = {
   service_tier: (v) => isNull(v) || v === 'auto' || v === 'default',
 };
 
+/** Why a refused parameter's accepted values are what they are, where the name alone does not say. */
+const REFUSAL_DETAIL: Record<string, string> = {
+  best_of: ': best_of must be null or equal to n (every sample is returned; none is ranked)',
+};
+
 /** Throws a 400 naming the first refused parameter the body asks for. Pure. */
 export function refuseUnsupported(body: Record<string, unknown>): void {
   for (const [name, accepted] of Object.entries(ACCEPTED)) {
-    if (name in body && !accepted(body[name])) {
-      throw badRequest(`'${name}' is not supported by this server`, name, 'unsupported_parameter');
+    if (name in body && !accepted(body[name], body)) {
+      throw badRequest(`'${name}' is not supported by this server${REFUSAL_DETAIL[name] ?? ''}`, name, 'unsupported_parameter');
     }
   }
+}
+
+/**
+ * Refuses a request that would create more engine sequences (prompts × n) than the server allows
+ * one request, before any prompt is tokenised. The param is the factor to lower: prompt when the
+ * batch alone is too long, else n. Pure.
+ */
+function checkSequences(prompts: number, n: number, limits: ServerLimits): void {
+  const max = limits.maxSequencesPerRequest;
+  if (prompts * n <= max) return;
+  const asked = prompts > 1 ? `${prompts} prompts × n = ${n}` : `n = ${n}`;
+  throw badRequest(
+    `${asked} asks for ${prompts * n} sequences; this server generates at most ${max} per request`,
+    prompts > max ? 'prompt' : 'n',
+    'too_many_sequences',
+  );
+}
+
+/** What is refused before any prompt is tokenised (tokenising costs time). Pure. */
+function checkRequest(req: Common, prompts: number, limits: ServerLimits): void {
+  refuseUnsupported(req as Record<string, unknown>);
+  checkSequences(prompts, req.n ?? 1, limits);
 }
 
 /** Body fields neither schema declares (logged once per name by the routes). Pure. */
@@ -203,12 +257,12 @@ function common(
   req: Common,
   tok: ServerTokenizer,
   promptTokens: number[],
+  at: PromptName,
   limits: ServerLimits,
   maxTokensField: string,
   maxTokens: number | null | undefined,
   logprobs: number | null,
 ): GenerationRequest {
-  if (req.n != null && req.n !== 1) throw badRequest(`only n = 1 is supported, got n = ${req.n}`, 'n', 'unsupported_value');
   if (req.response_format != null && req.response_format.type !== 'text') {
     throw badRequest(
       `response_format '${req.response_format.type}' is not supported (no constrained decoding); only 'text'`,
@@ -226,18 +280,20 @@ function common(
       'unsupported_value',
     );
   }
-  if (promptTokens.length === 0) throw badRequest('the prompt is empty after tokenization', 'prompt', 'empty_prompt');
+  const batched = at !== THE_PROMPT;
+  if (promptTokens.length === 0)
+    throw badRequest(`${batched ? at.text : 'the prompt'} is empty after tokenization`, at.param, 'empty_prompt');
   if (promptTokens.length > limits.maxPromptTokens) {
     throw badRequest(
-      `prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`,
-      'prompt',
+      `${at.text} is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`,
+      at.param,
       'context_length_exceeded',
     );
   }
   const room = limits.maxTotalTokens - promptTokens.length;
   if (maxTokens != null && maxTokens > room) {
     throw badRequest(
-      `${maxTokensField} = ${maxTokens} plus the ${promptTokens.length} prompt tokens exceeds the ${limits.maxTotalTokens}-token window`,
+      `${maxTokensField} = ${maxTokens} plus the ${promptTokens.length} prompt tokens${batched ? ` of ${at.text}` : ''} exceeds the ${limits.maxTotalTokens}-token window`,
       maxTokensField,
       'context_length_exceeded',
     );
@@ -250,8 +306,10 @@ function common(
   const stop = req.stop == null ? [] : typeof req.stop === 'string' ? [req.stop] : req.stop;
   return {
     promptTokens,
+    promptName: at,
     maxTokens: max,
     sampling: samplingOf(req, tok, logprobs),
+    n: req.n ?? 1,
     stop,
     stopTokenIds: req.stop_token_ids ?? [],
     includeStop: req.include_stop_str_in_output === true,
@@ -264,18 +322,26 @@ function common(
 }
 
 /** Refuses text longer than the character limit before any of it is tokenised (tokenising costs time). */
-function checkPromptChars(chars: number, limits: ServerLimits, param: string): void {
+function checkPromptChars(chars: number, limits: ServerLimits, at: PromptName): void {
   if (chars > limits.maxPromptChars) {
     throw badRequest(
-      `prompt is ${chars} characters; this server accepts at most ${limits.maxPromptChars} (at most ${limits.maxPromptTokens} tokens)`,
-      param,
+      `${at.text} is ${chars} characters; this server accepts at most ${limits.maxPromptChars} (at most ${limits.maxPromptTokens} tokens)`,
+      at.param,
       'context_length_exceeded',
     );
   }
 }
 
-function promptText(req: CompletionRequestT): string | undefined {
-  return typeof req.prompt === 'string' ? req.prompt : typeof req.prompt[0] === 'string' ? (req.prompt[0] as string) : undefined;
+/** A chat conversation is one prompt; its text is the messages'. */
+const MESSAGES: PromptName = { text: 'prompt', param: 'messages' };
+
+/** One prompt of a completions request: text or token ids. */
+type OnePrompt = string | number[];
+
+/** The prompts of a completions request, in order: its only one, or each of a batch. Pure. */
+function promptsOf(prompt: CompletionRequestT['prompt']): OnePrompt[] {
+  if (typeof prompt === 'string') return [prompt];
+  return typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as string[] | number[][]);
 }
 
 /** add_special_tokens as encoder options: absent or null leaves the encoder's default. Pure. */
@@ -283,26 +349,45 @@ function specialTokens(add: boolean | null | undefined): { addSpecialTokens: boo
   return add == null ? undefined : { addSpecialTokens: add };
 }
 
-/** `encoded`: the prompt's ids when they were computed elsewhere (off the event loop). */
-export function completionToGeneration(
+/** One prompt of a completions request as a generation. `encoded`: its ids when computed elsewhere (off the event loop). */
+function promptGeneration(
+  req: CompletionRequestT,
+  prompt: OnePrompt,
+  at: PromptName,
+  tok: ServerTokenizer,
+  limits: ServerLimits,
+  encoded: number[] | undefined,
+): GenerationRequest {
+  let ids: number[];
+  if (typeof prompt === 'string') {
+    checkPromptChars(prompt.length, limits, at);
+    ids = encoded ?? tok.encode(prompt, specialTokens(req.add_special_tokens));
+  } else {
+    ids = prompt;
+    const bad = ids.find((t) => t >= tok.vocabSize);
+    if (bad !== undefined) {
+      const where = at === THE_PROMPT ? '' : ` in ${at.text}`;
+      throw badRequest(`token id ${bad}${where} is outside the vocabulary (size ${tok.vocabSize})`, at.param, 'invalid_value');
+    }
+  }
+  return common(req, tok, ids, at, limits, 'max_tokens', req.max_tokens, req.logprobs ?? null);
+}
+
+/**
+ * Every prompt of a completions request as a generation, in the request's order (its choices are
+ * prompt-major). `encoded[i]`: prompt i's ids when they were computed elsewhere (off the event loop).
+ */
+export function completionToGenerations(
   req: CompletionRequestT,
   tok: ServerTokenizer,
   limits: ServerLimits,
-  encoded?: number[],
-): GenerationRequest {
-  refuseUnsupported(req as Record<string, unknown>);
-  let ids: number[];
-  const text = promptText(req);
-  if (text !== undefined) {
-    checkPromptChars(text.length, limits, 'prompt');
-    ids = encoded ?? tok.encode(text, specialTokens(req.add_special_tokens));
-  } else {
-    // Token ids, or a batch of one list of them.
-    ids = (Array.isArray(req.prompt[0]) ? req.prompt[0] : req.prompt) as number[];
-    const bad = ids.find((t) => t >= tok.vocabSize);
-    if (bad !== undefined) throw badRequest(`token id ${bad} is outside the vocabulary (size ${tok.vocabSize})`, 'prompt', 'invalid_value');
-  }
-  return common(req, tok, ids, limits, 'max_tokens', req.max_tokens, req.logprobs ?? null);
+  encoded: ReadonlyArray<number[] | undefined> = [],
+): GenerationRequest[] {
+  const prompts = promptsOf(req.prompt);
+  checkRequest(req, prompts.length, limits);
+  // A batch of one is the request's prompt, named as such (the openai clients send ids that way).
+  const name = (i: number) => (prompts.length === 1 ? THE_PROMPT : batchPrompt(i));
+  return prompts.map((p, i) => promptGeneration(req, p, name(i), tok, limits, encoded[i]));
 }
 
 /** Text of a message: a string, or the concatenated text parts. */
@@ -337,7 +422,7 @@ function refuseToolCalls(m: Record<string, unknown>, i: number): void {
 }
 
 function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
-  refuseUnsupported(req as Record<string, unknown>);
+  checkRequest(req, 1, limits);
   if (req.top_logprobs != null && req.logprobs !== true) {
     throw badRequest('top_logprobs needs logprobs: true', 'top_logprobs', 'invalid_value');
   }
@@ -346,7 +431,7 @@ function chatTurns(req: ChatRequestT, limits: ServerLimits): ChatTurn[] {
   checkPromptChars(
     turns.reduce((n, t) => n + t.content.length, 0),
     limits,
-    'messages',
+    MESSAGES,
   );
   return turns;
 }
@@ -369,6 +454,7 @@ export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits
     req,
     tok,
     ids,
+    THE_PROMPT,
     limits,
     field,
     req.max_completion_tokens ?? req.max_tokens,
@@ -376,25 +462,22 @@ export function chatToGeneration(req: ChatRequestT, tok: ServerTokenizer, limits
   );
 }
 
-/** completionToGeneration, with a long prompt tokenised off the event loop when the tokenizer can. */
-export async function completionToGenerationAsync(
+/** completionToGenerations, with long prompts tokenised off the event loop when the tokenizer can. */
+export async function completionToGenerationsAsync(
   req: CompletionRequestT,
   tok: ServerTokenizer,
   limits: ServerLimits,
-): Promise<GenerationRequest> {
-  const text = promptText(req);
-  // The thread encodes with the defaults: an explicit add_special_tokens is encoded here.
-  if (
-    text === undefined ||
-    text.length <= OFF_LOOP_CHARS ||
-    !tok.encodeAsync ||
-    req.echo ||
-    req.add_special_tokens != null ||
-    text.length > limits.maxPromptChars
-  ) {
-    return completionToGeneration(req, tok, limits);
-  }
-  return completionToGeneration(req, tok, limits, await tok.encodeAsync(text));
+): Promise<GenerationRequest[]> {
+  const prompts = promptsOf(req.prompt);
+  // Refused parameters and too many sequences cost no tokenising.
+  checkRequest(req, prompts.length, limits);
+  const encodeAsync = tok.encodeAsync?.bind(tok);
+  // The thread encodes with the defaults: an explicit add_special_tokens is encoded here; text over
+  // the character limit is refused there, unread.
+  const offLoop = (p: OnePrompt): p is string =>
+    typeof p === 'string' && p.length > OFF_LOOP_CHARS && p.length <= limits.maxPromptChars && req.add_special_tokens == null;
+  const encoded = encodeAsync ? await Promise.all(prompts.map(async (p) => (offLoop(p) ? encodeAsync(p) : undefined))) : [];
+  return completionToGenerations(req, tok, limits, encoded);
 }
 
 /** chatToGeneration, with long conversations tokenised off the event loop when the tokenizer can. */

@@ -5,7 +5,7 @@ import type { TypedPlugin } from '../type-provider.js';
 import type { ServingContext } from '../context.js';
 import { ApiError } from '../errors.js';
 import { respond } from '../generate.js';
-import { chatToGenerationAsync, completionToGenerationAsync, unknownFields } from '../request.js';
+import { chatToGenerationAsync, completionToGenerationsAsync, unknownFields } from '../request.js';
 import { ChatRequest, ChatResponse, type ChatResponseT } from '../schemas/chat.js';
 import { ErrorResponse } from '../schemas/common.js';
 import { CompletionRequest, CompletionResponse, type CompletionResponseT } from '../schemas/completions.js';
@@ -67,7 +67,7 @@ export const openaiRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { 
       return (await respond(
         ctx,
         'completions',
-        await completionToGenerationAsync(req.body, ctx.tokenizer, ctx.limits),
+        await completionToGenerationsAsync(req.body, ctx.tokenizer, ctx.limits),
         req,
         reply,
       )) as CompletionResponseT;
@@ -77,7 +77,9 @@ export const openaiRoutes: TypedPlugin<{ ctx: ServingContext }> = async (app, { 
   app.post('/v1/chat/completions', { schema: { body: ChatRequest, response: { 200: ChatResponse, ...errors } } }, async (req, reply) => {
     checkModel(ctx, req.body.model);
     logUnknown(req.body, 'chat', req.log);
-    return (await respond(ctx, 'chat', await chatToGenerationAsync(req.body, ctx.tokenizer, ctx.limits), req, reply)) as ChatResponseT;
+    // A conversation is one prompt (its n samples are the choices).
+    const gen = await chatToGenerationAsync(req.body, ctx.tokenizer, ctx.limits);
+    return (await respond(ctx, 'chat', [gen], req, reply)) as ChatResponseT;
   });
 
   app.get('/v1/models', { schema: { response: { 200: ModelList, ...errors } } }, async () => ({

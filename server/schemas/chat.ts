@@ -1,4 +1,4 @@
-// POST /v1/chat/completions request and response (n = 1; text content only).
+// POST /v1/chat/completions request and response (n samples of the conversation; text content only).
 import { Type, type Static } from '@sinclair/typebox';
 import { FinishReason, INT32_MAX, MAX_LOGPROBS, Refused, SamplingFields, Usage } from './common.js';
 

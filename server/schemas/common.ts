@@ -36,7 +36,8 @@ export const SamplingFields = {
   /** Any 64-bit integer, negative ones included (as vLLM). */
   // ±2^63: the int64 range as far as a JSON number (a double) can tell.
   seed: Nullable(Type.Integer({ minimum: -(2 ** 63), maximum: 2 ** 63 })),
-  n: Nullable(Type.Integer({ minimum: 1, maximum: 128, description: 'Only 1 is supported' })),
+  /** Samples per prompt, each its own sequence (choice index prompt × n + sample); the server caps prompts × n. */
+  n: Nullable(Type.Integer({ minimum: 1, maximum: 128, description: 'Default 1' })),
   stop: Type.Optional(
     Type.Union([Type.String({ minLength: 1 }), Type.Array(Type.String({ minLength: 1 }), { maxItems: 16 }), Type.Null()]),
   ),
@@ -73,7 +74,8 @@ export const SamplingFields = {
     ),
   ),
   // Refused: not implemented.
-  best_of: Refused('null or 1'),
+  // Every sample is returned; none is generated only to be ranked away.
+  best_of: Refused('null or equal to n'),
   use_beam_search: Refused('null or false'),
   length_penalty: Refused('null or 1'),
   prompt_logprobs: Refused('null'),

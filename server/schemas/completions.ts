@@ -1,5 +1,7 @@
-// POST /v1/completions request and response (OpenAI legacy completions; n = 1).
+// POST /v1/completions request and response (OpenAI legacy completions; a batch of prompts, n
+// samples of each).
 import { Type, type Static } from '@sinclair/typebox';
+import { SEQUENCES_PER_REQUEST_CAP } from '../options.js';
 import { FinishReason, INT32_MAX, MAX_LOGPROBS, Refused, SamplingFields, Usage } from './common.js';
 
 const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: INT32_MAX }), { minItems: 1 });
@@ -7,13 +9,14 @@ const TokenIds = Type.Array(Type.Integer({ minimum: 0, maximum: INT32_MAX }), { 
 export const CompletionRequest = Type.Object(
   {
     ...SamplingFields,
-    // A string, a list of one string, token ids, or a list of one list of token ids (one prompt per
-    // request: the OpenAI clients send a batch of one as a nested list).
+    // A string, token ids, or a batch: a list of strings or of token-id lists (the OpenAI clients
+    // send even one prompt of ids as a batch of one). The server's limit on prompts × n
+    // (ServerLimits.maxSequencesPerRequest) is checked before any prompt is tokenised.
     prompt: Type.Union([
       Type.String(),
-      Type.Array(Type.String(), { minItems: 1, maxItems: 1 }),
+      Type.Array(Type.String(), { minItems: 1, maxItems: SEQUENCES_PER_REQUEST_CAP }),
       TokenIds,
-      Type.Array(TokenIds, { minItems: 1, maxItems: 1 }),
+      Type.Array(TokenIds, { minItems: 1, maxItems: SEQUENCES_PER_REQUEST_CAP }),
     ]),
     /** The sampled token's logprob and the top N alternatives per token (0 = only the sampled one's). */
     logprobs: Type.Optional(Type.Union([Type.Integer({ minimum: 0, maximum: MAX_LOGPROBS }), Type.Null()])),

@@ -187,6 +187,58 @@ describe('honoured parameters change the output as specified', () => {
   });
 });
 
+describe('n samples and prompt batches on the real engine', () => {
+  const texts = (j: Json): string[] => j.choices.map((c: Json) => c.text ?? c.message.content);
+  const completion = async (extra: object) => {
+    const r = await post('/v1/completions', { ...base, ...extra });
+    expect(r.status).toBe(200);
+    return r.json;
+  };
+
+  test('n = 3 at temperature 0: three identical greedy choices; the prompt counted once', async () => {
+    const j = await completion({ n: 3 });
+    expect(j.choices.map((c: Json) => c.index)).toEqual([0, 1, 2]);
+    expect(texts(j)).toEqual([greedy.text, greedy.text, greedy.text]);
+    const one = await completion({});
+    expect(j.usage).toEqual({ prompt_tokens: one.usage.prompt_tokens, completion_tokens: 24, total_tokens: one.usage.prompt_tokens + 24 });
+  });
+
+  test('n = 3 sampled with a seed: a repeated request repeats them, they differ, sample j is the request with seed + j', async () => {
+    const sampled = { n: 3, temperature: 1, seed: 1234, max_tokens: 16 };
+    const j = await completion(sampled);
+    expect(texts(await completion(sampled))).toEqual(texts(j));
+    // 16 tokens sampled at temperature 1 from a random model: equal texts by chance are negligible.
+    expect(new Set(texts(j)).size).toBe(3);
+    for (const k of [0, 1, 2]) expect(texts(await completion({ ...sampled, n: 1, seed: 1234 + k }))).toEqual([texts(j)[k]]);
+  });
+
+  test('2 prompts × n = 2 at temperature 0: choices 0-1 are prompt 0 alone, 2-3 prompt 1 alone', async () => {
+    const other = 'Once upon a time';
+    const alone = [greedy.text, texts(await completion({ prompt: other }))[0]];
+    const j = await completion({ prompt: [base.prompt, other], n: 2 });
+    expect(texts(j)).toEqual([alone[0], alone[0], alone[1], alone[1]]);
+    const ids = (t: string) => srv.serving.ctx.tokenizer.encode(t).length;
+    expect(j.usage.prompt_tokens).toBe(ids(base.prompt) + ids(other));
+    expect(j.usage.completion_tokens).toBe(32);
+  });
+
+  test("chat streamed n = 2: each choice's first delta names the role, one finish each, the usage last", async () => {
+    const s = await post('/v1/chat/completions', { ...chatBase, n: 2, stream: true, stream_options: { include_usage: true } });
+    expect(s.status).toBe(200);
+    expect(s.text.trimEnd().endsWith('data: [DONE]')).toBe(true);
+    const chunks = sse(s.text);
+    expect(chunks.at(-1)).toMatchObject({ choices: [], usage: { completion_tokens: 12 } });
+    const whole = await post('/v1/chat/completions', { ...chatBase, n: 2 });
+    for (const i of [0, 1]) {
+      const mine = chunks.filter((c) => c.choices[0]?.index === i).map((c) => c.choices[0]);
+      expect(mine[0].delta.role).toBe('assistant');
+      expect(mine.slice(1).some((c) => 'role' in c.delta)).toBe(false);
+      expect(mine.filter((c) => c.finish_reason !== null)).toEqual([expect.objectContaining({ finish_reason: 'length' })]);
+      expect(mine.map((c) => c.delta.content ?? '').join('')).toBe(whole.json.choices[i].message.content);
+    }
+  });
+});
+
 describe('refused parameters get a 400 naming them', () => {
   const completions: Array<[string, unknown]> = [
     ['best_of', 2],
@@ -206,7 +258,6 @@ describe('refused parameters get a 400 naming them', () => {
     ['priority', 1],
     ['echo', true],
     ['suffix', 'tail'],
-    ['n', 2],
   ];
   const chat: Array<[string, unknown]> = [
     ['tools', [{ type: 'function', function: { name: 'f' } }]],

@@ -43,7 +43,7 @@ afterAll(async () => {
 describe('completions as the clients send them', () => {
   const base = { model: OPT, max_tokens: 6, temperature: 0, ignore_eos: true };
 
-  test('a batch of one token-id list is that prompt (the openai client sends number[][])', async () => {
+  test('a batch of one token-id list is that prompt (the openai client sends number[][]); a batch of two, two choices', async () => {
     const ids = opt.serving.ctx.tokenizer.encode('The quick brown fox');
     const flat = await post(opt, '/v1/completions', { ...base, prompt: ids });
     const nested = await post(opt, '/v1/completions', { ...base, prompt: [ids] });
@@ -51,8 +51,12 @@ describe('completions as the clients send them', () => {
     expect(nested.json.choices[0].text).toBe(flat.json.choices[0].text);
     expect(nested.json.usage.prompt_tokens).toBe(ids.length);
     const two = await post(opt, '/v1/completions', { ...base, prompt: [ids, ids] });
-    expect(two.status).toBe(400);
-    expect(two.json.error.param).toBe('prompt');
+    expect(two.status).toBe(200);
+    expect(two.json.choices.map((c: Json) => [c.index, c.text])).toEqual([
+      [0, flat.json.choices[0].text],
+      [1, flat.json.choices[0].text],
+    ]);
+    expect(two.json.usage.prompt_tokens).toBe(2 * ids.length);
   });
 
   test('an assistant turn with tool calls is refused by name (its calls would be lost); an empty list is none', async () => {

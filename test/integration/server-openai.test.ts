@@ -141,7 +141,7 @@ describe('bad input', () => {
     ],
     ['oversized body', '/v1/completions', J({ model: MODEL, prompt: 'a'.repeat(100 * 1024) }), 413],
     ['unknown model', '/v1/completions', J({ model: 'no-such-model', prompt: 'hi' }), 404],
-    ['n = 3', '/v1/completions', J({ model: MODEL, prompt: 'hi', n: 3 }), 400],
+    ['n beyond the sequences one request may create', '/v1/completions', J({ model: MODEL, prompt: 'hi', n: 17 }), 400],
     ['token id outside the vocabulary', '/v1/completions', J({ model: MODEL, prompt: [1, 2, 99999999] }), 400],
     ['top_p of 0', '/v1/completions', J({ model: MODEL, prompt: 'hi', top_p: 0 }), 400],
   ];

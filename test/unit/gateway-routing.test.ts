@@ -68,6 +68,18 @@ describe('promptOf', () => {
     expect(promptOf({})).toBeUndefined();
     expect(promptOf(null)).toBeUndefined();
   });
+
+  test('a batch of several prompts is routed by its first; malformed batches route by none and never throw', () => {
+    expect(promptOf({ prompt: ['first', 'second', 'third'] })).toBe('first');
+    expect(promptOf({ prompt: [[1, 2], [3, 4], [5]] })).toEqual([1, 2]);
+    const a = prefixHashes(promptOf({ prompt: ['p'.repeat(128), 'q'.repeat(128)] })!, 64, 16);
+    expect(a).toEqual(prefixHashes('p'.repeat(128), 64, 16));
+    for (const prompt of [[], [null, 'x'], [{}, 'x'], [true], [[], [1]], [['a', {}], [1]], [1, 'x', null], 'x'.repeat(3)]) {
+      expect(() => prefixHashes(promptOf({ prompt }) ?? [], 64, 16)).not.toThrow();
+    }
+    expect(promptOf({ prompt: [] })).toBeUndefined();
+    expect(promptOf({ prompt: [null, 'x'] })).toBeUndefined();
+  });
 });
 
 describe('choosePod', () => {

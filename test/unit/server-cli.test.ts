@@ -50,6 +50,11 @@ describe('hybridserve serve options', () => {
     }
     expect(parseServeArgs(['--help'], {})).toBe('help');
   });
+  test('--max-sequences-per-request: prompts × n one request may create, 1..1024', () => {
+    const c = parseServeArgs(['--max-sequences-per-request', '32'], {});
+    if (c !== 'help') expect(c.limits).toEqual({ maxSequencesPerRequest: 32 });
+    for (const bad of ['0', '1025', '2.5']) expect(() => parseServeArgs(['--max-sequences-per-request', bad], {})).toThrow(CliError);
+  });
   test('--max-step-tokens: 0 or at least --max-batch (a decode step holds one token per sequence)', () => {
     expect(parseServeArgs(['--max-step-tokens', '16384', '--max-batch', '128'], {})).toMatchObject({ maxStepTokens: 16384, maxBatch: 128 });
     expect(parseServeArgs(['--max-step-tokens', '0'], {})).toMatchObject({ maxStepTokens: 0 }); // the cap off, even with a plan file's

@@ -17,4 +17,19 @@ describe('stream chunks', () => {
       ),
     );
   });
+
+  test('chunks carry their choice index (n samples, prompt batches), in the same bytes', () => {
+    const meta = { id: 'cmpl-1', created: 1700000000, model: 'm' };
+    for (const ep of ['chat', 'completions'] as const) {
+      for (const [index, first] of [
+        [0, true],
+        [3, false],
+        [1023, true],
+      ] as const) {
+        const event = deltaEventWriter(ep, meta)('tëxt "q"', first, index);
+        expect(event).toBe(sseData(deltaChunk(ep, meta, 'tëxt "q"', null, first, null, null, index)));
+        expect(JSON.parse(event.slice('data: '.length)).choices[0].index).toBe(index);
+      }
+    }
+  });
 });

@@ -10,7 +10,7 @@ import { presetConfig } from '../../model/presets.js';
 import { ChatTemplateError } from '../../model/tokenizer.js';
 import { ApiError } from '../../server/errors.js';
 import { resolveLimits } from '../../server/options.js';
-import { chatToGeneration, completionToGeneration, type ServerTokenizer } from '../../server/request.js';
+import { chatToGeneration, completionToGenerations, type ServerTokenizer } from '../../server/request.js';
 import { choosePools } from '../../planning/server-start.js';
 import { createServing, type Serving } from '../../server/serving.js';
 import { byteTokenizer, FakeEngine } from './server-fake-engine.js';
@@ -71,7 +71,7 @@ describe('admission before tokenising (case 2)', () => {
     expect(limits.maxPromptChars).toBe(3200);
     const err = (() => {
       try {
-        completionToGeneration({ model: 'm', prompt: 'a'.repeat(3201) }, tok, limits);
+        completionToGenerations({ model: 'm', prompt: 'a'.repeat(3201) }, tok, limits);
       } catch (e) {
         return e;
       }

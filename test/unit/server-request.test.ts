@@ -4,17 +4,32 @@ import { ApiError, toApiError } from '../../server/errors.js';
 import { DEFAULT_LIMITS, resolveLimits } from '../../server/options.js';
 import {
   chatToGeneration,
-  completionToGeneration,
-  completionToGenerationAsync,
+  completionToGenerations,
+  completionToGenerationsAsync,
   engineSeed,
   OFF_LOOP_CHARS,
+  sampleSeed,
   tokenizeIds,
   tokenizeInput,
   unknownFields,
+  type GenerationRequest,
   type ServerTokenizer,
 } from '../../server/request.js';
 import { ChatTemplateError } from '../../model/tokenizer.js';
 import { byteTokenizer } from './server-fake-engine.js';
+
+/** The generation of a one-prompt completions request (the request maps to exactly one). */
+function completionToGeneration(...args: Parameters<typeof completionToGenerations>): GenerationRequest {
+  const gens = completionToGenerations(...args);
+  expect(gens).toHaveLength(1);
+  return gens[0];
+}
+
+async function completionToGenerationAsync(...args: Parameters<typeof completionToGenerationsAsync>): Promise<GenerationRequest> {
+  const gens = await completionToGenerationsAsync(...args);
+  expect(gens).toHaveLength(1);
+  return gens[0];
+}
 
 const limits = resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 32, defaultMaxTokens: 8 }, 2048);
 
@@ -23,6 +38,17 @@ function status(fn: () => unknown): number | undefined {
     fn();
   } catch (e) {
     return (e as ApiError).statusCode;
+  }
+  return undefined;
+}
+
+/** The 400's param and message, or undefined when fn does not throw. */
+function refusal(fn: () => unknown): { param: string | null; message: string } | undefined {
+  try {
+    fn();
+  } catch (e) {
+    expect((e as ApiError).statusCode).toBe(400);
+    return { param: (e as ApiError).param, message: (e as ApiError).message };
   }
   return undefined;
 }
@@ -109,7 +135,10 @@ describe('request mapping', () => {
     expect(c({ echo: true })).toBe('echo');
     expect(c({ best_of: 2 })).toBe('best_of');
     expect(c({ best_of: 1 })).toBeUndefined();
-    expect(c({ n: 2 })).toBe('n');
+    expect(c({ n: 2 })).toBeUndefined();
+    expect(c({ n: 17 })).toBe('n');
+    expect(c({ n: 2, best_of: 2 })).toBeUndefined();
+    expect(c({ n: 2, best_of: 3 })).toBe('best_of');
     expect(c({ stream_options: { include_usage: true } })).toBe('stream_options');
     expect(c({ response_format: { type: 'json_object' } })).toBe('response_format');
     expect(c({ response_format: { type: 'text' } })).toBeUndefined();
@@ -144,7 +173,7 @@ describe('request mapping', () => {
   test('bad input is a 400', () => {
     expect(status(() => completionToGeneration({ model: 'm', prompt: 'x'.repeat(21) }, byteTokenizer, limits))).toBe(400);
     expect(status(() => completionToGeneration({ model: 'm', prompt: 'hi', max_tokens: 31 }, byteTokenizer, limits))).toBe(400);
-    expect(status(() => completionToGeneration({ model: 'm', prompt: 'hi', n: 2 }, byteTokenizer, limits))).toBe(400);
+    expect(status(() => completionToGeneration({ model: 'm', prompt: 'hi', n: 17 }, byteTokenizer, limits))).toBe(400);
     expect(status(() => completionToGeneration({ model: 'm', prompt: '' }, byteTokenizer, limits))).toBe(400);
     expect(status(() => completionToGeneration({ model: 'm', prompt: [999] }, byteTokenizer, limits))).toBe(400);
     expect(status(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: '  ' }] }, byteTokenizer, limits))).toBe(400);
@@ -176,6 +205,84 @@ describe('request mapping', () => {
       maxPromptTokens: 999,
     });
     expect(resolveLimits({}, 8192).maxQueue).toBe(DEFAULT_LIMITS.maxQueue);
+  });
+});
+
+describe('batches of prompts and n samples', () => {
+  test('a batch is one generation per prompt, in order, each sampled n times from the request seed', () => {
+    const gens = completionToGenerations({ model: 'm', prompt: ['ab', 'cde'], n: 2, seed: 7 }, byteTokenizer, limits);
+    expect(gens.map((g) => g.promptTokens)).toEqual([byteTokenizer.encode('ab'), byteTokenizer.encode('cde')]);
+    expect(gens.map((g) => [g.n, g.sampling.seed, g.promptName.param])).toEqual([
+      [2, 7, 'prompt.0'],
+      [2, 7, 'prompt.1'],
+    ]);
+    // Without max_tokens each prompt gets the rest of the window after it.
+    expect(gens.map((g) => g.maxTokens)).toEqual([30, 29]);
+    const ids = completionToGenerations({ model: 'm', prompt: [[5, 6], [7]] }, byteTokenizer, limits);
+    expect(ids.map((g) => g.promptTokens)).toEqual([[5, 6], [7]]);
+    // A batch of one (the openai clients' ids) is the request's prompt, named as before.
+    expect(completionToGenerations({ model: 'm', prompt: [[5, 6]] }, byteTokenizer, limits)[0].promptName.param).toBe('prompt');
+    expect(chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }], n: 3 }, byteTokenizer, limits).n).toBe(3);
+  });
+
+  test('a bad prompt of a batch is named by its index', () => {
+    const batch = (prompt: string[] | number[][], extra: object = {}) =>
+      refusal(() => completionToGenerations({ model: 'm', prompt, ...extra }, byteTokenizer, limits));
+    expect(batch(['a', ''])).toEqual({ param: 'prompt.1', message: 'prompt[1] is empty after tokenization' });
+    expect(batch(['a', 'x'.repeat(21)])).toMatchObject({ param: 'prompt.1', message: expect.stringMatching(/^prompt\[1\] is 21 tokens/) });
+    expect(batch(['x'.repeat(641), 'a'])).toMatchObject({
+      param: 'prompt.0',
+      message: expect.stringMatching(/^prompt\[0\] is 641 characters/),
+    });
+    expect(batch([[5], [999]])).toMatchObject({
+      param: 'prompt.1',
+      message: expect.stringMatching(/^token id 999 in prompt\[1\] is outside/),
+    });
+    expect(batch(['a', 'x'.repeat(20)], { max_tokens: 20 })).toMatchObject({
+      param: 'max_tokens',
+      message: 'max_tokens = 20 plus the 20 prompt tokens of prompt[1] exceeds the 32-token window',
+    });
+    // One prompt keeps its messages.
+    expect(batch([''])).toEqual({ param: 'prompt', message: 'the prompt is empty after tokenization' });
+  });
+
+  test('prompts × n beyond the server limit: a 400 naming the factor to lower, before anything is tokenised', async () => {
+    const four = resolveLimits({ maxPromptTokens: 20, maxTotalTokens: 32, maxSequencesPerRequest: 4 }, 2048);
+    const never: ServerTokenizer = {
+      ...byteTokenizer,
+      encode: () => {
+        throw new Error('tokenised');
+      },
+      encodeAsync: async () => {
+        throw new Error('tokenised');
+      },
+    };
+    const c = (prompt: string | string[], n?: number) => refusal(() => completionToGenerations({ model: 'm', prompt, n }, never, four));
+    expect(c('a', 5)).toEqual({ param: 'n', message: 'n = 5 asks for 5 sequences; this server generates at most 4 per request' });
+    expect(c(['a', 'b', 'c', 'd', 'e'])).toMatchObject({ param: 'prompt' });
+    expect(c(['a', 'b'], 3)).toEqual({
+      param: 'n',
+      message: '2 prompts × n = 3 asks for 6 sequences; this server generates at most 4 per request',
+    });
+    expect(completionToGenerations({ model: 'm', prompt: ['a', 'b'], n: 2 }, byteTokenizer, four)).toHaveLength(2);
+    await expect(
+      completionToGenerationsAsync({ model: 'm', prompt: ['x'.repeat(OFF_LOOP_CHARS + 1)], n: 5 }, never, four),
+    ).rejects.toMatchObject({
+      param: 'n',
+    });
+    expect(refusal(() => chatToGeneration({ model: 'm', messages: [{ role: 'user', content: 'x' }], n: 5 }, never, four))).toMatchObject({
+      param: 'n',
+    });
+  });
+
+  test('sample j is seeded seed + j in the engine range; the per-request limit never exceeds the queue', () => {
+    expect([0, 1, 2].map((j) => sampleSeed(7, j))).toEqual([7, 8, 9]);
+    expect(sampleSeed(engineSeed(-1), 1)).toBe(engineSeed(0));
+    expect(resolveLimits({}, 512).maxSequencesPerRequest).toBe(DEFAULT_LIMITS.maxSequencesPerRequest);
+    expect(resolveLimits({ maxSequencesPerRequest: 64 }, 512).maxSequencesPerRequest).toBe(64);
+    // A request's sequences wait in the queue together: more than it holds could never be admitted.
+    expect(resolveLimits({ maxQueue: 3 }, 512).maxSequencesPerRequest).toBe(3);
+    expect(resolveLimits({ maxQueue: 0 }, 512).maxSequencesPerRequest).toBe(1);
   });
 });
 
@@ -212,6 +319,9 @@ describe('/tokenize', () => {
     const gen = await completionToGenerationAsync({ model: 'm', prompt: long, add_special_tokens: false, max_tokens: 1 }, offLoop, big);
     expect(gen.promptTokens).toHaveLength(long.length);
     expect((await completionToGenerationAsync({ model: 'm', prompt: long, max_tokens: 1 }, offLoop, big)).promptTokens).toEqual([7]);
+    // Each long prompt of a batch too; short ones stay on the loop.
+    const batch = await completionToGenerationsAsync({ model: 'm', prompt: [long, 'short', long], max_tokens: 1 }, offLoop, big);
+    expect(batch.map((g) => g.promptTokens)).toEqual([[7], byteTokenizer.encode('short'), [7]]);
     // A chat template's refusal off the loop is still a 400 naming messages.
     await expect(tokenizeIds(tokenizeInput({ messages }), offLoop)).rejects.toMatchObject({ statusCode: 400, param: 'messages' });
   });
