@@ -378,6 +378,7 @@ export async function run(argv: string[]): Promise<number> {
     engine: rt.engine,
     tokenizer: rt.tokenizer,
     maxPositions: rt.model.config.maxPositions,
+    prefixCaching: rt.prefixCaching,
     limits: cfg.limits,
     apiKeys,
     maxBatch: cfg.maxBatch,

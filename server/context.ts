@@ -15,6 +15,8 @@ export interface ServingContext {
   device: string;
   engine: NativeEngine;
   scheduler: Scheduler;
+  /** The engine reuses cached prompt blocks: the samples of a prompt then share its prefill (generate.ts submitAll). */
+  prefixCaching: boolean;
   tokenizer: ServerTokenizer;
   metrics: ServerMetrics;
   limits: ServerLimits;

@@ -54,12 +54,13 @@ function sampleSampling(gen: GenerationRequest, j: number): SamplingRequest {
 
 const finishedWell = (reason: FinishReason): reason is 'length' | 'stop' => reason === 'length' || reason === 'stop';
 
-/** Sample j of the prompt `gen` as one engine sequence. */
+/** Sample j of the prompt `gen` as one engine sequence, admitted only once `after` has computed its prompt (if given). */
 function submit(
   ctx: ServingContext,
   gen: GenerationRequest,
   j: number,
   onText: OnText,
+  after?: SequenceHandle,
 ): { handle: SequenceHandle; done: Promise<Outcome> } {
   const tok = ctx.tokenizer;
   const eos = gen.ignoreEos ? [] : [tok.eosTokenId];
@@ -97,6 +98,7 @@ function submit(
     sampling: sampleSampling(gen, j),
     ignoreEos: gen.ignoreEos,
     deadline: Date.now() + ctx.limits.requestTimeoutMs,
+    ...(after ? { after } : {}),
     onAdmitted(cached) {
       cachedTokens = cached;
       ctx.metrics.prefixCache(gen.promptTokens.length, cached);
@@ -132,18 +134,32 @@ const cancelAll = (choices: readonly Choice[]) => {
 type OnChoiceText = (index: number, delta: string, first: boolean, logprobs: LogprobEntry[]) => void;
 
 /**
- * Submits every sequence of the request, prompt-major, in one go so that they batch together. A
- * refusal at admission (queue full, a prompt larger than the pools, shutting down) cancels those
- * already submitted and is thrown, before any response byte, so the request gets its status and
- * leaves nothing queued.
+ * Whether the samples of `gen` after the first should wait for it to compute the prompt: they then
+ * take its full blocks from the prefix cache instead of computing the same prompt n times in one
+ * step. Only with prefix caching on and a prompt of at least one full block (else nothing is
+ * shared, and waiting would only cost them a step).
+ */
+function sharesPrefill(ctx: ServingContext, gen: GenerationRequest): boolean {
+  return gen.n > 1 && ctx.prefixCaching && gen.promptTokens.length >= ctx.engine.pools().blockTokens;
+}
+
+/**
+ * Submits every sequence of the request, prompt-major, in one go so that they batch together (the
+ * later samples of a prompt join one step after its first: sharesPrefill). A refusal at admission
+ * (queue full, a prompt larger than the pools, shutting down) cancels those already submitted and
+ * is thrown, before any response byte, so the request gets its status and leaves nothing queued.
  */
 function submitAll(ctx: ServingContext, gens: readonly GenerationRequest[], onText: OnChoiceText): Choice[] {
   const choices: Choice[] = [];
   for (const gen of gens) {
+    const share = sharesPrefill(ctx, gen);
+    let sample0: SequenceHandle | undefined;
     for (let j = 0; j < gen.n; j++) {
       const index = choices.length;
       try {
-        choices.push({ gen, ...submit(ctx, gen, j, (delta, first, lps) => onText(index, delta, first, lps)) });
+        const c = submit(ctx, gen, j, (delta, first, lps) => onText(index, delta, first, lps), share ? sample0 : undefined);
+        sample0 ??= c.handle;
+        choices.push({ gen, ...c });
       } catch (err) {
         cancelAll(choices);
         throw promptRefusal(err, gen.promptName);

@@ -63,6 +63,8 @@ export interface Runtime {
   miniBatcher?: MiniBatcher;
   /** With --gpus auto: the GPUs chosen and why (logged at start). */
   gpusReason?: string;
+  /** Whether the engine reuses cached prompt blocks (what it was opened with). */
+  prefixCaching: boolean;
 }
 
 /** Tokenizer kinds whose decoding is a plain concatenation of per-token text. */
@@ -168,6 +170,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
   const { fraction, reason } = chooseFraction(o, model.config, product, start);
   const pools = choosePools({ ...o, freeMemoryBytes: o.freeMemoryBytes ?? freemem() }, model.config, fraction);
   const planned = chooseTiers(o, model.config.numLayers, start);
+  const prefixCaching = o.prefixCaching ?? true;
   const weightBytes = modelProfile(model.config, o.device === 'cpu' ? 4 : 2, o.weightDtype).weightBytes;
   progress({ step: 1, steps: 2, stage: `loading ${formatBytes(weightBytes)} of weights into the engine` });
   const open = (tiers: Tiers) =>
@@ -182,7 +185,7 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       threads: o.threads,
       ...tiers,
       weightDtype: o.weightDtype,
-      prefixCaching: o.prefixCaching ?? true,
+      prefixCaching,
       ...(gpus !== undefined ? { gpus } : {}),
       ...(o.stages !== undefined ? { stages: o.stages } : {}),
       ...(o.worldSize !== undefined && o.worldSize > 1
@@ -217,5 +220,6 @@ export async function openRuntime(opts: RuntimeOptions): Promise<Runtime> {
       (opened.fellBack ? `; the start plan's placement did not open (${opened.fellBack}), so without it` : ''),
     miniBatcher,
     ...(auto ? { gpusReason: auto.reason } : {}),
+    prefixCaching,
   };
 }

@@ -25,6 +25,8 @@ export interface ServingOptions {
   engine: NativeEngine;
   tokenizer: ServerTokenizer;
   maxPositions: number;
+  /** Whether the engine was opened with prefix caching (server/runtime.ts Runtime.prefixCaching; default false, as the engine's). */
+  prefixCaching?: boolean;
   limits?: Partial<ServerLimits>;
   apiKeys?: string[];
   /** A key file to follow: re-read on change (Kubernetes Secret symlink swaps included); envKeys stay valid. */
@@ -85,6 +87,7 @@ export async function createServing(o: ServingOptions): Promise<Serving> {
     device: o.device,
     engine: o.engine,
     scheduler,
+    prefixCaching: o.prefixCaching ?? false,
     tokenizer: o.tokenizer,
     metrics,
     limits,

@@ -19,6 +19,31 @@ export function canAdmit(pools: NativePoolStats, tokens: number, running: number
   return blocksFor(tokens + 1, pools.blockTokens) + running <= free;
 }
 
+/**
+ * The sequence a waiting one was submitted after (SequenceRequest.after): the other samples of a
+ * prompt wait for its first sample to compute the prompt, then take its blocks from the prefix
+ * cache instead of computing the same prompt again in the same step.
+ */
+export interface AfterTarget {
+  /** A step that computed its prompt has returned: its full blocks are named in the prefix cache. */
+  promptComputed: boolean;
+  /** Finished, cancelled or failed: there is nothing to wait for any more. */
+  done: boolean;
+}
+
+/** Whether a waiting sequence is held back: the sequence it waits for has yet to compute its prompt. */
+export function heldBack(after: AfterTarget | null): boolean {
+  return after !== null && !after.done && !after.promptComputed;
+}
+
+/**
+ * The index in `waiting` (FIFO order) of the next sequence admission may take: the first one not
+ * held back, so that a held sequence never blocks those behind it; -1 when every one is held.
+ */
+export function nextAdmissible(waiting: ReadonlyArray<{ after: AfterTarget | null }>): number {
+  return waiting.findIndex((s) => !heldBack(s.after));
+}
+
 /** Whether a prompt can ever fit the pools when it runs alone. */
 export function fitsEmptyPools(pools: NativePoolStats, tokens: number): boolean {
   return blocksFor(tokens + 1, pools.blockTokens) <= pools.kvBlocksTotal + pools.actBlocksTotal + (pools.gpuKvBlocksTotal ?? 0);

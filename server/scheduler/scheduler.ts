@@ -33,6 +33,7 @@ import {
   formBatches,
   laneCap,
   needsPreemption,
+  nextAdmissible,
   pickLane,
   pipelineStagesOf,
   preemptionVictim,
@@ -57,6 +58,14 @@ export interface SequenceRequest {
   onAdmitted?(cachedPromptTokens: number): void;
   /** Absolute deadline (ms since epoch); undefined = none. */
   deadline?: number;
+  /**
+   * Not admitted before this sequence (a handle of this scheduler) has computed its prompt, i.e.
+   * the first step that ran it has returned, or has ended: the other samples of a prompt then take
+   * its blocks from the prefix cache instead of computing the same prompt in the same step. While
+   * held the sequence waits in the queue (counted, cancellable, with its deadline) but does not
+   * block those behind it.
+   */
+  after?: SequenceHandle;
 }
 
 export interface SequenceHandle {
@@ -100,6 +109,10 @@ interface Seq {
   pendingToken: number;
   pendingIndex: number;
   pendingLogprob?: TokenLogprob;
+  /** The sequence it waits for (req.after) until admitted; null when none (or after admission). */
+  after: Seq | null;
+  /** A step that ran its prompt has returned (those waiting `after` it may join). */
+  promptComputed: boolean;
 }
 
 export interface SchedulerOptions {
@@ -152,6 +165,8 @@ function fatalApiError(cause: Error): ApiError {
 
 export class Scheduler {
   private readonly waiting: Seq[] = [];
+  /** The sequence behind each handle submit() gave, for SequenceRequest.after. */
+  private readonly handles = new WeakMap<SequenceHandle, Seq>();
   /** Running sequences of every lane, in admission order. */
   private readonly running: Seq[] = [];
   private readonly lanes: Lane[];
@@ -263,11 +278,16 @@ export class Scheduler {
       contextTokens: req.prompt.length,
       pendingToken: -1,
       pendingIndex: -1,
+      // A handle of another scheduler (or none) holds nothing back.
+      after: (req.after && this.handles.get(req.after)) ?? null,
+      promptComputed: false,
     };
     this.waiting.push(seq);
     this.submitted++;
     this.ensureLoop();
-    return { cancel: () => this.cancel(seq) };
+    const handle: SequenceHandle = { cancel: () => this.cancel(seq) };
+    this.handles.set(handle, seq);
+    return handle;
   }
 
   /** Stops taking requests; resolves when in-flight ones finish or after timeoutMs (then cancels them). */
@@ -313,12 +333,21 @@ export class Scheduler {
     const wi = this.waiting.indexOf(seq);
     if (wi >= 0) this.waiting.splice(wi, 1);
     this.finishedTimes.push(Date.now());
+    this.releaseHeld(seq);
     this.hooks.onFinish?.(reason, seq.req.prompt.length, seq.generated.length);
     try {
       seq.req.onDone(reason, error);
     } catch (err) {
       this.hooks.log?.error(`onDone handler failed: ${String(err)}`);
     }
+  }
+
+  /**
+   * Sequences held `after` one that just ended may join now: wake the lanes so that an idle one
+   * admits them (a lane still stepping admits them at its next iteration anyway).
+   */
+  private releaseHeld(ended: Seq): void {
+    if (this.waiting.some((w) => w.after === ended)) for (const l of this.lanes) this.wakeLane(l);
   }
 
   /** Frees the engine sequence (its blocks) and takes it out of the running set. */
@@ -496,7 +525,8 @@ export class Scheduler {
     const windowMs = Math.max(baseMs, this.stepMsAverage);
     const until = performance.now() + windowMs;
     let seen = this.submitted;
-    while (!this.stopped && this.running.length < this.maxBatch && this.waiting.length === 0) {
+    // Held sequences (SequenceRequest.after) cannot join yet: they do not end the gathering.
+    while (!this.stopped && this.running.length < this.maxBatch && nextAdmissible(this.waiting) < 0) {
       const left = until - performance.now();
       if (left <= 0) return;
       await sleep(Math.min(quietMs, left));
@@ -527,10 +557,13 @@ export class Scheduler {
   }
 
   private admit(): void {
-    while (this.waiting.length > 0 && this.running.length < this.maxBatch) {
+    while (this.running.length < this.maxBatch) {
+      // FIFO, except that a held sequence (SequenceRequest.after) is passed over, not waited for.
+      const next = nextAdmissible(this.waiting);
+      if (next < 0) return;
       const lane = pickLane(this.laneLoads(), laneCap(this.maxBatch, this.lanes.length));
       if (lane < 0) return;
-      const seq = this.waiting[0];
+      const seq = this.waiting[next];
       const tokens = seq.req.prompt.length + seq.generated.length;
       if (!canAdmit(this.engine.pools(), tokens, this.running.length)) return;
       const all = Int32Array.from(seq.generated.length ? seq.req.prompt.concat(seq.generated) : seq.req.prompt);
@@ -540,7 +573,7 @@ export class Scheduler {
       } catch (err) {
         if (isNativeError(err, NativeErrorCode.OutOfBlocks)) {
           if (this.running.length > 0) return; // wait for others to finish
-          this.waiting.shift();
+          this.waiting.splice(next, 1);
           this.finish(
             seq,
             'error',
@@ -554,7 +587,7 @@ export class Scheduler {
           );
           continue;
         }
-        this.waiting.shift();
+        this.waiting.splice(next, 1);
         this.finish(
           seq,
           'error',
@@ -564,7 +597,9 @@ export class Scheduler {
         );
         continue;
       }
-      this.waiting.shift();
+      this.waiting.splice(next, 1);
+      // Admitted: nothing to wait for any more, even if preempted and queued again later.
+      seq.after = null;
       // Only the first admission counts: a preempted sequence re-added later hits its own blocks.
       if (seq.generated.length === 0)
         seq.req.onAdmitted?.(Math.min(this.engine.sequence(seq.engineId).prefixHitTokens ?? 0, seq.req.prompt.length));
@@ -618,6 +653,8 @@ export class Scheduler {
         needy.push(seq);
         continue;
       }
+      // Its prompt's full blocks are in the prefix cache now: sequences held after it may join.
+      seq.promptComputed = true;
       const token = result.tokens[i];
       tokens++;
       seq.generated.push(token);

@@ -46,6 +46,7 @@ export async function startServer(
     engine: rt.engine,
     tokenizer: rt.tokenizer,
     maxPositions: rt.model.config.maxPositions,
+    prefixCaching: rt.prefixCaching,
     limits,
     apiKeys: o.apiKeys,
     planFile: o.planFile,
