@@ -9,6 +9,8 @@ export interface CompletionJob {
   model: string;
   prompt: number[] | string;
   maxTokens: number;
+  /** Samples of the prompt (the API's n; absent: 1). */
+  n?: number;
   stream: boolean;
   ignoreEos: boolean;
 }
@@ -34,7 +36,7 @@ function takeEvents(st: SseState, now: number): void {
     st.buf = st.buf.slice(i + 2);
     if (!ev.startsWith('data: ') || ev === 'data: [DONE]') continue;
     let j: {
-      choices?: Array<{ text?: string }>;
+      choices?: Array<{ text?: string; index?: number }>;
       usage?: { prompt_tokens: number; completion_tokens: number };
       error?: { message?: string };
     };
@@ -51,8 +53,11 @@ function takeEvents(st: SseState, now: number): void {
     }
     if (j.choices && j.choices.length > 0) {
       if (st.first === 0) st.first = now;
-      else st.itl.push((now - st.last) / 1000);
-      st.last = now;
+      // Gaps between sample 0's chunks: with n > 1 the samples' chunks interleave.
+      if ((j.choices[0].index ?? 0) === 0) {
+        if (st.last > 0) st.itl.push((now - st.last) / 1000);
+        st.last = now;
+      }
     }
   }
 }
@@ -63,6 +68,7 @@ export function sendCompletion(baseUrl: string, job: CompletionJob): Promise<Req
     model: job.model,
     prompt: job.prompt,
     max_tokens: job.maxTokens,
+    ...(job.n !== undefined && job.n > 1 ? { n: job.n } : {}),
     temperature: 0,
     ignore_eos: job.ignoreEos,
     stream: job.stream,
@@ -120,6 +126,7 @@ export function sendCompletion(baseUrl: string, job: CompletionJob): Promise<Req
             ok: true,
             promptTokens: st.promptTokens,
             outputTokens: st.outputTokens,
+            samples: job.n ?? 1,
             ttft: (st.first - t0) / 1000,
             latency: (end - t0) / 1000,
             itl: st.itl,

@@ -100,10 +100,13 @@ export interface RequestSample {
   ok: boolean;
   error?: string;
   promptTokens: number;
+  /** Every sample's generated tokens (usage.completion_tokens). */
   outputTokens: number;
+  /** Samples of the request (the API's n; absent: 1): TPOT is per sample. */
+  samples?: number;
   ttft: number;
   latency: number;
-  /** Gaps between consecutive streamed chunks (empty when not streaming). */
+  /** Gaps between consecutive streamed chunks of sample 0 (empty when not streaming). */
   itl: number[];
 }
 
@@ -169,7 +172,8 @@ export function summarise(samples: readonly RequestSample[], durationSeconds: nu
   const ok = samples.filter((s) => s.ok);
   const ms = (xs: number[]) => xs.map((x) => x * 1000);
   const ttft = ms(ok.map((s) => s.ttft));
-  const tpot = ms(ok.filter((s) => s.outputTokens > 1).map((s) => (s.latency - s.ttft) / (s.outputTokens - 1)));
+  const perSample = (s: RequestSample) => s.outputTokens / (s.samples ?? 1);
+  const tpot = ms(ok.filter((s) => perSample(s) > 1).map((s) => (s.latency - s.ttft) / (perSample(s) - 1)));
   const itl = ms(ok.flatMap((s) => s.itl));
   const e2el = ms(ok.map((s) => s.latency));
   const input = ok.reduce((n, s) => n + s.promptTokens, 0);

@@ -6,7 +6,9 @@
 // sharing a prefix (--shared-prefix N). Per level it prints vLLM's benchmark_serving figures
 // (requests/s, output tokens/s, TTFT, TPOT, ITL and end-to-end latency: mean, median, p99; see
 // bench/serving-workload.ts) and, from /v1/hybridserve/stats, what the engine did (steps, prefill and
-// decode tokens, mean batch). A table on stdout, then ONE JSON line; progress on stderr.
+// decode tokens, mean batch). --n K asks K samples per request (parallel sampling: output tokens count
+// every sample; TTFT is the request's first chunk, TPOT and ITL those of its sample 0). A table on
+// stdout, then ONE JSON line; progress on stderr.
 //
 //   node dist/bench/serving.js --model synthetic:opt-13b --device cuda --server-args '--max-batch 128 --host-memory 96GiB' \
 //        --concurrency 128 --requests 128 --prompt-tokens 512 --max-tokens 32
@@ -47,6 +49,7 @@ const OPTIONS = {
   'prompt-kind': { type: 'string' },
   'shared-prefix': { type: 'string' },
   'max-tokens': { type: 'string' },
+  n: { type: 'string' },
   'ignore-eos': { type: 'string' },
   stream: { type: 'string' },
   vocab: { type: 'string' },
@@ -66,6 +69,8 @@ export interface BenchConfig {
   requests?: number;
   prompt: PromptSpec;
   maxTokens: number;
+  /** Samples per request (the API's n). */
+  n: number;
   ignoreEos: boolean;
   stream: boolean;
   seed: number;
@@ -144,6 +149,7 @@ export function parseBenchArgs(argv: string[]): BenchConfig {
       vocab: kind === 'ids' ? vocabOf(model, v.vocab) : 0,
     },
     maxTokens: int(v['max-tokens'], 'max-tokens', 1, quick ? 4 : 32),
+    n: int(v.n, 'n', 1, 1),
     ignoreEos: bool(v['ignore-eos'], 'ignore-eos', true),
     stream: bool(v.stream, 'stream', true),
     seed: int(v.seed, 'seed', 0, 1),
@@ -208,6 +214,7 @@ async function runLevel(url: string, c: BenchConfig, level: number, index: numbe
     model: c.model,
     prompt: prompts[i],
     maxTokens: c.maxTokens,
+    n: c.n,
     stream: c.stream,
     ignoreEos: c.ignoreEos,
   });
@@ -303,7 +310,7 @@ async function main(): Promise<number> {
     }
     const stats = await getJson<{ device?: string; actFraction?: number; pools?: Record<string, number> }>(url, '/v1/hybridserve/stats');
     console.log(
-      `\nserving benchmark: ${c.model} on ${stats?.device ?? c.device}, prompts ${c.prompt.minTokens}${c.prompt.maxTokens > c.prompt.minTokens ? `..${c.prompt.maxTokens}` : ''} tokens (${c.prompt.kind}), ${c.maxTokens} output tokens, ${c.stream ? 'streaming' : 'not streaming'}\n`,
+      `\nserving benchmark: ${c.model} on ${stats?.device ?? c.device}, prompts ${c.prompt.minTokens}${c.prompt.maxTokens > c.prompt.minTokens ? `..${c.prompt.maxTokens}` : ''} tokens (${c.prompt.kind}), ${c.maxTokens} output tokens${c.n > 1 ? ` × n = ${c.n} samples per request` : ''}, ${c.stream ? 'streaming' : 'not streaming'}\n`,
     );
     console.log(table(c, rows));
     console.log(
@@ -316,6 +323,7 @@ async function main(): Promise<number> {
         stream: c.stream,
         promptTokens: { min: c.prompt.minTokens, max: c.prompt.maxTokens, kind: c.prompt.kind, sharedPrefix: c.prompt.sharedPrefix },
         maxTokens: c.maxTokens,
+        n: c.n,
         ignoreEos: c.ignoreEos,
         actFraction: stats?.actFraction ?? null,
         pools: stats?.pools ?? null,

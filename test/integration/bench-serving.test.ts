@@ -90,6 +90,7 @@ describe('bench:serving', () => {
         'stream',
         'promptTokens',
         'maxTokens',
+        'n',
         'ignoreEos',
         'actFraction',
         'pools',
@@ -97,7 +98,7 @@ describe('bench:serving', () => {
         'levels',
       ].sort(),
     );
-    expect(j).toMatchObject({ serverArgs: ['--threads', '2'], ignoreEos: true, actFraction: 0 });
+    expect(j).toMatchObject({ serverArgs: ['--threads', '2'], ignoreEos: true, actFraction: 0, n: 1 });
     expect(j.promptTokens).toEqual({ min: 16, max: 16, kind: 'ids', sharedPrefix: 0 });
     expect(j.pools.kvBlocksTotal).toBeGreaterThan(0);
     expect(j.serverStartSeconds).toBeGreaterThan(0);
@@ -108,6 +109,19 @@ describe('bench:serving', () => {
     expect(level.server.meanBatch).toBeCloseTo((8 * 4) / level.server.engineSteps, 6);
     expect(level.server.engineBusyFraction).toBeGreaterThan(0);
     expect(level.server.engineBusyFraction).toBeLessThanOrEqual(1.05);
+  });
+
+  test('--n 3: three samples per request, counted in the output; the prompt prefilled about once, not three times', () => {
+    const r = runBench(['--quick', '--n', '3', '--prompt-tokens', '32', '--server-args=--threads 2']);
+    expect(r.code).toBe(0);
+    expect(r.stdout).toMatch(/× n = 3 samples per request/);
+    expect(r.json.n).toBe(3);
+    const level = r.json.levels[0];
+    expect(level).toMatchObject({ requests: 8, completed: 8, failed: 0, total_input_tokens: 8 * 32, total_output_tokens: 8 * 3 * 4 });
+    // Samples 1 and 2 take sample 0's two full blocks from the prefix cache (3 × 8 × 32 = 768 without).
+    expect(level.server.prefillTokens).toBeGreaterThanOrEqual(8 * 32);
+    expect(level.server.prefillTokens).toBeLessThan(8 * 32 * 1.5);
+    expect(level.median_tpot_ms).toBeGreaterThan(0);
   });
 
   test('open loop (a burst at rate inf), not streaming, text prompts sharing a prefix', () => {

@@ -77,6 +77,13 @@ describe('bench:serving workload', () => {
     expect(s.p99_e2el_ms).toBeCloseTo(1100);
   });
 
+  test('n samples per request: output tokens count every sample, TPOT is per sample', () => {
+    // 3 samples of 11 tokens each (33 in usage), 1 s after the first token: (1.1 − 0.1) / (11 − 1).
+    const s = summarise([{ ...sample(0.1, 1.1, 33), samples: 3 }], 1);
+    expect(s.total_output_tokens).toBe(33);
+    expect(s.mean_tpot_ms).toBeCloseTo(100);
+  });
+
   test('server figures are differences of the stats before and after', () => {
     const snap = (steps: number, p: number, d: number, w: number, pre: number) => ({
       counters: { steps, prefillTokens: p, decodeTokens: d, wallSeconds: w },
