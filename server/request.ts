@@ -385,6 +385,17 @@ export function completionToGenerations(
 ): GenerationRequest[] {
   const prompts = promptsOf(req.prompt);
   checkRequest(req, prompts.length, limits);
+  return generationsOf(req, prompts, tok, limits, encoded);
+}
+
+/** The prompts as generations, once checkRequest has passed. */
+function generationsOf(
+  req: CompletionRequestT,
+  prompts: readonly OnePrompt[],
+  tok: ServerTokenizer,
+  limits: ServerLimits,
+  encoded: ReadonlyArray<number[] | undefined>,
+): GenerationRequest[] {
   // A batch of one is the request's prompt, named as such (the openai clients send ids that way).
   const name = (i: number) => (prompts.length === 1 ? THE_PROMPT : batchPrompt(i));
   return prompts.map((p, i) => promptGeneration(req, p, name(i), tok, limits, encoded[i]));
@@ -477,7 +488,7 @@ export async function completionToGenerationsAsync(
   const offLoop = (p: OnePrompt): p is string =>
     typeof p === 'string' && p.length > OFF_LOOP_CHARS && p.length <= limits.maxPromptChars && req.add_special_tokens == null;
   const encoded = encodeAsync ? await Promise.all(prompts.map(async (p) => (offLoop(p) ? encodeAsync(p) : undefined))) : [];
-  return completionToGenerations(req, tok, limits, encoded);
+  return generationsOf(req, prompts, tok, limits, encoded);
 }
 
 /** chatToGeneration, with long conversations tokenised off the event loop when the tokenizer can. */
