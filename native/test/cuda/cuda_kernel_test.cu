@@ -223,6 +223,8 @@ HS_TEST(kernel_attention_decode_and_prefill) {
   CheckAttention(4, 4, 128, 527, 1);  // decode at OPT-13B's head_dim over a 528-token context (vector path)
   CheckAttention(8, 2, 64, 300, 2);   // vector path, GQA, head_dim 64
   CheckAttention(2, 2, 256, 45, 1);   // vector path, head_dim 256
+  CheckAttention(3, 3, 128, 2, 1);    // vector path, fewer keys than the 16 key groups (one iteration)
+  CheckAttention(2, 1, 64, 95, 2);    // vector path, 96 and 97 keys: the ring's slots reused, GQA
 }
 
 // ---- fused prefill attention (prefill_attention.cu) -------------------------------------------------
