@@ -35,7 +35,8 @@
 #   clocks13  issue 10: the resident OPT-13B row with the SM clock and power logged (clocks-hbm13.csv);
 #             CLOCKS=1 logs prefill_parts the same way (clocks-parts.csv)
 #   gemm_ceiling  issue 10: the prefill's GEMMs alone (bench/sustained_gemm.py, torch) from an idle GPU, then
-#             generate(), both with the clocks logged: the fp16 rate the card sustains under its power limit
+#             generate(), both with the clocks logged: the fp16 rate the card sustains under its power limit;
+#             then bench/overlap_probe.py (do decode-sized cache reads on a second stream hide under them?)
 #   prefill_parts  issue 10: each operation of one OPT-13B prefill layer (128 x 512) timed on its own with
 #             random data, next to its variants (hs_prefill_parts_bench; JSON lines in prefill-parts.jsonl)
 #   serve_planned  issue 10: serve with no placement flags (the start plan), whole GPU and 24 GiB, 128 x 512/32
@@ -644,7 +645,8 @@ stage_clocks13() {
 
 # gemm_ceiling: the card's fp16 GEMM ceiling for an OPT-13B prefill under its power limit
 # (bench/sustained_gemm.py: the prefill's GEMMs alone, from an idle GPU), then generate() alone, each
-# with the clocks logged (clocks-ceiling.csv, clocks-hf.csv): what bounds acceptance 1's total ratio.
+# with the clocks logged (clocks-ceiling.csv, clocks-hf.csv), then the overlap probe: what bounds
+# acceptance 1's total ratio.
 stage_gemm_ceiling() {
   local pid rc
   pid=$(clock_log ceiling)
@@ -655,6 +657,8 @@ stage_gemm_ceiling() {
   pid=$(clock_log hf)
   python3 bench/hf_generate.py --model opt-13b --batch 128 --prompt 512 --gen 32 2>>"$OUT/hf-stderr.log" | tee -a "$OUT/tiers.jsonl"
   kill "$pid" 2>/dev/null
+  # Whether decode-sized cache reads on a second stream hide under those GEMMs (bench/overlap_probe.py).
+  python3 bench/overlap_probe.py 2>>"$OUT/hf-stderr.log" | tee -a "$OUT/tiers.jsonl"
   return $rc
 }
 
